@@ -1,0 +1,47 @@
+"""`python -m bot check-config`: is the configuration usable? Says what is missing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bot.config import ConfigError, load_settings, problems_for_running
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "check-config", help="validate the settings and say what is missing"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    problems = problems_for_running(settings)
+    db_dir = settings.database.path.resolve().parent
+    probe = db_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        problems.append(f"database.path: cannot create or write {db_dir} (set BOT_DB_PATH)")
+    mode = (
+        "simulator (no CIVITAI_TOKEN: placeholder images, no Buzz spent)"
+        if settings.simulated
+        else (f"orchestrator at {settings.civitai.base_url}")
+    )
+    print(f"orchestrator: {mode}")
+    print(f"database:     {settings.database.path}")
+    print(
+        f"dev guild:    {settings.discord.dev_guild or 'none (commands sync globally with --sync)'}"
+    )
+    print(f"discord token: {'set' if settings.discord.token else 'missing'}")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print("configuration OK")
+    return 1 if problems else 0

@@ -1,0 +1,200 @@
+"""Settings: an optional TOML file, every key overridable from the environment (env wins).
+
+Environment names: the five DESIGN.md names (DISCORD_TOKEN, CIVITAI_TOKEN, CIVITAI_BASE_URL,
+BOT_DB_PATH, BOT_DEV_GUILD), and for every key `BOT_<SECTION>__<KEY>`, e.g.
+`BOT_CIVITAI__WHATIF=true`. The TOML path comes from `--config`, else BOT_CONFIG, else
+config.toml; a missing default file is fine, a missing explicit one is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+Period = Literal["none", "daily", "weekly", "monthly"]
+Currency = Literal["yellow", "blue", "green", "fakeRed"]
+
+# DESIGN.md's short names, mapped to (section, key).
+NAMED_ENV: dict[str, tuple[str, str]] = {
+    "DISCORD_TOKEN": ("discord", "token"),
+    "BOT_DEV_GUILD": ("discord", "dev_guild"),
+    "CIVITAI_TOKEN": ("civitai", "token"),
+    "CIVITAI_BASE_URL": ("civitai", "base_url"),
+    "BOT_DB_PATH": ("database", "path"),
+}
+ENV_PREFIX = "BOT_"
+
+
+def env_name(section: str, key: str) -> str:
+    for name, where in NAMED_ENV.items():
+        if where == (section, key):
+            return name
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscordSettings(_Section):
+    token: SecretStr | None = None
+    dev_guild: int | None = Field(None, gt=0)
+
+
+class CivitaiSettings(_Section):
+    token: SecretStr | None = None
+    base_url: str = "https://orchestration.civitai.com"
+    currencies: list[Currency] = Field(default_factory=list)
+    whatif: bool = False
+    wait_seconds: int = Field(60, ge=0, le=300)
+    request_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    max_retries: int = Field(5, ge=0, le=20)
+    retry_max_delay_seconds: float = Field(30.0, gt=0, le=600)
+    blob_hosts: list[str] = Field(default_factory=lambda: ["civitai.com", "*.civitai.com"])
+    max_blob_bytes: int = Field(64 * 1024 * 1024, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local simulator)")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    path: Path = Path("data/bot.sqlite3")
+
+
+class JobSettings(_Section):
+    deadline_minutes: int = Field(30, ge=1, le=24 * 60)
+    # Start delivering as a channel message this long before the 15-minute token expires.
+    token_margin_seconds: int = Field(60, ge=0, le=600)
+    status_edit_interval_seconds: float = Field(5.0, ge=1.0, le=120.0)
+
+
+class MediaSettings(_Section):
+    max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    # Sources travel to the orchestrator as data URLs; each is re-encoded to fit under this.
+    max_source_bytes: int = Field(8 * 1024 * 1024, gt=0)
+
+
+class GuildDefaults(_Section):
+    """What a guild starts with before an admin changes anything."""
+
+    default_model: str = "gpt-image-2"
+    allowance: int = Field(0, ge=0, le=10_000_000)
+    allowance_period: Period = "weekly"
+    confirm_above: int = Field(500, ge=0, le=10_000_000)
+    per_member_concurrency: int = Field(2, ge=1, le=50)
+    per_guild_concurrency: int = Field(10, ge=1, le=500)
+    strikes_to_ban: int = Field(3, ge=0, le=100)
+    strike_window_days: int = Field(30, ge=1, le=3650)
+
+
+class SimulatorSettings(_Section):
+    speed: float = Field(1.0, gt=0, le=1000)
+    port: int = Field(0, ge=0, le=65535)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    civitai: CivitaiSettings = Field(default_factory=CivitaiSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    defaults: GuildDefaults = Field(default_factory=GuildDefaults)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init kwargs carry the TOML file, so they rank below the environment.
+        return (_NamedEnvSource(settings_cls), env_settings, init_settings)
+
+    @property
+    def simulated(self) -> bool:
+        """No Civitai token: the bot runs on the built-in simulator."""
+        return self.civitai.token is None or not self.civitai.token.get_secret_value()
+
+
+class _NamedEnvSource(EnvSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        for name, (section, key) in NAMED_ENV.items():
+            if environ.get(name):
+                data.setdefault(section, {})[key] = environ[name]
+        return data
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names each key and its env override."""
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("BOT_CONFIG") or "config.toml")
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    explicit = path is not None or bool(os.environ.get("BOT_CONFIG"))
+    path = path or default_config_path()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    lines = [f"invalid configuration ({path} and environment):"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        env = env_name(loc[0], loc[1]) if len(loc) >= 2 else f"{ENV_PREFIX}{key.upper()}"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (see config.example.toml for the valid keys)"
+        lines.append(f"  {key} (env {env}): {message}")
+    return "\n".join(lines)
+
+
+def problems_for_running(settings: Settings) -> list[str]:
+    """What stops `python -m bot run`; empty when the bot can start."""
+    problems = []
+    token = settings.discord.token
+    if token is None or not token.get_secret_value().strip():
+        problems.append("discord.token is missing: set DISCORD_TOKEN (or [discord] token)")
+    return problems

@@ -1,0 +1,293 @@
+"""The orchestrator client: submit, get (long-poll), cancel, and capped blob downloads.
+
+Retryable failures (429, 5xx, timeouts, connection errors) are retried with capped exponential
+backoff and jitter, honouring Retry-After. Submits are safe to retry because every template
+carries an externalId. The token lives only in the Authorization header: never in a repr,
+a log line or an exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from bot.orchestrator.errors import (
+    BlobRefused,
+    Forbidden,
+    NotFound,
+    OrchestratorError,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from bot.orchestrator.models import Workflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = "/v2/consumer/workflows"
+MAX_RETRY_AFTER = 600.0
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class OrchestratorClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: SecretStr | str | None,
+        *,
+        currencies: list[str] | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        retry_max_delay: float = 30.0,
+        blob_hosts: list[str] | None = None,
+        max_blob_bytes: int = 64 * 1024 * 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
+        self._secret = secret
+        self.base_url = base_url.rstrip("/")
+        self.currencies = list(currencies or [])
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_max_delay = retry_max_delay
+        self.blob_hosts = [h.lower() for h in (blob_hosts or [])]
+        self.max_blob_bytes = max_blob_bytes
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # Requests actually sent, by kind: the benchmarks read these.
+        self.stats: Counter[str] = Counter()
+        headers = {"Accept": "application/json"}
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            # Long-polls hold a connection each: many jobs in flight need many connections.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        token = "***" if self._secret else None
+        return f"OrchestratorClient(base_url={self.base_url!r}, token={token})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> OrchestratorClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- API --------------------------------------------------------------------------------
+    def template(
+        self, steps: list[dict[str, Any]], external_id: str, **extra: Any
+    ) -> dict[str, Any]:
+        """A WorkflowTemplate with the configured currencies and an idempotency key."""
+        return {
+            "steps": steps,
+            "currencies": list(self.currencies),
+            "externalId": external_id,
+            **extra,
+        }
+
+    async def submit(
+        self, template: dict[str, Any], *, wait: int = 0, whatif: bool = False
+    ) -> Workflow:
+        if not template.get("externalId"):
+            raise ValueError("every submission needs an externalId (it makes retries safe)")
+        body = {**template}
+        body.setdefault("currencies", list(self.currencies))
+        params: dict[str, Any] = {"wait": wait}
+        if whatif:
+            params["whatif"] = "true"
+        kind = "whatif" if whatif else "submit"
+        response = await self._request(kind, "POST", WORKFLOWS, params=params, json=body, wait=wait)
+        return Workflow.model_validate(response.json())
+
+    async def get(self, workflow_id: str, *, wait: int = 0) -> Workflow:
+        response = await self._request(
+            "get", "GET", f"{WORKFLOWS}/{workflow_id}", params={"wait": wait}, wait=wait
+        )
+        return Workflow.model_validate(response.json())
+
+    async def cancel(self, workflow_id: str) -> None:
+        await self._request(
+            "cancel", "PUT", f"{WORKFLOWS}/{workflow_id}", json={"status": "canceled"}
+        )
+
+    async def download_blob(self, url: str, *, max_bytes: int | None = None) -> bytes:
+        """Stream a blob from an allowed host, refusing it as soon as it passes the cap."""
+        cap = max_bytes or self.max_blob_bytes
+        for _ in range(3):  # a GetBlob URL redirects once to the content URL
+            self._check_blob_url(url)
+            self.stats["blob"] += 1
+            request = self._http.build_request("GET", url)
+            if not self._same_host(url):
+                # Blob URLs are signed; our bearer token must not travel to another host.
+                request.headers.pop("Authorization", None)
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    url = str(response.url.join(response.headers["location"]))
+                    continue
+                if response.status_code != 200:
+                    raise self._error(response.status_code, await _body_text(response))
+                return await _read_capped(response, cap)
+            finally:
+                await response.aclose()
+        raise BlobRefused("too many redirects fetching a blob")
+
+    # -- internals --------------------------------------------------------------------------
+    def _same_host(self, url: str) -> bool:
+        return urlsplit(url).netloc.lower() == urlsplit(self.base_url).netloc.lower()
+
+    def _check_blob_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if self._same_host(url):
+            return
+        if parts.scheme != "https" and not _is_loopback(host):
+            raise BlobRefused(f"blob URL must be https: {parts.scheme}://{host}")
+        for pattern in self.blob_hosts:
+            if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+                return
+        raise BlobRefused(f"blob host {host!r} is not an orchestrator blob host")
+
+    async def _request(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        wait: int = 0,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                self.stats[kind] += 1
+                response = await self._http.request(
+                    method, path, params=params, json=json, timeout=self.timeout + wait
+                )
+            except httpx.TimeoutException:
+                problem = f"{kind}: the orchestrator did not answer in time"
+            except httpx.TransportError as exc:
+                problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise self._error(response.status_code, response.text)
+                problem = f"{kind}: orchestrator answered {response.status_code}"
+                retry_after = _retry_after(response.headers.get("retry-after"))
+            if attempt >= self.max_retries:
+                raise Unavailable(self._redact(f"{problem}; gave up after {attempt + 1} tries"))
+            delay = self._backoff(attempt, retry_after)
+            log.warning("%s; retrying in %.1fs (try %d)", self._redact(problem), delay, attempt + 2)
+            await self._sleep(delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        ceiling = min(self.retry_max_delay, 0.5 * 2**attempt)
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        return delay
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _error(self, status: int, body: str) -> OrchestratorError:
+        body = self._redact(body)
+        detail, fields = _problem(body)
+        if status == 400:
+            listed = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
+            return ValidationFailed(f"orchestrator refused the request: {listed or detail}", fields)
+        if status == 401:
+            return Unauthorized("the orchestrator refused the API token (401)")
+        if status == 403:
+            return Forbidden(f"the orchestrator refused (403): {detail or 'forbidden'}")
+        if status == 404:
+            return NotFound(f"not found on the orchestrator: {detail or 'no such workflow'}")
+        return OrchestratorError(f"orchestrator answered {status}: {detail}", status=status)
+
+
+def _problem(body: str) -> tuple[str, dict[str, list[str]]]:
+    """(detail, field errors) from ProblemDetails / ValidationProblemDetails, or plain text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:300], {}
+    if not isinstance(data, dict):
+        return str(data)[:300], {}
+    fields = {
+        str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+        for k, v in (data.get("errors") or {}).items()
+    }
+    detail = data.get("detail") or data.get("title") or ""
+    return str(detail)[:300], fields
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _body_text(response: httpx.Response) -> str:
+    data = await _read_capped(response, 64 * 1024, refuse=False)
+    return data[:2000].decode("utf-8", "replace")
+
+
+async def _read_capped(response: httpx.Response, cap: int, *, refuse: bool = True) -> bytes:
+    declared = response.headers.get("content-length")
+    if refuse and declared and declared.isdigit() and int(declared) > cap:
+        raise BlobRefused(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            if not refuse:
+                break
+            raise BlobRefused(f"blob is over the {cap:,} byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,46 @@
+"""Typed orchestrator errors. Their text never carries the API token."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    status: int | None = None
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class ValidationFailed(OrchestratorError):
+    """400: the orchestrator refused the request; `fields` maps each field to its complaints."""
+
+    status = 400
+
+    def __init__(self, message: str, fields: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class Unauthorized(OrchestratorError):
+    """401: the token is missing, wrong or revoked. An operator problem, not a member's."""
+
+    status = 401
+
+
+class Forbidden(OrchestratorError):
+    """403: not enough Buzz on the account, or the token may not do this."""
+
+    status = 403
+
+
+class NotFound(OrchestratorError):
+    status = 404
+
+
+class Unavailable(OrchestratorError):
+    """429/5xx/timeouts/connection errors that outlasted every retry."""
+
+
+class BlobRefused(OrchestratorError):
+    """A blob download that is not allowed (host not on the list) or is too large."""
