@@ -1,0 +1,690 @@
+"""The job engine: admit → hold Buzz → submit → follow → settle → deliver, restart-safe.
+
+A job's state lives in SQLite; the in-memory task that drives it can die at any moment and a
+new one, started by `start()`, carries on from the stored state:
+- queued: (re)submit with externalId = job id, so a retry finds the same workflow;
+- submitted/running: follow the workflow until it ends, then settle and move on, in one
+  transaction (status + ledger + review item);
+- delivering: ask the publisher whether the result is already posted (exactly once), else
+  fetch fresh blob URLs, download, post, record the message ids.
+Only the job's own task changes a running job; others (cancel) ask the orchestrator or set a
+flag and wake the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.catalog import CatalogError, build_request
+from bot.catalog.request import ImageRequest
+from bot.engine.follow import FollowPolicy, LongPoll
+from bot.engine.publisher import (
+    OperatorAlerts,
+    Publisher,
+    ResultImage,
+    ReviewListener,
+    StatusUpdate,
+)
+from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.orchestrator.client import OrchestratorClient
+from bot.orchestrator.errors import (
+    BlobRefused,
+    Forbidden,
+    NotFound,
+    OrchestratorError,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from bot.orchestrator.models import Workflow, WorkflowStatus
+from bot.store.db import Database, utcnow
+from bot.store.guilds import GuildStore
+from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
+from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger
+from bot.store.moderation import ModerationStore
+
+log = logging.getLogger(__name__)
+
+J = JobStatus
+SOURCE_REF = "source://"
+DELIVERY_FAILED = "delivery failed"
+PromptFilter = Callable[[int, str], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    policy: FollowPolicy = field(default_factory=LongPoll)
+    whatif: bool = False
+    deadline: timedelta = timedelta(minutes=30)
+    # Waits after the client gave up on a retryable error, growing to the cap.
+    retry_base: float = 2.0
+    retry_cap: float = 60.0
+    delivery_attempts: int = 5
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
+class Quote:
+    request: ImageRequest
+    estimate: int
+    balance: int
+
+
+def new_job_id(now: datetime) -> str:
+    """Sortable, and valid as an orchestrator externalId ([A-Za-z0-9_-], ≤ 128)."""
+    return f"j{int(now.timestamp() * 1000):011x}{secrets.token_hex(3)}"
+
+
+class NotAllowed(Exception):
+    pass
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        jobs: JobStore,
+        ledger: Ledger,
+        guilds: GuildStore,
+        moderation: ModerationStore,
+        client: OrchestratorClient,
+        publisher: Publisher,
+        settings: EngineSettings | None = None,
+        reviews: ReviewListener | None = None,
+        alerts: OperatorAlerts | None = None,
+        prompt_filter: PromptFilter | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db, self.jobs, self.ledger, self.guilds = db, jobs, ledger, guilds
+        self.moderation = moderation
+        self.client = client
+        self.publisher = publisher
+        self.settings = settings or EngineSettings()
+        self.reviews = reviews
+        self.alerts = alerts
+        self.prompt_filter = prompt_filter
+        self.clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._alerted: set[str] = set()
+        self._closing = False
+        # Workflows seen at conclusion, so delivery needs no extra request for fresh URLs.
+        self._fresh: dict[str, Workflow] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> int:
+        """Resume every job that was queued, submitted, running or delivering."""
+        resumed = await self.jobs.active()
+        for job in resumed:
+            self._spawn(job.id)
+        if resumed:
+            log.info("resumed %d job(s)", len(resumed))
+        return len(resumed)
+
+    async def stop(self) -> None:
+        self._closing = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def wait_idle(self) -> None:
+        """Until no job task runs (tests and benchmarks; wrap in asyncio.timeout)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def _spawn(self, job_id: str) -> None:
+        if job_id in self._tasks or self._closing:
+            return
+        task = asyncio.create_task(self._drive(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t, j=job_id: self._forget(j))
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._wake.pop(job_id, None)
+        self._fresh.pop(job_id, None)
+
+    # -- admission --------------------------------------------------------------------------
+    def validate(self, request: JobRequest) -> ImageRequest:
+        sources = [s for s in request.sources if s.role == "image"]
+        mask = next((s for s in request.sources if s.role == "mask"), None)
+        refs = tuple(f"{SOURCE_REF}{i}" for i, s in enumerate(request.sources) if s.role == "image")
+        mask_ref = f"{SOURCE_REF}{request.sources.index(mask)}" if mask is not None else None
+        options = request.options
+        if request.sources:
+            options = options.with_sources(refs, mask_ref)
+        input_size = (sources[0].width, sources[0].height) if sources else None
+        try:
+            return build_request(request.model, request.operation, options, input_size=input_size)
+        except CatalogError as exc:
+            raise Refusal(RefusalReason.INVALID, str(exc), errors=exc.errors) from None
+
+    async def quote(self, request: JobRequest) -> Quote:
+        """Validate and price without holding anything (for the confirmation prompt)."""
+        validated = await self._precheck(request)
+        balance = await self.ledger.balance(
+            request.requester.guild_id, request.requester.member_id, request.requester.roles
+        )
+        return Quote(validated, validated.buzz, balance.available)
+
+    async def _precheck(self, request: JobRequest) -> ImageRequest:
+        """Admission checks that need no transaction, in DESIGN.md's order."""
+        who = request.requester
+        ban = await self.moderation.active_ban(who.guild_id, who.member_id)
+        if ban is not None:
+            until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
+            raise Refusal(RefusalReason.BANNED, f"you are banned from using the bot here{until}")
+        settings = await self.guilds.get(who.guild_id)
+        if not settings.channel_allowed(who.channel_id):
+            raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
+        if not settings.model_enabled(request.model.value):
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED,
+                f"{request.model.value} is switched off on this server",
+            )
+        return self.validate(request)
+
+    async def submit(self, request: JobRequest) -> JobRecord:
+        """Admit a request: hold its Buzz and queue it (or hold it for review). Raises Refusal."""
+        validated = await self._precheck(request)
+        who = request.requester
+        settings = await self.guilds.get(who.guild_id)
+        if validated.buzz > settings.confirm_above and not request.confirmed:
+            raise Refusal(
+                RefusalReason.CONFIRM,
+                f"this costs {validated.buzz:,} Buzz, above the server's "
+                f"{settings.confirm_above:,} Buzz confirmation threshold",
+                buzz=validated.buzz,
+            )
+        now = self.clock()
+        job_id = new_job_id(now)
+        whatif = await self._whatif(job_id, validated) if self.settings.whatif else None
+        hold_amount = max(validated.buzz, whatif or 0)
+        held_reason = None
+        if self.prompt_filter is not None:
+            held_reason = await self.prompt_filter(who.guild_id, request.options.prompt)
+        status = J.HELD if held_reason else J.QUEUED
+        new = NewJob(
+            id=job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            member_id=who.member_id,
+            model=request.model.value,
+            operation=request.operation.value,
+            options=request.options.as_dict(),
+            step=validated.step(),
+            estimate=validated.buzz,
+            status=status,
+            whatif=whatif,
+            interaction_token=request.interaction.token if request.interaction else None,
+            interaction_expires_at=request.interaction.expires_at if request.interaction else None,
+            parent_job_id=request.parent_job_id,
+            simulated=self.settings.simulated,
+            deadline_at=now + self.settings.deadline,
+        )
+        try:
+            async with self.db.transaction() as tx:
+                mine, theirs = await self.jobs.in_flight(tx, who.guild_id, who.member_id)
+                if mine >= settings.per_member_concurrency:
+                    raise Refusal(
+                        RefusalReason.MEMBER_BUSY,
+                        f"you already have {mine} job(s) running; the limit here is "
+                        f"{settings.per_member_concurrency}",
+                    )
+                if theirs >= settings.per_guild_concurrency:
+                    raise Refusal(
+                        RefusalReason.GUILD_BUSY,
+                        f"the server already has {theirs} jobs running (its limit); try again "
+                        "in a minute",
+                    )
+                await self.ledger.check_budget(
+                    tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
+                )
+                await self.jobs.insert(tx, new, request.sources)
+                await self.ledger.hold(
+                    tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles
+                )
+                item_id = None
+                if held_reason:
+                    item_id = await self.moderation.create_item(
+                        tx, who.guild_id, job_id, "held", held_reason
+                    )
+        except InsufficientBuzz as exc:
+            raise Refusal(
+                RefusalReason.BALANCE, str(exc), buzz=hold_amount, balance=exc.have
+            ) from None
+        except BudgetExhausted as exc:
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=hold_amount) from None
+        job = await self.jobs.get(job_id)
+        assert job is not None
+        if status is J.HELD:
+            await self._notify_review(item_id, job)
+            await self._status(job, "held for a moderator's review before it runs")
+        else:
+            self._spawn(job_id)
+        return job
+
+    async def _whatif(self, job_id: str, validated: ImageRequest) -> int | None:
+        # A whatif claims its externalId upstream, so it must not use the job's own id.
+        template = self.client.template([validated.step()], f"{job_id}-whatif")
+        try:
+            estimate = await self.client.submit(template, whatif=True)
+        except (Unauthorized, Forbidden) as exc:
+            await self._alert("auth", str(exc))
+            raise Refusal(
+                RefusalReason.UPSTREAM,
+                "the bot cannot place orders with the orchestrator right now; the operator "
+                "has been told",
+            ) from None
+        except OrchestratorError as exc:
+            log.warning("whatif failed for %s, holding the local estimate: %s", job_id, exc)
+            return None
+        return estimate.cost.total if estimate.cost else None
+
+    # -- moderator decisions on held jobs ---------------------------------------------------
+    async def approve(self, job_id: str) -> JobRecord:
+        """A held job runs now (its Buzz is already held)."""
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(
+                tx,
+                job_id,
+                J.QUEUED,
+                detail="approved",
+                deadline_at=self.clock() + self.settings.deadline,
+            )
+        self._spawn(job_id)
+        await self._status(job, None)
+        return job
+
+    async def reject(self, job_id: str) -> JobRecord:
+        """A held job will not run: release its hold."""
+        message = "a moderator decided this request will not run; nothing was charged"
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(tx, job_id, J.REJECTED, charged=0, error=message)
+            await self.ledger.settle(tx, job_id, 0)
+        await self._status(job, message)
+        return job
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel(self, job_id: str, actor: Requester) -> JobRecord:
+        job = await self.jobs.get(job_id)
+        if job is None or job.guild_id != actor.guild_id:
+            raise NotAllowed("no such job here")
+        if job.member_id != actor.member_id and not actor.is_moderator:
+            raise NotAllowed("only the member who asked (or a moderator) can cancel this job")
+        if job.final or job.status is J.DELIVERING:
+            raise NotAllowed(f"this job is already {job.status.value}")
+        if job.status is J.HELD:
+            async with self.db.transaction() as tx:
+                job = await self.jobs.transition(
+                    tx, job_id, J.CANCELED, charged=0, cancel_requested_by=actor.member_id
+                )
+                await self.ledger.settle(tx, job_id, 0)
+            await self._status(job, "canceled")
+            return job
+        async with self.db.transaction() as tx:
+            await self.jobs.update(tx, job_id, cancel_requested_by=actor.member_id)
+        if job.workflow_id:
+            with contextlib.suppress(NotFound):
+                await self.client.cancel(job.workflow_id)
+        self._wake_job(job_id)
+        refreshed = await self.jobs.get(job_id)
+        assert refreshed is not None
+        return refreshed
+
+    def _wake_job(self, job_id: str) -> None:
+        event = self._wake.get(job_id)
+        if event is not None:
+            event.set()
+
+    async def _sleep(self, job_id: str, seconds: float) -> None:
+        """Sleep, but wake early when someone cancels the job."""
+        event = self._wake.setdefault(job_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        event.clear()
+
+    # -- driving a job ----------------------------------------------------------------------
+    async def _drive(self, job_id: str) -> None:
+        failures = 0
+        while not self._closing:
+            job = await self.jobs.get(job_id)
+            if job is None or job.final or job.status is J.HELD:
+                return
+            try:
+                if job.status is J.QUEUED:
+                    await self._submit(job)
+                elif job.status in (J.SUBMITTED, J.RUNNING):
+                    await self._follow(job)
+                elif job.status is J.DELIVERING:
+                    await self._deliver(job)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except (Unavailable, TransitionError) as exc:
+                failures += 1
+                delay = min(self.settings.retry_cap, self.settings.retry_base * 2 ** (failures - 1))
+                log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
+                await self._sleep(job_id, delay)
+            except Exception:
+                failures += 1
+                log.exception("job %s: unexpected error (attempt %d)", job_id, failures)
+                await self._sleep(job_id, min(self.settings.retry_cap, 5.0 * failures))
+
+    def _past_deadline(self, job: JobRecord) -> bool:
+        return job.deadline_at is not None and self.clock() >= job.deadline_at
+
+    async def _submit(self, job: JobRecord) -> None:
+        if job.cancel_requested_by is not None:
+            await self._finish_unsubmitted(job, J.CANCELED, "canceled")
+            return
+        if self._past_deadline(job):
+            await self._finish_unsubmitted(job, J.EXPIRED, "it could not be submitted in time")
+            return
+        template = self.client.template([await self._resolved_step(job)], job.id)
+        try:
+            workflow = await self.client.submit(template, wait=self.settings.policy.submit_wait)
+        except ValidationFailed as exc:
+            fields = ", ".join(exc.fields) or "the request"
+            await self._finish_unsubmitted(
+                job,
+                J.FAILED,
+                f"the orchestrator refused it ({fields}); nothing was charged",
+                detail=str(exc),
+            )
+            return
+        except (Unauthorized, Forbidden) as exc:
+            await self._alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
+            await self._finish_unsubmitted(
+                job,
+                J.FAILED,
+                "the bot cannot place orders with the orchestrator right now; nothing was "
+                "charged and the operator has been told",
+                detail=str(exc),
+            )
+            return
+        self._alerted.discard("auth")
+        self._alerted.discard("forbidden")
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(
+                tx,
+                job.id,
+                J.SUBMITTED,
+                workflow_id=workflow.id,
+                workflow_status=str(workflow.status),
+                submitted_at=self.clock(),
+            )
+        await self._status(job, None)
+        fresh = await self.jobs.get(job.id)
+        if fresh is not None and fresh.cancel_requested_by is not None and workflow.id:
+            with contextlib.suppress(NotFound):
+                await self.client.cancel(workflow.id)
+        await self._observe(job, workflow)
+
+    async def _finish_unsubmitted(
+        self, job: JobRecord, status: JobStatus, message: str, *, detail: str | None = None
+    ) -> None:
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(
+                tx, job.id, status, charged=0, error=message, detail=detail
+            )
+            await self.ledger.settle(tx, job.id, 0)
+        await self._status(job, message)
+
+    async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
+        """The stored step with source://N references replaced by data URLs."""
+        text = json.dumps(job.step)
+        if SOURCE_REF not in text:
+            return job.step
+        sources = await self.jobs.sources(job.id)
+
+        def resolve(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(SOURCE_REF):
+                source = sources[int(value[len(SOURCE_REF) :])]
+                return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
+            if isinstance(value, list):
+                return [resolve(v) for v in value]
+            if isinstance(value, dict):
+                return {k: resolve(v) for k, v in value.items()}
+            return value
+
+        return resolve(job.step)
+
+    async def _follow(self, job: JobRecord) -> None:
+        assert job.workflow_id is not None
+        attempt = 0
+        canceled_sent = False
+        while True:
+            job = await self.jobs.get(job.id) or job
+            if job.cancel_requested_by is not None and not canceled_sent:
+                canceled_sent = True
+                with contextlib.suppress(NotFound):
+                    await self.client.cancel(job.workflow_id)
+            if self._past_deadline(job):
+                await self._expire(job)
+                return
+            delay, wait = self.settings.policy.next_request(attempt)
+            if delay:
+                await self._sleep(job.id, delay)
+            attempt += 1
+            try:
+                workflow = await self.client.get(job.workflow_id, wait=wait)
+            except NotFound:
+                # The orchestrator lost it: nothing to charge, nothing to deliver.
+                log.error("job %s: workflow %s is gone upstream", job.id, job.workflow_id)
+                await self._conclude(job, Workflow(id=job.workflow_id, status="failed"))
+                return
+            if await self._observe(job, workflow):
+                return
+
+    async def _expire(self, job: JobRecord) -> None:
+        """Past the deadline: cancel upstream and settle from what the orchestrator reports."""
+        assert job.workflow_id is not None
+        with contextlib.suppress(NotFound):
+            await self.client.cancel(job.workflow_id)
+        workflow = await self.client.get(job.workflow_id)
+        if workflow.terminal:
+            await self._conclude(job, workflow)
+            return
+        await self._conclude(job, workflow, forced=J.EXPIRED)
+
+    async def _observe(self, job: JobRecord, workflow: Workflow) -> bool:
+        """Record progress; conclude if the workflow ended. True when the job left running."""
+        if workflow.terminal:
+            await self._conclude(job, workflow)
+            return True
+        status, position = str(workflow.status), workflow.queue_position()
+        if job.status is J.RUNNING and (status, position) == (
+            job.workflow_status,
+            job.queue_position,
+        ):
+            return False
+        async with self.db.transaction() as tx:
+            started = self.clock() if status == WorkflowStatus.PROCESSING else None
+            changes: dict[str, Any] = {"workflow_status": status, "queue_position": position}
+            if started and job.started_at is None:
+                changes["started_at"] = started
+            job = await self.jobs.transition(tx, job.id, J.RUNNING, **changes)
+        await self._status(job, None, workflow.progress())
+        return False
+
+    async def _conclude(
+        self, job: JobRecord, workflow: Workflow, *, forced: JobStatus | None = None
+    ) -> None:
+        charged = workflow.charged()
+        blocked = workflow.blocked()
+        if forced is not None:
+            status = forced
+        elif blocked:
+            status = J.BLOCKED
+        elif workflow.status == WorkflowStatus.SUCCEEDED:
+            status = J.DELIVERING if workflow.images() else J.FAILED
+        else:
+            status = {
+                WorkflowStatus.EXPIRED.value: J.EXPIRED,
+                WorkflowStatus.CANCELED.value: J.CANCELED,
+            }.get(str(workflow.status), J.FAILED)
+        images = [
+            {"blob_id": img.id, "width": img.width, "height": img.height}
+            for img in workflow.images()
+        ]
+        message = _ending_message(status, charged)
+        item_id = None
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(
+                tx,
+                job.id,
+                status,
+                charged=charged,
+                workflow_status=str(workflow.status),
+                result_images=images,
+                error=None if status is J.DELIVERING else message,
+            )
+            settlement = await self.ledger.settle(tx, job.id, charged)
+            if status is J.BLOCKED:
+                item_id = await self.moderation.create_item(
+                    tx, job.guild_id, job.id, "blocked", _block_reason(workflow)
+                )
+        if settlement.loss:
+            log.warning(
+                "job %s: charged %d above what the member could pay", job.id, settlement.loss
+            )
+        if status is J.DELIVERING:
+            self._fresh[job.id] = workflow
+        await self._status(job, None if status is J.DELIVERING else message)
+        if item_id is not None:
+            await self._notify_review(item_id, job)
+
+    async def _deliver(self, job: JobRecord) -> None:
+        existing = await self.publisher.find_delivery(job)
+        if existing is not None:
+            await self._delivered(job, existing)
+            return
+        images = await self._download(job)
+        try:
+            message_ids = await self.publisher.deliver(job, images)
+        except Exception:
+            events = await self.jobs.events(job.id)
+            attempts = 1 + sum(1 for e in events if e[1] == DELIVERY_FAILED)
+            if attempts >= self.settings.delivery_attempts:
+                async with self.db.transaction() as tx:
+                    job = await self.jobs.transition(
+                        tx, job.id, J.FAILED, error="the images could not be posted"
+                    )
+                await self._status(job, "the images could not be posted")
+                log.exception("job %s: giving up on delivery", job.id)
+                return
+            async with self.db.transaction() as tx:
+                await self.jobs.transition(tx, job.id, J.DELIVERING, detail=DELIVERY_FAILED)
+            raise
+        await self._delivered(job, message_ids)
+
+    async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
+        async with self.db.transaction() as tx:
+            job = await self.jobs.transition(
+                tx,
+                job.id,
+                J.DONE,
+                delivered_message_ids=message_ids,
+                delivered_at=self.clock(),
+            )
+        await self._status(job, None)
+
+    async def _download(self, job: JobRecord) -> list[ResultImage]:
+        """Fetch every image now (signed URLs expire); refetch the workflow once if one did."""
+        assert job.workflow_id is not None
+        workflow = self._fresh.pop(job.id, None) or await self.client.get(job.workflow_id)
+        for attempt in range(2):
+            try:
+                images = []
+                for i, img in enumerate(workflow.images()):
+                    if not img.url:
+                        continue
+                    data = await self.client.download_blob(img.url)
+                    images.append(ResultImage(i, img.id, _sniff(data), img.width, img.height, data))
+                return images
+            except (BlobRefused, OrchestratorError) as exc:
+                if attempt or isinstance(exc, Unavailable):
+                    raise
+                log.info("job %s: blob fetch failed (%s); refreshing the URLs", job.id, exc)
+                workflow = await self.client.get(job.workflow_id)
+        return []
+
+    # -- notifications ----------------------------------------------------------------------
+    async def _status(
+        self, job: JobRecord, message: str | None, progress: float | None = None
+    ) -> None:
+        try:
+            await self.publisher.on_status(StatusUpdate(job, message, progress))
+        except Exception:
+            log.exception("job %s: status update failed", job.id)
+
+    async def _notify_review(self, item_id: int | None, job: JobRecord) -> None:
+        if self.reviews is None or item_id is None:
+            return
+        item = await self.moderation.item(item_id)
+        if item is None:
+            return
+        try:
+            await self.reviews.on_review_item(item, job)
+        except Exception:
+            log.exception("job %s: could not notify moderators", job.id)
+
+    async def _alert(self, key: str, message: str) -> None:
+        """Tell the operator once per kind of problem, not once per job."""
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        log.error("operator action needed: %s", message)
+        if self.alerts is not None:
+            try:
+                await self.alerts.on_operator_alert(key, message)
+            except Exception:
+                log.exception("operator alert failed")
+
+
+def _ending_message(status: JobStatus, charged: int) -> str | None:
+    paid = f"{charged:,} Buzz charged" if charged else "nothing was charged"
+    return {
+        J.DELIVERING: None,
+        J.FAILED: f"the image generation failed; {paid}",
+        J.BLOCKED: "the content filter blocked this request; moderators will review it",
+        J.CANCELED: f"canceled; {paid}",
+        J.EXPIRED: f"it did not finish in time; {paid}",
+    }.get(status)
+
+
+def _block_reason(workflow: Workflow) -> str:
+    for job in workflow.jobs():
+        if job.blocked_reason:
+            return job.blocked_reason
+    for img in workflow.images():
+        if img.blocked_reason:
+            return f"output image blocked: {img.blocked_reason}"
+    errors = workflow.output_errors()
+    return errors[0] if errors else "blocked by the content filter"
+
+
+def _sniff(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    return "application/octet-stream"

@@ -1,0 +1,52 @@
+"""What the engine hands to the outside world: progress, results, review items.
+
+The Discord layer implements these; tests use in-memory or HTTP-backed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.store.jobs import JobRecord
+from bot.store.moderation import ReviewItem
+
+
+@dataclass(frozen=True)
+class ResultImage:
+    index: int
+    blob_id: str
+    mime: str
+    width: int | None
+    height: int | None
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A job's state as the member should see it. `message` explains an ending in plain words."""
+
+    job: JobRecord
+    message: str | None = None
+    progress: float | None = None
+
+
+class Publisher(Protocol):
+    async def on_status(self, update: StatusUpdate) -> None:
+        """The job changed state (or queue position); show it to the member."""
+
+    async def find_delivery(self, job: JobRecord) -> list[int] | None:
+        """The message ids of this job's results if they were already posted, else None."""
+
+    async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
+        """Post the images; return the ids of the messages that carry them."""
+
+
+class ReviewListener(Protocol):
+    async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
+        """A job was blocked or held: put it in front of the guild's moderators."""
+
+
+class OperatorAlerts(Protocol):
+    async def on_operator_alert(self, key: str, message: str) -> None:
+        """Something only the bot's operator can fix (bad token, no Buzz upstream)."""

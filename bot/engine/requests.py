@@ -1,0 +1,72 @@
+"""What a member asks the engine for, and why the engine may refuse it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from bot.catalog import FieldError, Model, Operation, RequestOptions
+from bot.store.jobs import SourceImage
+
+
+@dataclass(frozen=True)
+class Requester:
+    guild_id: int
+    channel_id: int
+    member_id: int
+    roles: tuple[int, ...] = ()
+    is_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A Discord interaction's follow-up credentials (valid 15 minutes)."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    requester: Requester
+    model: Model
+    operation: Operation
+    options: RequestOptions
+    sources: tuple[SourceImage, ...] = ()
+    confirmed: bool = False
+    interaction: Interaction | None = None
+    parent_job_id: str | None = None
+
+
+class RefusalReason(StrEnum):
+    BANNED = "banned"
+    CHANNEL = "channel_not_allowed"
+    MODEL_DISABLED = "model_disabled"
+    INVALID = "invalid_options"
+    CONFIRM = "confirmation_needed"
+    BALANCE = "insufficient_buzz"
+    BUDGET = "budget_exhausted"
+    MEMBER_BUSY = "member_concurrency"
+    GUILD_BUSY = "guild_concurrency"
+    UPSTREAM = "upstream_unavailable"
+
+
+class Refusal(Exception):
+    """The request was not admitted. Nothing was held or charged."""
+
+    def __init__(
+        self,
+        reason: RefusalReason,
+        message: str,
+        *,
+        errors: list[FieldError] | None = None,
+        buzz: int | None = None,
+        balance: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.errors = errors or []
+        self.buzz = buzz
+        self.balance = balance

@@ -1,0 +1,201 @@
+"""Per-guild settings with the configured defaults; models and channels switched on and off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+
+import aiosqlite
+
+from bot.catalog.names import MODEL_NAMES
+from bot.config import GuildDefaults
+from bot.store import audit
+from bot.store.db import Database, fetchall, fetchone, iso, utcnow
+
+Conn = aiosqlite.Connection
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    guild_id: int
+    mod_channel_id: int | None
+    log_channel_id: int | None
+    default_model: str
+    confirm_above: int
+    per_member_concurrency: int
+    per_guild_concurrency: int
+    reroll_anyone: bool
+    moderator_role_id: int | None
+    admin_role_id: int | None
+    strikes_to_ban: int
+    strike_window_days: int
+    budget_amount: int | None
+    budget_period: str | None
+    mod_channel_warned: bool
+    disabled_models: frozenset[str] = frozenset()
+    allowed_channels: frozenset[int] = frozenset()
+    denied_channels: frozenset[int] = frozenset()
+
+    def model_enabled(self, model: str) -> bool:
+        return model not in self.disabled_models
+
+    def channel_allowed(self, channel_id: int) -> bool:
+        if channel_id in self.denied_channels:
+            return False
+        return not self.allowed_channels or channel_id in self.allowed_channels
+
+
+_COLUMNS = (
+    "mod_channel_id",
+    "log_channel_id",
+    "default_model",
+    "confirm_above",
+    "per_member_concurrency",
+    "per_guild_concurrency",
+    "reroll_anyone",
+    "moderator_role_id",
+    "admin_role_id",
+    "strikes_to_ban",
+    "strike_window_days",
+    "budget_amount",
+    "budget_period",
+    "mod_channel_warned",
+)
+
+
+class GuildStore:
+    def __init__(
+        self, db: Database, defaults: GuildDefaults, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.db = db
+        self.defaults = defaults
+        self.clock = clock
+
+    def _default(self, guild_id: int) -> GuildSettings:
+        d = self.defaults
+        return GuildSettings(
+            guild_id=guild_id,
+            mod_channel_id=None,
+            log_channel_id=None,
+            default_model=d.default_model,
+            confirm_above=d.confirm_above,
+            per_member_concurrency=d.per_member_concurrency,
+            per_guild_concurrency=d.per_guild_concurrency,
+            reroll_anyone=False,
+            moderator_role_id=None,
+            admin_role_id=None,
+            strikes_to_ban=d.strikes_to_ban,
+            strike_window_days=d.strike_window_days,
+            budget_amount=None,
+            budget_period=None,
+            mod_channel_warned=False,
+        )
+
+    async def get(self, guild_id: int, conn: Conn | None = None) -> GuildSettings:
+        async def one(sql: str, params: tuple) -> aiosqlite.Row | None:
+            return await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+
+        async def many(sql: str, params: tuple) -> list[aiosqlite.Row]:
+            return await (fetchall(conn, sql, params) if conn else self.db.fetchall(sql, params))
+
+        row = await one("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        settings = self._default(guild_id)
+        if row is not None:
+            values = {name: row[name] for name in _COLUMNS}
+            values["reroll_anyone"] = bool(values["reroll_anyone"])
+            values["mod_channel_warned"] = bool(values["mod_channel_warned"])
+            settings = replace(settings, **values)
+        models = await many(
+            "SELECT model, enabled FROM guild_models WHERE guild_id = ?", (guild_id,)
+        )
+        channels = await many(
+            "SELECT channel_id, allowed FROM guild_channels WHERE guild_id = ?", (guild_id,)
+        )
+        return replace(
+            settings,
+            disabled_models=frozenset(r["model"] for r in models if not r["enabled"]),
+            allowed_channels=frozenset(r["channel_id"] for r in channels if r["allowed"]),
+            denied_channels=frozenset(r["channel_id"] for r in channels if not r["allowed"]),
+        )
+
+    async def update(
+        self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: object
+    ) -> GuildSettings:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown guild settings: {', '.join(sorted(unknown))}")
+        current = await self.get(guild_id, tx)
+        merged = {f.name: getattr(current, f.name) for f in fields(current) if f.name in _COLUMNS}
+        merged.update(changes)
+        names = ", ".join(_COLUMNS)
+        marks = ", ".join("?" * len(_COLUMNS))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)
+        await tx.execute(
+            f"INSERT INTO guild_settings (guild_id, {names}, updated_at) VALUES (?, {marks}, ?)"
+            f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+            (guild_id, *(merged[c] for c in _COLUMNS), iso(self.clock())),
+        )
+        if actor_id is not None:
+            await audit.record(
+                tx,
+                self.clock(),
+                "settings.update",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                **{k: v for k, v in changes.items()},
+            )
+        return await self.get(guild_id, tx)
+
+    async def set_model(
+        self, tx: Conn, guild_id: int, model: str, enabled: bool, *, actor_id: int | None
+    ) -> GuildSettings:
+        if model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {model!r}: one of {', '.join(MODEL_NAMES)}")
+        await tx.execute(
+            "INSERT INTO guild_models (guild_id, model, enabled) VALUES (?, ?, ?)"
+            " ON CONFLICT (guild_id, model) DO UPDATE SET enabled = excluded.enabled",
+            (guild_id, model, int(enabled)),
+        )
+        await audit.record(
+            tx,
+            self.clock(),
+            "settings.model",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=model,
+            enabled=enabled,
+        )
+        return await self.get(guild_id, tx)
+
+    async def set_channel(
+        self,
+        tx: Conn,
+        guild_id: int,
+        channel_id: int,
+        allowed: bool | None,
+        *,
+        actor_id: int | None,
+    ) -> GuildSettings:
+        """allowed=True adds to the allow-list, False denies, None forgets the channel's rule."""
+        if allowed is None:
+            await tx.execute(
+                "DELETE FROM guild_channels WHERE guild_id = ? AND channel_id = ?",
+                (guild_id, channel_id),
+            )
+        else:
+            await tx.execute(
+                "INSERT INTO guild_channels (guild_id, channel_id, allowed) VALUES (?, ?, ?)"
+                " ON CONFLICT (guild_id, channel_id) DO UPDATE SET allowed = excluded.allowed",
+                (guild_id, channel_id, int(allowed)),
+            )
+        await audit.record(
+            tx,
+            self.clock(),
+            "settings.channel",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=f"channel:{channel_id}",
+            allowed=allowed,
+        )
+        return await self.get(guild_id, tx)

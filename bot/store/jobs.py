@@ -1,0 +1,332 @@
+"""Jobs: everything needed to show, re-roll and audit one request, and its status history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import aiosqlite
+
+from bot.store.db import Database, fetchall, fetchone, iso, utcnow
+
+Conn = aiosqlite.Connection
+
+
+class JobStatus(StrEnum):
+    HELD = "held"
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+J = JobStatus
+FINAL = frozenset({J.DONE, J.FAILED, J.BLOCKED, J.CANCELED, J.EXPIRED, J.REJECTED})
+# Jobs the engine must drive (and resume after a restart).
+ACTIVE = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING, J.DELIVERING})
+# Jobs that occupy the orchestrator, for the concurrency limits.
+IN_FLIGHT = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING})
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    J.HELD: frozenset({J.QUEUED, J.REJECTED, J.CANCELED}),
+    J.QUEUED: frozenset({J.SUBMITTED, J.FAILED, J.CANCELED, J.EXPIRED}),
+    J.SUBMITTED: frozenset({J.RUNNING, J.DELIVERING, J.FAILED, J.BLOCKED, J.CANCELED, J.EXPIRED}),
+    J.RUNNING: frozenset({J.RUNNING, J.DELIVERING, J.FAILED, J.BLOCKED, J.CANCELED, J.EXPIRED}),
+    J.DELIVERING: frozenset({J.DELIVERING, J.DONE, J.FAILED}),
+}
+
+
+class TransitionError(Exception):
+    """A job is not in a state that allows the change (someone else got there first)."""
+
+    def __init__(self, job_id: str, current: str, wanted: str) -> None:
+        self.current = current
+        super().__init__(f"job {job_id} is {current}; cannot become {wanted}")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An edit source or mask as stored: re-encoded bytes and their size."""
+
+    role: str  # image | mask
+    mime: str
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    guild_id: int
+    channel_id: int
+    member_id: int
+    model: str
+    operation: str
+    options: dict[str, Any]
+    step: dict[str, Any]
+    estimate: int
+    whatif: int | None
+    status: JobStatus
+    workflow_id: str | None
+    workflow_status: str | None
+    queue_position: int | None
+    charged: int | None
+    result_images: list[dict[str, Any]]
+    delivered_message_ids: list[int]
+    status_message_id: int | None
+    interaction_token: str | None = field(repr=False)
+    interaction_expires_at: datetime | None
+    parent_job_id: str | None
+    error: str | None
+    simulated: bool
+    cancel_requested_by: int | None
+    deadline_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    delivered_at: datetime | None
+    hold_amount: int | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def prompt(self) -> str:
+        return str(self.options.get("prompt", ""))
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    guild_id: int
+    channel_id: int
+    member_id: int
+    model: str
+    operation: str
+    options: dict[str, Any]
+    step: dict[str, Any]
+    estimate: int
+    status: JobStatus
+    whatif: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    interaction_expires_at: datetime | None = None
+    parent_job_id: str | None = None
+    simulated: bool = False
+    deadline_at: datetime | None = None
+
+
+_JSON = {"options", "step", "result_images", "delivered_message_ids"}
+_TIMES = {
+    "interaction_expires_at",
+    "deadline_at",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "delivered_at",
+}
+
+
+def _record(row: aiosqlite.Row) -> JobRecord:
+    values: dict[str, Any] = {}
+    for name in JobRecord.__dataclass_fields__:
+        if name not in row.keys():  # noqa: SIM118 - sqlite3.Row has no __contains__ for keys
+            continue
+        value = row[name]
+        if name in _JSON:
+            value = json.loads(value)
+        elif name in _TIMES and value is not None:
+            value = datetime.fromisoformat(value)
+        values[name] = value
+    values["status"] = JobStatus(values["status"])
+    values["simulated"] = bool(values["simulated"])
+    return JobRecord(**values)
+
+
+_SELECT = (
+    "SELECT jobs.*, holds.amount AS hold_amount FROM jobs LEFT JOIN holds ON holds.job_id = jobs.id"
+)
+
+
+class JobStore:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def insert(self, tx: Conn, job: NewJob, sources: Iterable[SourceImage] = ()) -> None:
+        now = iso(self.clock())
+        await tx.execute(
+            "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
+            " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
+            " parent_job_id, simulated, deadline_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.guild_id,
+                job.channel_id,
+                job.member_id,
+                job.model,
+                job.operation,
+                json.dumps(job.options),
+                json.dumps(job.step),
+                job.estimate,
+                job.whatif,
+                job.status.value,
+                job.interaction_token,
+                iso(job.interaction_expires_at) if job.interaction_expires_at else None,
+                job.parent_job_id,
+                int(job.simulated),
+                iso(job.deadline_at) if job.deadline_at else None,
+                now,
+                now,
+            ),
+        )
+        for idx, source in enumerate(sources):
+            await tx.execute(
+                "INSERT INTO job_sources (job_id, idx, role, mime, width, height, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, idx, source.role, source.mime, source.width, source.height, source.data),
+            )
+        await self._event(tx, job.id, job.status.value, None, now)
+
+    async def _event(
+        self, tx: Conn, job_id: str, status: str, detail: str | None, now: str
+    ) -> None:
+        await tx.execute(
+            "INSERT INTO job_events (job_id, status, detail, created_at) VALUES (?, ?, ?, ?)",
+            (job_id, status, detail, now),
+        )
+
+    async def get(self, job_id: str, conn: Conn | None = None) -> JobRecord | None:
+        sql = f"{_SELECT} WHERE jobs.id = ?"
+        row = await (fetchone(conn, sql, (job_id,)) if conn else self.db.fetchone(sql, (job_id,)))
+        return _record(row) if row else None
+
+    async def transition(
+        self,
+        tx: Conn,
+        job_id: str,
+        status: JobStatus,
+        *,
+        detail: str | None = None,
+        **changes: Any,
+    ) -> JobRecord:
+        """Move a job to `status` (checked against the allowed moves) and set other columns."""
+        current = await self.get(job_id, tx)
+        if current is None:
+            raise KeyError(job_id)
+        if status not in ALLOWED.get(current.status, frozenset()):
+            raise TransitionError(job_id, current.status.value, status.value)
+        now = self.clock()
+        changes["status"] = status.value
+        changes["updated_at"] = iso(now)
+        if status in FINAL and "finished_at" not in changes and current.finished_at is None:
+            changes["finished_at"] = iso(now)
+        await self._set(tx, job_id, changes)
+        if status != current.status or detail:
+            await self._event(tx, job_id, status.value, detail, iso(now))
+        updated = await self.get(job_id, tx)
+        assert updated is not None
+        return updated
+
+    async def update(self, tx: Conn, job_id: str, **changes: Any) -> None:
+        """Set columns without a status change (progress, message ids)."""
+        changes["updated_at"] = iso(self.clock())
+        await self._set(tx, job_id, changes)
+
+    async def _set(self, tx: Conn, job_id: str, changes: dict[str, Any]) -> None:
+        columns, values = [], []
+        for name, value in changes.items():
+            if name in _JSON:
+                value = json.dumps(value)
+            elif isinstance(value, datetime):
+                value = iso(value)
+            columns.append(f"{name} = ?")
+            values.append(value)
+        await tx.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", (*values, job_id))
+
+    async def sources(self, job_id: str, conn: Conn | None = None) -> list[SourceImage]:
+        sql = (
+            "SELECT role, mime, width, height, data FROM job_sources WHERE job_id = ? ORDER BY idx"
+        )
+        rows = await (fetchall(conn, sql, (job_id,)) if conn else self.db.fetchall(sql, (job_id,)))
+        return [SourceImage(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    async def copy_sources(self, tx: Conn, from_job: str, to_job: str) -> None:
+        await tx.execute(
+            "INSERT INTO job_sources (job_id, idx, role, mime, width, height, data)"
+            " SELECT ?, idx, role, mime, width, height, data FROM job_sources WHERE job_id = ?",
+            (to_job, from_job),
+        )
+
+    async def active(self) -> list[JobRecord]:
+        marks = ",".join("?" * len(ACTIVE))
+        rows = await self.db.fetchall(
+            f"{_SELECT} WHERE jobs.status IN ({marks}) ORDER BY jobs.created_at",
+            tuple(s.value for s in ACTIVE),
+        )
+        return [_record(r) for r in rows]
+
+    async def in_flight(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
+        """(the member's, the guild's) jobs currently occupying the orchestrator."""
+        marks = ",".join("?" * len(IN_FLIGHT))
+        row = await fetchone(
+            tx,
+            f"SELECT COALESCE(SUM(member_id = ?), 0), COUNT(*) FROM jobs"
+            f" WHERE guild_id = ? AND status IN ({marks})",
+            (member_id, guild_id, *(s.value for s in IN_FLIGHT)),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def recent(
+        self,
+        guild_id: int,
+        member_id: int | None = None,
+        *,
+        limit: int = 10,
+        active_only: bool = False,
+    ) -> list[JobRecord]:
+        clauses, params = ["jobs.guild_id = ?"], [guild_id]
+        if member_id is not None:
+            clauses.append("jobs.member_id = ?")
+            params.append(member_id)
+        if active_only:
+            clauses.append(f"jobs.status IN ({','.join('?' * len(ACTIVE))})")
+            params.extend(s.value for s in ACTIVE)
+        rows = await self.db.fetchall(
+            f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY jobs.created_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_record(r) for r in rows]
+
+    async def all(self, *, active_only: bool = False, limit: int = 100) -> list[JobRecord]:
+        where = ""
+        params: list[Any] = []
+        if active_only:
+            where = f"WHERE jobs.status IN ({','.join('?' * len(ACTIVE))})"
+            params = [s.value for s in ACTIVE]
+        rows = await self.db.fetchall(
+            f"{_SELECT} {where} ORDER BY jobs.created_at DESC LIMIT ?", (*params, limit)
+        )
+        return [_record(r) for r in rows]
+
+    async def events(self, job_id: str) -> list[tuple[str, str | None, datetime]]:
+        rows = await self.db.fetchall(
+            "SELECT status, detail, created_at FROM job_events WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+        return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]

@@ -1,0 +1,272 @@
+"""Review items, strikes and bans: the moderators' records, one guild at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosqlite
+
+from bot.store import audit
+from bot.store.db import Database, fetchone, iso, utcnow
+
+Conn = aiosqlite.Connection
+
+
+class AlreadyHandled(Exception):
+    def __init__(self, item: ReviewItem) -> None:
+        self.item = item
+        who = f"<@{item.handled_by}>" if item.handled_by else "someone"
+        super().__init__(f"already handled by {who} ({item.status})")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    id: int
+    guild_id: int
+    job_id: str
+    kind: str  # blocked | held
+    reason: str | None
+    status: str
+    handled_by: int | None
+    handled_at: datetime | None
+    note: str | None
+    message_channel_id: int | None
+    message_id: int | None
+    appeal_note: str | None
+    appealed_at: datetime | None
+    created_at: datetime
+
+    @property
+    def open(self) -> bool:
+        return self.status == "open"
+
+
+@dataclass(frozen=True)
+class Ban:
+    id: int
+    guild_id: int
+    member_id: int
+    actor_id: int | None
+    reason: str | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _item(row: aiosqlite.Row) -> ReviewItem:
+    return ReviewItem(
+        row["id"],
+        row["guild_id"],
+        row["job_id"],
+        row["kind"],
+        row["reason"],
+        row["status"],
+        row["handled_by"],
+        _time(row["handled_at"]),
+        row["note"],
+        row["message_channel_id"],
+        row["message_id"],
+        row["appeal_note"],
+        _time(row["appealed_at"]),
+        datetime.fromisoformat(row["created_at"]),
+    )
+
+
+class ModerationStore:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+
+    # -- review items -----------------------------------------------------------------------
+    async def create_item(
+        self, tx: Conn, guild_id: int, job_id: str, kind: str, reason: str | None
+    ) -> int:
+        cursor = await tx.execute(
+            "INSERT INTO review_items (guild_id, job_id, kind, reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (guild_id, job_id, kind, reason, iso(self.clock())),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def item(self, item_id: int, conn: Conn | None = None) -> ReviewItem | None:
+        sql = "SELECT * FROM review_items WHERE id = ?"
+        row = await (fetchone(conn, sql, (item_id,)) if conn else self.db.fetchone(sql, (item_id,)))
+        return _item(row) if row else None
+
+    async def item_for_job(self, job_id: str, conn: Conn | None = None) -> ReviewItem | None:
+        sql = "SELECT * FROM review_items WHERE job_id = ?"
+        row = await (fetchone(conn, sql, (job_id,)) if conn else self.db.fetchone(sql, (job_id,)))
+        return _item(row) if row else None
+
+    async def open_items(self, guild_id: int, limit: int = 25) -> list[ReviewItem]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM review_items WHERE guild_id = ? AND status = 'open' ORDER BY id LIMIT ?",
+            (guild_id, limit),
+        )
+        return [_item(r) for r in rows]
+
+    async def close_item(
+        self, tx: Conn, item_id: int, status: str, actor_id: int, note: str | None = None
+    ) -> ReviewItem:
+        """Settle an open item once; a second moderator gets AlreadyHandled naming the first."""
+        cursor = await tx.execute(
+            "UPDATE review_items SET status = ?, handled_by = ?, handled_at = ?, note = ?"
+            " WHERE id = ? AND status = 'open'",
+            (status, actor_id, iso(self.clock()), note, item_id),
+        )
+        item = await self.item(item_id, tx)
+        if item is None:
+            raise KeyError(item_id)
+        if cursor.rowcount != 1:
+            raise AlreadyHandled(item)
+        return item
+
+    async def set_item_message(
+        self, tx: Conn, item_id: int, channel_id: int | None, message_id: int | None
+    ) -> None:
+        await tx.execute(
+            "UPDATE review_items SET message_channel_id = ?, message_id = ? WHERE id = ?",
+            (channel_id, message_id, item_id),
+        )
+
+    async def appeal(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
+        await tx.execute(
+            "UPDATE review_items SET appeal_note = ?, appealed_at = ? WHERE id = ?",
+            (note, iso(self.clock()), item_id),
+        )
+        item = await self.item(item_id, tx)
+        assert item is not None
+        return item
+
+    # -- bans -------------------------------------------------------------------------------
+    async def active_ban(
+        self, guild_id: int, member_id: int, conn: Conn | None = None
+    ) -> Ban | None:
+        sql = (
+            "SELECT * FROM bans WHERE guild_id = ? AND member_id = ? AND lifted_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC LIMIT 1"
+        )
+        params = (guild_id, member_id, iso(self.clock()))
+        row = await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+        if row is None:
+            return None
+        return Ban(
+            row["id"],
+            row["guild_id"],
+            row["member_id"],
+            row["actor_id"],
+            row["reason"],
+            datetime.fromisoformat(row["created_at"]),
+            _time(row["expires_at"]),
+        )
+
+    async def ban(
+        self,
+        tx: Conn,
+        guild_id: int,
+        member_id: int,
+        *,
+        actor_id: int | None,
+        reason: str | None,
+        days: int | None,
+    ) -> Ban:
+        now = self.clock()
+        expires = now + timedelta(days=days) if days else None
+        await tx.execute(
+            "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE guild_id = ? AND member_id = ?"
+            " AND lifted_at IS NULL",
+            (iso(now), actor_id, guild_id, member_id),
+        )
+        cursor = await tx.execute(
+            "INSERT INTO bans (guild_id, member_id, actor_id, reason, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, member_id, actor_id, reason, iso(now), iso(expires) if expires else None),
+        )
+        await audit.record(
+            tx,
+            now,
+            "moderation.ban",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=f"member:{member_id}",
+            reason=reason,
+            days=days,
+        )
+        return Ban(int(cursor.lastrowid or 0), guild_id, member_id, actor_id, reason, now, expires)
+
+    async def unban(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
+        now = self.clock()
+        cursor = await tx.execute(
+            "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE guild_id = ? AND member_id = ?"
+            " AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            (iso(now), actor_id, guild_id, member_id, iso(now)),
+        )
+        if cursor.rowcount:
+            await audit.record(
+                tx,
+                now,
+                "moderation.unban",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                target=f"member:{member_id}",
+            )
+        return bool(cursor.rowcount)
+
+    # -- strikes ----------------------------------------------------------------------------
+    async def add_strike(
+        self,
+        tx: Conn,
+        guild_id: int,
+        member_id: int,
+        *,
+        actor_id: int | None,
+        reason: str | None,
+        item_id: int | None,
+        window_days: int,
+    ) -> int:
+        """Record a strike; return how many the member has within the window."""
+        now = self.clock()
+        await tx.execute(
+            "INSERT INTO strikes (guild_id, member_id, actor_id, reason, review_item_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, member_id, actor_id, reason, item_id, iso(now)),
+        )
+        await audit.record(
+            tx,
+            now,
+            "moderation.strike",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=f"member:{member_id}",
+            reason=reason,
+            item=item_id,
+        )
+        return await self.strike_count(guild_id, member_id, window_days, tx)
+
+    async def strike_count(
+        self, guild_id: int, member_id: int, window_days: int, conn: Conn | None = None
+    ) -> int:
+        since = iso(self.clock() - timedelta(days=window_days))
+        sql = "SELECT COUNT(*) FROM strikes WHERE guild_id = ? AND member_id = ? AND created_at > ?"
+        params = (guild_id, member_id, since)
+        row = await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+        return int(row[0]) if row else 0
+
+    async def strikes(self, guild_id: int, member_id: int) -> list[aiosqlite.Row]:
+        return await self.db.fetchall(
+            "SELECT * FROM strikes WHERE guild_id = ? AND member_id = ? ORDER BY id DESC",
+            (guild_id, member_id),
+        )
+
+    async def items_without_message(self, guild_id: int | None = None) -> list[ReviewItem]:
+        sql = "SELECT * FROM review_items WHERE status = 'open' AND message_id IS NULL"
+        params: tuple = ()
+        if guild_id is not None:
+            sql += " AND guild_id = ?"
+            params = (guild_id,)
+        return [_item(r) for r in await self.db.fetchall(sql, params)]
