@@ -498,8 +498,8 @@ class Engine:
         with contextlib.suppress(NotFound):
             await self.client.cancel(job.workflow_id)
         workflow = await self.client.get(job.workflow_id)
-        if workflow.terminal:
-            await self._conclude(job, workflow)
+        if workflow.status == WorkflowStatus.SUCCEEDED:
+            await self._conclude(job, workflow)  # it finished after all: deliver it
             return
         await self._conclude(job, workflow, forced=J.EXPIRED)
 

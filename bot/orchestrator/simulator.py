@@ -153,9 +153,12 @@ class Simulator:
         speed: float = 1.0,
         seed: int | None = None,
         blob_ttl: float = 3600.0,
+        surcharge: int = 0,
         document: OpenApiDocument | None = None,
     ) -> None:
         self.token = token
+        # Added to every price, like the guide's "priority / output-format surcharges".
+        self.surcharge = surcharge
         self.speed = speed
         self.blob_ttl = blob_ttl
         self._rng = random.Random(seed)
@@ -358,7 +361,7 @@ class Simulator:
         assert cls is not None  # the schema's discriminators already checked the pair
         inp = cls.model_validate(raw)
         size = self._output_size(inp)
-        return inp, size, price_input(inp, size)
+        return inp, size, price_input(inp, size) + self.surcharge
 
     def _output_size(self, inp: ImageGenInput) -> tuple[int, int]:
         width, height = getattr(inp, "width", None), getattr(inp, "height", None)

@@ -1,0 +1,164 @@
+"""Admission: each refusal in DESIGN.md's order, with its numbers, and nothing held for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.catalog import Model, Operation
+from bot.config import GuildDefaults
+from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.store.jobs import JobStatus
+from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
+
+
+async def _nothing_held(h: Harness, before: int) -> None:
+    assert await h.available() == before
+    assert (await h.db.fetchone("SELECT COUNT(*) FROM holds"))[0] == 0
+    assert (await h.db.fetchone("SELECT COUNT(*) FROM jobs"))[0] == 0
+    assert h.sim.submissions == []
+
+
+async def _refused(h: Harness, request: JobRequest, reason: RefusalReason) -> Refusal:
+    with pytest.raises(Refusal) as caught:
+        await h.engine.submit(request)
+    assert caught.value.reason is reason, caught.value.message
+    return caught.value
+
+
+async def test_refusals_come_in_designs_order(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.grant(100)
+        # Everything wrong at once: banned wins.
+        async with h.db.transaction() as tx:
+            await h.moderation.ban(tx, GUILD, MEMBER, actor_id=1, reason="spam", days=None)
+            await h.guilds.set_channel(tx, GUILD, CHANNEL, False, actor_id=1)
+            await h.guilds.set_model(tx, GUILD, "gpt-image-2", False, actor_id=1)
+        bad = h.request("", size="1000x1000", quality="high")
+        await _refused(h, bad, RefusalReason.BANNED)
+        async with h.db.transaction() as tx:
+            await h.moderation.unban(tx, GUILD, MEMBER, actor_id=1)
+        await _refused(h, bad, RefusalReason.CHANNEL)
+        async with h.db.transaction() as tx:
+            await h.guilds.set_channel(tx, GUILD, CHANNEL, None, actor_id=1)
+        refusal = await _refused(h, bad, RefusalReason.MODEL_DISABLED)
+        assert "gpt-image-2" in refusal.message
+        async with h.db.transaction() as tx:
+            await h.guilds.set_model(tx, GUILD, "gpt-image-2", True, actor_id=1)
+        refusal = await _refused(h, bad, RefusalReason.INVALID)
+        assert {e.field for e in refusal.errors} == {"prompt", "size"}
+        async with h.db.transaction() as tx:
+            await h.guilds.update(tx, GUILD, confirm_above=200)
+        good = h.request("a fox", size="1024x1024", quality="high", confirmed=False)
+        refusal = await _refused(h, good, RefusalReason.CONFIRM)
+        assert refusal.buzz == 286 and "286" in refusal.message and "200" in refusal.message
+        refusal = await _refused(h, h.request("a fox", quality="high"), RefusalReason.BALANCE)
+        assert refusal.message.startswith("this needs 286 Buzz; you have 100")
+        await _nothing_held(h, 100)
+
+
+async def test_balance_refusal_names_the_refill(tmp_path):
+    # Saturday 21 Nov 2026: the weekly refill is on Monday.
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    async with harness(tmp_path, clock=lambda: now) as h:
+        async with h.db.transaction() as tx:
+            await h.ledger.set_allowance(tx, GUILD, "default", 0, 1000, "weekly", actor_id=1)
+        first = await h.engine.submit(h.request("one", size="3840x2160", quality="high"))
+        assert first.hold_amount == 533
+        refusal = await _refused(
+            h, h.request("two", size="3840x2160", quality="high"), RefusalReason.BALANCE
+        )
+        assert refusal.message == (
+            "this needs 533 Buzz; you have 467, refilling to 1,000 on Monday 00:00 UTC"
+        )
+        assert refusal.balance == 467
+
+
+async def test_guild_budget_caps_all_members_together(tmp_path):
+    async with harness(tmp_path) as h:
+        for member in (1, 2):
+            await h.grant(1000, member)
+        async with h.db.transaction() as tx:
+            await h.guilds.update(tx, GUILD, budget_amount=300, budget_period="daily")
+        await h.engine.submit(h.request("a", member=1, quality="high"))  # 286
+        refusal = await _refused(
+            h, h.request("b", member=2, quality="medium"), RefusalReason.BUDGET
+        )
+        assert "78" in refusal.message and "14" in refusal.message
+        assert await h.available(2) == 1000
+
+
+async def test_concurrency_limits_for_the_member_then_the_guild(tmp_path):
+    defaults = GuildDefaults(
+        confirm_above=100_000, per_member_concurrency=2, per_guild_concurrency=3
+    )
+    async with harness(tmp_path, speed=0.05, defaults=defaults) as h:
+        for member in (1, 2):
+            await h.grant(5000, member)
+        for i in range(2):
+            h.sim.script("never")
+            await h.engine.submit(h.request(f"m1 {i}", member=1, quality="low"))
+        refusal = await _refused(
+            h, h.request("m1 again", member=1, quality="low"), RefusalReason.MEMBER_BUSY
+        )
+        assert "2" in refusal.message
+        h.sim.script("never")
+        await h.engine.submit(h.request("m2", member=2, quality="low"))
+        await _refused(h, h.request("m2 again", member=2, quality="low"), RefusalReason.GUILD_BUSY)
+        assert await h.available(2) == 5000 - 13
+
+
+async def test_a_held_job_waits_for_a_moderator_then_runs_or_is_released(tmp_path):
+    async def prompt_filter(guild_id: int, prompt: str) -> str | None:
+        return "matched filter 'castle'" if "castle" in prompt else None
+
+    async with harness(tmp_path, prompt_filter=prompt_filter) as h:
+        await h.grant(1000)
+        held = await h.engine.submit(h.request("a castle", quality="medium"))
+        assert held.status is JobStatus.HELD and held.hold_amount == 78
+        [(item, _)] = h.reviews.items
+        assert item.kind == "held" and item.reason == "matched filter 'castle'"
+        [message] = h.publisher.messages(held.id)
+        assert "castle" not in message, "the member cannot probe the filter"
+        assert h.sim.submissions == []
+        await h.engine.approve(held.id)
+        await h.settle_all()
+        assert (await h.job(held.id)).status is JobStatus.DONE
+        other = await h.engine.submit(h.request("another castle", quality="medium"))
+        await h.engine.reject(other.id)
+        rejected = await h.job(other.id)
+        assert rejected.status is JobStatus.REJECTED and rejected.charged == 0
+        assert await h.available() == 1000 - 78
+        assert len(h.sim.submissions) == 1
+
+
+async def test_edit_sources_travel_as_data_urls_and_price_from_the_first_image(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from bot.catalog import RequestOptions
+    from bot.store.jobs import SourceImage
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1536, 1024), "blue").save(buffer, "PNG")
+    source = SourceImage("image", "image/png", 1536, 1024, buffer.getvalue())
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        request = JobRequest(
+            Requester(GUILD, CHANNEL, MEMBER),
+            Model.GPT_IMAGE_2,
+            Operation.EDIT,
+            RequestOptions(prompt="make it winter", quality="high"),
+            sources=(source,),
+            confirmed=True,
+        )
+        job = await h.engine.submit(request)
+        assert job.hold_amount == 221  # 1536x1024 → the 1024x1536 tier, high
+        assert job.step["input"]["images"] == ["source://0"]
+        await h.settle_all()
+        [template] = h.sim.submissions
+        sent = template["steps"][0]["input"]["images"][0]
+        assert sent.startswith("data:image/png;base64,")
+        assert (await h.job(job.id)).status is JobStatus.DONE
