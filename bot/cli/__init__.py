@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.cli import check_config, jobs_cmd, ledger_cmd, quote
+from bot.cli import check_config, jobs_cmd, ledger_cmd, quote, simulator_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML settings file (default: BOT_CONFIG or config.toml)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (quote, check_config, ledger_cmd, jobs_cmd):
+    for module in (quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd):
         module.register(commands)
     return parser
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import secrets
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.catalog import CatalogError, FieldError, RequestOptions, build_request, parse_model
 from bot.catalog.names import Operation
@@ -15,8 +15,10 @@ from bot.catalog.request import ImageRequest
 from bot.catalog.sizes import parse_size
 from bot.config import ConfigError, load_settings
 from bot.orchestrator.client import OrchestratorClient
+
+if TYPE_CHECKING:
+    from bot.orchestrator.simulator import Simulator
 from bot.orchestrator.errors import OrchestratorError
-from bot.orchestrator.simulator import Simulator
 
 PLACEHOLDER_PROMPT = "a lighthouse on a rocky coast at dusk"
 EXIT_INVALID = 2
@@ -112,6 +114,8 @@ def _fail(args: argparse.Namespace, errors: list[FieldError]) -> int:
 
 
 async def _whatif(args: argparse.Namespace, request: ImageRequest) -> int:
+    from bot.orchestrator.simulator import Simulator  # only --whatif needs aiohttp and Pillow
+
     settings = load_settings(args.config)
     simulator: Simulator | None = None
     base_url, token = settings.civitai.base_url, settings.civitai.token

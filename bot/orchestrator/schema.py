@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -111,10 +112,11 @@ class OpenApiDocument:
         return name, []
 
     # -- validation -------------------------------------------------------------------------
-    def _validator(self, key: str, schema: dict[str, Any]) -> Draft202012Validator:
+    def _validator(self, key: str, schema: Callable[[], dict[str, Any]]) -> Draft202012Validator:
+        """A cached validator; `schema` builds the schema only the first time."""
         if key not in self._validators:
             self._validators[key] = Draft202012Validator(
-                _absolutize(schema), registry=self._registry
+                _absolutize(schema()), registry=self._registry
             )
         return self._validators[key]
 
@@ -125,15 +127,19 @@ class OpenApiDocument:
         name, errors = self.resolve("ImageGenInput", step_input)
         if errors:
             return [SchemaError(prefix + e.path, e.message) for e in errors]
-        validator = self._validator(name, self.flatten(name))
+        validator = self._validator(name, lambda: self.flatten(name))
         return [_explain(err, prefix) for err in validator.iter_errors(step_input)]
 
     def validate_template(self, template: Any) -> list[SchemaError]:
         """Validate a WorkflowTemplate whose steps are imageGen steps (the only ones we send)."""
         if not isinstance(template, dict):
             return [SchemaError("", "the body must be a JSON object")]
-        outer = self.flatten("WorkflowTemplate")
-        outer["properties"]["steps"] = {"type": "array", "minItems": 1}
+
+        def outer() -> dict[str, Any]:
+            schema = self.flatten("WorkflowTemplate")
+            schema["properties"]["steps"] = {"type": "array", "minItems": 1}
+            return schema
+
         errors = [_explain(e) for e in self._validator("template", outer).iter_errors(template)]
         for i, step in enumerate(template.get("steps") or []):
             where = f"steps[{i}]"
@@ -144,8 +150,12 @@ class OpenApiDocument:
             if disc_errors:
                 errors += [SchemaError(f"{where}.{e.path}", e.message) for e in disc_errors]
                 continue
-            step_schema = self.flatten(name)
-            step_schema["properties"]["input"] = {"type": "object"}
+
+            def step_schema(name: str = name) -> dict[str, Any]:
+                schema = self.flatten(name)
+                schema["properties"]["input"] = {"type": "object"}
+                return schema
+
             errors += [
                 _explain(e, f"{where}.")
                 for e in self._validator(name, step_schema).iter_errors(step)

@@ -150,6 +150,7 @@ class InteractionRejected(AssertionError):
         self.status: int = first.status
         self.code: int | None = first.error_code
         details = "; ".join(
-            f"{c.method} {c.path} -> {c.status} {c.error_code} {c.error_message}" for c in self.calls
+            f"{c.method} {c.path} -> {c.status} {c.error_code} {c.error_message}"
+            for c in self.calls
         )
         super().__init__(f"the bot's response was rejected: {details}")

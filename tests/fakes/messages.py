@@ -10,10 +10,10 @@ import mimetypes
 import re
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ApiError, entity_too_large, form_error, invalid_json
+from .errors import entity_too_large, form_error, invalid_json
 from .snowflakes import iso8601, utcnow
 from .state import FLAG_EPHEMERAL, FLAG_LOADING, Blob, Channel, StoredMessage, User
 from .validation import walk_components
@@ -50,13 +50,13 @@ class UploadedFile:
 
 
 async def read_body(
-    request: web.Request, *, upload_limit: int
+    request: web.Request, *, upload_limit: int, record: Any = None
 ) -> tuple[dict[str, Any], list[UploadedFile]]:
     """Parse a JSON or ``multipart/form-data`` (``payload_json`` + ``files[n]``) request body.
 
     Enforces the per-file upload limit (413 / 40005) and the 10-files-per-message limit (50035).
+    ``record`` (a CallRecord) gets the parsed JSON and a summary of the files.
     """
-    record = request.get("record")
     files: list[UploadedFile] = []
     payload: dict[str, Any] = {}
     if request.content_type.startswith("multipart/"):
@@ -65,7 +65,7 @@ async def read_body(
             part = await reader.next()
             if part is None:
                 break
-            if not isinstance(part, web.BodyPartReader):  # nested multipart: not used by Discord
+            if not isinstance(part, BodyPartReader):  # nested multipart: not used by Discord
                 continue
             name = part.name or ""
             if name == "payload_json":
@@ -77,7 +77,9 @@ async def read_body(
                 data = await part.read(decode=False)
                 match = re.fullmatch(r"files\[(\d+)\]", name)
                 index = int(match.group(1)) if match else len(files)
-                files.append(UploadedFile(name, index, part.filename or f"file{index}", bytes(data)))
+                files.append(
+                    UploadedFile(name, index, part.filename or f"file{index}", bytes(data))
+                )
             else:
                 payload[name] = await part.text()
     else:
@@ -384,12 +386,13 @@ def apply_edit(
         data["embeds"] = _embeds(payload["embeds"] or [], data["attachments"])
     if "components" in payload:
         data["components"] = _number_components(payload["components"] or [])
+    was_loading = bool(data["flags"] & FLAG_LOADING)
     if payload.get("flags") is not None:
-        keep = data["flags"] & (FLAG_EPHEMERAL)
+        # Ephemeral-ness is fixed at creation; the loading state ends with any edit.
+        keep = data["flags"] & FLAG_EPHEMERAL
         data["flags"] = keep | (int(payload["flags"]) & ~FLAG_EPHEMERAL & ~FLAG_LOADING)
-    if data["flags"] & FLAG_LOADING:
-        data["flags"] &= ~FLAG_LOADING
-    elif mark_edited:
+    data["flags"] &= ~FLAG_LOADING
+    if mark_edited and not was_loading:
         data["edited_timestamp"] = iso8601(utcnow())
     if "poll" in payload:
         data["poll"] = payload["poll"]

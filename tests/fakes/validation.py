@@ -91,7 +91,8 @@ def validate_message(
         errors.add(
             ["content" if content else "embeds"],
             "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
-            "The 'content' and 'embeds' fields cannot be used when using MessageFlags.IS_COMPONENTS_V2",
+            "The 'content' and 'embeds' fields cannot be used when using "
+            "MessageFlags.IS_COMPONENTS_V2",
         )
     attachments = payload.get("attachments")
     if attachments is not None and len(attachments) > 10:
@@ -156,7 +157,7 @@ def validate_components(
                 errors.add(
                     ["components", i, "type"],
                     "UNION_TYPE_CHOICES",
-                    "Value of field \"type\" must be one of (1,).",
+                    'Value of field "type" must be one of (1,).',
                 )
                 continue
             _validate_row(errors, ["components", i], row)
@@ -239,7 +240,9 @@ def _validate_interactive(errors: FormErrors, path: Path, comp: dict[str, Any]) 
             for k, option in enumerate(options):
                 _check_len(errors, [*path, "options", k, "label"], option.get("label"), 100, low=1)
                 _check_len(errors, [*path, "options", k, "value"], option.get("value"), 100, low=1)
-                _check_len(errors, [*path, "options", k, "description"], option.get("description"), 100)
+                _check_len(
+                    errors, [*path, "options", k, "description"], option.get("description"), 100
+                )
     elif ctype == TEXT_INPUT:
         errors.add(
             [*path, "type"],
@@ -247,7 +250,7 @@ def _validate_interactive(errors: FormErrors, path: Path, comp: dict[str, Any]) 
             "Text inputs can only be used in modals",
         )
     else:
-        errors.add([*path, "type"], "UNION_TYPE_CHOICES", "Value of field \"type\" is invalid")
+        errors.add([*path, "type"], "UNION_TYPE_CHOICES", 'Value of field "type" is invalid')
 
 
 def _validate_v2(errors: FormErrors, path: Path, comp: dict[str, Any]) -> None:
@@ -269,7 +272,7 @@ def _validate_v2(errors: FormErrors, path: Path, comp: dict[str, Any]) -> None:
     elif ctype in (THUMBNAIL, MEDIA_GALLERY, FILE, SEPARATOR):
         pass
     else:
-        errors.add([*path, "type"], "UNION_TYPE_CHOICES", "Value of field \"type\" is invalid")
+        errors.add([*path, "type"], "UNION_TYPE_CHOICES", 'Value of field "type" is invalid')
 
 
 def validate_modal(data: dict[str, Any]) -> None:

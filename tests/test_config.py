@@ -1,0 +1,268 @@
+"""Settings: a TOML file, the environment on top, errors that name the key and its env var."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.config import ConfigError, Settings, env_name, load_settings, problems_for_running
+
+DISCORD_SECRET = "discord-SECRET-4f9a1c"
+CIVITAI_SECRET = "civitai-SECRET-77b2e0"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No bot setting from the caller's environment, and no stray config.toml in the cwd."""
+    for key in list(os.environ):
+        if key.upper().startswith(("BOT_", "CIVITAI_", "DISCORD_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+TOML = f"""
+[discord]
+token = "{DISCORD_SECRET}"
+dev_guild = 123456789012345678
+
+[civitai]
+token = "{CIVITAI_SECRET}"
+base_url = "http://127.0.0.1:8800/"
+currencies = ["blue"]
+wait_seconds = 20
+max_retries = 2
+
+[database]
+path = "from-toml.sqlite3"
+
+[defaults]
+allowance = 1000
+allowance_period = "daily"
+"""
+
+
+def test_defaults_without_any_file_or_environment() -> None:
+    settings = load_settings()
+    assert settings.civitai.base_url == "https://orchestration.civitai.com"
+    assert settings.civitai.currencies == []
+    assert settings.civitai.wait_seconds == 60
+    assert settings.database.path == Path("data/bot.sqlite3")
+    assert settings.discord.token is None and settings.discord.dev_guild is None
+    assert settings.simulated  # no CIVITAI_TOKEN: the built-in simulator
+    assert problems_for_running(settings) == [
+        "discord.token is missing: set DISCORD_TOKEN (or [discord] token)"
+    ]
+
+
+def test_values_from_toml(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, TOML))
+    assert settings.discord.token.get_secret_value() == DISCORD_SECRET
+    assert settings.discord.dev_guild == 123456789012345678
+    assert settings.civitai.token.get_secret_value() == CIVITAI_SECRET
+    assert settings.civitai.base_url == "http://127.0.0.1:8800"  # trailing slash dropped
+    assert settings.civitai.currencies == ["blue"]
+    assert settings.civitai.wait_seconds == 20
+    assert settings.civitai.max_retries == 2
+    assert settings.database.path == Path("from-toml.sqlite3")
+    assert settings.defaults.allowance == 1000
+    assert settings.defaults.allowance_period == "daily"
+    assert not settings.simulated
+    assert problems_for_running(settings) == []
+
+
+def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_CIVITAI__WAIT_SECONDS", "45")
+    monkeypatch.setenv("BOT_DB_PATH", "/srv/bot/from-env.sqlite3")
+    monkeypatch.setenv("DISCORD_TOKEN", "discord-from-env")
+    monkeypatch.setenv("BOT_DEV_GUILD", "42")
+    monkeypatch.setenv("BOT_DEFAULTS__ALLOWANCE_PERIOD", "monthly")
+    settings = load_settings(write(tmp_path, TOML))
+    assert settings.civitai.wait_seconds == 45
+    assert settings.database.path == Path("/srv/bot/from-env.sqlite3")
+    assert settings.discord.token.get_secret_value() == "discord-from-env"
+    assert settings.discord.dev_guild == 42
+    assert settings.defaults.allowance_period == "monthly"
+    # The rest of each section still comes from the file.
+    assert settings.civitai.max_retries == 2
+    assert settings.civitai.base_url == "http://127.0.0.1:8800"
+    assert settings.civitai.token.get_secret_value() == CIVITAI_SECRET
+    assert settings.defaults.allowance == 1000
+
+
+def test_named_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_SECRET)
+    monkeypatch.setenv("CIVITAI_BASE_URL", "http://localhost:9000")
+    settings = load_settings()
+    assert settings.civitai.token.get_secret_value() == CIVITAI_SECRET
+    assert settings.civitai.base_url == "http://localhost:9000"
+    assert not settings.simulated
+
+
+def test_the_named_variable_wins_over_the_generic_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_DATABASE__PATH", "generic.sqlite3")
+    monkeypatch.setenv("BOT_DB_PATH", "named.sqlite3")
+    assert load_settings().database.path == Path("named.sqlite3")
+    monkeypatch.delenv("BOT_DB_PATH")
+    assert load_settings().database.path == Path("generic.sqlite3")
+
+
+def test_list_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_CIVITAI__CURRENCIES", '["yellow", "blue"]')
+    assert load_settings().civitai.currencies == ["yellow", "blue"]
+
+
+def test_config_path_from_bot_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[civitai]\nwait_seconds = 7\n", "elsewhere.toml")
+    monkeypatch.setenv("BOT_CONFIG", str(path))
+    assert load_settings().civitai.wait_seconds == 7
+
+
+def test_default_config_toml_in_the_working_directory(tmp_path: Path) -> None:
+    write(tmp_path, "[civitai]\nwait_seconds = 9\n")
+    assert load_settings().civitai.wait_seconds == 9
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "key", "var"),
+    [
+        (
+            "[civitai]\nwait_seconds = 1000\n",
+            {},
+            "civitai.wait_seconds",
+            "BOT_CIVITAI__WAIT_SECONDS",
+        ),
+        ('[civitai]\nbase_url = "ftp://x"\n', {}, "civitai.base_url", "CIVITAI_BASE_URL"),
+        (
+            '[civitai]\ncurrencies = ["gold"]\n',
+            {},
+            "civitai.currencies.0",
+            "BOT_CIVITAI__CURRENCIES",
+        ),
+        (
+            '[defaults]\nallowance_period = "hourly"\n',
+            {},
+            "defaults.allowance_period",
+            "BOT_DEFAULTS__ALLOWANCE_PERIOD",
+        ),
+        ("", {"BOT_DEV_GUILD": "not-a-number"}, "discord.dev_guild", "BOT_DEV_GUILD"),
+        ("", {"BOT_CIVITAI__MAX_RETRIES": "99"}, "civitai.max_retries", "BOT_CIVITAI__MAX_RETRIES"),
+        ("", {"BOT_SIMULATOR__SPEED": "0"}, "simulator.speed", "BOT_SIMULATOR__SPEED"),
+    ],
+)
+def test_invalid_value_names_the_key_and_its_env_var(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    toml: str,
+    env: dict[str, str],
+    key: str,
+    var: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, toml))
+    message = str(caught.value)
+    assert f"{key} (env {var})" in message
+    assert message.count("(env ") == 1  # only the bad key is blamed
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path: Path) -> None:
+    toml = "[civitai]\nwait_seconds = -1\nmax_retries = 100\n[jobs]\ndeadline_minutes = 0\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, toml))
+    message = str(caught.value)
+    for var in (
+        "BOT_CIVITAI__WAIT_SECONDS",
+        "BOT_CIVITAI__MAX_RETRIES",
+        "BOT_JOBS__DEADLINE_MINUTES",
+    ):
+        assert var in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[civitai]\ntokn = "x"\n', "civitai.tokn"),
+        ('[civitia]\ntoken = "x"\n', "civitia"),
+        ("wait_seconds = 5\n", "wait_seconds"),
+    ],
+)
+def test_unknown_key_refused(tmp_path: Path, toml: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, toml))
+    assert key in str(caught.value)
+    assert "unknown setting" in str(caught.value)
+
+
+def test_missing_explicit_config_file_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        load_settings(missing)
+    monkeypatch.setenv("BOT_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        load_settings()
+
+
+def test_broken_toml_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[civitai\nwait_seconds = \n"))
+
+
+def test_tokens_are_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", DISCORD_SECRET)
+    settings = load_settings(write(tmp_path, f'[civitai]\ntoken = "{CIVITAI_SECRET}"\n'))
+    assert isinstance(settings.discord.token, SecretStr)
+    assert isinstance(settings.civitai.token, SecretStr)
+    for text in (repr(settings), str(settings), repr(settings.civitai), settings.model_dump_json()):
+        assert DISCORD_SECRET not in text and CIVITAI_SECRET not in text
+
+
+def test_token_in_a_bad_config_is_not_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_SECRET)
+    toml = f'[discord]\ntoken = "{DISCORD_SECRET}"\n[civitai]\nwait_seconds = "soon"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, toml))
+    assert DISCORD_SECRET not in str(caught.value) and CIVITAI_SECRET not in str(caught.value)
+
+
+def test_blank_discord_token_is_a_problem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[discord]\ntoken = "   "\n'))
+    assert problems_for_running(settings)
+
+
+def test_env_names() -> None:
+    assert env_name("discord", "token") == "DISCORD_TOKEN"
+    assert env_name("database", "path") == "BOT_DB_PATH"
+    assert env_name("civitai", "wait_seconds") == "BOT_CIVITAI__WAIT_SECONDS"
+
+
+def test_every_int_setting_is_reachable_through_its_env_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The name an error message gives must really set the key.
+    defaults = Settings()
+    checked = 0
+    for section in Settings.model_fields:
+        for key in type(getattr(defaults, section)).model_fields:
+            value = getattr(getattr(defaults, section), key)
+            if type(value) is not int or key == "port":
+                continue
+            wanted = value + 1 if key != "max_retries" else value - 1
+            monkeypatch.setenv(env_name(section, key), str(wanted))
+            assert getattr(getattr(load_settings(), section), key) == wanted, (section, key)
+            monkeypatch.delenv(env_name(section, key))
+            checked += 1
+    assert checked >= 10
