@@ -10,8 +10,10 @@ them run beside a writer and they never see uncommitted state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -47,9 +49,14 @@ class Database:
     async def open(self) -> Database:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate()
-        self._reader = await self._connect()
+        try:
+            self._writer = await self._connect()
+            await self._migrate()
+            self._reader = await self._connect()
+        except BaseException:
+            # An open aiosqlite connection keeps a non-daemon thread: the process would hang.
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:
@@ -67,11 +74,15 @@ class Database:
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     @asynccontextmanager
@@ -79,7 +90,15 @@ class Database:
         """BEGIN IMMEDIATE … COMMIT on the writer; ROLLBACK if the block raises."""
         assert self._writer is not None, "database is not open"
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                # The BEGIN still runs on the connection's thread (it may be waiting on another
+                # process's lock). A ROLLBACK queued behind it undoes it; without one the writer
+                # would stay inside a transaction nobody ends and every later write would fail.
+                with contextlib.suppress(sqlite3.Error):
+                    await self._writer.execute("ROLLBACK")
+                raise
             try:
                 yield self._writer
             except BaseException:

@@ -327,6 +327,20 @@ class Ledger:
         key = period_key(rule.period, self.clock())
         if rule.amount <= 0 or account.last_refill_key == key:
             return account, rule
+        # The rule's period can change and change back (an override set then cleared, a role
+        # gained or lost): a period already refilled is not refilled again.
+        refilled = await fetchone(
+            tx,
+            "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
+            " AND kind = 'refill' AND period_key = ?",
+            (guild_id, member_id, key),
+        )
+        if refilled is not None:
+            await tx.execute(
+                "UPDATE accounts SET last_refill_key = ? WHERE guild_id = ? AND member_id = ?",
+                (key, guild_id, member_id),
+            )
+            return await self._account(tx, guild_id, member_id), rule
         held = await self._held_from_allowance(tx, guild_id, member_id)
         top_up = max(0, rule.amount - account.allowance_balance - held)
         if top_up:
@@ -482,6 +496,8 @@ class Ledger:
         amount: int | None = None,
     ) -> int:
         """Give back what a settled job cost (moderators' Refund). Credited as a grant."""
+        if amount is not None:
+            check_amount(amount)
         hold = await self.get_hold(tx, job_id)
         if hold is None or hold["settled_at"] is None:
             raise LedgerError(f"job {job_id} has nothing settled to refund")
@@ -624,8 +640,15 @@ class Ledger:
         )
         held, held_allowance = (int(held_row[0]), int(held_row[1])) if held_row else (0, 0)
         pending = 0
-        if rule.amount > 0 and account.last_refill_key != period_key(rule.period, now):
-            pending = max(0, rule.amount - account.allowance_balance - held_allowance)
+        key = period_key(rule.period, now)
+        if rule.amount > 0 and account.last_refill_key != key:
+            refilled = await self.db.fetchone(
+                "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
+                " AND kind = 'refill' AND period_key = ?",
+                (guild_id, member_id, key),
+            )
+            if refilled is None:
+                pending = max(0, rule.amount - account.allowance_balance - held_allowance)
         start = period_start(rule.period, now)
         spent_row = await self.db.fetchone(
             "SELECT COALESCE(SUM(CASE WHEN settled_at IS NULL THEN 0"

@@ -1,0 +1,151 @@
+"""`python -m bot ledger …` and `python -m bot jobs` as real subprocesses on a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.store.db import Database
+from bot.store.jobs import JobStatus, JobStore, NewJob
+from bot.store.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+GUILD, MEMBER = 4242, 777
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "empty.toml"
+    config.write_text("", encoding="utf-8")
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("BOT_", "DISCORD_", "CIVITAI_"))
+    }
+    clean.update(BOT_DB_PATH=str(tmp_path / "cli.sqlite3"), BOT_CONFIG=str(config))
+    return clean
+
+
+def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def entries(env: dict[str, str]) -> list[tuple]:
+    with sqlite3.connect(env["BOT_DB_PATH"]) as conn:
+        return conn.execute(
+            "SELECT guild_id, member_id, kind, amount, delta_grant, reason FROM ledger_entries"
+        ).fetchall()
+
+
+def test_grant_shows_in_balance_history_and_export(env: dict[str, str]) -> None:
+    out = run(env, "ledger", "grant", str(GUILD), str(MEMBER), "1500", "--reason", "prize, 1st")
+    assert "1,500" in out.stdout
+    assert entries(env) == [(GUILD, MEMBER, "grant", 1500, 1500, "prize, 1st")]
+
+    table = run(env, "ledger", "balance", str(GUILD), str(MEMBER)).stdout
+    cells = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()]
+    lines = {c[0]: c[-1] for c in cells if len(c) == 2}
+    assert lines["available"] == "1,500"
+    assert lines["grants"] == "1,500"
+    data = json.loads(run(env, "ledger", "balance", str(GUILD), str(MEMBER), "--json").stdout)
+    assert (data["available"], data["grant_balance"], data["held"]) == (1500, 1500, 0)
+    # Another member and another guild have nothing.
+    other = json.loads(run(env, "ledger", "balance", "1", str(MEMBER), "--json").stdout)
+    assert other["available"] == 0
+
+    history = run(env, "ledger", "history", str(GUILD), str(MEMBER)).stdout.splitlines()
+    assert history[0].split() == ["time", "(UTC)", "kind", "amount", "change", "job", "reason"]
+    assert set(history[1].replace(" ", "")) == {"-"}
+    assert "grant" in history[2] and "1500" in history[2] and "+1500" in history[2]
+    assert history[2].rstrip().endswith("prize, 1st")
+    rows = json.loads(run(env, "ledger", "history", str(GUILD), str(MEMBER), "--json").stdout)
+    assert [(r["kind"], r["amount"], r["delta"], r["reason"]) for r in rows] == [
+        ("grant", 1500, 1500, "prize, 1st")
+    ]
+
+    run(env, "ledger", "grant", str(GUILD), str(MEMBER), "25", "--reason", "bonus")
+    rows = json.loads(run(env, "ledger", "history", str(GUILD), str(MEMBER), "--json").stdout)
+    assert [r["amount"] for r in rows] == [25, 1500]  # newest first
+
+    exported = run(env, "ledger", "export", str(GUILD)).stdout
+    records = list(csv.DictReader(io.StringIO(exported)))
+    assert [
+        (r["member_id"], r["kind"], r["amount"], r["balance_after"], r["reason"]) for r in records
+    ] == [
+        (str(MEMBER), "grant", "1500", "1500", "prize, 1st"),
+        (str(MEMBER), "grant", "25", "1525", "bonus"),
+    ]
+    assert run(env, "ledger", "export", "1").stdout.count("\n") == 1  # header only
+
+
+@pytest.mark.parametrize("amount", ["-5", "0", "10000001"])
+def test_grant_out_of_range_fails_with_the_range(env: dict[str, str], amount: str) -> None:
+    proc = run(env, "ledger", "grant", str(GUILD), str(MEMBER), amount, "--reason", "x", ok=False)
+    assert proc.returncode != 0
+    assert "1 to 10,000,000" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if Path(env["BOT_DB_PATH"]).exists():
+        assert entries(env) == []
+
+
+async def seed_jobs(path: str) -> None:
+    async with Database(path) as db:
+        jobs, ledger = JobStore(db), Ledger(db)
+        async with db.transaction() as tx:
+            await ledger.grant(tx, GUILD, MEMBER, 10_000, actor_id=None, reason="seed")
+            for status in JobStatus:
+                job_id = f"job-{status.value}"
+                await jobs.insert(
+                    tx,
+                    NewJob(
+                        id=job_id,
+                        guild_id=GUILD,
+                        channel_id=1,
+                        member_id=MEMBER,
+                        model="gpt-image-1",
+                        operation="createImage",
+                        options={"prompt": "a cat"},
+                        step={},
+                        estimate=300,
+                        status=status,
+                    ),
+                )
+                await ledger.hold(tx, GUILD, MEMBER, job_id, 300)
+
+
+def test_jobs_active_lists_only_active_jobs(env: dict[str, str]) -> None:
+    asyncio.run(seed_jobs(env["BOT_DB_PATH"]))
+    active = {"queued", "submitted", "running", "delivering"}
+
+    listed = json.loads(run(env, "jobs", "--active", "--json").stdout)
+    assert {j["status"] for j in listed} == active
+    assert {j["id"] for j in listed} == {f"job-{s}" for s in active}
+    assert all(j["held"] == 300 and j["guild"] == GUILD for j in listed)
+
+    table = run(env, "jobs", "--active").stdout.splitlines()
+    assert table[0].split()[:2] == ["job", "created"]
+    body = [line.split()[0] for line in table[2:] if line.strip()]
+    assert sorted(body) == sorted(f"job-{s}" for s in active)
+
+    everything = json.loads(run(env, "jobs", "--json").stdout)
+    assert {j["status"] for j in everything} == {s.value for s in JobStatus}

@@ -1,0 +1,269 @@
+"""Guild settings and the moderators' records: defaults, switches, bans, strikes, review items."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from bot.catalog.names import MODEL_NAMES
+from bot.config import GuildDefaults
+from bot.store import audit
+from bot.store.db import Database
+from bot.store.guilds import GuildStore
+from bot.store.jobs import JobStore
+from bot.store.moderation import AlreadyHandled, ModerationStore
+from tests.store.conftest import GUILD, OTHER_GUILD, Clock, new_job
+
+DEFAULTS = GuildDefaults(
+    default_model="dall-e-3",
+    confirm_above=123,
+    per_member_concurrency=3,
+    per_guild_concurrency=7,
+    strikes_to_ban=4,
+    strike_window_days=14,
+)
+
+
+@pytest.fixture
+def guilds(db: Database, clock: Clock) -> GuildStore:
+    return GuildStore(db, DEFAULTS, clock)
+
+
+@pytest.fixture
+def mod(db: Database, clock: Clock) -> ModerationStore:
+    return ModerationStore(db, clock)
+
+
+# -- guild settings ------------------------------------------------------------------------------
+
+
+async def test_defaults_until_changed(db: Database, guilds: GuildStore) -> None:
+    s = await guilds.get(GUILD)
+    assert (s.default_model, s.confirm_above, s.per_member_concurrency) == ("dall-e-3", 123, 3)
+    assert (s.per_guild_concurrency, s.strikes_to_ban, s.strike_window_days) == (7, 4, 14)
+    assert (s.budget_amount, s.budget_period, s.mod_channel_id) == (None, None, None)
+    assert not s.reroll_anyone and not s.mod_channel_warned
+    assert all(s.model_enabled(m) for m in MODEL_NAMES)
+    row = await db.fetchone("SELECT COUNT(*) FROM guild_settings")
+    assert row is not None and row[0] == 0, "reading the settings wrote a row"
+    # Another bot configuration gives other defaults to a guild that never changed anything.
+    other = await GuildStore(db, GuildDefaults(confirm_above=999)).get(GUILD)
+    assert other.confirm_above == 999
+
+
+async def test_update_returns_and_keeps_new_values(
+    db: Database, guilds: GuildStore, clock: Clock
+) -> None:
+    async with db.transaction() as tx:
+        s = await guilds.update(
+            tx, GUILD, actor_id=42, confirm_above=1000, mod_channel_id=555, reroll_anyone=True
+        )
+    assert (s.confirm_above, s.mod_channel_id, s.reroll_anyone) == (1000, 555, True)
+    assert s.default_model == "dall-e-3"  # untouched keys keep their values
+    again = await guilds.get(GUILD)
+    assert again == s
+    async with db.transaction() as tx:
+        s = await guilds.update(tx, GUILD, budget_amount=5000, budget_period="daily")
+    assert (s.confirm_above, s.budget_amount, s.budget_period) == (1000, 5000, "daily")
+    assert (await guilds.get(OTHER_GUILD)).confirm_above == 123
+    events = await audit.events(db, GUILD, "settings.update")
+    assert len(events) == 1  # only the change with an actor is audited
+    assert events[0].actor_id == 42 and events[0].details["confirm_above"] == 1000
+
+
+async def test_update_refuses_unknown_keys_and_bad_values(db: Database, guilds: GuildStore) -> None:
+    async with db.transaction() as tx:
+        with pytest.raises(ValueError, match="colour"):
+            await guilds.update(tx, GUILD, colour="red")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        async with db.transaction() as tx:
+            await guilds.update(tx, GUILD, per_member_concurrency=0)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        async with db.transaction() as tx:
+            await guilds.update(tx, GUILD, budget_period="hourly")
+    assert (await guilds.get(GUILD)).per_member_concurrency == 3
+
+
+async def test_model_switches(db: Database, guilds: GuildStore) -> None:
+    async with db.transaction() as tx:
+        s = await guilds.set_model(tx, GUILD, "gpt-image-1", False, actor_id=42)
+    assert not s.model_enabled("gpt-image-1")
+    assert all(s.model_enabled(m) for m in MODEL_NAMES if m != "gpt-image-1")
+    assert (await guilds.get(OTHER_GUILD)).model_enabled("gpt-image-1")
+    async with db.transaction() as tx:
+        s = await guilds.set_model(tx, GUILD, "gpt-image-1", True, actor_id=42)
+    assert s.model_enabled("gpt-image-1")
+    async with db.transaction() as tx:
+        with pytest.raises(ValueError, match="unknown model"):
+            await guilds.set_model(tx, GUILD, "midjourney", False, actor_id=42)
+
+
+async def test_channel_allow_list_and_deny(db: Database, guilds: GuildStore) -> None:
+    s = await guilds.get(GUILD)
+    assert s.channel_allowed(10) and s.channel_allowed(11)  # no rules: everywhere
+
+    async with db.transaction() as tx:
+        s = await guilds.set_channel(tx, GUILD, 12, False, actor_id=42)
+    # A deny rule alone refuses only that channel.
+    assert not s.channel_allowed(12) and s.channel_allowed(10)
+
+    async with db.transaction() as tx:
+        s = await guilds.set_channel(tx, GUILD, 10, True, actor_id=42)
+    # With an allow-list, only the listed channels.
+    assert s.channel_allowed(10)
+    assert not s.channel_allowed(11) and not s.channel_allowed(12)
+
+    async with db.transaction() as tx:
+        s = await guilds.set_channel(tx, GUILD, 10, False, actor_id=42)
+    # Denying the only allowed channel ends the allow-list: everywhere but the denied ones.
+    assert not s.channel_allowed(10) and s.channel_allowed(11)
+
+    async with db.transaction() as tx:
+        await guilds.set_channel(tx, GUILD, 10, None, actor_id=42)
+        s = await guilds.set_channel(tx, GUILD, 12, None, actor_id=42)
+    assert s.channel_allowed(10) and s.channel_allowed(12)
+    assert (s.allowed_channels, s.denied_channels) == (frozenset(), frozenset())
+
+    async with db.transaction() as tx:
+        await guilds.set_channel(tx, GUILD, 20, True, actor_id=42)
+    other = await guilds.get(OTHER_GUILD)
+    assert other.channel_allowed(11)  # guild A's allow-list is not guild B's
+
+
+# -- bans and strikes ----------------------------------------------------------------------------
+
+
+async def test_ban_with_duration_expires(db: Database, mod: ModerationStore, clock: Clock) -> None:
+    async with db.transaction() as tx:
+        ban = await mod.ban(tx, GUILD, 7, actor_id=42, reason="spam", days=2)
+    assert ban.expires_at == clock.now + timedelta(days=2)
+    assert (await mod.active_ban(GUILD, 7)) is not None
+    assert await mod.active_ban(OTHER_GUILD, 7) is None
+    assert await mod.active_ban(GUILD, 8) is None
+    clock.advance(days=2, seconds=-1)
+    active = await mod.active_ban(GUILD, 7)
+    assert active is not None and active.reason == "spam"
+    clock.advance(seconds=1)
+    assert await mod.active_ban(GUILD, 7) is None
+    async with db.transaction() as tx:
+        assert not await mod.unban(tx, GUILD, 7, actor_id=42)  # nothing left to lift
+
+
+async def test_permanent_ban_and_unban(db: Database, mod: ModerationStore, clock: Clock) -> None:
+    async with db.transaction() as tx:
+        await mod.ban(tx, GUILD, 7, actor_id=42, reason="abuse", days=None)
+    clock.advance(days=3650)
+    assert await mod.active_ban(GUILD, 7) is not None
+    async with db.transaction() as tx:
+        assert await mod.unban(tx, GUILD, 7, actor_id=43)
+    assert await mod.active_ban(GUILD, 7) is None
+    async with db.transaction() as tx:
+        assert not await mod.unban(tx, GUILD, 7, actor_id=43)
+    actions = [e.action for e in await audit.events(db, GUILD)]
+    assert actions == ["moderation.unban", "moderation.ban"]
+
+
+async def test_new_ban_replaces_the_old_one(
+    db: Database, mod: ModerationStore, clock: Clock
+) -> None:
+    async with db.transaction() as tx:
+        await mod.ban(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
+        await mod.ban(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
+    assert (await mod.active_ban(GUILD, 7)).reason == "shortened"  # type: ignore[union-attr]
+    clock.advance(days=1)
+    assert await mod.active_ban(GUILD, 7) is None
+
+
+async def test_strikes_counted_within_the_window(
+    db: Database, mod: ModerationStore, clock: Clock
+) -> None:
+    counts = []
+    for _ in range(3):
+        async with db.transaction() as tx:
+            counts.append(
+                await mod.add_strike(
+                    tx, GUILD, 7, actor_id=42, reason="x", item_id=None, window_days=14
+                )
+            )
+        clock.advance(days=5)
+    assert counts == [1, 2, 3]
+    # Now t0+15d: the first strike (t0) is out of a 14-day window, the others are in.
+    assert await mod.strike_count(GUILD, 7, 14) == 2
+    assert await mod.strike_count(GUILD, 7, 30) == 3
+    assert await mod.strike_count(OTHER_GUILD, 7, 30) == 0
+    assert await mod.strike_count(GUILD, 8, 30) == 0
+    clock.advance(days=30)
+    assert await mod.strike_count(GUILD, 7, 14) == 0
+    assert len(await mod.strikes(GUILD, 7)) == 3  # the record stays
+
+
+# -- review items --------------------------------------------------------------------------------
+
+
+async def make_item(
+    db: Database, mod: ModerationStore, clock: Clock, job_id: str, guild_id: int = GUILD
+) -> int:
+    async with db.transaction() as tx:
+        await JobStore(db, clock).insert(tx, new_job(job_id, guild_id))
+        return await mod.create_item(tx, guild_id, job_id, "blocked", "filter")
+
+
+async def test_review_item_closed_once(db: Database, mod: ModerationStore, clock: Clock) -> None:
+    item_id = await make_item(db, mod, clock, "j1")
+    item = await mod.item(item_id)
+    assert item is not None and item.open and item.job_id == "j1"
+    async with db.transaction() as tx:
+        closed = await mod.close_item(tx, item_id, "refunded", 42, note="sorry")
+    assert (closed.status, closed.handled_by, closed.note) == ("refunded", 42, "sorry")
+    async with db.transaction() as tx:
+        with pytest.raises(AlreadyHandled) as info:
+            await mod.close_item(tx, item_id, "dismissed", 43)
+    assert "<@42>" in str(info.value) and "refunded" in str(info.value)
+    assert info.value.item.handled_by == 42
+    after = await mod.item(item_id)
+    assert after is not None and (after.status, after.handled_by) == ("refunded", 42)
+    async with db.transaction() as tx:
+        with pytest.raises(KeyError):
+            await mod.close_item(tx, 99_999, "dismissed", 43)
+
+
+async def test_two_moderators_racing_on_one_item(
+    db: Database, mod: ModerationStore, clock: Clock
+) -> None:
+    item_id = await make_item(db, mod, clock, "j1")
+
+    async def close(actor: int, status: str):  # type: ignore[no-untyped-def]
+        async with db.transaction() as tx:
+            return await mod.close_item(tx, item_id, status, actor)
+
+    results = await asyncio.gather(
+        close(42, "approved"),
+        close(43, "rejected"),
+        close(44, "dismissed"),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, AlreadyHandled)]
+    assert len(winners) == 1 and len(losers) == 2
+    first = winners[0].handled_by
+    assert all(f"<@{first}>" in str(e) for e in losers)
+
+
+async def test_review_queues_are_per_guild(
+    db: Database, mod: ModerationStore, clock: Clock
+) -> None:
+    a1 = await make_item(db, mod, clock, "a1")
+    a2 = await make_item(db, mod, clock, "a2")
+    b1 = await make_item(db, mod, clock, "b1", OTHER_GUILD)
+    async with db.transaction() as tx:
+        await mod.close_item(tx, a1, "dismissed", 42)
+        await mod.set_item_message(tx, a2, 900, 901)
+    assert [i.id for i in await mod.open_items(GUILD)] == [a2]
+    assert [i.id for i in await mod.open_items(OTHER_GUILD)] == [b1]
+    assert [i.id for i in await mod.items_without_message(GUILD)] == []
+    assert [i.id for i in await mod.items_without_message()] == [b1]
+    found = await mod.item_for_job("a2")
+    assert found is not None and (found.message_channel_id, found.message_id) == (900, 901)
