@@ -97,7 +97,7 @@ class GuildDefaults(_Section):
     allowance_period: Period = "weekly"
     confirm_above: int = Field(500, ge=0, le=10_000_000)
     per_member_concurrency: int = Field(2, ge=1, le=50)
-    per_guild_concurrency: int = Field(10, ge=1, le=500)
+    per_guild_concurrency: int = Field(10, ge=1, le=10_000)
     strikes_to_ban: int = Field(3, ge=0, le=100)
     strike_window_days: int = Field(30, ge=1, le=3650)
 

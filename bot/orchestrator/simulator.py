@@ -154,8 +154,11 @@ class Simulator:
         seed: int | None = None,
         blob_ttl: float = 3600.0,
         surcharge: int = 0,
+        max_image_side: int | None = None,
         document: OpenApiDocument | None = None,
     ) -> None:
+        # Load tests cap the placeholder images so rendering does not dominate the run.
+        self.max_image_side = max_image_side
         self.token = token
         # Added to every price, like the guide's "priority / output-format surcharges".
         self.surcharge = surcharge
@@ -587,7 +590,11 @@ class Simulator:
             self._images.move_to_end(blob_id)
             return self._images[blob_id]
         caption = f"{wf.inp.MODEL.value} · {wf.width}x{wf.height} · {index + 1}/{self._count(wf)}"
-        data = render(getattr(wf.inp, "prompt", ""), wf.width, wf.height, fmt, caption)
+        width, height = wf.width, wf.height
+        if self.max_image_side:
+            scale = min(1.0, self.max_image_side / max(width, height))
+            width, height = max(1, int(width * scale)), max(1, int(height * scale))
+        data = render(getattr(wf.inp, "prompt", ""), width, height, fmt, caption)
         self._images[blob_id] = data
         while len(self._images) > 64:
             self._images.popitem(last=False)

@@ -109,13 +109,11 @@ class Database:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return await fetchall(self._reader, sql, params)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        return await fetchone(self._reader, sql, params)
 
     async def _migrate(self) -> None:
         assert self._writer is not None
@@ -152,12 +150,17 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def fetchone(tx: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Row | None:
-    """A read inside a transaction (sees its own uncommitted writes)."""
-    async with tx.execute(sql, tuple(params)) as cursor:
-        return await cursor.fetchone()
+async def fetchall(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+    """Run a query to completion in one step on the connection's thread.
+
+    A statement left open (a cursor not yet exhausted while other tasks use the connection)
+    keeps SQLite's read transaction open, and every later read on that connection would see
+    that old snapshot. One call per query means statements never overlap.
+    """
+    return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
-async def fetchall(tx: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-    async with tx.execute(sql, tuple(params)) as cursor:
-        return list(await cursor.fetchall())
+async def fetchone(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Row | None:
+    """The first row (see fetchall); inside a transaction it sees its own writes."""
+    rows = await fetchall(conn, sql, params)
+    return rows[0] if rows else None

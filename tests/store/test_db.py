@@ -271,3 +271,27 @@ async def test_cancelled_while_waiting_for_another_process_leaves_the_writer_usa
             await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('c2', 'n')")
     finally:
         await other.close()
+
+
+async def test_reads_under_heavy_concurrency_see_every_committed_write(tmp_path):
+    """Overlapping cursors on the shared reader once pinned an old snapshot: a row committed
+    a moment ago read as missing while hundreds of other reads were in flight."""
+    async with Database(tmp_path / "busy.sqlite3") as db:
+        async with db.transaction() as tx:
+            await tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        stop = asyncio.Event()
+
+        async def background_reader() -> None:
+            while not stop.is_set():
+                await db.fetchall("SELECT * FROM t")
+
+        readers = [asyncio.create_task(background_reader()) for _ in range(100)]
+        try:
+            for i in range(100):
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t (id) VALUES (?)", (i,))
+                row = await db.fetchone("SELECT id FROM t WHERE id = ?", (i,))
+                assert row is not None, f"row {i} was committed but reads as missing"
+        finally:
+            stop.set()
+            await asyncio.gather(*readers)
