@@ -14,12 +14,14 @@ import ipaddress
 import json
 import logging
 import random
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 from pydantic import SecretStr
 
@@ -56,6 +58,7 @@ class OrchestratorClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        pool_shards: int = 16,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
         self._secret = secret
@@ -73,22 +76,37 @@ class OrchestratorClient:
         headers = {"Accept": "application/json"}
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            # Long-polls hold a connection each: many jobs in flight need many connections.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            follow_redirects=False,
-        )
+        # Each long-poll holds a connection, and httpcore scans its whole pool on every request
+        # and response close (quadratic with 1 000 jobs in flight): several small pools, used
+        # in turn, keep each scan short.
+        # One CA store (certifi's, as httpx uses by default) for all pools, not one each.
+        tls = ssl.create_default_context(cafile=certifi.where())
+        self._pools = [
+            httpx.AsyncClient(
+                verify=tls,
+                base_url=self.base_url,
+                headers=headers,
+                timeout=timeout,
+                transport=transport,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
+                follow_redirects=False,
+            )
+            for _ in range(max(1, pool_shards))
+        ]
+        self._next_pool = 0
 
     def __repr__(self) -> str:
         token = "***" if self._secret else None
         return f"OrchestratorClient(base_url={self.base_url!r}, token={token})"
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        self._next_pool = (self._next_pool + 1) % len(self._pools)
+        return self._pools[self._next_pool]
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> OrchestratorClient:
         return self
@@ -139,11 +157,12 @@ class OrchestratorClient:
         for _ in range(3):  # a GetBlob URL redirects once to the content URL
             self._check_blob_url(url)
             self.stats["blob"] += 1
-            request = self._http.build_request("GET", url)
+            http = self._http
+            request = http.build_request("GET", url)
             if not self._same_host(url):
                 # Blob URLs are signed; our bearer token must not travel to another host.
                 request.headers.pop("Authorization", None)
-            response = await self._http.send(request, stream=True)
+            response = await http.send(request, stream=True)
             try:
                 if response.is_redirect and "location" in response.headers:
                     url = str(response.url.join(response.headers["location"]))
