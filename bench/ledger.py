@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.store.db import Database  # noqa: E402
+from bot.store.db import Conn, Database  # noqa: E402
 from bot.store.jobs import JobStatus, JobStore, NewJob  # noqa: E402
 from bot.store.ledger import Ledger  # noqa: E402
 
@@ -33,9 +33,30 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int]
     with tempfile.TemporaryDirectory() as tmp:
         async with Database(Path(tmp) / "ledger.sqlite3") as db:
             ledger, jobs = Ledger(db), JobStore(db)
-            async with db.transaction() as tx:
+
+            def grants(tx: Conn) -> None:
                 for member in range(members):
-                    await ledger.grant(tx, GUILD, member, 10**7, actor_id=None, reason="bench")
+                    ledger.grant(tx, GUILD, member, 10**7, actor_id=None, reason="bench")
+
+            await db.write(grants)
+
+            def admit(tx: Conn, member: int, job_id: str, amount: int) -> None:
+                jobs.insert(
+                    tx,
+                    NewJob(
+                        id=job_id,
+                        guild_id=GUILD,
+                        channel_id=1,
+                        member_id=member,
+                        model="gpt-image-2",
+                        operation="createImage",
+                        options={"prompt": "bench"},
+                        step={},
+                        estimate=amount,
+                        status=JobStatus.QUEUED,
+                    ),
+                )
+                ledger.hold(tx, GUILD, member, job_id, amount)
 
             async def member_loop(member: int) -> int:
                 rng = random.Random(seed * 1000 + member)
@@ -43,25 +64,8 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int]
                 for n in range(per_member):
                     job_id = f"b{member}x{n}"
                     amount = rng.choice((13, 78, 286, 375, 533))
-                    async with db.transaction() as tx:
-                        await jobs.insert(
-                            tx,
-                            NewJob(
-                                id=job_id,
-                                guild_id=GUILD,
-                                channel_id=1,
-                                member_id=member,
-                                model="gpt-image-2",
-                                operation="createImage",
-                                options={"prompt": "bench"},
-                                step={},
-                                estimate=amount,
-                                status=JobStatus.QUEUED,
-                            ),
-                        )
-                        await ledger.hold(tx, GUILD, member, job_id, amount)
-                    async with db.transaction() as tx:
-                        await ledger.settle(tx, job_id, rng.randint(0, amount))
+                    await db.write(admit, member, job_id, amount)
+                    await db.write(ledger.settle, job_id, rng.randint(0, amount))
                     ops += 2
                 return ops
 

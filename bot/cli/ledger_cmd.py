@@ -98,10 +98,9 @@ async def _history(ledger: Ledger, args: argparse.Namespace) -> int:
 
 
 async def _grant(ledger: Ledger, args: argparse.Namespace) -> int:
-    async with ledger.db.transaction() as tx:
-        account = await ledger.grant(
-            tx, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
-        )
+    account = await ledger.db.write(
+        ledger.grant, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+    )
     print(f"granted {args.amount:,} Buzz; balance now {account.total:,}")
     return 0
 

@@ -46,10 +46,10 @@ from bot.orchestrator.errors import (
     ValidationFailed,
 )
 from bot.orchestrator.models import Workflow, WorkflowStatus
-from bot.store.db import Database, utcnow
+from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
-from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger
+from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger, Settlement
 from bot.store.moderation import ModerationStore
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class EngineSettings:
     retry_base: float = 2.0
     retry_cap: float = 60.0
     delivery_attempts: int = 5
+    reconcile_every: float = 60.0
     simulated: bool = False
 
 
@@ -120,20 +121,41 @@ class Engine:
         self._closing = False
         # Workflows seen at conclusion, so delivery needs no extra request for fresh URLs.
         self._fresh: dict[str, Workflow] = {}
+        self._reconciler: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> int:
         """Resume every job that was queued, submitted, running or delivering."""
-        resumed = await self.jobs.active()
-        for job in resumed:
-            self._spawn(job.id)
+        resumed = await self._adopt_orphans()
         if resumed:
             log.info("resumed %d job(s)", len(resumed))
+        self._reconciler = asyncio.create_task(self._reconcile(), name="engine-reconcile")
         return len(resumed)
+
+    async def _adopt_orphans(self) -> list[str]:
+        """Drive every active job that has no task (after a restart, or when a caller was
+        cancelled after its admission had already committed)."""
+        orphans = [job.id for job in await self.jobs.active() if job.id not in self._tasks]
+        for job_id in orphans:
+            self._spawn(job_id)
+        return orphans
+
+    async def _reconcile(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.settings.reconcile_every)
+            try:
+                adopted = await self._adopt_orphans()
+            except Exception:
+                log.exception("reconcile failed")
+                continue
+            if adopted:
+                log.warning("adopted %d job(s) that had no task: %s", len(adopted), adopted)
 
     async def stop(self) -> None:
         self._closing = True
         tasks = list(self._tasks.values())
+        if self._reconciler is not None:
+            tasks.append(self._reconciler)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -237,33 +259,32 @@ class Engine:
             simulated=self.settings.simulated,
             deadline_at=now + self.settings.deadline,
         )
+
+        def admit(tx: Conn) -> int | None:
+            mine, theirs = self.jobs.in_flight(tx, who.guild_id, who.member_id)
+            if mine >= settings.per_member_concurrency:
+                raise Refusal(
+                    RefusalReason.MEMBER_BUSY,
+                    f"you already have {mine} job(s) running; the limit here is "
+                    f"{settings.per_member_concurrency}",
+                )
+            if theirs >= settings.per_guild_concurrency:
+                raise Refusal(
+                    RefusalReason.GUILD_BUSY,
+                    f"the server already has {theirs} jobs running (its limit); try again "
+                    "in a minute",
+                )
+            self.ledger.check_budget(
+                tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
+            )
+            self.jobs.insert(tx, new, request.sources)
+            self.ledger.hold(tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles)
+            if held_reason:
+                return self.moderation.create_item(tx, who.guild_id, job_id, "held", held_reason)
+            return None
+
         try:
-            async with self.db.transaction() as tx:
-                mine, theirs = await self.jobs.in_flight(tx, who.guild_id, who.member_id)
-                if mine >= settings.per_member_concurrency:
-                    raise Refusal(
-                        RefusalReason.MEMBER_BUSY,
-                        f"you already have {mine} job(s) running; the limit here is "
-                        f"{settings.per_member_concurrency}",
-                    )
-                if theirs >= settings.per_guild_concurrency:
-                    raise Refusal(
-                        RefusalReason.GUILD_BUSY,
-                        f"the server already has {theirs} jobs running (its limit); try again "
-                        "in a minute",
-                    )
-                await self.ledger.check_budget(
-                    tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
-                )
-                await self.jobs.insert(tx, new, request.sources)
-                await self.ledger.hold(
-                    tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles
-                )
-                item_id = None
-                if held_reason:
-                    item_id = await self.moderation.create_item(
-                        tx, who.guild_id, job_id, "held", held_reason
-                    )
+            item_id = await self.db.write(admit)
         except InsufficientBuzz as exc:
             raise Refusal(
                 RefusalReason.BALANCE, str(exc), buzz=hold_amount, balance=exc.have
@@ -299,14 +320,13 @@ class Engine:
     # -- moderator decisions on held jobs ---------------------------------------------------
     async def approve(self, job_id: str) -> JobRecord:
         """A held job runs now (its Buzz is already held)."""
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(
-                tx,
-                job_id,
-                J.QUEUED,
-                detail="approved",
-                deadline_at=self.clock() + self.settings.deadline,
-            )
+        job = await self.db.write(
+            self.jobs.transition,
+            job_id,
+            J.QUEUED,
+            detail="approved",
+            deadline_at=self.clock() + self.settings.deadline,
+        )
         self._spawn(job_id)
         await self._status(job, None)
         return job
@@ -314,10 +334,14 @@ class Engine:
     async def reject(self, job_id: str) -> JobRecord:
         """A held job will not run: release its hold."""
         message = "a moderator decided this request will not run; nothing was charged"
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(tx, job_id, J.REJECTED, charged=0, error=message)
-            await self.ledger.settle(tx, job_id, 0)
+        job = await self.db.write(self._release, job_id, J.REJECTED, error=message)
         await self._status(job, message)
+        return job
+
+    def _release(self, tx: Conn, job_id: str, status: JobStatus, **changes: Any) -> JobRecord:
+        """End a job that never ran upstream: nothing charged, the whole hold released."""
+        job = self.jobs.transition(tx, job_id, status, charged=0, **changes)
+        self.ledger.settle(tx, job_id, 0)
         return job
 
     # -- cancel -----------------------------------------------------------------------------
@@ -330,15 +354,12 @@ class Engine:
         if job.final or job.status is J.DELIVERING:
             raise NotAllowed(f"this job is already {job.status.value}")
         if job.status is J.HELD:
-            async with self.db.transaction() as tx:
-                job = await self.jobs.transition(
-                    tx, job_id, J.CANCELED, charged=0, cancel_requested_by=actor.member_id
-                )
-                await self.ledger.settle(tx, job_id, 0)
+            job = await self.db.write(
+                self._release, job_id, J.CANCELED, cancel_requested_by=actor.member_id
+            )
             await self._status(job, "canceled")
             return job
-        async with self.db.transaction() as tx:
-            await self.jobs.update(tx, job_id, cancel_requested_by=actor.member_id)
+        await self.db.write(self.jobs.update, job_id, cancel_requested_by=actor.member_id)
         if job.workflow_id:
             with contextlib.suppress(NotFound):
                 await self.client.cancel(job.workflow_id)
@@ -420,15 +441,14 @@ class Engine:
             return
         self._alerted.discard("auth")
         self._alerted.discard("forbidden")
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(
-                tx,
-                job.id,
-                J.SUBMITTED,
-                workflow_id=workflow.id,
-                workflow_status=str(workflow.status),
-                submitted_at=self.clock(),
-            )
+        job = await self.db.write(
+            self.jobs.transition,
+            job.id,
+            J.SUBMITTED,
+            workflow_id=workflow.id,
+            workflow_status=str(workflow.status),
+            submitted_at=self.clock(),
+        )
         await self._status(job, None)
         fresh = await self.jobs.get(job.id)
         if fresh is not None and fresh.cancel_requested_by is not None and workflow.id:
@@ -439,11 +459,7 @@ class Engine:
     async def _finish_unsubmitted(
         self, job: JobRecord, status: JobStatus, message: str, *, detail: str | None = None
     ) -> None:
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(
-                tx, job.id, status, charged=0, error=message, detail=detail
-            )
-            await self.ledger.settle(tx, job.id, 0)
+        job = await self.db.write(self._release, job.id, status, error=message, detail=detail)
         await self._status(job, message)
 
     async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
@@ -514,12 +530,10 @@ class Engine:
             job.queue_position,
         ):
             return False
-        async with self.db.transaction() as tx:
-            started = self.clock() if status == WorkflowStatus.PROCESSING else None
-            changes: dict[str, Any] = {"workflow_status": status, "queue_position": position}
-            if started and job.started_at is None:
-                changes["started_at"] = started
-            job = await self.jobs.transition(tx, job.id, J.RUNNING, **changes)
+        changes: dict[str, Any] = {"workflow_status": status, "queue_position": position}
+        if status == WorkflowStatus.PROCESSING and job.started_at is None:
+            changes["started_at"] = self.clock()
+        job = await self.db.write(self.jobs.transition, job.id, J.RUNNING, **changes)
         await self._status(job, None, workflow.progress())
         return False
 
@@ -544,9 +558,10 @@ class Engine:
             for img in workflow.images()
         ]
         message = _ending_message(status, charged)
-        item_id = None
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(
+
+        def settle(tx: Conn) -> tuple[JobRecord, Settlement, int | None]:
+            """The job's ending, its money and its review item commit together."""
+            ended = self.jobs.transition(
                 tx,
                 job.id,
                 status,
@@ -555,11 +570,14 @@ class Engine:
                 result_images=images,
                 error=None if status is J.DELIVERING else message,
             )
-            settlement = await self.ledger.settle(tx, job.id, charged)
+            settlement = self.ledger.settle(tx, job.id, charged)
+            item_id = None
             if status is J.BLOCKED:
-                item_id = await self.moderation.create_item(
-                    tx, job.guild_id, job.id, "blocked", _block_reason(workflow)
-                )
+                reason = _block_reason(workflow)
+                item_id = self.moderation.create_item(tx, job.guild_id, job.id, "blocked", reason)
+            return ended, settlement, item_id
+
+        job, settlement, item_id = await self.db.write(settle)
         if settlement.loss:
             log.warning(
                 "job %s: charged %d above what the member could pay", job.id, settlement.loss
@@ -582,27 +600,24 @@ class Engine:
             events = await self.jobs.events(job.id)
             attempts = 1 + sum(1 for e in events if e[1] == DELIVERY_FAILED)
             if attempts >= self.settings.delivery_attempts:
-                async with self.db.transaction() as tx:
-                    job = await self.jobs.transition(
-                        tx, job.id, J.FAILED, error="the images could not be posted"
-                    )
+                job = await self.db.write(
+                    self.jobs.transition, job.id, J.FAILED, error="the images could not be posted"
+                )
                 await self._status(job, "the images could not be posted")
                 log.exception("job %s: giving up on delivery", job.id)
                 return
-            async with self.db.transaction() as tx:
-                await self.jobs.transition(tx, job.id, J.DELIVERING, detail=DELIVERY_FAILED)
+            await self.db.write(self.jobs.transition, job.id, J.DELIVERING, detail=DELIVERY_FAILED)
             raise
         await self._delivered(job, message_ids)
 
     async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
-        async with self.db.transaction() as tx:
-            job = await self.jobs.transition(
-                tx,
-                job.id,
-                J.DONE,
-                delivered_message_ids=message_ids,
-                delivered_at=self.clock(),
-            )
+        job = await self.db.write(
+            self.jobs.transition,
+            job.id,
+            J.DONE,
+            delivered_message_ids=message_ids,
+            delivered_at=self.clock(),
+        )
         await self._status(job, None)
 
     async def _download(self, job: JobRecord) -> list[ResultImage]:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
-from bot.store.db import Database, iso
+from bot.store.db import Conn, Database, iso
 
 
 @dataclass(frozen=True)
@@ -23,8 +21,8 @@ class AuditEvent:
     created_at: str
 
 
-async def record(
-    tx: aiosqlite.Connection,
+def record(
+    tx: Conn,
     when: datetime,
     action: str,
     *,
@@ -33,7 +31,7 @@ async def record(
     target: str | None = None,
     **details: Any,
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO audit_events (guild_id, actor_id, action, target, details, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (guild_id, actor_id, action, target, json.dumps(details, default=str), iso(when)),

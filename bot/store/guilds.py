@@ -6,14 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
-import aiosqlite
-
 from bot.catalog.names import MODEL_NAMES
 from bot.config import GuildDefaults
 from bot.store import audit
-from bot.store.db import Database, fetchall, fetchone, iso, utcnow
-
-Conn = aiosqlite.Connection
+from bot.store.db import Conn, Database, iso, utcnow
+from bot.store.db import row as fetch_row
+from bot.store.db import rows as fetch_rows
 
 
 @dataclass(frozen=True)
@@ -92,25 +90,22 @@ class GuildStore:
             mod_channel_warned=False,
         )
 
-    async def get(self, guild_id: int, conn: Conn | None = None) -> GuildSettings:
-        async def one(sql: str, params: tuple) -> aiosqlite.Row | None:
-            return await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+    async def get(self, guild_id: int) -> GuildSettings:
+        return await self.db.read(self.load, guild_id)
 
-        async def many(sql: str, params: tuple) -> list[aiosqlite.Row]:
-            return await (fetchall(conn, sql, params) if conn else self.db.fetchall(sql, params))
-
-        row = await one("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+    def load(self, conn: Conn, guild_id: int) -> GuildSettings:
+        row = fetch_row(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         settings = self._default(guild_id)
         if row is not None:
             values = {name: row[name] for name in _COLUMNS}
             values["reroll_anyone"] = bool(values["reroll_anyone"])
             values["mod_channel_warned"] = bool(values["mod_channel_warned"])
             settings = replace(settings, **values)
-        models = await many(
-            "SELECT model, enabled FROM guild_models WHERE guild_id = ?", (guild_id,)
+        models = fetch_rows(
+            conn, "SELECT model, enabled FROM guild_models WHERE guild_id = ?", (guild_id,)
         )
-        channels = await many(
-            "SELECT channel_id, allowed FROM guild_channels WHERE guild_id = ?", (guild_id,)
+        channels = fetch_rows(
+            conn, "SELECT channel_id, allowed FROM guild_channels WHERE guild_id = ?", (guild_id,)
         )
         return replace(
             settings,
@@ -119,25 +114,25 @@ class GuildStore:
             denied_channels=frozenset(r["channel_id"] for r in channels if not r["allowed"]),
         )
 
-    async def update(
+    def update(
         self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: object
     ) -> GuildSettings:
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown guild settings: {', '.join(sorted(unknown))}")
-        current = await self.get(guild_id, tx)
+        current = self.load(tx, guild_id)
         merged = {f.name: getattr(current, f.name) for f in fields(current) if f.name in _COLUMNS}
         merged.update(changes)
         names = ", ".join(_COLUMNS)
         marks = ", ".join("?" * len(_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)
-        await tx.execute(
+        tx.execute(
             f"INSERT INTO guild_settings (guild_id, {names}, updated_at) VALUES (?, {marks}, ?)"
             f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
             (guild_id, *(merged[c] for c in _COLUMNS), iso(self.clock())),
         )
         if actor_id is not None:
-            await audit.record(
+            audit.record(
                 tx,
                 self.clock(),
                 "settings.update",
@@ -145,19 +140,19 @@ class GuildStore:
                 actor_id=actor_id,
                 **{k: v for k, v in changes.items()},
             )
-        return await self.get(guild_id, tx)
+        return self.load(tx, guild_id)
 
-    async def set_model(
+    def set_model(
         self, tx: Conn, guild_id: int, model: str, enabled: bool, *, actor_id: int | None
     ) -> GuildSettings:
         if model not in MODEL_NAMES:
             raise ValueError(f"unknown model {model!r}: one of {', '.join(MODEL_NAMES)}")
-        await tx.execute(
+        tx.execute(
             "INSERT INTO guild_models (guild_id, model, enabled) VALUES (?, ?, ?)"
             " ON CONFLICT (guild_id, model) DO UPDATE SET enabled = excluded.enabled",
             (guild_id, model, int(enabled)),
         )
-        await audit.record(
+        audit.record(
             tx,
             self.clock(),
             "settings.model",
@@ -166,9 +161,9 @@ class GuildStore:
             target=model,
             enabled=enabled,
         )
-        return await self.get(guild_id, tx)
+        return self.load(tx, guild_id)
 
-    async def set_channel(
+    def set_channel(
         self,
         tx: Conn,
         guild_id: int,
@@ -179,17 +174,17 @@ class GuildStore:
     ) -> GuildSettings:
         """allowed=True adds to the allow-list, False denies, None forgets the channel's rule."""
         if allowed is None:
-            await tx.execute(
+            tx.execute(
                 "DELETE FROM guild_channels WHERE guild_id = ? AND channel_id = ?",
                 (guild_id, channel_id),
             )
         else:
-            await tx.execute(
+            tx.execute(
                 "INSERT INTO guild_channels (guild_id, channel_id, allowed) VALUES (?, ?, ?)"
                 " ON CONFLICT (guild_id, channel_id) DO UPDATE SET allowed = excluded.allowed",
                 (guild_id, channel_id, int(allowed)),
             )
-        await audit.record(
+        audit.record(
             tx,
             self.clock(),
             "settings.channel",
@@ -198,4 +193,4 @@ class GuildStore:
             target=f"channel:{channel_id}",
             allowed=allowed,
         )
-        return await self.get(guild_id, tx)
+        return self.load(tx, guild_id)

@@ -9,11 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
-from bot.store.db import Database, fetchall, fetchone, iso, utcnow
-
-Conn = aiosqlite.Connection
+from bot.store.db import Conn, Database, Row, iso, utcnow
+from bot.store.db import row as fetch_row
 
 
 class JobStatus(StrEnum):
@@ -141,7 +138,7 @@ _TIMES = {
 }
 
 
-def _record(row: aiosqlite.Row) -> JobRecord:
+def _record(row: Row) -> JobRecord:
     values: dict[str, Any] = {}
     for name in JobRecord.__dataclass_fields__:
         if name not in row.keys():  # noqa: SIM118 - sqlite3.Row has no __contains__ for keys
@@ -167,9 +164,9 @@ class JobStore:
         self.db = db
         self.clock = clock
 
-    async def insert(self, tx: Conn, job: NewJob, sources: Iterable[SourceImage] = ()) -> None:
+    def insert(self, tx: Conn, job: NewJob, sources: Iterable[SourceImage] = ()) -> None:
         now = iso(self.clock())
-        await tx.execute(
+        tx.execute(
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
             " parent_job_id, simulated, deadline_at, created_at, updated_at)"
@@ -196,27 +193,28 @@ class JobStore:
             ),
         )
         for idx, source in enumerate(sources):
-            await tx.execute(
+            tx.execute(
                 "INSERT INTO job_sources (job_id, idx, role, mime, width, height, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (job.id, idx, source.role, source.mime, source.width, source.height, source.data),
             )
-        await self._event(tx, job.id, job.status.value, None, now)
+        self._event(tx, job.id, job.status.value, None, now)
 
-    async def _event(
-        self, tx: Conn, job_id: str, status: str, detail: str | None, now: str
-    ) -> None:
-        await tx.execute(
+    def _event(self, tx: Conn, job_id: str, status: str, detail: str | None, now: str) -> None:
+        tx.execute(
             "INSERT INTO job_events (job_id, status, detail, created_at) VALUES (?, ?, ?, ?)",
             (job_id, status, detail, now),
         )
 
-    async def get(self, job_id: str, conn: Conn | None = None) -> JobRecord | None:
-        sql = f"{_SELECT} WHERE jobs.id = ?"
-        row = await (fetchone(conn, sql, (job_id,)) if conn else self.db.fetchone(sql, (job_id,)))
-        return _record(row) if row else None
+    def load(self, conn: Conn, job_id: str) -> JobRecord | None:
+        found = fetch_row(conn, f"{_SELECT} WHERE jobs.id = ?", (job_id,))
+        return _record(found) if found else None
 
-    async def transition(
+    async def get(self, job_id: str) -> JobRecord | None:
+        found = await self.db.fetchone(f"{_SELECT} WHERE jobs.id = ?", (job_id,))
+        return _record(found) if found else None
+
+    def transition(
         self,
         tx: Conn,
         job_id: str,
@@ -226,7 +224,7 @@ class JobStore:
         **changes: Any,
     ) -> JobRecord:
         """Move a job to `status` (checked against the allowed moves) and set other columns."""
-        current = await self.get(job_id, tx)
+        current = self.load(tx, job_id)
         if current is None:
             raise KeyError(job_id)
         if status not in ALLOWED.get(current.status, frozenset()):
@@ -236,19 +234,19 @@ class JobStore:
         changes["updated_at"] = iso(now)
         if status in FINAL and "finished_at" not in changes and current.finished_at is None:
             changes["finished_at"] = iso(now)
-        await self._set(tx, job_id, changes)
+        self._set(tx, job_id, changes)
         if status != current.status or detail:
-            await self._event(tx, job_id, status.value, detail, iso(now))
-        updated = await self.get(job_id, tx)
+            self._event(tx, job_id, status.value, detail, iso(now))
+        updated = self.load(tx, job_id)
         assert updated is not None
         return updated
 
-    async def update(self, tx: Conn, job_id: str, **changes: Any) -> None:
+    def update(self, tx: Conn, job_id: str, **changes: Any) -> None:
         """Set columns without a status change (progress, message ids)."""
         changes["updated_at"] = iso(self.clock())
-        await self._set(tx, job_id, changes)
+        self._set(tx, job_id, changes)
 
-    async def _set(self, tx: Conn, job_id: str, changes: dict[str, Any]) -> None:
+    def _set(self, tx: Conn, job_id: str, changes: dict[str, Any]) -> None:
         columns, values = [], []
         for name, value in changes.items():
             if name in _JSON:
@@ -257,17 +255,17 @@ class JobStore:
                 value = iso(value)
             columns.append(f"{name} = ?")
             values.append(value)
-        await tx.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", (*values, job_id))
+        tx.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", (*values, job_id))
 
-    async def sources(self, job_id: str, conn: Conn | None = None) -> list[SourceImage]:
-        sql = (
-            "SELECT role, mime, width, height, data FROM job_sources WHERE job_id = ? ORDER BY idx"
+    async def sources(self, job_id: str) -> list[SourceImage]:
+        found = await self.db.fetchall(
+            "SELECT role, mime, width, height, data FROM job_sources WHERE job_id = ? ORDER BY idx",
+            (job_id,),
         )
-        rows = await (fetchall(conn, sql, (job_id,)) if conn else self.db.fetchall(sql, (job_id,)))
-        return [SourceImage(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+        return [SourceImage(r[0], r[1], r[2], r[3], bytes(r[4])) for r in found]
 
-    async def copy_sources(self, tx: Conn, from_job: str, to_job: str) -> None:
-        await tx.execute(
+    def copy_sources(self, tx: Conn, from_job: str, to_job: str) -> None:
+        tx.execute(
             "INSERT INTO job_sources (job_id, idx, role, mime, width, height, data)"
             " SELECT ?, idx, role, mime, width, height, data FROM job_sources WHERE job_id = ?",
             (to_job, from_job),
@@ -281,10 +279,10 @@ class JobStore:
         )
         return [_record(r) for r in rows]
 
-    async def in_flight(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
+    def in_flight(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
         """(the member's, the guild's) jobs currently occupying the orchestrator."""
         marks = ",".join("?" * len(IN_FLIGHT))
-        row = await fetchone(
+        row = fetch_row(
             tx,
             f"SELECT COALESCE(SUM(member_id = ?), 0), COUNT(*) FROM jobs"
             f" WHERE guild_id = ? AND status IN ({marks})",

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.store import audit
-from bot.store.db import Database, fetchall, fetchone, iso, utcnow
+from bot.store.db import Conn, Database, iso, utcnow
+from bot.store.db import row as fetch_row
+from bot.store.db import rows as fetch_rows
 from bot.store.periods import (
     describe_moment,
     next_period_start,
@@ -31,7 +32,6 @@ from bot.store.periods import (
 )
 
 MAX_AMOUNT = 10_000_000
-Conn = aiosqlite.Connection
 
 
 class LedgerError(Exception):
@@ -172,7 +172,7 @@ class Ledger:
         self.clock = clock
 
     # -- allowances -------------------------------------------------------------------------
-    async def set_allowance(
+    def set_allowance(
         self,
         tx: Conn,
         guild_id: int,
@@ -185,14 +185,14 @@ class Ledger:
         check_amount(amount, allow_zero=True)
         period_key(period, self.clock())  # validates the period name
         now = self.clock()
-        await tx.execute(
+        tx.execute(
             "INSERT INTO allowances (guild_id, scope, target_id, amount, period, updated_by,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, scope, target_id)"
             " DO UPDATE SET amount = excluded.amount, period = excluded.period,"
             " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
             (guild_id, scope, target_id, amount, period, actor_id, iso(now)),
         )
-        await audit.record(
+        audit.record(
             tx,
             now,
             "allowance.set",
@@ -203,15 +203,15 @@ class Ledger:
             period=period,
         )
 
-    async def clear_allowance(
+    def clear_allowance(
         self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
     ) -> bool:
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "DELETE FROM allowances WHERE guild_id = ? AND scope = ? AND target_id = ?",
             (guild_id, scope, target_id),
         )
         if cursor.rowcount:
-            await audit.record(
+            audit.record(
                 tx,
                 self.clock(),
                 "allowance.clear",
@@ -221,8 +221,8 @@ class Ledger:
             )
         return bool(cursor.rowcount)
 
-    async def allowance(
-        self, conn: Conn | None, guild_id: int, member_id: int, roles: Sequence[int] = ()
+    def allowance(
+        self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> Allowance:
         """Member override, else the highest of the member's role rules, else the guild default."""
         marks = ",".join("?" * len(roles)) or "NULL"
@@ -232,9 +232,8 @@ class Ledger:
             f" OR (scope = 'role' AND target_id IN ({marks})))"
         )
         params = (guild_id, member_id, *roles)
-        rows = await (fetchall(conn, sql, params) if conn else self.db.fetchall(sql, params))
-        by_scope: dict[str, list[aiosqlite.Row]] = {}
-        for row in rows:
+        by_scope: dict[str, list[sqlite3.Row]] = {}
+        for row in fetch_rows(conn, sql, params):
             by_scope.setdefault(row["scope"], []).append(row)
         if "member" in by_scope:
             row = by_scope["member"][0]
@@ -248,12 +247,12 @@ class Ledger:
         return self.default
 
     # -- accounts ---------------------------------------------------------------------------
-    async def _account(self, tx: Conn, guild_id: int, member_id: int) -> Account:
-        await tx.execute(
+    def _account(self, tx: Conn, guild_id: int, member_id: int) -> Account:
+        tx.execute(
             "INSERT OR IGNORE INTO accounts (guild_id, member_id) VALUES (?, ?)",
             (guild_id, member_id),
         )
-        row = await fetchone(
+        row = fetch_row(
             tx,
             "SELECT allowance_balance, grant_balance, last_refill_key FROM accounts"
             " WHERE guild_id = ? AND member_id = ?",
@@ -262,7 +261,7 @@ class Ledger:
         assert row is not None
         return Account(row[0], row[1], row[2])
 
-    async def _entry(
+    def _entry(
         self,
         tx: Conn,
         guild_id: int,
@@ -279,7 +278,7 @@ class Ledger:
         key: str | None = None,
     ) -> None:
         now = iso(self.clock())
-        await tx.execute(
+        tx.execute(
             "INSERT INTO ledger_entries (guild_id, member_id, kind, amount, delta_allowance,"
             " delta_grant, hold_id, job_id, actor_id, reason, period_key, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -299,14 +298,14 @@ class Ledger:
             ),
         )
         if d_allowance or d_grant:
-            await tx.execute(
+            tx.execute(
                 "UPDATE accounts SET allowance_balance = allowance_balance + ?,"
                 " grant_balance = grant_balance + ? WHERE guild_id = ? AND member_id = ?",
                 (d_allowance, d_grant, guild_id, member_id),
             )
 
-    async def _held_from_allowance(self, tx: Conn, guild_id: int, member_id: int) -> int:
-        row = await fetchone(
+    def _held_from_allowance(self, tx: Conn, guild_id: int, member_id: int) -> int:
+        row = fetch_row(
             tx,
             "SELECT COALESCE(SUM(from_allowance), 0) FROM holds"
             " WHERE guild_id = ? AND member_id = ? AND settled_at IS NULL",
@@ -314,7 +313,7 @@ class Ledger:
         )
         return int(row[0]) if row else 0
 
-    async def refresh(
+    def refresh(
         self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> tuple[Account, Allowance]:
         """The lazy refill: once per period, top the allowance bucket up to the allowance.
@@ -322,29 +321,29 @@ class Ledger:
         Buzz held by running jobs counts as still the member's, so a refill during a job does
         not add what the job will give back.
         """
-        account = await self._account(tx, guild_id, member_id)
-        rule = await self.allowance(tx, guild_id, member_id, roles)
+        account = self._account(tx, guild_id, member_id)
+        rule = self.allowance(tx, guild_id, member_id, roles)
         key = period_key(rule.period, self.clock())
         if rule.amount <= 0 or account.last_refill_key == key:
             return account, rule
         # The rule's period can change and change back (an override set then cleared, a role
         # gained or lost): a period already refilled is not refilled again.
-        refilled = await fetchone(
+        refilled = fetch_row(
             tx,
             "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
             " AND kind = 'refill' AND period_key = ?",
             (guild_id, member_id, key),
         )
         if refilled is not None:
-            await tx.execute(
+            tx.execute(
                 "UPDATE accounts SET last_refill_key = ? WHERE guild_id = ? AND member_id = ?",
                 (key, guild_id, member_id),
             )
-            return await self._account(tx, guild_id, member_id), rule
-        held = await self._held_from_allowance(tx, guild_id, member_id)
+            return self._account(tx, guild_id, member_id), rule
+        held = self._held_from_allowance(tx, guild_id, member_id)
         top_up = max(0, rule.amount - account.allowance_balance - held)
         if top_up:
-            await self._entry(
+            self._entry(
                 tx,
                 guild_id,
                 member_id,
@@ -355,14 +354,14 @@ class Ledger:
                 reason=f"{rule.period} allowance ({rule.source})",
                 key=key,
             )
-        await tx.execute(
+        tx.execute(
             "UPDATE accounts SET last_refill_key = ? WHERE guild_id = ? AND member_id = ?",
             (key, guild_id, member_id),
         )
-        return await self._account(tx, guild_id, member_id), rule
+        return self._account(tx, guild_id, member_id), rule
 
     # -- holds and settlement ---------------------------------------------------------------
-    async def hold(
+    def hold(
         self,
         tx: Conn,
         guild_id: int,
@@ -372,7 +371,7 @@ class Ledger:
         roles: Sequence[int] = (),
     ) -> Hold:
         check_amount(amount)
-        account, rule = await self.refresh(tx, guild_id, member_id, roles)
+        account, rule = self.refresh(tx, guild_id, member_id, roles)
         if account.total < amount:
             now = self.clock()
             raise InsufficientBuzz(
@@ -380,13 +379,13 @@ class Ledger:
             )
         from_allowance = min(amount, account.allowance_balance)
         from_grant = amount - from_allowance
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "INSERT INTO holds (guild_id, member_id, job_id, amount, from_allowance, from_grant,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (guild_id, member_id, job_id, amount, from_allowance, from_grant, iso(self.clock())),
         )
         hold_id = int(cursor.lastrowid or 0)
-        await self._entry(
+        self._entry(
             tx,
             guild_id,
             member_id,
@@ -399,16 +398,18 @@ class Ledger:
         )
         return Hold(hold_id, job_id, guild_id, member_id, amount, from_allowance, from_grant)
 
-    async def get_hold(self, conn: Conn | None, job_id: str) -> aiosqlite.Row | None:
-        sql = "SELECT * FROM holds WHERE job_id = ?"
-        return await (fetchone(conn, sql, (job_id,)) if conn else self.db.fetchone(sql, (job_id,)))
+    def get_hold(self, conn: Conn, job_id: str) -> sqlite3.Row | None:
+        return fetch_row(conn, "SELECT * FROM holds WHERE job_id = ?", (job_id,))
 
-    async def settle(
+    async def hold_of(self, job_id: str) -> sqlite3.Row | None:
+        return await self.db.fetchone("SELECT * FROM holds WHERE job_id = ?", (job_id,))
+
+    def settle(
         self, tx: Conn, job_id: str, charged: int, *, actor_id: int | None = None
     ) -> Settlement:
         """Capture what was charged (up to the hold), release the rest, collect any excess."""
         check_amount(charged, allow_zero=True)
-        hold = await self.get_hold(tx, job_id)
+        hold = self.get_hold(tx, job_id)
         if hold is None:
             raise LedgerError(f"job {job_id} has no hold")
         if hold["settled_at"] is not None:
@@ -419,7 +420,7 @@ class Ledger:
         cap_a = min(captured, hold["from_allowance"])
         rel_a, rel_g = hold["from_allowance"] - cap_a, hold["from_grant"] - (captured - cap_a)
         if captured:
-            await self._entry(
+            self._entry(
                 tx,
                 guild_id,
                 member_id,
@@ -432,7 +433,7 @@ class Ledger:
                 actor_id=actor_id,
             )
         if released:
-            await self._entry(
+            self._entry(
                 tx,
                 guild_id,
                 member_id,
@@ -446,12 +447,12 @@ class Ledger:
             )
         extra, paid, loss = charged - captured, 0, 0
         if extra:
-            account = await self._account(tx, guild_id, member_id)
+            account = self._account(tx, guild_id, member_id)
             pay_a = min(extra, account.allowance_balance)
             pay_g = min(extra - pay_a, account.grant_balance)
             paid, loss = pay_a + pay_g, extra - pay_a - pay_g
             if paid:
-                await self._entry(
+                self._entry(
                     tx,
                     guild_id,
                     member_id,
@@ -465,7 +466,7 @@ class Ledger:
                     reason="charged above the hold",
                 )
             if loss:
-                await audit.record(
+                audit.record(
                     tx,
                     self.clock(),
                     "ledger.guild_loss",
@@ -477,7 +478,7 @@ class Ledger:
                     hold=amount,
                     loss=loss,
                 )
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "UPDATE holds SET captured = ?, released = ?, extra_charged = ?, loss = ?,"
             " settled_at = ? WHERE id = ? AND settled_at IS NULL",
             (captured, released, paid, loss, iso(self.clock()), hold["id"]),
@@ -486,7 +487,7 @@ class Ledger:
             raise AlreadySettled(f"the hold of job {job_id} is already settled")
         return Settlement(job_id, amount, captured, released, paid, loss)
 
-    async def refund(
+    def refund(
         self,
         tx: Conn,
         job_id: str,
@@ -498,15 +499,15 @@ class Ledger:
         """Give back what a settled job cost (moderators' Refund). Credited as a grant."""
         if amount is not None:
             check_amount(amount)
-        hold = await self.get_hold(tx, job_id)
+        hold = self.get_hold(tx, job_id)
         if hold is None or hold["settled_at"] is None:
             raise LedgerError(f"job {job_id} has nothing settled to refund")
         refundable = hold["captured"] + hold["extra_charged"] - hold["refunded"]
         amount = refundable if amount is None else amount
         if amount <= 0 or amount > refundable:
             raise InvalidAmount(f"refundable for job {job_id}: {refundable:,} Buzz")
-        await self._account(tx, hold["guild_id"], hold["member_id"])
-        await self._entry(
+        self._account(tx, hold["guild_id"], hold["member_id"])
+        self._entry(
             tx,
             hold["guild_id"],
             hold["member_id"],
@@ -519,13 +520,11 @@ class Ledger:
             actor_id=actor_id,
             reason=reason,
         )
-        await tx.execute(
-            "UPDATE holds SET refunded = refunded + ? WHERE id = ?", (amount, hold["id"])
-        )
+        tx.execute("UPDATE holds SET refunded = refunded + ? WHERE id = ?", (amount, hold["id"]))
         return amount
 
     # -- grants and takes -------------------------------------------------------------------
-    async def grant(
+    def grant(
         self,
         tx: Conn,
         guild_id: int,
@@ -536,11 +535,11 @@ class Ledger:
         reason: str | None,
     ) -> Account:
         check_amount(amount)
-        await self._account(tx, guild_id, member_id)
-        await self._entry(
+        self._account(tx, guild_id, member_id)
+        self._entry(
             tx, guild_id, member_id, "grant", amount, 0, amount, actor_id=actor_id, reason=reason
         )
-        await audit.record(
+        audit.record(
             tx,
             self.clock(),
             "ledger.grant",
@@ -550,9 +549,9 @@ class Ledger:
             amount=amount,
             reason=reason,
         )
-        return await self._account(tx, guild_id, member_id)
+        return self._account(tx, guild_id, member_id)
 
-    async def take(
+    def take(
         self,
         tx: Conn,
         guild_id: int,
@@ -564,14 +563,14 @@ class Ledger:
     ) -> Account:
         """Remove Buzz (grants first). Refused beyond the balance: it never goes negative."""
         check_amount(amount)
-        account = await self._account(tx, guild_id, member_id)
+        account = self._account(tx, guild_id, member_id)
         if amount > account.total:
             raise InvalidAmount(
                 f"cannot take {amount:,} Buzz: the member has {account.total:,} available"
             )
         from_grant = min(amount, account.grant_balance)
         from_allowance = amount - from_grant
-        await self._entry(
+        self._entry(
             tx,
             guild_id,
             member_id,
@@ -582,7 +581,7 @@ class Ledger:
             actor_id=actor_id,
             reason=reason,
         )
-        await audit.record(
+        audit.record(
             tx,
             self.clock(),
             "ledger.take",
@@ -592,11 +591,11 @@ class Ledger:
             amount=amount,
             reason=reason,
         )
-        return await self._account(tx, guild_id, member_id)
+        return self._account(tx, guild_id, member_id)
 
     # -- budget -----------------------------------------------------------------------------
-    async def budget(
-        self, conn: Conn | None, guild_id: int, amount: int | None, period: str | None
+    def budget(
+        self, conn: Conn, guild_id: int, amount: int | None, period: str | None
     ) -> BudgetState:
         """What all members together spent (or hold) in the guild's budget period."""
         now = self.clock()
@@ -607,17 +606,17 @@ class Ledger:
             " WHERE guild_id = ? AND created_at >= ?"
         )
         params = (guild_id, iso(start) if start else "")
-        row = await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+        row = fetch_row(conn, sql, params)
         used = int(row[0]) if row else 0
         reset = next_period_start(period, now) if period else None
         return BudgetState(amount, period, used, reset)
 
-    async def check_budget(
+    def check_budget(
         self, tx: Conn, guild_id: int, need: int, amount: int | None, period: str | None
     ) -> None:
         if amount is None:
             return
-        state = await self.budget(tx, guild_id, amount, period)
+        state = self.budget(tx, guild_id, amount, period)
         remaining = state.remaining or 0
         if need > remaining:
             raise BudgetExhausted(need, remaining, state.next_reset, self.clock())
@@ -625,15 +624,27 @@ class Ledger:
     # -- reads ------------------------------------------------------------------------------
     async def balance(self, guild_id: int, member_id: int, roles: Sequence[int] = ()) -> Balance:
         """A read without side effects: a refill due this period shows as pending."""
+        return await self.db.read(self.balance_in, guild_id, member_id, roles)
+
+    async def budget_state(
+        self, guild_id: int, amount: int | None, period: str | None
+    ) -> BudgetState:
+        return await self.db.read(self.budget, guild_id, amount, period)
+
+    def balance_in(
+        self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
+    ) -> Balance:
         now = self.clock()
-        rule = await self.allowance(None, guild_id, member_id, roles)
-        row = await self.db.fetchone(
+        rule = self.allowance(conn, guild_id, member_id, roles)
+        row = fetch_row(
+            conn,
             "SELECT allowance_balance, grant_balance, last_refill_key FROM accounts"
             " WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),
         )
         account = Account(row[0], row[1], row[2]) if row else Account(0, 0, None)
-        held_row = await self.db.fetchone(
+        held_row = fetch_row(
+            conn,
             "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(from_allowance), 0) FROM holds"
             " WHERE guild_id = ? AND member_id = ? AND settled_at IS NULL",
             (guild_id, member_id),
@@ -642,7 +653,8 @@ class Ledger:
         pending = 0
         key = period_key(rule.period, now)
         if rule.amount > 0 and account.last_refill_key != key:
-            refilled = await self.db.fetchone(
+            refilled = fetch_row(
+                conn,
                 "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
                 " AND kind = 'refill' AND period_key = ?",
                 (guild_id, member_id, key),
@@ -650,7 +662,8 @@ class Ledger:
             if refilled is None:
                 pending = max(0, rule.amount - account.allowance_balance - held_allowance)
         start = period_start(rule.period, now)
-        spent_row = await self.db.fetchone(
+        spent_row = fetch_row(
+            conn,
             "SELECT COALESCE(SUM(CASE WHEN settled_at IS NULL THEN 0"
             " ELSE captured + extra_charged - refunded END), 0) FROM holds"
             " WHERE guild_id = ? AND member_id = ? AND created_at >= ?",
@@ -719,7 +732,7 @@ class Ledger:
         return out.getvalue()
 
 
-def _entry_of(row: aiosqlite.Row) -> Entry:
+def _entry_of(row: sqlite3.Row) -> Entry:
     return Entry(
         row["id"],
         row["member_id"],

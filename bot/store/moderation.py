@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aiosqlite
-
 from bot.store import audit
-from bot.store.db import Database, fetchone, iso, utcnow
-
-Conn = aiosqlite.Connection
+from bot.store.db import Conn, Database, iso, utcnow
+from bot.store.db import row as fetch_row
 
 
 class AlreadyHandled(Exception):
@@ -58,7 +56,7 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _item(row: aiosqlite.Row) -> ReviewItem:
+def _item(row: sqlite3.Row) -> ReviewItem:
     return ReviewItem(
         row["id"],
         row["guild_id"],
@@ -83,24 +81,25 @@ class ModerationStore:
         self.clock = clock
 
     # -- review items -----------------------------------------------------------------------
-    async def create_item(
+    def create_item(
         self, tx: Conn, guild_id: int, job_id: str, kind: str, reason: str | None
     ) -> int:
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "INSERT INTO review_items (guild_id, job_id, kind, reason, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (guild_id, job_id, kind, reason, iso(self.clock())),
         )
         return int(cursor.lastrowid or 0)
 
-    async def item(self, item_id: int, conn: Conn | None = None) -> ReviewItem | None:
-        sql = "SELECT * FROM review_items WHERE id = ?"
-        row = await (fetchone(conn, sql, (item_id,)) if conn else self.db.fetchone(sql, (item_id,)))
+    def load_item(self, conn: Conn, item_id: int) -> ReviewItem | None:
+        row = fetch_row(conn, "SELECT * FROM review_items WHERE id = ?", (item_id,))
         return _item(row) if row else None
 
-    async def item_for_job(self, job_id: str, conn: Conn | None = None) -> ReviewItem | None:
-        sql = "SELECT * FROM review_items WHERE job_id = ?"
-        row = await (fetchone(conn, sql, (job_id,)) if conn else self.db.fetchone(sql, (job_id,)))
+    async def item(self, item_id: int) -> ReviewItem | None:
+        return await self.db.read(self.load_item, item_id)
+
+    async def item_for_job(self, job_id: str) -> ReviewItem | None:
+        row = await self.db.fetchone("SELECT * FROM review_items WHERE job_id = ?", (job_id,))
         return _item(row) if row else None
 
     async def open_items(self, guild_id: int, limit: int = 25) -> list[ReviewItem]:
@@ -110,49 +109,50 @@ class ModerationStore:
         )
         return [_item(r) for r in rows]
 
-    async def close_item(
+    def close_item(
         self, tx: Conn, item_id: int, status: str, actor_id: int, note: str | None = None
     ) -> ReviewItem:
         """Settle an open item once; a second moderator gets AlreadyHandled naming the first."""
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "UPDATE review_items SET status = ?, handled_by = ?, handled_at = ?, note = ?"
             " WHERE id = ? AND status = 'open'",
             (status, actor_id, iso(self.clock()), note, item_id),
         )
-        item = await self.item(item_id, tx)
+        item = self.load_item(tx, item_id)
         if item is None:
             raise KeyError(item_id)
         if cursor.rowcount != 1:
             raise AlreadyHandled(item)
         return item
 
-    async def set_item_message(
+    def set_item_message(
         self, tx: Conn, item_id: int, channel_id: int | None, message_id: int | None
     ) -> None:
-        await tx.execute(
+        tx.execute(
             "UPDATE review_items SET message_channel_id = ?, message_id = ? WHERE id = ?",
             (channel_id, message_id, item_id),
         )
 
-    async def appeal(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
-        await tx.execute(
+    def appeal(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
+        tx.execute(
             "UPDATE review_items SET appeal_note = ?, appealed_at = ? WHERE id = ?",
             (note, iso(self.clock()), item_id),
         )
-        item = await self.item(item_id, tx)
+        item = self.load_item(tx, item_id)
         assert item is not None
         return item
 
     # -- bans -------------------------------------------------------------------------------
-    async def active_ban(
-        self, guild_id: int, member_id: int, conn: Conn | None = None
-    ) -> Ban | None:
+    async def active_ban(self, guild_id: int, member_id: int) -> Ban | None:
+        return await self.db.read(self.load_ban, guild_id, member_id)
+
+    def load_ban(self, conn: Conn, guild_id: int, member_id: int) -> Ban | None:
         sql = (
             "SELECT * FROM bans WHERE guild_id = ? AND member_id = ? AND lifted_at IS NULL"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC LIMIT 1"
         )
         params = (guild_id, member_id, iso(self.clock()))
-        row = await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+        row = fetch_row(conn, sql, params)
         if row is None:
             return None
         return Ban(
@@ -165,7 +165,7 @@ class ModerationStore:
             _time(row["expires_at"]),
         )
 
-    async def ban(
+    def ban(
         self,
         tx: Conn,
         guild_id: int,
@@ -177,17 +177,17 @@ class ModerationStore:
     ) -> Ban:
         now = self.clock()
         expires = now + timedelta(days=days) if days else None
-        await tx.execute(
+        tx.execute(
             "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE guild_id = ? AND member_id = ?"
             " AND lifted_at IS NULL",
             (iso(now), actor_id, guild_id, member_id),
         )
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "INSERT INTO bans (guild_id, member_id, actor_id, reason, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (guild_id, member_id, actor_id, reason, iso(now), iso(expires) if expires else None),
         )
-        await audit.record(
+        audit.record(
             tx,
             now,
             "moderation.ban",
@@ -199,15 +199,15 @@ class ModerationStore:
         )
         return Ban(int(cursor.lastrowid or 0), guild_id, member_id, actor_id, reason, now, expires)
 
-    async def unban(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
+    def unban(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
         now = self.clock()
-        cursor = await tx.execute(
+        cursor = tx.execute(
             "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE guild_id = ? AND member_id = ?"
             " AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
             (iso(now), actor_id, guild_id, member_id, iso(now)),
         )
         if cursor.rowcount:
-            await audit.record(
+            audit.record(
                 tx,
                 now,
                 "moderation.unban",
@@ -218,7 +218,7 @@ class ModerationStore:
         return bool(cursor.rowcount)
 
     # -- strikes ----------------------------------------------------------------------------
-    async def add_strike(
+    def add_strike(
         self,
         tx: Conn,
         guild_id: int,
@@ -231,12 +231,12 @@ class ModerationStore:
     ) -> int:
         """Record a strike; return how many the member has within the window."""
         now = self.clock()
-        await tx.execute(
+        tx.execute(
             "INSERT INTO strikes (guild_id, member_id, actor_id, reason, review_item_id,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (guild_id, member_id, actor_id, reason, item_id, iso(now)),
         )
-        await audit.record(
+        audit.record(
             tx,
             now,
             "moderation.strike",
@@ -246,18 +246,19 @@ class ModerationStore:
             reason=reason,
             item=item_id,
         )
-        return await self.strike_count(guild_id, member_id, window_days, tx)
+        return self.strike_count(tx, guild_id, member_id, window_days)
 
-    async def strike_count(
-        self, guild_id: int, member_id: int, window_days: int, conn: Conn | None = None
-    ) -> int:
+    def strike_count(self, conn: Conn, guild_id: int, member_id: int, window_days: int) -> int:
         since = iso(self.clock() - timedelta(days=window_days))
         sql = "SELECT COUNT(*) FROM strikes WHERE guild_id = ? AND member_id = ? AND created_at > ?"
         params = (guild_id, member_id, since)
-        row = await (fetchone(conn, sql, params) if conn else self.db.fetchone(sql, params))
+        row = fetch_row(conn, sql, params)
         return int(row[0]) if row else 0
 
-    async def strikes(self, guild_id: int, member_id: int) -> list[aiosqlite.Row]:
+    async def strikes_in_window(self, guild_id: int, member_id: int, window_days: int) -> int:
+        return await self.db.read(self.strike_count, guild_id, member_id, window_days)
+
+    async def strikes(self, guild_id: int, member_id: int) -> list[sqlite3.Row]:
         return await self.db.fetchall(
             "SELECT * FROM strikes WHERE guild_id = ? AND member_id = ? ORDER BY id DESC",
             (guild_id, member_id),

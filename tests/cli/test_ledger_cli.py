@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store.db import Database
+from bot.store.db import Conn, Database
 from bot.store.jobs import JobStatus, JobStore, NewJob
 from bot.store.ledger import Ledger
 
@@ -111,11 +111,12 @@ def test_grant_out_of_range_fails_with_the_range(env: dict[str, str], amount: st
 async def seed_jobs(path: str) -> None:
     async with Database(path) as db:
         jobs, ledger = JobStore(db), Ledger(db)
-        async with db.transaction() as tx:
-            await ledger.grant(tx, GUILD, MEMBER, 10_000, actor_id=None, reason="seed")
+
+        def seed(tx: Conn) -> None:
+            ledger.grant(tx, GUILD, MEMBER, 10_000, actor_id=None, reason="seed")
             for status in JobStatus:
                 job_id = f"job-{status.value}"
-                await jobs.insert(
+                jobs.insert(
                     tx,
                     NewJob(
                         id=job_id,
@@ -130,7 +131,9 @@ async def seed_jobs(path: str) -> None:
                         status=status,
                     ),
                 )
-                await ledger.hold(tx, GUILD, MEMBER, job_id, 300)
+                ledger.hold(tx, GUILD, MEMBER, job_id, 300)
+
+        await db.write(seed)
 
 
 def test_jobs_active_lists_only_active_jobs(env: dict[str, str]) -> None:

@@ -110,8 +110,7 @@ class Harness:
         )
 
     async def grant(self, amount: int, member: int = MEMBER) -> None:
-        async with self.db.transaction() as tx:
-            await self.ledger.grant(tx, GUILD, member, amount, actor_id=None, reason="test")
+        await self.db.write(self.ledger.grant, GUILD, member, amount, actor_id=None, reason="test")
 
     async def settle_all(self, timeout: float = 20) -> None:
         async with asyncio.timeout(timeout):

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.config import GuildDefaults
 from bot.orchestrator.simulator import Outcome, Simulator
-from bot.store.db import Database
+from bot.store.db import Conn, Database
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
@@ -113,10 +113,13 @@ async def test_kill_9_at_random_points_loses_nothing_and_charges_exactly(tmp_pat
     async with Database(db_path) as db:
         ledger = Ledger(db)
         guilds = GuildStore(db, GuildDefaults())
-        async with db.transaction() as tx:
-            await guilds.update(tx, GUILD, per_member_concurrency=50, per_guild_concurrency=500)
+
+        def setup(tx: Conn) -> None:
+            guilds.update(tx, GUILD, per_member_concurrency=50, per_guild_concurrency=500)
             for member in members:
-                await ledger.grant(tx, GUILD, member, 20_000, actor_id=None, reason="crash test")
+                ledger.grant(tx, GUILD, member, 20_000, actor_id=None, reason="crash test")
+
+        await db.write(setup)
     channel = FakeChannel()
     await channel.start()
     sim = Simulator(speed=0.02, seed=11)

@@ -6,8 +6,8 @@ import asyncio
 
 from bot.engine.publisher import ResultImage
 from bot.orchestrator.simulator import Simulator
-from bot.store.jobs import JobRecord, JobStatus
-from tests.engine.harness import MemoryPublisher, harness
+from bot.store.jobs import JobRecord, JobStatus, NewJob
+from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher, harness
 
 
 async def test_a_restarted_engine_resumes_running_jobs(tmp_path):
@@ -68,3 +68,39 @@ async def test_a_result_posted_before_a_crash_is_not_posted_again(tmp_path):
             assert survivor.posts == [], "not posted a second time"
     finally:
         await sim.stop()
+
+
+async def test_a_job_admitted_without_a_task_is_adopted_by_the_running_engine(tmp_path):
+    """A caller cancelled after its admission committed leaves a queued job and its hold with
+    no task: the engine's periodic reconcile picks it up instead of leaving the Buzz held."""
+    from dataclasses import replace
+
+    from bot.catalog import Model, Operation, RequestOptions
+
+    async with harness(tmp_path) as h:
+        h.engine.settings = replace(h.engine.settings, reconcile_every=0.05)
+        await h.grant(500)
+        await h.engine.start()
+        validated = h.engine.validate(h.request(quality="low"))
+        orphan = NewJob(
+            id="jorphan1",
+            guild_id=GUILD,
+            channel_id=CHANNEL,
+            member_id=MEMBER,
+            model=Model.GPT_IMAGE_2.value,
+            operation=Operation.CREATE.value,
+            options=RequestOptions(prompt="orphan").as_dict(),
+            step=validated.step(),
+            estimate=13,
+            status=JobStatus.QUEUED,
+        )
+
+        def admit(tx):
+            h.jobs.insert(tx, orphan)
+            h.ledger.hold(tx, GUILD, MEMBER, orphan.id, 13)
+
+        await h.db.write(admit)
+        async with asyncio.timeout(10):
+            while (await h.job(orphan.id)).status is not JobStatus.DONE:
+                await asyncio.sleep(0.02)
+        assert await h.available() == 500 - 13

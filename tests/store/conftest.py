@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store.db import Database
+from bot.store.db import Conn, Database
 from bot.store.jobs import JobStatus, JobStore, NewJob
-from bot.store.ledger import Hold, Ledger
+from bot.store.ledger import Hold, Ledger, Settlement
 
 # Thursday 2025-01-09 12:00 UTC: the next weekly refill is Monday 2025-01-13 00:00 UTC.
 THURSDAY = datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
@@ -78,9 +78,13 @@ class Admit:
     ) -> Hold:
         self.count += 1
         job_id = job_id or f"job-{guild_id}-{member_id}-{self.count}"
-        async with self.db.transaction() as tx:
-            await self.jobs.insert(tx, new_job(job_id, guild_id, member_id, estimate=amount))
-            return await self.ledger.hold(tx, guild_id, member_id, job_id, amount, roles)
+        job = new_job(job_id, guild_id, member_id, estimate=amount)
+
+        def step(tx: Conn) -> Hold:
+            self.jobs.insert(tx, job)
+            return self.ledger.hold(tx, guild_id, member_id, job.id, amount, roles)
+
+        return await self.db.write(step)
 
 
 @pytest.fixture
@@ -123,18 +127,19 @@ async def set_allowance(
     scope: str = "default",
     target_id: int = 0,
 ) -> None:
-    async with ledger.db.transaction() as tx:
-        await ledger.set_allowance(tx, guild_id, scope, target_id, amount, period, actor_id=9)
+    await ledger.db.write(
+        ledger.set_allowance, guild_id, scope, target_id, amount, period, actor_id=9
+    )
 
 
 async def grant(ledger: Ledger, member_id: int, amount: int, guild_id: int = GUILD) -> None:
-    async with ledger.db.transaction() as tx:
-        await ledger.grant(tx, guild_id, member_id, amount, actor_id=9, reason="test grant")
+    await ledger.db.write(
+        ledger.grant, guild_id, member_id, amount, actor_id=9, reason="test grant"
+    )
 
 
-async def settle(ledger: Ledger, job_id: str, charged: int):  # type: ignore[no-untyped-def]
-    async with ledger.db.transaction() as tx:
-        return await ledger.settle(tx, job_id, charged)
+async def settle(ledger: Ledger, job_id: str, charged: int) -> Settlement:
+    return await ledger.db.write(ledger.settle, job_id, charged)
 
 
 async def account(db: Database, member_id: int, guild_id: int = GUILD) -> tuple[int, int]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import bot.store.db as dbmod
-from bot.store.db import Database
+from bot.store.db import Conn, Database, scalar
 from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from tests.store.conftest import GUILD, Clock, account, new_job
@@ -20,6 +22,15 @@ EXTRA = (
     "999_test_extra.sql",
     "CREATE TABLE test_extra (n INTEGER);\nINSERT INTO test_extra VALUES (1);",
 )
+
+
+def record(tx: Conn, action: str) -> None:
+    tx.execute("INSERT INTO audit_events (action, created_at) VALUES (?, 'n')", (action,))
+
+
+async def actions(db: Database) -> list[str]:
+    rows = await db.fetchall("SELECT action FROM audit_events ORDER BY id")
+    return [r[0] for r in rows]
 
 
 async def versions(db: Database) -> list[tuple[int, str]]:
@@ -32,10 +43,7 @@ async def test_migrations_recorded_once_and_not_reapplied(db_path: Path) -> None
     assert shipped and shipped[0] == (1, "001_initial.sql")
     async with Database(db_path) as db:
         assert await versions(db) == shipped
-        async with db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO audit_events (action, created_at) VALUES ('kept', '2025-01-01')"
-            )
+        await db.write(record, "kept")
     # Reopening must neither re-run 001 (it would fail: tables exist) nor lose data.
     async with Database(db_path) as db:
         assert await versions(db) == shipped
@@ -120,19 +128,21 @@ async def test_wal_and_foreign_keys_on_both_connections(db: Database) -> None:
     assert row is not None and row[0] == "wal"
     row = await db.fetchone("PRAGMA foreign_keys")
     assert row is not None and row[0] == 1
-    async with db.transaction() as tx:
-        async with tx.execute("PRAGMA foreign_keys") as cur:
-            assert (await cur.fetchone())[0] == 1
-        async with tx.execute("PRAGMA busy_timeout") as cur:
-            assert (await cur.fetchone())[0] >= 1000
+    assert await db.read(scalar, "PRAGMA busy_timeout") >= 1000
+
+    def pragmas(tx: Conn) -> tuple[int, int]:
+        return scalar(tx, "PRAGMA foreign_keys"), scalar(tx, "PRAGMA busy_timeout")
+
+    foreign_keys, busy_timeout = await db.write(pragmas)
+    assert foreign_keys == 1
+    assert busy_timeout >= 1000
     assert (db.path.parent / (db.path.name + "-wal")).exists()
 
 
 async def test_hold_for_missing_job_is_refused_by_foreign_key(db: Database) -> None:
     ledger = Ledger(db, default_allowance=1000, clock=Clock())
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        async with db.transaction() as tx:
-            await ledger.hold(tx, GUILD, 1, "no-such-job", 100)
+        await db.write(ledger.hold, GUILD, 1, "no-such-job", 100)
     # The whole transaction went, refill included.
     assert await account(db, 1) == (0, 0)
     row = await db.fetchone("SELECT COUNT(*) FROM ledger_entries")
@@ -142,154 +152,334 @@ async def test_hold_for_missing_job_is_refused_by_foreign_key(db: Database) -> N
 async def test_failing_transaction_rolls_back_everything(db: Database) -> None:
     clock = Clock()
     jobs, ledger = JobStore(db, clock), Ledger(db, clock=clock)
+
+    def doomed(tx: Conn) -> None:
+        jobs.insert(tx, new_job("j1"))
+        ledger.grant(tx, GUILD, 1, 500, actor_id=9, reason="x")
+        ledger.hold(tx, GUILD, 1, "j1", 200)
+        raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError, match="boom"):
-        async with db.transaction() as tx:
-            await jobs.insert(tx, new_job("j1"))
-            await ledger.grant(tx, GUILD, 1, 500, actor_id=9, reason="x")
-            await ledger.hold(tx, GUILD, 1, "j1", 200)
-            raise RuntimeError("boom")
+        await db.write(doomed)
     for table in ("jobs", "job_events", "holds", "ledger_entries", "accounts", "audit_events"):
         row = await db.fetchone(f"SELECT COUNT(*) FROM {table}")
         assert row is not None and row[0] == 0, f"{table} kept rows of a rolled-back transaction"
     # The writer is usable again afterwards.
-    async with db.transaction() as tx:
-        await ledger.grant(tx, GUILD, 1, 5, actor_id=9, reason="x")
+    await db.write(ledger.grant, GUILD, 1, 5, actor_id=9, reason="x")
     assert await account(db, 1) == (0, 5)
 
 
+async def test_failing_commit_rolls_back_and_leaves_the_writer_usable(db: Database) -> None:
+    """A transaction can fail at COMMIT itself (a deferred constraint here; disk full in real
+    life): it is rolled back, and the writer is not left inside it for ever."""
+
+    def fails_at_commit(tx: Conn) -> None:
+        tx.execute("PRAGMA defer_foreign_keys = ON")
+        record(tx, "doomed")
+        tx.execute(
+            "INSERT INTO holds (guild_id, member_id, job_id, amount, from_allowance,"
+            " from_grant, created_at) VALUES (?, 1, 'no-such-job', 1, 1, 0, 'n')",
+            (GUILD,),
+        )
+
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        await db.write(fails_at_commit)
+    await db.write(record, "after")
+    assert await actions(db) == ["after"]
+    row = await db.fetchone("SELECT COUNT(*) FROM holds")
+    assert row is not None and row[0] == 0
+    nobody_holds_the_write_lock(db.path)
+
+
+async def wait_on(event: threading.Event, timeout: float = 10) -> None:
+    """Wait for a thread (the writer's or reader's) to reach a point, without blocking the loop."""
+    assert await asyncio.to_thread(event.wait, timeout), "the other thread never got there"
+
+
 async def test_reader_does_not_see_uncommitted_writes(db: Database) -> None:
-    async with db.transaction() as tx:
-        await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('x', 'now')")
+    inside, release = threading.Event(), threading.Event()
+
+    def paused(tx: Conn) -> None:
+        record(tx, "x")
+        inside.set()
+        assert release.wait(10)
+
+    task = asyncio.create_task(db.write(paused))
+    try:
+        await wait_on(inside)  # the row is written but not committed
         row = await db.fetchone("SELECT COUNT(*) FROM audit_events")
         assert row is not None and row[0] == 0
+        assert await db.read(scalar, "SELECT COUNT(*) FROM audit_events") == 0
+    finally:
+        release.set()
+    await task
     row = await db.fetchone("SELECT COUNT(*) FROM audit_events")
     assert row is not None and row[0] == 1
+
+
+async def test_read_sees_one_snapshot_while_writes_commit(db: Database) -> None:
+    """db.read(fn): every statement of fn sees the same state, even if a write commits midway."""
+    await db.write(record, "before")
+    between, release = threading.Event(), threading.Event()
+
+    def two_counts(conn: Conn) -> tuple[int, int]:
+        first = scalar(conn, "SELECT COUNT(*) FROM audit_events")
+        between.set()
+        assert release.wait(10)
+        return first, scalar(conn, "SELECT COUNT(*) FROM audit_events")
+
+    task = asyncio.create_task(db.read(two_counts))
+    try:
+        await wait_on(between)
+        await db.write(record, "during")  # commits while the read is between its statements
+    finally:
+        release.set()
+    assert await task == (1, 1)
+    assert await actions(db) == ["before", "during"]
 
 
 async def test_concurrent_transactions_do_not_interleave(db: Database) -> None:
     log: list[tuple[str, int]] = []
 
     async def worker(name: str) -> None:
-        async with db.transaction() as tx:
+        def five_steps(tx: Conn) -> None:
             for step in range(5):
                 log.append((name, step))
-                await tx.execute(
+                tx.execute(
                     "INSERT INTO audit_events (action, target, created_at) VALUES (?, ?, 'now')",
                     (name, str(step)),
                 )
-                await asyncio.sleep(0)
+                time.sleep(0.001)  # let every other thread run: none may write here
 
-    await asyncio.gather(*(worker(f"t{i}") for i in range(4)))
+        await db.write(five_steps)
+
+    await asyncio.gather(*(worker(f"t{i}") for i in range(20)))
     # Each task's five steps are contiguous, both in program order and in the table.
     names = [name for name, _ in log]
+    assert len(names) == 100
     runs = [names[i] for i in range(0, len(names), 5)]
+    assert sorted(runs) == sorted(f"t{i}" for i in range(20))
     assert names == [n for n in runs for _ in range(5)]
-    rows = await db.fetchall("SELECT action FROM audit_events ORDER BY id")
-    assert [r[0] for r in rows] == names
+    assert [step for _, step in log] == [0, 1, 2, 3, 4] * 20
+    assert await actions(db) == names
 
 
-async def test_second_process_waits_instead_of_failing(db: Database) -> None:
-    """Another connection (the CLI) writing while the bot holds a transaction waits its turn."""
-    other = Database(db.path)
-    await other.open()
+async def test_concurrent_read_modify_writes_lose_no_update(db: Database) -> None:
+    """Fifty tasks on the bot's connection and fifty on a second one (as the CLI opens) each
+    read a counter and write it back plus one: serialised, none fails and none is lost."""
+
+    def setup(tx: Conn) -> None:
+        tx.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+        tx.execute("INSERT INTO counter VALUES (0)")
+
+    await db.write(setup)
+
+    def bump(tx: Conn) -> int:
+        n = scalar(tx, "SELECT n FROM counter")
+        time.sleep(0.001)  # widen the window a lost update would need
+        tx.execute("UPDATE counter SET n = ?", (n + 1,))
+        return n
+
+    other = await Database(db.path).open()
     try:
-        order: list[str] = []
+        bumps = [database.write(bump) for _ in range(50) for database in (db, other)]
+        seen = await asyncio.gather(*bumps)
+    finally:
+        await other.close()
+    assert sorted(seen) == list(range(100))  # every transaction saw the one before it
+    row = await db.fetchone("SELECT n FROM counter")
+    assert row is not None and row[0] == 100
 
-        async def bot_side() -> None:
-            async with db.transaction() as tx:
-                order.append("bot begins")
-                await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('a', 'n')")
-                await asyncio.sleep(0.2)
-                order.append("bot commits")
 
-        async def cli_side() -> None:
-            await asyncio.sleep(0.05)
-            async with other.transaction() as tx:
-                order.append("cli begins")
-                await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('b', 'n')")
+HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO audit_events (action, created_at) VALUES (?, 'n')", (sys.argv[2],))
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+print("committed", flush=True)
+"""
 
-        await asyncio.gather(bot_side(), cli_side())
-        assert order == ["bot begins", "bot commits", "cli begins"]
+
+class OtherProcess:
+    """Another process (as the CLI would be) holding the database's write lock until released."""
+
+    def __init__(self, path: Path, action: str) -> None:
+        self.path, self.action = path, action
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> OtherProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(self.path),
+            self.action,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line == b"locked\n"
+        return self
+
+    async def release(self) -> None:
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(b"\n")
+        await self.proc.stdin.drain()
+        assert await asyncio.wait_for(self.proc.stdout.readline(), 30) == b"committed\n"
+        assert await asyncio.wait_for(self.proc.wait(), 30) == 0
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def nobody_holds_the_write_lock(path: Path) -> None:
+    """A fresh connection takes and releases the write lock at once: no stray transaction."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=1)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+async def test_write_waits_for_another_process_instead_of_failing(db: Database) -> None:
+    """The CLI (another process) holds the write lock: the bot's write waits its turn."""
+    async with OtherProcess(db.path, "cli") as cli:
+        task = asyncio.create_task(db.write(record, "bot"))
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the write neither waited nor ran after the other process"
+        assert await actions(db) == []
+        await cli.release()
+        await asyncio.wait_for(task, 10)
+    assert await actions(db) == ["cli", "bot"]
+
+
+async def test_second_connection_waits_while_a_write_runs(db: Database) -> None:
+    """The other way round: a second Database (as the CLI opens) waits for the bot's write."""
+    other = await Database(db.path).open()
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def bot_side(tx: Conn) -> None:
+            record(tx, "bot begins")
+            inside.set()
+            assert release.wait(10)
+            record(tx, "bot commits")
+
+        bot = asyncio.create_task(db.write(bot_side))
+        try:
+            await wait_on(inside)
+            cli = asyncio.create_task(other.write(record, "cli"))
+            await asyncio.sleep(0.3)
+            assert not cli.done(), "the second connection wrote inside the bot's transaction"
+        finally:
+            release.set()
+        await bot
+        await asyncio.wait_for(cli, 10)
+        assert await actions(db) == ["bot begins", "bot commits", "cli"]
     finally:
         await other.close()
 
 
-async def count_actions(db: Database) -> list[str]:
-    rows = await db.fetchall("SELECT action FROM audit_events ORDER BY id")
-    return [r[0] for r in rows]
+async def test_busy_timeout_expiring_fails_the_write_and_leaves_nothing_open(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the busy timeout the write fails (nothing written), and the writer is still usable."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
+    async with Database(db_path) as db, OtherProcess(db.path, "cli") as cli:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await db.write(record, "bot")
+        await cli.release()
+        nobody_holds_the_write_lock(db.path)
+        await db.write(record, "after")
+        assert await actions(db) == ["cli", "after"]
 
 
-async def test_cancelled_inside_a_transaction_rolls_back(db: Database) -> None:
-    inside = asyncio.Event()
+def pair(tx: Conn, name: str) -> None:
+    """A transaction of two rows: seeing one without the other would be a half-done write."""
+    record(tx, f"{name}1")
+    record(tx, f"{name}2")
 
-    async def victim() -> None:
-        async with db.transaction() as tx:
-            await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('v', 'n')")
-            inside.set()
-            await asyncio.sleep(30)
 
-    task = asyncio.create_task(victim())
-    await inside.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    async with db.transaction() as tx:
-        await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('after', 'n')")
-    assert await count_actions(db) == ["after"]
+async def test_cancelled_caller_never_leaves_a_transaction_half_done(db: Database) -> None:
+    """Cancelled while its function runs: the caller is let go at once, and the transaction
+    still ends whole on the writer's thread (there is no await inside it to be cancelled at)."""
+    inside, release = threading.Event(), threading.Event()
+
+    def victim(tx: Conn) -> None:
+        record(tx, "v1")
+        inside.set()
+        assert release.wait(10)
+        record(tx, "v2")
+
+    task = asyncio.create_task(db.write(victim))
+    try:
+        await wait_on(inside)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert task in done and task.cancelled()
+        assert await actions(db) == []  # still running: nothing of it is visible
+    finally:
+        release.set()
+    await db.write(record, "after")
+    assert await actions(db) == ["v1", "v2", "after"]
+    nobody_holds_the_write_lock(db.path)
 
 
 async def test_cancelled_while_waiting_for_another_process_leaves_the_writer_usable(
     db: Database,
 ) -> None:
-    """Cancelled during BEGIN IMMEDIATE (the CLI holds the lock): later writes still work."""
-    other = await Database(db.path).open()
-    try:
-        entered = asyncio.Event()
-
-        async def cli_side() -> None:
-            async with other.transaction() as tx:
-                await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('c', 'n')")
-                entered.set()
-                await asyncio.sleep(0.3)
-
-        async def victim() -> None:
-            async with db.transaction() as tx:
-                await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('v', 'n')")
-
-        cli = asyncio.create_task(cli_side())
-        await entered.wait()
-        task = asyncio.create_task(victim())
-        await asyncio.sleep(0.1)  # the victim now waits in BEGIN IMMEDIATE on the busy timeout
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await cli
-        async with db.transaction() as tx:
-            await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('after', 'n')")
-        assert await count_actions(db) == ["c", "after"]
-        # And the other process can still write too: nobody holds a stray transaction.
-        async with other.transaction() as tx:
-            await tx.execute("INSERT INTO audit_events (action, created_at) VALUES ('c2', 'n')")
-    finally:
-        await other.close()
+    """The CLI holds the lock; one write waits in BEGIN IMMEDIATE on the busy timeout, another
+    is queued behind it. Both callers are cancelled: later writes work, the other process can
+    write, and no transaction is half done."""
+    async with OtherProcess(db.path, "c") as cli:
+        running = asyncio.create_task(db.write(pair, "r"))
+        await asyncio.sleep(0.2)  # on the writer's thread, waiting for the lock
+        queued = asyncio.create_task(db.write(pair, "q"))
+        await asyncio.sleep(0.05)
+        assert not running.done() and not queued.done()
+        running.cancel()
+        queued.cancel()
+        # The callers are let go at once, while the other process still holds the lock.
+        done, _ = await asyncio.wait({running, queued}, timeout=5)
+        assert running in done and queued in done
+        assert running.cancelled() and queued.cancelled()
+        await cli.release()
+    await db.write(pair, "after")
+    # A cancelled caller does not take back a write already handed to the writer's thread:
+    # each ran whole, in order, once the lock was free. Never one row of a pair without the other.
+    assert await actions(db) == ["c", "r1", "r2", "q1", "q2", "after1", "after2"]
+    # And the other process can still write too: nobody holds a stray transaction.
+    nobody_holds_the_write_lock(db.path)
+    async with OtherProcess(db.path, "c2") as cli:
+        await cli.release()
+    assert (await actions(db))[-1] == "c2"
 
 
 async def test_reads_under_heavy_concurrency_see_every_committed_write(tmp_path):
     """Overlapping cursors on the shared reader once pinned an old snapshot: a row committed
     a moment ago read as missing while hundreds of other reads were in flight."""
     async with Database(tmp_path / "busy.sqlite3") as db:
-        async with db.transaction() as tx:
-            await tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        await db.write(lambda tx: tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
         stop = asyncio.Event()
 
         async def background_reader() -> None:
             while not stop.is_set():
                 await db.fetchall("SELECT * FROM t")
 
+        def insert(tx: Conn, i: int) -> None:
+            tx.execute("INSERT INTO t (id) VALUES (?)", (i,))
+
         readers = [asyncio.create_task(background_reader()) for _ in range(100)]
         try:
             for i in range(100):
-                async with db.transaction() as tx:
-                    await tx.execute("INSERT INTO t (id) VALUES (?)", (i,))
+                await db.write(insert, i)
                 row = await db.fetchone("SELECT id FROM t WHERE id = ?", (i,))
                 assert row is not None, f"row {i} was committed but reads as missing"
         finally:

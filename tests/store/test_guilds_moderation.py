@@ -11,10 +11,10 @@ import pytest
 from bot.catalog.names import MODEL_NAMES
 from bot.config import GuildDefaults
 from bot.store import audit
-from bot.store.db import Database
-from bot.store.guilds import GuildStore
+from bot.store.db import Conn, Database
+from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobStore
-from bot.store.moderation import AlreadyHandled, ModerationStore
+from bot.store.moderation import AlreadyHandled, ModerationStore, ReviewItem
 from tests.store.conftest import GUILD, OTHER_GUILD, Clock, new_job
 
 DEFAULTS = GuildDefaults(
@@ -57,16 +57,19 @@ async def test_defaults_until_changed(db: Database, guilds: GuildStore) -> None:
 async def test_update_returns_and_keeps_new_values(
     db: Database, guilds: GuildStore, clock: Clock
 ) -> None:
-    async with db.transaction() as tx:
-        s = await guilds.update(
-            tx, GUILD, actor_id=42, confirm_above=1000, mod_channel_id=555, reroll_anyone=True
-        )
+    s = await db.write(
+        guilds.update,
+        GUILD,
+        actor_id=42,
+        confirm_above=1000,
+        mod_channel_id=555,
+        reroll_anyone=True,
+    )
     assert (s.confirm_above, s.mod_channel_id, s.reroll_anyone) == (1000, 555, True)
     assert s.default_model == "dall-e-3"  # untouched keys keep their values
     again = await guilds.get(GUILD)
     assert again == s
-    async with db.transaction() as tx:
-        s = await guilds.update(tx, GUILD, budget_amount=5000, budget_period="daily")
+    s = await db.write(guilds.update, GUILD, budget_amount=5000, budget_period="daily")
     assert (s.confirm_above, s.budget_amount, s.budget_period) == (1000, 5000, "daily")
     assert (await guilds.get(OTHER_GUILD)).confirm_above == 123
     events = await audit.events(db, GUILD, "settings.update")
@@ -75,60 +78,52 @@ async def test_update_returns_and_keeps_new_values(
 
 
 async def test_update_refuses_unknown_keys_and_bad_values(db: Database, guilds: GuildStore) -> None:
-    async with db.transaction() as tx:
-        with pytest.raises(ValueError, match="colour"):
-            await guilds.update(tx, GUILD, colour="red")
+    with pytest.raises(ValueError, match="colour"):
+        await db.write(guilds.update, GUILD, colour="red")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        async with db.transaction() as tx:
-            await guilds.update(tx, GUILD, per_member_concurrency=0)
+        await db.write(guilds.update, GUILD, per_member_concurrency=0)
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        async with db.transaction() as tx:
-            await guilds.update(tx, GUILD, budget_period="hourly")
+        await db.write(guilds.update, GUILD, budget_period="hourly")
     assert (await guilds.get(GUILD)).per_member_concurrency == 3
 
 
 async def test_model_switches(db: Database, guilds: GuildStore) -> None:
-    async with db.transaction() as tx:
-        s = await guilds.set_model(tx, GUILD, "gpt-image-1", False, actor_id=42)
+    s = await db.write(guilds.set_model, GUILD, "gpt-image-1", False, actor_id=42)
     assert not s.model_enabled("gpt-image-1")
     assert all(s.model_enabled(m) for m in MODEL_NAMES if m != "gpt-image-1")
     assert (await guilds.get(OTHER_GUILD)).model_enabled("gpt-image-1")
-    async with db.transaction() as tx:
-        s = await guilds.set_model(tx, GUILD, "gpt-image-1", True, actor_id=42)
+    s = await db.write(guilds.set_model, GUILD, "gpt-image-1", True, actor_id=42)
     assert s.model_enabled("gpt-image-1")
-    async with db.transaction() as tx:
-        with pytest.raises(ValueError, match="unknown model"):
-            await guilds.set_model(tx, GUILD, "midjourney", False, actor_id=42)
+    with pytest.raises(ValueError, match="unknown model"):
+        await db.write(guilds.set_model, GUILD, "midjourney", False, actor_id=42)
 
 
 async def test_channel_allow_list_and_deny(db: Database, guilds: GuildStore) -> None:
     s = await guilds.get(GUILD)
     assert s.channel_allowed(10) and s.channel_allowed(11)  # no rules: everywhere
 
-    async with db.transaction() as tx:
-        s = await guilds.set_channel(tx, GUILD, 12, False, actor_id=42)
+    s = await db.write(guilds.set_channel, GUILD, 12, False, actor_id=42)
     # A deny rule alone refuses only that channel.
     assert not s.channel_allowed(12) and s.channel_allowed(10)
 
-    async with db.transaction() as tx:
-        s = await guilds.set_channel(tx, GUILD, 10, True, actor_id=42)
+    s = await db.write(guilds.set_channel, GUILD, 10, True, actor_id=42)
     # With an allow-list, only the listed channels.
     assert s.channel_allowed(10)
     assert not s.channel_allowed(11) and not s.channel_allowed(12)
 
-    async with db.transaction() as tx:
-        s = await guilds.set_channel(tx, GUILD, 10, False, actor_id=42)
+    s = await db.write(guilds.set_channel, GUILD, 10, False, actor_id=42)
     # Denying the only allowed channel ends the allow-list: everywhere but the denied ones.
     assert not s.channel_allowed(10) and s.channel_allowed(11)
 
-    async with db.transaction() as tx:
-        await guilds.set_channel(tx, GUILD, 10, None, actor_id=42)
-        s = await guilds.set_channel(tx, GUILD, 12, None, actor_id=42)
+    def forget_both(tx: Conn) -> GuildSettings:
+        guilds.set_channel(tx, GUILD, 10, None, actor_id=42)
+        return guilds.set_channel(tx, GUILD, 12, None, actor_id=42)
+
+    s = await db.write(forget_both)
     assert s.channel_allowed(10) and s.channel_allowed(12)
     assert (s.allowed_channels, s.denied_channels) == (frozenset(), frozenset())
 
-    async with db.transaction() as tx:
-        await guilds.set_channel(tx, GUILD, 20, True, actor_id=42)
+    await db.write(guilds.set_channel, GUILD, 20, True, actor_id=42)
     other = await guilds.get(OTHER_GUILD)
     assert other.channel_allowed(11)  # guild A's allow-list is not guild B's
 
@@ -137,8 +132,7 @@ async def test_channel_allow_list_and_deny(db: Database, guilds: GuildStore) -> 
 
 
 async def test_ban_with_duration_expires(db: Database, mod: ModerationStore, clock: Clock) -> None:
-    async with db.transaction() as tx:
-        ban = await mod.ban(tx, GUILD, 7, actor_id=42, reason="spam", days=2)
+    ban = await db.write(mod.ban, GUILD, 7, actor_id=42, reason="spam", days=2)
     assert ban.expires_at == clock.now + timedelta(days=2)
     assert (await mod.active_ban(GUILD, 7)) is not None
     assert await mod.active_ban(OTHER_GUILD, 7) is None
@@ -148,20 +142,16 @@ async def test_ban_with_duration_expires(db: Database, mod: ModerationStore, clo
     assert active is not None and active.reason == "spam"
     clock.advance(seconds=1)
     assert await mod.active_ban(GUILD, 7) is None
-    async with db.transaction() as tx:
-        assert not await mod.unban(tx, GUILD, 7, actor_id=42)  # nothing left to lift
+    assert not await db.write(mod.unban, GUILD, 7, actor_id=42)  # nothing left to lift
 
 
 async def test_permanent_ban_and_unban(db: Database, mod: ModerationStore, clock: Clock) -> None:
-    async with db.transaction() as tx:
-        await mod.ban(tx, GUILD, 7, actor_id=42, reason="abuse", days=None)
+    await db.write(mod.ban, GUILD, 7, actor_id=42, reason="abuse", days=None)
     clock.advance(days=3650)
     assert await mod.active_ban(GUILD, 7) is not None
-    async with db.transaction() as tx:
-        assert await mod.unban(tx, GUILD, 7, actor_id=43)
+    assert await db.write(mod.unban, GUILD, 7, actor_id=43)
     assert await mod.active_ban(GUILD, 7) is None
-    async with db.transaction() as tx:
-        assert not await mod.unban(tx, GUILD, 7, actor_id=43)
+    assert not await db.write(mod.unban, GUILD, 7, actor_id=43)
     actions = [e.action for e in await audit.events(db, GUILD)]
     assert actions == ["moderation.unban", "moderation.ban"]
 
@@ -169,9 +159,11 @@ async def test_permanent_ban_and_unban(db: Database, mod: ModerationStore, clock
 async def test_new_ban_replaces_the_old_one(
     db: Database, mod: ModerationStore, clock: Clock
 ) -> None:
-    async with db.transaction() as tx:
-        await mod.ban(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
-        await mod.ban(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
+    def ban_twice(tx: Conn) -> None:
+        mod.ban(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
+        mod.ban(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
+
+    await db.write(ban_twice)
     assert (await mod.active_ban(GUILD, 7)).reason == "shortened"  # type: ignore[union-attr]
     clock.advance(days=1)
     assert await mod.active_ban(GUILD, 7) is None
@@ -182,21 +174,22 @@ async def test_strikes_counted_within_the_window(
 ) -> None:
     counts = []
     for _ in range(3):
-        async with db.transaction() as tx:
-            counts.append(
-                await mod.add_strike(
-                    tx, GUILD, 7, actor_id=42, reason="x", item_id=None, window_days=14
-                )
+        counts.append(
+            await db.write(
+                mod.add_strike, GUILD, 7, actor_id=42, reason="x", item_id=None, window_days=14
             )
+        )
         clock.advance(days=5)
     assert counts == [1, 2, 3]
     # Now t0+15d: the first strike (t0) is out of a 14-day window, the others are in.
-    assert await mod.strike_count(GUILD, 7, 14) == 2
-    assert await mod.strike_count(GUILD, 7, 30) == 3
-    assert await mod.strike_count(OTHER_GUILD, 7, 30) == 0
-    assert await mod.strike_count(GUILD, 8, 30) == 0
+    assert await mod.strikes_in_window(GUILD, 7, 14) == 2
+    assert await mod.strikes_in_window(GUILD, 7, 30) == 3
+    assert await mod.strikes_in_window(OTHER_GUILD, 7, 30) == 0
+    assert await mod.strikes_in_window(GUILD, 8, 30) == 0
+    # The sync form counts the same, on any connection (here the reader's snapshot).
+    assert await db.read(mod.strike_count, GUILD, 7, 14) == 2
     clock.advance(days=30)
-    assert await mod.strike_count(GUILD, 7, 14) == 0
+    assert await mod.strikes_in_window(GUILD, 7, 14) == 0
     assert len(await mod.strikes(GUILD, 7)) == 3  # the record stays
 
 
@@ -206,28 +199,27 @@ async def test_strikes_counted_within_the_window(
 async def make_item(
     db: Database, mod: ModerationStore, clock: Clock, job_id: str, guild_id: int = GUILD
 ) -> int:
-    async with db.transaction() as tx:
-        await JobStore(db, clock).insert(tx, new_job(job_id, guild_id))
-        return await mod.create_item(tx, guild_id, job_id, "blocked", "filter")
+    def step(tx: Conn) -> int:
+        JobStore(db, clock).insert(tx, new_job(job_id, guild_id))
+        return mod.create_item(tx, guild_id, job_id, "blocked", "filter")
+
+    return await db.write(step)
 
 
 async def test_review_item_closed_once(db: Database, mod: ModerationStore, clock: Clock) -> None:
     item_id = await make_item(db, mod, clock, "j1")
     item = await mod.item(item_id)
     assert item is not None and item.open and item.job_id == "j1"
-    async with db.transaction() as tx:
-        closed = await mod.close_item(tx, item_id, "refunded", 42, note="sorry")
+    closed = await db.write(mod.close_item, item_id, "refunded", 42, note="sorry")
     assert (closed.status, closed.handled_by, closed.note) == ("refunded", 42, "sorry")
-    async with db.transaction() as tx:
-        with pytest.raises(AlreadyHandled) as info:
-            await mod.close_item(tx, item_id, "dismissed", 43)
+    with pytest.raises(AlreadyHandled) as info:
+        await db.write(mod.close_item, item_id, "dismissed", 43)
     assert "<@42>" in str(info.value) and "refunded" in str(info.value)
     assert info.value.item.handled_by == 42
     after = await mod.item(item_id)
     assert after is not None and (after.status, after.handled_by) == ("refunded", 42)
-    async with db.transaction() as tx:
-        with pytest.raises(KeyError):
-            await mod.close_item(tx, 99_999, "dismissed", 43)
+    with pytest.raises(KeyError):
+        await db.write(mod.close_item, 99_999, "dismissed", 43)
 
 
 async def test_two_moderators_racing_on_one_item(
@@ -235,9 +227,8 @@ async def test_two_moderators_racing_on_one_item(
 ) -> None:
     item_id = await make_item(db, mod, clock, "j1")
 
-    async def close(actor: int, status: str):  # type: ignore[no-untyped-def]
-        async with db.transaction() as tx:
-            return await mod.close_item(tx, item_id, status, actor)
+    async def close(actor: int, status: str) -> ReviewItem:
+        return await db.write(mod.close_item, item_id, status, actor)
 
     results = await asyncio.gather(
         close(42, "approved"),
@@ -258,9 +249,12 @@ async def test_review_queues_are_per_guild(
     a1 = await make_item(db, mod, clock, "a1")
     a2 = await make_item(db, mod, clock, "a2")
     b1 = await make_item(db, mod, clock, "b1", OTHER_GUILD)
-    async with db.transaction() as tx:
-        await mod.close_item(tx, a1, "dismissed", 42)
-        await mod.set_item_message(tx, a2, 900, 901)
+
+    def step(tx: Conn) -> None:
+        mod.close_item(tx, a1, "dismissed", 42)
+        mod.set_item_message(tx, a2, 900, 901)
+
+    await db.write(step)
     assert [i.id for i in await mod.open_items(GUILD)] == [a2]
     assert [i.id for i in await mod.open_items(OTHER_GUILD)] == [b1]
     assert [i.id for i in await mod.items_without_message(GUILD)] == []

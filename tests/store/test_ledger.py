@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.store import audit
-from bot.store.db import Database
+from bot.store.db import Conn, Database
 from bot.store.jobs import JobStore
 from bot.store.ledger import (
     AlreadySettled,
@@ -35,6 +35,10 @@ from tests.store.conftest import (
     set_allowance,
     settle,
 )
+
+
+def execute(tx: Conn, sql: str) -> None:
+    tx.execute(sql)
 
 
 async def kinds(db: Database, member_id: int = 1, guild_id: int = GUILD) -> list[tuple[str, int]]:
@@ -161,35 +165,37 @@ async def test_settle_release_goes_back_to_the_bucket_it_came_from(
 async def test_allowance_resolution_order(db: Database, clock: Clock) -> None:
     ledger = Ledger(db, default_allowance=250, default_period="daily", clock=clock)
     ROLE_A, ROLE_B, ROLE_C = 11, 12, 13
-    a = await ledger.allowance(None, GUILD, 1, [ROLE_A])
+    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A])
     assert (a.amount, a.period, a.source) == (250, "daily", "bot default")
 
     await set_allowance(ledger, 100, "weekly")
-    a = await ledger.allowance(None, GUILD, 1, [])
+    a = await db.read(ledger.allowance, GUILD, 1, [])
     assert (a.amount, a.period, a.source) == (100, "weekly", "guild default")
 
     await set_allowance(ledger, 500, "monthly", scope="role", target_id=ROLE_A)
     await set_allowance(ledger, 800, "daily", scope="role", target_id=ROLE_B)
     await set_allowance(ledger, 300, "weekly", scope="role", target_id=ROLE_C)
-    a = await ledger.allowance(None, GUILD, 1, [ROLE_A, ROLE_B, ROLE_C])
+    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B, ROLE_C])
     assert (a.amount, a.period, a.source) == (800, "daily", f"role {ROLE_B}")
-    a = await ledger.allowance(None, GUILD, 1, [ROLE_C, ROLE_A])
+    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_C, ROLE_A])
     assert (a.amount, a.source) == (500, f"role {ROLE_A}")
     # A role the member does not have does not count.
-    a = await ledger.allowance(None, GUILD, 1, [99])
+    a = await db.read(ledger.allowance, GUILD, 1, [99])
     assert a.source == "guild default"
 
     await set_allowance(ledger, 50, "none", scope="member", target_id=1)
-    a = await ledger.allowance(None, GUILD, 1, [ROLE_A, ROLE_B])
+    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B])
     assert (a.amount, a.period, a.source) == (50, "none", "member override")
     # Only member 1 has the override.
-    a = await ledger.allowance(None, GUILD, 2, [ROLE_B])
+    a = await db.read(ledger.allowance, GUILD, 2, [ROLE_B])
     assert a.source == f"role {ROLE_B}"
 
-    async with db.transaction() as tx:
-        assert await ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
-        assert not await ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
-    a = await ledger.allowance(None, GUILD, 1, [ROLE_A, ROLE_B])
+    def clear_twice(tx: Conn) -> tuple[bool, bool]:
+        first = ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
+        return first, ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
+
+    assert await db.write(clear_twice) == (True, False)
+    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B])
     assert a.source == f"role {ROLE_B}"
 
 
@@ -238,8 +244,7 @@ async def test_period_switched_and_back_does_not_refill_twice(
     await settle(ledger, (await admit(600)).job_id, 600)
     await set_allowance(ledger, 100, "daily", scope="member", target_id=1)
     await admit(50)  # the daily rule: the bucket (400) is above 100, nothing to add
-    async with db.transaction() as tx:
-        await ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
+    await db.write(ledger.clear_allowance, GUILD, "member", 1, actor_id=9)
     b = await ledger.balance(GUILD, 1)
     assert (b.available, b.pending_refill) == (350, 0)
     await admit(10)  # back on the weekly rule, already refilled this week
@@ -337,7 +342,7 @@ async def test_settle_capture_plus_release_is_the_hold(
         0,
     )
     assert s.charged == charged
-    row = await ledger.get_hold(None, h.job_id)
+    row = await ledger.hold_of(h.job_id)
     assert row is not None
     assert (row["captured"], row["released"], row["settled_at"] is not None) == (
         captured,
@@ -376,7 +381,7 @@ async def test_charge_above_the_balance_stops_at_zero_and_records_guild_loss(
     assert len(events) == 1
     assert events[0].target == "member:1"
     assert events[0].details == {"job_id": h.job_id, "charged": 900, "hold": 500, "loss": 300}
-    row = await ledger.get_hold(None, h.job_id)
+    row = await ledger.hold_of(h.job_id)
     assert row is not None and (row["extra_charged"], row["loss"]) == (100, 300)
     await assert_cache_matches_entries(db)
 
@@ -418,7 +423,7 @@ async def test_two_tasks_racing_to_settle_one_hold(
     expected = (win.captured > 0) + (win.released > 0) + (win.extra_charged > 0)
     assert len(rows) == expected
     assert sum(a for k, a in rows if k == "release") == win.released
-    hold = await ledger.get_hold(None, h.job_id)
+    hold = await ledger.hold_of(h.job_id)
     assert hold is not None and hold["captured"] + hold["released"] == 500
     assert await total(db) == 1000 - win.charged
     await assert_cache_matches_entries(db)
@@ -432,23 +437,18 @@ async def test_refund_gives_back_only_what_was_charged_once(
 ) -> None:
     await set_allowance(ledger, 1000, "weekly")
     h = await admit(500)
-    async with db.transaction() as tx:
-        with pytest.raises(LedgerError, match="nothing settled"):
-            await ledger.refund(tx, h.job_id, actor_id=9, reason="early")
+    with pytest.raises(LedgerError, match="nothing settled"):
+        await db.write(ledger.refund, h.job_id, actor_id=9, reason="early")
     await settle(ledger, h.job_id, 300)
     assert await total(db) == 700
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount, match="300"):
-            await ledger.refund(tx, h.job_id, actor_id=9, reason="too much", amount=301)
-    async with db.transaction() as tx:
-        assert await ledger.refund(tx, h.job_id, actor_id=9, reason="part", amount=100) == 100
-    async with db.transaction() as tx:
-        assert await ledger.refund(tx, h.job_id, actor_id=9, reason="rest") == 200
+    with pytest.raises(InvalidAmount, match="300"):
+        await db.write(ledger.refund, h.job_id, actor_id=9, reason="too much", amount=301)
+    assert await db.write(ledger.refund, h.job_id, actor_id=9, reason="part", amount=100) == 100
+    assert await db.write(ledger.refund, h.job_id, actor_id=9, reason="rest") == 200
     assert await account(db, 1) == (700, 300)  # refunds come back as a grant
     for amount in (None, 1):
-        async with db.transaction() as tx:
-            with pytest.raises(InvalidAmount):
-                await ledger.refund(tx, h.job_id, actor_id=9, reason="again", amount=amount)
+        with pytest.raises(InvalidAmount):
+            await db.write(ledger.refund, h.job_id, actor_id=9, reason="again", amount=amount)
     assert await total(db) == 1000
     await assert_cache_matches_entries(db)
 
@@ -459,13 +459,11 @@ async def test_refund_of_a_free_job_and_of_an_over_charge(
     await grant(ledger, 1, 1000)
     free = await admit(100)
     await settle(ledger, free.job_id, 0)
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount):
-            await ledger.refund(tx, free.job_id, actor_id=9, reason="nothing to give")
+    with pytest.raises(InvalidAmount):
+        await db.write(ledger.refund, free.job_id, actor_id=9, reason="nothing to give")
     over = await admit(100)
     await settle(ledger, over.job_id, 250)  # paid 250: 100 captured + 150 extra
-    async with db.transaction() as tx:
-        assert await ledger.refund(tx, over.job_id, actor_id=9, reason="blocked") == 250
+    assert await db.write(ledger.refund, over.job_id, actor_id=9, reason="blocked") == 250
     assert await total(db) == 1000
 
 
@@ -476,9 +474,8 @@ async def test_refund_amount_must_be_a_positive_whole_number(
     await grant(ledger, 1, 1000)
     h = await admit(100)
     await settle(ledger, h.job_id, 100)
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount):
-            await ledger.refund(tx, h.job_id, actor_id=9, reason="x", amount=amount)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmount):
+        await db.write(ledger.refund, h.job_id, actor_id=9, reason="x", amount=amount)
     assert await total(db) == 900
 
 
@@ -491,14 +488,11 @@ async def test_take_refuses_beyond_the_balance_and_takes_grants_first(
     await set_allowance(ledger, 300, "weekly")
     await grant(ledger, 1, 200)
     await admit(100)  # refill 300, hold 100 from the allowance: buckets (200, 200)
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount, match="has 400 available"):
-            await ledger.take(tx, GUILD, 1, 401, actor_id=9, reason="too much")
-    async with db.transaction() as tx:
-        acct = await ledger.take(tx, GUILD, 1, 250, actor_id=9, reason="abuse")
+    with pytest.raises(InvalidAmount, match="has 400 available"):
+        await db.write(ledger.take, GUILD, 1, 401, actor_id=9, reason="too much")
+    acct = await db.write(ledger.take, GUILD, 1, 250, actor_id=9, reason="abuse")
     assert (acct.allowance_balance, acct.grant_balance) == (150, 0)
-    async with db.transaction() as tx:
-        acct = await ledger.take(tx, GUILD, 1, 150, actor_id=9, reason="all of it")
+    acct = await db.write(ledger.take, GUILD, 1, 150, actor_id=9, reason="all of it")
     assert acct.total == 0
     assert [e.action for e in await audit.events(db, GUILD, "ledger.take")] == ["ledger.take"] * 2
     await assert_cache_matches_entries(db)
@@ -512,16 +506,17 @@ async def test_bad_amounts_are_refused_everywhere(
     db: Database, ledger: Ledger, admit: Admit, amount: object
 ) -> None:
     await grant(ledger, 1, 1000)
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
-            await ledger.grant(tx, GUILD, 1, amount, actor_id=9, reason="x")  # type: ignore[arg-type]
-    async with db.transaction() as tx:
-        with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
-            await ledger.take(tx, GUILD, 1, amount, actor_id=9, reason="x")  # type: ignore[arg-type]
     with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
-        async with db.transaction() as tx:
-            await admit.jobs.insert(tx, new_job("bad"))
-            await ledger.hold(tx, GUILD, 1, "bad", amount)  # type: ignore[arg-type]
+        await db.write(ledger.grant, GUILD, 1, amount, actor_id=9, reason="x")
+    with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
+        await db.write(ledger.take, GUILD, 1, amount, actor_id=9, reason="x")
+
+    def insert_and_hold(tx: Conn) -> None:
+        admit.jobs.insert(tx, new_job("bad"))
+        ledger.hold(tx, GUILD, 1, "bad", amount)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
+        await db.write(insert_and_hold)
     assert await total(db) == 1000
     row = await db.fetchone("SELECT COUNT(*) FROM holds")
     assert row is not None and row[0] == 0
@@ -535,7 +530,7 @@ async def test_bad_charges_are_refused(
     h = await admit(100)
     with pytest.raises(InvalidAmount, match="from 0 to 10,000,000"):
         await settle(ledger, h.job_id, charged)  # type: ignore[arg-type]
-    row = await ledger.get_hold(None, h.job_id)
+    row = await ledger.hold_of(h.job_id)
     assert row is not None and row["settled_at"] is None
 
 
@@ -558,11 +553,9 @@ async def test_schema_refuses_negative_balances(db: Database, ledger: Ledger) ->
     """The last line of defence: the CHECK constraints abort a transaction gone wrong."""
     await grant(ledger, 1, 10)
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        async with db.transaction() as tx:
-            await tx.execute("UPDATE accounts SET grant_balance = grant_balance - 11")
+        await db.write(execute, "UPDATE accounts SET grant_balance = grant_balance - 11")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        async with db.transaction() as tx:
-            await tx.execute("UPDATE accounts SET allowance_balance = -1")
+        await db.write(execute, "UPDATE accounts SET allowance_balance = -1")
     assert await account(db, 1) == (0, 10)
 
 
@@ -575,8 +568,7 @@ async def test_guild_budget_caps_all_members_and_resets_next_period(
     await set_allowance(ledger, 5000, "weekly")
 
     async def check(need: int) -> None:
-        async with db.transaction() as tx:
-            await ledger.check_budget(tx, GUILD, need, 1000, "weekly")
+        await db.write(ledger.check_budget, GUILD, need, 1000, "weekly")
 
     await check(1000)
     h1 = await admit(600, member_id=1)
@@ -591,23 +583,21 @@ async def test_guild_budget_caps_all_members_and_resets_next_period(
     await check(100)
     # A settled job counts what it cost, not what it held.
     await settle(ledger, h1.job_id, 200)
-    state = await ledger.budget(None, GUILD, 1000, "weekly")
+    state = await ledger.budget_state(GUILD, 1000, "weekly")
     assert (state.used, state.remaining, state.next_reset) == (500, 500, MONDAY)
     await check(500)
     with pytest.raises(BudgetExhausted):
         await check(501)
     # Refunds give budget back; charges above the hold use it up.
-    async with db.transaction() as tx:
-        await ledger.refund(tx, h1.job_id, actor_id=9, reason="x", amount=50)
-    assert (await ledger.budget(None, GUILD, 1000, "weekly")).used == 450
+    await db.write(ledger.refund, h1.job_id, actor_id=9, reason="x", amount=50)
+    assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 450
     h3 = await admit(100, member_id=3)
     await settle(ledger, h3.job_id, 400)
-    assert (await ledger.budget(None, GUILD, 1000, "weekly")).used == 850
+    assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 850
     # Other guilds have their own budget.
-    async with db.transaction() as tx:
-        await ledger.check_budget(tx, OTHER_GUILD, 1000, 1000, "weekly")
+    await db.write(ledger.check_budget, OTHER_GUILD, 1000, 1000, "weekly")
     clock.set(MONDAY)
-    assert (await ledger.budget(None, GUILD, 1000, "weekly")).used == 0
+    assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 0
     await check(1000)
 
 
@@ -617,14 +607,12 @@ async def test_budget_without_amount_is_unlimited_and_none_period_is_all_time(
     await grant(ledger, 1, 5000)
     h = await admit(700)
     await settle(ledger, h.job_id, 700)
-    async with db.transaction() as tx:
-        await ledger.check_budget(tx, GUILD, 10_000_000, None, None)
+    await db.write(ledger.check_budget, GUILD, 10_000_000, None, None)
     clock.advance(days=800)
-    state = await ledger.budget(None, GUILD, 1000, "none")
+    state = await ledger.budget_state(GUILD, 1000, "none")
     assert (state.used, state.remaining, state.next_reset) == (700, 300, None)
-    async with db.transaction() as tx:
-        with pytest.raises(BudgetExhausted) as info:
-            await ledger.check_budget(tx, GUILD, 301, 1000, "none")
+    with pytest.raises(BudgetExhausted) as info:
+        await db.write(ledger.check_budget, GUILD, 301, 1000, "none")
     assert "resets" not in str(info.value)
 
 
@@ -690,8 +678,7 @@ async def test_export_csv_matches_entries_with_running_balances(
     await settle(ledger, a.job_id, 900)
     await settle(ledger, b.job_id, 0)
     await grant(ledger, 3, 42)
-    async with db.transaction() as tx:
-        await ledger.take(tx, GUILD, 3, 2, actor_id=9, reason="typo, fixed")
+    await db.write(ledger.take, GUILD, 3, 2, actor_id=9, reason="typo, fixed")
     await grant(ledger, 1, 7, guild_id=OTHER_GUILD)
 
     text = await ledger.export_csv(GUILD)
@@ -727,8 +714,7 @@ async def test_cached_balance_equals_entry_sums_after_everything(
                 await grant(ledger, member, 100 * member)
             h = await admit(150 * member, member_id=member, roles=(5,) if member == 2 else ())
             await settle(ledger, h.job_id, (day * 97 * member) % 400)
-        async with db.transaction() as tx:
-            await ledger.take(tx, GUILD, 3, 1, actor_id=9, reason="tax")
+        await db.write(ledger.take, GUILD, 3, 1, actor_id=9, reason="tax")
         clock.advance(days=1)
     await assert_cache_matches_entries(db)
     for member in (1, 2, 3):

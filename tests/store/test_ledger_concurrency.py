@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 
-from bot.store.db import Database
+from bot.store.db import Conn, Database
 from bot.store.jobs import JobStore
 from bot.store.ledger import AlreadySettled, InsufficientBuzz, Ledger, Settlement
 from tests.store.conftest import (
@@ -48,10 +48,13 @@ async def test_mass_admission_and_settlement(db: Database, clock: Clock) -> None
 
     async def admit(member: int, n: int, amount: int) -> tuple[str, int] | None:
         job_id = f"m{member}-j{n}"
+
+        def step(tx: Conn) -> None:
+            jobs.insert(tx, new_job(job_id, GUILD, member, estimate=amount))
+            ledger.hold(tx, GUILD, member, job_id, amount, roles_of(member))
+
         try:
-            async with db.transaction() as tx:
-                await jobs.insert(tx, new_job(job_id, GUILD, member, estimate=amount))
-                await ledger.hold(tx, GUILD, member, job_id, amount, roles_of(member))
+            await db.write(step)
         except InsufficientBuzz:
             return None
         return job_id, amount
@@ -90,8 +93,7 @@ async def test_mass_admission_and_settlement(db: Database, clock: Clock) -> None
             charges[job_id] = amount + rng.randint(1, 400)
 
     async def settle(job_id: str, charged: int) -> Settlement:
-        async with db.transaction() as tx:
-            return await ledger.settle(tx, job_id, charged)
+        return await db.write(ledger.settle, job_id, charged)
 
     attempts = [settle(j, charges[j]) for j, _ in admitted for _ in range(2)]
     rng.shuffle(attempts)
