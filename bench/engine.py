@@ -124,13 +124,14 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
             settings=EngineSettings(policy=policy, deadline=timedelta(hours=1)),
         )
         members = 50
-        async with services.db.transaction() as tx:
-            for member in range(members):
-                await services.ledger.grant(tx, 1, member, 10**6, actor_id=None, reason="bench")
         lag: list[float] = []
         stop = asyncio.Event()
         monitor = asyncio.create_task(loop_lag(lag, stop))
         try:
+            for member in range(members):
+                await services.db.write(
+                    services.ledger.grant, 1, member, 10**6, actor_id=None, reason="bench"
+                )
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             wall0 = time.perf_counter()
             for i, job in enumerate(plan):

@@ -266,3 +266,19 @@ def test_every_int_setting_is_reachable_through_its_env_name(
             monkeypatch.delenv(env_name(section, key))
             checked += 1
     assert checked >= 10
+
+
+def test_the_example_config_documents_every_setting_and_its_environment_name():
+    """config.example.toml is the admin's reference: each key appears with its env override."""
+    import tomllib
+
+    from bot.config import Settings, env_name
+
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    text = example.read_text()
+    Settings(**tomllib.loads(text))  # and it is a valid configuration as it stands
+    for section, field in Settings.model_fields.items():
+        for key in field.annotation.model_fields:
+            assert f"[{section}]" in text
+            assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} is undocumented"
+            assert env_name(section, key) in text, f"{section}.{key}: no env name"
