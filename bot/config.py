@@ -87,6 +87,10 @@ class MediaSettings(_Section):
     max_pixels: int = Field(40_000_000, gt=0)
     # Sources travel to the orchestrator as data URLs; each is re-encoded to fit under this.
     max_source_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Attachments are downloaded only from Discord's CDN ("*." = subdomains).
+    attachment_hosts: list[str] = Field(
+        default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"]
+    )
 
 
 class GuildDefaults(_Section):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import httpx
+
 from bot.config import Settings
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
@@ -37,6 +39,8 @@ class Services:
     client: OrchestratorClient
     simulator: Simulator | None
     clock: Callable[[], datetime]
+    # For Discord attachments (edit sources): its own pool, timeouts, no redirects.
+    downloads: httpx.AsyncClient
 
     @property
     def simulated(self) -> bool:
@@ -51,6 +55,7 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        await self.downloads.aclose()
         await self.client.aclose()
         if self.simulator is not None:
             await self.simulator.stop()
@@ -112,4 +117,5 @@ async def build_services(
         client=make_client(settings, base_url, token),
         simulator=simulator,
         clock=clock,
+        downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
     )

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.cli import check_config, jobs_cmd, ledger_cmd, quote, simulator_cmd
+from bot.cli import check_config, jobs_cmd, ledger_cmd, quote, run_cmd, simulator_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,17 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML settings file (default: BOT_CONFIG or config.toml)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd):
+    for module in (run_cmd, quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd):
         module.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `python -m bot` runs the bot
+        args = parser.parse_args([*argv, "run"])
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command is None:
-        build_parser().print_help()
-        return 2
     return int(args.handler(args) or 0)

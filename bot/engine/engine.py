@@ -47,7 +47,7 @@ from bot.orchestrator.errors import (
 )
 from bot.orchestrator.models import Workflow, WorkflowStatus
 from bot.store.db import Conn, Database, utcnow
-from bot.store.guilds import GuildStore
+from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
 from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger, Settlement
 from bot.store.moderation import ModerationStore
@@ -78,6 +78,11 @@ class Quote:
     request: ImageRequest
     estimate: int
     balance: int
+    needs_confirmation: bool = False
+
+    @property
+    def balance_after(self) -> int:
+        return self.balance - self.estimate
 
 
 def new_job_id(now: datetime) -> str:
@@ -190,19 +195,52 @@ class Engine:
         options = request.options
         if request.sources:
             options = options.with_sources(refs, mask_ref)
-        input_size = (sources[0].width, sources[0].height) if sources else None
+        # Sizes may be Discord's declared ones (before download); unknown means unknown.
+        input_size = (
+            (sources[0].width, sources[0].height)
+            if sources and sources[0].width and sources[0].height
+            else None
+        )
         try:
             return build_request(request.model, request.operation, options, input_size=input_size)
         except CatalogError as exc:
             raise Refusal(RefusalReason.INVALID, str(exc), errors=exc.errors) from None
 
-    async def quote(self, request: JobRequest) -> Quote:
-        """Validate and price without holding anything (for the confirmation prompt)."""
+    async def preflight(self, request: JobRequest) -> Quote:
+        """Every admission check, in order, without holding anything: Refusal, or the quote.
+
+        Lets the front end answer within Discord's 3 seconds (sources may be described by their
+        declared sizes only) and ask for a confirmation. `submit` checks everything again,
+        atomically, when it holds the Buzz.
+        """
+        who = request.requester
         validated = await self._precheck(request)
-        balance = await self.ledger.balance(
-            request.requester.guild_id, request.requester.member_id, request.requester.roles
-        )
-        return Quote(validated, validated.buzz, balance.available)
+        settings = await self.guilds.get(who.guild_id)
+        needs_confirmation = validated.buzz > settings.confirm_above and not request.confirmed
+
+        def check(conn: Conn) -> int:
+            mine, theirs = self.jobs.in_flight(conn, who.guild_id, who.member_id)
+            _check_concurrency(mine, theirs, settings)
+            self.ledger.check_budget(
+                conn, who.guild_id, validated.buzz, settings.budget_amount, settings.budget_period
+            )
+            balance = self.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
+            if balance.available < validated.buzz:
+                now = self.clock()
+                raise InsufficientBuzz(
+                    validated.buzz, balance.available, balance.allowance, balance.next_refill, now
+                )
+            return balance.available
+
+        try:
+            available = await self.db.read(check)
+        except InsufficientBuzz as exc:
+            raise Refusal(
+                RefusalReason.BALANCE, str(exc), buzz=validated.buzz, balance=exc.have
+            ) from None
+        except BudgetExhausted as exc:
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=validated.buzz) from None
+        return Quote(validated, validated.buzz, available, needs_confirmation)
 
     async def _precheck(self, request: JobRequest) -> ImageRequest:
         """Admission checks that need no transaction, in DESIGN.md's order."""
@@ -234,7 +272,7 @@ class Engine:
                 buzz=validated.buzz,
             )
         now = self.clock()
-        job_id = new_job_id(now)
+        job_id = request.job_id or new_job_id(now)
         whatif = await self._whatif(job_id, validated) if self.settings.whatif else None
         hold_amount = max(validated.buzz, whatif or 0)
         held_reason = None
@@ -258,22 +296,13 @@ class Engine:
             parent_job_id=request.parent_job_id,
             simulated=self.settings.simulated,
             deadline_at=now + self.settings.deadline,
+            status_message_id=request.status_message_id,
+            upload_limit=request.upload_limit,
         )
 
         def admit(tx: Conn) -> int | None:
             mine, theirs = self.jobs.in_flight(tx, who.guild_id, who.member_id)
-            if mine >= settings.per_member_concurrency:
-                raise Refusal(
-                    RefusalReason.MEMBER_BUSY,
-                    f"you already have {mine} job(s) running; the limit here is "
-                    f"{settings.per_member_concurrency}",
-                )
-            if theirs >= settings.per_guild_concurrency:
-                raise Refusal(
-                    RefusalReason.GUILD_BUSY,
-                    f"the server already has {theirs} jobs running (its limit); try again "
-                    "in a minute",
-                )
+            _check_concurrency(mine, theirs, settings)
             self.ledger.check_budget(
                 tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
             )
@@ -297,6 +326,7 @@ class Engine:
             await self._notify_review(item_id, job)
             await self._status(job, "held for a moderator's review before it runs")
         else:
+            await self._status(job, None)
             self._spawn(job_id)
         return job
 
@@ -671,6 +701,20 @@ class Engine:
                 await self.alerts.on_operator_alert(key, message)
             except Exception:
                 log.exception("operator alert failed")
+
+
+def _check_concurrency(mine: int, theirs: int, settings: GuildSettings) -> None:
+    if mine >= settings.per_member_concurrency:
+        raise Refusal(
+            RefusalReason.MEMBER_BUSY,
+            f"you already have {mine} job(s) running; the limit here is "
+            f"{settings.per_member_concurrency}",
+        )
+    if theirs >= settings.per_guild_concurrency:
+        raise Refusal(
+            RefusalReason.GUILD_BUSY,
+            f"the server already has {theirs} jobs running (its limit); try again in a minute",
+        )
 
 
 def _ending_message(status: JobStatus, charged: int) -> str | None:

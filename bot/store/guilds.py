@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.catalog.names import MODEL_NAMES
@@ -97,9 +97,11 @@ class GuildStore:
         row = fetch_row(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         settings = self._default(guild_id)
         if row is not None:
-            values = {name: row[name] for name in _COLUMNS}
-            values["reroll_anyone"] = bool(values["reroll_anyone"])
-            values["mod_channel_warned"] = bool(values["mod_channel_warned"])
+            # A NULL column keeps the configured default; booleans are stored as 0/1.
+            values = {name: row[name] for name in _COLUMNS if row[name] is not None}
+            for flag in ("reroll_anyone", "mod_channel_warned"):
+                if flag in values:
+                    values[flag] = bool(values[flag])
             settings = replace(settings, **values)
         models = fetch_rows(
             conn, "SELECT model, enabled FROM guild_models WHERE guild_id = ?", (guild_id,)
@@ -120,17 +122,17 @@ class GuildStore:
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown guild settings: {', '.join(sorted(unknown))}")
-        current = self.load(tx, guild_id)
-        merged = {f.name: getattr(current, f.name) for f in fields(current) if f.name in _COLUMNS}
-        merged.update(changes)
-        names = ", ".join(_COLUMNS)
-        marks = ", ".join("?" * len(_COLUMNS))
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)
-        tx.execute(
-            f"INSERT INTO guild_settings (guild_id, {names}, updated_at) VALUES (?, {marks}, ?)"
-            f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
-            (guild_id, *(merged[c] for c in _COLUMNS), iso(self.clock())),
-        )
+        if changes:
+            # Only the named columns are written: the others keep following the defaults.
+            names = ", ".join(changes)
+            marks = ", ".join("?" * len(changes))
+            updates = ", ".join(f"{c} = excluded.{c}" for c in changes)
+            tx.execute(
+                f"INSERT INTO guild_settings (guild_id, {names}, updated_at)"
+                f" VALUES (?, {marks}, ?) ON CONFLICT (guild_id)"
+                f" DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+                (guild_id, *changes.values(), iso(self.clock())),
+            )
         if actor_id is not None:
             audit.record(
                 tx,

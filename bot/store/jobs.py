@@ -81,6 +81,7 @@ class JobRecord:
     result_images: list[dict[str, Any]]
     delivered_message_ids: list[int]
     status_message_id: int | None
+    upload_limit: int | None
     interaction_token: str | None = field(repr=False)
     interaction_expires_at: datetime | None
     parent_job_id: str | None
@@ -123,6 +124,8 @@ class NewJob:
     parent_job_id: str | None = None
     simulated: bool = False
     deadline_at: datetime | None = None
+    status_message_id: int | None = None
+    upload_limit: int | None = None
 
 
 _JSON = {"options", "step", "result_images", "delivered_message_ids"}
@@ -169,8 +172,9 @@ class JobStore:
         tx.execute(
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
-            " parent_job_id, simulated, deadline_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " parent_job_id, simulated, deadline_at, status_message_id, upload_limit,"
+            " created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.guild_id,
@@ -188,6 +192,8 @@ class JobStore:
                 job.parent_job_id,
                 int(job.simulated),
                 iso(job.deadline_at) if job.deadline_at else None,
+                job.status_message_id,
+                job.upload_limit,
                 now,
                 now,
             ),

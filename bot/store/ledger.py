@@ -680,6 +680,15 @@ class Ledger:
             spent_this_period=int(spent_row[0]) if spent_row else 0,
         )
 
+    async def available_now(self, guild_id: int, member_id: int) -> int:
+        """The account's balance as it stands (no refill preview): exact while a job holds."""
+        row = await self.db.fetchone(
+            "SELECT allowance_balance + grant_balance FROM accounts"
+            " WHERE guild_id = ? AND member_id = ?",
+            (guild_id, member_id),
+        )
+        return int(row[0]) if row else 0
+
     async def history(self, guild_id: int, member_id: int, limit: int = 20) -> list[Entry]:
         rows = await self.db.fetchall(
             "SELECT * FROM ledger_entries WHERE guild_id = ? AND member_id = ?"

@@ -261,3 +261,15 @@ async def test_review_queues_are_per_guild(
     assert [i.id for i in await mod.items_without_message()] == [b1]
     found = await mod.item_for_job("a2")
     assert found is not None and (found.message_channel_id, found.message_id) == (900, 901)
+
+
+async def test_settings_a_guild_never_changed_follow_new_defaults(
+    db: Database, clock: Clock
+) -> None:
+    """An operator raising the bot-wide defaults reaches guilds that only changed other things."""
+    before = GuildStore(db, GuildDefaults(confirm_above=500, per_member_concurrency=2), clock)
+    await db.write(before.update, GUILD, confirm_above=1000, actor_id=1)
+    after = GuildStore(db, GuildDefaults(confirm_above=500, per_member_concurrency=4), clock)
+    settings = await after.get(GUILD)
+    assert settings.confirm_above == 1000  # the guild's own choice
+    assert settings.per_member_concurrency == 4  # still the default, now the new one

@@ -1,20 +1,22 @@
--- Guild settings: one row per guild, created with the configured defaults on first use.
+-- Guild settings: one row per guild once an admin changes something. NULL means "the bot's
+-- configured default", so a later change of the defaults still reaches every guild that did
+-- not set its own value.
 CREATE TABLE guild_settings (
     guild_id               INTEGER PRIMARY KEY,
     mod_channel_id         INTEGER,
     log_channel_id         INTEGER,
-    default_model          TEXT    NOT NULL,
-    confirm_above          INTEGER NOT NULL CHECK (confirm_above >= 0),
-    per_member_concurrency INTEGER NOT NULL CHECK (per_member_concurrency >= 1),
-    per_guild_concurrency  INTEGER NOT NULL CHECK (per_guild_concurrency >= 1),
-    reroll_anyone          INTEGER NOT NULL DEFAULT 0,
+    default_model          TEXT,
+    confirm_above          INTEGER CHECK (confirm_above >= 0),
+    per_member_concurrency INTEGER CHECK (per_member_concurrency >= 1),
+    per_guild_concurrency  INTEGER CHECK (per_guild_concurrency >= 1),
+    reroll_anyone          INTEGER,
     moderator_role_id      INTEGER,
     admin_role_id          INTEGER,
-    strikes_to_ban         INTEGER NOT NULL CHECK (strikes_to_ban >= 0),
-    strike_window_days     INTEGER NOT NULL CHECK (strike_window_days >= 1),
+    strikes_to_ban         INTEGER CHECK (strikes_to_ban >= 0),
+    strike_window_days     INTEGER CHECK (strike_window_days >= 1),
     budget_amount          INTEGER CHECK (budget_amount IS NULL OR budget_amount >= 0),
     budget_period          TEXT CHECK (budget_period IN ('none', 'daily', 'weekly', 'monthly')),
-    mod_channel_warned     INTEGER NOT NULL DEFAULT 0,
+    mod_channel_warned     INTEGER,
     updated_at             TEXT    NOT NULL
 );
 
@@ -79,6 +81,7 @@ CREATE TABLE jobs (
     result_images          TEXT    NOT NULL DEFAULT '[]',
     delivered_message_ids  TEXT    NOT NULL DEFAULT '[]',
     status_message_id      INTEGER,
+    upload_limit           INTEGER,
     interaction_token      TEXT,
     interaction_expires_at TEXT,
     parent_job_id          TEXT REFERENCES jobs (id),

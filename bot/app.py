@@ -1,0 +1,223 @@
+"""The discord.py Bot: built with the services from main(), it wires the engine to Discord,
+loads the cogs, syncs the commands, and keeps one error path for every interaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.delivery import DiscordPublisher
+from bot.engine.engine import Engine, NotAllowed
+from bot.engine.requests import Refusal
+from bot.media import MediaError, MediaLimits
+from bot.services import Services
+from bot.store.db import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "cogs.flow",
+    "cogs.create",
+    "cogs.edit",
+    "cogs.results",
+    "cogs.buzz",
+)
+HEARTBEAT_EVERY = 30.0
+
+
+class UserFacingError(Exception):
+    """An error whose text is meant for the member as it is."""
+
+
+def refusal_text(refusal: Refusal) -> str:
+    if refusal.errors:
+        lines = [f"**{e.field}**: {e.message}" for e in refusal.errors]
+        return "Not started, nothing was charged:\n" + "\n".join(lines)
+    return f"Not started, nothing was charged: {refusal.message}"
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def media_text(error: MediaError) -> str:
+    return f"**{error.option}**: {sentence(error.message)} Nothing was charged."
+
+
+def describe_error(error: BaseException) -> str | None:
+    """Plain words for errors we expect; None for a bug."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, Refusal):
+        return refusal_text(error)
+    if isinstance(error, MediaError):
+        return media_text(error)
+    if isinstance(error, NotAllowed | UserFacingError):
+        return str(error)
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You are not allowed to use this here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value is not valid here: {error.value!r}."
+    return None
+
+
+async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> None:
+    """An ephemeral answer, whatever state the interaction is in."""
+    if interaction.is_expired():
+        log.info("interaction %s expired before we could answer", interaction.id)
+        return
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, **kwargs)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, **kwargs)
+    except discord.HTTPException as exc:
+        log.warning("could not answer interaction %s: %s", interaction.id, exc.status)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """The one error path: known errors answered clearly, bugs logged once with a reference."""
+    text = describe_error(error)
+    if text is None:
+        original = getattr(error, "original", error)
+        reference = secrets.token_hex(3)
+        command = interaction.command.qualified_name if interaction.command else "component"
+        log.error(
+            "unhandled error (reference %s) in %s for user %s",
+            reference,
+            command,
+            interaction.user.id,
+            exc_info=original,
+        )
+        text = (
+            f"Something went wrong on our side (reference `{reference}`). "
+            "Nothing was charged for a request that did not start."
+        )
+    await reply(interaction, text)
+
+
+class BotTree(app_commands.CommandTree):
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await report_error(interaction, error)
+
+
+class ImageBot(commands.Bot):
+    def __init__(
+        self,
+        services: Services,
+        *,
+        sync_global: bool = False,
+        media_hosts: tuple[str, ...] | None = None,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.default()
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=BotTree,
+            help_command=None,
+            **options,
+        )
+        self.services = services
+        settings = services.settings
+        self.sync_global = sync_global
+        hosts = media_hosts or tuple(settings.media.attachment_hosts)
+        self.media_limits = MediaLimits.from_settings(settings.media, hosts)
+        self.publisher = DiscordPublisher(
+            self,
+            services.ledger,
+            token_margin=timedelta(seconds=settings.jobs.token_margin_seconds),
+            edit_interval=settings.jobs.status_edit_interval_seconds,
+            clock=services.clock,
+        )
+        self.engine = Engine(
+            db=services.db,
+            jobs=services.jobs,
+            ledger=services.ledger,
+            guilds=services.guilds,
+            moderation=services.moderation,
+            client=services.client,
+            publisher=self.publisher,
+            settings=services.engine_settings(),
+            alerts=self,
+            clock=services.clock,
+        )
+        # Set by the cogs' extensions (cogs.flow): the request flow every command shares.
+        self.flow: Any = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._alerted_owner: set[str] = set()
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.engine.start()
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        await self.sync_commands()
+        if self.services.simulated:
+            log.warning(
+                "SIMULATOR MODE: no CIVITAI_TOKEN is set. Images are placeholders, no Buzz is "
+                "spent upstream, and every result says so."
+            )
+
+    async def sync_commands(self) -> None:
+        dev_guild = self.services.settings.discord.dev_guild
+        if dev_guild:
+            guild = discord.Object(id=dev_guild)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), dev_guild)
+        elif self.sync_global:
+            synced = await self.tree.sync()
+            log.info("synced %d commands globally", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s in %d guild(s)", self.user, len(self.guilds))
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        await self.engine.stop()
+        await super().close()
+
+    async def on_operator_alert(self, key: str, message: str) -> None:
+        """Something only the operator can fix: tell the application's owner once, by DM."""
+        if key in self._alerted_owner:
+            return
+        self._alerted_owner.add(key)
+        try:
+            info = await self.application_info()
+            owner = info.owner
+            await owner.send(f"civitai-image-bot needs attention: {message}")
+        except (discord.HTTPException, AttributeError) as exc:
+            log.warning("could not DM the application owner: %s", exc)
+
+    async def _beat(self) -> None:
+        path = heartbeat_path(self.services.settings.database.path)
+        while True:
+            beat = {
+                "at": iso(utcnow()),
+                "ready": self.is_ready(),
+                "guilds": len(self.guilds),
+                "jobs_running": self.engine.running(),
+            }
+            try:
+                await asyncio.to_thread(path.write_text, json.dumps(beat))
+            except OSError as exc:
+                log.warning("heartbeat not written: %s", exc)
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def heartbeat_path(db_path: Path) -> Path:
+    return db_path.parent / "heartbeat.json"

@@ -1,0 +1,110 @@
+"""`python -m bot run [--sync]`: the bot itself; `python -m bot health`: is it alive?"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from datetime import datetime, timedelta
+
+from bot.config import ConfigError, Settings, load_settings, problems_for_running
+from bot.store.db import utcnow
+
+log = logging.getLogger(__name__)
+STALE_AFTER = timedelta(seconds=120)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("run", help="run the bot (the default command)")
+    p.add_argument("--sync", action="store_true", help="sync slash commands globally at start")
+    p.set_defaults(handler=run)
+    h = commands.add_parser("health", help="exit 0 while the running bot writes its heartbeat")
+    h.set_defaults(handler=health)
+
+
+class RedactSecrets(logging.Filter):
+    """Tokens never reach a log line, whatever a library puts in one."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 8]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tokens = [t.get_secret_value() for t in (settings.discord.token, settings.civitai.token) if t]
+    handler.addFilter(RedactSecrets(tokens))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.logging.level)
+    logging.getLogger("discord.gateway").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    problems = problems_for_running(settings)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(settings, sync=args.sync))
+    return 0
+
+
+async def _main(settings: Settings, *, sync: bool) -> None:
+    from bot.app import ImageBot  # discord.py is only imported for this command
+    from bot.services import build_services
+
+    services = await build_services(settings)
+    bot = ImageBot(services, sync_global=sync)
+    try:
+        assert settings.discord.token is not None
+        async with bot:
+            await bot.start(settings.discord.token.get_secret_value())
+    finally:
+        await services.aclose()
+
+
+def health(args: argparse.Namespace) -> int:
+    from bot.app import heartbeat_path
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    problems = problems_for_running(settings)
+    path = heartbeat_path(settings.database.path)
+    try:
+        beat = json.loads(path.read_text())
+        age = utcnow() - datetime.fromisoformat(beat["at"])
+    except (OSError, ValueError, KeyError):
+        problems.append(f"no heartbeat at {path}: is the bot running?")
+    else:
+        if age > STALE_AFTER:
+            problems.append(f"the last heartbeat is {int(age.total_seconds())} s old")
+        elif not beat.get("ready"):
+            problems.append("the bot is running but not connected to Discord")
+    for problem in problems:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"healthy: {beat.get('guilds', 0)} guild(s), {beat.get('jobs_running', 0)} job(s)")
+    return 1 if problems else 0

@@ -1,0 +1,410 @@
+"""Delivery to Discord: the member's status message, the result post, and their buttons.
+
+This is the engine's Publisher. It edits a job's status message as the job moves (at most once
+every few seconds, endings at once), posts the finished images — as an interaction follow-up
+while the 15-minute token lives, else as a channel message that mentions the member, else by DM
+— each fitted to the upload limit, and can tell from the channel whether a job's result was
+already posted (its embed footer carries the job id), which makes delivery exactly-once across
+restarts.
+
+Buttons are sent as plain buttons whose custom_ids follow the formats below; the cogs register
+DynamicItems with matching templates, so a click works after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+import discord
+
+from bot.engine.publisher import ResultImage, StatusUpdate
+from bot.media import FittedImage, fit_for_upload
+from bot.store.db import utcnow
+from bot.store.jobs import JobRecord, JobStatus
+from bot.store.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+J = JobStatus
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MAX_FILES = 10
+SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
+
+# custom_id formats (≤ 100 characters; job ids are ~18).
+CANCEL_ID = "job:cancel:{job}"
+CANCEL_TEMPLATE = r"job:cancel:(?P<job>j[0-9a-f]+)"
+RESULT_ID = "res:{action}:{job}"
+RESULT_TEMPLATE = r"res:(?P<action>reroll|edit|details|delete):(?P<job>j[0-9a-f]+)"
+
+
+def marker(job_id: str) -> str:
+    return f"job {job_id}"
+
+
+def result_marker(job_id: str) -> str:
+    """How a result post is recognised (the status message only says "job …")."""
+    return f"result of job {job_id}"
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def describe_options(job: JobRecord) -> str:
+    parts = [f"{k} {v}" for k, v in job.options.items() if k != "prompt"]
+    return " · ".join(parts) or "defaults"
+
+
+def operation_word(job: JobRecord) -> str:
+    return "edit" if job.operation == "editImage" else "create"
+
+
+def _ts(when: datetime | None, style: str = "R") -> str:
+    return f"<t:{int(when.timestamp())}:{style}>" if when else "—"
+
+
+def status_line(job: JobRecord, message: str | None) -> str:
+    """The state in a few words; Discord renders the <t:…:R> stamps as live elapsed times."""
+    if job.status is J.HELD:
+        return "⏸️ Waiting for a moderator's review before it runs"
+    if job.status is J.QUEUED:
+        return f"⏳ Queued — asked {_ts(job.created_at)}"
+    if job.status in (J.SUBMITTED, J.RUNNING):
+        if job.workflow_status in ("unassigned", "preparing", "scheduled"):
+            where = f", position {job.queue_position + 1}" if job.queue_position is not None else ""
+            return f"⏳ In the orchestrator's queue{where} — asked {_ts(job.created_at)}"
+        if job.workflow_status == "processing":
+            return f"🎨 Generating — started {_ts(job.started_at or job.submitted_at)}"
+        return f"📨 Sent to the orchestrator {_ts(job.submitted_at or job.created_at)}"
+    if job.status is J.DELIVERING:
+        return "📤 Posting the images…"
+    if job.status is J.DONE:
+        return "✅ Done — the images are posted below"
+    icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
+        job.status, "❌"
+    )
+    return f"{icon} {(message or job.error or job.status.value).capitalize()}"
+
+
+def status_embed(
+    job: JobRecord, message: str | None = None, *, balance: int | None = None
+) -> discord.Embed:
+    colour = {
+        J.DONE: discord.Colour.green(),
+        J.FAILED: discord.Colour.red(),
+        J.BLOCKED: discord.Colour.dark_red(),
+        J.HELD: discord.Colour.orange(),
+    }.get(job.status, discord.Colour.blurple())
+    embed = discord.Embed(
+        title=f"{job.model} · {operation_word(job)}",
+        description=truncate(job.prompt, 1000),
+        colour=colour,
+    )
+    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
+    if job.charged is not None:
+        cost = f"{job.charged:,} Buzz charged"
+    else:
+        cost = f"{job.hold_amount or job.estimate:,} Buzz held"
+    if balance is not None:
+        cost += f" · your balance: {balance:,}"
+    embed.add_field(name="Buzz", value=cost, inline=False)
+    embed.add_field(name="Status", value=truncate(status_line(job, message), 1024), inline=False)
+    embed.set_footer(text=_footer(job))
+    return embed
+
+
+def _footer(job: JobRecord, *, result: bool = False) -> str:
+    text = result_marker(job.id) if result else marker(job.id)
+    return f"{text} · {SIMULATED_NOTE}" if job.simulated else text
+
+
+def button_view(buttons: Iterable[discord.ui.Button]) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in buttons:
+        view.add_item(button)
+    return view
+
+
+def status_view(job_id: str, *, active: bool = True) -> discord.ui.View | None:
+    if not active:
+        return None
+    return button_view(
+        [
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=CANCEL_ID.format(job=job_id),
+            )
+        ]
+    )
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    styles = {
+        "reroll": ("Re-roll", discord.ButtonStyle.primary),
+        "edit": ("Edit", discord.ButtonStyle.secondary),
+        "details": ("Details", discord.ButtonStyle.secondary),
+        "delete": ("Delete", discord.ButtonStyle.danger),
+    }
+    return button_view(
+        discord.ui.Button(
+            label=label, style=style, custom_id=RESULT_ID.format(action=action, job=job_id)
+        )
+        for action, (label, style) in styles.items()
+    )
+
+
+def result_embed(job: JobRecord, fitted: list[FittedImage], first_name: str) -> discord.Embed:
+    count = len(fitted)
+    embed = discord.Embed(
+        title=f"{job.model} · {count} image{'s' if count != 1 else ''}",
+        description=truncate(job.prompt, 1000),
+        colour=discord.Colour.green(),
+    )
+    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
+    embed.add_field(name="Buzz charged", value=f"{job.charged or 0:,}", inline=True)
+    embed.add_field(name="Requested by", value=f"<@{job.member_id}>", inline=True)
+    notes = sorted({f.note for f in fitted if f.note})
+    if notes:
+        embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
+    embed.set_image(url=f"attachment://{first_name}")
+    embed.set_footer(text=_footer(job, result=True))
+    return embed
+
+
+def details_embed(
+    job: JobRecord, events: list[tuple[str, str | None, datetime]], hold: int | None
+) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Job {job.id}",
+        description=truncate(job.prompt, 4000),
+        colour=discord.Colour.blurple(),
+    )
+    embed.add_field(name="Model", value=f"{job.model} · {operation_word(job)}", inline=True)
+    embed.add_field(name="Status", value=job.status.value, inline=True)
+    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
+    embed.add_field(name="Workflow", value=job.workflow_id or "not submitted", inline=False)
+    money = f"estimate {job.estimate:,}"
+    if job.whatif is not None:
+        money += f" · orchestrator's whatif {job.whatif:,}"
+    money += f" · held {hold:,}" if hold is not None else ""
+    money += f" · charged {job.charged:,}" if job.charged is not None else " · not settled yet"
+    embed.add_field(name="Buzz", value=money, inline=False)
+    timings = [
+        f"asked {_ts(job.created_at, 'T')}",
+        f"submitted {_ts(job.submitted_at, 'T')}",
+        f"started {_ts(job.started_at, 'T')}",
+        f"finished {_ts(job.finished_at, 'T')}",
+        f"posted {_ts(job.delivered_at, 'T')}",
+    ]
+    embed.add_field(name="Timings", value="\n".join(timings), inline=False)
+    history = [
+        f"{_ts(at, 'T')} {status}" + (f" ({detail})" if detail else "")
+        for status, detail, at in events[-10:]
+    ]
+    embed.add_field(name="History", value=truncate("\n".join(history) or "—", 1024), inline=False)
+    if job.error:
+        embed.add_field(name="Reason", value=truncate(job.error, 1024), inline=False)
+    embed.set_footer(text=_footer(job))
+    return embed
+
+
+def link(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+class DiscordPublisher:
+    def __init__(
+        self,
+        bot: discord.Client,
+        ledger: Ledger,
+        *,
+        token_margin: timedelta = timedelta(seconds=60),
+        edit_interval: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.bot = bot
+        self.ledger = ledger
+        self.token_margin = token_margin
+        self.edit_interval = edit_interval
+        self.clock = clock
+        self._last_edit: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._latest: dict[str, StatusUpdate] = {}
+
+    # -- status message ---------------------------------------------------------------------
+    async def on_status(self, update: StatusUpdate) -> None:
+        job = update.job
+        if job.status_message_id is None:
+            return
+        self._latest[job.id] = update
+        loop = asyncio.get_running_loop()
+        wait = self._last_edit.get(job.id, 0.0) + self.edit_interval - loop.time()
+        if job.final or wait <= 0:
+            pending = self._pending.pop(job.id, None)
+            if pending is not None:
+                pending.cancel()
+            await self._edit_status(job.id)
+        elif job.id not in self._pending:
+            # Coalesce: one trailing edit with the newest state once the interval has passed.
+            self._pending[job.id] = asyncio.create_task(self._later(job.id, wait))
+
+    async def _later(self, job_id: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._pending.pop(job_id, None)
+        await self._edit_status(job_id)
+
+    async def _edit_status(self, job_id: str) -> None:
+        update = self._latest.pop(job_id, None)
+        if update is None:
+            return
+        job = update.job
+        self._last_edit[job.id] = asyncio.get_running_loop().time()
+        if job.final:
+            self._last_edit.pop(job.id, None)
+        balance = await self.ledger.available_now(job.guild_id, job.member_id)
+        embed = status_embed(job, update.message, balance=balance)
+        active = not job.final and job.status is not J.DELIVERING
+        view = status_view(job.id, active=active)
+        try:
+            await self._edit_message(job, job.status_message_id, embed, view)
+        except discord.HTTPException as exc:
+            log.info("job %s: status message not updated (%s)", job.id, exc.status)
+
+    async def _edit_message(
+        self,
+        job: JobRecord,
+        message_id: int | None,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+    ) -> None:
+        assert message_id is not None
+        kwargs: dict = {"embed": embed, "view": view}
+        if self._token_alive(job, timedelta(seconds=5)):
+            message = await self._webhook(job).edit_message(message_id, **kwargs)
+        else:
+            channel = await self._channel(job.channel_id)
+            message = await channel.get_partial_message(message_id).edit(**kwargs)
+        if view is not None:
+            view.stop()  # the cogs' DynamicItems answer the clicks, not this view
+        del message
+
+    # -- results ----------------------------------------------------------------------------
+    async def find_delivery(self, job: JobRecord) -> list[int] | None:
+        """The ids of messages that already carry this job's result (searched in the channel)."""
+        if self.bot.user is None:
+            return None
+        after = discord.Object(
+            id=discord.utils.time_snowflake(job.created_at - timedelta(seconds=5))
+        )
+        found: list[int] = []
+        try:
+            channel = await self._channel(job.channel_id)
+            async for message in channel.history(limit=200, after=after):
+                if message.author.id == self.bot.user.id and _carries(message, job.id):
+                    found.append(message.id)
+        except (discord.Forbidden, discord.NotFound):
+            log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
+        if not found:
+            with contextlib.suppress(discord.HTTPException):
+                user = await self.bot.fetch_user(job.member_id)
+                dm = user.dm_channel or await user.create_dm()
+                async for message in dm.history(limit=50, after=after):
+                    if message.author.id == self.bot.user.id and _carries(message, job.id):
+                        found.append(message.id)
+        return found or None
+
+    async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
+        limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
+        fitted = (await asyncio.to_thread(_fit_all, images, limit))[:MAX_FILES]
+        if not fitted:
+            raise ValueError(f"job {job.id}: no image could be fitted under {limit:,} bytes")
+
+        def files() -> list[discord.File]:  # a File is consumed by sending it: fresh ones each try
+            return [
+                discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
+                for n, f in enumerate(fitted)
+            ]
+
+        first = f"{job.id}-1.{fitted[0].extension}" if fitted else "none"
+        embed = result_embed(job, fitted, first)
+        mention = discord.AllowedMentions(
+            users=[discord.Object(job.member_id)], everyone=False, roles=False
+        )
+        if self._token_alive(job, self.token_margin):
+            view = result_view(job.id)
+            message = await self._webhook(job).send(
+                embed=embed, files=files(), view=view, wait=True
+            )
+            view.stop()
+            return [message.id]
+        content = f"<@{job.member_id}> your images are ready."
+        try:
+            channel = await self._channel(job.channel_id)
+            view = result_view(job.id)
+            message = await channel.send(
+                content=content, embed=embed, files=files(), view=view, allowed_mentions=mention
+            )
+            view.stop()
+            return [message.id]
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning(
+                "job %s: cannot post in channel %s (%s); sending the result by DM",
+                job.id,
+                job.channel_id,
+                exc.status,
+            )
+        user = await self.bot.fetch_user(job.member_id)
+        view = result_view(job.id)
+        message = await user.send(
+            content=f"I could not post in <#{job.channel_id}>, so here are your images.",
+            embed=embed,
+            files=files(),
+            view=view,
+        )
+        view.stop()
+        return [message.id]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _token_alive(self, job: JobRecord, margin: timedelta) -> bool:
+        expires = job.interaction_expires_at
+        return (
+            bool(job.interaction_token) and expires is not None and self.clock() < expires - margin
+        )
+
+    def _webhook(self, job: JobRecord) -> discord.Webhook:
+        assert job.interaction_token is not None and self.bot.application_id is not None
+        return discord.Webhook.partial(
+            self.bot.application_id, job.interaction_token, client=self.bot
+        )
+
+    async def _channel(self, channel_id: int) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        assert isinstance(channel, discord.abc.Messageable)
+        return channel
+
+    async def _guild_upload_limit(self, guild_id: int) -> int:
+        guild = self.bot.get_guild(guild_id)
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+
+def _fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
+    fitted = []
+    for image in images:
+        try:
+            fitted.append(fit_for_upload(image.data, limit))
+        except ValueError:
+            # Not an image, or not fittable at any size: post the others rather than none.
+            log.error("result image %s could not be fitted under %d bytes", image.blob_id, limit)
+    return fitted
+
+
+def _carries(message: discord.Message, job_id: str) -> bool:
+    return any(
+        (embed.footer.text or "").startswith(result_marker(job_id)) for embed in message.embeds
+    )

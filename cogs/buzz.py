@@ -1,0 +1,165 @@
+"""/buzz balance|history, /jobs and /cancel: a member's Buzz and jobs, answered privately."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from discord.ext import commands
+
+from bot.app import UserFacingError, reply
+from bot.delivery import link, status_line, truncate
+from bot.store.jobs import ACTIVE
+from bot.store.periods import describe_moment
+from cogs.checks import is_moderator, requester
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+
+class Buzz(commands.Cog):
+    buzz = app_commands.Group(name="buzz", description="Your Buzz for images", guild_only=True)
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.services = bot.services
+
+    async def _other_allowed(
+        self, interaction: discord.Interaction, member: discord.Member | None
+    ) -> discord.abc.User:
+        if member is None or member.id == interaction.user.id:
+            return interaction.user
+        assert interaction.guild_id is not None
+        settings = await self.services.guilds.get(interaction.guild_id)
+        if not is_moderator(interaction, settings):
+            raise UserFacingError("Only moderators can look at another member's Buzz or jobs.")
+        return member
+
+    @buzz.command(name="balance", description="Your Buzz: balance, allowance and next refill")
+    @app_commands.describe(member="(moderators) someone else's balance")
+    async def balance(
+        self, interaction: discord.Interaction, member: discord.Member | None = None
+    ) -> None:
+        assert interaction.guild_id is not None
+        who = await self._other_allowed(interaction, member)
+        roles = tuple(r.id for r in who.roles) if isinstance(who, discord.Member) else ()
+        b = await self.services.ledger.balance(interaction.guild_id, who.id, roles)
+        now = self.services.clock()
+        lines = [f"**{b.available:,} Buzz** available"]
+        if b.pending_refill:
+            lines.append(f"(includes this period's refill of {b.pending_refill:,}, added on use)")
+        if b.held:
+            lines.append(f"{b.held:,} held by running jobs")
+        if b.allowance.amount:
+            lines.append(
+                f"Allowance: {b.allowance.amount:,} {b.allowance.period} ({b.allowance.source})"
+            )
+            if b.next_refill:
+                lines.append(f"Next refill: {describe_moment(b.next_refill, now)}")
+        else:
+            lines.append("No allowance is set for you here; an admin can set one with /quota.")
+        if b.grant_balance:
+            lines.append(f"{b.grant_balance:,} of it from grants (they do not expire)")
+        lines.append(f"Spent this period: {b.spent_this_period:,}")
+        title = "Your Buzz" if who.id == interaction.user.id else f"Buzz of {who.display_name}"
+        embed = discord.Embed(
+            title=title, description="\n".join(lines), colour=discord.Colour.gold()
+        )
+        await reply(interaction, "", embed=embed)
+
+    @buzz.command(name="history", description="Your latest Buzz movements")
+    async def history(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        entries = await self.services.ledger.history(interaction.guild_id, interaction.user.id, 15)
+        if not entries:
+            await reply(interaction, "No Buzz movements yet.")
+            return
+        words = {
+            "grant": "granted",
+            "refill": "allowance refill",
+            "hold": "held for a job",
+            "capture": "charged",
+            "release": "released",
+            "refund": "refunded",
+            "adjust": "taken by an admin",
+        }
+        lines = []
+        for e in entries:
+            when = f"<t:{int(_parse(e.created_at))}:d>"
+            job = f" · job `{e.job_id}`" if e.job_id else ""
+            why = f" · {truncate(e.reason, 60)}" if e.reason else ""
+            delta = f"{e.delta:+,}" if e.delta else f"({e.amount:,})"
+            lines.append(f"{when} {delta} {words.get(e.kind, e.kind)}{job}{why}")
+        embed = discord.Embed(
+            title="Your Buzz history", description="\n".join(lines), colour=discord.Colour.gold()
+        )
+        await reply(interaction, "", embed=embed)
+
+    @app_commands.command(name="jobs", description="Your recent and running image jobs")
+    @app_commands.guild_only()
+    @app_commands.describe(member="(moderators) someone else's jobs")
+    async def jobs(
+        self, interaction: discord.Interaction, member: discord.Member | None = None
+    ) -> None:
+        assert interaction.guild_id is not None
+        who = await self._other_allowed(interaction, member)
+        found = await self.services.jobs.recent(interaction.guild_id, who.id, limit=10)
+        if not found:
+            await reply(interaction, "No jobs yet.")
+            return
+        lines = []
+        for job in found:
+            where = ""
+            if job.delivered_message_ids:
+                url = link(job.guild_id, job.channel_id, job.delivered_message_ids[0])
+                where = f" · [result]({url})"
+            lines.append(
+                f"`{job.id}` {job.model} · {truncate(job.prompt, 40)}\n"
+                f"  {truncate(status_line(job, job.error), 120)}{where}"
+            )
+        embed = discord.Embed(
+            title="Jobs", description="\n".join(lines), colour=discord.Colour.blurple()
+        )
+        await reply(interaction, "", embed=embed)
+
+    @app_commands.command(name="cancel", description="Stop one of your running jobs")
+    @app_commands.guild_only()
+    @app_commands.describe(job="The job to stop (your running jobs are suggested)")
+    async def cancel(self, interaction: discord.Interaction, job: str) -> None:
+        who = await requester(interaction, self.services.guilds)
+        record = await self.services.jobs.get(job.strip())
+        if record is None or record.guild_id != interaction.guild_id:
+            raise UserFacingError(f"**job**: there is no job `{truncate(job, 30)}` here.")
+        canceled = await self.bot.engine.cancel(record.id, who)
+        await reply(
+            interaction,
+            f"Canceling job `{canceled.id}`; its status message will say what was charged.",
+        )
+
+    @cancel.autocomplete("job")
+    async def running_jobs(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        found = await self.services.jobs.recent(
+            interaction.guild_id, interaction.user.id, limit=25, active_only=True
+        )
+        choices = []
+        for job in found:
+            if job.status in ACTIVE or job.status.value == "held":
+                name = truncate(f"{job.id} · {job.model} · {job.prompt}", 100)
+                if current.lower() in name.lower():
+                    choices.append(Choice(name=name, value=job.id))
+        return choices[:25]
+
+
+def _parse(created_at: str) -> float:
+    return datetime.fromisoformat(created_at).timestamp()
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Buzz(bot))

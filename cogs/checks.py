@@ -1,0 +1,62 @@
+"""Who is asking, and may they: members, moderators and admins, checked at runtime."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.engine.requests import Requester
+from bot.store.guilds import GuildSettings, GuildStore
+
+
+class NotPermitted(discord.app_commands.CheckFailure):
+    pass
+
+
+def _roles(user: discord.abc.User) -> set[int]:
+    return {r.id for r in user.roles} if isinstance(user, discord.Member) else set()
+
+
+def is_moderator(interaction: discord.Interaction, settings: GuildSettings) -> bool:
+    """Manage Messages (or Administrator), or the guild's configured moderator role."""
+    perms = interaction.permissions
+    if perms.manage_messages or perms.administrator:
+        return True
+    role = settings.moderator_role_id
+    return role is not None and role in _roles(interaction.user)
+
+
+def is_admin(interaction: discord.Interaction, settings: GuildSettings) -> bool:
+    """Manage Server (or Administrator), or the guild's configured admin role."""
+    perms = interaction.permissions
+    if perms.manage_guild or perms.administrator:
+        return True
+    role = settings.admin_role_id
+    return role is not None and role in _roles(interaction.user)
+
+
+async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Requester:
+    if interaction.guild_id is None or interaction.channel_id is None:
+        raise NotPermitted("Image commands work in a server's channels, not in DMs.")
+    settings = await guilds.get(interaction.guild_id)
+    roles = tuple(sorted(_roles(interaction.user)))
+    return Requester(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        member_id=interaction.user.id,
+        roles=roles,
+        is_moderator=is_moderator(interaction, settings),
+    )
+
+
+async def require_moderator(interaction: discord.Interaction, guilds: GuildStore) -> None:
+    if interaction.guild_id is None:
+        raise NotPermitted("This only works in a server.")
+    if not is_moderator(interaction, await guilds.get(interaction.guild_id)):
+        raise NotPermitted("Only moderators (Manage Messages or the moderator role) can do that.")
+
+
+async def require_admin(interaction: discord.Interaction, guilds: GuildStore) -> None:
+    if interaction.guild_id is None:
+        raise NotPermitted("This only works in a server.")
+    if not is_admin(interaction, await guilds.get(interaction.guild_id)):
+        raise NotPermitted("Only admins (Manage Server or the admin role) can do that.")

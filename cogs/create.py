@@ -1,0 +1,259 @@
+"""/imagine and /create <model>: text to image. Discord enforces the choices, ranges and
+required options; the catalog checks the rest and names the option when it refuses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot.app import UserFacingError
+from bot.catalog import CatalogError, Model, Operation, RequestOptions
+from bot.catalog.names import parse_model
+from bot.catalog.pricing import total_price
+from bot.catalog.sizes import GPT2_PRESETS, gpt2_side_ok, parse_size
+from cogs.flow import attachment_info
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+
+def choices(*values: str) -> list[Choice[str]]:
+    return [Choice(name=v, value=v) for v in values]
+
+
+QUALITY_LMH = choices("low", "medium", "high")
+QUALITY_GPT1 = choices("auto", "high", "medium", "low")
+QUALITY_DALLE3 = choices("auto", "hd", "standard")
+GPT_SIZES = choices("1024x1024", "1536x1024", "1024x1536")
+DALLE3_SIZES = choices("1024x1024", "1792x1024", "1024x1792")
+DALLE2_SIZES = choices("256x256", "512x512", "1024x1024")
+FORMATS = choices("jpeg", "png", "webp")
+BACKGROUNDS = choices("auto", "transparent", "opaque")
+STYLES = choices("natural", "vivid")
+# Discord's own limit for a text option; the model may allow more (gpt image: 32 000).
+DISCORD_TEXT_MAX = 6000
+
+PROMPT_HELP = "What to draw, in plain words"
+SIZE2_HELP = "WIDTHxHEIGHT, both 256-3840 and multiples of 16 (presets offered)"
+FORMAT_HELP = "jpeg, png or webp"
+
+
+def value(choice: Choice[str] | None) -> str | None:
+    return choice.value if choice is not None else None
+
+
+async def gpt2_size_choices(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
+    """Presets (square, portrait, landscape, 1080p, 1440p, 4K) with their prices; whatever valid
+    size the member is typing comes first."""
+    quality = getattr(interaction.namespace, "quality", None) or "high"
+    quantity = getattr(interaction.namespace, "quantity", None) or 1
+
+    def label(name: str, width: int, height: int) -> Choice[str]:
+        price = total_price(Model.GPT_IMAGE_2, quality, quantity, width, height)
+        return Choice(name=f"{name} {width}x{height} ({price} Buzz)", value=f"{width}x{height}")
+
+    typed = parse_size(current) if current else None
+    found: list[Choice[str]] = []
+    if typed and gpt2_side_ok(typed[0]) and gpt2_side_ok(typed[1]):
+        found.append(label("custom", *typed))
+    needle = current.strip().lower()
+    for preset in GPT2_PRESETS:
+        wanted = not needle or needle in preset.name.lower() or needle in preset.size
+        if wanted and all(c.value != preset.size for c in found):
+            found.append(label(preset.name, preset.width, preset.height))
+    return found[:25]
+
+
+class Create(commands.Cog):
+    create = app_commands.Group(
+        name="create", description="Create images with an OpenAI model", guild_only=True
+    )
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+
+    async def _go(
+        self, interaction: discord.Interaction, model: Model, options: RequestOptions
+    ) -> None:
+        await self.bot.flow.begin(interaction, model, Operation.CREATE, options)
+
+    @app_commands.command(
+        name="imagine",
+        description="Make an image with the server's model; attach an image to edit it",
+    )
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt=PROMPT_HELP,
+        image="An image to edit instead of starting from nothing",
+        mask="Where to change the image: transparent areas, or white on black",
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        image: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        settings = await self.bot.services.guilds.get(interaction.guild_id)
+        try:
+            model = parse_model(settings.default_model)
+        except CatalogError:
+            model = Model.GPT_IMAGE_2
+        options = RequestOptions(prompt=prompt)
+        if image is None:
+            if mask is not None:
+                raise UserFacingError("**mask**: a mask needs an image to edit; attach one.")
+            await self._go(interaction, model, options)
+            return
+        if model is Model.DALL_E_3:
+            raise UserFacingError(
+                "This server's model, dall-e-3, cannot edit images: use /edit gpt-image-2."
+            )
+        attachments = [attachment_info("image", image)]
+        if mask is not None:
+            attachments.append(attachment_info("mask", mask))
+        await self.bot.flow.begin(interaction, model, Operation.EDIT, options, attachments)
+
+    @create.command(name="gpt-image-2", description="gpt-image-2: any size, the latest model")
+    @app_commands.describe(prompt=PROMPT_HELP, size=SIZE2_HELP, format=FORMAT_HELP)
+    @app_commands.choices(quality=QUALITY_LMH, format=FORMATS)
+    @app_commands.autocomplete(size=gpt2_size_choices)
+    async def gpt_image_2(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        size: str | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 4] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_2,
+            RequestOptions(
+                prompt=prompt,
+                size=size,
+                quality=value(quality),
+                quantity=quantity,
+                format=value(format),
+            ),
+        )
+
+    @create.command(
+        name="gpt-image-1-5", description="gpt-image-1.5: fixed sizes, background control"
+    )
+    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP)
+    @app_commands.choices(
+        size=GPT_SIZES, quality=QUALITY_LMH, background=BACKGROUNDS, format=FORMATS
+    )
+    async def gpt_image_1_5(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        size: Choice[str] | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 4] | None = None,
+        background: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_1_5,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quality=value(quality),
+                quantity=quantity,
+                background=value(background),
+                format=value(format),
+            ),
+        )
+
+    @create.command(
+        name="gpt-image-1", description="gpt-image-1: up to 10 images, transparent backgrounds"
+    )
+    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP)
+    @app_commands.choices(
+        size=GPT_SIZES, quality=QUALITY_GPT1, background=BACKGROUNDS, format=FORMATS
+    )
+    async def gpt_image_1(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        size: Choice[str] | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 10] | None = None,
+        background: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_1,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quality=value(quality),
+                quantity=quantity,
+                background=value(background),
+                format=value(format),
+            ),
+        )
+
+    @create.command(name="dall-e-3", description="dall-e-3: natural or vivid style")
+    @app_commands.describe(
+        prompt="What to draw (dall-e-3 reads at most 4000 characters)", format=FORMAT_HELP
+    )
+    @app_commands.choices(size=DALLE3_SIZES, style=STYLES, quality=QUALITY_DALLE3, format=FORMATS)
+    async def dall_e_3(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, 4000],
+        size: Choice[str] | None = None,
+        style: Choice[str] | None = None,
+        quality: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.DALL_E_3,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                style=value(style),
+                quality=value(quality),
+                format=value(format),
+            ),
+        )
+
+    @create.command(name="dall-e-2", description="dall-e-2: legacy, square images only")
+    @app_commands.describe(
+        prompt="What to draw (dall-e-2 reads at most 1000 characters)", format=FORMAT_HELP
+    )
+    @app_commands.choices(size=DALLE2_SIZES, format=FORMATS)
+    async def dall_e_2(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, 1000],
+        size: Choice[str] | None = None,
+        quantity: Range[int, 1, 10] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.DALL_E_2,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quantity=quantity,
+                format=value(format),
+            ),
+        )
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Create(bot))

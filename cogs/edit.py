@@ -1,0 +1,317 @@
+"""/edit <model> and the "Edit image" message menu: attachments become sources and masks.
+
+A mask marks where to change the image: either transparent areas (alpha 0 = edit), or a
+drawing without transparency where white/light = change and black/dark = keep.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot.app import UserFacingError
+from bot.catalog import CatalogError, Model, Operation, RequestOptions
+from bot.catalog.names import parse_model
+from bot.media import AttachmentInfo
+from cogs.create import (
+    BACKGROUNDS,
+    DALLE2_SIZES,
+    DISCORD_TEXT_MAX,
+    FORMAT_HELP,
+    FORMATS,
+    GPT_SIZES,
+    QUALITY_GPT1,
+    QUALITY_LMH,
+    SIZE2_HELP,
+    choices,
+    gpt2_size_choices,
+    value,
+)
+from cogs.flow import attachment_info
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+MASK_HELP = "Where to change: transparent areas, or white (change) on black (keep)"
+EDIT_PROMPT = "What to change, in plain words"
+EDITABLE = (Model.GPT_IMAGE_2, Model.GPT_IMAGE_1_5, Model.GPT_IMAGE_1, Model.DALL_E_2)
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def sources(**attachments: discord.Attachment | None) -> list[AttachmentInfo]:
+    return [attachment_info(name, a) for name, a in attachments.items() if a is not None]
+
+
+def image_attachments(message: discord.Message) -> list[discord.Attachment]:
+    found = []
+    for attachment in message.attachments:
+        kind = (attachment.content_type or "").split(";")[0]
+        if kind in IMAGE_TYPES or attachment.filename.lower().endswith(
+            (".png", ".jpg", ".jpeg", ".webp", ".gif")
+        ):
+            found.append(attachment)
+    return found
+
+
+async def editing_model(bot: ImageBot, guild_id: int, preferred: str | None = None) -> Model:
+    """The model to edit with: the one that made the image if it edits, else the guild's
+    default if it edits, else gpt-image-2."""
+    settings = await bot.services.guilds.get(guild_id)
+    for name in (preferred, settings.default_model):
+        if not name:
+            continue
+        try:
+            model = parse_model(name)
+        except CatalogError:
+            continue
+        if model in EDITABLE and settings.model_enabled(model.value):
+            return model
+    return Model.GPT_IMAGE_2
+
+
+class EditPrompt(discord.ui.Modal):
+    """Asks what to change; with several images, also which one."""
+
+    def __init__(
+        self,
+        bot: ImageBot,
+        images: list[discord.Attachment],
+        model: Model,
+        parent_job_id: str | None = None,
+    ) -> None:
+        super().__init__(title="Edit image", timeout=600)
+        self.bot, self.images, self.model, self.parent = bot, images, model, parent_job_id
+        self.prompt = discord.ui.TextInput(
+            label="What should change?",
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
+            max_length=4000,
+            placeholder="e.g. make it a winter scene with snow falling",
+        )
+        self.add_item(self.prompt)
+        self.which: discord.ui.TextInput | None = None
+        if len(images) > 1:
+            self.which = discord.ui.TextInput(
+                label=f"Which image? (1-{len(images)})",
+                custom_id="which",
+                default="1",
+                max_length=2,
+            )
+            self.add_item(self.which)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        index = 0
+        if self.which is not None:
+            text = self.which.value.strip()
+            if not text.isdigit() or not 1 <= int(text) <= len(self.images):
+                raise UserFacingError(
+                    f"**image**: choose a number from 1 to {len(self.images)}. Nothing was charged."
+                )
+            index = int(text) - 1
+        source = attachment_info("image", self.images[index])
+        await self.bot.flow.begin(
+            interaction,
+            self.model,
+            Operation.EDIT,
+            RequestOptions(prompt=self.prompt.value),
+            [source],
+            parent_job_id=self.parent,
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        from bot.app import report_error
+
+        await report_error(interaction, error)
+
+
+class Edit(commands.Cog):
+    edit = app_commands.Group(
+        name="edit", description="Edit your images with an OpenAI model", guild_only=True
+    )
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image)
+        self.menu.guild_only = True
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        images = image_attachments(message)
+        if not images:
+            raise UserFacingError("That message has no image attached to edit.")
+        if len(images) > 5:
+            images = images[:5]
+        assert interaction.guild_id is not None
+        model = await editing_model(self.bot, interaction.guild_id)
+        await interaction.response.send_modal(EditPrompt(self.bot, images, model))
+
+    async def _go(
+        self,
+        interaction: discord.Interaction,
+        model: Model,
+        options: RequestOptions,
+        attachments: list[AttachmentInfo],
+    ) -> None:
+        await self.bot.flow.begin(interaction, model, Operation.EDIT, options, attachments)
+
+    @edit.command(name="gpt-image-2", description="Edit with gpt-image-2 (mask supported)")
+    @app_commands.describe(
+        prompt=EDIT_PROMPT,
+        image="The image to edit",
+        mask=MASK_HELP,
+        size=SIZE2_HELP + "; leave empty to keep the image's size",
+        format=FORMAT_HELP,
+    )
+    @app_commands.choices(quality=QUALITY_LMH, format=FORMATS)
+    @app_commands.autocomplete(size=gpt2_size_choices)
+    async def gpt_image_2(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
+        size: str | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 4] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_2,
+            RequestOptions(
+                prompt=prompt,
+                size=size,
+                quality=value(quality),
+                quantity=quantity,
+                format=value(format),
+            ),
+            sources(image=image, image2=image2, image3=image3, image4=image4, mask=mask),
+        )
+
+    @edit.command(name="gpt-image-1-5", description="Edit with gpt-image-1.5 (no mask)")
+    @app_commands.describe(
+        prompt=EDIT_PROMPT,
+        image="The image to edit",
+        fidelity="How closely to keep details of the input images",
+        format=FORMAT_HELP,
+    )
+    @app_commands.choices(
+        size=choices("auto", *(c.value for c in GPT_SIZES)),
+        quality=QUALITY_LMH,
+        background=BACKGROUNDS,
+        fidelity=choices("low", "high"),
+        format=FORMATS,
+    )
+    async def gpt_image_1_5(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        size: Choice[str] | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 4] | None = None,
+        background: Choice[str] | None = None,
+        fidelity: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_1_5,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quality=value(quality),
+                quantity=quantity,
+                background=value(background),
+                fidelity=value(fidelity),
+                format=value(format),
+            ),
+            sources(image=image, image2=image2, image3=image3, image4=image4),
+        )
+
+    @edit.command(name="gpt-image-1", description="Edit with gpt-image-1 (mask supported)")
+    @app_commands.describe(
+        prompt=EDIT_PROMPT, image="The image to edit", mask=MASK_HELP, format=FORMAT_HELP
+    )
+    @app_commands.choices(
+        size=GPT_SIZES, quality=QUALITY_GPT1, background=BACKGROUNDS, format=FORMATS
+    )
+    async def gpt_image_1(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, DISCORD_TEXT_MAX],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
+        size: Choice[str] | None = None,
+        quality: Choice[str] | None = None,
+        quantity: Range[int, 1, 10] | None = None,
+        background: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.GPT_IMAGE_1,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quality=value(quality),
+                quantity=quantity,
+                background=value(background),
+                format=value(format),
+            ),
+            sources(image=image, image2=image2, image3=image3, image4=image4, mask=mask),
+        )
+
+    @edit.command(
+        name="dall-e-2", description="Edit with dall-e-2 (one square image, mask supported)"
+    )
+    @app_commands.describe(
+        prompt="What to change (dall-e-2 reads at most 1000 characters)",
+        image="A square image to edit",
+        mask=MASK_HELP,
+        format=FORMAT_HELP,
+    )
+    @app_commands.choices(size=DALLE2_SIZES, format=FORMATS)
+    async def dall_e_2(
+        self,
+        interaction: discord.Interaction,
+        prompt: Range[str, 1, 1000],
+        image: discord.Attachment,
+        mask: discord.Attachment | None = None,
+        size: Choice[str] | None = None,
+        quantity: Range[int, 1, 10] | None = None,
+        format: Choice[str] | None = None,
+    ) -> None:
+        await self._go(
+            interaction,
+            Model.DALL_E_2,
+            RequestOptions(
+                prompt=prompt,
+                size=value(size),
+                quantity=quantity,
+                format=value(format),
+            ),
+            sources(image=image, mask=mask),
+        )
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Edit(bot))

@@ -1,0 +1,272 @@
+"""The path every image request takes through Discord (slash command, button or modal).
+
+1. Within Discord's 3 seconds: check the attachments from their metadata and run every
+   admission check (engine.preflight) — a refusal is an ephemeral message naming the option;
+   nothing is held.
+2. Above the guild's threshold: an ephemeral Confirm / Cancel first.
+3. The public status message (with Cancel) goes up at once; then the sources are downloaded,
+   decoded and prepared, and the engine admits the job (holds its Buzz) and runs it. A problem
+   found only now removes the status message and answers ephemerally; nothing was held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.app import UserFacingError, media_text, refusal_text, reply
+from bot.catalog import Model, Operation, RequestOptions
+from bot.delivery import SIMULATED_NOTE, marker, status_view, truncate
+from bot.engine.engine import Quote, new_job_id
+from bot.engine.requests import Interaction, JobRequest, Refusal
+from bot.media import (
+    AttachmentInfo,
+    MediaError,
+    check_declared,
+    decode,
+    download,
+    prepare_mask,
+    prepare_sources,
+    sniff_mime,
+)
+from bot.store.jobs import SourceImage
+from cogs.checks import requester
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+log = logging.getLogger(__name__)
+
+CONFIRM_ID = "confirm:{answer}:{token}"
+CONFIRM_TEMPLATE = r"confirm:(?P<answer>yes|no):(?P<token>[0-9a-f]{16})"
+CONFIRM_TTL = 600.0
+
+
+def attachment_info(option: str, attachment: discord.Attachment) -> AttachmentInfo:
+    return AttachmentInfo(
+        option=option,
+        url=attachment.url,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    request: JobRequest
+    attachments: tuple[AttachmentInfo, ...]
+    # Sources already in hand (a re-roll reuses its parent's): nothing to download.
+    sources: tuple[SourceImage, ...] | None
+    quote: Quote
+    created: float
+
+
+class RequestFlow:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.engine = bot.engine
+        self.services = bot.services
+        self._pending: dict[str, Pending] = {}
+
+    async def begin(
+        self,
+        interaction: discord.Interaction,
+        model: Model,
+        operation: Operation,
+        options: RequestOptions,
+        attachments: list[AttachmentInfo] | None = None,
+        *,
+        sources: list[SourceImage] | None = None,
+        parent_job_id: str | None = None,
+    ) -> None:
+        attachments = attachments or []
+        try:
+            for info in attachments:
+                check_declared(info, self.bot.media_limits)
+        except MediaError as exc:
+            await reply(interaction, media_text(exc))
+            return
+        who = await requester(interaction, self.services.guilds)
+        declared = sources or [_declared(info) for info in attachments]
+        request = JobRequest(
+            who, model, operation, options, sources=tuple(declared), parent_job_id=parent_job_id
+        )
+        try:
+            quote = await self.engine.preflight(request)
+        except Refusal as refusal:
+            await reply(interaction, refusal_text(refusal))
+            return
+        pending = Pending(
+            request,
+            tuple(attachments),
+            tuple(sources) if sources else None,
+            quote,
+            time.monotonic(),
+        )
+        if quote.needs_confirmation:
+            await self._ask(interaction, pending)
+            return
+        await self.start(interaction, pending)
+
+    # -- confirmation -----------------------------------------------------------------------
+    async def _ask(self, interaction: discord.Interaction, pending: Pending) -> None:
+        self._forget_stale()
+        token = secrets.token_hex(8)
+        self._pending[token] = pending
+        quote = pending.quote
+        view = discord.ui.View(timeout=None)
+        view.add_item(
+            discord.ui.Button(
+                label="Confirm",
+                style=discord.ButtonStyle.success,
+                custom_id=CONFIRM_ID.format(answer="yes", token=token),
+            )
+        )
+        view.add_item(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=CONFIRM_ID.format(answer="no", token=token),
+            )
+        )
+        text = (
+            f"This {quote.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
+            f"balance after it would be {quote.balance_after:,}. Go ahead?"
+        )
+        await interaction.response.send_message(text, view=view, ephemeral=True)
+        view.stop()
+
+    async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
+        pending = self._pending.get(token)
+        if pending is None or time.monotonic() - pending.created > CONFIRM_TTL:
+            self._pending.pop(token, None)
+            raise UserFacingError(
+                "This confirmation has expired; run the command again. Nothing was charged."
+            )
+        if interaction.user.id != pending.request.requester.member_id:
+            raise UserFacingError("Only the member who asked can confirm this.")
+        del self._pending[token]
+        if not yes:
+            await interaction.response.edit_message(
+                content="Canceled. Nothing was charged.", view=None
+            )
+            return
+        await interaction.response.edit_message(
+            content=f"Confirmed: {pending.quote.estimate:,} Buzz.", view=None
+        )
+        await self.start(
+            interaction, replace(pending, request=replace(pending.request, confirmed=True))
+        )
+
+    def _forget_stale(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, p in self._pending.items() if now - p.created > CONFIRM_TTL]:
+            del self._pending[token]
+
+    # -- the job ----------------------------------------------------------------------------
+    async def start(self, interaction: discord.Interaction, pending: Pending) -> None:
+        job_id = new_job_id(self.services.clock())
+        embed = self._preparing(pending, job_id)
+        view = status_view(job_id)
+        if interaction.response.is_done():
+            message = await interaction.followup.send(embed=embed, view=view, wait=True)
+        else:
+            await interaction.response.send_message(embed=embed, view=view)
+            message = await interaction.original_response()
+        if view is not None:
+            view.stop()
+        try:
+            sources = pending.sources or ()
+            if not sources and pending.attachments:
+                sources = tuple(await self._prepare(pending))
+            await self.engine.submit(
+                replace(
+                    pending.request,
+                    sources=sources,
+                    confirmed=True,
+                    job_id=job_id,
+                    status_message_id=message.id,
+                    interaction=Interaction(interaction.token, interaction.expires_at),
+                    upload_limit=interaction.filesize_limit,
+                )
+            )
+        except (MediaError, Refusal) as exc:
+            text = (
+                refusal_text(exc)
+                if isinstance(exc, Refusal)
+                else f"**{exc.option}**: {exc.message} Nothing was charged."
+            )
+            try:
+                await interaction.followup.delete_message(message.id)
+            except discord.HTTPException:
+                log.info("could not remove the status message of refused job %s", job_id)
+            await interaction.followup.send(text, ephemeral=True)
+
+    def _preparing(self, pending: Pending, job_id: str) -> discord.Embed:
+        request, quote = pending.request, pending.quote
+        verb = "edit" if request.operation is Operation.EDIT else "create"
+        embed = discord.Embed(
+            title=f"{request.model.value} · {verb}",
+            description=truncate(request.options.prompt, 1000),
+            colour=discord.Colour.blurple(),
+        )
+        options = (
+            " · ".join(f"{k} {v}" for k, v in request.options.as_dict().items() if k != "prompt")
+            or "defaults"
+        )
+        embed.add_field(name="Options", value=truncate(options, 1024), inline=False)
+        embed.add_field(
+            name="Buzz",
+            value=f"{quote.estimate:,} Buzz · your balance after it: {quote.balance_after:,}",
+            inline=False,
+        )
+        embed.add_field(name="Status", value="⏳ Preparing…", inline=False)
+        footer = marker(job_id)
+        if self.services.simulated:
+            footer += f" · {SIMULATED_NOTE}"
+        embed.set_footer(text=footer)
+        return embed
+
+    async def _prepare(self, pending: Pending) -> list[SourceImage]:
+        """Download, decode and re-encode the attachments: images first, then the mask."""
+        limits = self.bot.media_limits
+        images = [a for a in pending.attachments if a.option != "mask"]
+        masks = [a for a in pending.attachments if a.option == "mask"]
+        blobs = await asyncio.gather(
+            *(download(self.services.downloads, info, limits) for info in (*images, *masks))
+        )
+        decoded = [
+            await asyncio.to_thread(decode, data, info.option, limits)
+            for data, info in zip(blobs, (*images, *masks), strict=True)
+        ]
+        model = pending.request.model
+        sources = await asyncio.to_thread(
+            prepare_sources, decoded[: len(images)], model, limits, masked=bool(masks)
+        )
+        if masks:
+            # Against the source as it will be sent (it may have been scaled to fit).
+            mask = await asyncio.to_thread(
+                prepare_mask, decoded[-1], sources[0], model, limits=limits
+            )
+            sources.append(mask)
+        return sources
+
+
+def _declared(info: AttachmentInfo) -> SourceImage:
+    """An attachment as Discord describes it, for the checks made before downloading."""
+    role = "mask" if info.option == "mask" else "image"
+    mime = info.content_type or sniff_mime(b"")
+    return SourceImage(role, mime, info.width or 0, info.height or 0, b"")
+
+
+async def setup(bot: ImageBot) -> None:
+    bot.flow = RequestFlow(bot)
