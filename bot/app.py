@@ -15,12 +15,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.board import ReviewBoard
 from bot.delivery import DiscordPublisher
 from bot.engine.engine import Engine, NotAllowed
 from bot.engine.requests import Refusal
+from bot.filters import FilterError, PromptFilters
 from bot.media import MediaError, MediaLimits
+from bot.review import ReviewError, ReviewService
 from bot.services import Services
 from bot.store.db import iso, utcnow
+from bot.store.ledger import LedgerError
+from bot.store.moderation import AlreadyHandled
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,9 @@ EXTENSIONS = (
     "cogs.edit",
     "cogs.results",
     "cogs.buzz",
+    "cogs.moderation",
+    "cogs.quota",
+    "cogs.settings",
 )
 HEARTBEAT_EVERY = 30.0
 
@@ -62,8 +70,10 @@ def describe_error(error: BaseException) -> str | None:
         return refusal_text(error)
     if isinstance(error, MediaError):
         return media_text(error)
-    if isinstance(error, NotAllowed | UserFacingError):
-        return str(error)
+    if isinstance(error, NotAllowed | UserFacingError | ReviewError | AlreadyHandled):
+        return sentence(str(error))
+    if isinstance(error, FilterError | LedgerError):
+        return f"Not done: {sentence(str(error))}"
     if isinstance(error, app_commands.CheckFailure):
         return str(error) or "You are not allowed to use this here."
     if isinstance(error, app_commands.TransformerError):
@@ -142,6 +152,7 @@ class ImageBot(commands.Bot):
             edit_interval=settings.jobs.status_edit_interval_seconds,
             clock=services.clock,
         )
+        self.filters = PromptFilters(services.db, services.clock)
         self.engine = Engine(
             db=services.db,
             jobs=services.jobs,
@@ -152,8 +163,20 @@ class ImageBot(commands.Bot):
             publisher=self.publisher,
             settings=services.engine_settings(),
             alerts=self,
+            prompt_filter=self.filters.match,
             clock=services.clock,
         )
+        self.review = ReviewService(
+            services.db,
+            self.engine,
+            services.jobs,
+            services.ledger,
+            services.moderation,
+            services.guilds,
+            services.clock,
+        )
+        self.board = ReviewBoard(self, services, self.review)
+        self.engine.reviews = self.board
         # Set by the cogs' extensions (cogs.flow): the request flow every command shares.
         self.flow: Any = None
         self._heartbeat: asyncio.Task[None] | None = None

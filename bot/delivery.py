@@ -38,6 +38,8 @@ SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
 # custom_id formats (≤ 100 characters; job ids are ~18).
 CANCEL_ID = "job:cancel:{job}"
 CANCEL_TEMPLATE = r"job:cancel:(?P<job>j[0-9a-f]+)"
+APPEAL_ID = "appeal:{job}"
+APPEAL_TEMPLATE = r"appeal:(?P<job>j[0-9a-f]+)"
 RESULT_ID = "res:{action}:{job}"
 RESULT_TEMPLATE = r"res:(?P<action>reroll|edit|details|delete):(?P<job>j[0-9a-f]+)"
 
@@ -88,7 +90,9 @@ def status_line(job: JobRecord, message: str | None) -> str:
     icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
         job.status, "❌"
     )
-    return f"{icon} {(message or job.error or job.status.value).capitalize()}"
+    text = message or job.error or job.status.value
+    # Only the first letter: str.capitalize() would lowercase "Buzz", "WebP", field names...
+    return f"{icon} {text[:1].upper()}{text[1:]}"
 
 
 def status_embed(
@@ -130,18 +134,28 @@ def button_view(buttons: Iterable[discord.ui.Button]) -> discord.ui.View:
     return view
 
 
-def status_view(job_id: str, *, active: bool = True) -> discord.ui.View | None:
-    if not active:
-        return None
-    return button_view(
-        [
+def status_view(
+    job_id: str, *, active: bool = True, appealable: bool = False
+) -> discord.ui.View | None:
+    """Cancel while the job can still stop; Appeal when it was held or blocked."""
+    buttons = []
+    if active:
+        buttons.append(
             discord.ui.Button(
                 label="Cancel",
                 style=discord.ButtonStyle.secondary,
                 custom_id=CANCEL_ID.format(job=job_id),
             )
-        ]
-    )
+        )
+    if appealable:
+        buttons.append(
+            discord.ui.Button(
+                label="Appeal",
+                style=discord.ButtonStyle.primary,
+                custom_id=APPEAL_ID.format(job=job_id),
+            )
+        )
+    return button_view(buttons) if buttons else None
 
 
 def result_view(job_id: str) -> discord.ui.View:
@@ -270,7 +284,7 @@ class DiscordPublisher:
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
         embed = status_embed(job, update.message, balance=balance)
         active = not job.final and job.status is not J.DELIVERING
-        view = status_view(job.id, active=active)
+        view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))
         try:
             await self._edit_message(job, job.status_message_id, embed, view)
         except discord.HTTPException as exc:
@@ -359,15 +373,14 @@ class DiscordPublisher:
                 job.channel_id,
                 exc.status,
             )
+        # No buttons in a DM: they act on the job in its server and would only answer
+        # "I cannot find that job here" (the channel copy, when it exists, has them).
         user = await self.bot.fetch_user(job.member_id)
-        view = result_view(job.id)
         message = await user.send(
             content=f"I could not post in <#{job.channel_id}>, so here are your images.",
             embed=embed,
             files=files(),
-            view=view,
         )
-        view.stop()
         return [message.id]
 
     # -- helpers ----------------------------------------------------------------------------

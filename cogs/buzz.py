@@ -12,12 +12,15 @@ from discord.ext import commands
 
 from bot.app import UserFacingError, reply
 from bot.delivery import link, status_line, truncate
-from bot.store.jobs import ACTIVE
+from bot.store.jobs import JobStatus
 from bot.store.periods import describe_moment
 from cogs.checks import is_moderator, requester
 
 if TYPE_CHECKING:
     from bot.app import ImageBot
+
+# What /cancel can still stop: the engine refuses a job that is already posting its images.
+CANCELABLE = frozenset({JobStatus.HELD, JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING})
 
 
 class Buzz(commands.Cog):
@@ -145,12 +148,11 @@ class Buzz(commands.Cog):
     ) -> list[Choice[str]]:
         if interaction.guild_id is None:
             return []
-        found = await self.services.jobs.recent(
-            interaction.guild_id, interaction.user.id, limit=25, active_only=True
-        )
+        # Not active_only: that leaves out jobs held for review, which can be canceled too.
+        found = await self.services.jobs.recent(interaction.guild_id, interaction.user.id, limit=50)
         choices = []
         for job in found:
-            if job.status in ACTIVE or job.status.value == "held":
+            if job.status in CANCELABLE:
                 name = truncate(f"{job.id} · {job.model} · {job.prompt}", 100)
                 if current.lower() in name.lower():
                     choices.append(Choice(name=name, value=job.id))

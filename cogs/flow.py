@@ -200,11 +200,7 @@ class RequestFlow:
                 )
             )
         except (MediaError, Refusal) as exc:
-            text = (
-                refusal_text(exc)
-                if isinstance(exc, Refusal)
-                else f"**{exc.option}**: {exc.message} Nothing was charged."
-            )
+            text = refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)
             try:
                 await interaction.followup.delete_message(message.id)
             except discord.HTTPException:

@@ -47,6 +47,7 @@ from bot.orchestrator.errors import (
 )
 from bot.orchestrator.models import Workflow, WorkflowStatus
 from bot.store.db import Conn, Database, utcnow
+from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
 from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger, Settlement
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 J = JobStatus
 SOURCE_REF = "source://"
 DELIVERY_FAILED = "delivery failed"
+REJECTED_MESSAGE = "a moderator decided this request will not run; nothing was charged"
 PromptFilter = Callable[[int, str], Awaitable[str | None]]
 
 
@@ -347,26 +349,28 @@ class Engine:
             return None
         return estimate.cost.total if estimate.cost else None
 
-    # -- moderator decisions on held jobs ---------------------------------------------------
-    async def approve(self, job_id: str) -> JobRecord:
-        """A held job runs now (its Buzz is already held)."""
-        job = await self.db.write(
-            self.jobs.transition,
+    # -- moderator decisions on held jobs (run inside the review's own transaction) ----------
+    def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
+        """A held job is released to run (its Buzz is already held); call adopt() after commit."""
+        return self.jobs.transition(
+            tx,
             job_id,
             J.QUEUED,
             detail="approved",
             deadline_at=self.clock() + self.settings.deadline,
         )
-        self._spawn(job_id)
-        await self._status(job, None)
-        return job
 
-    async def reject(self, job_id: str) -> JobRecord:
-        """A held job will not run: release its hold."""
-        message = "a moderator decided this request will not run; nothing was charged"
-        job = await self.db.write(self._release, job_id, J.REJECTED, error=message)
+    def reject_in(self, tx: Conn, job_id: str) -> JobRecord:
+        """A held job will not run: nothing charged, the whole hold released."""
+        return self._release(tx, job_id, J.REJECTED, error=REJECTED_MESSAGE)
+
+    def adopt(self, job_id: str) -> None:
+        """Start driving a job that became runnable outside submit() (an approval)."""
+        self._spawn(job_id)
+
+    async def notify(self, job: JobRecord, message: str | None) -> None:
+        """Show the member a job's state with a message (a moderator's verdict, say)."""
         await self._status(job, message)
-        return job
 
     def _release(self, tx: Conn, job_id: str, status: JobStatus, **changes: Any) -> JobRecord:
         """End a job that never ran upstream: nothing charged, the whole hold released."""
@@ -384,10 +388,25 @@ class Engine:
         if job.final or job.status is J.DELIVERING:
             raise NotAllowed(f"this job is already {job.status.value}")
         if job.status is J.HELD:
-            job = await self.db.write(
-                self._release, job_id, J.CANCELED, cancel_requested_by=actor.member_id
-            )
-            await self._status(job, "canceled")
+
+            def withdraw(tx: Conn) -> tuple[JobRecord, int | None]:
+                canceled = self._release(
+                    tx, job_id, J.CANCELED, cancel_requested_by=actor.member_id
+                )
+                item = fetch_row(
+                    tx,
+                    "SELECT id FROM review_items WHERE job_id = ? AND status = 'open'",
+                    (job_id,),
+                )
+                if item is None:
+                    return canceled, None
+                self.moderation.close_item(tx, item[0], "withdrawn", actor.member_id)
+                return canceled, item[0]
+
+            job, item_id = await self.db.write(withdraw)
+            await self._status(job, "canceled; nothing was charged")
+            if item_id is not None and self.reviews is not None:
+                await self.reviews.on_review_changed(item_id)
             return job
         await self.db.write(self.jobs.update, job_id, cancel_requested_by=actor.member_id)
         if job.workflow_id:

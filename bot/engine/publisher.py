@@ -46,6 +46,9 @@ class ReviewListener(Protocol):
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         """A job was blocked or held: put it in front of the guild's moderators."""
 
+    async def on_review_changed(self, item_id: int) -> None:
+        """An item changed without a moderator (the member withdrew the request)."""
+
 
 class OperatorAlerts(Protocol):
     async def on_operator_alert(self, key: str, message: str) -> None:

@@ -680,6 +680,15 @@ class Ledger:
             spent_this_period=int(spent_row[0]) if spent_row else 0,
         )
 
+    async def rules(self, guild_id: int) -> list[tuple[str, int, int, str]]:
+        """The guild's allowance rules as (scope, target id, amount, period)."""
+        rows = await self.db.fetchall(
+            "SELECT scope, target_id, amount, period FROM allowances WHERE guild_id = ?"
+            " ORDER BY scope, amount DESC",
+            (guild_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def available_now(self, guild_id: int, member_id: int) -> int:
         """The account's balance as it stands (no refill preview): exact while a job holds."""
         row = await self.db.fetchone(

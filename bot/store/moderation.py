@@ -11,12 +11,14 @@ from bot.store import audit
 from bot.store.db import Conn, Database, iso, utcnow
 from bot.store.db import row as fetch_row
 
+MAX_BAN_DAYS = 3650
+
 
 class AlreadyHandled(Exception):
     def __init__(self, item: ReviewItem) -> None:
         self.item = item
         who = f"<@{item.handled_by}>" if item.handled_by else "someone"
-        super().__init__(f"already handled by {who} ({item.status})")
+        super().__init__(f"Already handled by {who} ({item.status})")
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,11 @@ class ModerationStore:
         actor_id: int | None,
         reason: str | None,
         days: int | None,
+        item_id: int | None = None,
     ) -> Ban:
+        """Ban from the bot in this guild; days=None is until unbanned."""
+        if days is not None and not 1 <= days <= MAX_BAN_DAYS:
+            raise ValueError(f"days must be from 1 to {MAX_BAN_DAYS} (or empty for no end)")
         now = self.clock()
         expires = now + timedelta(days=days) if days else None
         tx.execute(
@@ -183,9 +189,17 @@ class ModerationStore:
             (iso(now), actor_id, guild_id, member_id),
         )
         cursor = tx.execute(
-            "INSERT INTO bans (guild_id, member_id, actor_id, reason, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (guild_id, member_id, actor_id, reason, iso(now), iso(expires) if expires else None),
+            "INSERT INTO bans (guild_id, member_id, actor_id, reason, created_at, expires_at,"
+            " review_item_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                member_id,
+                actor_id,
+                reason,
+                iso(now),
+                iso(expires) if expires else None,
+                item_id,
+            ),
         )
         audit.record(
             tx,
@@ -271,3 +285,41 @@ class ModerationStore:
             sql += " AND guild_id = ?"
             params = (guild_id,)
         return [_item(r) for r in await self.db.fetchall(sql, params)]
+
+
+# -- prompt filters ----------------------------------------------------------------------------
+def add_filter(
+    tx: Conn, guild_id: int, pattern: str, is_regex: bool, *, actor_id: int | None, now: datetime
+) -> int | None:
+    """Store a filter; None when the guild already has it."""
+    cursor = tx.execute(
+        "INSERT OR IGNORE INTO prompt_filters (guild_id, pattern, is_regex, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (guild_id, pattern, int(is_regex), actor_id, iso(now)),
+    )
+    if not cursor.rowcount:
+        return None
+    audit.record(
+        tx, now, "filter.add", guild_id=guild_id, actor_id=actor_id, target=pattern, regex=is_regex
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def remove_filter(
+    tx: Conn, guild_id: int, pattern: str, is_regex: bool, *, actor_id: int | None, now: datetime
+) -> bool:
+    cursor = tx.execute(
+        "DELETE FROM prompt_filters WHERE guild_id = ? AND pattern = ? AND is_regex = ?",
+        (guild_id, pattern, int(is_regex)),
+    )
+    if cursor.rowcount:
+        audit.record(
+            tx,
+            now,
+            "filter.remove",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=pattern,
+            regex=is_regex,
+        )
+    return bool(cursor.rowcount)

@@ -61,9 +61,13 @@ class MemoryPublisher:
 @dataclass
 class Reviews:
     items: list[tuple[ReviewItem, JobRecord]] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         self.items.append((item, job))
+
+    async def on_review_changed(self, item_id: int) -> None:
+        self.changed.append(item_id)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import pytest
 from bot.catalog import Model, Operation
 from bot.config import GuildDefaults
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.review import Action, ReviewService
 from bot.store.db import Conn
 from bot.store.jobs import JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
@@ -120,11 +121,13 @@ async def test_a_held_job_waits_for_a_moderator_then_runs_or_is_released(tmp_pat
         [message] = h.publisher.messages(held.id)
         assert "castle" not in message, "the member cannot probe the filter"
         assert h.sim.submissions == []
-        await h.engine.approve(held.id)
+        review = ReviewService(h.db, h.engine, h.jobs, h.ledger, h.moderation, h.guilds)
+        await review.act(GUILD, item.id, Action.APPROVE, actor_id=42)
         await h.settle_all()
         assert (await h.job(held.id)).status is JobStatus.DONE
         other = await h.engine.submit(h.request("another castle", quality="medium"))
-        await h.engine.reject(other.id)
+        [_, (other_item, _)] = h.reviews.items
+        await review.act(GUILD, other_item.id, Action.REJECT, actor_id=42)
         rejected = await h.job(other.id)
         assert rejected.status is JobStatus.REJECTED and rejected.charged == 0
         assert await h.available() == 1000 - 78
@@ -160,3 +163,19 @@ async def test_edit_sources_travel_as_data_urls_and_price_from_the_first_image(t
         sent = template["steps"][0]["input"]["images"][0]
         assert sent.startswith("data:image/png;base64,")
         assert (await h.job(job.id)).status is JobStatus.DONE
+
+
+async def test_a_member_withdrawing_a_held_job_closes_its_review_item(tmp_path):
+    async def prompt_filter(guild_id: int, prompt: str) -> str | None:
+        return "matched" if "castle" in prompt else None
+
+    async with harness(tmp_path, prompt_filter=prompt_filter) as h:
+        await h.grant(500)
+        held = await h.engine.submit(h.request("a castle", quality="medium"))
+        [(item, _)] = h.reviews.items
+        await h.engine.cancel(held.id, Requester(GUILD, CHANNEL, MEMBER))
+        closed = await h.moderation.item(item.id)
+        assert closed is not None and closed.status == "withdrawn"
+        assert h.reviews.changed == [item.id], "the moderators' message is refreshed"
+        assert (await h.job(held.id)).status is JobStatus.CANCELED
+        assert await h.available() == 500

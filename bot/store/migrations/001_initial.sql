@@ -177,7 +177,7 @@ CREATE TABLE review_items (
     kind               TEXT    NOT NULL CHECK (kind IN ('blocked', 'held')),
     reason             TEXT,
     status             TEXT    NOT NULL DEFAULT 'open' CHECK (status IN (
-        'open', 'approved', 'rejected', 'refunded', 'dismissed')),
+        'open', 'approved', 'rejected', 'refunded', 'dismissed', 'withdrawn')),
     handled_by         INTEGER,
     handled_at         TEXT,
     note               TEXT,
@@ -199,6 +199,9 @@ CREATE TABLE strikes (
     created_at     TEXT    NOT NULL
 );
 CREATE INDEX strikes_member ON strikes (guild_id, member_id, created_at);
+-- A review item can give a member one strike, however many moderators press Strike.
+CREATE UNIQUE INDEX strikes_one_per_item ON strikes (review_item_id)
+    WHERE review_item_id IS NOT NULL;
 
 CREATE TABLE bans (
     id         INTEGER PRIMARY KEY,
@@ -209,9 +212,11 @@ CREATE TABLE bans (
     created_at TEXT    NOT NULL,
     expires_at TEXT,
     lifted_at  TEXT,
-    lifted_by  INTEGER
+    lifted_by  INTEGER,
+    review_item_id INTEGER REFERENCES review_items (id)
 );
 CREATE INDEX bans_member ON bans (guild_id, member_id);
+CREATE UNIQUE INDEX bans_one_per_item ON bans (review_item_id) WHERE review_item_id IS NOT NULL;
 
 CREATE TABLE prompt_filters (
     id         INTEGER PRIMARY KEY,

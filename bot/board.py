@@ -1,0 +1,226 @@
+"""The moderators' review board in Discord: one message per review item in the guild's
+moderation channel, edited as moderators act, with the job's source images attached.
+
+When no moderation channel can take an item (none set, or no permission to post there), the
+item stays reachable through /mod queue and the guild's owner is told once how to fix it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.delivery import button_view, describe_options, link, operation_word, truncate
+from bot.review import CLOSING, Action, ItemEvent, ReviewService
+from bot.store.jobs import JobRecord
+from bot.store.moderation import ReviewItem
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+REVIEW_ID = "rev:{action}:{item}"
+REVIEW_TEMPLATE = r"rev:(?P<action>approve|reject|refund|dismiss|strike|ban):(?P<item>\d+)"
+LABELS = {
+    Action.APPROVE: ("Approve", discord.ButtonStyle.success),
+    Action.REJECT: ("Reject", discord.ButtonStyle.danger),
+    Action.REFUND: ("Refund", discord.ButtonStyle.success),
+    Action.DISMISS: ("Dismiss", discord.ButtonStyle.secondary),
+    Action.STRIKE: ("Strike", discord.ButtonStyle.secondary),
+    Action.BAN: ("Ban", discord.ButtonStyle.danger),
+}
+VERBS = {
+    "approve": "Approved",
+    "reject": "Rejected",
+    "refund": "Refunded",
+    "dismiss": "Dismissed",
+    "strike": "Strike",
+    "ban": "Ban",
+    "appeal": "Appeal",
+}
+
+
+def review_view(item: ReviewItem, events: list[ItemEvent], refundable: int) -> discord.ui.View:
+    done = {e.action for e in events}
+    actions = []
+    if item.open:
+        actions = [Action.APPROVE, Action.REJECT] if item.kind == "held" else [Action.DISMISS]
+        if item.kind == "blocked" and refundable > 0:
+            actions.insert(0, Action.REFUND)
+    actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
+    return button_view(
+        discord.ui.Button(
+            label=LABELS[a][0],
+            style=LABELS[a][1],
+            custom_id=REVIEW_ID.format(action=a.value, item=item.id),
+        )
+        for a in actions
+    )
+
+
+def item_embed(
+    item: ReviewItem,
+    job: JobRecord,
+    events: list[ItemEvent],
+    *,
+    strikes: int,
+    window_days: int,
+    money: str,
+) -> discord.Embed:
+    held = item.kind == "held"
+    title = f"{'⏸️ Held by the prompt filter' if held else '🚫 Blocked upstream'} · #{item.id}"
+    colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
+    embed = discord.Embed(title=title, description=truncate(job.prompt, 1500), colour=colour)
+    embed.add_field(
+        name="Member",
+        value=f"<@{job.member_id}> · {strikes} strike{'s' if strikes != 1 else ''} in "
+        f"{window_days} days",
+        inline=True,
+    )
+    where = f"<#{job.channel_id}>"
+    if job.status_message_id:
+        where += f" · [request]({link(job.guild_id, job.channel_id, job.status_message_id)})"
+    embed.add_field(name="Where", value=where, inline=True)
+    embed.add_field(
+        name="Request",
+        value=truncate(f"{job.model} · {operation_word(job)} · {describe_options(job)}", 1024),
+        inline=False,
+    )
+    embed.add_field(name="Reason", value=truncate(item.reason or "—", 1024), inline=False)
+    embed.add_field(name="Buzz", value=money, inline=False)
+    if item.appeal_note:
+        embed.add_field(
+            name="Appeal from the member", value=truncate(item.appeal_note, 1024), inline=False
+        )
+    lines = [
+        f"{VERBS.get(e.action, e.action)} by <@{e.actor_id}> <t:{int(e.at.timestamp())}:R>"
+        for e in events
+    ]
+    state = "open" if item.open else item.status
+    embed.add_field(
+        name=f"State: {state}", value=truncate("\n".join(lines) or "—", 1024), inline=False
+    )
+    embed.set_footer(text=f"review #{item.id} · job {job.id}")
+    return embed
+
+
+class ReviewBoard:
+    """Posts and refreshes review items; the engine's ReviewListener."""
+
+    def __init__(self, bot: discord.Client, services: Services, review: ReviewService) -> None:
+        self.bot = bot
+        self.services = services
+        self.review = review
+
+    async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
+        await self.post(item, job)
+
+    async def on_review_changed(self, item_id: int) -> None:
+        await self.refresh(item_id)
+
+    async def render(
+        self, item: ReviewItem, job: JobRecord
+    ) -> tuple[discord.Embed, discord.ui.View]:
+        settings = await self.services.guilds.get(item.guild_id)
+        events = [e for e in await self.review.history(item.id) if e.action != "appeal"]
+        strikes = await self.services.moderation.strikes_in_window(
+            item.guild_id, job.member_id, settings.strike_window_days
+        )
+        hold = await self.services.ledger.hold_of(job.id)
+        refundable, money = 0, f"{job.estimate:,} Buzz estimated"
+        if hold is not None:
+            if hold["settled_at"] is None:
+                money = f"{hold['amount']:,} Buzz held (nothing charged yet)"
+            else:
+                charged = hold["captured"] + hold["extra_charged"]
+                refundable = charged - hold["refunded"]
+                money = f"{charged:,} Buzz charged"
+                if hold["refunded"]:
+                    money += f" · {hold['refunded']:,} refunded"
+        embed = item_embed(
+            item, job, events, strikes=strikes, window_days=settings.strike_window_days, money=money
+        )
+        return embed, review_view(item, events, refundable)
+
+    async def post(self, item: ReviewItem, job: JobRecord) -> bool:
+        """Post the item in the moderation channel; False (and the owner told once) if we can't."""
+        settings = await self.services.guilds.get(item.guild_id)
+        channel = self.bot.get_channel(settings.mod_channel_id) if settings.mod_channel_id else None
+        if not isinstance(channel, discord.abc.Messageable):
+            await self._warn_owner(item.guild_id, "no moderation channel is set")
+            return False
+        embed, view = await self.render(item, job)
+        sources = await self.services.jobs.sources(job.id)
+        files = [
+            discord.File(io.BytesIO(s.data), filename=f"{s.role}{n + 1}.{_ext(s.mime)}")
+            for n, s in enumerate(sources[:10])
+        ]
+        try:
+            message = await channel.send(embed=embed, view=view, files=files)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            await self._warn_owner(
+                item.guild_id, f"I cannot post in <#{channel.id}> ({exc.status})"
+            )
+            return False
+        view.stop()
+        await self.services.db.write(
+            self.services.moderation.set_item_message, item.id, channel.id, message.id
+        )
+        return True
+
+    async def refresh(self, item_id: int) -> None:
+        """Show the latest decisions on the item's message (if it has one)."""
+        item = await self.services.moderation.item(item_id)
+        if item is None or item.message_id is None or item.message_channel_id is None:
+            return
+        job = await self.services.jobs.get(item.job_id)
+        assert job is not None
+        embed, view = await self.render(item, job)
+        channel = self.bot.get_channel(item.message_channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        try:
+            await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
+        except discord.HTTPException as exc:
+            log.info("review #%d: message not updated (%s)", item.id, exc.status)
+        view.stop()
+
+    async def post_pending(self, guild_id: int) -> int:
+        """Post the guild's open items that have no message yet (after a channel is set)."""
+        posted = 0
+        for item in await self.services.moderation.items_without_message(guild_id):
+            job = await self.services.jobs.get(item.job_id)
+            if job is not None and await self.post(item, job):
+                posted += 1
+        return posted
+
+    async def _warn_owner(self, guild_id: int, why: str) -> None:
+        settings = await self.services.guilds.get(guild_id)
+        if settings.mod_channel_warned:
+            return
+        await self.services.db.write(self.services.guilds.update, guild_id, mod_channel_warned=True)
+        guild = self.bot.get_guild(guild_id)
+        text = (
+            f"A job in **{guild.name if guild else guild_id}** needs a moderator's review, but "
+            f"{why}. Fix it with `/settings mod-channel` (and let me send messages and attach "
+            "files there); until then moderators can find open items with `/mod queue`."
+        )
+        log.warning("guild %s: review items cannot be posted: %s", guild_id, why)
+        if guild is None:
+            return
+        try:
+            owner = guild.owner or await guild.fetch_member(guild.owner_id)
+            await owner.send(text)
+        except discord.HTTPException as exc:
+            log.warning("guild %s: could not tell the owner (%s)", guild_id, exc.status)
+
+
+def _ext(mime: str) -> str:
+    return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
+
+
+__all__ = ["CLOSING", "REVIEW_ID", "REVIEW_TEMPLATE", "ReviewBoard"]

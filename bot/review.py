@@ -1,0 +1,328 @@
+"""Moderators' decisions on review items, and members' appeals — the rules, without Discord.
+
+A review item is opened for each blocked job (the orchestrator's filter) and each held job (the
+guild's prompt filter; nothing submitted yet, its Buzz held). Closing decisions settle an item
+exactly once — Approve or Reject a held job, Refund or Dismiss a blocked one — and the state
+change, the money and the audit entry commit in one transaction; a second moderator gets
+"already handled by X". Strike and Ban are sanctions, each applied at most once per item,
+open or closed; enough strikes within the window ban the member automatically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.engine.engine import Engine
+from bot.store import audit
+from bot.store.db import Conn, Database, utcnow
+from bot.store.db import row as fetch_row
+from bot.store.guilds import GuildStore
+from bot.store.jobs import JobRecord, JobStatus, JobStore
+from bot.store.ledger import Ledger
+from bot.store.moderation import AlreadyHandled, ModerationStore, ReviewItem
+
+MAX_APPEAL = 1000
+
+
+class Action(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REFUND = "refund"
+    DISMISS = "dismiss"
+    STRIKE = "strike"
+    BAN = "ban"
+
+
+CLOSING = {
+    Action.APPROVE: "approved",
+    Action.REJECT: "rejected",
+    Action.REFUND: "refunded",
+    Action.DISMISS: "dismissed",
+}
+# Which decisions fit which kind of item.
+FITS = {
+    "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
+    "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
+}
+
+
+class ReviewError(Exception):
+    """A decision that does not apply; the text says why."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: ReviewItem
+    job: JobRecord
+    summary: str
+    # What the member is told on their status message (None: nothing new for them).
+    verdict: str | None = None
+    strikes: int | None = None
+    banned: bool = False
+
+
+@dataclass(frozen=True)
+class ItemEvent:
+    action: str
+    actor_id: int | None
+    at: datetime
+    details: dict
+
+
+class ReviewService:
+    def __init__(
+        self,
+        db: Database,
+        engine: Engine,
+        jobs: JobStore,
+        ledger: Ledger,
+        moderation: ModerationStore,
+        guilds: GuildStore,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db, self.engine, self.jobs, self.ledger = db, engine, jobs, ledger
+        self.moderation, self.guilds, self.clock = moderation, guilds, clock
+
+    async def act(
+        self,
+        guild_id: int,
+        item_id: int,
+        action: Action,
+        actor_id: int,
+        *,
+        days: int | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
+        settings = await self.guilds.get(guild_id)
+        outcome = await self.db.write(
+            self._act,
+            guild_id,
+            item_id,
+            action,
+            actor_id,
+            days,
+            reason,
+            settings.strikes_to_ban,
+            settings.strike_window_days,
+        )
+        if action is Action.APPROVE:
+            self.engine.adopt(outcome.job.id)
+        if outcome.verdict:
+            await self.engine.notify(outcome.job, outcome.verdict)
+        return outcome
+
+    def _act(
+        self,
+        tx: Conn,
+        guild_id: int,
+        item_id: int,
+        action: Action,
+        actor_id: int,
+        days: int | None,
+        reason: str | None,
+        strikes_to_ban: int,
+        window_days: int,
+    ) -> Outcome:
+        item = self.moderation.load_item(tx, item_id)
+        if item is None or item.guild_id != guild_id:
+            raise ReviewError("There is no such review item here.")
+        job = self.jobs.load(tx, item.job_id)
+        assert job is not None
+        if action in CLOSING and not item.open:
+            raise AlreadyHandled(item)  # before anything else: the first decision stands
+        if action not in FITS[item.kind]:
+            raise ReviewError(_unfit(item, action))
+        if action in CLOSING:
+            return self._close(tx, item, job, action, actor_id)
+        if action is Action.STRIKE:
+            return self._strike(tx, item, job, actor_id, reason, strikes_to_ban, window_days)
+        return self._ban(tx, item, job, actor_id, reason, days)
+
+    def _close(
+        self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int
+    ) -> Outcome:
+        if item.kind == "held" and job.status is not JobStatus.HELD:
+            return self._close_gone(tx, item, job, action, actor_id)
+        refundable = 0
+        if action is Action.REFUND:
+            hold = self.ledger.get_hold(tx, job.id)
+            refundable = (
+                hold["captured"] + hold["extra_charged"] - hold["refunded"]
+                if hold is not None and hold["settled_at"] is not None
+                else 0
+            )
+            if refundable <= 0:
+                raise ReviewError(
+                    "Nothing was charged for this job, so there is nothing to refund; use Dismiss."
+                )
+        closed = self.moderation.close_item(tx, item.id, CLOSING[action], actor_id)
+        verdict: str | None
+        if action is Action.APPROVE:
+            job = self.engine.approve_in(tx, job.id)
+            summary, verdict = "approved: the job runs now", "a moderator approved it; it runs now"
+        elif action is Action.REJECT:
+            job = self.engine.reject_in(tx, job.id)
+            summary = "rejected: the held Buzz was released"
+            verdict = "a moderator decided this request will not run; nothing was charged"
+        elif action is Action.REFUND:
+            self.ledger.refund(tx, job.id, actor_id=actor_id, reason=f"refund of review #{item.id}")
+            summary = f"refunded {refundable:,} Buzz to <@{job.member_id}>"
+            verdict = f"blocked; a moderator refunded the {refundable:,} Buzz it cost"
+        else:
+            summary = "dismissed: no change"
+            verdict = "blocked; a moderator reviewed it and the block stands"
+        self._audit(tx, closed, action, actor_id, refunded=refundable or None)
+        return Outcome(closed, job, summary, verdict)
+
+    def _close_gone(
+        self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int
+    ) -> Outcome:
+        """A held job the member canceled while it waited: nothing can run or be released."""
+        if action is Action.APPROVE:
+            raise ReviewError(
+                f"The member's job is already {job.status.value}, so it cannot run; "
+                "Reject clears the item."
+            )
+        closed = self.moderation.close_item(tx, item.id, CLOSING[action], actor_id)
+        self._audit(tx, closed, action, actor_id, job_status=job.status.value)
+        return Outcome(closed, job, f"rejected: the job was already {job.status.value}", None)
+
+    def _strike(
+        self,
+        tx: Conn,
+        item: ReviewItem,
+        job: JobRecord,
+        actor_id: int,
+        reason: str | None,
+        strikes_to_ban: int,
+        window_days: int,
+    ) -> Outcome:
+        earlier = fetch_row(tx, "SELECT actor_id FROM strikes WHERE review_item_id = ?", (item.id,))
+        if earlier is not None:
+            raise ReviewError(f"A strike was already given for this item by <@{earlier[0]}>.")
+        count = self.moderation.add_strike(
+            tx,
+            item.guild_id,
+            job.member_id,
+            actor_id=actor_id,
+            reason=reason or f"review #{item.id}",
+            item_id=item.id,
+            window_days=window_days,
+        )
+        banned = False
+        summary = f"strike for <@{job.member_id}> ({count} in {window_days} days)"
+        due = strikes_to_ban and count >= strikes_to_ban
+        if due and self.moderation.load_ban(tx, item.guild_id, job.member_id) is None:
+            self.moderation.ban(
+                tx,
+                item.guild_id,
+                job.member_id,
+                actor_id=actor_id,
+                reason=f"automatic: {count} strikes in {window_days} days",
+                days=None,
+            )
+            banned = True
+            summary += "; automatically banned from the bot here"
+        self._audit(tx, item, Action.STRIKE, actor_id, strikes=count, banned=banned)
+        fresh = self.moderation.load_item(tx, item.id) or item
+        return Outcome(fresh, job, summary, None, strikes=count, banned=banned)
+
+    def _ban(
+        self,
+        tx: Conn,
+        item: ReviewItem,
+        job: JobRecord,
+        actor_id: int,
+        reason: str | None,
+        days: int | None,
+    ) -> Outcome:
+        earlier = fetch_row(tx, "SELECT actor_id FROM bans WHERE review_item_id = ?", (item.id,))
+        if earlier is not None:
+            raise ReviewError(f"A ban was already given for this item by <@{earlier[0]}>.")
+        try:
+            ban = self.moderation.ban(
+                tx,
+                item.guild_id,
+                job.member_id,
+                actor_id=actor_id,
+                reason=reason or f"review #{item.id}",
+                days=days,
+                item_id=item.id,
+            )
+        except ValueError as exc:
+            raise ReviewError(str(exc)) from None
+        until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
+        self._audit(tx, item, Action.BAN, actor_id, days=days, reason=reason)
+        fresh = self.moderation.load_item(tx, item.id) or item
+        return Outcome(
+            fresh, job, f"banned <@{job.member_id}> from the bot here{until}", None, banned=True
+        )
+
+    def _audit(
+        self, tx: Conn, item: ReviewItem, action: Action, actor_id: int, **details: object
+    ) -> None:
+        audit.record(
+            tx,
+            self.clock(),
+            f"review.{action.value}",
+            guild_id=item.guild_id,
+            actor_id=actor_id,
+            target=f"review:{item.id}",
+            job=item.job_id,
+            **details,
+        )
+
+    async def appeal(self, guild_id: int, job_id: str, member_id: int, note: str) -> ReviewItem:
+        """The member's side of the story joins the review item."""
+        note = note.strip()
+        if not note:
+            raise ReviewError("Write a few words for the moderators.")
+        if len(note) > MAX_APPEAL:
+            raise ReviewError(f"An appeal can be at most {MAX_APPEAL} characters.")
+
+        def run(tx: Conn) -> ReviewItem:
+            job = self.jobs.load(tx, job_id)
+            if job is None or job.guild_id != guild_id or job.member_id != member_id:
+                raise ReviewError("Only the member whose job this is can appeal.")
+            row = fetch_row(tx, "SELECT id FROM review_items WHERE job_id = ?", (job_id,))
+            if row is None:
+                raise ReviewError("There is nothing to appeal for this job.")
+            item = self.moderation.appeal(tx, row[0], note)
+            audit.record(
+                tx,
+                self.clock(),
+                "review.appeal",
+                guild_id=guild_id,
+                actor_id=member_id,
+                target=f"review:{item.id}",
+                job=job_id,
+            )
+            return item
+
+        return await self.db.write(run)
+
+    async def history(self, item_id: int) -> list[ItemEvent]:
+        rows = await self.db.fetchall(
+            "SELECT action, actor_id, details, created_at FROM audit_events WHERE target = ?"
+            " ORDER BY id",
+            (f"review:{item_id}",),
+        )
+        return [
+            ItemEvent(
+                r[0].removeprefix("review."), r[1], datetime.fromisoformat(r[3]), json.loads(r[2])
+            )
+            for r in rows
+        ]
+
+
+def _unfit(item: ReviewItem, action: Action) -> str:
+    if item.kind == "held":
+        return "This job is held by the prompt filter: Approve or Reject it."
+    return f"This job was blocked upstream; {action.value} applies only to held jobs."
+
+
+__all__ = ["CLOSING", "Action", "AlreadyHandled", "Outcome", "ReviewError", "ReviewService"]

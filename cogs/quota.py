@@ -1,0 +1,249 @@
+"""/quota: allowances, grants, budget and the ledger export, for admins (Manage Server or the
+admin role, checked at runtime). Each change answers with the value now in force."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot.app import reply
+from bot.store.ledger import MAX_AMOUNT
+from bot.store.periods import describe_moment
+from cogs.checks import require_admin
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+PERIODS = [Choice(name=p, value=p) for p in ("none", "daily", "weekly", "monthly")]
+PERIOD_HELP = "How often it refills (UTC; weekly = Monday 00:00; none = once)"
+Amount = Range[int, 0, MAX_AMOUNT]
+Positive = Range[int, 1, MAX_AMOUNT]
+
+
+def per(period: str) -> str:
+    return "once" if period == "none" else period
+
+
+class Quota(commands.Cog):
+    quota = app_commands.Group(
+        name="quota",
+        description="Buzz allowances, grants and budget",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.services = bot.services
+        self.ledger = bot.services.ledger
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await require_admin(interaction, self.services.guilds)
+        return True
+
+    async def _set(
+        self, interaction: discord.Interaction, scope: str, target: int, amount: int, period: str
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.services.db.write(
+            self.ledger.set_allowance,
+            interaction.guild_id,
+            scope,
+            target,
+            amount,
+            period,
+            interaction.user.id,
+        )
+
+    @quota.command(
+        name="default",
+        description="Every member's allowance unless a role or member rule says otherwise",
+    )
+    @app_commands.describe(amount="Buzz per period (0-10,000,000)", period=PERIOD_HELP)
+    @app_commands.choices(period=PERIODS)
+    async def default(
+        self, interaction: discord.Interaction, amount: Amount, period: Choice[str]
+    ) -> None:
+        await self._set(interaction, "default", 0, amount, period.value)
+        await reply(
+            interaction,
+            f"Default allowance is now **{amount:,} Buzz {per(period.value)}**"
+            ". Members are topped up to it at their next refill.",
+        )
+
+    @quota.command(
+        name="role",
+        description="The allowance for members with a role (the highest of their roles counts)",
+    )
+    @app_commands.describe(amount="Buzz per period (0-10,000,000)", period=PERIOD_HELP)
+    @app_commands.choices(period=PERIODS)
+    async def role(
+        self,
+        interaction: discord.Interaction,
+        role: discord.Role,
+        amount: Amount,
+        period: Choice[str],
+    ) -> None:
+        await self._set(interaction, "role", role.id, amount, period.value)
+        await reply(
+            interaction, f"{role.mention} now gives **{amount:,} Buzz {per(period.value)}**."
+        )
+
+    @quota.command(name="member", description="One member's own allowance (beats roles)")
+    @app_commands.describe(amount="Buzz per period (0-10,000,000)", period=PERIOD_HELP)
+    @app_commands.choices(period=PERIODS)
+    async def member(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        amount: Amount,
+        period: Choice[str],
+    ) -> None:
+        await self._set(interaction, "member", member.id, amount, period.value)
+        await reply(
+            interaction,
+            f"{member.mention}'s allowance is now **{amount:,} Buzz {per(period.value)}**.",
+        )
+
+    @quota.command(
+        name="grant", description="Give a member Buzz on top of their allowance (never expires)"
+    )
+    async def grant(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        amount: Positive,
+        reason: Range[str, 1, 300] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        account = await self.services.db.write(
+            self.ledger.grant,
+            interaction.guild_id,
+            member.id,
+            amount,
+            actor_id=interaction.user.id,
+            reason=reason,
+        )
+        await reply(
+            interaction,
+            f"Granted {amount:,} Buzz to {member.mention}; their balance is now {account.total:,}.",
+        )
+
+    @quota.command(name="take", description="Take Buzz from a member (never below zero)")
+    async def take(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        amount: Positive,
+        reason: Range[str, 1, 300] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        account = await self.services.db.write(
+            self.ledger.take,
+            interaction.guild_id,
+            member.id,
+            amount,
+            actor_id=interaction.user.id,
+            reason=reason,
+        )
+        await reply(
+            interaction,
+            f"Took {amount:,} Buzz from {member.mention}; their balance is now {account.total:,}.",
+        )
+
+    @quota.command(
+        name="budget",
+        description="Cap what all members together may spend per period (0 removes the cap)",
+    )
+    @app_commands.describe(
+        amount="Buzz per period for the whole server; 0 = no cap", period=PERIOD_HELP
+    )
+    @app_commands.choices(period=PERIODS)
+    async def budget(
+        self, interaction: discord.Interaction, amount: Amount, period: Choice[str]
+    ) -> None:
+        assert interaction.guild_id is not None
+        value = amount or None
+        await self.services.db.write(
+            self.services.guilds.update,
+            interaction.guild_id,
+            budget_amount=value,
+            budget_period=period.value if value else None,
+            actor_id=interaction.user.id,
+        )
+        if value is None:
+            await reply(interaction, "The server has no Buzz budget cap now.")
+            return
+        state = await self.ledger.budget_state(interaction.guild_id, value, period.value)
+        await reply(
+            interaction,
+            f"Server budget: **{value:,} Buzz {per(period.value)}**; "
+            f"{state.used:,} used so far this period, "
+            f"{state.remaining:,} left.",
+        )
+
+    @quota.command(name="show", description="A member's Buzz, or the server's rules and budget")
+    async def show(
+        self, interaction: discord.Interaction, member: discord.Member | None = None
+    ) -> None:
+        assert interaction.guild_id is not None
+        guild_id = interaction.guild_id
+        now = self.services.clock()
+        if member is not None:
+            b = await self.ledger.balance(guild_id, member.id, tuple(r.id for r in member.roles))
+            refill = describe_moment(b.next_refill, now) if b.next_refill else "none"
+            lines = [
+                f"Balance: **{b.available:,}** ({b.grant_balance:,} from grants"
+                + (f", {b.pending_refill:,} refill due on next use" if b.pending_refill else "")
+                + ")",
+                f"Allowance: {b.allowance.amount:,} {per(b.allowance.period)} — from "
+                f"{b.allowance.source}",
+                f"Next refill: {refill}",
+                f"Held by running jobs: {b.held:,}",
+                f"Spent this period: {b.spent_this_period:,}",
+            ]
+            await reply(interaction, f"{member.mention}\n" + "\n".join(lines))
+            return
+        rules = await self.ledger.rules(guild_id)
+        lines = []
+        default = next((r for r in rules if r[0] == "default"), None)
+        if default:
+            lines.append(f"Default: {default[2]:,} Buzz {per(default[3])}")
+        else:
+            d = self.ledger.default
+            lines.append(f"Default: {d.amount:,} Buzz {per(d.period)} (the bot's setting)")
+        for scope, target, amount, period in rules:
+            if scope == "role":
+                lines.append(f"<@&{target}>: {amount:,} Buzz {per(period)}")
+        overrides = [r for r in rules if r[0] == "member"]
+        if overrides:
+            lines.append(f"{len(overrides)} member override(s)")
+        settings = await self.services.guilds.get(guild_id)
+        if settings.budget_amount:
+            state = await self.ledger.budget_state(
+                guild_id, settings.budget_amount, settings.budget_period
+            )
+            lines.append(
+                f"Budget: {settings.budget_amount:,} {per(settings.budget_period or '')}"
+                f" · {state.used:,} used · {state.remaining:,} left"
+            )
+        else:
+            lines.append("Budget: no cap")
+        await reply(interaction, "\n".join(lines))
+
+    @quota.command(name="export", description="The server's whole Buzz ledger as a CSV file")
+    async def export(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        data = (await self.ledger.export_csv(interaction.guild_id)).encode()
+        file = discord.File(io.BytesIO(data), filename=f"ledger-{interaction.guild_id}.csv")
+        entries = data.count(b"\n") - 1  # minus the header line
+        await interaction.response.send_message(f"{entries} entries.", file=file, ephemeral=True)
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Quota(bot))

@@ -1,0 +1,227 @@
+"""/settings: where moderation goes, which models and channels are on, confirmation threshold,
+concurrency — for admins (Manage Server or the admin role, checked at runtime). Every change
+answers with all current values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot.app import UserFacingError, reply
+from bot.catalog.names import MODEL_NAMES
+from bot.store.guilds import GuildSettings
+from bot.store.ledger import MAX_AMOUNT
+from cogs.checks import require_admin
+
+if TYPE_CHECKING:
+    from bot.app import ImageBot
+
+MODELS = [Choice(name=m, value=m) for m in MODEL_NAMES]
+
+
+def summary(s: GuildSettings) -> discord.Embed:
+    def channel(cid: int | None) -> str:
+        return f"<#{cid}>" if cid else "not set"
+
+    def role(rid: int | None) -> str:
+        return f"<@&{rid}>" if rid else "not set"
+
+    enabled = [m for m in MODEL_NAMES if s.model_enabled(m)]
+    if s.allowed_channels:
+        channels = "only " + ", ".join(f"<#{c}>" for c in sorted(s.allowed_channels))
+    else:
+        channels = "all channels"
+    if s.denied_channels:
+        channels += "; never " + ", ".join(f"<#{c}>" for c in sorted(s.denied_channels))
+    lines = [
+        f"Moderation channel: {channel(s.mod_channel_id)}",
+        f"Log channel: {channel(s.log_channel_id)}",
+        f"Default model (/imagine): {s.default_model}",
+        f"Models on: {', '.join(enabled) or 'none'}",
+        f"Image commands in: {channels}",
+        f"Confirm requests above: {s.confirm_above:,} Buzz",
+        f"Jobs at once: {s.per_member_concurrency} per member, {s.per_guild_concurrency} "
+        "for the server",
+        f"Re-roll by anyone: {'yes' if s.reroll_anyone else 'no, only the requester'}",
+        f"Moderator role: {role(s.moderator_role_id)} · admin role: {role(s.admin_role_id)}",
+        f"Automatic ban: {s.strikes_to_ban or 'never'}"
+        + (f" strikes within {s.strike_window_days} days" if s.strikes_to_ban else ""),
+    ]
+    return discord.Embed(
+        title="Image bot settings", description="\n".join(lines), colour=discord.Colour.blurple()
+    )
+
+
+class Settings(commands.Cog):
+    settings = app_commands.Group(
+        name="settings",
+        description="Image bot settings for this server",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.services = bot.services
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await require_admin(interaction, self.services.guilds)
+        return True
+
+    async def _update(
+        self, interaction: discord.Interaction, note: str = "", **changes: object
+    ) -> None:
+        assert interaction.guild_id is not None
+        current = await self.services.db.write(
+            self.services.guilds.update,
+            interaction.guild_id,
+            actor_id=interaction.user.id,
+            **changes,
+        )
+        await reply(interaction, note, embed=summary(current))
+
+    @settings.command(name="show", description="All settings of this server")
+    async def show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await reply(
+            interaction, "", embed=summary(await self.services.guilds.get(interaction.guild_id))
+        )
+
+    @settings.command(name="mod-channel", description="Where review items for moderators go")
+    async def mod_channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        note = self._posting_note(channel)
+        await self._update(interaction, note, mod_channel_id=channel.id, mod_channel_warned=False)
+        assert interaction.guild_id is not None
+        posted = await self.bot.board.post_pending(interaction.guild_id)
+        if posted:
+            await reply(interaction, f"Posted {posted} waiting review item(s) there.")
+
+    @settings.command(name="log-channel", description="Where one line per finished job goes")
+    async def log_channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        await self._update(interaction, self._posting_note(channel), log_channel_id=channel.id)
+
+    @settings.command(name="default-model", description="The model /imagine uses")
+    @app_commands.choices(model=MODELS)
+    async def default_model(self, interaction: discord.Interaction, model: Choice[str]) -> None:
+        assert interaction.guild_id is not None
+        current = await self.services.guilds.get(interaction.guild_id)
+        if not current.model_enabled(model.value):
+            raise UserFacingError(
+                f"**model**: {model.value} is switched off here; turn it on "
+                "with /settings model first."
+            )
+        await self._update(interaction, default_model=model.value)
+
+    @settings.command(name="model", description="Switch a model on or off for this server")
+    @app_commands.choices(model=MODELS)
+    async def model(
+        self, interaction: discord.Interaction, model: Choice[str], enabled: bool
+    ) -> None:
+        assert interaction.guild_id is not None
+        current = await self.services.guilds.get(interaction.guild_id)
+        if not enabled and current.default_model == model.value:
+            raise UserFacingError(
+                f"**model**: {model.value} is the default model (/imagine); "
+                "choose another default first."
+            )
+        updated = await self.services.db.write(
+            self.services.guilds.set_model,
+            interaction.guild_id,
+            model.value,
+            enabled,
+            actor_id=interaction.user.id,
+        )
+        await reply(interaction, "", embed=summary(updated))
+
+    @settings.command(name="channel", description="Allow or refuse image commands in a channel")
+    @app_commands.describe(
+        allowed="True: allow it (once any channel is allowed, only allowed "
+        "ones work); False: refuse it"
+    )
+    async def channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
+    ) -> None:
+        assert interaction.guild_id is not None
+        updated = await self.services.db.write(
+            self.services.guilds.set_channel,
+            interaction.guild_id,
+            channel.id,
+            allowed,
+            actor_id=interaction.user.id,
+        )
+        await reply(interaction, "", embed=summary(updated))
+
+    @settings.command(
+        name="confirm-above", description="Ask members to confirm requests costing more than this"
+    )
+    async def confirm_above(
+        self, interaction: discord.Interaction, buzz: Range[int, 0, MAX_AMOUNT]
+    ) -> None:
+        await self._update(interaction, confirm_above=buzz)
+
+    @settings.command(name="concurrency", description="How many jobs may run at once")
+    @app_commands.rename(per_member="per-member", per_guild="per-guild")
+    async def concurrency(
+        self,
+        interaction: discord.Interaction,
+        per_member: Range[int, 1, 50],
+        per_guild: Range[int, 1, 10_000],
+    ) -> None:
+        if per_member > per_guild:
+            raise UserFacingError("**per-member** cannot be more than **per-guild**.")
+        await self._update(
+            interaction, per_member_concurrency=per_member, per_guild_concurrency=per_guild
+        )
+
+    @settings.command(
+        name="mod-role", description="A role that may moderate (besides Manage Messages)"
+    )
+    async def mod_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        await self._update(interaction, moderator_role_id=role.id)
+
+    @settings.command(
+        name="admin-role",
+        description="A role that may change quotas and settings (besides Manage Server)",
+    )
+    async def admin_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        await self._update(interaction, admin_role_id=role.id)
+
+    @settings.command(
+        name="reroll-anyone",
+        description="May anyone re-roll a result (charged to them), or only the requester?",
+    )
+    async def reroll_anyone(self, interaction: discord.Interaction, allowed: bool) -> None:
+        await self._update(interaction, reroll_anyone=allowed)
+
+    @settings.command(
+        name="strikes",
+        description="Automatic ban after this many strikes within some days (0 = never)",
+    )
+    async def strikes(
+        self, interaction: discord.Interaction, count: Range[int, 0, 100], days: Range[int, 1, 3650]
+    ) -> None:
+        await self._update(interaction, strikes_to_ban=count, strike_window_days=days)
+
+    def _posting_note(self, channel: discord.TextChannel) -> str:
+        me = channel.guild.me
+        if me is None:
+            return ""
+        perms = channel.permissions_for(me)
+        if perms.send_messages and perms.attach_files and perms.embed_links:
+            return ""
+        return (
+            f"Note: I cannot post there yet; give me Send Messages, Attach Files and Embed "
+            f"Links in {channel.mention}."
+        )
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Settings(bot))
