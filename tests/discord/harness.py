@@ -4,10 +4,12 @@ the orchestrator simulator over HTTP, and a SQLite file on disk."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,11 @@ from bot.config import Settings
 from bot.orchestrator.simulator import Simulator
 from bot.services import Services, build_services
 from bot.store.jobs import JobRecord
-from tests.fakes import FakeDiscord, running_bot
+from tests.fakes import FakeDiscord, InteractionHandle, patched_endpoints, start_bot, stop_bot
 
 MANAGE_MESSAGES = 1 << 13
 MANAGE_GUILD = 1 << 5
+EPHEMERAL = 1 << 6
 
 
 def png(
@@ -32,9 +35,85 @@ def png(
     return buffer.getvalue()
 
 
+def jpeg(width: int = 64, height: int = 64, colour: tuple[int, int, int] = (200, 60, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """A PNG that does not compress (random pixels): its byte size is about w*h*3."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(
+        buffer, format="PNG"
+    )
+    return buffer.getvalue()
+
+
 def image_size(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as img:
         return img.size
+
+
+def image_format(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # decodable, not only a header
+        return str(img.format)
+
+
+def open_image(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.copy()
+
+
+def data_url_bytes(url: str) -> tuple[str, bytes]:
+    """('image/png', b'...') from 'data:image/png;base64,...'."""
+    head, _, body = url.partition(",")
+    assert head.startswith("data:") and head.endswith(";base64"), head[:40]
+    return head[5:-7], base64.b64decode(body)
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """Everything a member reads in a message: content and every embed's text."""
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds") or []:
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        for f in embed.get("fields") or []:
+            parts += [f.get("name") or "", f.get("value") or ""]
+        parts.append((embed.get("footer") or {}).get("text") or "")
+    return "\n".join(parts)
+
+
+def buttons(message: dict[str, Any]) -> dict[str, str]:
+    """label -> custom_id of every button on a message."""
+    found: dict[str, str] = {}
+    for row in message.get("components") or []:
+        for c in row.get("components") or []:
+            if c.get("type") == 2 and c.get("custom_id"):
+                found[c.get("label") or ""] = c["custom_id"]
+    return found
+
+
+def field_value(message: dict[str, Any], name: str) -> str:
+    for embed in message.get("embeds") or []:
+        for f in embed.get("fields") or []:
+            if f.get("name") == name:
+                return str(f.get("value"))
+    raise AssertionError(f"no field {name!r} in {text_of(message)!r}")
+
+
+def is_ephemeral(message: dict[str, Any]) -> bool:
+    return bool(int(message.get("flags") or 0) & EPHEMERAL)
+
+
+async def answer(handle: InteractionHandle, timeout: float = 10.0) -> dict[str, Any]:
+    """The member's visible answer to an interaction: the initial message, or (after a defer or
+    an update) the first follow-up. Returns the message dict."""
+    response = await handle.response(timeout)
+    if response["type"] == 4:
+        return await handle.original(timeout)
+    return await handle.wait_for_followup(1, timeout)
 
 
 @dataclass
@@ -49,6 +128,9 @@ class World:
     other: int
     moderator: int
     admin: int
+    settings: Settings
+    simulated: bool = False
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def grant(self, amount: int, member: int | None = None) -> None:
         await self.services.db.write(
@@ -60,11 +142,19 @@ class World:
             reason="test",
         )
 
+    async def set_guild(self, **changes: Any) -> None:
+        """What an admin's /settings does: write the guild's settings."""
+        await self.services.db.write(self.services.guilds.update, self.guild, **changes)
+
     async def available(self, member: int | None = None) -> int:
         return await self.services.ledger.available_now(self.guild, member or self.member)
 
     async def jobs(self) -> list[JobRecord]:
         return await self.services.jobs.all(limit=1000)
+
+    async def holds(self) -> int:
+        row = await self.services.db.fetchone("SELECT COUNT(*) FROM holds")
+        return int(row[0]) if row else 0
 
     async def only_job(self, timeout: float = 10) -> JobRecord:
         """The one job; admission follows the status message, so wait for it."""
@@ -73,6 +163,16 @@ class World:
                 await asyncio.sleep(0.02)
         [job] = jobs
         return job
+
+    async def new_job(self, known: set[str], timeout: float = 10) -> JobRecord:
+        """The one job whose id is not in `known`."""
+        async with asyncio.timeout(timeout):
+            while True:
+                fresh = [j for j in await self.jobs() if j.id not in known]
+                if fresh:
+                    [job] = fresh
+                    return job
+                await asyncio.sleep(0.02)
 
     async def wait_job(self, job_id: str, *statuses: str, timeout: float = 20) -> JobRecord:
         async with asyncio.timeout(timeout):
@@ -90,17 +190,67 @@ class World:
         return self.fake.channel_messages(self.channel)
 
     def results(self) -> list[dict[str, Any]]:
-        """Messages carrying result images (embed title 'model · N image(s)')."""
+        """Messages carrying result images (embed footer 'result of job …')."""
         return [
             m
             for m in self.channel_messages()
             if m.get("attachments")
-            and any("image" in (e.get("title") or "") for e in m.get("embeds", []))
+            and any(
+                ((e.get("footer") or {}).get("text") or "").startswith("result of job")
+                for e in m.get("embeds", [])
+            )
         ]
 
+    def results_of(self, job_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.results() if f"result of job {job_id}" in text_of(m)]
+
+    async def wait_result(self, job_id: str, timeout: float = 20) -> dict[str, Any]:
+        found = await self.fake.wait_for(
+            lambda: self.results_of(job_id), timeout=timeout, what=f"the result of {job_id}"
+        )
+        return found[0]
+
+    def status_message(self, job: JobRecord) -> dict[str, Any]:
+        assert job.status_message_id is not None
+        return self.fake.message(job.status_message_id)
+
+    async def wait_status(self, job: JobRecord, words: str, timeout: float = 20) -> dict[str, Any]:
+        """The job's status message once its Status field contains `words`."""
+
+        def check() -> dict[str, Any] | None:
+            message = self.status_message(job)
+            return message if words in field_value(message, "Status") else None
+
+        return await self.fake.wait_for(check, timeout=timeout, what=f"status {words!r}")
+
+    def calls_with_code(self, code: int) -> list[Any]:
+        return [c for c in self.fake.calls if c.error_code == code]
+
+    # -- bot process ------------------------------------------------------------------------
+    async def _start(self, services: Services) -> None:
+        self.services = services
+        self.bot = new_bot(services)
+        self._task = await start_bot(self.fake, self.bot)
+        self.fake.watch(self._task)
+
+    async def _stop(self) -> None:
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self.fake.unwatch(task)
+        await stop_bot(self.bot, task)
+
     async def restart_bot(self) -> None:
-        """A new bot process on the same database, simulator and Discord."""
-        raise NotImplementedError  # provided by world() below
+        """A new bot process: the old one stops (its job tasks die mid-flight), a new one with
+        NEW services on the same database, simulator and Discord starts and resumes."""
+        await self._stop()
+        await self.services.aclose()
+        services = await build_services(
+            self.settings, base_url=self.sim.base_url, token=self.sim.token
+        )
+        await self._start(services)
+
+    restart = restart_bot
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
@@ -121,7 +271,11 @@ def new_bot(services: Services) -> ImageBot:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path, *, speed: float = 0.01, **overrides: Any) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, *, speed: float = 0.01, simulated: bool = False, **overrides: Any
+) -> AsyncIterator[World]:
+    """`simulated=True`: no base_url/token, so build_services starts its own simulator (the
+    caller must make sure CIVITAI_TOKEN is unset); its speed is `speed`."""
     async with FakeDiscord() as fake:
         guild = fake.add_guild("Images")
         channel = fake.add_channel(guild, "art")
@@ -129,17 +283,78 @@ async def world(tmp_path: Path, *, speed: float = 0.01, **overrides: Any) -> Asy
         other = fake.add_member(guild, "bob")
         moderator = fake.add_member(guild, "mod", permissions=MANAGE_MESSAGES)
         admin = fake.add_member(guild, "admin", permissions=MANAGE_GUILD)
-        sim = Simulator(speed=speed, seed=5)
-        await sim.start()
+        own_sim: Simulator | None = None
+        if simulated:
+            overrides.setdefault("simulator", {}).setdefault("speed", speed)
         settings = settings_for(tmp_path, discord={"dev_guild": guild}, **overrides)
-        services = await build_services(settings, base_url=sim.base_url, token=sim.token)
+        if simulated:
+            services = await build_services(settings)
+            assert services.simulator is not None
+            sim = services.simulator
+        else:
+            own_sim = sim = Simulator(speed=speed, seed=5)
+            await sim.start()
+            services = await build_services(settings, base_url=sim.base_url, token=sim.token)
+        w = World(
+            fake,
+            sim,
+            services,
+            None,  # type: ignore[arg-type]
+            guild,
+            channel,
+            member,
+            other,
+            moderator,
+            admin,
+            settings,
+            simulated=simulated,
+        )
         try:
-            bot = new_bot(services)
-            async with running_bot(fake, bot):
-                yield World(
-                    fake, sim, services, bot, guild, channel, member, other, moderator, admin
-                )
+            with patched_endpoints(fake):
+                await w._start(services)
+                try:
+                    yield w
+                finally:
+                    await w._stop()
         finally:
-            await services.aclose()
-            await sim.stop()
+            await w.services.aclose()
+            if own_sim is not None:
+                await own_sim.stop()
         assert fake.crashes == [], fake.crashes
+        assert fake.unknown_calls == [], fake.unknown_calls
+
+
+async def job_of(w: World, status_message_id: int, timeout: float = 10) -> JobRecord:
+    """The job whose status message is `status_message_id` (admitted just after it is posted)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for job in await w.jobs():
+                if job.status_message_id == status_message_id:
+                    return job
+            await asyncio.sleep(0.02)
+
+
+async def started(w: World, handle: InteractionHandle) -> JobRecord:
+    """The job a command started: its public status message is the command's answer."""
+    first = await handle.response()
+    assert first["type"] == 4 and not handle.ephemeral, (first, handle.followups)
+    assert handle.record.original_message_id is not None
+    return await job_of(w, handle.record.original_message_id)
+
+
+async def finish(
+    w: World, handle: InteractionHandle, timeout: float = 30
+) -> tuple[JobRecord, dict[str, Any]]:
+    """Wait for the job a command started to end; it must be done with ONE result message."""
+    job = await started(w, handle)
+    return await finished(w, job, timeout)
+
+
+async def finished(
+    w: World, job: JobRecord, timeout: float = 30
+) -> tuple[JobRecord, dict[str, Any]]:
+    final = ("done", "failed", "blocked", "canceled", "expired", "rejected")
+    job = await w.wait_job(job.id, *final, timeout=timeout)
+    assert job.status.value == "done", (job.status, job.error)
+    [result] = w.results_of(job.id)
+    return job, result

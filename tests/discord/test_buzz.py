@@ -1,0 +1,141 @@
+"""/buzz balance, /buzz history, /jobs and /cancel job: a member's own numbers, privately."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.orchestrator.simulator import Outcome
+from tests.discord.harness import World, answer, finish, started, text_of, world
+
+
+async def ask(w: World, user: int, command: str, **options) -> str:
+    h = await w.fake.slash(w.guild, w.channel, user, command, options=options or None)
+    message = await answer(h)
+    assert h.ephemeral, message
+    return text_of(message)
+
+
+async def test_balance_and_history_show_the_members_numbers(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(40, w.other)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a kite", "quality": "medium"},
+        )
+        job, _ = await finish(w, h)  # 78 Buzz
+
+        balance = await ask(w, w.member, "buzz balance")
+        assert "**922 Buzz** available" in balance
+        assert "Spent this period: 78" in balance
+
+        history = await ask(w, w.member, "buzz history")
+        assert "+1,000 granted" in history
+        assert "held for a job" in history and job.id in history
+        assert "charged" in history
+        assert history.count("granted") == 1  # not bob's grant
+
+        assert "**40 Buzz** available" in await ask(w, w.other, "buzz balance")
+
+
+async def test_a_member_cannot_look_at_another_members_balance_or_jobs(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000, w.other)
+        for command in ("buzz balance", "jobs"):
+            text = await ask(w, w.member, command, member=w.other)
+            assert "Only moderators" in text and "1,000" not in text
+        as_mod = await ask(w, w.moderator, "buzz balance", member=w.other)
+        assert "**1,000 Buzz** available" in as_mod and "bob" in as_mod
+
+
+async def test_jobs_lists_the_members_jobs(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(1000, w.other)
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": "mine"}
+        )
+        job, result = await finish(w, h)
+        theirs = await w.fake.slash(
+            w.guild, w.channel, w.other, "create dall-e-2", options={"prompt": "theirs"}
+        )
+        their_job, _ = await finish(w, theirs)
+
+        text = await ask(w, w.member, "jobs")
+        assert job.id in text and "mine" in text and "Done" in text
+        assert result["id"] in text  # a link to the result
+        assert their_job.id not in text and "theirs" not in text
+        assert their_job.id in await ask(w, w.moderator, "jobs", member=w.other)
+
+
+async def test_cancel_job_offers_the_running_job_and_cancels_it(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(1000, w.other)
+        w.sim.script(Outcome("never"))
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": "stop me"}
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "running")
+        done = await w.fake.slash(
+            w.guild, w.channel, w.member, "create dall-e-2", options={"prompt": "finished"}
+        )
+        finished_job, _ = await finish(w, done)
+
+        offered = await w.fake.autocomplete(w.guild, w.channel, w.member, "cancel", focused="job")
+        assert [c["value"] for c in offered] == [job.id]
+        assert "stop me" in offered[0]["name"]
+        assert await w.fake.autocomplete(w.guild, w.channel, w.other, "cancel", focused="job") == []
+
+        # Another member cannot cancel it by typing its id.
+        refused = await ask(w, w.other, "cancel", job=job.id)
+        assert "only the member who asked" in refused.lower()
+        await asyncio.sleep(0.1)
+        assert (await w.services.jobs.get(job.id)).status.value == "running"
+
+        text = await ask(w, w.member, "cancel", job=job.id)
+        assert "Canceling" in text and job.id in text
+        job = await w.wait_job(job.id, "canceled")
+        assert await w.available() == 1000 - job.charged - finished_job.charged
+        await w.wait_status(job, "Canceled")
+
+
+async def test_cancel_job_does_not_offer_a_job_already_posting_its_images(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.fake.upload_limit = 10  # no image fits: the job stays in "posting the images"
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": "stuck"}
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "delivering")
+        assert (
+            await w.fake.autocomplete(w.guild, w.channel, w.member, "cancel", focused="job") == []
+        )
+
+
+async def test_cancel_job_offers_a_job_held_for_review_and_cancels_it(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        added = await w.fake.slash(
+            w.guild, w.channel, w.moderator, "mod filter-add", options={"pattern": "dragon"}
+        )
+        await answer(added)
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": "a dragon"}
+        )
+        job = await started(w, h)
+        job = await w.wait_job(job.id, "held")
+        assert await w.available() == 1000 - 286  # held for the review
+
+        offered = await w.fake.autocomplete(w.guild, w.channel, w.member, "cancel", focused="job")
+        assert [c["value"] for c in offered] == [job.id]
+        text = await ask(w, w.member, "cancel", job=job.id)
+        assert job.id in text
+        job = await w.wait_job(job.id, "canceled")
+        assert job.charged == 0 and await w.available() == 1000
+        assert w.sim.submissions == []

@@ -1,0 +1,86 @@
+"""Above the guild's threshold the member confirms the cost first (ephemeral Confirm / Cancel)."""
+
+from __future__ import annotations
+
+import sys
+
+from tests.discord.harness import (
+    answer,
+    buttons,
+    field_value,
+    finished,
+    is_ephemeral,
+    job_of,
+    text_of,
+    world,
+)
+
+OPTIONS = {"prompt": "a golden gate", "size": "1024x1024", "quality": "high"}  # 286 Buzz
+
+
+async def ask(w):
+    await w.set_guild(confirm_above=200)
+    h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=OPTIONS)
+    question = await answer(h)
+    assert h.ephemeral
+    text = text_of(question)
+    assert "286 Buzz" in text and "714" in text  # the cost and the balance after it
+    assert set(buttons(question)) == {"Confirm", "Cancel"}
+    assert await w.jobs() == [] and await w.holds() == 0
+    return question
+
+
+async def test_cancel_holds_nothing(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Cancel"], w.member)
+        await click.response()
+        now = w.fake.message(int(question["id"]))
+        assert "Canceled. Nothing was charged." in now["content"] and not buttons(now)
+        await w.fake.settle()
+        assert await w.jobs() == [] and await w.holds() == 0
+        assert await w.available() == 1000 and w.sim.submissions == []
+
+
+async def test_confirm_runs_the_job_and_charges_it(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        await click.response()
+        assert "Confirmed: 286 Buzz." in w.fake.message(int(question["id"]))["content"]
+        status = await click.wait_for_followup()
+        assert not is_ephemeral(status)
+        assert "286 Buzz" in field_value(status, "Buzz")
+        job = await job_of(w, int(status["id"]))
+        job, result = await finished(w, job)
+        assert job.charged == 286 and await w.available() == 1000 - 286
+        await w.wait_status(job, "Done")  # the follow-up status message is kept up to date
+        assert len(w.sim.submissions) == 1
+        assert result["attachments"]
+
+
+async def test_a_confirmation_the_bot_no_longer_knows_is_refused_politely(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        await w.restart_bot()  # pending confirmations live in memory: this one is gone
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        reply = await answer(click)
+        assert click.ephemeral
+        assert "expired" in reply["content"] and "Nothing was charged" in reply["content"]
+        assert "Something went wrong" not in reply["content"]
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+
+
+async def test_a_confirmation_past_its_time_is_refused_politely(tmp_path, monkeypatch):
+    async with world(tmp_path) as w:
+        # The bot loads its extensions afresh: patch the module it runs, not an earlier import.
+        monkeypatch.setattr(sys.modules["cogs.flow"], "CONFIRM_TTL", 0.0)
+        await w.grant(1000)
+        question = await ask(w)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        reply = await answer(click)
+        assert click.ephemeral and "expired" in reply["content"]
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000

@@ -1,0 +1,248 @@
+"""Refusals: an ephemeral answer that names the option and what is allowed, and NOTHING held —
+no job, no hold, the balance as it was, nothing sent to the orchestrator."""
+
+from __future__ import annotations
+
+from tests.discord.harness import World, answer, noise_png, png, text_of, world
+
+GRANT = 1000
+
+
+async def refused(w: World, handle, balance: int = GRANT) -> str:
+    message = await answer(handle)
+    assert handle.ephemeral, message
+    assert await w.jobs() == []
+    assert await w.holds() == 0
+    assert await w.available() == balance
+    assert w.sim.submissions == []
+    # The public channel shows nothing of it.
+    assert not [m for m in w.channel_messages() if m["author"]["id"] == str(w.fake.bot_user_id)]
+    return text_of(message)
+
+
+async def test_gpt_image_2_size_not_a_multiple_of_16_suggests_the_nearest(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a film still", "size": "1920x1080"},
+        )
+        text = await refused(w, h)
+        assert "**size**" in text
+        assert "multiple of 16" in text and "1920x1080" in text
+        # The nearest valid sizes, with what each would cost (high, one image).
+        assert "1920x1072 (208 Buzz)" in text and "1920x1088 (299 Buzz)" in text
+
+
+async def test_prompt_too_long_for_dall_e_2_through_imagine(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        await w.set_guild(default_model="dall-e-2")
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "imagine", options={"prompt": "a" * 1500}
+        )
+        text = await refused(w, h)
+        assert "**prompt**" in text
+        assert "1,500" in text and "1,000" in text and "dall-e-2" in text
+
+
+async def test_mask_with_gpt_image_1_5_through_imagine(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        await w.set_guild(default_model="gpt-image-1.5")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "change the sky"},
+            attachments={
+                "image": ("photo.png", png(64, 64), "image/png"),
+                "mask": ("mask.png", png(64, 64, (255, 255, 255)), "image/png"),
+            },
+        )
+        text = await refused(w, h)
+        assert "**mask**" in text
+        assert "gpt-image-1.5" in text and "gpt-image-2" in text and "gpt-image-1" in text
+
+
+async def test_a_text_file_is_not_an_image(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "make it pop"},
+            attachments={"image": ("notes.txt", b"not a picture at all", "text/plain")},
+        )
+        text = await refused(w, h)
+        assert "**image**" in text
+        assert "PNG, JPEG, WebP or GIF" in text and "notes.txt" in text
+
+
+async def test_a_text_file_without_a_content_type_is_refused_by_its_extension(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "make it pop"},
+            attachments={"image": ("notes.txt", b"not a picture at all")},
+        )
+        text = await refused(w, h)
+        assert "**image**" in text and "PNG, JPEG, WebP or GIF" in text
+
+
+async def test_an_attachment_over_the_byte_cap(tmp_path):
+    big = noise_png(80, 80)  # ~19 KB
+    async with world(tmp_path, media={"max_attachment_bytes": 10_000}) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-1",
+            options={"prompt": "sharpen"},
+            attachments={"image": ("big.png", big, "image/png")},
+        )
+        text = await refused(w, h)
+        assert "**image**" in text
+        assert f"{len(big) / 1024:.1f} KB" in text and "9.8 KB" in text
+
+
+async def test_not_enough_buzz_says_the_numbers(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(100)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a mountain", "size": "1024x1024", "quality": "high"},
+        )
+        text = await refused(w, h, balance=100)
+        assert "286" in text and "100" in text
+
+
+async def test_size_autocomplete_offers_presets_with_prices_and_a_typed_size(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        presets = await w.fake.autocomplete(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "x"},
+            focused="size",
+        )
+        named = {c["value"]: c["name"] for c in presets}
+        assert named["1024x1024"] == "square 1024x1024 (286 Buzz)"
+        assert named["1920x1072"] == "1080p 1920x1072 (208 Buzz)"
+        assert named["3840x2160"] == "4K 3840x2160 (533 Buzz)"
+        assert "1920x1080" not in named
+
+        # The price follows the quality already chosen.
+        medium = await w.fake.autocomplete(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "x", "quality": "medium", "quantity": 2},
+            focused="size",
+        )
+        assert {c["value"]: c["name"] for c in medium}["3840x2160"] == "4K 3840x2160 (286 Buzz)"
+
+        typed = await w.fake.autocomplete(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "x", "size": "1280x720"},
+            focused="size",
+        )
+        assert typed[0] == {"name": "custom 1280x720 (221 Buzz)", "value": "1280x720"}
+
+        # ...and the typed size is accepted as it is.
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "wide", "size": "1280x720"},
+        )
+        await h.response()
+        assert not h.ephemeral
+        job = await w.only_job()
+        await w.wait_job(job.id, "done")
+        step = w.sim.submissions[0]["steps"][0]["input"]
+        assert (step["width"], step["height"]) == (1280, 720)
+        assert await w.available() == GRANT - 221
+
+
+async def test_a_damaged_image_found_after_download_removes_the_status_message(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-1",
+            options={"prompt": "restore it"},
+            attachments={"image": ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "image/png")},
+        )
+        await h.response()  # the status message goes up before the download
+        reply = await h.wait_for_followup()
+        assert reply["flags"] & 64
+        assert reply["content"].startswith("**image**: image is not a PNG, JPEG, WebP or GIF")
+        assert reply["content"].endswith("damaged). Nothing was charged.")
+        await w.fake.settle()
+        assert w.fake.is_deleted(h.record.original_message_id)
+        assert await w.jobs() == [] and await w.holds() == 0
+        assert await w.available() == GRANT and w.sim.submissions == []
+
+
+async def test_a_mask_of_another_shape_is_refused_after_download(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-1",
+            options={"prompt": "restore it"},
+            attachments={
+                "image": ("photo.png", png(64, 64), "image/png"),
+                "mask": ("mask.png", png(64, 32, (255, 255, 255)), "image/png"),
+            },
+        )
+        await h.response()
+        reply = await h.wait_for_followup()
+        assert reply["flags"] & 64
+        assert reply["content"].startswith("**mask**: the mask is 64x32 but the image is 64x64")
+        assert reply["content"].endswith("as the image. Nothing was charged.")
+        await w.fake.settle()
+        assert w.fake.is_deleted(h.record.original_message_id)
+        assert await w.jobs() == [] and await w.holds() == 0
+        assert await w.available() == GRANT and w.sim.submissions == []
+
+
+async def test_imagine_with_a_mask_but_no_image(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "a door"},
+            attachments={"mask": ("mask.png", png(64, 64, (255, 255, 255)), "image/png")},
+        )
+        text = await refused(w, h)
+        assert "**mask**" in text and "needs an image" in text

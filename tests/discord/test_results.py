@@ -1,0 +1,214 @@
+"""The result message's buttons: Re-roll, Edit, Details, Delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.orchestrator.simulator import Outcome
+from tests.discord.harness import (
+    World,
+    answer,
+    buttons,
+    data_url_bytes,
+    field_value,
+    finish,
+    finished,
+    is_ephemeral,
+    open_image,
+    png,
+    started,
+    text_of,
+    world,
+)
+
+
+def pixels(data: bytes) -> bytes:
+    return open_image(data).convert("RGB").tobytes()
+
+
+async def first_result(w: World, **options):
+    options.setdefault("prompt", "a lantern")
+    h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+    return await finish(w, h)
+
+
+# -- Re-roll ---------------------------------------------------------------------------------
+
+
+async def test_reroll_by_another_member_charges_the_clicker_when_allowed(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(500, w.other)
+        await w.set_guild(reroll_anyone=True)
+        job, result = await first_result(w)
+        assert await w.available() == 1000 - 286
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Re-roll"], w.other)
+        again = await started(w, click)
+        assert again.member_id == w.other and again.parent_job_id == job.id
+        again, second = await finished(w, again)
+        assert again.charged == 286
+        assert await w.available(w.other) == 500 - 286
+        assert await w.available() == 1000 - 286  # the original requester pays nothing more
+        first, rerolled = (s["steps"][0]["input"] for s in w.sim.submissions)
+        assert first == rerolled
+        assert f"<@{w.other}>" in text_of(second)
+
+
+async def test_reroll_by_another_member_is_refused_when_not_allowed(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(500, w.other)
+        job, result = await first_result(w)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Re-roll"], w.other)
+        reply = await answer(click)
+        assert click.ephemeral and "Only the member who asked" in reply["content"]
+        await w.fake.settle()
+        assert [j.id for j in await w.jobs()] == [job.id]
+        assert await w.available(w.other) == 500 and len(w.sim.submissions) == 1
+
+
+async def test_reroll_of_an_edit_reuses_the_same_sources(tmp_path):
+    source = png(64, 64, (90, 30, 160))
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-1",
+            options={"prompt": "add stars", "quality": "low"},
+            attachments={"image": ("sky.png", source, "image/png")},
+        )
+        _, result = await finish(w, h)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Re-roll"], w.member)
+        again = await started(w, click)
+        again, _ = await finished(w, again)
+        first, rerolled = (s["steps"][0]["input"] for s in w.sim.submissions)
+        assert rerolled == first
+        [url] = rerolled["images"]
+        assert pixels(data_url_bytes(url)[1]) == pixels(source)
+        assert again.charged == 25 and await w.available() == 1000 - 50
+
+
+# -- Edit ------------------------------------------------------------------------------------
+
+
+async def test_edit_from_a_result_uses_the_result_image(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job, result = await first_result(w, size="512x512", quality="low")
+        [attachment] = result["attachments"]
+        shown = w.fake.attachment_bytes(attachment)
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Edit"], w.member)
+        await click.response()
+        assert click.modal is not None
+        submitted = await w.fake.submit_modal(click, {"prompt": "now at night"})
+        edit = await started(w, submitted)
+        edit, _ = await finished(w, edit)
+        assert edit.operation == "editImage" and edit.parent_job_id == job.id
+        step = w.sim.submissions[1]["steps"][0]["input"]
+        assert step["model"] == "gpt-image-2" and step["prompt"] == "now at night"
+        [url] = step["images"]
+        assert pixels(data_url_bytes(url)[1]) == pixels(shown)
+
+
+async def test_edit_from_a_result_with_several_images_asks_which(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low", quantity=2)
+        shown = [w.fake.attachment_bytes(a) for a in result["attachments"]]
+        assert pixels(shown[0]) != pixels(shown[1])
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Edit"], w.member)
+        await click.response()
+        submitted = await w.fake.submit_modal(click, {"prompt": "in colour", "which": "2"})
+        edit = await started(w, submitted)
+        await finished(w, edit)
+        [url] = w.sim.submissions[1]["steps"][0]["input"]["images"]
+        assert pixels(data_url_bytes(url)[1]) == pixels(shown[1])
+
+
+async def test_edit_from_a_result_refuses_a_number_out_of_range(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low", quantity=2)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Edit"], w.member)
+        await click.response()
+        submitted = await w.fake.submit_modal(click, {"prompt": "in colour", "which": "3"})
+        reply = await answer(submitted)
+        assert submitted.ephemeral and "**image**" in reply["content"]
+        assert "1 to 2" in reply["content"]
+        assert len(await w.jobs()) == 1 and len(w.sim.submissions) == 1
+
+
+# -- Details ---------------------------------------------------------------------------------
+
+
+async def test_details_show_the_full_prompt_options_workflow_and_buzz(tmp_path):
+    prompt = "a very detailed harbour scene, " * 60  # ~1,900 characters
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job, result = await first_result(w, prompt=prompt.strip(), quality="medium")
+        assert prompt.strip() not in text_of(result)  # the result embed shortens it
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.other)
+        reply = await answer(click)
+        assert click.ephemeral and is_ephemeral(reply)
+        text = text_of(reply)
+        assert prompt.strip() in text
+        assert "quality medium" in text
+        assert job.workflow_id and job.workflow_id in text
+        assert "held 78" in text and "charged 78" in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot/engine/engine.py only sets started_at when it sees the workflow 'processing'; "
+    "a long-poll that returns the finished workflow leaves it None, so Details say 'started —'. "
+    "Fix: in Engine._conclude, pass started_at=job.started_at or workflow.started_at.",
+)
+async def test_details_say_when_the_generation_started(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(runtime=10))  # ends within the first long-poll
+        _, result = await first_result(w, quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
+        timings = field_value(await answer(click), "Timings")
+        assert "started <t:" in timings, timings
+
+
+# -- Delete ----------------------------------------------------------------------------------
+
+
+async def test_delete_by_the_requester(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.member)
+        await click.response()
+        await w.fake.wait_for(lambda: w.fake.is_deleted(int(result["id"])), what="deleted")
+        assert w.results() == []
+
+
+async def test_delete_by_another_member_is_refused(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.other)
+        reply = await answer(click)
+        assert click.ephemeral and "Only the member who asked" in reply["content"]
+        await w.fake.settle()
+        assert not w.fake.is_deleted(int(result["id"]))
+        assert len(w.results()) == 1
+
+
+async def test_delete_by_a_moderator(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.moderator)
+        await click.response()
+        await w.fake.wait_for(lambda: w.fake.is_deleted(int(result["id"])), what="deleted")
+        assert w.results() == []
