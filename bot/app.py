@@ -48,9 +48,9 @@ class UserFacingError(Exception):
 
 def refusal_text(refusal: Refusal) -> str:
     if refusal.errors:
-        lines = [f"**{e.field}**: {e.message}" for e in refusal.errors]
+        lines = [f"**{e.field}**: {sentence(e.message)}" for e in refusal.errors]
         return "Not started, nothing was charged:\n" + "\n".join(lines)
-    return f"Not started, nothing was charged: {refusal.message}"
+    return f"Not started, nothing was charged: {sentence(refusal.message)}"
 
 
 def sentence(text: str) -> str:
@@ -148,6 +148,7 @@ class ImageBot(commands.Bot):
         self.publisher = DiscordPublisher(
             self,
             services.ledger,
+            services.guilds,
             token_margin=timedelta(seconds=settings.jobs.token_margin_seconds),
             edit_interval=settings.jobs.status_edit_interval_seconds,
             clock=services.clock,
@@ -212,6 +213,7 @@ class ImageBot(commands.Bot):
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         await self.engine.stop()
+        await self.publisher.close()
         await super().close()
 
     async def on_operator_alert(self, key: str, message: str) -> None:

@@ -25,6 +25,7 @@ import discord
 from bot.engine.publisher import ResultImage, StatusUpdate
 from bot.media import FittedImage, fit_for_upload
 from bot.store.db import utcnow
+from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus
 from bot.store.ledger import Ledger
 
@@ -75,7 +76,8 @@ def status_line(job: JobRecord, message: str | None) -> str:
     if job.status is J.HELD:
         return "⏸️ Waiting for a moderator's review before it runs"
     if job.status is J.QUEUED:
-        return f"⏳ Queued — asked {_ts(job.created_at)}"
+        # The submit long-poll may already be running the job: do not claim it is still queued.
+        return f"⏳ Waiting for the orchestrator — asked {_ts(job.created_at)}"
     if job.status in (J.SUBMITTED, J.RUNNING):
         if job.workflow_status in ("unassigned", "preparing", "scheduled"):
             where = f", position {job.queue_position + 1}" if job.queue_position is not None else ""
@@ -237,6 +239,7 @@ class DiscordPublisher:
         self,
         bot: discord.Client,
         ledger: Ledger,
+        guilds: GuildStore,
         *,
         token_margin: timedelta = timedelta(seconds=60),
         edit_interval: float = 5.0,
@@ -244,16 +247,29 @@ class DiscordPublisher:
     ) -> None:
         self.bot = bot
         self.ledger = ledger
+        self.guilds = guilds
         self.token_margin = token_margin
         self.edit_interval = edit_interval
         self.clock = clock
         self._last_edit: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, StatusUpdate] = {}
+        # One edit at a time per job, so a delayed edit never lands after the final one.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def close(self) -> None:
+        """Drop the delayed status edits (the database they read is closing)."""
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._pending.clear()
 
     # -- status message ---------------------------------------------------------------------
     async def on_status(self, update: StatusUpdate) -> None:
         job = update.job
+        if update.finished:
+            await self._log_line(job)
         if job.status_message_id is None:
             return
         self._latest[job.id] = update
@@ -274,6 +290,13 @@ class DiscordPublisher:
         await self._edit_status(job_id)
 
     async def _edit_status(self, job_id: str) -> None:
+        lock = self._locks.setdefault(job_id, asyncio.Lock())
+        async with lock:
+            await self._edit_status_locked(job_id)
+        if job_id not in self._latest and job_id not in self._pending:
+            self._locks.pop(job_id, None)
+
+    async def _edit_status_locked(self, job_id: str) -> None:
         update = self._latest.pop(job_id, None)
         if update is None:
             return
@@ -307,6 +330,27 @@ class DiscordPublisher:
         if view is not None:
             view.stop()  # the cogs' DynamicItems answer the clicks, not this view
         del message
+
+    async def _log_line(self, job: JobRecord) -> None:
+        """One line per finished job in the guild's log channel, if it has one."""
+        settings = await self.guilds.get(job.guild_id)
+        if settings.log_channel_id is None:
+            return
+        icon = {J.DONE: "✅", J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛"}.get(
+            job.status, "❌"
+        )
+        text = (
+            f"{icon} <@{job.member_id}> · {job.model} {operation_word(job)} · "
+            f"{job.charged or 0:,} Buzz · {job.status.value} · job `{job.id}`"
+        )
+        where = job.delivered_message_ids[0] if job.delivered_message_ids else job.status_message_id
+        if where:
+            text += f" · [open]({link(job.guild_id, job.channel_id, where)})"
+        try:
+            channel = await self._channel(settings.log_channel_id)
+            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("job %s: log line not posted (%s)", job.id, exc.status)
 
     # -- results ----------------------------------------------------------------------------
     async def find_delivery(self, job: JobRecord) -> list[int] | None:

@@ -338,6 +338,24 @@ def prepare_sources(
     ]
 
 
+def _require_square(width: int, height: int) -> None:
+    if width != height:
+        raise MediaError(
+            "image",
+            f"dall-e-2 edits need a square image; yours is {width}x{height}: "
+            "crop it or use gpt-image-1",
+        )
+
+
+def check_declared_for(model: Model, infos: Sequence[AttachmentInfo]) -> None:
+    """Model rules Discord's metadata already answers, checked before anything is held."""
+    if model is not Model.DALL_E_2:
+        return
+    for info in infos:
+        if info.option == "image" and info.width and info.height:
+            _require_square(info.width, info.height)
+
+
 def _dall_e_2_source(images: list[Image.Image], limits: MediaLimits) -> SourceImage:
     if len(images) > 1:
         raise MediaError(
@@ -345,12 +363,7 @@ def _dall_e_2_source(images: list[Image.Image], limits: MediaLimits) -> SourceIm
             "dall-e-2 edits take one image: leave out image2 and later, or use gpt-image-1",
         )
     image = images[0]
-    if image.width != image.height:
-        raise MediaError(
-            "image",
-            f"dall-e-2 edits need a square image; yours is {image.width}x{image.height}: "
-            "crop it or use gpt-image-1",
-        )
+    _require_square(image.width, image.height)
     # OpenAI refuses an RGB PNG for dall-e-2 ("format must be in ['RGBA', 'LA', 'L']").
     rgba = image.convert("RGBA")
     encoded = _fit(rgba, min(limits.max_source_bytes, DALL_E_2_MAX_BYTES), [("PNG", None)])

@@ -112,7 +112,8 @@ class ReviewService:
         if action is Action.APPROVE:
             self.engine.adopt(outcome.job.id)
         if outcome.verdict:
-            await self.engine.notify(outcome.job, outcome.verdict)
+            ended_now = action is Action.REJECT and outcome.job.final
+            await self.engine.notify(outcome.job, outcome.verdict, finished=ended_now)
         return outcome
 
     def _act(

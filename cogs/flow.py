@@ -29,6 +29,7 @@ from bot.media import (
     AttachmentInfo,
     MediaError,
     check_declared,
+    check_declared_for,
     decode,
     download,
     prepare_mask,
@@ -92,6 +93,8 @@ class RequestFlow:
         try:
             for info in attachments:
                 check_declared(info, self.bot.media_limits)
+            if operation is Operation.EDIT:
+                check_declared_for(model, attachments)
         except MediaError as exc:
             await reply(interaction, media_text(exc))
             return

@@ -368,9 +368,10 @@ class Engine:
         """Start driving a job that became runnable outside submit() (an approval)."""
         self._spawn(job_id)
 
-    async def notify(self, job: JobRecord, message: str | None) -> None:
-        """Show the member a job's state with a message (a moderator's verdict, say)."""
-        await self._status(job, message)
+    async def notify(self, job: JobRecord, message: str | None, *, finished: bool = False) -> None:
+        """Show the member a job's state with a message (a moderator's verdict, say);
+        `finished` when this is the job's ending (a rejection), not news about an old one."""
+        await self._status(job, message, finished=finished)
 
     def _release(self, tx: Conn, job_id: str, status: JobStatus, **changes: Any) -> JobRecord:
         """End a job that never ran upstream: nothing charged, the whole hold released."""
@@ -618,6 +619,8 @@ class Engine:
                 workflow_status=str(workflow.status),
                 result_images=images,
                 error=None if status is J.DELIVERING else message,
+                # A long-poll may never have seen "processing": take the orchestrator's time.
+                started_at=job.started_at or workflow.started_at,
             )
             settlement = self.ledger.settle(tx, job.id, charged)
             item_id = None
@@ -691,10 +694,16 @@ class Engine:
 
     # -- notifications ----------------------------------------------------------------------
     async def _status(
-        self, job: JobRecord, message: str | None, progress: float | None = None
+        self,
+        job: JobRecord,
+        message: str | None,
+        progress: float | None = None,
+        *,
+        finished: bool | None = None,
     ) -> None:
+        ended = job.final if finished is None else finished
         try:
-            await self.publisher.on_status(StatusUpdate(job, message, progress))
+            await self.publisher.on_status(StatusUpdate(job, message, progress, ended))
         except Exception:
             log.exception("job %s: status update failed", job.id)
 

@@ -29,6 +29,8 @@ class StatusUpdate:
     job: JobRecord
     message: str | None = None
     progress: float | None = None
+    # True exactly once per job: on the update that ends it (a later verdict is not an end).
+    finished: bool = False
 
 
 class Publisher(Protocol):

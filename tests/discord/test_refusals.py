@@ -246,3 +246,19 @@ async def test_imagine_with_a_mask_but_no_image(tmp_path):
         )
         text = await refused(w, h)
         assert "**mask**" in text and "needs an image" in text
+
+
+async def test_a_non_square_image_for_dall_e_2_is_refused_before_anything_is_posted(tmp_path):
+    """Discord tells us the size up front, so the member hears it at once, privately."""
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit dall-e-2",
+            options={"prompt": "a hat"},
+            attachments={"image": ("wide.png", png(120, 80), "image/png")},
+        )
+        text = await refused(w, h)
+        assert "**image**" in text and "square" in text and "120x80" in text

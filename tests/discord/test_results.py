@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.orchestrator.simulator import Outcome
 from tests.discord.harness import (
     World,
@@ -163,12 +161,6 @@ async def test_details_show_the_full_prompt_options_workflow_and_buzz(tmp_path):
         assert "held 78" in text and "charged 78" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/engine/engine.py only sets started_at when it sees the workflow 'processing'; "
-    "a long-poll that returns the finished workflow leaves it None, so Details say 'started —'. "
-    "Fix: in Engine._conclude, pass started_at=job.started_at or workflow.started_at.",
-)
 async def test_details_say_when_the_generation_started(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)

@@ -11,8 +11,13 @@ async def test_blocked_job_refund_through_discord(tmp_path):
         await w.services.db.write(w.services.guilds.update, w.guild, mod_channel_id=mods)
         await w.grant(1000)
         w.sim.script("block_charged")
-        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2",
-                               options={"prompt": "something dubious", "quality": "medium"})
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "something dubious", "quality": "medium"},
+        )
         await h.response()
         job = await w.only_job()
         await w.wait_job(job.id, "blocked")
@@ -22,25 +27,39 @@ async def test_blocked_job_refund_through_discord(tmp_path):
         buttons = [c for row in item_message["components"] for c in row["components"]]
         refund = next(b for b in buttons if b["label"] == "Refund")
         # A plain member is refused and nothing changes.
-        denied = await w.fake.click(int(item_message["id"]), refund["custom_id"], w.other,
-                                    guild_id=w.guild, channel_id=mods)
+        denied = await w.fake.click(
+            int(item_message["id"]), refund["custom_id"], w.other, guild_id=w.guild, channel_id=mods
+        )
         r = await denied.response()
         assert denied.ephemeral and "moderator" in r["data"]["content"].lower()
         assert await w.available() == 1000 - 78
         second_mod = w.fake.add_member(w.guild, "mod2", permissions=1 << 13)
         first, second = await asyncio.gather(
-            w.fake.click(int(item_message["id"]), refund["custom_id"], w.moderator,
-                         guild_id=w.guild, channel_id=mods),
-            w.fake.click(int(item_message["id"]), refund["custom_id"], second_mod,
-                         guild_id=w.guild, channel_id=mods),
+            w.fake.click(
+                int(item_message["id"]),
+                refund["custom_id"],
+                w.moderator,
+                guild_id=w.guild,
+                channel_id=mods,
+            ),
+            w.fake.click(
+                int(item_message["id"]),
+                refund["custom_id"],
+                second_mod,
+                guild_id=w.guild,
+                channel_id=mods,
+            ),
         )
-        answers = sorted([(await first.response())["data"]["content"],
-                          (await second.response())["data"]["content"]])
+        answers = sorted(
+            [
+                (await first.response())["data"]["content"],
+                (await second.response())["data"]["content"],
+            ]
+        )
         assert answers[0].startswith("Already handled by <@"), answers
         assert answers[1].startswith("Review #1: refunded 78 Buzz"), answers
         assert await w.available() == 1000
-        refunds = await w.services.db.fetchall(
-            "SELECT * FROM ledger_entries WHERE kind = 'refund'")
+        refunds = await w.services.db.fetchall("SELECT * FROM ledger_entries WHERE kind = 'refund'")
         assert len(refunds) == 1
         edited = w.fake.message(int(item_message["id"]))
         labels = [c["label"] for row in edited["components"] for c in row["components"]]
