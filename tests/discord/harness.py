@@ -7,9 +7,10 @@ import asyncio
 import base64
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from bot.app import ImageBot
 from bot.config import Settings
 from bot.orchestrator.simulator import Simulator
 from bot.services import Services, build_services
+from bot.store.db import utcnow
 from bot.store.jobs import JobRecord
 from tests.fakes import FakeDiscord, InteractionHandle, patched_endpoints, start_bot, stop_bot
 
@@ -246,7 +248,10 @@ class World:
         await self._stop()
         await self.services.aclose()
         services = await build_services(
-            self.settings, base_url=self.sim.base_url, token=self.sim.token
+            self.settings,
+            base_url=self.sim.base_url,
+            token=self.sim.token,
+            clock=self.services.clock,
         )
         await self._start(services)
 
@@ -272,10 +277,16 @@ def new_bot(services: Services) -> ImageBot:
 
 @asynccontextmanager
 async def world(
-    tmp_path: Path, *, speed: float = 0.01, simulated: bool = False, **overrides: Any
+    tmp_path: Path,
+    *,
+    speed: float = 0.01,
+    simulated: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
     """`simulated=True`: no base_url/token, so build_services starts its own simulator (the
-    caller must make sure CIVITAI_TOKEN is unset); its speed is `speed`."""
+    caller must make sure CIVITAI_TOKEN is unset); its speed is `speed`. `clock` is the
+    services' clock (bans, periods), for tests that move time."""
     async with FakeDiscord() as fake:
         guild = fake.add_guild("Images")
         channel = fake.add_channel(guild, "art")
@@ -288,13 +299,15 @@ async def world(
             overrides.setdefault("simulator", {}).setdefault("speed", speed)
         settings = settings_for(tmp_path, discord={"dev_guild": guild}, **overrides)
         if simulated:
-            services = await build_services(settings)
+            services = await build_services(settings, clock=clock)
             assert services.simulator is not None
             sim = services.simulator
         else:
             own_sim = sim = Simulator(speed=speed, seed=5)
             await sim.start()
-            services = await build_services(settings, base_url=sim.base_url, token=sim.token)
+            services = await build_services(
+                settings, base_url=sim.base_url, token=sim.token, clock=clock
+            )
         w = World(
             fake,
             sim,
