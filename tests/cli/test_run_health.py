@@ -1,0 +1,68 @@
+"""`python -m bot run` refuses to start without what it needs; `health` reads the heartbeat the
+running bot writes; tokens never reach the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from bot.cli.run_cmd import RedactSecrets
+from bot.store.db import iso, utcnow
+from tests.cli.test_quote import bot, clean_env
+
+
+def test_run_without_a_discord_token_says_what_is_missing(tmp_path):
+    for argv in (("run",), ()):  # `python -m bot` alone runs the bot
+        result = bot(
+            *argv,
+            env=clean_env(BOT_DB_PATH=str(tmp_path / "db.sqlite3")),
+        )
+        assert result.returncode != 0
+        assert "DISCORD_TOKEN" in result.stderr
+
+
+def write_beat(tmp_path, *, age: timedelta, ready: bool = True) -> None:
+    beat = {"at": iso(utcnow() - age), "ready": ready, "guilds": 2, "jobs_running": 1}
+    (tmp_path / "heartbeat.json").write_text(json.dumps(beat))
+
+
+def health(tmp_path):
+    env = clean_env(BOT_DB_PATH=str(tmp_path / "bot.sqlite3"), DISCORD_TOKEN="x" * 40)
+    return bot("health", env=env)
+
+
+def test_health_follows_the_heartbeat(tmp_path):
+    missing = health(tmp_path)
+    assert missing.returncode == 1 and "no heartbeat" in missing.stderr
+    write_beat(tmp_path, age=timedelta(seconds=5))
+    fresh = health(tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "2 guild(s)" in fresh.stdout
+    write_beat(tmp_path, age=timedelta(minutes=5))
+    stale = health(tmp_path)
+    assert stale.returncode == 1 and "old" in stale.stderr
+    write_beat(tmp_path, age=timedelta(seconds=5), ready=False)
+    assert health(tmp_path).returncode == 1
+
+
+def test_tokens_are_redacted_from_every_log_line():
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4.secret-discord-token"
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(RedactSecrets([token, "civitai-secret-token"]))
+    logger = logging.getLogger("test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("connecting with %s", token)
+        logger.error("bad response for civitai-secret-token: %r", {"auth": token})
+    finally:
+        logger.removeHandler(handler)
+    assert records and all(token not in line and "civitai-secret" not in line for line in records)
+    assert "***" in records[0]
