@@ -16,7 +16,7 @@ RUN pip install . \
     && mkdir -p /data \
     && chown bot /data
 
-USER bot
+USER 10001
 VOLUME ["/data"]
 
 # Unhealthy when the configuration is unusable or the running bot stopped writing its
