@@ -42,8 +42,12 @@ SIZE2_HELP = "WIDTHxHEIGHT, both 256-3840 and multiples of 16 (presets offered)"
 FORMAT_HELP = "jpeg, png or webp"
 
 
-def value(choice: Choice[str] | None) -> str | None:
-    return choice.value if choice is not None else None
+def options(prompt: str, **given: Choice[str] | str | int | None) -> RequestOptions:
+    """The member's options from slash values (choices become their values)."""
+    return RequestOptions(
+        prompt=prompt,
+        **{k: v.value if isinstance(v, Choice) else v for k, v in given.items()},  # type: ignore[arg-type]
+    )
 
 
 async def gpt2_size_choices(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
@@ -135,13 +139,7 @@ class Create(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_2,
-            RequestOptions(
-                prompt=prompt,
-                size=size,
-                quality=value(quality),
-                quantity=quantity,
-                format=value(format),
-            ),
+            options(prompt, size=size, quality=quality, quantity=quantity, format=format),
         )
 
     @create.command(
@@ -164,13 +162,13 @@ class Create(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_1_5,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quality=value(quality),
+            options(
+                prompt,
+                size=size,
+                quality=quality,
                 quantity=quantity,
-                background=value(background),
-                format=value(format),
+                background=background,
+                format=format,
             ),
         )
 
@@ -194,13 +192,13 @@ class Create(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_1,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quality=value(quality),
+            options(
+                prompt,
+                size=size,
+                quality=quality,
                 quantity=quantity,
-                background=value(background),
-                format=value(format),
+                background=background,
+                format=format,
             ),
         )
 
@@ -221,13 +219,7 @@ class Create(commands.Cog):
         await self._go(
             interaction,
             Model.DALL_E_3,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                style=value(style),
-                quality=value(quality),
-                format=value(format),
-            ),
+            options(prompt, size=size, style=style, quality=quality, format=format),
         )
 
     @create.command(name="dall-e-2", description="dall-e-2: legacy, square images only")
@@ -246,12 +238,7 @@ class Create(commands.Cog):
         await self._go(
             interaction,
             Model.DALL_E_2,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quantity=quantity,
-                format=value(format),
-            ),
+            options(prompt, size=size, quantity=quantity, format=format),
         )
 
 

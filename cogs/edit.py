@@ -29,7 +29,7 @@ from cogs.create import (
     SIZE2_HELP,
     choices,
     gpt2_size_choices,
-    value,
+    options,
 )
 from cogs.flow import attachment_info
 
@@ -190,13 +190,7 @@ class Edit(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_2,
-            RequestOptions(
-                prompt=prompt,
-                size=size,
-                quality=value(quality),
-                quantity=quantity,
-                format=value(format),
-            ),
+            options(prompt, size=size, quality=quality, quantity=quantity, format=format),
             sources(image=image, image2=image2, image3=image3, image4=image4, mask=mask),
         )
 
@@ -232,14 +226,14 @@ class Edit(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_1_5,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quality=value(quality),
+            options(
+                prompt,
+                size=size,
+                quality=quality,
                 quantity=quantity,
-                background=value(background),
-                fidelity=value(fidelity),
-                format=value(format),
+                background=background,
+                fidelity=fidelity,
+                format=format,
             ),
             sources(image=image, image2=image2, image3=image3, image4=image4),
         )
@@ -269,13 +263,13 @@ class Edit(commands.Cog):
         await self._go(
             interaction,
             Model.GPT_IMAGE_1,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quality=value(quality),
+            options(
+                prompt,
+                size=size,
+                quality=quality,
                 quantity=quantity,
-                background=value(background),
-                format=value(format),
+                background=background,
+                format=format,
             ),
             sources(image=image, image2=image2, image3=image3, image4=image4, mask=mask),
         )
@@ -303,12 +297,7 @@ class Edit(commands.Cog):
         await self._go(
             interaction,
             Model.DALL_E_2,
-            RequestOptions(
-                prompt=prompt,
-                size=value(size),
-                quantity=quantity,
-                format=value(format),
-            ),
+            options(prompt, size=size, quantity=quantity, format=format),
             sources(image=image, mask=mask),
         )
 
