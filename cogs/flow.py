@@ -228,6 +228,10 @@ class RequestFlow:
             value=f"{quote.estimate:,} Buzz · your balance after it: {quote.balance_after:,}",
             inline=False,
         )
+        if quote.request.warnings:
+            embed.add_field(
+                name="Note", value=truncate("; ".join(quote.request.warnings), 1024), inline=False
+            )
         embed.add_field(name="Status", value="⏳ Preparing…", inline=False)
         footer = marker(job_id)
         if self.services.simulated:

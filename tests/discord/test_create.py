@@ -150,3 +150,21 @@ async def test_create_sends_exactly_the_step_posts_the_images_and_charges(
         assert await w.available() == 1000 - buzz
         assert field_value(result, "Buzz charged") == f"{buzz:,}"
         assert f"<@{w.member}>" in text_of(result)
+
+
+async def test_a_size_outside_openais_documented_range_runs_with_a_warning(tmp_path):
+    """The orchestrator's limits are the hard ones; OpenAI's documented ones only warn."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a tiny icon", "size": "256x256", "quality": "low"},
+        )
+        first = await h.response()
+        fields = {f["name"]: f["value"] for f in first["data"]["embeds"][0]["fields"]}
+        assert "655,360" in fields["Note"]
+        job = await w.only_job()
+        assert (await w.wait_job(job.id, "done")).charged == 13
