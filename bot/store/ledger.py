@@ -83,6 +83,7 @@ class Account:
     allowance_balance: int
     grant_balance: int
     last_refill_key: str | None
+    refill_level: int = 0
 
     @property
     def total(self) -> int:
@@ -254,12 +255,12 @@ class Ledger:
         )
         row = fetch_row(
             tx,
-            "SELECT allowance_balance, grant_balance, last_refill_key FROM accounts"
+            "SELECT allowance_balance, grant_balance, last_refill_key, refill_level FROM accounts"
             " WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),
         )
         assert row is not None
-        return Account(row[0], row[1], row[2])
+        return Account(row[0], row[1], row[2], row[3])
 
     def _entry(
         self,
@@ -304,22 +305,47 @@ class Ledger:
                 (d_allowance, d_grant, guild_id, member_id),
             )
 
-    def _held_from_allowance(self, tx: Conn, guild_id: int, member_id: int) -> int:
-        row = fetch_row(
+    def _expire_old_allowance(
+        self, tx: Conn, hold: sqlite3.Row, released_allowance: int, job_id: str
+    ) -> None:
+        """Allowance held across a refill comes back only up to the allowance: like any unused
+        allowance of an earlier period, the rest expired at that refill."""
+        guild_id, member_id = hold["guild_id"], hold["member_id"]
+        account = self._account(tx, guild_id, member_id)
+        if not released_allowance or hold["refill_key"] == account.last_refill_key:
+            return
+        # This period's allowance already spoken for by its own running jobs.
+        current = fetch_row(
             tx,
-            "SELECT COALESCE(SUM(from_allowance), 0) FROM holds"
-            " WHERE guild_id = ? AND member_id = ? AND settled_at IS NULL",
-            (guild_id, member_id),
+            "SELECT COALESCE(SUM(from_allowance), 0) FROM holds WHERE guild_id = ?"
+            " AND member_id = ? AND settled_at IS NULL AND refill_key IS ?",
+            (guild_id, member_id, account.last_refill_key),
         )
-        return int(row[0]) if row else 0
+        held_now = int(current[0]) if current else 0
+        over = max(0, account.allowance_balance + held_now - account.refill_level)
+        expired = min(over, released_allowance)
+        if expired:
+            self._entry(
+                tx,
+                guild_id,
+                member_id,
+                "adjust",
+                expired,
+                -expired,
+                0,
+                hold_id=hold["id"],
+                job_id=job_id,
+                reason="unused allowance of an earlier period expired",
+            )
 
     def refresh(
         self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> tuple[Account, Allowance]:
         """The lazy refill: once per period, top the allowance bucket up to the allowance.
 
-        Buzz held by running jobs counts as still the member's, so a refill during a job does
-        not add what the job will give back.
+        Every hold still open at a refill was made in an earlier period (the first use of a
+        period refills before it holds), so the top-up ignores them; if one of them is
+        released later, its allowance part only comes back up to the allowance (see settle).
         """
         account = self._account(tx, guild_id, member_id)
         rule = self.allowance(tx, guild_id, member_id, roles)
@@ -334,14 +360,7 @@ class Ledger:
             " AND kind = 'refill' AND period_key = ?",
             (guild_id, member_id, key),
         )
-        if refilled is not None:
-            tx.execute(
-                "UPDATE accounts SET last_refill_key = ? WHERE guild_id = ? AND member_id = ?",
-                (key, guild_id, member_id),
-            )
-            return self._account(tx, guild_id, member_id), rule
-        held = self._held_from_allowance(tx, guild_id, member_id)
-        top_up = max(0, rule.amount - account.allowance_balance - held)
+        top_up = 0 if refilled is not None else max(0, rule.amount - account.allowance_balance)
         if top_up:
             self._entry(
                 tx,
@@ -355,8 +374,9 @@ class Ledger:
                 key=key,
             )
         tx.execute(
-            "UPDATE accounts SET last_refill_key = ? WHERE guild_id = ? AND member_id = ?",
-            (key, guild_id, member_id),
+            "UPDATE accounts SET last_refill_key = ?, refill_level = ?"
+            " WHERE guild_id = ? AND member_id = ?",
+            (key, rule.amount, guild_id, member_id),
         )
         return self._account(tx, guild_id, member_id), rule
 
@@ -381,8 +401,17 @@ class Ledger:
         from_grant = amount - from_allowance
         cursor = tx.execute(
             "INSERT INTO holds (guild_id, member_id, job_id, amount, from_allowance, from_grant,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, member_id, job_id, amount, from_allowance, from_grant, iso(self.clock())),
+            " refill_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                member_id,
+                job_id,
+                amount,
+                from_allowance,
+                from_grant,
+                account.last_refill_key,
+                iso(self.clock()),
+            ),
         )
         hold_id = int(cursor.lastrowid or 0)
         self._entry(
@@ -445,6 +474,7 @@ class Ledger:
                 job_id=job_id,
                 actor_id=actor_id,
             )
+            self._expire_old_allowance(tx, hold, rel_a, job_id)
         extra, paid, loss = charged - captured, 0, 0
         if extra:
             account = self._account(tx, guild_id, member_id)
@@ -649,7 +679,7 @@ class Ledger:
             " WHERE guild_id = ? AND member_id = ? AND settled_at IS NULL",
             (guild_id, member_id),
         )
-        held, held_allowance = (int(held_row[0]), int(held_row[1])) if held_row else (0, 0)
+        held = int(held_row[0]) if held_row else 0
         pending = 0
         key = period_key(rule.period, now)
         if rule.amount > 0 and account.last_refill_key != key:
@@ -660,7 +690,7 @@ class Ledger:
                 (guild_id, member_id, key),
             )
             if refilled is None:
-                pending = max(0, rule.amount - account.allowance_balance - held_allowance)
+                pending = max(0, rule.amount - account.allowance_balance)
         start = period_start(rule.period, now)
         spent_row = fetch_row(
             conn,

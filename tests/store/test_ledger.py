@@ -143,8 +143,8 @@ async def test_grants_come_on_top_and_survive_refills(
     # The refill fills the allowance bucket only; the grant left over is still there.
     assert await account(db, 1) == (999, 200)
     clock.advance(weeks=5)
-    await admit(1)  # the first 1 is still held: topped up to 999, then 1 more held
-    assert await account(db, 1) == (998, 200)
+    await admit(1)  # topped up to 1000 (the older hold is last period's), then 1 held
+    assert await account(db, 1) == (999, 200)
     await assert_cache_matches_entries(db)
 
 
@@ -252,29 +252,49 @@ async def test_period_switched_and_back_does_not_refill_twice(
     assert await account(db, 1) == (340, 0)
     clock.set(MONDAY)
     await admit(1)
-    assert await refills(db) == [1000, 1000 - 340 - 60]
+    # Open holds at a refill are from an earlier period: the top-up ignores them.
+    assert await refills(db) == [1000, 1000 - 340]
     await assert_cache_matches_entries(db)
 
 
-async def test_refill_during_running_job_counts_held_buzz_as_the_members(
+async def test_a_job_held_across_the_refill_does_not_cost_the_new_periods_allowance(
     db: Database, ledger: Ledger, admit: Admit, clock: Clock
 ) -> None:
+    """Sunday's job waits (for a moderator, say) into Monday and is then charged: the member
+    still gets Monday's full allowance."""
     await set_allowance(ledger, 1000, "weekly")
     clock.set(datetime(2025, 1, 12, 23, 50, tzinfo=UTC))  # Sunday night
     running = await admit(600)
     assert await account(db, 1) == (400, 0)
     clock.set(MONDAY)
     await admit(100)
-    # 400 in the bucket + 600 held = the allowance already: nothing to top up.
-    assert await refills(db) == [1000]
-    assert await account(db, 1) == (300, 0)
-    await settle(ledger, running.job_id, 0)
-    # The release brings the bucket to the allowance minus the other running job, not beyond.
+    assert await refills(db) == [1000, 600]  # topped up to the allowance
+    assert await account(db, 1) == (900, 0)
+    await settle(ledger, running.job_id, 600)  # Sunday's job is charged: last week's money
     assert await account(db, 1) == (900, 0)
     await assert_cache_matches_entries(db)
 
 
-async def test_refill_during_running_job_tops_up_the_part_not_held(
+async def test_allowance_held_across_the_refill_comes_back_only_up_to_the_allowance(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    """Released after a refill, last period's held allowance is unused allowance of an earlier
+    period: it expired at the refill, like any other."""
+    await set_allowance(ledger, 1000, "weekly")
+    clock.set(datetime(2025, 1, 12, 23, 50, tzinfo=UTC))
+    running = await admit(600)
+    clock.set(MONDAY)
+    await admit(100)  # this week's own job holds 100 of this week's 1000
+    await settle(ledger, running.job_id, 0)
+    assert await account(db, 1) == (900, 0)
+    rows = await db.fetchall(
+        "SELECT kind, amount FROM ledger_entries WHERE job_id = ? ORDER BY id", (running.job_id,)
+    )
+    assert [tuple(r) for r in rows] == [("hold", 600), ("release", 600), ("adjust", 600)]
+    await assert_cache_matches_entries(db)
+
+
+async def test_refill_tops_up_to_the_allowance_whatever_is_held_from_before(
     db: Database, ledger: Ledger, admit: Admit, clock: Clock
 ) -> None:
     await set_allowance(ledger, 1000, "weekly")
@@ -282,9 +302,10 @@ async def test_refill_during_running_job_tops_up_the_part_not_held(
     await settle(ledger, (await admit(500)).job_id, 500)  # bucket 200, 300 held
     clock.set(MONDAY)
     await admit(1)
-    assert await refills(db) == [1000, 500]  # 1000 - 200 - 300
+    assert await refills(db) == [1000, 800]  # 1000 - 200
     await settle(ledger, first.job_id, 0)
     assert await account(db, 1) == (999, 0)
+    await assert_cache_matches_entries(db)
 
 
 # -- holds ---------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ CREATE TABLE accounts (
     allowance_balance INTEGER NOT NULL DEFAULT 0 CHECK (allowance_balance >= 0),
     grant_balance     INTEGER NOT NULL DEFAULT 0 CHECK (grant_balance >= 0),
     last_refill_key   TEXT,
+    -- The allowance the last refill topped up to.
+    refill_level      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (guild_id, member_id)
 );
 
@@ -132,6 +134,9 @@ CREATE TABLE holds (
     amount         INTEGER NOT NULL CHECK (amount > 0),
     from_allowance INTEGER NOT NULL CHECK (from_allowance >= 0),
     from_grant     INTEGER NOT NULL CHECK (from_grant >= 0),
+    -- The account's refill period when the hold was made: a refill since means the held
+    -- allowance belongs to an earlier period.
+    refill_key     TEXT,
     captured       INTEGER CHECK (captured >= 0),
     released       INTEGER CHECK (released >= 0),
     extra_charged  INTEGER NOT NULL DEFAULT 0 CHECK (extra_charged >= 0),
