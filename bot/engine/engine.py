@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 J = JobStatus
 SOURCE_REF = "source://"
 DELIVERY_FAILED = "delivery failed"
+POSTING = "posting"
 REJECTED_MESSAGE = "a moderator decided this request will not run; nothing was charged"
 PromptFilter = Callable[[int, str], Awaitable[str | None]]
 
@@ -72,6 +73,9 @@ class EngineSettings:
     retry_cap: float = 60.0
     delivery_attempts: int = 5
     reconcile_every: float = 60.0
+    # After the deadline and an upstream cancel, how long to wait for the orchestrator's
+    # final report before settling from the last one it gave.
+    expire_grace: timedelta = timedelta(minutes=10)
     simulated: bool = False
 
 
@@ -129,6 +133,7 @@ class Engine:
         # Workflows seen at conclusion, so delivery needs no extra request for fresh URLs.
         self._fresh: dict[str, Workflow] = {}
         self._reconciler: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> int:
@@ -160,7 +165,7 @@ class Engine:
 
     async def stop(self) -> None:
         self._closing = True
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._side_tasks]
         if self._reconciler is not None:
             tasks.append(self._reconciler)
         for task in tasks:
@@ -351,7 +356,14 @@ class Engine:
 
     # -- moderator decisions on held jobs (run inside the review's own transaction) ----------
     def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
-        """A held job is released to run (its Buzz is already held); call adopt() after commit."""
+        """A held job is released to run (its Buzz is already held); call adopt() after commit.
+        What changed while it waited is checked again: a ban, the concurrency limits."""
+        held = self.jobs.load(tx, job_id)
+        assert held is not None
+        if self.moderation.load_ban(tx, held.guild_id, held.member_id) is not None:
+            raise NotAllowed("the member has been banned since; reject the job instead")
+        settings = self.guilds.load(tx, held.guild_id)
+        _check_concurrency(*self.jobs.in_flight(tx, held.guild_id, held.member_id), settings)
         return self.jobs.transition(
             tx,
             job_id,
@@ -404,19 +416,28 @@ class Engine:
                 self.moderation.close_item(tx, item[0], "withdrawn", actor.member_id)
                 return canceled, item[0]
 
-            job, item_id = await self.db.write(withdraw)
+            try:
+                job, item_id = await self.db.write(withdraw)
+            except TransitionError as exc:  # a moderator decided first
+                raise NotAllowed(f"this job was just {exc.current} by a moderator") from None
             await self._status(job, "canceled; nothing was charged")
             if item_id is not None and self.reviews is not None:
                 await self.reviews.on_review_changed(item_id)
             return job
         await self.db.write(self.jobs.update, job_id, cancel_requested_by=actor.member_id)
         if job.workflow_id:
-            with contextlib.suppress(NotFound):
-                await self.client.cancel(job.workflow_id)
+            # In the background: the caller is answering a Discord interaction, and the
+            # orchestrator may take a while (retries). The job's task settles the ending.
+            self._background(self._cancel_upstream(job.workflow_id))
         self._wake_job(job_id)
         refreshed = await self.jobs.get(job_id)
         assert refreshed is not None
         return refreshed
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     def _wake_job(self, job_id: str) -> None:
         event = self._wake.get(job_id)
@@ -461,15 +482,38 @@ class Engine:
         return job.deadline_at is not None and self.clock() >= job.deadline_at
 
     async def _submit(self, job: JobRecord) -> None:
-        if job.cancel_requested_by is not None:
-            await self._finish_unsubmitted(job, J.CANCELED, "canceled")
+        stop = job.cancel_requested_by is not None or self._past_deadline(job)
+        if stop and job.submit_attempted_at is None:
+            # Nothing ever reached the orchestrator: nothing to charge.
+            if job.cancel_requested_by is not None:
+                await self._finish_unsubmitted(job, J.CANCELED, "canceled")
+            else:
+                await self._finish_unsubmitted(job, J.EXPIRED, "it could not be submitted in time")
             return
-        if self._past_deadline(job):
-            await self._finish_unsubmitted(job, J.EXPIRED, "it could not be submitted in time")
-            return
+        if job.submit_attempted_at is None:
+            # From here on the workflow may exist upstream even if we never hear back: a
+            # restart re-submits (same externalId, so the same workflow) instead of giving up.
+            job = await self.db.write(self._mark_attempt, job.id)
         template = self.client.template([await self._resolved_step(job)], job.id)
+        # Recovering a workflow we mean to stop: get it back now, follow it to its end.
+        wait = 0 if stop else self.settings.policy.submit_wait
         try:
-            workflow = await self.client.submit(template, wait=self.settings.policy.submit_wait)
+            workflow = await self.client.submit(template, wait=wait)
+        except Unavailable as exc:
+            if not exc.maybe_accepted:
+                # Every attempt was refused outright: nothing exists upstream after all.
+                await self.db.write(self.jobs.update, job.id, submit_attempted_at=None)
+            elif stop and self._past_grace(job):
+                # We asked to stop it, and the orchestrator never said whether it exists.
+                log.error(
+                    "job %s: could not learn whether its workflow exists upstream; ending it "
+                    "uncharged (check the orchestrator for externalId %s)",
+                    job.id,
+                    job.id,
+                )
+                await self._finish_unsubmitted(job, J.EXPIRED, "it could not be confirmed in time")
+                return
+            raise
         except ValidationFailed as exc:
             fields = ", ".join(exc.fields) or "the request"
             await self._finish_unsubmitted(
@@ -502,9 +546,14 @@ class Engine:
         await self._status(job, None)
         fresh = await self.jobs.get(job.id)
         if fresh is not None and fresh.cancel_requested_by is not None and workflow.id:
-            with contextlib.suppress(NotFound):
-                await self.client.cancel(workflow.id)
+            await self._cancel_upstream(workflow.id)
         await self._observe(job, workflow)
+
+    def _mark_attempt(self, tx: Conn, job_id: str) -> JobRecord:
+        self.jobs.update(tx, job_id, submit_attempted_at=self.clock())
+        marked = self.jobs.load(tx, job_id)
+        assert marked is not None
+        return marked
 
     async def _finish_unsubmitted(
         self, job: JobRecord, status: JobStatus, message: str, *, detail: str | None = None
@@ -532,19 +581,32 @@ class Engine:
         return resolve(job.step)
 
     async def _follow(self, job: JobRecord) -> None:
+        """Follow the workflow to its end. Past the deadline, ask the orchestrator to stop it
+        and settle from what it reports once it has ended (a success is still delivered); if
+        it never ends, settle from its last report after a grace period."""
         assert job.workflow_id is not None
         attempt = 0
-        canceled_sent = False
+        canceled_sent = expired = False
+        workflow: Workflow | None = None
         while True:
             job = await self.jobs.get(job.id) or job
             if job.cancel_requested_by is not None and not canceled_sent:
                 canceled_sent = True
-                with contextlib.suppress(NotFound):
-                    await self.client.cancel(job.workflow_id)
-            if self._past_deadline(job):
-                await self._expire(job)
+                await self._cancel_upstream(job.workflow_id)
+            if self._past_deadline(job) and not expired:
+                expired = True
+                await self._cancel_upstream(job.workflow_id)
+            if expired and workflow is not None and self._past_grace(job):
+                log.error(
+                    "job %s: workflow %s never ended; settling from its last report",
+                    job.id,
+                    job.workflow_id,
+                )
+                await self._conclude(job, workflow, forced=J.EXPIRED)
                 return
             delay, wait = self.settings.policy.next_request(attempt)
+            if expired:
+                delay, wait = min(delay, self.settings.retry_cap), min(wait, 10)
             if delay:
                 await self._sleep(job.id, delay)
             attempt += 1
@@ -555,19 +617,27 @@ class Engine:
                 log.error("job %s: workflow %s is gone upstream", job.id, job.workflow_id)
                 await self._conclude(job, Workflow(id=job.workflow_id, status="failed"))
                 return
-            if await self._observe(job, workflow):
+            if workflow.terminal:
+                late = expired and workflow.status != WorkflowStatus.SUCCEEDED
+                await self._conclude(job, workflow, forced=J.EXPIRED if late else None)
                 return
+            await self._observe(job, workflow)
 
-    async def _expire(self, job: JobRecord) -> None:
-        """Past the deadline: cancel upstream and settle from what the orchestrator reports."""
-        assert job.workflow_id is not None
-        with contextlib.suppress(NotFound):
-            await self.client.cancel(job.workflow_id)
-        workflow = await self.client.get(job.workflow_id)
-        if workflow.status == WorkflowStatus.SUCCEEDED:
-            await self._conclude(job, workflow)  # it finished after all: deliver it
+    def _past_grace(self, job: JobRecord) -> bool:
+        return (
+            job.deadline_at is not None
+            and self.clock() >= job.deadline_at + self.settings.expire_grace
+        )
+
+    async def _cancel_upstream(self, workflow_id: str | None) -> None:
+        """Ask the orchestrator to stop a workflow. Best effort: whatever it answers, the job
+        is settled from what it reports when the workflow ends."""
+        if not workflow_id:
             return
-        await self._conclude(job, workflow, forced=J.EXPIRED)
+        try:
+            await self.client.cancel(workflow_id)
+        except OrchestratorError as exc:
+            log.warning("workflow %s: cancel not accepted (%s)", workflow_id, exc)
 
     async def _observe(self, job: JobRecord, workflow: Workflow) -> bool:
         """Record progress; conclude if the workflow ended. True when the job left running."""
@@ -641,26 +711,45 @@ class Engine:
             await self._notify_review(item_id, job)
 
     async def _deliver(self, job: JobRecord) -> None:
-        existing = await self.publisher.find_delivery(job)
-        if existing is not None:
-            await self._delivered(job, existing)
-            return
-        images = await self._download(job)
-        try:
-            message_ids = await self.publisher.deliver(job, images)
-        except Exception:
-            events = await self.jobs.events(job.id)
-            attempts = 1 + sum(1 for e in events if e[1] == DELIVERY_FAILED)
-            if attempts >= self.settings.delivery_attempts:
-                job = await self.db.write(
-                    self.jobs.transition, job.id, J.FAILED, error="the images could not be posted"
-                )
-                await self._status(job, "the images could not be posted")
-                log.exception("job %s: giving up on delivery", job.id)
+        """Download and post the images, once. A post may have happened if an earlier attempt
+        reached the publisher (a crash, a lost answer): only then ask it first. After a few
+        failed attempts the job fails and goes to the moderators, who may refund it."""
+        events = await self.jobs.events(job.id)
+        if any(detail == POSTING for _, detail, _ in events):
+            existing = await self.publisher.find_delivery(job)
+            if existing is not None:
+                await self._delivered(job, existing)
                 return
-            await self.db.write(self.jobs.transition, job.id, J.DELIVERING, detail=DELIVERY_FAILED)
-            raise
+        try:
+            images = await self._download(job)
+            if not images:
+                raise ValueError("the workflow has no image left to download")
+            await self.db.write(self.jobs.transition, job.id, J.DELIVERING, detail=POSTING)
+            message_ids = await self.publisher.deliver(job, images)
+        except Exception as exc:
+            attempts = 1 + sum(1 for _, detail, _ in events if detail == DELIVERY_FAILED)
+            if attempts < self.settings.delivery_attempts:
+                await self.db.write(
+                    self.jobs.transition, job.id, J.DELIVERING, detail=DELIVERY_FAILED
+                )
+                raise
+            log.exception("job %s: giving up on delivery after %d attempts", job.id, attempts)
+            await self._undeliverable(job, f"the images could not be posted ({exc})")
+            return
         await self._delivered(job, message_ids)
+
+    async def _undeliverable(self, job: JobRecord, reason: str) -> None:
+        message = "the images could not be posted; a moderator will look at the charge"
+
+        def fail(tx: Conn) -> tuple[JobRecord, int]:
+            failed = self.jobs.transition(tx, job.id, J.FAILED, error=message)
+            return failed, self.moderation.create_item(
+                tx, job.guild_id, job.id, "undelivered", reason[:500]
+            )
+
+        job, item_id = await self.db.write(fail)
+        await self._status(job, message)
+        await self._notify_review(item_id, job)
 
     async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
         job = await self.db.write(

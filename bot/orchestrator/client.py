@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 WORKFLOWS = "/v2/consumer/workflows"
 MAX_RETRY_AFTER = 600.0
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers that mean the request was not acted on: rate limited, or the service refused it.
+NOT_ACCEPTED = frozenset({425, 429, 503})
 
 
 class OrchestratorClient:
@@ -201,6 +203,7 @@ class OrchestratorClient:
         wait: int = 0,
     ) -> httpx.Response:
         attempt = 0
+        maybe_accepted = False  # could any attempt have been acted on upstream?
         while True:
             retry_after: float | None = None
             try:
@@ -208,10 +211,14 @@ class OrchestratorClient:
                 response = await self._http.request(
                     method, path, params=params, json=json, timeout=self.timeout + wait
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
             except httpx.TimeoutException:
                 problem = f"{kind}: the orchestrator did not answer in time"
+                maybe_accepted = True
             except httpx.TransportError as exc:
-                problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
+                problem = f"{kind}: lost the orchestrator's answer ({type(exc).__name__})"
+                maybe_accepted = True
             else:
                 if response.status_code < 400:
                     return response
@@ -219,8 +226,12 @@ class OrchestratorClient:
                     raise self._error(response.status_code, response.text)
                 problem = f"{kind}: orchestrator answered {response.status_code}"
                 retry_after = _retry_after(response.headers.get("retry-after"))
+                maybe_accepted = maybe_accepted or response.status_code not in NOT_ACCEPTED
             if attempt >= self.max_retries:
-                raise Unavailable(self._redact(f"{problem}; gave up after {attempt + 1} tries"))
+                raise Unavailable(
+                    self._redact(f"{problem}; gave up after {attempt + 1} tries"),
+                    maybe_accepted=maybe_accepted,
+                )
             delay = self._backoff(attempt, retry_after)
             log.warning("%s; retrying in %.1fs (try %d)", self._redact(problem), delay, attempt + 2)
             await self._sleep(delay)

@@ -39,7 +39,15 @@ class NotFound(OrchestratorError):
 
 
 class Unavailable(OrchestratorError):
-    """429/5xx/timeouts/connection errors that outlasted every retry."""
+    """429/5xx/timeouts/connection errors that outlasted every retry.
+
+    `maybe_accepted` is False only when no attempt could have been acted on upstream (the
+    connection never opened, or the answer was 429/503): then a submit surely created nothing.
+    """
+
+    def __init__(self, message: str, *, maybe_accepted: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_accepted = maybe_accepted
 
 
 class BlobRefused(OrchestratorError):

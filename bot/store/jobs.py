@@ -91,6 +91,7 @@ class JobRecord:
     deadline_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    submit_attempted_at: datetime | None
     submitted_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -135,6 +136,7 @@ _TIMES = {
     "created_at",
     "updated_at",
     "submitted_at",
+    "submit_attempted_at",
     "started_at",
     "finished_at",
     "delivered_at",

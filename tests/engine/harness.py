@@ -116,6 +116,27 @@ class Harness:
     async def grant(self, amount: int, member: int = MEMBER) -> None:
         await self.db.write(self.ledger.grant, GUILD, member, amount, actor_id=None, reason="test")
 
+    async def restart_engine(self) -> Engine:
+        """A new engine (as after a process restart) on the same database and simulator."""
+        old = self.engine
+        await old.stop()
+        self.engine = Engine(
+            db=self.db,
+            jobs=self.jobs,
+            ledger=self.ledger,
+            guilds=self.guilds,
+            moderation=self.moderation,
+            client=self.client,
+            publisher=self.publisher,
+            settings=old.settings,
+            reviews=self.reviews,
+            alerts=self.alerts,
+            prompt_filter=old.prompt_filter,
+            clock=old.clock,
+        )
+        await self.engine.start()
+        return self.engine
+
     async def settle_all(self, timeout: float = 20) -> None:
         async with asyncio.timeout(timeout):
             await self.engine.wait_idle()

@@ -93,6 +93,8 @@ CREATE TABLE jobs (
     deadline_at            TEXT,
     created_at             TEXT    NOT NULL,
     updated_at             TEXT    NOT NULL,
+    -- Set just before the first submit request: from then on the workflow may exist upstream.
+    submit_attempted_at    TEXT,
     submitted_at           TEXT,
     started_at             TEXT,
     finished_at            TEXT,
@@ -179,7 +181,7 @@ CREATE TABLE review_items (
     id                 INTEGER PRIMARY KEY,
     guild_id           INTEGER NOT NULL,
     job_id             TEXT    NOT NULL UNIQUE REFERENCES jobs (id),
-    kind               TEXT    NOT NULL CHECK (kind IN ('blocked', 'held')),
+    kind               TEXT    NOT NULL CHECK (kind IN ('blocked', 'held', 'undelivered')),
     reason             TEXT,
     status             TEXT    NOT NULL DEFAULT 'open' CHECK (status IN (
         'open', 'approved', 'rejected', 'refunded', 'dismissed', 'withdrawn')),
