@@ -15,6 +15,7 @@ import discord
 
 from bot.delivery import button_view, describe_options, link, operation_word, truncate
 from bot.review import CLOSING, Action, ItemEvent, ReviewService
+from bot.store.db import Conn
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ReviewItem
 
@@ -199,10 +200,17 @@ class ReviewBoard:
         return posted
 
     async def _warn_owner(self, guild_id: int, why: str) -> None:
-        settings = await self.services.guilds.get(guild_id)
-        if settings.mod_channel_warned:
+        guilds = self.services.guilds
+
+        def claim(tx: Conn) -> bool:
+            # Check and set in one transaction: two items failing at once warn only once.
+            if guilds.load(tx, guild_id).mod_channel_warned:
+                return False
+            guilds.update(tx, guild_id, mod_channel_warned=True)
+            return True
+
+        if not await self.services.db.write(claim):
             return
-        await self.services.db.write(self.services.guilds.update, guild_id, mod_channel_warned=True)
         guild = self.bot.get_guild(guild_id)
         text = (
             f"A job in **{guild.name if guild else guild_id}** needs a moderator's review, but "

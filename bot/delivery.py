@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 J = JobStatus
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10
+# Discord caps a whole request as well as each file: a result larger than this is split.
+MESSAGE_BYTES = 25 * 1024 * 1024
 SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
 
 # custom_id formats (≤ 100 characters; job ids are ~18).
@@ -52,6 +55,11 @@ def marker(job_id: str) -> str:
 def result_marker(job_id: str) -> str:
     """How a result post is recognised (the status message only says "job …")."""
     return f"result of job {job_id}"
+
+
+RESULT_FOOTER = re.compile(
+    r"result of job (?P<job>j[0-9a-f]+)(?: · part (?P<part>\d+)/(?P<of>\d+))?"
+)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -124,8 +132,10 @@ def status_embed(
     return embed
 
 
-def _footer(job: JobRecord, *, result: bool = False) -> str:
+def _footer(job: JobRecord, *, result: bool = False, part: tuple[int, int] = (1, 1)) -> str:
     text = result_marker(job.id) if result else marker(job.id)
+    if result and part[1] > 1:
+        text += f" · part {part[0]}/{part[1]}"
     return f"{text} · {SIMULATED_NOTE}" if job.simulated else text
 
 
@@ -175,10 +185,13 @@ def result_view(job_id: str) -> discord.ui.View:
     )
 
 
-def result_embed(job: JobRecord, fitted: list[FittedImage], first_name: str) -> discord.Embed:
+def result_embed(
+    job: JobRecord, fitted: list[FittedImage], first_name: str, part: tuple[int, int] = (1, 1)
+) -> discord.Embed:
     count = len(fitted)
+    of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
     embed = discord.Embed(
-        title=f"{job.model} · {count} image{'s' if count != 1 else ''}",
+        title=f"{job.model} · {count} image{'s' if count != 1 else ''}{of}",
         description=truncate(job.prompt, 1000),
         colour=discord.Colour.green(),
     )
@@ -189,7 +202,7 @@ def result_embed(job: JobRecord, fitted: list[FittedImage], first_name: str) -> 
     if notes:
         embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
     embed.set_image(url=f"attachment://{first_name}")
-    embed.set_footer(text=_footer(job, result=True))
+    embed.set_footer(text=_footer(job, result=True, part=part))
     return embed
 
 
@@ -251,6 +264,7 @@ class DiscordPublisher:
         self.token_margin = token_margin
         self.edit_interval = edit_interval
         self.clock = clock
+        self.message_bytes = MESSAGE_BYTES
         self._last_edit: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, StatusUpdate] = {}
@@ -354,62 +368,109 @@ class DiscordPublisher:
 
     # -- results ----------------------------------------------------------------------------
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
-        """The ids of messages that already carry this job's result (searched in the channel)."""
+        """The ids of the messages that carry this job's result, if ALL its parts were posted
+        (newest first in the channel, then the member's DMs). A partial post is removed, so the
+        engine posts the whole result again."""
         if self.bot.user is None:
             return None
-        after = discord.Object(
-            id=discord.utils.time_snowflake(job.created_at - timedelta(seconds=5))
-        )
-        found: list[int] = []
+        since = job.created_at - timedelta(seconds=5)
+        after = discord.Object(id=discord.utils.time_snowflake(since))
+        found: dict[int, tuple[int, int]] = {}
+        messages: dict[int, discord.Message] = {}
         try:
             channel = await self._channel(job.channel_id)
-            async for message in channel.history(limit=200, after=after):
-                if message.author.id == self.bot.user.id and _carries(message, job.id):
-                    found.append(message.id)
+            async for message in channel.history(limit=200, after=after, oldest_first=False):
+                self._collect(message, job.id, found, messages)
         except (discord.Forbidden, discord.NotFound):
             log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
         if not found:
             with contextlib.suppress(discord.HTTPException):
                 user = await self.bot.fetch_user(job.member_id)
                 dm = user.dm_channel or await user.create_dm()
-                async for message in dm.history(limit=50, after=after):
-                    if message.author.id == self.bot.user.id and _carries(message, job.id):
-                        found.append(message.id)
-        return found or None
+                async for message in dm.history(limit=50, after=after, oldest_first=False):
+                    self._collect(message, job.id, found, messages)
+        if not found:
+            return None
+        total = max(n for _, n in found.values())
+        if len({part for part, _ in found.values()}) == total:
+            return [mid for mid, _ in sorted(found.items(), key=lambda kv: kv[1][0])]
+        for message in messages.values():  # half a result: take it down, post it whole again
+            with contextlib.suppress(discord.HTTPException):
+                await message.delete()
+        return None
+
+    def _collect(
+        self,
+        message: discord.Message,
+        job_id: str,
+        found: dict[int, tuple[int, int]],
+        messages: dict[int, discord.Message],
+    ) -> None:
+        if self.bot.user is None or message.author.id != self.bot.user.id:
+            return
+        for embed in message.embeds:
+            match = RESULT_FOOTER.match(embed.footer.text or "")
+            if match and match["job"] == job_id:
+                found[message.id] = (int(match["part"] or 1), int(match["of"] or 1))
+                messages[message.id] = message
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
-        fitted = (await asyncio.to_thread(_fit_all, images, limit))[:MAX_FILES]
+        fitted = await asyncio.to_thread(_fit_all, images, limit)
         if not fitted:
             raise ValueError(f"job {job.id}: no image could be fitted under {limit:,} bytes")
+        parts = _split(fitted, limit, self.message_bytes)
+        return [
+            await self._post(job, chunk, (number, len(parts)))
+            for number, chunk in enumerate(parts, start=1)
+        ]
+
+    async def _post(
+        self, job: JobRecord, chunk: list[tuple[int, FittedImage]], part: tuple[int, int]
+    ) -> int:
+        """One message of the result: a follow-up while the token lives, else in the channel
+        mentioning the member, else by DM."""
 
         def files() -> list[discord.File]:  # a File is consumed by sending it: fresh ones each try
             return [
                 discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
-                for n, f in enumerate(fitted)
+                for n, f in chunk
             ]
 
-        first = f"{job.id}-1.{fitted[0].extension}" if fitted else "none"
-        embed = result_embed(job, fitted, first)
-        mention = discord.AllowedMentions(
-            users=[discord.Object(job.member_id)], everyone=False, roles=False
+        first_n, first = chunk[0]
+        embed = result_embed(
+            job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
         )
         if self._token_alive(job, self.token_margin):
             view = result_view(job.id)
-            message = await self._webhook(job).send(
-                embed=embed, files=files(), view=view, wait=True
-            )
-            view.stop()
-            return [message.id]
-        content = f"<@{job.member_id}> your images are ready."
+            try:
+                message = await self._webhook(job).send(
+                    embed=embed, files=files(), view=view, wait=True
+                )
+                return message.id
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.status == 413:
+                    raise  # Discord is struggling, or the files are too big anywhere
+                log.warning(
+                    "job %s: follow-up refused (%s); posting in the channel", job.id, exc.status
+                )
+            finally:
+                view.stop()
+        mention = discord.AllowedMentions(
+            users=[discord.Object(job.member_id)], everyone=False, roles=False
+        )
         try:
             channel = await self._channel(job.channel_id)
             view = result_view(job.id)
             message = await channel.send(
-                content=content, embed=embed, files=files(), view=view, allowed_mentions=mention
+                content=f"<@{job.member_id}> your images are ready.",
+                embed=embed,
+                files=files(),
+                view=view,
+                allowed_mentions=mention,
             )
             view.stop()
-            return [message.id]
+            return message.id
         except (discord.Forbidden, discord.NotFound) as exc:
             log.warning(
                 "job %s: cannot post in channel %s (%s); sending the result by DM",
@@ -425,7 +486,7 @@ class DiscordPublisher:
             embed=embed,
             files=files(),
         )
-        return [message.id]
+        return message.id
 
     # -- helpers ----------------------------------------------------------------------------
     def _token_alive(self, job: JobRecord, margin: timedelta) -> bool:
@@ -461,7 +522,19 @@ def _fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
     return fitted
 
 
-def _carries(message: discord.Message, job_id: str) -> bool:
-    return any(
-        (embed.footer.text or "").startswith(result_marker(job_id)) for embed in message.embeds
-    )
+def _split(
+    fitted: list[FittedImage], limit: int, message_bytes: int
+) -> list[list[tuple[int, FittedImage]]]:
+    """Images into messages: at most 10 files and `message_bytes` (or one file) per message."""
+    cap = max(limit, message_bytes)
+    parts: list[list[tuple[int, FittedImage]]] = []
+    current: list[tuple[int, FittedImage]] = []
+    size = 0
+    for n, image in enumerate(fitted):
+        if current and (len(current) == MAX_FILES or size + len(image.data) > cap):
+            parts.append(current)
+            current, size = [], 0
+        current.append((n, image))
+        size += len(image.data)
+    parts.append(current)
+    return parts

@@ -289,9 +289,12 @@ class ReviewService:
             job = self.jobs.load(tx, job_id)
             if job is None or job.guild_id != guild_id or job.member_id != member_id:
                 raise ReviewError("Only the member whose job this is can appeal.")
-            row = fetch_row(tx, "SELECT id FROM review_items WHERE job_id = ?", (job_id,))
+            row = fetch_row(tx, "SELECT id, status FROM review_items WHERE job_id = ?", (job_id,))
             if row is None:
                 raise ReviewError("There is nothing to appeal for this job.")
+            if row[1] != "open":
+                # The modal was open while a moderator decided: the decision already stands.
+                raise ReviewError(f"This was already reviewed: {row[1]}.")
             item = self.moderation.appeal(tx, row[0], note)
             audit.record(
                 tx,

@@ -132,6 +132,7 @@ class Buzz(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(job="The job to stop (your running jobs are suggested)")
     async def cancel(self, interaction: discord.Interaction, job: str) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         who = await requester(interaction, self.services.guilds)
         record = await self.services.jobs.get(job.strip())
         if record is None or record.guild_id != interaction.guild_id:

@@ -16,9 +16,17 @@ def _roles(user: discord.abc.User) -> set[int]:
     return {r.id for r in user.roles} if isinstance(user, discord.Member) else set()
 
 
+def _guild_permissions(interaction: discord.Interaction) -> discord.Permissions:
+    """Server-wide permissions from the member's roles. Not interaction.permissions: those are
+    one channel's, and Manage Messages granted in a single channel must not make a moderator
+    of the whole server."""
+    user = interaction.user
+    return user.guild_permissions if isinstance(user, discord.Member) else discord.Permissions()
+
+
 def is_moderator(interaction: discord.Interaction, settings: GuildSettings) -> bool:
-    """Manage Messages (or Administrator), or the guild's configured moderator role."""
-    perms = interaction.permissions
+    """Manage Messages (or Administrator) server-wide, or the configured moderator role."""
+    perms = _guild_permissions(interaction)
     if perms.manage_messages or perms.administrator:
         return True
     role = settings.moderator_role_id
@@ -26,8 +34,8 @@ def is_moderator(interaction: discord.Interaction, settings: GuildSettings) -> b
 
 
 def is_admin(interaction: discord.Interaction, settings: GuildSettings) -> bool:
-    """Manage Server (or Administrator), or the guild's configured admin role."""
-    perms = interaction.permissions
+    """Manage Server (or Administrator) server-wide, or the configured admin role."""
+    perms = _guild_permissions(interaction)
     if perms.manage_guild or perms.administrator:
         return True
     role = settings.admin_role_id
@@ -39,12 +47,15 @@ async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Req
         raise NotPermitted("Image commands work in a server's channels, not in DMs.")
     settings = await guilds.get(interaction.guild_id)
     roles = tuple(sorted(_roles(interaction.user)))
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
     return Requester(
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         member_id=interaction.user.id,
         roles=roles,
         is_moderator=is_moderator(interaction, settings),
+        parent_channel_id=parent,
     )
 
 

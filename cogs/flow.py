@@ -203,12 +203,23 @@ class RequestFlow:
                 )
             )
         except (MediaError, Refusal) as exc:
+            await self._withdraw_status(interaction, message.id, job_id)
             text = refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)
-            try:
-                await interaction.followup.delete_message(message.id)
-            except discord.HTTPException:
-                log.info("could not remove the status message of refused job %s", job_id)
             await interaction.followup.send(text, ephemeral=True)
+        except Exception:
+            # A bug or an outage: no public "Preparing…" left behind with a dead Cancel button.
+            # The tree's error handler answers the member (with a reference) and logs it.
+            if await self.services.jobs.get(job_id) is None:
+                await self._withdraw_status(interaction, message.id, job_id)
+            raise
+
+    async def _withdraw_status(
+        self, interaction: discord.Interaction, message_id: int, job_id: str
+    ) -> None:
+        try:
+            await interaction.followup.delete_message(message_id)
+        except discord.HTTPException:
+            log.info("could not remove the status message of job %s", job_id)
 
     def _preparing(self, pending: Pending, job_id: str) -> discord.Embed:
         request, quote = pending.request, pending.quote

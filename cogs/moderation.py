@@ -91,7 +91,8 @@ class BanModal(discord.ui.Modal, title="Ban from the bot"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         text = self.days.value.strip()
-        if text and (not text.isdigit() or not 1 <= int(text) <= MAX_BAN_DAYS):
+        # isascii: "²" and other digits str.isdigit() accepts are not numbers int() reads.
+        if text and (not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BAN_DAYS):
             raise UserFacingError(f"**days**: a whole number from 1 to {MAX_BAN_DAYS}, or empty.")
         await decide(
             interaction,

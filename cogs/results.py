@@ -47,6 +47,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=CANCEL_TE
             bot = bot_of(interaction)
             if await bot.services.jobs.get(self.job_id) is None:
                 raise UserFacingError("That job is still being prepared; try again in a moment.")
+            await interaction.response.defer(ephemeral=True, thinking=True)
             who = await requester(interaction, bot.services.guilds)
             job = await bot.engine.cancel(self.job_id, who)
             await reply(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timedelta
 
@@ -25,6 +26,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     h.set_defaults(handler=health)
 
 
+# Interaction tokens travel in webhook and callback URLs, which discord.py logs at DEBUG.
+INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
+
+
 class RedactSecrets(logging.Filter):
     """Tokens never reach a log line, whatever a library puts in one."""
 
@@ -34,10 +39,11 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(s in message for s in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        redacted = INTERACTION_TOKEN.sub(r"\1***", message)
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 

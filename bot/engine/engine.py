@@ -257,7 +257,7 @@ class Engine:
             until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
             raise Refusal(RefusalReason.BANNED, f"you are banned from using the bot here{until}")
         settings = await self.guilds.get(who.guild_id)
-        if not settings.channel_allowed(who.channel_id):
+        if not settings.channel_allowed(who.channel_id, who.parent_channel_id):
             raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
         if not settings.model_enabled(request.model.value):
             raise Refusal(

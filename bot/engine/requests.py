@@ -17,6 +17,8 @@ class Requester:
     member_id: int
     roles: tuple[int, ...] = ()
     is_moderator: bool = False
+    # For a thread: the channel it belongs to (channel rules apply through it).
+    parent_channel_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -183,10 +183,11 @@ class OrchestratorClient:
     def _check_blob_url(self, url: str) -> None:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        if self._same_host(url):
-            return
+        # Plain http only on loopback (the simulator): the bearer token goes to our own host.
         if parts.scheme != "https" and not _is_loopback(host):
             raise BlobRefused(f"blob URL must be https: {parts.scheme}://{host}")
+        if self._same_host(url):
+            return
         for pattern in self.blob_hosts:
             if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
                 return

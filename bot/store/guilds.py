@@ -38,10 +38,12 @@ class GuildSettings:
     def model_enabled(self, model: str) -> bool:
         return model not in self.disabled_models
 
-    def channel_allowed(self, channel_id: int) -> bool:
-        if channel_id in self.denied_channels:
+    def channel_allowed(self, channel_id: int, parent_id: int | None = None) -> bool:
+        """A thread follows its parent channel's rule unless it has its own."""
+        places = {channel_id} if parent_id is None else {channel_id, parent_id}
+        if places & self.denied_channels:
             return False
-        return not self.allowed_channels or channel_id in self.allowed_channels
+        return not self.allowed_channels or bool(places & self.allowed_channels)
 
 
 _COLUMNS = (

@@ -66,3 +66,19 @@ def test_tokens_are_redacted_from_every_log_line():
         logger.removeHandler(handler)
     assert records and all(token not in line and "civitai-secret" not in line for line in records)
     assert "***" in records[0]
+
+
+def test_interaction_tokens_in_webhook_urls_are_redacted():
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OkFCQ0RFRkdISUpLTE1OT1BR"
+    record = logging.LogRecord(
+        "discord.webhook",
+        logging.DEBUG,
+        __file__,
+        1,
+        "PATCH https://discord.com/api/v10/webhooks/1234567890/%s/messages/@original",
+        (token,),
+        None,
+    )
+    RedactSecrets([]).filter(record)
+    assert token not in record.getMessage()
+    assert "/webhooks/1234567890/***/messages" in record.getMessage()

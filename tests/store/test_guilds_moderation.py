@@ -273,3 +273,18 @@ async def test_settings_a_guild_never_changed_follow_new_defaults(
     settings = await after.get(GUILD)
     assert settings.confirm_above == 1000  # the guild's own choice
     assert settings.per_member_concurrency == 4  # still the default, now the new one
+
+
+def test_threads_follow_their_parent_channels_rule() -> None:
+    from dataclasses import replace
+
+    from bot.config import GuildDefaults as Defaults
+
+    base = GuildStore(None, Defaults())._default(GUILD)  # type: ignore[arg-type]
+    denied = replace(base, denied_channels=frozenset({10}))
+    assert not denied.channel_allowed(11, parent_id=10), "a thread of a refused channel"
+    assert denied.channel_allowed(12, parent_id=20)
+    only = replace(base, allowed_channels=frozenset({10}))
+    assert only.channel_allowed(11, parent_id=10), "a thread of an allowed channel"
+    assert not only.channel_allowed(12, parent_id=20)
+    assert not only.channel_allowed(20)
