@@ -182,11 +182,11 @@ class ImageBot(commands.Bot):
         self.flow: Any = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
+        self._started = False
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.engine.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         await self.sync_commands()
         if self.services.simulated:
@@ -209,6 +209,13 @@ class ImageBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("logged in as %s in %d guild(s)", self.user, len(self.guilds))
         await self._write_beat()  # healthy as soon as connected, not 30 s later
+        if not self._started:
+            # Only now: resumed jobs may end at once, and their status messages, results and
+            # review items need the guilds and channels Discord has just sent.
+            self._started = True
+            await self.engine.start()
+            for guild in self.guilds:
+                await self.board.post_pending(guild.id)
 
     async def close(self) -> None:
         if self._heartbeat is not None:

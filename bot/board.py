@@ -50,9 +50,10 @@ def review_view(item: ReviewItem, events: list[ItemEvent], refundable: int) -> d
     actions = []
     if item.open:
         actions = [Action.APPROVE, Action.REJECT] if item.kind == "held" else [Action.DISMISS]
-        if item.kind == "blocked" and refundable > 0:
+        if item.kind != "held" and refundable > 0:
             actions.insert(0, Action.REFUND)
-    actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
+    if item.kind != "undelivered":  # nobody to sanction for a failed post
+        actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
     return button_view(
         discord.ui.Button(
             label=LABELS[a][0],
@@ -72,8 +73,12 @@ def item_embed(
     window_days: int,
     money: str,
 ) -> discord.Embed:
-    held = item.kind == "held"
-    title = f"{'⏸️ Held by the prompt filter' if held else '🚫 Blocked upstream'} · #{item.id}"
+    heading = {
+        "held": "⏸️ Held by the prompt filter",
+        "blocked": "🚫 Blocked upstream",
+        "undelivered": "📭 Charged, but the images could not be posted",
+    }[item.kind]
+    title = f"{heading} · #{item.id}"
     colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
     embed = discord.Embed(title=title, description=truncate(job.prompt, 1500), colour=colour)
     embed.add_field(
@@ -150,28 +155,48 @@ class ReviewBoard:
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
         """Post the item in the moderation channel; False (and the owner told once) if we can't."""
         settings = await self.services.guilds.get(item.guild_id)
-        channel = self.bot.get_channel(settings.mod_channel_id) if settings.mod_channel_id else None
-        if not isinstance(channel, discord.abc.Messageable):
+        if not settings.mod_channel_id:
             await self._warn_owner(item.guild_id, "no moderation channel is set")
+            return False
+        try:
+            channel = await self._channel(settings.mod_channel_id)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            channel, problem = None, f"I cannot see <#{settings.mod_channel_id}> ({exc.status})"
+        else:
+            problem = f"<#{settings.mod_channel_id}> is not a text channel"
+        if channel is None:
+            await self._warn_owner(item.guild_id, problem)
             return False
         embed, view = await self.render(item, job)
         sources = await self.services.jobs.sources(job.id)
-        files = [
-            discord.File(io.BytesIO(s.data), filename=f"{s.role}{n + 1}.{_ext(s.mime)}")
-            for n, s in enumerate(sources[:10])
-        ]
         try:
-            message = await channel.send(embed=embed, view=view, files=files)
+            try:
+                message = await channel.send(embed=embed, view=view, files=_files(sources))
+            except discord.HTTPException as exc:
+                if exc.status != 413 or not sources:
+                    raise
+                # Too big to attach: the item without its images beats no item at all.
+                embed.add_field(name="Sources", value="too large to attach here", inline=False)
+                message = await channel.send(embed=embed, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
             await self._warn_owner(
                 item.guild_id, f"I cannot post in <#{channel.id}> ({exc.status})"
             )
             return False
-        view.stop()
+        except discord.HTTPException as exc:
+            log.warning("review #%d not posted (%s); it stays in /mod queue", item.id, exc.status)
+            return False
+        finally:
+            view.stop()
         await self.services.db.write(
             self.services.moderation.set_item_message, item.id, channel.id, message.id
         )
         return True
+
+    async def _channel(self, channel_id: int) -> discord.abc.Messageable | None:
+        """From the cache, else from Discord (right after a start the cache may be empty)."""
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        return channel if isinstance(channel, discord.abc.Messageable) else None
 
     async def refresh(self, item_id: int) -> None:
         """Show the latest decisions on the item's message (if it has one)."""
@@ -211,20 +236,30 @@ class ReviewBoard:
 
         if not await self.services.db.write(claim):
             return
-        guild = self.bot.get_guild(guild_id)
-        text = (
-            f"A job in **{guild.name if guild else guild_id}** needs a moderator's review, but "
-            f"{why}. Fix it with `/settings mod-channel` (and let me send messages and attach "
-            "files there); until then moderators can find open items with `/mod queue`."
-        )
         log.warning("guild %s: review items cannot be posted: %s", guild_id, why)
-        if guild is None:
-            return
         try:
-            owner = guild.owner or await guild.fetch_member(guild.owner_id)
-            await owner.send(text)
-        except discord.HTTPException as exc:
-            log.warning("guild %s: could not tell the owner (%s)", guild_id, exc.status)
+            guild = self.bot.get_guild(guild_id) or await self.bot.fetch_guild(guild_id)
+            owner = await self.bot.fetch_user(guild.owner_id) if guild.owner_id else None
+            if owner is None:
+                raise LookupError("the server has no owner we can reach")
+            await owner.send(
+                f"A job in **{guild.name}** needs a moderator's review, but {why}. Fix it with "
+                "`/settings mod-channel` (and let me send messages and attach files there); "
+                "until then moderators can find open items with `/mod queue`."
+            )
+        except discord.Forbidden as exc:  # the owner takes no DMs: asking again will not help
+            log.warning("guild %s: the owner does not accept DMs (%s)", guild_id, exc.code)
+        except (discord.HTTPException, LookupError) as exc:
+            # Not told after all (a passing failure): let the next item try again.
+            log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
+            await self.services.db.write(guilds.update, guild_id, mod_channel_warned=False)
+
+
+def _files(sources: list) -> list[discord.File]:
+    return [
+        discord.File(io.BytesIO(s.data), filename=f"{s.role}{n + 1}.{_ext(s.mime)}")
+        for n, s in enumerate(sources[:10])
+    ]
 
 
 def _ext(mime: str) -> str:

@@ -106,7 +106,11 @@ def status_line(job: JobRecord, message: str | None) -> str:
 
 
 def status_embed(
-    job: JobRecord, message: str | None = None, *, balance: int | None = None
+    job: JobRecord,
+    message: str | None = None,
+    *,
+    balance: int | None = None,
+    refunded: int = 0,
 ) -> discord.Embed:
     colour = {
         J.DONE: discord.Colour.green(),
@@ -122,6 +126,8 @@ def status_embed(
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
         cost = f"{job.charged:,} Buzz charged"
+        if refunded:
+            cost += f", {refunded:,} refunded"
     else:
         cost = f"{job.hold_amount or job.estimate:,} Buzz held"
     if balance is not None:
@@ -319,7 +325,9 @@ class DiscordPublisher:
         if job.final:
             self._last_edit.pop(job.id, None)
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
-        embed = status_embed(job, update.message, balance=balance)
+        hold = await self.ledger.hold_of(job.id) if job.final else None
+        refunded = int(hold["refunded"]) if hold is not None else 0
+        embed = status_embed(job, update.message, balance=balance, refunded=refunded)
         active = not job.final and job.status is not J.DELIVERING
         view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))
         try:
@@ -350,9 +358,13 @@ class DiscordPublisher:
         settings = await self.guilds.get(job.guild_id)
         if settings.log_channel_id is None:
             return
-        icon = {J.DONE: "✅", J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛"}.get(
-            job.status, "❌"
-        )
+        icon = {
+            J.DONE: "✅",
+            J.BLOCKED: "🚫",
+            J.REJECTED: "🚫",
+            J.CANCELED: "⏹️",
+            J.EXPIRED: "⌛",
+        }.get(job.status, "❌")
         text = (
             f"{icon} <@{job.member_id}> · {job.model} {operation_word(job)} · "
             f"{job.charged or 0:,} Buzz · {job.status.value} · job `{job.id}`"

@@ -47,6 +47,8 @@ CLOSING = {
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
     "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
+    # Charged, but the images could not be posted: refund it or leave it.
+    "undelivered": {Action.REFUND, Action.DISMISS},
 }
 
 
@@ -172,10 +174,15 @@ class ReviewService:
         elif action is Action.REFUND:
             self.ledger.refund(tx, job.id, actor_id=actor_id, reason=f"refund of review #{item.id}")
             summary = f"refunded {refundable:,} Buzz to <@{job.member_id}>"
-            verdict = f"blocked; a moderator refunded the {refundable:,} Buzz it cost"
+            lead = "blocked; " if item.kind == "blocked" else "not posted; "
+            verdict = f"{lead}a moderator refunded the {refundable:,} Buzz it cost"
         else:
             summary = "dismissed: no change"
-            verdict = "blocked; a moderator reviewed it and the block stands"
+            verdict = (
+                "blocked; a moderator reviewed it and the block stands"
+                if item.kind == "blocked"
+                else None
+            )
         self._audit(tx, closed, action, actor_id, refunded=refundable or None)
         return Outcome(closed, job, summary, verdict)
 
@@ -326,6 +333,8 @@ class ReviewService:
 def _unfit(item: ReviewItem, action: Action) -> str:
     if item.kind == "held":
         return "This job is held by the prompt filter: Approve or Reject it."
+    if item.kind == "undelivered":
+        return "This job's images could not be posted: Refund or Dismiss it."
     return f"This job was blocked upstream; {action.value} applies only to held jobs."
 
 

@@ -41,6 +41,9 @@ async def decide(
     bot = bot_of(interaction)
     await require_moderator(interaction, bot.services.guilds)
     assert interaction.guild_id is not None
+    # Answer Discord now: the decision, the member's message and the item's edit follow.
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
     outcome = await bot.review.act(
         interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
     )
@@ -150,6 +153,7 @@ class AppealModal(discord.ui.Modal, title="Appeal to the moderators"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
         await bot.review.appeal(
             interaction.guild_id, self.job_id, interaction.user.id, self.note.value
         )
@@ -183,7 +187,7 @@ class Moderation(commands.Cog):
     @mod.command(name="queue", description="Open review items, oldest first")
     async def queue(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        items = await self.services.moderation.open_items(interaction.guild_id)
+        items = await self.services.moderation.open_items(interaction.guild_id, limit=200)
         if not items:
             await reply(interaction, "Nothing waits for review.")
             return
@@ -200,8 +204,19 @@ class Moderation(commands.Cog):
             prompt = truncate(job.prompt, 50) if job else ""
             appeal = " · appealed" if item.appeal_note else ""
             lines.append(f"#{item.id} {kind} · {who} · {prompt} · {where}{appeal}")
+        shown, size = [], 0
+        for line in lines:  # an embed's description holds 4,096 characters
+            if size + len(line) + 1 > 3900:
+                break
+            shown.append(line)
+            size += len(line) + 1
+        more = len(lines) - len(shown)
+        if more:
+            shown.append(f"… and {more} more; decide these first")
         embed = discord.Embed(
-            title="Review queue", description="\n".join(lines), colour=discord.Colour.orange()
+            title=f"Review queue ({len(lines)} open)",
+            description="\n".join(shown),
+            colour=discord.Colour.orange(),
         )
         await reply(interaction, "", embed=embed)
 

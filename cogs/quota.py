@@ -3,6 +3,8 @@ admin role, checked at runtime). Each change answers with the value now in force
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import io
 from typing import TYPE_CHECKING
 
@@ -11,7 +13,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.app import reply
+from bot.app import UserFacingError, reply
 from bot.store.ledger import MAX_AMOUNT
 from bot.store.periods import describe_moment
 from cogs.checks import require_admin
@@ -128,6 +130,7 @@ class Quota(commands.Cog):
             amount,
             actor_id=interaction.user.id,
             reason=reason,
+            roles=tuple(r.id for r in member.roles),
         )
         await reply(
             interaction,
@@ -150,6 +153,7 @@ class Quota(commands.Cog):
             amount,
             actor_id=interaction.user.id,
             reason=reason,
+            roles=tuple(r.id for r in member.roles),
         )
         await reply(
             interaction,
@@ -239,10 +243,19 @@ class Quota(commands.Cog):
     @quota.command(name="export", description="The server's whole Buzz ledger as a CSV file")
     async def export(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)  # big ledgers take time
         data = (await self.ledger.export_csv(interaction.guild_id)).encode()
-        file = discord.File(io.BytesIO(data), filename=f"ledger-{interaction.guild_id}.csv")
         entries = data.count(b"\n") - 1  # minus the header line
-        await interaction.response.send_message(f"{entries} entries.", file=file, ephemeral=True)
+        name = f"ledger-{interaction.guild_id}.csv"
+        if len(data) > interaction.filesize_limit:
+            data, name = await asyncio.to_thread(gzip.compress, data), name + ".gz"
+        if len(data) > interaction.filesize_limit:
+            raise UserFacingError(
+                f"The ledger ({entries:,} entries) is too large to send here even compressed; "
+                "the operator can run `python -m bot ledger export` on the server."
+            )
+        file = discord.File(io.BytesIO(data), filename=name)
+        await interaction.followup.send(f"{entries:,} entries.", file=file, ephemeral=True)
 
 
 async def setup(bot: ImageBot) -> None:

@@ -143,11 +143,15 @@ class Settings(commands.Cog):
 
     @settings.command(name="channel", description="Allow or refuse image commands in a channel")
     @app_commands.describe(
-        allowed="True: allow it (once any channel is allowed, only allowed "
-        "ones work); False: refuse it"
+        channel="A text, voice, forum or stage channel (its threads follow it)",
+        allowed="True: allow it (when some channels are allowed, only those work); "
+        "False: refuse it",
     )
     async def channel(
-        self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
+        self,
+        interaction: discord.Interaction,
+        channel: discord.abc.GuildChannel,
+        allowed: bool,
     ) -> None:
         assert interaction.guild_id is not None
         updated = await self.services.db.write(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import re
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
 
 from bot.config import ConfigError, Settings, load_settings, problems_for_running
 from bot.store.db import utcnow
@@ -69,10 +73,39 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:
+        lock = hold_instance_lock(settings.database.path)
+    except AlreadyRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings)
-    with contextlib.suppress(KeyboardInterrupt):
+    with lock, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(settings, sync=args.sync))
     return 0
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def hold_instance_lock(db_path: Path) -> IO[str]:
+    """One bot per database: two would both resume every job and post each result twice.
+    The lock lives as long as the returned file stays open (the whole run)."""
+    path = db_path.with_name(db_path.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(
+            f"another bot is already running on {db_path} (lock {path}); stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _main(settings: Settings, *, sync: bool) -> None:

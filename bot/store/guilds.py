@@ -176,7 +176,18 @@ class GuildStore:
         *,
         actor_id: int | None,
     ) -> GuildSettings:
-        """allowed=True adds to the allow-list, False denies, None forgets the channel's rule."""
+        """Make image commands work, or not, in one channel.
+
+        allowed=True on a refused channel lifts the refusal (it does not start an allow-list);
+        on any other channel it puts the channel on the allow-list (with one, only listed
+        channels work). allowed=False takes a channel off the allow-list if others remain on
+        it, else refuses it. None forgets the channel's rule.
+        """
+        current = self.load(tx, guild_id)
+        if allowed is True and channel_id in current.denied_channels:
+            allowed = None
+        elif allowed is False and current.allowed_channels - {channel_id}:
+            allowed = None  # off the allow-list means refused
         if allowed is None:
             tx.execute(
                 "DELETE FROM guild_channels WHERE guild_id = ? AND channel_id = ?",

@@ -563,8 +563,13 @@ class Ledger:
         *,
         actor_id: int | None,
         reason: str | None,
+        roles: Sequence[int] | None = None,
     ) -> Account:
+        """One-off Buzz on top of the allowance. With the member's roles (from Discord), the
+        refill due this period is applied first, so the balance reported is the real one."""
         check_amount(amount)
+        if roles is not None:
+            self.refresh(tx, guild_id, member_id, roles)
         self._account(tx, guild_id, member_id)
         self._entry(
             tx, guild_id, member_id, "grant", amount, 0, amount, actor_id=actor_id, reason=reason
@@ -590,9 +595,13 @@ class Ledger:
         *,
         actor_id: int | None,
         reason: str | None,
+        roles: Sequence[int] | None = None,
     ) -> Account:
-        """Remove Buzz (grants first). Refused beyond the balance: it never goes negative."""
+        """Remove Buzz (grants first). Refused beyond the balance: it never goes negative.
+        With the member's roles, the refill due this period counts (as for grant)."""
         check_amount(amount)
+        if roles is not None:
+            self.refresh(tx, guild_id, member_id, roles)
         account = self._account(tx, guild_id, member_id)
         if amount > account.total:
             raise InvalidAmount(

@@ -82,3 +82,13 @@ def test_interaction_tokens_in_webhook_urls_are_redacted():
     RedactSecrets([]).filter(record)
     assert token not in record.getMessage()
     assert "/webhooks/1234567890/***/messages" in record.getMessage()
+
+
+def test_a_second_bot_on_the_same_database_refuses_to_start(tmp_path):
+    from bot.cli.run_cmd import hold_instance_lock
+
+    db = tmp_path / "bot.sqlite3"
+    with hold_instance_lock(db):
+        result = bot("run", env=clean_env(BOT_DB_PATH=str(db), DISCORD_TOKEN="x" * 40))
+    assert result.returncode == 2
+    assert "already running" in result.stderr

@@ -201,7 +201,7 @@ async def test_mod_queue_lists_open_items_oldest_first(tmp_path):
         await item_message(w, two)
         text = await ask(w, w.moderator, "mod queue")
         lines = text.strip().splitlines()
-        assert lines[0] == "Review queue"
+        assert lines[0] == "Review queue (2 open)"
         assert lines[1].startswith(f"#1 blocked · <@{w.member}> · the first one · [open](")
         assert lines[2].startswith(f"#2 held · <@{w.member}> · the second one · [open](")
         await press(w, first_item, "Dismiss", w.moderator)
@@ -242,3 +242,35 @@ async def test_an_approval_long_after_the_request_is_posted_in_the_channel(tmp_p
         assert result["content"] == f"<@{w.member}> your images are ready."
         await w.wait_status(job, "Done")
         assert (await w.wait_job(job.id, "done")).charged == COST
+
+
+async def test_a_long_queue_fits_in_one_answer_and_says_how_many_more(tmp_path):
+    """Sixty open items: the answer stays under Discord's embed limit instead of failing."""
+    from bot.store.jobs import JobStatus, NewJob
+
+    async with world(tmp_path) as w:
+
+        def many(tx):
+            for n in range(60):
+                job_id = f"j{n:017x}"
+                w.services.jobs.insert(
+                    tx,
+                    NewJob(
+                        id=job_id,
+                        guild_id=w.guild,
+                        channel_id=w.channel,
+                        member_id=w.member,
+                        model="gpt-image-2",
+                        operation="createImage",
+                        options={"prompt": "a long prompt about castles " * 4},
+                        step={},
+                        estimate=78,
+                        status=JobStatus.BLOCKED,
+                    ),
+                )
+                w.services.moderation.create_item(tx, w.guild, job_id, "blocked", "filter")
+
+        await w.services.db.write(many)
+        text = await ask(w, w.moderator, "mod queue")
+        assert len(text) < 4096 + 100
+        assert "Review queue (60 open)" in text and "more; decide these first" in text

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.discord.harness import world
+from tests.discord.harness import answer, text_of, world
 
 
 async def test_blocked_job_refund_through_discord(tmp_path):
@@ -30,8 +30,7 @@ async def test_blocked_job_refund_through_discord(tmp_path):
         denied = await w.fake.click(
             int(item_message["id"]), refund["custom_id"], w.other, guild_id=w.guild, channel_id=mods
         )
-        r = await denied.response()
-        assert denied.ephemeral and "moderator" in r["data"]["content"].lower()
+        assert "moderator" in text_of(await answer(denied)).lower() and denied.ephemeral
         assert await w.available() == 1000 - 78
         second_mod = w.fake.add_member(w.guild, "mod2", permissions=1 << 13)
         first, second = await asyncio.gather(
@@ -50,12 +49,7 @@ async def test_blocked_job_refund_through_discord(tmp_path):
                 channel_id=mods,
             ),
         )
-        answers = sorted(
-            [
-                (await first.response())["data"]["content"],
-                (await second.response())["data"]["content"],
-            ]
-        )
+        answers = sorted([text_of(await answer(first)), text_of(await answer(second))])
         assert answers[0].startswith("Already handled by <@"), answers
         assert answers[1].startswith("Review #1: refunded 78 Buzz"), answers
         assert await w.available() == 1000
@@ -67,3 +61,5 @@ async def test_blocked_job_refund_through_discord(tmp_path):
         assert "refunded" in edited["embeds"][0]["fields"][-1]["name"]
         status = w.fake.message(job.status_message_id)
         assert "refunded the 78 Buzz" in status["embeds"][0]["fields"][-1]["value"]
+        buzz = next(f["value"] for f in status["embeds"][0]["fields"] if f["name"] == "Buzz")
+        assert buzz.startswith("78 Buzz charged, 78 refunded") and "balance: 1,000" in buzz

@@ -9,8 +9,9 @@ from datetime import timedelta
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
 from bot.orchestrator.simulator import Outcome
+from bot.review import Action, ReviewService
 from bot.store.jobs import JobStatus
-from tests.engine.harness import MEMBER, harness
+from tests.engine.harness import GUILD, MEMBER, harness
 
 PRICE = 78  # gpt-image-2 medium 1024x1024
 
@@ -69,6 +70,11 @@ async def test_images_that_cannot_be_fetched_fail_the_job_and_go_to_the_moderato
         events = [detail for _, detail, _ in await h.jobs.events(job.id)]
         assert events.count("delivery failed") == 2  # three attempts, the last one fails it
         assert h.publisher.posts == []
+        # A moderator gives the Buzz back.
+        review = ReviewService(h.db, h.engine, h.jobs, h.ledger, h.moderation, h.guilds)
+        outcome = await review.act(GUILD, item.id, Action.REFUND, actor_id=42)
+        assert outcome.item.status == "refunded"
+        assert await h.available() == 500
 
 
 async def test_a_submit_that_reached_the_orchestrator_before_a_crash_is_recovered(tmp_path):

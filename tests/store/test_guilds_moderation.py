@@ -288,3 +288,16 @@ def test_threads_follow_their_parent_channels_rule() -> None:
     assert only.channel_allowed(11, parent_id=10), "a thread of an allowed channel"
     assert not only.channel_allowed(12, parent_id=20)
     assert not only.channel_allowed(20)
+
+
+async def test_allowing_a_refused_channel_lifts_the_refusal_only(
+    db: Database, guilds: GuildStore
+) -> None:
+    await db.write(guilds.set_channel, GUILD, 12, False, actor_id=42)
+    s = await db.write(guilds.set_channel, GUILD, 12, True, actor_id=42)
+    assert s.channel_allowed(12) and s.channel_allowed(10), "no allow-list was started"
+    s = await db.write(guilds.set_channel, GUILD, 10, True, actor_id=42)
+    s = await db.write(guilds.set_channel, GUILD, 11, True, actor_id=42)
+    assert s.allowed_channels == {10, 11}
+    s = await db.write(guilds.set_channel, GUILD, 11, False, actor_id=42)
+    assert s.allowed_channels == {10} and not s.channel_allowed(11) and not s.denied_channels
