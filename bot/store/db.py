@@ -96,6 +96,9 @@ class Database:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            # Checkpoint (and fsync) every ~40 MB of WAL rather than every ~4 MB: fewer commits
+            # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
+            await conn.execute("PRAGMA wal_autocheckpoint = 10000")
         except BaseException:
             await conn.close()
             raise

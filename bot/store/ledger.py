@@ -311,9 +311,16 @@ class Ledger:
         """Allowance held across a refill comes back only up to the allowance: like any unused
         allowance of an earlier period, the rest expired at that refill."""
         guild_id, member_id = hold["guild_id"], hold["member_id"]
-        account = self._account(tx, guild_id, member_id)
-        if not released_allowance or hold["refill_key"] == account.last_refill_key:
+        if not released_allowance:
             return
+        latest = fetch_row(
+            tx,
+            "SELECT last_refill_key FROM accounts WHERE guild_id = ? AND member_id = ?",
+            (guild_id, member_id),
+        )
+        if latest is None or hold["refill_key"] == latest[0]:
+            return  # no refill since the hold: the usual case, one read
+        account = self._account(tx, guild_id, member_id)
         # This period's allowance already spoken for by its own running jobs.
         current = fetch_row(
             tx,
