@@ -80,8 +80,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings)
     with lock, contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(settings, sync=args.sync))
+        try:
+            asyncio.run(_main(settings, sync=args.sync))
+        except StartupFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return 0
+
+
+class StartupFailed(Exception):
+    """Discord refused the token or could not be reached: the admin's to fix, not a bug."""
 
 
 class AlreadyRunning(Exception):
@@ -109,6 +117,9 @@ def hold_instance_lock(db_path: Path) -> IO[str]:
 
 
 async def _main(settings: Settings, *, sync: bool) -> None:
+    import aiohttp
+    import discord
+
     from bot.app import ImageBot  # discord.py is only imported for this command
     from bot.services import build_services
 
@@ -118,6 +129,10 @@ async def _main(settings: Settings, *, sync: bool) -> None:
         assert settings.discord.token is not None
         async with bot:
             await bot.start(settings.discord.token.get_secret_value())
+    except discord.LoginFailure:
+        raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except (aiohttp.ClientConnectorError, OSError) as exc:
+        raise StartupFailed(f"cannot reach Discord: {exc}") from None
     finally:
         await services.aclose()
 
