@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.cli import check_config, jobs_cmd, ledger_cmd, quote, run_cmd, simulator_cmd
+from bot.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,4 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:  # every command: a clear message naming the key, exit 1
+        print(exc, file=sys.stderr)
+        return 1

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from bot.config import ConfigError, load_settings, problems_for_running
+from bot.config import load_settings, problems_for_running
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,11 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
     problems = problems_for_running(settings)
     db_dir = settings.database.path.resolve().parent
     probe = db_dir

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 from bot.cli.table import table
-from bot.config import ConfigError, load_settings
+from bot.config import load_settings
 from bot.store.db import Database
 from bot.store.jobs import JobStore
 
@@ -22,11 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
 
     async def go() -> int:
         async with Database(settings.database.path) as db:

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 
 from bot.cli.table import table
-from bot.config import ConfigError, load_settings
+from bot.config import load_settings
 from bot.store.db import Database
 from bot.store.ledger import Ledger, LedgerError
 
@@ -40,11 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(action, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
 
     async def go() -> int:
         async with Database(settings.database.path) as db:

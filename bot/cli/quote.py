@@ -13,7 +13,7 @@ from bot.catalog import CatalogError, FieldError, RequestOptions, build_request,
 from bot.catalog.names import Operation
 from bot.catalog.request import ImageRequest
 from bot.catalog.sizes import parse_size
-from bot.config import ConfigError, load_settings
+from bot.config import load_settings
 from bot.orchestrator.client import OrchestratorClient
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.whatif:
         try:
             out["whatif"] = asyncio.run(_whatif(args, request))
-        except (ConfigError, OrchestratorError) as exc:
+        except OrchestratorError as exc:
             print(f"whatif failed: {exc}", file=sys.stderr)
             return 1
     if args.json:

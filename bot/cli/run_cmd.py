@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from bot.config import ConfigError, Settings, load_settings, problems_for_running
+from bot.config import Settings, load_settings, problems_for_running
 from bot.store.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,7 @@ def configure_logging(settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
     problems = problems_for_running(settings)
     if problems:
         for problem in problems:
@@ -140,11 +136,7 @@ async def _main(settings: Settings, *, sync: bool) -> None:
 def health(args: argparse.Namespace) -> int:
     from bot.app import heartbeat_path
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
     problems = problems_for_running(settings)
     path = heartbeat_path(settings.database.path)
     try:
