@@ -574,24 +574,11 @@ class Ledger:
     ) -> Account:
         """One-off Buzz on top of the allowance. With the member's roles (from Discord), the
         refill due this period is applied first, so the balance reported is the real one."""
-        check_amount(amount)
-        if roles is not None:
-            self.refresh(tx, guild_id, member_id, roles)
-        self._account(tx, guild_id, member_id)
+        self._admin_opening(tx, guild_id, member_id, amount, roles)
         self._entry(
             tx, guild_id, member_id, "grant", amount, 0, amount, actor_id=actor_id, reason=reason
         )
-        audit.record(
-            tx,
-            self.clock(),
-            "ledger.grant",
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target=f"member:{member_id}",
-            amount=amount,
-            reason=reason,
-        )
-        return self._account(tx, guild_id, member_id)
+        return self._admin_closing(tx, "grant", guild_id, member_id, amount, actor_id, reason)
 
     def take(
         self,
@@ -606,10 +593,7 @@ class Ledger:
     ) -> Account:
         """Remove Buzz (grants first). Refused beyond the balance: it never goes negative.
         With the member's roles, the refill due this period counts (as for grant)."""
-        check_amount(amount)
-        if roles is not None:
-            self.refresh(tx, guild_id, member_id, roles)
-        account = self._account(tx, guild_id, member_id)
+        account = self._admin_opening(tx, guild_id, member_id, amount, roles)
         if amount > account.total:
             raise InvalidAmount(
                 f"cannot take {amount:,} Buzz: the member has {account.total:,} available"
@@ -627,10 +611,30 @@ class Ledger:
             actor_id=actor_id,
             reason=reason,
         )
+        return self._admin_closing(tx, "take", guild_id, member_id, amount, actor_id, reason)
+
+    def _admin_opening(
+        self, tx: Conn, guild_id: int, member_id: int, amount: int, roles: Sequence[int] | None
+    ) -> Account:
+        check_amount(amount)
+        if roles is not None:
+            self.refresh(tx, guild_id, member_id, roles)
+        return self._account(tx, guild_id, member_id)
+
+    def _admin_closing(
+        self,
+        tx: Conn,
+        action: str,
+        guild_id: int,
+        member_id: int,
+        amount: int,
+        actor_id: int | None,
+        reason: str | None,
+    ) -> Account:
         audit.record(
             tx,
             self.clock(),
-            "ledger.take",
+            f"ledger.{action}",
             guild_id=guild_id,
             actor_id=actor_id,
             target=f"member:{member_id}",
