@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from bot.catalog.errors import CatalogError, FieldError
 from bot.catalog.inputs import ImageGenInput, input_model
-from bot.catalog.names import Model, Operation, command_name
+from bot.catalog.names import Model, Operation
 from bot.catalog.pricing import total_price
 from bot.catalog.sizes import (
     format_size,
@@ -356,9 +356,3 @@ def _bounds(cls: type[ImageGenInput], name: str) -> tuple[Any, Any]:
         lo = getattr(meta, "ge", lo)
         hi = getattr(meta, "le", hi)
     return lo, hi
-
-
-def describe(model: Model, operation: Operation) -> str:
-    """'/create gpt-image-1-5'-style label for messages."""
-    verb = "edit" if operation is Operation.EDIT else "create"
-    return f"/{verb} {command_name(model)}"

@@ -272,13 +272,6 @@ class JobStore:
         )
         return [SourceImage(r[0], r[1], r[2], r[3], bytes(r[4])) for r in found]
 
-    def copy_sources(self, tx: Conn, from_job: str, to_job: str) -> None:
-        tx.execute(
-            "INSERT INTO job_sources (job_id, idx, role, mime, width, height, data)"
-            " SELECT ?, idx, role, mime, width, height, data FROM job_sources WHERE job_id = ?",
-            (to_job, from_job),
-        )
-
     async def active(self) -> list[JobRecord]:
         marks = ",".join("?" * len(ACTIVE))
         rows = await self.db.fetchall(
