@@ -51,6 +51,11 @@ def row(conn: Conn, sql: str, params: Iterable[Any] = ()) -> Row | None:
     return conn.execute(sql, tuple(params)).fetchone()
 
 
+def scalar(conn: Conn, sql: str, params: Iterable[Any] = ()) -> Any:
+    found = conn.execute(sql, tuple(params)).fetchone()
+    return found[0] if found else None
+
+
 class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
