@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -14,7 +15,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.app import UserFacingError, reply
-from bot.store.ledger import MAX_AMOUNT
+from bot.store.ledger import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
 from cogs.checks import require_admin
 
@@ -112,6 +113,27 @@ class Quota(commands.Cog):
             f"{member.mention}'s allowance is now **{amount:,} Buzz {per(period.value)}**.",
         )
 
+    async def _change(
+        self,
+        interaction: discord.Interaction,
+        operation: Callable[..., Account],
+        member: discord.Member,
+        amount: int,
+        reason: str | None,
+    ) -> int:
+        """A grant or a take, with the member's roles so the refill due counts; the new total."""
+        assert interaction.guild_id is not None
+        account = await self.services.db.write(
+            operation,
+            interaction.guild_id,
+            member.id,
+            amount,
+            actor_id=interaction.user.id,
+            reason=reason,
+            roles=tuple(r.id for r in member.roles),
+        )
+        return account.total
+
     @quota.command(
         name="grant", description="Give a member Buzz on top of their allowance (never expires)"
     )
@@ -122,19 +144,10 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
-        account = await self.services.db.write(
-            self.ledger.grant,
-            interaction.guild_id,
-            member.id,
-            amount,
-            actor_id=interaction.user.id,
-            reason=reason,
-            roles=tuple(r.id for r in member.roles),
-        )
+        total = await self._change(interaction, self.ledger.grant, member, amount, reason)
         await reply(
             interaction,
-            f"Granted {amount:,} Buzz to {member.mention}; their balance is now {account.total:,}.",
+            f"Granted {amount:,} Buzz to {member.mention}; their balance is now {total:,}.",
         )
 
     @quota.command(name="take", description="Take Buzz from a member (never below zero)")
@@ -145,19 +158,10 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
-        account = await self.services.db.write(
-            self.ledger.take,
-            interaction.guild_id,
-            member.id,
-            amount,
-            actor_id=interaction.user.id,
-            reason=reason,
-            roles=tuple(r.id for r in member.roles),
-        )
+        total = await self._change(interaction, self.ledger.take, member, amount, reason)
         await reply(
             interaction,
-            f"Took {amount:,} Buzz from {member.mention}; their balance is now {account.total:,}.",
+            f"Took {amount:,} Buzz from {member.mention}; their balance is now {total:,}.",
         )
 
     @quota.command(

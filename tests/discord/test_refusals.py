@@ -20,6 +20,19 @@ async def refused(w: World, handle, balance: int = GRANT) -> str:
     return text_of(message)
 
 
+async def refused_after_download(w: World, handle) -> str:
+    """A problem found only in the downloaded file: the public status message (posted first)
+    is taken down, the answer is private, and nothing was held. Returns the answer."""
+    await handle.response()  # the status message goes up before the download
+    reply = await handle.wait_for_followup()
+    assert reply["flags"] & 64
+    await w.fake.settle()
+    assert w.fake.is_deleted(handle.record.original_message_id)
+    assert await w.jobs() == [] and await w.holds() == 0
+    assert await w.available() == GRANT and w.sim.submissions == []
+    return reply["content"]
+
+
 async def test_gpt_image_2_size_not_a_multiple_of_16_suggests_the_nearest(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(GRANT)
@@ -197,15 +210,9 @@ async def test_a_damaged_image_found_after_download_removes_the_status_message(t
             options={"prompt": "restore it"},
             attachments={"image": ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "image/png")},
         )
-        await h.response()  # the status message goes up before the download
-        reply = await h.wait_for_followup()
-        assert reply["flags"] & 64
-        assert reply["content"].startswith("**image**: image is not a PNG, JPEG, WebP or GIF")
-        assert reply["content"].endswith("damaged). Nothing was charged.")
-        await w.fake.settle()
-        assert w.fake.is_deleted(h.record.original_message_id)
-        assert await w.jobs() == [] and await w.holds() == 0
-        assert await w.available() == GRANT and w.sim.submissions == []
+        text = await refused_after_download(w, h)
+        assert text.startswith("**image**: image is not a PNG, JPEG, WebP or GIF")
+        assert text.endswith("damaged). Nothing was charged.")
 
 
 async def test_a_mask_of_another_shape_is_refused_after_download(tmp_path):
@@ -222,15 +229,9 @@ async def test_a_mask_of_another_shape_is_refused_after_download(tmp_path):
                 "mask": ("mask.png", png(64, 32, (255, 255, 255)), "image/png"),
             },
         )
-        await h.response()
-        reply = await h.wait_for_followup()
-        assert reply["flags"] & 64
-        assert reply["content"].startswith("**mask**: the mask is 64x32 but the image is 64x64")
-        assert reply["content"].endswith("as the image. Nothing was charged.")
-        await w.fake.settle()
-        assert w.fake.is_deleted(h.record.original_message_id)
-        assert await w.jobs() == [] and await w.holds() == 0
-        assert await w.available() == GRANT and w.sim.submissions == []
+        text = await refused_after_download(w, h)
+        assert text.startswith("**mask**: the mask is 64x32 but the image is 64x64")
+        assert text.endswith("as the image. Nothing was charged.")
 
 
 async def test_imagine_with_a_mask_but_no_image(tmp_path):
