@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.catalog import Model, Operation, RequestOptions  # noqa: E402
+from bot.civitai.client import OrchestratorClient  # noqa: E402
+from bot.civitai.models import Workflow  # noqa: E402
+from bot.civitai.simulator import RUNTIMES  # noqa: E402
 from bot.config import GuildDefaults, Settings  # noqa: E402
 from bot.engine.engine import Engine, EngineSettings  # noqa: E402
 from bot.engine.follow import LongPoll, Schedule  # noqa: E402
 from bot.engine.requests import JobRequest, Requester  # noqa: E402
-from bot.orchestrator.client import OrchestratorClient  # noqa: E402
-from bot.orchestrator.models import Workflow  # noqa: E402
-from bot.orchestrator.simulator import RUNTIMES  # noqa: E402
 from bot.services import build_services  # noqa: E402
 
 DOCS_CADENCE = (5, 10, 20, 30, 30, 60)

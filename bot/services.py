@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.simulator import Simulator
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore

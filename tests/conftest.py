@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.schema import OpenApiDocument
-from bot.orchestrator.simulator import Simulator
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.schema import OpenApiDocument
+from bot.civitai.simulator import Simulator
 
 # Every duration (runtimes and the `wait` parameter) is multiplied by this: wait=60 → 0.3 s.
 FAST = 0.005

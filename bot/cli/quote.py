@@ -13,12 +13,12 @@ from bot.catalog import CatalogError, FieldError, RequestOptions, build_request,
 from bot.catalog.names import Operation
 from bot.catalog.request import ImageRequest
 from bot.catalog.sizes import parse_size
+from bot.civitai.client import OrchestratorClient
 from bot.config import load_settings
-from bot.orchestrator.client import OrchestratorClient
 
 if TYPE_CHECKING:
-    from bot.orchestrator.simulator import Simulator
-from bot.orchestrator.errors import OrchestratorError
+    from bot.civitai.simulator import Simulator
+from bot.civitai.errors import OrchestratorError
 
 PLACEHOLDER_PROMPT = "a lighthouse on a rocky coast at dusk"
 EXIT_INVALID = 2
@@ -114,7 +114,7 @@ def _fail(args: argparse.Namespace, errors: list[FieldError]) -> int:
 
 
 async def _whatif(args: argparse.Namespace, request: ImageRequest) -> int:
-    from bot.orchestrator.simulator import Simulator  # only --whatif needs aiohttp and Pillow
+    from bot.civitai.simulator import Simulator  # only --whatif needs aiohttp and Pillow
 
     settings = load_settings(args.config)
     simulator: Simulator | None = None

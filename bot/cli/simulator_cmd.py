@@ -9,7 +9,7 @@ import secrets
 import signal
 from pathlib import Path
 
-from bot.orchestrator.simulator import Outcome, Simulator
+from bot.civitai.simulator import Outcome, Simulator
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -26,6 +26,17 @@ from typing import Any
 
 from bot.catalog import CatalogError, build_request
 from bot.catalog.request import ImageRequest
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import (
+    BlobRefused,
+    Forbidden,
+    NotFound,
+    OrchestratorError,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from bot.civitai.models import Workflow, WorkflowStatus
 from bot.engine.follow import FollowPolicy, LongPoll
 from bot.engine.publisher import (
     OperatorAlerts,
@@ -35,17 +46,6 @@ from bot.engine.publisher import (
     StatusUpdate,
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.errors import (
-    BlobRefused,
-    Forbidden,
-    NotFound,
-    OrchestratorError,
-    Unauthorized,
-    Unavailable,
-    ValidationFailed,
-)
-from bot.orchestrator.models import Workflow, WorkflowStatus
 from bot.store.db import Conn, Database, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore

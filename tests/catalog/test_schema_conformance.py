@@ -27,7 +27,7 @@ from bot.catalog.inputs import INPUT_MODELS, ImageGenInput
 from bot.catalog.names import Model, Operation
 from bot.catalog.request import ImageRequest
 from bot.catalog.sizes import GPT2_PRESETS
-from bot.orchestrator.schema import OpenApiDocument
+from bot.civitai.schema import OpenApiDocument
 
 ABSENT = object()  # the field is left out of the input altogether
 URLS = [f"https://image.civitai.com/source-{i}.png" for i in range(32)]
@@ -510,7 +510,7 @@ def test_dalle3_edit_refused_by_catalog_and_schema(openapi: OpenApiDocument) -> 
 
 def test_gpt2_multiple_of_16_is_a_catalog_rule_the_schema_lacks(openapi: OpenApiDocument) -> None:
     # The guide's rule: the catalog refuses it; the schema alone would let it through (the
-    # simulator adds the rule, see tests/orchestrator/test_simulator.py).
+    # simulator adds the rule, see tests/civitai/test_simulator.py).
     from bot.catalog.inputs import Gpt2Create
 
     raw = {**minimal(Gpt2Create), "width": 1000, "height": 1024}

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.orchestrator.schema import OpenApiDocument
-from bot.orchestrator.simulator import Simulator
+from bot.civitai.schema import OpenApiDocument
+from bot.civitai.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 FIVE = "gpt-image-2, gpt-image-1.5, gpt-image-1, dall-e-3, dall-e-2"

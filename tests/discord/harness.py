@@ -17,8 +17,8 @@ from typing import Any
 from PIL import Image
 
 from bot.app import ImageBot
+from bot.civitai.simulator import Simulator
 from bot.config import Settings
-from bot.orchestrator.simulator import Simulator
 from bot.services import Services, build_services
 from bot.store.db import utcnow
 from bot.store.jobs import JobRecord

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import World, answer, finish, started, text_of, world
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import (
     World,
     answer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import finished, started, world
 
 

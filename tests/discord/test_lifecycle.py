@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import (
     answer,
     buttons,

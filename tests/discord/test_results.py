@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import (
     World,
     answer,

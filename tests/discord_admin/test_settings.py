@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.orchestrator.simulator import Outcome
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import answer, is_ephemeral, text_of, world
 from tests.discord_admin.helpers import (
     COST,

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalog import Model, Operation, RequestOptions
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.simulator import Simulator
 from bot.config import GuildDefaults
 from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
 from bot.engine.publisher import ResultImage, StatusUpdate
 from bot.engine.requests import JobRequest, Requester
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.simulator import Simulator
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStore

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bot.civitai.simulator import Outcome, Simulator
 from bot.config import GuildDefaults
-from bot.orchestrator.simulator import Outcome, Simulator
 from bot.store.db import Conn, Database
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from bot.catalog import Model
+from bot.civitai.simulator import Outcome
 from bot.engine.engine import EngineSettings, NotAllowed
 from bot.engine.follow import LongPoll, Schedule
 from bot.engine.requests import Requester
-from bot.orchestrator.simulator import Outcome
 from bot.store import audit
 from bot.store.jobs import JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, harness

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from bot.civitai.simulator import Outcome
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
-from bot.orchestrator.simulator import Outcome
 from bot.review import Action, ReviewService
 from bot.store.jobs import JobStatus
 from tests.engine.harness import GUILD, MEMBER, harness

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.civitai.simulator import Simulator
 from bot.engine.publisher import ResultImage
-from bot.orchestrator.simulator import Simulator
 from bot.store.jobs import JobRecord, JobStatus, NewJob
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher, harness
 

@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from bot.catalog import RequestOptions, build_request
 from bot.catalog.names import Model, Operation
 from bot.catalog.request import ImageRequest
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.errors import (
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import (
     BlobRefused,
     Forbidden,
     NotFound,
@@ -30,9 +30,9 @@ from bot.orchestrator.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.orchestrator.models import WorkflowStatus
-from bot.orchestrator.schema import OpenApiDocument
-from bot.orchestrator.simulator import Outcome, Simulator
+from bot.civitai.models import WorkflowStatus
+from bot.civitai.schema import OpenApiDocument
+from bot.civitai.simulator import Outcome, Simulator
 from tests.conftest import RecordingSleep
 
 S = WorkflowStatus
@@ -456,7 +456,7 @@ async def test_the_token_never_reaches_logs_errors_or_reprs(
             assert TOKEN not in text, text
     assert caplog.records, "expected the client and httpx to log something"
     assert any(r.name.startswith("httpx") for r in caplog.records)
-    assert any(r.name == "bot.orchestrator.client" for r in caplog.records)  # retry warnings
+    assert any(r.name == "bot.civitai.client" for r in caplog.records)  # retry warnings
     for record in caplog.records:
         assert TOKEN not in record.getMessage(), record.name
     assert TOKEN not in caplog.text

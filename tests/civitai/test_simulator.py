@@ -14,10 +14,10 @@ from PIL import Image
 from bot.catalog import RequestOptions, build_request
 from bot.catalog.names import Model, Operation
 from bot.catalog.request import ImageRequest
-from bot.orchestrator.client import OrchestratorClient
-from bot.orchestrator.models import Workflow, WorkflowStatus
-from bot.orchestrator.schema import OpenApiDocument
-from bot.orchestrator.simulator import OUTCOMES, Outcome, Simulator
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.models import Workflow, WorkflowStatus
+from bot.civitai.schema import OpenApiDocument
+from bot.civitai.simulator import OUTCOMES, Outcome, Simulator
 
 S = WorkflowStatus
 WORKFLOWS = "/v2/consumer/workflows"

@@ -34,9 +34,9 @@ from bot.catalog.inputs import ImageGenInput, input_model
 from bot.catalog.names import Model, Operation
 from bot.catalog.request import price_input
 from bot.catalog.sizes import parse_size
-from bot.orchestrator.models import WorkflowStatus
-from bot.orchestrator.placeholder import CONTENT_TYPES, data_url_size, render
-from bot.orchestrator.schema import OpenApiDocument
+from bot.civitai.models import WorkflowStatus
+from bot.civitai.placeholder import CONTENT_TYPES, data_url_size, render
+from bot.civitai.schema import OpenApiDocument
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,22 @@ class Outcome:
 
 @dataclass
 class Fault:
+    """A scripted misbehaviour of one route: an error status, a 200 with a broken body, or an
+    answer that is lost after the request was acted on."""
+
     status: int
     times: int
     retry_after: float | None = None
     route: str | None = None
+    # Sent as it is (with `status`) instead of a problem document: garbage, malformed JSON.
+    body: bytes | None = None
+    # Act on the request, then drop the connection without answering (a lost answer).
+    lose: bool = False
+    # A monotonic time until which the fault holds, however many requests come (a burst).
+    until: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.times > 0 and (self.until is None or now < self.until)
 
 
 @dataclass
@@ -180,7 +192,7 @@ class Simulator:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_lose_answers])
         app.router.add_post("/v2/consumer/workflows", self._submit)
         app.router.add_get("/v2/consumer/workflows/{id}", self._get)
         app.router.add_put("/v2/consumer/workflows/{id}", self._update)
@@ -228,9 +240,20 @@ class Simulator:
         times: int = 1,
         retry_after: float | None = None,
         route: str | None = None,
+        body: bytes | None = None,
+        seconds: float | None = None,
     ) -> None:
-        """Answer the next `times` requests (of `route`: submit/get/cancel/blob) with `status`."""
-        self._faults.append(Fault(status, times, retry_after, route))
+        """Answer the next `times` requests (of `route`: submit/get/cancel/blob) with `status`
+        (and `body` as it is, when given: a 200 that is not JSON or not an image). With
+        `seconds`, every request for that long (real seconds, not scaled) instead."""
+        until = None if seconds is None else time.monotonic() + seconds
+        count = 1_000_000_000 if seconds is not None else times
+        self._faults.append(Fault(status, count, retry_after, route, body, until=until))
+
+    def lose_answer(self, *, route: str = "submit", times: int = 1) -> None:
+        """Act on the next `times` requests of `route`, then drop the connection unanswered:
+        the client cannot know whether its request took effect."""
+        self._faults.append(Fault(0, times, route=route, lose=True))
 
     def charged_total(self) -> int:
         now = time.monotonic()
@@ -335,14 +358,17 @@ class Simulator:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _problem(401, "Unauthorized")
         fault = self._take_fault(route)
+        if fault is not None and fault.lose:
+            request[LOSE] = True  # the handler acts, the middleware drops the answer
+            return None
         return _fault_response(fault) if fault is not None else None
 
     def _take_fault(self, route: str) -> Fault | None:
+        now = time.monotonic()
+        self._faults = [f for f in self._faults if f.active(now)]
         for fault in self._faults:
-            if fault.route in (None, route) and fault.times > 0:
+            if fault.route in (None, route):
                 fault.times -= 1
-                if fault.times == 0:
-                    self._faults.remove(fault)
                 return fault
         return None
 
@@ -601,6 +627,18 @@ class Simulator:
         return data
 
 
+LOSE = "sim.lose_answer"
+
+
+@web.middleware
+async def _lose_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A request marked by `lose_answer` has been acted on; its answer never arrives."""
+    response = await handler(request)
+    if request.get(LOSE) and request.transport is not None:
+        request.transport.abort()
+    return response
+
+
 def _wait(request: web.Request) -> float:
     try:
         return max(0.0, float(request.query.get("wait", "0")))
@@ -644,6 +682,10 @@ def _validation_problem(errors: list[Any]) -> web.Response:
 
 
 def _fault_response(fault: Fault) -> web.Response:
+    if fault.body is not None:
+        return web.Response(
+            status=fault.status, body=fault.body, headers={"Content-Type": "application/json"}
+        )
     if fault.status == 400:
         return _validation_problem([("body", "scripted validation failure")])
     response = _problem(fault.status, f"simulated {fault.status}")

@@ -61,7 +61,7 @@ class OpenApiDocument:
     @classmethod
     def load(cls) -> OpenApiDocument:
         """Parse the vendored document (about 1 MB: load once per owner, not per request)."""
-        text = resources.files("bot.orchestrator").joinpath(
+        text = resources.files("bot.civitai").joinpath(
             "schema/civitai-orchestration-v2.openapi.json"
         )
         return cls(json.loads(text.read_text(encoding="utf-8")))

@@ -25,7 +25,7 @@ import certifi
 import httpx
 from pydantic import SecretStr
 
-from bot.orchestrator.errors import (
+from bot.civitai.errors import (
     BlobRefused,
     Forbidden,
     NotFound,
@@ -34,7 +34,7 @@ from bot.orchestrator.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.orchestrator.models import Workflow
+from bot.civitai.models import Workflow
 
 log = logging.getLogger(__name__)
 
