@@ -18,12 +18,13 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 
+import aiohttp
 import discord
 
-from bot.engine.publisher import ResultImage, StatusUpdate
+from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media import FittedImage, fit_for_upload
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
@@ -37,6 +38,8 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
 MESSAGE_BYTES = 25 * 1024 * 1024
+# Smaller and smaller fits after Discord's 413s before giving up.
+SHRINKS = 4
 SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
 
 # custom_id formats (≤ 100 characters; job ids are ~18).
@@ -96,6 +99,12 @@ def status_line(job: JobRecord, message: str | None) -> str:
     if job.status is J.DELIVERING:
         return "📤 Posting the images…"
     if job.status is J.DONE:
+        if job.missing_images:
+            total = len(job.result_images)
+            return (
+                f"⚠️ Done, but {job.missing_images} of {total} images could not be fetched; "
+                "the others are posted below, and a moderator will look at the charge"
+            )
         return "✅ Done — the images are posted below"
     icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
         job.status, "❌"
@@ -205,6 +214,9 @@ def result_embed(
     embed.add_field(name="Buzz charged", value=f"{job.charged or 0:,}", inline=True)
     embed.add_field(name="Requested by", value=f"<@{job.member_id}>", inline=True)
     notes = sorted({f.note for f in fitted if f.note})
+    if job.missing_images:
+        total = len(job.result_images)
+        notes.insert(0, f"{job.missing_images} of {total} images could not be fetched")
     if notes:
         embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
     embed.set_image(url=f"attachment://{first_name}")
@@ -427,19 +439,40 @@ class DiscordPublisher:
                 messages[message.id] = message
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
+        """Post the result; Discord's expected faults become PostFailed. A 413 means Discord's
+        real limit is below the one it told us: what was posted is removed and the images are
+        fitted again under a smaller budget, one message each, instead of resending them."""
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
-        fitted = await asyncio.to_thread(_fit_all, images, limit)
-        if not fitted:
-            raise ValueError(f"job {job.id}: no image could be fitted under {limit:,} bytes")
-        parts = _split(fitted, limit, self.message_bytes)
-        return [
-            await self._post(job, chunk, (number, len(parts)))
-            for number, chunk in enumerate(parts, start=1)
-        ]
+        message_bytes = self.message_bytes
+        for _ in range(SHRINKS):
+            fitted = await asyncio.to_thread(_fit_all, images, limit)
+            parts = _split(fitted, limit, message_bytes)
+            posted: list[discord.Message | int] = []
+            try:
+                for number, chunk in enumerate(parts, start=1):
+                    posted.append(await self._post(job, chunk, (number, len(parts))))
+            except _TooLarge as refused:
+                await self._remove(job, posted)
+                limit, message_bytes = min(limit, refused.largest) * 2 // 3, 0
+                log.warning(
+                    "job %s: Discord refused the upload as too large (413); fitting the images "
+                    "under %s each and posting them one by one",
+                    job.id,
+                    f"{limit:,} bytes",
+                )
+                continue
+            return [m if isinstance(m, int) else m.id for m in posted]
+        raise PostFailed("Discord refused the images as too large at every size", retry=False)
+
+    async def _remove(self, job: JobRecord, posted: list[discord.Message | int]) -> None:
+        for message in posted:
+            if isinstance(message, discord.Message):
+                with contextlib.suppress(discord.HTTPException):
+                    await message.delete()
 
     async def _post(
         self, job: JobRecord, chunk: list[tuple[int, FittedImage]], part: tuple[int, int]
-    ) -> int:
+    ) -> discord.Message:
         """One message of the result: a follow-up while the token lives, else in the channel
         mentioning the member, else by DM."""
 
@@ -449,6 +482,7 @@ class DiscordPublisher:
                 for n, f in chunk
             ]
 
+        largest = max(len(f.data) for _, f in chunk)
         first_n, first = chunk[0]
         embed = result_embed(
             job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
@@ -456,13 +490,13 @@ class DiscordPublisher:
         if self._token_alive(job, self.token_margin):
             view = result_view(job.id)
             try:
-                message = await self._webhook(job).send(
-                    embed=embed, files=files(), view=view, wait=True
+                return await _sending(
+                    self._webhook(job).send(embed=embed, files=files(), view=view, wait=True),
+                    largest,
                 )
-                return message.id
+            except PostFailed:
+                raise
             except discord.HTTPException as exc:
-                if exc.status >= 500 or exc.status == 413:
-                    raise  # Discord is struggling, or the files are too big anywhere
                 log.warning(
                     "job %s: follow-up refused (%s); posting in the channel", job.id, exc.status
                 )
@@ -474,15 +508,19 @@ class DiscordPublisher:
         try:
             channel = await self._channel(job.channel_id)
             view = result_view(job.id)
-            message = await channel.send(
-                content=f"<@{job.member_id}> your images are ready.",
-                embed=embed,
-                files=files(),
-                view=view,
-                allowed_mentions=mention,
-            )
-            view.stop()
-            return message.id
+            try:
+                return await _sending(
+                    channel.send(
+                        content=f"<@{job.member_id}> your images are ready.",
+                        embed=embed,
+                        files=files(),
+                        view=view,
+                        allowed_mentions=mention,
+                    ),
+                    largest,
+                )
+            finally:
+                view.stop()
         except (discord.Forbidden, discord.NotFound) as exc:
             log.warning(
                 "job %s: cannot post in channel %s (%s); sending the result by DM",
@@ -492,13 +530,22 @@ class DiscordPublisher:
             )
         # No buttons in a DM: they act on the job in its server and would only answer
         # "I cannot find that job here" (the channel copy, when it exists, has them).
-        user = await self.bot.fetch_user(job.member_id)
-        message = await user.send(
-            content=f"I could not post in <#{job.channel_id}>, so here are your images.",
-            embed=embed,
-            files=files(),
-        )
-        return message.id
+        try:
+            user = await self.bot.fetch_user(job.member_id)
+            return await _sending(
+                user.send(
+                    content=f"I could not post in <#{job.channel_id}>, so here are your images.",
+                    embed=embed,
+                    files=files(),
+                ),
+                largest,
+            )
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise PostFailed(
+                f"nowhere to post: not in the channel, and the member's DMs are closed "
+                f"({exc.status})",
+                retry=False,
+            ) from None
 
     # -- helpers ----------------------------------------------------------------------------
     def _token_alive(self, job: JobRecord, margin: timedelta) -> bool:
@@ -523,14 +570,41 @@ class DiscordPublisher:
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
 
+class _TooLarge(Exception):
+    """Discord answered 413: the files (the largest `largest` bytes) are over its real limit."""
+
+    def __init__(self, largest: int) -> None:
+        super().__init__(f"413 for a file of {largest:,} bytes")
+        self.largest = largest
+
+
+async def _sending(call: Awaitable[discord.Message | None], largest: int) -> discord.Message:
+    """Await one post; Discord's expected faults become PostFailed (retry later) or _TooLarge,
+    refusals (403/404, expired tokens) stay HTTPExceptions for the caller's fallbacks."""
+    try:
+        message = await call
+    except discord.HTTPException as exc:
+        if exc.status == 413:
+            raise _TooLarge(largest) from None
+        if exc.status == 429 or exc.status >= 500:
+            raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
+    assert message is not None  # wait=True
+    return message
+
+
 def _fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
     fitted = []
     for image in images:
         try:
             fitted.append(fit_for_upload(image.data, limit))
-        except ValueError:
-            # Not an image, or not fittable at any size: post the others rather than none.
-            log.error("result image %s could not be fitted under %d bytes", image.blob_id, limit)
+        except ValueError as exc:
+            # Never post a result with an image silently left out.
+            raise PostFailed(
+                f"image {image.index + 1} cannot be fitted under {limit:,} bytes", retry=False
+            ) from exc
     return fitted
 
 

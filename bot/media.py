@@ -501,6 +501,21 @@ def _open_result(data: bytes) -> Image.Image:
         raise ValueError(f"not an image ({type(exc).__name__})") from None
 
 
+def probe_image(data: bytes) -> tuple[str, int, int]:
+    """(MIME type, width, height) of an image file whose structure checks out; ValueError for
+    anything else (an error page, a truncated or damaged file). No pixels are decoded."""
+    mime = sniff_mime(data)
+    if mime not in ALLOWED_TYPES:
+        raise ValueError(f"not an image: starts with {data[:16]!r}")
+    try:
+        with Image.open(io.BytesIO(data), formats=DECODERS) as image:
+            size = image.size
+            image.verify()  # chunk checksums and structure, without decoding pixels
+    except Exception as exc:  # Pillow raises many types on malformed input
+        raise ValueError(f"a damaged {mime} ({type(exc).__name__})") from None
+    return mime, size[0], size[1]
+
+
 def sniff_mime(data: bytes) -> str:
     """The image type from its magic bytes, whatever a filename or header says."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -158,6 +158,8 @@ class ReviewService:
                 if hold is not None and hold["settled_at"] is not None
                 else 0
             )
+            if item.refund_amount is not None:  # the missing images' share only
+                refundable = min(refundable, item.refund_amount)
             if refundable <= 0:
                 raise ReviewError(
                     "Nothing was charged for this job, so there is nothing to refund; use Dismiss."
@@ -172,10 +174,22 @@ class ReviewService:
             summary = "rejected: the held Buzz was released"
             verdict = "a moderator decided this request will not run; nothing was charged"
         elif action is Action.REFUND:
-            self.ledger.refund(tx, job.id, actor_id=actor_id, reason=f"refund of review #{item.id}")
+            self.ledger.refund(
+                tx,
+                job.id,
+                actor_id=actor_id,
+                reason=f"refund of review #{item.id}",
+                amount=refundable,
+            )
             summary = f"refunded {refundable:,} Buzz to <@{job.member_id}>"
-            lead = "blocked; " if item.kind == "blocked" else "not posted; "
-            verdict = f"{lead}a moderator refunded the {refundable:,} Buzz it cost"
+            if item.refund_amount is not None:
+                verdict = (
+                    f"{job.missing_images} image(s) could not be posted; a moderator refunded "
+                    f"their {refundable:,} Buzz"
+                )
+            else:
+                lead = "blocked; " if item.kind == "blocked" else "not posted; "
+                verdict = f"{lead}a moderator refunded the {refundable:,} Buzz it cost"
         else:
             summary = "dismissed: no change"
             verdict = (

@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 
 import certifi
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from bot.civitai.errors import (
+    BlobExpired,
     BlobRefused,
     Forbidden,
     NotFound,
@@ -139,28 +140,51 @@ class OrchestratorClient:
         if whatif:
             params["whatif"] = "true"
         kind = "whatif" if whatif else "submit"
-        response = await self._request(kind, "POST", WORKFLOWS, params=params, json=body, wait=wait)
-        return Workflow.model_validate(response.json())
+        return await self._request(kind, "POST", WORKFLOWS, params=params, json=body, wait=wait)
 
     async def get(self, workflow_id: str, *, wait: int = 0) -> Workflow:
-        response = await self._request(
+        return await self._request(
             "get", "GET", f"{WORKFLOWS}/{workflow_id}", params={"wait": wait}, wait=wait
         )
-        return Workflow.model_validate(response.json())
 
     async def cancel(self, workflow_id: str) -> None:
         await self._request(
-            "cancel", "PUT", f"{WORKFLOWS}/{workflow_id}", json={"status": "canceled"}
+            "cancel",
+            "PUT",
+            f"{WORKFLOWS}/{workflow_id}",
+            json={"status": "canceled"},
+            parse=False,
         )
 
     async def download_blob(self, url: str, *, max_bytes: int | None = None) -> bytes:
-        """Stream a blob from an allowed host, refusing it as soon as it passes the cap."""
+        """Stream a blob from an allowed host, refusing it as soon as it passes the cap.
+
+        5xx, 429, timeouts and connection errors are retried like API calls; an expired or
+        unknown signed URL (403/404) is BlobExpired, for the caller to fetch a fresh URL.
+        """
         cap = max_bytes or self.max_blob_bytes
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                return await self._fetch_blob(url, cap)
+            except _Retryable as exc:
+                problem, retry_after = exc.problem, exc.retry_after
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
+            if attempt >= self.max_retries:
+                raise Unavailable(f"{problem}; gave up after {attempt + 1} tries")
+            delay = self._backoff(attempt, retry_after)
+            log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _fetch_blob(self, url: str, cap: int) -> bytes:
         for _ in range(3):  # a GetBlob URL redirects once to the content URL
             self._check_blob_url(url)
             self.stats["blob"] += 1
             http = self._http
-            request = http.build_request("GET", url)
+            request = http.build_request("GET", url, timeout=self.timeout)
             if not self._same_host(url):
                 # Blob URLs are signed; our bearer token must not travel to another host.
                 request.headers.pop("Authorization", None)
@@ -169,8 +193,16 @@ class OrchestratorClient:
                 if response.is_redirect and "location" in response.headers:
                     url = str(response.url.join(response.headers["location"]))
                     continue
-                if response.status_code != 200:
-                    raise self._error(response.status_code, await _body_text(response))
+                status = response.status_code
+                if status in RETRYABLE_STATUS:
+                    raise _Retryable(
+                        f"blob: the blob store answered {status}",
+                        _retry_after(response.headers.get("retry-after")),
+                    )
+                if status in (403, 404, 410):
+                    raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
+                if status != 200:
+                    raise self._error(status, await _body_text(response))
                 return await _read_capped(response, cap)
             finally:
                 await response.aclose()
@@ -202,7 +234,13 @@ class OrchestratorClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         wait: int = 0,
-    ) -> httpx.Response:
+        parse: bool = True,
+    ) -> Any:
+        """Send, retrying what may pass; with `parse`, the answer as a Workflow.
+
+        The answer is read inside the retry loop: a body that is not the JSON the API
+        documents (a proxy's error page, a cut-off answer) is retried like a 5xx.
+        """
         attempt = 0
         maybe_accepted = False  # could any attempt have been acted on upstream?
         while True:
@@ -222,12 +260,20 @@ class OrchestratorClient:
                 maybe_accepted = True
             else:
                 if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRYABLE_STATUS:
+                    if not parse:
+                        return None
+                    try:
+                        return Workflow.model_validate_json(response.content)
+                    except ValidationError:
+                        problem = f"{kind}: the orchestrator's answer is not a workflow"
+                        maybe_accepted = True
+                elif response.status_code not in RETRYABLE_STATUS:
                     raise self._error(response.status_code, response.text)
-                problem = f"{kind}: orchestrator answered {response.status_code}"
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                maybe_accepted = maybe_accepted or response.status_code not in NOT_ACCEPTED
+                else:
+                    problem = f"{kind}: orchestrator answered {response.status_code}"
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+                    accepted = response.status_code not in NOT_ACCEPTED
+                    maybe_accepted = maybe_accepted or accepted
             if attempt >= self.max_retries:
                 raise Unavailable(
                     self._redact(f"{problem}; gave up after {attempt + 1} tries"),
@@ -261,6 +307,15 @@ class OrchestratorClient:
         if status == 404:
             return NotFound(f"not found on the orchestrator: {detail or 'no such workflow'}")
         return OrchestratorError(f"orchestrator answered {status}: {detail}", status=status)
+
+
+class _Retryable(Exception):
+    """A blob answer worth trying again (5xx, 429)."""
+
+    def __init__(self, problem: str, retry_after: float | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
 
 
 def _problem(body: str) -> tuple[str, dict[str, list[str]]]:

@@ -52,3 +52,7 @@ class Unavailable(OrchestratorError):
 
 class BlobRefused(OrchestratorError):
     """A blob download that is not allowed (host not on the list) or is too large."""
+
+
+class BlobExpired(OrchestratorError):
+    """A signed blob URL that no longer works (403/404/410): fetch the workflow for a new one."""

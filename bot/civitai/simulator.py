@@ -74,6 +74,8 @@ class Outcome:
     kind: str = "succeed"
     runtime: float | None = None
     charge: int | None = None
+    # Output images (by index) whose content the blob store never serves (503 for ever).
+    unavailable_blobs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:
@@ -348,6 +350,8 @@ class Simulator:
         if source is None:
             return _problem(404, "blob not found")
         wf, index = source
+        if index in wf.outcome.unavailable_blobs:
+            return _problem(503, "the blob store cannot serve this blob")
         fmt = wf.inp.output_format or "jpeg"
         data = self._image(blob_id, wf, index, fmt)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPES[fmt]})
@@ -627,7 +631,7 @@ class Simulator:
         return data
 
 
-LOSE = "sim.lose_answer"
+LOSE = web.RequestKey("sim.lose_answer", bool)
 
 
 @web.middleware

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from bot.catalog import CatalogError, build_request
 from bot.catalog.request import ImageRequest
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import (
+    BlobExpired,
     BlobRefused,
     Forbidden,
     NotFound,
@@ -40,12 +42,14 @@ from bot.civitai.models import Workflow, WorkflowStatus
 from bot.engine.follow import FollowPolicy, LongPoll
 from bot.engine.publisher import (
     OperatorAlerts,
+    PostFailed,
     Publisher,
     ResultImage,
     ReviewListener,
     StatusUpdate,
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.media import probe_image
 from bot.store.db import Conn, Database, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore
@@ -71,6 +75,9 @@ class EngineSettings:
     # Waits after the client gave up on a retryable error, growing to the cap.
     retry_base: float = 2.0
     retry_cap: float = 60.0
+    # Downloads and posts of a finished job are retried until this long after it ended.
+    delivery_deadline: timedelta = timedelta(minutes=30)
+    # Unexpected errors (bugs) while delivering: give up after this many, past the deadline.
     delivery_attempts: int = 5
     reconcile_every: float = 60.0
     # After the deadline and an upstream cancel, how long to wait for the orchestrator's
@@ -490,7 +497,11 @@ class Engine:
             else:
                 await self._finish_unsubmitted(job, J.EXPIRED, "it could not be submitted in time")
             return
-        if job.submit_attempted_at is None:
+        # Once any attempt may have reached the orchestrator, the job remembers it until the
+        # orchestrator answers: a later attempt that was refused outright proves nothing about
+        # the earlier ones.
+        may_exist = job.submit_attempted_at is not None
+        if not may_exist:
             # From here on the workflow may exist upstream even if we never hear back: a
             # restart re-submits (same externalId, so the same workflow) instead of giving up.
             job = await self.db.write(self._mark_attempt, job.id)
@@ -500,8 +511,8 @@ class Engine:
         try:
             workflow = await self.client.submit(template, wait=wait)
         except Unavailable as exc:
-            if not exc.maybe_accepted:
-                # Every attempt was refused outright: nothing exists upstream after all.
+            if not exc.maybe_accepted and not may_exist:
+                # Every attempt so far was refused outright: nothing exists upstream.
                 await self.db.write(self.jobs.update, job.id, submit_attempted_at=None)
             elif stop and self._past_grace(job):
                 # We asked to stop it, and the orchestrator never said whether it exists.
@@ -691,6 +702,11 @@ class Engine:
                 error=None if status is J.DELIVERING else message,
                 # A long-poll may never have seen "processing": take the orchestrator's time.
                 started_at=job.started_at or workflow.started_at,
+                deliver_by=(
+                    self.clock() + self.settings.delivery_deadline
+                    if status is J.DELIVERING
+                    else None
+                ),
             )
             settlement = self.ledger.settle(tx, job.id, charged)
             item_id = None
@@ -711,24 +727,37 @@ class Engine:
             await self._notify_review(item_id, job)
 
     async def _deliver(self, job: JobRecord) -> None:
-        """Download and post the images, once. A post may have happened if an earlier attempt
-        reached the publisher (a crash, a lost answer): only then ask it first. After a few
-        failed attempts the job fails and goes to the moderators, who may refund it."""
+        """Download and post the images, once, patiently: both are retried until the job's
+        delivery deadline. A post may have happened if an earlier attempt reached the
+        publisher (a crash, a lost answer): only then ask it first. What cannot be fetched by
+        the deadline is told to the member and put before the moderators with its share."""
         events = await self.jobs.events(job.id)
         if any(detail == POSTING for _, detail, _ in events):
             existing = await self.publisher.find_delivery(job)
             if existing is not None:
                 await self._delivered(job, existing)
                 return
+        deadline = job.deliver_by or self.clock() + self.settings.delivery_deadline
         try:
-            images = await self._download(job)
+            images, total = await self._fetch_results(job, deadline)
             if not images:
-                raise ValueError("the workflow has no image left to download")
-            await self.db.write(self.jobs.transition, job.id, J.DELIVERING, detail=POSTING)
-            message_ids = await self.publisher.deliver(job, images)
+                await self._undeliverable(
+                    job, f"none of the {total} image(s) could be fetched from the orchestrator"
+                )
+                return
+            job = await self.db.write(
+                self.jobs.transition,
+                job.id,
+                J.DELIVERING,
+                detail=POSTING,
+                missing_images=total - len(images),
+            )
+            message_ids = await self._post(job, images, deadline)
+        except (asyncio.CancelledError, Unavailable, TransitionError):
+            raise
         except Exception as exc:
             attempts = 1 + sum(1 for _, detail, _ in events if detail == DELIVERY_FAILED)
-            if attempts < self.settings.delivery_attempts:
+            if attempts < self.settings.delivery_attempts or self.clock() < deadline:
                 await self.db.write(
                     self.jobs.transition, job.id, J.DELIVERING, detail=DELIVERY_FAILED
                 )
@@ -736,7 +765,37 @@ class Engine:
             log.exception("job %s: giving up on delivery after %d attempts", job.id, attempts)
             await self._undeliverable(job, f"the images could not be posted ({exc})")
             return
-        await self._delivered(job, message_ids)
+        if message_ids is not None:
+            await self._delivered(job, message_ids)
+
+    async def _post(
+        self, job: JobRecord, images: list[ResultImage], deadline: datetime
+    ) -> list[int] | None:
+        """Post until it works or the deadline passes (then the job is undeliverable: None)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.publisher.deliver(job, images)
+            except PostFailed as exc:
+                if not exc.retry or self.clock() >= deadline:
+                    await self._undeliverable(job, f"the images could not be posted ({exc})")
+                    return None
+                delay = self._backoff(attempt, deadline)
+                log.warning("job %s: %s; posting again in %.0fs", job.id, exc, delay)
+            await self._sleep(job.id, delay)
+            attempt += 1
+            # A failed post may have left part of a result behind: it is removed, or found
+            # whole, before posting again.
+            existing = await self.publisher.find_delivery(job)
+            if existing is not None:
+                return existing
+
+    def _backoff(self, attempt: int, deadline: datetime) -> float:
+        """Capped, jittered exponential backoff that does not sleep past `deadline`."""
+        ceiling = min(self.settings.retry_cap, self.settings.retry_base * 2**attempt)
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        left = (deadline - self.clock()).total_seconds()
+        return max(0.0, min(delay, left))
 
     async def _undeliverable(self, job: JobRecord, reason: str) -> None:
         message = "the images could not be posted; a moderator will look at the charge"
@@ -752,34 +811,108 @@ class Engine:
         await self._notify_review(item_id, job)
 
     async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
-        job = await self.db.write(
-            self.jobs.transition,
-            job.id,
-            J.DONE,
-            delivered_message_ids=message_ids,
-            delivered_at=self.clock(),
-        )
-        await self._status(job, None)
+        missing, total = job.missing_images, len(job.result_images)
+        message = None
+        if missing:
+            message = (
+                f"{missing} of {total} images could not be fetched; the others are posted, "
+                "and a moderator will look at the charge"
+            )
 
-    async def _download(self, job: JobRecord) -> list[ResultImage]:
-        """Fetch every image now (signed URLs expire); refetch the workflow once if one did."""
+        def finish(tx: Conn) -> tuple[JobRecord, int | None]:
+            done = self.jobs.transition(
+                tx,
+                job.id,
+                J.DONE,
+                delivered_message_ids=message_ids,
+                delivered_at=self.clock(),
+                error=message,
+            )
+            if not missing:
+                return done, None
+            share = missing_share(done.charged or 0, missing, total)
+            reason = f"{missing} of {total} images could not be fetched"
+            return done, self.moderation.create_item(
+                tx, job.guild_id, job.id, "undelivered", reason, refund_amount=share or None
+            )
+
+        job, item_id = await self.db.write(finish)
+        await self._status(job, message)
+        if item_id is not None:
+            await self._notify_review(item_id, job)
+
+    async def _fetch_results(
+        self, job: JobRecord, deadline: datetime
+    ) -> tuple[list[ResultImage], int]:
+        """Every image of the workflow, fetched now (signed URLs expire) and checked to be an
+        image: (the images in order, how many there are). Failures are retried — an expired
+        URL after asking the orchestrator for fresh ones — until `deadline`."""
         assert job.workflow_id is not None
-        workflow = self._fresh.pop(job.id, None) or await self.client.get(job.workflow_id)
-        for attempt in range(2):
-            try:
-                images = []
-                for i, img in enumerate(workflow.images()):
-                    if not img.url:
+        workflow = self._fresh.pop(job.id, None)
+        fetched: dict[int, ResultImage] = {}
+        total = len(job.result_images)
+        attempt = 0
+        while True:
+            if workflow is None:
+                try:
+                    workflow = await self.client.get(job.workflow_id)
+                except Unavailable as exc:
+                    log.warning("job %s: cannot get fresh image URLs: %s", job.id, exc)
+                except NotFound:
+                    log.warning("job %s: the orchestrator no longer has its workflow", job.id)
+                    break
+            if workflow is not None:
+                blobs = workflow.images()
+                total = len(blobs)
+                stale = False
+                for index, blob in enumerate(blobs):
+                    if index in fetched:
                         continue
-                    data = await self.client.download_blob(img.url)
-                    images.append(ResultImage(i, img.id, _sniff(data), img.width, img.height, data))
-                return images
-            except (BlobRefused, OrchestratorError) as exc:
-                if attempt or isinstance(exc, Unavailable):
-                    raise
-                log.info("job %s: blob fetch failed (%s); refreshing the URLs", job.id, exc)
-                workflow = await self.client.get(job.workflow_id)
-        return []
+                    image = await self._fetch_one(job, index, blob.id, blob.url)
+                    if image is None:
+                        stale = stale or not blob.url
+                    elif isinstance(image, ResultImage):
+                        fetched[index] = image
+                    else:
+                        stale = True
+                if len(fetched) == total:
+                    break
+                if stale:
+                    workflow = None  # ask for fresh URLs next time round
+            if self.clock() >= deadline:
+                break
+            delay = self._backoff(attempt, deadline)
+            log.warning(
+                "job %s: %d of %d image(s) not fetched yet; trying again in %.0fs",
+                job.id,
+                total - len(fetched),
+                total,
+                delay,
+            )
+            await self._sleep(job.id, delay)
+            attempt += 1
+        return [fetched[i] for i in sorted(fetched)], total
+
+    async def _fetch_one(
+        self, job: JobRecord, index: int, blob_id: str, url: str | None
+    ) -> ResultImage | bool | None:
+        """One image; None when it failed for now, False when its URL needs refreshing."""
+        if not url:
+            return None
+        try:
+            data = await self.client.download_blob(url)
+        except BlobExpired:
+            return False
+        except (Unavailable, BlobRefused) as exc:
+            log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
+            return None
+        try:
+            mime, width, height = await asyncio.to_thread(probe_image, data)
+        except ValueError as exc:
+            # A 200 whose body is not an image (an error page, a cut-off file): retried.
+            log.warning("job %s: image %d is not a readable image (%s)", job.id, index + 1, exc)
+            return None
+        return ResultImage(index, blob_id, mime, width, height, data)
 
     # -- notifications ----------------------------------------------------------------------
     async def _status(
@@ -856,11 +989,8 @@ def _block_reason(workflow: Workflow) -> str:
     return errors[0] if errors else "blocked by the content filter"
 
 
-def _sniff(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    return "application/octet-stream"
+def missing_share(charged: int, missing: int, total: int) -> int:
+    """The part of a charge that paid for the images that never arrived (rounded half up)."""
+    if total <= 0 or missing <= 0:
+        return 0
+    return (2 * charged * missing + total) // (2 * total)

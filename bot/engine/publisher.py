@@ -33,6 +33,15 @@ class StatusUpdate:
     finished: bool = False
 
 
+class PostFailed(Exception):
+    """The result could not be posted now. `retry`: later may work (the chat service is
+    struggling); otherwise it never will (nowhere left to post)."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
 class Publisher(Protocol):
     async def on_status(self, update: StatusUpdate) -> None:
         """The job changed state (or queue position); show it to the member."""
@@ -41,7 +50,8 @@ class Publisher(Protocol):
         """The message ids of this job's results if they were already posted, else None."""
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
-        """Post the images; return the ids of the messages that carry them."""
+        """Post the images; return the ids of the messages that carry them. Raises
+        PostFailed for the chat service's expected faults."""
 
 
 class ReviewListener(Protocol):

@@ -96,6 +96,8 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     delivered_at: datetime | None
+    deliver_by: datetime | None = None
+    missing_images: int = 0
     hold_amount: int | None = None
 
     @property
@@ -140,6 +142,7 @@ _TIMES = {
     "started_at",
     "finished_at",
     "delivered_at",
+    "deliver_by",
 }
 
 

@@ -26,7 +26,7 @@ class ReviewItem:
     id: int
     guild_id: int
     job_id: str
-    kind: str  # blocked | held
+    kind: str  # blocked | held | undelivered
     reason: str | None
     status: str
     handled_by: int | None
@@ -37,6 +37,8 @@ class ReviewItem:
     appeal_note: str | None
     appealed_at: datetime | None
     created_at: datetime
+    # What Refund gives back; None means everything the job cost.
+    refund_amount: int | None = None
 
     @property
     def open(self) -> bool:
@@ -74,6 +76,7 @@ def _item(row: sqlite3.Row) -> ReviewItem:
         row["appeal_note"],
         _time(row["appealed_at"]),
         datetime.fromisoformat(row["created_at"]),
+        row["refund_amount"],
     )
 
 
@@ -84,12 +87,19 @@ class ModerationStore:
 
     # -- review items -----------------------------------------------------------------------
     def create_item(
-        self, tx: Conn, guild_id: int, job_id: str, kind: str, reason: str | None
+        self,
+        tx: Conn,
+        guild_id: int,
+        job_id: str,
+        kind: str,
+        reason: str | None,
+        *,
+        refund_amount: int | None = None,
     ) -> int:
         cursor = tx.execute(
-            "INSERT INTO review_items (guild_id, job_id, kind, reason, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (guild_id, job_id, kind, reason, iso(self.clock())),
+            "INSERT INTO review_items (guild_id, job_id, kind, reason, refund_amount, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, job_id, kind, reason, refund_amount, iso(self.clock())),
         )
         return int(cursor.lastrowid or 0)
 

@@ -22,6 +22,7 @@ from bot.catalog.names import Model, Operation
 from bot.catalog.request import ImageRequest
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import (
+    BlobExpired,
     BlobRefused,
     Forbidden,
     NotFound,
@@ -443,8 +444,8 @@ async def test_the_token_never_reaches_logs_errors_or_reprs(
         NotFound,
         OrchestratorError,
         Forbidden,
-        NotFound,
-        OrchestratorError,
+        BlobExpired,  # a blob URL that is refused is one to refresh, not a missing workflow
+        Unavailable,  # blob 5xx are retried like API calls
     ]
     assert "Bearer ***" in str(errors[0])
     assert "***" in str(errors[2]) and "***" in str(errors[4])
@@ -541,8 +542,53 @@ async def test_expired_signed_blob_url_is_an_error(openapi: OpenApiDocument) -> 
         OrchestratorClient(sim.base_url, sim.token) as client,
     ):
         workflow = await _finished(client, "job-expired")
-        with pytest.raises(Forbidden, match="expired"):
+        with pytest.raises(BlobExpired, match="expired"):
             await client.download_blob(workflow.images()[0].url)
+
+
+async def test_blob_5xx_and_429_are_retried_with_backoff_then_succeed(
+    client: OrchestratorClient, simulator: Simulator, sleeps: RecordingSleep
+) -> None:
+    workflow = await _finished(client, "job-blob-retry", format="png")
+    before = len(sleeps.delays)
+    simulator.fault(503, times=2, route="blob")
+    simulator.fault(429, times=1, retry_after=5, route="blob")
+    data = await client.download_blob(workflow.images()[0].url)
+    assert data.startswith(b"\x89PNG")
+    delays = sleeps.delays[before:]
+    assert len(delays) == 3 and max(delays) >= 5  # Retry-After honoured on the 429
+
+
+async def test_blob_store_down_for_good_is_unavailable_after_the_retries(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    workflow = await _finished(client, "job-blob-down")
+    simulator.fault(502, times=100, route="blob")
+    with pytest.raises(Unavailable, match="blob store answered 502"):
+        await client.download_blob(workflow.images()[0].url)
+    assert client.stats["blob"] == 1 + client.max_retries
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"<html>bad gateway</html>", b'{"id": 5}'])
+async def test_a_malformed_answer_is_retried_like_a_5xx(
+    client: OrchestratorClient, simulator: Simulator, sleeps: RecordingSleep, body: bytes
+) -> None:
+    simulator.fault(200, times=2, route="submit", body=body)
+    workflow = await client.submit(template(client, gpt2(), f"job-malformed-{len(body)}"))
+    assert workflow.id and workflow.id.startswith("wf_")
+    assert len(sleeps.delays) == 2
+    simulator.fault(200, times=100, route="get", body=body)
+    with pytest.raises(Unavailable, match="not a workflow") as caught:
+        await client.get(workflow.id)
+    assert caught.value.maybe_accepted
+
+
+async def test_a_lost_submit_answer_is_retried_and_finds_the_same_workflow(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    simulator.lose_answer(route="submit")
+    workflow = await client.submit(template(client, gpt2(), "job-lost-answer"))
+    assert len(simulator.workflows) == 1 and workflow.id in simulator.workflows
 
 
 async def test_the_token_is_not_sent_to_another_host(sleeps: RecordingSleep) -> None:

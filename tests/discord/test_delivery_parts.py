@@ -56,3 +56,29 @@ async def test_a_refused_follow_up_falls_back_to_the_channel(tmp_path):
         assert w.calls_with_code(50027), "Discord did refuse the follow-up"
         assert f"<@{w.member}>" in result["content"]
         assert len(w.results_of(job.id)) == 1
+
+
+async def test_a_413_shrinks_the_upload_instead_of_resending_the_same_bytes(tmp_path):
+    """Discord told the interaction 10 MiB, but the channel now takes far less (boosts lost):
+    the first post is refused with 413, and the images are fitted again, smaller."""
+    async with world(tmp_path) as w:
+        await w.grant(5000)
+        w.sim.script(Outcome(runtime=200), prompt="two owls")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-1",
+            options={"prompt": "two owls", "quantity": 2, "quality": "low", "format": "png"},
+        )
+        job = await started(w, h)
+        w.fake.upload_limit = 12_000  # below what the 1024x1024 PNGs weigh (~20 KB)
+        job = await w.wait_job(job.id, "done", "failed")
+        assert job.status.value == "done", job.error
+        assert w.calls_with_code(40005), "Discord did refuse the first upload (413)"
+        parts = w.results_of(job.id)
+        assert len(parts) == len(job.delivered_message_ids) >= 1
+        sizes = [a["size"] for m in parts for a in m["attachments"]]
+        assert len(sizes) == 2 and max(sizes) <= 12_000
+        notes = " ".join(f["value"] for m in parts for f in m["embeds"][0]["fields"])
+        assert "to fit the" in notes  # the member is told the images were re-encoded

@@ -35,6 +35,8 @@ class MemoryPublisher:
     deliveries: dict[str, list[int]] = field(default_factory=dict)
     posts: list[tuple[str, list[ResultImage]]] = field(default_factory=list)
     fail_deliveries: int = 0
+    # Raised, in turn, by the next deliveries (Discord answering 5xx, 403...).
+    post_faults: list[Exception] = field(default_factory=list)
 
     async def on_status(self, update: StatusUpdate) -> None:
         self.updates.append(update)
@@ -43,6 +45,8 @@ class MemoryPublisher:
         return self.deliveries.get(job.id)
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
+        if self.post_faults:
+            raise self.post_faults.pop(0)
         if self.fail_deliveries:
             self.fail_deliveries -= 1
             raise ConnectionError("discord is down")

@@ -1,0 +1,242 @@
+"""Faults at every boundary the engine owns, against the simulator over HTTP.
+
+For each fault: every job ends, the ledger charges exactly what the simulator charged, and
+every finished image is posted exactly once or the member is told exactly what is missing.
+Expected faults are logged as warnings, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from bot.civitai.simulator import Outcome
+from bot.engine.engine import EngineSettings, missing_share
+from bot.engine.follow import LongPoll
+from bot.engine.publisher import PostFailed
+from bot.engine.requests import Requester
+from bot.review import Action, ReviewService
+from bot.store.jobs import JobRecord, JobStatus
+from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
+
+J = JobStatus
+GRANT = 5000
+PRICE = 78  # gpt-image-2 medium 1024x1024
+
+
+def quick(**changes: object) -> EngineSettings:
+    base = EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05)
+    return replace(base, **changes)
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(caplog: pytest.LogCaptureFixture):
+    """An expected fault is one warning line; a traceback in these tests would be a bug."""
+    caplog.set_level(logging.WARNING)
+    yield
+    traced = [r for r in caplog.records if r.exc_info and r.name.startswith("bot")]
+    assert not traced, [r.getMessage() for r in traced]
+
+
+async def books_balance(h: Harness, *jobs: JobRecord) -> list[JobRecord]:
+    """Every job ended, and the member paid exactly what the orchestrator charged."""
+    ended = [await h.job(j.id) for j in jobs]
+    assert all(j.final for j in ended), [(j.id, j.status) for j in ended]
+    for job in ended:
+        hold = await h.ledger.hold_of(job.id)
+        assert hold is not None and hold["settled_at"] is not None
+    charged = sum(j.charged or 0 for j in ended)
+    assert charged == h.sim.charged_total()
+    assert await h.available() == GRANT - charged
+    return ended
+
+
+def posted(h: Harness, job_id: str) -> list[int]:
+    """How many images of the job each post carried (one entry per post)."""
+    return [len(images) for jid, images in h.publisher.posts if jid == job_id]
+
+
+async def test_a_lost_submit_then_503s_then_cancel_still_settles_what_upstream_charged(tmp_path):
+    """The issue's case: the first submit's answer is lost after the orchestrator created the
+    workflow, every retry gets 503, and the member cancels while the job is still queued.
+    The bot must find the workflow by its externalId, stop it and charge what it cost."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=400))  # 2 s here: still running when it is found
+        h.sim.lose_answer(route="submit")
+        h.sim.fault(503, route="submit", seconds=0.6)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await asyncio.sleep(0.3)  # several rounds of 503s, each "not accepted" on its own
+        assert (await h.job(job.id)).status is J.QUEUED
+        await h.engine.cancel(job.id, Requester(GUILD, CHANNEL, MEMBER))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.CANCELED
+        [workflow] = h.sim.workflows.values()  # one workflow: the retries found the same one
+        assert workflow.canceled_at is not None, "it was stopped upstream"
+        assert ended.charged == PRICE  # canceled while processing: the orchestrator kept it
+        assert ended.workflow_id == workflow.id
+        assert h.publisher.posts == []
+
+
+async def test_a_lost_submit_past_the_deadline_is_recovered_and_settled(tmp_path):
+    settings = quick(deadline=timedelta(seconds=0.3))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=400))
+        h.sim.lose_answer(route="submit")
+        h.sim.fault(503, route="submit", seconds=0.5)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.EXPIRED and ended.workflow_id is not None
+        [workflow] = h.sim.workflows.values()
+        assert workflow.canceled_at is not None
+
+
+async def test_a_submit_refused_outright_and_canceled_charges_nothing(tmp_path):
+    """The mirror case: no attempt could have been acted on (every answer a 503), so cancel
+    ends the job at once, uncharged, without creating anything upstream."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(503, route="submit", seconds=5)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await asyncio.sleep(0.2)
+        await h.engine.cancel(job.id, Requester(GUILD, CHANNEL, MEMBER))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.CANCELED and ended.charged == 0
+        assert h.sim.workflows == {}
+
+
+async def test_a_blob_store_down_for_a_while_does_not_lose_a_paid_image(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(503, route="blob", seconds=1.0)  # "a minute" at this test's scale
+        job = await h.engine.submit(h.request(quality="medium", quantity=2))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and done.charged == 2 * PRICE
+        assert posted(h, job.id) == [2]
+        assert h.sim.requests["blob"] > 2 * 4, "it kept trying through the outage"
+
+
+async def test_a_200_that_is_not_an_image_is_fetched_again(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(200, route="blob", body=b"<html><h1>502 Bad Gateway</h1></html>", times=3)
+        job = await h.engine.submit(h.request(quality="medium", format="png"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE
+        [(_, [image])] = h.publisher.posts
+        assert image.mime == "image/png" and image.data.startswith(b"\x89PNG")
+        assert (image.width, image.height) == (1024, 1024)
+
+
+async def test_a_truncated_image_is_fetched_again(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        broken = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # a PNG signature and nothing real
+        h.sim.fault(200, route="blob", body=broken, times=2)
+        job = await h.engine.submit(h.request(quality="medium", format="png"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+
+
+@pytest.mark.parametrize("route", ["submit", "get"])
+async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(200, route=route, body=b'{"id": "wf_x", "status": ', times=2)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+        assert len(h.sim.workflows) == 1
+
+
+async def test_429_with_retry_after_on_every_route_is_waited_out(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        for route in ("submit", "get", "blob"):
+            h.sim.fault(429, route=route, retry_after=0.01, times=2)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+
+
+async def test_images_missing_at_the_deadline_are_counted_and_their_share_refundable(tmp_path):
+    """Two of three images arrive, one never does: the two are posted, the member is told
+    exactly what is missing, and the review item offers that image's share."""
+    settings = quick(delivery_deadline=timedelta(seconds=0.5))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(unavailable_blobs=(1,)))
+        job = await h.engine.submit(h.request(quality="medium", quantity=3))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and done.charged == 3 * PRICE
+        assert done.missing_images == 1
+        [(_, images)] = h.publisher.posts
+        assert [i.index for i in images] == [0, 2]
+        told = h.publisher.messages(job.id)[-1]
+        assert told.startswith("1 of 3 images could not be fetched")
+        [(item, _)] = h.reviews.items
+        assert item.kind == "undelivered" and item.refund_amount == PRICE
+        review = ReviewService(h.db, h.engine, h.jobs, h.ledger, h.moderation, h.guilds)
+        outcome = await review.act(GUILD, item.id, Action.REFUND, actor_id=42)
+        assert outcome.item.status == "refunded"
+        assert await h.available() == GRANT - 2 * PRICE  # the missing image's share came back
+
+
+def test_the_missing_share_is_exact_and_never_more_than_the_charge():
+    assert missing_share(234, 1, 3) == 78
+    assert missing_share(100, 1, 3) == 33 and missing_share(100, 2, 3) == 67
+    assert missing_share(0, 2, 3) == 0 and missing_share(50, 3, 3) == 50
+
+
+async def test_discord_struggling_is_retried_and_the_result_posted_once(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.publisher.post_faults = [
+            PostFailed("Discord answered 503", retry=True),
+            PostFailed("Discord answered 429", retry=True),
+        ]
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+
+
+async def test_nowhere_to_post_fails_the_job_to_the_moderators(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.publisher.post_faults = [PostFailed("no channel and no DM", retry=False)]
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [failed] = await books_balance(h, job)
+        assert failed.status is J.FAILED and failed.charged == PRICE
+        [(item, _)] = h.reviews.items
+        assert item.kind == "undelivered" and h.publisher.posts == []
+
+
+async def test_a_restart_mid_blob_outage_still_delivers_once(tmp_path):
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(503, route="blob", seconds=0.8)
+        job = await h.engine.submit(h.request(quality="medium"))
+        for _ in range(200):
+            if (await h.job(job.id)).status is J.DELIVERING:
+                break
+            await asyncio.sleep(0.01)
+        await h.restart_engine()
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
