@@ -18,7 +18,7 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -120,6 +120,7 @@ def status_embed(
     *,
     balance: int | None = None,
     refunded: int = 0,
+    notes: Sequence[str] = (),
 ) -> discord.Embed:
     colour = {
         J.DONE: discord.Colour.green(),
@@ -142,6 +143,8 @@ def status_embed(
     if balance is not None:
         cost += f" · your balance: {balance:,}"
     embed.add_field(name="Buzz", value=cost, inline=False)
+    if notes:
+        embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
     embed.add_field(name="Status", value=truncate(status_line(job, message), 1024), inline=False)
     embed.set_footer(text=_footer(job))
     return embed
@@ -298,6 +301,15 @@ class DiscordPublisher:
         self._pending.clear()
 
     # -- status message ---------------------------------------------------------------------
+    async def first_status(
+        self, job: JobRecord, notes: Sequence[str] = ()
+    ) -> tuple[discord.Embed, discord.ui.View | None]:
+        """The status message of a job just admitted, as the member first sees it."""
+        balance = await self.ledger.available_now(job.guild_id, job.member_id)
+        embed = status_embed(job, balance=balance, notes=notes)
+        view = status_view(job.id, active=not job.final, appealable=job.status is J.HELD)
+        return embed, view
+
     async def on_status(self, update: StatusUpdate) -> None:
         job = update.job
         if update.finished:

@@ -118,8 +118,13 @@ def check_declared(info: AttachmentInfo, limits: MediaLimits) -> None:
         )
     if info.size > limits.max_bytes:
         raise _too_many_bytes(info.option, info.size, limits.max_bytes)
-    if info.width and info.height:
-        _check_pixels(info.option, info.width, info.height, limits.max_pixels)
+    if not (info.width and info.height):
+        # Discord reads every image it stores: no dimensions means an empty file, text, an
+        # SVG or something damaged, whatever its name says.
+        raise MediaError(
+            info.option, f"{info.option} is not a readable {KINDS[2:]}: {info.filename} is not"
+        )
+    _check_pixels(info.option, info.width, info.height, limits.max_pixels)
 
 
 def _content_type(value: str | None) -> str:

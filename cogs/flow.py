@@ -4,9 +4,10 @@
    admission check (engine.preflight) — a refusal is an ephemeral message naming the option;
    nothing is held.
 2. Above the guild's threshold: an ephemeral Confirm / Cancel first.
-3. The public status message (with Cancel) goes up at once; then the sources are downloaded,
-   decoded and prepared, and the engine admits the job (holds its Buzz) and runs it. A problem
-   found only now removes the status message and answers ephemerally; nothing was held.
+3. A private "thinking…" first; the sources are downloaded, decoded and prepared, and the
+   engine admits the job (holds its Buzz). A problem found only now is a private answer:
+   nothing was held and nothing public was posted. Admitted, the job gets its public status
+   message (with Cancel), and only then runs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import discord
 
 from bot.app import UserFacingError, media_text, refusal_text, reply
 from bot.catalog import Model, Operation, RequestOptions
-from bot.delivery import SIMULATED_NOTE, marker, status_view, truncate
-from bot.engine.engine import Quote, new_job_id
+from bot.engine.engine import Quote
 from bot.engine.requests import Interaction, JobRequest, Refusal
 from bot.media import (
     AttachmentInfo,
@@ -36,7 +36,7 @@ from bot.media import (
     prepare_sources,
     sniff_mime,
 )
-from bot.store.jobs import SourceImage
+from bot.store.jobs import JobStatus, SourceImage
 from cogs.checks import requester
 
 if TYPE_CHECKING:
@@ -177,78 +177,49 @@ class RequestFlow:
 
     # -- the job ----------------------------------------------------------------------------
     async def start(self, interaction: discord.Interaction, pending: Pending) -> None:
-        job_id = new_job_id(self.services.clock())
-        embed = self._preparing(pending, job_id)
-        view = status_view(job_id)
-        if interaction.response.is_done():
-            message = await interaction.followup.send(embed=embed, view=view, wait=True)
-        else:
-            await interaction.response.send_message(embed=embed, view=view)
-            message = await interaction.original_response()
-        if view is not None:
-            view.stop()
+        """Admit the job privately first, then show it publicly. The first answer is a private
+        "thinking…": a request refused only now (a damaged file, a balance spent meanwhile)
+        leaves nothing behind in the channel. Admitted, it gets its public status message,
+        and only then starts, so its results never come before it."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             sources = pending.sources or ()
             if not sources and pending.attachments:
+                await _tell(interaction, "⏳ Checking your images…")
                 sources = tuple(await self._prepare(pending))
-            await self.engine.submit(
+            job = await self.engine.submit(
                 replace(
                     pending.request,
                     sources=sources,
                     confirmed=True,
-                    job_id=job_id,
-                    status_message_id=message.id,
                     interaction=Interaction(interaction.token, interaction.expires_at),
                     upload_limit=interaction.filesize_limit,
-                )
+                ),
+                launch=False,
             )
         except (MediaError, Refusal) as exc:
-            await self._withdraw_status(interaction, message.id, job_id)
             text = refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)
-            await interaction.followup.send(text, ephemeral=True)
-        except Exception:
-            # A bug or an outage: no public "Preparing…" left behind with a dead Cancel button.
-            # The tree's error handler answers the member (with a reference) and logs it.
-            if await self.services.jobs.get(job_id) is None:
-                await self._withdraw_status(interaction, message.id, job_id)
-            raise
-
-    async def _withdraw_status(
-        self, interaction: discord.Interaction, message_id: int, job_id: str
-    ) -> None:
+            await _tell(interaction, text)
+            return
         try:
-            await interaction.followup.delete_message(message_id)
-        except discord.HTTPException:
-            log.info("could not remove the status message of job %s", job_id)
-
-    def _preparing(self, pending: Pending, job_id: str) -> discord.Embed:
-        request, quote = pending.request, pending.quote
-        verb = "edit" if request.operation is Operation.EDIT else "create"
-        embed = discord.Embed(
-            title=f"{request.model.value} · {verb}",
-            description=truncate(request.options.prompt, 1000),
-            colour=discord.Colour.blurple(),
-        )
-        options = (
-            " · ".join(f"{k} {v}" for k, v in request.options.as_dict().items() if k != "prompt")
-            or "defaults"
-        )
-        embed.add_field(name="Options", value=truncate(options, 1024), inline=False)
-        embed.add_field(
-            name="Buzz",
-            value=f"{quote.estimate:,} Buzz · your balance after it: {quote.balance_after:,}",
-            inline=False,
-        )
-        if quote.request.warnings:
-            embed.add_field(
-                name="Note", value=truncate("; ".join(quote.request.warnings), 1024), inline=False
+            held = f"{job.hold_amount or job.estimate:,} Buzz held"
+            started = (
+                f"⏸️ Waiting for a moderator's review before it runs; {held}."
+                if job.status is JobStatus.HELD
+                else f"✅ Started: {held}."
             )
-        embed.add_field(name="Status", value="⏳ Preparing…", inline=False)
-        footer = marker(job_id)
-        if self.services.simulated:
-            footer += f" · {SIMULATED_NOTE}"
-        embed.set_footer(text=footer)
-        return embed
+            await _tell(interaction, started)
+            embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
+            message = await interaction.followup.send(embed=embed, view=view, wait=True)
+            if view is not None:
+                view.stop()
+        except discord.HTTPException as exc:
+            # The job is admitted and paid for: it runs, its result comes all the same.
+            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
+            await self.engine.launch(job)
+            return
+        await self.engine.launch(job, message.id)
 
     async def _prepare(self, pending: Pending) -> list[SourceImage]:
         """Download, decode and re-encode the attachments: images first, then the mask."""
@@ -273,6 +244,14 @@ class RequestFlow:
             )
             sources.append(mask)
         return sources
+
+
+async def _tell(interaction: discord.Interaction, text: str) -> None:
+    """Replace the private answer (the "thinking…" or the confirmation) with `text`."""
+    try:
+        await interaction.edit_original_response(content=text, embed=None, view=None)
+    except discord.HTTPException as exc:
+        log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)
 
 
 def _declared(info: AttachmentInfo) -> SourceImage:

@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from bot.catalog.names import Model, Operation
+from bot.catalog.text import has_visible_text
 
 OutputFormat = Literal["jpeg", "png", "webP"]
 Background = Literal["auto", "transparent", "opaque"]
@@ -43,8 +44,11 @@ class ImageGenInput(BaseModel):
     @field_validator("prompt", check_fields=False)
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise PydanticCustomError("prompt_blank", "prompt must not be empty")
+        if not has_visible_text(value):
+            raise PydanticCustomError(
+                "prompt_blank",
+                "prompt has no visible text: it is empty, or only spaces and invisible characters",
+            )
         return value
 
     @model_validator(mode="after")

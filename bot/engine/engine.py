@@ -63,6 +63,7 @@ J = JobStatus
 SOURCE_REF = "source://"
 DELIVERY_FAILED = "delivery failed"
 POSTING = "posting"
+HELD_MESSAGE = "held for a moderator's review before it runs"
 REJECTED_MESSAGE = "a moderator decided this request will not run; nothing was charged"
 PromptFilter = Callable[[int, str], Awaitable[str | None]]
 
@@ -273,8 +274,11 @@ class Engine:
             )
         return self.validate(request)
 
-    async def submit(self, request: JobRequest) -> JobRecord:
-        """Admit a request: hold its Buzz and queue it (or hold it for review). Raises Refusal."""
+    async def submit(self, request: JobRequest, *, launch: bool = True) -> JobRecord:
+        """Admit a request: hold its Buzz and queue it (or hold it for review). Raises Refusal.
+
+        With `launch=False` the job waits for `launch()` — for a front end that shows the
+        job (its status message) only once it is admitted, before anything happens to it."""
         validated = await self._precheck(request)
         who = request.requester
         settings = await self.guilds.get(who.guild_id)
@@ -286,7 +290,7 @@ class Engine:
                 buzz=validated.buzz,
             )
         now = self.clock()
-        job_id = request.job_id or new_job_id(now)
+        job_id = new_job_id(now)
         whatif = await self._whatif(job_id, validated) if self.settings.whatif else None
         hold_amount = max(validated.buzz, whatif or 0)
         held_reason = None
@@ -310,7 +314,6 @@ class Engine:
             parent_job_id=request.parent_job_id,
             simulated=self.settings.simulated,
             deadline_at=now + self.settings.deadline,
-            status_message_id=request.status_message_id,
             upload_limit=request.upload_limit,
         )
 
@@ -338,10 +341,19 @@ class Engine:
         assert job is not None
         if status is J.HELD:
             await self._notify_review(item_id, job)
-            await self._status(job, "held for a moderator's review before it runs")
+        if launch:
+            await self.launch(job)
+        return job
+
+    async def launch(self, job: JobRecord, status_message_id: int | None = None) -> JobRecord:
+        """Start an admitted job, with the message that shows it (when there is one)."""
+        if status_message_id is not None:
+            await self.db.write(self.jobs.update, job.id, status_message_id=status_message_id)
+            job = await self.jobs.get(job.id) or job
         else:
-            await self._status(job, None)
-            self._spawn(job_id)
+            await self._status(job, HELD_MESSAGE if job.status is J.HELD else None)
+        if job.status is J.QUEUED:
+            self._spawn(job.id)
         return job
 
     async def _whatif(self, job_id: str, validated: ImageRequest) -> int | None:

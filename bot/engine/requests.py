@@ -39,9 +39,6 @@ class JobRequest:
     confirmed: bool = False
     interaction: Interaction | None = None
     parent_job_id: str | None = None
-    # Chosen by the front end when it must show the job (Cancel button) before admission.
-    job_id: str | None = None
-    status_message_id: int | None = None
     # The largest file Discord accepts where the results will be posted.
     upload_limit: int | None = None
 

@@ -207,9 +207,28 @@ def test_prompt_caps(model: Model, cap: int) -> None:
     assert model.value in message
 
 
-@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
-def test_blank_prompt_refused(prompt: str) -> None:
-    assert refusal(G2, prompt=prompt) == {"prompt": "prompt must not be empty"}
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "",
+        "   ",
+        "\n\t",
+        "\u200b\u200b",  # zero-width spaces
+        "\u2800\u2800\u2800",  # braille blank
+        "\u3164",  # Hangul filler
+        " \u200d\ufeff\u2060 ",  # joiner, BOM, word joiner
+        "\u0301\u0308",  # combining marks with nothing to mark
+    ],
+)
+def test_a_prompt_without_visible_text_is_refused(prompt: str) -> None:
+    assert refusal(G2, prompt=prompt) == {
+        "prompt": "prompt has no visible text: it is empty, or only spaces and invisible characters"
+    }
+
+
+@pytest.mark.parametrize("prompt", ["a", "\u200bcat\u200b", "é", "猫", "🦊", "\u2800 x"])
+def test_any_visible_character_is_a_prompt(prompt: str) -> None:
+    assert build(G2, prompt=prompt).step()["input"]["prompt"] == prompt
 
 
 # -- options a model does not have --------------------------------------------------------

@@ -144,6 +144,16 @@ class World:
             reason="test",
         )
 
+    async def take(self, amount: int, member: int | None = None) -> None:
+        await self.services.db.write(
+            self.services.ledger.take,
+            self.guild,
+            member or self.member,
+            amount,
+            actor_id=None,
+            reason="test",
+        )
+
     async def set_guild(self, **changes: Any) -> None:
         """What an admin's /settings does: write the guild's settings."""
         await self.services.db.write(self.services.guilds.update, self.guild, **changes)
@@ -347,12 +357,22 @@ async def job_of(w: World, status_message_id: int, timeout: float = 10) -> JobRe
             await asyncio.sleep(0.02)
 
 
-async def started(w: World, handle: InteractionHandle) -> JobRecord:
-    """The job a command started: its public status message is the command's answer."""
+async def status_post(handle: InteractionHandle, timeout: float = 10) -> dict[str, Any]:
+    """The public status message of the job a command started. The command's own answer is
+    private (a "thinking…" that becomes "Started"); the status follows once the job is
+    admitted, so a request refused at any point leaves nothing in the channel."""
     first = await handle.response()
-    assert first["type"] == 4 and not handle.ephemeral, (first, handle.followups)
-    assert handle.record.original_message_id is not None
-    return await job_of(w, handle.record.original_message_id)
+    if first["type"] == 5:  # a command: a private "thinking…"
+        assert handle.ephemeral, (first, handle.followups)
+    message = await handle.wait_for_followup(1, timeout=timeout)
+    assert not message["flags"] & 64, message
+    return message
+
+
+async def started(w: World, handle: InteractionHandle) -> JobRecord:
+    """The job a command started, found by its public status message."""
+    message = await status_post(handle)
+    return await job_of(w, int(message["id"]))
 
 
 async def finish(

@@ -84,3 +84,28 @@ async def test_a_confirmation_past_its_time_is_refused_politely(tmp_path, monkey
         reply = await answer(click)
         assert click.ephemeral and "expired" in reply["content"]
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+
+
+async def test_a_balance_spent_before_the_confirmation_is_refused_privately(tmp_path):
+    """Between the question and the click the member spent their Buzz elsewhere: the click
+    is refused, privately, and the channel never sees the request."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        await w.take(900)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        await click.response()
+        now = await w.fake.wait_for(
+            lambda: (
+                (m := w.fake.message(int(question["id"])))
+                and "nothing was charged" in m["content"]
+                and m
+            ),
+            what="the refusal in place of the question",
+        )
+        assert is_ephemeral(now) and "286" in now["content"]
+        await w.fake.settle()
+        assert click.followups == []
+        bot = str(w.fake.bot_user_id)
+        assert not [m for m in w.channel_messages() if m["author"]["id"] == bot]
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 100

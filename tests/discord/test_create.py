@@ -11,6 +11,7 @@ from tests.discord.harness import (
     finish,
     image_format,
     image_size,
+    status_post,
     text_of,
     world,
 )
@@ -163,8 +164,8 @@ async def test_a_size_outside_openais_documented_range_runs_with_a_warning(tmp_p
             "create gpt-image-2",
             options={"prompt": "a tiny icon", "size": "256x256", "quality": "low"},
         )
-        first = await h.response()
-        fields = {f["name"]: f["value"] for f in first["data"]["embeds"][0]["fields"]}
+        status = await status_post(h)
+        fields = {f["name"]: f["value"] for f in status["embeds"][0]["fields"]}
         assert "655,360" in fields["Note"]
         job = await w.only_job()
         assert (await w.wait_job(job.id, "done")).charged == 13

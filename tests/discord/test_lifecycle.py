@@ -16,6 +16,7 @@ from tests.discord.harness import (
     image_format,
     image_size,
     started,
+    status_post,
     text_of,
     world,
 )
@@ -31,8 +32,7 @@ async def test_status_message_shows_the_request_and_ends_done(tmp_path):
             "create gpt-image-2",
             options={"prompt": "a tram", "size": "2560x1440", "quality": "low", "quantity": 2},
         )
-        first = await h.original()  # the fake refuses answers later than 3 s
-        assert not h.ephemeral
+        first = await status_post(h)
         text = text_of(first)
         assert "gpt-image-2" in text
         assert "size 2560x1440" in text and "quality low" in text and "quantity 2" in text
@@ -149,7 +149,7 @@ async def test_results_say_simulated_when_the_bot_runs_on_its_own_simulator(tmp_
             "create gpt-image-2",
             options={"prompt": "a placeholder", "quality": "low"},
         )
-        first = await h.original()
+        first = await status_post(h)
         assert "SIMULATED" in text_of(first)
         job = await started(w, h)
         job, result = await finished(w, job)

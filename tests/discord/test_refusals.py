@@ -3,7 +3,9 @@ no job, no hold, the balance as it was, nothing sent to the orchestrator."""
 
 from __future__ import annotations
 
-from tests.discord.harness import World, answer, noise_png, png, text_of, world
+import pytest
+
+from tests.discord.harness import World, answer, noise_png, png, status_post, text_of, world
 
 GRANT = 1000
 
@@ -21,13 +23,14 @@ async def refused(w: World, handle, balance: int = GRANT) -> str:
 
 
 async def refused_after_download(w: World, handle) -> str:
-    """A problem found only in the downloaded file: the public status message (posted first)
-    is taken down, the answer is private, and nothing was held. Returns the answer."""
-    await handle.response()  # the status message goes up before the download
-    reply = await handle.wait_for_followup()
-    assert reply["flags"] & 64
+    """A problem found only in the downloaded file: the answer is private (it replaces the
+    private "thinking…"), nothing public was ever posted, and nothing was held."""
+    first = await handle.response()
+    assert first["type"] == 5 and handle.ephemeral  # a private "thinking…", nothing public
+    reply = await handle.wait_for_original(lambda m: "Nothing was charged" in m["content"])
     await w.fake.settle()
-    assert w.fake.is_deleted(handle.record.original_message_id)
+    assert handle.followups == []
+    assert not [m for m in w.channel_messages() if m["author"]["id"] == str(w.fake.bot_user_id)]
     assert await w.jobs() == [] and await w.holds() == 0
     assert await w.available() == GRANT and w.sim.submissions == []
     return reply["content"]
@@ -190,8 +193,7 @@ async def test_size_autocomplete_offers_presets_with_prices_and_a_typed_size(tmp
             "create gpt-image-2",
             options={"prompt": "wide", "size": "1280x720"},
         )
-        await h.response()
-        assert not h.ephemeral
+        await status_post(h)
         job = await w.only_job()
         await w.wait_job(job.id, "done")
         step = w.sim.submissions[0]["steps"][0]["input"]
@@ -199,16 +201,45 @@ async def test_size_autocomplete_offers_presets_with_prices_and_a_typed_size(tmp
         assert await w.available() == GRANT - 221
 
 
-async def test_a_damaged_image_found_after_download_removes_the_status_message(tmp_path):
+@pytest.mark.parametrize(
+    ("command", "data"),
+    [
+        ("edit gpt-image-1", b"\x89PNG\r\n\x1a\n" + b"\0" * 200),  # a signature, then nothing
+        ("edit gpt-image-2", b""),  # an empty file
+        ("imagine", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),  # an SVG renamed .png
+        ("imagine", b"hello, this is text"),
+    ],
+)
+async def test_a_file_discord_cannot_read_as_an_image_is_refused_at_once(tmp_path, command, data):
+    """Discord reports no dimensions for it: refused before anything, naming the option —
+    never with advice about a size option /imagine does not have."""
     async with world(tmp_path) as w:
         await w.grant(GRANT)
         h = await w.fake.slash(
             w.guild,
             w.channel,
             w.member,
+            command,
+            options={"prompt": "restore it"},
+            attachments={"image": ("photo.png", data, "image/png")},
+        )
+        text = await refused(w, h)
+        assert text.startswith("**image**: image is not a readable PNG, JPEG, WebP or GIF")
+        assert "size" not in text
+
+
+async def test_a_damaged_image_found_after_download_is_refused_privately(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        whole = noise_png(64, 64)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
             "edit gpt-image-1",
             options={"prompt": "restore it"},
-            attachments={"image": ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "image/png")},
+            # Its header says 64x64 (what Discord reads); the pixels are cut off.
+            attachments={"image": ("broken.png", whole[: len(whole) // 2], "image/png")},
         )
         text = await refused_after_download(w, h)
         assert text.startswith("**image**: image is not a PNG, JPEG, WebP or GIF")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.discord.harness import image_size, world
+from tests.discord.harness import image_size, status_post, world
 
 
 async def test_create_gpt_image_2_posts_the_images_and_charges_exactly(tmp_path):
@@ -18,9 +18,8 @@ async def test_create_gpt_image_2_posts_the_images_and_charges_exactly(tmp_path)
                 "quantity": 2,
             },
         )
-        first = await h.response()
-        assert first["type"] == 4 and not h.ephemeral
-        embed = first["data"]["embeds"][0]
+        status = await status_post(h)
+        embed = status["embeds"][0]
         assert "416 Buzz" in embed["fields"][1]["value"] and "584" in embed["fields"][1]["value"]
         job = await w.only_job()
         await w.wait_job(job.id, "done")

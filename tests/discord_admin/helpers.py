@@ -14,7 +14,7 @@ from tests.discord.harness import (
     answer,
     buttons,
     is_ephemeral,
-    job_of,
+    started,
     text_of,
 )
 from tests.fakes import InteractionHandle
@@ -79,10 +79,7 @@ async def request(
 
 
 async def started_job(w: World, handle: InteractionHandle):
-    first = await handle.response()
-    assert first["type"] == 4 and not handle.ephemeral, (first, handle.followups)
-    assert handle.record.original_message_id is not None
-    return await job_of(w, handle.record.original_message_id)
+    return await started(w, handle)
 
 
 async def blocked(

@@ -144,7 +144,17 @@ def test_check_declared_refuses_huge_declared_dimensions() -> None:
         check_declared(info(option="mask", width=20_000, height=20_000), LIMITS)
     assert caught.value.option == "mask"
     assert str(caught.value) == ("mask is 20000x20000 (400 megapixels); the limit is 40 megapixels")
-    check_declared(info(width=None, height=None), LIMITS)  # unknown dimensions: decode checks
+
+
+@pytest.mark.parametrize("filename", ["empty.png", "notes.png", "drawing.png"])
+def test_check_declared_refuses_a_file_discord_could_not_read_as_an_image(filename: str) -> None:
+    """Discord gives no dimensions for a 0-byte file, text or SVG, whatever the name says."""
+    with pytest.raises(MediaError) as caught:
+        check_declared(info(filename, "image/png", width=None, height=None), LIMITS)
+    assert caught.value.option == "image"
+    assert str(caught.value) == (
+        f"image is not a readable PNG, JPEG, WebP or GIF: {filename} is not"
+    )
 
 
 # -- download --------------------------------------------------------------------------------------
