@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -172,9 +173,7 @@ async def one_round(
     while True:
         await world.poll_submissions()
         pending = [
-            p
-            for p, h in handles.items()
-            if p not in world.submissions and not failed(world, h)
+            p for p, h in handles.items() if p not in world.submissions and not failed(world, h)
         ]
         if not pending or loop.time() > deadline:
             break
@@ -208,17 +207,13 @@ async def one_round(
         )
 
     # Until every submitted job's result is posted.
-    jobs = {
-        world.submissions[p]["external_id"] for p in handles if p in world.submissions
-    }
-    try:
+    jobs = {world.submissions[p]["external_id"] for p in handles if p in world.submissions}
+    with contextlib.suppress(TimeoutError):
         await fake.wait_for(
             lambda: jobs <= world.delivered_jobs(),
             timeout=args.runtime[1] * 1.5 + args.timeout,
             what="every result of the round",
         )
-    except TimeoutError:
-        pass
     result.undelivered = len(jobs - world.delivered_jobs())
     result.rss_round = peak_rss_mb(pid)
     result.cpu = cpu_seconds(pid) - cpu0
@@ -232,7 +227,7 @@ async def one_round(
 
 async def start_bot(fake: FakeDiscord, guild: int, sim: SimProcess, tmp: Path) -> Any:
     log = (tmp / "bot.log").open("w")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 (starting it takes milliseconds)
         [
             sys.executable,
             str(ROOT / "bench" / "botproc.py"),
@@ -331,7 +326,7 @@ def report(args: argparse.Namespace, source: tuple[str, bytes, str], out: dict[s
         f"x /create gpt-image-2 every {args.create_interval:g} s, {len(rounds)} round(s); "
         f"the real bot in its own process"
     )
-    print(f"  per-round figures: median over the rounds (min–max)\n")
+    print("  per-round figures: median over the rounds (min–max)\n")
 
     def per_round(fn: Any) -> list[float]:
         return [fn(r) for r in rounds]

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.images import encode, photo  # noqa: E402
-from bot.civitai.simulator import RUNTIMES, Outcome, SimWorkflow, Simulator  # noqa: E402
+from bot.civitai.simulator import RUNTIMES, Outcome, Simulator, SimWorkflow  # noqa: E402
 
 EXTERNAL_ID = re.compile(rb'"externalId"\s*:\s*"([^"]+)"')
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webP": "WEBP"}
