@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -19,6 +19,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 Period = Literal["none", "daily", "weekly", "monthly"]
@@ -114,6 +115,11 @@ class SimulatorSettings(_Section):
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -139,7 +145,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Init kwargs carry the TOML file, so they rank below the environment.
-        return (_NamedEnvSource(settings_cls), env_settings, init_settings)
+        return (_NamedEnvSource(settings_cls), _ListFriendlyEnv(settings_cls), init_settings)
 
     @property
     def simulated(self) -> bool:
@@ -155,6 +161,19 @@ class _NamedEnvSource(EnvSettingsSource):
             if environ.get(name):
                 data.setdefault(section, {})[key] = environ[name]
         return data
+
+
+class _ListFriendlyEnv(EnvSettingsSource):
+    """Lists from the environment as JSON (["a", "b"]) or, as people write them, a, b."""
+
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            annotation = getattr(field, "annotation", None)
+            if isinstance(value, str) and get_origin(annotation) is list:
+                return [item.strip() for item in value.split(",") if item.strip()]
+            raise
 
 
 class ConfigError(Exception):
@@ -180,6 +199,11 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:
+        raise ConfigError(
+            f"invalid configuration in the environment: {exc}; a list is written as JSON or "
+            'comma-separated, e.g. BOT_CIVITAI__CURRENCIES=yellow,blue or ["yellow", "blue"]'
+        ) from None
 
 
 def _describe(exc: ValidationError, path: Path) -> str:

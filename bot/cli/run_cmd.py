@@ -9,12 +9,12 @@ import fcntl
 import json
 import logging
 import os
-import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
+from bot import logs
 from bot.config import Settings, load_settings, problems_for_running
 from bot.store.db import utcnow
 
@@ -30,36 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     h.set_defaults(handler=health)
 
 
-# Interaction tokens travel in webhook and callback URLs, which discord.py logs at DEBUG.
-INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
-
-
-class RedactSecrets(logging.Filter):
-    """Tokens never reach a log line, whatever a library puts in one."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 8]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = INTERACTION_TOKEN.sub(r"\1***", message)
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "***")
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tokens = [t.get_secret_value() for t in (settings.discord.token, settings.civitai.token) if t]
-    handler.addFilter(RedactSecrets(tokens))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.logging.level)
-    logging.getLogger("discord.gateway").setLevel(logging.WARNING)
+    logs.configure(settings.logging.level, tokens)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import timedelta
 
-from bot.cli.run_cmd import RedactSecrets
+from bot.logs import RedactSecrets
 from bot.store.db import iso, utcnow
 from tests.cli.test_quote import bot, clean_env
 
@@ -92,3 +92,32 @@ def test_a_second_bot_on_the_same_database_refuses_to_start(tmp_path):
         result = bot("run", env=clean_env(BOT_DB_PATH=str(db), DISCORD_TOKEN="x" * 40))
     assert result.returncode == 2
     assert "already running" in result.stderr
+
+
+def test_a_token_inside_an_exception_and_its_traceback_is_redacted():
+    """log.exception of an error whose text (and a frame's source line) carries a token."""
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4.secret-discord-token"
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(RedactSecrets([token]))
+    logger = logging.getLogger("test.redaction.traceback")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ConnectionError(f"login failed for Bot {token}")
+        except ConnectionError:
+            logger.exception("could not connect")
+        logger.warning("where we were", stack_info=True, extra={"x": token})
+    finally:
+        logger.removeHandler(handler)
+    text = "\n".join(lines)
+    assert "Traceback (most recent call last)" in text and "ConnectionError" in text
+    assert token not in text
+    assert "login failed for Bot ***" in text
