@@ -11,6 +11,12 @@ A workflow's life is computed from the clock, not driven by tasks: unassigned â†
 processing â†’ its outcome, with runtimes drawn from the guide's tables times `speed`. `wait` is
 scaled by `speed` too, so a time-scaled run keeps the real API's proportions.
 
+Scripting: `script(Outcome(kind, runtime=, charge=, nsfw_level=, flag_labels=), external_id= |
+prompt=)`, `fault(status, route=submit|get|cancel|blob|upload|refresh, ...)`, `lose_answer()`,
+`upload_nsfw_level`. By hand, prompt markers: [sim:block] (any outcome kind) ends an imageGen
+workflow that way, [sim:r] (any NSFWLevel) rates its blobs, [sim:flag] / [sim:flag:hate] makes
+an xGuardModeration step trigger that label.
+
 Modules: server (the Simulator), workflow_routes and blob_routes (HTTP), workflow (life and
 money), views (the JSON), blobs (ids, signed URLs, the image cache), sources (input images),
 scripting (outcomes, faults, prompt markers), responses, and steps/ (one planner per type).

@@ -88,9 +88,10 @@ class Script:
         else:
             self.queued.append(outcome)
 
-    def pick(self, external_id: str | None, prompt: str) -> Outcome:
-        """By externalId, then by prompt text, then the next queued, then a prompt marker such
-        as [sim:block] (for demos by hand), else success."""
+    def pick(self, external_id: str | None, prompt: str, marked: str | None = None) -> Outcome:
+        """By externalId, then by prompt text, then the next queued, then a marker such as
+        [sim:block] in `marked` (the prompts markers count in; for demos by hand), else
+        success."""
         if external_id and f"id:{external_id}" in self.keyed:
             return self.keyed.pop(f"id:{external_id}")
         for key, outcome in self.keyed.items():
@@ -98,8 +99,9 @@ class Script:
                 return outcome
         if self.queued:
             return self.queued.pop(0)
+        marked = prompt if marked is None else marked
         for kind in OUTCOMES:
-            if f"[sim:{kind}]" in prompt:
+            if f"[sim:{kind}]" in marked:
                 return Outcome(kind)
         return Outcome()
 

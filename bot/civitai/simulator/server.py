@@ -52,14 +52,14 @@ class Simulator:
         # Added to every imageGen price, like the guide's "priority / output-format surcharges".
         self.surcharge = surcharge
         self.speed = speed
-        self.blob_ttl = blob_ttl
-        self.max_image_side = max_image_side
         # The rating uploads get from the simulated "on-the-fly moderation".
         self.upload_nsfw_level = "pg"
         self.document = document or OpenApiDocument.load()
         self.blobs = BlobStore(ttl=blob_ttl, max_image_side=max_image_side)
         self.workflows: dict[str, SimWorkflow] = {}
         self.submissions: list[dict[str, Any]] = []
+        # Ids of the blobs uploaded, in order.
+        self.uploads: list[str] = []
         self.requests: Counter[str] = Counter()
         self.base_url = ""
         self._rng = random.Random(seed)
@@ -89,8 +89,22 @@ class Simulator:
             self._runner = None
 
     @property
-    def running(self) -> bool:
-        return self._runner is not None
+    def blob_ttl(self) -> float:
+        """Seconds a signed blob URL stays valid (changeable while running)."""
+        return self.blobs.ttl
+
+    @blob_ttl.setter
+    def blob_ttl(self, seconds: float) -> None:
+        self.blobs.ttl = seconds
+
+    @property
+    def max_image_side(self) -> int | None:
+        """Load tests cap the drawn placeholders (blobs still report their full size)."""
+        return self.blobs.max_image_side
+
+    @max_image_side.setter
+    def max_image_side(self, side: int | None) -> None:
+        self.blobs.max_image_side = side
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -174,7 +188,8 @@ class Simulator:
 
     def create(self, template: dict[str, Any], plans: list[StepPlan]) -> SimWorkflow:
         prompt = " ".join(p.prompt for p in plans if p.prompt)
-        outcome = self._script.pick(template.get("externalId"), prompt)
+        marked = " ".join(p.prompt for p in plans if p.prompt and p.markers)
+        outcome = self._script.pick(template.get("externalId"), prompt, marked)
         runtime = outcome.runtime
         if runtime is None:
             runtime = sum(self._rng.uniform(*p.runtime) for p in plans for _ in range(p.units))
@@ -203,7 +218,7 @@ class Simulator:
             account=currencies[0] if currencies else "yellow",
             allow_mature=template.get("allowMatureContent"),
             upgrade_mode=template.get("upgradeMode") or "manual",
-            rating=outcome.nsfw_level or nsfw_marker(prompt),
+            rating=outcome.nsfw_level or nsfw_marker(marked),
         )
         for step in steps:
             for i, (blob_id, blob) in enumerate(zip(step.blob_ids, step.plan.blobs, strict=True)):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from bot.civitai.simulator.steps import image_gen
+from bot.civitai.simulator.steps import (
+    background,
+    image_gen,
+    moderation,
+    prompt_enhancement,
+    upscaler,
+)
 from bot.civitai.simulator.steps.base import (
     BlobPlan,
     Planner,
@@ -15,6 +21,10 @@ from bot.civitai.simulator.steps.base import (
 
 PLANNERS: dict[str, Planner] = {
     "imageGen": image_gen.plan,
+    "imageUpscaler": upscaler.plan,
+    "imageBackgroundRemoval": background.plan,
+    "promptEnhancement": prompt_enhancement.plan,
+    "xGuardModeration": moderation.plan,
 }
 
 __all__ = [
