@@ -110,6 +110,7 @@ class BlobRoutes:
                 nsfw_level=sim.upload_nsfw_level,
             )
         )
+        sim.uploads.append(blob_id)
         return json_response(201, upload_json(sim.blobs, blob_id))
 
     async def refresh(self, request: web.Request) -> web.Response:

@@ -87,7 +87,9 @@ class BlobStore:
     # -- signed URLs -------------------------------------------------------------------------
     def content_url(self, blob_id: str) -> tuple[str, datetime]:
         expires = int(time.time() + self.ttl)
-        payload = base64.urlsafe_b64encode(f"{blob_id}.{expires}".encode()).decode().rstrip("=")
+        # A nonce makes every signing a new URL (RefreshBlob's answer differs from the last).
+        text = f"{blob_id}.{expires}.{secrets.token_hex(4)}"
+        payload = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
         url = f"{self.base_url}{CONTENT_PATH}{payload}.{self._mac(payload)}"
         return url, datetime.fromtimestamp(expires, UTC)
 
@@ -100,7 +102,8 @@ class BlobStore:
             text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError):
             return None
-        blob_id, _, expires = text.rpartition(".")
+        signed, _, _nonce = text.rpartition(".")
+        blob_id, _, expires = signed.rpartition(".")
         return blob_id if expires.isdigit() and int(expires) >= time.time() else None
 
     def blob_id_of(self, url: str) -> str | None:

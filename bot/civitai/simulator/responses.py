@@ -13,7 +13,10 @@ from bot.civitai.simulator.scripting import Fault
 
 log = logging.getLogger(__name__)
 
-LOSE = "sim.lose_answer"
+# A typed request key where aiohttp has them (a plain string key warns there), else a string.
+LOSE: Any = (
+    web.RequestKey("sim.lose_answer", bool) if hasattr(web, "RequestKey") else "sim.lose_answer"
+)
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
