@@ -258,11 +258,24 @@ async def test_moderation_honours_label_filters_overrides_and_reasoning(
 async def test_moderation_can_fail_and_is_then_refunded(
     client: OrchestratorClient, simulator: Simulator
 ) -> None:
-    simulator.script("fail", prompt="unlucky")
+    simulator.script(Outcome("fail", step="xGuardModeration"), prompt="unlucky")
     workflow = await run(client, [moderation("an unlucky prompt")], "mod-fail")
     assert workflow.status == S.FAILED
     assert workflow.moderation() is None
     assert workflow.charged() == 0 and debits_credits(workflow) == (1, 1)
+
+
+async def test_outcomes_scripted_for_a_generation_are_not_used_up_by_text_steps(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    simulator.script("block")  # the next generation
+    simulator.script("fail", prompt="a harbour")
+    premoderated = await run(client, [moderation("a harbour")], "mod-first")
+    enhanced = await run(client, [enhancement("a harbour")], "enh-first")
+    generated = await run(client, [gen("a lighthouse")], "gen-after")
+    assert premoderated.status == S.SUCCEEDED and enhanced.status == S.SUCCEEDED
+    assert generated.status == S.FAILED and generated.blocked()
+    assert (await run(client, [gen("a harbour")], "gen-fail")).status == S.FAILED
 
 
 # -- several steps ------------------------------------------------------------------------------

@@ -34,13 +34,20 @@ _FLAG_MARKER = re.compile(r"\[sim:flag(?::([^\]]+))?\]")
 class Outcome:
     """How a simulated workflow ends. `runtime` (real seconds, before speed) overrides the draw;
     `charge` overrides what is debited (to test charges above the estimate); `nsfw_level` rates
-    every output blob; `flag_labels` are the labels an xGuardModeration step triggers."""
+    every output blob; `flag_labels` are the labels an xGuardModeration step triggers.
+
+    `step` names the step type a workflow must have for this outcome to apply to it (unless it
+    is scripted by externalId). Left out, it applies to workflows that make images, not to a
+    prompt enhancement or moderation run before them: scripting "block" for a generation must
+    not be used up by the pre-moderation of the same prompt. `flag_labels` imply
+    xGuardModeration."""
 
     kind: str = "succeed"
     runtime: float | None = None
     charge: int | None = None
     nsfw_level: str | None = None
     flag_labels: tuple[str, ...] = ()
+    step: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:
@@ -49,6 +56,11 @@ class Outcome:
             raise ValueError(f"unknown nsfw level {self.nsfw_level!r}: one of {NSFW_LEVELS}")
         # A JSON script gives a list; keep the dataclass hashable.
         object.__setattr__(self, "flag_labels", tuple(self.flag_labels))
+        if self.step is None and self.flag_labels:
+            object.__setattr__(self, "step", "xGuardModeration")
+
+    def applies(self, step_types: set[str], makes_images: bool) -> bool:
+        return self.step in step_types if self.step else makes_images
 
 
 @dataclass
@@ -88,18 +100,29 @@ class Script:
         else:
             self.queued.append(outcome)
 
-    def pick(self, external_id: str | None, prompt: str, marked: str | None = None) -> Outcome:
-        """By externalId, then by prompt text, then the next queued, then a marker such as
-        [sim:block] in `marked` (the prompts markers count in; for demos by hand), else
-        success."""
+    def pick(
+        self,
+        external_id: str | None,
+        prompt: str,
+        marked: str,
+        step_types: set[str],
+        makes_images: bool,
+    ) -> Outcome:
+        """By externalId, then by prompt text, then the first queued one that applies (see
+        Outcome.step), then a marker such as [sim:block] in `marked` (the prompts of image
+        steps; for demos by hand), else success."""
         if external_id and f"id:{external_id}" in self.keyed:
             return self.keyed.pop(f"id:{external_id}")
         for key, outcome in self.keyed.items():
-            if key.startswith("prompt:") and key[len("prompt:") :] in prompt:
+            if (
+                key.startswith("prompt:")
+                and key[len("prompt:") :] in prompt
+                and outcome.applies(step_types, makes_images)
+            ):
                 return outcome
-        if self.queued:
-            return self.queued.pop(0)
-        marked = prompt if marked is None else marked
+        for i, outcome in enumerate(self.queued):
+            if outcome.applies(step_types, makes_images):
+                return self.queued.pop(i)
         for kind in OUTCOMES:
             if f"[sim:{kind}]" in marked:
                 return Outcome(kind)

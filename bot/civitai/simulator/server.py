@@ -188,8 +188,10 @@ class Simulator:
 
     def create(self, template: dict[str, Any], plans: list[StepPlan]) -> SimWorkflow:
         prompt = " ".join(p.prompt for p in plans if p.prompt)
-        marked = " ".join(p.prompt for p in plans if p.prompt and p.markers)
-        outcome = self._script.pick(template.get("externalId"), prompt, marked)
+        marked = " ".join(p.prompt for p in plans if p.prompt and p.makes_images)
+        types = {step["$type"] for step in template["steps"]}
+        makes_images = any(p.makes_images for p in plans)
+        outcome = self._script.pick(template.get("externalId"), prompt, marked, types, makes_images)
         runtime = outcome.runtime
         if runtime is None:
             runtime = sum(self._rng.uniform(*p.runtime) for p in plans for _ in range(p.units))

@@ -74,9 +74,10 @@ class StepPlan:
     units: int = 1
     # The text scripting matches on (script(prompt=...), [sim:...] markers).
     prompt: str = ""
-    # Whether outcome markers ([sim:block], [sim:fail], ...) in `prompt` decide the workflow: not
-    # for text steps, whose prompt is meant for the generation that follows them.
-    markers: bool = True
+    # An image step: markers such as [sim:block] in its prompt decide the workflow, and so do
+    # outcomes scripted without a step type. Not text steps (enhancement, moderation), whose
+    # prompt is meant for the generation that follows them.
+    makes_images: bool = True
     blobs: list[BlobPlan] = field(default_factory=list)
     # The step's output from its blobs' JSON and the workflow's outcome.
     output: Callable[[list[dict[str, Any]], Outcome], dict[str, Any]] = _no_output

@@ -46,7 +46,7 @@ def plan(raw: dict[str, Any], ctx: StepContext) -> StepPlan:
         flagged = set(outcome.flag_labels or flag_markers(prompt))
         return verdict(raw, flagged)
 
-    return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, markers=False, output=output)
+    return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, makes_images=False, output=output)
 
 
 def verdict(raw: dict[str, Any], flagged: set[str]) -> dict[str, Any]:

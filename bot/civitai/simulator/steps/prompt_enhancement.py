@@ -30,7 +30,7 @@ def plan(raw: dict[str, Any], ctx: StepContext) -> StepPlan:
     def output(blobs: list[dict[str, Any]], outcome: Outcome) -> dict[str, Any]:
         return enhance(prompt, raw["ecosystem"], raw.get("negativePrompt"))
 
-    return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, markers=False, output=output)
+    return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, makes_images=False, output=output)
 
 
 def enhance(prompt: str, ecosystem: str, negative: str | None) -> dict[str, Any]:
