@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -30,6 +30,7 @@ TERMINAL = frozenset(
     }
 )
 BLOCKED = "blocked"
+_View = TypeVar("_View", bound="BaseModel")
 
 
 class _Api(BaseModel):
@@ -74,15 +75,106 @@ class ImageGenOutput(_Api):
     errors: list[str] | None = None
 
 
+class ImageUpscalerOutput(_Api):
+    """imageUpscaler's output: exactly one blob, under `blob`."""
+
+    blob: ImageBlob | None = None
+
+
+class ImageBackgroundRemovalOutput(_Api):
+    """imageBackgroundRemoval's output: the cut-out, under `image`."""
+
+    image: ImageBlob | None = None
+
+
+class PromptIssue(_Api):
+    description: str = ""
+    severity: str | None = None
+
+
+class PromptEnhancementOutput(_Api):
+    issues: list[PromptIssue] = Field(default_factory=list)
+    recommendations: list[str] = Field(default_factory=list)
+    enhanced_prompt: str = ""
+    enhanced_negative_prompt: str | None = None
+
+
+class XGuardLabelResult(_Api):
+    label: str
+    action: str = ""
+    threshold: float = 0
+    score: float = 0
+    triggered: bool = False
+    top_token: str = ""
+    field: str = ""
+    model_reason: str = ""
+    error: str | None = None
+
+
+class XGuardModerationOutput(_Api):
+    results: list[XGuardLabelResult] = Field(default_factory=list)
+    blocked: bool = False
+    triggered_labels: list[str] = Field(default_factory=list)
+
+    def scores(self) -> dict[str, float]:
+        return {r.label: r.score for r in self.results}
+
+
+StepOutput = (
+    ImageGenOutput
+    | ImageUpscalerOutput
+    | ImageBackgroundRemovalOutput
+    | PromptEnhancementOutput
+    | XGuardModerationOutput
+)
+# The typed view of each step type's output, by the step's `$type`.
+STEP_OUTPUTS: dict[str, type[StepOutput]] = {
+    "imageGen": ImageGenOutput,
+    "imageUpscaler": ImageUpscalerOutput,
+    "imageBackgroundRemoval": ImageBackgroundRemovalOutput,
+    "promptEnhancement": PromptEnhancementOutput,
+    "xGuardModeration": XGuardModerationOutput,
+}
+
+
 class Step(_Api):
     type: str = Field("imageGen", alias="$type")
     name: str = "0"
     status: WorkflowStatus | str = WorkflowStatus.UNASSIGNED
     jobs: list[Job] | None = None
+    # Read as imageGen's shape whatever the step (kept for existing readers); typed_output()
+    # gives the shape of the step's own type.
     output: ImageGenOutput | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     estimated_progress_rate: float | None = None
+    _raw_output: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_raw_output(cls, data: Any, handler: Any) -> Step:
+        step: Step = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("output"), dict):
+            step._raw_output = data["output"]
+        return step
+
+    def typed_output(self) -> StepOutput | None:
+        """The output as its step type's view (None while there is none, or for a type this
+        module has no view of)."""
+        view = STEP_OUTPUTS.get(self.type)
+        if view is None or self._raw_output is None:
+            return None
+        return view.model_validate(self._raw_output)
+
+    def images(self) -> list[ImageBlob]:
+        """Every image this step produced: imageGen's list, an upscale, a cut-out."""
+        found = list(self.output.images) if self.output else []
+        typed = self.typed_output()
+        if isinstance(typed, ImageUpscalerOutput) and typed.blob is not None:
+            found.append(typed.blob)
+        elif isinstance(typed, ImageBackgroundRemovalOutput) and typed.image is not None:
+            found.append(typed.image)
+        return found
 
 
 class TransactionInfo(_Api):
@@ -121,6 +213,8 @@ class Workflow(_Api):
     transactions: Transactions | None = None
     external_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    nsfw_level: str | None = None
+    allow_mature_content: bool | None = None
 
     @property
     def terminal(self) -> bool:
@@ -145,7 +239,23 @@ class Workflow(_Api):
         return [job for step in self.steps for job in (step.jobs or [])]
 
     def images(self) -> list[ImageBlob]:
-        return [img for step in self.steps if step.output for img in step.output.images]
+        """Output images of every step: imageGen's, an upscale's blob, a cut-out's image."""
+        return [img for step in self.steps for img in step.images()]
+
+    def enhancement(self) -> PromptEnhancementOutput | None:
+        """The first promptEnhancement step's output, once it has one."""
+        return self._first_output(PromptEnhancementOutput)
+
+    def moderation(self) -> XGuardModerationOutput | None:
+        """The first xGuardModeration step's output, once it has one."""
+        return self._first_output(XGuardModerationOutput)
+
+    def _first_output(self, view: type[_View]) -> _View | None:
+        for step in self.steps:
+            typed = step.typed_output()
+            if isinstance(typed, view):
+                return typed
+        return None
 
     def output_errors(self) -> list[str]:
         return [e for step in self.steps if step.output for e in (step.output.errors or [])]

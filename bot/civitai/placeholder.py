@@ -41,3 +41,42 @@ def data_url_size(source: str) -> tuple[int, int] | None:
             return img.size
     except (binascii.Error, ValueError, OSError):
         return None
+
+
+def upscale(source: bytes, width: int, height: int, fmt: str, caption: str) -> bytes:
+    """The source enlarged to (width, height), captioned as simulated."""
+    with Image.open(io.BytesIO(source)) as original:
+        mode = "RGBA" if fmt != "jpeg" and original.mode in ("RGBA", "LA", "P") else "RGB"
+        image = original.convert(mode).resize((width, height), Image.Resampling.BICUBIC)
+    _banner(image, f"{caption} · SIMULATED - no Buzz spent")
+    return _save(image, fmt)
+
+
+def cut_out(source: bytes, width: int, height: int, fmt: str) -> bytes:
+    """The source with its "background" removed: an ellipse of subject kept (alpha 255) and
+    everything outside it fully transparent (alpha 0), so the cut is plain to see."""
+    with Image.open(io.BytesIO(source)) as original:
+        image = original.convert("RGBA").resize((width, height), Image.Resampling.BICUBIC)
+    mask = Image.new("L", (width, height), 0)
+    inset_x, inset_y = width // 6, height // 6
+    ImageDraw.Draw(mask).ellipse(
+        (inset_x, inset_y, width - 1 - inset_x, height - 1 - inset_y), fill=255
+    )
+    image.putalpha(mask)
+    return _save(image, fmt)
+
+
+def _banner(image: Image.Image, text: str) -> None:
+    width, height = image.size
+    font_size = max(10, min(width, height) // 32)
+    font = ImageFont.load_default(size=font_size)
+    draw = ImageDraw.Draw(image)
+    box = (0, height - int(font_size * 1.8), width, height)
+    draw.rectangle(box, fill=(0, 0, 0, 255) if image.mode == "RGBA" else (0, 0, 0))
+    draw.text((font_size, box[1] + font_size // 3), text, fill=(255, 255, 255), font=font)
+
+
+def _save(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=PIL_FORMATS.get(fmt, "PNG"), quality=80)
+    return buffer.getvalue()

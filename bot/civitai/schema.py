@@ -57,6 +57,7 @@ class OpenApiDocument:
             _DOC_URI, Resource.from_contents(document, default_specification=DRAFT202012)
         )
         self._validators: dict[str, Draft202012Validator] = {}
+        self._inputs: dict[str, str | None] = {}
 
     @classmethod
     def load(cls) -> OpenApiDocument:
@@ -120,18 +121,29 @@ class OpenApiDocument:
             )
         return self._validators[key]
 
-    def validate_input(self, step_input: Any, prefix: str = "") -> list[SchemaError]:
-        """Validate an imageGen `input` object; paths are relative to `prefix`."""
+    def input_schema(self, step_template: str) -> str | None:
+        """The input type a step template names (`ImageUpscalerStepTemplate` → its input)."""
+        if step_template not in self._inputs:
+            ref = self.flatten(step_template)["properties"].get("input", {}).get("$ref")
+            self._inputs[step_template] = _ref_name(ref) if ref else None
+        return self._inputs[step_template]
+
+    def validate_input(
+        self, step_input: Any, prefix: str = "", root: str = "ImageGenInput"
+    ) -> list[SchemaError]:
+        """Validate a step's `input` object against `root` (followed down its discriminators);
+        paths are relative to `prefix`."""
         if not isinstance(step_input, dict):
             return [SchemaError(prefix.rstrip(".") or "input", "input must be an object")]
-        name, errors = self.resolve("ImageGenInput", step_input)
+        name, errors = self.resolve(root, step_input)
         if errors:
             return [SchemaError(prefix + e.path, e.message) for e in errors]
         validator = self._validator(name, lambda: self.flatten(name))
         return [_explain(err, prefix) for err in validator.iter_errors(step_input)]
 
     def validate_template(self, template: Any) -> list[SchemaError]:
-        """Validate a WorkflowTemplate whose steps are imageGen steps (the only ones we send)."""
+        """Validate a WorkflowTemplate: the template, each step by its `$type`, and each step's
+        input by the input type that step template names."""
         if not isinstance(template, dict):
             return [SchemaError("", "the body must be a JSON object")]
 
@@ -160,8 +172,9 @@ class OpenApiDocument:
                 _explain(e, f"{where}.")
                 for e in self._validator(name, step_schema).iter_errors(step)
             ]
-            if name == "ImageGenStepTemplate" and isinstance(step.get("input"), dict):
-                errors += self.validate_input(step["input"], f"{where}.input.")
+            root = self.input_schema(name)
+            if root is not None and isinstance(step.get("input"), dict):
+                errors += self.validate_input(step["input"], f"{where}.input.", root)
         return errors
 
 
@@ -185,6 +198,8 @@ def _explain(err: Any, prefix: str = "") -> SchemaError:
         return SchemaError(path, f"{field} must be ≤ {err.validator_value}")
     if kind == "minimum":
         return SchemaError(path, f"{field} must be ≥ {err.validator_value}")
+    if kind == "minLength":
+        return SchemaError(path, f"{field} too short (at least {err.validator_value} characters)")
     if kind == "maxLength":
         return SchemaError(path, f"{field} too long (at most {err.validator_value} characters)")
     return SchemaError(path, err.message)
