@@ -272,7 +272,8 @@ class _Checker:
         if self.operation is Operation.CREATE:
             self.refuse("fidelity", "fidelity is only used when editing images")
             return None
-        return self._choice("fidelity", self.options.fidelity, self.spec.fidelities)
+        owner = "gpt-image-1.5, gpt-image-1 and gpt-image-1-mini edits"
+        return self._choice("fidelity", self.options.fidelity, self.spec.fidelities, owner)
 
     def _format(self, settings: LaneSettings, background: str | None) -> None:
         given = self.options.format

@@ -90,6 +90,7 @@ class OpenAISimulator:
         self.received: list[Received] = []
         self.jobs: list[SimJob] = []
         self._runner: web.AppRunner | None = None
+        self._final_gate: asyncio.Event | None = None
         self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -130,6 +131,12 @@ class OpenAISimulator:
             self._keyed[prompt] = [chosen, times]
         else:
             self._scripted.append((chosen, times))
+
+    def hold_final_images(self) -> asyncio.Event:
+        """From now on every streamed final image waits until the returned event is set: a test
+        can prove that previews reach the client while the request is still running."""
+        self._final_gate = asyncio.Event()
+        return self._final_gate
 
     def _next_outcome(self, prompt: object) -> Outcome:
         text = prompt if isinstance(prompt, str) else ""
@@ -283,6 +290,8 @@ class OpenAISimulator:
                 break
             if outcome.kind == "no_completed":
                 continue
+            if self._final_gate is not None:
+                await self._final_gate.wait()
             image = await self._image(job, index, None)
             final = {
                 "b64_json": "not base64!!" if outcome.kind == "bad_base64" else _b64(image),
