@@ -23,15 +23,9 @@ from bot.openai_api.catalog import (
     parse_wxh,
 )
 
-COMMON = {"model", "prompt", "n", "size", "user", "quality"}
-GPT_ONLY = {
-    "background",
-    "output_format",
-    "output_compression",
-    "moderation",
-    "stream",
-    "partial_images",
-}
+# Every model may be sent stream and partial_images; streaming a dall-e model is then refused.
+COMMON = {"model", "prompt", "n", "size", "user", "quality", "stream", "partial_images"}
+GPT_ONLY = {"background", "output_format", "output_compression", "moderation"}
 DALL_E_ONLY = {"response_format"}
 DALL_E_2_MAX_BYTES = 4_000_000
 
@@ -217,7 +211,8 @@ def _choice(fields: dict[str, Any], key: str, allowed: tuple[str, ...], default:
 
 
 def _size(spec: ModelSpec, value: object, sources: list[tuple[int, int]]) -> tuple[int, int]:
-    text = "auto" if value is None else str(value)
+    takes_auto = spec.sizes is None or "auto" in spec.sizes
+    text = str(value) if value is not None else "auto" if takes_auto else spec.default_size
     if text == "auto" and (spec.sizes is None or "auto" in spec.sizes):
         # The output follows the first source's shape, within what the model can make.
         if not sources:
