@@ -2,7 +2,7 @@
 
 Pure data and arithmetic, no I/O. The Civitai lane's catalog (bot/catalog) describes what the
 orchestrator accepts; this one describes the Images API itself, which differs: every GPT image
-model takes a mask and up to 10 images per request, gpt-image-2 takes any `WIDTHxHEIGHT` within
+model takes a mask and makes up to 10 images a request, gpt-image-2 takes any `WIDTHxHEIGHT` within
 seed 003's limits (hard here: nothing stands between us and OpenAI), dall-e models answer PNG
 only and never stream, and gpt-image-1-mini exists.
 """
@@ -243,10 +243,10 @@ def availability(served: Iterable[str] | None, priced: Collection[str]) -> Avail
     """`served` is the operator's list (None: every model here); `priced` the models with a
     price (PriceTable.priced_models())."""
     names = list(MODEL_NAMES if served is None else dict.fromkeys(served))
-    known = [n for n in names if model_spec(n) is not None]
-    canonical = [model_spec(n).name for n in known]  # type: ignore[union-attr]
+    specs = {name: model_spec(name) for name in names}
+    known = list(dict.fromkeys(spec.name for spec in specs.values() if spec is not None))
     return Availability(
-        enabled=tuple(n for n in canonical if n in priced),
-        unpriced=tuple(n for n in canonical if n not in priced),
-        unknown=tuple(n for n in names if model_spec(n) is None),
+        enabled=tuple(n for n in known if n in priced),
+        unpriced=tuple(n for n in known if n not in priced),
+        unknown=tuple(n for n, spec in specs.items() if spec is None),
     )

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from bot.openai_api.errors import BadResponse, Unavailable
+from bot.openai_api.errors import BadResponse, OperatorProblem, Unavailable
 from bot.openai_api.results import (
     ImageReader,
     ImagesResult,
@@ -192,8 +192,11 @@ class OpenAIImagesClient:
                     raise classify(
                         response.status_code, text, response.headers, model, self._redact
                     )
-                if response.status_code != 200:
-                    raise Retry(f"{kind}: the endpoint answered {response.status_code}", True)
+                if response.status_code >= 300:  # redirects are not followed: a wrong base URL
+                    raise OperatorProblem(
+                        f"the endpoint redirected ({response.status_code}): check OPENAI_BASE_URL",
+                        status=response.status_code,
+                    )
                 content_type = response.headers.get("content-type", "")
                 if "text/event-stream" in content_type:
                     return await self._read_stream(kind, response, model, expected, on_partial)

@@ -126,8 +126,8 @@ class StreamState:
         if not isinstance(payload, dict):
             return
         kind = str(payload.get("type") or event or "")
-        if kind == "error" or event == "error" or "error" in payload:
-            error = payload.get("error")
+        error = payload.get("error")
+        if kind == "error" or event == "error" or isinstance(error, dict):
             self.errors.append(error if isinstance(error, dict) else payload)
         elif kind.endswith(".partial_image"):
             await self._partial(payload)

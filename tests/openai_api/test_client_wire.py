@@ -276,3 +276,20 @@ async def test_a_lost_connection_before_any_answer_may_have_been_acted_on(
         with pytest.raises(Unavailable) as caught:
             await client.generate(BODY)
     assert caught.value.maybe_accepted is True
+
+
+async def test_a_redirect_is_a_wrong_base_url_not_followed(sleeps: RecordingSleep) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("https://elsewhere.invalid/v1/images/generations")
+
+    async with client_for(moved, sleeps) as client:
+        with pytest.raises(OperatorProblem, match="redirected"):
+            await client.generate(BODY)
+    assert sleeps.delays == []
+
+
+async def test_a_null_error_field_in_an_event_is_not_an_error(sleeps: RecordingSleep) -> None:
+    body = sse((None, completed(error=None)), (None, completed(error=None)))
+    async with client_for(streaming(body), sleeps) as client:
+        result = await client.generate(BODY)
+    assert len(result.images) == 2 and sleeps.delays == []
