@@ -20,7 +20,7 @@ import logging
 import random
 import secrets
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,6 +74,7 @@ class OpenAISimulator:
         models: list[str] | None = None,
         max_image_side: int | None = None,
         keepalive: bool = True,
+        keep: int = 256,
     ) -> None:
         self.api_key = api_key
         self.speed = speed
@@ -87,8 +88,9 @@ class OpenAISimulator:
         self._images: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._files: OrderedDict[str, bytes] = OrderedDict()
         self.requests: Counter[str] = Counter()
-        self.received: list[Received] = []
-        self.jobs: list[SimJob] = []
+        # The latest requests, bounded: the bot runs this simulator for days without a key.
+        self.received: deque[Received] = deque(maxlen=keep)
+        self.jobs: deque[SimJob] = deque(maxlen=keep)
         self._runner: web.AppRunner | None = None
         self._final_gate: asyncio.Event | None = None
         self.base_url = ""

@@ -43,7 +43,7 @@ async def test_a_wrong_or_missing_key_is_401(sim: OpenAISimulator) -> None:
     assert response.status_code == 401 and error_of(response)["code"] == "invalid_api_key"
     async with httpx.AsyncClient() as http:
         bare = await http.post(f"{sim.base_url}/images/generations", json={})
-    assert bare.status_code == 401 and sim.jobs == []
+    assert bare.status_code == 401 and not sim.jobs
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ async def test_refusals_look_like_openais(
     assert response.status_code == status
     error = error_of(response)
     assert (error["param"], error["code"]) == (param, code)
-    assert sim.jobs == []
+    assert not sim.jobs
 
 
 async def test_a_stream_has_the_previews_then_the_completed_event_with_usage(
