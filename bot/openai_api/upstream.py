@@ -1,0 +1,149 @@
+"""What an error answer from the Images API means: a typed error, or a retry.
+
+OpenAI error bodies are `{"error": {"message", "type", "param", "code"}}`; the same object may
+also come as an `error` event in a stream, or in a 200 from a compatible endpoint. The code
+decides first (a moderation block is a block whatever the status), then the status.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.openai_api.errors import (
+    AuthFailed,
+    Blocked,
+    InvalidRequest,
+    ModelUnavailable,
+    OpenAIError,
+    OperatorProblem,
+    QuotaExhausted,
+)
+
+BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
+MODEL_CODES = frozenset(
+    {"model_not_found", "model_not_available", "model_deprecated", "deprecated_model"}
+)
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+RETRY_STATUS = frozenset({408, 409, 425, 429})
+# Answers that mean the request was not acted on: rate limited, or the service refused it.
+NOT_ACCEPTED = frozenset({425, 429, 503})
+# Error codes seen in streamed `error` events that mean "try again".
+RETRY_CODES = frozenset({"rate_limit_exceeded", "server_error", "overloaded", "timeout"})
+
+
+class Retry(Exception):
+    """A retryable failure of one attempt: what went wrong, and what the endpoint advised."""
+
+    def __init__(
+        self, problem: str, maybe_accepted: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.maybe_accepted = maybe_accepted
+        self.retry_after = retry_after
+
+
+def classify(
+    status: int | None,
+    body: str | Mapping[str, Any],
+    headers: Mapping[str, str],
+    model: str | None,
+    redact: Callable[[str], str],
+) -> OpenAIError | Retry:
+    """`status` None: an error object that came inside a 200 or a stream (already accepted)."""
+    error = body if isinstance(body, Mapping) else _error_object(body)
+    code = _text(error.get("code"))
+    param = _text(error.get("param"))
+    message = redact(_text(error.get("message")) or _fallback(body))[:500]
+    where = f"{status}" if status is not None else "in its answer"
+    if code in BLOCK_CODES:
+        return Blocked(
+            f"the endpoint refused the prompt or image ({code})", code=code, status=status
+        )
+    if status == 401:
+        # OpenAI's 401 text quotes part of the key: say nothing of it.
+        return AuthFailed("the endpoint refused the API key (401)", status=401)
+    if status == 403:
+        return AuthFailed(f"the endpoint refused access (403): {message}", status=403)
+    if code in QUOTA_CODES:
+        return QuotaExhausted(f"the endpoint's account is out of credit ({code}): {message}")
+    if code in MODEL_CODES or (status in (400, 404) and param == "model"):
+        return ModelUnavailable(
+            f"the endpoint does not serve {model or 'this model'} ({code or status}): {message}",
+            model=model,
+            code=code,
+            status=status,
+        )
+    if status is None:
+        accepted = code not in ("rate_limit_exceeded",)
+        if code in RETRY_CODES or not code:
+            return Retry(
+                f"the endpoint reported an error ({code or 'no code'}): {message}", accepted
+            )
+        return InvalidRequest(
+            f"the endpoint refused the request {where}: {message}", param=param, code=code
+        )
+    if status in RETRY_STATUS or status >= 500:
+        return Retry(
+            f"the endpoint answered {status}" + (f" ({code})" if code else ""),
+            status not in NOT_ACCEPTED,
+            retry_after_seconds(headers),
+        )
+    if status == 404:
+        return OperatorProblem(
+            f"the endpoint has no such route (404): check OPENAI_BASE_URL: {message}", status=404
+        )
+    return InvalidRequest(
+        f"the endpoint refused the request ({status}"
+        + (f", {param}" if param else "")
+        + f"): {message}",
+        param=param,
+        code=code,
+        status=status,
+    )
+
+
+def _error_object(text: str) -> Mapping[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return data["error"]
+    return data if isinstance(data, dict) else {}
+
+
+def _fallback(body: str | Mapping[str, Any]) -> str:
+    return body.strip()[:300] if isinstance(body, str) else ""
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After (seconds or an HTTP date), or OpenAI's retry-after-ms."""
+    millis = (headers.get("retry-after-ms") or "").strip()
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
