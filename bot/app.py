@@ -4,17 +4,16 @@ loads the cogs, syncs the commands, and keeps one error path for every interacti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import heartbeat
 from bot.board import ReviewBoard
 from bot.delivery import DiscordPublisher
 from bot.engine.engine import Engine, NotAllowed
@@ -23,7 +22,7 @@ from bot.filters import FilterError, PromptFilters
 from bot.media import MediaError, MediaLimits
 from bot.review import ReviewError, ReviewService
 from bot.services import Services
-from bot.store.db import iso, utcnow
+from bot.store.db import utcnow
 from bot.store.ledger import LedgerError
 from bot.store.moderation import AlreadyHandled
 
@@ -39,7 +38,10 @@ EXTENSIONS = (
     "cogs.quota",
     "cogs.settings",
 )
-HEARTBEAT_EVERY = 30.0
+
+
+class DevGuildUnavailable(Exception):
+    """BOT_DEV_GUILD names a server the bot cannot register commands in."""
 
 
 class UserFacingError(Exception):
@@ -200,7 +202,15 @@ class ImageBot(commands.Bot):
         if dev_guild:
             guild = discord.Object(id=dev_guild)
             self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
+            try:
+                synced = await self.tree.sync(guild=guild)
+            except discord.Forbidden as exc:
+                raise DevGuildUnavailable(
+                    f"cannot register the slash commands in the server {dev_guild} "
+                    f"(BOT_DEV_GUILD): Discord says the bot has no access there ({exc.code}). "
+                    "Invite the bot to that server with the applications.commands scope, or "
+                    "unset BOT_DEV_GUILD"
+                ) from None
             log.info("synced %d commands to guild %s", len(synced), dev_guild)
         elif self.sync_global:
             synced = await self.tree.sync()
@@ -223,6 +233,7 @@ class ImageBot(commands.Bot):
         await self.engine.stop()
         await self.publisher.close()
         await super().close()
+        await self._write_beat(stopped=True)  # unhealthy at once, not when the beat goes stale
 
     async def on_operator_alert(self, key: str, message: str) -> None:
         """Something only the operator can fix: tell the application's owner once, by DM."""
@@ -239,21 +250,18 @@ class ImageBot(commands.Bot):
     async def _beat(self) -> None:
         while True:
             await self._write_beat()
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await asyncio.sleep(heartbeat.EVERY)
 
-    async def _write_beat(self) -> None:
-        beat = {
-            "at": iso(utcnow()),
-            "ready": self.is_ready(),
-            "guilds": len(self.guilds),
-            "jobs_running": self.engine.running(),
-        }
-        path = heartbeat_path(self.services.settings.database.path)
+    async def _write_beat(self, *, stopped: bool = False) -> None:
+        beat = heartbeat.Beat(
+            at=utcnow(),
+            ready=self.is_ready() and not stopped,
+            guilds=len(self.guilds),
+            jobs_running=self.engine.running(),
+            stopped=stopped,
+        )
+        path = heartbeat.heartbeat_path(self.services.settings.database.path)
         try:
-            await asyncio.to_thread(path.write_text, json.dumps(beat))
+            await asyncio.to_thread(heartbeat.write, path, beat)
         except OSError as exc:
             log.warning("heartbeat not written: %s", exc)
-
-
-def heartbeat_path(db_path: Path) -> Path:
-    return db_path.parent / "heartbeat.json"

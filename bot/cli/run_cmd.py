@@ -6,20 +6,18 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
+import signal
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from bot import logs
+from bot import heartbeat, logs
 from bot.config import Settings, load_settings, problems_for_running
-from bot.store.db import utcnow
+from bot.store.location import DatabaseUnavailable, check_writable
 
 log = logging.getLogger(__name__)
-STALE_AFTER = timedelta(seconds=120)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -42,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:
+        check_writable(settings.database.path)
+    except DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         lock = hold_instance_lock(settings.database.path)
     except AlreadyRunning as exc:
@@ -89,41 +92,47 @@ async def _main(settings: Settings, *, sync: bool) -> None:
     import aiohttp
     import discord
 
-    from bot.app import ImageBot  # discord.py is only imported for this command
+    from bot.app import DevGuildUnavailable, ImageBot  # discord.py only for this command
     from bot.services import build_services
 
     services = await build_services(settings)
     bot = ImageBot(services, sync_global=sync)
+    # SIGTERM (docker stop, systemd) takes the same orderly path as Ctrl-C: close the bot,
+    # leave running jobs to resume at the next start, checkpoint the database.
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, stopping.set)
     try:
         assert settings.discord.token is not None
         async with bot:
-            await bot.start(settings.discord.token.get_secret_value())
+            running = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
+            stop = asyncio.create_task(stopping.wait())
+            await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.done():
+                log.info("stopping; running jobs resume at the next start")
+                await bot.close()
+            stop.cancel()
+            await running
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except DevGuildUnavailable as exc:
+        raise StartupFailed(str(exc)) from None
     except (aiohttp.ClientConnectorError, OSError) as exc:
         raise StartupFailed(f"cannot reach Discord: {exc}") from None
     finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
         await services.aclose()
 
 
 def health(args: argparse.Namespace) -> int:
-    from bot.app import heartbeat_path
-
+    """Reads only the heartbeat: no token needed, nothing opened but one small file."""
     settings = load_settings(args.config)
-    problems = problems_for_running(settings)
-    path = heartbeat_path(settings.database.path)
-    try:
-        beat = json.loads(path.read_text())
-        age = utcnow() - datetime.fromisoformat(beat["at"])
-    except (OSError, ValueError, KeyError):
-        problems.append(f"no heartbeat at {path}: is the bot running?")
-    else:
-        if age > STALE_AFTER:
-            problems.append(f"the last heartbeat is {int(age.total_seconds())} s old")
-        elif not beat.get("ready"):
-            problems.append("the bot is running but not connected to Discord")
-    for problem in problems:
+    found, beat = heartbeat.problems(heartbeat.heartbeat_path(settings.database.path))
+    for problem in found:
         print(f"unhealthy: {problem}", file=sys.stderr)
-    if not problems:
-        print(f"healthy: {beat.get('guilds', 0)} guild(s), {beat.get('jobs_running', 0)} job(s)")
-    return 1 if problems else 0
+    if not found and beat is not None:
+        print(f"healthy: {beat.guilds} guild(s), {beat.jobs_running} job(s)")
+    return 1 if found else 0

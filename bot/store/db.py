@@ -76,6 +76,12 @@ class Database:
         return self
 
     async def close(self) -> None:
+        if self._writer is not None and str(self.path) != ":memory:":
+            # Fold the WAL into the database file: a stopped bot leaves one file to copy.
+            try:
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("could not checkpoint %s on close: %s", self.path, exc)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()

@@ -1,0 +1,78 @@
+"""Where the database lives, checked before anything opens it: a path the bot cannot create or
+write is one plain sentence naming the path and the uid that needs access, not a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class DatabaseUnavailable(Exception):
+    """The database (or its folder) cannot be created or written; the text says what to do."""
+
+
+def _can(path: Path, mode: int) -> bool:
+    return os.access(path, mode, effective_ids=True)
+
+
+def _owner(path: Path) -> str:
+    try:
+        return f"owned by uid {path.stat().st_uid}"
+    except OSError:
+        return "owner unknown"
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def check_writable(db_path: Path) -> None:
+    """Make sure the database's folder exists and the database can be written; raise
+    DatabaseUnavailable naming the path, its owner and the uid the bot runs as."""
+    try:
+        _check(db_path)
+    except PermissionError as exc:  # a folder on the way cannot even be looked into
+        raise DatabaseUnavailable(
+            f"cannot reach the database {db_path}: permission denied ({exc.filename}); the bot "
+            f"runs as uid {os.geteuid()}, which needs access to every folder on that path"
+        ) from None
+
+
+def _check(db_path: Path) -> None:
+    uid = os.geteuid()
+    hint = "or set BOT_DB_PATH to a place it can write"
+    folder = db_path.parent
+    existing = _nearest_existing(folder)
+    if existing.exists() and not existing.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot create the database folder {folder}: {existing} is a file, not a folder "
+            f"(check BOT_DB_PATH)"
+        )
+    if existing != folder:
+        if not _can(existing, os.W_OK | os.X_OK):
+            raise DatabaseUnavailable(
+                f"cannot create the database folder {folder}: {existing} is not writable "
+                f"({_owner(existing)}) and the bot runs as uid {uid}; give uid {uid} write "
+                f"access there {hint}"
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the database folder {folder}: {exc.strerror or exc}"
+            ) from None
+    if not _can(folder, os.W_OK | os.X_OK):
+        raise DatabaseUnavailable(
+            f"cannot write in the database folder {folder} ({_owner(folder)}); the bot runs as "
+            f"uid {uid}: give that uid write access (e.g. chown -R {uid} {folder}) {hint}"
+        )
+    if db_path.is_dir():
+        raise DatabaseUnavailable(f"the database path {db_path} is a folder, not a file")
+    if db_path.exists() and not _can(db_path, os.R_OK | os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot write the database {db_path} ({_owner(db_path)}); the bot runs as uid "
+            f"{uid}: give that uid read and write access (e.g. chown {uid} {db_path}) {hint}"
+        )

@@ -1,0 +1,229 @@
+"""The bot as a process: SIGTERM is an orderly stop that loses nothing, health needs no
+token, and the problems an operator can make are one line each, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.civitai.simulator import Outcome, Simulator
+from bot.heartbeat import heartbeat_path
+from tests.cli.test_quote import ROOT, bot, clean_env
+from tests.fakes import FakeDiscord
+
+RUNNER = Path(__file__).with_name("fake_run.py")
+
+
+@dataclass
+class Deployment:
+    fake: FakeDiscord
+    sim: Simulator
+    db: Path
+    guild: int
+    channel: int
+    member: int
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env(
+            FAKE_API_BASE=self.fake.api_base,
+            FAKE_GATEWAY=self.fake.gateway_url,
+            DISCORD_TOKEN=self.fake.bot_token,
+            CIVITAI_BASE_URL=self.sim.base_url,
+            CIVITAI_TOKEN=self.sim.token,
+            BOT_DB_PATH=str(self.db),
+            BOT_DEV_GUILD=str(self.guild),
+            PYTHONPATH=str(ROOT),
+            **extra,
+        )
+
+    async def start(self, **extra: str) -> asyncio.subprocess.Process:
+        """`python -m bot run` in its own process; returns once its heartbeat says ready."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(RUNNER),
+            "run",
+            cwd=ROOT,
+            env=self.env(**extra),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        beat = heartbeat_path(self.db)
+        async with asyncio.timeout(30):
+            while not (beat.exists() and '"ready": true' in beat.read_text()):
+                if proc.returncode is not None:
+                    _, err = await proc.communicate()
+                    raise AssertionError(f"the bot exited {proc.returncode}: {err.decode()}")
+                await asyncio.sleep(0.05)
+        return proc
+
+    def job(self) -> tuple[str, str]:
+        with sqlite3.connect(self.db) as conn:
+            found = conn.execute("SELECT id, status FROM jobs").fetchall()
+        assert len(found) == 1, found
+        return found[0]
+
+
+@asynccontextmanager
+async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with FakeDiscord() as fake, Simulator(speed=0.01, seed=3) as sim:
+        guild = fake.add_guild("Images")
+        channel = fake.add_channel(guild, "art")
+        member = fake.add_member(guild, "alice")
+        yield Deployment(fake, sim, tmp_path / "data" / "bot.sqlite3", guild, channel, member)
+
+
+async def sigterm(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):  # what `docker stop` waits before SIGKILL
+        _, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_sigterm_stops_in_order_and_a_restart_finishes_the_job(tmp_path):
+    async with deployment(tmp_path) as d:
+        first = await d.start()
+        # A grant from the command line while the bot runs, as an admin would give it.
+        grant = await asyncio.to_thread(
+            bot,
+            "ledger",
+            "grant",
+            str(d.guild),
+            str(d.member),
+            "500",
+            "--reason",
+            "test",
+            env=d.env(),
+        )
+        assert grant.returncode == 0, grant.stderr
+        d.sim.script(Outcome(runtime=300), prompt="a slow lighthouse")  # 3 s here
+        await d.fake.slash(
+            d.guild,
+            d.channel,
+            d.member,
+            "create gpt-image-2",
+            options={"prompt": "a slow lighthouse", "quality": "low"},
+        )
+        async with asyncio.timeout(15):
+            while not d.sim.workflows:
+                await asyncio.sleep(0.05)
+        code, err = await sigterm(first)
+        assert code == 0, err
+        assert "Traceback" not in err
+        job_id, status = d.job()
+        assert status in ("queued", "submitted", "running"), "left as it was, to resume"
+        wal = d.db.with_name(d.db.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed"
+        health = bot("health", env=clean_env(BOT_DB_PATH=str(d.db)))  # no DISCORD_TOKEN
+        assert health.returncode == 1 and "stopped" in health.stderr
+
+        second = await d.start()
+        async with asyncio.timeout(30):
+            while d.job()[1] != "done":
+                await asyncio.sleep(0.1)
+        results = [
+            m
+            for m in d.fake.channel_messages(d.channel)
+            for e in m.get("embeds", [])
+            if f"result of job {job_id}" in ((e.get("footer") or {}).get("text") or "")
+        ]
+        assert len(results) == 1, "posted exactly once"
+        code, err = await sigterm(second)
+        assert code == 0 and "Traceback" not in err
+
+
+async def test_a_dev_guild_the_bot_cannot_reach_is_one_line(tmp_path):
+    async with deployment(tmp_path) as d:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(RUNNER),
+            "run",
+            cwd=ROOT,
+            env={**d.env(), "BOT_DEV_GUILD": "123456789012345678"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+        text = err.decode()
+        assert proc.returncode == 1
+        assert "Traceback" not in text
+        [line] = [x for x in text.splitlines() if x.startswith("error:")]
+        assert "123456789012345678" in line and "BOT_DEV_GUILD" in line and "50001" in line
+
+
+def test_health_needs_no_token(tmp_path):
+    db = tmp_path / "bot.sqlite3"
+    missing = bot("health", env=clean_env(BOT_DB_PATH=str(db)))
+    assert missing.returncode == 1 and "no heartbeat" in missing.stderr
+    assert "DISCORD_TOKEN" not in missing.stderr
+
+
+def test_a_database_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    result = bot(
+        "run",
+        env=clean_env(BOT_DB_PATH=str(tmp_path / "data" / "bot.sqlite3"), DISCORD_TOKEN="x" * 40),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot create the database folder {tmp_path / 'data'}: "
+        f"{tmp_path / 'data'} is a file, not a folder (check BOT_DB_PATH)"
+    ]
+
+
+CHECK_AS_NOBODY = """
+import os, sys
+from pathlib import Path
+from bot.cli import main
+from bot.store.location import check_writable  # imported while root may still read it
+os.setegid(65534)
+os.seteuid(65534)
+raise SystemExit(main(["run"]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+@pytest.mark.parametrize("where", ["folder", "file"])
+def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
+    """As in a bind mount owned by root while the container runs as uid 10001."""
+    # Not under pytest's tmp_path: its folders are private to root, all the way up.
+    top = Path(tempfile.mkdtemp(prefix="bot-perm-"))
+    top.chmod(0o755)
+    folder = top / "mount"
+    folder.mkdir()
+    db = folder / "bot.sqlite3"
+    sqlite3.connect(db).close()
+    if where == "folder":
+        folder.chmod(0o755)  # others may read, not write
+    else:
+        folder.chmod(0o777)
+        db.chmod(0o644)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHECK_AS_NOBODY],
+            cwd=ROOT,
+            env=clean_env(BOT_DB_PATH=str(db), DISCORD_TOKEN="x" * 40, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(top)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "owned by uid 0" in line and "runs as uid 65534" in line
+    assert str(folder if where == "folder" else db) in line
