@@ -78,6 +78,8 @@ class DatabaseSettings(_Section):
 
 class JobSettings(_Section):
     deadline_minutes: int = Field(30, ge=1, le=24 * 60)
+    # A finished job's images are fetched and posted, retrying, for up to this long.
+    delivery_deadline_minutes: int = Field(30, ge=1, le=24 * 60)
     # Start delivering as a channel message this long before the 15-minute token expires.
     token_margin_seconds: int = Field(60, ge=0, le=600)
     status_edit_interval_seconds: float = Field(5.0, ge=1.0, le=120.0)
@@ -215,6 +217,8 @@ def _describe(exc: ValidationError, path: Path) -> str:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting (see config.example.toml for the valid keys)"
+        elif len(loc) >= 3 and loc[2].isdigit() or err["type"] == "list_type":
+            message += f"; a list is written as JSON or comma-separated, e.g. {env}=a,b"
         lines.append(f"  {key} (env {env}): {message}")
     return "\n".join(lines)
 

@@ -38,6 +38,8 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
 MESSAGE_BYTES = 25 * 1024 * 1024
+# Failures to reach Discord at all (not an answer from it).
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # Smaller and smaller fits after Discord's 413s before giving up.
 SHRINKS = 4
 SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
@@ -358,6 +360,8 @@ class DiscordPublisher:
             await self._edit_message(job, job.status_message_id, embed, view)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: status message not updated (%s)", job.id, type(exc).__name__)
 
     async def _edit_message(
         self,
@@ -419,6 +423,10 @@ class DiscordPublisher:
                 self._collect(message, job.id, found, messages)
         except (discord.Forbidden, discord.NotFound):
             log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
+        except discord.HTTPException as exc:
+            raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+        except NETWORK_ERRORS as exc:
+            raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
         if not found:
             with contextlib.suppress(discord.HTTPException):
                 user = await self.bot.fetch_user(job.member_id)
@@ -601,7 +609,7 @@ async def _sending(call: Awaitable[discord.Message | None], largest: int) -> dis
         if exc.status == 429 or exc.status >= 500:
             raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
         raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except NETWORK_ERRORS as exc:
         raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
     assert message is not None  # wait=True
     return message

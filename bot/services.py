@@ -51,6 +51,7 @@ class Services:
             policy=LongPoll(self.settings.civitai.wait_seconds),
             whatif=self.settings.civitai.whatif,
             deadline=timedelta(minutes=self.settings.jobs.deadline_minutes),
+            delivery_deadline=timedelta(minutes=self.settings.jobs.delivery_deadline_minutes),
             simulated=self.simulated,
         )
 

@@ -282,3 +282,26 @@ def test_the_example_config_documents_every_setting_and_its_environment_name():
             assert f"[{section}]" in text
             assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} is undocumented"
             assert env_name(section, key) in text, f"{section}.{key}: no env name"
+
+
+@pytest.mark.parametrize("value", ["yellow,blue", " yellow , blue ", '["yellow", "blue"]'])
+def test_list_settings_from_the_environment_as_json_or_comma_separated(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOT_CIVITAI__CURRENCIES", value)
+    assert load_settings().civitai.currencies == ["yellow", "blue"]
+
+
+def test_a_malformed_list_setting_names_the_variable_and_shows_an_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_CIVITAI__CURRENCIES", '["yellow", purple')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "BOT_CIVITAI__CURRENCIES" in text and "comma-separated, e.g." in text
+
+
+def test_the_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_LOGGING__LEVEL", "warning")
+    assert load_settings().logging.level == "WARNING"

@@ -487,7 +487,7 @@ class Engine:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except (Unavailable, TransitionError) as exc:
+            except (Unavailable, TransitionError, PostFailed) as exc:
                 failures += 1
                 delay = min(self.settings.retry_cap, self.settings.retry_base * 2 ** (failures - 1))
                 log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
