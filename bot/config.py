@@ -217,7 +217,7 @@ def _describe(exc: ValidationError, path: Path) -> str:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting (see config.example.toml for the valid keys)"
-        elif len(loc) >= 3 and loc[2].isdigit() or err["type"] == "list_type":
+        elif (len(loc) >= 3 and loc[2].isdigit()) or err["type"] == "list_type":
             message += f"; a list is written as JSON or comma-separated, e.g. {env}=a,b"
         lines.append(f"  {key} (env {env}): {message}")
     return "\n".join(lines)
