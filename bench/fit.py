@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import row, verdict  # noqa: E402
 from bench.images import cutout, encode, photo, psnr  # noqa: E402
-from bot.media import fit_for_upload  # noqa: E402
+from bot.media.fit import fit_for_upload  # noqa: E402
 
 WIDTH, HEIGHT = 3840, 2160
 GREY = (128, 128, 128, 255)

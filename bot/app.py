@@ -19,7 +19,7 @@ from bot.delivery import DiscordPublisher
 from bot.engine.engine import Engine, NotAllowed
 from bot.engine.requests import Refusal
 from bot.filters import FilterError, PromptFilters
-from bot.media import MediaError, MediaLimits
+from bot.media.limits import MediaError, MediaLimits
 from bot.review import ReviewError, ReviewService
 from bot.services import Services
 from bot.store.db import utcnow

@@ -25,7 +25,7 @@ import aiohttp
 import discord
 
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
-from bot.media import FittedImage, fit_for_upload
+from bot.media.fit import FittedImage, fit_for_upload
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus

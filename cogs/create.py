@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.app import UserFacingError
 from bot.catalog import CatalogError, Model, Operation, RequestOptions
+from bot.catalog.capabilities import can_edit
 from bot.catalog.names import parse_model
 from bot.catalog.pricing import total_price
 from bot.catalog.sizes import GPT2_PRESETS, gpt2_side_ok, parse_size
@@ -114,9 +115,9 @@ class Create(commands.Cog):
                 raise UserFacingError("**mask**: a mask needs an image to edit; attach one.")
             await self._go(interaction, model, options)
             return
-        if model is Model.DALL_E_3:
+        if not can_edit(model):
             raise UserFacingError(
-                "This server's model, dall-e-3, cannot edit images: use /edit gpt-image-2."
+                f"This server's model, {model}, cannot edit images: use /edit gpt-image-2."
             )
         attachments = [attachment_info("image", image)]
         if mask is not None:

@@ -15,8 +15,9 @@ from discord.ext import commands
 
 from bot.app import UserFacingError
 from bot.catalog import CatalogError, Model, Operation, RequestOptions
+from bot.catalog.capabilities import EDITABLE
 from bot.catalog.names import parse_model
-from bot.media import AttachmentInfo
+from bot.media.limits import AttachmentInfo
 from cogs.create import (
     BACKGROUNDS,
     DALLE2_SIZES,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 MASK_HELP = "Where to change: transparent areas, or white (change) on black (keep)"
 EDIT_PROMPT = "What to change, in plain words"
-EDITABLE = (Model.GPT_IMAGE_2, Model.GPT_IMAGE_1_5, Model.GPT_IMAGE_1, Model.DALL_E_2)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 

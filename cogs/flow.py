@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -25,17 +24,9 @@ from bot.app import UserFacingError, media_text, refusal_text, reply
 from bot.catalog import Model, Operation, RequestOptions
 from bot.engine.engine import Quote
 from bot.engine.requests import Interaction, JobRequest, Refusal
-from bot.media import (
-    AttachmentInfo,
-    MediaError,
-    check_declared,
-    check_declared_for,
-    decode,
-    download,
-    prepare_mask,
-    prepare_sources,
-    sniff_mime,
-)
+from bot.media.attachments import check_declared, check_declared_for
+from bot.media.intake import declared_source, prepare_attachments
+from bot.media.limits import AttachmentInfo, MediaError
 from bot.store.jobs import JobStatus, SourceImage
 from cogs.checks import requester
 
@@ -99,7 +90,7 @@ class RequestFlow:
             await reply(interaction, media_text(exc))
             return
         who = await requester(interaction, self.services.guilds)
-        declared = sources or [_declared(info) for info in attachments]
+        declared = sources or [declared_source(info) for info in attachments]
         request = JobRequest(
             who, model, operation, options, sources=tuple(declared), parent_job_id=parent_job_id
         )
@@ -187,7 +178,14 @@ class RequestFlow:
             sources = pending.sources or ()
             if not sources and pending.attachments:
                 await _tell(interaction, "⏳ Checking your images…")
-                sources = tuple(await self._prepare(pending))
+                sources = tuple(
+                    await prepare_attachments(
+                        self.services.downloads,
+                        pending.attachments,
+                        pending.request.model,
+                        self.bot.media_limits,
+                    )
+                )
             job = await self.engine.submit(
                 replace(
                     pending.request,
@@ -221,30 +219,6 @@ class RequestFlow:
             return
         await self.engine.launch(job, message.id)
 
-    async def _prepare(self, pending: Pending) -> list[SourceImage]:
-        """Download, decode and re-encode the attachments: images first, then the mask."""
-        limits = self.bot.media_limits
-        images = [a for a in pending.attachments if a.option != "mask"]
-        masks = [a for a in pending.attachments if a.option == "mask"]
-        blobs = await asyncio.gather(
-            *(download(self.services.downloads, info, limits) for info in (*images, *masks))
-        )
-        decoded = [
-            await asyncio.to_thread(decode, data, info.option, limits)
-            for data, info in zip(blobs, (*images, *masks), strict=True)
-        ]
-        model = pending.request.model
-        sources = await asyncio.to_thread(
-            prepare_sources, decoded[: len(images)], model, limits, masked=bool(masks)
-        )
-        if masks:
-            # Against the source as it will be sent (it may have been scaled to fit).
-            mask = await asyncio.to_thread(
-                prepare_mask, decoded[-1], sources[0], model, limits=limits
-            )
-            sources.append(mask)
-        return sources
-
 
 async def _tell(interaction: discord.Interaction, text: str) -> None:
     """Replace the private answer (the "thinking…" or the confirmation) with `text`."""
@@ -252,13 +226,6 @@ async def _tell(interaction: discord.Interaction, text: str) -> None:
         await interaction.edit_original_response(content=text, embed=None, view=None)
     except discord.HTTPException as exc:
         log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)
-
-
-def _declared(info: AttachmentInfo) -> SourceImage:
-    """An attachment as Discord describes it, for the checks made before downloading."""
-    role = "mask" if info.option == "mask" else "image"
-    mime = info.content_type or sniff_mime(b"")
-    return SourceImage(role, mime, info.width or 0, info.height or 0, b"")
 
 
 async def setup(bot: ImageBot) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
+from bot.catalog.capabilities import OPTIONAL, capability
 from bot.catalog.errors import CatalogError, FieldError
 from bot.catalog.inputs import ImageGenInput, input_model
 from bot.catalog.names import Model, Operation
@@ -85,22 +86,6 @@ class ImageRequest:
         return {"$type": "imageGen", "input": payload}
 
 
-# Which of the member's options each (model, operation) takes, and the hint when it does not.
-_TAKES: dict[str, set[tuple[Model, Operation]]] = {
-    "background": {
-        (Model.GPT_IMAGE_1_5, Operation.CREATE),
-        (Model.GPT_IMAGE_1_5, Operation.EDIT),
-        (Model.GPT_IMAGE_1, Operation.CREATE),
-        (Model.GPT_IMAGE_1, Operation.EDIT),
-    },
-    "style": {(Model.DALL_E_3, Operation.CREATE)},
-    "fidelity": {(Model.GPT_IMAGE_1_5, Operation.EDIT)},
-    "mask": {
-        (Model.GPT_IMAGE_2, Operation.EDIT),
-        (Model.GPT_IMAGE_1, Operation.EDIT),
-        (Model.DALL_E_2, Operation.EDIT),
-    },
-}
 _HINTS = {
     "background": "background is only available for gpt-image-1.5 and gpt-image-1",
     "style": "style is only available for dall-e-3",
@@ -147,8 +132,10 @@ def build_request(
     values: dict[str, Any] = {"prompt": options.prompt}
     where = _where(model, operation)
 
-    for option, takers in _TAKES.items():
-        if getattr(options, option) is not None and (model, operation) not in takers:
+    can = capability(model, operation)
+    for option in (*OPTIONAL, "mask"):
+        taken = can is not None and (can.mask if option == "mask" else can.takes(option))
+        if getattr(options, option) is not None and not taken:
             hint = _HINTS[option].format(model=model.value)
             if option == "mask" and operation is Operation.CREATE:
                 hint = "a mask is only used when editing an image"

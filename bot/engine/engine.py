@@ -49,7 +49,7 @@ from bot.engine.publisher import (
     StatusUpdate,
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
-from bot.media import probe_image
+from bot.media.decode import probe_image
 from bot.store.db import Conn, Database, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore

@@ -18,18 +18,11 @@ from PIL import Image, ImageDraw
 
 from bot.catalog.names import Model
 from bot.config import MediaSettings
-from bot.media import (
-    AttachmentInfo,
-    MediaError,
-    MediaLimits,
-    check_declared,
-    decode,
-    download,
-    fit_for_upload,
-    prepare_mask,
-    prepare_sources,
-    sniff_mime,
-)
+from bot.media.attachments import check_declared, download
+from bot.media.decode import decode, sniff_mime
+from bot.media.fit import fit_for_upload
+from bot.media.limits import AttachmentInfo, MediaError, MediaLimits
+from bot.media.sources import prepare_mask, prepare_sources
 from bot.store.jobs import SourceImage
 
 MiB = 1024 * 1024
@@ -573,7 +566,9 @@ def test_prepare_mask_refuses_gpt_image_1_5() -> None:
     with pytest.raises(MediaError) as caught:
         prepare_mask(circle_drawing(), Image.new("RGB", (256, 256)), Model.GPT_IMAGE_1_5)
     assert caught.value.option == "mask"
-    assert str(caught.value) == "gpt-image-1.5 does not take a mask: use gpt-image-2 or gpt-image-1"
+    assert str(caught.value) == (
+        "gpt-image-1.5 does not take a mask: use gpt-image-2, gpt-image-1 or dall-e-2"
+    )
 
 
 def test_prepare_mask_refuses_a_drawing_that_marks_nothing() -> None:

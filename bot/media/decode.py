@@ -1,0 +1,88 @@
+"""Decoding untrusted image bytes: only PNG, JPEG, WebP and GIF decoders run, pixels are capped
+before any pixel memory is allocated, and a file is checked to be an image before it is used."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageOps
+
+from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, check_pixels, megapixels
+
+# Pillow only tries these decoders, whatever the file claims to be (no PSD, TIFF, EPS... parsers
+# run on untrusted bytes). A phone's multi-picture JPEG opens as "MPO" through the JPEG decoder.
+DECODERS = ("PNG", "JPEG", "WEBP", "GIF")
+DECODED_FORMATS = frozenset({*DECODERS, "MPO"})
+
+
+def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
+    """The first frame, upright, loaded, in RGB or RGBA; refuses bombs before decoding pixels."""
+    not_image = MediaError(option, f"{option} is not {KINDS} image (or the file is damaged)")
+    limit = megapixels(limits.max_pixels)
+    too_big = MediaError(option, f"{option} has too many pixels; the limit is {limit} megapixels")
+    try:
+        image = Image.open(io.BytesIO(data), formats=DECODERS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own bomb check (and its warning, where a filter makes it an error).
+        raise too_big from None
+    except Exception:  # Pillow's plugins raise many types on malformed input
+        raise not_image from None
+    with image:
+        if image.format not in DECODED_FORMATS:
+            raise not_image
+        # Only the header has been read so far: refuse before any pixel memory is allocated.
+        check_pixels(option, image.width, image.height, limits.max_pixels)
+        try:
+            image.load()  # the first frame: an opened animation starts there
+            upright = ImageOps.exif_transpose(image)
+            return rgb_or_rgba(upright)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise too_big from None
+        except Exception:
+            raise not_image from None
+
+
+def rgb_or_rgba(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I"):
+        # 16-bit grey: Pillow's convert clips it to white instead of scaling it down.
+        image = image.convert("I").point(lambda v: v / 256).convert("L")
+    if image.mode in ("RGB", "RGBA"):
+        return image
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def has_transparency(image: Image.Image) -> bool:
+    """Real transparency: some pixel is not fully opaque (an all-255 alpha channel is not)."""
+    if not image.has_transparency_data:
+        return False
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    low, _ = rgba.getchannel("A").getextrema()
+    return low < 255
+
+
+def probe_image(data: bytes) -> tuple[str, int, int]:
+    """(MIME type, width, height) of an image file whose structure checks out; ValueError for
+    anything else (an error page, a truncated or damaged file). No pixels are decoded."""
+    mime = sniff_mime(data)
+    if mime not in ALLOWED_TYPES:
+        raise ValueError(f"not an image: starts with {data[:16]!r}")
+    try:
+        with Image.open(io.BytesIO(data), formats=DECODERS) as image:
+            size = image.size
+            image.verify()  # chunk checksums and structure, without decoding pixels
+    except Exception as exc:  # Pillow raises many types on malformed input
+        raise ValueError(f"a damaged {mime} ({type(exc).__name__})") from None
+    return mime, size[0], size[1]
+
+
+def sniff_mime(data: bytes) -> str:
+    """The image type from its magic bytes, whatever a filename or header says."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"

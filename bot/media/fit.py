@@ -1,0 +1,64 @@
+"""Images out: a result fitted to Discord's upload limit (re-encoded, scaled if need be)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+from bot.media.decode import has_transparency, rgb_or_rgba, sniff_mime
+from bot.media.encode import EXTENSION, FORMAT_NAME, MIME, fit_to_budget
+from bot.media.limits import human_size
+
+UPLOAD_QUALITIES = (90, 80, 70, 60)
+
+
+@dataclass(frozen=True)
+class FittedImage:
+    data: bytes
+    mime: str
+    extension: str  # "png" | "jpg" | "webp" ("gif" only when an unchanged GIF is passed through)
+    width: int
+    height: int
+    note: str | None  # None when unchanged; else what was done, in plain words
+
+
+def fit_for_upload(data: bytes, limit: int) -> FittedImage:
+    """The image as is when it fits, else re-encoded (and scaled if need be) to `limit` bytes.
+
+    Raises ValueError when `data` is not an image or `limit` is too small for even a tiny one.
+    """
+    mime = sniff_mime(data)
+    if len(data) <= limit:
+        width, height = _header_size(data)
+        return FittedImage(data, mime, EXTENSION.get(mime, "bin"), width, height, None)
+    image = _open_result(data)
+    fmt = "WEBP" if has_transparency(image) else "JPEG"
+    image = image.convert("RGBA" if fmt == "WEBP" else "RGB")
+    encoded = fit_to_budget(image, limit, [(fmt, quality) for quality in UPLOAD_QUALITIES])
+    done = f"re-encoded as {FORMAT_NAME[fmt]} to fit the {human_size(limit)} upload limit"
+    if encoded.size != image.size:
+        done = f"scaled to {encoded.width}x{encoded.height} and {done}"
+    out_mime = MIME[fmt]
+    return FittedImage(
+        encoded.data, out_mime, EXTENSION[out_mime], encoded.width, encoded.height, done
+    )
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception as exc:  # Pillow raises many types on malformed input
+        raise ValueError(f"not an image ({type(exc).__name__})") from None
+
+
+def _open_result(data: bytes) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            # Re-encoding drops EXIF, so its orientation must be applied to the pixels now.
+            return rgb_or_rgba(ImageOps.exif_transpose(image))
+    except Exception as exc:  # Pillow raises many types on malformed input
+        raise ValueError(f"not an image ({type(exc).__name__})") from None
