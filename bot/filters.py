@@ -19,7 +19,7 @@ from datetime import datetime
 import regex
 
 from bot.store.db import Database, utcnow
-from bot.store.moderation import add_filter, remove_filter
+from bot.store.moderation import add_filter, filter_rules, remove_filter
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,7 @@ class PromptFilters:
         self._sets: dict[int, FilterSet] = {}
 
     async def rules(self, guild_id: int) -> list[Filter]:
-        rows = await self.db.fetchall(
-            "SELECT id, pattern, is_regex FROM prompt_filters WHERE guild_id = ? ORDER BY id",
-            (guild_id,),
-        )
-        return [Filter(r[0], r[1], bool(r[2])) for r in rows]
+        return [Filter(*rule) for rule in await filter_rules(self.db, guild_id)]
 
     async def match(self, guild_id: int, prompt: str) -> str | None:
         """The review item's reason when the prompt matches (moderators see it, members never)."""

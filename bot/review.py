@@ -10,7 +10,6 @@ open or closed; enough strikes within the window ban the member automatically.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from enum import StrEnum
 from bot.engine.engine import Engine
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
-from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
@@ -223,9 +221,9 @@ class ReviewService:
         strikes_to_ban: int,
         window_days: int,
     ) -> Outcome:
-        earlier = fetch_row(tx, "SELECT actor_id FROM strikes WHERE review_item_id = ?", (item.id,))
+        earlier = self.moderation.strike_giver(tx, item.id)
         if earlier is not None:
-            raise ReviewError(f"A strike was already given for this item by <@{earlier[0]}>.")
+            raise ReviewError(f"A strike was already given for this item by <@{earlier}>.")
         count = self.moderation.add_strike(
             tx,
             item.guild_id,
@@ -262,9 +260,9 @@ class ReviewService:
         reason: str | None,
         days: int | None,
     ) -> Outcome:
-        earlier = fetch_row(tx, "SELECT actor_id FROM bans WHERE review_item_id = ?", (item.id,))
+        earlier = self.moderation.ban_giver(tx, item.id)
         if earlier is not None:
-            raise ReviewError(f"A ban was already given for this item by <@{earlier[0]}>.")
+            raise ReviewError(f"A ban was already given for this item by <@{earlier}>.")
         try:
             ban = self.moderation.ban(
                 tx,
@@ -310,13 +308,13 @@ class ReviewService:
             job = self.jobs.load(tx, job_id)
             if job is None or job.guild_id != guild_id or job.member_id != member_id:
                 raise ReviewError("Only the member whose job this is can appeal.")
-            row = fetch_row(tx, "SELECT id, status FROM review_items WHERE job_id = ?", (job_id,))
-            if row is None:
+            found = self.moderation.load_item_for_job(tx, job_id)
+            if found is None:
                 raise ReviewError("There is nothing to appeal for this job.")
-            if row[1] != "open":
+            if not found.open:
                 # The modal was open while a moderator decided: the decision already stands.
-                raise ReviewError(f"This was already reviewed: {row[1]}.")
-            item = self.moderation.appeal(tx, row[0], note)
+                raise ReviewError(f"This was already reviewed: {found.status}.")
+            item = self.moderation.appeal(tx, found.id, note)
             audit.record(
                 tx,
                 self.clock(),
@@ -331,16 +329,15 @@ class ReviewService:
         return await self.db.write(run)
 
     async def history(self, item_id: int) -> list[ItemEvent]:
-        rows = await self.db.fetchall(
-            "SELECT action, actor_id, details, created_at FROM audit_events WHERE target = ?"
-            " ORDER BY id",
-            (f"review:{item_id}",),
-        )
+        found = await audit.events(self.db, target=f"review:{item_id}", oldest_first=True)
         return [
             ItemEvent(
-                r[0].removeprefix("review."), r[1], datetime.fromisoformat(r[3]), json.loads(r[2])
+                e.action.removeprefix("review."),
+                e.actor_id,
+                datetime.fromisoformat(e.created_at),
+                e.details,
             )
-            for r in rows
+            for e in found
         ]
 
 

@@ -51,7 +51,6 @@ from bot.engine.publisher import (
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
 from bot.media.decode import probe_image
 from bot.store.db import Conn, Database, utcnow
-from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
 from bot.store.ledger import BudgetExhausted, InsufficientBuzz, Ledger, Settlement
@@ -425,15 +424,11 @@ class Engine:
                 canceled = self._release(
                     tx, job_id, J.CANCELED, cancel_requested_by=actor.member_id
                 )
-                item = fetch_row(
-                    tx,
-                    "SELECT id FROM review_items WHERE job_id = ? AND status = 'open'",
-                    (job_id,),
-                )
+                item = self.moderation.open_item_for_job(tx, job_id)
                 if item is None:
                     return canceled, None
-                self.moderation.close_item(tx, item[0], "withdrawn", actor.member_id)
-                return canceled, item[0]
+                self.moderation.close_item(tx, item.id, "withdrawn", actor.member_id)
+                return canceled, item.id
 
             try:
                 job, item_id = await self.db.write(withdraw)

@@ -39,9 +39,18 @@ def record(
 
 
 async def events(
-    db: Database, guild_id: int | None = None, action: str | None = None, limit: int = 100
+    db: Database,
+    guild_id: int | None = None,
+    action: str | None = None,
+    limit: int = 100,
+    *,
+    target: str | None = None,
+    oldest_first: bool = False,
 ) -> list[AuditEvent]:
     clauses, params = [], []
+    if target is not None:
+        clauses.append("target = ?")
+        params.append(target)
     if guild_id is not None:
         clauses.append("guild_id = ?")
         params.append(guild_id)
@@ -50,7 +59,9 @@ async def events(
         params.append(action)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = await db.fetchall(
-        f"SELECT * FROM audit_events {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        f"SELECT * FROM audit_events {where} ORDER BY id {'ASC' if oldest_first else 'DESC'}"
+        " LIMIT ?",
+        (*params, limit),
     )
     return [
         AuditEvent(

@@ -288,6 +288,26 @@ class ModerationStore:
             (guild_id, member_id),
         )
 
+    def open_item_for_job(self, conn: Conn, job_id: str) -> ReviewItem | None:
+        row = fetch_row(
+            conn, "SELECT * FROM review_items WHERE job_id = ? AND status = 'open'", (job_id,)
+        )
+        return _item(row) if row else None
+
+    def load_item_for_job(self, conn: Conn, job_id: str) -> ReviewItem | None:
+        row = fetch_row(conn, "SELECT * FROM review_items WHERE job_id = ?", (job_id,))
+        return _item(row) if row else None
+
+    def strike_giver(self, conn: Conn, item_id: int) -> int | None:
+        """Who gave the strike for this review item, if anyone (a strike is given once)."""
+        row = fetch_row(conn, "SELECT actor_id FROM strikes WHERE review_item_id = ?", (item_id,))
+        return None if row is None else int(row[0] or 0)
+
+    def ban_giver(self, conn: Conn, item_id: int) -> int | None:
+        """Who banned the member for this review item, if anyone (once per item)."""
+        row = fetch_row(conn, "SELECT actor_id FROM bans WHERE review_item_id = ?", (item_id,))
+        return None if row is None else int(row[0] or 0)
+
     async def items_without_message(self, guild_id: int | None = None) -> list[ReviewItem]:
         sql = "SELECT * FROM review_items WHERE status = 'open' AND message_id IS NULL"
         params: tuple = ()
@@ -298,6 +318,15 @@ class ModerationStore:
 
 
 # -- prompt filters ----------------------------------------------------------------------------
+async def filter_rules(db: Database, guild_id: int) -> list[tuple[int, str, bool]]:
+    """A guild's prompt filters: (id, pattern, is_regex), oldest first."""
+    rows = await db.fetchall(
+        "SELECT id, pattern, is_regex FROM prompt_filters WHERE guild_id = ? ORDER BY id",
+        (guild_id,),
+    )
+    return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
 def add_filter(
     tx: Conn, guild_id: int, pattern: str, is_regex: bool, *, actor_id: int | None, now: datetime
 ) -> int | None:
