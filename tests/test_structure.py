@@ -1,0 +1,41 @@
+"""The house rules that a reader relies on, checked: SQL lives in bot/store, no module grows
+past what a reader takes in at once, and the core never imports the Discord front end."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = [*sorted((ROOT / "bot").rglob("*.py")), *sorted((ROOT / "cogs").rglob("*.py"))]
+SQL = re.compile(
+    r"^\s*(SELECT\b.+\bFROM\b|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b|"
+    r"DELETE\s+FROM\b|(CREATE|ALTER|DROP)\s+(TABLE|INDEX|UNIQUE)\b|PRAGMA\s+\w+)",
+    re.I | re.S,
+)
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def strings(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            found.append("".join(v.value for v in node.values if isinstance(v, ast.Constant)))
+    return found
+
+
+def test_sql_lives_only_in_bot_store():
+    offenders = []
+    for path in CODE:
+        name = rel(path)
+        if name.startswith("bot/store/"):
+            continue
+        offenders += [f"{name}: {s[:60]!r}" for s in strings(path) if SQL.match(s)]
+    assert offenders == []
