@@ -50,6 +50,7 @@ from bot.engine.publisher import (
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
 from bot.media import probe_image
+from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.guilds import GuildSettings, GuildStore
@@ -124,6 +125,7 @@ class Engine:
         alerts: OperatorAlerts | None = None,
         prompt_filter: PromptFilter | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.jobs, self.ledger, self.guilds = db, jobs, ledger, guilds
         self.moderation = moderation
@@ -142,6 +144,8 @@ class Engine:
         self._fresh: dict[str, Workflow] = {}
         self._reconciler: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_in_flight(self.running)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> int:
@@ -728,6 +732,7 @@ class Engine:
             return ended, settlement, item_id
 
         job, settlement, item_id = await self.db.write(settle)
+        self.metrics.settled(settlement.charged, settlement.loss)
         if settlement.loss:
             log.warning(
                 "job %s: charged %d above what the member could pay", job.id, settlement.loss
@@ -789,6 +794,7 @@ class Engine:
             try:
                 return await self.publisher.deliver(job, images)
             except PostFailed as exc:
+                self.metrics.delivery_failed()
                 if not exc.retry or self.clock() >= deadline:
                     await self._undeliverable(job, f"the images could not be posted ({exc})")
                     return None
@@ -891,6 +897,7 @@ class Engine:
                     break
                 if stale:
                     workflow = None  # ask for fresh URLs next time round
+            self.metrics.delivery_failed()  # this round left images unfetched
             if self.clock() >= deadline:
                 break
             delay = self._backoff(attempt, deadline)
@@ -936,6 +943,8 @@ class Engine:
         finished: bool | None = None,
     ) -> None:
         ended = job.final if finished is None else finished
+        if ended:
+            self.metrics.job_ended(job.model, job.status.value)
         try:
             await self.publisher.on_status(StatusUpdate(job, message, progress, ended))
         except Exception:
