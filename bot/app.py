@@ -21,6 +21,7 @@ from bot.engine.engine import Engine, NotAllowed
 from bot.engine.requests import Refusal
 from bot.filters import FilterError, PromptFilters
 from bot.media import MediaError, MediaLimits
+from bot.metrics_server import MetricsServer
 from bot.review import ReviewError, ReviewService
 from bot.services import Services
 from bot.store.db import iso, utcnow
@@ -166,6 +167,7 @@ class ImageBot(commands.Bot):
             alerts=self,
             prompt_filter=self.filters.match,
             clock=services.clock,
+            metrics=services.metrics,
         )
         self.review = ReviewService(
             services.db,
@@ -175,6 +177,7 @@ class ImageBot(commands.Bot):
             services.moderation,
             services.guilds,
             services.clock,
+            metrics=services.metrics,
         )
         self.board = ReviewBoard(self, services, self.review)
         self.engine.reviews = self.board
@@ -183,11 +186,16 @@ class ImageBot(commands.Bot):
         self._heartbeat: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
         self._started = False
+        # /metrics and /healthz when metrics.port is set: served from setup_hook until close.
+        self.metrics_server = MetricsServer.from_settings(
+            services.metrics, settings.metrics, self.unready_reason
+        )
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        await self.metrics_server.start()
         await self.sync_commands()
         if self.services.simulated:
             log.warning(
@@ -223,6 +231,17 @@ class ImageBot(commands.Bot):
         await self.engine.stop()
         await self.publisher.close()
         await super().close()
+        await self.metrics_server.stop()
+
+    def unready_reason(self) -> str | None:
+        """Why /healthz answers 503; None while connected to Discord and ready."""
+        if self.is_closed():
+            return "shutting down"
+        if not self.is_ready():
+            return "not connected to Discord yet"
+        if self.ws is None or not self.ws.open:
+            return "reconnecting to Discord"
+        return None
 
     async def on_operator_alert(self, key: str, message: str) -> None:
         """Something only the operator can fix: tell the application's owner once, by DM."""

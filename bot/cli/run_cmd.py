@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 class StartupFailed(Exception):
-    """Discord refused the token or could not be reached: the admin's to fix, not a bug."""
+    """Discord refused the token or could not be reached, or the metrics port cannot be
+    opened: the admin's to fix, not a bug."""
 
 
 class AlreadyRunning(Exception):
@@ -90,6 +91,7 @@ async def _main(settings: Settings, *, sync: bool) -> None:
     import discord
 
     from bot.app import ImageBot  # discord.py is only imported for this command
+    from bot.metrics_server import MetricsUnavailable
     from bot.services import build_services
 
     services = await build_services(settings)
@@ -100,6 +102,8 @@ async def _main(settings: Settings, *, sync: bool) -> None:
             await bot.start(settings.discord.token.get_secret_value())
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except MetricsUnavailable as exc:
+        raise StartupFailed(str(exc)) from None
     except (aiohttp.ClientConnectorError, OSError) as exc:
         raise StartupFailed(f"cannot reach Discord: {exc}") from None
     finally:
