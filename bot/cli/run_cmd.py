@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def configure_logging(settings: Settings) -> None:
     tokens = [t.get_secret_value() for t in (settings.discord.token, settings.civitai.token) if t]
-    logs.configure(settings.logging.level, tokens)
+    logs.configure(settings.logging.level, tokens, settings.logging.format)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ from bot.engine.publisher import (
     StatusUpdate,
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.logs import bind_job
 from bot.media import probe_image
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
@@ -481,6 +482,7 @@ class Engine:
             job = await self.jobs.get(job_id)
             if job is None or job.final or job.status is J.HELD:
                 return
+            bind_job(job.id, job.guild_id)  # every log line of this task names the job
             try:
                 if job.status is J.QUEUED:
                     await self._submit(job)
