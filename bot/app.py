@@ -20,6 +20,7 @@ from bot.engine.engine import Engine, NotAllowed
 from bot.engine.requests import Refusal
 from bot.filters import FilterError, PromptFilters
 from bot.media.limits import MediaError, MediaLimits
+from bot.metrics_server import MetricsServer
 from bot.review import ReviewError, ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
@@ -168,6 +169,7 @@ class ImageBot(commands.Bot):
             alerts=self,
             prompt_filter=self.filters.match,
             clock=services.clock,
+            metrics=services.metrics,
         )
         self.review = ReviewService(
             services.db,
@@ -177,6 +179,7 @@ class ImageBot(commands.Bot):
             services.moderation,
             services.guilds,
             services.clock,
+            metrics=services.metrics,
         )
         self.board = ReviewBoard(self, services, self.review)
         self.engine.reviews = self.board
@@ -185,11 +188,17 @@ class ImageBot(commands.Bot):
         self._heartbeat: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
         self._started = False
+        self._stopping = False
+        # /metrics and /healthz when metrics.port is set: served from setup_hook until close.
+        self.metrics_server = MetricsServer.from_settings(
+            services.metrics, settings.metrics, self.unready_reason
+        )
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        await self.metrics_server.start()
         await self.sync_commands()
         if self.services.simulated:
             log.warning(
@@ -228,12 +237,24 @@ class ImageBot(commands.Bot):
                 await self.board.post_pending(guild.id)
 
     async def close(self) -> None:
+        self._stopping = True  # /healthz says so while the engine winds down
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         await self.engine.stop()
         await self.publisher.close()
         await super().close()
+        await self.metrics_server.stop()
         await self._write_beat(stopped=True)  # unhealthy at once, not when the beat goes stale
+
+    def unready_reason(self) -> str | None:
+        """Why /healthz answers 503; None while connected to Discord and ready."""
+        if self._stopping or self.is_closed():
+            return "shutting down"
+        if not self.is_ready():
+            return "not connected to Discord yet"
+        if self.ws is None or not self.ws.open:
+            return "reconnecting to Discord"
+        return None
 
     async def on_operator_alert(self, key: str, message: str) -> None:
         """Something only the operator can fix: tell the application's owner once, by DM."""

@@ -116,11 +116,25 @@ class SimulatorSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one object per line, for log collectors.
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level", mode="before")
     @classmethod
     def _any_case(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class MetricsSettings(_Section):
+    """/metrics and /healthz over HTTP; off unless a port is set (0 = any free port)."""
+
+    port: int | None = Field(None, ge=0, le=65535)
+    host: str = "127.0.0.1"
 
 
 class Settings(BaseSettings):
@@ -136,6 +150,7 @@ class Settings(BaseSettings):
     defaults: GuildDefaults = Field(default_factory=GuildDefaults)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.engine.engine import Engine
+from bot.metrics import Metrics
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -63,6 +64,8 @@ class Outcome:
     verdict: str | None = None
     strikes: int | None = None
     banned: bool = False
+    # Buzz given back to the member by this decision (Refund).
+    refunded: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,12 @@ class ReviewService:
         moderation: ModerationStore,
         guilds: GuildStore,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.engine, self.jobs, self.ledger = db, engine, jobs, ledger
         self.moderation, self.guilds, self.clock = moderation, guilds, clock
+        self.metrics = metrics or Metrics()
 
     async def act(
         self,
@@ -109,6 +115,7 @@ class ReviewService:
             settings.strikes_to_ban,
             settings.strike_window_days,
         )
+        self.metrics.refunded(outcome.refunded)  # after the commit: only what was given
         if action is Action.APPROVE:
             self.engine.adopt(outcome.job.id)
         if outcome.verdict:
@@ -196,7 +203,7 @@ class ReviewService:
                 else None
             )
         self._audit(tx, closed, action, actor_id, refunded=refundable or None)
-        return Outcome(closed, job, summary, verdict)
+        return Outcome(closed, job, summary, verdict, refunded=refundable)
 
     def _close_gone(
         self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int

@@ -1,4 +1,5 @@
-"""Building the services once, from the settings: database, stores, orchestrator client.
+"""Building the services once, from the settings: database, stores, orchestrator client,
+metrics.
 
 `python -m bot run` builds them in main() and hands them to the Bot; the CLI, the crash-test
 runner and the benchmarks use the same builder, so every entry point wires things alike.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
@@ -19,6 +20,7 @@ from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
+from bot.metrics import Metrics
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore
@@ -41,6 +43,8 @@ class Services:
     clock: Callable[[], datetime]
     # For Discord attachments (edit sources): its own pool, timeouts, no redirects.
     downloads: httpx.AsyncClient
+    # One registry per bot, shared by the engine, the client and the metrics server.
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def simulated(self) -> bool:
@@ -63,7 +67,9 @@ class Services:
         await self.db.close()
 
 
-def make_client(settings: Settings, base_url: str, token: object) -> OrchestratorClient:
+def make_client(
+    settings: Settings, base_url: str, token: object, metrics: Metrics | None = None
+) -> OrchestratorClient:
     civitai = settings.civitai
     return OrchestratorClient(
         base_url,
@@ -74,6 +80,7 @@ def make_client(settings: Settings, base_url: str, token: object) -> Orchestrato
         retry_max_delay=civitai.retry_max_delay_seconds,
         blob_hosts=list(civitai.blob_hosts),
         max_blob_bytes=civitai.max_blob_bytes,
+        metrics=metrics,
     )
 
 
@@ -103,6 +110,7 @@ async def build_services(
             token = settings.civitai.token.get_secret_value()
     db = await Database(settings.database.path).open()
     defaults = settings.defaults
+    metrics = Metrics()
     return Services(
         settings=settings,
         db=db,
@@ -115,8 +123,9 @@ async def build_services(
         jobs=JobStore(db, clock),
         guilds=GuildStore(db, defaults, clock),
         moderation=ModerationStore(db, clock),
-        client=make_client(settings, base_url, token),
+        client=make_client(settings, base_url, token, metrics),
         simulator=simulator,
         clock=clock,
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
+        metrics=metrics,
     )

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from bot.civitai.errors import (
     ValidationFailed,
 )
 from bot.civitai.models import Workflow
+from bot.metrics import ERROR, OK, RETRY, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class OrchestratorClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         pool_shards: int = 16,
+        metrics: Metrics | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
         self._secret = secret
@@ -76,6 +79,8 @@ class OrchestratorClient:
         self._rng = rng or random.Random()
         # Requests actually sent, by kind: the benchmarks read these.
         self.stats: Counter[str] = Counter()
+        # Every HTTP attempt's outcome and latency (imagebot_orchestrator_*).
+        self.metrics = metrics or Metrics()
         headers = {"Accept": "application/json"}
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
@@ -166,12 +171,20 @@ class OrchestratorClient:
         attempt = 0
         while True:
             retry_after: float | None = None
+            started = time.monotonic()
             try:
-                return await self._fetch_blob(url, cap)
+                data = await self._fetch_blob(url, cap)
             except _Retryable as exc:
                 problem, retry_after = exc.problem, exc.retry_after
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
+            except OrchestratorError:
+                self._attempt("blob", ERROR, started)
+                raise
+            else:
+                self._attempt("blob", OK, started)
+                return data
+            self._attempt("blob", ERROR if attempt >= self.max_retries else RETRY, started)
             if attempt >= self.max_retries:
                 raise Unavailable(f"{problem}; gave up after {attempt + 1} tries")
             delay = self._backoff(attempt, retry_after)
@@ -245,6 +258,7 @@ class OrchestratorClient:
         maybe_accepted = False  # could any attempt have been acted on upstream?
         while True:
             retry_after: float | None = None
+            started = time.monotonic()
             try:
                 self.stats[kind] += 1
                 response = await self._http.request(
@@ -260,20 +274,23 @@ class OrchestratorClient:
                 maybe_accepted = True
             else:
                 if response.status_code < 400:
-                    if not parse:
-                        return None
                     try:
-                        return Workflow.model_validate_json(response.content)
+                        answer = Workflow.model_validate_json(response.content) if parse else None
                     except ValidationError:
                         problem = f"{kind}: the orchestrator's answer is not a workflow"
                         maybe_accepted = True
+                    else:
+                        self._attempt(kind, OK, started)
+                        return answer
                 elif response.status_code not in RETRYABLE_STATUS:
+                    self._attempt(kind, ERROR, started)
                     raise self._error(response.status_code, response.text)
                 else:
                     problem = f"{kind}: orchestrator answered {response.status_code}"
                     retry_after = _retry_after(response.headers.get("retry-after"))
                     accepted = response.status_code not in NOT_ACCEPTED
                     maybe_accepted = maybe_accepted or accepted
+            self._attempt(kind, ERROR if attempt >= self.max_retries else RETRY, started)
             if attempt >= self.max_retries:
                 raise Unavailable(
                     self._redact(f"{problem}; gave up after {attempt + 1} tries"),
@@ -283,6 +300,9 @@ class OrchestratorClient:
             log.warning("%s; retrying in %.1fs (try %d)", self._redact(problem), delay, attempt + 2)
             await self._sleep(delay)
             attempt += 1
+
+    def _attempt(self, kind: str, outcome: str, started: float) -> None:
+        self.metrics.orchestrator_attempt(kind, outcome, time.monotonic() - started)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.retry_max_delay, 0.5 * 2**attempt)

@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def configure_logging(settings: Settings) -> None:
     tokens = [t.get_secret_value() for t in (settings.discord.token, settings.civitai.token) if t]
-    logs.configure(settings.logging.level, tokens)
+    logs.configure(settings.logging.level, tokens, settings.logging.format)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 class StartupFailed(Exception):
-    """Discord refused the token or could not be reached: the admin's to fix, not a bug."""
+    """Discord refused the token or could not be reached, or the metrics port cannot be
+    opened: the admin's to fix, not a bug."""
 
 
 class AlreadyRunning(Exception):
@@ -93,6 +94,7 @@ async def _main(settings: Settings, *, sync: bool) -> None:
     import discord
 
     from bot.app import DevGuildUnavailable, ImageBot  # discord.py only for this command
+    from bot.metrics_server import MetricsUnavailable
     from bot.services import build_services
 
     services = await build_services(settings)
@@ -117,7 +119,7 @@ async def _main(settings: Settings, *, sync: bool) -> None:
             await running
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
-    except DevGuildUnavailable as exc:
+    except (DevGuildUnavailable, MetricsUnavailable) as exc:
         raise StartupFailed(str(exc)) from None
     except (aiohttp.ClientConnectorError, OSError) as exc:
         raise StartupFailed(f"cannot reach Discord: {exc}") from None

@@ -49,7 +49,9 @@ from bot.engine.publisher import (
     StatusUpdate,
 )
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, Requester
+from bot.logs import bind_job
 from bot.media.decode import probe_image
+from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore, NewJob, TransitionError
@@ -123,6 +125,7 @@ class Engine:
         alerts: OperatorAlerts | None = None,
         prompt_filter: PromptFilter | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.jobs, self.ledger, self.guilds = db, jobs, ledger, guilds
         self.moderation = moderation
@@ -141,6 +144,8 @@ class Engine:
         self._fresh: dict[str, Workflow] = {}
         self._reconciler: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_in_flight(self.running)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> int:
@@ -472,6 +477,7 @@ class Engine:
             job = await self.jobs.get(job_id)
             if job is None or job.final or job.status is J.HELD:
                 return
+            bind_job(job.id, job.guild_id)  # every log line of this task names the job
             try:
                 if job.status is J.QUEUED:
                     await self._submit(job)
@@ -723,6 +729,7 @@ class Engine:
             return ended, settlement, item_id
 
         job, settlement, item_id = await self.db.write(settle)
+        self.metrics.settled(settlement.charged, settlement.loss)
         if settlement.loss:
             log.warning(
                 "job %s: charged %d above what the member could pay", job.id, settlement.loss
@@ -784,6 +791,7 @@ class Engine:
             try:
                 return await self.publisher.deliver(job, images)
             except PostFailed as exc:
+                self.metrics.delivery_failed()
                 if not exc.retry or self.clock() >= deadline:
                     await self._undeliverable(job, f"the images could not be posted ({exc})")
                     return None
@@ -886,6 +894,7 @@ class Engine:
                     break
                 if stale:
                     workflow = None  # ask for fresh URLs next time round
+            self.metrics.delivery_failed()  # this round left images unfetched
             if self.clock() >= deadline:
                 break
             delay = self._backoff(attempt, deadline)
@@ -931,6 +940,8 @@ class Engine:
         finished: bool | None = None,
     ) -> None:
         ended = job.final if finished is None else finished
+        if ended:
+            self.metrics.job_ended(job.model, job.status.value)
         try:
             await self.publisher.on_status(StatusUpdate(job, message, progress, ended))
         except Exception:

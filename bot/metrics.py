@@ -1,0 +1,122 @@
+"""The bot's Prometheus metrics (imagebot_*), on a registry of its own.
+
+One `Metrics` per bot, built with the services and shared by the engine, the orchestrator
+client, the review service and the HTTP server: never prometheus_client's global registry, so
+tests can run many bots in one process. The engine and the client call the small methods
+below; nothing here knows about Discord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+# The orchestrator client's request kinds and what became of each attempt.
+REQUEST_KINDS = ("submit", "whatif", "get", "cancel", "blob")
+OK, RETRY, ERROR = "ok", "retry", "error"
+# Long-polls hold a request for up to wait_seconds (60 by default) plus the timeout.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self._jobs = Counter(
+            "imagebot_jobs_total",
+            "Jobs that ended, by model and final status (done, failed, blocked, canceled, "
+            "expired, rejected).",
+            ["model", "status"],
+            registry=r,
+        )
+        self._in_flight = Gauge(
+            "imagebot_jobs_in_flight", "Jobs the engine is driving right now.", registry=r
+        )
+        self._charged = Counter(
+            "imagebot_buzz_charged_total",
+            "Buzz members paid at settlement: what the orchestrator charged for their jobs, up "
+            "to what they could cover (the rest is imagebot_buzz_loss_total). Released holds "
+            "are not counted; moderator refunds are counted apart.",
+            registry=r,
+        )
+        self._refunded = Counter(
+            "imagebot_buzz_refunded_total",
+            "Buzz given back to members by moderators' Refund decisions (not released holds).",
+            registry=r,
+        )
+        self._loss = Counter(
+            "imagebot_buzz_loss_total",
+            "Buzz the orchestrator charged above what members could pay, recorded as the "
+            "guild's loss at settlement.",
+            registry=r,
+        )
+        self._requests = Counter(
+            "imagebot_orchestrator_requests_total",
+            "HTTP attempts to the orchestrator and its blob store, by kind and outcome: ok, "
+            "retry (failed, tried again) or error (failed for good).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self._latency = Histogram(
+            "imagebot_orchestrator_request_seconds",
+            "Time of each HTTP attempt to the orchestrator (long-polls included), by kind.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._delivery_failures = Counter(
+            "imagebot_delivery_failures_total",
+            "Failed attempts to download or post a finished job's images (retried or given up).",
+            registry=r,
+        )
+        self._lag = Gauge(
+            "imagebot_event_loop_lag_seconds",
+            "How late the event loop woke from its last sampling sleep.",
+            registry=r,
+        )
+        self._ready = Gauge(
+            "imagebot_ready", "1 while connected to Discord and ready, else 0.", registry=r
+        )
+        # Every series exists from the start: rate() and increase() then see the first error.
+        for kind in REQUEST_KINDS:
+            self._latency.labels(kind)
+            for outcome in (OK, RETRY, ERROR):
+                self._requests.labels(kind, outcome)
+
+    # -- what the engine, the client and the review service report -------------------------
+    def job_ended(self, model: str, status: str) -> None:
+        self._jobs.labels(model, status).inc()
+
+    def settled(self, charged: int, loss: int) -> None:
+        if charged:
+            self._charged.inc(charged)
+        if loss:
+            self._loss.inc(loss)
+
+    def refunded(self, amount: int) -> None:
+        if amount:
+            self._refunded.inc(amount)
+
+    def orchestrator_attempt(self, kind: str, outcome: str, seconds: float) -> None:
+        self._requests.labels(kind, outcome).inc()
+        self._latency.labels(kind).observe(max(0.0, seconds))
+
+    def delivery_failed(self) -> None:
+        self._delivery_failures.inc()
+
+    def loop_lag(self, seconds: float) -> None:
+        self._lag.set(max(0.0, seconds))
+
+    # -- values read when scraped ------------------------------------------------------------
+    def watch_in_flight(self, count: Callable[[], int]) -> None:
+        self._in_flight.set_function(count)
+
+    def watch_ready(self, ready: Callable[[], bool]) -> None:
+        self._ready.set_function(lambda: 1.0 if ready() else 0.0)
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) in the format the scraper asked for (Prometheus text)."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
