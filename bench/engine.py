@@ -205,7 +205,6 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
     from dataclasses import replace
 
     from bot.config import Settings
-    from bot.engine.engine import Engine
     from bot.engine.follow import Schedule
     from bot.engine.requests import JobRequest, Refusal, Requester
     from bot.services import build_services
@@ -230,17 +229,7 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
         engine_settings = services.engine_settings()
         if args.policy == "docs":
             engine_settings = replace(engine_settings, policy=Schedule(DOCS_CADENCE, args.speed))
-        engine = Engine(
-            db=services.db,
-            jobs=services.jobs,
-            ledger=services.ledger,
-            guilds=services.guilds,
-            moderation=services.moderation,
-            client=services.client,
-            publisher=publisher,
-            settings=engine_settings,
-            clock=services.clock,
-        )
+        engine = services.engine(publisher, settings=engine_settings)
         await engine.start()
         lag: list[tuple[float, float]] = []
         stop = asyncio.Event()

@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot import heartbeat
 from bot.board import ReviewBoard
 from bot.delivery import DiscordPublisher
-from bot.engine.engine import Engine, NotAllowed
+from bot.engine.engine import NotAllowed
 from bot.engine.requests import Refusal
 from bot.filters import FilterError, PromptFilters
 from bot.media.limits import MediaError, MediaLimits
@@ -157,19 +157,9 @@ class ImageBot(commands.Bot):
             clock=services.clock,
         )
         self.filters = PromptFilters(services.db, services.clock)
-        self.engine = Engine(
-            db=services.db,
-            jobs=services.jobs,
-            ledger=services.ledger,
-            guilds=services.guilds,
-            moderation=services.moderation,
-            client=services.client,
-            publisher=self.publisher,
-            settings=services.engine_settings(),
-            alerts=self,
-            prompt_filter=self.filters.match,
-            clock=services.clock,
-            metrics=services.metrics,
+        self.board = ReviewBoard(self, services)
+        self.engine = services.engine(
+            self.publisher, reviews=self.board, alerts=self, prompt_filter=self.filters.match
         )
         self.review = ReviewService(
             services.db,
@@ -181,8 +171,6 @@ class ImageBot(commands.Bot):
             services.clock,
             metrics=services.metrics,
         )
-        self.board = ReviewBoard(self, services, self.review)
-        self.engine.reviews = self.board
         # Set by the cogs' extensions (cogs.flow): the request flow every command shares.
         self.flow: Any = None
         self._heartbeat: asyncio.Task[None] | None = None

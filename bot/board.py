@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.delivery import button_view, describe_options, link, operation_word, truncate
-from bot.review import CLOSING, Action, ItemEvent, ReviewService
+from bot.review import CLOSING, Action
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord
-from bot.store.moderation import ReviewItem
+from bot.store.moderation import ItemEvent, ReviewItem
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -117,10 +117,9 @@ def item_embed(
 class ReviewBoard:
     """Posts and refreshes review items; the engine's ReviewListener."""
 
-    def __init__(self, bot: discord.Client, services: Services, review: ReviewService) -> None:
+    def __init__(self, bot: discord.Client, services: Services) -> None:
         self.bot = bot
         self.services = services
-        self.review = review
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         await self.post(item, job)
@@ -132,7 +131,8 @@ class ReviewBoard:
         self, item: ReviewItem, job: JobRecord
     ) -> tuple[discord.Embed, discord.ui.View]:
         settings = await self.services.guilds.get(item.guild_id)
-        events = [e for e in await self.review.history(item.id) if e.action != "appeal"]
+        events = await self.services.moderation.item_events(item.id)
+        events = [e for e in events if e.action != "appeal"]
         strikes = await self.services.moderation.strikes_in_window(
             item.guild_id, job.member_id, settings.strike_window_days
         )

@@ -22,7 +22,7 @@ from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
-from bot.store.moderation import AlreadyHandled, ModerationStore, ReviewItem
+from bot.store.moderation import AlreadyHandled, ItemEvent, ModerationStore, ReviewItem
 
 MAX_APPEAL = 1000
 
@@ -66,14 +66,6 @@ class Outcome:
     banned: bool = False
     # Buzz given back to the member by this decision (Refund).
     refunded: int = 0
-
-
-@dataclass(frozen=True)
-class ItemEvent:
-    action: str
-    actor_id: int | None
-    at: datetime
-    details: dict
 
 
 class ReviewService:
@@ -336,16 +328,7 @@ class ReviewService:
         return await self.db.write(run)
 
     async def history(self, item_id: int) -> list[ItemEvent]:
-        found = await audit.events(self.db, target=f"review:{item_id}", oldest_first=True)
-        return [
-            ItemEvent(
-                e.action.removeprefix("review."),
-                e.actor_id,
-                datetime.fromisoformat(e.created_at),
-                e.details,
-            )
-            for e in found
-        ]
+        return await self.moderation.item_events(item_id)
 
 
 def _unfit(item: ReviewItem, action: Action) -> str:

@@ -18,8 +18,10 @@ import httpx
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
-from bot.engine.engine import EngineSettings
+from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
+from bot.engine.parts import PromptFilter
+from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.metrics import Metrics
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
@@ -57,6 +59,33 @@ class Services:
             deadline=timedelta(minutes=self.settings.jobs.deadline_minutes),
             delivery_deadline=timedelta(minutes=self.settings.jobs.delivery_deadline_minutes),
             simulated=self.simulated,
+        )
+
+    def engine(
+        self,
+        publisher: Publisher,
+        *,
+        reviews: ReviewListener | None = None,
+        alerts: OperatorAlerts | None = None,
+        prompt_filter: PromptFilter | None = None,
+        settings: EngineSettings | None = None,
+    ) -> Engine:
+        """The one place an Engine is built: the app, the benchmarks, the crash test and the
+        test harnesses all wire it from these services and their listeners."""
+        return Engine(
+            db=self.db,
+            jobs=self.jobs,
+            ledger=self.ledger,
+            guilds=self.guilds,
+            moderation=self.moderation,
+            client=self.client,
+            publisher=publisher,
+            settings=settings or self.engine_settings(),
+            reviews=reviews,
+            alerts=alerts,
+            prompt_filter=prompt_filter,
+            clock=self.clock,
+            metrics=self.metrics,
         )
 
     async def aclose(self) -> None:

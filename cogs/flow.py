@@ -22,7 +22,7 @@ import discord
 
 from bot.app import UserFacingError, media_text, refusal_text, reply
 from bot.catalog import Model, Operation, RequestOptions
-from bot.engine.engine import Quote
+from bot.engine.admission import Quote
 from bot.engine.requests import Interaction, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
 from bot.media.intake import declared_source, prepare_attachments
@@ -195,6 +195,7 @@ class RequestFlow:
                     upload_limit=interaction.filesize_limit,
                 ),
                 launch=False,
+                quote=pending.quote,
             )
         except (MediaError, Refusal) as exc:
             text = refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)

@@ -217,7 +217,9 @@ async def test_orchestrator_retries_and_failed_downloads_are_counted(tmp_path):
     civitai = {"max_retries": 1, "retry_max_delay_seconds": 0.01}
     async with world(tmp_path, civitai=civitai, **METRICS) as w:
         engine = w.bot.engine
-        engine.settings = dataclasses.replace(engine.settings, retry_base=0.01, retry_cap=0.05)
+        engine.parts.settings = dataclasses.replace(
+            engine.settings, retry_base=0.01, retry_cap=0.05
+        )
         await w.grant(1000)
         w.sim.fault(503, route="submit")
         w.sim.fault(503, route="blob", times=2)

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, utcnow
@@ -43,6 +44,16 @@ class ReviewItem:
     @property
     def open(self) -> bool:
         return self.status == "open"
+
+
+@dataclass(frozen=True)
+class ItemEvent:
+    """Something done to a review item (a decision, a sanction, an appeal), from the audit."""
+
+    action: str
+    actor_id: int | None
+    at: datetime
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -287,6 +298,19 @@ class ModerationStore:
             "SELECT * FROM strikes WHERE guild_id = ? AND member_id = ? ORDER BY id DESC",
             (guild_id, member_id),
         )
+
+    async def item_events(self, item_id: int) -> list[ItemEvent]:
+        """What was done to an item, oldest first."""
+        found = await audit.events(self.db, target=f"review:{item_id}", oldest_first=True)
+        return [
+            ItemEvent(
+                e.action.removeprefix("review."),
+                e.actor_id,
+                datetime.fromisoformat(e.created_at),
+                e.details,
+            )
+            for e in found
+        ]
 
     def open_item_for_job(self, conn: Conn, job_id: str) -> ReviewItem | None:
         row = fetch_row(

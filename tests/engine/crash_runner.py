@@ -18,7 +18,7 @@ import httpx
 
 from bot.catalog import Model, Operation, RequestOptions
 from bot.config import Settings
-from bot.engine.engine import Engine, EngineSettings
+from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
 from bot.engine.publisher import ResultImage, StatusUpdate
 from bot.engine.requests import JobRequest, Requester
@@ -56,15 +56,8 @@ async def main(args: argparse.Namespace) -> int:
     settings = Settings(database={"path": Path(args.db)})
     services = await build_services(settings, base_url=args.sim_url, token=args.sim_token)
     publisher = HttpPublisher(args.publisher_url)
-    engine = Engine(
-        db=services.db,
-        jobs=services.jobs,
-        ledger=services.ledger,
-        guilds=services.guilds,
-        moderation=services.moderation,
-        client=services.client,
-        publisher=publisher,
-        settings=EngineSettings(policy=LongPoll(60), retry_base=0.05, retry_cap=0.2),
+    engine = services.engine(
+        publisher, settings=EngineSettings(policy=LongPoll(60), retry_base=0.05, retry_cap=0.2)
     )
     try:
         await engine.start()

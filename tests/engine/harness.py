@@ -13,11 +13,13 @@ from typing import Any
 from bot.catalog import Model, Operation, RequestOptions
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.simulator import Simulator
-from bot.config import GuildDefaults
+from bot.config import GuildDefaults, Settings
 from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
 from bot.engine.publisher import ResultImage, StatusUpdate
 from bot.engine.requests import JobRequest, Requester
+from bot.filters import PromptFilters
+from bot.services import Services, build_services
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStore
@@ -95,6 +97,9 @@ class Harness:
     publisher: MemoryPublisher
     reviews: Reviews
     alerts: Alerts
+    services: Services
+    # The guilds' prompt filters, when the harness was asked for them.
+    filters: PromptFilters | None = None
 
     def request(
         self,
@@ -124,19 +129,12 @@ class Harness:
         """A new engine (as after a process restart) on the same database and simulator."""
         old = self.engine
         await old.stop()
-        self.engine = Engine(
-            db=self.db,
-            jobs=self.jobs,
-            ledger=self.ledger,
-            guilds=self.guilds,
-            moderation=self.moderation,
-            client=self.client,
-            publisher=self.publisher,
-            settings=old.settings,
+        self.engine = self.services.engine(
+            self.publisher,
             reviews=self.reviews,
             alerts=self.alerts,
             prompt_filter=old.prompt_filter,
-            clock=old.clock,
+            settings=old.settings,
         )
         await self.engine.start()
         return self.engine
@@ -166,45 +164,52 @@ async def harness(
     client_retries: int = 3,
     sim: Simulator | None = None,
     prompt_filter: Any = None,
+    prompt_filters: bool = False,
 ) -> AsyncIterator[Harness]:
+    """`prompt_filters`: the engine consults the guilds' real prompt filters (h.filters)."""
     own_sim = sim is None
     sim = sim or Simulator(speed=speed, seed=7)
     if own_sim:
         await sim.start()
-    db = await Database(tmp_path / "bot.sqlite3").open()
-    client = OrchestratorClient(
-        sim.base_url, sim.token, max_retries=client_retries, retry_max_delay=0.05
-    )
     defaults = defaults or GuildDefaults(
         confirm_above=100_000, per_member_concurrency=50, per_guild_concurrency=500
     )
-    ledger = Ledger(db, clock=clock)
-    jobs = JobStore(db, clock)
-    guilds = GuildStore(db, defaults, clock)
-    moderation = ModerationStore(db, clock)
+    config = Settings(
+        database={"path": tmp_path / "bot.sqlite3"},
+        civitai={"max_retries": client_retries, "retry_max_delay_seconds": 0.05},
+        defaults=defaults,
+    )
+    services = await build_services(config, clock=clock, base_url=sim.base_url, token=sim.token)
     publisher = publisher or MemoryPublisher()
     reviews, alerts = Reviews(), Alerts()
-    engine = Engine(
-        db=db,
-        jobs=jobs,
-        ledger=ledger,
-        guilds=guilds,
-        moderation=moderation,
-        client=client,
-        publisher=publisher,
-        settings=settings or EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05),
+    filters = PromptFilters(services.db, clock) if prompt_filters else None
+    if filters is not None:
+        prompt_filter = filters.match
+    engine = services.engine(
+        publisher,
         reviews=reviews,
         alerts=alerts,
         prompt_filter=prompt_filter,
-        clock=clock,
+        settings=settings or EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05),
     )
     try:
         yield Harness(
-            sim, db, engine, ledger, jobs, guilds, moderation, client, publisher, reviews, alerts
+            sim,
+            services.db,
+            engine,
+            services.ledger,
+            services.jobs,
+            services.guilds,
+            services.moderation,
+            services.client,
+            publisher,
+            reviews,
+            alerts,
+            services,
+            filters,
         )
     finally:
         await engine.stop()
-        await client.aclose()
-        await db.close()
+        await services.aclose()
         if own_sim:
             await sim.stop()

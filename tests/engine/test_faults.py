@@ -15,10 +15,11 @@ from datetime import timedelta
 import pytest
 
 from bot.civitai.simulator import Outcome
-from bot.engine.engine import EngineSettings, missing_share
+from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll
 from bot.engine.publisher import PostFailed
 from bot.engine.requests import Requester
+from bot.engine.results import missing_share
 from bot.review import Action, ReviewService
 from bot.store.jobs import JobRecord, JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness

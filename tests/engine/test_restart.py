@@ -78,7 +78,7 @@ async def test_a_job_admitted_without_a_task_is_adopted_by_the_running_engine(tm
     from bot.catalog import Model, Operation, RequestOptions
 
     async with harness(tmp_path) as h:
-        h.engine.settings = replace(h.engine.settings, reconcile_every=0.05)
+        h.engine.parts.settings = replace(h.engine.settings, reconcile_every=0.05)
         await h.grant(500)
         await h.engine.start()
         validated = h.engine.validate(h.request(quality="low"))

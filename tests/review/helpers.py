@@ -104,9 +104,9 @@ class Moderation:
 @asynccontextmanager
 async def moderation(tmp_path: Path, clock: Clock | None = None) -> AsyncIterator[Moderation]:
     clock = clock or Clock()
-    async with harness(tmp_path, clock=clock) as h:
-        filters = PromptFilters(h.db, clock)
-        h.engine.prompt_filter = filters.match
+    async with harness(tmp_path, clock=clock, prompt_filters=True) as h:
+        filters = h.filters
+        assert filters is not None
         review = ReviewService(h.db, h.engine, h.jobs, h.ledger, h.moderation, h.guilds, clock)
         yield Moderation(h, filters, review, clock)
 

@@ -1,0 +1,225 @@
+"""Admission: every check a request must pass, in DESIGN.md's order, then its Buzz held and the
+job stored in one transaction — or a Refusal, with nothing held.
+
+The guild's settings are read once per check and the catalog request built once: `preflight`
+returns them in its Quote, and `admit` reuses them when the sources did not change since (a
+/create); an edit is validated again with the prepared sources, whose real sizes may price it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.catalog import CatalogError, build_request
+from bot.catalog.request import ImageRequest
+from bot.civitai.errors import Forbidden, OrchestratorError, Unauthorized
+from bot.engine.parts import J, Parts
+from bot.engine.requests import JobRequest, Refusal, RefusalReason
+from bot.store.db import Conn
+from bot.store.guilds import GuildSettings
+from bot.store.jobs import JobRecord, NewJob
+from bot.store.ledger import BudgetExhausted, InsufficientBuzz
+
+log = logging.getLogger(__name__)
+
+SOURCE_REF = "source://"
+
+
+@dataclass(frozen=True)
+class Quote:
+    request: ImageRequest
+    estimate: int
+    balance: int
+    needs_confirmation: bool = False
+    # What the checks read, for admission to reuse (not compared: a snapshot).
+    settings: GuildSettings | None = None
+
+    @property
+    def balance_after(self) -> int:
+        return self.balance - self.estimate
+
+
+def new_job_id(now: datetime) -> str:
+    """Sortable, and valid as an orchestrator externalId ([A-Za-z0-9_-], ≤ 128)."""
+    return f"j{int(now.timestamp() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def check_concurrency(mine: int, theirs: int, settings: GuildSettings) -> None:
+    if mine >= settings.per_member_concurrency:
+        raise Refusal(
+            RefusalReason.MEMBER_BUSY,
+            f"you already have {mine} job(s) running; the limit here is "
+            f"{settings.per_member_concurrency}",
+        )
+    if theirs >= settings.per_guild_concurrency:
+        raise Refusal(
+            RefusalReason.GUILD_BUSY,
+            f"the server already has {theirs} jobs running (its limit); try again in a minute",
+        )
+
+
+class Admission:
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    def validate(self, request: JobRequest) -> ImageRequest:
+        """The catalog's request for what the member asked, sources referenced as source://N."""
+        sources = [s for s in request.sources if s.role == "image"]
+        mask = next((s for s in request.sources if s.role == "mask"), None)
+        refs = tuple(f"{SOURCE_REF}{i}" for i, s in enumerate(request.sources) if s.role == "image")
+        mask_ref = f"{SOURCE_REF}{request.sources.index(mask)}" if mask is not None else None
+        options = request.options
+        if request.sources:
+            options = options.with_sources(refs, mask_ref)
+        # Sizes may be Discord's declared ones (before download); unknown means unknown.
+        input_size = (
+            (sources[0].width, sources[0].height)
+            if sources and sources[0].width and sources[0].height
+            else None
+        )
+        try:
+            return build_request(request.model, request.operation, options, input_size=input_size)
+        except CatalogError as exc:
+            raise Refusal(RefusalReason.INVALID, str(exc), errors=exc.errors) from None
+
+    async def preflight(self, request: JobRequest) -> Quote:
+        """Every admission check, in order, without holding anything: Refusal, or the quote.
+
+        Lets the front end answer within Discord's 3 seconds (sources may be described by their
+        declared sizes only) and ask for a confirmation. `admit` checks everything again,
+        atomically, when it holds the Buzz.
+        """
+        parts, who = self.parts, request.requester
+        settings, validated = await self._precheck(request)
+        needs_confirmation = validated.buzz > settings.confirm_above and not request.confirmed
+
+        def check(conn: Conn) -> int:
+            mine, theirs = parts.jobs.in_flight(conn, who.guild_id, who.member_id)
+            check_concurrency(mine, theirs, settings)
+            parts.ledger.check_budget(
+                conn, who.guild_id, validated.buzz, settings.budget_amount, settings.budget_period
+            )
+            balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
+            if balance.available < validated.buzz:
+                now = parts.clock()
+                raise InsufficientBuzz(
+                    validated.buzz, balance.available, balance.allowance, balance.next_refill, now
+                )
+            return balance.available
+
+        try:
+            available = await parts.db.read(check)
+        except InsufficientBuzz as exc:
+            raise Refusal(
+                RefusalReason.BALANCE, str(exc), buzz=validated.buzz, balance=exc.have
+            ) from None
+        except BudgetExhausted as exc:
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=validated.buzz) from None
+        return Quote(validated, validated.buzz, available, needs_confirmation, settings)
+
+    async def _precheck(
+        self, request: JobRequest, quote: Quote | None = None
+    ) -> tuple[GuildSettings, ImageRequest]:
+        """Admission checks that need no transaction, in DESIGN.md's order."""
+        parts, who = self.parts, request.requester
+        ban = await parts.moderation.active_ban(who.guild_id, who.member_id)
+        if ban is not None:
+            until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
+            raise Refusal(RefusalReason.BANNED, f"you are banned from using the bot here{until}")
+        settings = quote.settings if quote and quote.settings else None
+        settings = settings or await parts.guilds.get(who.guild_id)
+        if not settings.channel_allowed(who.channel_id, who.parent_channel_id):
+            raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
+        if not settings.model_enabled(request.model.value):
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED,
+                f"{request.model.value} is switched off on this server",
+            )
+        reuse = quote is not None and not request.sources
+        return settings, quote.request if quote is not None and reuse else self.validate(request)
+
+    async def admit(self, request: JobRequest, quote: Quote | None = None) -> tuple[JobRecord, int]:
+        """Hold the request's Buzz and store the job, queued (or held for review, with its
+        review item): (the job, the review item id or 0). Raises Refusal."""
+        parts, who = self.parts, request.requester
+        settings, validated = await self._precheck(request, quote)
+        if validated.buzz > settings.confirm_above and not request.confirmed:
+            raise Refusal(
+                RefusalReason.CONFIRM,
+                f"this costs {validated.buzz:,} Buzz, above the server's "
+                f"{settings.confirm_above:,} Buzz confirmation threshold",
+                buzz=validated.buzz,
+            )
+        now = parts.clock()
+        job_id = new_job_id(now)
+        whatif = await self._whatif(job_id, validated) if parts.settings.whatif else None
+        hold_amount = max(validated.buzz, whatif or 0)
+        held_reason = None
+        if parts.prompt_filter is not None:
+            held_reason = await parts.prompt_filter(who.guild_id, request.options.prompt)
+        new = NewJob(
+            id=job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            member_id=who.member_id,
+            model=request.model.value,
+            operation=request.operation.value,
+            options=request.options.as_dict(),
+            step=validated.step(),
+            estimate=validated.buzz,
+            status=J.HELD if held_reason else J.QUEUED,
+            whatif=whatif,
+            interaction_token=request.interaction.token if request.interaction else None,
+            interaction_expires_at=request.interaction.expires_at if request.interaction else None,
+            parent_job_id=request.parent_job_id,
+            simulated=parts.settings.simulated,
+            deadline_at=now + parts.settings.deadline,
+            upload_limit=request.upload_limit,
+        )
+
+        def store(tx: Conn) -> tuple[JobRecord, int]:
+            mine, theirs = parts.jobs.in_flight(tx, who.guild_id, who.member_id)
+            check_concurrency(mine, theirs, settings)
+            parts.ledger.check_budget(
+                tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
+            )
+            parts.jobs.insert(tx, new, request.sources)
+            parts.ledger.hold(tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles)
+            item_id = 0
+            if held_reason:
+                item_id = parts.moderation.create_item(
+                    tx, who.guild_id, job_id, "held", held_reason
+                )
+            job = parts.jobs.load(tx, job_id)
+            assert job is not None
+            return job, item_id
+
+        try:
+            return await parts.db.write(store)
+        except InsufficientBuzz as exc:
+            raise Refusal(
+                RefusalReason.BALANCE, str(exc), buzz=hold_amount, balance=exc.have
+            ) from None
+        except BudgetExhausted as exc:
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=hold_amount) from None
+
+    async def _whatif(self, job_id: str, validated: ImageRequest) -> int | None:
+        client = self.parts.client
+        # A whatif claims its externalId upstream, so it must not use the job's own id.
+        template = client.template([validated.step()], f"{job_id}-whatif")
+        try:
+            estimate = await client.submit(template, whatif=True)
+        except (Unauthorized, Forbidden) as exc:
+            await self.parts.alert("auth", str(exc))
+            raise Refusal(
+                RefusalReason.UPSTREAM,
+                "the bot cannot place orders with the orchestrator right now; the operator "
+                "has been told",
+            ) from None
+        except OrchestratorError as exc:
+            log.warning("whatif failed for %s, holding the local estimate: %s", job_id, exc)
+            return None
+        return estimate.cost.total if estimate.cost else None

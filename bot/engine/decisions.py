@@ -1,0 +1,84 @@
+"""Decisions about a job from outside its task: a member's (or moderator's) cancel, and a
+moderator's approve or reject of a held job (run inside the review's own transaction)."""
+
+from __future__ import annotations
+
+from bot.engine.admission import check_concurrency
+from bot.engine.driver import Driver
+from bot.engine.parts import J, NotAllowed, Parts
+from bot.engine.requests import Requester
+from bot.store.db import Conn
+from bot.store.jobs import JobRecord, TransitionError
+
+REJECTED_MESSAGE = "a moderator decided this request will not run; nothing was charged"
+
+
+class Decisions:
+    def __init__(self, parts: Parts, driver: Driver) -> None:
+        self.parts = parts
+        self.driver = driver
+
+    def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
+        """A held job is released to run (its Buzz is already held); call adopt() after commit.
+        What changed while it waited is checked again: a ban, the concurrency limits."""
+        parts = self.parts
+        held = parts.jobs.load(tx, job_id)
+        assert held is not None
+        if parts.moderation.load_ban(tx, held.guild_id, held.member_id) is not None:
+            raise NotAllowed("the member has been banned since; reject the job instead")
+        settings = parts.guilds.load(tx, held.guild_id)
+        check_concurrency(*parts.jobs.in_flight(tx, held.guild_id, held.member_id), settings)
+        return parts.jobs.transition(
+            tx,
+            job_id,
+            J.QUEUED,
+            detail="approved",
+            deadline_at=parts.clock() + parts.settings.deadline,
+        )
+
+    def reject_in(self, tx: Conn, job_id: str) -> JobRecord:
+        """A held job will not run: nothing charged, the whole hold released."""
+        return self.parts.release(tx, job_id, J.REJECTED, error=REJECTED_MESSAGE)
+
+    async def cancel(self, job_id: str, actor: Requester) -> JobRecord:
+        parts = self.parts
+        job = await parts.jobs.get(job_id)
+        if job is None or job.guild_id != actor.guild_id:
+            raise NotAllowed("no such job here")
+        if job.member_id != actor.member_id and not actor.is_moderator:
+            raise NotAllowed("only the member who asked (or a moderator) can cancel this job")
+        if job.final or job.status is J.DELIVERING:
+            raise NotAllowed(f"this job is already {job.status.value}")
+        if job.status is J.HELD:
+            return await self._withdraw(job_id, actor)
+        await parts.db.write(parts.jobs.update, job_id, cancel_requested_by=actor.member_id)
+        if job.workflow_id:
+            # In the background: the caller is answering a Discord interaction, and the
+            # orchestrator may take a while (retries). The job's task settles the ending.
+            self.driver.background(self.driver.cancel_upstream(job.workflow_id))
+        self.driver.wake(job_id)
+        refreshed = await parts.jobs.get(job_id)
+        assert refreshed is not None
+        return refreshed
+
+    async def _withdraw(self, job_id: str, actor: Requester) -> JobRecord:
+        """A held job the member takes back: nothing ran, nothing is charged, and its review
+        item closes as withdrawn."""
+        parts = self.parts
+
+        def withdraw(tx: Conn) -> tuple[JobRecord, int | None]:
+            canceled = parts.release(tx, job_id, J.CANCELED, cancel_requested_by=actor.member_id)
+            item = parts.moderation.open_item_for_job(tx, job_id)
+            if item is None:
+                return canceled, None
+            parts.moderation.close_item(tx, item.id, "withdrawn", actor.member_id)
+            return canceled, item.id
+
+        try:
+            job, item_id = await parts.db.write(withdraw)
+        except TransitionError as exc:  # a moderator decided first
+            raise NotAllowed(f"this job was just {exc.current} by a moderator") from None
+        await parts.status(job, "canceled; nothing was charged")
+        if item_id is not None and parts.reviews is not None:
+            await parts.reviews.on_review_changed(item_id)
+        return job
