@@ -107,7 +107,12 @@ def render(spending: Spending, names: Mapping[int, str]) -> bytes:
         title = f"Buzz spent per day · last {len(spending.days)} days (UTC)"
         span = f"{_day(first)} to {_day(last)} {last.year}"
     draw.text((16, 14), title, TEXT, fonts.big)
-    draw.text((16, 42), f"Total {spending.total:,} Buzz · {span}", MUTED, fonts.normal)
+    draw.text(
+        (16, 42),
+        f"Total {spending.total:,} Buzz charged, net of refunds · {span}",
+        MUTED,
+        fonts.normal,
+    )
 
     _grid(draw, layout, step, scale_max, fonts.small)
     for index, day in enumerate(spending.days):
@@ -130,7 +135,7 @@ def render(spending: Spending, names: Mapping[int, str]) -> bytes:
     draw.line((layout.left, layout.bottom, layout.right, layout.bottom), AXIS, 1)
     _day_labels(draw, layout, spending, fonts.small)
     y = _legend(draw, layout, spending, palette, fonts)
-    _leaders(draw, layout, spending, names, fonts, y + 24)
+    _leaders(draw, layout, spending, names, fonts, y + 36)
 
     out = io.BytesIO()
     image.save(out, format="PNG")
