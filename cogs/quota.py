@@ -17,7 +17,9 @@ from discord.ext import commands
 from bot.app import UserFacingError, reply
 from bot.store.ledger import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
+from bot.store.reports import MAX_DAYS
 from cogs.checks import require_admin
+from cogs.spending import answer_report
 
 if TYPE_CHECKING:
     from bot.app import ImageBot
@@ -260,6 +262,13 @@ class Quota(commands.Cog):
             )
         file = discord.File(io.BytesIO(data), filename=name)
         await interaction.followup.send(f"{entries:,} entries.", file=file, ephemeral=True)
+
+    @quota.command(name="report", description="A chart of the Buzz spent per day by model")
+    @app_commands.describe(days=f"How many days back, today included (1-{MAX_DAYS}; default 30)")
+    async def report(
+        self, interaction: discord.Interaction, days: Range[int, 1, MAX_DAYS] = 30
+    ) -> None:
+        await answer_report(interaction, self.services, days)
 
 
 async def setup(bot: ImageBot) -> None:

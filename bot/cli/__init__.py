@@ -7,7 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.cli import check_config, jobs_cmd, ledger_cmd, quote, run_cmd, simulator_cmd
+from bot.cli import (
+    check_config,
+    commands_doc,
+    jobs_cmd,
+    ledger_cmd,
+    quote,
+    run_cmd,
+    simulator_cmd,
+)
 from bot.config import ConfigError
 
 
@@ -23,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML settings file (default: BOT_CONFIG or config.toml)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd):
+    for module in (run_cmd, quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd, commands_doc):
         module.register(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""Reports for admins, rendered on the server: the spending chart."""
