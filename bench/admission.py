@@ -7,7 +7,7 @@
 Three processes, so that each figure is measured where it happens:
 - this one: the loopback fake Discord of tests/fakes (REST, gateway, CDN) acting as the
   members: each /edit carries a real attachment that the bot downloads from the fake's CDN;
-- the REAL bot (bot.app.ImageBot built by bot.services.build_services, as
+- the REAL bot (bot.discord_adapter.bot.ImageBot built by bot.services.build_services, as
   tests/discord/harness.py builds it) in bench/botproc.py, so its peak RSS is its own;
 - the orchestrator simulator (bench/simproc.py), which notes when each workflow's whole body
   arrived and renders photo-like results at the requested size.

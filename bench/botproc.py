@@ -3,7 +3,7 @@
     python bench/botproc.py --api-base URL --gateway URL --discord-token T --guild ID
                             --sim-url URL --sim-token T --db PATH
 
-Builds the services with bot.services.build_services and runs bot.app.ImageBot, exactly as
+Builds the services with bot.services.build_services and runs the bot's ImageBot, exactly as
 tests/discord/harness.py does in-process (same bot options, attachment host 127.0.0.1), so its
 memory can be measured alone. Members get a large weekly allowance and the guild's limits are
 raised so the benchmark's load is never refused. Stops on SIGTERM.
@@ -27,8 +27,8 @@ async def run(args: argparse.Namespace) -> None:
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-    from bot.app import ImageBot
     from bot.config import Settings
+    from bot.discord_adapter.bot import ImageBot
     from bot.services import build_services
 
     settings = Settings(

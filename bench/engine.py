@@ -5,7 +5,7 @@ Civitai docs' polling cadence side by side).
                            [--admit-concurrency 100] [--speed 1] [--compare-docs] [--runs 1]
 
 The bot side runs in a fresh process per scenario (bench/engine.py --worker): the services from
-bot.services.build_services, the real Engine, and the bot's own publisher (bot.delivery's
+bot.services.build_services, the real Engine, and the bot's own publisher (the adapter's
 DiscordPublisher: coalesced status edits that read the ledger, results fitted to the 10 MiB
 upload limit with bot.media.fit_for_upload on a thread, split into messages) with only the HTTP
 request to Discord left out: each status edit's JSON and each result post's multipart body is
@@ -72,7 +72,9 @@ def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> A
     import discord
     from discord.http import handle_message_parameters
 
-    from bot.delivery import DiscordPublisher, result_embed, result_view
+    from bot.discord_adapter.buttons.result import result_view
+    from bot.discord_adapter.embeds import result_embed
+    from bot.discord_adapter.publisher import DiscordPublisher
 
     class NoDiscord:
         """What the publisher asks of the bot when it does not talk to Discord."""

@@ -295,6 +295,21 @@ class ReviewService:
             **details,
         )
 
+    async def appealable(self, guild_id: int, job_id: str, member_id: int) -> ReviewItem:
+        """The open review item a member may appeal on their job, or ReviewError saying why
+        not (checked again, in the transaction, when the appeal arrives)."""
+        job = await self.jobs.get(job_id)
+        if job is None or job.guild_id != guild_id:
+            raise ReviewError("I cannot find that job here any more.")
+        if job.member_id != member_id:
+            raise ReviewError("Only the member whose job this is can appeal.")
+        item = await self.moderation.item_for_job(job.id)
+        if item is None:
+            raise ReviewError("There is nothing to appeal for this job.")
+        if not item.open:
+            raise ReviewError(f"This was already reviewed: {item.status}.")
+        return item
+
     async def appeal(self, guild_id: int, job_id: str, member_id: int, note: str) -> ReviewItem:
         """The member's side of the story joins the review item."""
         note = note.strip()

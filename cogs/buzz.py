@@ -10,14 +10,14 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from bot.app import UserFacingError, reply
-from bot.delivery import link, status_line, truncate
+from bot.discord_adapter.access import is_moderator, requester
+from bot.discord_adapter.embeds import link, status_line, truncate
+from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
 from bot.store.periods import describe_moment
-from cogs.checks import is_moderator, requester
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 # What /cancel can still stop: the engine refuses a job that is already posting its images.
 CANCELABLE = frozenset({JobStatus.HELD, JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING})

@@ -10,16 +10,16 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.app import UserFacingError
 from bot.catalog import CatalogError, Model, Operation, RequestOptions
 from bot.catalog.capabilities import can_edit
 from bot.catalog.names import parse_model
 from bot.catalog.pricing import total_price
 from bot.catalog.sizes import GPT2_PRESETS, gpt2_side_ok, parse_size
-from cogs.flow import attachment_info
+from bot.discord_adapter.attachments import attachment_info
+from bot.discord_adapter.replies import UserFacingError
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 
 def choices(*values: str) -> list[Choice[str]]:

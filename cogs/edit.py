@@ -13,10 +13,10 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.app import UserFacingError
-from bot.catalog import CatalogError, Model, Operation, RequestOptions
-from bot.catalog.capabilities import EDITABLE
-from bot.catalog.names import parse_model
+from bot.catalog import Model, Operation, RequestOptions
+from bot.discord_adapter.attachments import attachment_info, image_attachments
+from bot.discord_adapter.modals import EditPrompt
+from bot.discord_adapter.replies import UserFacingError
 from bot.media.limits import AttachmentInfo
 from cogs.create import (
     BACKGROUNDS,
@@ -32,100 +32,16 @@ from cogs.create import (
     gpt2_size_choices,
     options,
 )
-from cogs.flow import attachment_info
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 MASK_HELP = "Where to change: transparent areas, or white (change) on black (keep)"
 EDIT_PROMPT = "What to change, in plain words"
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def sources(**attachments: discord.Attachment | None) -> list[AttachmentInfo]:
     return [attachment_info(name, a) for name, a in attachments.items() if a is not None]
-
-
-def image_attachments(message: discord.Message) -> list[discord.Attachment]:
-    found = []
-    for attachment in message.attachments:
-        kind = (attachment.content_type or "").split(";")[0]
-        if kind in IMAGE_TYPES or attachment.filename.lower().endswith(
-            (".png", ".jpg", ".jpeg", ".webp", ".gif")
-        ):
-            found.append(attachment)
-    return found
-
-
-async def editing_model(bot: ImageBot, guild_id: int, preferred: str | None = None) -> Model:
-    """The model to edit with: the one that made the image if it edits, else the guild's
-    default if it edits, else gpt-image-2."""
-    settings = await bot.services.guilds.get(guild_id)
-    for name in (preferred, settings.default_model):
-        if not name:
-            continue
-        try:
-            model = parse_model(name)
-        except CatalogError:
-            continue
-        if model in EDITABLE and settings.model_enabled(model.value):
-            return model
-    return Model.GPT_IMAGE_2
-
-
-class EditPrompt(discord.ui.Modal):
-    """Asks what to change; with several images, also which one."""
-
-    def __init__(
-        self,
-        bot: ImageBot,
-        images: list[discord.Attachment],
-        model: Model,
-        parent_job_id: str | None = None,
-    ) -> None:
-        super().__init__(title="Edit image", timeout=600)
-        self.bot, self.images, self.model, self.parent = bot, images, model, parent_job_id
-        self.prompt = discord.ui.TextInput(
-            label="What should change?",
-            custom_id="prompt",
-            style=discord.TextStyle.paragraph,
-            max_length=4000,
-            placeholder="e.g. make it a winter scene with snow falling",
-        )
-        self.add_item(self.prompt)
-        self.which: discord.ui.TextInput | None = None
-        if len(images) > 1:
-            self.which = discord.ui.TextInput(
-                label=f"Which image? (1-{len(images)})",
-                custom_id="which",
-                default="1",
-                max_length=2,
-            )
-            self.add_item(self.which)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        index = 0
-        if self.which is not None:
-            text = self.which.value.strip()
-            if not text.isdigit() or not 1 <= int(text) <= len(self.images):
-                raise UserFacingError(
-                    f"**image**: choose a number from 1 to {len(self.images)}. Nothing was charged."
-                )
-            index = int(text) - 1
-        source = attachment_info("image", self.images[index])
-        await self.bot.flow.begin(
-            interaction,
-            self.model,
-            Operation.EDIT,
-            RequestOptions(prompt=self.prompt.value),
-            [source],
-            parent_job_id=self.parent,
-        )
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        from bot.app import report_error
-
-        await report_error(interaction, error)
 
 
 class Edit(commands.Cog):
@@ -151,8 +67,8 @@ class Edit(commands.Cog):
         if len(images) > 5:
             images = images[:5]
         assert interaction.guild_id is not None
-        model = await editing_model(self.bot, interaction.guild_id)
-        await interaction.response.send_modal(EditPrompt(self.bot, images, model))
+        settings = await self.bot.services.guilds.get(interaction.guild_id)
+        await interaction.response.send_modal(EditPrompt(images, settings.editing_model()))
 
     async def _go(
         self,

@@ -1,171 +1,24 @@
-"""/mod commands, the review items' buttons, and members' appeals.
-
-Every command and button checks at runtime that the user is a moderator (Manage Messages or
-the configured moderator role); Discord's default permissions only hide the commands.
-"""
+"""/mod commands. Every command checks at runtime that the user is a moderator (Manage Messages
+or the configured moderator role); Discord's default permissions only hide the commands. The
+review items' buttons and the members' appeals live with the review board
+(bot/discord_adapter)."""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.app_commands import Range
 from discord.ext import commands
 
-from bot.app import UserFacingError, reply, report_error
-from bot.board import REVIEW_ID, REVIEW_TEMPLATE
-from bot.delivery import APPEAL_ID, APPEAL_TEMPLATE, link, truncate
-from bot.review import Action
+from bot.discord_adapter.access import require_moderator
+from bot.discord_adapter.embeds import link, truncate
+from bot.discord_adapter.replies import reply
 from bot.store.moderation import MAX_BAN_DAYS
-from cogs.checks import require_moderator
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
-
-
-def bot_of(interaction: discord.Interaction) -> ImageBot:
-    return interaction.client  # type: ignore[return-value]
-
-
-async def decide(
-    interaction: discord.Interaction,
-    item_id: int,
-    action: Action,
-    *,
-    days: int | None = None,
-    reason: str | None = None,
-) -> None:
-    """A moderator's decision on an item: applied once, shown on the item, told to them."""
-    bot = bot_of(interaction)
-    await require_moderator(interaction, bot.services.guilds)
-    assert interaction.guild_id is not None
-    # Answer Discord now: the decision, the member's message and the item's edit follow.
-    if not interaction.response.is_done():
-        await interaction.response.defer(ephemeral=True, thinking=True)
-    outcome = await bot.review.act(
-        interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
-    )
-    await bot.board.refresh(item_id)
-    await reply(interaction, f"Review #{item_id}: {outcome.summary}.")
-
-
-class ReviewButton(discord.ui.DynamicItem[discord.ui.Button], template=REVIEW_TEMPLATE):
-    def __init__(self, action: str, item_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=action.title(), custom_id=REVIEW_ID.format(action=action, item=item_id)
-            )
-        )
-        self.action, self.item_id = Action(action), item_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> ReviewButton:
-        return cls(match["action"], int(match["item"]))
-
-    async def callback(self, interaction: discord.Interaction) -> Any:
-        try:
-            if self.action is Action.BAN:
-                await require_moderator(interaction, bot_of(interaction).services.guilds)
-                await interaction.response.send_modal(BanModal(self.item_id))
-                return
-            await decide(interaction, self.item_id, self.action)
-        except Exception as error:
-            await report_error(interaction, error)
-
-
-class BanModal(discord.ui.Modal, title="Ban from the bot"):
-    days = discord.ui.TextInput(
-        label=f"Days (1-{MAX_BAN_DAYS}; empty = until unbanned)",
-        custom_id="days",
-        required=False,
-        max_length=4,
-    )
-    reason = discord.ui.TextInput(
-        label="Reason (the audit log keeps it)", custom_id="reason", required=False, max_length=300
-    )
-
-    def __init__(self, item_id: int) -> None:
-        super().__init__(timeout=600)
-        self.item_id = item_id
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        text = self.days.value.strip()
-        # isascii: "²" and other digits str.isdigit() accepts are not numbers int() reads.
-        if text and (not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BAN_DAYS):
-            raise UserFacingError(f"**days**: a whole number from 1 to {MAX_BAN_DAYS}, or empty.")
-        await decide(
-            interaction,
-            self.item_id,
-            Action.BAN,
-            days=int(text) if text else None,
-            reason=self.reason.value.strip() or None,
-        )
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        await report_error(interaction, error)
-
-
-class AppealButton(discord.ui.DynamicItem[discord.ui.Button], template=APPEAL_TEMPLATE):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Appeal", custom_id=APPEAL_ID.format(job=job_id)))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> AppealButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> Any:
-        try:
-            bot = bot_of(interaction)
-            job = await bot.services.jobs.get(self.job_id)
-            if job is None or job.guild_id != interaction.guild_id:
-                raise UserFacingError("I cannot find that job here any more.")
-            if job.member_id != interaction.user.id:
-                raise UserFacingError("Only the member whose job this is can appeal.")
-            item = await bot.services.moderation.item_for_job(job.id)
-            if item is None:
-                raise UserFacingError("There is nothing to appeal for this job.")
-            if not item.open:
-                raise UserFacingError(f"This was already reviewed: {item.status}.")
-            await interaction.response.send_modal(AppealModal(job.id, item.id))
-        except Exception as error:
-            await report_error(interaction, error)
-
-
-class AppealModal(discord.ui.Modal, title="Appeal to the moderators"):
-    note = discord.ui.TextInput(
-        label="What should the moderators know?",
-        custom_id="note",
-        style=discord.TextStyle.paragraph,
-        max_length=1000,
-    )
-
-    def __init__(self, job_id: str, item_id: int) -> None:
-        super().__init__(timeout=900)
-        self.job_id, self.item_id = job_id, item_id
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
-        assert interaction.guild_id is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await bot.review.appeal(
-            interaction.guild_id, self.job_id, interaction.user.id, self.note.value
-        )
-        await bot.board.refresh(self.item_id)
-        await reply(
-            interaction,
-            "Your appeal was added to the review. You will see the "
-            "moderators' decision on your request's message.",
-        )
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        await report_error(interaction, error)
+    from bot.discord_adapter.bot import ImageBot
 
 
 class Moderation(commands.Cog):
@@ -313,5 +166,4 @@ class Moderation(commands.Cog):
 
 
 async def setup(bot: ImageBot) -> None:
-    bot.add_dynamic_items(ReviewButton, AppealButton)
     await bot.add_cog(Moderation(bot))

@@ -14,15 +14,15 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.app import UserFacingError, reply
+from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.ledger import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
 from bot.store.reports import MAX_DAYS
-from cogs.checks import require_admin
 from cogs.spending import answer_report
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 PERIODS = [Choice(name=p, value=p) for p in ("none", "daily", "weekly", "monthly")]
 PERIOD_HELP = "How often it refills (UTC; weekly = Monday 00:00; none = once)"

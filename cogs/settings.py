@@ -11,14 +11,14 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.app import UserFacingError, reply
 from bot.catalog.names import MODEL_NAMES
+from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.guilds import GuildSettings
 from bot.store.ledger import MAX_AMOUNT
-from cogs.checks import require_admin
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 MODELS = [Choice(name=m, value=m) for m in MODEL_NAMES]
 

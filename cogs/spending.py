@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import discord
 
-from bot.app import reply
+from bot.discord_adapter.replies import reply
 from bot.reports.chart import render
 from bot.services import Services
 from bot.store.reports import Spending, SpendingReports

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import ImageBot
 from bot.civitai.simulator import Outcome
 from bot.config import load_settings
+from bot.discord_adapter.bot import ImageBot
 from bot.metrics_server import MetricsUnavailable
 from bot.services import build_services
 from tests.discord.harness import finish, settings_for, started, world

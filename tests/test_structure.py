@@ -39,3 +39,35 @@ def test_sql_lives_only_in_bot_store():
             continue
         offenders += [f"{name}: {s[:60]!r}" for s in strings(path) if SQL.match(s)]
     assert offenders == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_discord_is_imported_only_by_the_adapter_package_and_the_cogs():
+    offenders = [
+        rel(path)
+        for path in CODE
+        if rel(path).startswith("bot/")
+        and not rel(path).startswith("bot/discord_adapter/")
+        and any(m == "discord" or m.startswith("discord.") for m in imported_modules(path))
+    ]
+    assert offenders == []
+
+
+def test_the_core_never_imports_the_cogs():
+    offenders = [
+        rel(path)
+        for path in CODE
+        if rel(path).startswith("bot/")
+        and any(m == "cogs" or m.startswith("cogs.") for m in imported_modules(path))
+    ]
+    assert offenders == []

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def registered_commands() -> list[dict[str, Any]]:
     """The registration payload of every command, as the bot would sync it."""
-    from bot.app import EXTENSIONS, ImageBot  # discord.py only for this command
+    from bot.discord_adapter.bot import EXTENSIONS, ImageBot  # discord.py only for this command
     from bot.services import build_services
 
     with tempfile.TemporaryDirectory() as folder:

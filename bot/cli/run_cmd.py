@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import IO
@@ -51,18 +50,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    # discord.py is imported only for this command.
+    from bot.discord_adapter.runner import StartupFailed, serve
+
     with lock, contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(_main(settings, sync=args.sync))
+            asyncio.run(serve(settings, sync=args.sync))
         except StartupFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return 0
-
-
-class StartupFailed(Exception):
-    """Discord refused the token or could not be reached, or the metrics port cannot be
-    opened: the admin's to fix, not a bug."""
 
 
 class AlreadyRunning(Exception):
@@ -87,46 +84,6 @@ def hold_instance_lock(db_path: Path) -> IO[str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
-
-
-async def _main(settings: Settings, *, sync: bool) -> None:
-    import aiohttp
-    import discord
-
-    from bot.app import DevGuildUnavailable, ImageBot  # discord.py only for this command
-    from bot.metrics_server import MetricsUnavailable
-    from bot.services import build_services
-
-    services = await build_services(settings)
-    bot = ImageBot(services, sync_global=sync)
-    # SIGTERM (docker stop, systemd) takes the same orderly path as Ctrl-C: close the bot,
-    # leave running jobs to resume at the next start, checkpoint the database.
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for number in signals:
-        loop.add_signal_handler(number, stopping.set)
-    try:
-        assert settings.discord.token is not None
-        async with bot:
-            running = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
-            stop = asyncio.create_task(stopping.wait())
-            await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.done():
-                log.info("stopping; running jobs resume at the next start")
-                await bot.close()
-            stop.cancel()
-            await running
-    except discord.LoginFailure:
-        raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
-    except (DevGuildUnavailable, MetricsUnavailable) as exc:
-        raise StartupFailed(str(exc)) from None
-    except (aiohttp.ClientConnectorError, OSError) as exc:
-        raise StartupFailed(f"cannot reach Discord: {exc}") from None
-    finally:
-        for number in signals:
-            loop.remove_signal_handler(number)
-        await services.aclose()
 
 
 def health(args: argparse.Namespace) -> int:

@@ -13,6 +13,19 @@ from bot.store.jobs import JobRecord, TransitionError
 REJECTED_MESSAGE = "a moderator decided this request will not run; nothing was charged"
 
 
+def check_reroll(job: JobRecord, actor: Requester, reroll_anyone: bool) -> None:
+    """The same request again is the asker's to make, or anyone's where the guild allows it
+    (charged to whoever asks)."""
+    if actor.member_id != job.member_id and not reroll_anyone:
+        raise NotAllowed("only the member who asked can re-roll this here")
+
+
+def check_delete(job: JobRecord, actor: Requester) -> None:
+    """A posted result may be taken down by its asker or a moderator."""
+    if actor.member_id != job.member_id and not actor.is_moderator:
+        raise NotAllowed("only the member who asked, or a moderator, can delete this")
+
+
 class Decisions:
     def __init__(self, parts: Parts, driver: Driver) -> None:
         self.parts = parts

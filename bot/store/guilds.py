@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.catalog.names import MODEL_NAMES
+from bot.catalog.capabilities import can_edit
+from bot.catalog.errors import CatalogError
+from bot.catalog.names import MODEL_NAMES, Model, parse_model
 from bot.config import GuildDefaults
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, utcnow
@@ -37,6 +39,18 @@ class GuildSettings:
 
     def model_enabled(self, model: str) -> bool:
         return model not in self.disabled_models
+
+    def editing_model(self, preferred: str | None = None) -> Model:
+        """The model to edit with: `preferred` (the one that made the image) if it edits and
+        is on here, else the guild's default if it does, else gpt-image-2."""
+        for name in (preferred, self.default_model):
+            try:
+                model = parse_model(name or "")
+            except CatalogError:
+                continue
+            if can_edit(model) and self.model_enabled(model.value):
+                return model
+        return Model.GPT_IMAGE_2
 
     def channel_allowed(self, channel_id: int, parent_id: int | None = None) -> bool:
         """A thread follows its parent channel's rule unless it has its own."""

@@ -16,9 +16,9 @@ from typing import Any
 
 from PIL import Image
 
-from bot.app import ImageBot
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
+from bot.discord_adapter.bot import ImageBot
 from bot.services import Services, build_services
 from bot.store.db import utcnow
 from bot.store.jobs import JobRecord

@@ -5,10 +5,7 @@ every few seconds, endings at once), posts the finished images — as an interac
 while the 15-minute token lives, else as a channel message that mentions the member, else by DM
 — each fitted to the upload limit, and can tell from the channel whether a job's result was
 already posted (its embed footer carries the job id), which makes delivery exactly-once across
-restarts.
-
-Buttons are sent as plain buttons whose custom_ids follow the formats below; the cogs register
-DynamicItems with matching templates, so a click works after a restart.
+restarts. Its buttons are the persistent ones (buttons/), so a click works after a restart.
 """
 
 from __future__ import annotations
@@ -17,13 +14,22 @@ import asyncio
 import contextlib
 import io
 import logging
-import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 import aiohttp
 import discord
 
+from bot.discord_adapter.buttons.base import view_of
+from bot.discord_adapter.buttons.job import AppealButton, CancelButton
+from bot.discord_adapter.buttons.result import result_view
+from bot.discord_adapter.embeds import (
+    RESULT_FOOTER,
+    link,
+    operation_word,
+    result_embed,
+    status_embed,
+)
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage, fit_for_upload
 from bot.store.db import utcnow
@@ -42,232 +48,16 @@ MESSAGE_BYTES = 25 * 1024 * 1024
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # Smaller and smaller fits after Discord's 413s before giving up.
 SHRINKS = 4
-SIMULATED_NOTE = "SIMULATED: placeholder images, no Buzz spent upstream"
-
-# custom_id formats (≤ 100 characters; job ids are ~18).
-CANCEL_ID = "job:cancel:{job}"
-CANCEL_TEMPLATE = r"job:cancel:(?P<job>j[0-9a-f]+)"
-APPEAL_ID = "appeal:{job}"
-APPEAL_TEMPLATE = r"appeal:(?P<job>j[0-9a-f]+)"
-RESULT_ID = "res:{action}:{job}"
-RESULT_TEMPLATE = r"res:(?P<action>reroll|edit|details|delete):(?P<job>j[0-9a-f]+)"
 
 
-def marker(job_id: str) -> str:
-    return f"job {job_id}"
-
-
-def result_marker(job_id: str) -> str:
-    """How a result post is recognised (the status message only says "job …")."""
-    return f"result of job {job_id}"
-
-
-RESULT_FOOTER = re.compile(
-    r"result of job (?P<job>j[0-9a-f]+)(?: · part (?P<part>\d+)/(?P<of>\d+))?"
-)
-
-
-def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def describe_options(job: JobRecord) -> str:
-    parts = [f"{k} {v}" for k, v in job.options.items() if k != "prompt"]
-    return " · ".join(parts) or "defaults"
-
-
-def operation_word(job: JobRecord) -> str:
-    return "edit" if job.operation == "editImage" else "create"
-
-
-def _ts(when: datetime | None, style: str = "R") -> str:
-    return f"<t:{int(when.timestamp())}:{style}>" if when else "—"
-
-
-def status_line(job: JobRecord, message: str | None) -> str:
-    """The state in a few words; Discord renders the <t:…:R> stamps as live elapsed times."""
-    if job.status is J.HELD:
-        return "⏸️ Waiting for a moderator's review before it runs"
-    if job.status is J.QUEUED:
-        # The submit long-poll may already be running the job: do not claim it is still queued.
-        return f"⏳ Waiting for the orchestrator — asked {_ts(job.created_at)}"
-    if job.status in (J.SUBMITTED, J.RUNNING):
-        if job.workflow_status in ("unassigned", "preparing", "scheduled"):
-            where = f", position {job.queue_position + 1}" if job.queue_position is not None else ""
-            return f"⏳ In the orchestrator's queue{where} — asked {_ts(job.created_at)}"
-        if job.workflow_status == "processing":
-            return f"🎨 Generating — started {_ts(job.started_at or job.submitted_at)}"
-        return f"📨 Sent to the orchestrator {_ts(job.submitted_at or job.created_at)}"
-    if job.status is J.DELIVERING:
-        return "📤 Posting the images…"
-    if job.status is J.DONE:
-        if job.missing_images:
-            total = len(job.result_images)
-            return (
-                f"⚠️ Done, but {job.missing_images} of {total} images could not be fetched; "
-                "the others are posted below, and a moderator will look at the charge"
-            )
-        return "✅ Done — the images are posted below"
-    icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
-        job.status, "❌"
-    )
-    text = message or job.error or job.status.value
-    # Only the first letter: str.capitalize() would lowercase "Buzz", "WebP", field names...
-    return f"{icon} {text[:1].upper()}{text[1:]}"
-
-
-def status_embed(
-    job: JobRecord,
-    message: str | None = None,
-    *,
-    balance: int | None = None,
-    refunded: int = 0,
-    notes: Sequence[str] = (),
-) -> discord.Embed:
-    colour = {
-        J.DONE: discord.Colour.green(),
-        J.FAILED: discord.Colour.red(),
-        J.BLOCKED: discord.Colour.dark_red(),
-        J.HELD: discord.Colour.orange(),
-    }.get(job.status, discord.Colour.blurple())
-    embed = discord.Embed(
-        title=f"{job.model} · {operation_word(job)}",
-        description=truncate(job.prompt, 1000),
-        colour=colour,
-    )
-    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
-    if job.charged is not None:
-        cost = f"{job.charged:,} Buzz charged"
-        if refunded:
-            cost += f", {refunded:,} refunded"
-    else:
-        cost = f"{job.hold_amount or job.estimate:,} Buzz held"
-    if balance is not None:
-        cost += f" · your balance: {balance:,}"
-    embed.add_field(name="Buzz", value=cost, inline=False)
-    if notes:
-        embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
-    embed.add_field(name="Status", value=truncate(status_line(job, message), 1024), inline=False)
-    embed.set_footer(text=_footer(job))
-    return embed
-
-
-def _footer(job: JobRecord, *, result: bool = False, part: tuple[int, int] = (1, 1)) -> str:
-    text = result_marker(job.id) if result else marker(job.id)
-    if result and part[1] > 1:
-        text += f" · part {part[0]}/{part[1]}"
-    return f"{text} · {SIMULATED_NOTE}" if job.simulated else text
-
-
-def button_view(buttons: Iterable[discord.ui.Button]) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for button in buttons:
-        view.add_item(button)
-    return view
-
-
-def status_view(
-    job_id: str, *, active: bool = True, appealable: bool = False
-) -> discord.ui.View | None:
+def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
     """Cancel while the job can still stop; Appeal when it was held or blocked."""
-    buttons = []
+    buttons: list[discord.ui.Item[discord.ui.View]] = []
     if active:
-        buttons.append(
-            discord.ui.Button(
-                label="Cancel",
-                style=discord.ButtonStyle.secondary,
-                custom_id=CANCEL_ID.format(job=job_id),
-            )
-        )
+        buttons.append(CancelButton(job_id))
     if appealable:
-        buttons.append(
-            discord.ui.Button(
-                label="Appeal",
-                style=discord.ButtonStyle.primary,
-                custom_id=APPEAL_ID.format(job=job_id),
-            )
-        )
-    return button_view(buttons) if buttons else None
-
-
-def result_view(job_id: str) -> discord.ui.View:
-    styles = {
-        "reroll": ("Re-roll", discord.ButtonStyle.primary),
-        "edit": ("Edit", discord.ButtonStyle.secondary),
-        "details": ("Details", discord.ButtonStyle.secondary),
-        "delete": ("Delete", discord.ButtonStyle.danger),
-    }
-    return button_view(
-        discord.ui.Button(
-            label=label, style=style, custom_id=RESULT_ID.format(action=action, job=job_id)
-        )
-        for action, (label, style) in styles.items()
-    )
-
-
-def result_embed(
-    job: JobRecord, fitted: list[FittedImage], first_name: str, part: tuple[int, int] = (1, 1)
-) -> discord.Embed:
-    count = len(fitted)
-    of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
-    embed = discord.Embed(
-        title=f"{job.model} · {count} image{'s' if count != 1 else ''}{of}",
-        description=truncate(job.prompt, 1000),
-        colour=discord.Colour.green(),
-    )
-    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
-    embed.add_field(name="Buzz charged", value=f"{job.charged or 0:,}", inline=True)
-    embed.add_field(name="Requested by", value=f"<@{job.member_id}>", inline=True)
-    notes = sorted({f.note for f in fitted if f.note})
-    if job.missing_images:
-        total = len(job.result_images)
-        notes.insert(0, f"{job.missing_images} of {total} images could not be fetched")
-    if notes:
-        embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
-    embed.set_image(url=f"attachment://{first_name}")
-    embed.set_footer(text=_footer(job, result=True, part=part))
-    return embed
-
-
-def details_embed(
-    job: JobRecord, events: list[tuple[str, str | None, datetime]], hold: int | None
-) -> discord.Embed:
-    embed = discord.Embed(
-        title=f"Job {job.id}",
-        description=truncate(job.prompt, 4000),
-        colour=discord.Colour.blurple(),
-    )
-    embed.add_field(name="Model", value=f"{job.model} · {operation_word(job)}", inline=True)
-    embed.add_field(name="Status", value=job.status.value, inline=True)
-    embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
-    embed.add_field(name="Workflow", value=job.workflow_id or "not submitted", inline=False)
-    money = f"estimate {job.estimate:,}"
-    if job.whatif is not None:
-        money += f" · orchestrator's whatif {job.whatif:,}"
-    money += f" · held {hold:,}" if hold is not None else ""
-    money += f" · charged {job.charged:,}" if job.charged is not None else " · not settled yet"
-    embed.add_field(name="Buzz", value=money, inline=False)
-    timings = [
-        f"asked {_ts(job.created_at, 'T')}",
-        f"submitted {_ts(job.submitted_at, 'T')}",
-        f"started {_ts(job.started_at, 'T')}",
-        f"finished {_ts(job.finished_at, 'T')}",
-        f"posted {_ts(job.delivered_at, 'T')}",
-    ]
-    embed.add_field(name="Timings", value="\n".join(timings), inline=False)
-    history = [
-        f"{_ts(at, 'T')} {status}" + (f" ({detail})" if detail else "")
-        for status, detail, at in events[-10:]
-    ]
-    embed.add_field(name="History", value=truncate("\n".join(history) or "—", 1024), inline=False)
-    if job.error:
-        embed.add_field(name="Reason", value=truncate(job.error, 1024), inline=False)
-    embed.set_footer(text=_footer(job))
-    return embed
-
-
-def link(guild_id: int, channel_id: int, message_id: int) -> str:
-    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+        buttons.append(AppealButton(job_id))
+    return view_of(*buttons)
 
 
 class DiscordPublisher:

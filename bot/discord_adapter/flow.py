@@ -20,23 +20,22 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.app import UserFacingError, media_text, refusal_text, reply
 from bot.catalog import Model, Operation, RequestOptions
+from bot.discord_adapter.access import requester
+from bot.discord_adapter.buttons.confirm import confirm_view
+from bot.discord_adapter.replies import UserFacingError, media_text, refusal_text, reply
 from bot.engine.admission import Quote
 from bot.engine.requests import Interaction, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
 from bot.media.intake import declared_source, prepare_attachments
 from bot.media.limits import AttachmentInfo, MediaError
 from bot.store.jobs import JobStatus, SourceImage
-from cogs.checks import requester
 
 if TYPE_CHECKING:
-    from bot.app import ImageBot
+    from bot.discord_adapter.bot import ImageBot
 
 log = logging.getLogger(__name__)
 
-CONFIRM_ID = "confirm:{answer}:{token}"
-CONFIRM_TEMPLATE = r"confirm:(?P<answer>yes|no):(?P<token>[0-9a-f]{16})"
 CONFIRM_TTL = 600.0
 
 
@@ -117,21 +116,7 @@ class RequestFlow:
         token = secrets.token_hex(8)
         self._pending[token] = pending
         quote = pending.quote
-        view = discord.ui.View(timeout=None)
-        view.add_item(
-            discord.ui.Button(
-                label="Confirm",
-                style=discord.ButtonStyle.success,
-                custom_id=CONFIRM_ID.format(answer="yes", token=token),
-            )
-        )
-        view.add_item(
-            discord.ui.Button(
-                label="Cancel",
-                style=discord.ButtonStyle.secondary,
-                custom_id=CONFIRM_ID.format(answer="no", token=token),
-            )
-        )
+        view = confirm_view(token)
         text = (
             f"This {quote.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
@@ -227,7 +212,3 @@ async def _tell(interaction: discord.Interaction, text: str) -> None:
         await interaction.edit_original_response(content=text, embed=None, view=None)
     except discord.HTTPException as exc:
         log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)
-
-
-async def setup(bot: ImageBot) -> None:
-    bot.flow = RequestFlow(bot)

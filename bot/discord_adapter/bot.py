@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -14,26 +13,23 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import heartbeat
-from bot.board import ReviewBoard
-from bot.delivery import DiscordPublisher
-from bot.engine.engine import NotAllowed
-from bot.engine.requests import Refusal
-from bot.filters import FilterError, PromptFilters
-from bot.media.limits import MediaError, MediaLimits
+from bot.discord_adapter.board import ReviewBoard
+from bot.discord_adapter.buttons import PERSISTENT
+from bot.discord_adapter.flow import RequestFlow
+from bot.discord_adapter.publisher import DiscordPublisher
+from bot.discord_adapter.replies import report_error
+from bot.filters import PromptFilters
+from bot.media.limits import MediaLimits
 from bot.metrics_server import MetricsServer
-from bot.review import ReviewError, ReviewService
+from bot.review import ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
-from bot.store.ledger import LedgerError
-from bot.store.moderation import AlreadyHandled
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
-    "cogs.flow",
     "cogs.create",
     "cogs.edit",
-    "cogs.results",
     "cogs.buzz",
     "cogs.moderation",
     "cogs.quota",
@@ -43,80 +39,6 @@ EXTENSIONS = (
 
 class DevGuildUnavailable(Exception):
     """BOT_DEV_GUILD names a server the bot cannot register commands in."""
-
-
-class UserFacingError(Exception):
-    """An error whose text is meant for the member as it is."""
-
-
-def refusal_text(refusal: Refusal) -> str:
-    if refusal.errors:
-        lines = [f"**{e.field}**: {sentence(e.message)}" for e in refusal.errors]
-        return "Not started, nothing was charged:\n" + "\n".join(lines)
-    return f"Not started, nothing was charged: {sentence(refusal.message)}"
-
-
-def sentence(text: str) -> str:
-    text = text.strip()
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def media_text(error: MediaError) -> str:
-    return f"**{error.option}**: {sentence(error.message)} Nothing was charged."
-
-
-def describe_error(error: BaseException) -> str | None:
-    """Plain words for errors we expect; None for a bug."""
-    if isinstance(error, app_commands.CommandInvokeError):
-        error = error.original
-    if isinstance(error, Refusal):
-        return refusal_text(error)
-    if isinstance(error, MediaError):
-        return media_text(error)
-    if isinstance(error, NotAllowed | UserFacingError | ReviewError | AlreadyHandled):
-        return sentence(str(error))
-    if isinstance(error, FilterError | LedgerError):
-        return f"Not done: {sentence(str(error))}"
-    if isinstance(error, app_commands.CheckFailure):
-        return str(error) or "You are not allowed to use this here."
-    if isinstance(error, app_commands.TransformerError):
-        return f"That value is not valid here: {error.value!r}."
-    return None
-
-
-async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> None:
-    """An ephemeral answer, whatever state the interaction is in."""
-    if interaction.is_expired():
-        log.info("interaction %s expired before we could answer", interaction.id)
-        return
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, **kwargs)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, **kwargs)
-    except discord.HTTPException as exc:
-        log.warning("could not answer interaction %s: %s", interaction.id, exc.status)
-
-
-async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
-    """The one error path: known errors answered clearly, bugs logged once with a reference."""
-    text = describe_error(error)
-    if text is None:
-        original = getattr(error, "original", error)
-        reference = secrets.token_hex(3)
-        command = interaction.command.qualified_name if interaction.command else "component"
-        log.error(
-            "unhandled error (reference %s) in %s for user %s",
-            reference,
-            command,
-            interaction.user.id,
-            exc_info=original,
-        )
-        text = (
-            f"Something went wrong on our side (reference `{reference}`). "
-            "Nothing was charged for a request that did not start."
-        )
-    await reply(interaction, text)
 
 
 class BotTree(app_commands.CommandTree):
@@ -171,8 +93,8 @@ class ImageBot(commands.Bot):
             services.clock,
             metrics=services.metrics,
         )
-        # Set by the cogs' extensions (cogs.flow): the request flow every command shares.
-        self.flow: Any = None
+        # The path every image request takes (slash command, button or modal).
+        self.flow = RequestFlow(self)
         self._heartbeat: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
         self._started = False
@@ -183,6 +105,7 @@ class ImageBot(commands.Bot):
         )
 
     async def setup_hook(self) -> None:
+        self.add_dynamic_items(*PERSISTENT)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")

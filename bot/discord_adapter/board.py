@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.delivery import button_view, describe_options, link, operation_word, truncate
-from bot.review import CLOSING, Action
+from bot.discord_adapter.buttons.base import view_of
+from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
+from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
+from bot.review import Action
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ItemEvent, ReviewItem
@@ -24,16 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REVIEW_ID = "rev:{action}:{item}"
-REVIEW_TEMPLATE = r"rev:(?P<action>approve|reject|refund|dismiss|strike|ban):(?P<item>\d+)"
-LABELS = {
-    Action.APPROVE: ("Approve", discord.ButtonStyle.success),
-    Action.REJECT: ("Reject", discord.ButtonStyle.danger),
-    Action.REFUND: ("Refund", discord.ButtonStyle.success),
-    Action.DISMISS: ("Dismiss", discord.ButtonStyle.secondary),
-    Action.STRIKE: ("Strike", discord.ButtonStyle.secondary),
-    Action.BAN: ("Ban", discord.ButtonStyle.danger),
-}
 VERBS = {
     "approve": "Approved",
     "reject": "Rejected",
@@ -54,14 +46,7 @@ def review_view(item: ReviewItem, events: list[ItemEvent], refundable: int) -> d
             actions.insert(0, Action.REFUND)
     if item.kind != "undelivered":  # nobody to sanction for a failed post
         actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
-    return button_view(
-        discord.ui.Button(
-            label=LABELS[a][0],
-            style=LABELS[a][1],
-            custom_id=REVIEW_ID.format(action=a.value, item=item.id),
-        )
-        for a in actions
-    )
+    return view_of(*(REVIEW_BUTTONS[a](item.id) for a in actions)) or discord.ui.View()
 
 
 def item_embed(
@@ -264,6 +249,3 @@ def _files(sources: list) -> list[discord.File]:
 
 def _ext(mime: str) -> str:
     return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
-
-
-__all__ = ["CLOSING", "REVIEW_ID", "REVIEW_TEMPLATE", "ReviewBoard"]

@@ -1,0 +1,16 @@
+"""Every persistent button, registered with the bot once (DynamicItems answer clicks on
+messages posted before a restart)."""
+
+from bot.discord_adapter.buttons.confirm import ConfirmButton, DeclineButton
+from bot.discord_adapter.buttons.job import AppealButton, CancelButton
+from bot.discord_adapter.buttons.result import RESULT_BUTTONS
+from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
+
+PERSISTENT = (
+    CancelButton,
+    AppealButton,
+    ConfirmButton,
+    DeclineButton,
+    *RESULT_BUTTONS,
+    *REVIEW_BUTTONS.values(),
+)

@@ -1,0 +1,37 @@
+"""Buttons on a job's status message: Cancel while it can stop, Appeal when it was held or
+blocked."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.discord_adapter.access import requester
+from bot.discord_adapter.buttons.base import KeyedButton, bot_of
+from bot.discord_adapter.modals import AppealModal
+from bot.discord_adapter.replies import UserFacingError, reply
+
+
+class CancelButton(KeyedButton, prefix="job:cancel"):
+    LABEL = "Cancel"
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        if await bot.services.jobs.get(self.key) is None:
+            raise UserFacingError("That job is still being prepared; try again in a moment.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        who = await requester(interaction, bot.services.guilds)
+        job = await bot.engine.cancel(self.key, who)
+        await reply(
+            interaction, f"Canceling job `{job.id}`; the status message will say what was charged."
+        )
+
+
+class AppealButton(KeyedButton, prefix="appeal"):
+    LABEL = "Appeal"
+    STYLE = discord.ButtonStyle.primary
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        assert interaction.guild_id is not None
+        item = await bot.review.appealable(interaction.guild_id, self.key, interaction.user.id)
+        await interaction.response.send_modal(AppealModal(self.key, item.id))

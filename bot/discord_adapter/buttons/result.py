@@ -1,0 +1,94 @@
+"""Buttons on a posted result: Re-roll (the same request again, charged to whoever clicks),
+Edit (one of these images becomes the source of a new edit), Details and Delete."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.catalog import Model, Operation, RequestOptions
+from bot.discord_adapter.access import requester
+from bot.discord_adapter.attachments import image_attachments
+from bot.discord_adapter.buttons.base import KeyedButton, bot_of, view_of
+from bot.discord_adapter.embeds import details_embed
+from bot.discord_adapter.modals import EditPrompt
+from bot.discord_adapter.replies import UserFacingError, reply
+from bot.engine.decisions import check_delete, check_reroll
+from bot.store.jobs import JobRecord
+
+
+async def job_here(interaction: discord.Interaction, job_id: str) -> JobRecord:
+    job = await bot_of(interaction).services.jobs.get(job_id)
+    if job is None or job.guild_id != interaction.guild_id:
+        raise UserFacingError("I cannot find that job here any more.")
+    return job
+
+
+class RerollButton(KeyedButton, prefix="res:reroll"):
+    LABEL = "Re-roll"
+    STYLE = discord.ButtonStyle.primary
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        job = await job_here(interaction, self.key)
+        settings = await bot.services.guilds.get(job.guild_id)
+        check_reroll(job, await requester(interaction, bot.services.guilds), settings.reroll_anyone)
+        sources = await bot.services.jobs.sources(job.id)
+        await bot.flow.begin(
+            interaction,
+            Model(job.model),
+            Operation(job.operation),
+            RequestOptions(**job.options),
+            sources=sources or None,
+            parent_job_id=job.id,
+        )
+
+
+class EditButton(KeyedButton, prefix="res:edit"):
+    LABEL = "Edit"
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        job = await job_here(interaction, self.key)
+        message = interaction.message
+        images = image_attachments(message) if message is not None else []
+        if not images:
+            raise UserFacingError("This message has no image left to edit.")
+        settings = await bot.services.guilds.get(job.guild_id)
+        model = settings.editing_model(job.model)
+        await interaction.response.send_modal(EditPrompt(images, model, job.id))
+
+
+class DetailsButton(KeyedButton, prefix="res:details"):
+    LABEL = "Details"
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        job = await job_here(interaction, self.key)
+        events = await bot.services.jobs.events(job.id)
+        hold = await bot.services.ledger.hold_of(job.id)
+        await reply(
+            interaction, "", embed=details_embed(job, events, hold["amount"] if hold else None)
+        )
+
+
+class DeleteButton(KeyedButton, prefix="res:delete"):
+    LABEL = "Delete"
+    STYLE = discord.ButtonStyle.danger
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        job = await job_here(interaction, self.key)
+        check_delete(job, await requester(interaction, bot.services.guilds))
+        if interaction.message is None:
+            raise UserFacingError("That message is already gone.")
+        await interaction.message.delete()
+        await reply(interaction, "Deleted.")
+
+
+RESULT_BUTTONS = (RerollButton, EditButton, DetailsButton, DeleteButton)
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    view = view_of(*(button(job_id) for button in RESULT_BUTTONS))
+    assert view is not None
+    return view

@@ -1,0 +1,58 @@
+"""Buttons on a review item in the moderation channel, one class per decision. Every click is
+checked at runtime: only moderators (Manage Messages or the moderator role) may decide."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import discord
+
+from bot.discord_adapter.access import require_moderator
+from bot.discord_adapter.buttons.base import KeyedButton, bot_of
+from bot.discord_adapter.decisions import decide
+from bot.discord_adapter.modals import BanModal
+from bot.review import Action
+
+ITEM = r"\d+"
+
+
+class ReviewButton(KeyedButton, key=ITEM):
+    ACTION: ClassVar[Action]
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        await decide(interaction, int(self.key), self.ACTION)
+
+
+class ApproveButton(ReviewButton, prefix="rev:approve", key=ITEM):
+    ACTION, LABEL, STYLE = Action.APPROVE, "Approve", discord.ButtonStyle.success
+
+
+class RejectButton(ReviewButton, prefix="rev:reject", key=ITEM):
+    ACTION, LABEL, STYLE = Action.REJECT, "Reject", discord.ButtonStyle.danger
+
+
+class RefundButton(ReviewButton, prefix="rev:refund", key=ITEM):
+    ACTION, LABEL, STYLE = Action.REFUND, "Refund", discord.ButtonStyle.success
+
+
+class DismissButton(ReviewButton, prefix="rev:dismiss", key=ITEM):
+    ACTION, LABEL = Action.DISMISS, "Dismiss"
+
+
+class StrikeButton(ReviewButton, prefix="rev:strike", key=ITEM):
+    ACTION, LABEL = Action.STRIKE, "Strike"
+
+
+class BanButton(ReviewButton, prefix="rev:ban", key=ITEM):
+    ACTION, LABEL, STYLE = Action.BAN, "Ban", discord.ButtonStyle.danger
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        # Days and a reason first; the decision is made when the modal comes back.
+        await require_moderator(interaction, bot_of(interaction).services.guilds)
+        await interaction.response.send_modal(BanModal(int(self.key)))
+
+
+REVIEW_BUTTONS: dict[Action, type[ReviewButton]] = {
+    b.ACTION: b
+    for b in (ApproveButton, RejectButton, RefundButton, DismissButton, StrikeButton, BanButton)
+}

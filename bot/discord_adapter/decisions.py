@@ -1,0 +1,32 @@
+"""A moderator's decision on a review item, from a button or a modal: checked at runtime,
+applied once, shown on the item, and told to the moderator."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.discord_adapter.access import require_moderator
+from bot.discord_adapter.buttons.base import bot_of
+from bot.discord_adapter.replies import reply
+from bot.review import Action
+
+
+async def decide(
+    interaction: discord.Interaction,
+    item_id: int,
+    action: Action,
+    *,
+    days: int | None = None,
+    reason: str | None = None,
+) -> None:
+    bot = bot_of(interaction)
+    await require_moderator(interaction, bot.services.guilds)
+    assert interaction.guild_id is not None
+    # Answer Discord now: the decision, the member's message and the item's edit follow.
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    outcome = await bot.review.act(
+        interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
+    )
+    await bot.board.refresh(item_id)
+    await reply(interaction, f"Review #{item_id}: {outcome.summary}.")

@@ -1,0 +1,103 @@
+"""The one error path and the private answers: every interaction's known errors become a clear
+ephemeral reply (checking is_done()/is_expired() before choosing how to answer); a bug is
+logged once, with a reference the member can quote."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.engine.parts import NotAllowed
+from bot.engine.requests import Refusal
+from bot.filters import FilterError
+from bot.media.limits import MediaError
+from bot.review import ReviewError
+from bot.store.ledger import LedgerError
+from bot.store.moderation import AlreadyHandled
+
+log = logging.getLogger(__name__)
+
+
+class UserFacingError(Exception):
+    """An error whose text is meant for the member as it is."""
+
+
+def refusal_text(refusal: Refusal) -> str:
+    if refusal.errors:
+        lines = [f"**{e.field}**: {sentence(e.message)}" for e in refusal.errors]
+        return "Not started, nothing was charged:\n" + "\n".join(lines)
+    return f"Not started, nothing was charged: {sentence(refusal.message)}"
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def capitalized(text: str) -> str:
+    # Only the first letter: str.capitalize() would lowercase "Buzz", "WebP", option names.
+    return text[:1].upper() + text[1:]
+
+
+def media_text(error: MediaError) -> str:
+    return f"**{error.option}**: {sentence(error.message)} Nothing was charged."
+
+
+def describe_error(error: BaseException) -> str | None:
+    """Plain words for errors we expect; None for a bug."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, Refusal):
+        return refusal_text(error)
+    if isinstance(error, MediaError):
+        return media_text(error)
+    if isinstance(error, NotAllowed):
+        return sentence(capitalized(str(error)))
+    if isinstance(error, UserFacingError | ReviewError | AlreadyHandled):
+        return sentence(str(error))
+    if isinstance(error, FilterError | LedgerError):
+        return f"Not done: {sentence(str(error))}"
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You are not allowed to use this here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value is not valid here: {error.value!r}."
+    return None
+
+
+async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> None:
+    """An ephemeral answer, whatever state the interaction is in."""
+    if interaction.is_expired():
+        log.info("interaction %s expired before we could answer", interaction.id)
+        return
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, **kwargs)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, **kwargs)
+    except discord.HTTPException as exc:
+        log.warning("could not answer interaction %s: %s", interaction.id, exc.status)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """The one error path: known errors answered clearly, bugs logged once with a reference."""
+    text = describe_error(error)
+    if text is None:
+        original = getattr(error, "original", error)
+        reference = secrets.token_hex(3)
+        command = interaction.command.qualified_name if interaction.command else "component"
+        log.error(
+            "unhandled error (reference %s) in %s for user %s",
+            reference,
+            command,
+            interaction.user.id,
+            exc_info=original,
+        )
+        text = (
+            f"Something went wrong on our side (reference `{reference}`). "
+            "Nothing was charged for a request that did not start."
+        )
+    await reply(interaction, text)
