@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -31,7 +31,6 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 Row = sqlite3.Row
 Conn = sqlite3.Connection
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
