@@ -1,4 +1,4 @@
-"""SQLite through aiosqlite: WAL, foreign keys, busy timeout, numbered migrations.
+"""SQLite: WAL, foreign keys, busy timeout, numbered migrations, one writer.
 
 Every state-and-money change is a plain function of a sqlite3 connection, run whole on the
 writer connection's own thread by `await db.write(fn, ...)`: BEGIN IMMEDIATE, fn, COMMIT (or
@@ -6,8 +6,12 @@ ROLLBACK if fn raises). One thread hand-off per transaction instead of one per s
 (each hand-off costs ~200 µs here, a whole transaction's SQL ~30 µs), and since the writer
 thread runs one function at a time, transactions cannot interleave — no lock, no await inside a
 transaction, and a cancelled caller can never leave one half-open. Other processes (the CLI)
-wait on the busy timeout. Reads use a second connection: WAL lets them run beside a writer, and
-`db.read(fn)` gives a multi-statement read one consistent snapshot.
+wait on the busy timeout. `db.read(fn)` gives a multi-statement read one consistent snapshot on
+a reader connection of the same kind; WAL lets reads run beside a writer.
+
+aiosqlite has no public way to run a function on its connection's thread, so the writer and the
+snapshot reader are `SerialConnection`s (bot/store/serial.py); single-statement reads
+(`fetchall`, `fetchone`) go through aiosqlite's public API on a connection of their own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
+from bot.store.serial import ConnectionClosed, SerialConnection
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +61,35 @@ def scalar(conn: Conn, sql: str, params: Iterable[Any] = ()) -> Any:
     return found[0] if found else None
 
 
+class SchemaTooNew(Exception):
+    """The database was written by a newer version of the bot than this code."""
+
+    def __init__(self, path: Path, found: int, known: int) -> None:
+        self.path, self.found, self.known = path, found, known
+        super().__init__(
+            f"the database at {path} was written by a newer version of the bot (schema {found},"
+            f" this code knows up to {known}); upgrade the bot or restore a backup"
+        )
+
+
 class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer = SerialConnection("db-writer")
+        self._snapshots = SerialConnection("db-reader")
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> Database:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._writer = await self._connect()
-            await _on_thread(self._writer, _migrate)
-            self._reader = await self._connect()
+            await self._writer.open(self._connect)
+            await self._writer.run(_migrate, self.path)
+            await self._snapshots.open(self._connect)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = sqlite3.Row
+            for pragma in _pragmas():
+                await self._reader.execute(pragma)
         except BaseException:
             # An open aiosqlite connection keeps a non-daemon thread: the process would hang.
             await self.close()
@@ -75,10 +97,13 @@ class Database:
         return self
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        reader, self._reader = self._reader, None
+        try:
+            if reader is not None:
+                await reader.close()
+        finally:
+            await self._snapshots.close()
+            await self._writer.close()
 
     async def __aenter__(self) -> Database:
         return await self.open()
@@ -86,62 +111,33 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _connect(self) -> Conn:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            # Checkpoint (and fsync) every ~40 MB of WAL rather than every ~4 MB: fewer commits
-            # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
-            await conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            for pragma in _pragmas():
+                conn.execute(pragma)
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return conn
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, *args, **kwargs) as one BEGIN IMMEDIATE … COMMIT transaction."""
-        assert self._writer is not None, "database is not open"
         if inspect.iscoroutinefunction(fn):
             raise TypeError(
                 "db.write runs a plain function on the database thread, not a coroutine"
             )
-
-        def transaction(conn: Conn) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args, **kwargs)
-                # A failed COMMIT (deferred constraint, disk full) leaves the transaction open:
-                # roll it back too, or every later BEGIN on this connection would fail.
-                conn.execute("COMMIT")
-            except BaseException:
-                # Some errors (SQLITE_FULL, IOERR, ...) already rolled back: do not mask them.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await _on_thread(self._writer, transaction)
+        return await self._writer.run(_transaction, fn, args, kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run fn(conn, ...) on the reader inside one read transaction (one snapshot)."""
-        assert self._reader is not None, "database is not open"
-
-        def snapshot(conn: Conn) -> T:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn, *args, **kwargs)
-            finally:
-                conn.execute("COMMIT")
-
-        return await _on_thread(self._reader, snapshot)
+        """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""
+        return await self._snapshots.run(_snapshot, fn, args, kwargs)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        assert self._reader is not None, "database is not open"
+        if self._reader is None:
+            raise ConnectionClosed("database is not open")
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
@@ -149,23 +145,58 @@ class Database:
         return found[0] if found else None
 
 
-async def _on_thread(conn: aiosqlite.Connection, fn: Callable[[Conn], T]) -> T:
-    """Run fn with the raw sqlite3 connection on that connection's own worker thread.
+def _pragmas() -> list[str]:
+    return [
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA foreign_keys = ON",
+        # Checkpoint (and fsync) every ~40 MB of WAL rather than every ~4 MB: fewer commits
+        # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
+        "PRAGMA wal_autocheckpoint = 10000",
+    ]
 
-    aiosqlite keeps one thread per connection and runs every call there; `_execute` is how its
-    own methods submit work. It is the one private name this project uses (pinned in
-    pyproject.toml): it lets a whole transaction cross threads once.
-    """
-    return await conn._execute(lambda: fn(conn._conn))
+
+def _transaction(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args, **kwargs)
+        # A failed COMMIT (deferred constraint, disk full) leaves the transaction open:
+        # roll it back too, or every later BEGIN on this connection would fail.
+        conn.execute("COMMIT")
+    except BaseException:
+        # Some errors (SQLITE_FULL, IOERR, ...) already rolled back: do not mask them.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
-def _migrate(conn: Conn) -> None:
+def _snapshot(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    conn.execute("BEGIN")
+    try:
+        return fn(conn, *args, **kwargs)
+    finally:
+        conn.execute("COMMIT")
+
+
+def newest_schema() -> int:
+    """The newest migration this code knows."""
+    return max(version for version, _, _ in _migrations())
+
+
+def _migrate(conn: Conn, path: Path) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
     applied = {r[0] for r in rows(conn, "SELECT version FROM schema_version")}
-    for version, name, sql in _migrations():
+    migrations = _migrations()
+    known = max((version for version, _, _ in migrations), default=0)
+    if applied and max(applied) > known:
+        # Older code would misread (or "repair") tables it does not know: touch nothing.
+        raise SchemaTooNew(path, max(applied), known)
+    for version, name, sql in migrations:
         if version in applied:
             continue
         log.info("applying migration %s", name)
