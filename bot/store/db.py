@@ -61,14 +61,19 @@ def scalar(conn: Conn, sql: str, params: Iterable[Any] = ()) -> Any:
     return found[0] if found else None
 
 
-class SchemaTooNew(Exception):
+class DatabaseProblem(Exception):
+    """The database file cannot be used as it is; the message names it and what to do."""
+
+
+class SchemaTooNew(DatabaseProblem):
     """The database was written by a newer version of the bot than this code."""
 
     def __init__(self, path: Path, found: int, known: int) -> None:
         self.path, self.found, self.known = path, found, known
         super().__init__(
-            f"the database at {path} was written by a newer version of the bot (schema {found},"
-            f" this code knows up to {known}); upgrade the bot or restore a backup"
+            f"the database at {path.absolute()} was written by a newer version of the bot"
+            f" (schema {found}, this code knows up to {known}); upgrade the bot or restore a"
+            " backup"
         )
 
 
