@@ -16,7 +16,8 @@ from typing import IO
 
 from bot import logs
 from bot.config import Settings, load_settings, problems_for_running
-from bot.store.db import utcnow
+from bot.store.db import DatabaseProblem, SchemaTooNew, utcnow
+from bot.store.probe import check_schema
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(seconds=120)
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    if settings.database.path.exists():  # else the bot creates it
+        check_schema(settings.database.path)  # before the simulator or Discord start
     try:
         lock = hold_instance_lock(settings.database.path)
     except AlreadyRunning as exc:
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     with lock, contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(_main(settings, sync=args.sync))
-        except StartupFailed as exc:
+        except (StartupFailed, SchemaTooNew) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return 0
@@ -110,6 +113,11 @@ def health(args: argparse.Namespace) -> int:
     from bot.app import heartbeat_path
 
     settings = load_settings(args.config)
+    try:
+        check_schema(settings.database.path)
+    except DatabaseProblem as exc:  # from the wrong folder, no heartbeat would say "not running"
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
     problems = problems_for_running(settings)
     path = heartbeat_path(settings.database.path)
     try:
