@@ -80,13 +80,16 @@ class SchemaTooNew(DatabaseProblem):
 class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._writer = SerialConnection("db-writer")
-        self._snapshots = SerialConnection("db-reader")
+        self._writer: SerialConnection | None = None
+        self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> Database:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # New threads on every open: a closed Database can be opened again.
+        self._writer = SerialConnection("db-writer")
+        self._snapshots = SerialConnection("db-reader")
         try:
             await self._writer.open(self._connect)
             await self._writer.run(_migrate, self.path)
@@ -103,12 +106,15 @@ class Database:
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
+        serial = [self._snapshots, self._writer]
+        self._snapshots = self._writer = None
         try:
             if reader is not None:
                 await reader.close()
         finally:
-            await self._snapshots.close()
-            await self._writer.close()
+            for conn in serial:
+                if conn is not None:
+                    await conn.close()
 
     async def __aenter__(self) -> Database:
         return await self.open()
@@ -134,10 +140,14 @@ class Database:
             raise TypeError(
                 "db.write runs a plain function on the database thread, not a coroutine"
             )
+        if self._writer is None:
+            raise ConnectionClosed("database is not open")
         return await self._writer.run(_transaction, fn, args, kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""
+        if self._snapshots is None:
+            raise ConnectionClosed("database is not open")
         return await self._snapshots.run(_snapshot, fn, args, kwargs)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
