@@ -76,6 +76,11 @@ class DatabaseSettings(_Section):
     path: Path = Path("data/bot.sqlite3")
 
 
+class RetentionSettings(_Section):
+    # Source images of jobs that ended more than this many days ago are deleted.
+    days: int = Field(30, ge=1, le=36500)
+
+
 class JobSettings(_Section):
     deadline_minutes: int = Field(30, ge=1, le=24 * 60)
     # A finished job's images are fetched and posted, retrying, for up to this long.
@@ -145,6 +150,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     civitai: CivitaiSettings = Field(default_factory=CivitaiSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     defaults: GuildDefaults = Field(default_factory=GuildDefaults)

@@ -60,9 +60,6 @@ class ImageGenInput(BaseModel):
             )
         return self
 
-    def source_count(self) -> int:
-        return 0
-
 
 def _check_gpt2_side(name: str, value: int | None) -> None:
     if value is not None and value % GPT2_MULTIPLE:
@@ -115,9 +112,6 @@ class Gpt2Edit(Gpt2Base):
             )
         return self
 
-    def source_count(self) -> int:
-        return len(self.images)
-
 
 class Gpt15Base(ImageGenInput):
     MODEL = Model.GPT_IMAGE_1_5
@@ -143,9 +137,6 @@ class Gpt15Edit(Gpt15Base):
     input_fidelity: Literal["low", "high"] = "high"
     size: Literal["auto", "1024x1024", "1536x1024", "1024x1536"] = "auto"  # type: ignore[assignment]
 
-    def source_count(self) -> int:
-        return len(self.images)
-
 
 class Gpt1Base(ImageGenInput):
     MODEL = Model.GPT_IMAGE_1
@@ -169,9 +160,6 @@ class Gpt1Edit(Gpt1Base):
     operation: Literal["editImage"] = "editImage"
     images: list[SourceImage] = Field(min_length=1, max_length=16)
     mask: str | None = None
-
-    def source_count(self) -> int:
-        return len(self.images)
 
 
 class DallE3Create(ImageGenInput):
@@ -209,9 +197,6 @@ class DallE2Edit(DallE2Base):
     operation: Literal["editImage"] = "editImage"
     image: SourceImage
     mask: str | None = None
-
-    def source_count(self) -> int:
-        return 1
 
 
 INPUT_MODELS: dict[tuple[Model, Operation], type[ImageGenInput]] = {

@@ -38,11 +38,6 @@ def parse_model(name: str) -> Model:
         ) from None
 
 
-def command_name(model: Model) -> str:
-    """The Discord subcommand name for a model (no dots allowed there)."""
-    return model.value.replace(".", "-")
-
-
 def parse_operation(name: str) -> Operation:
     key = name.strip().lower()
     if key in ("create", "createimage"):

@@ -57,8 +57,6 @@ class ImageRequest:
     input: ImageGenInput
     buzz: int
     warnings: tuple[str, ...] = ()
-    # Output dimensions used for pricing (None for flat-priced models).
-    priced_size: tuple[int, int] | None = None
     options: RequestOptions | None = field(default=None, compare=False)
 
     @property
@@ -184,8 +182,7 @@ def build_request(
             "gpt-image-2 edits without a size are priced from the first source image's "
             "dimensions, which are unknown: give a size",
         )
-    priced = (width, height) if width is not None and height is not None else None
-    return ImageRequest(inp, price_input(inp, input_size), tuple(warnings), priced, options)
+    return ImageRequest(inp, price_input(inp, input_size), tuple(warnings), options)
 
 
 def price_input(inp: ImageGenInput, input_size: tuple[int, int] | None = None) -> int:

@@ -5,33 +5,65 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from bot.cli import (
+    backup_cmd,
     check_config,
     commands_doc,
     jobs_cmd,
     ledger_cmd,
+    prune_cmd,
     quote,
     run_cmd,
     simulator_cmd,
 )
 from bot.config import ConfigError
+from bot.store.db import DatabaseProblem
+
+CONFIG_HELP = "TOML settings file (default: BOT_CONFIG or config.toml)"
+DISTRIBUTION = "civitai-image-bot"
+
+
+class Parser(argparse.ArgumentParser):
+    """Every command and subcommand accepts --config too, before or after its own arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand that was not given --config keeps the top level's value.
+        self.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+
+
+def version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m bot",
         description="A Discord bot for OpenAI image models on the Civitai orchestrator.",
     )
+    parser.set_defaults(config=None)
     parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="TOML settings file (default: BOT_CONFIG or config.toml)",
+        "--version", action="version", version=f"%(prog)s {version()}", help="show the version"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, quote, check_config, ledger_cmd, jobs_cmd, simulator_cmd, commands_doc):
+    for module in (
+        run_cmd,
+        quote,
+        check_config,
+        ledger_cmd,
+        jobs_cmd,
+        backup_cmd,
+        prune_cmd,
+        simulator_cmd,
+        commands_doc,
+    ):
         module.register(commands)
     return parser
 
@@ -49,4 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:  # every command: a clear message naming the key, exit 1
         print(exc, file=sys.stderr)
+        return 1
+    except DatabaseProblem as exc:  # missing, unreadable or newer than this code
+        print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,8 @@ import os
 import sys
 
 from bot.config import load_settings, problems_for_running
+from bot.store.db import DatabaseProblem
+from bot.store.probe import check_schema
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         problems.append(f"database.path: cannot create or write {db_dir} (set BOT_DB_PATH)")
+    if settings.database.path.exists():  # a missing one is created by `run`
+        try:
+            check_schema(settings.database.path)
+        except DatabaseProblem as exc:
+            problems.append(f"database.path: {exc}")
     mode = (
         "simulator (no CIVITAI_TOKEN: placeholder images, no Buzz spent)"
         if settings.simulated

@@ -6,17 +6,17 @@ import argparse
 import asyncio
 import json
 
+from bot.cli.database import open_database
 from bot.cli.table import table
 from bot.config import load_settings
-from bot.store.db import Database
 from bot.store.jobs import JobStore
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("jobs", help="recent jobs (newest first)")
     parser.add_argument("--active", action="store_true", help="only jobs still in progress")
-    parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--limit", type=int, default=50, help="how many jobs (default 50)")
+    parser.add_argument("--json", action="store_true", help="a JSON list on stdout")
     parser.set_defaults(handler=run)
 
 
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
 
     async def go() -> int:
-        async with Database(settings.database.path) as db:
+        async with open_database(settings) as db:
             jobs = await JobStore(db).all(active_only=args.active, limit=args.limit)
         if args.json:
             print(

@@ -1,4 +1,7 @@
-"""`python -m bot ledger ...`: inspect and adjust balances from the shell."""
+"""`python -m bot ledger ...`: inspect and adjust balances from the shell.
+
+balance, history and export only read: they refuse a missing database instead of creating one.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+from bot.cli.database import open_database
 from bot.cli.table import table
 from bot.config import load_settings
-from bot.store.db import Database
 from bot.store.ledger import Ledger, LedgerError
 
 
@@ -18,32 +22,42 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ledger", help="balances, history, grants and CSV export")
     sub = parser.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     p = sub.add_parser("balance", help="a member's balance and allowance")
-    p.add_argument("guild", type=int)
-    p.add_argument("member", type=int)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=lambda a: _run(_balance, a))
+    _member(p)
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(handler=lambda a: _run(_balance, a, create=False))
     p = sub.add_parser("history", help="a member's ledger entries, newest first")
-    p.add_argument("guild", type=int)
-    p.add_argument("member", type=int)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=lambda a: _run(_history, a))
+    _member(p)
+    p.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    p.set_defaults(handler=lambda a: _run(_history, a, create=False))
     p = sub.add_parser("grant", help="give a member Buzz on top of their allowance")
-    p.add_argument("guild", type=int)
-    p.add_argument("member", type=int)
-    p.add_argument("amount", type=int)
-    p.add_argument("--reason", required=True)
-    p.set_defaults(handler=lambda a: _run(_grant, a))
+    _member(p)
+    p.add_argument("amount", type=int, help="Buzz to give (1 to 10,000,000)")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger and the audit log)")
+    p.set_defaults(handler=lambda a: _run(_grant, a, create=True))
+    p = sub.add_parser("take", help="take Buzz from a member (grants first; never below 0)")
+    _member(p)
+    p.add_argument("amount", type=int, help="Buzz to take (1 to 10,000,000)")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger and the audit log)")
+    p.set_defaults(handler=lambda a: _run(_take, a, create=True))
     p = sub.add_parser("export", help="the guild's whole ledger as CSV on stdout")
-    p.add_argument("guild", type=int)
-    p.set_defaults(handler=lambda a: _run(_export, a))
+    p.add_argument("guild", type=int, help="the guild (server) id")
+    p.set_defaults(handler=lambda a: _run(_export, a, create=False))
 
 
-def _run(action, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _member(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("guild", type=int, help="the guild (server) id")
+    parser.add_argument("member", type=int, help="the member's user id")
+
+
+Action = Callable[[Ledger, argparse.Namespace], Awaitable[int]]
+
+
+def _run(action: Action, args: argparse.Namespace, *, create: bool) -> int:
     settings = load_settings(args.config)
 
     async def go() -> int:
-        async with Database(settings.database.path) as db:
+        async with open_database(settings, create=create) as db:
             ledger = Ledger(
                 db,
                 default_allowance=settings.defaults.allowance,
@@ -98,6 +112,14 @@ async def _grant(ledger: Ledger, args: argparse.Namespace) -> int:
         ledger.grant, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
     )
     print(f"granted {args.amount:,} Buzz; balance now {account.total:,}")
+    return 0
+
+
+async def _take(ledger: Ledger, args: argparse.Namespace) -> int:
+    account = await ledger.db.write(
+        ledger.take, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+    )
+    print(f"took {args.amount:,} Buzz; balance now {account.total:,}")
     return 0
 
 

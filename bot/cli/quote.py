@@ -22,6 +22,7 @@ from bot.civitai.errors import OrchestratorError
 
 PLACEHOLDER_PROMPT = "a lighthouse on a rocky coast at dusk"
 EXIT_INVALID = 2
+QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,12 +35,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--edit", action="store_true", help="an edit (sources shown as attachment://)")
     p.add_argument("--prompt", default=None, help="the prompt (default: a placeholder)")
     p.add_argument("--size", help="WIDTHxHEIGHT (gpt-image-2) or one of the model's sizes")
-    p.add_argument("--quality")
-    p.add_argument("--quantity", type=int)
-    p.add_argument("--background")
-    p.add_argument("--style")
-    p.add_argument("--fidelity")
-    p.add_argument("--format")
+    # choices: every value some model takes; which ones this model takes, the catalog says.
+    p.add_argument("--quality", type=str.lower, choices=QUALITIES, help="the model's quality level")
+    p.add_argument("--quantity", type=int, help="images per request")
+    p.add_argument(
+        "--background",
+        type=str.lower,
+        choices=("auto", "transparent", "opaque"),
+        help="gpt-image-1.5 and gpt-image-1",
+    )
+    p.add_argument("--style", type=str.lower, choices=("natural", "vivid"), help="dall-e-3 only")
+    p.add_argument(
+        "--fidelity", type=str.lower, choices=("low", "high"), help="gpt-image-1.5 edits only"
+    )
+    p.add_argument(
+        "--format", type=str.lower, choices=("jpeg", "jpg", "png", "webp"), help="output format"
+    )
     p.add_argument("--input-size", help="WIDTHxHEIGHT of the first source image (edit pricing)")
     p.add_argument("--mask", action="store_true", help="include a mask (edits)")
     p.add_argument("--whatif", action="store_true", help="also ask the orchestrator for its figure")

@@ -14,7 +14,9 @@ from typing import IO
 
 from bot import heartbeat, logs
 from bot.config import Settings, load_settings, problems_for_running
+from bot.store.db import DatabaseProblem, SchemaTooNew
 from bot.store.location import DatabaseUnavailable, check_writable
+from bot.store.probe import check_schema
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    if settings.database.path.exists():  # else the bot creates it
+        check_schema(settings.database.path)  # before the simulator or Discord start
     try:
         check_writable(settings.database.path)
     except DatabaseUnavailable as exc:
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     with lock, contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(serve(settings, sync=args.sync))
-        except StartupFailed as exc:
+        except (StartupFailed, SchemaTooNew) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return 0
@@ -89,6 +93,11 @@ def hold_instance_lock(db_path: Path) -> IO[str]:
 def health(args: argparse.Namespace) -> int:
     """Reads only the heartbeat: no token needed, nothing opened but one small file."""
     settings = load_settings(args.config)
+    try:
+        check_schema(settings.database.path)
+    except DatabaseProblem as exc:  # from the wrong folder, no heartbeat would say "not running"
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
     found, beat = heartbeat.problems(heartbeat.heartbeat_path(settings.database.path))
     for problem in found:
         print(f"unhealthy: {problem}", file=sys.stderr)

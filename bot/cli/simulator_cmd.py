@@ -14,11 +14,11 @@ from bot.civitai.simulator import Outcome, Simulator
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("simulator", help="run the built-in orchestrator simulator alone")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--speed", type=float, default=1.0, help="time scale (0.1 = ten times faster)")
     p.add_argument("--token", default=None, help="the Bearer token to accept (default: random)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed for repeatable outcomes")
     p.add_argument("--max-image-side", type=int, default=None, help="cap placeholder images")
     p.add_argument(
         "--script",

@@ -25,3 +25,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def _is_number(text: str) -> bool:
     return text.lstrip("-+").replace(",", "").isdigit() or text == ""
+
+
+def human_bytes(size: int) -> str:
+    """1536 -> "1.5 KiB"."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"

@@ -1,4 +1,4 @@
-"""SQLite through aiosqlite: WAL, foreign keys, busy timeout, numbered migrations.
+"""SQLite: WAL, foreign keys, busy timeout, numbered migrations, one writer.
 
 Every state-and-money change is a plain function of a sqlite3 connection, run whole on the
 writer connection's own thread by `await db.write(fn, ...)`: BEGIN IMMEDIATE, fn, COMMIT (or
@@ -6,8 +6,12 @@ ROLLBACK if fn raises). One thread hand-off per transaction instead of one per s
 (each hand-off costs ~200 µs here, a whole transaction's SQL ~30 µs), and since the writer
 thread runs one function at a time, transactions cannot interleave — no lock, no await inside a
 transaction, and a cancelled caller can never leave one half-open. Other processes (the CLI)
-wait on the busy timeout. Reads use a second connection: WAL lets them run beside a writer, and
-`db.read(fn)` gives a multi-statement read one consistent snapshot.
+wait on the busy timeout. `db.read(fn)` gives a multi-statement read one consistent snapshot on
+a reader connection of the same kind; WAL lets reads run beside a writer.
+
+aiosqlite has no public way to run a function on its connection's thread, so the writer and the
+snapshot reader are `SerialConnection`s (bot/store/serial.py); single-statement reads
+(`fetchall`, `fetchone`) go through aiosqlite's public API on a connection of their own.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
+
+from bot.store.serial import ConnectionClosed, SerialConnection
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +37,6 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 Row = sqlite3.Row
 Conn = sqlite3.Connection
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -56,19 +61,43 @@ def scalar(conn: Conn, sql: str, params: Iterable[Any] = ()) -> Any:
     return found[0] if found else None
 
 
+class DatabaseProblem(Exception):
+    """The database file cannot be used as it is; the message names it and what to do."""
+
+
+class SchemaTooNew(DatabaseProblem):
+    """The database was written by a newer version of the bot than this code."""
+
+    def __init__(self, path: Path, found: int, known: int) -> None:
+        self.path, self.found, self.known = path, found, known
+        super().__init__(
+            f"the database at {path.absolute()} was written by a newer version of the bot"
+            f" (schema {found}, this code knows up to {known}); upgrade the bot or restore a"
+            " backup"
+        )
+
+
 class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: SerialConnection | None = None
+        self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> Database:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # New threads on every open: a closed Database can be opened again.
+        self._writer = SerialConnection("db-writer")
+        self._snapshots = SerialConnection("db-reader")
         try:
-            self._writer = await self._connect()
-            await _on_thread(self._writer, _migrate)
-            self._reader = await self._connect()
+            await self._writer.open(self._connect)
+            await self._writer.run(_migrate, self.path)
+            await self._snapshots.open(self._connect)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = sqlite3.Row
+            for pragma in _pragmas():
+                await self._reader.execute(pragma)
         except BaseException:
             # An open aiosqlite connection keeps a non-daemon thread: the process would hang.
             await self.close()
@@ -79,13 +108,19 @@ class Database:
         if self._writer is not None and str(self.path) != ":memory:":
             # Fold the WAL into the database file: a stopped bot leaves one file to copy.
             try:
-                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await self._writer.run(_checkpoint)
             except sqlite3.Error as exc:
                 log.warning("could not checkpoint %s on close: %s", self.path, exc)
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        reader, self._reader = self._reader, None
+        serial = [self._snapshots, self._writer]
+        self._snapshots = self._writer = None
+        try:
+            if reader is not None:
+                await reader.close()
+        finally:
+            for conn in serial:
+                if conn is not None:
+                    await conn.close()
 
     async def __aenter__(self) -> Database:
         return await self.open()
@@ -93,62 +128,37 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _connect(self) -> Conn:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            # Checkpoint (and fsync) every ~40 MB of WAL rather than every ~4 MB: fewer commits
-            # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
-            await conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            for pragma in _pragmas():
+                conn.execute(pragma)
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return conn
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, *args, **kwargs) as one BEGIN IMMEDIATE … COMMIT transaction."""
-        assert self._writer is not None, "database is not open"
         if inspect.iscoroutinefunction(fn):
             raise TypeError(
                 "db.write runs a plain function on the database thread, not a coroutine"
             )
-
-        def transaction(conn: Conn) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args, **kwargs)
-                # A failed COMMIT (deferred constraint, disk full) leaves the transaction open:
-                # roll it back too, or every later BEGIN on this connection would fail.
-                conn.execute("COMMIT")
-            except BaseException:
-                # Some errors (SQLITE_FULL, IOERR, ...) already rolled back: do not mask them.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await _on_thread(self._writer, transaction)
+        if self._writer is None:
+            raise ConnectionClosed("database is not open")
+        return await self._writer.run(_transaction, fn, args, kwargs)
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run fn(conn, ...) on the reader inside one read transaction (one snapshot)."""
-        assert self._reader is not None, "database is not open"
-
-        def snapshot(conn: Conn) -> T:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn, *args, **kwargs)
-            finally:
-                conn.execute("COMMIT")
-
-        return await _on_thread(self._reader, snapshot)
+        """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""
+        if self._snapshots is None:
+            raise ConnectionClosed("database is not open")
+        return await self._snapshots.run(_snapshot, fn, args, kwargs)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        assert self._reader is not None, "database is not open"
+        if self._reader is None:
+            raise ConnectionClosed("database is not open")
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
@@ -156,23 +166,62 @@ class Database:
         return found[0] if found else None
 
 
-async def _on_thread(conn: aiosqlite.Connection, fn: Callable[[Conn], T]) -> T:
-    """Run fn with the raw sqlite3 connection on that connection's own worker thread.
+def _pragmas() -> list[str]:
+    return [
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA foreign_keys = ON",
+        # Checkpoint (and fsync) every ~40 MB of WAL rather than every ~4 MB: fewer commits
+        # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
+        "PRAGMA wal_autocheckpoint = 10000",
+    ]
 
-    aiosqlite keeps one thread per connection and runs every call there; `_execute` is how its
-    own methods submit work. It is the one private name this project uses (pinned in
-    pyproject.toml): it lets a whole transaction cross threads once.
-    """
-    return await conn._execute(lambda: fn(conn._conn))
+
+def _transaction(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args, **kwargs)
+        # A failed COMMIT (deferred constraint, disk full) leaves the transaction open:
+        # roll it back too, or every later BEGIN on this connection would fail.
+        conn.execute("COMMIT")
+    except BaseException:
+        # Some errors (SQLITE_FULL, IOERR, ...) already rolled back: do not mask them.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
-def _migrate(conn: Conn) -> None:
+def _snapshot(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    conn.execute("BEGIN")
+    try:
+        return fn(conn, *args, **kwargs)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _checkpoint(conn: Conn) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def newest_schema() -> int:
+    """The newest migration this code knows."""
+    return max(version for version, _, _ in _migrations())
+
+
+def _migrate(conn: Conn, path: Path) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
     applied = {r[0] for r in rows(conn, "SELECT version FROM schema_version")}
-    for version, name, sql in _migrations():
+    migrations = _migrations()
+    known = max((version for version, _, _ in migrations), default=0)
+    if applied and max(applied) > known:
+        # Older code would misread (or "repair") tables it does not know: touch nothing.
+        raise SchemaTooNew(path, max(applied), known)
+    for version, name, sql in migrations:
         if version in applied:
             continue
         log.info("applying migration %s", name)

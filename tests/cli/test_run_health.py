@@ -3,12 +3,14 @@ running bot writes; tokens never reach the log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 from bot.logs import RedactSecrets
-from bot.store.db import iso, utcnow
+from bot.store.db import Database, iso, utcnow
 from tests.cli.test_quote import bot, clean_env
 
 
@@ -22,6 +24,11 @@ def test_run_without_a_discord_token_says_what_is_missing(tmp_path):
         assert "DISCORD_TOKEN" in result.stderr
 
 
+async def create_database(path: Path) -> None:
+    async with Database(path):
+        pass
+
+
 def write_beat(tmp_path, *, age: timedelta, ready: bool = True) -> None:
     beat = {"at": iso(utcnow() - age), "ready": ready, "guilds": 2, "jobs_running": 1}
     (tmp_path / "heartbeat.json").write_text(json.dumps(beat))
@@ -33,6 +40,7 @@ def health(tmp_path):
 
 
 def test_health_follows_the_heartbeat(tmp_path):
+    asyncio.run(create_database(tmp_path / "bot.sqlite3"))  # as the running bot has
     missing = health(tmp_path)
     assert missing.returncode == 1 and "no heartbeat" in missing.stderr
     write_beat(tmp_path, age=timedelta(seconds=5))

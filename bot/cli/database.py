@@ -1,0 +1,32 @@
+"""Opening the bot's database from a command: read-only commands never create one."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from bot.config import Settings
+from bot.store.db import Database
+from bot.store.probe import NotADatabase, require_database
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, *, create: bool = False) -> AsyncIterator[Database]:
+    """The configured database, open. Without `create`, a missing file is DatabaseMissing (run
+    from the wrong folder, an empty database would hide every balance). A newer schema is
+    SchemaTooNew either way, a file SQLite cannot use NotADatabase."""
+    path = settings.database.path
+    if create:
+        if path.is_dir():
+            raise NotADatabase(path, "it is a folder; BOT_DB_PATH names the .sqlite3 file")
+    else:
+        require_database(path)
+    try:
+        db = await Database(path).open()
+    except (sqlite3.DatabaseError, OSError) as exc:  # not a database, locked, no access
+        raise NotADatabase(path, exc) from None
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -1,0 +1,277 @@
+"""Operating the bot from the shell: backup, prune, and refusing the wrong database — each run
+as a real `python -m bot` process on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bot.store.db import Conn, Database, newest_schema, utcnow
+from bot.store.jobs import JobStatus, JobStore, NewJob, SourceImage
+from tests.cli.test_quote import ROOT, clean_env
+from tests.store.conftest import Clock
+from tests.store.test_backup import assert_consistent_copy
+
+MISSING = "(set BOT_DB_PATH or run from the bot's folder)"
+NEWER = "was written by a newer version of the bot"
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    # PYTHONPATH: `python -m bot` from any folder, installed or not.
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_all(
+    commands: list[list[str]], env: dict[str, str], cwd: Path = ROOT
+) -> list[subprocess.CompletedProcess[str]]:
+    """Several commands side by side (each is a fresh interpreter)."""
+    procs = [(c, start(c, env, cwd)) for c in commands]
+    done = []
+    for command, proc in procs:
+        out, err = proc.communicate(timeout=60)
+        done.append(subprocess.CompletedProcess(command, proc.returncode, out, err))
+    return done
+
+
+def refused_with(done: subprocess.CompletedProcess[str], text: str) -> None:
+    assert done.returncode != 0, (done.args, done.stdout)
+    assert text in done.stderr, (done.args, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one clear line
+
+
+READ_ONLY = [
+    ["ledger", "balance", "1", "2"],
+    ["ledger", "history", "1", "2", "--json"],
+    ["ledger", "export", "1"],
+    ["jobs"],
+    ["jobs", "--active", "--json"],
+    ["health"],
+    ["prune", "--dry-run"],
+    ["prune"],
+    ["backup", "copy.sqlite3"],
+]
+
+
+def test_read_only_commands_from_the_wrong_folder_create_no_database(tmp_path: Path) -> None:
+    wrong = tmp_path / "somewhere-else"
+    wrong.mkdir()
+    expected = f"no database at {wrong / 'data' / 'bot.sqlite3'} {MISSING}"
+    for done in run_all(READ_ONLY, clean_env(), cwd=wrong):
+        refused_with(done, expected)
+    assert list(wrong.iterdir()) == []  # no data/ folder, no empty database, no copy
+
+    # A command that writes may create it, and from then on the others work.
+    (grant,) = run_all(
+        [["ledger", "grant", "1", "2", "50", "--reason", "start"]], clean_env(), wrong
+    )
+    assert grant.returncode == 0, grant.stderr
+    balance, jobs = run_all(
+        [["ledger", "balance", "1", "2", "--json"], ["jobs"]], clean_env(), wrong
+    )
+    assert json.loads(balance.stdout)["available"] == 50
+    assert jobs.returncode == 0, jobs.stderr
+
+
+def make_newer(path: Path) -> None:
+    asyncio.run(_create(path))
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, '999_future.sql', '2030-01-01')",
+            (newest_schema() + 5,),
+        )
+    conn.close()
+
+
+async def _create(path: Path) -> None:
+    async with Database(path):
+        pass
+
+
+def test_every_command_refuses_a_database_from_a_newer_bot(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    make_newer(path)
+    before = path.read_bytes()
+    env = clean_env(BOT_DB_PATH=str(path), DISCORD_TOKEN="x" * 40)
+    commands = [
+        *READ_ONLY[:-1],
+        ["ledger", "grant", "1", "2", "50", "--reason", "x"],
+        ["ledger", "take", "1", "2", "50", "--reason", "x"],
+        ["run"],
+    ]
+    expected = (
+        f"the database at {path} {NEWER} (schema {newest_schema() + 5}, this code knows up to"
+        f" {newest_schema()}); upgrade the bot or restore a backup"
+    )
+    for done in run_all(commands, env):
+        refused_with(done, expected)
+    check = run_all([["check-config"]], env)[0]
+    assert check.returncode != 0 and expected in check.stderr
+    assert path.read_bytes() == before  # not migrated, not written
+
+
+WRITER = """
+import asyncio, sys
+from bot.store.db import Database
+from bot.store.ledger import Ledger
+
+async def main():
+    async with Database(sys.argv[1]) as db:
+        ledger = Ledger(db)
+        n = 0
+        while True:
+            await db.write(ledger.grant, 1, n % 7 + 1, n % 50 + 1, actor_id=None, reason=f"w{n}")
+            n += 1
+
+asyncio.run(main())
+"""
+
+
+def entries(path: Path) -> int:
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wait_for_entries(path: Path, at_least: int, writer: subprocess.Popen[bytes]) -> None:
+    """Poll until the writer has committed enough; the limit only guards against a hang."""
+    for _ in range(3000):
+        assert writer.poll() is None, "the writer process died"
+        if entries(path) >= at_least:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the writer never reached {at_least} entries")
+
+
+def test_backup_while_another_process_keeps_writing(tmp_path: Path) -> None:
+    path = tmp_path / "live" / "bot.sqlite3"
+    asyncio.run(_create(path))
+    env = clean_env(BOT_DB_PATH=str(path))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}
+    )
+    try:
+        wait_for_entries(path, 200, writer)
+        (done,) = run_all([["backup", str(tmp_path / "copy.sqlite3")]], env)
+        assert done.returncode == 0, done.stderr
+        copied = assert_consistent_copy(tmp_path / "copy.sqlite3")
+        wait_for_entries(path, copied + 200, writer)  # it never stopped for the backup
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert copied >= 200
+    out = tmp_path / "copy.sqlite3"
+    lines = dict(line.split(":", 1) for line in done.stdout.splitlines())
+    assert lines["backup"].strip() == str(out)
+    assert lines["size"].strip().startswith(f"{out.stat().st_size:,} bytes")
+    assert lines["schema"].strip() == str(newest_schema())
+
+    again, forced = run_all([["backup", str(out)], ["backup", str(out), "--force"]], env)
+    refused_with(again, f"{out} already exists: use --force to overwrite it")
+    assert forced.returncode == 0, forced.stderr
+    assert assert_consistent_copy(out) >= copied
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(5000)
+
+
+async def seed_for_prune(path: Path) -> None:
+    """Three edits with stored sources: ended 40 days ago, ended yesterday, still running."""
+    clock = Clock(utcnow() - timedelta(days=40))
+    async with Database(path) as db:
+        jobs = JobStore(db, clock)
+
+        def edit(tx: Conn, job_id: str, *path: JobStatus) -> None:
+            jobs.insert(
+                tx,
+                NewJob(
+                    id=job_id,
+                    guild_id=1,
+                    channel_id=2,
+                    member_id=3,
+                    model="gpt-image-1",
+                    operation="editImage",
+                    options={"prompt": "bluer"},
+                    step={"$type": "imageGen", "input": {"images": ["source://0", "source://1"]}},
+                    estimate=300,
+                    status=JobStatus.QUEUED,
+                ),
+                [SourceImage("image", "image/png", 8, 8, PNG)] * 2,
+            )
+            for status in path:
+                jobs.transition(tx, job_id, status)
+
+        await db.write(edit, "old", JobStatus.FAILED)
+        await db.write(edit, "old-running", JobStatus.SUBMITTED, JobStatus.RUNNING)
+        clock.set(utcnow() - timedelta(days=1))
+        await db.write(edit, "recent", JobStatus.CANCELED)
+
+
+def sources_by_job(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        found = conn.execute("SELECT job_id, COUNT(*) FROM job_sources GROUP BY job_id").fetchall()
+    conn.close()
+    return dict(found)
+
+
+def test_prune_shows_then_deletes_the_old_sources(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    asyncio.run(seed_for_prune(path))
+    env = clean_env(BOT_DB_PATH=str(path))
+    everything = {"old": 2, "old-running": 2, "recent": 2}
+
+    (dry,) = run_all([["prune", "--dry-run"]], env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith(
+        f"would delete 2 source image(s) of 1 job(s), {2 * len(PNG):,} bytes (9.8 KiB)"
+    )
+    assert "(retention 30 days)" in dry.stdout
+    assert sources_by_job(path) == everything
+
+    (real,) = run_all([["prune"]], env)
+    assert real.returncode == 0, real.stderr
+    assert real.stdout.startswith(f"deleted 2 source image(s) of 1 job(s), {2 * len(PNG):,} bytes")
+    assert sources_by_job(path) == {"old-running": 2, "recent": 2}
+    with sqlite3.connect(path) as conn:
+        audit = conn.execute(
+            "SELECT details FROM audit_events WHERE action = 'retention.prune'"
+        ).fetchall()
+        job_count = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    conn.close()
+    assert [json.loads(a[0])["trigger"] for a in audit] == ["cli"]
+    assert job_count == 3  # the jobs themselves stay
+
+    # A retention of 0 days is refused; a shorter one reaches yesterday's job too.
+    zero = {**env, "BOT_RETENTION__DAYS": "0"}
+    for done in run_all([["prune"], ["prune", "--dry-run"]], zero):
+        assert done.returncode == 1
+        assert "retention.days (env BOT_RETENTION__DAYS)" in done.stderr
+    (one_day,) = run_all([["prune"]], {**env, "BOT_RETENTION__DAYS": "1"})
+    assert one_day.stdout.startswith("deleted 2 source image(s) of 1 job(s)")
+    assert sources_by_job(path) == {"old-running": 2}
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite3"
+    content = b"this is a text file, not SQLite " * 50
+    path.write_bytes(content)
+    env = clean_env(BOT_DB_PATH=str(path))
+    for done in run_all([["ledger", "balance", "1", "2"], ["jobs"], ["backup", "x.sqlite3"]], env):
+        refused_with(done, f"cannot use the database at {path}: file is not a database")
+    assert path.read_bytes() == content
