@@ -28,6 +28,7 @@ from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
+from bot.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Services:
     clock: Callable[[], datetime]
     # For Discord attachments (edit sources): its own pool, timeouts, no redirects.
     downloads: httpx.AsyncClient
+    # What is pruned, when (stored source images of jobs ended long ago).
+    retention: Retention
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -155,6 +158,7 @@ async def build_services(
         client=make_client(settings, base_url, token, metrics),
         simulator=simulator,
         clock=clock,
+        retention=Retention(db, settings.retention.days, clock),
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
         metrics=metrics,
     )

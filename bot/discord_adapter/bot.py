@@ -24,6 +24,7 @@ from bot.metrics_server import MetricsServer
 from bot.review import ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
+from bot.store.retention import prune_daily
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class ImageBot(commands.Bot):
         # The path every image request takes (slash command, button or modal).
         self.flow = RequestFlow(self)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
         self._started = False
         self._stopping = False
@@ -109,6 +111,10 @@ class ImageBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        self._pruner = asyncio.create_task(
+            prune_daily(self.services.db, self.services.retention.days, self.services.clock),
+            name="retention",
+        )
         await self.metrics_server.start()
         await self.sync_commands()
         if self.services.simulated:
@@ -149,8 +155,9 @@ class ImageBot(commands.Bot):
 
     async def close(self) -> None:
         self._stopping = True  # /healthz says so while the engine winds down
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._pruner):
+            if task is not None:
+                task.cancel()
         await self.engine.stop()
         await self.publisher.close()
         await super().close()

@@ -109,6 +109,8 @@ class Database:
             # Fold the WAL into the database file: a stopped bot leaves one file to copy.
             try:
                 await self._writer.run(_checkpoint)
+            except ConnectionClosed:
+                pass  # never opened (a failed open closes what it started)
             except sqlite3.Error as exc:
                 log.warning("could not checkpoint %s on close: %s", self.path, exc)
         reader, self._reader = self._reader, None

@@ -18,6 +18,7 @@ from tests.discord.harness import (
     text_of,
     world,
 )
+from tests.discord_admin.helpers import Clock
 
 
 def pixels(data: bytes) -> bytes:
@@ -87,6 +88,28 @@ async def test_reroll_of_an_edit_reuses_the_same_sources(tmp_path):
         [url] = rerolled["images"]
         assert pixels(data_url_bytes(url)[1]) == pixels(source)
         assert again.charged == 25 and await w.available() == 1000 - 50
+
+
+async def test_reroll_of_an_edit_whose_source_was_pruned_says_why(tmp_path):
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-1",
+            options={"prompt": "add stars", "quality": "low"},
+            attachments={"image": ("sky.png", png(64, 64, (90, 30, 160)), "image/png")},
+        )
+        _, result = await finish(w, h)
+        clock.advance(days=31)  # past the 30-day retention
+        report = await w.services.retention.prune(trigger="test")
+        assert report.jobs == 1
+        click = await w.fake.click(int(result["id"]), buttons(result)["Re-roll"], w.member)
+        reply = await answer(click)
+        assert click.ephemeral and "deleted after 30 days" in reply["content"]
+        assert len(await w.jobs()) == 1 and await w.available() == 1000 - 25
 
 
 # -- Edit ------------------------------------------------------------------------------------

@@ -33,6 +33,12 @@ class RerollButton(KeyedButton, prefix="res:reroll"):
         settings = await bot.services.guilds.get(job.guild_id)
         check_reroll(job, await requester(interaction, bot.services.guilds), settings.reroll_anyone)
         sources = await bot.services.jobs.sources(job.id)
+        if not sources and await bot.services.retention.sources_pruned(job.id):
+            raise UserFacingError(
+                f"The image this edit started from was deleted after "
+                f"{bot.services.retention.days} days, so it cannot be re-rolled; use /edit with "
+                "the image again. Nothing was charged."
+            )
         await bot.flow.begin(
             interaction,
             Model(job.model),
