@@ -43,22 +43,22 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int,
     with tempfile.TemporaryDirectory() as tmp:
         async with Database(Path(tmp) / "ledger.sqlite3") as db:
             ledger, jobs, guilds = Ledger(db), JobStore(db), GuildStore(db, GuildDefaults())
-            settings = await guilds.get(GUILD)
+            settings = await guilds.settings(GUILD)
 
             def grants(tx: Conn) -> None:
                 for member in range(members):
-                    ledger.grant(tx, GUILD, member, 10**7, actor_id=None, reason="bench")
+                    ledger.grant_in(tx, GUILD, member, 10**7, actor_id=None, reason="bench")
 
             await db.write(grants)
 
             def admit(tx: Conn, member: int, job_id: str, amount: int) -> None:
                 # As Engine.submit's admit: limits, budget, job row and hold together.
-                mine, theirs = jobs.in_flight(tx, GUILD, member)
+                mine, theirs = jobs.in_flight_in(tx, GUILD, member)
                 assert mine < 10**6 and theirs < 10**6
-                ledger.check_budget(
+                ledger.check_budget_in(
                     tx, GUILD, amount, settings.budget_amount, settings.budget_period
                 )
-                jobs.insert(
+                jobs.insert_in(
                     tx,
                     NewJob(
                         id=job_id,
@@ -73,11 +73,11 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int,
                         status=JobStatus.QUEUED,
                     ),
                 )
-                ledger.hold(tx, GUILD, member, job_id, amount)
+                ledger.place_hold_in(tx, GUILD, member, job_id, amount)
 
             def settle(tx: Conn, job_id: str, charged: int) -> None:
                 # As Engine._conclude's settle: the job's ending and its money together.
-                jobs.transition(
+                jobs.transition_in(
                     tx,
                     job_id,
                     JobStatus.DELIVERING,
@@ -87,7 +87,7 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int,
                     error=None,
                     started_at=utcnow(),
                 )
-                ledger.settle(tx, job_id, charged)
+                ledger.settle_in(tx, job_id, charged)
 
             async def member_loop(member: int) -> tuple[int, int]:
                 rng = random.Random(seed * 1000 + member)
@@ -97,7 +97,7 @@ async def one_run(members: int, per_member: int, seed: int) -> tuple[float, int,
                     amount = rng.choice((13, 78, 286, 375, 533))
                     await db.write(admit, member, job_id, amount)
                     await db.write(
-                        jobs.transition,
+                        jobs.transition_in,
                         job_id,
                         JobStatus.SUBMITTED,
                         workflow_id=f"wf_{job_id}",

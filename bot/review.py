@@ -95,7 +95,7 @@ class ReviewService:
         days: int | None = None,
         reason: str | None = None,
     ) -> Outcome:
-        settings = await self.guilds.get(guild_id)
+        settings = await self.guilds.settings(guild_id)
         outcome = await self.db.write(
             self._act,
             guild_id,
@@ -127,10 +127,10 @@ class ReviewService:
         strikes_to_ban: int,
         window_days: int,
     ) -> Outcome:
-        item = self.moderation.load_item(tx, item_id)
+        item = self.moderation.item_in(tx, item_id)
         if item is None or item.guild_id != guild_id:
             raise ReviewError("There is no such review item here.")
-        job = self.jobs.load(tx, item.job_id)
+        job = self.jobs.job_in(tx, item.job_id)
         assert job is not None
         if action in CLOSING and not item.open:
             raise AlreadyHandled(item)  # before anything else: the first decision stands
@@ -149,7 +149,7 @@ class ReviewService:
             return self._close_gone(tx, item, job, action, actor_id)
         refundable = 0
         if action is Action.REFUND:
-            hold = self.ledger.get_hold(tx, job.id)
+            hold = self.ledger.hold_in(tx, job.id)
             refundable = (
                 hold["captured"] + hold["extra_charged"] - hold["refunded"]
                 if hold is not None and hold["settled_at"] is not None
@@ -161,7 +161,7 @@ class ReviewService:
                 raise ReviewError(
                     "Nothing was charged for this job, so there is nothing to refund; use Dismiss."
                 )
-        closed = self.moderation.close_item(tx, item.id, CLOSING[action], actor_id)
+        closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
         verdict: str | None
         if action is Action.APPROVE:
             job = self.engine.approve_in(tx, job.id)
@@ -171,7 +171,7 @@ class ReviewService:
             summary = "rejected: the held Buzz was released"
             verdict = "a moderator decided this request will not run; nothing was charged"
         elif action is Action.REFUND:
-            self.ledger.refund(
+            self.ledger.refund_in(
                 tx,
                 job.id,
                 actor_id=actor_id,
@@ -206,7 +206,7 @@ class ReviewService:
                 f"The member's job is already {job.status.value}, so it cannot run; "
                 "Reject clears the item."
             )
-        closed = self.moderation.close_item(tx, item.id, CLOSING[action], actor_id)
+        closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
         self._audit(tx, closed, action, actor_id, job_status=job.status.value)
         return Outcome(closed, job, f"rejected: the job was already {job.status.value}", None)
 
@@ -220,10 +220,10 @@ class ReviewService:
         strikes_to_ban: int,
         window_days: int,
     ) -> Outcome:
-        earlier = self.moderation.strike_giver(tx, item.id)
+        earlier = self.moderation.strike_giver_in(tx, item.id)
         if earlier is not None:
             raise ReviewError(f"A strike was already given for this item by <@{earlier}>.")
-        count = self.moderation.add_strike(
+        count = self.moderation.add_strike_in(
             tx,
             item.guild_id,
             job.member_id,
@@ -235,8 +235,8 @@ class ReviewService:
         banned = False
         summary = f"strike for <@{job.member_id}> ({count} in {window_days} days)"
         due = strikes_to_ban and count >= strikes_to_ban
-        if due and self.moderation.load_ban(tx, item.guild_id, job.member_id) is None:
-            self.moderation.ban(
+        if due and self.moderation.active_ban_in(tx, item.guild_id, job.member_id) is None:
+            self.moderation.ban_in(
                 tx,
                 item.guild_id,
                 job.member_id,
@@ -247,7 +247,7 @@ class ReviewService:
             banned = True
             summary += "; automatically banned from the bot here"
         self._audit(tx, item, Action.STRIKE, actor_id, strikes=count, banned=banned)
-        fresh = self.moderation.load_item(tx, item.id) or item
+        fresh = self.moderation.item_in(tx, item.id) or item
         return Outcome(fresh, job, summary, None, strikes=count, banned=banned)
 
     def _ban(
@@ -259,11 +259,11 @@ class ReviewService:
         reason: str | None,
         days: int | None,
     ) -> Outcome:
-        earlier = self.moderation.ban_giver(tx, item.id)
+        earlier = self.moderation.ban_giver_in(tx, item.id)
         if earlier is not None:
             raise ReviewError(f"A ban was already given for this item by <@{earlier}>.")
         try:
-            ban = self.moderation.ban(
+            ban = self.moderation.ban_in(
                 tx,
                 item.guild_id,
                 job.member_id,
@@ -276,7 +276,7 @@ class ReviewService:
             raise ReviewError(str(exc)) from None
         until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
         self._audit(tx, item, Action.BAN, actor_id, days=days, reason=reason)
-        fresh = self.moderation.load_item(tx, item.id) or item
+        fresh = self.moderation.item_in(tx, item.id) or item
         return Outcome(
             fresh, job, f"banned <@{job.member_id}> from the bot here{until}", None, banned=True
         )
@@ -298,7 +298,7 @@ class ReviewService:
     async def appealable(self, guild_id: int, job_id: str, member_id: int) -> ReviewItem:
         """The open review item a member may appeal on their job, or ReviewError saying why
         not (checked again, in the transaction, when the appeal arrives)."""
-        job = await self.jobs.get(job_id)
+        job = await self.jobs.job(job_id)
         if job is None or job.guild_id != guild_id:
             raise ReviewError("I cannot find that job here any more.")
         if job.member_id != member_id:
@@ -319,16 +319,16 @@ class ReviewService:
             raise ReviewError(f"An appeal can be at most {MAX_APPEAL} characters.")
 
         def run(tx: Conn) -> ReviewItem:
-            job = self.jobs.load(tx, job_id)
+            job = self.jobs.job_in(tx, job_id)
             if job is None or job.guild_id != guild_id or job.member_id != member_id:
                 raise ReviewError("Only the member whose job this is can appeal.")
-            found = self.moderation.load_item_for_job(tx, job_id)
+            found = self.moderation.item_for_job_in(tx, job_id)
             if found is None:
                 raise ReviewError("There is nothing to appeal for this job.")
             if not found.open:
                 # The modal was open while a moderator decided: the decision already stands.
                 raise ReviewError(f"This was already reviewed: {found.status}.")
-            item = self.moderation.appeal(tx, found.id, note)
+            item = self.moderation.appeal_in(tx, found.id, note)
             audit.record(
                 tx,
                 self.clock(),

@@ -36,7 +36,7 @@ class Buzz(commands.Cog):
         if member is None or member.id == interaction.user.id:
             return interaction.user
         assert interaction.guild_id is not None
-        settings = await self.services.guilds.get(interaction.guild_id)
+        settings = await self.services.guilds.settings(interaction.guild_id)
         if not is_moderator(interaction, settings):
             raise UserFacingError("Only moderators can look at another member's Buzz or jobs.")
         return member
@@ -134,7 +134,7 @@ class Buzz(commands.Cog):
     async def cancel(self, interaction: discord.Interaction, job: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         who = await requester(interaction, self.services.guilds)
-        record = await self.services.jobs.get(job.strip())
+        record = await self.services.jobs.job(job.strip())
         if record is None or record.guild_id != interaction.guild_id:
             raise UserFacingError(f"**job**: there is no job `{truncate(job, 30)}` here.")
         canceled = await self.bot.engine.cancel(record.id, who)

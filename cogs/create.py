@@ -104,7 +104,7 @@ class Create(commands.Cog):
         mask: discord.Attachment | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        settings = await self.bot.services.guilds.get(interaction.guild_id)
+        settings = await self.bot.services.guilds.settings(interaction.guild_id)
         try:
             model = parse_model(settings.default_model)
         except CatalogError:

@@ -67,7 +67,7 @@ class Edit(commands.Cog):
         if len(images) > 5:
             images = images[:5]
         assert interaction.guild_id is not None
-        settings = await self.bot.services.guilds.get(interaction.guild_id)
+        settings = await self.bot.services.guilds.settings(interaction.guild_id)
         await interaction.response.send_modal(EditPrompt(images, settings.editing_model()))
 
     async def _go(

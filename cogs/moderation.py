@@ -46,7 +46,7 @@ class Moderation(commands.Cog):
             return
         lines = []
         for item in items:
-            job = await self.services.jobs.get(item.job_id)
+            job = await self.services.jobs.job(item.job_id)
             kind = "held" if item.kind == "held" else "blocked"
             where = (
                 f"[open]({link(item.guild_id, item.message_channel_id, item.message_id)})"
@@ -87,7 +87,7 @@ class Moderation(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         ban = await self.services.db.write(
-            self.services.moderation.ban,
+            self.services.moderation.ban_in,
             interaction.guild_id,
             member.id,
             actor_id=interaction.user.id,
@@ -101,7 +101,7 @@ class Moderation(commands.Cog):
     async def unban(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
         lifted = await self.services.db.write(
-            self.services.moderation.unban,
+            self.services.moderation.unban_in,
             interaction.guild_id,
             member.id,
             actor_id=interaction.user.id,
@@ -112,11 +112,9 @@ class Moderation(commands.Cog):
     @mod.command(name="strikes", description="A member's strikes and ban")
     async def strikes(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        settings = await self.services.guilds.get(interaction.guild_id)
+        settings = await self.services.guilds.settings(interaction.guild_id)
         window = settings.strike_window_days
-        count = await self.services.moderation.strikes_in_window(
-            interaction.guild_id, member.id, window
-        )
+        count = await self.services.moderation.strike_count(interaction.guild_id, member.id, window)
         rows = await self.services.moderation.strikes(interaction.guild_id, member.id)
         ban = await self.services.moderation.active_ban(interaction.guild_id, member.id)
         lines = [f"{count} strike(s) in the last {window} days; {len(rows)} in all."]

@@ -56,7 +56,7 @@ class Quota(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         await self.services.db.write(
-            self.ledger.set_allowance,
+            self.ledger.set_allowance_in,
             interaction.guild_id,
             scope,
             target,
@@ -146,7 +146,7 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        total = await self._change(interaction, self.ledger.grant, member, amount, reason)
+        total = await self._change(interaction, self.ledger.grant_in, member, amount, reason)
         await reply(
             interaction,
             f"Granted {amount:,} Buzz to {member.mention}; their balance is now {total:,}.",
@@ -160,7 +160,7 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        total = await self._change(interaction, self.ledger.take, member, amount, reason)
+        total = await self._change(interaction, self.ledger.take_in, member, amount, reason)
         await reply(
             interaction,
             f"Took {amount:,} Buzz from {member.mention}; their balance is now {total:,}.",
@@ -180,7 +180,7 @@ class Quota(commands.Cog):
         assert interaction.guild_id is not None
         value = amount or None
         await self.services.db.write(
-            self.services.guilds.update,
+            self.services.guilds.update_in,
             interaction.guild_id,
             budget_amount=value,
             budget_period=period.value if value else None,
@@ -233,7 +233,7 @@ class Quota(commands.Cog):
         overrides = [r for r in rules if r[0] == "member"]
         if overrides:
             lines.append(f"{len(overrides)} member override(s)")
-        settings = await self.services.guilds.get(guild_id)
+        settings = await self.services.guilds.settings(guild_id)
         if settings.budget_amount:
             state = await self.ledger.budget_state(
                 guild_id, settings.budget_amount, settings.budget_period

@@ -77,7 +77,7 @@ class Settings(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         current = await self.services.db.write(
-            self.services.guilds.update,
+            self.services.guilds.update_in,
             interaction.guild_id,
             actor_id=interaction.user.id,
             **changes,
@@ -88,7 +88,9 @@ class Settings(commands.Cog):
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         await reply(
-            interaction, "", embed=summary(await self.services.guilds.get(interaction.guild_id))
+            interaction,
+            "",
+            embed=summary(await self.services.guilds.settings(interaction.guild_id)),
         )
 
     @settings.command(name="mod-channel", description="Where review items for moderators go")
@@ -112,7 +114,7 @@ class Settings(commands.Cog):
     @app_commands.choices(model=MODELS)
     async def default_model(self, interaction: discord.Interaction, model: Choice[str]) -> None:
         assert interaction.guild_id is not None
-        current = await self.services.guilds.get(interaction.guild_id)
+        current = await self.services.guilds.settings(interaction.guild_id)
         if not current.model_enabled(model.value):
             raise UserFacingError(
                 f"**model**: {model.value} is switched off here; turn it on "
@@ -126,14 +128,14 @@ class Settings(commands.Cog):
         self, interaction: discord.Interaction, model: Choice[str], enabled: bool
     ) -> None:
         assert interaction.guild_id is not None
-        current = await self.services.guilds.get(interaction.guild_id)
+        current = await self.services.guilds.settings(interaction.guild_id)
         if not enabled and current.default_model == model.value:
             raise UserFacingError(
                 f"**model**: {model.value} is the default model (/imagine); "
                 "choose another default first."
             )
         updated = await self.services.db.write(
-            self.services.guilds.set_model,
+            self.services.guilds.set_model_in,
             interaction.guild_id,
             model.value,
             enabled,
@@ -155,7 +157,7 @@ class Settings(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         updated = await self.services.db.write(
-            self.services.guilds.set_channel,
+            self.services.guilds.set_channel_in,
             interaction.guild_id,
             channel.id,
             allowed,

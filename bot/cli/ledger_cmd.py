@@ -109,7 +109,7 @@ async def _history(ledger: Ledger, args: argparse.Namespace) -> int:
 
 async def _grant(ledger: Ledger, args: argparse.Namespace) -> int:
     account = await ledger.db.write(
-        ledger.grant, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+        ledger.grant_in, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
     )
     print(f"granted {args.amount:,} Buzz; balance now {account.total:,}")
     return 0
@@ -117,7 +117,7 @@ async def _grant(ledger: Ledger, args: argparse.Namespace) -> int:
 
 async def _take(ledger: Ledger, args: argparse.Namespace) -> int:
     account = await ledger.db.write(
-        ledger.take, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+        ledger.take_in, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
     )
     print(f"took {args.amount:,} Buzz; balance now {account.total:,}")
     return 0

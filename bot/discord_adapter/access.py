@@ -45,7 +45,7 @@ def is_admin(interaction: discord.Interaction, settings: GuildSettings) -> bool:
 async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Requester:
     if interaction.guild_id is None or interaction.channel_id is None:
         raise NotPermitted("Image commands work in a server's channels, not in DMs.")
-    settings = await guilds.get(interaction.guild_id)
+    settings = await guilds.settings(interaction.guild_id)
     roles = tuple(sorted(_roles(interaction.user)))
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
@@ -62,12 +62,12 @@ async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Req
 async def require_moderator(interaction: discord.Interaction, guilds: GuildStore) -> None:
     if interaction.guild_id is None:
         raise NotPermitted("This only works in a server.")
-    if not is_moderator(interaction, await guilds.get(interaction.guild_id)):
+    if not is_moderator(interaction, await guilds.settings(interaction.guild_id)):
         raise NotPermitted("Only moderators (Manage Messages or the moderator role) can do that.")
 
 
 async def require_admin(interaction: discord.Interaction, guilds: GuildStore) -> None:
     if interaction.guild_id is None:
         raise NotPermitted("This only works in a server.")
-    if not is_admin(interaction, await guilds.get(interaction.guild_id)):
+    if not is_admin(interaction, await guilds.settings(interaction.guild_id)):
         raise NotPermitted("Only admins (Manage Server or the admin role) can do that.")

@@ -115,13 +115,13 @@ class ReviewBoard:
     async def render(
         self, item: ReviewItem, job: JobRecord
     ) -> tuple[discord.Embed, discord.ui.View]:
-        settings = await self.services.guilds.get(item.guild_id)
+        settings = await self.services.guilds.settings(item.guild_id)
         events = await self.services.moderation.item_events(item.id)
         events = [e for e in events if e.action != "appeal"]
-        strikes = await self.services.moderation.strikes_in_window(
+        strikes = await self.services.moderation.strike_count(
             item.guild_id, job.member_id, settings.strike_window_days
         )
-        hold = await self.services.ledger.hold_of(job.id)
+        hold = await self.services.ledger.hold(job.id)
         refundable, money = 0, f"{job.estimate:,} Buzz estimated"
         if hold is not None:
             if hold["settled_at"] is None:
@@ -139,7 +139,7 @@ class ReviewBoard:
 
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
         """Post the item in the moderation channel; False (and the owner told once) if we can't."""
-        settings = await self.services.guilds.get(item.guild_id)
+        settings = await self.services.guilds.settings(item.guild_id)
         if not settings.mod_channel_id:
             await self._warn_owner(item.guild_id, "no moderation channel is set")
             return False
@@ -174,7 +174,7 @@ class ReviewBoard:
         finally:
             view.stop()
         await self.services.db.write(
-            self.services.moderation.set_item_message, item.id, channel.id, message.id
+            self.services.moderation.set_item_message_in, item.id, channel.id, message.id
         )
         return True
 
@@ -188,7 +188,7 @@ class ReviewBoard:
         item = await self.services.moderation.item(item_id)
         if item is None or item.message_id is None or item.message_channel_id is None:
             return
-        job = await self.services.jobs.get(item.job_id)
+        job = await self.services.jobs.job(item.job_id)
         assert job is not None
         embed, view = await self.render(item, job)
         channel = self.bot.get_channel(item.message_channel_id)
@@ -204,7 +204,7 @@ class ReviewBoard:
         """Post the guild's open items that have no message yet (after a channel is set)."""
         posted = 0
         for item in await self.services.moderation.items_without_message(guild_id):
-            job = await self.services.jobs.get(item.job_id)
+            job = await self.services.jobs.job(item.job_id)
             if job is not None and await self.post(item, job):
                 posted += 1
         return posted
@@ -214,9 +214,9 @@ class ReviewBoard:
 
         def claim(tx: Conn) -> bool:
             # Check and set in one transaction: two items failing at once warn only once.
-            if guilds.load(tx, guild_id).mod_channel_warned:
+            if guilds.settings_in(tx, guild_id).mod_channel_warned:
                 return False
-            guilds.update(tx, guild_id, mod_channel_warned=True)
+            guilds.update_in(tx, guild_id, mod_channel_warned=True)
             return True
 
         if not await self.services.db.write(claim):
@@ -237,7 +237,7 @@ class ReviewBoard:
         except (discord.HTTPException, LookupError) as exc:
             # Not told after all (a passing failure): let the next item try again.
             log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
-            await self.services.db.write(guilds.update, guild_id, mod_channel_warned=False)
+            await self.services.db.write(guilds.update_in, guild_id, mod_channel_warned=False)
 
 
 def _files(sources: list) -> list[discord.File]:

@@ -141,7 +141,7 @@ class DiscordPublisher:
         if job.final:
             self._last_edit.pop(job.id, None)
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
-        hold = await self.ledger.hold_of(job.id) if job.final else None
+        hold = await self.ledger.hold(job.id) if job.final else None
         refunded = int(hold["refunded"]) if hold is not None else 0
         embed = status_embed(job, update.message, balance=balance, refunded=refunded)
         active = not job.final and job.status is not J.DELIVERING
@@ -173,7 +173,7 @@ class DiscordPublisher:
 
     async def _log_line(self, job: JobRecord) -> None:
         """One line per finished job in the guild's log channel, if it has one."""
-        settings = await self.guilds.get(job.guild_id)
+        settings = await self.guilds.settings(job.guild_id)
         if settings.log_channel_id is None:
             return
         icon = {

@@ -97,9 +97,9 @@ class Admission:
         needs_confirmation = validated.buzz > settings.confirm_above and not request.confirmed
 
         def check(conn: Conn) -> int:
-            mine, theirs = parts.jobs.in_flight(conn, who.guild_id, who.member_id)
+            mine, theirs = parts.jobs.in_flight_in(conn, who.guild_id, who.member_id)
             check_concurrency(mine, theirs, settings)
-            parts.ledger.check_budget(
+            parts.ledger.check_budget_in(
                 conn, who.guild_id, validated.buzz, settings.budget_amount, settings.budget_period
             )
             balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
@@ -130,7 +130,7 @@ class Admission:
             until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
             raise Refusal(RefusalReason.BANNED, f"you are banned from using the bot here{until}")
         settings = quote.settings if quote and quote.settings else None
-        settings = settings or await parts.guilds.get(who.guild_id)
+        settings = settings or await parts.guilds.settings(who.guild_id)
         if not settings.channel_allowed(who.channel_id, who.parent_channel_id):
             raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
         if not settings.model_enabled(request.model.value):
@@ -181,19 +181,21 @@ class Admission:
         )
 
         def store(tx: Conn) -> tuple[JobRecord, int]:
-            mine, theirs = parts.jobs.in_flight(tx, who.guild_id, who.member_id)
+            mine, theirs = parts.jobs.in_flight_in(tx, who.guild_id, who.member_id)
             check_concurrency(mine, theirs, settings)
-            parts.ledger.check_budget(
+            parts.ledger.check_budget_in(
                 tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
             )
-            parts.jobs.insert(tx, new, request.sources)
-            parts.ledger.hold(tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles)
+            parts.jobs.insert_in(tx, new, request.sources)
+            parts.ledger.place_hold_in(
+                tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles
+            )
             item_id = 0
             if held_reason:
-                item_id = parts.moderation.create_item(
+                item_id = parts.moderation.create_item_in(
                     tx, who.guild_id, job_id, "held", held_reason
                 )
-            job = parts.jobs.load(tx, job_id)
+            job = parts.jobs.job_in(tx, job_id)
             assert job is not None
             return job, item_id
 

@@ -35,13 +35,13 @@ class Decisions:
         """A held job is released to run (its Buzz is already held); call adopt() after commit.
         What changed while it waited is checked again: a ban, the concurrency limits."""
         parts = self.parts
-        held = parts.jobs.load(tx, job_id)
+        held = parts.jobs.job_in(tx, job_id)
         assert held is not None
-        if parts.moderation.load_ban(tx, held.guild_id, held.member_id) is not None:
+        if parts.moderation.active_ban_in(tx, held.guild_id, held.member_id) is not None:
             raise NotAllowed("the member has been banned since; reject the job instead")
-        settings = parts.guilds.load(tx, held.guild_id)
-        check_concurrency(*parts.jobs.in_flight(tx, held.guild_id, held.member_id), settings)
-        return parts.jobs.transition(
+        settings = parts.guilds.settings_in(tx, held.guild_id)
+        check_concurrency(*parts.jobs.in_flight_in(tx, held.guild_id, held.member_id), settings)
+        return parts.jobs.transition_in(
             tx,
             job_id,
             J.QUEUED,
@@ -55,7 +55,7 @@ class Decisions:
 
     async def cancel(self, job_id: str, actor: Requester) -> JobRecord:
         parts = self.parts
-        job = await parts.jobs.get(job_id)
+        job = await parts.jobs.job(job_id)
         if job is None or job.guild_id != actor.guild_id:
             raise NotAllowed("no such job here")
         if job.member_id != actor.member_id and not actor.is_moderator:
@@ -64,13 +64,13 @@ class Decisions:
             raise NotAllowed(f"this job is already {job.status.value}")
         if job.status is J.HELD:
             return await self._withdraw(job_id, actor)
-        await parts.db.write(parts.jobs.update, job_id, cancel_requested_by=actor.member_id)
+        await parts.db.write(parts.jobs.update_in, job_id, cancel_requested_by=actor.member_id)
         if job.workflow_id:
             # In the background: the caller is answering a Discord interaction, and the
             # orchestrator may take a while (retries). The job's task settles the ending.
             self.driver.background(self.driver.cancel_upstream(job.workflow_id))
         self.driver.wake(job_id)
-        refreshed = await parts.jobs.get(job_id)
+        refreshed = await parts.jobs.job(job_id)
         assert refreshed is not None
         return refreshed
 
@@ -81,10 +81,10 @@ class Decisions:
 
         def withdraw(tx: Conn) -> tuple[JobRecord, int | None]:
             canceled = parts.release(tx, job_id, J.CANCELED, cancel_requested_by=actor.member_id)
-            item = parts.moderation.open_item_for_job(tx, job_id)
+            item = parts.moderation.open_item_for_job_in(tx, job_id)
             if item is None:
                 return canceled, None
-            parts.moderation.close_item(tx, item.id, "withdrawn", actor.member_id)
+            parts.moderation.close_item_in(tx, item.id, "withdrawn", actor.member_id)
             return canceled, item.id
 
         try:

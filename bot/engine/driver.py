@@ -131,7 +131,7 @@ class Driver:
         settings = self.parts.settings
         failures = 0
         while not self._closing:
-            job = await self.parts.jobs.get(job_id)
+            job = await self.parts.jobs.job(job_id)
             if job is None or job.final or job.status is J.HELD:
                 return
             bind_job(job.id, job.guild_id)  # every log line of this task names the job
@@ -181,7 +181,7 @@ class Driver:
         except Unavailable as exc:
             if not exc.maybe_accepted and not may_exist:
                 # Every attempt so far was refused outright: nothing exists upstream.
-                await parts.db.write(parts.jobs.update, job.id, submit_attempted_at=None)
+                await parts.db.write(parts.jobs.update_in, job.id, submit_attempted_at=None)
             elif stop and parts.past_grace(job):
                 # We asked to stop it, and the orchestrator never said whether it exists.
                 log.error(
@@ -215,7 +215,7 @@ class Driver:
         parts.alerted.discard("auth")
         parts.alerted.discard("forbidden")
         job = await parts.db.write(
-            parts.jobs.transition,
+            parts.jobs.transition_in,
             job.id,
             J.SUBMITTED,
             workflow_id=workflow.id,
@@ -228,8 +228,8 @@ class Driver:
         await self._observe(job, workflow)
 
     def _mark_attempt(self, tx: Conn, job_id: str) -> JobRecord:
-        self.parts.jobs.update(tx, job_id, submit_attempted_at=self.parts.clock())
-        marked = self.parts.jobs.load(tx, job_id)
+        self.parts.jobs.update_in(tx, job_id, submit_attempted_at=self.parts.clock())
+        marked = self.parts.jobs.job_in(tx, job_id)
         assert marked is not None
         return marked
 
@@ -269,7 +269,7 @@ class Driver:
         canceled_sent = expired = False
         workflow: Workflow | None = None
         while True:
-            job = await parts.jobs.get(job.id) or job
+            job = await parts.jobs.job(job.id) or job
             if job.cancel_requested_by is not None and not canceled_sent:
                 canceled_sent = True
                 await self.cancel_upstream(job.workflow_id)
@@ -328,7 +328,7 @@ class Driver:
         if status == WorkflowStatus.PROCESSING and job.started_at is None:
             changes["started_at"] = self.parts.clock()
         parts = self.parts
-        job = await parts.db.write(parts.jobs.transition, job.id, J.RUNNING, **changes)
+        job = await parts.db.write(parts.jobs.transition_in, job.id, J.RUNNING, **changes)
         await parts.status(job, None, workflow.progress())
         return False
 
@@ -346,7 +346,7 @@ class Driver:
 
         def settle(tx: Conn) -> tuple[JobRecord, Settlement, int | None]:
             """The job's ending, its money and its review item commit together."""
-            ended = parts.jobs.transition(
+            ended = parts.jobs.transition_in(
                 tx,
                 job.id,
                 status,
@@ -362,11 +362,13 @@ class Driver:
                     else None
                 ),
             )
-            settlement = parts.ledger.settle(tx, job.id, charged)
+            settlement = parts.ledger.settle_in(tx, job.id, charged)
             item_id = None
             if status is J.BLOCKED:
                 reason = block_reason(workflow)
-                item_id = parts.moderation.create_item(tx, job.guild_id, job.id, "blocked", reason)
+                item_id = parts.moderation.create_item_in(
+                    tx, job.guild_id, job.id, "blocked", reason
+                )
             return ended, settlement, item_id
 
         job, settlement, item_id = await parts.db.write(settle)

@@ -120,8 +120,8 @@ class Engine:
         """Start an admitted job, with the message that shows it (when there is one)."""
         parts = self.parts
         if status_message_id is not None:
-            await parts.db.write(parts.jobs.update, job.id, status_message_id=status_message_id)
-            job = await parts.jobs.get(job.id) or job
+            await parts.db.write(parts.jobs.update_in, job.id, status_message_id=status_message_id)
+            job = await parts.jobs.job(job.id) or job
         else:
             await parts.status(job, HELD_MESSAGE if job.status is J.HELD else None)
         if job.status is J.QUEUED:

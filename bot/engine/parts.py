@@ -116,8 +116,8 @@ class Parts:
     # -- money and time ---------------------------------------------------------------------
     def release(self, tx: Conn, job_id: str, status: JobStatus, **changes: Any) -> JobRecord:
         """End a job that never ran upstream: nothing charged, the whole hold released."""
-        job = self.jobs.transition(tx, job_id, status, charged=0, **changes)
-        self.ledger.settle(tx, job_id, 0)
+        job = self.jobs.transition_in(tx, job_id, status, charged=0, **changes)
+        self.ledger.settle_in(tx, job_id, 0)
         return job
 
     def past_deadline(self, job: JobRecord) -> bool:

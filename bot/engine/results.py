@@ -65,7 +65,7 @@ class Results:
                 )
                 return
             job = await self.parts.db.write(
-                self.parts.jobs.transition,
+                self.parts.jobs.transition_in,
                 job.id,
                 J.DELIVERING,
                 detail=POSTING,
@@ -78,7 +78,7 @@ class Results:
             attempts = 1 + sum(1 for _, detail, _ in events if detail == DELIVERY_FAILED)
             if attempts < self.parts.settings.delivery_attempts or self.parts.clock() < deadline:
                 await self.parts.db.write(
-                    self.parts.jobs.transition, job.id, J.DELIVERING, detail=DELIVERY_FAILED
+                    self.parts.jobs.transition_in, job.id, J.DELIVERING, detail=DELIVERY_FAILED
                 )
                 raise
             log.exception("job %s: giving up on delivery after %d attempts", job.id, attempts)
@@ -114,8 +114,8 @@ class Results:
         message = "the images could not be posted; a moderator will look at the charge"
 
         def fail(tx: Conn) -> tuple[JobRecord, int]:
-            failed = self.parts.jobs.transition(tx, job.id, J.FAILED, error=message)
-            return failed, self.parts.moderation.create_item(
+            failed = self.parts.jobs.transition_in(tx, job.id, J.FAILED, error=message)
+            return failed, self.parts.moderation.create_item_in(
                 tx, job.guild_id, job.id, "undelivered", reason[:500]
             )
 
@@ -133,7 +133,7 @@ class Results:
             )
 
         def finish(tx: Conn) -> tuple[JobRecord, int | None]:
-            done = self.parts.jobs.transition(
+            done = self.parts.jobs.transition_in(
                 tx,
                 job.id,
                 J.DONE,
@@ -145,7 +145,7 @@ class Results:
                 return done, None
             share = missing_share(done.charged or 0, missing, total)
             reason = f"{missing} of {total} images could not be fetched"
-            return done, self.parts.moderation.create_item(
+            return done, self.parts.moderation.create_item_in(
                 tx, job.guild_id, job.id, "undelivered", reason, refund_amount=share or None
             )
 

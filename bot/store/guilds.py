@@ -106,10 +106,10 @@ class GuildStore:
             mod_channel_warned=False,
         )
 
-    async def get(self, guild_id: int) -> GuildSettings:
-        return await self.db.read(self.load, guild_id)
+    async def settings(self, guild_id: int) -> GuildSettings:
+        return await self.db.read(self.settings_in, guild_id)
 
-    def load(self, conn: Conn, guild_id: int) -> GuildSettings:
+    def settings_in(self, conn: Conn, guild_id: int) -> GuildSettings:
         row = fetch_row(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         settings = self._default(guild_id)
         if row is not None:
@@ -132,7 +132,7 @@ class GuildStore:
             denied_channels=frozenset(r["channel_id"] for r in channels if not r["allowed"]),
         )
 
-    def update(
+    def update_in(
         self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: object
     ) -> GuildSettings:
         unknown = set(changes) - set(_COLUMNS)
@@ -158,9 +158,9 @@ class GuildStore:
                 actor_id=actor_id,
                 **{k: v for k, v in changes.items()},
             )
-        return self.load(tx, guild_id)
+        return self.settings_in(tx, guild_id)
 
-    def set_model(
+    def set_model_in(
         self, tx: Conn, guild_id: int, model: str, enabled: bool, *, actor_id: int | None
     ) -> GuildSettings:
         if model not in MODEL_NAMES:
@@ -179,9 +179,9 @@ class GuildStore:
             target=model,
             enabled=enabled,
         )
-        return self.load(tx, guild_id)
+        return self.settings_in(tx, guild_id)
 
-    def set_channel(
+    def set_channel_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -197,7 +197,7 @@ class GuildStore:
         channels work). allowed=False takes a channel off the allow-list if others remain on
         it, else refuses it. None forgets the channel's rule.
         """
-        current = self.load(tx, guild_id)
+        current = self.settings_in(tx, guild_id)
         if allowed is True and channel_id in current.denied_channels:
             allowed = None
         elif allowed is False and current.allowed_channels - {channel_id}:
@@ -222,4 +222,4 @@ class GuildStore:
             target=f"channel:{channel_id}",
             allowed=allowed,
         )
-        return self.load(tx, guild_id)
+        return self.settings_in(tx, guild_id)

@@ -172,7 +172,7 @@ class JobStore:
         self.db = db
         self.clock = clock
 
-    def insert(self, tx: Conn, job: NewJob, sources: Iterable[SourceImage] = ()) -> None:
+    def insert_in(self, tx: Conn, job: NewJob, sources: Iterable[SourceImage] = ()) -> None:
         now = iso(self.clock())
         tx.execute(
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
@@ -217,15 +217,15 @@ class JobStore:
             (job_id, status, detail, now),
         )
 
-    def load(self, conn: Conn, job_id: str) -> JobRecord | None:
+    def job_in(self, conn: Conn, job_id: str) -> JobRecord | None:
         found = fetch_row(conn, f"{_SELECT} WHERE jobs.id = ?", (job_id,))
         return _record(found) if found else None
 
-    async def get(self, job_id: str) -> JobRecord | None:
+    async def job(self, job_id: str) -> JobRecord | None:
         found = await self.db.fetchone(f"{_SELECT} WHERE jobs.id = ?", (job_id,))
         return _record(found) if found else None
 
-    def transition(
+    def transition_in(
         self,
         tx: Conn,
         job_id: str,
@@ -235,7 +235,7 @@ class JobStore:
         **changes: Any,
     ) -> JobRecord:
         """Move a job to `status` (checked against the allowed moves) and set other columns."""
-        current = self.load(tx, job_id)
+        current = self.job_in(tx, job_id)
         if current is None:
             raise KeyError(job_id)
         if status not in ALLOWED.get(current.status, frozenset()):
@@ -248,11 +248,11 @@ class JobStore:
         self._set(tx, job_id, changes)
         if status != current.status or detail:
             self._event(tx, job_id, status.value, detail, iso(now))
-        updated = self.load(tx, job_id)
+        updated = self.job_in(tx, job_id)
         assert updated is not None
         return updated
 
-    def update(self, tx: Conn, job_id: str, **changes: Any) -> None:
+    def update_in(self, tx: Conn, job_id: str, **changes: Any) -> None:
         """Set columns without a status change (progress, message ids)."""
         changes["updated_at"] = iso(self.clock())
         self._set(tx, job_id, changes)
@@ -283,7 +283,7 @@ class JobStore:
         )
         return [_record(r) for r in rows]
 
-    def in_flight(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
+    def in_flight_in(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
         """(the member's, the guild's) jobs currently occupying the orchestrator."""
         marks = ",".join("?" * len(IN_FLIGHT))
         row = fetch_row(

@@ -173,7 +173,7 @@ class Ledger:
         self.clock = clock
 
     # -- allowances -------------------------------------------------------------------------
-    def set_allowance(
+    def set_allowance_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -204,7 +204,7 @@ class Ledger:
             period=period,
         )
 
-    def clear_allowance(
+    def clear_allowance_in(
         self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
     ) -> bool:
         cursor = tx.execute(
@@ -222,7 +222,7 @@ class Ledger:
             )
         return bool(cursor.rowcount)
 
-    def allowance(
+    def allowance_in(
         self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> Allowance:
         """Member override, else the highest of the member's role rules, else the guild default."""
@@ -345,7 +345,7 @@ class Ledger:
                 reason="unused allowance of an earlier period expired",
             )
 
-    def refresh(
+    def refresh_in(
         self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> tuple[Account, Allowance]:
         """The lazy refill: once per period, top the allowance bucket up to the allowance.
@@ -355,7 +355,7 @@ class Ledger:
         released later, its allowance part only comes back up to the allowance (see settle).
         """
         account = self._account(tx, guild_id, member_id)
-        rule = self.allowance(tx, guild_id, member_id, roles)
+        rule = self.allowance_in(tx, guild_id, member_id, roles)
         key = period_key(rule.period, self.clock())
         if rule.amount <= 0 or account.last_refill_key == key:
             return account, rule
@@ -388,7 +388,7 @@ class Ledger:
         return self._account(tx, guild_id, member_id), rule
 
     # -- holds and settlement ---------------------------------------------------------------
-    def hold(
+    def place_hold_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -398,7 +398,7 @@ class Ledger:
         roles: Sequence[int] = (),
     ) -> Hold:
         check_amount(amount)
-        account, rule = self.refresh(tx, guild_id, member_id, roles)
+        account, rule = self.refresh_in(tx, guild_id, member_id, roles)
         if account.total < amount:
             now = self.clock()
             raise InsufficientBuzz(
@@ -434,18 +434,18 @@ class Ledger:
         )
         return Hold(hold_id, job_id, guild_id, member_id, amount, from_allowance, from_grant)
 
-    def get_hold(self, conn: Conn, job_id: str) -> sqlite3.Row | None:
+    def hold_in(self, conn: Conn, job_id: str) -> sqlite3.Row | None:
         return fetch_row(conn, "SELECT * FROM holds WHERE job_id = ?", (job_id,))
 
-    async def hold_of(self, job_id: str) -> sqlite3.Row | None:
+    async def hold(self, job_id: str) -> sqlite3.Row | None:
         return await self.db.fetchone("SELECT * FROM holds WHERE job_id = ?", (job_id,))
 
-    def settle(
+    def settle_in(
         self, tx: Conn, job_id: str, charged: int, *, actor_id: int | None = None
     ) -> Settlement:
         """Capture what was charged (up to the hold), release the rest, collect any excess."""
         check_amount(charged, allow_zero=True)
-        hold = self.get_hold(tx, job_id)
+        hold = self.hold_in(tx, job_id)
         if hold is None:
             raise LedgerError(f"job {job_id} has no hold")
         if hold["settled_at"] is not None:
@@ -524,7 +524,7 @@ class Ledger:
             raise AlreadySettled(f"the hold of job {job_id} is already settled")
         return Settlement(job_id, amount, captured, released, paid, loss)
 
-    def refund(
+    def refund_in(
         self,
         tx: Conn,
         job_id: str,
@@ -536,7 +536,7 @@ class Ledger:
         """Give back what a settled job cost (moderators' Refund). Credited as a grant."""
         if amount is not None:
             check_amount(amount)
-        hold = self.get_hold(tx, job_id)
+        hold = self.hold_in(tx, job_id)
         if hold is None or hold["settled_at"] is None:
             raise LedgerError(f"job {job_id} has nothing settled to refund")
         refundable = hold["captured"] + hold["extra_charged"] - hold["refunded"]
@@ -561,7 +561,7 @@ class Ledger:
         return amount
 
     # -- grants and takes -------------------------------------------------------------------
-    def grant(
+    def grant_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -580,7 +580,7 @@ class Ledger:
         )
         return self._admin_closing(tx, "grant", guild_id, member_id, amount, actor_id, reason)
 
-    def take(
+    def take_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -618,7 +618,7 @@ class Ledger:
     ) -> Account:
         check_amount(amount)
         if roles is not None:
-            self.refresh(tx, guild_id, member_id, roles)
+            self.refresh_in(tx, guild_id, member_id, roles)
         return self._account(tx, guild_id, member_id)
 
     def _admin_closing(
@@ -644,7 +644,7 @@ class Ledger:
         return self._account(tx, guild_id, member_id)
 
     # -- budget -----------------------------------------------------------------------------
-    def budget(
+    def budget_in(
         self, conn: Conn, guild_id: int, amount: int | None, period: str | None
     ) -> BudgetState:
         """What all members together spent (or hold) in the guild's budget period."""
@@ -661,12 +661,12 @@ class Ledger:
         reset = next_period_start(period, now) if period else None
         return BudgetState(amount, period, used, reset)
 
-    def check_budget(
+    def check_budget_in(
         self, tx: Conn, guild_id: int, need: int, amount: int | None, period: str | None
     ) -> None:
         if amount is None:
             return
-        state = self.budget(tx, guild_id, amount, period)
+        state = self.budget_in(tx, guild_id, amount, period)
         remaining = state.remaining or 0
         if need > remaining:
             raise BudgetExhausted(need, remaining, state.next_reset, self.clock())
@@ -679,13 +679,13 @@ class Ledger:
     async def budget_state(
         self, guild_id: int, amount: int | None, period: str | None
     ) -> BudgetState:
-        return await self.db.read(self.budget, guild_id, amount, period)
+        return await self.db.read(self.budget_in, guild_id, amount, period)
 
     def balance_in(
         self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> Balance:
         now = self.clock()
-        rule = self.allowance(conn, guild_id, member_id, roles)
+        rule = self.allowance_in(conn, guild_id, member_id, roles)
         row = fetch_row(
             conn,
             "SELECT allowance_balance, grant_balance, last_refill_key FROM accounts"

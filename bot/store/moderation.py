@@ -97,7 +97,7 @@ class ModerationStore:
         self.clock = clock
 
     # -- review items -----------------------------------------------------------------------
-    def create_item(
+    def create_item_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -114,12 +114,12 @@ class ModerationStore:
         )
         return int(cursor.lastrowid or 0)
 
-    def load_item(self, conn: Conn, item_id: int) -> ReviewItem | None:
+    def item_in(self, conn: Conn, item_id: int) -> ReviewItem | None:
         row = fetch_row(conn, "SELECT * FROM review_items WHERE id = ?", (item_id,))
         return _item(row) if row else None
 
     async def item(self, item_id: int) -> ReviewItem | None:
-        return await self.db.read(self.load_item, item_id)
+        return await self.db.read(self.item_in, item_id)
 
     async def item_for_job(self, job_id: str) -> ReviewItem | None:
         row = await self.db.fetchone("SELECT * FROM review_items WHERE job_id = ?", (job_id,))
@@ -132,7 +132,7 @@ class ModerationStore:
         )
         return [_item(r) for r in rows]
 
-    def close_item(
+    def close_item_in(
         self, tx: Conn, item_id: int, status: str, actor_id: int, note: str | None = None
     ) -> ReviewItem:
         """Settle an open item once; a second moderator gets AlreadyHandled naming the first."""
@@ -141,14 +141,14 @@ class ModerationStore:
             " WHERE id = ? AND status = 'open'",
             (status, actor_id, iso(self.clock()), note, item_id),
         )
-        item = self.load_item(tx, item_id)
+        item = self.item_in(tx, item_id)
         if item is None:
             raise KeyError(item_id)
         if cursor.rowcount != 1:
             raise AlreadyHandled(item)
         return item
 
-    def set_item_message(
+    def set_item_message_in(
         self, tx: Conn, item_id: int, channel_id: int | None, message_id: int | None
     ) -> None:
         tx.execute(
@@ -156,20 +156,20 @@ class ModerationStore:
             (channel_id, message_id, item_id),
         )
 
-    def appeal(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
+    def appeal_in(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
         tx.execute(
             "UPDATE review_items SET appeal_note = ?, appealed_at = ? WHERE id = ?",
             (note, iso(self.clock()), item_id),
         )
-        item = self.load_item(tx, item_id)
+        item = self.item_in(tx, item_id)
         assert item is not None
         return item
 
     # -- bans -------------------------------------------------------------------------------
     async def active_ban(self, guild_id: int, member_id: int) -> Ban | None:
-        return await self.db.read(self.load_ban, guild_id, member_id)
+        return await self.db.read(self.active_ban_in, guild_id, member_id)
 
-    def load_ban(self, conn: Conn, guild_id: int, member_id: int) -> Ban | None:
+    def active_ban_in(self, conn: Conn, guild_id: int, member_id: int) -> Ban | None:
         sql = (
             "SELECT * FROM bans WHERE guild_id = ? AND member_id = ? AND lifted_at IS NULL"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC LIMIT 1"
@@ -188,7 +188,7 @@ class ModerationStore:
             _time(row["expires_at"]),
         )
 
-    def ban(
+    def ban_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -234,7 +234,7 @@ class ModerationStore:
         )
         return Ban(int(cursor.lastrowid or 0), guild_id, member_id, actor_id, reason, now, expires)
 
-    def unban(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
+    def unban_in(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
         now = self.clock()
         cursor = tx.execute(
             "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE guild_id = ? AND member_id = ?"
@@ -253,7 +253,7 @@ class ModerationStore:
         return bool(cursor.rowcount)
 
     # -- strikes ----------------------------------------------------------------------------
-    def add_strike(
+    def add_strike_in(
         self,
         tx: Conn,
         guild_id: int,
@@ -281,17 +281,17 @@ class ModerationStore:
             reason=reason,
             item=item_id,
         )
-        return self.strike_count(tx, guild_id, member_id, window_days)
+        return self.strike_count_in(tx, guild_id, member_id, window_days)
 
-    def strike_count(self, conn: Conn, guild_id: int, member_id: int, window_days: int) -> int:
+    def strike_count_in(self, conn: Conn, guild_id: int, member_id: int, window_days: int) -> int:
         since = iso(self.clock() - timedelta(days=window_days))
         sql = "SELECT COUNT(*) FROM strikes WHERE guild_id = ? AND member_id = ? AND created_at > ?"
         params = (guild_id, member_id, since)
         row = fetch_row(conn, sql, params)
         return int(row[0]) if row else 0
 
-    async def strikes_in_window(self, guild_id: int, member_id: int, window_days: int) -> int:
-        return await self.db.read(self.strike_count, guild_id, member_id, window_days)
+    async def strike_count(self, guild_id: int, member_id: int, window_days: int) -> int:
+        return await self.db.read(self.strike_count_in, guild_id, member_id, window_days)
 
     async def strikes(self, guild_id: int, member_id: int) -> list[sqlite3.Row]:
         return await self.db.fetchall(
@@ -312,22 +312,22 @@ class ModerationStore:
             for e in found
         ]
 
-    def open_item_for_job(self, conn: Conn, job_id: str) -> ReviewItem | None:
+    def open_item_for_job_in(self, conn: Conn, job_id: str) -> ReviewItem | None:
         row = fetch_row(
             conn, "SELECT * FROM review_items WHERE job_id = ? AND status = 'open'", (job_id,)
         )
         return _item(row) if row else None
 
-    def load_item_for_job(self, conn: Conn, job_id: str) -> ReviewItem | None:
+    def item_for_job_in(self, conn: Conn, job_id: str) -> ReviewItem | None:
         row = fetch_row(conn, "SELECT * FROM review_items WHERE job_id = ?", (job_id,))
         return _item(row) if row else None
 
-    def strike_giver(self, conn: Conn, item_id: int) -> int | None:
+    def strike_giver_in(self, conn: Conn, item_id: int) -> int | None:
         """Who gave the strike for this review item, if anyone (a strike is given once)."""
         row = fetch_row(conn, "SELECT actor_id FROM strikes WHERE review_item_id = ?", (item_id,))
         return None if row is None else int(row[0] or 0)
 
-    def ban_giver(self, conn: Conn, item_id: int) -> int | None:
+    def ban_giver_in(self, conn: Conn, item_id: int) -> int | None:
         """Who banned the member for this review item, if anyone (once per item)."""
         row = fetch_row(conn, "SELECT actor_id FROM bans WHERE review_item_id = ?", (item_id,))
         return None if row is None else int(row[0] or 0)

@@ -113,10 +113,10 @@ async def seed_jobs(path: str) -> None:
         jobs, ledger = JobStore(db), Ledger(db)
 
         def seed(tx: Conn) -> None:
-            ledger.grant(tx, GUILD, MEMBER, 10_000, actor_id=None, reason="seed")
+            ledger.grant_in(tx, GUILD, MEMBER, 10_000, actor_id=None, reason="seed")
             for status in JobStatus:
                 job_id = f"job-{status.value}"
-                jobs.insert(
+                jobs.insert_in(
                     tx,
                     NewJob(
                         id=job_id,
@@ -131,7 +131,7 @@ async def seed_jobs(path: str) -> None:
                         status=status,
                     ),
                 )
-                ledger.hold(tx, GUILD, MEMBER, job_id, 300)
+                ledger.place_hold_in(tx, GUILD, MEMBER, job_id, 300)
 
         await db.write(seed)
 

@@ -134,7 +134,7 @@ async def main():
         ledger = Ledger(db)
         n = 0
         while True:
-            await db.write(ledger.grant, 1, n % 7 + 1, n % 50 + 1, actor_id=None, reason=f"w{n}")
+            await db.write(ledger.grant_in, 1, n % 7 + 1, n % 50 + 1, actor_id=None, reason=f"w{n}")
             n += 1
 
 asyncio.run(main())
@@ -198,7 +198,7 @@ async def seed_for_prune(path: Path) -> None:
         jobs = JobStore(db, clock)
 
         def edit(tx: Conn, job_id: str, *path: JobStatus) -> None:
-            jobs.insert(
+            jobs.insert_in(
                 tx,
                 NewJob(
                     id=job_id,
@@ -215,7 +215,7 @@ async def seed_for_prune(path: Path) -> None:
                 [SourceImage("image", "image/png", 8, 8, PNG)] * 2,
             )
             for status in path:
-                jobs.transition(tx, job_id, status)
+                jobs.transition_in(tx, job_id, status)
 
         await db.write(edit, "old", JobStatus.FAILED)
         await db.write(edit, "old-running", JobStatus.SUBMITTED, JobStatus.RUNNING)

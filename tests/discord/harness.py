@@ -136,7 +136,7 @@ class World:
 
     async def grant(self, amount: int, member: int | None = None) -> None:
         await self.services.db.write(
-            self.services.ledger.grant,
+            self.services.ledger.grant_in,
             self.guild,
             member or self.member,
             amount,
@@ -146,7 +146,7 @@ class World:
 
     async def take(self, amount: int, member: int | None = None) -> None:
         await self.services.db.write(
-            self.services.ledger.take,
+            self.services.ledger.take_in,
             self.guild,
             member or self.member,
             amount,
@@ -156,7 +156,7 @@ class World:
 
     async def set_guild(self, **changes: Any) -> None:
         """What an admin's /settings does: write the guild's settings."""
-        await self.services.db.write(self.services.guilds.update, self.guild, **changes)
+        await self.services.db.write(self.services.guilds.update_in, self.guild, **changes)
 
     async def available(self, member: int | None = None) -> int:
         return await self.services.ledger.available_now(self.guild, member or self.member)
@@ -189,7 +189,7 @@ class World:
     async def wait_job(self, job_id: str, *statuses: str, timeout: float = 20) -> JobRecord:
         async with asyncio.timeout(timeout):
             while True:
-                job = await self.services.jobs.get(job_id)
+                job = await self.services.jobs.job(job_id)
                 if job is not None and job.status.value in statuses:
                     return job
                 await asyncio.sleep(0.02)

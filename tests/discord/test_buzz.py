@@ -95,7 +95,7 @@ async def test_cancel_job_offers_the_running_job_and_cancels_it(tmp_path):
         refused = await ask(w, w.other, "cancel", job=job.id)
         assert "only the member who asked" in refused.lower()
         await asyncio.sleep(0.1)
-        assert (await w.services.jobs.get(job.id)).status.value == "running"
+        assert (await w.services.jobs.job(job.id)).status.value == "running"
 
         text = await ask(w, w.member, "cancel", job=job.id)
         assert "Canceling" in text and job.id in text

@@ -25,7 +25,7 @@ async def running(w: World):
     job = await started(w, h)
     job = await w.wait_job(job.id, "running")
     async with asyncio.timeout(10):
-        while (job := await w.services.jobs.get(job.id)).workflow_status != "processing":
+        while (job := await w.services.jobs.job(job.id)).workflow_status != "processing":
             await asyncio.sleep(0.02)
     return job
 
@@ -67,7 +67,7 @@ async def test_another_member_cannot_cancel(tmp_path):
         text = await click_cancel(w, job, w.other)
         assert "only the member who asked" in text.lower()
         await w.fake.settle()
-        job = await w.services.jobs.get(job.id)
+        job = await w.services.jobs.job(job.id)
         assert job.status.value == "running" and job.cancel_requested_by is None
         wf = w.sim.workflow_for(job.id)
         assert wf is not None and wf.canceled_at is None

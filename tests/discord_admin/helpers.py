@@ -128,7 +128,7 @@ def mod_channel(w: World, name: str = "mod-queue", **kwargs: Any) -> int:
 
 async def item_message(w: World, job, channel: int | None = None) -> dict[str, Any]:
     """The review item for a job in the moderation channel (its footer names the job)."""
-    settings = await w.services.guilds.get(job.guild_id)
+    settings = await w.services.guilds.settings(job.guild_id)
     where = channel or settings.mod_channel_id
     assert where is not None
 

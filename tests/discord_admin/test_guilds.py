@@ -55,7 +55,7 @@ async def test_quota_filters_bans_and_items_stay_in_their_server(tmp_path):
         admin2 = w.fake.add_member(g2, "admin-two", permissions=MANAGE_GUILD)
         await w.fake.settle()
         await w.bot.tree.sync()  # the commands everywhere, as a deployment with global sync
-        await w.services.db.write(w.services.guilds.update, g2, mod_channel_id=mods2)
+        await w.services.db.write(w.services.guilds.update_in, g2, mod_channel_id=mods2)
 
         # Buzz granted in the first server cannot be spent in the second.
         await w.grant(1000)
@@ -108,7 +108,7 @@ async def test_quota_filters_bans_and_items_stay_in_their_server(tmp_path):
         await w.fake.settle()
         text = await press(w, item, "Approve", mod2)
         assert text.startswith("Only moderators")
-        assert (await w.services.jobs.get(held_job.id)).status.value == "held"
+        assert (await w.services.jobs.job(held_job.id)).status.value == "held"
         assert await w.services.moderation.strikes(w.guild, w.member) == []
         item_row = await w.services.moderation.item(1)
         assert item_row is not None and item_row.open and item_row.appeal_note is None

@@ -253,7 +253,7 @@ async def test_a_long_queue_fits_in_one_answer_and_says_how_many_more(tmp_path):
         def many(tx):
             for n in range(60):
                 job_id = f"j{n:017x}"
-                w.services.jobs.insert(
+                w.services.jobs.insert_in(
                     tx,
                     NewJob(
                         id=job_id,
@@ -268,7 +268,7 @@ async def test_a_long_queue_fits_in_one_answer_and_says_how_many_more(tmp_path):
                         status=JobStatus.BLOCKED,
                     ),
                 )
-                w.services.moderation.create_item(tx, w.guild, job_id, "blocked", "filter")
+                w.services.moderation.create_item_in(tx, w.guild, job_id, "blocked", "filter")
 
         await w.services.db.write(many)
         text = await ask(w, w.moderator, "mod queue")

@@ -67,7 +67,7 @@ async def test_every_settings_subcommand_answers_with_the_values_in_force(tmp_pa
         text = await ask(w, w.admin, "settings strikes", {"count": 4, "days": 7})
         assert "Automatic ban: 4 strikes within 7 days" in text
 
-        s = await w.services.guilds.get(w.guild)
+        s = await w.services.guilds.settings(w.guild)
         assert (s.mod_channel_id, s.log_channel_id, s.default_model) == (mods, logs, "dall-e-3")
         assert s.disabled_models == {"gpt-image-1"}
         assert s.allowed_channels == {other} and s.denied_channels == {w.channel}
@@ -111,7 +111,7 @@ async def test_settings_bad_input_is_refused_with_the_allowed_range(tmp_path):
             await w.fake.slash(
                 w.guild, w.channel, w.admin, "settings default-model", {"model": "midjourney"}
             )
-        before = await w.services.guilds.get(w.guild)
+        before = await w.services.guilds.settings(w.guild)
 
         text = await ask(w, w.admin, "settings concurrency", {"per-member": 5, "per-guild": 2})
         assert text == "**per-member** cannot be more than **per-guild**."
@@ -122,7 +122,7 @@ async def test_settings_bad_input_is_refused_with_the_allowed_range(tmp_path):
         assert text == (
             "**model**: dall-e-2 is switched off here; turn it on with /settings model first."
         )
-        after = await w.services.guilds.get(w.guild)
+        after = await w.services.guilds.settings(w.guild)
         assert after.default_model == "gpt-image-2"
         assert (after.per_member_concurrency, after.per_guild_concurrency) == (
             before.per_member_concurrency,

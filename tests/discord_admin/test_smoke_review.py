@@ -8,7 +8,7 @@ from tests.discord.harness import answer, text_of, world
 async def test_blocked_job_refund_through_discord(tmp_path):
     async with world(tmp_path) as w:
         mods = w.fake.add_channel(w.guild, "mod-queue")
-        await w.services.db.write(w.services.guilds.update, w.guild, mod_channel_id=mods)
+        await w.services.db.write(w.services.guilds.update_in, w.guild, mod_channel_id=mods)
         await w.grant(1000)
         w.sim.script("block_charged")
         h = await w.fake.slash(

@@ -123,7 +123,9 @@ class Harness:
         )
 
     async def grant(self, amount: int, member: int = MEMBER) -> None:
-        await self.db.write(self.ledger.grant, GUILD, member, amount, actor_id=None, reason="test")
+        await self.db.write(
+            self.ledger.grant_in, GUILD, member, amount, actor_id=None, reason="test"
+        )
 
     async def restart_engine(self) -> Engine:
         """A new engine (as after a process restart) on the same database and simulator."""
@@ -144,7 +146,7 @@ class Harness:
             await self.engine.wait_idle()
 
     async def job(self, job_id: str) -> JobRecord:
-        job = await self.jobs.get(job_id)
+        job = await self.jobs.job(job_id)
         assert job is not None
         return job
 

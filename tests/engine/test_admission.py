@@ -35,22 +35,22 @@ async def test_refusals_come_in_designs_order(tmp_path):
 
         # Everything wrong at once: banned wins.
         def everything_wrong(tx: Conn) -> None:
-            h.moderation.ban(tx, GUILD, MEMBER, actor_id=1, reason="spam", days=None)
-            h.guilds.set_channel(tx, GUILD, CHANNEL, False, actor_id=1)
-            h.guilds.set_model(tx, GUILD, "gpt-image-2", False, actor_id=1)
+            h.moderation.ban_in(tx, GUILD, MEMBER, actor_id=1, reason="spam", days=None)
+            h.guilds.set_channel_in(tx, GUILD, CHANNEL, False, actor_id=1)
+            h.guilds.set_model_in(tx, GUILD, "gpt-image-2", False, actor_id=1)
 
         await h.db.write(everything_wrong)
         bad = h.request("", size="1000x1000", quality="high")
         await _refused(h, bad, RefusalReason.BANNED)
-        await h.db.write(h.moderation.unban, GUILD, MEMBER, actor_id=1)
+        await h.db.write(h.moderation.unban_in, GUILD, MEMBER, actor_id=1)
         await _refused(h, bad, RefusalReason.CHANNEL)
-        await h.db.write(h.guilds.set_channel, GUILD, CHANNEL, None, actor_id=1)
+        await h.db.write(h.guilds.set_channel_in, GUILD, CHANNEL, None, actor_id=1)
         refusal = await _refused(h, bad, RefusalReason.MODEL_DISABLED)
         assert "gpt-image-2" in refusal.message
-        await h.db.write(h.guilds.set_model, GUILD, "gpt-image-2", True, actor_id=1)
+        await h.db.write(h.guilds.set_model_in, GUILD, "gpt-image-2", True, actor_id=1)
         refusal = await _refused(h, bad, RefusalReason.INVALID)
         assert {e.field for e in refusal.errors} == {"prompt", "size"}
-        await h.db.write(h.guilds.update, GUILD, confirm_above=200)
+        await h.db.write(h.guilds.update_in, GUILD, confirm_above=200)
         good = h.request("a fox", size="1024x1024", quality="high", confirmed=False)
         refusal = await _refused(h, good, RefusalReason.CONFIRM)
         assert refusal.buzz == 286 and "286" in refusal.message and "200" in refusal.message
@@ -63,7 +63,7 @@ async def test_balance_refusal_names_the_refill(tmp_path):
     # Saturday 21 Nov 2026: the weekly refill is on Monday.
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     async with harness(tmp_path, clock=lambda: now) as h:
-        await h.db.write(h.ledger.set_allowance, GUILD, "default", 0, 1000, "weekly", actor_id=1)
+        await h.db.write(h.ledger.set_allowance_in, GUILD, "default", 0, 1000, "weekly", actor_id=1)
         first = await h.engine.submit(h.request("one", size="3840x2160", quality="high"))
         assert first.hold_amount == 533
         refusal = await _refused(
@@ -79,7 +79,7 @@ async def test_guild_budget_caps_all_members_together(tmp_path):
     async with harness(tmp_path) as h:
         for member in (1, 2):
             await h.grant(1000, member)
-        await h.db.write(h.guilds.update, GUILD, budget_amount=300, budget_period="daily")
+        await h.db.write(h.guilds.update_in, GUILD, budget_amount=300, budget_period="daily")
         await h.engine.submit(h.request("a", member=1, quality="high"))  # 286
         refusal = await _refused(
             h, h.request("b", member=2, quality="medium"), RefusalReason.BUDGET

@@ -115,9 +115,9 @@ async def test_kill_9_at_random_points_loses_nothing_and_charges_exactly(tmp_pat
         guilds = GuildStore(db, GuildDefaults())
 
         def setup(tx: Conn) -> None:
-            guilds.update(tx, GUILD, per_member_concurrency=50, per_guild_concurrency=500)
+            guilds.update_in(tx, GUILD, per_member_concurrency=50, per_guild_concurrency=500)
             for member in members:
-                ledger.grant(tx, GUILD, member, 20_000, actor_id=None, reason="crash test")
+                ledger.grant_in(tx, GUILD, member, 20_000, actor_id=None, reason="crash test")
 
         await db.write(setup)
     channel = FakeChannel()

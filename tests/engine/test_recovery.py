@@ -52,7 +52,7 @@ async def test_a_workflow_that_never_ends_is_settled_from_its_last_report_after_
         assert ended.status is JobStatus.EXPIRED
         # The orchestrator reported the debit and never a refund: that is what was charged.
         assert ended.charged == PRICE
-        hold = await h.ledger.hold_of(job.id)
+        hold = await h.ledger.hold(job.id)
         assert hold["settled_at"] is not None
 
 
@@ -94,7 +94,7 @@ async def test_a_submit_that_reached_the_orchestrator_before_a_crash_is_recovere
         wf = h.sim.workflow_for(job.id)
         assert wf is not None
         await h.db.write(
-            h.jobs.update,
+            h.jobs.update_in,
             job.id,
             submit_attempted_at=h.engine.clock(),
             cancel_requested_by=MEMBER,

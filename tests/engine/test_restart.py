@@ -96,8 +96,8 @@ async def test_a_job_admitted_without_a_task_is_adopted_by_the_running_engine(tm
         )
 
         def admit(tx):
-            h.jobs.insert(tx, orphan)
-            h.ledger.hold(tx, GUILD, MEMBER, orphan.id, 13)
+            h.jobs.insert_in(tx, orphan)
+            h.ledger.place_hold_in(tx, GUILD, MEMBER, orphan.id, 13)
 
         await h.db.write(admit)
         async with asyncio.timeout(10):

@@ -62,7 +62,7 @@ class Moderation:
 
     async def grant(self, amount: int, *, guild: int = GUILD, member: int = MEMBER) -> None:
         await self.h.db.write(
-            self.h.ledger.grant, guild, member, amount, actor_id=None, reason="test"
+            self.h.ledger.grant_in, guild, member, amount, actor_id=None, reason="test"
         )
 
     async def available(self, *, guild: int = GUILD, member: int = MEMBER) -> int:

@@ -30,7 +30,7 @@ OTHER_MEMBER = 3004
 
 
 async def _set(m: Moderation, guild: int = GUILD, **changes: object) -> None:
-    await m.h.db.write(m.h.guilds.update, guild, **changes)
+    await m.h.db.write(m.h.guilds.update_in, guild, **changes)
 
 
 def _no_filter_in(messages: list[str]) -> None:
@@ -82,7 +82,7 @@ async def test_reject_releases_the_whole_hold_and_tells_the_member(tmp_path):
         assert outcome.item.status == "rejected"
         rejected = await m.h.job(job.id)
         assert rejected.status is JobStatus.REJECTED and rejected.charged == 0
-        hold = await m.h.ledger.hold_of(job.id)
+        hold = await m.h.ledger.hold(job.id)
         assert hold["settled_at"] is not None
         assert (hold["captured"], hold["released"]) == (0, PRICE)
         assert await m.available() == 1000
@@ -132,7 +132,7 @@ async def test_refund_gives_back_what_a_blocked_job_cost(tmp_path):
         [refund] = await m.refunds()
         assert (refund.kind, refund.amount, refund.delta) == ("refund", PRICE, PRICE)
         assert refund.job_id == job.id and refund.actor_id == MOD
-        assert (await m.h.ledger.hold_of(job.id))["refunded"] == PRICE
+        assert (await m.h.ledger.hold(job.id))["refunded"] == PRICE
         [event] = await m.audit("review.refund")
         assert event.target == f"review:{item.id}" and event.details["refunded"] == PRICE
         assert m.h.publisher.messages(job.id)[-1] == outcome.verdict
@@ -253,7 +253,7 @@ async def test_two_moderators_pressing_refund_at_once_refund_once(tmp_path):
         [refund] = await m.refunds()
         assert refund.amount == PRICE and refund.actor_id == winner
         assert await m.available() == 1000
-        assert (await m.h.ledger.hold_of(job.id))["refunded"] == PRICE
+        assert (await m.h.ledger.hold(job.id))["refunded"] == PRICE
         assert len(await m.audit("review.refund")) == 1
 
 
@@ -274,7 +274,7 @@ async def test_two_moderators_pressing_approve_and_reject_at_once_settle_it_once
             assert final.status is JobStatus.DONE and await m.available() == 1000 - PRICE
         else:
             assert final.status is JobStatus.REJECTED and await m.available() == 1000
-        hold = await m.h.ledger.hold_of(job.id)
+        hold = await m.h.ledger.hold(job.id)
         assert hold["captured"] + hold["released"] == PRICE
 
 
@@ -571,7 +571,7 @@ async def test_a_ban_or_strikes_in_one_guild_do_not_follow_the_member(tmp_path):
         job = await m.h.engine.submit(m.request("a lighthouse", guild=OTHER_GUILD))
         await m.h.settle_all()
         assert (await m.h.job(job.id)).status is JobStatus.DONE
-        assert await m.h.moderation.strikes_in_window(OTHER_GUILD, MEMBER, 30) == 0
+        assert await m.h.moderation.strike_count(OTHER_GUILD, MEMBER, 30) == 0
         # A strike in the other guild starts from one there, not from GUILD's count.
         await m.filters.add(OTHER_GUILD, FILTERED, actor_id=MOD)
         other_item, _ = await m.held(guild=OTHER_GUILD)
@@ -596,11 +596,11 @@ async def test_refusals_leave_no_audit_trail(tmp_path):
 
 async def test_guild_settings_defaults_and_overrides_are_per_guild(tmp_path):
     async with moderation(tmp_path) as m:
-        defaults = await m.h.guilds.get(GUILD)
+        defaults = await m.h.guilds.settings(GUILD)
         assert (defaults.strikes_to_ban, defaults.strike_window_days) == (3, 30)
         await _set(m, strikes_to_ban=5, strike_window_days=7)
-        mine, theirs = await m.h.guilds.get(GUILD), await m.h.guilds.get(OTHER_GUILD)
+        mine, theirs = await m.h.guilds.settings(GUILD), await m.h.guilds.settings(OTHER_GUILD)
         assert (mine.strikes_to_ban, mine.strike_window_days) == (5, 7)
         assert (theirs.strikes_to_ban, theirs.strike_window_days) == (3, 30)
         with pytest.raises(ValueError, match="unknown guild settings"):
-            await m.h.db.write(m.h.guilds.update, GUILD, strikes=1)
+            await m.h.db.write(m.h.guilds.update_in, GUILD, strikes=1)

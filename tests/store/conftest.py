@@ -81,8 +81,8 @@ class Admit:
         job = new_job(job_id, guild_id, member_id, estimate=amount)
 
         def step(tx: Conn) -> Hold:
-            self.jobs.insert(tx, job)
-            return self.ledger.hold(tx, guild_id, member_id, job.id, amount, roles)
+            self.jobs.insert_in(tx, job)
+            return self.ledger.place_hold_in(tx, guild_id, member_id, job.id, amount, roles)
 
         return await self.db.write(step)
 
@@ -128,18 +128,18 @@ async def set_allowance(
     target_id: int = 0,
 ) -> None:
     await ledger.db.write(
-        ledger.set_allowance, guild_id, scope, target_id, amount, period, actor_id=9
+        ledger.set_allowance_in, guild_id, scope, target_id, amount, period, actor_id=9
     )
 
 
 async def grant(ledger: Ledger, member_id: int, amount: int, guild_id: int = GUILD) -> None:
     await ledger.db.write(
-        ledger.grant, guild_id, member_id, amount, actor_id=9, reason="test grant"
+        ledger.grant_in, guild_id, member_id, amount, actor_id=9, reason="test grant"
     )
 
 
 async def settle(ledger: Ledger, job_id: str, charged: int) -> Settlement:
-    return await ledger.db.write(ledger.settle, job_id, charged)
+    return await ledger.db.write(ledger.settle_in, job_id, charged)
 
 
 async def account(db: Database, member_id: int, guild_id: int = GUILD) -> tuple[int, int]:

@@ -71,7 +71,7 @@ async def test_a_backup_taken_while_the_bot_writes_is_one_consistent_state(
         n = 0
         while not stop.is_set():
             await db.write(
-                ledger.grant, GUILD, n % 7 + 1, n % 50 + 1, actor_id=None, reason=f"w{n}"
+                ledger.grant_in, GUILD, n % 7 + 1, n % 50 + 1, actor_id=None, reason=f"w{n}"
             )
             n += 1
 
@@ -104,7 +104,7 @@ async def _at_least(db: Database, n: int) -> bool:
 async def test_an_existing_file_is_only_overwritten_with_force(
     db: Database, tmp_path: Path
 ) -> None:
-    await db.write(Ledger(db).grant, GUILD, 1, 5, actor_id=None, reason="x")
+    await db.write(Ledger(db).grant_in, GUILD, 1, 5, actor_id=None, reason="x")
     out = tmp_path / "keep.sqlite3"
     out.write_bytes(b"an older backup the operator still wants")
     with pytest.raises(BackupRefused, match="already exists: use --force"):

@@ -142,7 +142,7 @@ async def test_wal_and_foreign_keys_on_both_connections(db: Database) -> None:
 async def test_hold_for_missing_job_is_refused_by_foreign_key(db: Database) -> None:
     ledger = Ledger(db, default_allowance=1000, clock=Clock())
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        await db.write(ledger.hold, GUILD, 1, "no-such-job", 100)
+        await db.write(ledger.place_hold_in, GUILD, 1, "no-such-job", 100)
     # The whole transaction went, refill included.
     assert await account(db, 1) == (0, 0)
     row = await db.fetchone("SELECT COUNT(*) FROM ledger_entries")
@@ -154,9 +154,9 @@ async def test_failing_transaction_rolls_back_everything(db: Database) -> None:
     jobs, ledger = JobStore(db, clock), Ledger(db, clock=clock)
 
     def doomed(tx: Conn) -> None:
-        jobs.insert(tx, new_job("j1"))
-        ledger.grant(tx, GUILD, 1, 500, actor_id=9, reason="x")
-        ledger.hold(tx, GUILD, 1, "j1", 200)
+        jobs.insert_in(tx, new_job("j1"))
+        ledger.grant_in(tx, GUILD, 1, 500, actor_id=9, reason="x")
+        ledger.place_hold_in(tx, GUILD, 1, "j1", 200)
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -165,7 +165,7 @@ async def test_failing_transaction_rolls_back_everything(db: Database) -> None:
         row = await db.fetchone(f"SELECT COUNT(*) FROM {table}")
         assert row is not None and row[0] == 0, f"{table} kept rows of a rolled-back transaction"
     # The writer is usable again afterwards.
-    await db.write(ledger.grant, GUILD, 1, 5, actor_id=9, reason="x")
+    await db.write(ledger.grant_in, GUILD, 1, 5, actor_id=9, reason="x")
     assert await account(db, 1) == (0, 5)
 
 

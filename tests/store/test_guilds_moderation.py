@@ -41,7 +41,7 @@ def mod(db: Database, clock: Clock) -> ModerationStore:
 
 
 async def test_defaults_until_changed(db: Database, guilds: GuildStore) -> None:
-    s = await guilds.get(GUILD)
+    s = await guilds.settings(GUILD)
     assert (s.default_model, s.confirm_above, s.per_member_concurrency) == ("dall-e-3", 123, 3)
     assert (s.per_guild_concurrency, s.strikes_to_ban, s.strike_window_days) == (7, 4, 14)
     assert (s.budget_amount, s.budget_period, s.mod_channel_id) == (None, None, None)
@@ -50,7 +50,7 @@ async def test_defaults_until_changed(db: Database, guilds: GuildStore) -> None:
     row = await db.fetchone("SELECT COUNT(*) FROM guild_settings")
     assert row is not None and row[0] == 0, "reading the settings wrote a row"
     # Another bot configuration gives other defaults to a guild that never changed anything.
-    other = await GuildStore(db, GuildDefaults(confirm_above=999)).get(GUILD)
+    other = await GuildStore(db, GuildDefaults(confirm_above=999)).settings(GUILD)
     assert other.confirm_above == 999
 
 
@@ -58,7 +58,7 @@ async def test_update_returns_and_keeps_new_values(
     db: Database, guilds: GuildStore, clock: Clock
 ) -> None:
     s = await db.write(
-        guilds.update,
+        guilds.update_in,
         GUILD,
         actor_id=42,
         confirm_above=1000,
@@ -67,11 +67,11 @@ async def test_update_returns_and_keeps_new_values(
     )
     assert (s.confirm_above, s.mod_channel_id, s.reroll_anyone) == (1000, 555, True)
     assert s.default_model == "dall-e-3"  # untouched keys keep their values
-    again = await guilds.get(GUILD)
+    again = await guilds.settings(GUILD)
     assert again == s
-    s = await db.write(guilds.update, GUILD, budget_amount=5000, budget_period="daily")
+    s = await db.write(guilds.update_in, GUILD, budget_amount=5000, budget_period="daily")
     assert (s.confirm_above, s.budget_amount, s.budget_period) == (1000, 5000, "daily")
-    assert (await guilds.get(OTHER_GUILD)).confirm_above == 123
+    assert (await guilds.settings(OTHER_GUILD)).confirm_above == 123
     events = await audit.events(db, GUILD, "settings.update")
     assert len(events) == 1  # only the change with an actor is audited
     assert events[0].actor_id == 42 and events[0].details["confirm_above"] == 1000
@@ -79,52 +79,52 @@ async def test_update_returns_and_keeps_new_values(
 
 async def test_update_refuses_unknown_keys_and_bad_values(db: Database, guilds: GuildStore) -> None:
     with pytest.raises(ValueError, match="colour"):
-        await db.write(guilds.update, GUILD, colour="red")
+        await db.write(guilds.update_in, GUILD, colour="red")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        await db.write(guilds.update, GUILD, per_member_concurrency=0)
+        await db.write(guilds.update_in, GUILD, per_member_concurrency=0)
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        await db.write(guilds.update, GUILD, budget_period="hourly")
-    assert (await guilds.get(GUILD)).per_member_concurrency == 3
+        await db.write(guilds.update_in, GUILD, budget_period="hourly")
+    assert (await guilds.settings(GUILD)).per_member_concurrency == 3
 
 
 async def test_model_switches(db: Database, guilds: GuildStore) -> None:
-    s = await db.write(guilds.set_model, GUILD, "gpt-image-1", False, actor_id=42)
+    s = await db.write(guilds.set_model_in, GUILD, "gpt-image-1", False, actor_id=42)
     assert not s.model_enabled("gpt-image-1")
     assert all(s.model_enabled(m) for m in MODEL_NAMES if m != "gpt-image-1")
-    assert (await guilds.get(OTHER_GUILD)).model_enabled("gpt-image-1")
-    s = await db.write(guilds.set_model, GUILD, "gpt-image-1", True, actor_id=42)
+    assert (await guilds.settings(OTHER_GUILD)).model_enabled("gpt-image-1")
+    s = await db.write(guilds.set_model_in, GUILD, "gpt-image-1", True, actor_id=42)
     assert s.model_enabled("gpt-image-1")
     with pytest.raises(ValueError, match="unknown model"):
-        await db.write(guilds.set_model, GUILD, "midjourney", False, actor_id=42)
+        await db.write(guilds.set_model_in, GUILD, "midjourney", False, actor_id=42)
 
 
 async def test_channel_allow_list_and_deny(db: Database, guilds: GuildStore) -> None:
-    s = await guilds.get(GUILD)
+    s = await guilds.settings(GUILD)
     assert s.channel_allowed(10) and s.channel_allowed(11)  # no rules: everywhere
 
-    s = await db.write(guilds.set_channel, GUILD, 12, False, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 12, False, actor_id=42)
     # A deny rule alone refuses only that channel.
     assert not s.channel_allowed(12) and s.channel_allowed(10)
 
-    s = await db.write(guilds.set_channel, GUILD, 10, True, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 10, True, actor_id=42)
     # With an allow-list, only the listed channels.
     assert s.channel_allowed(10)
     assert not s.channel_allowed(11) and not s.channel_allowed(12)
 
-    s = await db.write(guilds.set_channel, GUILD, 10, False, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 10, False, actor_id=42)
     # Denying the only allowed channel ends the allow-list: everywhere but the denied ones.
     assert not s.channel_allowed(10) and s.channel_allowed(11)
 
     def forget_both(tx: Conn) -> GuildSettings:
-        guilds.set_channel(tx, GUILD, 10, None, actor_id=42)
-        return guilds.set_channel(tx, GUILD, 12, None, actor_id=42)
+        guilds.set_channel_in(tx, GUILD, 10, None, actor_id=42)
+        return guilds.set_channel_in(tx, GUILD, 12, None, actor_id=42)
 
     s = await db.write(forget_both)
     assert s.channel_allowed(10) and s.channel_allowed(12)
     assert (s.allowed_channels, s.denied_channels) == (frozenset(), frozenset())
 
-    await db.write(guilds.set_channel, GUILD, 20, True, actor_id=42)
-    other = await guilds.get(OTHER_GUILD)
+    await db.write(guilds.set_channel_in, GUILD, 20, True, actor_id=42)
+    other = await guilds.settings(OTHER_GUILD)
     assert other.channel_allowed(11)  # guild A's allow-list is not guild B's
 
 
@@ -132,7 +132,7 @@ async def test_channel_allow_list_and_deny(db: Database, guilds: GuildStore) -> 
 
 
 async def test_ban_with_duration_expires(db: Database, mod: ModerationStore, clock: Clock) -> None:
-    ban = await db.write(mod.ban, GUILD, 7, actor_id=42, reason="spam", days=2)
+    ban = await db.write(mod.ban_in, GUILD, 7, actor_id=42, reason="spam", days=2)
     assert ban.expires_at == clock.now + timedelta(days=2)
     assert (await mod.active_ban(GUILD, 7)) is not None
     assert await mod.active_ban(OTHER_GUILD, 7) is None
@@ -142,16 +142,16 @@ async def test_ban_with_duration_expires(db: Database, mod: ModerationStore, clo
     assert active is not None and active.reason == "spam"
     clock.advance(seconds=1)
     assert await mod.active_ban(GUILD, 7) is None
-    assert not await db.write(mod.unban, GUILD, 7, actor_id=42)  # nothing left to lift
+    assert not await db.write(mod.unban_in, GUILD, 7, actor_id=42)  # nothing left to lift
 
 
 async def test_permanent_ban_and_unban(db: Database, mod: ModerationStore, clock: Clock) -> None:
-    await db.write(mod.ban, GUILD, 7, actor_id=42, reason="abuse", days=None)
+    await db.write(mod.ban_in, GUILD, 7, actor_id=42, reason="abuse", days=None)
     clock.advance(days=3650)
     assert await mod.active_ban(GUILD, 7) is not None
-    assert await db.write(mod.unban, GUILD, 7, actor_id=43)
+    assert await db.write(mod.unban_in, GUILD, 7, actor_id=43)
     assert await mod.active_ban(GUILD, 7) is None
-    assert not await db.write(mod.unban, GUILD, 7, actor_id=43)
+    assert not await db.write(mod.unban_in, GUILD, 7, actor_id=43)
     actions = [e.action for e in await audit.events(db, GUILD)]
     assert actions == ["moderation.unban", "moderation.ban"]
 
@@ -160,8 +160,8 @@ async def test_new_ban_replaces_the_old_one(
     db: Database, mod: ModerationStore, clock: Clock
 ) -> None:
     def ban_twice(tx: Conn) -> None:
-        mod.ban(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
-        mod.ban(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
+        mod.ban_in(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
+        mod.ban_in(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
 
     await db.write(ban_twice)
     assert (await mod.active_ban(GUILD, 7)).reason == "shortened"  # type: ignore[union-attr]
@@ -176,20 +176,20 @@ async def test_strikes_counted_within_the_window(
     for _ in range(3):
         counts.append(
             await db.write(
-                mod.add_strike, GUILD, 7, actor_id=42, reason="x", item_id=None, window_days=14
+                mod.add_strike_in, GUILD, 7, actor_id=42, reason="x", item_id=None, window_days=14
             )
         )
         clock.advance(days=5)
     assert counts == [1, 2, 3]
     # Now t0+15d: the first strike (t0) is out of a 14-day window, the others are in.
-    assert await mod.strikes_in_window(GUILD, 7, 14) == 2
-    assert await mod.strikes_in_window(GUILD, 7, 30) == 3
-    assert await mod.strikes_in_window(OTHER_GUILD, 7, 30) == 0
-    assert await mod.strikes_in_window(GUILD, 8, 30) == 0
+    assert await mod.strike_count(GUILD, 7, 14) == 2
+    assert await mod.strike_count(GUILD, 7, 30) == 3
+    assert await mod.strike_count(OTHER_GUILD, 7, 30) == 0
+    assert await mod.strike_count(GUILD, 8, 30) == 0
     # The sync form counts the same, on any connection (here the reader's snapshot).
-    assert await db.read(mod.strike_count, GUILD, 7, 14) == 2
+    assert await db.read(mod.strike_count_in, GUILD, 7, 14) == 2
     clock.advance(days=30)
-    assert await mod.strikes_in_window(GUILD, 7, 14) == 0
+    assert await mod.strike_count(GUILD, 7, 14) == 0
     assert len(await mod.strikes(GUILD, 7)) == 3  # the record stays
 
 
@@ -200,8 +200,8 @@ async def make_item(
     db: Database, mod: ModerationStore, clock: Clock, job_id: str, guild_id: int = GUILD
 ) -> int:
     def step(tx: Conn) -> int:
-        JobStore(db, clock).insert(tx, new_job(job_id, guild_id))
-        return mod.create_item(tx, guild_id, job_id, "blocked", "filter")
+        JobStore(db, clock).insert_in(tx, new_job(job_id, guild_id))
+        return mod.create_item_in(tx, guild_id, job_id, "blocked", "filter")
 
     return await db.write(step)
 
@@ -210,16 +210,16 @@ async def test_review_item_closed_once(db: Database, mod: ModerationStore, clock
     item_id = await make_item(db, mod, clock, "j1")
     item = await mod.item(item_id)
     assert item is not None and item.open and item.job_id == "j1"
-    closed = await db.write(mod.close_item, item_id, "refunded", 42, note="sorry")
+    closed = await db.write(mod.close_item_in, item_id, "refunded", 42, note="sorry")
     assert (closed.status, closed.handled_by, closed.note) == ("refunded", 42, "sorry")
     with pytest.raises(AlreadyHandled) as info:
-        await db.write(mod.close_item, item_id, "dismissed", 43)
+        await db.write(mod.close_item_in, item_id, "dismissed", 43)
     assert "<@42>" in str(info.value) and "refunded" in str(info.value)
     assert info.value.item.handled_by == 42
     after = await mod.item(item_id)
     assert after is not None and (after.status, after.handled_by) == ("refunded", 42)
     with pytest.raises(KeyError):
-        await db.write(mod.close_item, 99_999, "dismissed", 43)
+        await db.write(mod.close_item_in, 99_999, "dismissed", 43)
 
 
 async def test_two_moderators_racing_on_one_item(
@@ -228,7 +228,7 @@ async def test_two_moderators_racing_on_one_item(
     item_id = await make_item(db, mod, clock, "j1")
 
     async def close(actor: int, status: str) -> ReviewItem:
-        return await db.write(mod.close_item, item_id, status, actor)
+        return await db.write(mod.close_item_in, item_id, status, actor)
 
     results = await asyncio.gather(
         close(42, "approved"),
@@ -251,8 +251,8 @@ async def test_review_queues_are_per_guild(
     b1 = await make_item(db, mod, clock, "b1", OTHER_GUILD)
 
     def step(tx: Conn) -> None:
-        mod.close_item(tx, a1, "dismissed", 42)
-        mod.set_item_message(tx, a2, 900, 901)
+        mod.close_item_in(tx, a1, "dismissed", 42)
+        mod.set_item_message_in(tx, a2, 900, 901)
 
     await db.write(step)
     assert [i.id for i in await mod.open_items(GUILD)] == [a2]
@@ -268,9 +268,9 @@ async def test_settings_a_guild_never_changed_follow_new_defaults(
 ) -> None:
     """An operator raising the bot-wide defaults reaches guilds that only changed other things."""
     before = GuildStore(db, GuildDefaults(confirm_above=500, per_member_concurrency=2), clock)
-    await db.write(before.update, GUILD, confirm_above=1000, actor_id=1)
+    await db.write(before.update_in, GUILD, confirm_above=1000, actor_id=1)
     after = GuildStore(db, GuildDefaults(confirm_above=500, per_member_concurrency=4), clock)
-    settings = await after.get(GUILD)
+    settings = await after.settings(GUILD)
     assert settings.confirm_above == 1000  # the guild's own choice
     assert settings.per_member_concurrency == 4  # still the default, now the new one
 
@@ -293,11 +293,11 @@ def test_threads_follow_their_parent_channels_rule() -> None:
 async def test_allowing_a_refused_channel_lifts_the_refusal_only(
     db: Database, guilds: GuildStore
 ) -> None:
-    await db.write(guilds.set_channel, GUILD, 12, False, actor_id=42)
-    s = await db.write(guilds.set_channel, GUILD, 12, True, actor_id=42)
+    await db.write(guilds.set_channel_in, GUILD, 12, False, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 12, True, actor_id=42)
     assert s.channel_allowed(12) and s.channel_allowed(10), "no allow-list was started"
-    s = await db.write(guilds.set_channel, GUILD, 10, True, actor_id=42)
-    s = await db.write(guilds.set_channel, GUILD, 11, True, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 10, True, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 11, True, actor_id=42)
     assert s.allowed_channels == {10, 11}
-    s = await db.write(guilds.set_channel, GUILD, 11, False, actor_id=42)
+    s = await db.write(guilds.set_channel_in, GUILD, 11, False, actor_id=42)
     assert s.allowed_channels == {10} and not s.channel_allowed(11) and not s.denied_channels

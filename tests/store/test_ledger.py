@@ -165,37 +165,37 @@ async def test_settle_release_goes_back_to_the_bucket_it_came_from(
 async def test_allowance_resolution_order(db: Database, clock: Clock) -> None:
     ledger = Ledger(db, default_allowance=250, default_period="daily", clock=clock)
     ROLE_A, ROLE_B, ROLE_C = 11, 12, 13
-    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [ROLE_A])
     assert (a.amount, a.period, a.source) == (250, "daily", "bot default")
 
     await set_allowance(ledger, 100, "weekly")
-    a = await db.read(ledger.allowance, GUILD, 1, [])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [])
     assert (a.amount, a.period, a.source) == (100, "weekly", "guild default")
 
     await set_allowance(ledger, 500, "monthly", scope="role", target_id=ROLE_A)
     await set_allowance(ledger, 800, "daily", scope="role", target_id=ROLE_B)
     await set_allowance(ledger, 300, "weekly", scope="role", target_id=ROLE_C)
-    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B, ROLE_C])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [ROLE_A, ROLE_B, ROLE_C])
     assert (a.amount, a.period, a.source) == (800, "daily", f"role {ROLE_B}")
-    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_C, ROLE_A])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [ROLE_C, ROLE_A])
     assert (a.amount, a.source) == (500, f"role {ROLE_A}")
     # A role the member does not have does not count.
-    a = await db.read(ledger.allowance, GUILD, 1, [99])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [99])
     assert a.source == "guild default"
 
     await set_allowance(ledger, 50, "none", scope="member", target_id=1)
-    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [ROLE_A, ROLE_B])
     assert (a.amount, a.period, a.source) == (50, "none", "member override")
     # Only member 1 has the override.
-    a = await db.read(ledger.allowance, GUILD, 2, [ROLE_B])
+    a = await db.read(ledger.allowance_in, GUILD, 2, [ROLE_B])
     assert a.source == f"role {ROLE_B}"
 
     def clear_twice(tx: Conn) -> tuple[bool, bool]:
-        first = ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
-        return first, ledger.clear_allowance(tx, GUILD, "member", 1, actor_id=9)
+        first = ledger.clear_allowance_in(tx, GUILD, "member", 1, actor_id=9)
+        return first, ledger.clear_allowance_in(tx, GUILD, "member", 1, actor_id=9)
 
     assert await db.write(clear_twice) == (True, False)
-    a = await db.read(ledger.allowance, GUILD, 1, [ROLE_A, ROLE_B])
+    a = await db.read(ledger.allowance_in, GUILD, 1, [ROLE_A, ROLE_B])
     assert a.source == f"role {ROLE_B}"
 
 
@@ -244,7 +244,7 @@ async def test_period_switched_and_back_does_not_refill_twice(
     await settle(ledger, (await admit(600)).job_id, 600)
     await set_allowance(ledger, 100, "daily", scope="member", target_id=1)
     await admit(50)  # the daily rule: the bucket (400) is above 100, nothing to add
-    await db.write(ledger.clear_allowance, GUILD, "member", 1, actor_id=9)
+    await db.write(ledger.clear_allowance_in, GUILD, "member", 1, actor_id=9)
     b = await ledger.balance(GUILD, 1)
     assert (b.available, b.pending_refill) == (350, 0)
     await admit(10)  # back on the weekly rule, already refilled this week
@@ -363,7 +363,7 @@ async def test_settle_capture_plus_release_is_the_hold(
         0,
     )
     assert s.charged == charged
-    row = await ledger.hold_of(h.job_id)
+    row = await ledger.hold(h.job_id)
     assert row is not None
     assert (row["captured"], row["released"], row["settled_at"] is not None) == (
         captured,
@@ -402,7 +402,7 @@ async def test_charge_above_the_balance_stops_at_zero_and_records_guild_loss(
     assert len(events) == 1
     assert events[0].target == "member:1"
     assert events[0].details == {"job_id": h.job_id, "charged": 900, "hold": 500, "loss": 300}
-    row = await ledger.hold_of(h.job_id)
+    row = await ledger.hold(h.job_id)
     assert row is not None and (row["extra_charged"], row["loss"]) == (100, 300)
     await assert_cache_matches_entries(db)
 
@@ -444,7 +444,7 @@ async def test_two_tasks_racing_to_settle_one_hold(
     expected = (win.captured > 0) + (win.released > 0) + (win.extra_charged > 0)
     assert len(rows) == expected
     assert sum(a for k, a in rows if k == "release") == win.released
-    hold = await ledger.hold_of(h.job_id)
+    hold = await ledger.hold(h.job_id)
     assert hold is not None and hold["captured"] + hold["released"] == 500
     assert await total(db) == 1000 - win.charged
     await assert_cache_matches_entries(db)
@@ -459,17 +459,17 @@ async def test_refund_gives_back_only_what_was_charged_once(
     await set_allowance(ledger, 1000, "weekly")
     h = await admit(500)
     with pytest.raises(LedgerError, match="nothing settled"):
-        await db.write(ledger.refund, h.job_id, actor_id=9, reason="early")
+        await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="early")
     await settle(ledger, h.job_id, 300)
     assert await total(db) == 700
     with pytest.raises(InvalidAmount, match="300"):
-        await db.write(ledger.refund, h.job_id, actor_id=9, reason="too much", amount=301)
-    assert await db.write(ledger.refund, h.job_id, actor_id=9, reason="part", amount=100) == 100
-    assert await db.write(ledger.refund, h.job_id, actor_id=9, reason="rest") == 200
+        await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="too much", amount=301)
+    assert await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="part", amount=100) == 100
+    assert await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="rest") == 200
     assert await account(db, 1) == (700, 300)  # refunds come back as a grant
     for amount in (None, 1):
         with pytest.raises(InvalidAmount):
-            await db.write(ledger.refund, h.job_id, actor_id=9, reason="again", amount=amount)
+            await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="again", amount=amount)
     assert await total(db) == 1000
     await assert_cache_matches_entries(db)
 
@@ -481,10 +481,10 @@ async def test_refund_of_a_free_job_and_of_an_over_charge(
     free = await admit(100)
     await settle(ledger, free.job_id, 0)
     with pytest.raises(InvalidAmount):
-        await db.write(ledger.refund, free.job_id, actor_id=9, reason="nothing to give")
+        await db.write(ledger.refund_in, free.job_id, actor_id=9, reason="nothing to give")
     over = await admit(100)
     await settle(ledger, over.job_id, 250)  # paid 250: 100 captured + 150 extra
-    assert await db.write(ledger.refund, over.job_id, actor_id=9, reason="blocked") == 250
+    assert await db.write(ledger.refund_in, over.job_id, actor_id=9, reason="blocked") == 250
     assert await total(db) == 1000
 
 
@@ -496,7 +496,7 @@ async def test_refund_amount_must_be_a_positive_whole_number(
     h = await admit(100)
     await settle(ledger, h.job_id, 100)
     with pytest.raises(InvalidAmount):
-        await db.write(ledger.refund, h.job_id, actor_id=9, reason="x", amount=amount)
+        await db.write(ledger.refund_in, h.job_id, actor_id=9, reason="x", amount=amount)
     assert await total(db) == 900
 
 
@@ -510,10 +510,10 @@ async def test_take_refuses_beyond_the_balance_and_takes_grants_first(
     await grant(ledger, 1, 200)
     await admit(100)  # refill 300, hold 100 from the allowance: buckets (200, 200)
     with pytest.raises(InvalidAmount, match="has 400 available"):
-        await db.write(ledger.take, GUILD, 1, 401, actor_id=9, reason="too much")
-    acct = await db.write(ledger.take, GUILD, 1, 250, actor_id=9, reason="abuse")
+        await db.write(ledger.take_in, GUILD, 1, 401, actor_id=9, reason="too much")
+    acct = await db.write(ledger.take_in, GUILD, 1, 250, actor_id=9, reason="abuse")
     assert (acct.allowance_balance, acct.grant_balance) == (150, 0)
-    acct = await db.write(ledger.take, GUILD, 1, 150, actor_id=9, reason="all of it")
+    acct = await db.write(ledger.take_in, GUILD, 1, 150, actor_id=9, reason="all of it")
     assert acct.total == 0
     assert [e.action for e in await audit.events(db, GUILD, "ledger.take")] == ["ledger.take"] * 2
     await assert_cache_matches_entries(db)
@@ -528,13 +528,13 @@ async def test_bad_amounts_are_refused_everywhere(
 ) -> None:
     await grant(ledger, 1, 1000)
     with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
-        await db.write(ledger.grant, GUILD, 1, amount, actor_id=9, reason="x")
+        await db.write(ledger.grant_in, GUILD, 1, amount, actor_id=9, reason="x")
     with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
-        await db.write(ledger.take, GUILD, 1, amount, actor_id=9, reason="x")
+        await db.write(ledger.take_in, GUILD, 1, amount, actor_id=9, reason="x")
 
     def insert_and_hold(tx: Conn) -> None:
-        admit.jobs.insert(tx, new_job("bad"))
-        ledger.hold(tx, GUILD, 1, "bad", amount)  # type: ignore[arg-type]
+        admit.jobs.insert_in(tx, new_job("bad"))
+        ledger.place_hold_in(tx, GUILD, 1, "bad", amount)  # type: ignore[arg-type]
 
     with pytest.raises(InvalidAmount, match="from 1 to 10,000,000"):
         await db.write(insert_and_hold)
@@ -551,7 +551,7 @@ async def test_bad_charges_are_refused(
     h = await admit(100)
     with pytest.raises(InvalidAmount, match="from 0 to 10,000,000"):
         await settle(ledger, h.job_id, charged)  # type: ignore[arg-type]
-    row = await ledger.hold_of(h.job_id)
+    row = await ledger.hold(h.job_id)
     assert row is not None and row["settled_at"] is None
 
 
@@ -589,7 +589,7 @@ async def test_guild_budget_caps_all_members_and_resets_next_period(
     await set_allowance(ledger, 5000, "weekly")
 
     async def check(need: int) -> None:
-        await db.write(ledger.check_budget, GUILD, need, 1000, "weekly")
+        await db.write(ledger.check_budget_in, GUILD, need, 1000, "weekly")
 
     await check(1000)
     h1 = await admit(600, member_id=1)
@@ -610,13 +610,13 @@ async def test_guild_budget_caps_all_members_and_resets_next_period(
     with pytest.raises(BudgetExhausted):
         await check(501)
     # Refunds give budget back; charges above the hold use it up.
-    await db.write(ledger.refund, h1.job_id, actor_id=9, reason="x", amount=50)
+    await db.write(ledger.refund_in, h1.job_id, actor_id=9, reason="x", amount=50)
     assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 450
     h3 = await admit(100, member_id=3)
     await settle(ledger, h3.job_id, 400)
     assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 850
     # Other guilds have their own budget.
-    await db.write(ledger.check_budget, OTHER_GUILD, 1000, 1000, "weekly")
+    await db.write(ledger.check_budget_in, OTHER_GUILD, 1000, 1000, "weekly")
     clock.set(MONDAY)
     assert (await ledger.budget_state(GUILD, 1000, "weekly")).used == 0
     await check(1000)
@@ -628,12 +628,12 @@ async def test_budget_without_amount_is_unlimited_and_none_period_is_all_time(
     await grant(ledger, 1, 5000)
     h = await admit(700)
     await settle(ledger, h.job_id, 700)
-    await db.write(ledger.check_budget, GUILD, 10_000_000, None, None)
+    await db.write(ledger.check_budget_in, GUILD, 10_000_000, None, None)
     clock.advance(days=800)
     state = await ledger.budget_state(GUILD, 1000, "none")
     assert (state.used, state.remaining, state.next_reset) == (700, 300, None)
     with pytest.raises(BudgetExhausted) as info:
-        await db.write(ledger.check_budget, GUILD, 301, 1000, "none")
+        await db.write(ledger.check_budget_in, GUILD, 301, 1000, "none")
     assert "resets" not in str(info.value)
 
 
@@ -699,7 +699,7 @@ async def test_export_csv_matches_entries_with_running_balances(
     await settle(ledger, a.job_id, 900)
     await settle(ledger, b.job_id, 0)
     await grant(ledger, 3, 42)
-    await db.write(ledger.take, GUILD, 3, 2, actor_id=9, reason="typo, fixed")
+    await db.write(ledger.take_in, GUILD, 3, 2, actor_id=9, reason="typo, fixed")
     await grant(ledger, 1, 7, guild_id=OTHER_GUILD)
 
     text = await ledger.export_csv(GUILD)
@@ -735,7 +735,7 @@ async def test_cached_balance_equals_entry_sums_after_everything(
                 await grant(ledger, member, 100 * member)
             h = await admit(150 * member, member_id=member, roles=(5,) if member == 2 else ())
             await settle(ledger, h.job_id, (day * 97 * member) % 400)
-        await db.write(ledger.take, GUILD, 3, 1, actor_id=9, reason="tax")
+        await db.write(ledger.take_in, GUILD, 3, 1, actor_id=9, reason="tax")
         clock.advance(days=1)
     await assert_cache_matches_entries(db)
     for member in (1, 2, 3):

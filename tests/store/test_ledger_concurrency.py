@@ -50,8 +50,8 @@ async def test_mass_admission_and_settlement(db: Database, clock: Clock) -> None
         job_id = f"m{member}-j{n}"
 
         def step(tx: Conn) -> None:
-            jobs.insert(tx, new_job(job_id, GUILD, member, estimate=amount))
-            ledger.hold(tx, GUILD, member, job_id, amount, roles_of(member))
+            jobs.insert_in(tx, new_job(job_id, GUILD, member, estimate=amount))
+            ledger.place_hold_in(tx, GUILD, member, job_id, amount, roles_of(member))
 
         try:
             await db.write(step)
@@ -93,7 +93,7 @@ async def test_mass_admission_and_settlement(db: Database, clock: Clock) -> None
             charges[job_id] = amount + rng.randint(1, 400)
 
     async def settle(job_id: str, charged: int) -> Settlement:
-        return await db.write(ledger.settle, job_id, charged)
+        return await db.write(ledger.settle_in, job_id, charged)
 
     attempts = [settle(j, charges[j]) for j, _ in admitted for _ in range(2)]
     rng.shuffle(attempts)

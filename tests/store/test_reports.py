@@ -47,8 +47,8 @@ class Seed:
         self.clock.set(held_at)
 
         def admit(tx: Conn) -> None:
-            self.jobs.insert(tx, job)
-            self.ledger.hold(tx, guild, member, job.id, hold)
+            self.jobs.insert_in(tx, job)
+            self.ledger.place_hold_in(tx, guild, member, job.id, hold)
 
         await self.db.write(admit)
         if charged is not None:
@@ -60,7 +60,7 @@ class Seed:
     async def refund(self, job_id: str, when: datetime, amount: int | None = None) -> None:
         self.clock.set(when)
         await self.db.write(
-            self.ledger.refund, job_id, actor_id=9, reason="moderator", amount=amount
+            self.ledger.refund_in, job_id, actor_id=9, reason="moderator", amount=amount
         )
         self.clock.set(NOW)
 

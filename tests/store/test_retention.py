@@ -57,8 +57,8 @@ class Seed:
 
     async def __call__(self, job_id: str, status: JobStatus, *, review_open: bool = False) -> None:
         def run(tx: Conn) -> None:
-            self.ledger.grant(tx, GUILD, 1, 100, actor_id=None, reason="seed")
-            self.jobs.insert(
+            self.ledger.grant_in(tx, GUILD, 1, 100, actor_id=None, reason="seed")
+            self.jobs.insert_in(
                 tx,
                 edit_job(job_id),
                 [
@@ -66,13 +66,13 @@ class Seed:
                     SourceImage("mask", "image/png", 64, 64, MASK),
                 ],
             )
-            self.ledger.hold(tx, GUILD, 1, job_id, 100)
+            self.ledger.place_hold_in(tx, GUILD, 1, job_id, 100)
             for step in PATHS[status]:
-                self.jobs.transition(tx, job_id, step)
+                self.jobs.transition_in(tx, job_id, step)
             if status in (J.DONE, J.FAILED, J.BLOCKED, J.CANCELED, J.EXPIRED):
-                self.ledger.settle(tx, job_id, 0)
+                self.ledger.settle_in(tx, job_id, 0)
             if review_open:
-                self.moderation.create_item(tx, GUILD, job_id, "blocked", "filter")
+                self.moderation.create_item_in(tx, GUILD, job_id, "blocked", "filter")
 
         await self.db.write(run)
 
@@ -197,7 +197,7 @@ async def test_a_create_job_has_nothing_to_prune(db: Database, clock: Clock) -> 
         estimate=10,
         status=J.QUEUED,
     )
-    await db.write(jobs.insert, job)
+    await db.write(jobs.insert_in, job)
     assert not await Retention(db, days=30, clock=clock).sources_pruned("create")
     assert not await Retention(db, days=30, clock=clock).sources_pruned("no-such-job")
 

@@ -16,7 +16,7 @@ class CancelButton(KeyedButton, prefix="job:cancel"):
 
     async def act(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
-        if await bot.services.jobs.get(self.key) is None:
+        if await bot.services.jobs.job(self.key) is None:
             raise UserFacingError("That job is still being prepared; try again in a moment.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         who = await requester(interaction, bot.services.guilds)

@@ -17,7 +17,7 @@ from bot.store.jobs import JobRecord
 
 
 async def job_here(interaction: discord.Interaction, job_id: str) -> JobRecord:
-    job = await bot_of(interaction).services.jobs.get(job_id)
+    job = await bot_of(interaction).services.jobs.job(job_id)
     if job is None or job.guild_id != interaction.guild_id:
         raise UserFacingError("I cannot find that job here any more.")
     return job
@@ -30,7 +30,7 @@ class RerollButton(KeyedButton, prefix="res:reroll"):
     async def act(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         job = await job_here(interaction, self.key)
-        settings = await bot.services.guilds.get(job.guild_id)
+        settings = await bot.services.guilds.settings(job.guild_id)
         check_reroll(job, await requester(interaction, bot.services.guilds), settings.reroll_anyone)
         sources = await bot.services.jobs.sources(job.id)
         if not sources and await bot.services.retention.sources_pruned(job.id):
@@ -59,7 +59,7 @@ class EditButton(KeyedButton, prefix="res:edit"):
         images = image_attachments(message) if message is not None else []
         if not images:
             raise UserFacingError("This message has no image left to edit.")
-        settings = await bot.services.guilds.get(job.guild_id)
+        settings = await bot.services.guilds.settings(job.guild_id)
         model = settings.editing_model(job.model)
         await interaction.response.send_modal(EditPrompt(images, model, job.id))
 
@@ -71,7 +71,7 @@ class DetailsButton(KeyedButton, prefix="res:details"):
         bot = bot_of(interaction)
         job = await job_here(interaction, self.key)
         events = await bot.services.jobs.events(job.id)
-        hold = await bot.services.ledger.hold_of(job.id)
+        hold = await bot.services.ledger.hold(job.id)
         await reply(
             interaction, "", embed=details_embed(job, events, hold["amount"] if hold else None)
         )
