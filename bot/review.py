@@ -150,11 +150,7 @@ class ReviewService:
         refundable = 0
         if action is Action.REFUND:
             hold = self.ledger.hold_in(tx, job.id)
-            refundable = (
-                hold["captured"] + hold["extra_charged"] - hold["refunded"]
-                if hold is not None and hold["settled_at"] is not None
-                else 0
-            )
+            refundable = hold.refundable if hold is not None else 0
             if item.refund_amount is not None:  # the missing images' share only
                 refundable = min(refundable, item.refund_amount)
             if refundable <= 0:

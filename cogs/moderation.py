@@ -86,8 +86,7 @@ class Moderation(commands.Cog):
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        ban = await self.services.db.write(
-            self.services.moderation.ban_in,
+        ban = await self.services.moderation.ban(
             interaction.guild_id,
             member.id,
             actor_id=interaction.user.id,
@@ -100,8 +99,7 @@ class Moderation(commands.Cog):
     @mod.command(name="unban", description="Let a member use the bot here again")
     async def unban(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        lifted = await self.services.db.write(
-            self.services.moderation.unban_in,
+        lifted = await self.services.moderation.unban(
             interaction.guild_id,
             member.id,
             actor_id=interaction.user.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import require_admin
 from bot.discord_adapter.replies import UserFacingError, reply
-from bot.store.ledger import MAX_AMOUNT, Account
+from bot.store.ledger_records import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
 from bot.store.reports import MAX_DAYS
 from cogs.spending import answer_report
@@ -55,8 +55,7 @@ class Quota(commands.Cog):
         self, interaction: discord.Interaction, scope: str, target: int, amount: int, period: str
     ) -> None:
         assert interaction.guild_id is not None
-        await self.services.db.write(
-            self.ledger.set_allowance_in,
+        await self.ledger.set_allowance(
             interaction.guild_id,
             scope,
             target,
@@ -118,15 +117,14 @@ class Quota(commands.Cog):
     async def _change(
         self,
         interaction: discord.Interaction,
-        operation: Callable[..., Account],
+        operation: Callable[..., Awaitable[Account]],
         member: discord.Member,
         amount: int,
         reason: str | None,
     ) -> int:
         """A grant or a take, with the member's roles so the refill due counts; the new total."""
         assert interaction.guild_id is not None
-        account = await self.services.db.write(
-            operation,
+        account = await operation(
             interaction.guild_id,
             member.id,
             amount,
@@ -146,7 +144,7 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        total = await self._change(interaction, self.ledger.grant_in, member, amount, reason)
+        total = await self._change(interaction, self.ledger.grant, member, amount, reason)
         await reply(
             interaction,
             f"Granted {amount:,} Buzz to {member.mention}; their balance is now {total:,}.",
@@ -160,7 +158,7 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        total = await self._change(interaction, self.ledger.take_in, member, amount, reason)
+        total = await self._change(interaction, self.ledger.take, member, amount, reason)
         await reply(
             interaction,
             f"Took {amount:,} Buzz from {member.mention}; their balance is now {total:,}.",
@@ -179,8 +177,7 @@ class Quota(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         value = amount or None
-        await self.services.db.write(
-            self.services.guilds.update_in,
+        await self.services.guilds.update(
             interaction.guild_id,
             budget_amount=value,
             budget_period=period.value if value else None,

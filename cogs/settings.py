@@ -13,9 +13,9 @@ from discord.ext import commands
 
 from bot.catalog.names import MODEL_NAMES
 from bot.discord_adapter.access import require_admin
-from bot.discord_adapter.replies import UserFacingError, reply
+from bot.discord_adapter.replies import reply
 from bot.store.guilds import GuildSettings
-from bot.store.ledger import MAX_AMOUNT
+from bot.store.ledger_records import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -76,11 +76,8 @@ class Settings(commands.Cog):
         self, interaction: discord.Interaction, note: str = "", **changes: object
     ) -> None:
         assert interaction.guild_id is not None
-        current = await self.services.db.write(
-            self.services.guilds.update_in,
-            interaction.guild_id,
-            actor_id=interaction.user.id,
-            **changes,
+        current = await self.services.guilds.update(
+            interaction.guild_id, actor_id=interaction.user.id, **changes
         )
         await reply(interaction, note, embed=summary(current))
 
@@ -113,13 +110,6 @@ class Settings(commands.Cog):
     @settings.command(name="default-model", description="The model /imagine uses")
     @app_commands.choices(model=MODELS)
     async def default_model(self, interaction: discord.Interaction, model: Choice[str]) -> None:
-        assert interaction.guild_id is not None
-        current = await self.services.guilds.settings(interaction.guild_id)
-        if not current.model_enabled(model.value):
-            raise UserFacingError(
-                f"**model**: {model.value} is switched off here; turn it on "
-                "with /settings model first."
-            )
         await self._update(interaction, default_model=model.value)
 
     @settings.command(name="model", description="Switch a model on or off for this server")
@@ -128,18 +118,8 @@ class Settings(commands.Cog):
         self, interaction: discord.Interaction, model: Choice[str], enabled: bool
     ) -> None:
         assert interaction.guild_id is not None
-        current = await self.services.guilds.settings(interaction.guild_id)
-        if not enabled and current.default_model == model.value:
-            raise UserFacingError(
-                f"**model**: {model.value} is the default model (/imagine); "
-                "choose another default first."
-            )
-        updated = await self.services.db.write(
-            self.services.guilds.set_model_in,
-            interaction.guild_id,
-            model.value,
-            enabled,
-            actor_id=interaction.user.id,
+        updated = await self.services.guilds.set_model(
+            interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
         )
         await reply(interaction, "", embed=summary(updated))
 
@@ -156,12 +136,8 @@ class Settings(commands.Cog):
         allowed: bool,
     ) -> None:
         assert interaction.guild_id is not None
-        updated = await self.services.db.write(
-            self.services.guilds.set_channel_in,
-            interaction.guild_id,
-            channel.id,
-            allowed,
-            actor_id=interaction.user.id,
+        updated = await self.services.guilds.set_channel(
+            interaction.guild_id, channel.id, allowed, actor_id=interaction.user.id
         )
         await reply(interaction, "", embed=summary(updated))
 
@@ -181,8 +157,6 @@ class Settings(commands.Cog):
         per_member: Range[int, 1, 50],
         per_guild: Range[int, 1, 10_000],
     ) -> None:
-        if per_member > per_guild:
-            raise UserFacingError("**per-member** cannot be more than **per-guild**.")
         await self._update(
             interaction, per_member_concurrency=per_member, per_guild_concurrency=per_guild
         )

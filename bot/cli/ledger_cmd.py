@@ -108,16 +108,16 @@ async def _history(ledger: Ledger, args: argparse.Namespace) -> int:
 
 
 async def _grant(ledger: Ledger, args: argparse.Namespace) -> int:
-    account = await ledger.db.write(
-        ledger.grant_in, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+    account = await ledger.grant(
+        args.guild, args.member, args.amount, actor_id=None, reason=args.reason
     )
     print(f"granted {args.amount:,} Buzz; balance now {account.total:,}")
     return 0
 
 
 async def _take(ledger: Ledger, args: argparse.Namespace) -> int:
-    account = await ledger.db.write(
-        ledger.take_in, args.guild, args.member, args.amount, actor_id=None, reason=args.reason
+    account = await ledger.take(
+        args.guild, args.member, args.amount, actor_id=None, reason=args.reason
     )
     print(f"took {args.amount:,} Buzz; balance now {account.total:,}")
     return 0

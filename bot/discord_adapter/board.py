@@ -17,7 +17,6 @@ from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
 from bot.review import Action
-from bot.store.db import Conn
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ItemEvent, ReviewItem
 
@@ -124,14 +123,13 @@ class ReviewBoard:
         hold = await self.services.ledger.hold(job.id)
         refundable, money = 0, f"{job.estimate:,} Buzz estimated"
         if hold is not None:
-            if hold["settled_at"] is None:
-                money = f"{hold['amount']:,} Buzz held (nothing charged yet)"
+            if not hold.settled:
+                money = f"{hold.amount:,} Buzz held (nothing charged yet)"
             else:
-                charged = hold["captured"] + hold["extra_charged"]
-                refundable = charged - hold["refunded"]
-                money = f"{charged:,} Buzz charged"
-                if hold["refunded"]:
-                    money += f" · {hold['refunded']:,} refunded"
+                refundable = hold.refundable
+                money = f"{hold.charged:,} Buzz charged"
+                if hold.refunded:
+                    money += f" · {hold.refunded:,} refunded"
         embed = item_embed(
             item, job, events, strikes=strikes, window_days=settings.strike_window_days, money=money
         )
@@ -173,9 +171,7 @@ class ReviewBoard:
             return False
         finally:
             view.stop()
-        await self.services.db.write(
-            self.services.moderation.set_item_message_in, item.id, channel.id, message.id
-        )
+        await self.services.moderation.set_item_message(item.id, channel.id, message.id)
         return True
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable | None:
@@ -211,15 +207,8 @@ class ReviewBoard:
 
     async def _warn_owner(self, guild_id: int, why: str) -> None:
         guilds = self.services.guilds
-
-        def claim(tx: Conn) -> bool:
-            # Check and set in one transaction: two items failing at once warn only once.
-            if guilds.settings_in(tx, guild_id).mod_channel_warned:
-                return False
-            guilds.update_in(tx, guild_id, mod_channel_warned=True)
-            return True
-
-        if not await self.services.db.write(claim):
+        # Once per guild: two items failing at once warn the owner only once.
+        if not await guilds.claim_mod_channel_warning(guild_id):
             return
         log.warning("guild %s: review items cannot be posted: %s", guild_id, why)
         try:
@@ -237,7 +226,7 @@ class ReviewBoard:
         except (discord.HTTPException, LookupError) as exc:
             # Not told after all (a passing failure): let the next item try again.
             log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
-            await self.services.db.write(guilds.update_in, guild_id, mod_channel_warned=False)
+            await guilds.update(guild_id, mod_channel_warned=False)
 
 
 def _files(sources: list) -> list[discord.File]:

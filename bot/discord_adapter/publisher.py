@@ -142,7 +142,7 @@ class DiscordPublisher:
             self._last_edit.pop(job.id, None)
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
         hold = await self.ledger.hold(job.id) if job.final else None
-        refunded = int(hold["refunded"]) if hold is not None else 0
+        refunded = hold.refunded if hold is not None else 0
         embed = status_embed(job, update.message, balance=balance, refunded=refunded)
         active = not job.final and job.status is not J.DELIVERING
         view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))

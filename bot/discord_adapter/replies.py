@@ -16,6 +16,7 @@ from bot.engine.requests import Refusal
 from bot.filters import FilterError
 from bot.media.limits import MediaError
 from bot.review import ReviewError
+from bot.store.guilds import SettingsRefused
 from bot.store.ledger import LedgerError
 from bot.store.moderation import AlreadyHandled
 
@@ -55,6 +56,8 @@ def describe_error(error: BaseException) -> str | None:
         return refusal_text(error)
     if isinstance(error, MediaError):
         return media_text(error)
+    if isinstance(error, SettingsRefused):
+        return f"**{error.option}**: {sentence(error.message)}"
     if isinstance(error, NotAllowed):
         return sentence(capitalized(str(error)))
     if isinstance(error, UserFacingError | ReviewError | AlreadyHandled):

@@ -132,12 +132,45 @@ class GuildStore:
             denied_channels=frozenset(r["channel_id"] for r in channels if not r["allowed"]),
         )
 
+    # -- what admins change (async, one transaction each, the rules checked inside it) -------
+    async def update(
+        self, guild_id: int, *, actor_id: int | None = None, **changes: object
+    ) -> GuildSettings:
+        return await self.db.write(self.update_in, guild_id, actor_id=actor_id, **changes)
+
+    async def set_model(
+        self, guild_id: int, model: str, enabled: bool, *, actor_id: int | None
+    ) -> GuildSettings:
+        return await self.db.write(self.set_model_in, guild_id, model, enabled, actor_id=actor_id)
+
+    async def set_channel(
+        self, guild_id: int, channel_id: int, allowed: bool, *, actor_id: int | None
+    ) -> GuildSettings:
+        return await self.db.write(
+            self.set_channel_in, guild_id, channel_id, allowed, actor_id=actor_id
+        )
+
+    async def claim_mod_channel_warning(self, guild_id: int) -> bool:
+        """True for the one caller that should warn the owner the moderation channel does not
+        work (checked and set in one transaction)."""
+
+        def claim(tx: Conn) -> bool:
+            if self.settings_in(tx, guild_id).mod_channel_warned:
+                return False
+            self.update_in(tx, guild_id, mod_channel_warned=True)
+            return True
+
+        return await self.db.write(claim)
+
     def update_in(
         self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: object
     ) -> GuildSettings:
+        """Change settings; the rules that tie them together are checked against what is
+        stored (a default model must be on, per-member concurrency within per-guild)."""
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown guild settings: {', '.join(sorted(unknown))}")
+        _check_rules(self.settings_in(tx, guild_id), changes)
         if changes:
             # Only the named columns are written: the others keep following the defaults.
             names = ", ".join(changes)
@@ -165,6 +198,11 @@ class GuildStore:
     ) -> GuildSettings:
         if model not in MODEL_NAMES:
             raise ValueError(f"unknown model {model!r}: one of {', '.join(MODEL_NAMES)}")
+        if not enabled and self.settings_in(tx, guild_id).default_model == model:
+            raise SettingsRefused(
+                "model",
+                f"{model} is the default model (/imagine); choose another default first",
+            )
         tx.execute(
             "INSERT INTO guild_models (guild_id, model, enabled) VALUES (?, ?, ?)"
             " ON CONFLICT (guild_id, model) DO UPDATE SET enabled = excluded.enabled",
@@ -223,3 +261,23 @@ class GuildStore:
             allowed=allowed,
         )
         return self.settings_in(tx, guild_id)
+
+
+class SettingsRefused(Exception):
+    """A settings change that breaks a rule; `option` names what to change."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option, self.message = option, message
+
+
+def _check_rules(current: GuildSettings, changes: dict[str, object]) -> None:
+    model = changes.get("default_model")
+    if isinstance(model, str) and not current.model_enabled(model):
+        raise SettingsRefused(
+            "model", f"{model} is switched off here; turn it on with /settings model first"
+        )
+    member = changes.get("per_member_concurrency", current.per_member_concurrency)
+    guild = changes.get("per_guild_concurrency", current.per_guild_concurrency)
+    if isinstance(member, int) and isinstance(guild, int) and member > guild:
+        raise SettingsRefused("per-member", "cannot be more than per-guild")

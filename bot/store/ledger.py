@@ -1,10 +1,10 @@
 """The Buzz ledger: per (guild, member) accounts from append-only entries, exact to the Buzz.
 
-Two buckets per account: the allowance (topped up to the member's allowance once per period,
-lazily, on first use) and grants (one-off, never expire). Spending takes the allowance first.
-Every hold is settled exactly once: capture what the orchestrator charged (allowance first),
-release the rest; a charge above the hold is taken from the balance down to zero, never below,
-and what is left is recorded as the guild's loss in the audit log.
+Spending takes the allowance first. Every hold is settled exactly once: capture what the
+orchestrator charged (allowance first), release the rest; a charge above the hold is taken
+from the balance down to zero, never below, and what is left is recorded as the guild's loss
+in the audit log. The allowance rules and refills are in allowances.py; the records in
+ledger_records.py.
 
 Methods that change money take the open transaction (`tx`) so that a job's state change and its
 ledger entries commit together. Balances never go negative: the code checks, and the schema's
@@ -15,378 +15,43 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 
 from bot.store import audit
-from bot.store.db import Conn, Database, iso, utcnow
+from bot.store.allowances import Allowances
+from bot.store.db import Conn, iso
 from bot.store.db import row as fetch_row
-from bot.store.db import rows as fetch_rows
-from bot.store.periods import (
-    describe_moment,
-    next_period_start,
-    period_key,
-    period_start,
+from bot.store.ledger_records import (
+    Account,
+    AlreadySettled,
+    Balance,
+    BudgetExhausted,
+    BudgetState,
+    Entry,
+    Hold,
+    InsufficientBuzz,
+    InvalidAmount,
+    LedgerError,
+    Settlement,
+    check_amount,
+    entry_of,
 )
+from bot.store.periods import next_period_start, period_key, period_start
 
-MAX_AMOUNT = 10_000_000
-
-
-class LedgerError(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Allowance:
-    amount: int
-    period: str
-    source: str  # "member override", "role <id>", "guild default", "bot default"
-
-
-class InsufficientBuzz(LedgerError):
-    def __init__(
-        self,
-        need: int,
-        have: int,
-        allowance: Allowance,
-        next_refill: datetime | None,
-        now: datetime,
-    ) -> None:
-        self.need, self.have, self.allowance, self.next_refill = need, have, allowance, next_refill
-        text = f"this needs {need:,} Buzz; you have {have:,}"
-        if next_refill is not None and allowance.amount > 0:
-            text += f", refilling to {allowance.amount:,} on {describe_moment(next_refill, now)}"
-        super().__init__(text)
+__all__ = [
+    "AlreadySettled",
+    "Balance",
+    "BudgetExhausted",
+    "Hold",
+    "InsufficientBuzz",
+    "InvalidAmount",
+    "Ledger",
+    "LedgerError",
+    "Settlement",
+]
 
 
-class BudgetExhausted(LedgerError):
-    def __init__(self, need: int, remaining: int, next_reset: datetime | None, now: datetime):
-        self.need, self.remaining, self.next_reset = need, remaining, next_reset
-        text = f"the server's Buzz budget is spent: this needs {need:,}, {remaining:,} is left"
-        if next_reset is not None:
-            text += f" until it resets on {describe_moment(next_reset, now)}"
-        super().__init__(text)
-
-
-class AlreadySettled(LedgerError):
-    pass
-
-
-class InvalidAmount(LedgerError):
-    pass
-
-
-@dataclass(frozen=True)
-class Account:
-    allowance_balance: int
-    grant_balance: int
-    last_refill_key: str | None
-    refill_level: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.allowance_balance + self.grant_balance
-
-
-@dataclass(frozen=True)
-class Hold:
-    id: int
-    job_id: str
-    guild_id: int
-    member_id: int
-    amount: int
-    from_allowance: int
-    from_grant: int
-
-
-@dataclass(frozen=True)
-class Settlement:
-    job_id: str
-    amount: int
-    captured: int
-    released: int
-    extra_charged: int
-    loss: int
-
-    @property
-    def charged(self) -> int:
-        """What the member paid for this job in the end."""
-        return self.captured + self.extra_charged
-
-
-@dataclass(frozen=True)
-class Balance:
-    available: int
-    allowance_balance: int
-    grant_balance: int
-    held: int
-    allowance: Allowance
-    next_refill: datetime | None
-    pending_refill: int
-    spent_this_period: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    id: int
-    member_id: int
-    kind: str
-    amount: int
-    delta: int
-    job_id: str | None
-    actor_id: int | None
-    reason: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class BudgetState:
-    amount: int | None
-    period: str | None
-    used: int
-    next_reset: datetime | None
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self.amount is None else max(0, self.amount - self.used)
-
-
-def check_amount(amount: int, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if not isinstance(amount, int) or isinstance(amount, bool) or not low <= amount <= MAX_AMOUNT:
-        raise InvalidAmount(f"amount must be a whole number from {low} to {MAX_AMOUNT:,}")
-
-
-class Ledger:
-    def __init__(
-        self,
-        db: Database,
-        *,
-        default_allowance: int = 0,
-        default_period: str = "weekly",
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.db = db
-        self.default = Allowance(default_allowance, default_period, "bot default")
-        self.clock = clock
-
-    # -- allowances -------------------------------------------------------------------------
-    def set_allowance_in(
-        self,
-        tx: Conn,
-        guild_id: int,
-        scope: str,
-        target_id: int,
-        amount: int,
-        period: str,
-        actor_id: int | None,
-    ) -> None:
-        check_amount(amount, allow_zero=True)
-        period_key(period, self.clock())  # validates the period name
-        now = self.clock()
-        tx.execute(
-            "INSERT INTO allowances (guild_id, scope, target_id, amount, period, updated_by,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, scope, target_id)"
-            " DO UPDATE SET amount = excluded.amount, period = excluded.period,"
-            " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-            (guild_id, scope, target_id, amount, period, actor_id, iso(now)),
-        )
-        audit.record(
-            tx,
-            now,
-            "allowance.set",
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target=f"{scope}:{target_id}",
-            amount=amount,
-            period=period,
-        )
-
-    def clear_allowance_in(
-        self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
-    ) -> bool:
-        cursor = tx.execute(
-            "DELETE FROM allowances WHERE guild_id = ? AND scope = ? AND target_id = ?",
-            (guild_id, scope, target_id),
-        )
-        if cursor.rowcount:
-            audit.record(
-                tx,
-                self.clock(),
-                "allowance.clear",
-                guild_id=guild_id,
-                actor_id=actor_id,
-                target=f"{scope}:{target_id}",
-            )
-        return bool(cursor.rowcount)
-
-    def allowance_in(
-        self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
-    ) -> Allowance:
-        """Member override, else the highest of the member's role rules, else the guild default."""
-        marks = ",".join("?" * len(roles)) or "NULL"
-        sql = (
-            "SELECT scope, target_id, amount, period FROM allowances WHERE guild_id = ? AND"
-            f" ((scope = 'member' AND target_id = ?) OR scope = 'default'"
-            f" OR (scope = 'role' AND target_id IN ({marks})))"
-        )
-        params = (guild_id, member_id, *roles)
-        by_scope: dict[str, list[sqlite3.Row]] = {}
-        for row in fetch_rows(conn, sql, params):
-            by_scope.setdefault(row["scope"], []).append(row)
-        if "member" in by_scope:
-            row = by_scope["member"][0]
-            return Allowance(row["amount"], row["period"], "member override")
-        if "role" in by_scope:
-            row = max(by_scope["role"], key=lambda r: (r["amount"], -r["target_id"]))
-            return Allowance(row["amount"], row["period"], f"role {row['target_id']}")
-        if "default" in by_scope:
-            row = by_scope["default"][0]
-            return Allowance(row["amount"], row["period"], "guild default")
-        return self.default
-
-    # -- accounts ---------------------------------------------------------------------------
-    def _account(self, tx: Conn, guild_id: int, member_id: int) -> Account:
-        tx.execute(
-            "INSERT OR IGNORE INTO accounts (guild_id, member_id) VALUES (?, ?)",
-            (guild_id, member_id),
-        )
-        row = fetch_row(
-            tx,
-            "SELECT allowance_balance, grant_balance, last_refill_key, refill_level FROM accounts"
-            " WHERE guild_id = ? AND member_id = ?",
-            (guild_id, member_id),
-        )
-        assert row is not None
-        return Account(row[0], row[1], row[2], row[3])
-
-    def _entry(
-        self,
-        tx: Conn,
-        guild_id: int,
-        member_id: int,
-        kind: str,
-        amount: int,
-        d_allowance: int,
-        d_grant: int,
-        *,
-        hold_id: int | None = None,
-        job_id: str | None = None,
-        actor_id: int | None = None,
-        reason: str | None = None,
-        key: str | None = None,
-    ) -> None:
-        now = iso(self.clock())
-        tx.execute(
-            "INSERT INTO ledger_entries (guild_id, member_id, kind, amount, delta_allowance,"
-            " delta_grant, hold_id, job_id, actor_id, reason, period_key, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                guild_id,
-                member_id,
-                kind,
-                amount,
-                d_allowance,
-                d_grant,
-                hold_id,
-                job_id,
-                actor_id,
-                reason,
-                key,
-                now,
-            ),
-        )
-        if d_allowance or d_grant:
-            tx.execute(
-                "UPDATE accounts SET allowance_balance = allowance_balance + ?,"
-                " grant_balance = grant_balance + ? WHERE guild_id = ? AND member_id = ?",
-                (d_allowance, d_grant, guild_id, member_id),
-            )
-
-    def _expire_old_allowance(
-        self, tx: Conn, hold: sqlite3.Row, released_allowance: int, job_id: str
-    ) -> None:
-        """Allowance held across a refill comes back only up to the allowance: like any unused
-        allowance of an earlier period, the rest expired at that refill."""
-        guild_id, member_id = hold["guild_id"], hold["member_id"]
-        if not released_allowance:
-            return
-        latest = fetch_row(
-            tx,
-            "SELECT last_refill_key FROM accounts WHERE guild_id = ? AND member_id = ?",
-            (guild_id, member_id),
-        )
-        if latest is None or hold["refill_key"] == latest[0]:
-            return  # no refill since the hold: the usual case, one read
-        account = self._account(tx, guild_id, member_id)
-        # This period's allowance already spoken for by its own running jobs.
-        current = fetch_row(
-            tx,
-            "SELECT COALESCE(SUM(from_allowance), 0) FROM holds WHERE guild_id = ?"
-            " AND member_id = ? AND settled_at IS NULL AND refill_key IS ?",
-            (guild_id, member_id, account.last_refill_key),
-        )
-        held_now = int(current[0]) if current else 0
-        over = max(0, account.allowance_balance + held_now - account.refill_level)
-        expired = min(over, released_allowance)
-        if expired:
-            self._entry(
-                tx,
-                guild_id,
-                member_id,
-                "adjust",
-                expired,
-                -expired,
-                0,
-                hold_id=hold["id"],
-                job_id=job_id,
-                reason="unused allowance of an earlier period expired",
-            )
-
-    def refresh_in(
-        self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
-    ) -> tuple[Account, Allowance]:
-        """The lazy refill: once per period, top the allowance bucket up to the allowance.
-
-        Every hold still open at a refill was made in an earlier period (the first use of a
-        period refills before it holds), so the top-up ignores them; if one of them is
-        released later, its allowance part only comes back up to the allowance (see settle).
-        """
-        account = self._account(tx, guild_id, member_id)
-        rule = self.allowance_in(tx, guild_id, member_id, roles)
-        key = period_key(rule.period, self.clock())
-        if rule.amount <= 0 or account.last_refill_key == key:
-            return account, rule
-        # The rule's period can change and change back (an override set then cleared, a role
-        # gained or lost): a period already refilled is not refilled again.
-        refilled = fetch_row(
-            tx,
-            "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
-            " AND kind = 'refill' AND period_key = ?",
-            (guild_id, member_id, key),
-        )
-        top_up = 0 if refilled is not None else max(0, rule.amount - account.allowance_balance)
-        if top_up:
-            self._entry(
-                tx,
-                guild_id,
-                member_id,
-                "refill",
-                top_up,
-                top_up,
-                0,
-                reason=f"{rule.period} allowance ({rule.source})",
-                key=key,
-            )
-        tx.execute(
-            "UPDATE accounts SET last_refill_key = ?, refill_level = ?"
-            " WHERE guild_id = ? AND member_id = ?",
-            (key, rule.amount, guild_id, member_id),
-        )
-        return self._account(tx, guild_id, member_id), rule
-
+class Ledger(Allowances):
     # -- holds and settlement ---------------------------------------------------------------
     def place_hold_in(
         self,
@@ -432,13 +97,17 @@ class Ledger:
             hold_id=hold_id,
             job_id=job_id,
         )
-        return Hold(hold_id, job_id, guild_id, member_id, amount, from_allowance, from_grant)
+        hold = self.hold_in(tx, job_id)
+        assert hold is not None
+        return hold
 
-    def hold_in(self, conn: Conn, job_id: str) -> sqlite3.Row | None:
-        return fetch_row(conn, "SELECT * FROM holds WHERE job_id = ?", (job_id,))
+    def hold_in(self, conn: Conn, job_id: str) -> Hold | None:
+        found = fetch_row(conn, "SELECT * FROM holds WHERE job_id = ?", (job_id,))
+        return Hold.of(found) if found else None
 
-    async def hold(self, job_id: str) -> sqlite3.Row | None:
-        return await self.db.fetchone("SELECT * FROM holds WHERE job_id = ?", (job_id,))
+    async def hold(self, job_id: str) -> Hold | None:
+        found = await self.db.fetchone("SELECT * FROM holds WHERE job_id = ?", (job_id,))
+        return Hold.of(found) if found else None
 
     def settle_in(
         self, tx: Conn, job_id: str, charged: int, *, actor_id: int | None = None
@@ -448,13 +117,13 @@ class Ledger:
         hold = self.hold_in(tx, job_id)
         if hold is None:
             raise LedgerError(f"job {job_id} has no hold")
-        if hold["settled_at"] is not None:
+        if hold.settled:
             raise AlreadySettled(f"the hold of job {job_id} is already settled")
-        guild_id, member_id, amount = hold["guild_id"], hold["member_id"], hold["amount"]
+        guild_id, member_id, amount = hold.guild_id, hold.member_id, hold.amount
         captured = min(charged, amount)
         released = amount - captured
-        cap_a = min(captured, hold["from_allowance"])
-        rel_a, rel_g = hold["from_allowance"] - cap_a, hold["from_grant"] - (captured - cap_a)
+        cap_a = min(captured, hold.from_allowance)
+        rel_a, rel_g = hold.from_allowance - cap_a, hold.from_grant - (captured - cap_a)
         if captured:
             self._entry(
                 tx,
@@ -464,7 +133,7 @@ class Ledger:
                 captured,
                 0,
                 0,
-                hold_id=hold["id"],
+                hold_id=hold.id,
                 job_id=job_id,
                 actor_id=actor_id,
             )
@@ -477,7 +146,7 @@ class Ledger:
                 released,
                 rel_a,
                 rel_g,
-                hold_id=hold["id"],
+                hold_id=hold.id,
                 job_id=job_id,
                 actor_id=actor_id,
             )
@@ -497,7 +166,7 @@ class Ledger:
                     paid,
                     -pay_a,
                     -pay_g,
-                    hold_id=hold["id"],
+                    hold_id=hold.id,
                     job_id=job_id,
                     actor_id=actor_id,
                     reason="charged above the hold",
@@ -518,7 +187,7 @@ class Ledger:
         cursor = tx.execute(
             "UPDATE holds SET captured = ?, released = ?, extra_charged = ?, loss = ?,"
             " settled_at = ? WHERE id = ? AND settled_at IS NULL",
-            (captured, released, paid, loss, iso(self.clock()), hold["id"]),
+            (captured, released, paid, loss, iso(self.clock()), hold.id),
         )
         if cursor.rowcount != 1:  # the lock makes this unreachable; the check makes it certain
             raise AlreadySettled(f"the hold of job {job_id} is already settled")
@@ -537,30 +206,70 @@ class Ledger:
         if amount is not None:
             check_amount(amount)
         hold = self.hold_in(tx, job_id)
-        if hold is None or hold["settled_at"] is None:
+        if hold is None or not hold.settled:
             raise LedgerError(f"job {job_id} has nothing settled to refund")
-        refundable = hold["captured"] + hold["extra_charged"] - hold["refunded"]
+        refundable = hold.refundable
         amount = refundable if amount is None else amount
         if amount <= 0 or amount > refundable:
             raise InvalidAmount(f"refundable for job {job_id}: {refundable:,} Buzz")
-        self._account(tx, hold["guild_id"], hold["member_id"])
+        self._account(tx, hold.guild_id, hold.member_id)
         self._entry(
             tx,
-            hold["guild_id"],
-            hold["member_id"],
+            hold.guild_id,
+            hold.member_id,
             "refund",
             amount,
             0,
             amount,
-            hold_id=hold["id"],
+            hold_id=hold.id,
             job_id=job_id,
             actor_id=actor_id,
             reason=reason,
         )
-        tx.execute("UPDATE holds SET refunded = refunded + ? WHERE id = ?", (amount, hold["id"]))
+        tx.execute("UPDATE holds SET refunded = refunded + ? WHERE id = ?", (amount, hold.id))
         return amount
 
     # -- grants and takes -------------------------------------------------------------------
+    async def grant(
+        self,
+        guild_id: int,
+        member_id: int,
+        amount: int,
+        *,
+        actor_id: int | None,
+        reason: str | None,
+        roles: Sequence[int] | None = None,
+    ) -> Account:
+        return await self.db.write(
+            self.grant_in,
+            guild_id,
+            member_id,
+            amount,
+            actor_id=actor_id,
+            reason=reason,
+            roles=roles,
+        )
+
+    async def take(
+        self,
+        guild_id: int,
+        member_id: int,
+        amount: int,
+        *,
+        actor_id: int | None,
+        reason: str | None,
+        roles: Sequence[int] | None = None,
+    ) -> Account:
+        return await self.db.write(
+            self.take_in,
+            guild_id,
+            member_id,
+            amount,
+            actor_id=actor_id,
+            reason=reason,
+            roles=roles,
+        )
+
     def grant_in(
         self,
         tx: Conn,
@@ -730,15 +439,6 @@ class Ledger:
             spent_this_period=int(spent_row[0]) if spent_row else 0,
         )
 
-    async def rules(self, guild_id: int) -> list[tuple[str, int, int, str]]:
-        """The guild's allowance rules as (scope, target id, amount, period)."""
-        rows = await self.db.fetchall(
-            "SELECT scope, target_id, amount, period FROM allowances WHERE guild_id = ?"
-            " ORDER BY scope, amount DESC",
-            (guild_id,),
-        )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
-
     async def available_now(self, guild_id: int, member_id: int) -> int:
         """The account's balance as it stands (no refill preview): exact while a job holds."""
         row = await self.db.fetchone(
@@ -754,13 +454,13 @@ class Ledger:
             " ORDER BY id DESC LIMIT ?",
             (guild_id, member_id, limit),
         )
-        return [_entry_of(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     async def entries(self, guild_id: int) -> list[Entry]:
         rows = await self.db.fetchall(
             "SELECT * FROM ledger_entries WHERE guild_id = ? ORDER BY id", (guild_id,)
         )
-        return [_entry_of(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     async def export_csv(self, guild_id: int) -> str:
         """Every entry of the guild, oldest first, with each member's running balance."""
@@ -798,17 +498,3 @@ class Ledger:
                 ]
             )
         return out.getvalue()
-
-
-def _entry_of(row: sqlite3.Row) -> Entry:
-    return Entry(
-        row["id"],
-        row["member_id"],
-        row["kind"],
-        row["amount"],
-        row["delta_allowance"] + row["delta_grant"],
-        row["job_id"],
-        row["actor_id"],
-        row["reason"],
-        row["created_at"],
-    )

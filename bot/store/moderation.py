@@ -234,6 +234,25 @@ class ModerationStore:
         )
         return Ban(int(cursor.lastrowid or 0), guild_id, member_id, actor_id, reason, now, expires)
 
+    async def ban(
+        self,
+        guild_id: int,
+        member_id: int,
+        *,
+        actor_id: int | None,
+        reason: str | None,
+        days: int | None,
+    ) -> Ban:
+        return await self.db.write(
+            self.ban_in, guild_id, member_id, actor_id=actor_id, reason=reason, days=days
+        )
+
+    async def unban(self, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
+        return await self.db.write(self.unban_in, guild_id, member_id, actor_id=actor_id)
+
+    async def set_item_message(self, item_id: int, channel_id: int, message_id: int) -> None:
+        await self.db.write(self.set_item_message_in, item_id, channel_id, message_id)
+
     def unban_in(self, tx: Conn, guild_id: int, member_id: int, *, actor_id: int | None) -> bool:
         now = self.clock()
         cursor = tx.execute(

@@ -114,7 +114,7 @@ async def test_settings_bad_input_is_refused_with_the_allowed_range(tmp_path):
         before = await w.services.guilds.settings(w.guild)
 
         text = await ask(w, w.admin, "settings concurrency", {"per-member": 5, "per-guild": 2})
-        assert text == "**per-member** cannot be more than **per-guild**."
+        assert text == "**per-member**: cannot be more than per-guild."
         text = await ask(w, w.admin, "settings model", {"model": "gpt-image-2", "enabled": False})
         assert "gpt-image-2 is the default model" in text
         await ask(w, w.admin, "settings model", {"model": "dall-e-2", "enabled": False})

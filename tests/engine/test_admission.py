@@ -37,6 +37,8 @@ async def test_refusals_come_in_designs_order(tmp_path):
         def everything_wrong(tx: Conn) -> None:
             h.moderation.ban_in(tx, GUILD, MEMBER, actor_id=1, reason="spam", days=None)
             h.guilds.set_channel_in(tx, GUILD, CHANNEL, False, actor_id=1)
+            # The default model cannot be switched off: another one is the default first.
+            h.guilds.update_in(tx, GUILD, default_model="gpt-image-1")
             h.guilds.set_model_in(tx, GUILD, "gpt-image-2", False, actor_id=1)
 
         await h.db.write(everything_wrong)

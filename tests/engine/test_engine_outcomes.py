@@ -69,7 +69,7 @@ async def test_unhappy_endings_settle_from_the_workflows_transactions(
         assert await h.available() == 500 - charged
         assert h.publisher.posts == []
         hold = await h.ledger.hold(job.id)
-        assert hold["captured"] + hold["released"] == hold["amount"]
+        assert hold.captured + hold.released == hold.amount
         assert h.publisher.messages(job.id), "the member is told how it ended"
 
 

@@ -49,7 +49,7 @@ async def books_balance(h: Harness, *jobs: JobRecord) -> list[JobRecord]:
     assert all(j.final for j in ended), [(j.id, j.status) for j in ended]
     for job in ended:
         hold = await h.ledger.hold(job.id)
-        assert hold is not None and hold["settled_at"] is not None
+        assert hold is not None and hold.settled_at is not None
     charged = sum(j.charged or 0 for j in ended)
     assert charged == h.sim.charged_total()
     assert await h.available() == GRANT - charged

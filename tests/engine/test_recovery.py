@@ -53,7 +53,7 @@ async def test_a_workflow_that_never_ends_is_settled_from_its_last_report_after_
         # The orchestrator reported the debit and never a refund: that is what was charged.
         assert ended.charged == PRICE
         hold = await h.ledger.hold(job.id)
-        assert hold["settled_at"] is not None
+        assert hold.settled_at is not None
 
 
 async def test_images_that_cannot_be_fetched_fail_the_job_and_go_to_the_moderators(tmp_path):

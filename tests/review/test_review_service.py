@@ -83,8 +83,8 @@ async def test_reject_releases_the_whole_hold_and_tells_the_member(tmp_path):
         rejected = await m.h.job(job.id)
         assert rejected.status is JobStatus.REJECTED and rejected.charged == 0
         hold = await m.h.ledger.hold(job.id)
-        assert hold["settled_at"] is not None
-        assert (hold["captured"], hold["released"]) == (0, PRICE)
+        assert hold.settled_at is not None
+        assert (hold.captured, hold.released) == (0, PRICE)
         assert await m.available() == 1000
         await m.h.settle_all()
         assert m.h.sim.submissions == [], "a rejected job never reaches the orchestrator"
@@ -132,7 +132,7 @@ async def test_refund_gives_back_what_a_blocked_job_cost(tmp_path):
         [refund] = await m.refunds()
         assert (refund.kind, refund.amount, refund.delta) == ("refund", PRICE, PRICE)
         assert refund.job_id == job.id and refund.actor_id == MOD
-        assert (await m.h.ledger.hold(job.id))["refunded"] == PRICE
+        assert (await m.h.ledger.hold(job.id)).refunded == PRICE
         [event] = await m.audit("review.refund")
         assert event.target == f"review:{item.id}" and event.details["refunded"] == PRICE
         assert m.h.publisher.messages(job.id)[-1] == outcome.verdict
@@ -253,7 +253,7 @@ async def test_two_moderators_pressing_refund_at_once_refund_once(tmp_path):
         [refund] = await m.refunds()
         assert refund.amount == PRICE and refund.actor_id == winner
         assert await m.available() == 1000
-        assert (await m.h.ledger.hold(job.id))["refunded"] == PRICE
+        assert (await m.h.ledger.hold(job.id)).refunded == PRICE
         assert len(await m.audit("review.refund")) == 1
 
 
@@ -275,7 +275,7 @@ async def test_two_moderators_pressing_approve_and_reject_at_once_settle_it_once
         else:
             assert final.status is JobStatus.REJECTED and await m.available() == 1000
         hold = await m.h.ledger.hold(job.id)
-        assert hold["captured"] + hold["released"] == PRICE
+        assert hold.captured + hold.released == PRICE
 
 
 # -- strikes and bans ---------------------------------------------------------------------------

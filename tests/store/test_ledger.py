@@ -365,7 +365,7 @@ async def test_settle_capture_plus_release_is_the_hold(
     assert s.charged == charged
     row = await ledger.hold(h.job_id)
     assert row is not None
-    assert (row["captured"], row["released"], row["settled_at"] is not None) == (
+    assert (row.captured, row.released, row.settled_at is not None) == (
         captured,
         released,
         True,
@@ -403,7 +403,7 @@ async def test_charge_above_the_balance_stops_at_zero_and_records_guild_loss(
     assert events[0].target == "member:1"
     assert events[0].details == {"job_id": h.job_id, "charged": 900, "hold": 500, "loss": 300}
     row = await ledger.hold(h.job_id)
-    assert row is not None and (row["extra_charged"], row["loss"]) == (100, 300)
+    assert row is not None and (row.extra_charged, row.loss) == (100, 300)
     await assert_cache_matches_entries(db)
 
 
@@ -445,7 +445,7 @@ async def test_two_tasks_racing_to_settle_one_hold(
     assert len(rows) == expected
     assert sum(a for k, a in rows if k == "release") == win.released
     hold = await ledger.hold(h.job_id)
-    assert hold is not None and hold["captured"] + hold["released"] == 500
+    assert hold is not None and hold.captured + hold.released == 500
     assert await total(db) == 1000 - win.charged
     await assert_cache_matches_entries(db)
 
@@ -552,7 +552,7 @@ async def test_bad_charges_are_refused(
     with pytest.raises(InvalidAmount, match="from 0 to 10,000,000"):
         await settle(ledger, h.job_id, charged)  # type: ignore[arg-type]
     row = await ledger.hold(h.job_id)
-    assert row is not None and row["settled_at"] is None
+    assert row is not None and row.settled_at is None
 
 
 async def test_allowance_amounts_are_checked(db: Database, ledger: Ledger) -> None:

@@ -73,7 +73,7 @@ class DetailsButton(KeyedButton, prefix="res:details"):
         events = await bot.services.jobs.events(job.id)
         hold = await bot.services.ledger.hold(job.id)
         await reply(
-            interaction, "", embed=details_embed(job, events, hold["amount"] if hold else None)
+            interaction, "", embed=details_embed(job, events, hold.amount if hold else None)
         )
 
 

@@ -1,0 +1,271 @@
+"""Members' accounts and their allowances: the rules (guild default, roles, a member's own),
+the lazy refill once per period, and the primitives every ledger entry goes through.
+
+An account has two buckets: the allowance (topped up to the member's allowance once per
+period, lazily, on first use) and grants (one-off, never expire). Every entry changes the
+cached buckets in the same transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from bot.store import audit
+from bot.store.db import Conn, Database, iso, utcnow
+from bot.store.db import row as fetch_row
+from bot.store.db import rows as fetch_rows
+from bot.store.ledger_records import Account, Allowance, Hold, check_amount
+from bot.store.periods import period_key
+
+
+class Allowances:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        default_allowance: int = 0,
+        default_period: str = "weekly",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.default = Allowance(default_allowance, default_period, "bot default")
+        self.clock = clock
+
+    # -- allowances -------------------------------------------------------------------------
+    async def set_allowance(
+        self,
+        guild_id: int,
+        scope: str,
+        target_id: int,
+        amount: int,
+        period: str,
+        actor_id: int | None,
+    ) -> None:
+        await self.db.write(
+            self.set_allowance_in, guild_id, scope, target_id, amount, period, actor_id
+        )
+
+    def set_allowance_in(
+        self,
+        tx: Conn,
+        guild_id: int,
+        scope: str,
+        target_id: int,
+        amount: int,
+        period: str,
+        actor_id: int | None,
+    ) -> None:
+        check_amount(amount, allow_zero=True)
+        period_key(period, self.clock())  # validates the period name
+        now = self.clock()
+        tx.execute(
+            "INSERT INTO allowances (guild_id, scope, target_id, amount, period, updated_by,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, scope, target_id)"
+            " DO UPDATE SET amount = excluded.amount, period = excluded.period,"
+            " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            (guild_id, scope, target_id, amount, period, actor_id, iso(now)),
+        )
+        audit.record(
+            tx,
+            now,
+            "allowance.set",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=f"{scope}:{target_id}",
+            amount=amount,
+            period=period,
+        )
+
+    def clear_allowance_in(
+        self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
+    ) -> bool:
+        cursor = tx.execute(
+            "DELETE FROM allowances WHERE guild_id = ? AND scope = ? AND target_id = ?",
+            (guild_id, scope, target_id),
+        )
+        if cursor.rowcount:
+            audit.record(
+                tx,
+                self.clock(),
+                "allowance.clear",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                target=f"{scope}:{target_id}",
+            )
+        return bool(cursor.rowcount)
+
+    def allowance_in(
+        self, conn: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
+    ) -> Allowance:
+        """Member override, else the highest of the member's role rules, else the guild default."""
+        marks = ",".join("?" * len(roles)) or "NULL"
+        sql = (
+            "SELECT scope, target_id, amount, period FROM allowances WHERE guild_id = ? AND"
+            f" ((scope = 'member' AND target_id = ?) OR scope = 'default'"
+            f" OR (scope = 'role' AND target_id IN ({marks})))"
+        )
+        params = (guild_id, member_id, *roles)
+        by_scope: dict[str, list[sqlite3.Row]] = {}
+        for row in fetch_rows(conn, sql, params):
+            by_scope.setdefault(row["scope"], []).append(row)
+        if "member" in by_scope:
+            row = by_scope["member"][0]
+            return Allowance(row["amount"], row["period"], "member override")
+        if "role" in by_scope:
+            row = max(by_scope["role"], key=lambda r: (r["amount"], -r["target_id"]))
+            return Allowance(row["amount"], row["period"], f"role {row['target_id']}")
+        if "default" in by_scope:
+            row = by_scope["default"][0]
+            return Allowance(row["amount"], row["period"], "guild default")
+        return self.default
+
+    async def rules(self, guild_id: int) -> list[tuple[str, int, int, str]]:
+        """The guild's allowance rules as (scope, target id, amount, period)."""
+        rows = await self.db.fetchall(
+            "SELECT scope, target_id, amount, period FROM allowances WHERE guild_id = ?"
+            " ORDER BY scope, amount DESC",
+            (guild_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- accounts ---------------------------------------------------------------------------
+    def _account(self, tx: Conn, guild_id: int, member_id: int) -> Account:
+        tx.execute(
+            "INSERT OR IGNORE INTO accounts (guild_id, member_id) VALUES (?, ?)",
+            (guild_id, member_id),
+        )
+        row = fetch_row(
+            tx,
+            "SELECT allowance_balance, grant_balance, last_refill_key, refill_level FROM accounts"
+            " WHERE guild_id = ? AND member_id = ?",
+            (guild_id, member_id),
+        )
+        assert row is not None
+        return Account(row[0], row[1], row[2], row[3])
+
+    def _entry(
+        self,
+        tx: Conn,
+        guild_id: int,
+        member_id: int,
+        kind: str,
+        amount: int,
+        d_allowance: int,
+        d_grant: int,
+        *,
+        hold_id: int | None = None,
+        job_id: str | None = None,
+        actor_id: int | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        now = iso(self.clock())
+        tx.execute(
+            "INSERT INTO ledger_entries (guild_id, member_id, kind, amount, delta_allowance,"
+            " delta_grant, hold_id, job_id, actor_id, reason, period_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                member_id,
+                kind,
+                amount,
+                d_allowance,
+                d_grant,
+                hold_id,
+                job_id,
+                actor_id,
+                reason,
+                key,
+                now,
+            ),
+        )
+        if d_allowance or d_grant:
+            tx.execute(
+                "UPDATE accounts SET allowance_balance = allowance_balance + ?,"
+                " grant_balance = grant_balance + ? WHERE guild_id = ? AND member_id = ?",
+                (d_allowance, d_grant, guild_id, member_id),
+            )
+
+    def _expire_old_allowance(
+        self, tx: Conn, hold: Hold, released_allowance: int, job_id: str
+    ) -> None:
+        """Allowance held across a refill comes back only up to the allowance: like any unused
+        allowance of an earlier period, the rest expired at that refill."""
+        guild_id, member_id = hold.guild_id, hold.member_id
+        if not released_allowance:
+            return
+        latest = fetch_row(
+            tx,
+            "SELECT last_refill_key FROM accounts WHERE guild_id = ? AND member_id = ?",
+            (guild_id, member_id),
+        )
+        if latest is None or hold.refill_key == latest[0]:
+            return  # no refill since the hold: the usual case, one read
+        account = self._account(tx, guild_id, member_id)
+        # This period's allowance already spoken for by its own running jobs.
+        current = fetch_row(
+            tx,
+            "SELECT COALESCE(SUM(from_allowance), 0) FROM holds WHERE guild_id = ?"
+            " AND member_id = ? AND settled_at IS NULL AND refill_key IS ?",
+            (guild_id, member_id, account.last_refill_key),
+        )
+        held_now = int(current[0]) if current else 0
+        over = max(0, account.allowance_balance + held_now - account.refill_level)
+        expired = min(over, released_allowance)
+        if expired:
+            self._entry(
+                tx,
+                guild_id,
+                member_id,
+                "adjust",
+                expired,
+                -expired,
+                0,
+                hold_id=hold.id,
+                job_id=job_id,
+                reason="unused allowance of an earlier period expired",
+            )
+
+    def refresh_in(
+        self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
+    ) -> tuple[Account, Allowance]:
+        """The lazy refill: once per period, top the allowance bucket up to the allowance.
+
+        Every hold still open at a refill was made in an earlier period (the first use of a
+        period refills before it holds), so the top-up ignores them; if one of them is
+        released later, its allowance part only comes back up to the allowance (see settle).
+        """
+        account = self._account(tx, guild_id, member_id)
+        rule = self.allowance_in(tx, guild_id, member_id, roles)
+        key = period_key(rule.period, self.clock())
+        if rule.amount <= 0 or account.last_refill_key == key:
+            return account, rule
+        # The rule's period can change and change back (an override set then cleared, a role
+        # gained or lost): a period already refilled is not refilled again.
+        refilled = fetch_row(
+            tx,
+            "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
+            " AND kind = 'refill' AND period_key = ?",
+            (guild_id, member_id, key),
+        )
+        top_up = 0 if refilled is not None else max(0, rule.amount - account.allowance_balance)
+        if top_up:
+            self._entry(
+                tx,
+                guild_id,
+                member_id,
+                "refill",
+                top_up,
+                top_up,
+                0,
+                reason=f"{rule.period} allowance ({rule.source})",
+                key=key,
+            )
+        tx.execute(
+            "UPDATE accounts SET last_refill_key = ?, refill_level = ?"
+            " WHERE guild_id = ? AND member_id = ?",
+            (key, rule.amount, guild_id, member_id),
+        )
+        return self._account(tx, guild_id, member_id), rule
