@@ -71,3 +71,18 @@ def test_the_core_never_imports_the_cogs():
         and any(m == "cogs" or m.startswith("cogs.") for m in imported_modules(path))
     ]
     assert offenders == []
+
+
+def test_no_module_is_past_easy_reading():
+    long = {rel(p): n for p in CODE if (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}
+
+
+def test_one_place_builds_the_engine():
+    """Services.engine() is the builder: nothing else in bot/ constructs an Engine."""
+    builders = [
+        rel(path)
+        for path in CODE
+        if "Engine(" in path.read_text() and rel(path) not in {"bot/services.py"}
+    ]
+    assert builders == []
