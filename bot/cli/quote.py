@@ -9,6 +9,8 @@ import secrets
 import sys
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from bot.catalog import CatalogError, FieldError, RequestOptions, build_request, parse_model
 from bot.catalog.names import Operation
 from bot.catalog.request import ImageRequest
@@ -129,7 +131,8 @@ async def _whatif(args: argparse.Namespace, request: ImageRequest) -> int:
 
     settings = load_settings(args.config)
     simulator: Simulator | None = None
-    base_url, token = settings.civitai.base_url, settings.civitai.token
+    base_url: str = settings.civitai.base_url
+    token: SecretStr | str | None = settings.civitai.token
     if settings.simulated:
         simulator = Simulator(token=secrets.token_urlsafe(16))
         base_url, token = await simulator.start(), simulator.token

@@ -163,7 +163,7 @@ class ReviewBoard:
                 message = await channel.send(embed=embed, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
             await self._warn_owner(
-                item.guild_id, f"I cannot post in <#{channel.id}> ({exc.status})"
+                item.guild_id, f"I cannot post in <#{settings.mod_channel_id}> ({exc.status})"
             )
             return False
         except discord.HTTPException as exc:
@@ -171,7 +171,7 @@ class ReviewBoard:
             return False
         finally:
             view.stop()
-        await self.services.moderation.set_item_message(item.id, channel.id, message.id)
+        await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
         return True
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable | None:

@@ -196,8 +196,7 @@ class RequestFlow:
             await _tell(interaction, started)
             embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
             message = await interaction.followup.send(embed=embed, view=view, wait=True)
-            if view is not None:
-                view.stop()
+            view.stop()
         except discord.HTTPException as exc:
             # The job is admitted and paid for: it runs, its result comes all the same.
             log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)

@@ -17,7 +17,9 @@ from bot.store.moderation import MAX_BAN_DAYS
 
 
 class Modal(discord.ui.Modal):
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
+        self, interaction: discord.Interaction, error: Exception
+    ) -> None:
         await report_error(interaction, error)
 
 

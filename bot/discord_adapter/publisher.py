@@ -16,6 +16,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 import discord
@@ -52,7 +53,7 @@ SHRINKS = 4
 
 def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
     """Cancel while the job can still stop; Appeal when it was held or blocked."""
-    buttons: list[discord.ui.Item[discord.ui.View]] = []
+    buttons: list[discord.ui.Item[Any]] = []
     if active:
         buttons.append(CancelButton(job_id))
     if appealable:
@@ -95,12 +96,12 @@ class DiscordPublisher:
     # -- status message ---------------------------------------------------------------------
     async def first_status(
         self, job: JobRecord, notes: Sequence[str] = ()
-    ) -> tuple[discord.Embed, discord.ui.View | None]:
+    ) -> tuple[discord.Embed, discord.ui.View]:
         """The status message of a job just admitted, as the member first sees it."""
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
         embed = status_embed(job, balance=balance, notes=notes)
         view = status_view(job.id, active=not job.final, appealable=job.status is J.HELD)
-        return embed, view
+        return embed, view or discord.ui.View()
 
     async def on_status(self, update: StatusUpdate) -> None:
         job = update.job
@@ -163,13 +164,13 @@ class DiscordPublisher:
         assert message_id is not None
         kwargs: dict = {"embed": embed, "view": view}
         if self._token_alive(job, timedelta(seconds=5)):
-            message = await self._webhook(job).edit_message(message_id, **kwargs)
+            await self._webhook(job).edit_message(message_id, **kwargs)
         else:
-            channel = await self._channel(job.channel_id)
-            message = await channel.get_partial_message(message_id).edit(**kwargs)
+            # No need to fetch the channel to edit a message in it.
+            channel = self.bot.get_partial_messageable(job.channel_id)
+            await channel.get_partial_message(message_id).edit(**kwargs)
         if view is not None:
-            view.stop()  # the cogs' DynamicItems answer the clicks, not this view
-        del message
+            view.stop()  # the registered DynamicItems answer the clicks, not this view
 
     async def _log_line(self, job: JobRecord) -> None:
         """One line per finished job in the guild's log channel, if it has one."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Coroutine
@@ -102,9 +103,9 @@ class Driver:
             return
         task = asyncio.create_task(self._drive(job_id), name=f"job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _t, j=job_id: self._forget(j))
+        task.add_done_callback(functools.partial(self._forget, job_id))
 
-    def _forget(self, job_id: str) -> None:
+    def _forget(self, job_id: str, _task: object = None) -> None:
         self._tasks.pop(job_id, None)
         self._wake.pop(job_id, None)
         self.results.forget(job_id)
@@ -264,7 +265,8 @@ class Driver:
         and settle from what it reports once it has ended (a success is still delivered); if
         it never ends, settle from its last report after a grace period."""
         parts = self.parts
-        assert job.workflow_id is not None
+        workflow_id = job.workflow_id
+        assert workflow_id is not None
         attempt = 0
         canceled_sent = expired = False
         workflow: Workflow | None = None
@@ -272,15 +274,15 @@ class Driver:
             job = await parts.jobs.job(job.id) or job
             if job.cancel_requested_by is not None and not canceled_sent:
                 canceled_sent = True
-                await self.cancel_upstream(job.workflow_id)
+                await self.cancel_upstream(workflow_id)
             if parts.past_deadline(job) and not expired:
                 expired = True
-                await self.cancel_upstream(job.workflow_id)
+                await self.cancel_upstream(workflow_id)
             if expired and workflow is not None and parts.past_grace(job):
                 log.error(
                     "job %s: workflow %s never ended; settling from its last report",
                     job.id,
-                    job.workflow_id,
+                    workflow_id,
                 )
                 await self._conclude(job, workflow, forced=J.EXPIRED)
                 return
@@ -291,11 +293,11 @@ class Driver:
                 await self.sleep(job.id, delay)
             attempt += 1
             try:
-                workflow = await parts.client.get(job.workflow_id, wait=wait)
+                workflow = await parts.client.get(workflow_id, wait=wait)
             except NotFound:
                 # The orchestrator lost it: nothing to charge, nothing to deliver.
-                log.error("job %s: workflow %s is gone upstream", job.id, job.workflow_id)
-                await self._conclude(job, Workflow(id=job.workflow_id, status="failed"))
+                log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
+                await self._conclude(job, Workflow(id=workflow_id, status="failed"))
                 return
             if workflow.terminal:
                 late = expired and workflow.status != WorkflowStatus.SUCCEEDED

@@ -56,8 +56,8 @@ def has_transparency(image: Image.Image) -> bool:
     if not image.has_transparency_data:
         return False
     rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-    low, _ = rgba.getchannel("A").getextrema()
-    return low < 255
+    low, _ = rgba.getchannel("A").getextrema()  # one band: two ints
+    return int(low) < 255  # type: ignore[arg-type]
 
 
 def probe_image(data: bytes) -> tuple[str, int, int]:

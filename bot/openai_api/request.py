@@ -173,7 +173,8 @@ class _Checker:
             self.errors.append(FieldError(option, message))
 
     def all(self, settings: LaneSettings, input_size: tuple[int, int] | None) -> dict[str, Any]:
-        spec, out = self.spec, {}
+        spec = self.spec
+        out: dict[str, Any] = {}
         self._prompt()
         self._quantity()
         self._quality()

@@ -189,7 +189,7 @@ class OpenAISimulator:
             name = getattr(part, "name", None) or ""
             if getattr(part, "filename", None) is not None:
                 data = bytes(await part.read())  # type: ignore[union-attr]
-                ctype = part.headers.get("Content-Type")
+                ctype = part.headers.get("Content-Type")  # type: ignore[union-attr]
                 files.append(Source(name, part.filename, ctype, data))  # type: ignore[union-attr]
             else:
                 form[name] = await part.text()  # type: ignore[union-attr]

@@ -47,7 +47,8 @@ async def events(
     target: str | None = None,
     oldest_first: bool = False,
 ) -> list[AuditEvent]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if target is not None:
         clauses.append("target = ?")
         params.append(target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from bot.catalog.capabilities import can_edit
 from bot.catalog.errors import CatalogError
@@ -134,7 +135,7 @@ class GuildStore:
 
     # -- what admins change (async, one transaction each, the rules checked inside it) -------
     async def update(
-        self, guild_id: int, *, actor_id: int | None = None, **changes: object
+        self, guild_id: int, *, actor_id: int | None = None, **changes: Any
     ) -> GuildSettings:
         return await self.db.write(self.update_in, guild_id, actor_id=actor_id, **changes)
 
@@ -163,7 +164,7 @@ class GuildStore:
         return await self.db.write(claim)
 
     def update_in(
-        self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: object
+        self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: Any
     ) -> GuildSettings:
         """Change settings; the rules that tie them together are checked against what is
         stored (a default model must be on, per-member concurrency within per-guild)."""
@@ -189,7 +190,7 @@ class GuildStore:
                 "settings.update",
                 guild_id=guild_id,
                 actor_id=actor_id,
-                **{k: v for k, v in changes.items()},
+                **changes,
             )
         return self.settings_in(tx, guild_id)
 

@@ -302,7 +302,8 @@ class JobStore:
         limit: int = 10,
         active_only: bool = False,
     ) -> list[JobRecord]:
-        clauses, params = ["jobs.guild_id = ?"], [guild_id]
+        clauses: list[str] = ["jobs.guild_id = ?"]
+        params: list[Any] = [guild_id]
         if member_id is not None:
             clauses.append("jobs.member_id = ?")
             params.append(member_id)

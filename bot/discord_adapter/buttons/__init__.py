@@ -1,12 +1,16 @@
 """Every persistent button, registered with the bot once (DynamicItems answer clicks on
 messages posted before a restart)."""
 
+from typing import Any
+
+from discord.ui import DynamicItem
+
 from bot.discord_adapter.buttons.confirm import ConfirmButton, DeclineButton
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
 from bot.discord_adapter.buttons.result import RESULT_BUTTONS
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 
-PERSISTENT = (
+PERSISTENT: tuple[type[DynamicItem[Any]], ...] = (
     CancelButton,
     AppealButton,
     ConfirmButton,

@@ -59,7 +59,7 @@ class KeyedButton(PersistentButton, template=NEVER):
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> Self:
         return cls(match["key"])
 
