@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import is_moderator, requester
 from bot.discord_adapter.embeds import link, status_line, truncate
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
 from bot.store.periods import describe_moment
@@ -31,7 +32,7 @@ class Buzz(commands.Cog):
         self.services = bot.services
 
     async def _other_allowed(
-        self, interaction: discord.Interaction, member: discord.Member | None
+        self, interaction: Interaction, member: discord.Member | None
     ) -> discord.abc.User:
         if member is None or member.id == interaction.user.id:
             return interaction.user
@@ -43,9 +44,7 @@ class Buzz(commands.Cog):
 
     @buzz.command(name="balance", description="Your Buzz: balance, allowance and next refill")
     @app_commands.describe(member="(moderators) someone else's balance")
-    async def balance(
-        self, interaction: discord.Interaction, member: discord.Member | None = None
-    ) -> None:
+    async def balance(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
         who = await self._other_allowed(interaction, member)
         roles = tuple(r.id for r in who.roles) if isinstance(who, discord.Member) else ()
@@ -74,7 +73,7 @@ class Buzz(commands.Cog):
         await reply(interaction, "", embed=embed)
 
     @buzz.command(name="history", description="Your latest Buzz movements")
-    async def history(self, interaction: discord.Interaction) -> None:
+    async def history(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         entries = await self.services.ledger.history(interaction.guild_id, interaction.user.id, 15)
         if not entries:
@@ -104,9 +103,7 @@ class Buzz(commands.Cog):
     @app_commands.command(name="jobs", description="Your recent and running image jobs")
     @app_commands.guild_only()
     @app_commands.describe(member="(moderators) someone else's jobs")
-    async def jobs(
-        self, interaction: discord.Interaction, member: discord.Member | None = None
-    ) -> None:
+    async def jobs(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
         who = await self._other_allowed(interaction, member)
         found = await self.services.jobs.recent(interaction.guild_id, who.id, limit=10)
@@ -131,7 +128,7 @@ class Buzz(commands.Cog):
     @app_commands.command(name="cancel", description="Stop one of your running jobs")
     @app_commands.guild_only()
     @app_commands.describe(job="The job to stop (your running jobs are suggested)")
-    async def cancel(self, interaction: discord.Interaction, job: str) -> None:
+    async def cancel(self, interaction: Interaction, job: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         who = await requester(interaction, self.services.guilds)
         record = await self.services.jobs.job(job.strip())
@@ -144,9 +141,7 @@ class Buzz(commands.Cog):
         )
 
     @cancel.autocomplete("job")
-    async def running_jobs(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[Choice[str]]:
+    async def running_jobs(self, interaction: Interaction, current: str) -> list[Choice[str]]:
         if interaction.guild_id is None:
             return []
         # Not active_only: that leaves out jobs held for review, which can be canceled too.

@@ -16,6 +16,7 @@ from bot.catalog.names import parse_model
 from bot.catalog.pricing import total_price
 from bot.catalog.sizes import GPT2_PRESETS, gpt2_side_ok, parse_size
 from bot.discord_adapter.attachments import attachment_info
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def options(prompt: str, **given: Choice[str] | str | int | None) -> RequestOpti
     )
 
 
-async def gpt2_size_choices(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
+async def gpt2_size_choices(interaction: Interaction, current: str) -> list[Choice[str]]:
     """Presets (square, portrait, landscape, 1080p, 1440p, 4K) with their prices; whatever valid
     size the member is typing comes first."""
     quality = getattr(interaction.namespace, "quality", None) or "high"
@@ -81,9 +82,7 @@ class Create(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
 
-    async def _go(
-        self, interaction: discord.Interaction, model: Model, options: RequestOptions
-    ) -> None:
+    async def _go(self, interaction: Interaction, model: Model, options: RequestOptions) -> None:
         await self.bot.flow.begin(interaction, model, Operation.CREATE, options)
 
     @app_commands.command(
@@ -98,7 +97,7 @@ class Create(commands.Cog):
     )
     async def imagine(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         image: discord.Attachment | None = None,
         mask: discord.Attachment | None = None,
@@ -130,7 +129,7 @@ class Create(commands.Cog):
     @app_commands.autocomplete(size=gpt2_size_choices)
     async def gpt_image_2(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         size: str | None = None,
         quality: Choice[str] | None = None,
@@ -152,7 +151,7 @@ class Create(commands.Cog):
     )
     async def gpt_image_1_5(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         size: Choice[str] | None = None,
         quality: Choice[str] | None = None,
@@ -182,7 +181,7 @@ class Create(commands.Cog):
     )
     async def gpt_image_1(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         size: Choice[str] | None = None,
         quality: Choice[str] | None = None,
@@ -210,7 +209,7 @@ class Create(commands.Cog):
     @app_commands.choices(size=DALLE3_SIZES, style=STYLES, quality=QUALITY_DALLE3, format=FORMATS)
     async def dall_e_3(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, 4000],
         size: Choice[str] | None = None,
         style: Choice[str] | None = None,
@@ -230,7 +229,7 @@ class Create(commands.Cog):
     @app_commands.choices(size=DALLE2_SIZES, format=FORMATS)
     async def dall_e_2(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, 1000],
         size: Choice[str] | None = None,
         quantity: Range[int, 1, 10] | None = None,

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.attachments import attachment_info, image_attachments
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.modals import EditPrompt
 from bot.discord_adapter.replies import UserFacingError
 from bot.media.limits import AttachmentInfo
@@ -60,7 +61,7 @@ class Edit(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+    async def edit_image(self, interaction: Interaction, message: discord.Message) -> None:
         images = image_attachments(message)
         if not images:
             raise UserFacingError("That message has no image attached to edit.")
@@ -72,7 +73,7 @@ class Edit(commands.Cog):
 
     async def _go(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         model: Model,
         options: RequestOptions,
         attachments: list[AttachmentInfo],
@@ -91,7 +92,7 @@ class Edit(commands.Cog):
     @app_commands.autocomplete(size=gpt2_size_choices)
     async def gpt_image_2(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         image: discord.Attachment,
         image2: discord.Attachment | None = None,
@@ -126,7 +127,7 @@ class Edit(commands.Cog):
     )
     async def gpt_image_1_5(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         image: discord.Attachment,
         image2: discord.Attachment | None = None,
@@ -163,7 +164,7 @@ class Edit(commands.Cog):
     )
     async def gpt_image_1(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         image: discord.Attachment,
         image2: discord.Attachment | None = None,
@@ -202,7 +203,7 @@ class Edit(commands.Cog):
     @app_commands.choices(size=DALLE2_SIZES, format=FORMATS)
     async def dall_e_2(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: Range[str, 1, 1000],
         image: discord.Attachment,
         mask: discord.Attachment | None = None,

@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.embeds import link, truncate
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.store.moderation import MAX_BAN_DAYS
 
@@ -38,7 +39,7 @@ class Moderation(commands.Cog):
         return True
 
     @mod.command(name="queue", description="Open review items, oldest first")
-    async def queue(self, interaction: discord.Interaction) -> None:
+    async def queue(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         items = await self.services.moderation.open_items(interaction.guild_id, limit=200)
         if not items:
@@ -80,7 +81,7 @@ class Moderation(commands.Cog):
     )
     async def ban(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         member: discord.Member,
         days: Range[int, 1, MAX_BAN_DAYS] | None = None,
         reason: Range[str, 1, 300] | None = None,
@@ -97,7 +98,7 @@ class Moderation(commands.Cog):
         await reply(interaction, f"{member.mention} can no longer use the bot here{until}.")
 
     @mod.command(name="unban", description="Let a member use the bot here again")
-    async def unban(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    async def unban(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
         lifted = await self.services.moderation.unban(
             interaction.guild_id,
@@ -108,7 +109,7 @@ class Moderation(commands.Cog):
         await reply(interaction, f"{member.mention} {text}.")
 
     @mod.command(name="strikes", description="A member's strikes and ban")
-    async def strikes(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    async def strikes(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
         settings = await self.services.guilds.settings(interaction.guild_id)
         window = settings.strike_window_days
@@ -133,9 +134,7 @@ class Moderation(commands.Cog):
         description="Hold prompts containing a word or phrase (or re:regex) for review",
     )
     @app_commands.describe(pattern="A word or phrase (any case), or re: followed by a regex")
-    async def filter_add(
-        self, interaction: discord.Interaction, pattern: Range[str, 1, 203]
-    ) -> None:
+    async def filter_add(self, interaction: Interaction, pattern: Range[str, 1, 203]) -> None:
         assert interaction.guild_id is not None
         rule = await self.bot.filters.add(interaction.guild_id, pattern, interaction.user.id)
         await reply(
@@ -145,16 +144,14 @@ class Moderation(commands.Cog):
         )
 
     @mod.command(name="filter-remove", description="Remove a prompt filter")
-    async def filter_remove(
-        self, interaction: discord.Interaction, pattern: Range[str, 1, 203]
-    ) -> None:
+    async def filter_remove(self, interaction: Interaction, pattern: Range[str, 1, 203]) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.filters.remove(interaction.guild_id, pattern, interaction.user.id)
         text = "Removed." if removed else f"`{truncate(pattern, 100)}` is not in the filter."
         await reply(interaction, text)
 
     @mod.command(name="filter-list", description="The prompt filters of this server")
-    async def filter_list(self, interaction: discord.Interaction) -> None:
+    async def filter_list(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         rules = await self.bot.filters.rules(interaction.guild_id)
         text = "\n".join(f"#{r.id} `{r.shown()}`" for r in rules) or "No filters."

@@ -15,6 +15,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.ledger_records import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
@@ -52,7 +53,7 @@ class Quota(commands.Cog):
         return True
 
     async def _set(
-        self, interaction: discord.Interaction, scope: str, target: int, amount: int, period: str
+        self, interaction: Interaction, scope: str, target: int, amount: int, period: str
     ) -> None:
         assert interaction.guild_id is not None
         await self.ledger.set_allowance(
@@ -70,9 +71,7 @@ class Quota(commands.Cog):
     )
     @app_commands.describe(amount="Buzz per period (0-10,000,000)", period=PERIOD_HELP)
     @app_commands.choices(period=PERIODS)
-    async def default(
-        self, interaction: discord.Interaction, amount: Amount, period: Choice[str]
-    ) -> None:
+    async def default(self, interaction: Interaction, amount: Amount, period: Choice[str]) -> None:
         await self._set(interaction, "default", 0, amount, period.value)
         await reply(
             interaction,
@@ -88,7 +87,7 @@ class Quota(commands.Cog):
     @app_commands.choices(period=PERIODS)
     async def role(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         role: discord.Role,
         amount: Amount,
         period: Choice[str],
@@ -103,7 +102,7 @@ class Quota(commands.Cog):
     @app_commands.choices(period=PERIODS)
     async def member(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         member: discord.Member,
         amount: Amount,
         period: Choice[str],
@@ -116,7 +115,7 @@ class Quota(commands.Cog):
 
     async def _change(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         operation: Callable[..., Awaitable[Account]],
         member: discord.Member,
         amount: int,
@@ -139,7 +138,7 @@ class Quota(commands.Cog):
     )
     async def grant(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         member: discord.Member,
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
@@ -153,7 +152,7 @@ class Quota(commands.Cog):
     @quota.command(name="take", description="Take Buzz from a member (never below zero)")
     async def take(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         member: discord.Member,
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
@@ -172,9 +171,7 @@ class Quota(commands.Cog):
         amount="Buzz per period for the whole server; 0 = no cap", period=PERIOD_HELP
     )
     @app_commands.choices(period=PERIODS)
-    async def budget(
-        self, interaction: discord.Interaction, amount: Amount, period: Choice[str]
-    ) -> None:
+    async def budget(self, interaction: Interaction, amount: Amount, period: Choice[str]) -> None:
         assert interaction.guild_id is not None
         value = amount or None
         await self.services.guilds.update(
@@ -195,9 +192,7 @@ class Quota(commands.Cog):
         )
 
     @quota.command(name="show", description="A member's Buzz, or the server's rules and budget")
-    async def show(
-        self, interaction: discord.Interaction, member: discord.Member | None = None
-    ) -> None:
+    async def show(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
         guild_id = interaction.guild_id
         now = self.services.clock()
@@ -244,7 +239,7 @@ class Quota(commands.Cog):
         await reply(interaction, "\n".join(lines))
 
     @quota.command(name="export", description="The server's whole Buzz ledger as a CSV file")
-    async def export(self, interaction: discord.Interaction) -> None:
+    async def export(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)  # big ledgers take time
         data = (await self.ledger.export_csv(interaction.guild_id)).encode()
@@ -262,9 +257,7 @@ class Quota(commands.Cog):
 
     @quota.command(name="report", description="A chart of the Buzz spent per day by model")
     @app_commands.describe(days=f"How many days back, today included (1-{MAX_DAYS}; default 30)")
-    async def report(
-        self, interaction: discord.Interaction, days: Range[int, 1, MAX_DAYS] = 30
-    ) -> None:
+    async def report(self, interaction: Interaction, days: Range[int, 1, MAX_DAYS] = 30) -> None:
         await answer_report(interaction, self.services, days)
 
 

@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.catalog.names import MODEL_NAMES
 from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.store.guilds import GuildSettings
 from bot.store.ledger_records import MAX_AMOUNT
@@ -72,9 +73,7 @@ class Settings(commands.Cog):
         await require_admin(interaction, self.services.guilds)
         return True
 
-    async def _update(
-        self, interaction: discord.Interaction, note: str = "", **changes: object
-    ) -> None:
+    async def _update(self, interaction: Interaction, note: str = "", **changes: object) -> None:
         assert interaction.guild_id is not None
         current = await self.services.guilds.update(
             interaction.guild_id, actor_id=interaction.user.id, **changes
@@ -82,7 +81,7 @@ class Settings(commands.Cog):
         await reply(interaction, note, embed=summary(current))
 
     @settings.command(name="show", description="All settings of this server")
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await reply(
             interaction,
@@ -91,9 +90,7 @@ class Settings(commands.Cog):
         )
 
     @settings.command(name="mod-channel", description="Where review items for moderators go")
-    async def mod_channel(
-        self, interaction: discord.Interaction, channel: discord.TextChannel
-    ) -> None:
+    async def mod_channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         note = self._posting_note(channel)
         await self._update(interaction, note, mod_channel_id=channel.id, mod_channel_warned=False)
         assert interaction.guild_id is not None
@@ -102,21 +99,17 @@ class Settings(commands.Cog):
             await reply(interaction, f"Posted {posted} waiting review item(s) there.")
 
     @settings.command(name="log-channel", description="Where one line per finished job goes")
-    async def log_channel(
-        self, interaction: discord.Interaction, channel: discord.TextChannel
-    ) -> None:
+    async def log_channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         await self._update(interaction, self._posting_note(channel), log_channel_id=channel.id)
 
     @settings.command(name="default-model", description="The model /imagine uses")
     @app_commands.choices(model=MODELS)
-    async def default_model(self, interaction: discord.Interaction, model: Choice[str]) -> None:
+    async def default_model(self, interaction: Interaction, model: Choice[str]) -> None:
         await self._update(interaction, default_model=model.value)
 
     @settings.command(name="model", description="Switch a model on or off for this server")
     @app_commands.choices(model=MODELS)
-    async def model(
-        self, interaction: discord.Interaction, model: Choice[str], enabled: bool
-    ) -> None:
+    async def model(self, interaction: Interaction, model: Choice[str], enabled: bool) -> None:
         assert interaction.guild_id is not None
         updated = await self.services.guilds.set_model(
             interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
@@ -131,7 +124,7 @@ class Settings(commands.Cog):
     )
     async def channel(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         channel: discord.abc.GuildChannel,
         allowed: bool,
     ) -> None:
@@ -145,7 +138,7 @@ class Settings(commands.Cog):
         name="confirm-above", description="Ask members to confirm requests costing more than this"
     )
     async def confirm_above(
-        self, interaction: discord.Interaction, buzz: Range[int, 0, MAX_AMOUNT]
+        self, interaction: Interaction, buzz: Range[int, 0, MAX_AMOUNT]
     ) -> None:
         await self._update(interaction, confirm_above=buzz)
 
@@ -153,7 +146,7 @@ class Settings(commands.Cog):
     @app_commands.rename(per_member="per-member", per_guild="per-guild")
     async def concurrency(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         per_member: Range[int, 1, 50],
         per_guild: Range[int, 1, 10_000],
     ) -> None:
@@ -164,21 +157,21 @@ class Settings(commands.Cog):
     @settings.command(
         name="mod-role", description="A role that may moderate (besides Manage Messages)"
     )
-    async def mod_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+    async def mod_role(self, interaction: Interaction, role: discord.Role) -> None:
         await self._update(interaction, moderator_role_id=role.id)
 
     @settings.command(
         name="admin-role",
         description="A role that may change quotas and settings (besides Manage Server)",
     )
-    async def admin_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+    async def admin_role(self, interaction: Interaction, role: discord.Role) -> None:
         await self._update(interaction, admin_role_id=role.id)
 
     @settings.command(
         name="reroll-anyone",
         description="May anyone re-roll a result (charged to them), or only the requester?",
     )
-    async def reroll_anyone(self, interaction: discord.Interaction, allowed: bool) -> None:
+    async def reroll_anyone(self, interaction: Interaction, allowed: bool) -> None:
         await self._update(interaction, reroll_anyone=allowed)
 
     @settings.command(
@@ -186,7 +179,7 @@ class Settings(commands.Cog):
         description="Automatic ban after this many strikes within some days (0 = never)",
     )
     async def strikes(
-        self, interaction: discord.Interaction, count: Range[int, 0, 100], days: Range[int, 1, 3650]
+        self, interaction: Interaction, count: Range[int, 0, 100], days: Range[int, 1, 3650]
     ) -> None:
         await self._update(interaction, strikes_to_ban=count, strike_window_days=days)
 

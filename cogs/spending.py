@@ -1,6 +1,7 @@
 """/quota report: the spending chart and the top spenders, answered privately to an admin.
 
 The figures come from bot.store.reports (what "spent" means is written there) and the image
+from bot.discord_adapter.interaction import Interaction
 from bot.reports.chart; this module only finds the spenders' names and sends the answer.
 """
 
@@ -12,13 +13,14 @@ from collections.abc import Iterable
 
 import discord
 
+from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.reports.chart import render
 from bot.services import Services
 from bot.store.reports import Spending, SpendingReports
 
 
-async def answer_report(interaction: discord.Interaction, services: Services, days: int) -> None:
+async def answer_report(interaction: Interaction, services: Services, days: int) -> None:
     assert interaction.guild_id is not None
     await interaction.response.defer(ephemeral=True, thinking=True)
     report = await SpendingReports(services.db, services.clock).spending(interaction.guild_id, days)

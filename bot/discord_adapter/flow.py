@@ -25,7 +25,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.replies import UserFacingError, media_text, refusal_text, reply
 from bot.engine.admission import Quote
-from bot.engine.requests import Interaction, JobRequest, Refusal
+from bot.engine.requests import InteractionToken, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
 from bot.media.intake import declared_source, prepare_attachments
 from bot.media.limits import AttachmentInfo, MediaError
@@ -176,7 +176,7 @@ class RequestFlow:
                     pending.request,
                     sources=sources,
                     confirmed=True,
-                    interaction=Interaction(interaction.token, interaction.expires_at),
+                    interaction=InteractionToken(interaction.token, interaction.expires_at),
                     upload_limit=interaction.filesize_limit,
                 ),
                 launch=False,

@@ -22,7 +22,7 @@ class Requester:
 
 
 @dataclass(frozen=True)
-class Interaction:
+class InteractionToken:
     """A Discord interaction's follow-up credentials (valid 15 minutes)."""
 
     token: str = field(repr=False)
@@ -37,7 +37,7 @@ class JobRequest:
     options: RequestOptions
     sources: tuple[SourceImage, ...] = ()
     confirmed: bool = False
-    interaction: Interaction | None = None
+    interaction: InteractionToken | None = None
     parent_job_id: str | None = None
     # The largest file Discord accepts where the results will be posted.
     upload_limit: int | None = None
