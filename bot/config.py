@@ -50,6 +50,8 @@ class _Section(BaseModel):
 class DiscordSettings(_Section):
     token: SecretStr | None = None
     dev_guild: int | None = Field(None, gt=0)
+    # For large bots: run this many gateway shards in one process (an AutoShardedBot).
+    shard_count: int | None = Field(None, ge=1, le=10_000)
 
 
 class CivitaiSettings(_Section):

@@ -29,6 +29,7 @@ from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import Retention
+from bot.store.state import BotState
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Services:
     downloads: httpx.AsyncClient
     # What is pruned, when (stored source images of jobs ended long ago).
     retention: Retention
+    # The bot's memory of itself between runs (which commands it registered where).
+    state: BotState
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -159,6 +162,7 @@ async def build_services(
         simulator=simulator,
         clock=clock,
         retention=Retention(db, settings.retention.days, clock),
+        state=BotState(db, clock),
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
         metrics=metrics,
     )

@@ -4,6 +4,8 @@ loads the cogs, syncs the commands, and keeps one error path for every interacti
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -36,6 +38,16 @@ EXTENSIONS = (
     "cogs.quota",
     "cogs.settings",
 )
+
+
+DEV_GUILD = "dev_guild"
+
+
+def commands_digest(tree: app_commands.CommandTree, guild: discord.abc.Snowflake | None) -> str:
+    """A fingerprint of the commands as they would be registered (to sync only on change)."""
+    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class DevGuildUnavailable(Exception):
@@ -124,23 +136,52 @@ class ImageBot(commands.Bot):
             )
 
     async def sync_commands(self) -> None:
+        """Register the slash commands where they belong, only when they changed (or --sync):
+        the dev guild's while BOT_DEV_GUILD is set, else globally — and a dev guild's
+        commands are cleared when the bot goes global, so no command shows twice."""
+        state = self.services.state
         dev_guild = self.services.settings.discord.dev_guild
         if dev_guild:
             guild = discord.Object(id=dev_guild)
             self.tree.copy_global_to(guild=guild)
-            try:
-                synced = await self.tree.sync(guild=guild)
-            except discord.Forbidden as exc:
-                raise DevGuildUnavailable(
-                    f"cannot register the slash commands in the server {dev_guild} "
-                    f"(BOT_DEV_GUILD): Discord says the bot has no access there ({exc.code}). "
-                    "Invite the bot to that server with the applications.commands scope, or "
-                    "unset BOT_DEV_GUILD"
-                ) from None
-            log.info("synced %d commands to guild %s", len(synced), dev_guild)
-        elif self.sync_global:
-            synced = await self.tree.sync()
-            log.info("synced %d commands globally", len(synced))
+            await self._sync_if_changed(f"commands:guild:{dev_guild}", guild)
+            await state.set(DEV_GUILD, str(dev_guild))
+            return
+        previous = await state.get(DEV_GUILD)
+        if previous is not None:
+            await self._clear_guild(int(previous))
+            await state.forget(DEV_GUILD)
+            await state.forget(f"commands:guild:{previous}")
+        await self._sync_if_changed("commands:global", None)
+
+    async def _sync_if_changed(self, key: str, guild: discord.abc.Snowflake | None) -> None:
+        digest = commands_digest(self.tree, guild)
+        if not self.sync_global and await self.services.state.get(key) == digest:
+            return
+        try:
+            synced = await self.tree.sync(guild=guild)
+        except discord.Forbidden as exc:
+            if guild is None:
+                raise
+            raise DevGuildUnavailable(
+                f"cannot register the slash commands in the server {guild.id} "
+                f"(BOT_DEV_GUILD): Discord says the bot has no access there ({exc.code}). "
+                "Invite the bot to that server with the applications.commands scope, or "
+                "unset BOT_DEV_GUILD"
+            ) from None
+        await self.services.state.set(key, digest)
+        where = f"to guild {guild.id}" if guild is not None else "globally"
+        log.info("registered %d commands %s", len(synced), where)
+
+    async def _clear_guild(self, guild_id: int) -> None:
+        guild = discord.Object(id=guild_id)
+        self.tree.clear_commands(guild=guild)
+        try:
+            await self.tree.sync(guild=guild)
+        except (discord.Forbidden, discord.NotFound) as exc:  # the bot left that server
+            log.info("could not clear the old dev guild %s's commands (%s)", guild_id, exc.code)
+        else:
+            log.info("cleared the commands of the old dev guild %s", guild_id)
 
     async def on_ready(self) -> None:
         log.info("logged in as %s in %d guild(s)", self.user, len(self.guilds))
@@ -204,3 +245,15 @@ class ImageBot(commands.Bot):
             await asyncio.to_thread(heartbeat.write, path, beat)
         except OSError as exc:
             log.warning("heartbeat not written: %s", exc)
+
+
+class ShardedImageBot(ImageBot, commands.AutoShardedBot):
+    """The same bot over several gateway shards in one process (BOT_DISCORD__SHARD_COUNT)."""
+
+
+def make_bot(services: Services, *, sync_global: bool = False, **options: Any) -> ImageBot:
+    """The bot the settings ask for: sharded when discord.shard_count is set."""
+    shards = services.settings.discord.shard_count
+    if shards:
+        return ShardedImageBot(services, sync_global=sync_global, shard_count=shards, **options)
+    return ImageBot(services, sync_global=sync_global, **options)

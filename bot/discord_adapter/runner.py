@@ -12,7 +12,7 @@ import aiohttp
 import discord
 
 from bot.config import Settings
-from bot.discord_adapter.bot import DevGuildUnavailable, ImageBot
+from bot.discord_adapter.bot import DevGuildUnavailable, make_bot
 from bot.metrics_server import MetricsUnavailable
 from bot.services import build_services
 
@@ -25,7 +25,7 @@ class StartupFailed(Exception):
 
 async def serve(settings: Settings, *, sync: bool) -> None:
     services = await build_services(settings)
-    bot = ImageBot(services, sync_global=sync)
+    bot = make_bot(services, sync_global=sync)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
-from bot.discord_adapter.bot import ImageBot
+from bot.discord_adapter.bot import ImageBot, make_bot
 from bot.services import Services, build_services
 from bot.store.db import utcnow
 from bot.store.jobs import JobRecord
@@ -282,7 +282,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def new_bot(services: Services) -> ImageBot:
-    return ImageBot(services, chunk_guilds_at_startup=False, guild_ready_timeout=0.1)
+    return make_bot(services, chunk_guilds_at_startup=False, guild_ready_timeout=0.1)
 
 
 @asynccontextmanager
@@ -307,7 +307,8 @@ async def world(
         own_sim: Simulator | None = None
         if simulated:
             overrides.setdefault("simulator", {}).setdefault("speed", speed)
-        settings = settings_for(tmp_path, discord={"dev_guild": guild}, **overrides)
+        overrides.setdefault("discord", {}).setdefault("dev_guild", guild)
+        settings = settings_for(tmp_path, **overrides)
         if simulated:
             services = await build_services(settings, clock=clock)
             assert services.simulator is not None

@@ -198,6 +198,22 @@ async def test_a_moderation_channel_the_bot_cannot_post_in(tmp_path):
         assert "I cannot post there yet" in text and f"<#{mods}>" in text
         one = await blocked(w, "cannot post this")
         await blocked(w, "nor this")
+        # Both items tried the channel and were refused (else one may post itself later).
+        await w.fake.wait_for(
+            lambda: (
+                len(
+                    [
+                        c
+                        for c in w.fake.calls
+                        if c.method == "POST"
+                        and c.path.endswith(f"/channels/{mods}/messages")
+                        and c.status == 403
+                    ]
+                )
+                >= 2
+            ),
+            what="both review items refused by the channel",
+        )
         await w.fake.settle()
         [dm] = owner_dms(w)
         assert f"I cannot post in <#{mods}>" in dm["content"]
