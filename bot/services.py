@@ -7,6 +7,7 @@ runner and the benchmarks use the same builder, so every entry point wires thing
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from datetime import datetime, timedelta
 import httpx
 
 from bot.civitai.client import OrchestratorClient
+from bot.civitai.lane import CivitaiLane
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
-from bot.engine.parts import PromptFilter
+from bot.engine.lane import Lane
+from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.metrics import Metrics
 from bot.store.db import Database, utcnow
@@ -78,18 +81,31 @@ class Services:
     ) -> Engine:
         """The one place an Engine is built: the app, the benchmarks, the crash test and the
         test harnesses all wire it from these services and their listeners."""
+        settings = settings or self.engine_settings()
         return Engine(
             db=self.db,
             jobs=self.jobs,
             ledger=self.ledger,
             guilds=self.guilds,
             moderation=self.moderation,
-            client=self.client,
+            lane=self.lane(settings),
             publisher=publisher,
-            settings=settings or self.engine_settings(),
+            settings=settings,
             reviews=reviews,
             alerts=alerts,
             prompt_filter=prompt_filter,
+            clock=self.clock,
+            metrics=self.metrics,
+        )
+
+    def lane(self, settings: EngineSettings) -> Lane:
+        """The upstream service jobs run on (the Civitai orchestrator)."""
+        return CivitaiLane(
+            self.client,
+            self.jobs,
+            policy=settings.policy,
+            retry_cap=settings.retry_cap,
+            backoff=functools.partial(backoff, settings, self.clock),
             clock=self.clock,
             metrics=self.metrics,
         )

@@ -86,3 +86,14 @@ def test_one_place_builds_the_engine():
         if "Engine(" in path.read_text() and rel(path) not in {"bot/services.py"}
     ]
     assert builders == []
+
+
+def test_the_engine_is_lane_agnostic():
+    """The engine, the stores and the Discord front end know lanes only by their interface."""
+    offenders = [
+        rel(path)
+        for path in CODE
+        if rel(path).startswith(("bot/engine/", "bot/store/", "bot/discord_adapter/"))
+        and any(m.startswith(("bot.civitai", "bot.openai_api")) for m in imported_modules(path))
+    ]
+    assert offenders == []

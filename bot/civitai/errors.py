@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.engine.lane import OperatorProblem, UpstreamUnavailable
+
 
 class OrchestratorError(Exception):
     status: int | None = None
@@ -22,13 +24,13 @@ class ValidationFailed(OrchestratorError):
         self.fields = fields
 
 
-class Unauthorized(OrchestratorError):
+class Unauthorized(OrchestratorError, OperatorProblem):
     """401: the token is missing, wrong or revoked. An operator problem, not a member's."""
 
     status = 401
 
 
-class Forbidden(OrchestratorError):
+class Forbidden(OrchestratorError, OperatorProblem):
     """403: not enough Buzz on the account, or the token may not do this."""
 
     status = 403
@@ -38,7 +40,7 @@ class NotFound(OrchestratorError):
     status = 404
 
 
-class Unavailable(OrchestratorError):
+class Unavailable(OrchestratorError, UpstreamUnavailable):
     """429/5xx/timeouts/connection errors that outlasted every retry.
 
     `maybe_accepted` is False only when no attempt could have been acted on upstream (the
@@ -46,7 +48,7 @@ class Unavailable(OrchestratorError):
     """
 
     def __init__(self, message: str, *, maybe_accepted: bool = True) -> None:
-        super().__init__(message)
+        OrchestratorError.__init__(self, message)
         self.maybe_accepted = maybe_accepted
 
 

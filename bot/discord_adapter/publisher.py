@@ -198,6 +198,9 @@ class DiscordPublisher:
             log.info("job %s: log line not posted (%s)", job.id, exc.status)
 
     # -- results ----------------------------------------------------------------------------
+    async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        """Partial images: the Civitai lane sends none."""
+
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         """The ids of the messages that carry this job's result, if ALL its parts were posted
         (newest first in the channel, then the member's DMs). A partial post is removed, so the

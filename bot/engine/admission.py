@@ -15,7 +15,7 @@ from datetime import datetime
 
 from bot.catalog import CatalogError, build_request
 from bot.catalog.request import ImageRequest
-from bot.civitai.errors import Forbidden, OrchestratorError, Unauthorized
+from bot.engine.lane import OperatorProblem
 from bot.engine.parts import J, Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.store.db import Conn
@@ -209,19 +209,12 @@ class Admission:
             raise Refusal(RefusalReason.BUDGET, str(exc), buzz=hold_amount) from None
 
     async def _whatif(self, job_id: str, validated: ImageRequest) -> int | None:
-        client = self.parts.client
-        # A whatif claims its externalId upstream, so it must not use the job's own id.
-        template = client.template([validated.step()], f"{job_id}-whatif")
         try:
-            estimate = await client.submit(template, whatif=True)
-        except (Unauthorized, Forbidden) as exc:
+            return await self.parts.lane.whatif(job_id, validated.step())
+        except OperatorProblem as exc:
             await self.parts.alert("auth", str(exc))
             raise Refusal(
                 RefusalReason.UPSTREAM,
                 "the bot cannot place orders with the orchestrator right now; the operator "
                 "has been told",
             ) from None
-        except OrchestratorError as exc:
-            log.warning("whatif failed for %s, holding the local estimate: %s", job_id, exc)
-            return None
-        return estimate.cost.total if estimate.cost else None

@@ -68,7 +68,7 @@ class Decisions:
         if job.workflow_id:
             # In the background: the caller is answering a Discord interaction, and the
             # orchestrator may take a while (retries). The job's task settles the ending.
-            self.driver.background(self.driver.cancel_upstream(job.workflow_id))
+            self.driver.background(self.driver.cancel_upstream(job))
         self.driver.wake(job_id)
         refreshed = await parts.jobs.job(job_id)
         assert refreshed is not None

@@ -2,9 +2,9 @@
 
 A job's state lives in SQLite; the task that drives it can die at any moment and a new one
 (after a restart, or the reconciler finding an orphan) carries on from the stored state:
-- queued: (re)submit with externalId = job id, so a retry finds the same workflow;
-- submitted/running: follow the workflow until it ends, then settle and move on, in one
-  transaction (status + ledger + review item);
+- queued/submitted/running: the lane takes the job to its end upstream (for the Civitai
+  orchestrator: submit with externalId = job id, follow); the engine settles the ending it
+  reports in one transaction (status + ledger + review item);
 - delivering: the results phase (results.py) fetches and posts the images, exactly once.
 Only the job's own task changes a running job; others (cancel) set a flag and wake it.
 """
@@ -12,24 +12,14 @@ Only the job's own task changes a running job; others (cancel) set a flag and wa
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
-import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
-from bot.civitai.errors import (
-    Forbidden,
-    NotFound,
-    OrchestratorError,
-    Unauthorized,
-    Unavailable,
-    ValidationFailed,
-)
-from bot.civitai.models import Workflow, WorkflowStatus
-from bot.engine.admission import SOURCE_REF
+from bot.engine.lane import Ending, UpstreamUnavailable
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
@@ -137,16 +127,14 @@ class Driver:
                 return
             bind_job(job.id, job.guild_id)  # every log line of this task names the job
             try:
-                if job.status is J.QUEUED:
-                    await self._submit(job)
-                elif job.status in (J.SUBMITTED, J.RUNNING):
-                    await self._follow(job)
+                if job.status in (J.QUEUED, J.SUBMITTED, J.RUNNING):
+                    await self._run(job)
                 elif job.status is J.DELIVERING:
                     await self.results.deliver(job)
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except (Unavailable, TransitionError, PostFailed) as exc:
+            except (UpstreamUnavailable, TransitionError, PostFailed) as exc:
                 failures += 1
                 delay = min(settings.retry_cap, settings.retry_base * 2 ** (failures - 1))
                 log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
@@ -156,218 +144,39 @@ class Driver:
                 log.exception("job %s: unexpected error (attempt %d)", job_id, failures)
                 await self.sleep(job_id, min(settings.retry_cap, 5.0 * failures))
 
-    async def _submit(self, job: JobRecord) -> None:
+    async def _run(self, job: JobRecord) -> None:
+        """The lane takes the job to its end upstream; the engine settles what it reports."""
+        run = LaneRun(self.parts, job, self.sleep)
+        ending = await self.parts.lane.run(run)
+        await self._conclude(run.job, ending)
+
+    async def cancel_upstream(self, job: JobRecord) -> None:
+        await self.parts.lane.cancel(job)
+
+    async def _conclude(self, job: JobRecord, ending: Ending) -> None:
         parts = self.parts
-        stop = job.cancel_requested_by is not None or parts.past_deadline(job)
-        if stop and job.submit_attempted_at is None:
-            # Nothing ever reached the orchestrator: nothing to charge.
-            if job.cancel_requested_by is not None:
-                await self._finish_unsubmitted(job, J.CANCELED, "canceled")
-            else:
-                await self._finish_unsubmitted(job, J.EXPIRED, "it could not be submitted in time")
-            return
-        # Once any attempt may have reached the orchestrator, the job remembers it until the
-        # orchestrator answers: a later attempt that was refused outright proves nothing about
-        # the earlier ones.
-        may_exist = job.submit_attempted_at is not None
-        if not may_exist:
-            # From here on the workflow may exist upstream even if we never hear back: a
-            # restart re-submits (same externalId, so the same workflow) instead of giving up.
-            job = await parts.db.write(self._mark_attempt, job.id)
-        template = parts.client.template([await self._resolved_step(job)], job.id)
-        # Recovering a workflow we mean to stop: get it back now, follow it to its end.
-        wait = 0 if stop else parts.settings.policy.submit_wait
-        try:
-            workflow = await parts.client.submit(template, wait=wait)
-        except Unavailable as exc:
-            if not exc.maybe_accepted and not may_exist:
-                # Every attempt so far was refused outright: nothing exists upstream.
-                await parts.db.write(parts.jobs.update_in, job.id, submit_attempted_at=None)
-            elif stop and parts.past_grace(job):
-                # We asked to stop it, and the orchestrator never said whether it exists.
-                log.error(
-                    "job %s: could not learn whether its workflow exists upstream; ending it "
-                    "uncharged (check the orchestrator for externalId %s)",
-                    job.id,
-                    job.id,
-                )
-                await self._finish_unsubmitted(job, J.EXPIRED, "it could not be confirmed in time")
-                return
-            raise
-        except ValidationFailed as exc:
-            fields = ", ".join(exc.fields) or "the request"
-            await self._finish_unsubmitted(
-                job,
-                J.FAILED,
-                f"the orchestrator refused it ({fields}); nothing was charged",
-                detail=str(exc),
-            )
-            return
-        except (Unauthorized, Forbidden) as exc:
-            await parts.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
-            await self._finish_unsubmitted(
-                job,
-                J.FAILED,
-                "the bot cannot place orders with the orchestrator right now; nothing was "
-                "charged and the operator has been told",
-                detail=str(exc),
-            )
-            return
-        parts.alerted.discard("auth")
-        parts.alerted.discard("forbidden")
-        job = await parts.db.write(
-            parts.jobs.transition_in,
-            job.id,
-            J.SUBMITTED,
-            workflow_id=workflow.id,
-            workflow_status=str(workflow.status),
-            submitted_at=parts.clock(),
-        )
-        await parts.status(job, None)
-        if job.cancel_requested_by is not None and workflow.id:
-            await self.cancel_upstream(workflow.id)
-        await self._observe(job, workflow)
-
-    def _mark_attempt(self, tx: Conn, job_id: str) -> JobRecord:
-        self.parts.jobs.update_in(tx, job_id, submit_attempted_at=self.parts.clock())
-        marked = self.parts.jobs.job_in(tx, job_id)
-        assert marked is not None
-        return marked
-
-    async def _finish_unsubmitted(
-        self, job: JobRecord, status: JobStatus, message: str, *, detail: str | None = None
-    ) -> None:
-        parts = self.parts
-        job = await parts.db.write(parts.release, job.id, status, error=message, detail=detail)
-        await parts.status(job, message)
-
-    async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
-        """The stored step with source://N references replaced by data URLs."""
-        text = json.dumps(job.step)
-        if SOURCE_REF not in text:
-            return job.step
-        sources = await self.parts.jobs.sources(job.id)
-
-        def resolve(value: Any) -> Any:
-            if isinstance(value, str) and value.startswith(SOURCE_REF):
-                source = sources[int(value[len(SOURCE_REF) :])]
-                return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
-            if isinstance(value, list):
-                return [resolve(v) for v in value]
-            if isinstance(value, dict):
-                return {k: resolve(v) for k, v in value.items()}
-            return value
-
-        return resolve(job.step)
-
-    async def _follow(self, job: JobRecord) -> None:
-        """Follow the workflow to its end. Past the deadline, ask the orchestrator to stop it
-        and settle from what it reports once it has ended (a success is still delivered); if
-        it never ends, settle from its last report after a grace period."""
-        parts = self.parts
-        workflow_id = job.workflow_id
-        assert workflow_id is not None
-        attempt = 0
-        canceled_sent = expired = False
-        workflow: Workflow | None = None
-        while True:
-            job = await parts.jobs.job(job.id) or job
-            if job.cancel_requested_by is not None and not canceled_sent:
-                canceled_sent = True
-                await self.cancel_upstream(workflow_id)
-            if parts.past_deadline(job) and not expired:
-                expired = True
-                await self.cancel_upstream(workflow_id)
-            if expired and workflow is not None and parts.past_grace(job):
-                log.error(
-                    "job %s: workflow %s never ended; settling from its last report",
-                    job.id,
-                    workflow_id,
-                )
-                await self._conclude(job, workflow, forced=J.EXPIRED)
-                return
-            delay, wait = parts.settings.policy.next_request(attempt)
-            if expired:
-                delay, wait = min(delay, parts.settings.retry_cap), min(wait, 10)
-            if delay:
-                await self.sleep(job.id, delay)
-            attempt += 1
-            try:
-                workflow = await parts.client.get(workflow_id, wait=wait)
-            except NotFound:
-                # The orchestrator lost it: nothing to charge, nothing to deliver.
-                log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
-                await self._conclude(job, Workflow(id=workflow_id, status="failed"))
-                return
-            if workflow.terminal:
-                late = expired and workflow.status != WorkflowStatus.SUCCEEDED
-                await self._conclude(job, workflow, forced=J.EXPIRED if late else None)
-                return
-            await self._observe(job, workflow)
-
-    async def cancel_upstream(self, workflow_id: str | None) -> None:
-        """Ask the orchestrator to stop a workflow. Best effort: whatever it answers, the job
-        is settled from what it reports when the workflow ends."""
-        if not workflow_id:
-            return
-        try:
-            await self.parts.client.cancel(workflow_id)
-        except OrchestratorError as exc:
-            log.warning("workflow %s: cancel not accepted (%s)", workflow_id, exc)
-
-    async def _observe(self, job: JobRecord, workflow: Workflow) -> bool:
-        """Record progress; conclude if the workflow ended. True when the job left running."""
-        if workflow.terminal:
-            await self._conclude(job, workflow)
-            return True
-        status, position = str(workflow.status), workflow.queue_position()
-        if job.status is J.RUNNING and (status, position) == (
-            job.workflow_status,
-            job.queue_position,
-        ):
-            return False
-        changes: dict[str, Any] = {"workflow_status": status, "queue_position": position}
-        if status == WorkflowStatus.PROCESSING and job.started_at is None:
-            changes["started_at"] = self.parts.clock()
-        parts = self.parts
-        job = await parts.db.write(parts.jobs.transition_in, job.id, J.RUNNING, **changes)
-        await parts.status(job, None, workflow.progress())
-        return False
-
-    async def _conclude(
-        self, job: JobRecord, workflow: Workflow, *, forced: JobStatus | None = None
-    ) -> None:
-        parts = self.parts
-        charged = workflow.charged()
-        status = forced or ending_status(workflow)
-        images = [
-            {"blob_id": img.id, "width": img.width, "height": img.height}
-            for img in workflow.images()
-        ]
-        message = ending_message(status, charged)
+        status, charged = ending.status, ending.charged
+        message = ending.message or ending_message(status, charged)
 
         def settle(tx: Conn) -> tuple[JobRecord, Settlement, int | None]:
             """The job's ending, its money and its review item commit together."""
-            ended = parts.jobs.transition_in(
-                tx,
-                job.id,
-                status,
-                charged=charged,
-                workflow_status=str(workflow.status),
-                result_images=images,
-                error=None if status is J.DELIVERING else message,
-                # A long-poll may never have seen "processing": take the orchestrator's time.
-                started_at=job.started_at or workflow.started_at,
-                deliver_by=(
-                    parts.clock() + parts.settings.delivery_deadline
-                    if status is J.DELIVERING
-                    else None
-                ),
-            )
+            changes: dict[str, Any] = {
+                "charged": charged,
+                "error": None if status is J.DELIVERING else message,
+                # A long-poll may never have seen "processing": take upstream's time.
+                "started_at": job.started_at or ending.started_at,
+            }
+            if ending.upstream_status is not None:
+                changes["workflow_status"] = ending.upstream_status
+            if ending.images:
+                changes["result_images"] = list(ending.images)
+            if status is J.DELIVERING:
+                changes["deliver_by"] = parts.clock() + parts.settings.delivery_deadline
+            ended = parts.jobs.transition_in(tx, job.id, status, detail=ending.detail, **changes)
             settlement = parts.ledger.settle_in(tx, job.id, charged)
             item_id = None
             if status is J.BLOCKED:
-                reason = block_reason(workflow)
+                reason = ending.block_reason or "blocked by the content filter"
                 item_id = parts.moderation.create_item_in(
                     tx, job.guild_id, job.id, "blocked", reason
                 )
@@ -380,22 +189,93 @@ class Driver:
                 "job %s: charged %d above what the member could pay", job.id, settlement.loss
             )
         if status is J.DELIVERING:
-            self.results.remember(job.id, workflow)
+            self.results.remember(job.id, ending.upstream)
         await parts.status(job, None if status is J.DELIVERING else message)
         if item_id is not None:
             await parts.notify_review(item_id, job)
 
 
-def ending_status(workflow: Workflow) -> JobStatus:
-    """What a job becomes when its workflow ended this way."""
-    if workflow.blocked():
-        return J.BLOCKED
-    if workflow.status == WorkflowStatus.SUCCEEDED:
-        return J.DELIVERING if workflow.images() else J.FAILED
-    return {
-        WorkflowStatus.EXPIRED.value: J.EXPIRED,
-        WorkflowStatus.CANCELED.value: J.CANCELED,
-    }.get(str(workflow.status), J.FAILED)
+class LaneRun:
+    """The engine's side of a lane running one job: progress recorded one transaction each,
+    the member's status message kept up to date, sleeps that a cancel wakes."""
+
+    def __init__(
+        self,
+        parts: Parts,
+        job: JobRecord,
+        sleep: Callable[[str, float], Awaitable[None]],
+    ) -> None:
+        self.parts, self._job, self._sleep = parts, job, sleep
+
+    @property
+    def job(self) -> JobRecord:
+        return self._job
+
+    async def refresh(self) -> JobRecord:
+        self._job = await self.parts.jobs.job(self._job.id) or self._job
+        return self._job
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(self._job.id, seconds)
+
+    def past_deadline(self) -> bool:
+        return self.parts.past_deadline(self._job)
+
+    def past_grace(self) -> bool:
+        return self.parts.past_grace(self._job)
+
+    async def mark_attempt(self) -> None:
+        self._job = await self.parts.db.write(self._set_attempt, self.parts.clock())
+
+    async def clear_attempt(self) -> None:
+        self._job = await self.parts.db.write(self._set_attempt, None)
+
+    def _set_attempt(self, tx: Conn, when: datetime | None) -> JobRecord:
+        self.parts.jobs.update_in(tx, self._job.id, submit_attempted_at=when)
+        marked = self.parts.jobs.job_in(tx, self._job.id)
+        assert marked is not None
+        return marked
+
+    async def submitted(self, upstream_id: str | None, upstream_status: str | None) -> None:
+        parts = self.parts
+        self._job = await parts.db.write(
+            parts.jobs.transition_in,
+            self._job.id,
+            J.SUBMITTED,
+            workflow_id=upstream_id,
+            workflow_status=upstream_status,
+            submitted_at=parts.clock(),
+        )
+        await parts.status(self._job, None)
+
+    async def progress(
+        self,
+        upstream_status: str,
+        queue_position: int | None = None,
+        *,
+        started: bool = False,
+        fraction: float | None = None,
+    ) -> None:
+        parts = self.parts
+        changes: dict[str, Any] = {
+            "workflow_status": upstream_status,
+            "queue_position": queue_position,
+        }
+        if started and self._job.started_at is None:
+            changes["started_at"] = parts.clock()
+        self._job = await parts.db.write(
+            parts.jobs.transition_in, self._job.id, J.RUNNING, **changes
+        )
+        await parts.status(self._job, None, fraction)
+
+    async def preview(self, image: bytes, mime: str) -> None:
+        await self.parts.publisher.on_preview(self._job, image, mime)
+
+    async def alert(self, key: str, message: str) -> None:
+        await self.parts.alert(key, message)
+
+    def recovered(self, key: str) -> None:
+        self.parts.alerted.discard(key)
 
 
 def ending_message(status: JobStatus, charged: int) -> str | None:
@@ -407,14 +287,3 @@ def ending_message(status: JobStatus, charged: int) -> str | None:
         J.CANCELED: f"canceled; {paid}",
         J.EXPIRED: f"it did not finish in time; {paid}",
     }.get(status)
-
-
-def block_reason(workflow: Workflow) -> str:
-    for job in workflow.jobs():
-        if job.blocked_reason:
-            return job.blocked_reason
-    for img in workflow.images():
-        if img.blocked_reason:
-            return f"output image blocked: {img.blocked_reason}"
-    errors = workflow.output_errors()
-    return errors[0] if errors else "blocked by the content filter"

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.catalog.request import ImageRequest
-from bot.civitai.client import OrchestratorClient
 from bot.engine.admission import Admission, Quote
 from bot.engine.decisions import Decisions
 from bot.engine.driver import Driver
+from bot.engine.lane import Lane
 from bot.engine.parts import HELD_MESSAGE, EngineSettings, J, NotAllowed, Parts, PromptFilter
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.requests import JobRequest, Requester
@@ -37,7 +37,7 @@ class Engine:
         ledger: Ledger,
         guilds: GuildStore,
         moderation: ModerationStore,
-        client: OrchestratorClient,
+        lane: Lane,
         publisher: Publisher,
         settings: EngineSettings | None = None,
         reviews: ReviewListener | None = None,
@@ -52,7 +52,7 @@ class Engine:
             ledger=ledger,
             guilds=guilds,
             moderation=moderation,
-            client=client,
+            lane=lane,
             publisher=publisher,
             settings=settings or EngineSettings(),
             clock=clock,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.civitai.client import OrchestratorClient
 from bot.engine.follow import FollowPolicy, LongPoll
+from bot.engine.lane import Lane
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener, StatusUpdate
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database
@@ -61,7 +61,7 @@ class Parts:
     ledger: Ledger
     guilds: GuildStore
     moderation: ModerationStore
-    client: OrchestratorClient
+    lane: Lane
     publisher: Publisher
     settings: EngineSettings
     clock: Callable[[], datetime]
@@ -130,8 +130,14 @@ class Parts:
         )
 
     def backoff(self, attempt: int, deadline: datetime) -> float:
-        """Capped, jittered exponential backoff that does not sleep past `deadline`."""
-        ceiling = min(self.settings.retry_cap, self.settings.retry_base * 2**attempt)
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        left = (deadline - self.clock()).total_seconds()
-        return max(0.0, min(delay, left))
+        return backoff(self.settings, self.clock, attempt, deadline)
+
+
+def backoff(
+    settings: EngineSettings, clock: Callable[[], datetime], attempt: int, deadline: datetime
+) -> float:
+    """Capped, jittered exponential backoff that does not sleep past `deadline`."""
+    ceiling = min(settings.retry_cap, settings.retry_base * 2**attempt)
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    left = (deadline - clock()).total_seconds()
+    return max(0.0, min(delay, left))

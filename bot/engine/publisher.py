@@ -46,6 +46,9 @@ class Publisher(Protocol):
     async def on_status(self, update: StatusUpdate) -> None:
         """The job changed state (or queue position); show it to the member."""
 
+    async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        """A partial image of a running job (lanes that stream them): show it as it forms."""
+
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         """The message ids of this job's results if they were already posted, else None."""
 

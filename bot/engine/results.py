@@ -10,12 +10,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
-from bot.civitai.errors import BlobExpired, BlobRefused, NotFound, Unavailable
-from bot.civitai.models import Workflow
+from bot.engine.lane import UpstreamUnavailable
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed, ResultImage
-from bot.media.decode import probe_image
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, TransitionError
 
@@ -36,11 +35,11 @@ class Results:
     def __init__(self, parts: Parts, sleep: Callable[[str, float], Awaitable[None]]) -> None:
         self.parts = parts
         self._sleep = sleep
-        # Workflows seen at conclusion, so delivery needs no extra request for fresh URLs.
-        self._fresh: dict[str, Workflow] = {}
+        # The lane's last view at conclusion (a workflow), so delivery need not ask again.
+        self._fresh: dict[str, Any] = {}
 
-    def remember(self, job_id: str, workflow: Workflow) -> None:
-        self._fresh[job_id] = workflow
+    def remember(self, job_id: str, upstream: Any) -> None:
+        self._fresh[job_id] = upstream
 
     def forget(self, job_id: str) -> None:
         self._fresh.pop(job_id, None)
@@ -58,7 +57,12 @@ class Results:
                 return
         deadline = job.deliver_by or self.parts.clock() + self.parts.settings.delivery_deadline
         try:
-            images, total = await self._fetch_results(job, deadline)
+            images, total = await self.parts.lane.fetch_results(
+                job,
+                self._fresh.pop(job.id, None),
+                deadline,
+                lambda seconds: self._sleep(job.id, seconds),
+            )
             if not images:
                 await self._undeliverable(
                     job, f"none of the {total} image(s) could be fetched from the orchestrator"
@@ -72,7 +76,7 @@ class Results:
                 missing_images=total - len(images),
             )
             message_ids = await self._post(job, images, deadline)
-        except (asyncio.CancelledError, Unavailable, TransitionError):
+        except (asyncio.CancelledError, UpstreamUnavailable, TransitionError):
             raise
         except Exception as exc:
             attempts = 1 + sum(1 for _, detail, _ in events if detail == DELIVERY_FAILED)
@@ -153,77 +157,3 @@ class Results:
         await self.parts.status(job, message)
         if item_id is not None:
             await self.parts.notify_review(item_id, job)
-
-    async def _fetch_results(
-        self, job: JobRecord, deadline: datetime
-    ) -> tuple[list[ResultImage], int]:
-        """Every image of the workflow, fetched now (signed URLs expire) and checked to be an
-        image: (the images in order, how many there are). Failures are retried — an expired
-        URL after asking the orchestrator for fresh ones — until `deadline`."""
-        assert job.workflow_id is not None
-        workflow = self._fresh.pop(job.id, None)
-        fetched: dict[int, ResultImage] = {}
-        total = len(job.result_images)
-        attempt = 0
-        while True:
-            if workflow is None:
-                try:
-                    workflow = await self.parts.client.get(job.workflow_id)
-                except Unavailable as exc:
-                    log.warning("job %s: cannot get fresh image URLs: %s", job.id, exc)
-                except NotFound:
-                    log.warning("job %s: the orchestrator no longer has its workflow", job.id)
-                    break
-            if workflow is not None:
-                blobs = workflow.images()
-                total = len(blobs)
-                stale = False
-                for index, blob in enumerate(blobs):
-                    if index in fetched:
-                        continue
-                    image = await self._fetch_one(job, index, blob.id, blob.url)
-                    if image is None:
-                        stale = stale or not blob.url
-                    elif isinstance(image, ResultImage):
-                        fetched[index] = image
-                    else:
-                        stale = True
-                if len(fetched) == total:
-                    break
-                if stale:
-                    workflow = None  # ask for fresh URLs next time round
-            self.parts.metrics.delivery_failed()  # this round left images unfetched
-            if self.parts.clock() >= deadline:
-                break
-            delay = self.parts.backoff(attempt, deadline)
-            log.warning(
-                "job %s: %d of %d image(s) not fetched yet; trying again in %.0fs",
-                job.id,
-                total - len(fetched),
-                total,
-                delay,
-            )
-            await self._sleep(job.id, delay)
-            attempt += 1
-        return [fetched[i] for i in sorted(fetched)], total
-
-    async def _fetch_one(
-        self, job: JobRecord, index: int, blob_id: str, url: str | None
-    ) -> ResultImage | bool | None:
-        """One image; None when it failed for now, False when its URL needs refreshing."""
-        if not url:
-            return None
-        try:
-            data = await self.parts.client.download_blob(url)
-        except BlobExpired:
-            return False
-        except (Unavailable, BlobRefused) as exc:
-            log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
-            return None
-        try:
-            mime, width, height = await asyncio.to_thread(probe_image, data)
-        except ValueError as exc:
-            # A 200 whose body is not an image (an error page, a cut-off file): retried.
-            log.warning("job %s: image %d is not a readable image (%s)", job.id, index + 1, exc)
-            return None
-        return ResultImage(index, blob_id, mime, width, height, data)

@@ -40,6 +40,9 @@ class HttpPublisher:
     async def on_status(self, update: StatusUpdate) -> None:
         return None
 
+    async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        return None
+
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         response = await self.http.get(f"/delivered/{job.id}")
         return response.json()["ids"] if response.status_code == 200 else None

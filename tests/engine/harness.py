@@ -37,11 +37,15 @@ class MemoryPublisher:
     deliveries: dict[str, list[int]] = field(default_factory=dict)
     posts: list[tuple[str, list[ResultImage]]] = field(default_factory=list)
     fail_deliveries: int = 0
+    previews: list[tuple[str, bytes]] = field(default_factory=list)
     # Raised, in turn, by the next deliveries (Discord answering 5xx, 403...).
     post_faults: list[Exception] = field(default_factory=list)
 
     async def on_status(self, update: StatusUpdate) -> None:
         self.updates.append(update)
+
+    async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        self.previews.append((job.id, image))
 
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         return self.deliveries.get(job.id)

@@ -1,0 +1,101 @@
+"""A finished workflow's images, fetched patiently: every image downloaded and checked to be an
+image, failures retried until the job's delivery deadline — an expired signed URL after
+asking the orchestrator for the workflow again (fresh URLs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import BlobExpired, BlobRefused, NotFound, Unavailable
+from bot.civitai.models import Workflow
+from bot.engine.publisher import ResultImage
+from bot.media.decode import probe_image
+from bot.metrics import Metrics
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+async def fetch_workflow_images(
+    client: OrchestratorClient,
+    job: JobRecord,
+    workflow: Workflow | None,
+    deadline: datetime,
+    sleep: Callable[[float], Awaitable[None]],
+    *,
+    backoff: Callable[[int, datetime], float],
+    clock: Callable[[], datetime],
+    metrics: Metrics,
+) -> tuple[list[ResultImage], int]:
+    """(the images fetched, in order; how many the workflow has)."""
+    assert job.workflow_id is not None
+    fetched: dict[int, ResultImage] = {}
+    total = len(job.result_images)
+    attempt = 0
+    while True:
+        if workflow is None:
+            try:
+                workflow = await client.get(job.workflow_id)
+            except Unavailable as exc:
+                log.warning("job %s: cannot get fresh image URLs: %s", job.id, exc)
+            except NotFound:
+                log.warning("job %s: the orchestrator no longer has its workflow", job.id)
+                break
+        if workflow is not None:
+            blobs = workflow.images()
+            total = len(blobs)
+            stale = False
+            for index, blob in enumerate(blobs):
+                if index in fetched:
+                    continue
+                image = await _fetch_one(client, job, index, blob.id, blob.url)
+                if image is None:
+                    stale = stale or not blob.url
+                elif isinstance(image, ResultImage):
+                    fetched[index] = image
+                else:
+                    stale = True
+            if len(fetched) == total:
+                break
+            if stale:
+                workflow = None  # ask for fresh URLs next time round
+        metrics.delivery_failed()  # this round left images unfetched
+        if clock() >= deadline:
+            break
+        delay = backoff(attempt, deadline)
+        log.warning(
+            "job %s: %d of %d image(s) not fetched yet; trying again in %.0fs",
+            job.id,
+            total - len(fetched),
+            total,
+            delay,
+        )
+        await sleep(delay)
+        attempt += 1
+    return [fetched[i] for i in sorted(fetched)], total
+
+
+async def _fetch_one(
+    client: OrchestratorClient, job: JobRecord, index: int, blob_id: str, url: str | None
+) -> ResultImage | bool | None:
+    """One image; None when it failed for now, False when its URL needs refreshing."""
+    if not url:
+        return None
+    try:
+        data = await client.download_blob(url)
+    except BlobExpired:
+        return False
+    except (Unavailable, BlobRefused) as exc:
+        log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
+        return None
+    try:
+        mime, width, height = await asyncio.to_thread(probe_image, data)
+    except ValueError as exc:
+        # A 200 whose body is not an image (an error page, a cut-off file): retried.
+        log.warning("job %s: image %d is not a readable image (%s)", job.id, index + 1, exc)
+        return None
+    return ResultImage(index, blob_id, mime, width, height, data)

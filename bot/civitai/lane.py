@@ -1,0 +1,282 @@
+"""The Civitai orchestrator as a lane: a job is a workflow with one step, submitted with
+externalId = the job id (a retry finds the same workflow), followed by long-poll until it ends,
+and settled from the workflow's own transactions.
+
+A submit that may have reached the orchestrator is remembered (per job, not per call) until
+the orchestrator has said otherwise: cancel, deadline and restart of such a job first
+recover the workflow through its externalId, stop it if it still runs, and settle from what
+the orchestrator reports. Ledger = orchestrator charges, always.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.downloads import fetch_workflow_images
+from bot.civitai.errors import (
+    Forbidden,
+    NotFound,
+    OrchestratorError,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from bot.civitai.models import Workflow, WorkflowStatus
+from bot.engine.follow import FollowPolicy
+from bot.engine.lane import Ending, Run
+from bot.engine.publisher import ResultImage
+from bot.metrics import Metrics
+from bot.store.jobs import JobRecord, JobStatus, JobStore
+
+log = logging.getLogger(__name__)
+
+J = JobStatus
+SOURCE_REF = "source://"
+
+
+class CivitaiLane:
+    name = "civitai"
+
+    def __init__(
+        self,
+        client: OrchestratorClient,
+        jobs: JobStore,
+        *,
+        policy: FollowPolicy,
+        retry_cap: float,
+        backoff: Callable[[int, datetime], float],
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+    ) -> None:
+        self.client, self.jobs = client, jobs
+        self.policy, self.retry_cap = policy, retry_cap
+        self.backoff, self.clock, self.metrics = backoff, clock, metrics
+
+    # -- the lane's interface -----------------------------------------------------------------
+    async def run(self, run: Run) -> Ending:
+        job = run.job
+        if job.status is J.QUEUED:
+            submitted = await self._submit(run)
+            if isinstance(submitted, Ending):
+                return submitted
+            workflow = submitted
+        else:
+            workflow = None
+        return await self._follow(run, workflow)
+
+    async def cancel(self, job: JobRecord) -> None:
+        """Ask the orchestrator to stop the workflow. Best effort: whatever it answers, the job
+        is settled from what it reports when the workflow ends."""
+        if not job.workflow_id:
+            return
+        try:
+            await self.client.cancel(job.workflow_id)
+        except OrchestratorError as exc:
+            log.warning("workflow %s: cancel not accepted (%s)", job.workflow_id, exc)
+
+    async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+        # A whatif claims its externalId upstream, so it must not use the job's own id.
+        template = self.client.template([step], f"{job_id}-whatif")
+        try:
+            estimate = await self.client.submit(template, whatif=True)
+        except (Unauthorized, Forbidden):
+            raise
+        except OrchestratorError as exc:
+            log.warning("whatif failed for %s, holding the local estimate: %s", job_id, exc)
+            return None
+        return estimate.cost.total if estimate.cost else None
+
+    async def fetch_results(
+        self,
+        job: JobRecord,
+        upstream: Any,
+        deadline: datetime,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> tuple[list[ResultImage], int]:
+        return await fetch_workflow_images(
+            self.client,
+            job,
+            upstream if isinstance(upstream, Workflow) else None,
+            deadline,
+            sleep,
+            backoff=self.backoff,
+            clock=self.clock,
+            metrics=self.metrics,
+        )
+
+    # -- submitting ---------------------------------------------------------------------------
+    async def _submit(self, run: Run) -> Workflow | Ending:
+        job = run.job
+        stop = job.cancel_requested_by is not None or run.past_deadline()
+        if stop and job.submit_attempted_at is None:
+            # Nothing ever reached the orchestrator: nothing to charge.
+            if job.cancel_requested_by is not None:
+                return Ending(J.CANCELED, message="canceled")
+            return Ending(J.EXPIRED, message="it could not be submitted in time")
+        # Once any attempt may have reached the orchestrator, the job remembers it until the
+        # orchestrator answers: a later attempt that was refused outright proves nothing about
+        # the earlier ones.
+        may_exist = job.submit_attempted_at is not None
+        if not may_exist:
+            # From here on the workflow may exist upstream even if we never hear back: a
+            # restart re-submits (same externalId, so the same workflow) instead of giving up.
+            await run.mark_attempt()
+        template = self.client.template([await self._resolved_step(job)], job.id)
+        # Recovering a workflow we mean to stop: get it back now, follow it to its end.
+        wait = 0 if stop else self.policy.submit_wait
+        try:
+            workflow = await self.client.submit(template, wait=wait)
+        except Unavailable as exc:
+            if not exc.maybe_accepted and not may_exist:
+                # Every attempt so far was refused outright: nothing exists upstream.
+                await run.clear_attempt()
+            elif stop and run.past_grace():
+                # We asked to stop it, and the orchestrator never said whether it exists.
+                log.error(
+                    "job %s: could not learn whether its workflow exists upstream; ending it "
+                    "uncharged (check the orchestrator for externalId %s)",
+                    job.id,
+                    job.id,
+                )
+                return Ending(J.EXPIRED, message="it could not be confirmed in time")
+            raise
+        except ValidationFailed as exc:
+            fields = ", ".join(exc.fields) or "the request"
+            return Ending(
+                J.FAILED,
+                message=f"the orchestrator refused it ({fields}); nothing was charged",
+                detail=str(exc),
+            )
+        except (Unauthorized, Forbidden) as exc:
+            await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
+            return Ending(
+                J.FAILED,
+                message="the bot cannot place orders with the orchestrator right now; nothing "
+                "was charged and the operator has been told",
+                detail=str(exc),
+            )
+        run.recovered("auth")
+        run.recovered("forbidden")
+        await run.submitted(workflow.id, str(workflow.status))
+        if run.job.cancel_requested_by is not None and workflow.id:
+            await self.cancel(run.job)
+        return workflow
+
+    async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
+        """The stored step with source://N references replaced by data URLs."""
+        text = json.dumps(job.step)
+        if SOURCE_REF not in text:
+            return job.step
+        sources = await self.jobs.sources(job.id)
+
+        def resolve(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(SOURCE_REF):
+                source = sources[int(value[len(SOURCE_REF) :])]
+                return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
+            if isinstance(value, list):
+                return [resolve(v) for v in value]
+            if isinstance(value, dict):
+                return {k: resolve(v) for k, v in value.items()}
+            return value
+
+        return resolve(job.step)
+
+    # -- following ----------------------------------------------------------------------------
+    async def _follow(self, run: Run, workflow: Workflow | None) -> Ending:
+        """Follow the workflow to its end. Past the deadline, ask the orchestrator to stop it
+        and settle from what it reports once it has ended (a success is still delivered); if
+        it never ends, settle from its last report after a grace period."""
+        job = run.job
+        workflow_id = job.workflow_id
+        assert workflow_id is not None
+        attempt = 0
+        canceled_sent = expired = False
+        while True:
+            if workflow is not None:
+                if workflow.terminal:
+                    late = expired and workflow.status != WorkflowStatus.SUCCEEDED
+                    return ending_of(workflow, forced=J.EXPIRED if late else None)
+                await self._observe(run, workflow)
+            job = await run.refresh()
+            if job.cancel_requested_by is not None and not canceled_sent:
+                canceled_sent = True
+                await self.cancel(job)
+            if run.past_deadline() and not expired:
+                expired = True
+                await self.cancel(job)
+            if expired and workflow is not None and run.past_grace():
+                log.error(
+                    "job %s: workflow %s never ended; settling from its last report",
+                    job.id,
+                    workflow_id,
+                )
+                return ending_of(workflow, forced=J.EXPIRED)
+            delay, wait = self.policy.next_request(attempt)
+            if expired:
+                delay, wait = min(delay, self.retry_cap), min(wait, 10)
+            if delay:
+                await run.sleep(delay)
+            attempt += 1
+            try:
+                workflow = await self.client.get(workflow_id, wait=wait)
+            except NotFound:
+                # The orchestrator lost it: nothing to charge, nothing to deliver.
+                log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
+                return ending_of(Workflow(id=workflow_id, status="failed"))
+
+    async def _observe(self, run: Run, workflow: Workflow) -> None:
+        """Record progress (only what changed)."""
+        job = run.job
+        status, position = str(workflow.status), workflow.queue_position()
+        if job.status is J.RUNNING and (status, position) == (
+            job.workflow_status,
+            job.queue_position,
+        ):
+            return
+        started = status == WorkflowStatus.PROCESSING
+        await run.progress(status, position, started=started, fraction=workflow.progress())
+
+
+def ending_of(workflow: Workflow, *, forced: JobStatus | None = None) -> Ending:
+    """What a job becomes when its workflow ended this way, and what it cost."""
+    status = forced or ending_status(workflow)
+    images = tuple(
+        {"blob_id": img.id, "width": img.width, "height": img.height} for img in workflow.images()
+    )
+    return Ending(
+        status,
+        charged=workflow.charged(),
+        upstream_status=str(workflow.status),
+        images=images,
+        block_reason=block_reason(workflow) if status is J.BLOCKED else None,
+        started_at=workflow.started_at,
+        upstream=workflow,
+    )
+
+
+def ending_status(workflow: Workflow) -> JobStatus:
+    if workflow.blocked():
+        return J.BLOCKED
+    if workflow.status == WorkflowStatus.SUCCEEDED:
+        return J.DELIVERING if workflow.images() else J.FAILED
+    return {
+        WorkflowStatus.EXPIRED.value: J.EXPIRED,
+        WorkflowStatus.CANCELED.value: J.CANCELED,
+    }.get(str(workflow.status), J.FAILED)
+
+
+def block_reason(workflow: Workflow) -> str:
+    for job in workflow.jobs():
+        if job.blocked_reason:
+            return job.blocked_reason
+    for img in workflow.images():
+        if img.blocked_reason:
+            return f"output image blocked: {img.blocked_reason}"
+    errors = workflow.output_errors()
+    return errors[0] if errors else "blocked by the content filter"

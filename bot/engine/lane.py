@@ -1,0 +1,123 @@
+"""A lane: the engine's one interface to an upstream image service (the Civitai orchestrator,
+or an OpenAI-compatible Images API). The engine, the ledger, the review queue and delivery
+stay lane-agnostic; a lane knows how to run a job upstream to its end, stop it, price it
+(when it can) and fetch its images.
+
+A lane's `run` drives one job from where the database says it is (queued, submitted,
+running) until it ends upstream, reporting its progress through the `Run` it is given, and
+returns the Ending the engine settles: what happened, what it cost, what to deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.engine.publisher import ResultImage
+from bot.store.jobs import JobRecord, JobStatus
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream service could not be reached for now (5xx, 429, timeouts, connections),
+    after its own retries: the engine tries the job again later. `maybe_accepted`: a request
+    that may have been acted on upstream (a submit that may exist)."""
+
+    def __init__(self, message: str, *, maybe_accepted: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_accepted = maybe_accepted
+
+
+class OperatorProblem(Exception):
+    """The upstream service refuses the bot itself (its token, its account, its credit):
+    only the operator can fix it."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended upstream, for the engine to settle in one transaction."""
+
+    status: JobStatus  # DELIVERING (images to post), FAILED, BLOCKED, CANCELED or EXPIRED
+    charged: int = 0  # what the upstream service charged, in Buzz
+    upstream_status: str | None = None
+    # What the results phase fetches: one dict per image (blob_id, width, height).
+    images: tuple[dict[str, Any], ...] = ()
+    # For the member; None: the engine's words for the status and the charge.
+    message: str | None = None
+    # For operators: the job's event detail (the upstream's own words).
+    detail: str | None = None
+    # For moderators, when the status is BLOCKED.
+    block_reason: str | None = None
+    started_at: datetime | None = None
+    # The lane's own last view (a workflow, images in hand), so delivery need not ask again.
+    upstream: Any = field(default=None, compare=False)
+
+
+class Run(Protocol):
+    """What a lane may do while it runs a job: the engine's side of the conversation."""
+
+    @property
+    def job(self) -> JobRecord:
+        """The job as last stored (cancel requests included)."""
+
+    async def refresh(self) -> JobRecord:
+        """Read the job again (someone may have asked to cancel it)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, waking early when the job is canceled."""
+
+    def past_deadline(self) -> bool: ...
+
+    def past_grace(self) -> bool: ...
+
+    async def mark_attempt(self) -> None:
+        """From now on the job may exist upstream (remembered across restarts)."""
+
+    async def clear_attempt(self) -> None:
+        """Nothing exists upstream after all (every attempt was refused outright)."""
+
+    async def submitted(self, upstream_id: str | None, upstream_status: str | None) -> None:
+        """The upstream service accepted the job."""
+
+    async def progress(
+        self,
+        upstream_status: str,
+        queue_position: int | None = None,
+        *,
+        started: bool = False,
+        fraction: float | None = None,
+    ) -> None:
+        """The job is running upstream (or waiting in its queue)."""
+
+    async def preview(self, image: bytes, mime: str) -> None:
+        """A partial image, as it forms (lanes that stream them)."""
+
+    async def alert(self, key: str, message: str) -> None:
+        """Something only the operator can fix (told once per kind)."""
+
+    def recovered(self, key: str) -> None:
+        """A problem the operator was told about went away."""
+
+
+class Lane(Protocol):
+    name: str
+
+    async def run(self, run: Run) -> Ending:
+        """Take the job from its stored state to its end upstream."""
+
+    async def cancel(self, job: JobRecord) -> None:
+        """Ask the upstream service to stop the job (best effort; `run` settles it)."""
+
+    async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+        """The upstream service's own price for a step, when it can say (else None)."""
+
+    async def fetch_results(
+        self,
+        job: JobRecord,
+        upstream: Any,
+        deadline: datetime,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> tuple[list[ResultImage], int]:
+        """The finished job's images, each checked to be an image, retried until `deadline`:
+        (the images fetched, in order; how many there are)."""
