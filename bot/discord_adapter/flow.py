@@ -39,18 +39,6 @@ log = logging.getLogger(__name__)
 CONFIRM_TTL = 600.0
 
 
-def attachment_info(option: str, attachment: discord.Attachment) -> AttachmentInfo:
-    return AttachmentInfo(
-        option=option,
-        url=attachment.url,
-        filename=attachment.filename,
-        content_type=attachment.content_type,
-        size=attachment.size,
-        width=attachment.width,
-        height=attachment.height,
-    )
-
-
 @dataclass(frozen=True)
 class Pending:
     request: JobRequest
