@@ -2,8 +2,9 @@
 
 Environment names: the DESIGN.md names (DISCORD_TOKEN, CIVITAI_TOKEN, CIVITAI_BASE_URL,
 BOT_DB_PATH, BOT_DEV_GUILD, OPENAI_API_KEY, OPENAI_BASE_URL), BOT_PROVIDER for the top-level
-`provider`, and for every other key `BOT_<SECTION>__<KEY>`, e.g. `BOT_CIVITAI__WHATIF=true`. The TOML path comes from `--config`, else BOT_CONFIG, else
-config.toml; a missing default file is fine, a missing explicit one is an error.
+`provider`, and for every other key `BOT_<SECTION>__<KEY>`, e.g. `BOT_CIVITAI__WHATIF=true`.
+The TOML path comes from `--config`, else BOT_CONFIG, else config.toml; a missing default file
+is fine, a missing explicit one is an error.
 """
 
 from __future__ import annotations
