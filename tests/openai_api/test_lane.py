@@ -11,13 +11,15 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from bot.catalog import Model, Operation
-from bot.engine.requests import Refusal, Requester
+from bot.catalog import Model, Operation, RequestOptions
+from bot.config import Settings
+from bot.engine.requests import JobRequest, Refusal, Requester
 from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
+from bot.services import build_services
 from bot.store import results
 from bot.store.jobs import SourceImage
-from tests.engine.harness import CHANNEL, GUILD, MEMBER
+from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher
 from tests.openai_api.conftest import png
 from tests.openai_api.lane_harness import lane_harness
 
@@ -354,3 +356,43 @@ async def test_a_job_whose_call_is_lost_at_two_restarts_fails_uncharged(tmp_path
             "restart",
         ]
         assert h.sim.requests["generations"] == 2
+
+
+async def test_without_a_key_the_lane_runs_on_its_own_simulator(tmp_path, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "BOT_PROVIDER", "CIVITAI_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(
+        provider="openai",
+        database={"path": tmp_path / "bot.sqlite3"},
+        simulator={"speed": 0.001},
+        defaults={"per_member_concurrency": 5},
+    )
+    services = await build_services(settings)
+    publisher = MemoryPublisher()
+    engine = services.engine(publisher)
+    try:
+        assert services.provider == "openai" and services.simulated
+        assert services.simulator is None  # not the orchestrator's
+        openai = services.openai
+        assert openai is not None and openai.simulator is not None
+        assert openai.base_url == openai.simulator.base_url
+        await services.db.write(
+            services.ledger.grant_in, GUILD, MEMBER, 500, actor_id=None, reason="test"
+        )
+        await engine.start()
+        request = JobRequest(
+            Requester(GUILD, CHANNEL, MEMBER),
+            Model.GPT_IMAGE_1_5,
+            Operation.CREATE,
+            RequestOptions(prompt="a small boat", quality="low"),
+            confirmed=True,
+        )
+        job = await engine.submit(request)
+        async with asyncio.timeout(30):
+            await engine.wait_idle()
+        done = await services.jobs.job(job.id)
+        assert done is not None and done.status.value == "done" and done.simulated
+        assert done.charged == 25 and publisher.previews
+    finally:
+        await engine.stop()
+        await services.aclose()
