@@ -19,6 +19,7 @@ from tests.discord.harness import (
     field_value,
     finished,
     image_size,
+    png,
     started,
     text_of,
     world,
@@ -119,3 +120,37 @@ async def test_a_blocked_prompt_goes_to_the_moderators_and_costs_nothing(tmp_pat
         )
         assert job.id in text_of(item[-1])
         assert "blocked" in field_value(w.status_message(job), "Status").lower()
+
+
+async def test_gpt_image_1_mini_through_imagine_once_an_admin_makes_it_the_default(tmp_path):
+    prices = {"gpt-image-1-mini": {"low": 5, "medium": 20, "high": 75, "auto": 20}}
+    async with openai_world(tmp_path, openai={"prices": prices}) as (w, sim):
+        await w.grant(1000)
+        admin = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.admin,
+            "settings default-model",
+            options={"model": "gpt-image-1-mini"},
+        )
+        assert "Default model (/imagine): gpt-image-1-mini" in text_of(await answer(admin))
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "imagine", options={"prompt": "a paper boat"}
+        )
+        job, _ = await finished(w, await started(w, h))
+        h2 = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "fold it"},
+            attachments={"image": ("boat.png", png(96, 64), "image/png")},
+        )
+        job2, result = await finished(w, await started(w, h2))
+        first, second = sim.received
+        assert (first.route, first.fields["model"]) == ("generations", "gpt-image-1-mini")
+        assert (second.route, second.fields["model"]) == ("edits", "gpt-image-1-mini")
+        assert [f.name for f in second.files] == ["image[]"]
+        assert second.fields["size"] == "1536x1024"  # the source's shape
+        assert job.charged == job2.charged == 75  # high, the default quality
+        assert "gpt-image-1-mini" in text_of(result)
