@@ -145,7 +145,15 @@ class OpenAILane:
             return Ending(J.CANCELED, message="canceled; nothing was charged")
         if run.past_deadline():
             return Ending(J.EXPIRED, message="it could not be started in time; nothing was charged")
-        step = Step.of(job.step)
+        try:
+            step = Step.of(job.step)
+        except (ValueError, KeyError) as exc:
+            # Admitted for the other lane before the operator switched BOT_PROVIDER.
+            return Ending(
+                J.FAILED,
+                message="this request was made for another image service; nothing was charged",
+                detail=str(exc),
+            )
         if job.submit_attempted_at is not None and job.id not in self._mine:
             # The call was in flight when the bot stopped: it is gone, and cannot be resumed.
             earlier = await self._lost_at_restart(job)

@@ -18,7 +18,7 @@ from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
 from bot.services import build_services
 from bot.store import results
-from bot.store.jobs import SourceImage
+from bot.store.jobs import JobStatus, NewJob, SourceImage
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher
 from tests.openai_api.conftest import png
 from tests.openai_api.lane_harness import lane_harness
@@ -396,3 +396,36 @@ async def test_without_a_key_the_lane_runs_on_its_own_simulator(tmp_path, monkey
     finally:
         await engine.stop()
         await services.aclose()
+
+
+async def test_a_job_admitted_for_the_civitai_lane_ends_uncharged_after_a_switch(tmp_path):
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        services = h.services
+        job_id = "jcivitai0001"
+
+        def admit(tx):
+            services.jobs.insert_in(
+                tx,
+                NewJob(
+                    id=job_id,
+                    guild_id=GUILD,
+                    channel_id=CHANNEL,
+                    member_id=MEMBER,
+                    model="gpt-image-2",
+                    operation="createImage",
+                    options={"prompt": "old"},
+                    step={"$type": "imageGen", "input": {"prompt": "old"}},
+                    estimate=78,
+                    status=JobStatus.QUEUED,
+                ),
+            )
+            services.ledger.place_hold_in(tx, GUILD, MEMBER, job_id, 78)
+
+        await services.db.write(admit)
+        await h.engine.start()
+        await h.settle_all()
+        job = await h.job(job_id)
+        assert job.status.value == "failed" and job.charged == 0
+        assert "another image service" in (job.error or "")
+        assert await h.available() == 1000 and not h.sim.received
