@@ -141,10 +141,6 @@ class OpenAILane:
     # -- one call -----------------------------------------------------------------------------
     async def _run(self, run: Run) -> Ending:
         job = run.job
-        if job.cancel_requested_by is not None:
-            return Ending(J.CANCELED, message="canceled; nothing was charged")
-        if run.past_deadline():
-            return Ending(J.EXPIRED, message="it could not be started in time; nothing was charged")
         try:
             step = Step.of(job.step)
         except (ValueError, KeyError) as exc:
@@ -164,6 +160,10 @@ class OpenAILane:
                     message="the image service call was interrupted twice; nothing was charged",
                     detail="lost at two restarts",
                 )
+        if job.cancel_requested_by is not None:
+            return Ending(J.CANCELED, message="canceled; nothing was charged")
+        if run.past_deadline():
+            return Ending(J.EXPIRED, message="it could not be started in time; nothing was charged")
         self._mine.add(job.id)
         why = self.service.switch.why_off(step.model)
         if why is not None:  # admitted before the endpoint said it no longer serves it
