@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.engine.requests import JobRequest, Refusal, Requester
 from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
+from bot.openai_api.simulator import OpenAISimulator
 from bot.services import build_services
 from bot.store import results
 from bot.store.jobs import JobStatus, NewJob, SourceImage
@@ -429,3 +430,18 @@ async def test_a_job_admitted_for_the_civitai_lane_ends_uncharged_after_a_switch
         assert job.status.value == "failed" and job.charged == 0
         assert "another image service" in (job.error or "")
         assert await h.available() == 1000 and not h.sim.received
+
+
+async def test_a_wrong_base_url_is_the_operators_problem(tmp_path):
+    sim = OpenAISimulator(api_key="sk-sim-key-wrong-url-0000", speed=0.001)
+    await sim.start()
+    try:
+        async with lane_harness(tmp_path, sim=sim, base_url=sim.base_url + "/nowhere") as h:
+            await h.grant(1000)
+            await h.engine.start()
+            job = await h.run(h.request())
+            assert job.status.value == "failed" and job.charged == 0
+            assert [k for k, _ in h.alerts.alerts] == ["openai-endpoint"]
+            assert "OPENAI_BASE_URL" in h.alerts.alerts[0][1]
+    finally:
+        await sim.stop()
