@@ -56,7 +56,14 @@ async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Req
         roles=roles,
         is_moderator=is_moderator(interaction, settings),
         parent_channel_id=parent,
+        age_restricted=_age_restricted(channel),
     )
+
+
+def _age_restricted(channel: object) -> bool:
+    """Discord's age restriction on the channel (a thread follows its parent's)."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 async def require_moderator(interaction: discord.Interaction, guilds: GuildStore) -> None:

@@ -106,7 +106,7 @@ class RequestFlow:
         quote = pending.quote
         view = confirm_view(token)
         text = (
-            f"This {quote.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
+            f"This {pending.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
         await interaction.response.send_message(text, view=view, ephemeral=True)

@@ -19,6 +19,8 @@ class Requester:
     is_moderator: bool = False
     # For a thread: the channel it belongs to (channel rules apply through it).
     parent_channel_id: int | None = None
+    # The channel (or a thread's parent) is age-restricted in Discord.
+    age_restricted: bool = False
 
 
 @dataclass(frozen=True)
