@@ -99,6 +99,10 @@ class JobRecord:
     deliver_by: datetime | None = None
     missing_images: int = 0
     hold_amount: int | None = None
+    # A text step's result (a prompt enhancement's); None for jobs that make images.
+    output: dict[str, Any] | None = None
+    # The message the result answers (an upscale replies to the image it was made from).
+    reply_to_message_id: int | None = None
 
     @property
     def final(self) -> bool:
@@ -129,9 +133,10 @@ class NewJob:
     deadline_at: datetime | None = None
     status_message_id: int | None = None
     upload_limit: int | None = None
+    reply_to_message_id: int | None = None
 
 
-_JSON = {"options", "step", "result_images", "delivered_message_ids"}
+_JSON = {"options", "step", "result_images", "delivered_message_ids", "output"}
 _TIMES = {
     "interaction_expires_at",
     "deadline_at",
@@ -152,7 +157,7 @@ def _record(row: Row) -> JobRecord:
         if name not in row.keys():  # noqa: SIM118 - sqlite3.Row has no __contains__ for keys
             continue
         value = row[name]
-        if name in _JSON:
+        if name in _JSON and value is not None:
             value = json.loads(value)
         elif name in _TIMES and value is not None:
             value = datetime.fromisoformat(value)
@@ -178,8 +183,8 @@ class JobStore:
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
             " parent_job_id, simulated, deadline_at, status_message_id, upload_limit,"
-            " created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " reply_to_message_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.guild_id,
@@ -199,6 +204,7 @@ class JobStore:
                 iso(job.deadline_at) if job.deadline_at else None,
                 job.status_message_id,
                 job.upload_limit,
+                job.reply_to_message_id,
                 now,
                 now,
             ),
