@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
 from bot.discord_adapter.buttons.result import result_view
@@ -31,6 +32,8 @@ from bot.discord_adapter.embeds import (
     result_embed,
     status_embed,
 )
+from bot.discord_adapter.enhance_post import post_choice
+from bot.discord_adapter.replying import reply_to_source
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage, fit_for_upload
 from bot.store.db import utcnow
@@ -84,6 +87,8 @@ class DiscordPublisher:
         self._latest: dict[str, StatusUpdate] = {}
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
+        # The tools the lane runs (Upscale, Remove background): their buttons go on results.
+        self.tools: frozenset[Tool] = frozenset()
 
     async def close(self) -> None:
         """Drop the delayed status edits (the database they read is closing)."""
@@ -256,6 +261,9 @@ class DiscordPublisher:
         """Post the result; Discord's expected faults become PostFailed. A 413 means Discord's
         real limit is below the one it told us: what was posted is removed and the images are
         fitted again under a smaller budget, one message each, instead of resending them."""
+        if job.output is not None:  # a prompt enhancement: the member's choice, privately
+            webhook = self._webhook(job) if self._token_alive(job, self.token_margin) else None
+            return await post_choice(self.bot, job, webhook)
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
@@ -301,8 +309,17 @@ class DiscordPublisher:
         embed = result_embed(
             job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
         )
+        if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
+            view = result_view(job, self.tools)
+            try:
+                channel = await self._channel(job.channel_id)
+                return await _sending(reply_to_source(channel, job, embed, files(), view), largest)
+            except (discord.Forbidden, discord.NotFound) as exc:
+                log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
+            finally:
+                view.stop()
         if self._token_alive(job, self.token_margin):
-            view = result_view(job.id)
+            view = result_view(job, self.tools)
             try:
                 return await _sending(
                     self._webhook(job).send(embed=embed, files=files(), view=view, wait=True),
@@ -321,7 +338,7 @@ class DiscordPublisher:
         )
         try:
             channel = await self._channel(job.channel_id)
-            view = result_view(job.id)
+            view = result_view(job, self.tools)
             try:
                 return await _sending(
                     channel.send(

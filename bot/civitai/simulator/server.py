@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 S = WorkflowStatus
 
 
+def retired(step: dict[str, Any], models: set[str]) -> str | None:
+    """The retired model (or step type) a step asks for, if any."""
+    model = (step.get("input") or {}).get("model")
+    if isinstance(model, str) and model in models:
+        return model
+    return step["$type"] if step["$type"] in models else None
+
+
 class Simulator:
     def __init__(
         self,
@@ -67,6 +75,9 @@ class Simulator:
         self._faults = self._script.faults  # the same list: tests may clear it
         self._by_external: dict[str, dict[str, Any] | SimWorkflow] = {}
         self._runner: web.AppRunner | None = None
+        # Models (an imageGen `model`, or a step type) the orchestrator no longer runs: a
+        # submit or whatif naming one is refused with a 400 that says so.
+        self.retired_models: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -175,6 +186,12 @@ class Simulator:
         plans, errors = [], []
         for i, step in enumerate(template["steps"]):
             planner = PLANNERS.get(step["$type"])
+            gone = retired(step, self.retired_models)
+            if gone is not None:
+                errors.append(
+                    (f"steps[{i}].input.model", f"{gone} is retired: no longer available")
+                )
+                continue
             if planner is None:
                 errors.append((f"steps[{i}].$type", f"{step['$type']} is not simulated"))
                 continue
