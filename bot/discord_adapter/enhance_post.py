@@ -53,11 +53,17 @@ def choice_embed(job: JobRecord) -> discord.Embed:
     return embed
 
 
-async def post_choice(
-    bot: discord.Client, job: JobRecord, webhook: discord.Webhook | None
-) -> list[int]:
+def followup_webhook(bot: discord.Client, job: JobRecord) -> discord.Webhook:
+    """The job's interaction as an application webhook (only those send ephemeral messages),
+    as discord.py builds Interaction.followup."""
+    data = {"id": bot.application_id, "type": 3, "token": job.interaction_token}
+    return discord.Webhook.from_state(data, state=bot._connection)  # type: ignore[arg-type]
+
+
+async def post_choice(bot: discord.Client, job: JobRecord, token_alive: bool) -> list[int]:
     embed = choice_embed(job)
-    if webhook is not None:
+    if token_alive:
+        webhook = followup_webhook(bot, job)
         view = choice_view(job.id)
         try:
             sent = await webhook.send(embed=embed, view=view, ephemeral=True, wait=True)

@@ -262,8 +262,7 @@ class DiscordPublisher:
         real limit is below the one it told us: what was posted is removed and the images are
         fitted again under a smaller budget, one message each, instead of resending them."""
         if job.output is not None:  # a prompt enhancement: the member's choice, privately
-            webhook = self._webhook(job) if self._token_alive(job, self.token_margin) else None
-            return await post_choice(self.bot, job, webhook)
+            return await post_choice(self.bot, job, self._token_alive(job, self.token_margin))
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
