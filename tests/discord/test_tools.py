@@ -82,7 +82,7 @@ async def test_upscale_posts_a_reply_and_charges_what_the_orchestrator_charged(t
 async def test_remove_background_posts_a_transparent_png_reply(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         click = await w.fake.click(
             int(result["id"]), buttons(result)["Remove background"], w.member
         )
@@ -126,7 +126,7 @@ async def test_on_several_images_a_modal_asks_which(tmp_path):
 async def test_an_expiring_blob_url_sends_the_posted_bytes_and_holds_the_estimate(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         shown = w.fake.attachment_bytes(result["attachments"][0])
         w.sim.blob_ttl = 60  # fresh URLs would expire before the job could read them
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
@@ -142,7 +142,7 @@ async def test_an_expiring_blob_url_sends_the_posted_bytes_and_holds_the_estimat
 async def test_a_restart_mid_upscale_resumes_and_posts_once(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         w.sim.script(Outcome(runtime=150, step="imageUpscaler"))  # 1.5 s at this speed
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         job = await started(w, click)
@@ -159,7 +159,7 @@ async def test_a_restart_mid_upscale_resumes_and_posts_once(tmp_path):
 async def test_cancel_an_upscale_settles_what_the_orchestrator_charged(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         w.sim.script(Outcome(runtime=500, step="imageUpscaler"))
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         job = await started(w, click)
@@ -179,7 +179,7 @@ async def test_details_of_an_upscale_show_where_it_came_from(tmp_path):
         await w.grant(1000)
         parent, result = await first_result(w, size="512x512", quality="low")
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
-        job, reply = await derived(w, await started(w, click))
+        _job, reply = await derived(w, await started(w, click))
         details = await w.fake.click(int(reply["id"]), buttons(reply)["Details"], w.member)
         made_from = field_value(await answer(details), "Made from")
         assert parent.id in made_from and "gpt-image-2 · create" in made_from
@@ -189,7 +189,7 @@ async def test_details_of_an_upscale_show_where_it_came_from(tmp_path):
 async def test_an_admin_can_switch_upscale_off(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         h = await w.fake.slash(
             w.guild, w.channel, w.admin, "settings upscale", options={"enabled": False}
         )
@@ -204,7 +204,7 @@ async def test_an_admin_can_switch_upscale_off(tmp_path):
 async def test_an_upscale_above_the_threshold_asks_first(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         await w.set_guild(confirm_above=1)
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         asked = await click.wait_for_original(lambda m: "Go ahead?" in m["content"])
@@ -218,7 +218,7 @@ async def test_an_upscale_above_the_threshold_asks_first(tmp_path):
 async def test_an_upscale_the_member_cannot_afford_holds_nothing(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(14)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
         assert "this needs 2 Buzz; you have 1" in text
@@ -230,7 +230,7 @@ async def test_another_member_may_upscale_and_pays_for_it(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         await w.grant(50, w.other)
-        parent, result = await first_result(w, size="512x512", quality="low")
+        _parent, result = await first_result(w, size="512x512", quality="low")
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.other)
         job, reply = await derived(w, await started(w, click))
         assert job.member_id == w.other and await w.available(w.other) == 48

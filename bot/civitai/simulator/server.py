@@ -78,6 +78,9 @@ class Simulator:
         # Models (an imageGen `model`, or a step type) the orchestrator no longer runs: a
         # submit or whatif naming one is refused with a 400 that says so.
         self.retired_models: set[str] = set()
+        # Models no worker supports any more: accepted, then queued for ever (support
+        # "unsupported" in the job's queue position) until canceled.
+        self.unsupported_models: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -238,6 +241,7 @@ class Simulator:
             allow_mature=template.get("allowMatureContent"),
             upgrade_mode=template.get("upgradeMode") or "manual",
             rating=outcome.nsfw_level or nsfw_marker(marked),
+            unsupported=any(retired(s, self.unsupported_models) for s in template["steps"]),
         )
         for step in steps:
             for i, (blob_id, blob) in enumerate(zip(step.blob_ids, step.plan.blobs, strict=True)):
@@ -267,7 +271,8 @@ class Simulator:
                 remaining = deadline - now
                 if remaining <= 0:
                     break
-                ends_in = wf.t_done - now if wf.outcome.kind != "never" else remaining
+                waits = wf.outcome.kind == "never" or wf.unsupported
+                ends_in = remaining if waits else wf.t_done - now
                 changed = wf.changed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
