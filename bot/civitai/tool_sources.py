@@ -11,7 +11,6 @@ is skipped and the local estimate held.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,10 +31,6 @@ class SourceUnavailable(Exception):
     """Neither a blob URL nor the posted bytes: the image cannot be sent."""
 
 
-def has_refs(step: dict[str, Any]) -> bool:
-    return RESULT_REF in json.dumps(step)
-
-
 class ResultSources:
     def __init__(
         self, client: OrchestratorClient, jobs: JobStore, clock: Callable[[], datetime]
@@ -45,10 +40,11 @@ class ResultSources:
     async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
         """`step` with each result:// reference replaced by a blob URL, else (for a stored
         `job`) by the data URL of its source 0. Raises SourceUnavailable."""
-        if not has_refs(step):
+        refs = _refs(step)  # a walk, not a dump: an edit's step may carry megabytes inline
+        if not refs:
             return step
         sent: dict[str, str] = {}
-        for ref in _refs(step):
+        for ref in refs:
             parsed = parse_result_ref(ref)
             url = await self.blob_url(*parsed) if parsed else None
             sent[ref] = url or await self._posted(job)
