@@ -154,3 +154,16 @@ async def test_imagine_with_an_image_enhances_then_edits_that_image(tmp_path):
         [url] = w.sim.submissions[1]["steps"][0]["input"]["images"]
         _, sent = data_url_bytes(url)
         assert sent  # the stored source, carried from the enhancement to the edit
+
+
+async def test_the_chosen_image_above_the_threshold_is_confirmed_after_the_choice(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.set_guild(confirm_above=5)  # the enhancement (1) runs; the image (13) asks
+        enhancement, choice = await enhance(w)
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        asked = await click.wait_for_followup(1)
+        assert "**13 Buzz**" in asked["content"] and len(await w.jobs()) == 1
+        yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
+        image, _ = await finished(w, await started(w, yes))
+        assert image.parent_job_id == enhancement.id and image.prompt == ENHANCED

@@ -85,3 +85,18 @@ async def test_an_offer_is_checked_again_when_taken(tmp_path):
         assert await w.jobs() == [] and await w.holds() == 0
         # Offered again, within the new balance.
         assert "low · 13 Buzz" in buttons(reply)
+
+
+async def test_an_offer_above_the_threshold_is_confirmed_first(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(100)
+        await w.set_guild(confirm_above=50)
+        message = await refused(w)
+        click = await w.fake.click(
+            int(message["id"]), buttons(message)["medium · 78 Buzz"], w.member
+        )
+        asked = await click.wait_for_followup(1)
+        assert "**78 Buzz**" in asked["content"] and await w.holds() == 0
+        yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
+        job, _ = await finished(w, await started(w, yes))
+        assert job.charged == 78 and await w.available() == 22
