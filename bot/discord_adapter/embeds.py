@@ -64,7 +64,7 @@ def title(job: JobRecord) -> str:
 def describe_source(job: JobRecord) -> str:
     """What a job was made from, for its Details: "Upscale ×2 of image 1 · job `j…`"."""
     text = f"{title(job)} · job `{job.id}`"
-    if job.delivered_message_ids:
+    if job.delivered_message_ids and job.output is None:  # an enhancement's was private
         text += f" · [open]({link(job.guild_id, job.channel_id, job.delivered_message_ids[0])})"
     return text
 

@@ -106,6 +106,10 @@ class Run(Protocol):
 
 
 class Lane(Protocol):
+    """A lane may also name the steps besides imageGen it runs in `tool_steps` (a frozenset of
+    step types: imageUpscaler, imageBackgroundRemoval, promptEnhancement); without it, the
+    results' Upscale and Remove background and prompt enhancement are not offered."""
+
     name: str
 
     async def run(self, run: Run) -> Ending:

@@ -71,6 +71,9 @@ async def test_use_enhanced_starts_the_image_with_the_enhanced_prompt(tmp_path):
         assert w.sim.submissions[1]["steps"][0]["input"]["prompt"] == ENHANCED
         assert image.charged == 13 and await w.available() == 1000 - 1 - 13
         assert ENHANCED[:50] in text_of(result)
+        details = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
+        made_from = field_value(await answer(details), "Made from")
+        assert made_from == f"Prompt enhancement · job `{enhancement.id}`"
 
 
 async def test_keep_mine_starts_the_image_with_the_members_prompt(tmp_path):
