@@ -236,3 +236,13 @@ async def test_another_member_may_upscale_and_pays_for_it(tmp_path):
         assert job.member_id == w.other and await w.available(w.other) == 48
         assert await w.available() == 1000 - 13
         assert f"<@{w.other}>" in reply["content"]
+
+
+async def test_the_operators_upscaler_is_named_in_the_step(tmp_path):
+    air = "urn:air:other:upscaler:civitai:147759@164821"
+    async with world(tmp_path, civitai={"upscaler_model": air}) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await derived(w, await started(w, click))
+        assert w.sim.submissions[1]["steps"][0]["input"]["model"] == air
