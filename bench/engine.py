@@ -116,7 +116,7 @@ def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> A
             embed = result_embed(
                 job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
             )
-            view = result_view(job.id)
+            view = result_view(job, self.tools)
             files = [
                 discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
                 for n, f in chunk

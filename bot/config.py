@@ -71,6 +71,10 @@ class CivitaiSettings(_Section):
     retry_max_delay_seconds: float = Field(30.0, gt=0, le=600)
     blob_hosts: list[str] = Field(default_factory=lambda: ["civitai.com", "*.civitai.com"])
     max_blob_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # The results' Upscale: the upscaler model's AIR; unset uses the orchestrator's default.
+    upscaler_model: str | None = Field(None, min_length=1, max_length=300)
+    # Prompt enhancement rewrites a prompt for this ecosystem (the generation's family).
+    enhance_ecosystem: str = Field("openai", min_length=1, max_length=100)
 
     @field_validator("base_url")
     @classmethod

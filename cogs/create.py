@@ -40,6 +40,7 @@ STYLES = choices("natural", "vivid")
 DISCORD_TEXT_MAX = 6000
 
 PROMPT_HELP = "What to draw, in plain words"
+ENHANCE_HELP = "Improve the prompt first (a little Buzz); you then choose which prompt to use"
 SIZE2_HELP = "WIDTHxHEIGHT, both 256-3840 and multiples of 16 (presets offered)"
 FORMAT_HELP = "jpeg, png or webp"
 
@@ -82,8 +83,16 @@ class Create(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
 
-    async def _go(self, interaction: Interaction, model: Model, options: RequestOptions) -> None:
-        await self.bot.flow.begin(interaction, model, Operation.CREATE, options)
+    async def _go(
+        self,
+        interaction: Interaction,
+        model: Model,
+        options: RequestOptions,
+        enhance: bool | None = None,
+    ) -> None:
+        await self.bot.flow.begin(
+            interaction, model, Operation.CREATE, options, enhance=bool(enhance)
+        )
 
     @app_commands.command(
         name="imagine",
@@ -94,6 +103,7 @@ class Create(commands.Cog):
         prompt=PROMPT_HELP,
         image="An image to edit instead of starting from nothing",
         mask="Where to change the image: transparent areas, or white on black",
+        enhance=ENHANCE_HELP,
     )
     async def imagine(
         self,
@@ -101,6 +111,7 @@ class Create(commands.Cog):
         prompt: Range[str, 1, DISCORD_TEXT_MAX],
         image: discord.Attachment | None = None,
         mask: discord.Attachment | None = None,
+        enhance: bool | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         settings = await self.bot.services.guilds.settings(interaction.guild_id)
@@ -112,7 +123,7 @@ class Create(commands.Cog):
         if image is None:
             if mask is not None:
                 raise UserFacingError("**mask**: a mask needs an image to edit; attach one.")
-            await self._go(interaction, model, options)
+            await self._go(interaction, model, options, enhance)
             return
         if not can_edit(model):
             raise UserFacingError(
@@ -121,10 +132,14 @@ class Create(commands.Cog):
         attachments = [attachment_info("image", image)]
         if mask is not None:
             attachments.append(attachment_info("mask", mask))
-        await self.bot.flow.begin(interaction, model, Operation.EDIT, options, attachments)
+        await self.bot.flow.begin(
+            interaction, model, Operation.EDIT, options, attachments, enhance=bool(enhance)
+        )
 
     @create.command(name="gpt-image-2", description="gpt-image-2: any size, the latest model")
-    @app_commands.describe(prompt=PROMPT_HELP, size=SIZE2_HELP, format=FORMAT_HELP)
+    @app_commands.describe(
+        prompt=PROMPT_HELP, size=SIZE2_HELP, format=FORMAT_HELP, enhance=ENHANCE_HELP
+    )
     @app_commands.choices(quality=QUALITY_LMH, format=FORMATS)
     @app_commands.autocomplete(size=gpt2_size_choices)
     async def gpt_image_2(
@@ -135,17 +150,19 @@ class Create(commands.Cog):
         quality: Choice[str] | None = None,
         quantity: Range[int, 1, 4] | None = None,
         format: Choice[str] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await self._go(
             interaction,
             Model.GPT_IMAGE_2,
             options(prompt, size=size, quality=quality, quantity=quantity, format=format),
+            enhance,
         )
 
     @create.command(
         name="gpt-image-1-5", description="gpt-image-1.5: fixed sizes, background control"
     )
-    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP)
+    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP, enhance=ENHANCE_HELP)
     @app_commands.choices(
         size=GPT_SIZES, quality=QUALITY_LMH, background=BACKGROUNDS, format=FORMATS
     )
@@ -158,6 +175,7 @@ class Create(commands.Cog):
         quantity: Range[int, 1, 4] | None = None,
         background: Choice[str] | None = None,
         format: Choice[str] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await self._go(
             interaction,
@@ -170,12 +188,13 @@ class Create(commands.Cog):
                 background=background,
                 format=format,
             ),
+            enhance,
         )
 
     @create.command(
         name="gpt-image-1", description="gpt-image-1: up to 10 images, transparent backgrounds"
     )
-    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP)
+    @app_commands.describe(prompt=PROMPT_HELP, format=FORMAT_HELP, enhance=ENHANCE_HELP)
     @app_commands.choices(
         size=GPT_SIZES, quality=QUALITY_GPT1, background=BACKGROUNDS, format=FORMATS
     )
@@ -188,6 +207,7 @@ class Create(commands.Cog):
         quantity: Range[int, 1, 10] | None = None,
         background: Choice[str] | None = None,
         format: Choice[str] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await self._go(
             interaction,
@@ -200,11 +220,14 @@ class Create(commands.Cog):
                 background=background,
                 format=format,
             ),
+            enhance,
         )
 
     @create.command(name="dall-e-3", description="dall-e-3: natural or vivid style")
     @app_commands.describe(
-        prompt="What to draw (dall-e-3 reads at most 4000 characters)", format=FORMAT_HELP
+        prompt="What to draw (dall-e-3 reads at most 4000 characters)",
+        format=FORMAT_HELP,
+        enhance=ENHANCE_HELP,
     )
     @app_commands.choices(size=DALLE3_SIZES, style=STYLES, quality=QUALITY_DALLE3, format=FORMATS)
     async def dall_e_3(
@@ -215,16 +238,20 @@ class Create(commands.Cog):
         style: Choice[str] | None = None,
         quality: Choice[str] | None = None,
         format: Choice[str] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await self._go(
             interaction,
             Model.DALL_E_3,
             options(prompt, size=size, style=style, quality=quality, format=format),
+            enhance,
         )
 
     @create.command(name="dall-e-2", description="dall-e-2: legacy, square images only")
     @app_commands.describe(
-        prompt="What to draw (dall-e-2 reads at most 1000 characters)", format=FORMAT_HELP
+        prompt="What to draw (dall-e-2 reads at most 1000 characters)",
+        format=FORMAT_HELP,
+        enhance=ENHANCE_HELP,
     )
     @app_commands.choices(size=DALLE2_SIZES, format=FORMATS)
     async def dall_e_2(
@@ -234,11 +261,13 @@ class Create(commands.Cog):
         size: Choice[str] | None = None,
         quantity: Range[int, 1, 10] | None = None,
         format: Choice[str] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await self._go(
             interaction,
             Model.DALL_E_2,
             options(prompt, size=size, quantity=quantity, format=format),
+            enhance,
         )
 
 

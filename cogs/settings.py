@@ -1,6 +1,6 @@
-"""/settings: where moderation goes, which models and channels are on, confirmation threshold,
-concurrency — for admins (Manage Server or the admin role, checked at runtime). Every change
-answers with all current values."""
+"""/settings: where moderation goes, which models, result buttons (Upscale, Remove background)
+and channels are on, confirmation threshold, concurrency — for admins (Manage Server or the
+admin role, checked at runtime). Every change answers with all current values."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.catalog.names import MODEL_NAMES
+from bot.catalog.tools import IMAGE_TOOLS, Tool
 from bot.discord_adapter.access import require_admin
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
@@ -32,6 +33,10 @@ def summary(s: GuildSettings) -> discord.Embed:
         return f"<@&{rid}>" if rid else "not set"
 
     enabled = [m for m in MODEL_NAMES if s.model_enabled(m)]
+    tools = ", ".join(
+        f"{t.label} {'on' if s.model_enabled(t.value) else 'off'}" for t in IMAGE_TOOLS
+    )
+    retired = sorted(s.retired_models)
     if s.allowed_channels:
         channels = "only " + ", ".join(f"<#{c}>" for c in sorted(s.allowed_channels))
     else:
@@ -43,6 +48,7 @@ def summary(s: GuildSettings) -> discord.Embed:
         f"Log channel: {channel(s.log_channel_id)}",
         f"Default model (/imagine): {s.default_model}",
         f"Models on: {', '.join(enabled) or 'none'}",
+        f"Result buttons: {tools}",
         f"Image commands in: {channels}",
         f"Confirm requests above: {s.confirm_above:,} Buzz",
         f"Jobs at once: {s.per_member_concurrency} per member, {s.per_guild_concurrency} "
@@ -52,6 +58,10 @@ def summary(s: GuildSettings) -> discord.Embed:
         f"Automatic ban: {s.strikes_to_ban or 'never'}"
         + (f" strikes within {s.strike_window_days} days" if s.strikes_to_ban else ""),
     ]
+    if retired:
+        lines.append(
+            f"Retired by the orchestrator (off everywhere until turned on): {', '.join(retired)}"
+        )
     return discord.Embed(
         title="Image bot settings", description="\n".join(lines), colour=discord.Colour.blurple()
     )
@@ -113,6 +123,24 @@ class Settings(commands.Cog):
         assert interaction.guild_id is not None
         updated = await self.services.guilds.set_model(
             interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
+        )
+        await reply(interaction, "", embed=summary(updated))
+
+    @settings.command(name="upscale", description="Switch the results' Upscale button on or off")
+    async def upscale(self, interaction: Interaction, enabled: bool) -> None:
+        await self._tool(interaction, Tool.UPSCALE, enabled)
+
+    @settings.command(
+        name="remove-background",
+        description="Switch the results' Remove background button on or off",
+    )
+    async def remove_background(self, interaction: Interaction, enabled: bool) -> None:
+        await self._tool(interaction, Tool.REMOVE_BACKGROUND, enabled)
+
+    async def _tool(self, interaction: Interaction, tool: Tool, enabled: bool) -> None:
+        assert interaction.guild_id is not None
+        updated = await self.services.guilds.set_model(
+            interaction.guild_id, tool.value, enabled, actor_id=interaction.user.id
         )
         await reply(interaction, "", embed=summary(updated))
 

@@ -30,6 +30,8 @@ from bot.civitai.errors import (
     ValidationFailed,
 )
 from bot.civitai.models import Workflow, WorkflowStatus
+from bot.civitai.retired import refused_as_gone, unsupported
+from bot.civitai.tool_sources import ResultSources, SourceUnavailable
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run
 from bot.engine.publisher import ResultImage
@@ -45,6 +47,9 @@ SOURCE_REF = "source://"
 
 class CivitaiLane:
     name = "civitai"
+    # Steps besides imageGen this lane runs (the results' Upscale and Remove background, and
+    # prompt enhancement before an image).
+    tool_steps = frozenset({"imageUpscaler", "imageBackgroundRemoval", "promptEnhancement"})
 
     def __init__(
         self,
@@ -60,6 +65,7 @@ class CivitaiLane:
         self.client, self.jobs = client, jobs
         self.policy, self.retry_cap = policy, retry_cap
         self.backoff, self.clock, self.metrics = backoff, clock, metrics
+        self.results = ResultSources(client, jobs, clock)
 
     # -- the lane's interface -----------------------------------------------------------------
     def validate(
@@ -90,6 +96,10 @@ class CivitaiLane:
             log.warning("workflow %s: cancel not accepted (%s)", job.workflow_id, exc)
 
     async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+        try:  # a posted result as the source: only its blob URL (nothing is stored yet)
+            step = await self.results.resolve(step, None)
+        except SourceUnavailable:
+            return None
         # A whatif claims its externalId upstream, so it must not use the job's own id.
         template = self.client.template([step], f"{job_id}-whatif")
         try:
@@ -136,7 +146,11 @@ class CivitaiLane:
             # From here on the workflow may exist upstream even if we never hear back: a
             # restart re-submits (same externalId, so the same workflow) instead of giving up.
             await run.mark_attempt()
-        template = self.client.template([await self._resolved_step(job)], job.id)
+        try:
+            step = await self.results.resolve(await self._resolved_step(job), job)
+        except SourceUnavailable as exc:
+            return Ending(J.FAILED, message=f"{exc}; nothing was charged", detail=str(exc))
+        template = self.client.template([step], job.id)
         # Recovering a workflow we mean to stop: get it back now, follow it to its end.
         wait = 0 if stop else self.policy.submit_wait
         try:
@@ -161,6 +175,7 @@ class CivitaiLane:
                 J.FAILED,
                 message=f"the orchestrator refused it ({fields}); nothing was charged",
                 detail=str(exc),
+                unavailable_model=job.model if refused_as_gone(job.step, exc) else None,
             )
         except (Unauthorized, Forbidden) as exc:
             await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
@@ -205,12 +220,18 @@ class CivitaiLane:
         workflow_id = job.workflow_id
         assert workflow_id is not None
         attempt = 0
-        canceled_sent = expired = False
+        canceled_sent = expired = gone = False
         while True:
             if workflow is not None:
                 if workflow.terminal:
                     late = expired and workflow.status != WorkflowStatus.SUCCEEDED
+                    if gone:  # no worker runs its model: stopped, and the model switched off
+                        return ending_of(workflow, forced=J.FAILED, gone=job.model)
                     return ending_of(workflow, forced=J.EXPIRED if late else None)
+                if not gone and unsupported(workflow):
+                    gone = True
+                    log.warning("job %s: no worker supports %s; stopping it", job.id, job.model)
+                    await self.cancel(job)
                 await self._observe(run, workflow)
             job = await run.refresh()
             if job.cancel_requested_by is not None and not canceled_sent:
@@ -252,12 +273,16 @@ class CivitaiLane:
         await run.progress(status, position, started=started, fraction=workflow.progress())
 
 
-def ending_of(workflow: Workflow, *, forced: JobStatus | None = None) -> Ending:
-    """What a job becomes when its workflow ended this way, and what it cost."""
+def ending_of(
+    workflow: Workflow, *, forced: JobStatus | None = None, gone: str | None = None
+) -> Ending:
+    """What a job becomes when its workflow ended this way, and what it cost. `gone`: the
+    model the orchestrator no longer runs."""
     status = forced or ending_status(workflow)
     images = tuple(
         {"blob_id": img.id, "width": img.width, "height": img.height} for img in workflow.images()
     )
+    enhanced = workflow.enhancement() if status is J.DELIVERING else None
     return Ending(
         status,
         charged=workflow.charged(),
@@ -265,6 +290,9 @@ def ending_of(workflow: Workflow, *, forced: JobStatus | None = None) -> Ending:
         images=images,
         block_reason=block_reason(workflow) if status is J.BLOCKED else None,
         started_at=workflow.started_at,
+        output=enhanced.model_dump(by_alias=True) if enhanced is not None else None,
+        unavailable_model=gone,
+        detail="no worker supports the model" if gone else None,
         upstream=workflow,
     )
 
@@ -273,7 +301,8 @@ def ending_status(workflow: Workflow) -> JobStatus:
     if workflow.blocked():
         return J.BLOCKED
     if workflow.status == WorkflowStatus.SUCCEEDED:
-        return J.DELIVERING if workflow.images() else J.FAILED
+        # Images to post, or a text step's result (an enhanced prompt) to show.
+        return J.DELIVERING if workflow.images() or workflow.enhancement() else J.FAILED
     return {
         WorkflowStatus.EXPIRED.value: J.EXPIRED,
         WorkflowStatus.CANCELED.value: J.CANCELED,

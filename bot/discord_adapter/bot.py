@@ -15,11 +15,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import heartbeat
+from bot.catalog.tools import IMAGE_TOOLS
 from bot.discord_adapter.board import ReviewBoard
 from bot.discord_adapter.buttons import PERSISTENT
+from bot.discord_adapter.enhance import EnhanceFlow
 from bot.discord_adapter.flow import RequestFlow
+from bot.discord_adapter.offers import OfferBoard
 from bot.discord_adapter.publisher import DiscordPublisher
 from bot.discord_adapter.replies import report_error
+from bot.discord_adapter.tool_flow import ToolFlow
 from bot.filters import PromptFilters
 from bot.media.limits import MediaLimits
 from bot.metrics_server import MetricsServer
@@ -108,6 +112,11 @@ class ImageBot(commands.Bot):
         )
         # The path every image request takes (slash command, button or modal).
         self.flow = RequestFlow(self)
+        # Upscale / Remove background, prompt enhancement, and offers after a refusal.
+        self.tools = ToolFlow(self)
+        self.enhance = EnhanceFlow(self)
+        self.offers = OfferBoard(self)
+        self.publisher.tools = frozenset(t for t in IMAGE_TOOLS if self.engine.tools.supports(t))
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()

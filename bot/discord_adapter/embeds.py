@@ -10,6 +10,7 @@ from typing import Any
 
 import discord
 
+from bot.catalog.tools import Tool, describe, tool_of
 from bot.media.fit import FittedImage
 from bot.store.jobs import JobRecord, JobStatus
 
@@ -38,12 +39,42 @@ def truncate(text: str, limit: int) -> str:
 
 
 def describe_options(job: JobRecord) -> str:
-    parts = [f"{k} {v}" for k, v in job.options.items() if k != "prompt"]
+    target = job.options.get("target")  # a prompt enhancement: the image request it is for
+    parts = [f"for {target.get('model')}"] if isinstance(target, dict) else []
+    parts += [
+        f"{k} {v}" for k, v in job.options.items() if k != "prompt" and not isinstance(v, dict)
+    ]
     return " · ".join(parts) or "defaults"
 
 
 def operation_word(job: JobRecord) -> str:
+    tool = tool_of(job.model)
+    if tool is not None:
+        return tool.label.lower()
     return "edit" if job.operation == "editImage" else "create"
+
+
+def title(job: JobRecord) -> str:
+    """ "gpt-image-2 · create", or what a tool did: "Upscale ×2 of image 1"."""
+    tool = tool_of(job.model)
+    if tool is not None:
+        return describe(tool, job.options)
+    return f"{job.model} · {operation_word(job)}"
+
+
+def describe_source(job: JobRecord) -> str:
+    """What a job was made from, for its Details: "Upscale ×2 of image 1 · job `j…`"."""
+    text = f"{title(job)} · job `{job.id}`"
+    if job.delivered_message_ids and job.output is None:  # an enhancement's was private
+        text += f" · [open]({link(job.guild_id, job.channel_id, job.delivered_message_ids[0])})"
+    return text
+
+
+DONE_LINES = {
+    Tool.ENHANCE: "✅ Done — your enhanced prompt is shown to you privately",
+    Tool.UPSCALE: "✅ Done — posted as a reply to the image it came from",
+    Tool.REMOVE_BACKGROUND: "✅ Done — posted as a reply to the image it came from",
+}
 
 
 def _ts(when: datetime | None, style: str = "R") -> str:
@@ -73,7 +104,8 @@ def status_line(job: JobRecord, message: str | None) -> str:
                 f"⚠️ Done, but {job.missing_images} of {total} images could not be fetched; "
                 "the others are posted below, and a moderator will look at the charge"
             )
-        return "✅ Done — the images are posted below"
+        tool = tool_of(job.model)
+        return DONE_LINES[tool] if tool is not None else "✅ Done — the images are posted below"
     icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
         job.status, "❌"
     )
@@ -96,11 +128,7 @@ def status_embed(
         J.BLOCKED: discord.Colour.dark_red(),
         J.HELD: discord.Colour.orange(),
     }.get(job.status, discord.Colour.blurple())
-    embed = discord.Embed(
-        title=f"{job.model} · {operation_word(job)}",
-        description=truncate(job.prompt, 1000),
-        colour=colour,
-    )
+    embed = discord.Embed(title=title(job), description=truncate(job.prompt, 1000), colour=colour)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
         cost = f"{job.charged:,} Buzz charged"
@@ -130,8 +158,9 @@ def result_embed(
 ) -> discord.Embed:
     count = len(fitted)
     of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
+    what = f"{job.model} · {count} image{'s' if count != 1 else ''}"
     embed = discord.Embed(
-        title=f"{job.model} · {count} image{'s' if count != 1 else ''}{of}",
+        title=f"{title(job) if tool_of(job.model) else what}{of}",
         description=truncate(job.prompt, 1000),
         colour=discord.Colour.green(),
     )
@@ -150,18 +179,25 @@ def result_embed(
 
 
 def details_embed(
-    job: JobRecord, events: list[tuple[str, str | None, datetime]], hold: int | None
+    job: JobRecord,
+    events: list[tuple[str, str | None, datetime]],
+    hold: int | None,
+    *,
+    parent: JobRecord | None = None,
 ) -> discord.Embed:
     embed = discord.Embed(
         title=f"Job {job.id}",
         description=truncate(job.prompt, 4000),
         colour=discord.Colour.blurple(),
     )
-    embed.add_field(name="Model", value=f"{job.model} · {operation_word(job)}", inline=True)
+    embed.add_field(name="Model", value=title(job), inline=True)
     embed.add_field(name="Status", value=job.status.value, inline=True)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     upstream = job.workflow_id or ("no id (one call)" if job.submitted_at else "not submitted")
     embed.add_field(name="Workflow", value=upstream, inline=False)
+    if job.parent_job_id:  # lineage: the job this one was made from
+        made_from = describe_source(parent) if parent else f"job `{job.parent_job_id}`"
+        embed.add_field(name="Made from", value=truncate(made_from, 1024), inline=False)
     money = f"estimate {job.estimate:,}"
     if job.whatif is not None:
         money += f" · orchestrator's whatif {job.whatif:,}"

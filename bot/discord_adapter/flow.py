@@ -23,7 +23,7 @@ import discord
 from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.buttons.confirm import confirm_view
-from bot.discord_adapter.replies import UserFacingError, media_text, refusal_text, reply
+from bot.discord_adapter.replies import UserFacingError, media_text, reply
 from bot.engine.admission import Quote
 from bot.engine.requests import InteractionToken, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
@@ -66,7 +66,10 @@ class RequestFlow:
         *,
         sources: list[SourceImage] | None = None,
         parent_job_id: str | None = None,
+        enhance: bool = False,
     ) -> None:
+        """`enhance`: once the request passes its checks, its prompt is enhanced first and
+        the member chooses which prompt to use (enhance.py)."""
         attachments = attachments or []
         try:
             for info in attachments:
@@ -84,7 +87,16 @@ class RequestFlow:
         try:
             quote = await self.engine.preflight(request)
         except Refusal as refusal:
-            await reply(interaction, refusal_text(refusal))
+            text, view = await self.bot.offers.refusal(
+                request,
+                refusal,
+                attachments=tuple(attachments),
+                sources=tuple(sources) if sources else None,
+                enhance=enhance,
+            )
+            await reply(interaction, text, **({"view": view} if view else {}))
+            if view is not None:
+                view.stop()
             return
         pending = Pending(
             request,
@@ -93,6 +105,9 @@ class RequestFlow:
             quote,
             time.monotonic(),
         )
+        if enhance:
+            await self.bot.enhance.begin(interaction, pending)
+            return
         if quote.needs_confirmation:
             await self._ask(interaction, pending)
             return
@@ -109,7 +124,10 @@ class RequestFlow:
             f"This {pending.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
-        await interaction.response.send_message(text, view=view, ephemeral=True)
+        if interaction.response.is_done():  # a choice or an offer answered its click first
+            await interaction.followup.send(text, view=view, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, view=view, ephemeral=True)
         view.stop()
 
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
@@ -170,9 +188,16 @@ class RequestFlow:
                 launch=False,
                 quote=pending.quote,
             )
-        except (MediaError, Refusal) as exc:
-            text = refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)
-            await _tell(interaction, text)
+        except MediaError as exc:
+            await _tell(interaction, media_text(exc))
+            return
+        except Refusal as refusal:
+            text, view = await self.bot.offers.refusal(
+                pending.request, refusal, attachments=pending.attachments, sources=pending.sources
+            )
+            await _tell(interaction, text, view)
+            if view is not None:
+                view.stop()
             return
         try:
             held = f"{job.hold_amount or job.estimate:,} Buzz held"
@@ -193,9 +218,11 @@ class RequestFlow:
         await self.engine.launch(job, message.id)
 
 
-async def _tell(interaction: discord.Interaction, text: str) -> None:
+async def _tell(
+    interaction: discord.Interaction, text: str, view: discord.ui.View | None = None
+) -> None:
     """Replace the private answer (the "thinking…" or the confirmation) with `text`."""
     try:
-        await interaction.edit_original_response(content=text, embed=None, view=None)
+        await interaction.edit_original_response(content=text, embed=None, view=view)
     except discord.HTTPException as exc:
         log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)

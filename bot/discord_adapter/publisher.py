@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import discord
 
+from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
 from bot.discord_adapter.buttons.result import result_view
@@ -31,9 +31,12 @@ from bot.discord_adapter.embeds import (
     result_embed,
     status_embed,
 )
+from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.previews import Previews, preview_name
+from bot.discord_adapter.replying import reply_to_source
+from bot.discord_adapter.uploads import NETWORK_ERRORS, TooLarge, fit_all, sending, split
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
-from bot.media.fit import FittedImage, fit_for_upload
+from bot.media.fit import FittedImage
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus
@@ -44,11 +47,8 @@ log = logging.getLogger(__name__)
 J = JobStatus
 RUNNING = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING})
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
 MESSAGE_BYTES = 25 * 1024 * 1024
-# Failures to reach Discord at all (not an answer from it).
-NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # Smaller and smaller fits after Discord's 413s before giving up.
 SHRINKS = 4
 
@@ -88,6 +88,8 @@ class DiscordPublisher:
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
         self.previews = Previews(self._show_preview, interval=preview_interval)
+        # The tools the lane runs (Upscale, Remove background): their buttons go on results.
+        self.tools: frozenset[Tool] = frozenset()
 
     async def close(self) -> None:
         """Drop the delayed status edits (the database they read is closing)."""
@@ -301,16 +303,18 @@ class DiscordPublisher:
         """Post the result; Discord's expected faults become PostFailed. A 413 means Discord's
         real limit is below the one it told us: what was posted is removed and the images are
         fitted again under a smaller budget, one message each, instead of resending them."""
+        if job.output is not None:  # a prompt enhancement: the member's choice, privately
+            return await post_choice(self.bot, job, self._token_alive(job, self.token_margin))
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
-            fitted = await asyncio.to_thread(_fit_all, images, limit)
-            parts = _split(fitted, limit, message_bytes)
+            fitted = await asyncio.to_thread(fit_all, images, limit)
+            parts = split(fitted, limit, message_bytes)
             posted: list[discord.Message | int] = []
             try:
                 for number, chunk in enumerate(parts, start=1):
                     posted.append(await self._post(job, chunk, (number, len(parts))))
-            except _TooLarge as refused:
+            except TooLarge as refused:
                 await self._remove(job, posted)
                 limit, message_bytes = min(limit, refused.largest) * 2 // 3, 0
                 log.warning(
@@ -346,10 +350,19 @@ class DiscordPublisher:
         embed = result_embed(
             job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
         )
-        if self._token_alive(job, self.token_margin):
-            view = result_view(job.id)
+        if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
+            view = result_view(job, self.tools)
             try:
-                return await _sending(
+                channel = await self._channel(job.channel_id)
+                return await sending(reply_to_source(channel, job, embed, files(), view), largest)
+            except (discord.Forbidden, discord.NotFound) as exc:
+                log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
+            finally:
+                view.stop()
+        if self._token_alive(job, self.token_margin):
+            view = result_view(job, self.tools)
+            try:
+                return await sending(
                     self._webhook(job).send(embed=embed, files=files(), view=view, wait=True),
                     largest,
                 )
@@ -366,9 +379,9 @@ class DiscordPublisher:
         )
         try:
             channel = await self._channel(job.channel_id)
-            view = result_view(job.id)
+            view = result_view(job, self.tools)
             try:
-                return await _sending(
+                return await sending(
                     channel.send(
                         content=f"<@{job.member_id}> your images are ready.",
                         embed=embed,
@@ -391,7 +404,7 @@ class DiscordPublisher:
         # "I cannot find that job here" (the channel copy, when it exists, has them).
         try:
             user = await self.bot.fetch_user(job.member_id)
-            return await _sending(
+            return await sending(
                 user.send(
                     content=f"I could not post in <#{job.channel_id}>, so here are your images.",
                     embed=embed,
@@ -427,59 +440,3 @@ class DiscordPublisher:
     async def _guild_upload_limit(self, guild_id: int) -> int:
         guild = self.bot.get_guild(guild_id)
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
-
-
-class _TooLarge(Exception):
-    """Discord answered 413: the files (the largest `largest` bytes) are over its real limit."""
-
-    def __init__(self, largest: int) -> None:
-        super().__init__(f"413 for a file of {largest:,} bytes")
-        self.largest = largest
-
-
-async def _sending(call: Awaitable[discord.Message | None], largest: int) -> discord.Message:
-    """Await one post; Discord's expected faults become PostFailed (retry later) or _TooLarge,
-    refusals (403/404, expired tokens) stay HTTPExceptions for the caller's fallbacks."""
-    try:
-        message = await call
-    except discord.HTTPException as exc:
-        if exc.status == 413:
-            raise _TooLarge(largest) from None
-        if exc.status == 429 or exc.status >= 500:
-            raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
-        raise
-    except NETWORK_ERRORS as exc:
-        raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
-    assert message is not None  # wait=True
-    return message
-
-
-def _fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
-    fitted = []
-    for image in images:
-        try:
-            fitted.append(fit_for_upload(image.data, limit))
-        except ValueError as exc:
-            # Never post a result with an image silently left out.
-            raise PostFailed(
-                f"image {image.index + 1} cannot be fitted under {limit:,} bytes", retry=False
-            ) from exc
-    return fitted
-
-
-def _split(
-    fitted: list[FittedImage], limit: int, message_bytes: int
-) -> list[list[tuple[int, FittedImage]]]:
-    """Images into messages: at most 10 files and `message_bytes` (or one file) per message."""
-    cap = max(limit, message_bytes)
-    parts: list[list[tuple[int, FittedImage]]] = []
-    current: list[tuple[int, FittedImage]] = []
-    size = 0
-    for n, image in enumerate(fitted):
-        if current and (len(current) == MAX_FILES or size + len(image.data) > cap):
-            parts.append(current)
-            current, size = [], 0
-        current.append((n, image))
-        size += len(image.data)
-    parts.append(current)
-    return parts

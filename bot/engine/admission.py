@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.catalog import CatalogError
+from bot.catalog.replacement import retired_text
 from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
@@ -132,6 +133,11 @@ class Admission:
         settings = settings or await parts.guilds.settings(who.guild_id)
         if not settings.channel_allowed(who.channel_id, who.parent_channel_id):
             raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
+        if request.model.value in settings.retired_models:
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED,
+                retired_text(request.model.value, request.operation, settings.model_enabled),
+            )
         if not settings.model_enabled(request.model.value):
             raise Refusal(
                 RefusalReason.MODEL_DISABLED,

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.engine.lane import Ending, UpstreamUnavailable
+from bot.engine.lifecycle import retirement_alert, unavailable_message
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
@@ -158,8 +159,10 @@ class Driver:
         parts = self.parts
         status, charged = ending.status, ending.charged
         message = ending.message or ending_message(status, charged)
+        if ending.unavailable_model is not None:
+            message = await unavailable_message(parts, job, ending.unavailable_model, charged)
 
-        def settle(tx: Conn) -> tuple[JobRecord, Settlement, int | None]:
+        def settle(tx: Conn) -> tuple[JobRecord, Settlement, int | None, bool]:
             """The job's ending, its money and its review item commit together."""
             changes: dict[str, Any] = {
                 "charged": charged,
@@ -171,6 +174,8 @@ class Driver:
                 changes["workflow_status"] = ending.upstream_status
             if ending.images:
                 changes["result_images"] = list(ending.images)
+            if ending.output is not None:
+                changes["output"] = ending.output
             if status is J.DELIVERING:
                 changes["deliver_by"] = parts.clock() + parts.settings.delivery_deadline
             if ending.usage is not None:
@@ -192,20 +197,25 @@ class Driver:
                     charged=charged,
                     usage=ending.usage,
                 )
+            retired = ending.unavailable_model is not None and parts.lifecycle.retire_in(
+                tx, ending.unavailable_model, ending.detail, job.id
+            )
             item_id = None
             if status is J.BLOCKED:
                 reason = ending.block_reason or "blocked by the content filter"
                 item_id = parts.moderation.create_item_in(
                     tx, job.guild_id, job.id, "blocked", reason
                 )
-            return ended, settlement, item_id
+            return ended, settlement, item_id, retired
 
-        job, settlement, item_id = await parts.db.write(settle)
+        job, settlement, item_id, retired = await parts.db.write(settle)
         parts.metrics.settled(settlement.charged, settlement.loss)
         if settlement.loss:
             log.warning(
                 "job %s: charged %d above what the member could pay", job.id, settlement.loss
             )
+        if retired:
+            await retirement_alert(parts, job, ending)
         if status is J.DELIVERING:
             self.results.remember(job.id, ending.upstream)
         await parts.status(job, None if status is J.DELIVERING else message)

@@ -14,9 +14,11 @@ from bot.engine.admission import Admission, Quote
 from bot.engine.decisions import Decisions
 from bot.engine.driver import Driver
 from bot.engine.lane import Lane, LaneRequest
+from bot.engine.offers import Offers
 from bot.engine.parts import HELD_MESSAGE, EngineSettings, J, NotAllowed, Parts, PromptFilter
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.requests import JobRequest, Requester
+from bot.engine.tools import ToolAdmission
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -63,6 +65,9 @@ class Engine:
         self.admission = Admission(self.parts)
         self.driver = Driver(self.parts)
         self.decisions = Decisions(self.parts, self.driver)
+        # Upscale, Remove background and prompt enhancement; cheaper offers after a refusal.
+        self.tools = ToolAdmission(self.parts)
+        self.offers = Offers(self.parts)
         self.parts.metrics.watch_in_flight(self.running)
 
     @property

@@ -57,6 +57,11 @@ class Ending:
     # For moderators, when the status is BLOCKED.
     block_reason: str | None = None
     started_at: datetime | None = None
+    # A text step's result (a prompt enhancement's), kept with the job for the member to use.
+    output: dict[str, Any] | None = None
+    # The upstream service says this model (or tool) is unavailable or retired: it is switched
+    # off for the deployment until an admin switches it on again.
+    unavailable_model: str | None = None
     # The lane's own last view (a workflow, images in hand), so delivery need not ask again.
     upstream: Any = field(default=None, compare=False)
     # In-band images (bytes): stored with the job in the settling transaction.
@@ -125,6 +130,10 @@ class Run(Protocol):
 
 
 class Lane(Protocol):
+    """A lane may also name the steps besides imageGen it runs in `tool_steps` (a frozenset of
+    step types: imageUpscaler, imageBackgroundRemoval, promptEnhancement); without it, the
+    results' Upscale and Remove background and prompt enhancement are not offered."""
+
     name: str
 
     def validate(

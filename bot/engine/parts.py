@@ -19,6 +19,7 @@ from bot.store.db import Conn, Database
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
+from bot.store.lifecycle import ModelLifecycle
 from bot.store.moderation import ModerationStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class Parts:
     prompt_filter: PromptFilter | None = None
     # Kinds of operator alert already sent (once per kind, not once per job).
     alerted: set[str] = field(default_factory=set)
+    # Models the upstream service retired (off for the deployment).
+    lifecycle: ModelLifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lifecycle = ModelLifecycle(self.db, self.clock)
 
     # -- telling people ---------------------------------------------------------------------
     async def status(

@@ -57,13 +57,16 @@ class Results:
                 return
         deadline = job.deliver_by or self.parts.clock() + self.parts.settings.delivery_deadline
         try:
-            images, total = await self.parts.lane.fetch_results(
-                job,
-                self._fresh.pop(job.id, None),
-                deadline,
-                lambda seconds: self._sleep(job.id, seconds),
-            )
-            if not images:
+            images: list[ResultImage] = []
+            total = 0
+            if job.output is None:  # a text step's result (an enhancement) has nothing to fetch
+                images, total = await self.parts.lane.fetch_results(
+                    job,
+                    self._fresh.pop(job.id, None),
+                    deadline,
+                    lambda seconds: self._sleep(job.id, seconds),
+                )
+            if not images and job.output is None:
                 await self._undeliverable(
                     job, f"none of the {total} image(s) could be fetched from the orchestrator"
                 )

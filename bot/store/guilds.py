@@ -10,11 +10,13 @@ from typing import Any
 from bot.catalog.capabilities import can_edit
 from bot.catalog.errors import CatalogError
 from bot.catalog.names import MODEL_NAMES, Model, parse_model
+from bot.catalog.tools import TOOL_NAMES
 from bot.config import GuildDefaults
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.db import rows as fetch_rows
+from bot.store.lifecycle import ModelLifecycle, retired_names_in
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,12 @@ class GuildSettings:
     disabled_models: frozenset[str] = frozenset()
     allowed_channels: frozenset[int] = frozenset()
     denied_channels: frozenset[int] = frozenset()
+    # Off for the whole deployment: the orchestrator said they are unavailable or retired.
+    retired_models: frozenset[str] = frozenset()
 
     def model_enabled(self, model: str) -> bool:
-        return model not in self.disabled_models
+        """On here (a model or a tool such as the upscaler), and not retired upstream."""
+        return model not in self.disabled_models and model not in self.retired_models
 
     def editing_model(self, preferred: str | None = None) -> Model:
         """The model to edit with: `preferred` (the one that made the image) if it edits and
@@ -131,6 +136,7 @@ class GuildStore:
             disabled_models=frozenset(r["model"] for r in models if not r["enabled"]),
             allowed_channels=frozenset(r["channel_id"] for r in channels if r["allowed"]),
             denied_channels=frozenset(r["channel_id"] for r in channels if not r["allowed"]),
+            retired_models=retired_names_in(conn),
         )
 
     # -- what admins change (async, one transaction each, the rules checked inside it) -------
@@ -197,7 +203,7 @@ class GuildStore:
     def set_model_in(
         self, tx: Conn, guild_id: int, model: str, enabled: bool, *, actor_id: int | None
     ) -> GuildSettings:
-        if model not in MODEL_NAMES:
+        if model not in (*MODEL_NAMES, *TOOL_NAMES):
             raise ValueError(f"unknown model {model!r}: one of {', '.join(MODEL_NAMES)}")
         if not enabled and self.settings_in(tx, guild_id).default_model == model:
             raise SettingsRefused(
@@ -209,6 +215,10 @@ class GuildStore:
             " ON CONFLICT (guild_id, model) DO UPDATE SET enabled = excluded.enabled",
             (guild_id, model, int(enabled)),
         )
+        if enabled:  # a model retired upstream comes back for every guild
+            ModelLifecycle(self.db, self.clock).reinstate_in(
+                tx, model, guild_id=guild_id, actor_id=actor_id
+            )
         audit.record(
             tx,
             self.clock(),

@@ -101,6 +101,10 @@ class JobRecord:
     hold_amount: int | None = None
     # What the upstream service reported using (the OpenAI lane's tokens), when it says.
     usage: dict[str, Any] | None = None
+    # A text step's result (a prompt enhancement's); None for jobs that make images.
+    output: dict[str, Any] | None = None
+    # The message the result answers (an upscale replies to the image it was made from).
+    reply_to_message_id: int | None = None
 
     @property
     def final(self) -> bool:
@@ -131,9 +135,10 @@ class NewJob:
     deadline_at: datetime | None = None
     status_message_id: int | None = None
     upload_limit: int | None = None
+    reply_to_message_id: int | None = None
 
 
-_JSON = {"options", "step", "result_images", "delivered_message_ids", "usage"}
+_JSON = {"options", "step", "result_images", "delivered_message_ids", "usage", "output"}
 _TIMES = {
     "interaction_expires_at",
     "deadline_at",
@@ -180,8 +185,8 @@ class JobStore:
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
             " parent_job_id, simulated, deadline_at, status_message_id, upload_limit,"
-            " created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " reply_to_message_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.guild_id,
@@ -201,6 +206,7 @@ class JobStore:
                 iso(job.deadline_at) if job.deadline_at else None,
                 job.status_message_id,
                 job.upload_limit,
+                job.reply_to_message_id,
                 now,
                 now,
             ),

@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 S = WorkflowStatus
 
 
+def retired(step: dict[str, Any], models: set[str]) -> str | None:
+    """The retired model (or step type) a step asks for, if any."""
+    model = (step.get("input") or {}).get("model")
+    if isinstance(model, str) and model in models:
+        return model
+    return step["$type"] if step["$type"] in models else None
+
+
 class Simulator:
     def __init__(
         self,
@@ -67,6 +75,12 @@ class Simulator:
         self._faults = self._script.faults  # the same list: tests may clear it
         self._by_external: dict[str, dict[str, Any] | SimWorkflow] = {}
         self._runner: web.AppRunner | None = None
+        # Models (an imageGen `model`, or a step type) the orchestrator no longer runs: a
+        # submit or whatif naming one is refused with a 400 that says so.
+        self.retired_models: set[str] = set()
+        # Models no worker supports any more: accepted, then queued for ever (support
+        # "unsupported" in the job's queue position) until canceled.
+        self.unsupported_models: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -175,6 +189,12 @@ class Simulator:
         plans, errors = [], []
         for i, step in enumerate(template["steps"]):
             planner = PLANNERS.get(step["$type"])
+            gone = retired(step, self.retired_models)
+            if gone is not None:
+                errors.append(
+                    (f"steps[{i}].input.model", f"{gone} is retired: no longer available")
+                )
+                continue
             if planner is None:
                 errors.append((f"steps[{i}].$type", f"{step['$type']} is not simulated"))
                 continue
@@ -221,6 +241,7 @@ class Simulator:
             allow_mature=template.get("allowMatureContent"),
             upgrade_mode=template.get("upgradeMode") or "manual",
             rating=outcome.nsfw_level or nsfw_marker(marked),
+            unsupported=any(retired(s, self.unsupported_models) for s in template["steps"]),
         )
         for step in steps:
             for i, (blob_id, blob) in enumerate(zip(step.blob_ids, step.plan.blobs, strict=True)):
@@ -250,7 +271,8 @@ class Simulator:
                 remaining = deadline - now
                 if remaining <= 0:
                     break
-                ends_in = wf.t_done - now if wf.outcome.kind != "never" else remaining
+                waits = wf.outcome.kind == "never" or wf.unsupported
+                ends_in = remaining if waits else wf.t_done - now
                 changed = wf.changed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(

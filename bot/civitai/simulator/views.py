@@ -119,7 +119,7 @@ def workflow_json(
         }
         if status == S.SCHEDULED:
             job["queuePosition"] = {
-                "support": "available",
+                "support": "unsupported" if wf.unsupported else "available",
                 "precedingJobs": ahead,
                 "startAt": at(wf.t_processing),
                 "completeAt": at(wf.t_done),

@@ -60,13 +60,15 @@ class SimWorkflow:
     canceled_at: float | None = None
     canceled_phase: WorkflowStatus | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # No worker supports its model: it waits in the queue (support "unsupported") for ever.
+    unsupported: bool = False
 
     def status(self, now: float) -> WorkflowStatus:
         if self.canceled_at is not None and now >= self.canceled_at:
             return S.CANCELED
         if now < self.t_scheduled:
             return S.UNASSIGNED
-        if now < self.t_processing:
+        if now < self.t_processing or self.unsupported:
             return S.SCHEDULED
         if now < self.t_done or self.outcome.kind == "never":
             return S.PROCESSING

@@ -1,14 +1,19 @@
 """Buttons on a posted result: Re-roll (the same request again, charged to whoever clicks),
-Edit (one of these images becomes the source of a new edit), Details and Delete."""
+Edit (one of these images becomes the source of a new edit), Upscale and Remove background
+(buttons/tools.py), Details (with the job it came from) and Delete."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import discord
 
 from bot.catalog import Model, Operation, RequestOptions
+from bot.catalog.tools import IMAGE_TOOLS, Tool, tool_of
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.attachments import image_attachments
 from bot.discord_adapter.buttons.base import KeyedButton, bot_of, view_of
+from bot.discord_adapter.buttons.tools import IMAGE_TOOL_BUTTONS
 from bot.discord_adapter.embeds import details_embed
 from bot.discord_adapter.modals import EditPrompt
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -30,6 +35,8 @@ class RerollButton(KeyedButton, prefix="res:reroll"):
     async def act(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         job = await job_here(interaction, self.key)
+        if tool_of(job.model) is not None:
+            raise UserFacingError("Only an image request can be re-rolled.")
         settings = await bot.services.guilds.settings(job.guild_id)
         check_reroll(job, await requester(interaction, bot.services.guilds), settings.reroll_anyone)
         sources = await bot.services.jobs.sources(job.id)
@@ -72,9 +79,9 @@ class DetailsButton(KeyedButton, prefix="res:details"):
         job = await job_here(interaction, self.key)
         events = await bot.services.jobs.events(job.id)
         hold = await bot.services.ledger.hold(job.id)
-        await reply(
-            interaction, "", embed=details_embed(job, events, hold.amount if hold else None)
-        )
+        parent = await bot.services.jobs.job(job.parent_job_id) if job.parent_job_id else None
+        embed = details_embed(job, events, hold.amount if hold else None, parent=parent)
+        await reply(interaction, "", embed=embed)
 
 
 class DeleteButton(KeyedButton, prefix="res:delete"):
@@ -94,7 +101,13 @@ class DeleteButton(KeyedButton, prefix="res:delete"):
 RESULT_BUTTONS = (RerollButton, EditButton, DetailsButton, DeleteButton)
 
 
-def result_view(job_id: str) -> discord.ui.View:
-    view = view_of(*(button(job_id) for button in RESULT_BUTTONS))
+def result_view(job: JobRecord, tools: Collection[Tool] = ()) -> discord.ui.View:
+    """Re-roll and Edit, then Upscale and Remove background where the lane runs them, then
+    Details and Delete. An upscale's or a cut-out's result has no Re-roll."""
+    first: list[type[KeyedButton]] = [EditButton]
+    if tool_of(job.model) is None:
+        first.insert(0, RerollButton)
+    taken = [IMAGE_TOOL_BUTTONS[t] for t in IMAGE_TOOLS if t in tools]
+    view = view_of(*(b(job.id) for b in (*first, *taken, DetailsButton, DeleteButton)))
     assert view is not None
     return view

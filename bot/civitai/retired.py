@@ -1,0 +1,45 @@
+"""How the orchestrator says a model is gone: a refusal that names the step's model as
+unavailable, retired or unsupported, or a job no worker supports (queuePosition.support
+"unsupported")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.civitai.errors import ValidationFailed
+from bot.civitai.models import Workflow
+
+WORDS = (
+    "retired",
+    "no longer available",
+    "not available",
+    "unavailable",
+    "unsupported",
+    "not supported",
+    "deprecated",
+    "decommissioned",
+)
+UNSUPPORTED = "unsupported"
+
+
+def _says_gone(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in WORDS)
+
+
+def refused_as_gone(step: dict[str, Any], exc: ValidationFailed) -> bool:
+    """The submit was refused because the step's model is no longer offered."""
+    for path, messages in exc.fields.items():
+        if path.rsplit(".", 1)[-1] == "model" and any(_says_gone(m) for m in messages):
+            return True
+    model = (step.get("input") or {}).get("model")
+    text = str(exc)
+    return bool(model) and str(model).lower() in text.lower() and _says_gone(text)
+
+
+def unsupported(workflow: Workflow) -> bool:
+    """A job that no worker supports: it would wait in the queue for ever."""
+    return any(
+        job.queue_position is not None and job.queue_position.support == UNSUPPORTED
+        for job in workflow.jobs()
+    )

@@ -1,0 +1,99 @@
+"""A posted result as the source of another step (an upscale, a cut-out).
+
+A stored step names it `result://JOB/N` (bot.catalog.tools.result_ref): image N (0-based, in
+workflow order) of job JOB. When the step is sent, the reference becomes the orchestrator's own
+blob URL if a fresh one can be had (GetWorkflow signs new URLs) that stays valid long enough
+for the job to read it; else the data URL of the bytes the bot posted (the job's stored
+source 0). A whatif, made before the job is stored, can only use the blob URL: without one it
+is skipped and the local estimate held.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.catalog.tools import RESULT_REF, parse_result_ref
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import OrchestratorError
+from bot.store.jobs import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+# A blob URL is used only if it stays valid this long: the job may wait in the queue first.
+URL_MARGIN = timedelta(minutes=15)
+
+
+class SourceUnavailable(Exception):
+    """Neither a blob URL nor the posted bytes: the image cannot be sent."""
+
+
+class ResultSources:
+    def __init__(
+        self, client: OrchestratorClient, jobs: JobStore, clock: Callable[[], datetime]
+    ) -> None:
+        self.client, self.jobs, self.clock = client, jobs, clock
+
+    async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
+        """`step` with each result:// reference replaced by a blob URL, else (for a stored
+        `job`) by the data URL of its source 0. Raises SourceUnavailable."""
+        refs = _refs(step)  # a walk, not a dump: an edit's step may carry megabytes inline
+        if not refs:
+            return step
+        sent: dict[str, str] = {}
+        for ref in refs:
+            parsed = parse_result_ref(ref)
+            url = await self.blob_url(*parsed) if parsed else None
+            sent[ref] = url or await self._posted(job)
+
+        def swap(value: Any) -> Any:
+            if isinstance(value, str) and value in sent:
+                return sent[value]
+            if isinstance(value, list):
+                return [swap(v) for v in value]
+            if isinstance(value, dict):
+                return {k: swap(v) for k, v in value.items()}
+            return value
+
+        resolved: dict[str, Any] = swap(step)
+        return resolved
+
+    async def blob_url(self, job_id: str, index: int) -> str | None:
+        """A fresh URL of image `index` of the job's workflow, when there is one."""
+        parent = await self.jobs.job(job_id)
+        # With images missing from the post, its numbering is not the workflow's.
+        if parent is None or not parent.workflow_id or parent.missing_images:
+            return None
+        try:
+            workflow = await self.client.get(parent.workflow_id)
+        except OrchestratorError as exc:
+            log.info("job %s: no fresh URL for its image %d (%s)", job_id, index + 1, exc)
+            return None
+        images = workflow.images()
+        if index >= len(images) or not images[index].url:
+            return None
+        blob = images[index]
+        expires = blob.url_expires_at
+        if expires is not None and expires - self.clock() < URL_MARGIN:
+            return None
+        return blob.url
+
+    async def _posted(self, job: JobRecord | None) -> str:
+        sources = await self.jobs.sources(job.id) if job is not None else []
+        if not sources:
+            raise SourceUnavailable("the source image is no longer available")
+        source = sources[0]
+        return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.startswith(RESULT_REF) else []
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    return []

@@ -1,0 +1,138 @@
+"""Prompt enhancement before an image (`enhance:True` on /imagine and /create).
+
+The image request first passes every admission check (nothing held). Then, privately: its
+sources are prepared, a promptEnhancement job (priced by the orchestrator, its own small hold)
+runs, and the member sees the enhanced prompt with the issues and recommendations found, and
+Use enhanced / Keep mine / Cancel (enhance_post.py). The image job goes through admission only
+after that choice, with the chosen prompt, as a child of the enhancement (its lineage); the
+choice is recorded once, so a second click (or one after a restart) cannot start a second image.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.catalog import Model, Operation, RequestOptions
+from bot.catalog.tools import ENHANCE_PRICE, Tool, enhancement_step
+from bot.discord_adapter.access import requester
+from bot.discord_adapter.enhance_post import enhanced_prompt
+from bot.discord_adapter.replies import UserFacingError
+from bot.discord_adapter.tool_flow import refused_text, tell
+from bot.engine.requests import JobRequest, Refusal
+from bot.engine.tools import ToolQuote, ToolRequest
+from bot.media.intake import prepare_attachments
+from bot.media.limits import MediaError
+from bot.store.choices import Choice, PromptChoices
+from bot.store.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from bot.discord_adapter.bot import ImageBot
+    from bot.discord_adapter.flow import Pending
+
+log = logging.getLogger(__name__)
+
+CHOSEN = {
+    Choice.ENHANCED: "the enhanced prompt",
+    Choice.MINE: "your own prompt",
+    Choice.CANCEL: "no image",
+}
+
+
+class EnhanceFlow:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.choices = PromptChoices(bot.services.db, bot.services.clock)
+
+    async def begin(self, interaction: discord.Interaction, pending: Pending) -> None:
+        """Enhance the prompt of an image request that passed its checks."""
+        bot, image = self.bot, pending.request
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            sources = pending.sources or ()
+            if not sources and pending.attachments:
+                await tell(interaction, "⏳ Checking your images…")
+                sources = tuple(
+                    await prepare_attachments(
+                        bot.services.downloads, pending.attachments, image.model, bot.media_limits
+                    )
+                )
+            prompt = image.options.prompt
+            ecosystem = bot.services.settings.civitai.enhance_ecosystem
+            request = ToolRequest(
+                requester=image.requester,
+                tool=Tool.ENHANCE,
+                step=enhancement_step(prompt, ecosystem=ecosystem),
+                estimate=ENHANCE_PRICE,
+                options={
+                    "prompt": prompt,
+                    "target": {
+                        "model": image.model.value,
+                        "operation": image.operation.value,
+                        "options": image.options.as_dict(),
+                    },
+                },
+                sources=sources,
+                parent_job_id=image.parent_job_id,
+            )
+            quote = await bot.engine.tools.quote(request)
+        except (MediaError, Refusal) as exc:
+            await tell(interaction, refused_text(exc))
+            return
+        await bot.tools.confirm_or_start(interaction, request, quote, self.start)
+
+    async def start(
+        self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote
+    ) -> None:
+        """The enhancement's status is the member's private answer (with Cancel)."""
+        bot = self.bot
+        job = await bot.tools.admit(interaction, request, quote)
+        if job is None:
+            return
+        embed, view = await bot.publisher.first_status(job)
+        try:
+            message = await interaction.edit_original_response(
+                content="✨ Enhancing your prompt first; your image starts once you choose.",
+                embed=embed,
+                view=view,
+            )
+            view.stop()
+        except discord.HTTPException as exc:
+            log.warning("job %s: private status not shown (%s); starting anyway", job.id, exc)
+            await bot.engine.launch(job)
+            return
+        await bot.engine.launch(job, message.id)
+
+    async def choose(self, interaction: discord.Interaction, job_id: str, choice: Choice) -> None:
+        bot = self.bot
+        job = await bot.services.jobs.job(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            raise UserFacingError("I cannot find that prompt enhancement any more.")
+        if interaction.user.id != job.member_id:
+            raise UserFacingError("Only the member who asked can choose.")
+        if job.status is not JobStatus.DONE or job.output is None:
+            raise UserFacingError("This prompt enhancement has nothing to choose from.")
+        target = job.options["target"]
+        prompt = enhanced_prompt(job) if choice is Choice.ENHANCED else job.prompt
+        model, operation = Model(target["model"]), Operation(target["operation"])
+        options = RequestOptions(**{**target["options"], "prompt": prompt})
+        sources = await bot.services.jobs.sources(job.id)
+        if choice is not Choice.CANCEL:
+            # An enhanced prompt too long for the model is refused before the choice counts.
+            who = await requester(interaction, bot.services.guilds)
+            bot.engine.validate(JobRequest(who, model, operation, options, tuple(sources)))
+        earlier = await self.choices.choose(job.id, choice, interaction.user.id)
+        if earlier is not None:
+            raise UserFacingError(f"You already chose {CHOSEN[earlier]} for this prompt.")
+        if choice is Choice.CANCEL:
+            await interaction.response.edit_message(
+                content="Canceled: no image was started, and nothing is held for it.", view=None
+            )
+            return
+        await interaction.response.edit_message(content=f"Using {CHOSEN[choice]}…", view=None)
+        await bot.flow.begin(
+            interaction, model, operation, options, sources=sources or None, parent_job_id=job.id
+        )

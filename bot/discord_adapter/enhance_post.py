@@ -1,0 +1,88 @@
+"""A finished prompt enhancement, shown to the member privately: the enhanced prompt, the
+issues and recommendations the orchestrator found, and the choice — Use enhanced, Keep mine
+or Cancel. While the command's token lives it is an ephemeral follow-up; after that (a restart
+past 15 minutes) it comes by DM, without buttons, for the member to run the command again."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+
+from bot.discord_adapter.buttons.enhance import choice_view
+from bot.discord_adapter.embeds import truncate
+from bot.engine.publisher import PostFailed
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+def enhanced_prompt(job: JobRecord) -> str:
+    return str((job.output or {}).get("enhancedPrompt") or "")
+
+
+def choice_embed(job: JobRecord) -> discord.Embed:
+    output: dict[str, Any] = job.output or {}
+    target = job.options.get("target") or {}
+    embed = discord.Embed(
+        title="✨ Your prompt, enhanced",
+        description=truncate(enhanced_prompt(job), 4000),
+        colour=discord.Colour.blurple(),
+    )
+    embed.add_field(name="Your prompt", value=truncate(job.prompt, 1024), inline=False)
+    issues = [
+        f"• {i.get('description', '')}" + (f" ({i['severity']})" if i.get("severity") else "")
+        for i in output.get("issues") or []
+    ]
+    if issues:
+        embed.add_field(name="Issues", value=truncate("\n".join(issues), 1024), inline=False)
+    advice = [f"• {r}" for r in output.get("recommendations") or []]
+    if advice:
+        embed.add_field(
+            name="Recommendations", value=truncate("\n".join(advice), 1024), inline=False
+        )
+    charged = job.charged or 0
+    embed.add_field(
+        name="Next",
+        value=f"Choose the prompt for your {target.get('model', 'image')} request; it is "
+        f"priced and started only then. This enhancement cost {charged:,} Buzz.",
+        inline=False,
+    )
+    embed.set_footer(text=f"prompt enhancement · job {job.id}")
+    return embed
+
+
+def followup_webhook(bot: discord.Client, job: JobRecord) -> discord.Webhook:
+    """The job's interaction as an application webhook (only those send ephemeral messages),
+    as discord.py builds Interaction.followup."""
+    data = {"id": bot.application_id, "type": 3, "token": job.interaction_token}
+    return discord.Webhook.from_state(data, state=bot._connection)  # type: ignore[arg-type]
+
+
+async def post_choice(bot: discord.Client, job: JobRecord, token_alive: bool) -> list[int]:
+    embed = choice_embed(job)
+    if token_alive:
+        webhook = followup_webhook(bot, job)
+        view = choice_view(job.id)
+        try:
+            sent = await webhook.send(embed=embed, view=view, ephemeral=True, wait=True)
+            return [sent.id]
+        except discord.HTTPException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+            log.warning("job %s: private follow-up refused (%s); sending a DM", job.id, exc.status)
+        finally:
+            view.stop()
+    try:
+        user = await bot.fetch_user(job.member_id)
+        message = await user.send(
+            content="Your prompt enhancement finished after the command had expired. Run the "
+            "command again with the prompt you prefer; nothing more was charged.",
+            embed=embed,
+        )
+    except discord.HTTPException as exc:
+        raise PostFailed(
+            f"the member cannot be told privately ({exc.status})", retry=False
+        ) from None
+    return [message.id]

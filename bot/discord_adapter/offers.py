@@ -1,0 +1,106 @@
+"""Offers instead of a dead end: a request refused for lack of Buzz (or the guild's budget)
+answers privately with up to four cheaper variants the member can afford right now, each a
+button labelled with its price. Clicking one starts that variant through the normal request
+flow — every check again, a confirmation above the threshold — with nothing held until then.
+
+The offers are kept here for ten minutes (like a pending confirmation), for the member who was
+refused only, and one of them may be taken once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.catalog.offers import Offer
+from bot.discord_adapter.buttons.base import view_of
+from bot.discord_adapter.buttons.offers import OfferButton
+from bot.discord_adapter.replies import UserFacingError, refusal_text
+from bot.engine.requests import JobRequest, Refusal
+from bot.media.limits import AttachmentInfo
+from bot.store.jobs import SourceImage
+
+if TYPE_CHECKING:
+    from bot.discord_adapter.bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+OFFER_TTL = 600.0
+
+
+@dataclass(frozen=True)
+class OfferSet:
+    request: JobRequest
+    attachments: tuple[AttachmentInfo, ...]
+    sources: tuple[SourceImage, ...] | None
+    offers: tuple[Offer, ...]
+    enhance: bool
+    created: float
+
+
+class OfferBoard:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self._sets: dict[str, OfferSet] = {}
+
+    async def refusal(
+        self,
+        request: JobRequest,
+        refusal: Refusal,
+        *,
+        attachments: tuple[AttachmentInfo, ...] = (),
+        sources: tuple[SourceImage, ...] | None = None,
+        enhance: bool = False,
+    ) -> tuple[str, discord.ui.View | None]:
+        """The refusal's text, and its offers as buttons when there are any (the caller stops
+        the view once sent: the registered OfferButton answers the clicks)."""
+        text = refusal_text(refusal)
+        try:
+            offers = await self.bot.engine.offers.for_refusal(request, refusal)
+        except Exception:  # an offer is a courtesy: the refusal is said all the same
+            log.exception("offers for a refused request could not be computed")
+            offers = []
+        if not offers:
+            return text, None
+        self._forget_stale()
+        token = secrets.token_hex(8)
+        self._sets[token] = OfferSet(
+            request, attachments, sources, tuple(offers), enhance, time.monotonic()
+        )
+        view = view_of(*(OfferButton(f"{token}-{n}", o.label) for n, o in enumerate(offers)))
+        return f"{text}\nWhat you can afford right now instead:", view
+
+    async def take(self, interaction: discord.Interaction, key: str) -> None:
+        token, _, number = key.partition("-")
+        found = self._sets.get(token)
+        if found is None or time.monotonic() - found.created > OFFER_TTL:
+            self._sets.pop(token, None)
+            raise UserFacingError(
+                "These offers have expired; run the command again. Nothing was charged."
+            )
+        if interaction.user.id != found.request.requester.member_id:
+            raise UserFacingError("Only the member who asked can take one of these offers.")
+        offer = found.offers[int(number)]
+        del self._sets[token]  # one offer per refusal
+        await interaction.response.edit_message(content=f"Trying {offer.label}…", view=None)
+        request = found.request
+        await self.bot.flow.begin(
+            interaction,
+            offer.model,
+            request.operation,
+            offer.options,
+            list(found.attachments),
+            sources=list(found.sources) if found.sources else None,
+            parent_job_id=request.parent_job_id,
+            enhance=found.enhance,
+        )
+
+    def _forget_stale(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, s in self._sets.items() if now - s.created > OFFER_TTL]:
+            del self._sets[token]

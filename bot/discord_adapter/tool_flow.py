@@ -1,0 +1,225 @@
+"""Upscale and Remove background through Discord: a result's button (or, on a result with
+several images, the modal that asks which) becomes a job of its own, paid by whoever clicks.
+
+1. A private "thinking…" first: the image the bot posted is fetched back (the bytes sent when
+   the orchestrator's own URL cannot be) and the job is priced by the orchestrator's whatif.
+   A refusal is a private answer; nothing is held.
+2. Above the guild's threshold: a private Confirm / Cancel with the price.
+3. The job is admitted (its Buzz held), gets its public status message with Cancel, and runs;
+   its result is posted as a reply to the image it came from.
+
+The pending confirmations (and the enhancement flow's) live here, for ten minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.catalog.tools import Tool, background_step, describe, estimate, result_ref, upscale_step
+from bot.discord_adapter.access import requester
+from bot.discord_adapter.attachments import attachment_info
+from bot.discord_adapter.buttons.tools import tool_confirm_view
+from bot.discord_adapter.replies import UserFacingError, media_text, refusal_text
+from bot.engine.requests import InteractionToken, Refusal, Requester
+from bot.engine.tools import ToolQuote, ToolRequest
+from bot.media.limits import MediaError
+from bot.media.posted import posted_source
+from bot.store.jobs import JobRecord, SourceImage
+
+if TYPE_CHECKING:
+    from bot.discord_adapter.bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+CONFIRM_TTL = 600.0
+Starter = Callable[[discord.Interaction, ToolRequest, ToolQuote], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ToolPending:
+    request: ToolRequest
+    quote: ToolQuote
+    start: Starter
+    created: float
+
+
+def image_index(job: JobRecord, attachment: discord.Attachment, position: int) -> int:
+    """Which of the job's images an attachment is: its file is named {job}-{n}.{ext}."""
+    found = re.fullmatch(rf"{re.escape(job.id)}-(\d+)\.\w+", attachment.filename)
+    return int(found[1]) - 1 if found else position
+
+
+def tool_request(
+    who: Requester,
+    tool: Tool,
+    parent: JobRecord,
+    index: int,
+    source: SourceImage,
+    *,
+    reply_to: int | None,
+    upscaler_model: str | None,
+) -> ToolRequest:
+    """What the member asked: `tool` on image `index` of `parent`, as the bot posted it."""
+    ref = result_ref(parent.id, index)
+    options: dict[str, object] = {"prompt": parent.prompt, "image": index + 1}
+    if tool is Tool.UPSCALE:
+        step = upscale_step(ref, model=upscaler_model)
+        options["repeats"] = step["input"]["numberOfRepeats"]
+    else:
+        step = background_step(ref)
+        options["format"] = step["input"]["format"]
+    return ToolRequest(
+        requester=who,
+        tool=tool,
+        step=step,
+        estimate=estimate(tool, source.width, source.height),
+        options=options,
+        sources=(source,),
+        parent_job_id=parent.id,
+        reply_to=reply_to,
+    )
+
+
+class ToolFlow:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self._pending: dict[str, ToolPending] = {}
+
+    async def begin(
+        self,
+        interaction: discord.Interaction,
+        tool: Tool,
+        parent: JobRecord,
+        attachment: discord.Attachment,
+        position: int,
+        *,
+        reply_to: int | None,
+    ) -> None:
+        bot = self.bot
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            who = await requester(interaction, bot.services.guilds)
+            info = attachment_info("image", attachment)
+            source = await posted_source(bot.services.downloads, info, bot.media_limits)
+            request = tool_request(
+                who,
+                tool,
+                parent,
+                image_index(parent, attachment, position),
+                source,
+                reply_to=reply_to,
+                upscaler_model=bot.services.settings.civitai.upscaler_model,
+            )
+            quote = await bot.engine.tools.quote(request)
+        except (MediaError, Refusal) as exc:
+            await tell(interaction, refused_text(exc))
+            return
+        await self.confirm_or_start(interaction, request, quote, self.start)
+
+    async def confirm_or_start(
+        self,
+        interaction: discord.Interaction,
+        request: ToolRequest,
+        quote: ToolQuote,
+        start: Starter,
+    ) -> None:
+        if not quote.needs_confirmation:
+            await start(interaction, request, quote)
+            return
+        self._forget_stale()
+        token = secrets.token_hex(8)
+        self._pending[token] = ToolPending(request, quote, start, time.monotonic())
+        view = tool_confirm_view(token)
+        what = describe(request.tool, request.options)
+        await tell(
+            interaction,
+            f"{what} costs **{quote.hold:,} Buzz**; your balance after it would be "
+            f"{quote.balance_after:,}. Go ahead?",
+            view,
+        )
+        view.stop()
+
+    async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
+        pending = self._pending.get(token)
+        if pending is None or time.monotonic() - pending.created > CONFIRM_TTL:
+            self._pending.pop(token, None)
+            raise UserFacingError("This confirmation has expired; try again. Nothing was charged.")
+        if interaction.user.id != pending.request.requester.member_id:
+            raise UserFacingError("Only the member who asked can confirm this.")
+        del self._pending[token]
+        if not yes:
+            await interaction.response.edit_message(
+                content="Canceled. Nothing was charged.", view=None
+            )
+            return
+        await interaction.response.edit_message(
+            content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
+        )
+        await pending.start(interaction, replace(pending.request, confirmed=True), pending.quote)
+
+    def _forget_stale(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, p in self._pending.items() if now - p.created > CONFIRM_TTL]:
+            del self._pending[token]
+
+    async def admit(
+        self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote
+    ) -> JobRecord | None:
+        """Hold the Buzz and store the job (None: refused, and the member was told)."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            return await self.bot.engine.tools.admit(
+                replace(
+                    request,
+                    confirmed=True,
+                    interaction=InteractionToken(interaction.token, interaction.expires_at),
+                    upload_limit=interaction.filesize_limit,
+                ),
+                quote,
+            )
+        except Refusal as refusal:
+            await tell(interaction, refusal_text(refusal))
+            return None
+
+    async def start(
+        self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote
+    ) -> None:
+        """Admitted privately first, then shown publicly (with Cancel), then run."""
+        job = await self.admit(interaction, request, quote)
+        if job is None:
+            return
+        bot = self.bot
+        try:
+            await tell(interaction, f"✅ Started: {job.hold_amount or quote.hold:,} Buzz held.")
+            embed, view = await bot.publisher.first_status(job)
+            message = await interaction.followup.send(embed=embed, view=view, wait=True)
+            view.stop()
+        except discord.HTTPException as exc:
+            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
+            await bot.engine.launch(job)
+            return
+        await bot.engine.launch(job, message.id)
+
+
+def refused_text(exc: MediaError | Refusal) -> str:
+    return refusal_text(exc) if isinstance(exc, Refusal) else media_text(exc)
+
+
+async def tell(
+    interaction: discord.Interaction, text: str, view: discord.ui.View | None = None
+) -> None:
+    """Replace the private answer (the "thinking…" or the confirmation) with `text`."""
+    try:
+        await interaction.edit_original_response(content=text, embed=None, view=view)
+    except discord.HTTPException as exc:
+        log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)

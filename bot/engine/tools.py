@@ -1,0 +1,191 @@
+"""Jobs that are not image generations: Upscale and Remove background on a posted result, and
+the prompt enhancement that may run before an image. Each is one orchestrator step, admitted
+like an image request — member checks, the guild's switch for the tool, a confirmation above the
+guild's threshold, balance, budget and concurrency — with its Buzz held and the job stored in
+one transaction; then driven, settled and delivered by the same driver as every job.
+
+These steps have no price table: the hold is the orchestrator's whatif figure, always asked
+(whatever `civitai.whatif` says), and the documented local estimate (bot.catalog.tools) only
+when the whatif cannot be had. The charge is what the workflow's transactions say.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.catalog.tools import Tool
+from bot.engine.admission import check_concurrency, new_job_id
+from bot.engine.lane import OperatorProblem
+from bot.engine.parts import J, Parts
+from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
+from bot.store.db import Conn
+from bot.store.guilds import GuildSettings
+from bot.store.jobs import JobRecord, NewJob, SourceImage
+from bot.store.ledger import BudgetExhausted, InsufficientBuzz
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    requester: Requester
+    tool: Tool
+    # The step as stored: a posted result is named result://JOB/N (the lane resolves it).
+    step: dict[str, Any]
+    # The local estimate (the fallback price).
+    estimate: int
+    # What the member sees of it (the source's prompt, which image...).
+    options: dict[str, Any]
+    # The bytes the bot posted (sent when the orchestrator's own URL cannot be).
+    sources: tuple[SourceImage, ...] = ()
+    parent_job_id: str | None = None
+    # The message the result will answer.
+    reply_to: int | None = None
+    confirmed: bool = False
+    interaction: InteractionToken | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolQuote:
+    job_id: str
+    hold: int
+    estimate: int
+    whatif: int | None
+    balance: int
+    needs_confirmation: bool
+    settings: GuildSettings
+
+    @property
+    def balance_after(self) -> int:
+        return self.balance - self.hold
+
+
+class ToolAdmission:
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    def supports(self, tool: Tool) -> bool:
+        """Whether the lane runs this step (the Civitai orchestrator does; another may not)."""
+        return tool.step_type in getattr(self.parts.lane, "tool_steps", frozenset())
+
+    async def quote(self, request: ToolRequest) -> ToolQuote:
+        """Every check, and the price (the orchestrator's whatif), without holding anything."""
+        parts, who = self.parts, request.requester
+        settings = await self._precheck(request)
+        job_id = new_job_id(parts.clock())
+        whatif = await self._whatif(job_id, request.step)
+        hold = whatif if whatif is not None else request.estimate
+        needs_confirmation = hold > settings.confirm_above and not request.confirmed
+
+        def check(conn: Conn) -> int:
+            check_concurrency(*parts.jobs.in_flight_in(conn, who.guild_id, who.member_id), settings)
+            parts.ledger.check_budget_in(
+                conn, who.guild_id, hold, settings.budget_amount, settings.budget_period
+            )
+            balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
+            if balance.available < hold:
+                raise InsufficientBuzz(
+                    hold, balance.available, balance.allowance, balance.next_refill, parts.clock()
+                )
+            return balance.available
+
+        available = await self._money(parts.db.read(check), hold)
+        return ToolQuote(
+            job_id, hold, request.estimate, whatif, available, needs_confirmation, settings
+        )
+
+    async def admit(self, request: ToolRequest, quote: ToolQuote) -> JobRecord:
+        """Hold the quoted Buzz and store the job, queued. Raises Refusal."""
+        parts, who = self.parts, request.requester
+        settings = await self._precheck(request)
+        if quote.hold > settings.confirm_above and not request.confirmed:
+            raise Refusal(
+                RefusalReason.CONFIRM,
+                f"this costs {quote.hold:,} Buzz, above the server's "
+                f"{settings.confirm_above:,} Buzz confirmation threshold",
+                buzz=quote.hold,
+            )
+        now = parts.clock()
+        new = NewJob(
+            id=quote.job_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            member_id=who.member_id,
+            model=request.tool.value,
+            operation=request.tool.step_type,
+            options=request.options,
+            step=request.step,
+            estimate=request.estimate,
+            status=J.QUEUED,
+            whatif=quote.whatif,
+            interaction_token=request.interaction.token if request.interaction else None,
+            interaction_expires_at=request.interaction.expires_at if request.interaction else None,
+            parent_job_id=request.parent_job_id,
+            simulated=parts.settings.simulated,
+            deadline_at=now + parts.settings.deadline,
+            upload_limit=request.upload_limit,
+            reply_to_message_id=request.reply_to,
+        )
+
+        def store(tx: Conn) -> JobRecord:
+            check_concurrency(*parts.jobs.in_flight_in(tx, who.guild_id, who.member_id), settings)
+            parts.ledger.check_budget_in(
+                tx, who.guild_id, quote.hold, settings.budget_amount, settings.budget_period
+            )
+            parts.jobs.insert_in(tx, new, request.sources)
+            parts.ledger.place_hold_in(
+                tx, who.guild_id, who.member_id, new.id, quote.hold, who.roles
+            )
+            job = parts.jobs.job_in(tx, new.id)
+            assert job is not None
+            return job
+
+        return await self._money(parts.db.write(store), quote.hold)
+
+    async def _money(self, work: Any, need: int) -> Any:
+        try:
+            return await work
+        except InsufficientBuzz as exc:
+            raise Refusal(RefusalReason.BALANCE, str(exc), buzz=need, balance=exc.have) from None
+        except BudgetExhausted as exc:
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=need) from None
+
+    async def _precheck(self, request: ToolRequest) -> GuildSettings:
+        """The member's standing here, the channel, the guild's switch, the lane."""
+        parts, who, tool = self.parts, request.requester, request.tool
+        ban = await parts.moderation.active_ban(who.guild_id, who.member_id)
+        if ban is not None:
+            until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
+            raise Refusal(RefusalReason.BANNED, f"you are banned from using the bot here{until}")
+        settings = await parts.guilds.settings(who.guild_id)
+        if not settings.channel_allowed(who.channel_id, who.parent_channel_id):
+            raise Refusal(RefusalReason.CHANNEL, "image commands are not allowed in this channel")
+        if tool.value in settings.retired_models:
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED,
+                f"{tool.label} is not available from the orchestrator right now; an admin "
+                "has been told",
+            )
+        if not settings.model_enabled(tool.value):
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED, f"{tool.label} is switched off on this server"
+            )
+        if not self.supports(tool):
+            raise Refusal(
+                RefusalReason.MODEL_DISABLED, f"{tool.label} is not offered by this bot's service"
+            )
+        return settings
+
+    async def _whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+        try:
+            return await self.parts.lane.whatif(job_id, step)
+        except OperatorProblem as exc:
+            await self.parts.alert("auth", str(exc))
+            raise Refusal(
+                RefusalReason.UPSTREAM,
+                "the bot cannot place orders with the orchestrator right now; the operator "
+                "has been told",
+            ) from None

@@ -1,0 +1,172 @@
+"""`enhance:True`: a promptEnhancement job runs first (its own small charge), the member sees
+the enhanced prompt with its issues and recommendations privately, and the image job is
+admitted only after Use enhanced / Keep mine — or not at all after Cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.store.jobs import JobRecord
+from tests.discord.harness import (
+    World,
+    answer,
+    buttons,
+    data_url_bytes,
+    field_value,
+    finished,
+    is_ephemeral,
+    png,
+    started,
+    text_of,
+    world,
+)
+
+ENHANCED = (
+    "a cat on a windowsill, richly detailed, with soft natural light, a balanced composition "
+    "and sharp focus."
+)
+
+
+async def enhance(w: World, prompt: str = "a cat on a windowsill", **options: Any):
+    """Run /create gpt-image-2 with enhance:True to the private choice: (enhancement, choice)."""
+    options = {"prompt": prompt, "quality": "low", "enhance": True, **options}
+    h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+    status = await h.wait_for_original(lambda m: "Enhancing your prompt" in m["content"])
+    assert h.ephemeral and is_ephemeral(status)
+    choice = await h.wait_for_followup(1, timeout=20)
+    assert is_ephemeral(choice)
+    [job] = await w.jobs()
+    job = await w.wait_job(job.id, "done")
+    return job, choice
+
+
+async def test_use_enhanced_starts_the_image_with_the_enhanced_prompt(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        enhancement, choice = await enhance(w)
+        assert (enhancement.model, enhancement.operation) == (
+            "prompt-enhancement",
+            "promptEnhancement",
+        )
+        assert enhancement.charged == 1 and await w.available() == 999
+        text = text_of(choice)
+        assert ENHANCED in text
+        issues = field_value(choice, "Issues")
+        assert "The prompt is short" in issues and "No lighting is described" in issues
+        assert "Name the light" in field_value(choice, "Recommendations")
+        assert set(buttons(choice)) == {"Use enhanced", "Keep mine", "Cancel"}
+        [step] = w.sim.submissions[0]["steps"]
+        assert step == {
+            "$type": "promptEnhancement",
+            "input": {"ecosystem": "openai", "prompt": "a cat on a windowsill"},
+        }
+        # Nothing of the image is held before the choice.
+        assert len(await w.jobs()) == 1 and await w.holds() == 1
+
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        image = await started(w, click)
+        image, result = await finished(w, image)
+        assert image.prompt == ENHANCED and image.parent_job_id == enhancement.id
+        assert w.sim.submissions[1]["steps"][0]["input"]["prompt"] == ENHANCED
+        assert image.charged == 13 and await w.available() == 1000 - 1 - 13
+        assert ENHANCED[:50] in text_of(result)
+        details = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
+        made_from = field_value(await answer(details), "Made from")
+        assert made_from == f"Prompt enhancement · job `{enhancement.id}`"
+
+
+async def test_keep_mine_starts_the_image_with_the_members_prompt(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        enhancement, choice = await enhance(w, "a red fox in the snow at dusk")
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Keep mine"], w.member)
+        image: JobRecord = await started(w, click)
+        image, _ = await finished(w, image)
+        assert image.prompt == "a red fox in the snow at dusk"
+        assert image.parent_job_id == enhancement.id
+        assert w.sim.submissions[1]["steps"][0]["input"]["prompt"] == image.prompt
+        assert await w.available() == 1000 - 1 - 13
+
+
+async def test_the_choice_is_made_once_even_when_two_clicks_race(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, choice = await enhance(w)
+        ids = buttons(choice)
+        first, second = await asyncio.gather(
+            w.fake.click(int(choice["id"]), ids["Use enhanced"], w.member),
+            w.fake.click(int(choice["id"]), ids["Keep mine"], w.member),
+        )
+        await w.fake.wait_for(lambda: len(w.sim.submissions) == 2, what="one image submitted")
+        await w.wait_idle()
+        await w.fake.settle()
+        jobs = await w.jobs()
+        assert len(jobs) == 2 and await w.available() == 1000 - 1 - 13
+        refused = [h for h in (first, second) if h.response_type == 4]
+        [loser] = refused
+        assert "You already chose" in (await loser.original())["content"]
+
+
+async def test_cancel_after_the_enhancement_holds_nothing_for_the_image(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        enhancement, choice = await enhance(w)
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Cancel"], w.member)
+        await click.response()
+        await w.fake.settle()
+        assert "nothing is held" in click.original_message["content"]
+        assert [j.id for j in await w.jobs()] == [enhancement.id]
+        assert await w.holds() == 1  # the enhancement's own, settled
+        assert await w.available() == 999 and len(w.sim.submissions) == 1
+
+
+async def test_enhance_is_refused_with_nothing_held_when_the_image_is_unaffordable(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(10)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a cat", "quality": "low", "enhance": True},
+        )
+        text = (await answer(h))["content"]
+        assert h.ephemeral and "this needs 13 Buzz; you have 10" in text
+        await w.fake.settle()
+        assert await w.jobs() == [] and w.sim.submissions == []
+
+
+async def test_imagine_with_an_image_enhances_then_edits_that_image(tmp_path):
+    source = png(64, 64, (10, 120, 200))
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "make it night", "enhance": True},
+            attachments={"image": ("day.png", source, "image/png")},
+        )
+        choice = await h.wait_for_followup(1, timeout=20)
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Keep mine"], w.member)
+        image = await started(w, click)
+        image, _ = await finished(w, image)
+        assert image.operation == "editImage"
+        [url] = w.sim.submissions[1]["steps"][0]["input"]["images"]
+        _, sent = data_url_bytes(url)
+        assert sent  # the stored source, carried from the enhancement to the edit
+
+
+async def test_the_chosen_image_above_the_threshold_is_confirmed_after_the_choice(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.set_guild(confirm_above=5)  # the enhancement (1) runs; the image (13) asks
+        enhancement, choice = await enhance(w)
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        asked = await click.wait_for_followup(1)
+        assert "**13 Buzz**" in asked["content"] and len(await w.jobs()) == 1
+        yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
+        image, _ = await finished(w, await started(w, yes))
+        assert image.parent_job_id == enhancement.id and image.prompt == ENHANCED

@@ -1,0 +1,248 @@
+"""Upscale and Remove background on a result, end to end: each a job of its own in the ledger,
+priced by the orchestrator's whatif, posted as a reply to the image it came from, charged what
+the simulator charged — with the source as the orchestrator's own blob URL while it is fresh,
+else the bytes the bot posted."""
+
+from __future__ import annotations
+
+import time
+
+from bot.civitai.simulator import Outcome
+from bot.store.jobs import JobRecord
+from tests.discord.harness import (
+    World,
+    answer,
+    buttons,
+    data_url_bytes,
+    field_value,
+    finish,
+    image_format,
+    image_size,
+    open_image,
+    started,
+    text_of,
+    world,
+)
+
+
+async def first_result(w: World, **options):
+    options.setdefault("prompt", "a lantern")
+    h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+    return await finish(w, h)
+
+
+async def derived(w: World, job: JobRecord) -> tuple[JobRecord, dict]:
+    """A tool job to its end: done, with its one result message."""
+    job = await w.wait_job(job.id, "done", "failed", "canceled", "expired", timeout=30)
+    assert job.status.value == "done", (job.status, job.error)
+    [result] = w.results_of(job.id)
+    return job, result
+
+
+def upstream_charge(w: World, job: JobRecord) -> int:
+    workflow = w.sim.workflow_for(job.id)
+    assert workflow is not None
+    return workflow.net_charge(time.monotonic())
+
+
+async def test_upscale_posts_a_reply_and_charges_what_the_orchestrator_charged(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="512x512", quality="low")
+        assert set(buttons(result)) >= {"Upscale", "Remove background"}
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        assert (job.model, job.operation, job.parent_job_id) == (
+            "upscaler",
+            "imageUpscaler",
+            parent.id,
+        )
+        job, reply = await derived(w, job)
+
+        # A reply to the image it came from, mentioning the member.
+        assert reply["message_reference"]["message_id"] == result["id"]
+        assert f"<@{w.member}>" in reply["content"]
+        [attachment] = reply["attachments"]
+        assert image_size(w.fake.attachment_bytes(attachment)) == (1024, 1024)
+        # The orchestrator's own (fresh) URL of the parent's image, not the bytes.
+        step = w.sim.submissions[1]["steps"][0]
+        assert step["$type"] == "imageUpscaler"
+        assert step["input"] == {"image": step["input"]["image"], "numberOfRepeats": 1}
+        assert step["input"]["image"].startswith(w.sim.base_url)
+        # Priced by whatif (0.26 MP → 1, ×2) and charged exactly what the workflow charged.
+        assert job.whatif == 2 and job.hold_amount == 2
+        assert job.charged == upstream_charge(w, job) == 2
+        assert await w.available() == 1000 - 13 - 2
+        assert "Buzz charged" in text_of(reply) and field_value(reply, "Buzz charged") == "2"
+        # The upscale's own result can be taken further, but not re-rolled.
+        assert "Re-roll" not in buttons(reply) and "Upscale" in buttons(reply)
+
+
+async def test_remove_background_posts_a_transparent_png_reply(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(
+            int(result["id"]), buttons(result)["Remove background"], w.member
+        )
+        job = await started(w, click)
+        job, reply = await derived(w, job)
+        assert reply["message_reference"]["message_id"] == result["id"]
+        step = w.sim.submissions[1]["steps"][0]
+        assert step["$type"] == "imageBackgroundRemoval" and step["input"]["format"] == "png"
+        data = w.fake.attachment_bytes(reply["attachments"][0])
+        assert image_format(data) == "PNG"
+        alpha = open_image(data).convert("RGBA").getchannel("A")
+        assert alpha.getextrema()[0] == 0  # some of it is transparent
+        # round((4.7 + 0.6 × 0.26) × 10 / 8) = 6, as whatif said and the workflow charged.
+        assert job.whatif == job.charged == upstream_charge(w, job) == 6
+        assert await w.available() == 1000 - 13 - 6
+
+
+async def test_on_several_images_a_modal_asks_which(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="512x512", quality="low", quantity=2)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await click.response()
+        assert click.modal is not None
+        refused = await w.fake.submit_modal(click, {"which": "3"})
+        assert "1 to 2" in (await answer(refused))["content"]
+
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await click.response()
+        submitted = await w.fake.submit_modal(click, {"which": "2"})
+        job = await started(w, submitted)
+        job, reply = await derived(w, job)
+        assert job.options["image"] == 2
+        url = w.sim.submissions[1]["steps"][0]["input"]["image"]
+        source = w.sim.workflow_for(parent.id)
+        assert source is not None
+        assert w.sim.blobs.blob_id_of(url) == source.steps[0].blob_ids[1]
+        assert reply["message_reference"]["message_id"] == result["id"]
+
+
+async def test_an_expiring_blob_url_sends_the_posted_bytes_and_holds_the_estimate(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        shown = w.fake.attachment_bytes(result["attachments"][0])
+        w.sim.blob_ttl = 60  # fresh URLs would expire before the job could read them
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        job, _ = await derived(w, job)
+        mime, sent = data_url_bytes(w.sim.submissions[1]["steps"][0]["input"]["image"])
+        assert sent == shown and mime == "image/jpeg"  # as posted, not re-encoded
+        # No whatif without a usable URL: the recipe's estimate was held, the charge is upstream's.
+        assert job.whatif is None and job.hold_amount == job.estimate == 2
+        assert job.charged == upstream_charge(w, job) == 2
+
+
+async def test_a_restart_mid_upscale_resumes_and_posts_once(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        w.sim.script(Outcome(runtime=150, step="imageUpscaler"))  # 1.5 s at this speed
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        await w.wait_job(job.id, "running")
+        await w.restart_bot()
+        job, _ = await derived(w, job)
+        await w.fake.settle()
+        assert len(w.results_of(job.id)) == 1
+        assert len(w.sim.submissions) == 2  # the parent and this one: resumed, not resubmitted
+        assert job.charged == upstream_charge(w, job) == 2
+        assert await w.available() == 1000 - 13 - 2
+
+
+async def test_cancel_an_upscale_settles_what_the_orchestrator_charged(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        w.sim.script(Outcome(runtime=500, step="imageUpscaler"))
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        await w.wait_job(job.id, "running")
+        status = w.status_message(job)
+        cancel = await w.fake.click(int(status["id"]), buttons(status)["Cancel"], w.member)
+        await answer(cancel)
+        job = await w.wait_job(job.id, "canceled")
+        # A cancel while it runs: the member pays what the orchestrator kept, no more.
+        assert job.charged == upstream_charge(w, job)
+        assert await w.available() == 1000 - 13 - job.charged
+        assert w.results_of(job.id) == [] and await w.services.ledger.hold(job.id) is not None
+
+
+async def test_details_of_an_upscale_show_where_it_came_from(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        _job, reply = await derived(w, await started(w, click))
+        details = await w.fake.click(int(reply["id"]), buttons(reply)["Details"], w.member)
+        made_from = field_value(await answer(details), "Made from")
+        assert parent.id in made_from and "gpt-image-2 · create" in made_from
+        assert result["id"] in made_from  # a link to the image it came from
+
+
+async def test_an_admin_can_switch_upscale_off(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        h = await w.fake.slash(
+            w.guild, w.channel, w.admin, "settings upscale", options={"enabled": False}
+        )
+        assert "Upscale off" in text_of(await answer(h))
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert click.ephemeral and "Upscale is switched off on this server" in text
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and await w.available() == 1000 - 13
+
+
+async def test_an_upscale_above_the_threshold_asks_first(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        await w.set_guild(confirm_above=1)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        asked = await click.wait_for_original(lambda m: "Go ahead?" in m["content"])
+        assert "**2 Buzz**" in asked["content"] and await w.holds() == 1
+        yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
+        job = await started(w, yes)
+        job, _ = await derived(w, job)
+        assert job.charged == 2 and await w.available() == 1000 - 13 - 2
+
+
+async def test_an_upscale_the_member_cannot_afford_holds_nothing(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(14)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert "this needs 2 Buzz; you have 1" in text
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and await w.holds() == 1 and await w.available() == 1
+
+
+async def test_another_member_may_upscale_and_pays_for_it(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(50, w.other)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.other)
+        job, reply = await derived(w, await started(w, click))
+        assert job.member_id == w.other and await w.available(w.other) == 48
+        assert await w.available() == 1000 - 13
+        assert f"<@{w.other}>" in reply["content"]
+
+
+async def test_the_operators_upscaler_is_named_in_the_step(tmp_path):
+    air = "urn:air:other:upscaler:civitai:147759@164821"
+    async with world(tmp_path, civitai={"upscaler_model": air}) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await derived(w, await started(w, click))
+        assert w.sim.submissions[1]["steps"][0]["input"]["model"] == air
