@@ -18,6 +18,7 @@ import httpx
 
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.lane import CivitaiLane
+from bot.civitai.safety import CivitaiSafety
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
@@ -25,6 +26,7 @@ from bot.engine.follow import LongPoll
 from bot.engine.lane import Lane
 from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
+from bot.engine.safety import MemberNotices, Safety
 from bot.metrics import Metrics
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
@@ -32,6 +34,7 @@ from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import Retention
+from bot.store.safety import SafetyStore
 from bot.store.state import BotState
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ class Services:
     retention: Retention
     # The bot's memory of itself between runs (which commands it registered where).
     state: BotState
+    # Content levels per channel, the release channel, AI pre-moderation (bot/store/safety.py).
+    safety: SafetyStore
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -78,6 +83,7 @@ class Services:
         alerts: OperatorAlerts | None = None,
         prompt_filter: PromptFilter | None = None,
         settings: EngineSettings | None = None,
+        notices: MemberNotices | None = None,
     ) -> Engine:
         """The one place an Engine is built: the app, the benchmarks, the crash test and the
         test harnesses all wire it from these services and their listeners."""
@@ -94,9 +100,14 @@ class Services:
             reviews=reviews,
             alerts=alerts,
             prompt_filter=prompt_filter,
+            safety=Safety(self.safety, self.safety_upstream(), notices),
             clock=self.clock,
             metrics=self.metrics,
         )
+
+    def safety_upstream(self) -> CivitaiSafety:
+        """Who rates and pre-moderates: the orchestrator (xGuardModeration, blob uploads)."""
+        return CivitaiSafety(self.client)
 
     def lane(self, settings: EngineSettings) -> Lane:
         """The upstream service jobs run on (the Civitai orchestrator)."""
@@ -179,6 +190,7 @@ async def build_services(
         clock=clock,
         retention=Retention(db, settings.retention.days, clock),
         state=BotState(db, clock),
+        safety=SafetyStore(db, clock),
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
         metrics=metrics,
     )

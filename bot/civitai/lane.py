@@ -28,6 +28,7 @@ from bot.civitai.errors import (
     ValidationFailed,
 )
 from bot.civitai.models import Workflow, WorkflowStatus
+from bot.civitai.safety import mature_fields, rating_of, withheld
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run
 from bot.engine.publisher import ResultImage
@@ -127,7 +128,9 @@ class CivitaiLane:
             # From here on the workflow may exist upstream even if we never hear back: a
             # restart re-submits (same externalId, so the same workflow) instead of giving up.
             await run.mark_attempt()
-        template = self.client.template([await self._resolved_step(job)], job.id)
+        # allowMatureContent follows the level the job's channel allows.
+        step = await self._resolved_step(job)
+        template = self.client.template([step], job.id, **mature_fields(job))
         # Recovering a workflow we mean to stop: get it back now, follow it to its end.
         wait = 0 if stop else self.policy.submit_wait
         try:
@@ -256,6 +259,8 @@ def ending_of(workflow: Workflow, *, forced: JobStatus | None = None) -> Ending:
         images=images,
         block_reason=block_reason(workflow) if status is J.BLOCKED else None,
         started_at=workflow.started_at,
+        rating=rating_of(workflow),
+        withheld=forced is None and withheld(workflow),
         upstream=workflow,
     )
 

@@ -50,6 +50,12 @@ class Ending:
     # For moderators, when the status is BLOCKED.
     block_reason: str | None = None
     started_at: datetime | None = None
+    # The highest content rating (pg, pg13, r, x, xxx) of the outputs, when the lane knows
+    # it: the engine sends a result rated above the job's max_rating to review, not the
+    # channel. `withheld`: the upstream service kept the outputs back for their rating only
+    # (not a content-filter block); they are a mature result a moderator may release.
+    rating: str | None = None
+    withheld: bool = False
     # The lane's own last view (a workflow, images in hand), so delivery need not ask again.
     upstream: Any = field(default=None, compare=False)
 

@@ -99,6 +99,9 @@ class JobRecord:
     deliver_by: datetime | None = None
     missing_images: int = 0
     hold_amount: int | None = None
+    # The highest content level (pg … xxx) the job's channel allowed when it was admitted;
+    # None for jobs from before channel levels (nothing is checked for them).
+    max_rating: str | None = None
 
     @property
     def final(self) -> bool:
@@ -129,6 +132,7 @@ class NewJob:
     deadline_at: datetime | None = None
     status_message_id: int | None = None
     upload_limit: int | None = None
+    max_rating: str | None = None
 
 
 _JSON = {"options", "step", "result_images", "delivered_message_ids"}
@@ -178,8 +182,8 @@ class JobStore:
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
             " parent_job_id, simulated, deadline_at, status_message_id, upload_limit,"
-            " created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " max_rating, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.guild_id,
@@ -199,6 +203,7 @@ class JobStore:
                 iso(job.deadline_at) if job.deadline_at else None,
                 job.status_message_id,
                 job.upload_limit,
+                job.max_rating,
                 now,
                 now,
             ),
