@@ -84,6 +84,8 @@ async def test_a_plain_member_is_refused_everything_and_nothing_changes(tmp_path
                 "admin-role": {"role": role},
                 "reroll-anyone": {"allowed": True},
                 "strikes": {"count": 1, "days": 1},
+                "mature": {"level": "pg", "channel": ch, "release-channel": logs},
+                "premoderation": {"enabled": True, "labels": "hate"},
             },
         }
         for group, tried in attempts.items():
