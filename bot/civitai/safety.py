@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MATURE_REASON = "mature"
 PREMODERATION_WAIT = 20  # long-poll seconds per request
 PREMODERATION_TIMEOUT = 60.0  # the whole check, seconds
+# A source's rating is worth a short wait only: the result is rated (and checked) anyway.
+RATING_TIMEOUT = 15.0
 
 
 def mature_fields(job: JobRecord) -> dict[str, Any]:
@@ -112,9 +114,11 @@ class CivitaiSafety:
 
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         try:
-            blob = await self.client.upload_blob(data, mime)
-        except OrchestratorError as exc:
-            log.warning("an edit source could not be rated (%s); checking the result only", exc)
+            async with asyncio.timeout(RATING_TIMEOUT):
+                blob = await self.client.upload_blob(data, mime)
+        except (OrchestratorError, TimeoutError) as exc:
+            why = str(exc) or "no answer in time"
+            log.warning("an edit source could not be rated (%s); checking the result only", why)
             return None
         return blob.nsfw_level if blob.nsfw_level in levels.LEVELS else None
 

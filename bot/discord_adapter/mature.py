@@ -42,6 +42,7 @@ class MatureDesk:
             hook = discord.Webhook.partial(
                 self.bot.application_id, job.interaction_token, client=self.bot
             )
+            hook.type = discord.WebhookType.application  # the interaction's follow-ups
             try:
                 await hook.send(text, ephemeral=True)
                 return True
