@@ -386,7 +386,7 @@ class ReviewService:
 
 def _unfit(item: ReviewItem, action: Action) -> str:
     if item.kind == "held":
-        return "This job is held by the prompt filter: Approve or Reject it."
+        return "This job is held for review before it runs: Approve or Reject it."
     if item.kind == "undelivered":
         return "This job's images could not be posted: Refund or Dismiss it."
     if item.kind == "mature":

@@ -204,3 +204,30 @@ def _labels(w, message) -> set[str]:
     from tests.discord.harness import buttons
 
     return set(buttons(w.fake.message(int(message["id"]))))
+
+
+async def test_two_moderators_releasing_at_once_send_it_once(tmp_path):
+    import asyncio
+
+    from tests.discord.harness import MANAGE_MESSAGES, answer
+    from tests.discord_admin.helpers import click
+
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        second = w.fake.add_member(w.guild, "mod2", permissions=MANAGE_MESSAGES)
+        await w.fake.settle()
+        _, item = await kept(w)
+        handles = await asyncio.gather(
+            click(w, item, "Send by DM", w.moderator), click(w, item, "Send by DM", second)
+        )
+        texts = sorted([text_of(await answer(h)) for h in handles])
+        assert texts[0].startswith("Already handled by <@") and texts[0].endswith("(released).")
+        assert texts[1] == f"Review #1: sent to <@{w.member}> by DM."
+        assert len([m for m in w.fake.dm_messages(w.member) if m.get("attachments")]) == 1
+        plain = w.fake.add_member(w.guild, "eve")
+        await w.fake.settle()
+        _, item2 = await kept(w, "another fox [sim:x]")
+        assert await press(w, item2, "Send by DM", plain) == (
+            "Only moderators (Manage Messages or the moderator role) can do that."
+        )
