@@ -304,7 +304,8 @@ class OrchestratorClient:
                     try:
                         answer = view.model_validate_json(response.content) if parse else None
                     except ValidationError:
-                        problem = f"{kind}: the orchestrator's answer is not what the API says"
+                        what = "workflow" if view is Workflow else view.__name__
+                        problem = f"{kind}: the orchestrator's answer is not a {what}"
                         maybe_accepted = True
                     else:
                         self._attempt(kind, OK, started)

@@ -35,7 +35,7 @@ VERBS = {
     "ban": "Ban",
     "appeal": "Appeal",
     "release": "Released to the release channel",
-    "dm": "Sent to the member by DM",
+    "dm": "Sent to the member's DMs",
     "release_failed": "Release failed",
 }
 # Events kept in the audit that are not decisions to list on the item.
