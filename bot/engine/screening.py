@@ -70,8 +70,8 @@ class Screening:
 
     async def _check_sources(self, safety: Safety, request: JobRequest, level: str) -> None:
         images = [s for s in request.sources if s.role == "image"]
-        if not images or safety.upstream is None:
-            return
+        if not images or safety.upstream is None or level == levels.TOP:
+            return  # (nothing is rated above everything)
         upstream = safety.upstream
         ratings = await asyncio.gather(*(upstream.rate_source(s.data, s.mime) for s in images))
         for number, rating in enumerate(ratings, start=1):
