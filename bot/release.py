@@ -71,15 +71,7 @@ class Releases:
     async def carry_out(self, outcome: Outcome, channel_id: int | None) -> Outcome:
         """Fetch and post the released images; on failure the item opens again."""
         job, item = outcome.job, outcome.item
-        try:
-            images = await self.engine.withheld_images(job)
-            message_ids = await self.poster.post_release(job, images, channel_id)
-        except (ReleaseFailed, PostFailed) as exc:
-            log.warning("review #%d: release failed: %s", item.id, exc)
-            await self.db.write(self._reopen, item, str(exc), outcome.item.handled_by)
-            raise ReleaseRefused(
-                f"The result could not be released ({exc}); the item is open again."
-            ) from None
+        message_ids = await self._post(job, item, channel_id)
         await self.db.write(self._posted, item, channel_id, message_ids)
         if channel_id is None:
             summary, verdict = (
@@ -92,6 +84,21 @@ class Releases:
                 f"a moderator reviewed it and posted the result in <#{channel_id}>",
             )
         return replace(outcome, summary=summary, verdict=verdict)
+
+    async def _post(self, job: JobRecord, item: ReviewItem, channel_id: int | None) -> list[int]:
+        try:
+            images = await self.engine.withheld_images(job)
+            return await self.poster.post_release(job, images, channel_id)
+        except (ReleaseFailed, PostFailed) as exc:
+            log.warning("review #%d: release failed: %s", item.id, exc)
+            problem = str(exc)
+        except Exception:  # a bug must not leave the item closed with nothing delivered
+            log.exception("review #%d: release failed", item.id)
+            problem = "an unexpected error; the logs have it"
+        await self.db.write(self._reopen, item, problem, item.handled_by)
+        raise ReleaseRefused(
+            f"The result could not be released ({problem}); the item is open again."
+        )
 
     def _reopen(self, tx: Conn, item: ReviewItem, error: str, actor_id: int | None) -> None:
         self.moderation.reopen_item_in(tx, item.id, f"release failed: {error}"[:500])
