@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MODELS = [Choice(name=m, value=m) for m in MODEL_NAMES]
 DEFAULT = "default"
+SHOWN_CHANNELS = 25  # an embed's description holds 4,096 characters
 LEVELS = [
     *(Choice(name=levels.name(v), value=v) for v in levels.LEVELS),
     Choice(name="Default (the server's level / what Discord allows)", value=DEFAULT),
@@ -82,7 +83,10 @@ def safety_lines(s: SafetySettings) -> list[str]:
         )
     lines = [f"Results shown: {content}"]
     if s.channel_ratings:
-        own = ", ".join(f"<#{c}> {levels.name(v)}" for c, v in sorted(s.channel_ratings.items()))
+        shown = sorted(s.channel_ratings.items())[:SHOWN_CHANNELS]
+        own = ", ".join(f"<#{c}> {levels.name(v)}" for c, v in shown)
+        if len(s.channel_ratings) > SHOWN_CHANNELS:
+            own += f" and {len(s.channel_ratings) - SHOWN_CHANNELS} more"
         lines.append(f"Channels with their own level (never above what Discord allows): {own}")
     release = f"<#{s.release_channel_id}>" if s.release_channel_id else "not set (DM only)"
     lines.append(f"Results rated above a channel's level can be released to: {release}")
