@@ -1,9 +1,10 @@
 """Settings: an optional TOML file, every key overridable from the environment (env wins).
 
-Environment names: the five DESIGN.md names (DISCORD_TOKEN, CIVITAI_TOKEN, CIVITAI_BASE_URL,
-BOT_DB_PATH, BOT_DEV_GUILD), and for every key `BOT_<SECTION>__<KEY>`, e.g.
-`BOT_CIVITAI__WHATIF=true`. The TOML path comes from `--config`, else BOT_CONFIG, else
-config.toml; a missing default file is fine, a missing explicit one is an error.
+Environment names: the DESIGN.md names (DISCORD_TOKEN, CIVITAI_TOKEN, CIVITAI_BASE_URL,
+BOT_DB_PATH, BOT_DEV_GUILD, OPENAI_API_KEY, OPENAI_BASE_URL), BOT_PROVIDER for the top-level
+`provider`, and for every other key `BOT_<SECTION>__<KEY>`, e.g. `BOT_CIVITAI__WHATIF=true`.
+The TOML path comes from `--config`, else BOT_CONFIG, else config.toml; a missing default file
+is fine, a missing explicit one is an error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic_settings import (
 )
 
 Period = Literal["none", "daily", "weekly", "monthly"]
+Provider = Literal["civitai", "openai"]
 Currency = Literal["yellow", "blue", "green", "fakeRed"]
 
 # DESIGN.md's short names, mapped to (section, key).
@@ -32,8 +34,12 @@ NAMED_ENV: dict[str, tuple[str, str]] = {
     "CIVITAI_TOKEN": ("civitai", "token"),
     "CIVITAI_BASE_URL": ("civitai", "base_url"),
     "BOT_DB_PATH": ("database", "path"),
+    "OPENAI_API_KEY": ("openai", "api_key"),
+    "OPENAI_BASE_URL": ("openai", "base_url"),
 }
 ENV_PREFIX = "BOT_"
+# Settings that are not in a section (BOT_<KEY>).
+TOP_LEVEL = frozenset({"provider"})
 
 
 def env_name(section: str, key: str) -> str:
@@ -72,6 +78,53 @@ class CivitaiSettings(_Section):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local simulator)")
         return value.rstrip("/")
+
+
+class OpenAISettings(_Section):
+    """The OpenAI Images API lane (BOT_PROVIDER=openai), or any OpenAI-compatible endpoint."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.openai.com/v1"
+    # Previews streamed per image while it forms (each costs ~100 output tokens upstream).
+    partial_images: int = Field(2, ge=1, le=3)
+    # The models the endpoint serves; empty: every model the lane knows.
+    models: list[str] = Field(default_factory=list)
+    # Buzz per image, per model: a number (any quality) or {quality = Buzz}; a model left out
+    # keeps the Civitai table's price; gpt-image-1-mini has none until one is set here.
+    prices: dict[str, int | dict[str, int]] = Field(default_factory=dict)
+    # The key of the `user` hash sent upstream; empty: generated once, kept in the database.
+    user_salt: SecretStr | None = None
+    # Admins' switch: send `moderation: low` in age-restricted channels (never elsewhere).
+    moderation_low_allowed: bool = False
+    request_timeout_seconds: float = Field(300.0, gt=0, le=1800)
+    max_retries: int = Field(3, ge=0, le=20)
+    retry_max_delay_seconds: float = Field(30.0, gt=0, le=600)
+    max_image_bytes: int = Field(64 * 1024 * 1024, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local simulator)")
+        return value.rstrip("/")
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        from bot.openai_api.catalog import MODEL_NAMES, model_spec
+
+        unknown = [name for name in value if model_spec(name) is None]
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}: use {', '.join(MODEL_NAMES)}")
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _valid_prices(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from bot.openai_api.pricing import PriceTable
+
+        PriceTable(value)  # raises ValueError naming the model and what is wrong
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -149,8 +202,11 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
 
+    # Which upstream service runs the jobs (BOT_PROVIDER): civitai (default) or openai.
+    provider: Provider = "civitai"
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     civitai: CivitaiSettings = Field(default_factory=CivitaiSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
@@ -174,8 +230,14 @@ class Settings(BaseSettings):
 
     @property
     def simulated(self) -> bool:
-        """No Civitai token: the bot runs on the built-in simulator."""
-        return self.civitai.token is None or not self.civitai.token.get_secret_value()
+        """No token for the active lane (CIVITAI_TOKEN, or OPENAI_API_KEY with
+        BOT_PROVIDER=openai): the bot runs on that lane's built-in simulator."""
+        token = self.openai.api_key if self.provider == "openai" else self.civitai.token
+        return token is None or not token.get_secret_value()
+
+    def sections(self) -> list[str]:
+        """The names of the settings' sections (the top-level keys that are not sections)."""
+        return [name for name in type(self).model_fields if name not in TOP_LEVEL]
 
 
 class _NamedEnvSource(EnvSettingsSource):

@@ -1,5 +1,5 @@
-"""Building the services once, from the settings: database, stores, orchestrator client,
-metrics.
+"""Building the services once, from the settings: database, stores, the upstream lane
+(the Civitai orchestrator, or with BOT_PROVIDER=openai the OpenAI Images API), metrics.
 
 `python -m bot run` builds them in main() and hands them to the Bot; the CLI, the crash-test
 runner and the benchmarks use the same builder, so every entry point wires things alike.
@@ -28,6 +28,8 @@ from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.safety import MemberNotices, Safety
 from bot.metrics import Metrics
+from bot.openai_api.lane import OpenAILane
+from bot.openai_api.service import OpenAIService, open_service
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobStore
@@ -61,9 +63,18 @@ class Services:
     safety: SafetyStore
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
+    # The OpenAI lane's parts, when it is the active lane (BOT_PROVIDER=openai).
+    openai: OpenAIService | None = None
+
+    @property
+    def provider(self) -> str:
+        return "openai" if self.openai is not None else "civitai"
 
     @property
     def simulated(self) -> bool:
+        """The active lane runs on its built-in simulator."""
+        if self.openai is not None:
+            return self.openai.simulator is not None
         return self.simulator is not None
 
     def engine_settings(self) -> EngineSettings:
@@ -105,12 +116,18 @@ class Services:
             metrics=self.metrics,
         )
 
-    def safety_upstream(self) -> CivitaiSafety:
-        """Who rates and pre-moderates: the orchestrator (xGuardModeration, blob uploads)."""
+    def safety_upstream(self) -> CivitaiSafety | None:
+        """Who rates and pre-moderates: the orchestrator (xGuardModeration, blob uploads) —
+        None when it cannot be used (the OpenAI lane without a CIVITAI_TOKEN)."""
+        token = self.settings.civitai.token
+        if self.openai is not None and (token is None or not token.get_secret_value()):
+            return None
         return CivitaiSafety(self.client)
 
     def lane(self, settings: EngineSettings) -> Lane:
-        """The upstream service jobs run on (the Civitai orchestrator)."""
+        """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane."""
+        if self.openai is not None:
+            return OpenAILane(self.openai, self.db, self.jobs, clock=self.clock)
         return CivitaiLane(
             self.client,
             self.jobs,
@@ -126,6 +143,8 @@ class Services:
         await self.client.aclose()
         if self.simulator is not None:
             await self.simulator.stop()
+        if self.openai is not None:
+            await self.openai.aclose()
         await self.db.close()
 
 
@@ -154,9 +173,15 @@ async def build_services(
     token: str | None = None,
 ) -> Services:
     """Open the database and connect to the orchestrator — or start the built-in simulator
-    when there is no CIVITAI_TOKEN (or when `base_url`/`token` point at one already)."""
+    when there is no CIVITAI_TOKEN (or when `base_url`/`token` point at one already). With
+    BOT_PROVIDER=openai the jobs run on the OpenAI lane instead (its own simulator when there
+    is no OPENAI_API_KEY); the orchestrator's client is made but not used for jobs."""
     simulator: Simulator | None = None
-    if base_url is None:
+    openai_lane = settings.provider == "openai"
+    if base_url is None and openai_lane:
+        base_url = settings.civitai.base_url
+        token = settings.civitai.token.get_secret_value() if settings.civitai.token else None
+    elif base_url is None:
         if settings.simulated:
             simulator = Simulator(token=secrets.token_urlsafe(24), speed=settings.simulator.speed)
             base_url = await simulator.start(port=settings.simulator.port)
@@ -170,9 +195,19 @@ async def build_services(
             base_url = settings.civitai.base_url
             assert settings.civitai.token is not None
             token = settings.civitai.token.get_secret_value()
+    if not openai_lane:
+        log.info("lane: civitai at %s", base_url)
     db = await Database(settings.database.path).open()
     defaults = settings.defaults
     metrics = Metrics()
+    state = BotState(db, clock)
+    openai = None
+    if openai_lane:
+        try:
+            openai = await open_service(settings, state)
+        except BaseException:
+            await db.close()
+            raise
     return Services(
         settings=settings,
         db=db,
@@ -189,8 +224,9 @@ async def build_services(
         simulator=simulator,
         clock=clock,
         retention=Retention(db, settings.retention.days, clock),
-        state=BotState(db, clock),
+        state=state,
         safety=SafetyStore(db, clock),
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
         metrics=metrics,
+        openai=openai,
     )

@@ -200,6 +200,12 @@ class Settings(commands.Cog):
         on_failure: Choice[str] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
+        if enabled and self.services.safety_upstream() is None:
+            raise SettingsRefused(
+                "enabled",
+                "AI pre-moderation runs on the Civitai orchestrator, and this bot has no "
+                "CIVITAI_TOKEN; the operator can set one",
+            )
         try:
             chosen = parse_labels(labels) if labels is not None else None
         except ValueError as exc:

@@ -18,7 +18,7 @@ CIVITAI_SECRET = "civitai-SECRET-77b2e0"
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No bot setting from the caller's environment, and no stray config.toml in the cwd."""
     for key in list(os.environ):
-        if key.upper().startswith(("BOT_", "CIVITAI_", "DISCORD_")):
+        if key.upper().startswith(("BOT_", "CIVITAI_", "DISCORD_", "OPENAI_")):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
 
@@ -255,7 +255,7 @@ def test_every_int_setting_is_reachable_through_its_env_name(
     # The name an error message gives must really set the key.
     defaults = Settings()
     checked = 0
-    for section in Settings.model_fields:
+    for section in defaults.sections():
         for key in type(getattr(defaults, section)).model_fields:
             value = getattr(getattr(defaults, section), key)
             if type(value) is not int or key == "port":
@@ -272,12 +272,17 @@ def test_the_example_config_documents_every_setting_and_its_environment_name():
     """config.example.toml is the admin's reference: each key appears with its env override."""
     import tomllib
 
-    from bot.config import Settings, env_name
+    from bot.config import ENV_PREFIX, TOP_LEVEL, Settings, env_name
 
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     text = example.read_text()
     Settings(**tomllib.loads(text))  # and it is a valid configuration as it stands
-    for section, field in Settings.model_fields.items():
+    for key in TOP_LEVEL:
+        assert f"\n{key} =" in text, f"{key} is undocumented"
+        assert f"{ENV_PREFIX}{key.upper()}" in text, f"{key}: no env name"
+    for section in Settings().sections():
+        field = Settings.model_fields[section]
+        assert field.annotation is not None
         for key in field.annotation.model_fields:
             assert f"[{section}]" in text
             assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} is undocumented"
@@ -305,3 +310,41 @@ def test_a_malformed_list_setting_names_the_variable_and_shows_an_example(
 def test_the_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_LOGGING__LEVEL", "warning")
     assert load_settings().logging.level == "WARNING"
+
+
+def test_the_openai_lane_from_its_named_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.provider == "civitai" and settings.openai.partial_images == 2
+    monkeypatch.setenv("BOT_PROVIDER", "openai")
+    assert load_settings().simulated  # no OPENAI_API_KEY: its simulator
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1/")
+    settings = load_settings()
+    assert settings.provider == "openai" and not settings.simulated
+    assert settings.openai.base_url == "http://127.0.0.1:9999/v1"
+    assert "sk-test-SECRET" not in repr(settings)
+    assert env_name("openai", "api_key") == "OPENAI_API_KEY"
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('provider = "midjourney"', "provider (env BOT_PROVIDER)"),
+        ("[openai]\npartial_images = 4", "openai.partial_images (env BOT_OPENAI__PARTIAL_IMAGES)"),
+        ('[openai]\nmodels = ["gpt-5"]', "unknown model(s) gpt-5"),
+        ('[openai]\nprices = { "gpt-image-1" = -3 }', "whole number of Buzz"),
+        ('[openai]\nprices = { "gpt-image-1" = { ultra = 3 } }', "no quality 'ultra'"),
+    ],
+)
+def test_bad_openai_settings_name_the_key(tmp_path: Path, toml: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, toml))
+    assert words in str(caught.value)
+
+
+def test_openai_prices_from_toml(tmp_path: Path) -> None:
+    text = '[openai]\nprices = { "gpt-image-1-mini" = { low = 5, high = 70 }, "dall-e-2" = 200 }'
+    settings = load_settings(write(tmp_path, text))
+    assert settings.openai.prices == {"gpt-image-1-mini": {"low": 5, "high": 70}, "dall-e-2": 200}

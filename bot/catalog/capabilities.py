@@ -55,20 +55,37 @@ _TABLE = (
 CAPABILITIES: dict[tuple[Model, Operation], Capability] = {
     (c.model, c.operation): c for c in _TABLE
 }
+# Models only another lane serves (not in the orchestrator's schema, so not in CAPABILITIES):
+# what the commands and the media layer need to know of them. The lane validates the rest.
+LANE_ONLY: dict[tuple[Model, Operation], Capability] = {
+    (c.model, c.operation): c
+    for c in (
+        Capability(Model.GPT_IMAGE_1_MINI, C, frozenset({"background"}), max_quantity=10),
+        Capability(
+            Model.GPT_IMAGE_1_MINI,
+            E,
+            frozenset({"background", "fidelity"}),
+            10,
+            max_sources=16,
+            mask=True,
+        ),
+    )
+}
 # Options that only some models take (each listed in some Capability.options).
 OPTIONAL = ("background", "style", "fidelity")
 
 
 def capability(model: Model, operation: Operation) -> Capability | None:
     """What `model` can do for `operation`; None when it cannot do it at all."""
-    return CAPABILITIES.get((model, operation))
+    return CAPABILITIES.get((model, operation)) or LANE_ONLY.get((model, operation))
 
 
 def can_edit(model: Model) -> bool:
-    return (model, E) in CAPABILITIES
+    return (model, E) in CAPABILITIES or (model, E) in LANE_ONLY
 
 
-EDITABLE: tuple[Model, ...] = tuple(m for m in Model if can_edit(m))
+# The orchestrator's editing models (what the Civitai catalog's messages suggest).
+EDITABLE: tuple[Model, ...] = tuple(m for m in Model if (m, E) in CAPABILITIES)
 MASKABLE: tuple[Model, ...] = tuple(m for m in EDITABLE if CAPABILITIES[(m, E)].mask)
 
 

@@ -13,6 +13,9 @@ class Model(StrEnum):
     GPT_IMAGE_1 = "gpt-image-1"
     DALL_E_3 = "dall-e-3"
     DALL_E_2 = "dall-e-2"
+    # Served by the OpenAI lane only: the orchestrator has no input model for it, so the
+    # Civitai catalog (inputs, capabilities, prices) leaves it out.
+    GPT_IMAGE_1_MINI = "gpt-image-1-mini"
 
 
 class Operation(StrEnum):

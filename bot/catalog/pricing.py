@@ -65,7 +65,9 @@ def unit_price(model: Model, quality: str | None, width: int | None, height: int
     if model in FLAT_PRICES:
         table = FLAT_PRICES[model]
         return table[quality or ("auto" if "auto" in table else "high")]
-    return DALL_E_PRICE
+    if model in (Model.DALL_E_3, Model.DALL_E_2):
+        return DALL_E_PRICE
+    raise KeyError(f"{model.value} has no price on the Civitai lane")
 
 
 def total_price(

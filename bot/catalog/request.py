@@ -122,6 +122,10 @@ def build_request(
 ) -> ImageRequest:
     """Validate and price. Raises CatalogError naming every bad option; nothing partial leaks."""
     cls = input_model(model, operation)
+    if cls is None and not any(input_model(model, op) for op in Operation):
+        raise CatalogError.single(
+            "model", f"{model.value} is not available on this bot (the orchestrator lacks it)"
+        )
     if cls is None:
         raise CatalogError.single(
             "operation", f"{model.value} cannot edit images: it only creates them"

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from bot.catalog import build_request
+from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.downloads import fetch_workflow_images
 from bot.civitai.errors import (
@@ -32,6 +34,7 @@ from bot.civitai.safety import mature_fields, rating_of, withheld
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run
 from bot.engine.publisher import ResultImage
+from bot.engine.requests import JobRequest
 from bot.metrics import Metrics
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 
@@ -60,6 +63,12 @@ class CivitaiLane:
         self.backoff, self.clock, self.metrics = backoff, clock, metrics
 
     # -- the lane's interface -----------------------------------------------------------------
+    def validate(
+        self, request: JobRequest, options: RequestOptions, input_size: tuple[int, int] | None
+    ) -> ImageRequest:
+        """The catalog's closed imageGen input for the request, priced from the guide's table."""
+        return build_request(request.model, request.operation, options, input_size=input_size)
+
     async def run(self, run: Run) -> Ending:
         job = run.job
         if job.status is J.QUEUED:

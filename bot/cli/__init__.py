@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import (
+    audit_cmd,
     backup_cmd,
     check_config,
     commands_doc,
     jobs_cmd,
     ledger_cmd,
+    openai_models_cmd,
     prune_cmd,
     quote,
     run_cmd,
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         prune_cmd,
         simulator_cmd,
         commands_doc,
+        openai_models_cmd,
+        audit_cmd,
     ):
         module.register(commands)
     return parser

@@ -32,12 +32,22 @@ def run(args: argparse.Namespace) -> int:
             check_schema(settings.database.path)
         except DatabaseProblem as exc:
             problems.append(f"database.path: {exc}")
-    mode = (
-        "simulator (no CIVITAI_TOKEN: placeholder images, no Buzz spent)"
-        if settings.simulated
-        else (f"orchestrator at {settings.civitai.base_url}")
-    )
-    print(f"orchestrator: {mode}")
+    if settings.provider == "openai":
+        mode = (
+            "simulator (no OPENAI_API_KEY: placeholder images, nothing spent)"
+            if settings.simulated
+            else f"endpoint at {settings.openai.base_url}"
+        )
+        print("lane:         openai (BOT_PROVIDER=openai): the OpenAI Images API")
+        print(f"openai:       {mode}")
+    else:
+        mode = (
+            "simulator (no CIVITAI_TOKEN: placeholder images, no Buzz spent)"
+            if settings.simulated
+            else (f"orchestrator at {settings.civitai.base_url}")
+        )
+        print("lane:         civitai (BOT_PROVIDER=civitai): the Civitai orchestrator")
+        print(f"orchestrator: {mode}")
     print(f"database:     {settings.database.path}")
     print(
         f"dev guild:    {settings.discord.dev_guild or 'none (commands sync globally with --sync)'}"

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
                             "workflow": j.workflow_id,
                             "created_at": j.created_at.isoformat(),
                             "error": j.error,
+                            "usage": j.usage,
                         }
                         for j in jobs
                     ]

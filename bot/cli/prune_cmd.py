@@ -14,9 +14,10 @@ from bot.store.retention import PruneReport, Retention
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "prune",
-        help="delete source images of jobs that ended more than retention.days ago",
-        description="Deletes the stored source images of finished jobs older than the retention "
-        "(BOT_RETENTION__DAYS, default 30). Jobs, the ledger and the audit log stay.",
+        help="delete stored images of jobs that ended more than retention.days ago",
+        description="Deletes the stored images (edit sources, and results that came in-band) "
+        "of finished jobs older than the retention (BOT_RETENTION__DAYS, default 30). Jobs, "
+        "the ledger and the audit log stay.",
     )
     p.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     p.set_defaults(handler=run)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = asyncio.run(go())
     what = (
-        f"{report.images:,} source image(s) of {report.jobs:,} job(s),"
+        f"{report.images:,} stored image(s) of {report.jobs:,} job(s),"
         f" {report.bytes:,} bytes ({human_bytes(report.bytes)})"
     )
     when = (

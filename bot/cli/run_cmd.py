@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    tokens = [t.get_secret_value() for t in (settings.discord.token, settings.civitai.token) if t]
+    secrets = (settings.discord.token, settings.civitai.token, settings.openai.api_key)
+    tokens = [t.get_secret_value() for t in secrets if t]
     logs.configure(settings.logging.level, tokens, settings.logging.format)
 
 

@@ -145,10 +145,13 @@ class ImageBot(commands.Bot):
         )
         await self.metrics_server.start()
         await self.sync_commands()
+        log.info("jobs run on the %s lane", self.services.provider)
         if self.services.simulated:
+            missing = "OPENAI_API_KEY" if self.services.provider == "openai" else "CIVITAI_TOKEN"
             log.warning(
-                "SIMULATOR MODE: no CIVITAI_TOKEN is set. Images are placeholders, no Buzz is "
-                "spent upstream, and every result says so."
+                "SIMULATOR MODE: no %s is set. Images are placeholders, nothing is spent "
+                "upstream, and every result says so.",
+                missing,
             )
 
     async def sync_commands(self) -> None:

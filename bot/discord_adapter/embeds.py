@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import discord
 
@@ -159,7 +160,8 @@ def details_embed(
     embed.add_field(name="Model", value=f"{job.model} · {operation_word(job)}", inline=True)
     embed.add_field(name="Status", value=job.status.value, inline=True)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
-    embed.add_field(name="Workflow", value=job.workflow_id or "not submitted", inline=False)
+    upstream = job.workflow_id or ("no id (one call)" if job.submitted_at else "not submitted")
+    embed.add_field(name="Workflow", value=upstream, inline=False)
     money = f"estimate {job.estimate:,}"
     if job.whatif is not None:
         money += f" · orchestrator's whatif {job.whatif:,}"
@@ -174,6 +176,8 @@ def details_embed(
         f"posted {_ts(job.delivered_at, 'T')}",
     ]
     embed.add_field(name="Timings", value="\n".join(timings), inline=False)
+    if job.usage:
+        embed.add_field(name="Usage", value=truncate(usage_text(job.usage), 1024), inline=False)
     history = [
         f"{_ts(at, 'T')} {status}" + (f" ({detail})" if detail else "")
         for status, detail, at in events[-10:]
@@ -183,6 +187,33 @@ def details_embed(
         embed.add_field(name="Reason", value=truncate(job.error, 1024), inline=False)
     embed.set_footer(text=_footer(job))
     return embed
+
+
+def usage_text(usage: dict[str, Any]) -> str:
+    """What the upstream service reported using: "5,594 tokens: input 1,234 (text 50, image
+    1,184) · output 4,360 (image 4,360)"."""
+
+    def count(value: object) -> str:
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    def part(name: str) -> str | None:
+        total = usage.get(f"{name}_tokens")
+        if total is None:
+            return None
+        details = usage.get(f"{name}_tokens_details")
+        inner = ""
+        if isinstance(details, dict) and details:
+            inner = (
+                " ("
+                + ", ".join(f"{k.removesuffix('_tokens')} {count(v)}" for k, v in details.items())
+                + ")"
+            )
+        return f"{name} {count(total)}{inner}"
+
+    parts = [p for p in (part("input"), part("output")) if p]
+    total = usage.get("total_tokens")
+    head = f"{count(total)} tokens" if total is not None else "tokens"
+    return f"{head}: {' · '.join(parts)}" if parts else head
 
 
 def link(guild_id: int, channel_id: int, message_id: int) -> str:

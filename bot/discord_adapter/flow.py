@@ -39,18 +39,6 @@ log = logging.getLogger(__name__)
 CONFIRM_TTL = 600.0
 
 
-def attachment_info(option: str, attachment: discord.Attachment) -> AttachmentInfo:
-    return AttachmentInfo(
-        option=option,
-        url=attachment.url,
-        filename=attachment.filename,
-        content_type=attachment.content_type,
-        size=attachment.size,
-        width=attachment.width,
-        height=attachment.height,
-    )
-
-
 @dataclass(frozen=True)
 class Pending:
     request: JobRequest
@@ -118,7 +106,7 @@ class RequestFlow:
         quote = pending.quote
         view = confirm_view(token)
         text = (
-            f"This {quote.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
+            f"This {pending.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
         await interaction.response.send_message(text, view=view, ephemeral=True)

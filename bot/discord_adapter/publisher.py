@@ -31,6 +31,7 @@ from bot.discord_adapter.embeds import (
     result_embed,
     status_embed,
 )
+from bot.discord_adapter.previews import Previews, preview_name
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage, fit_for_upload
 from bot.store.db import utcnow
@@ -41,6 +42,7 @@ from bot.store.ledger import Ledger
 log = logging.getLogger(__name__)
 
 J = JobStatus
+RUNNING = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING})
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
@@ -70,6 +72,7 @@ class DiscordPublisher:
         *,
         token_margin: timedelta = timedelta(seconds=60),
         edit_interval: float = 5.0,
+        preview_interval: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.bot = bot
@@ -84,6 +87,7 @@ class DiscordPublisher:
         self._latest: dict[str, StatusUpdate] = {}
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
+        self.previews = Previews(self._show_preview, interval=preview_interval)
 
     async def close(self) -> None:
         """Drop the delayed status edits (the database they read is closing)."""
@@ -92,6 +96,7 @@ class DiscordPublisher:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._pending.clear()
+        await self.previews.aclose()
 
     # -- status message ---------------------------------------------------------------------
     async def first_status(
@@ -109,6 +114,8 @@ class DiscordPublisher:
             await self._log_line(job)
         if job.status_message_id is None:
             return
+        if job.status not in RUNNING:
+            self.previews.close(job.id)  # no preview after this
         self._latest[job.id] = update
         loop = asyncio.get_running_loop()
         wait = self._last_edit.get(job.id, 0.0) + self.edit_interval - loop.time()
@@ -147,12 +154,23 @@ class DiscordPublisher:
         embed = status_embed(job, update.message, balance=balance, refunded=refunded)
         active = not job.final and job.status is not J.DELIVERING
         view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))
+        files: list[discord.File] | None = None
+        preview = self.previews.on_message(job.id)
+        if preview is not None and job.status in RUNNING:
+            embed.set_image(url=f"attachment://{preview}")  # the preview stays in place
+        elif preview is not None:
+            files = []  # the result is posted below: the preview comes off
         try:
-            await self._edit_message(job, job.status_message_id, embed, view)
+            await self._edit_message(job, job.status_message_id, embed, view, files)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
         except NETWORK_ERRORS as exc:
             log.warning("job %s: status message not updated (%s)", job.id, type(exc).__name__)
+        else:
+            if files is not None:
+                self.previews.taken_off(job.id)
+        if job.final:
+            self.previews.forget(job.id)
 
     async def _edit_message(
         self,
@@ -160,9 +178,13 @@ class DiscordPublisher:
         message_id: int | None,
         embed: discord.Embed,
         view: discord.ui.View | None,
+        files: list[discord.File] | None = None,
     ) -> None:
+        """`files`: the message's attachments from now on (None leaves them as they are)."""
         assert message_id is not None
         kwargs: dict = {"embed": embed, "view": view}
+        if files is not None:
+            kwargs["attachments"] = files
         if self._token_alive(job, timedelta(seconds=5)):
             await self._webhook(job).edit_message(message_id, **kwargs)
         else:
@@ -199,7 +221,30 @@ class DiscordPublisher:
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
-        """Partial images: the Civitai lane sends none."""
+        """A partial image (lanes that stream them): shown on the status message, in place."""
+        if job.status_message_id is not None:
+            self.previews.offer(job, image, mime)
+
+    async def _show_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        lock = self._locks.setdefault(job.id, asyncio.Lock())
+        async with lock:
+            if not self.previews.is_open(job.id):
+                return  # the job moved on while this waited
+            name = preview_name(job.id, mime)
+            balance = await self.ledger.available_now(job.guild_id, job.member_id)
+            embed = status_embed(job, balance=balance)
+            embed.set_image(url=f"attachment://{name}")
+            view = status_view(job.id, active=True, appealable=False)
+            file = discord.File(io.BytesIO(image), filename=name)
+            try:
+                await self._edit_message(job, job.status_message_id, embed, view, [file])
+            except discord.HTTPException as exc:
+                log.info("job %s: preview not shown (%s)", job.id, exc.status)
+                return
+            except NETWORK_ERRORS as exc:
+                log.warning("job %s: preview not shown (%s)", job.id, type(exc).__name__)
+                return
+            self.previews.shown(job.id, name)
 
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         """The ids of the messages that carry this job's result, if ALL its parts were posted

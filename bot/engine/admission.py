@@ -13,9 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.catalog import CatalogError, build_request
-from bot.catalog.request import ImageRequest
-from bot.engine.lane import OperatorProblem
+from bot.catalog import CatalogError
+from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.engine.screening import Screening
@@ -31,7 +30,7 @@ SOURCE_REF = "source://"
 
 @dataclass(frozen=True)
 class Quote:
-    request: ImageRequest
+    request: LaneRequest
     estimate: int
     balance: int
     needs_confirmation: bool = False
@@ -67,8 +66,8 @@ class Admission:
         self.parts = parts
         self.screening = Screening(parts)
 
-    def validate(self, request: JobRequest) -> ImageRequest:
-        """The catalog's request for what the member asked, sources referenced as source://N."""
+    def validate(self, request: JobRequest) -> LaneRequest:
+        """The lane's request for what the member asked, sources referenced as source://N."""
         sources = [s for s in request.sources if s.role == "image"]
         mask = next((s for s in request.sources if s.role == "mask"), None)
         refs = tuple(f"{SOURCE_REF}{i}" for i, s in enumerate(request.sources) if s.role == "image")
@@ -83,7 +82,7 @@ class Admission:
             else None
         )
         try:
-            return build_request(request.model, request.operation, options, input_size=input_size)
+            return self.parts.lane.validate(request, options, input_size)
         except CatalogError as exc:
             raise Refusal(RefusalReason.INVALID, str(exc), errors=exc.errors) from None
 
@@ -124,7 +123,7 @@ class Admission:
 
     async def _precheck(
         self, request: JobRequest, quote: Quote | None = None
-    ) -> tuple[GuildSettings, ImageRequest]:
+    ) -> tuple[GuildSettings, LaneRequest]:
         """Admission checks that need no transaction, in DESIGN.md's order."""
         parts, who = self.parts, request.requester
         ban = await parts.moderation.active_ban(who.guild_id, who.member_id)
@@ -210,7 +209,7 @@ class Admission:
         except BudgetExhausted as exc:
             raise Refusal(RefusalReason.BUDGET, str(exc), buzz=hold_amount) from None
 
-    async def _whatif(self, job_id: str, validated: ImageRequest) -> int | None:
+    async def _whatif(self, job_id: str, validated: LaneRequest) -> int | None:
         try:
             return await self.parts.lane.whatif(job_id, validated.step())
         except OperatorProblem as exc:

@@ -25,6 +25,7 @@ from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
 from bot.logs import bind_job
+from bot.store import audit, results
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, JobStatus, TransitionError
 from bot.store.ledger import Settlement
@@ -176,8 +177,25 @@ class Driver:
                 changes["result_images"] = list(ending.images)
             if status is J.DELIVERING:
                 changes["deliver_by"] = parts.clock() + parts.settings.delivery_deadline
+            if ending.usage is not None:
+                changes["usage"] = ending.usage
             ended = parts.jobs.transition_in(tx, job.id, status, detail=ending.detail, **changes)
             settlement = parts.ledger.settle_in(tx, job.id, charged)
+            if ending.results:  # in-band images: kept with the job before anything is posted
+                results.put_in(tx, job.id, ending.results)
+            if ending.usage is not None:  # for reconciling with the upstream service's bill
+                audit.record(
+                    tx,
+                    parts.clock(),
+                    "upstream.usage",
+                    guild_id=job.guild_id,
+                    target=job.id,
+                    lane=parts.lane.name,
+                    model=job.model,
+                    status=status.value,
+                    charged=charged,
+                    usage=ending.usage,
+                )
             item_id = None
             if diverted is not None:
                 item_id = diverted.open_in(parts, tx, job)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.catalog.request import ImageRequest
 from bot.engine.admission import Admission, Quote
 from bot.engine.decisions import Decisions
 from bot.engine.driver import Driver
-from bot.engine.lane import Lane
+from bot.engine.lane import Lane, LaneRequest
 from bot.engine.mature import fetch_for_release
 from bot.engine.parts import HELD_MESSAGE, EngineSettings, J, NotAllowed, Parts, PromptFilter
 from bot.engine.publisher import OperatorAlerts, Publisher, ResultImage, ReviewListener
@@ -98,7 +97,7 @@ class Engine:
         return self.driver.running()
 
     # -- admission ----------------------------------------------------------------------------
-    def validate(self, request: JobRequest) -> ImageRequest:
+    def validate(self, request: JobRequest) -> LaneRequest:
         return self.admission.validate(request)
 
     async def preflight(self, request: JobRequest) -> Quote:

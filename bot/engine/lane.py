@@ -3,9 +3,13 @@ or an OpenAI-compatible Images API). The engine, the ledger, the review queue an
 stay lane-agnostic; a lane knows how to run a job upstream to its end, stop it, price it
 (when it can) and fetch its images.
 
-A lane's `run` drives one job from where the database says it is (queued, submitted,
-running) until it ends upstream, reporting its progress through the `Run` it is given, and
-returns the Ending the engine settles: what happened, what it cost, what to deliver.
+A lane's `validate` turns what a member asked into the lane's own request (checked against
+its catalog and priced from its table: admission holds that price). Its `run` drives one job
+from where the database says it is (queued, submitted, running) until it ends upstream,
+reporting its progress through the `Run` it is given, and returns the Ending the engine
+settles: what happened, what it cost, what to deliver. A lane whose images arrive in-band
+(bytes, not URLs) hands them over in the Ending: they are stored in the same transaction as
+the settlement, and its `fetch_results` reads them back.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.catalog.request import RequestOptions
 from bot.engine.publisher import ResultImage
+from bot.engine.requests import JobRequest
 from bot.store.jobs import JobRecord, JobStatus
+from bot.store.results import StoredResult
 
 
 class UpstreamUnavailable(Exception):
@@ -58,6 +65,23 @@ class Ending:
     withheld: bool = False
     # The lane's own last view (a workflow, images in hand), so delivery need not ask again.
     upstream: Any = field(default=None, compare=False)
+    # In-band images (bytes): stored with the job in the settling transaction.
+    results: tuple[StoredResult, ...] = field(default=(), compare=False)
+    # What the upstream service reported using (tokens...), stored with the job and audited.
+    usage: dict[str, Any] | None = None
+
+
+class LaneRequest(Protocol):
+    """A request a lane accepted: its price in Buzz, what the member should know, and the
+    step stored with the job (what `run` sends upstream; sources as source://N)."""
+
+    @property
+    def buzz(self) -> int: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+    def step(self) -> dict[str, Any]: ...
 
 
 class Run(Protocol):
@@ -108,6 +132,16 @@ class Run(Protocol):
 
 class Lane(Protocol):
     name: str
+
+    def validate(
+        self,
+        request: JobRequest,
+        options: RequestOptions,
+        input_size: tuple[int, int] | None,
+    ) -> LaneRequest:
+        """Check and price a request against this lane's catalog (`options` carry the sources
+        as source://N; `input_size` is the first source's size when known). Raises
+        CatalogError naming the option."""
 
     async def run(self, run: Run) -> Ending:
         """Take the job from its stored state to its end upstream."""

@@ -99,6 +99,8 @@ class JobRecord:
     deliver_by: datetime | None = None
     missing_images: int = 0
     hold_amount: int | None = None
+    # What the upstream service reported using (the OpenAI lane's tokens), when it says.
+    usage: dict[str, Any] | None = None
     # The highest content level (pg … xxx) the job's channel allowed when it was admitted;
     # None for jobs from before channel levels (nothing is checked for them).
     max_rating: str | None = None
@@ -135,7 +137,7 @@ class NewJob:
     max_rating: str | None = None
 
 
-_JSON = {"options", "step", "result_images", "delivered_message_ids"}
+_JSON = {"options", "step", "result_images", "delivered_message_ids", "usage"}
 _TIMES = {
     "interaction_expires_at",
     "deadline_at",
@@ -157,7 +159,7 @@ def _record(row: Row) -> JobRecord:
             continue
         value = row[name]
         if name in _JSON:
-            value = json.loads(value)
+            value = json.loads(value) if value is not None else None
         elif name in _TIMES and value is not None:
             value = datetime.fromisoformat(value)
         values[name] = value

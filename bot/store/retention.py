@@ -1,10 +1,11 @@
-"""Retention: the stored source images of finished jobs go after `retention.days`.
+"""Retention: the stored images of finished jobs go after `retention.days`.
 
-Source images (job_sources, up to 8 MiB each) are the only large thing a job keeps: the step
-holds `source://N` references, and result_images only the blobs' ids and sizes (Details, the
-status text and the refund share use them). So pruning deletes job_sources rows of jobs that
-ended before the cutoff; jobs, events, holds, ledger entries and audit rows stay for ever.
-A blocked job whose review item is still open keeps its sources for the moderators.
+Source images (job_sources, up to 8 MiB each) and in-band results (job_results: the OpenAI
+lane's images, which arrive as bytes) are the only large things a job keeps: the step holds
+`source://N` references, and result_images only the images' ids and sizes (Details, the status
+text and the refund share use them). So pruning deletes those rows of jobs that ended before
+the cutoff; jobs, events, holds, ledger entries and audit rows stay for ever. A blocked job
+whose review item is still open keeps its images for the moderators.
 
 Pruning runs in batches, each its own transaction with its own audit row, so the running bot's
 writes wait for one batch at most, never for a whole first prune of an old database.
@@ -32,12 +33,20 @@ SOURCE_REF = "source://"
 _FINAL = tuple(sorted(s.value for s in FINAL))
 # Jobs whose sources are due: ended before the cutoff (finished_at; updated_at for a job that
 # ended without one) and not waiting on a moderator.
-_DUE = (
-    "FROM job_sources s JOIN jobs j ON j.id = s.job_id"
-    f" WHERE j.status IN ({','.join('?' * len(_FINAL))})"
-    " AND COALESCE(j.finished_at, j.updated_at) < ?"
-    " AND NOT EXISTS (SELECT 1 FROM review_items r WHERE r.job_id = j.id AND r.status = 'open')"
-)
+IMAGE_TABLES = ("job_sources", "job_results")
+
+
+def _due(table: str) -> str:
+    return (
+        f"FROM {table} s JOIN jobs j ON j.id = s.job_id"
+        f" WHERE j.status IN ({','.join('?' * len(_FINAL))})"
+        " AND COALESCE(j.finished_at, j.updated_at) < ?"
+        " AND NOT EXISTS (SELECT 1 FROM review_items r"
+        " WHERE r.job_id = j.id AND r.status = 'open')"
+    )
+
+
+_DUE = {table: _due(table) for table in IMAGE_TABLES}
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,21 @@ class Retention:
     async def preview(self) -> PruneReport:
         """What prune() would delete now, changing nothing."""
         cutoff = self.cutoff()
-        found = await self.db.read(
-            row,
-            f"SELECT COUNT(DISTINCT s.job_id), COUNT(*), COALESCE(SUM(LENGTH(s.data)), 0) {_DUE}",
-            (*_FINAL, iso(cutoff)),
-        )
-        assert found is not None
-        return PruneReport(cutoff, found[0], found[1], found[2], dry_run=True)
+        jobs, images, size = await self.db.read(self._due_in, cutoff)
+        return PruneReport(cutoff, jobs, images, size, dry_run=True)
+
+    def _due_in(self, conn: Conn, cutoff: datetime) -> tuple[int, int, int]:
+        ids: set[str] = set()
+        images = size = 0
+        for table in IMAGE_TABLES:
+            for found in rows(
+                conn,
+                f"SELECT s.job_id, COUNT(*), SUM(LENGTH(s.data)) {_DUE[table]} GROUP BY s.job_id",
+                (*_FINAL, iso(cutoff)),
+            ):
+                ids.add(found[0])
+                images, size = images + found[1], size + found[2]
+        return len(ids), images, size
 
     async def prune(self, *, trigger: str) -> PruneReport:
         """Delete every due source image, batch by batch; `trigger` goes into the audit rows."""
@@ -83,16 +100,27 @@ class Retention:
     def _prune_batch(
         self, tx: Conn, cutoff: datetime, run: str, trigger: str, first: bool
     ) -> tuple[int, int, int]:
+        """The images of up to BATCH_JOBS due jobs: (jobs, images, bytes)."""
+        union = " UNION ".join(f"SELECT s.job_id {_DUE[table]}" for table in IMAGE_TABLES)
+        params = (*_FINAL, iso(cutoff)) * len(IMAGE_TABLES)
         due = rows(
-            tx,
-            f"SELECT s.job_id, COUNT(*), SUM(LENGTH(s.data)) {_DUE}"
-            " GROUP BY s.job_id ORDER BY s.job_id LIMIT ?",
-            (*_FINAL, iso(cutoff), BATCH_JOBS),
+            tx, f"SELECT job_id FROM ({union}) ORDER BY job_id LIMIT ?", (*params, BATCH_JOBS)
         )
         ids = [r[0] for r in due]
+        images = size = 0
         if ids:
-            tx.execute(f"DELETE FROM job_sources WHERE job_id IN ({','.join('?' * len(ids))})", ids)
-        counts = (len(ids), sum(r[1] for r in due), sum(r[2] for r in due))
+            marks = ",".join("?" * len(ids))
+            for table in IMAGE_TABLES:  # a job's sources and results go together
+                found = row(
+                    tx,
+                    f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {table}"
+                    f" WHERE job_id IN ({marks})",
+                    ids,
+                )
+                assert found is not None
+                images, size = images + found[0], size + found[1]
+                tx.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
+        counts = (len(ids), images, size)
         if ids or first:  # every run leaves a trace, even one that found nothing
             audit.record(
                 tx,

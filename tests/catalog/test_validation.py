@@ -388,7 +388,16 @@ def test_unknown_model_lists_the_five(name: str) -> None:
     (error,) = caught.value.errors
     assert error.field == "model"
     assert "gpt-image-2, gpt-image-1.5, gpt-image-1, dall-e-3, dall-e-2" in error.message
-    assert len(MODEL_NAMES) == 5
+    # The five of the orchestrator, and gpt-image-1-mini (the OpenAI lane's only).
+    assert len(MODEL_NAMES) == 6
+
+
+@pytest.mark.parametrize("operation", [Operation.CREATE, Operation.EDIT])
+def test_the_civitai_catalog_says_gpt_image_1_mini_is_not_here(operation: Operation) -> None:
+    with pytest.raises(CatalogError) as caught:
+        build_request(Model.GPT_IMAGE_1_MINI, operation, RequestOptions(prompt="a fox"))
+    assert caught.value.errors[0].field == "model"
+    assert "gpt-image-1-mini is not available on this bot" in caught.value.errors[0].message
 
 
 @pytest.mark.parametrize(

@@ -239,14 +239,14 @@ def test_prune_shows_then_deletes_the_old_sources(tmp_path: Path) -> None:
     (dry,) = run_all([["prune", "--dry-run"]], env)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith(
-        f"would delete 2 source image(s) of 1 job(s), {2 * len(PNG):,} bytes (9.8 KiB)"
+        f"would delete 2 stored image(s) of 1 job(s), {2 * len(PNG):,} bytes (9.8 KiB)"
     )
     assert "(retention 30 days)" in dry.stdout
     assert sources_by_job(path) == everything
 
     (real,) = run_all([["prune"]], env)
     assert real.returncode == 0, real.stderr
-    assert real.stdout.startswith(f"deleted 2 source image(s) of 1 job(s), {2 * len(PNG):,} bytes")
+    assert real.stdout.startswith(f"deleted 2 stored image(s) of 1 job(s), {2 * len(PNG):,} bytes")
     assert sources_by_job(path) == {"old-running": 2, "recent": 2}
     with sqlite3.connect(path) as conn:
         audit = conn.execute(
@@ -263,7 +263,7 @@ def test_prune_shows_then_deletes_the_old_sources(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert "retention.days (env BOT_RETENTION__DAYS)" in done.stderr
     (one_day,) = run_all([["prune"]], {**env, "BOT_RETENTION__DAYS": "1"})
-    assert one_day.stdout.startswith("deleted 2 source image(s) of 1 job(s)")
+    assert one_day.stdout.startswith("deleted 2 stored image(s) of 1 job(s)")
     assert sources_by_job(path) == {"old-running": 2}
 
 

@@ -22,7 +22,9 @@ FIVE = "gpt-image-2, gpt-image-1.5, gpt-image-1, dall-e-3, dall-e-2"
 def clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without any bot setting: no tokens, no config file."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "CIVITAI_", "DISCORD_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BOT_", "CIVITAI_", "DISCORD_", "OPENAI_"))
     }
     return {**env, **extra}
 
@@ -255,6 +257,27 @@ def test_check_config_with_discord_token_passes(no_config_file: None, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "configuration OK" in done.stdout
     assert token not in done.stdout + done.stderr
+
+
+def test_check_config_says_which_lane_is_active(no_config_file: None, tmp_path: Path) -> None:
+    db = str(tmp_path / "bot.sqlite3")
+    done = bot("check-config", env=clean_env(DISCORD_TOKEN="t" * 30, BOT_DB_PATH=db))
+    assert "lane:         civitai" in done.stdout, done.stdout
+    key = "sk-check-config-SECRET-0123456789"
+    env = clean_env(
+        DISCORD_TOKEN="t" * 30,
+        BOT_DB_PATH=db,
+        BOT_PROVIDER="openai",
+        OPENAI_API_KEY=key,
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+    done = bot("check-config", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "lane:         openai" in done.stdout
+    assert "endpoint at http://127.0.0.1:9/v1" in done.stdout
+    assert key not in done.stdout + done.stderr
+    done = bot("check-config", env={**env, "OPENAI_API_KEY": ""})
+    assert "simulator (no OPENAI_API_KEY" in done.stdout
 
 
 def test_check_config_reports_a_bad_setting(no_config_file: None, tmp_path: Path) -> None:

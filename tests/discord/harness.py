@@ -277,7 +277,10 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         "defaults": {"per_member_concurrency": 5, "confirm_above": 5000},
     }
     for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:  # a top-level setting (provider)
+            data[section] = values
     return Settings(**data)
 
 

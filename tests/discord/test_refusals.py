@@ -294,3 +294,17 @@ async def test_a_non_square_image_for_dall_e_2_is_refused_before_anything_is_pos
         )
         text = await refused(w, h)
         assert "**image**" in text and "square" in text and "120x80" in text
+
+
+@pytest.mark.parametrize("prompt", ["\u200b\u200b", "\u2800\u2800", "\u3164", " \u200d "])
+async def test_a_prompt_of_invisible_characters_is_refused_before_anything_is_held(
+    tmp_path, prompt
+):
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": prompt}
+        )
+        text = await refused(w, h)
+        assert text.startswith("Not started, nothing was charged:")
+        assert "**prompt**" in text and "no visible text" in text

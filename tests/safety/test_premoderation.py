@@ -163,3 +163,14 @@ async def test_an_approved_request_whose_result_is_rated_above_the_channel_goes_
         job = await w.wait_job(job.id, "blocked")
         second = await w.services.moderation.item_for_job(job.id)
         assert second is not None and (second.id, second.kind, second.open) == (2, "mature", True)
+
+
+async def test_pre_moderation_needs_the_orchestrator(tmp_path):
+    """On the OpenAI lane without a CIVITAI_TOKEN nothing can run the check: an admin is told
+    so rather than having every request held by the fallback."""
+    from tests.discord.test_openai_lane import openai_world
+
+    async with openai_world(tmp_path) as (w, _):
+        text = await switch_on(w)
+        assert text.startswith("**enabled**: AI pre-moderation runs on the Civitai orchestrator")
+        assert "AI pre-moderation: off" in await ask(w, w.admin, "settings show")
