@@ -1,8 +1,10 @@
 """Moderators' decisions on review items, and members' appeals — the rules, without Discord.
 
-A review item is opened for each blocked job (the orchestrator's filter) and each held job (the
-guild's prompt filter; nothing submitted yet, its Buzz held). Closing decisions settle an item
-exactly once — Approve or Reject a held job, Refund or Dismiss a blocked one — and the state
+A review item is opened for each blocked job (the orchestrator's filter), each held job (the
+guild's prompt filter or AI pre-moderation; nothing submitted yet, its Buzz held) and each
+result rated above its channel's level (kept from the channel; bot/release.py). Closing
+decisions settle an item exactly once — Approve or Reject a held job, Refund or Dismiss a
+blocked one, Release a kept-back result (or send it by DM) — and the state
 change, the money and the audit entry commit in one transaction; a second moderator gets
 "already handled by X". Strike and Ban are sanctions, each applied at most once per item,
 open or closed; enough strikes within the window ban the member automatically.
@@ -17,6 +19,7 @@ from enum import StrEnum
 
 from bot.engine.engine import Engine
 from bot.metrics import Metrics
+from bot.release import ReleaseRefused, Releases
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -34,6 +37,9 @@ class Action(StrEnum):
     DISMISS = "dismiss"
     STRIKE = "strike"
     BAN = "ban"
+    # A result kept from its channel: to the guild's release channel, or to the member by DM.
+    RELEASE = "release"
+    SEND_DM = "dm"
 
 
 CLOSING = {
@@ -41,13 +47,25 @@ CLOSING = {
     Action.REJECT: "rejected",
     Action.REFUND: "refunded",
     Action.DISMISS: "dismissed",
+    Action.RELEASE: "released",
+    Action.SEND_DM: "released",
 }
+RELEASING = {Action.RELEASE, Action.SEND_DM}
 # Which decisions fit which kind of item.
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
     "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
     # Charged, but the images could not be posted: refund it or leave it.
     "undelivered": {Action.REFUND, Action.DISMISS},
+    # Rated above its channel's level: release it elsewhere, refund it, or leave it unposted.
+    "mature": {
+        Action.RELEASE,
+        Action.SEND_DM,
+        Action.REFUND,
+        Action.DISMISS,
+        Action.STRIKE,
+        Action.BAN,
+    },
 }
 
 
@@ -66,6 +84,8 @@ class Outcome:
     banned: bool = False
     # Buzz given back to the member by this decision (Refund).
     refunded: int = 0
+    # A release's destination: the release channel (None with SEND_DM: the member's DMs).
+    release_to: int | None = None
 
 
 class ReviewService:
@@ -80,10 +100,12 @@ class ReviewService:
         clock: Callable[[], datetime] = utcnow,
         *,
         metrics: Metrics | None = None,
+        releases: Releases | None = None,
     ) -> None:
         self.db, self.engine, self.jobs, self.ledger = db, engine, jobs, ledger
         self.moderation, self.guilds, self.clock = moderation, guilds, clock
         self.metrics = metrics or Metrics()
+        self.releases = releases
 
     async def act(
         self,
@@ -108,6 +130,11 @@ class ReviewService:
             settings.strike_window_days,
         )
         self.metrics.refunded(outcome.refunded)  # after the commit: only what was given
+        if action in RELEASING and self.releases is not None:
+            try:
+                outcome = await self.releases.carry_out(outcome, outcome.release_to)
+            except ReleaseRefused as exc:
+                raise ReviewError(str(exc)) from None
         if action is Action.APPROVE:
             self.engine.adopt(outcome.job.id)
         if outcome.verdict:
@@ -147,6 +174,8 @@ class ReviewService:
     ) -> Outcome:
         if item.kind == "held" and job.status is not JobStatus.HELD:
             return self._close_gone(tx, item, job, action, actor_id)
+        if action in RELEASING:
+            return self._release(tx, item, job, action, actor_id)
         refundable = 0
         if action is Action.REFUND:
             hold = self.ledger.hold_in(tx, job.id)
@@ -185,13 +214,26 @@ class ReviewService:
                 verdict = f"{lead}a moderator refunded the {refundable:,} Buzz it cost"
         else:
             summary = "dismissed: no change"
-            verdict = (
-                "blocked; a moderator reviewed it and the block stands"
-                if item.kind == "blocked"
-                else None
-            )
+            verdict = {
+                "blocked": "blocked; a moderator reviewed it and the block stands",
+                "mature": "not posted; a moderator reviewed it and it will not be posted",
+            }.get(item.kind)
         self._audit(tx, closed, action, actor_id, refunded=refundable or None)
         return Outcome(closed, job, summary, verdict, refunded=refundable)
+
+    def _release(
+        self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int
+    ) -> Outcome:
+        """Record the release (once); act() posts the images after the commit."""
+        if self.releases is None:
+            raise ReviewError("Releasing results is not available here.")
+        try:
+            target = self.releases.target_in(tx, item, action is Action.RELEASE)
+        except ReleaseRefused as exc:
+            raise ReviewError(str(exc)) from None
+        closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
+        self._audit(tx, closed, action, actor_id, channel=target)
+        return Outcome(closed, job, "released", None, release_to=target)
 
     def _close_gone(
         self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int
@@ -344,9 +386,15 @@ class ReviewService:
 
 def _unfit(item: ReviewItem, action: Action) -> str:
     if item.kind == "held":
-        return "This job is held by the prompt filter: Approve or Reject it."
+        return "This job is held for review before it runs: Approve or Reject it."
     if item.kind == "undelivered":
         return "This job's images could not be posted: Refund or Dismiss it."
+    if item.kind == "mature":
+        return (
+            "This result was kept from its channel: Release it, send it by DM, Refund or Dismiss."
+        )
+    if action in RELEASING:
+        return "Only results kept from their channel (rated above its level) can be released."
     return f"This job was blocked upstream; {action.value} applies only to held jobs."
 
 

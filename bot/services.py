@@ -18,6 +18,7 @@ import httpx
 
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.lane import CivitaiLane
+from bot.civitai.safety import CivitaiSafety
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
@@ -25,6 +26,7 @@ from bot.engine.follow import LongPoll
 from bot.engine.lane import Lane
 from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
+from bot.engine.safety import MemberNotices, Safety
 from bot.metrics import Metrics
 from bot.openai_api.lane import OpenAILane
 from bot.openai_api.service import OpenAIService, open_service
@@ -34,6 +36,7 @@ from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import Retention
+from bot.store.safety import SafetyStore
 from bot.store.state import BotState
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class Services:
     retention: Retention
     # The bot's memory of itself between runs (which commands it registered where).
     state: BotState
+    # Content levels per channel, the release channel, AI pre-moderation (bot/store/safety.py).
+    safety: SafetyStore
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
     # The OpenAI lane's parts, when it is the active lane (BOT_PROVIDER=openai).
@@ -89,6 +94,7 @@ class Services:
         alerts: OperatorAlerts | None = None,
         prompt_filter: PromptFilter | None = None,
         settings: EngineSettings | None = None,
+        notices: MemberNotices | None = None,
     ) -> Engine:
         """The one place an Engine is built: the app, the benchmarks, the crash test and the
         test harnesses all wire it from these services and their listeners."""
@@ -105,9 +111,18 @@ class Services:
             reviews=reviews,
             alerts=alerts,
             prompt_filter=prompt_filter,
+            safety=Safety(self.safety, self.safety_upstream(), notices),
             clock=self.clock,
             metrics=self.metrics,
         )
+
+    def safety_upstream(self) -> CivitaiSafety | None:
+        """Who rates and pre-moderates: the orchestrator (xGuardModeration, blob uploads) —
+        None when it cannot be used (the OpenAI lane without a CIVITAI_TOKEN)."""
+        token = self.settings.civitai.token
+        if self.openai is not None and (token is None or not token.get_secret_value()):
+            return None
+        return CivitaiSafety(self.client)
 
     def lane(self, settings: EngineSettings) -> Lane:
         """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane."""
@@ -210,6 +225,7 @@ async def build_services(
         clock=clock,
         retention=Retention(db, settings.retention.days, clock),
         state=state,
+        safety=SafetyStore(db, clock),
         downloads=httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False),
         metrics=metrics,
         openai=openai,

@@ -16,6 +16,7 @@ from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.embeds import link, truncate
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
+from bot.discord_adapter.review_text import SOURCE_NAMES, queue_label
 from bot.store.moderation import MAX_BAN_DAYS
 
 if TYPE_CHECKING:
@@ -39,16 +40,26 @@ class Moderation(commands.Cog):
         return True
 
     @mod.command(name="queue", description="Open review items, oldest first")
-    async def queue(self, interaction: Interaction) -> None:
+    @app_commands.describe(source="Only the items from this source")
+    @app_commands.choices(
+        source=[app_commands.Choice(name=n, value=v) for v, n in SOURCE_NAMES.items()]
+    )
+    async def queue(
+        self, interaction: Interaction, source: app_commands.Choice[str] | None = None
+    ) -> None:
         assert interaction.guild_id is not None
-        items = await self.services.moderation.open_items(interaction.guild_id, limit=200)
+        wanted = source.value if source is not None else None
+        items = await self.services.moderation.open_items(
+            interaction.guild_id, limit=200, source=wanted
+        )
         if not items:
-            await reply(interaction, "Nothing waits for review.")
+            extra = f" ({SOURCE_NAMES[wanted]})" if wanted else ""
+            await reply(interaction, f"Nothing waits for review{extra}.")
             return
         lines = []
         for item in items:
             job = await self.services.jobs.job(item.job_id)
-            kind = "held" if item.kind == "held" else "blocked"
+            kind = queue_label(item)
             where = (
                 f"[open]({link(item.guild_id, item.message_channel_id, item.message_id)})"
                 if item.message_id and item.message_channel_id

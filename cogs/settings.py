@@ -1,6 +1,7 @@
 """/settings: where moderation goes, which models, result buttons (Upscale, Remove background)
-and channels are on, confirmation threshold, concurrency — for admins (Manage Server or the
-admin role, checked at runtime). Every change answers with all current values."""
+and channels are on, confirmation threshold, concurrency, content levels and AI
+pre-moderation — for admins (Manage Server or the admin role, checked at runtime). Every
+change answers with all current values."""
 
 from __future__ import annotations
 
@@ -13,16 +14,29 @@ from discord.ext import commands
 
 from bot.catalog.names import MODEL_NAMES
 from bot.catalog.tools import IMAGE_TOOLS, Tool
-from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.access import age_restricted, require_admin
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
-from bot.store.guilds import GuildSettings
+from bot.safety import levels
+from bot.safety.labels import parse_labels
+from bot.store.guilds import GuildSettings, SettingsRefused
 from bot.store.ledger_records import MAX_AMOUNT
+from bot.store.safety import SafetySettings
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
 
 MODELS = [Choice(name=m, value=m) for m in MODEL_NAMES]
+DEFAULT = "default"
+SHOWN_CHANNELS = 25  # an embed's description holds 4,096 characters
+LEVELS = [
+    *(Choice(name=levels.name(v), value=v) for v in levels.LEVELS),
+    Choice(name="Default (the server's level / what Discord allows)", value=DEFAULT),
+]
+FALLBACKS = [
+    Choice(name="Hold the request for review", value="hold"),
+    Choice(name="Let the request through", value="allow"),
+]
 
 
 def summary(s: GuildSettings) -> discord.Embed:
@@ -67,6 +81,40 @@ def summary(s: GuildSettings) -> discord.Embed:
     )
 
 
+def safety_lines(s: SafetySettings) -> list[str]:
+    """Content levels, the release channel and AI pre-moderation, in plain words."""
+    top = s.max_rating or levels.TOP
+    safe = levels.lower(top, levels.SAFE_CAP)
+    if safe == top:
+        content = f"up to {levels.name(top)} in every channel"
+    else:
+        content = (
+            f"up to {levels.name(safe)} where Discord's age restriction is off, up to "
+            f"{levels.name(top)} where it is on"
+        )
+    lines = [f"Results shown: {content}"]
+    if s.channel_ratings:
+        shown = sorted(s.channel_ratings.items())[:SHOWN_CHANNELS]
+        own = ", ".join(f"<#{c}> {levels.name(v)}" for c, v in shown)
+        if len(s.channel_ratings) > SHOWN_CHANNELS:
+            own += f" and {len(s.channel_ratings) - SHOWN_CHANNELS} more"
+        lines.append(f"Channels with their own level (never above what Discord allows): {own}")
+    release = f"<#{s.release_channel_id}>" if s.release_channel_id else "not set (DM only)"
+    lines.append(f"Results rated above a channel's level can be released to: {release}")
+    if s.premoderation:
+        labels = ", ".join(s.premoderation_labels) or "all labels"
+        fallback = "hold it for review" if s.premoderation_fallback == "hold" else "let it through"
+        lines.append(f"AI pre-moderation: on ({labels}; if the check fails: {fallback})")
+    else:
+        lines.append("AI pre-moderation: off")
+    return lines
+
+
+def with_safety(embed: discord.Embed, safety: SafetySettings) -> discord.Embed:
+    embed.description = "\n".join([embed.description or "", *safety_lines(safety)])
+    return embed
+
+
 class Settings(commands.Cog):
     settings = app_commands.Group(
         name="settings",
@@ -88,16 +136,99 @@ class Settings(commands.Cog):
         current = await self.services.guilds.update(
             interaction.guild_id, actor_id=interaction.user.id, **changes
         )
-        await reply(interaction, note, embed=summary(current))
+        await self._answer(interaction, current, note)
+
+    async def _answer(
+        self, interaction: Interaction, current: GuildSettings, note: str = ""
+    ) -> None:
+        """All current values: the guild's settings and its safety settings."""
+        assert interaction.guild_id is not None
+        safety = await self.services.safety.settings(interaction.guild_id)
+        await reply(interaction, note, embed=with_safety(summary(current), safety))
 
     @settings.command(name="show", description="All settings of this server")
     async def show(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        await reply(
-            interaction,
-            "",
-            embed=summary(await self.services.guilds.settings(interaction.guild_id)),
+        await self._answer(interaction, await self.services.guilds.settings(interaction.guild_id))
+
+    @settings.command(
+        name="mature", description="Which content levels results may have, here and per channel"
+    )
+    @app_commands.rename(release_channel="release-channel")
+    @app_commands.describe(
+        level="The highest rating shown (never above what Discord's age restriction allows)",
+        channel="Set the level of this channel only (its threads follow it)",
+        release_channel="An age-restricted channel where moderators may release results "
+        "rated above their channel's level",
+    )
+    @app_commands.choices(level=LEVELS)
+    async def mature(
+        self,
+        interaction: Interaction,
+        level: Choice[str] | None = None,
+        channel: discord.abc.GuildChannel | None = None,
+        release_channel: discord.TextChannel | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        store, guild, actor = self.services.safety, interaction.guild_id, interaction.user.id
+        if channel is not None and level is None:
+            raise SettingsRefused("level", f"choose the level {channel.mention} may show")
+        if level is not None:
+            value = None if level.value == DEFAULT else level.value
+            await store.set_level(
+                guild,
+                value,
+                channel_id=channel.id if channel is not None else None,
+                age_restricted=age_restricted(channel),
+                actor_id=actor,
+            )
+        if release_channel is not None:
+            await store.set_release_channel(
+                guild,
+                release_channel.id,
+                age_restricted=age_restricted(release_channel),
+                actor_id=actor,
+            )
+        await self._answer(interaction, await self.services.guilds.settings(guild))
+
+    @settings.command(
+        name="premoderation",
+        description="Check every prompt with AI moderation before anything runs (costs the "
+        "server a little Buzz)",
+    )
+    @app_commands.rename(on_failure="on-failure")
+    @app_commands.describe(
+        enabled="True: prompts are checked first; flagged ones wait for a moderator",
+        labels="Which labels to check, e.g. 'sexual/minors, hate' (default: all)",
+        on_failure="What happens when the check itself fails (default: hold for review)",
+    )
+    @app_commands.choices(on_failure=FALLBACKS)
+    async def premoderation(
+        self,
+        interaction: Interaction,
+        enabled: bool,
+        labels: Range[str, 1, 300] | None = None,
+        on_failure: Choice[str] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        if enabled and self.services.safety_upstream() is None:
+            raise SettingsRefused(
+                "enabled",
+                "AI pre-moderation runs on the Civitai orchestrator, and this bot has no "
+                "CIVITAI_TOKEN; the operator can set one",
+            )
+        try:
+            chosen = parse_labels(labels) if labels is not None else None
+        except ValueError as exc:
+            raise SettingsRefused("labels", str(exc)) from None
+        await self.services.safety.set_premoderation(
+            interaction.guild_id,
+            enabled,
+            labels=chosen,
+            fallback=on_failure.value if on_failure is not None else None,
+            actor_id=interaction.user.id,
         )
+        await self._answer(interaction, await self.services.guilds.settings(interaction.guild_id))
 
     @settings.command(name="mod-channel", description="Where review items for moderators go")
     async def mod_channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
@@ -124,7 +255,7 @@ class Settings(commands.Cog):
         updated = await self.services.guilds.set_model(
             interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
         )
-        await reply(interaction, "", embed=summary(updated))
+        await self._answer(interaction, updated)
 
     @settings.command(name="upscale", description="Switch the results' Upscale button on or off")
     async def upscale(self, interaction: Interaction, enabled: bool) -> None:
@@ -160,7 +291,7 @@ class Settings(commands.Cog):
         updated = await self.services.guilds.set_channel(
             interaction.guild_id, channel.id, allowed, actor_id=interaction.user.id
         )
-        await reply(interaction, "", embed=summary(updated))
+        await self._answer(interaction, updated)
 
     @settings.command(
         name="confirm-above", description="Ask members to confirm requests costing more than this"

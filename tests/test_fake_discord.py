@@ -760,3 +760,34 @@ async def test_bot_crash_fails_waits_fast(fake: FakeDiscord, place: Place) -> No
             with pytest.raises(RuntimeError, match="start task died") as info:
                 await fake.wait_for(lambda: False, timeout=5)
             assert isinstance(info.value.__cause__, discord.ConnectionClosed)
+
+
+async def test_age_restricted_channels_and_threads(fake: FakeDiscord, place: Place) -> None:
+    from tests.fakes.state import SEND_MESSAGES_IN_THREADS
+
+    late = fake.add_channel(place.guild, "after-dark", nsfw=True)
+    async with running_bot(fake, make_bot(place)) as bot:
+        adult = fake.add_thread(late, "late talk", owner_id=place.alice)
+        plain = fake.add_thread(place.channel, "day talk")
+        await fake.wait_for(lambda: bot.get_channel(adult) and bot.get_channel(plain))
+        guild = bot.get_guild(place.guild)
+        assert guild is not None
+        thread = guild.get_thread(adult)
+        assert isinstance(thread, discord.Thread) and thread.parent_id == late
+        assert thread.is_nsfw() and thread.owner_id == place.alice
+        day = guild.get_thread(plain)
+        assert day is not None and not day.is_nsfw()
+        # A thread has its parent's permissions; sending there is Send Messages in Threads.
+        sent = await day.send("hello thread")
+        assert fake.channel_messages(plain)[-1]["id"] == str(sent.id)
+        fake.set_bot_channel_permissions(place.channel, deny=SEND_MESSAGES_IN_THREADS)
+        with pytest.raises(discord.Forbidden):
+            await day.send("not any more")
+        # The age restriction can change; the bot hears of it.
+        fake.set_channel_nsfw(late, False)
+        await fake.wait_for(lambda: not thread.is_nsfw())
+    # A bot starting later finds the active threads in GUILD_CREATE.
+    async with running_bot(fake, make_bot(place)) as bot:
+        await fake.wait_for(lambda: bot.get_guild(place.guild))
+        guild = bot.get_guild(place.guild)
+        assert guild is not None and {t.id for t in guild.threads} == {adult, plain}

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import certifi
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.civitai.errors import (
     BlobExpired,
@@ -36,12 +36,13 @@ from bot.civitai.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.civitai.models import Workflow
+from bot.civitai.models import ImageBlob, Workflow
 from bot.metrics import ERROR, OK, RETRY, Metrics
 
 log = logging.getLogger(__name__)
 
 WORKFLOWS = "/v2/consumer/workflows"
+BLOBS = "/v2/consumer/blobs"
 MAX_RETRY_AFTER = 600.0
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Answers that mean the request was not acted on: rate limited, or the service refused it.
@@ -161,6 +162,23 @@ class OrchestratorClient:
             parse=False,
         )
 
+    async def allow_mature(self, workflow_id: str) -> None:
+        """UpdateWorkflow: lift the mature content restriction (withheld outputs come back)."""
+        await self._request(
+            "update",
+            "PUT",
+            f"{WORKFLOWS}/{workflow_id}",
+            json={"allowMatureContent": True},
+            parse=False,
+        )
+
+    async def upload_blob(self, data: bytes, mime: str) -> ImageBlob:
+        """UploadConsumerBlob: the image is stored and moderated on the fly (its nsfwLevel)."""
+        blob: ImageBlob = await self._request(
+            "upload", "POST", BLOBS, content=data, headers={"Content-Type": mime}, view=ImageBlob
+        )
+        return blob
+
     async def download_blob(self, url: str, *, max_bytes: int | None = None) -> bytes:
         """Stream a blob from an allowed host, refusing it as soon as it passes the cap.
 
@@ -248,8 +266,11 @@ class OrchestratorClient:
         json: Any = None,
         wait: int = 0,
         parse: bool = True,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        view: type[BaseModel] = Workflow,
     ) -> Any:
-        """Send, retrying what may pass; with `parse`, the answer as a Workflow.
+        """Send, retrying what may pass; with `parse`, the answer as a Workflow (or `view`).
 
         The answer is read inside the retry loop: a body that is not the JSON the API
         documents (a proxy's error page, a cut-off answer) is retried like a 5xx.
@@ -262,7 +283,13 @@ class OrchestratorClient:
             try:
                 self.stats[kind] += 1
                 response = await self._http.request(
-                    method, path, params=params, json=json, timeout=self.timeout + wait
+                    method,
+                    path,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                    timeout=self.timeout + wait,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
@@ -275,9 +302,10 @@ class OrchestratorClient:
             else:
                 if response.status_code < 400:
                     try:
-                        answer = Workflow.model_validate_json(response.content) if parse else None
+                        answer = view.model_validate_json(response.content) if parse else None
                     except ValidationError:
-                        problem = f"{kind}: the orchestrator's answer is not a workflow"
+                        what = "workflow" if view is Workflow else view.__name__
+                        problem = f"{kind}: the orchestrator's answer is not a {what}"
                         maybe_accepted = True
                     else:
                         self._attempt(kind, OK, started)

@@ -31,6 +31,7 @@ from bot.civitai.errors import (
 )
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.retired import refused_as_gone, unsupported
+from bot.civitai.safety import mature_fields, rating_of, withheld
 from bot.civitai.tool_sources import ResultSources, SourceUnavailable
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run
@@ -150,7 +151,8 @@ class CivitaiLane:
             step = await self.results.resolve(await self._resolved_step(job), job)
         except SourceUnavailable as exc:
             return Ending(J.FAILED, message=f"{exc}; nothing was charged", detail=str(exc))
-        template = self.client.template([step], job.id)
+        # allowMatureContent follows the level the job's channel allows.
+        template = self.client.template([step], job.id, **mature_fields(job))
         # Recovering a workflow we mean to stop: get it back now, follow it to its end.
         wait = 0 if stop else self.policy.submit_wait
         try:
@@ -293,6 +295,8 @@ def ending_of(
         output=enhanced.model_dump(by_alias=True) if enhanced is not None else None,
         unavailable_model=gone,
         detail="no worker supports the model" if gone else None,
+        rating=rating_of(workflow),
+        withheld=forced is None and withheld(workflow),
         upstream=workflow,
     )
 

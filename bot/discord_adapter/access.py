@@ -42,6 +42,15 @@ def is_admin(interaction: discord.Interaction, settings: GuildSettings) -> bool:
     return role is not None and role in _roles(interaction.user)
 
 
+def age_restricted(channel: object) -> bool:
+    """Discord's age restriction ("NSFW") on a channel; a thread has its parent's. A channel
+    Discord has not described to us counts as not age-restricted."""
+    if isinstance(channel, discord.Thread | discord.app_commands.AppCommandThread):
+        channel = channel.parent
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Requester:
     if interaction.guild_id is None or interaction.channel_id is None:
         raise NotPermitted("Image commands work in a server's channels, not in DMs.")
@@ -56,14 +65,8 @@ async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Req
         roles=roles,
         is_moderator=is_moderator(interaction, settings),
         parent_channel_id=parent,
-        age_restricted=_age_restricted(channel),
+        age_restricted=age_restricted(channel),
     )
-
-
-def _age_restricted(channel: object) -> bool:
-    """Discord's age restriction on the channel (a thread follows its parent's)."""
-    is_nsfw = getattr(channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 async def require_moderator(interaction: discord.Interaction, guilds: GuildStore) -> None:

@@ -16,6 +16,7 @@ import discord
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
+from bot.discord_adapter.review_text import heading, source_text
 from bot.review import Action
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ItemEvent, ReviewItem
@@ -33,16 +34,26 @@ VERBS = {
     "strike": "Strike",
     "ban": "Ban",
     "appeal": "Appeal",
+    "release": "Released to the release channel",
+    "dm": "Sent to the member's DMs",
+    "release_failed": "Release failed",
 }
+# Events kept in the audit that are not decisions to list on the item.
+UNLISTED = {"appeal", "released"}
 
 
-def review_view(item: ReviewItem, events: list[ItemEvent], refundable: int) -> discord.ui.View:
+def review_view(
+    item: ReviewItem, events: list[ItemEvent], refundable: int, release_channel: int | None = None
+) -> discord.ui.View:
     done = {e.action for e in events}
     actions = []
-    if item.open:
-        actions = [Action.APPROVE, Action.REJECT] if item.kind == "held" else [Action.DISMISS]
-        if item.kind != "held" and refundable > 0:
-            actions.insert(0, Action.REFUND)
+    if item.open and item.kind == "held":
+        actions = [Action.APPROVE, Action.REJECT]
+    elif item.open:
+        actions = [Action.REFUND] if refundable > 0 else []
+        if item.kind == "mature":  # a result kept from its channel: release it elsewhere
+            actions[:0] = [Action.RELEASE, Action.SEND_DM] if release_channel else [Action.SEND_DM]
+        actions.append(Action.DISMISS)
     if item.kind != "undelivered":  # nobody to sanction for a failed post
         actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
     return view_of(*(REVIEW_BUTTONS[a](item.id) for a in actions)) or discord.ui.View()
@@ -56,13 +67,9 @@ def item_embed(
     strikes: int,
     window_days: int,
     money: str,
+    release_channel: int | None = None,
 ) -> discord.Embed:
-    heading = {
-        "held": "⏸️ Held by the prompt filter",
-        "blocked": "🚫 Blocked upstream",
-        "undelivered": "📭 Charged, but the images could not be posted",
-    }[item.kind]
-    title = f"{heading} · #{item.id}"
+    title = f"{heading(item)} · #{item.id}"
     colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
     embed = discord.Embed(title=title, description=truncate(job.prompt, 1500), colour=colour)
     embed.add_field(
@@ -81,6 +88,7 @@ def item_embed(
         inline=False,
     )
     embed.add_field(name="Reason", value=truncate(item.reason or "—", 1024), inline=False)
+    embed.add_field(name="Source", value=source_text(item, release_channel), inline=False)
     embed.add_field(name="Buzz", value=money, inline=False)
     if item.appeal_note:
         embed.add_field(
@@ -116,7 +124,8 @@ class ReviewBoard:
     ) -> tuple[discord.Embed, discord.ui.View]:
         settings = await self.services.guilds.settings(item.guild_id)
         events = await self.services.moderation.item_events(item.id)
-        events = [e for e in events if e.action != "appeal"]
+        events = [e for e in events if e.action not in UNLISTED]
+        release_channel = (await self.services.safety.settings(item.guild_id)).release_channel_id
         strikes = await self.services.moderation.strike_count(
             item.guild_id, job.member_id, settings.strike_window_days
         )
@@ -131,9 +140,15 @@ class ReviewBoard:
                 if hold.refunded:
                     money += f" · {hold.refunded:,} refunded"
         embed = item_embed(
-            item, job, events, strikes=strikes, window_days=settings.strike_window_days, money=money
+            item,
+            job,
+            events,
+            strikes=strikes,
+            window_days=settings.strike_window_days,
+            money=money,
+            release_channel=release_channel,
         )
-        return embed, review_view(item, events, refundable)
+        return embed, review_view(item, events, refundable, release_channel)
 
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
         """Post the item in the moderation channel; False (and the owner told once) if we can't."""

@@ -20,6 +20,7 @@ from bot.discord_adapter.board import ReviewBoard
 from bot.discord_adapter.buttons import PERSISTENT
 from bot.discord_adapter.enhance import EnhanceFlow
 from bot.discord_adapter.flow import RequestFlow
+from bot.discord_adapter.mature import MatureDesk
 from bot.discord_adapter.offers import OfferBoard
 from bot.discord_adapter.publisher import DiscordPublisher
 from bot.discord_adapter.replies import report_error
@@ -27,6 +28,7 @@ from bot.discord_adapter.tool_flow import ToolFlow
 from bot.filters import PromptFilters
 from bot.media.limits import MediaLimits
 from bot.metrics_server import MetricsServer
+from bot.release import Releases
 from bot.review import ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
@@ -97,8 +99,14 @@ class ImageBot(commands.Bot):
         )
         self.filters = PromptFilters(services.db, services.clock)
         self.board = ReviewBoard(self, services)
+        # Private notices of results kept from a channel, and their release by moderators.
+        self.mature = MatureDesk(self, services.clock)
         self.engine = services.engine(
-            self.publisher, reviews=self.board, alerts=self, prompt_filter=self.filters.match
+            self.publisher,
+            reviews=self.board,
+            alerts=self,
+            prompt_filter=self.filters.match,
+            notices=self.mature,
         )
         self.review = ReviewService(
             services.db,
@@ -109,6 +117,14 @@ class ImageBot(commands.Bot):
             services.guilds,
             services.clock,
             metrics=services.metrics,
+            releases=Releases(
+                services.db,
+                self.engine,
+                services.moderation,
+                services.safety,
+                self.mature,
+                services.clock,
+            ),
         )
         # The path every image request takes (slash command, button or modal).
         self.flow = RequestFlow(self)

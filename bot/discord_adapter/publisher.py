@@ -34,7 +34,14 @@ from bot.discord_adapter.embeds import (
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.replying import reply_to_source
-from bot.discord_adapter.uploads import NETWORK_ERRORS, TooLarge, fit_all, sending, split
+from bot.discord_adapter.uploads import (
+    MESSAGE_BYTES,
+    NETWORK_ERRORS,
+    TooLarge,
+    fit_all,
+    sending,
+    split,
+)
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage
 from bot.store.db import utcnow
@@ -47,8 +54,6 @@ log = logging.getLogger(__name__)
 J = JobStatus
 RUNNING = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING})
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-# Discord caps a whole request as well as each file: a result larger than this is split.
-MESSAGE_BYTES = 25 * 1024 * 1024
 # Smaller and smaller fits after Discord's 413s before giving up.
 SHRINKS = 4
 

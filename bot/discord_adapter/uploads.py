@@ -13,6 +13,8 @@ from bot.engine.publisher import PostFailed, ResultImage
 from bot.media.fit import FittedImage, fit_for_upload
 
 MAX_FILES = 10
+# Discord caps a whole request as well as each file: a result larger than this is split.
+MESSAGE_BYTES = 25 * 1024 * 1024
 # Failures to reach Discord at all (not an answer from it).
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 

@@ -18,6 +18,7 @@ from bot.catalog.replacement import retired_text
 from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
+from bot.engine.screening import Screening
 from bot.store.db import Conn
 from bot.store.guilds import GuildSettings
 from bot.store.jobs import JobRecord, NewJob
@@ -64,6 +65,7 @@ def check_concurrency(mine: int, theirs: int, settings: GuildSettings) -> None:
 class Admission:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
+        self.screening = Screening(parts)
 
     def validate(self, request: JobRequest) -> LaneRequest:
         """The lane's request for what the member asked, sources referenced as source://N."""
@@ -165,6 +167,9 @@ class Admission:
         held_reason = None
         if parts.prompt_filter is not None:
             held_reason = await parts.prompt_filter(who.guild_id, request.options.prompt)
+        # The channel's level; edit sources rated above it refused; AI pre-moderation.
+        screened = await self.screening.screen(request, job_id, held_reason)
+        held = screened.held
         new = NewJob(
             id=job_id,
             guild_id=who.guild_id,
@@ -175,7 +180,7 @@ class Admission:
             options=request.options.as_dict(),
             step=validated.step(),
             estimate=validated.buzz,
-            status=J.HELD if held_reason else J.QUEUED,
+            status=J.HELD if held else J.QUEUED,
             whatif=whatif,
             interaction_token=request.interaction.token if request.interaction else None,
             interaction_expires_at=request.interaction.expires_at if request.interaction else None,
@@ -183,6 +188,7 @@ class Admission:
             simulated=parts.settings.simulated,
             deadline_at=now + parts.settings.deadline,
             upload_limit=request.upload_limit,
+            max_rating=screened.max_rating,
         )
 
         def store(tx: Conn) -> tuple[JobRecord, int]:
@@ -195,11 +201,7 @@ class Admission:
             parts.ledger.place_hold_in(
                 tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles
             )
-            item_id = 0
-            if held_reason:
-                item_id = parts.moderation.create_item_in(
-                    tx, who.guild_id, job_id, "held", held_reason
-                )
+            item_id = held.open_in(parts.moderation, tx, who.guild_id, job_id) if held else 0
             job = parts.jobs.job_in(tx, job_id)
             assert job is not None
             return job, item_id

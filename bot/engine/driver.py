@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+from bot.engine import mature
 from bot.engine.lane import Ending, UpstreamUnavailable
 from bot.engine.lifecycle import retirement_alert, unavailable_message
 from bot.engine.parts import J, Parts
@@ -157,6 +158,9 @@ class Driver:
 
     async def _conclude(self, job: JobRecord, ending: Ending) -> None:
         parts = self.parts
+        # A result rated above what the job's channel allows goes to review instead.
+        diverted = mature.diversion(job, ending)
+        ending = diverted.ending if diverted is not None else ending
         status, charged = ending.status, ending.charged
         message = ending.message or ending_message(status, charged)
         if ending.unavailable_model is not None:
@@ -201,7 +205,9 @@ class Driver:
                 tx, ending.unavailable_model, ending.detail, job.id
             )
             item_id = None
-            if status is J.BLOCKED:
+            if diverted is not None:
+                item_id = diverted.open_in(parts, tx, job)
+            elif status is J.BLOCKED:
                 reason = ending.block_reason or "blocked by the content filter"
                 item_id = parts.moderation.create_item_in(
                     tx, job.guild_id, job.id, "blocked", reason
@@ -219,6 +225,8 @@ class Driver:
         if status is J.DELIVERING:
             self.results.remember(job.id, ending.upstream)
         await parts.status(job, None if status is J.DELIVERING else message)
+        if diverted is not None:
+            await mature.tell_member(parts, job, diverted.notice)
         if item_id is not None:
             await parts.notify_review(item_id, job)
 

@@ -14,10 +14,12 @@ from bot.engine.admission import Admission, Quote
 from bot.engine.decisions import Decisions
 from bot.engine.driver import Driver
 from bot.engine.lane import Lane, LaneRequest
+from bot.engine.mature import fetch_for_release
 from bot.engine.offers import Offers
 from bot.engine.parts import HELD_MESSAGE, EngineSettings, J, NotAllowed, Parts, PromptFilter
-from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
+from bot.engine.publisher import OperatorAlerts, Publisher, ResultImage, ReviewListener
 from bot.engine.requests import JobRequest, Requester
+from bot.engine.safety import Safety
 from bot.engine.tools import ToolAdmission
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
@@ -44,6 +46,7 @@ class Engine:
         reviews: ReviewListener | None = None,
         alerts: OperatorAlerts | None = None,
         prompt_filter: PromptFilter | None = None,
+        safety: Safety | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
     ) -> None:
@@ -61,6 +64,7 @@ class Engine:
             reviews=reviews,
             alerts=alerts,
             prompt_filter=prompt_filter,
+            safety=safety,
         )
         self.admission = Admission(self.parts)
         self.driver = Driver(self.parts)
@@ -145,6 +149,11 @@ class Engine:
     def adopt(self, job_id: str) -> None:
         """Start driving a job that became runnable outside submit() (an approval)."""
         self.driver.spawn(job_id)
+
+    async def withheld_images(self, job: JobRecord) -> list[ResultImage]:
+        """The images of a result kept from its channel (rated above its level), for a
+        moderator's release. Raises ReleaseFailed."""
+        return await fetch_for_release(self.parts, job)
 
     async def notify(self, job: JobRecord, message: str | None, *, finished: bool = False) -> None:
         """Show the member a job's state with a message (a moderator's verdict, say);

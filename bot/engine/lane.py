@@ -62,6 +62,12 @@ class Ending:
     # The upstream service says this model (or tool) is unavailable or retired: it is switched
     # off for the deployment until an admin switches it on again.
     unavailable_model: str | None = None
+    # The highest content rating (pg, pg13, r, x, xxx) of the outputs, when the lane knows
+    # it: the engine sends a result rated above the job's max_rating to review, not the
+    # channel. `withheld`: the upstream service kept the outputs back for their rating only
+    # (not a content-filter block); they are a mature result a moderator may release.
+    rating: str | None = None
+    withheld: bool = False
     # The lane's own last view (a workflow, images in hand), so delivery need not ask again.
     upstream: Any = field(default=None, compare=False)
     # In-band images (bytes): stored with the job in the settling transaction.

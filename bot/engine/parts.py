@@ -14,6 +14,7 @@ from typing import Any
 from bot.engine.follow import FollowPolicy, LongPoll
 from bot.engine.lane import Lane
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener, StatusUpdate
+from bot.engine.safety import Safety
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database
 from bot.store.guilds import GuildStore
@@ -70,6 +71,8 @@ class Parts:
     reviews: ReviewListener | None = None
     alerts: OperatorAlerts | None = None
     prompt_filter: PromptFilter | None = None
+    # Channel levels, edit-source ratings, AI pre-moderation (None: nothing is checked).
+    safety: Safety | None = None
     # Kinds of operator alert already sent (once per kind, not once per job).
     alerted: set[str] = field(default_factory=set)
     # Models the upstream service retired (off for the deployment).

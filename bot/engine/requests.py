@@ -19,7 +19,7 @@ class Requester:
     is_moderator: bool = False
     # For a thread: the channel it belongs to (channel rules apply through it).
     parent_channel_id: int | None = None
-    # The channel (or a thread's parent) is age-restricted in Discord.
+    # Discord's age restriction ("NSFW") on the channel (a thread: on its parent).
     age_restricted: bool = False
 
 
@@ -56,6 +56,7 @@ class RefusalReason(StrEnum):
     MEMBER_BUSY = "member_concurrency"
     GUILD_BUSY = "guild_concurrency"
     UPSTREAM = "upstream_unavailable"
+    SOURCE_RATING = "source_rating"
 
 
 class Refusal(Exception):

@@ -105,6 +105,9 @@ class JobRecord:
     output: dict[str, Any] | None = None
     # The message the result answers (an upscale replies to the image it was made from).
     reply_to_message_id: int | None = None
+    # The highest content level (pg … xxx) the job's channel allowed when it was admitted;
+    # None for jobs from before channel levels (nothing is checked for them).
+    max_rating: str | None = None
 
     @property
     def final(self) -> bool:
@@ -136,6 +139,7 @@ class NewJob:
     status_message_id: int | None = None
     upload_limit: int | None = None
     reply_to_message_id: int | None = None
+    max_rating: str | None = None
 
 
 _JSON = {"options", "step", "result_images", "delivered_message_ids", "usage", "output"}
@@ -185,8 +189,8 @@ class JobStore:
             "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, operation, options,"
             " step, estimate, whatif, status, interaction_token, interaction_expires_at,"
             " parent_job_id, simulated, deadline_at, status_message_id, upload_limit,"
-            " reply_to_message_id, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " reply_to_message_id, max_rating, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.guild_id,
@@ -207,6 +211,7 @@ class JobStore:
                 job.status_message_id,
                 job.upload_limit,
                 job.reply_to_message_id,
+                job.max_rating,
                 now,
                 now,
             ),

@@ -353,13 +353,16 @@ class Ledger(Allowances, Statements):
     def budget_in(
         self, conn: Conn, guild_id: int, amount: int | None, period: str | None
     ) -> BudgetState:
-        """What all members together spent (or hold) in the guild's budget period."""
+        """What all members together spent (or hold) in the guild's budget period, and what
+        the guild paid itself (pre-moderation checks: guild_charges)."""
         now = self.clock()
         start = period_start(period, now) if period else None
         sql = (
             "SELECT COALESCE(SUM(CASE WHEN settled_at IS NULL THEN amount"
-            " ELSE captured + extra_charged - refunded END), 0) FROM holds"
-            " WHERE guild_id = ? AND created_at >= ?"
+            " ELSE captured + extra_charged - refunded END), 0)"
+            " + (SELECT COALESCE(SUM(amount), 0) FROM guild_charges"
+            " WHERE guild_id = ?1 AND created_at >= ?2)"
+            " FROM holds WHERE guild_id = ?1 AND created_at >= ?2"
         )
         params = (guild_id, iso(start) if start else "")
         row = fetch_row(conn, sql, params)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,15 @@ from bot.store.db import Conn, Database, iso, utcnow
 from bot.store.db import row as fetch_row
 
 MAX_BAN_DAYS = 3650
+# Where an item came from when its kind alone says (a held item may also come from the AI
+# pre-moderation: its creator names it).
+SOURCE_OF_KIND = {
+    "held": "filter",
+    "blocked": "orchestrator",
+    "undelivered": "delivery",
+    "mature": "mature",
+}
+SOURCES = ("filter", "premoderation", "orchestrator", "mature", "delivery")
 
 
 class AlreadyHandled(Exception):
@@ -27,7 +37,7 @@ class ReviewItem:
     id: int
     guild_id: int
     job_id: str
-    kind: str  # blocked | held | undelivered
+    kind: str  # blocked | held | undelivered | mature
     reason: str | None
     status: str
     handled_by: int | None
@@ -40,6 +50,10 @@ class ReviewItem:
     created_at: datetime
     # What Refund gives back; None means everything the job cost.
     refund_amount: int | None = None
+    # Why it is in the queue: filter, premoderation, orchestrator, mature or delivery; and
+    # what moderators need to see about it (labels and scores, a rating...). Never members.
+    source: str = "filter"
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
@@ -88,6 +102,8 @@ def _item(row: sqlite3.Row) -> ReviewItem:
         _time(row["appealed_at"]),
         datetime.fromisoformat(row["created_at"]),
         row["refund_amount"],
+        row["source"],
+        json.loads(row["details"] or "{}"),
     )
 
 
@@ -106,11 +122,22 @@ class ModerationStore:
         reason: str | None,
         *,
         refund_amount: int | None = None,
+        source: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> int:
         cursor = tx.execute(
-            "INSERT INTO review_items (guild_id, job_id, kind, reason, refund_amount, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (guild_id, job_id, kind, reason, refund_amount, iso(self.clock())),
+            "INSERT INTO review_items (guild_id, job_id, kind, reason, refund_amount, source,"
+            " details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                job_id,
+                kind,
+                reason,
+                refund_amount,
+                source or SOURCE_OF_KIND[kind],
+                json.dumps(details or {}, default=str),
+                iso(self.clock()),
+            ),
         )
         return int(cursor.lastrowid or 0)
 
@@ -122,14 +149,19 @@ class ModerationStore:
         return await self.db.read(self.item_in, item_id)
 
     async def item_for_job(self, job_id: str) -> ReviewItem | None:
-        row = await self.db.fetchone("SELECT * FROM review_items WHERE job_id = ?", (job_id,))
-        return _item(row) if row else None
+        """The job's latest review item (a job may have had several over its life)."""
+        return await self.db.read(self.item_for_job_in, job_id)
 
-    async def open_items(self, guild_id: int, limit: int = 25) -> list[ReviewItem]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM review_items WHERE guild_id = ? AND status = 'open' ORDER BY id LIMIT ?",
-            (guild_id, limit),
-        )
+    async def open_items(
+        self, guild_id: int, limit: int = 25, *, source: str | None = None
+    ) -> list[ReviewItem]:
+        """Open items, oldest first; only those from `source` when it is given."""
+        sql = "SELECT * FROM review_items WHERE guild_id = ? AND status = 'open'"
+        params: list[Any] = [guild_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        rows = await self.db.fetchall(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
         return [_item(r) for r in rows]
 
     def close_item_in(
@@ -146,6 +178,17 @@ class ModerationStore:
             raise KeyError(item_id)
         if cursor.rowcount != 1:
             raise AlreadyHandled(item)
+        return item
+
+    def reopen_item_in(self, tx: Conn, item_id: int, note: str) -> ReviewItem:
+        """Undo a closing decision that could not be carried out (a release that failed)."""
+        tx.execute(
+            "UPDATE review_items SET status = 'open', handled_by = NULL, handled_at = NULL,"
+            " note = ? WHERE id = ?",
+            (note, item_id),
+        )
+        item = self.item_in(tx, item_id)
+        assert item is not None
         return item
 
     def set_item_message_in(
@@ -338,7 +381,10 @@ class ModerationStore:
         return _item(row) if row else None
 
     def item_for_job_in(self, conn: Conn, job_id: str) -> ReviewItem | None:
-        row = fetch_row(conn, "SELECT * FROM review_items WHERE job_id = ?", (job_id,))
+        """The job's latest review item."""
+        row = fetch_row(
+            conn, "SELECT * FROM review_items WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
+        )
         return _item(row) if row else None
 
     def strike_giver_in(self, conn: Conn, item_id: int) -> int | None:

@@ -207,6 +207,9 @@ TABLES = (
     "bans",
     "prompt_filters",
     "audit_events",
+    "safety_settings",
+    "channel_ratings",
+    "guild_charges",
 )
 
 

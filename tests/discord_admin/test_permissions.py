@@ -86,6 +86,8 @@ async def test_a_plain_member_is_refused_everything_and_nothing_changes(tmp_path
                 "strikes": {"count": 1, "days": 1},
                 "upscale": {"enabled": False},
                 "remove-background": {"enabled": False},
+                "mature": {"level": "pg", "channel": ch, "release-channel": logs},
+                "premoderation": {"enabled": True, "labels": "hate"},
             },
         }
         for group, tried in attempts.items():

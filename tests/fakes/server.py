@@ -272,16 +272,36 @@ class FakeDiscord(DriverMixin):
         name: str,
         bot_can_send: bool = True,
         bot_can_attach: bool = True,
+        nsfw: bool = False,
     ) -> int:
-        """A text channel; ``bot_can_*=False`` adds a member overwrite denying the bot."""
+        """A text channel; ``bot_can_*=False`` adds a member overwrite denying the bot;
+        ``nsfw=True`` turns on Discord's age restriction."""
         guild = self.world.guild(guild_id)
-        channel = self.world.new_text_channel(guild, name)
+        channel = self.world.new_text_channel(guild, name, nsfw=nsfw)
         deny = (0 if bot_can_send else SEND_MESSAGES) | (0 if bot_can_attach else ATTACH_FILES)
         if deny:
             channel.overwrites.append(Overwrite(id=self.bot_user_id, type=1, deny=deny))
         self._dispatch_soon("CHANNEL_CREATE", channel.payload(self.world), intent=GUILDS)
         self.notify()
         return channel.id
+
+    def add_thread(self, parent_id: int, name: str, owner_id: int | None = None) -> int:
+        """A public thread in a text channel (it has its parent's permissions and age
+        restriction), started by ``owner_id`` (default: the bot)."""
+        parent = self.world.channel(parent_id)
+        thread = self.world.new_thread(parent, name, owner_id or self.bot_user_id)
+        data = {**thread.payload(self.world), "newly_created": True}
+        self._dispatch_soon("THREAD_CREATE", data, intent=GUILDS)
+        self.notify()
+        return thread.id
+
+    def set_channel_nsfw(self, channel_id: int, nsfw: bool) -> None:
+        """Turn Discord's age restriction on or off in a channel (and tell the bot)."""
+        channel = self.world.channel(channel_id)
+        assert channel.parent_id is None, "a thread follows its parent's age restriction"
+        channel.nsfw = nsfw
+        self._dispatch_soon("CHANNEL_UPDATE", channel.payload(self.world), intent=GUILDS)
+        self.notify()
 
     def add_member(
         self,

@@ -61,6 +61,8 @@ FLAG_IS_COMPONENTS_V2 = 1 << 15
 # Channel types.
 GUILD_TEXT = 0
 DM = 1
+PUBLIC_THREAD = 11
+THREAD_TYPES = frozenset({10, 11, 12})
 
 
 @dataclasses.dataclass
@@ -173,8 +175,15 @@ class Channel:
     overwrites: list[Overwrite] = dataclasses.field(default_factory=list)
     recipient_id: int | None = None  # DM channels
     last_message_id: int | None = None
+    # Discord's age restriction ("NSFW"); a thread has none of its own: its parent's applies.
+    nsfw: bool = False
+    parent_id: int | None = None  # threads
+    owner_id: int | None = None  # threads
+    created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
 
     def payload(self, world: World) -> dict[str, Any]:
+        if self.type in THREAD_TYPES:
+            return self._thread_payload()
         if self.type == DM:
             assert self.recipient_id is not None
             return {
@@ -191,12 +200,37 @@ class Channel:
             "name": self.name,
             "position": self.position,
             "permission_overwrites": [o.payload() for o in self.overwrites],
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "topic": None,
             "last_message_id": _opt_str(self.last_message_id),
             "rate_limit_per_user": 0,
             "parent_id": None,
             "flags": 0,
+        }
+
+    def _thread_payload(self) -> dict[str, Any]:
+        """A thread as Discord describes it: no overwrites and no nsfw flag of its own."""
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "last_message_id": _opt_str(self.last_message_id),
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "applied_tags": [],
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": iso8601(self.created_at),
+                "locked": False,
+                "create_timestamp": iso8601(self.created_at),
+            },
         }
 
 
@@ -207,6 +241,8 @@ class Guild:
     owner_id: int
     roles: dict[int, Role] = dataclasses.field(default_factory=dict)
     channels: dict[int, Channel] = dataclasses.field(default_factory=dict)
+    # Active threads (Discord lists them apart from the channels).
+    threads: dict[int, Channel] = dataclasses.field(default_factory=dict)
     members: dict[int, Member] = dataclasses.field(default_factory=dict)
     created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
 
@@ -372,18 +408,34 @@ class World:
         guild.members[user.id] = member
         return member
 
-    def new_text_channel(self, guild: Guild, name: str) -> Channel:
+    def new_text_channel(self, guild: Guild, name: str, *, nsfw: bool = False) -> Channel:
         channel = Channel(
             id=self.snowflakes.new(),
             type=GUILD_TEXT,
             name=name,
             guild_id=guild.id,
             position=len(guild.channels),
+            nsfw=nsfw,
         )
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         self.channel_history[channel.id] = []
         return channel
+
+    def new_thread(self, parent: Channel, name: str, owner_id: int) -> Channel:
+        assert parent.guild_id is not None and parent.type == GUILD_TEXT
+        thread = Channel(
+            id=self.snowflakes.new(),
+            type=PUBLIC_THREAD,
+            name=name,
+            guild_id=parent.guild_id,
+            parent_id=parent.id,
+            owner_id=owner_id,
+        )
+        self.guilds[parent.guild_id].threads[thread.id] = thread
+        self.channels[thread.id] = thread
+        self.channel_history[thread.id] = []
+        return thread
 
     def dm_channel_for(self, user_id: int) -> Channel:
         existing = self.dm_channels.get(user_id)
@@ -424,6 +476,14 @@ class World:
                 | USE_APPLICATION_COMMANDS
             )
         assert channel.guild_id is not None
+        if channel.type in THREAD_TYPES:
+            # A thread has its parent's permissions; sending there takes Send Messages in
+            # Threads instead of Send Messages.
+            assert channel.parent_id is not None
+            perms = self.channel_permissions(self.channels[channel.parent_id], user_id)
+            if perms & SEND_MESSAGES_IN_THREADS:
+                return perms | SEND_MESSAGES
+            return perms & ~SEND_MESSAGES
         guild = self.guilds[channel.guild_id]
         perms = self.base_permissions(guild, user_id)
         if perms == ALL_PERMISSIONS and (
@@ -480,7 +540,7 @@ class World:
                 "voice_states": [],
                 "members": [self.member_payload(guild, uid) for uid in member_ids],
                 "channels": [c.payload(self) for c in guild.channels.values()],
-                "threads": [],
+                "threads": [t.payload(self) for t in guild.threads.values()],
                 "presences": [],
                 "stage_instances": [],
                 "guild_scheduled_events": [],

@@ -39,6 +39,18 @@ class DismissButton(ReviewButton, prefix="rev:dismiss", key=ITEM):
     ACTION, LABEL = Action.DISMISS, "Dismiss"
 
 
+class ReleaseButton(ReviewButton, prefix="rev:release", key=ITEM):
+    """A result kept from its channel, posted in the guild's age-restricted release channel."""
+
+    ACTION, LABEL, STYLE = Action.RELEASE, "Release", discord.ButtonStyle.primary
+
+
+class SendDmButton(ReviewButton, prefix="rev:dm", key=ITEM):
+    """A result kept from its channel, sent to the member by DM."""
+
+    ACTION, LABEL = Action.SEND_DM, "Send by DM"
+
+
 class StrikeButton(ReviewButton, prefix="rev:strike", key=ITEM):
     ACTION, LABEL = Action.STRIKE, "Strike"
 
@@ -54,5 +66,14 @@ class BanButton(ReviewButton, prefix="rev:ban", key=ITEM):
 
 REVIEW_BUTTONS: dict[Action, type[ReviewButton]] = {
     b.ACTION: b
-    for b in (ApproveButton, RejectButton, RefundButton, DismissButton, StrikeButton, BanButton)
+    for b in (
+        ApproveButton,
+        RejectButton,
+        RefundButton,
+        DismissButton,
+        ReleaseButton,
+        SendDmButton,
+        StrikeButton,
+        BanButton,
+    )
 }

@@ -1,0 +1,131 @@
+"""Safety on the orchestrator: what a workflow says about mature content, and the engine's
+SafetyUpstream — AI pre-moderation with an xGuardModeration workflow in prompt mode, ratings
+of edit sources from an upload (moderated on the fly), and the release of withheld outputs
+(UpdateWorkflow allowMatureContent: true)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import OrchestratorError
+from bot.civitai.models import Workflow, WorkflowStatus
+from bot.engine.safety import PremoderationFailed, PreVerdict, ReleaseFailed
+from bot.safety import levels
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+# A blob's blockedReason when the workflow may not return it for its rating (not a filter).
+MATURE_REASON = "mature"
+PREMODERATION_WAIT = 20  # long-poll seconds per request
+PREMODERATION_TIMEOUT = 60.0  # the whole check, seconds
+# A source's rating is worth a short wait only: the result is rated (and checked) anyway.
+RATING_TIMEOUT = 15.0
+
+
+def mature_fields(job: JobRecord) -> dict[str, Any]:
+    """The template's allowMatureContent for the job's channel (nothing for older jobs)."""
+    if job.max_rating is None:
+        return {}
+    return {"allowMatureContent": levels.allows_mature(job.max_rating)}
+
+
+def rating_of(workflow: Workflow) -> str | None:
+    """The highest rating of the workflow's outputs (None when none is rated)."""
+    found = [b.nsfw_level for b in workflow.images() if b.nsfw_level in levels.LEVELS]
+    if workflow.nsfw_level in levels.LEVELS:
+        found.append(workflow.nsfw_level)
+    return max(found, key=levels.rank) if found else None
+
+
+def withheld(workflow: Workflow) -> bool:
+    """Succeeded, but its outputs kept back only for being mature content the workflow did
+    not allow — not blocked by a content filter."""
+    if workflow.status != WorkflowStatus.SUCCEEDED:
+        return False
+    jobs = workflow.jobs()
+    if any((job.reason or "").lower() == "blocked" or job.blocked_reason for job in jobs):
+        return False
+    if any("blocked" in error.lower() for error in workflow.output_errors()):
+        return False
+    reasons = [img.blocked_reason for img in workflow.images() if img.blocked_reason]
+    return bool(reasons) and all(r.lower() == MATURE_REASON for r in reasons)
+
+
+def moderation_step(prompt: str, labels: tuple[str, ...]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {
+        "mode": "prompt",
+        "positivePrompt": prompt,
+        "includeReasoning": True,  # the model's reason, for moderators
+        "storeFullResponse": False,
+    }
+    if labels:
+        inputs["labels"] = list(labels)
+    return {"$type": "xGuardModeration", "input": inputs}
+
+
+class CivitaiSafety:
+    def __init__(
+        self,
+        client: OrchestratorClient,
+        *,
+        wait: int = PREMODERATION_WAIT,
+        timeout: float = PREMODERATION_TIMEOUT,
+    ) -> None:
+        self.client, self.wait, self.timeout = client, wait, timeout
+
+    async def premoderate(self, check_id: str, prompt: str, labels: tuple[str, ...]) -> PreVerdict:
+        template = self.client.template([moderation_step(prompt, labels)], check_id)
+        workflow: Workflow | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                workflow = await self.client.submit(template, wait=self.wait)
+                while not workflow.terminal and workflow.id:
+                    workflow = await self.client.get(workflow.id, wait=self.wait)
+        except TimeoutError:
+            if workflow is not None and workflow.id:
+                await self._stop(workflow.id)
+            raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s") from None
+        except OrchestratorError as exc:
+            raise PremoderationFailed(str(exc)) from None
+        verdict = workflow.moderation()
+        cost = workflow.charged()
+        if workflow.status != WorkflowStatus.SUCCEEDED or verdict is None:
+            raise PremoderationFailed(f"the check ended {workflow.status}", cost=cost)
+        triggered = tuple(verdict.triggered_labels) or tuple(
+            r.label for r in verdict.results if r.triggered
+        )
+        return PreVerdict(
+            flagged=bool(triggered),
+            labels=triggered,
+            scores=verdict.scores(),
+            reasons={r.label: r.model_reason for r in verdict.results if r.triggered},
+            cost=cost,
+        )
+
+    async def _stop(self, workflow_id: str) -> None:
+        try:
+            await self.client.cancel(workflow_id)
+        except OrchestratorError as exc:
+            log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, exc)
+
+    async def rate_source(self, data: bytes, mime: str) -> str | None:
+        try:
+            async with asyncio.timeout(RATING_TIMEOUT):
+                blob = await self.client.upload_blob(data, mime)
+        except (OrchestratorError, TimeoutError) as exc:
+            why = str(exc) or "no answer in time"
+            log.warning("an edit source could not be rated (%s); checking the result only", why)
+            return None
+        return blob.nsfw_level if blob.nsfw_level in levels.LEVELS else None
+
+    async def unlock(self, job: JobRecord) -> None:
+        if not job.workflow_id:
+            return
+        try:
+            await self.client.allow_mature(job.workflow_id)
+        except OrchestratorError as exc:
+            raise ReleaseFailed(f"the orchestrator would not release it ({exc})") from None

@@ -1,0 +1,134 @@
+"""Discord's side of channel levels: a channel's age restriction as Discord reports it, the
+member's private notice when a result is kept from their channel, and a moderator's release
+of such a result (to the guild's age-restricted release channel, or to the member by DM)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import discord
+
+from bot.discord_adapter.access import age_restricted
+from bot.discord_adapter.embeds import result_embed
+from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
+from bot.discord_adapter.uploads import MESSAGE_BYTES, NETWORK_ERRORS, fit_all, split
+from bot.engine.publisher import PostFailed, ResultImage
+from bot.engine.safety import ReleaseFailed
+from bot.store.db import utcnow
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+# A follow-up needs the interaction's token to live a little longer than the request takes.
+TOKEN_MARGIN = timedelta(seconds=30)
+
+
+class MatureDesk:
+    """The engine's MemberNotices and the review's ReleasePoster."""
+
+    def __init__(self, bot: discord.Client, clock: Any = utcnow) -> None:
+        self.bot = bot
+        self.clock = clock
+
+    # -- telling the member privately -------------------------------------------------------
+    async def tell_privately(self, job: JobRecord, text: str) -> bool:
+        """An ephemeral follow-up while the command's token lives, else a DM."""
+        if self._token_alive(job.interaction_token, job.interaction_expires_at):
+            assert job.interaction_token is not None and self.bot.application_id is not None
+            hook = discord.Webhook.partial(
+                self.bot.application_id, job.interaction_token, client=self.bot
+            )
+            hook.type = discord.WebhookType.application  # the interaction's follow-ups
+            try:
+                await hook.send(text, ephemeral=True)
+                return True
+            except discord.HTTPException as exc:
+                log.info("job %s: private follow-up refused (%s); trying a DM", job.id, exc.status)
+        try:
+            user = await self.bot.fetch_user(job.member_id)
+            await user.send(f"About your request in <#{job.channel_id}>: {text}")
+            return True
+        except discord.HTTPException as exc:
+            log.info("job %s: the member takes no DMs (%s)", job.id, exc.status)
+            return False
+
+    def _token_alive(self, token: str | None, expires: datetime | None) -> bool:
+        return bool(token) and expires is not None and self.clock() < expires - TOKEN_MARGIN
+
+    # -- releasing a result -----------------------------------------------------------------
+    async def post_release(
+        self, job: JobRecord, images: list[ResultImage], channel_id: int | None
+    ) -> list[int]:
+        if channel_id is None:
+            return await self._to_dm(job, images)
+        channel = await self._release_channel(channel_id)
+        guild = getattr(channel, "guild", None)
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        mention = discord.AllowedMentions(
+            users=[discord.Object(job.member_id)], everyone=False, roles=False
+        )
+        text = f"<@{job.member_id}> a moderator released your result from <#{job.channel_id}>."
+        return await self._send(job, images, limit, channel.send, text, mention)
+
+    async def _release_channel(self, channel_id: int) -> discord.abc.Messageable:
+        try:
+            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        except discord.HTTPException as exc:
+            raise ReleaseFailed(f"I cannot see <#{channel_id}> ({exc.status})") from None
+        if not isinstance(channel, discord.abc.Messageable):
+            raise ReleaseFailed(f"<#{channel_id}> is not a text channel")
+        if not age_restricted(channel):
+            raise ReleaseFailed(f"<#{channel_id}> is no longer age-restricted in Discord")
+        return channel
+
+    async def _to_dm(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
+        try:
+            user = await self.bot.fetch_user(job.member_id)
+        except discord.HTTPException as exc:
+            raise ReleaseFailed(f"I cannot find the member ({exc.status})") from None
+        text = f"A moderator reviewed your result from <#{job.channel_id}> and sent it to you here."
+        return await self._send(
+            job, images, DEFAULT_UPLOAD_LIMIT, user.send, text, discord.AllowedMentions.none()
+        )
+
+    async def _send(
+        self,
+        job: JobRecord,
+        images: list[ResultImage],
+        limit: int,
+        send: Any,
+        text: str,
+        mentions: discord.AllowedMentions,
+    ) -> list[int]:
+        fitted = await asyncio.to_thread(fit_all, images, limit)
+        parts = split(fitted, limit, MESSAGE_BYTES)
+        posted: list[int] = []
+        for number, chunk in enumerate(parts, start=1):
+            first_n, first = chunk[0]
+            name = f"{job.id}-{first_n + 1}.{first.extension}"
+            embed = result_embed(job, [f for _, f in chunk], name, (number, len(parts)))
+            files = [
+                discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
+                for n, f in chunk
+            ]
+            try:
+                message = await send(
+                    content=text if number == 1 else None,
+                    embed=embed,
+                    files=files,
+                    allowed_mentions=mentions,
+                )
+            except (discord.Forbidden, discord.NotFound) as exc:
+                raise ReleaseFailed(f"Discord refused the post ({exc.status})") from None
+            except discord.HTTPException as exc:
+                raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+            except NETWORK_ERRORS as exc:
+                raise PostFailed(
+                    f"cannot reach Discord ({type(exc).__name__})", retry=True
+                ) from None
+            posted.append(message.id)
+        return posted

@@ -1,0 +1,110 @@
+"""Results rated above what their channel allows: never posted there.
+
+When a job ends, its result is checked against the level its channel allowed at admission
+(the job's max_rating). A result rated above it — or kept back upstream as mature content —
+is not delivered: the job ends blocked, the orchestrator's charge is settled as for any
+ending (the work was done), the member is told privately what happened ("rated R, this
+channel allows up to PG-13"), and the images go to the moderators' review queue. There a
+moderator releases them (to the guild's age-restricted release channel, or to the member by
+DM), refunds the charge, or dismisses the item (the charge stands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from bot.engine.lane import Ending
+from bot.engine.parts import J, Parts
+from bot.engine.publisher import ResultImage
+from bot.engine.safety import ReleaseFailed
+from bot.safety import levels
+from bot.store.db import Conn
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+# What the channel reads on the job's public status message: no rating, nothing to probe.
+NOT_POSTED = "not posted in this channel; a moderator will review the result"
+# How long a release waits for the images (fresh URLs, a slow blob store) before giving up.
+RELEASE_PATIENCE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Diversion:
+    """A result kept from its channel: the ending the engine settles instead, the review
+    item it opens and what the member is told privately."""
+
+    ending: Ending
+    rating: str | None
+    allowed: str | None
+    channel_id: int
+
+    @property
+    def reason(self) -> str:
+        """For moderators."""
+        if self.allowed is None:
+            return f"rated {levels.name(self.rating)}; withheld upstream as mature content"
+        return (
+            f"rated {levels.name(self.rating)}; <#{self.channel_id}> allows up to "
+            f"{levels.name(self.allowed)}"
+        )
+
+    @property
+    def notice(self) -> str:
+        """For the member, privately."""
+        if self.allowed is None:
+            where = "this channel does not show mature content"
+        else:
+            where = f"this channel allows up to {levels.name(self.allowed)}"
+        return (
+            f"This result was rated {levels.name(self.rating)} and {where}, so it was not "
+            "posted there. A moderator will review it; they may send it to you or to an "
+            "age-restricted channel, or refund it."
+        )
+
+    def open_in(self, parts: Parts, tx: Conn, job: JobRecord) -> int:
+        details = {"rating": self.rating, "allowed": self.allowed, "channel": self.channel_id}
+        return parts.moderation.create_item_in(
+            tx, job.guild_id, job.id, "mature", self.reason, details=details
+        )
+
+
+def diversion(job: JobRecord, ending: Ending) -> Diversion | None:
+    """The diversion of a result its channel may not show, or None to settle it as it is."""
+    over = ending.status is J.DELIVERING and levels.above(ending.rating, job.max_rating)
+    if not (over or ending.withheld):
+        return None
+    blocked = replace(ending, status=J.BLOCKED, message=NOT_POSTED, block_reason=None)
+    rating = ending.rating if ending.rating in levels.LEVELS else None
+    return Diversion(blocked, rating, job.max_rating, job.channel_id)
+
+
+async def tell_member(parts: Parts, job: JobRecord, text: str) -> None:
+    notices = parts.safety.notices if parts.safety is not None else None
+    if notices is None:
+        return
+    try:
+        told = await notices.tell_privately(job, text)
+    except Exception:
+        log.exception("job %s: could not tell the member privately", job.id)
+        return
+    if not told:
+        log.info("job %s: the member could not be told privately (DMs closed?)", job.id)
+
+
+async def fetch_for_release(parts: Parts, job: JobRecord) -> list[ResultImage]:
+    """A kept-back result's images, for a moderator's release: unlocked upstream first if it
+    withheld them, then fetched like any result. ReleaseFailed unless every image came."""
+    upstream = parts.safety.upstream if parts.safety is not None else None
+    if upstream is not None:
+        await upstream.unlock(job)
+    deadline = parts.clock() + RELEASE_PATIENCE
+    images, total = await parts.lane.fetch_results(job, None, deadline, asyncio.sleep)
+    if not total or len(images) < total:
+        raise ReleaseFailed(
+            f"only {len(images)} of {total} image(s) could be fetched from the orchestrator"
+        )
+    return images

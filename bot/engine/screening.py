@@ -1,0 +1,137 @@
+"""Safety checks at admission, before anything is held: which content level the request's
+channel allows (stored on the job), edit sources rated above it (refused privately), and AI
+pre-moderation of the prompt (flagged: held for review like a prompt-filter match).
+
+Pre-moderation is a small upstream workflow the guild pays for: its cost is recorded in the
+audit and counted against the guild's budget, never the member's Buzz. What it found is for
+moderators only; the member reads that the request waits for review, never the labels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.engine.parts import Parts
+from bot.engine.requests import JobRequest, Refusal, RefusalReason
+from bot.engine.safety import PremoderationFailed, PreVerdict, Safety
+from bot.safety import levels
+from bot.store.db import Conn
+from bot.store.moderation import ModerationStore
+from bot.store.safety import SafetySettings
+
+log = logging.getLogger(__name__)
+
+PREMODERATION = "premoderation"
+
+
+@dataclass(frozen=True)
+class HeldFor:
+    """Why a request waits for a moderator before it runs (a review item of kind 'held')."""
+
+    reason: str
+    source: str  # filter | premoderation
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def open_in(self, moderation: ModerationStore, tx: Conn, guild_id: int, job_id: str) -> int:
+        return moderation.create_item_in(
+            tx, guild_id, job_id, "held", self.reason, source=self.source, details=self.details
+        )
+
+
+@dataclass(frozen=True)
+class Screened:
+    # The channel's level, for the job (None: no safety parts, nothing is checked).
+    max_rating: str | None = None
+    held: HeldFor | None = None
+
+
+class Screening:
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    async def screen(
+        self, request: JobRequest, job_id: str, filter_reason: str | None = None
+    ) -> Screened:
+        """The channel's level, the sources checked against it (Refusal), and whether the
+        request is held: by the prompt filter's match, else by AI pre-moderation."""
+        safety = self.parts.safety
+        held = HeldFor(filter_reason, "filter") if filter_reason else None
+        if safety is None:
+            return Screened(None, held)
+        who = request.requester
+        settings = await safety.store.settings(who.guild_id)
+        level = settings.level_for(who.channel_id, who.parent_channel_id, who.age_restricted)
+        await self._check_sources(safety, request, level)
+        if held is None and settings.premoderation:
+            held = await self._premoderate(safety, settings, request, job_id)
+        return Screened(level, held)
+
+    async def _check_sources(self, safety: Safety, request: JobRequest, level: str) -> None:
+        images = [s for s in request.sources if s.role == "image"]
+        if not images or safety.upstream is None or level == levels.TOP:
+            return  # (nothing is rated above everything)
+        upstream = safety.upstream
+        ratings = await asyncio.gather(*(upstream.rate_source(s.data, s.mime) for s in images))
+        for number, rating in enumerate(ratings, start=1):
+            if levels.above(rating, level):
+                which = "your image" if len(images) == 1 else f"image {number}"
+                raise Refusal(
+                    RefusalReason.SOURCE_RATING,
+                    f"{which} was rated {levels.name(rating)} and this channel allows up to "
+                    f"{levels.name(level)}",
+                )
+
+    async def _premoderate(
+        self, safety: Safety, settings: SafetySettings, request: JobRequest, job_id: str
+    ) -> HeldFor | None:
+        who = request.requester
+        labels = settings.premoderation_labels
+        try:
+            if safety.upstream is None:
+                raise PremoderationFailed("no upstream service can check prompts here")
+            verdict = await safety.upstream.premoderate(
+                f"{job_id}-premod", request.options.prompt, labels
+            )
+        except PremoderationFailed as exc:
+            hold = settings.premoderation_fallback == "hold"
+            log.warning(
+                "job %s: pre-moderation failed (%s); %s",
+                job_id,
+                exc,
+                "holding it for review" if hold else "letting it through",
+            )
+            await safety.store.record_check(
+                who.guild_id, who.member_id, job_id, exc.cost, outcome="failed", error=str(exc)
+            )
+            if not hold:
+                return None
+            return HeldFor(
+                f"AI pre-moderation could not check this prompt ({exc}); held for review",
+                PREMODERATION,
+                {"error": str(exc), "fallback": "hold"},
+            )
+        await safety.store.record_check(
+            who.guild_id,
+            who.member_id,
+            job_id,
+            verdict.cost,
+            outcome="flagged" if verdict.flagged else "clean",
+            labels=list(verdict.labels),
+        )
+        return held_for(verdict) if verdict.flagged else None
+
+
+def held_for(verdict: PreVerdict) -> HeldFor:
+    """The review item of a flagged prompt: the labels, their scores, the model's reasons."""
+    found = ", ".join(f"{label} ({verdict.scores.get(label, 0):.2f})" for label in verdict.labels)
+    return HeldFor(
+        f"AI pre-moderation flagged: {found or 'the prompt'}",
+        PREMODERATION,
+        {
+            "labels": list(verdict.labels),
+            "scores": verdict.scores,
+            "reasons": {k: v for k, v in verdict.reasons.items() if v},
+        },
+    )

@@ -1,0 +1,130 @@
+"""Releasing a result that was kept from its channel (rated above the level it allows): a
+moderator's decision on a 'mature' review item, carried out after it is recorded.
+
+The decision is taken first, once (a second moderator gets "already handled"); then the
+images are fetched (unlocked upstream if it withheld them) and posted — in the guild's
+age-restricted release channel, or to the member by DM. If that fails, the item opens again
+and the moderator is told why. The charge is not touched: the member paid for the result when
+the job ended, and a release delivers it (Refund is the other way to settle it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from bot.engine.engine import Engine
+from bot.engine.publisher import PostFailed, ResultImage
+from bot.engine.safety import ReleaseFailed
+from bot.store import audit
+from bot.store.db import Conn, Database, utcnow
+from bot.store.jobs import JobRecord
+from bot.store.moderation import ModerationStore, ReviewItem
+from bot.store.safety import SafetyStore
+
+if TYPE_CHECKING:
+    from bot.review import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class ReleasePoster(Protocol):
+    async def post_release(
+        self, job: JobRecord, images: list[ResultImage], channel_id: int | None
+    ) -> list[int]:
+        """Post a released result in `channel_id` (None: to the member by DM); the ids of the
+        messages. ReleaseFailed (or PostFailed) when it cannot be posted there."""
+
+
+class ReleaseRefused(Exception):
+    """This release cannot be made (no release channel set); the text says why."""
+
+
+class Releases:
+    def __init__(
+        self,
+        db: Database,
+        engine: Engine,
+        moderation: ModerationStore,
+        safety: SafetyStore,
+        poster: ReleasePoster,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db, self.engine, self.moderation = db, engine, moderation
+        self.safety, self.poster, self.clock = safety, poster, clock
+
+    def target_in(self, tx: Conn, item: ReviewItem, to_channel: bool) -> int | None:
+        """Where the release goes: the guild's release channel, or None for a DM."""
+        if not to_channel:
+            return None
+        channel = self.safety.settings_in(tx, item.guild_id).release_channel_id
+        if channel is None:
+            raise ReleaseRefused(
+                "No release channel is set: an admin chooses one with /settings mature "
+                "release-channel (an age-restricted channel), or send it to the member by DM."
+            )
+        return channel
+
+    async def carry_out(self, outcome: Outcome, channel_id: int | None) -> Outcome:
+        """Fetch and post the released images; on failure the item opens again."""
+        job, item = outcome.job, outcome.item
+        message_ids = await self._post(job, item, channel_id)
+        await self.db.write(self._posted, item, channel_id, message_ids)
+        if channel_id is None:
+            summary, verdict = (
+                f"sent to <@{job.member_id}> by DM",
+                "a moderator reviewed it and sent the result to you by DM",
+            )
+        else:
+            summary, verdict = (
+                f"released in <#{channel_id}>",
+                f"a moderator reviewed it and posted the result in <#{channel_id}>",
+            )
+        return replace(outcome, summary=summary, verdict=verdict)
+
+    async def _post(self, job: JobRecord, item: ReviewItem, channel_id: int | None) -> list[int]:
+        try:
+            images = await self.engine.withheld_images(job)
+            return await self.poster.post_release(job, images, channel_id)
+        except (ReleaseFailed, PostFailed) as exc:
+            log.warning("review #%d: release failed: %s", item.id, exc)
+            problem = str(exc)
+        except Exception:  # a bug must not leave the item closed with nothing delivered
+            log.exception("review #%d: release failed", item.id)
+            problem = "an unexpected error; the logs have it"
+        await self.db.write(self._reopen, item, problem, item.handled_by)
+        raise ReleaseRefused(
+            f"The result could not be released ({problem}); the item is open again."
+        )
+
+    def _reopen(self, tx: Conn, item: ReviewItem, error: str, actor_id: int | None) -> None:
+        self.moderation.reopen_item_in(tx, item.id, f"release failed: {error}"[:500])
+        audit.record(
+            tx,
+            self.clock(),
+            "review.release_failed",
+            guild_id=item.guild_id,
+            actor_id=actor_id,
+            target=f"review:{item.id}",
+            job=item.job_id,
+            error=error,
+        )
+
+    def _posted(
+        self, tx: Conn, item: ReviewItem, channel_id: int | None, message_ids: list[int]
+    ) -> None:
+        audit.record(
+            tx,
+            self.clock(),
+            "review.released",
+            guild_id=item.guild_id,
+            actor_id=item.handled_by,
+            target=f"review:{item.id}",
+            job=item.job_id,
+            channel=channel_id,
+            dm=channel_id is None,
+            messages=message_ids,
+        )

@@ -1,0 +1,130 @@
+"""The orchestrator's side of safety: what a workflow says about mature content (withheld
+for its rating vs. blocked by a filter), allowMatureContent per job, and the SafetyUpstream
+over real HTTP — xGuard pre-moderation, upload ratings, the release of withheld outputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from bot.civitai.client import OrchestratorClient
+from bot.civitai.lane import ending_of
+from bot.civitai.models import Workflow
+from bot.civitai.safety import CivitaiSafety, mature_fields, rating_of, withheld
+from bot.civitai.simulator import Outcome, Simulator
+from bot.engine.safety import PremoderationFailed
+from bot.store.jobs import JobRecord, JobStatus
+from tests.civitai.sim_helpers import gen, run
+from tests.discord.harness import png
+
+
+def stored_job(**changes: Any) -> JobRecord:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {name: None for name in JobRecord.__dataclass_fields__}
+    values.update(
+        id="j1",
+        guild_id=1,
+        channel_id=2,
+        member_id=3,
+        model="gpt-image-2",
+        operation="createImage",
+        options={},
+        step={},
+        estimate=10,
+        status=JobStatus.BLOCKED,
+        result_images=[],
+        delivered_message_ids=[],
+        simulated=False,
+        created_at=now,
+        updated_at=now,
+        missing_images=0,
+    )
+    values.update(changes)
+    return JobRecord(**values)
+
+
+def workflow(*blobs: dict[str, Any], job: dict[str, Any] | None = None) -> Workflow:
+    return Workflow.model_validate(
+        {
+            "id": "wf",
+            "status": "succeeded",
+            "steps": [
+                {
+                    "$type": "imageGen",
+                    "status": "succeeded",
+                    "jobs": [job or {"id": "1", "status": "succeeded"}],
+                    "output": {"images": [{"id": f"b{i}", **b} for i, b in enumerate(blobs)]},
+                }
+            ],
+        }
+    )
+
+
+def test_mature_output_withheld_is_not_a_filter_block() -> None:
+    kept = workflow({"nsfwLevel": "pg"}, {"nsfwLevel": "x", "blockedReason": "mature"})
+    assert withheld(kept) and rating_of(kept) == "x"
+    ending = ending_of(kept)
+    assert (ending.status, ending.withheld, ending.rating) == (JobStatus.BLOCKED, True, "x")
+    filtered = workflow({"nsfwLevel": "x", "blockedReason": "nsfw"})
+    assert not withheld(filtered) and not ending_of(filtered).withheld
+    job_blocked = workflow(
+        {"blockedReason": "mature"}, job={"id": "1", "status": "failed", "reason": "blocked"}
+    )
+    assert not withheld(job_blocked)
+    fine = workflow({"nsfwLevel": "pg13"}, {"nsfwLevel": "na"})
+    assert not withheld(fine) and rating_of(fine) == "pg13"
+    assert ending_of(fine).status is JobStatus.DELIVERING
+
+
+def test_allow_mature_content_follows_the_jobs_level() -> None:
+    job = stored_job()
+    assert mature_fields(job) == {}  # a job from before channel levels: as before
+    assert mature_fields(replace(job, max_rating="pg13")) == {"allowMatureContent": False}
+    assert mature_fields(replace(job, max_rating="r")) == {"allowMatureContent": True}
+
+
+async def test_premoderation_verdicts_over_http(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    safety = CivitaiSafety(client)
+    clean = await safety.premoderate("c-1", "a harbour at dawn", ())
+    assert not clean.flagged and clean.cost == 1 and clean.labels == ()
+    assert set(clean.scores) >= {"sexual", "hate", "violence"}
+    flagged = await safety.premoderate("c-2", "a cat [sim:flag:hate]", ("hate", "violence"))
+    assert flagged.flagged and flagged.labels == ("hate",) and flagged.scores["hate"] == 0.97
+    assert set(flagged.scores) == {"hate", "violence"}
+    assert "hate policy" in flagged.reasons["hate"]
+    simulator.script(Outcome("fail", step="xGuardModeration"))
+    with pytest.raises(PremoderationFailed, match="ended failed") as failed:
+        await safety.premoderate("c-3", "a lighthouse", ())
+    assert failed.value.cost == 0  # a failed check is refunded
+
+
+async def test_a_check_that_never_ends_fails_and_is_stopped(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    simulator.script(Outcome("never", step="xGuardModeration"))
+    safety = CivitaiSafety(client, wait=0, timeout=0.3)
+    with pytest.raises(PremoderationFailed, match="no verdict within"):
+        await safety.premoderate("slow-1", "a lighthouse", ())
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is not None
+
+
+async def test_upload_ratings_and_releases(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    safety = CivitaiSafety(client)
+    assert await safety.rate_source(png(), "image/png") == "pg"
+    simulator.upload_nsfw_level = "xxx"
+    assert await safety.rate_source(png(), "image/png") == "xxx"
+
+    made = await run(client, [gen("a fox [sim:r]")], "rel-1", allowMatureContent=False)
+    assert withheld(made) and made.id is not None
+    await safety.unlock(replace(stored_job(), workflow_id=made.id))
+    released = await client.get(made.id)
+    assert not withheld(released) and released.images()[0].available
+    await safety.unlock(stored_job())  # nothing upstream: nothing to do

@@ -1,0 +1,233 @@
+"""Results rated above what their channel allows, end to end: the real bot against the fake
+Discord (channels with and without Discord's age restriction, threads) and the simulator over
+HTTP. Such a result never reaches the channel: the member is told privately, moderators get
+it in their queue and release it (release channel or DM), refund it or dismiss it."""
+
+from __future__ import annotations
+
+from tests.discord.harness import field_value, text_of, world
+from tests.discord_admin.helpers import (
+    COST,
+    ask,
+    item_message,
+    mod_channel,
+    press,
+    request,
+    started_job,
+)
+from tests.safety.helpers import nsfw_channel, private_note, seen_by_member
+
+NOTICE = "rated R and this channel allows up to PG-13"
+
+
+async def test_an_r_result_in_a_channel_without_age_restriction_goes_to_review(tmp_path):
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        handle = await request(w, "a fox at night [sim:r]")
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "blocked")
+
+        [submitted] = w.sim.submissions
+        assert submitted["allowMatureContent"] is False  # the orchestrator withholds it
+        assert w.results_of(job.id) == []  # never posted in the channel
+        status = await w.wait_status(job, "Not posted in this channel")
+        assert "rated" not in text_of(status).lower()  # the channel learns nothing more
+        assert NOTICE in await private_note(w, handle, NOTICE)
+        # The work was done: the member pays what the orchestrator charged, for now.
+        assert job.charged == COST and await w.available() == 1000 - COST
+
+        item = await item_message(w, job)
+        assert "Kept from its channel" in text_of(item)
+        assert field_value(item, "Source") == (
+            f"**Rated above the channel's level**\nRated R; <#{w.channel}> allows up to PG-13.\n"
+            "No release channel is set (/settings mature): release by DM only."
+        )
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and (stored.kind, stored.source) == ("mature", "mature")
+        assert stored.details == {"rating": "r", "allowed": "pg13", "channel": w.channel}
+        text = await ask(w, w.moderator, "mod queue", {"source": "mature"})
+        assert f"#{stored.id} mature (rated R) · <@{w.member}>" in text
+        assert await ask(w, w.moderator, "mod queue", {"source": "premoderation"}) == (
+            "Nothing waits for review (AI pre-moderation)."
+        )
+        assert "Kept" not in seen_by_member(w, handle, [w.channel])
+
+
+async def test_the_same_request_in_an_age_restricted_channel_is_posted(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        handle = await request(w, "a fox at night [sim:r]", channel=after_dark)
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "done")
+        [submitted] = w.sim.submissions
+        assert submitted["allowMatureContent"] is True
+        assert job.max_rating == "xxx"
+        assert [m for m in w.fake.channel_messages(after_dark) if "result of job" in text_of(m)]
+        assert await w.services.moderation.item_for_job(job.id) is None
+
+
+async def kept(w, prompt: str = "a fox at night [sim:r]", channel: int | None = None):
+    """A request whose result is kept from its channel; (the job, its review item message)."""
+    handle = await request(w, prompt, channel=channel)
+    job = await started_job(w, handle)
+    job = await w.wait_job(job.id, "blocked")
+    return job, await item_message(w, job)
+
+
+async def test_threads_follow_their_parent_channel(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        sfw_thread = w.fake.add_thread(w.channel, "fox talk", owner_id=w.member)
+        nsfw_thread = w.fake.add_thread(nsfw_channel(w), "fox talk after dark", owner_id=w.member)
+        await w.fake.settle()
+
+        job, _ = await kept(w, channel=sfw_thread)
+        assert job.max_rating == "pg13" and w.sim.submissions[-1]["allowMatureContent"] is False
+        handle = await request(w, "a fox at night [sim:r]", channel=nsfw_thread)
+        posted = await w.wait_job((await started_job(w, handle)).id, "done")
+        assert posted.max_rating == "xxx" and w.sim.submissions[-1]["allowMatureContent"] is True
+        results = [m for m in w.fake.channel_messages(nsfw_thread) if "result of job" in text_of(m)]
+        assert len(results) == 1
+        assert not [m for m in w.fake.channel_messages(sfw_thread) if m.get("attachments")]
+
+
+async def test_a_moderator_sends_it_by_dm_and_the_charge_stands(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        job, item = await kept(w)
+        assert "Release" not in _labels(w, item)  # no release channel: DM only
+        text = await press(w, item, "Send by DM", w.moderator)
+        assert text == f"Review #1: sent to <@{w.member}> by DM."
+        [dm] = [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
+        assert f"<#{w.channel}>" in dm["content"] and f"result of job {job.id}" in text_of(dm)
+        assert w.results_of(job.id) == []  # still never in the channel
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.status == "released"
+        assert await w.available() == 1000 - COST
+        await w.wait_status(job, "sent the result to you by DM")
+        assert _labels(w, item) == {"Strike", "Ban"}  # decided: no second release
+
+
+async def test_a_release_goes_to_the_age_restricted_channel_the_admin_chose(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        text = await ask(w, w.admin, "settings mature", {"release-channel": w.channel})
+        assert "is not age-restricted in Discord" in text
+        text = await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        assert f"can be released to: <#{gallery}>" in text
+        job, item = await kept(w)
+        assert f"Release posts it in <#{gallery}>." in field_value(item, "Source")
+        text = await press(w, item, "Release", w.moderator)
+        assert text == f"Review #1: released in <#{gallery}>."
+        [post] = w.fake.channel_messages(gallery)
+        assert post["content"].startswith(f"<@{w.member}> a moderator released your result")
+        assert post["attachments"] and f"result of job {job.id}" in text_of(post)
+        refreshed = w.fake.message(int(item["id"]))
+        assert "Released to the release channel by" in text_of(refreshed)
+        assert _labels(w, refreshed) == {"Strike", "Ban"}
+
+
+async def test_a_release_that_cannot_be_posted_opens_the_item_again(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        w.fake.set_channel_nsfw(gallery, False)  # someone lifted the age restriction since
+        await w.fake.settle()
+        text = await press(w, item, "Release", w.moderator)
+        assert "no longer age-restricted" in text and "the item is open again" in text
+        assert w.fake.channel_messages(gallery) == []
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.open
+        assert await press(w, item, "Refund", w.moderator) == (
+            f"Review #1: refunded {COST} Buzz to <@{w.member}>."
+        )
+        assert await w.available() == 1000
+        await w.wait_status(job, "a moderator refunded")
+
+
+async def test_dismiss_leaves_it_unposted_and_charged(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        job, item = await kept(w)
+        assert await press(w, item, "Dismiss", w.moderator) == "Review #1: dismissed: no change."
+        assert await w.available() == 1000 - COST
+        await w.wait_status(job, "it will not be posted")
+
+
+async def test_an_admin_can_lower_a_channel_below_pg13(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        text = await ask(w, w.admin, "settings mature", {"level": "x", "channel": w.channel})
+        assert "can show at most PG-13" in text
+        text = await ask(w, w.admin, "settings mature", {"level": "pg", "channel": w.channel})
+        assert f"<#{w.channel}> PG" in text
+        # PG-13 is not mature: the orchestrator returns it; the bot keeps it from the channel.
+        job, item = await kept(w, "a moody portrait [sim:pg13]")
+        assert job.max_rating == "pg" and "allows up to PG." in field_value(item, "Source")
+        assert await press(w, item, "Send by DM", w.moderator) == (
+            f"Review #1: sent to <@{w.member}> by DM."
+        )
+        assert [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
+        # "Default" forgets the channel's own level: PG-13 results are posted there again.
+        await ask(w, w.admin, "settings mature", {"level": "default", "channel": w.channel})
+        handle = await request(w, "another moody portrait [sim:pg13]")
+        await w.wait_job((await started_job(w, handle)).id, "done")
+
+
+async def test_the_server_level_applies_everywhere_but_never_above_discord(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        text = await ask(w, w.admin, "settings mature", {"level": "r"})
+        assert "up to PG-13 where Discord's age restriction is off, up to R where it is on" in text
+        handle = await request(w, "a fox at night [sim:x]", channel=after_dark)
+        job = await w.wait_job((await started_job(w, handle)).id, "blocked")
+        assert job.max_rating == "r"
+        item = await item_message(w, job)
+        assert f"Rated X; <#{after_dark}> allows up to R." in field_value(item, "Source")
+
+
+def _labels(w, message) -> set[str]:
+    from tests.discord.harness import buttons
+
+    return set(buttons(w.fake.message(int(message["id"]))))
+
+
+async def test_two_moderators_releasing_at_once_send_it_once(tmp_path):
+    import asyncio
+
+    from tests.discord.harness import MANAGE_MESSAGES, answer
+    from tests.discord_admin.helpers import click
+
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        second = w.fake.add_member(w.guild, "mod2", permissions=MANAGE_MESSAGES)
+        await w.fake.settle()
+        _, item = await kept(w)
+        handles = await asyncio.gather(
+            click(w, item, "Send by DM", w.moderator), click(w, item, "Send by DM", second)
+        )
+        texts = sorted([text_of(await answer(h)) for h in handles])
+        assert texts[0].startswith("Already handled by <@") and texts[0].endswith("(released).")
+        assert texts[1] == f"Review #1: sent to <@{w.member}> by DM."
+        assert len([m for m in w.fake.dm_messages(w.member) if m.get("attachments")]) == 1
+        plain = w.fake.add_member(w.guild, "eve")
+        await w.fake.settle()
+        _, item2 = await kept(w, "another fox [sim:x]")
+        assert await press(w, item2, "Send by DM", plain) == (
+            "Only moderators (Manage Messages or the moderator role) can do that."
+        )

@@ -1,0 +1,176 @@
+"""AI pre-moderation end to end: before any Buzz is held, the prompt goes through an
+xGuardModeration workflow (prompt mode) on the simulator. Flagged prompts are held for review
+with their labels, scores and the model's reason shown to moderators only; clean ones go on;
+a failing check falls back as configured. The guild pays for the checks, not the member."""
+
+from __future__ import annotations
+
+import json
+
+from bot.civitai.simulator import Outcome
+from tests.discord.harness import field_value, text_of, world
+from tests.discord_admin.helpers import (
+    COST,
+    ask,
+    audit_actions,
+    item_message,
+    mod_channel,
+    press,
+    request,
+    started_job,
+)
+from tests.safety.helpers import seen_by_member
+
+CHECK = 1  # what the simulator charges for an xGuardModeration step
+
+
+def moderation_runs(w) -> list[dict]:
+    return [s for s in w.sim.submissions if s["steps"][0]["$type"] == "xGuardModeration"]
+
+
+def generations(w) -> list[dict]:
+    return [s for s in w.sim.submissions if s["steps"][0]["$type"] == "imageGen"]
+
+
+async def switch_on(w, **options) -> str:
+    return await ask(w, w.admin, "settings premoderation", {"enabled": True, **options})
+
+
+async def test_pre_moderation_is_off_by_default(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        assert "AI pre-moderation: off" in await ask(w, w.admin, "settings show")
+        job = await started_job(w, await request(w, "a cat [sim:flag]"))
+        await w.wait_job(job.id, "done")
+        assert moderation_runs(w) == []
+
+
+async def test_a_flagged_prompt_is_held_and_only_moderators_see_why(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        text = await switch_on(w)
+        assert "AI pre-moderation: on (all labels; if the check fails: hold it for review)" in text
+        w.sim.script(Outcome(flag_labels=("violence",)), prompt="two cats at dawn")
+        handle = await request(w, "two cats at dawn")
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "held")
+        await w.wait_status(job, "review")
+
+        [check] = moderation_runs(w)
+        assert check["externalId"] == f"{job.id}-premod"
+        assert check["steps"][0]["input"] == {
+            "mode": "prompt",
+            "positivePrompt": "two cats at dawn",
+            "includeReasoning": True,
+            "storeFullResponse": False,
+        }
+        assert generations(w) == []  # nothing ran
+        assert job.hold_amount == COST and await w.available() == 1000 - COST
+
+        item = await item_message(w, job)
+        assert "Held by AI pre-moderation" in text_of(item)
+        assert field_value(item, "Reason") == "AI pre-moderation flagged: violence (0.97)"
+        source = field_value(item, "Source")
+        assert source.startswith("**AI pre-moderation**\n· violence: 0.97\n")
+        assert "violence, the model's reason: The prompt matches the violence policy" in source
+        text = await ask(w, w.moderator, "mod queue", {"source": "premoderation"})
+        assert "held (AI pre-moderation)" in text
+        # The member reads that it waits for review, never what was found.
+        seen = seen_by_member(w, handle, [w.channel]).lower()
+        assert "review" in seen
+        for word in ("violence", "flag", "label", "pre-moderation", "0.97"):
+            assert word not in seen, word
+
+        # The check cost the guild, not the member: in the audit and the guild's budget.
+        [(actor, target, details)] = await audit_actions(w, "premoderation.check")
+        assert (actor, target) == (w.member, f"job:{job.id}")
+        assert json.loads(details) == {"cost": CHECK, "outcome": "flagged", "labels": ["violence"]}
+        assert await w.services.safety.guild_charges(w.guild) == CHECK
+        budget = await w.services.ledger.budget_state(w.guild, 10_000, "monthly")
+        assert budget.used == COST + CHECK
+
+        assert await press(w, item, "Approve", w.moderator) == (
+            "Review #1: approved: the job runs now."
+        )
+        done = await w.wait_job(job.id, "done")
+        assert done.charged == COST and await w.available() == 1000 - COST
+
+
+async def test_a_clean_prompt_goes_on(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        job = await started_job(w, await request(w, "a quiet harbour at dawn"))
+        await w.wait_job(job.id, "done")
+        assert len(moderation_runs(w)) == 1 and len(generations(w)) == 1
+        assert await w.services.moderation.item_for_job(job.id) is None
+        assert await w.available() == 1000 - COST  # the member paid the image only
+        [(_, _, details)] = await audit_actions(w, "premoderation.check")
+        assert json.loads(details)["outcome"] == "clean"
+        assert await w.services.safety.guild_charges(w.guild) == CHECK
+
+
+async def test_only_the_chosen_labels_are_checked(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        text = await switch_on(w, labels="hate")
+        assert "AI pre-moderation: on (hate;" in text
+        assert "unknown label hat" in await switch_on(w, labels="hat")
+        job = await started_job(w, await request(w, "a cat [sim:flag:sexual]"))
+        await w.wait_job(job.id, "done")
+        [check] = moderation_runs(w)
+        assert check["steps"][0]["input"]["labels"] == ["hate"]
+
+
+async def test_a_failing_check_holds_the_request_by_default(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome("fail", step="xGuardModeration"))
+        handle = await request(w, "a lighthouse")
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        item = await item_message(w, job)
+        assert "could not check this prompt" in field_value(item, "Reason")
+        assert "held by the fallback" in field_value(item, "Source")
+        assert generations(w) == []
+        [(_, _, details)] = await audit_actions(w, "premoderation.check")
+        assert json.loads(details)["outcome"] == "failed"
+        assert "check" not in seen_by_member(w, handle, [w.channel]).lower()
+
+
+async def test_a_failing_check_lets_the_request_through_when_configured(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        text = await switch_on(w, **{"on-failure": "allow"})
+        assert "if the check fails: let it through" in text
+        w.sim.script(Outcome("fail", step="xGuardModeration"))
+        job = await started_job(w, await request(w, "a lighthouse"))
+        await w.wait_job(job.id, "done")
+        assert len(generations(w)) == 1
+
+
+async def test_an_approved_request_whose_result_is_rated_above_the_channel_goes_back(tmp_path):
+    """A job may need moderators twice: held before it runs, kept from its channel after."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w)
+        job = await started_job(w, await request(w, "a fox [sim:flag] [sim:r]"))
+        job = await w.wait_job(job.id, "held")
+        await press(w, await item_message(w, job), "Approve", w.moderator)
+        job = await w.wait_job(job.id, "blocked")
+        second = await w.services.moderation.item_for_job(job.id)
+        assert second is not None and (second.id, second.kind, second.open) == (2, "mature", True)
+
+
+async def test_pre_moderation_needs_the_orchestrator(tmp_path):
+    """On the OpenAI lane without a CIVITAI_TOKEN nothing can run the check: an admin is told
+    so rather than having every request held by the fallback."""
+    from tests.discord.test_openai_lane import openai_world
+
+    async with openai_world(tmp_path) as (w, _):
+        text = await switch_on(w)
+        assert text.startswith("**enabled**: AI pre-moderation runs on the Civitai orchestrator")
+        assert "AI pre-moderation: off" in await ask(w, w.admin, "settings show")
