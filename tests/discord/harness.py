@@ -361,7 +361,7 @@ async def job_of(w: World, status_message_id: int, timeout: float = 10) -> JobRe
             await asyncio.sleep(0.02)
 
 
-async def status_post(handle: InteractionHandle, timeout: float = 10) -> dict[str, Any]:
+async def status_post(handle: InteractionHandle, timeout: float = 30) -> dict[str, Any]:
     """The public status message of the job a command started. The command's own answer is
     private (a "thinking…" that becomes "Started"); the status follows once the job is
     admitted, so a request refused at any point leaves nothing in the channel."""
