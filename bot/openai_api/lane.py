@@ -44,6 +44,7 @@ from bot.openai_api.job_step import OpenAIJob, Step
 from bot.openai_api.request import build_openai_request
 from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
+from bot.safety.levels import allows_mature
 from bot.store import audit, results
 from bot.store.db import Database, iso
 from bot.store.jobs import JobRecord, JobStatus, JobStore
@@ -98,8 +99,6 @@ class OpenAILane:
             )
         who = request.requester
         settings = self.service.lane_settings
-        if self.service.moderation_low_allowed and who.age_restricted:
-            settings = replace(settings, moderation="low")
         accepted = build_openai_request(
             model,
             request.operation,
@@ -194,6 +193,15 @@ class OpenAILane:
     async def _call(self, run: Run, step: Step) -> ImagesResult:
         async def on_partial(partial: PartialImage) -> None:
             await run.preview(partial.data, sniff_mime(partial.data))
+
+        # `moderation: low` only where the job's channel allows mature content (its level,
+        # decided and stored at admission) and only when an admin enabled it.
+        fields = {k: v for k, v in step.fields.items() if k != "moderation"}
+        if self.service.moderation_low_allowed and allows_mature(run.job.max_rating):
+            fields["moderation"] = "low"
+        elif self.service.lane_settings.moderation is not None:
+            fields["moderation"] = self.service.lane_settings.moderation
+        step = replace(step, fields=fields)
 
         if step.operation is Operation.EDIT:
             sources = await self.jobs.sources(run.job.id)

@@ -445,3 +445,15 @@ async def test_a_wrong_base_url_is_the_operators_problem(tmp_path):
             assert "OPENAI_BASE_URL" in h.alerts.alerts[0][1]
     finally:
         await sim.stop()
+
+
+async def test_no_moderation_low_in_an_age_restricted_channel_an_admin_lowered(tmp_path):
+    """The channel's level decides, not only Discord's flag: lowered to PG-13, no `low`."""
+    async with lane_harness(tmp_path, moderation_low_allowed=True) as h:
+        await h.grant(1000)
+        await h.services.safety.set_level(
+            GUILD, "pg13", channel_id=CHANNEL, age_restricted=True, actor_id=1
+        )
+        await h.engine.start()
+        await h.run(h.request(age_restricted=True))
+        assert "moderation" not in h.sim.received[0].fields
