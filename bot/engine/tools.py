@@ -97,6 +97,14 @@ class ToolAdmission:
             job_id, hold, request.estimate, whatif, available, needs_confirmation, settings
         )
 
+    async def _channel_level(self, request: ToolRequest) -> str | None:
+        safety = self.parts.safety
+        if safety is None:
+            return None
+        who = request.requester
+        settings = await safety.store.settings(who.guild_id)
+        return settings.level_for(who.channel_id, who.parent_channel_id, who.age_restricted)
+
     async def admit(self, request: ToolRequest, quote: ToolQuote) -> JobRecord:
         """Hold the quoted Buzz and store the job, queued. Raises Refusal."""
         parts, who = self.parts, request.requester
@@ -111,6 +119,8 @@ class ToolAdmission:
         now = parts.clock()
         new = NewJob(
             id=quote.job_id,
+            # Its result goes where the image it was made from went: the same channel level.
+            max_rating=await self._channel_level(request),
             guild_id=who.guild_id,
             channel_id=who.channel_id,
             member_id=who.member_id,

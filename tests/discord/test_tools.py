@@ -69,6 +69,9 @@ async def test_upscale_posts_a_reply_and_charges_what_the_orchestrator_charged(t
         step = w.sim.submissions[1]["steps"][0]
         assert step["$type"] == "imageUpscaler"
         assert step["input"] == {"image": step["input"]["image"], "numberOfRepeats": 1}
+        # Like its parent, it runs under the channel's level (not age-restricted: no mature).
+        assert w.sim.submissions[1]["allowMatureContent"] is False
+        assert job.max_rating == "pg13"
         assert step["input"]["image"].startswith(w.sim.base_url)
         # Priced by whatif (0.26 MP → 1, ×2) and charged exactly what the workflow charged.
         assert job.whatif == 2 and job.hold_amount == 2
