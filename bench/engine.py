@@ -68,7 +68,7 @@ GUILD, CHANNEL = 1, 1
 
 
 # -- the bot side (a process of its own per scenario) ---------------------------------------
-def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> Any:
+def encoding_publisher(services: Any, settings: Any) -> Any:
     import discord
     from discord.http import handle_message_parameters
 
@@ -91,10 +91,11 @@ def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> A
         def __init__(self) -> None:
             super().__init__(
                 NoDiscord(),  # type: ignore[arg-type]
-                ledger,
-                guilds,
+                services.ledger,
+                services.guilds,
+                images=services.images,
                 edit_interval=settings.jobs.status_edit_interval_seconds,
-                clock=clock,
+                clock=services.clock,
             )
             self.counts = {"status_edits": 0, "status_bytes": 0, "posts": 0, "post_bytes": 0}
             self.fitted = {"images": 0, "reencoded": 0}
@@ -227,7 +228,7 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
         detected: dict[str, float] = {}
         flight: dict[str, Any] = {"live": set(), "peak": 0}
         instrument(services.client, detected, flight)
-        publisher = encoding_publisher(services.ledger, services.guilds, settings, services.clock)
+        publisher = encoding_publisher(services, settings)
         engine_settings = services.engine_settings()
         if args.policy == "docs":
             engine_settings = replace(engine_settings, policy=Schedule(DOCS_CADENCE, args.speed))

@@ -22,6 +22,7 @@ from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
 from bot.engine.parts import PromptFilter
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
+from bot.media.pool import ImagePool
 from bot.metrics import Metrics
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
@@ -48,6 +49,8 @@ class Services:
     downloads: httpx.AsyncClient
     # What is pruned, when (stored source images of jobs ended long ago).
     retention: Retention
+    # Decoding, re-encoding and fitting images: bounded, shared by intake and delivery.
+    images: ImagePool = field(default_factory=ImagePool)
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -92,6 +95,7 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        self.images.close()
         await self.downloads.aclose()
         await self.client.aclose()
         if self.simulator is not None:

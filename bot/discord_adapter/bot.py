@@ -75,6 +75,7 @@ class ImageBot(commands.Bot):
             self,
             services.ledger,
             services.guilds,
+            images=services.images,
             token_margin=timedelta(seconds=settings.jobs.token_margin_seconds),
             edit_interval=settings.jobs.status_edit_interval_seconds,
             clock=services.clock,

@@ -32,6 +32,7 @@ from bot.discord_adapter.embeds import (
 )
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage, fit_for_upload
+from bot.media.pool import ImagePool
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus
@@ -67,6 +68,7 @@ class DiscordPublisher:
         ledger: Ledger,
         guilds: GuildStore,
         *,
+        images: ImagePool,
         token_margin: timedelta = timedelta(seconds=60),
         edit_interval: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
@@ -74,6 +76,8 @@ class DiscordPublisher:
         self.bot = bot
         self.ledger = ledger
         self.guilds = guilds
+        # Fitting shares the bot's one image pool with attachment intake.
+        self.images = images
         self.token_margin = token_margin
         self.edit_interval = edit_interval
         self.clock = clock
@@ -255,7 +259,7 @@ class DiscordPublisher:
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
-            fitted = await asyncio.to_thread(_fit_all, images, limit)
+            fitted = await _fit_all(self.images, images, limit)
             parts = _split(fitted, limit, message_bytes)
             posted: list[discord.Message | int] = []
             try:
@@ -405,11 +409,12 @@ async def _sending(call: Awaitable[discord.Message | None], largest: int) -> dis
     return message
 
 
-def _fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
+async def _fit_all(pool: ImagePool, images: list[ResultImage], limit: int) -> list[FittedImage]:
+    # One pool call per image: another job's images (or an edit's sources) can go in between.
     fitted = []
     for image in images:
         try:
-            fitted.append(fit_for_upload(image.data, limit))
+            fitted.append(await pool.run(fit_for_upload, image.data, limit))
         except ValueError as exc:
             # Never post a result with an image silently left out.
             raise PostFailed(
