@@ -12,9 +12,7 @@ Only the job's own task changes a running job; others (cancel) set a flag and wa
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -28,10 +26,10 @@ from bot.civitai.errors import (
     ValidationFailed,
 )
 from bot.civitai.models import Workflow, WorkflowStatus
-from bot.engine.admission import SOURCE_REF
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
+from bot.engine.sources import SourceUploads
 from bot.logs import bind_job
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, JobStatus, TransitionError
@@ -44,6 +42,7 @@ class Driver:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
         self.results = Results(parts, self.sleep)
+        self.sources = SourceUploads(parts)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._closing = False
@@ -241,23 +240,9 @@ class Driver:
         await parts.status(job, message)
 
     async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
-        """The stored step with source://N references replaced by data URLs."""
-        text = json.dumps(job.step)
-        if SOURCE_REF not in text:
-            return job.step
-        sources = await self.parts.jobs.sources(job.id)
-
-        def resolve(value: Any) -> Any:
-            if isinstance(value, str) and value.startswith(SOURCE_REF):
-                source = sources[int(value[len(SOURCE_REF) :])]
-                return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
-            if isinstance(value, list):
-                return [resolve(v) for v in value]
-            if isinstance(value, dict):
-                return {k: resolve(v) for k, v in value.items()}
-            return value
-
-        return resolve(job.step)
+        """The stored step with source://N references replaced by the sources' blob URLs
+        (each uploaded once, see bot.engine.sources), or data URLs when uploads are refused."""
+        return await self.sources.step(job)
 
     async def _follow(self, job: JobRecord) -> None:
         """Follow the workflow to its end. Past the deadline, ask the orchestrator to stop it

@@ -37,11 +37,12 @@ def kept_original(
             return None
         if image.mode not in KEPT_MODES or getattr(image, "n_frames", 1) > 1:
             return None
-        if image.getexif().get(ORIENTATION, 1) != 1:
-            return None  # shown rotated: the decoder turns the pixels upright
         width, height = image.size
         check_pixels(option, width, height, limits.max_pixels)
         _check_whole(image, option, limits)
+        # After loading: a PNG's EXIF may come after its pixels.
+        if image.getexif().get(ORIENTATION, 1) != 1:
+            return None  # shown rotated: the decoder turns the pixels upright
     return SourceImage("image", KEPT_FORMATS[fmt], width, height, data)
 
 
