@@ -325,7 +325,8 @@ def run_scenario(policy: str, args: argparse.Namespace, plan_file: Path) -> dict
     options += ["--min-runtime", str(args.min_runtime), "--photo-results"]
     with simulator(*options) as sim:
         command = [sys.executable, __file__, "--worker", "--policy", policy]
-        command += ["--sim-url", sim.base_url, "--token", sim.token, "--plan", str(plan_file)]
+        # NAME=VALUE: a random token may start with "-".
+        command += [f"--sim-url={sim.base_url}", f"--token={sim.token}", f"--plan={plan_file}"]
         command += ["--speed", str(args.speed), "--admit-concurrency", str(args.admit_concurrency)]
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if out.returncode:
