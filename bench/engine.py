@@ -249,12 +249,13 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
                 Operation.CREATE,
                 RequestOptions(prompt=job["prompt"], **options),
                 confirmed=True,
-                status_message_id=next(status_ids),
                 upload_limit=UPLOAD_LIMIT,
             )
             async with gate:
                 try:
-                    await engine.submit(request)
+                    # As the Discord flow does: admitted first, then shown, then started.
+                    admitted = await engine.submit(request, launch=False)
+                    await engine.launch(admitted, next(status_ids))
                 except Refusal as exc:
                     refused.append(str(exc))
 

@@ -28,6 +28,7 @@ from bot.civitai.errors import (
     Unavailable,
 )
 from bot.civitai.models import ImageBlob
+from bot.civitai.shards import Shards
 from bot.metrics import ERROR, OK, RETRY
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class BlobCalls:
     stats: Counter[str]
     _sleep: Callable[[float], Awaitable[None]]
     _rng: random.Random
-    _http: httpx.AsyncClient
+    _shards: Shards
     _request: Callable[..., Awaitable[Any]]
     _attempt: Callable[[str, str, float], None]
     _backoff: Callable[[int, float | None], float]
@@ -122,30 +123,36 @@ class BlobCalls:
         for _ in range(3):  # a GetBlob URL redirects once to the content URL
             self._check_blob_url(url)
             self.stats["blob"] += 1
-            http = self._http
-            request = http.build_request("GET", url, timeout=self.timeout)
-            if not self._same_host(url):
-                # Blob URLs are signed; our bearer token must not travel to another host.
-                request.headers.pop("Authorization", None)
-            response = await http.send(request, stream=True)
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    url = str(response.url.join(response.headers["location"]))
-                    continue
-                status = response.status_code
-                if status in RETRYABLE_STATUS:
-                    raise _Retryable(
-                        f"blob: the blob store answered {status}",
-                        retry_after(response.headers.get("retry-after")),
-                    )
-                if status in (403, 404, 410):
-                    raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
-                if status != 200:
-                    raise self._error(status, await _body_text(response))
-                return await _read_capped(response, cap)
-            finally:
-                await response.aclose()
+            with self._shards.use() as http:
+                fetched = await self._fetch_once(http, url, cap)
+            if isinstance(fetched, bytes):
+                return fetched
+            url = fetched
         raise BlobRefused("too many redirects fetching a blob")
+
+    async def _fetch_once(self, http: httpx.AsyncClient, url: str, cap: int) -> bytes | str:
+        """The blob's bytes, or where it redirects to."""
+        request = http.build_request("GET", url, timeout=self.timeout)
+        if not self._same_host(url):
+            # Blob URLs are signed; our bearer token must not travel to another host.
+            request.headers.pop("Authorization", None)
+        response = await http.send(request, stream=True)
+        try:
+            if response.is_redirect and "location" in response.headers:
+                return str(response.url.join(response.headers["location"]))
+            status = response.status_code
+            if status in RETRYABLE_STATUS:
+                raise _Retryable(
+                    f"blob: the blob store answered {status}",
+                    retry_after(response.headers.get("retry-after")),
+                )
+            if status in (403, 404, 410):
+                raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
+            if status != 200:
+                raise self._error(status, await _body_text(response))
+            return await _read_capped(response, cap)
+        finally:
+            await response.aclose()
 
     def _same_host(self, url: str) -> bool:
         return urlsplit(url).netloc.lower() == urlsplit(self.base_url).netloc.lower()

@@ -34,6 +34,7 @@ from bot.civitai.errors import (
     ValidationFailed,
 )
 from bot.civitai.models import Workflow
+from bot.civitai.shards import Shards
 from bot.metrics import ERROR, OK, RETRY, Metrics
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,11 @@ class OrchestratorClient(BlobCalls):
         headers = {"Accept": "application/json"}
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
-        # Each long-poll holds a connection, and httpcore scans its whole pool on every request
-        # and response close (quadratic with 1 000 jobs in flight): several small pools, used
-        # in turn, keep each scan short. Every idle connection is kept (a job's next call, or
-        # its result download from the same host, reuses one instead of opening another).
+        # Several small pools (shards.py); every idle connection is kept, so a job's next call
+        # and its result download (same host) reuse one instead of opening another.
         # One CA store (certifi's, as httpx uses by default) for all pools, not one each.
         tls = ssl.create_default_context(cafile=certifi.where())
-        self._pools = [
+        pools = [
             httpx.AsyncClient(
                 verify=tls,
                 base_url=self.base_url,
@@ -98,20 +97,14 @@ class OrchestratorClient(BlobCalls):
             )
             for _ in range(max(1, pool_shards))
         ]
-        self._next_pool = 0
+        self._shards = Shards(pools)
 
     def __repr__(self) -> str:
         token = "***" if self._secret else None
         return f"OrchestratorClient(base_url={self.base_url!r}, token={token})"
 
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        self._next_pool = (self._next_pool + 1) % len(self._pools)
-        return self._pools[self._next_pool]
-
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._shards.aclose()
 
     async def __aenter__(self) -> OrchestratorClient:
         return self
@@ -185,15 +178,16 @@ class OrchestratorClient(BlobCalls):
             started = time.monotonic()
             try:
                 self.stats[kind] += 1
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    content=content,
-                    headers=headers,
-                    timeout=self.timeout + wait,
-                )
+                with self._shards.use() as http:
+                    response = await http.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        content=content,
+                        headers=headers,
+                        timeout=self.timeout + wait,
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
             except httpx.TimeoutException:
