@@ -22,7 +22,7 @@ from bot.store.jobs import JobRecord, TransitionError
 log = logging.getLogger(__name__)
 
 DELIVERY_FAILED = "delivery failed"
-DELIVERY_TURNS = 4
+DELIVERY_TURNS = 2
 POSTING = "posting"
 
 
