@@ -107,6 +107,7 @@ class Driver:
         self._tasks.pop(job_id, None)
         self._wake.pop(job_id, None)
         self.results.forget(job_id)
+        self.sources.forget(job_id)
 
     def background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -193,6 +194,9 @@ class Driver:
                 return
             raise
         except ValidationFailed as exc:
+            if self.sources.refused(job, exc.fields):
+                # A source URL it cannot use (the blob lost upstream): again, sources inline.
+                raise Unavailable(f"the orchestrator refused the source URLs ({exc})") from exc
             fields = ", ".join(exc.fields) or "the request"
             await self._finish_unsubmitted(
                 job,

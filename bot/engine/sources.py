@@ -6,7 +6,8 @@ The uploads are remembered by the SHA-256 of the bytes (bot.store.source_blobs):
 a resubmit after a restart, reuses the URL while it stays valid for the job's whole deadline,
 asks RefreshBlob for a fresh one when it would not, and uploads the stored bytes again when the
 blob is gone (expired upstream, 404). When the blob store will not take a source (refused,
-unreachable after the client's retries), that source goes inline as a data URL, as before.
+unreachable after the client's retries), that source goes inline as a data URL, as before; so
+do all of a job's sources when the orchestrator refuses its submit over their URLs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import base64
 import hashlib
 import json
 import logging
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from bot.civitai.errors import NotFound, OrchestratorError
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Hashing or Base64-encoding more than this goes to a thread, off the event loop.
 INLINE_WORK_BYTES = 256 * 1024
+# The step fields that carry sources, as a 400's field paths name them.
+SOURCE_FIELD = re.compile(r"\binput\.(images|image|mask|maskImage)\b")
 
 
 def data_url(source: SourceImage) -> str:
@@ -46,6 +51,9 @@ class SourceUploads:
         # One upload at a time per source: two re-rolls of one edit share it.
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        # Jobs whose last step named sources by URL, and those to send inline from now on.
+        self._by_url: set[str] = set()
+        self._inline: set[str] = set()
 
     async def step(self, job: JobRecord) -> dict[str, Any]:
         """The job's stored step with each source://N replaced by how the source is sent."""
@@ -53,7 +61,12 @@ class SourceUploads:
             return job.step
         sources = await self.parts.jobs.sources(job.id)
         wanted = sorted(set(_refs(job.step)))
-        sent = {index: await self.reference(job.id, sources[index]) for index in wanted}
+        if job.id in self._inline:
+            sent = {index: await _off_loop(data_url, sources[index]) for index in wanted}
+        else:
+            sent = {index: await self.reference(job.id, sources[index]) for index in wanted}
+        if any(not url.startswith("data:") for url in sent.values()):
+            self._by_url.add(job.id)
 
         def resolve(value: Any) -> Any:
             if isinstance(value, str) and value.startswith(SOURCE_REF):
@@ -65,6 +78,22 @@ class SourceUploads:
             return value
 
         return resolve(job.step)
+
+    def refused(self, job: JobRecord, fields: Iterable[str]) -> bool:
+        """The orchestrator refused the job's submit naming its source fields: if they went by
+        URL (a blob lost upstream before its URL expired), they go inline next time, once.
+        True when that is worth another try."""
+        if job.id in self._inline or job.id not in self._by_url:
+            return False
+        if not any(SOURCE_FIELD.search(field) for field in fields):
+            return False
+        self._inline.add(job.id)
+        return True
+
+    def forget(self, job_id: str) -> None:
+        """The job's task has ended."""
+        self._by_url.discard(job_id)
+        self._inline.discard(job_id)
 
     async def reference(self, job_id: str, source: SourceImage) -> str:
         """The URL of the source's blob (uploaded now if need be), else its data URL."""

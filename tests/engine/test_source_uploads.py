@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -121,3 +122,38 @@ async def test_an_upload_survives_a_restart(tmp_path):
         await h.restart_engine()
         await edit(h, sent, parent=first.id)
         assert len(h.sim.uploads) == 1 and h.sim.requests["refresh"] == 0
+
+
+async def test_source_urls_refused_at_submit_are_sent_inline_once(tmp_path):
+    sent = source("maroon")
+    refusal = json.dumps(
+        {"status": 400, "errors": {"steps[0].input.images[0]": ["the image cannot be loaded"]}}
+    ).encode()
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        h.sim.fault(400, route="submit", body=refusal)
+        job = await edit(h, sent)
+        [url] = sent_images(h)  # the refused submit created nothing upstream
+        assert url.startswith("data:image/png;base64,")
+        assert h.sim.requests["submit"] == 2 and job.charged == 13
+
+
+async def test_a_refusal_of_something_else_still_fails_the_job_uncharged(tmp_path):
+    refusal = json.dumps({"status": 400, "errors": {"steps[0].input.prompt": ["too long"]}})
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        h.sim.fault(400, route="submit", body=refusal.encode())
+        job = await h.engine.submit(
+            JobRequest(
+                Requester(GUILD, CHANNEL, MEMBER),
+                Model.GPT_IMAGE_2,
+                Operation.EDIT,
+                RequestOptions(prompt="make it snow", quality="low"),
+                sources=(source(),),
+                confirmed=True,
+            )
+        )
+        await h.settle_all()
+        failed = await h.job(job.id)
+        assert failed.status is JobStatus.FAILED and failed.charged == 0
+        assert h.sim.requests["submit"] == 1 and await h.available() == 1000
