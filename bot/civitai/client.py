@@ -60,7 +60,7 @@ class OrchestratorClient(BlobCalls):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
-        pool_shards: int = 16,
+        connections_per_pool: int = 32,
         metrics: Metrics | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
@@ -81,12 +81,13 @@ class OrchestratorClient(BlobCalls):
         headers = {"Accept": "application/json"}
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
-        # Several small pools (shards.py); every idle connection is kept, so a job's next call
-        # and its result download (same host) reuse one instead of opening another.
+        # Small pools, as many as the load needs (shards.py); every idle connection is kept, so
+        # a job's next call and its result download (same host) reuse one.
         # One CA store (certifi's, as httpx uses by default) for all pools, not one each.
         tls = ssl.create_default_context(cafile=certifi.where())
-        pools = [
-            httpx.AsyncClient(
+
+        def pool() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
                 verify=tls,
                 base_url=self.base_url,
                 headers=headers,
@@ -95,9 +96,8 @@ class OrchestratorClient(BlobCalls):
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
                 follow_redirects=False,
             )
-            for _ in range(max(1, pool_shards))
-        ]
-        self._shards = Shards(pools)
+
+        self._shards = Shards(pool, connections_per_pool)
 
     def __repr__(self) -> str:
         token = "***" if self._secret else None
