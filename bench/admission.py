@@ -111,16 +111,24 @@ class World:
         return found
 
 
+PROGRESS = ("⏳", "✅", "⏸")  # the private answer while a request is prepared and admitted
+
+
 def failed(world: World, handle: InteractionHandle) -> bool:
-    """Refused, or answered with something other than a public status message that stayed."""
+    """Refused: the private "thinking…" answer became a refusal with no public status message
+    after it (or the public status message was taken down again)."""
     record = handle.record
     if record.rejections:
         return True
     if record.response is None:
         return False
-    if handle.ephemeral or record.original_message_id is None:
+    if record.followup_ids:
+        return all(world.fake.is_deleted(i) for i in record.followup_ids)
+    original = handle.original_message
+    if original is None:
         return True
-    return world.fake.is_deleted(record.original_message_id)
+    text = original.get("content") or ""
+    return bool(text) and not text.startswith(PROGRESS)
 
 
 async def one_round(
@@ -231,20 +239,14 @@ async def start_bot(fake: FakeDiscord, guild: int, sim: SimProcess, tmp: Path) -
         [
             sys.executable,
             str(ROOT / "bench" / "botproc.py"),
-            "--api-base",
-            fake.api_base,
-            "--gateway",
-            fake.gateway_url,
-            "--discord-token",
-            fake.bot_token,
-            "--guild",
-            str(guild),
-            "--sim-url",
-            sim.base_url,
-            "--sim-token",
-            sim.token,
-            "--db",
-            str(tmp / "bot.sqlite3"),
+            # NAME=VALUE: a random token may start with "-".
+            f"--api-base={fake.api_base}",
+            f"--gateway={fake.gateway_url}",
+            f"--discord-token={fake.bot_token}",
+            f"--guild={guild}",
+            f"--sim-url={sim.base_url}",
+            f"--sim-token={sim.token}",
+            f"--db={tmp / 'bot.sqlite3'}",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -68,7 +68,7 @@ GUILD, CHANNEL = 1, 1
 
 
 # -- the bot side (a process of its own per scenario) ---------------------------------------
-def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> Any:
+def encoding_publisher(services: Any, settings: Any) -> Any:
     import discord
     from discord.http import handle_message_parameters
 
@@ -91,17 +91,18 @@ def encoding_publisher(ledger: Any, guilds: Any, settings: Any, clock: Any) -> A
         def __init__(self) -> None:
             super().__init__(
                 NoDiscord(),  # type: ignore[arg-type]
-                ledger,
-                guilds,
+                services.ledger,
+                services.guilds,
+                images=services.images,
                 edit_interval=settings.jobs.status_edit_interval_seconds,
-                clock=clock,
+                clock=services.clock,
             )
             self.counts = {"status_edits": 0, "status_bytes": 0, "posts": 0, "post_bytes": 0}
             self.fitted = {"images": 0, "reencoded": 0}
             self._ids = count(10**15)
 
         async def _edit_message(
-            self, job: Any, message_id: int | None, embed: Any, view: Any
+            self, job: Any, message_id: int | None, embed: Any, view: Any, files: Any = None
         ) -> None:
             payload = {"embeds": [embed.to_dict()]}
             payload["components"] = view.to_components() if view is not None else []
@@ -209,6 +210,7 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
     from bot.config import Settings
     from bot.engine.follow import Schedule
     from bot.engine.requests import JobRequest, Refusal, Requester
+    from bot.gc_tuning import tune_gc
     from bot.services import build_services
 
     members = max(50, math.ceil(len(plan) / 40))  # per-member concurrency is at most 50
@@ -224,10 +226,11 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
             },
         )
         services = await build_services(settings, base_url=args.sim_url, token=args.token)
+        tune_gc()  # as `python -m bot run` does
         detected: dict[str, float] = {}
         flight: dict[str, Any] = {"live": set(), "peak": 0}
         instrument(services.client, detected, flight)
-        publisher = encoding_publisher(services.ledger, services.guilds, settings, services.clock)
+        publisher = encoding_publisher(services, settings)
         engine_settings = services.engine_settings()
         if args.policy == "docs":
             engine_settings = replace(engine_settings, policy=Schedule(DOCS_CADENCE, args.speed))
@@ -248,12 +251,13 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
                 Operation.CREATE,
                 RequestOptions(prompt=job["prompt"], **options),
                 confirmed=True,
-                status_message_id=next(status_ids),
                 upload_limit=UPLOAD_LIMIT,
             )
             async with gate:
                 try:
-                    await engine.submit(request)
+                    # As the Discord flow does: admitted first, then shown, then started.
+                    admitted = await engine.submit(request, launch=False)
+                    await engine.launch(admitted, next(status_ids))
                 except Refusal as exc:
                     refused.append(str(exc))
 
@@ -324,7 +328,8 @@ def run_scenario(policy: str, args: argparse.Namespace, plan_file: Path) -> dict
     options += ["--min-runtime", str(args.min_runtime), "--photo-results"]
     with simulator(*options) as sim:
         command = [sys.executable, __file__, "--worker", "--policy", policy]
-        command += ["--sim-url", sim.base_url, "--token", sim.token, "--plan", str(plan_file)]
+        # NAME=VALUE: a random token may start with "-".
+        command += [f"--sim-url={sim.base_url}", f"--token={sim.token}", f"--plan={plan_file}"]
         command += ["--speed", str(args.speed), "--admit-concurrency", str(args.admit_concurrency)]
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if out.returncode:

@@ -42,7 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.images import encode, photo  # noqa: E402
-from bot.civitai.simulator import RUNTIMES, Outcome, Simulator, SimWorkflow  # noqa: E402
+from bot.civitai.simulator import RUNTIMES, Simulator, SimWorkflow  # noqa: E402
+from bot.civitai.simulator.blob_routes import BlobRoutes  # noqa: E402
+from bot.civitai.simulator.responses import lose_answers  # noqa: E402
+from bot.civitai.simulator.workflow_routes import WORKFLOWS, WorkflowRoutes  # noqa: E402
 
 EXTERNAL_ID = re.compile(rb'"externalId"\s*:\s*"([^"]+)"')
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webP": "WEBP"}
@@ -71,8 +74,18 @@ class BenchSimulator(Simulator):
         self._side: set[asyncio.Task[Any]] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        url = await super().start(host, port)
-        assert self._runner is not None
+        # Simulator.start with one more middleware (arrivals) and a counted accept.
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[self._arrivals, lose_answers]
+        )
+        WorkflowRoutes(self).register(app)
+        BlobRoutes(self).register(app)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=4096)
+        await site.start()
+        bound = self._runner.addresses[0][1]
+        self.base_url = self.blobs.base_url = f"http://{host}:{bound}"
         server = self._runner.server
         assert server is not None
         made = server.connection_made
@@ -82,14 +95,17 @@ class BenchSimulator(Simulator):
             made(handler, transport)
 
         server.connection_made = counting  # type: ignore[method-assign]
-        return url
+        return self.base_url
 
     # -- submissions: when they arrived -------------------------------------------------------
-    async def _submit(self, request: web.Request) -> web.Response:
+    @web.middleware
+    async def _arrivals(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method != "POST" or request.path != WORKFLOWS:
+            return await handler(request)
         arrived = time.monotonic()
-        body = await request.read()  # cached: the simulator's own request.json() reuses it
+        body = await request.read()  # cached: the route's own request.json() reuses it
         received = time.monotonic()
-        response = await super()._submit(request)
+        response = await handler(request)
         if request.query.get("whatif", "false").lower() == "true" or response.status >= 300:
             return response
         match = EXTERNAL_ID.search(body, max(0, len(body) - 512)) or EXTERNAL_ID.search(body)
@@ -97,24 +113,36 @@ class BenchSimulator(Simulator):
         if external_id and external_id not in self._seen_external:
             self._seen_external.add(external_id)
             wf = self.workflow_for(external_id)
+            first = wf.steps[0] if wf and wf.steps else None
+            blob = first.plan.blobs[0] if first and first.plan.blobs else None
             self.arrivals.append(
                 {
                     "external_id": external_id,
-                    "prompt": getattr(wf.inp, "prompt", "") if wf else "",
+                    "prompt": first.template.get("input", {}).get("prompt", "") if first else "",
                     "arrived": arrived,
                     "received": received,
                     "bytes": len(body),
-                    "width": wf.width if wf else None,
-                    "height": wf.height if wf else None,
+                    "width": blob.width if blob else None,
+                    "height": blob.height if blob else None,
                 }
             )
         return response
 
-    # -- runtimes ----------------------------------------------------------------------------
-    def _pick_outcome(self, template: dict[str, Any], prompt: str) -> Outcome:
-        outcome = super()._pick_outcome(template, prompt)
-        if outcome.runtime is not None:
-            return outcome
+    # -- runtimes and photo-like results --------------------------------------------------
+    def create(self, template: dict[str, Any], plans: list[Any]) -> SimWorkflow:
+        wf = super().create(template, plans)
+        runtime = self._runtime(template)
+        if runtime is not None and wf.outcome.runtime is None:
+            wf.t_done = wf.t_processing + runtime * self.speed
+        if self.photo_results:
+            for step in wf.steps:
+                for blob_id, plan in zip(step.blob_ids, step.plan.blobs, strict=True):
+                    record = self.blobs.get(blob_id)
+                    if record is not None and record.render is not None:
+                        record.render = self._renderer(blob_id, plan.width, plan.height, plan.fmt)
+        return wf
+
+    def _runtime(self, template: dict[str, Any]) -> float | None:
         if self.runtime is not None:
             low, high = self.runtime
         elif self.min_runtime is not None:
@@ -125,24 +153,28 @@ class BenchSimulator(Simulator):
             low, high = RUNTIMES.get(key, (15, 45))
             low, high = max(low, self.min_runtime), max(high, self.min_runtime + 5)
         else:
-            return outcome
-        runtime = self._bench_rng.uniform(low, high)
-        return Outcome(outcome.kind, runtime=runtime, charge=outcome.charge)
+            return None
+        return self._bench_rng.uniform(low, high)
 
-    # -- photo-like results -------------------------------------------------------------------
-    def _create(self, template: dict[str, Any], inp: Any, size: Any, price: int) -> SimWorkflow:
-        wf = super()._create(template, inp, size, price)
-        if self.photo_results:
-            fmt = inp.output_format or "jpeg"
-            key = (wf.width, wf.height, fmt)
-            if key not in self._rendering:
-                self._rendering.add(key)
-                task = asyncio.get_running_loop().create_task(
-                    asyncio.to_thread(self._render_pool, *key)
-                )
-                self._side.add(task)
-                task.add_done_callback(self._side.discard)
-        return wf
+    def _renderer(self, blob_id: str, width: int, height: int, fmt: str) -> Any:
+        key = (width, height, fmt)
+        if key not in self._rendering:
+            # Render this size's variants on a thread now, long before the result is fetched.
+            self._rendering.add(key)
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._render_pool, *key)
+            )
+            self._side.add(task)
+            task.add_done_callback(self._side.discard)
+        variant = hash(blob_id) % VARIANTS
+
+        def render(_w: int, _h: int) -> bytes:
+            pooled = (width, height, fmt, variant)
+            if pooled not in self._pool:  # not rendered yet: render it now (on the caller)
+                self._pool[pooled] = self._render_one(width, height, fmt, variant)
+            return self._pool[pooled]
+
+        return render
 
     def _render_pool(self, width: int, height: int, fmt: str) -> None:
         for variant in range(VARIANTS):
@@ -155,15 +187,6 @@ class BenchSimulator(Simulator):
         image = photo(width, height, seed=1000 + variant)
         options = {} if fmt == "png" else {"quality": 90}
         return encode(image, PIL_FORMAT.get(fmt, "JPEG"), **options)
-
-    def _image(self, blob_id: str, wf: SimWorkflow, index: int, fmt: str) -> bytes:
-        if not self.photo_results:
-            return super()._image(blob_id, wf, index, fmt)
-        variant = hash(blob_id) % VARIANTS
-        key = (wf.width, wf.height, fmt, variant)
-        if key not in self._pool:  # not rendered yet: render it now (blocks this loop once)
-            self._pool[key] = self._render_one(wf.width, wf.height, fmt, variant)
-        return self._pool[key]
 
     # -- figures -----------------------------------------------------------------------------
     def stats(self, since: int = 0) -> dict[str, Any]:

@@ -152,7 +152,7 @@ class JobSettings(_Section):
 class MediaSettings(_Section):
     max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
-    # Sources travel to the orchestrator as data URLs; each is re-encoded to fit under this.
+    # A source over this many bytes is re-encoded to fit (one under it is sent as attached).
     max_source_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Attachments are downloaded only from Discord's CDN ("*." = subdomains).
     attachment_hosts: list[str] = Field(

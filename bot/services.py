@@ -20,6 +20,7 @@ from bot.civitai.client import OrchestratorClient
 from bot.civitai.lane import CivitaiLane
 from bot.civitai.safety import CivitaiSafety
 from bot.civitai.simulator import Simulator
+from bot.civitai.sources import SourceUploads
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import LongPoll
@@ -27,6 +28,7 @@ from bot.engine.lane import Lane
 from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.safety import MemberNotices, Safety
+from bot.media.pool import ImagePool
 from bot.metrics import Metrics
 from bot.openai_api.lane import OpenAILane
 from bot.openai_api.service import OpenAIService, open_service
@@ -37,6 +39,7 @@ from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import Retention
 from bot.store.safety import SafetyStore
+from bot.store.source_blobs import SourceBlobStore
 from bot.store.state import BotState
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class Services:
     state: BotState
     # Content levels per channel, the release channel, AI pre-moderation (bot/store/safety.py).
     safety: SafetyStore
+    # Decoding, re-encoding and fitting images: bounded, shared by intake and delivery.
+    images: ImagePool = field(default_factory=ImagePool)
     # One registry per bot, shared by the engine, the client and the metrics server.
     metrics: Metrics = field(default_factory=Metrics)
     # The OpenAI lane's parts, when it is the active lane (BOT_PROVIDER=openai).
@@ -122,7 +127,7 @@ class Services:
         token = self.settings.civitai.token
         if self.openai is not None and (token is None or not token.get_secret_value()):
             return None
-        return CivitaiSafety(self.client)
+        return CivitaiSafety(self.client, blobs=SourceBlobStore(self.db, self.clock))
 
     def lane(self, settings: EngineSettings) -> Lane:
         """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane."""
@@ -136,9 +141,17 @@ class Services:
             backoff=functools.partial(backoff, settings, self.clock),
             clock=self.clock,
             metrics=self.metrics,
+            sources=SourceUploads(
+                self.client,
+                self.jobs,
+                SourceBlobStore(self.db, self.clock),
+                deadline=settings.deadline,
+                clock=self.clock,
+            ),
         )
 
     async def aclose(self) -> None:
+        self.images.close()
         await self.downloads.aclose()
         await self.client.aclose()
         if self.simulator is not None:

@@ -1,4 +1,5 @@
-"""The orchestrator client: submit, get (long-poll), cancel, and capped blob downloads.
+"""The orchestrator client: submit, get (long-poll), cancel; blob downloads and uploads are
+in blob_calls.py.
 
 Retryable failures (429, 5xx, timeouts, connection errors) are retried with capped exponential
 backoff and jitter, honouring Retry-After. Submits are safe to retry because every template
@@ -9,8 +10,6 @@ a log line or an exception's text.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import ipaddress
 import json
 import logging
 import random
@@ -18,17 +17,15 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import certifi
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from bot.civitai.blob_calls import RETRYABLE_STATUS, BlobCalls
+from bot.civitai.blob_calls import retry_after as retry_after_header
 from bot.civitai.errors import (
-    BlobExpired,
-    BlobRefused,
     Forbidden,
     NotFound,
     OrchestratorError,
@@ -36,20 +33,19 @@ from bot.civitai.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.civitai.models import ImageBlob, Workflow
+from bot.civitai.models import Workflow
+from bot.civitai.shards import Shards
 from bot.metrics import ERROR, OK, RETRY, Metrics
 
 log = logging.getLogger(__name__)
 
 WORKFLOWS = "/v2/consumer/workflows"
-BLOBS = "/v2/consumer/blobs"
 MAX_RETRY_AFTER = 600.0
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Answers that mean the request was not acted on: rate limited, or the service refused it.
 NOT_ACCEPTED = frozenset({425, 429, 503})
 
 
-class OrchestratorClient:
+class OrchestratorClient(BlobCalls):
     def __init__(
         self,
         base_url: str,
@@ -64,7 +60,7 @@ class OrchestratorClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
-        pool_shards: int = 16,
+        connections_per_pool: int = 32,
         metrics: Metrics | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
@@ -85,37 +81,30 @@ class OrchestratorClient:
         headers = {"Accept": "application/json"}
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
-        # Each long-poll holds a connection, and httpcore scans its whole pool on every request
-        # and response close (quadratic with 1 000 jobs in flight): several small pools, used
-        # in turn, keep each scan short.
+        # Small pools, as many as the load needs (shards.py); every idle connection is kept, so
+        # a job's next call and its result download (same host) reuse one.
         # One CA store (certifi's, as httpx uses by default) for all pools, not one each.
         tls = ssl.create_default_context(cafile=certifi.where())
-        self._pools = [
-            httpx.AsyncClient(
+
+        def pool() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
                 verify=tls,
                 base_url=self.base_url,
                 headers=headers,
                 timeout=timeout,
                 transport=transport,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
                 follow_redirects=False,
             )
-            for _ in range(max(1, pool_shards))
-        ]
-        self._next_pool = 0
+
+        self._shards = Shards(pool, connections_per_pool)
 
     def __repr__(self) -> str:
         token = "***" if self._secret else None
         return f"OrchestratorClient(base_url={self.base_url!r}, token={token})"
 
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        self._next_pool = (self._next_pool + 1) % len(self._pools)
-        return self._pools[self._next_pool]
-
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._shards.aclose()
 
     async def __aenter__(self) -> OrchestratorClient:
         return self
@@ -172,90 +161,7 @@ class OrchestratorClient:
             parse=False,
         )
 
-    async def upload_blob(self, data: bytes, mime: str) -> ImageBlob:
-        """UploadConsumerBlob: the image is stored and moderated on the fly (its nsfwLevel)."""
-        blob: ImageBlob = await self._request(
-            "upload", "POST", BLOBS, content=data, headers={"Content-Type": mime}, view=ImageBlob
-        )
-        return blob
-
-    async def download_blob(self, url: str, *, max_bytes: int | None = None) -> bytes:
-        """Stream a blob from an allowed host, refusing it as soon as it passes the cap.
-
-        5xx, 429, timeouts and connection errors are retried like API calls; an expired or
-        unknown signed URL (403/404) is BlobExpired, for the caller to fetch a fresh URL.
-        """
-        cap = max_bytes or self.max_blob_bytes
-        attempt = 0
-        while True:
-            retry_after: float | None = None
-            started = time.monotonic()
-            try:
-                data = await self._fetch_blob(url, cap)
-            except _Retryable as exc:
-                problem, retry_after = exc.problem, exc.retry_after
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
-            except OrchestratorError:
-                self._attempt("blob", ERROR, started)
-                raise
-            else:
-                self._attempt("blob", OK, started)
-                return data
-            self._attempt("blob", ERROR if attempt >= self.max_retries else RETRY, started)
-            if attempt >= self.max_retries:
-                raise Unavailable(f"{problem}; gave up after {attempt + 1} tries")
-            delay = self._backoff(attempt, retry_after)
-            log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
-            await self._sleep(delay)
-            attempt += 1
-
-    async def _fetch_blob(self, url: str, cap: int) -> bytes:
-        for _ in range(3):  # a GetBlob URL redirects once to the content URL
-            self._check_blob_url(url)
-            self.stats["blob"] += 1
-            http = self._http
-            request = http.build_request("GET", url, timeout=self.timeout)
-            if not self._same_host(url):
-                # Blob URLs are signed; our bearer token must not travel to another host.
-                request.headers.pop("Authorization", None)
-            response = await http.send(request, stream=True)
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    url = str(response.url.join(response.headers["location"]))
-                    continue
-                status = response.status_code
-                if status in RETRYABLE_STATUS:
-                    raise _Retryable(
-                        f"blob: the blob store answered {status}",
-                        _retry_after(response.headers.get("retry-after")),
-                    )
-                if status in (403, 404, 410):
-                    raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
-                if status != 200:
-                    raise self._error(status, await _body_text(response))
-                return await _read_capped(response, cap)
-            finally:
-                await response.aclose()
-        raise BlobRefused("too many redirects fetching a blob")
-
     # -- internals --------------------------------------------------------------------------
-    def _same_host(self, url: str) -> bool:
-        return urlsplit(url).netloc.lower() == urlsplit(self.base_url).netloc.lower()
-
-    def _check_blob_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        # Plain http only on loopback (the simulator): the bearer token goes to our own host.
-        if parts.scheme != "https" and not _is_loopback(host):
-            raise BlobRefused(f"blob URL must be https: {parts.scheme}://{host}")
-        if self._same_host(url):
-            return
-        for pattern in self.blob_hosts:
-            if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-                return
-        raise BlobRefused(f"blob host {host!r} is not an orchestrator blob host")
-
     async def _request(
         self,
         kind: str,
@@ -264,13 +170,13 @@ class OrchestratorClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
-        wait: int = 0,
-        parse: bool = True,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-        view: type[BaseModel] = Workflow,
+        wait: int = 0,
+        parse: bool = True,
+        answer: type[BaseModel] = Workflow,
     ) -> Any:
-        """Send, retrying what may pass; with `parse`, the answer as a Workflow (or `view`).
+        """Send, retrying what may pass; with `parse`, the answer as `answer` (a Workflow).
 
         The answer is read inside the retry loop: a body that is not the JSON the API
         documents (a proxy's error page, a cut-off answer) is retried like a 5xx.
@@ -282,15 +188,16 @@ class OrchestratorClient:
             started = time.monotonic()
             try:
                 self.stats[kind] += 1
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    content=content,
-                    headers=headers,
-                    timeout=self.timeout + wait,
-                )
+                with self._shards.use() as http:
+                    response = await http.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        content=content,
+                        headers=headers,
+                        timeout=self.timeout + wait,
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
             except httpx.TimeoutException:
@@ -302,20 +209,20 @@ class OrchestratorClient:
             else:
                 if response.status_code < 400:
                     try:
-                        answer = view.model_validate_json(response.content) if parse else None
+                        parsed = answer.model_validate_json(response.content) if parse else None
                     except ValidationError:
-                        what = "workflow" if view is Workflow else view.__name__
-                        problem = f"{kind}: the orchestrator's answer is not a {what}"
+                        what = "a workflow" if answer is Workflow else f"a {answer.__name__}"
+                        problem = f"{kind}: the orchestrator's answer is not {what}"
                         maybe_accepted = True
                     else:
                         self._attempt(kind, OK, started)
-                        return answer
+                        return parsed
                 elif response.status_code not in RETRYABLE_STATUS:
                     self._attempt(kind, ERROR, started)
                     raise self._error(response.status_code, response.text)
                 else:
                     problem = f"{kind}: orchestrator answered {response.status_code}"
-                    retry_after = _retry_after(response.headers.get("retry-after"))
+                    retry_after = retry_after_header(response.headers.get("retry-after"))
                     accepted = response.status_code not in NOT_ACCEPTED
                     maybe_accepted = maybe_accepted or accepted
             self._attempt(kind, ERROR if attempt >= self.max_retries else RETRY, started)
@@ -357,15 +264,6 @@ class OrchestratorClient:
         return OrchestratorError(f"orchestrator answered {status}: {detail}", status=status)
 
 
-class _Retryable(Exception):
-    """A blob answer worth trying again (5xx, 429)."""
-
-    def __init__(self, problem: str, retry_after: float | None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.retry_after = retry_after
-
-
 def _problem(body: str) -> tuple[str, dict[str, list[str]]]:
     """(detail, field errors) from ProblemDetails / ValidationProblemDetails, or plain text."""
     try:
@@ -380,48 +278,3 @@ def _problem(body: str) -> tuple[str, dict[str, list[str]]]:
     }
     detail = data.get("detail") or data.get("title") or ""
     return str(detail)[:300], fields
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def _body_text(response: httpx.Response) -> str:
-    data = await _read_capped(response, 64 * 1024, refuse=False)
-    return data[:2000].decode("utf-8", "replace")
-
-
-async def _read_capped(response: httpx.Response, cap: int, *, refuse: bool = True) -> bytes:
-    declared = response.headers.get("content-length")
-    if refuse and declared and declared.isdigit() and int(declared) > cap:
-        raise BlobRefused(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            if not refuse:
-                break
-            raise BlobRefused(f"blob is over the {cap:,} byte cap")
-        chunks.append(chunk)
-    return b"".join(chunks)

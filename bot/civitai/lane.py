@@ -10,8 +10,6 @@ the orchestrator reports. Ledger = orchestrator charges, always.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -32,6 +30,7 @@ from bot.civitai.errors import (
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.retired import refused_as_gone, unsupported
 from bot.civitai.safety import mature_fields, rating_of, withheld
+from bot.civitai.sources import SourceUploads
 from bot.civitai.tool_sources import ResultSources, SourceUnavailable
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run
@@ -43,7 +42,6 @@ from bot.store.jobs import JobRecord, JobStatus, JobStore
 log = logging.getLogger(__name__)
 
 J = JobStatus
-SOURCE_REF = "source://"
 
 
 class CivitaiLane:
@@ -62,8 +60,11 @@ class CivitaiLane:
         backoff: Callable[[int, datetime], float],
         clock: Callable[[], datetime],
         metrics: Metrics,
+        sources: SourceUploads,
     ) -> None:
         self.client, self.jobs = client, jobs
+        # Edit sources go by blob URL, each uploaded once (data URLs when uploads fail).
+        self.sources = sources
         self.policy, self.retry_cap = policy, retry_cap
         self.backoff, self.clock, self.metrics = backoff, clock, metrics
         self.results = ResultSources(client, jobs, clock)
@@ -76,15 +77,18 @@ class CivitaiLane:
         return build_request(request.model, request.operation, options, input_size=input_size)
 
     async def run(self, run: Run) -> Ending:
-        job = run.job
-        if job.status is J.QUEUED:
+        ending = await self._run(run)
+        # Kept while the job is retried (an exception): how its sources go is decided once.
+        self.sources.forget(run.job.id)
+        return ending
+
+    async def _run(self, run: Run) -> Ending:
+        if run.job.status is J.QUEUED:
             submitted = await self._submit(run)
             if isinstance(submitted, Ending):
                 return submitted
-            workflow = submitted
-        else:
-            workflow = None
-        return await self._follow(run, workflow)
+            return await self._follow(run, submitted)
+        return await self._follow(run, None)
 
     async def cancel(self, job: JobRecord) -> None:
         """Ask the orchestrator to stop the workflow. Best effort: whatever it answers, the job
@@ -148,7 +152,7 @@ class CivitaiLane:
             # restart re-submits (same externalId, so the same workflow) instead of giving up.
             await run.mark_attempt()
         try:
-            step = await self.results.resolve(await self._resolved_step(job), job)
+            step = await self.results.resolve(await self.sources.step(job), job)
         except SourceUnavailable as exc:
             return Ending(J.FAILED, message=f"{exc}; nothing was charged", detail=str(exc))
         # allowMatureContent follows the level the job's channel allows.
@@ -172,6 +176,9 @@ class CivitaiLane:
                 return Ending(J.EXPIRED, message="it could not be confirmed in time")
             raise
         except ValidationFailed as exc:
+            if self.sources.refused(job, exc.fields):
+                # A source URL it cannot use (the blob lost upstream): again, sources inline.
+                raise Unavailable(f"the orchestrator refused the source URLs ({exc})") from exc
             fields = ", ".join(exc.fields) or "the request"
             return Ending(
                 J.FAILED,
@@ -193,25 +200,6 @@ class CivitaiLane:
         if run.job.cancel_requested_by is not None and workflow.id:
             await self.cancel(run.job)
         return workflow
-
-    async def _resolved_step(self, job: JobRecord) -> dict[str, Any]:
-        """The stored step with source://N references replaced by data URLs."""
-        text = json.dumps(job.step)
-        if SOURCE_REF not in text:
-            return job.step
-        sources = await self.jobs.sources(job.id)
-
-        def resolve(value: Any) -> Any:
-            if isinstance(value, str) and value.startswith(SOURCE_REF):
-                source = sources[int(value[len(SOURCE_REF) :])]
-                return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
-            if isinstance(value, list):
-                return [resolve(v) for v in value]
-            if isinstance(value, dict):
-                return {k: resolve(v) for k, v in value.items()}
-            return value
-
-        return resolve(job.step)
 
     # -- following ----------------------------------------------------------------------------
     async def _follow(self, run: Run, workflow: Workflow | None) -> Ending:

@@ -12,9 +12,11 @@ from typing import Any
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import OrchestratorError
 from bot.civitai.models import Workflow, WorkflowStatus
+from bot.civitai.sources import rated_upload
 from bot.engine.safety import PremoderationFailed, PreVerdict, ReleaseFailed
 from bot.safety import levels
 from bot.store.jobs import JobRecord
+from bot.store.source_blobs import SourceBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,11 @@ class CivitaiSafety:
         *,
         wait: int = PREMODERATION_WAIT,
         timeout: float = PREMODERATION_TIMEOUT,
+        blobs: SourceBlobStore | None = None,
     ) -> None:
         self.client, self.wait, self.timeout = client, wait, timeout
+        # Where a rated source's upload is remembered, so the job's submit sends its URL.
+        self.blobs = blobs
 
     async def premoderate(self, check_id: str, prompt: str, labels: tuple[str, ...]) -> PreVerdict:
         template = self.client.template([moderation_step(prompt, labels)], check_id)
@@ -115,12 +120,15 @@ class CivitaiSafety:
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         try:
             async with asyncio.timeout(RATING_TIMEOUT):
-                blob = await self.client.upload_blob(data, mime)
+                if self.blobs is not None:
+                    rating = await rated_upload(self.client, self.blobs, data, mime)
+                else:
+                    rating = (await self.client.upload_blob(data, mime)).nsfw_level
         except (OrchestratorError, TimeoutError) as exc:
             why = str(exc) or "no answer in time"
             log.warning("an edit source could not be rated (%s); checking the result only", why)
             return None
-        return blob.nsfw_level if blob.nsfw_level in levels.LEVELS else None
+        return rating if rating in levels.LEVELS else None
 
     async def unlock(self, job: JobRecord) -> None:
         if not job.workflow_id:

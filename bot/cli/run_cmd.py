@@ -14,6 +14,7 @@ from typing import IO
 
 from bot import heartbeat, logs
 from bot.config import Settings, load_settings, problems_for_running
+from bot.gc_tuning import tune_gc
 from bot.store.db import DatabaseProblem, SchemaTooNew
 from bot.store.location import DatabaseUnavailable, check_writable
 from bot.store.probe import check_schema
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     # discord.py is imported only for this command.
     from bot.discord_adapter.runner import StartupFailed, serve
 
+    tune_gc()
     with lock, contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(serve(settings, sync=args.sync))

@@ -93,6 +93,7 @@ class ImageBot(commands.Bot):
             self,
             services.ledger,
             services.guilds,
+            images=services.images,
             token_margin=timedelta(seconds=settings.jobs.token_margin_seconds),
             edit_interval=settings.jobs.status_edit_interval_seconds,
             clock=services.clock,
@@ -100,7 +101,7 @@ class ImageBot(commands.Bot):
         self.filters = PromptFilters(services.db, services.clock)
         self.board = ReviewBoard(self, services)
         # Private notices of results kept from a channel, and their release by moderators.
-        self.mature = MatureDesk(self, services.clock)
+        self.mature = MatureDesk(self, services.images, services.clock)
         self.engine = services.engine(
             self.publisher,
             reviews=self.board,

@@ -57,7 +57,11 @@ class EnhanceFlow:
                 await tell(interaction, "⏳ Checking your images…")
                 sources = tuple(
                     await prepare_attachments(
-                        bot.services.downloads, pending.attachments, image.model, bot.media_limits
+                        bot.services.downloads,
+                        pending.attachments,
+                        image.model,
+                        bot.media_limits,
+                        bot.services.images,
                     )
                 )
             prompt = image.options.prompt

@@ -175,6 +175,7 @@ class RequestFlow:
                         pending.attachments,
                         pending.request.model,
                         self.bot.media_limits,
+                        self.services.images,
                     )
                 )
             job = await self.engine.submit(

@@ -4,7 +4,6 @@ of such a result (to the guild's age-restricted release channel, or to the membe
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
 from bot.discord_adapter.uploads import MESSAGE_BYTES, NETWORK_ERRORS, fit_all, split
 from bot.engine.publisher import PostFailed, ResultImage
 from bot.engine.safety import ReleaseFailed
+from bot.media.pool import ImagePool
 from bot.store.db import utcnow
 from bot.store.jobs import JobRecord
 
@@ -30,8 +30,10 @@ TOKEN_MARGIN = timedelta(seconds=30)
 class MatureDesk:
     """The engine's MemberNotices and the review's ReleasePoster."""
 
-    def __init__(self, bot: discord.Client, clock: Any = utcnow) -> None:
+    def __init__(self, bot: discord.Client, images: ImagePool, clock: Any = utcnow) -> None:
         self.bot = bot
+        # Fitting for Discord's upload limit, on the pool shared with intake and delivery.
+        self.images = images
         self.clock = clock
 
     # -- telling the member privately -------------------------------------------------------
@@ -104,7 +106,7 @@ class MatureDesk:
         text: str,
         mentions: discord.AllowedMentions,
     ) -> list[int]:
-        fitted = await asyncio.to_thread(fit_all, images, limit)
+        fitted = await fit_all(self.images, images, limit)
         parts = split(fitted, limit, MESSAGE_BYTES)
         posted: list[int] = []
         for number, chunk in enumerate(parts, start=1):

@@ -44,6 +44,7 @@ from bot.discord_adapter.uploads import (
 )
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage
+from bot.media.pool import ImagePool
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus
@@ -75,6 +76,7 @@ class DiscordPublisher:
         ledger: Ledger,
         guilds: GuildStore,
         *,
+        images: ImagePool,
         token_margin: timedelta = timedelta(seconds=60),
         edit_interval: float = 5.0,
         preview_interval: float = 1.0,
@@ -83,6 +85,8 @@ class DiscordPublisher:
         self.bot = bot
         self.ledger = ledger
         self.guilds = guilds
+        # Fitting shares the bot's one image pool with attachment intake.
+        self.images = images
         self.token_margin = token_margin
         self.edit_interval = edit_interval
         self.clock = clock
@@ -313,7 +317,7 @@ class DiscordPublisher:
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
-            fitted = await asyncio.to_thread(fit_all, images, limit)
+            fitted = await fit_all(self.images, images, limit)
             parts = split(fitted, limit, message_bytes)
             posted: list[discord.Message | int] = []
             try:

@@ -11,6 +11,7 @@ import discord
 
 from bot.engine.publisher import PostFailed, ResultImage
 from bot.media.fit import FittedImage, fit_for_upload
+from bot.media.pool import ImagePool
 
 MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
@@ -44,11 +45,12 @@ async def sending(call: Awaitable[discord.Message | None], largest: int) -> disc
     return message
 
 
-def fit_all(images: list[ResultImage], limit: int) -> list[FittedImage]:
+async def fit_all(pool: ImagePool, images: list[ResultImage], limit: int) -> list[FittedImage]:
+    # One pool call per image: another job's images (or an edit's sources) can go in between.
     fitted = []
     for image in images:
         try:
-            fitted.append(fit_for_upload(image.data, limit))
+            fitted.append(await pool.run(fit_for_upload, image.data, limit))
         except ValueError as exc:
             # Never post a result with an image silently left out.
             raise PostFailed(

@@ -21,12 +21,10 @@ from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.engine.screening import Screening
 from bot.store.db import Conn
 from bot.store.guilds import GuildSettings
-from bot.store.jobs import JobRecord, NewJob
+from bot.store.jobs import SOURCE_REF, JobRecord, NewJob
 from bot.store.ledger import BudgetExhausted, InsufficientBuzz
 
 log = logging.getLogger(__name__)
-
-SOURCE_REF = "source://"
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ offer goes through admission like any request."""
 from __future__ import annotations
 
 from bot.catalog.offers import Offer, cheaper_variants
-from bot.engine.admission import SOURCE_REF
 from bot.engine.parts import Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.store.db import Conn
+from bot.store.jobs import SOURCE_REF
 
 # Refusals an offer can answer: the others (a ban, an invalid option...) have no cheaper way.
 MONEY = frozenset({RefusalReason.BALANCE, RefusalReason.BUDGET})

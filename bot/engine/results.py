@@ -21,6 +21,7 @@ from bot.store.jobs import JobRecord, TransitionError
 log = logging.getLogger(__name__)
 
 DELIVERY_FAILED = "delivery failed"
+DELIVERY_TURNS = 2
 POSTING = "posting"
 
 
@@ -34,9 +35,19 @@ def missing_share(charged: int, missing: int, total: int) -> int:
 class Results:
     def __init__(self, parts: Parts, sleep: Callable[[str, float], Awaitable[None]]) -> None:
         self.parts = parts
-        self._sleep = sleep
+        self._wait = sleep
         # The lane's last view at conclusion (a workflow), so delivery need not ask again.
         self._fresh: dict[str, Any] = {}
+        # Deliveries holding images at once: when thousands of jobs end together, memory holds
+        # a few results, not all of them. One waiting to retry gives its turn up meanwhile.
+        self._turns = asyncio.Semaphore(DELIVERY_TURNS)
+
+    async def _sleep(self, job_id: str, seconds: float) -> None:
+        self._turns.release()
+        try:
+            await self._wait(job_id, seconds)
+        finally:
+            await self._turns.acquire()
 
     def remember(self, job_id: str, upstream: Any) -> None:
         self._fresh[job_id] = upstream
@@ -45,6 +56,10 @@ class Results:
         self._fresh.pop(job_id, None)
 
     async def deliver(self, job: JobRecord) -> None:
+        async with self._turns:
+            await self._deliver(job)
+
+    async def _deliver(self, job: JobRecord) -> None:
         """Download and post the images, once, patiently: both are retried until the job's
         delivery deadline. A post may have happened if an earlier attempt reached the
         publisher (a crash, a lost answer): only then ask it first. What cannot be fetched by

@@ -1,5 +1,6 @@
-"""From a member's attachments to the sources a job stores: download them all, decode each off
-the event loop, and prepare the images and the mask the way the model takes them."""
+"""From a member's attachments to the sources a job stores: download them all, then prepare
+each on the shared image pool, one file at a time, the way the model takes it — as attached
+when it already fits, else decoded and re-encoded — and the mask against the first image."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from bot.catalog.names import Model
 from bot.media.attachments import download
 from bot.media.decode import decode, sniff_mime
 from bot.media.limits import AttachmentInfo, MediaLimits
-from bot.media.sources import prepare_mask, prepare_sources
+from bot.media.pool import ImagePool
+from bot.media.sources import check_sources, prepare_mask, prepare_source
 from bot.store.jobs import SourceImage
 
 MASK = "mask"
@@ -23,25 +25,37 @@ async def prepare_attachments(
     attachments: Sequence[AttachmentInfo],
     model: Model,
     limits: MediaLimits,
+    pool: ImagePool,
 ) -> list[SourceImage]:
     """The sources to store with the job: images first (in option order), then the mask.
     Raises MediaError naming the option when a file cannot be used."""
     images = [a for a in attachments if a.option != MASK]
     masks = [a for a in attachments if a.option == MASK]
+    check_sources(model, len(images))
     ordered = (*images, *masks)
-    blobs = await asyncio.gather(*(download(http, info, limits) for info in ordered))
-    decoded = [
-        await asyncio.to_thread(decode, data, info.option, limits)
-        for data, info in zip(blobs, ordered, strict=True)
-    ]
-    sources = await asyncio.to_thread(
-        prepare_sources, decoded[: len(images)], model, limits, masked=bool(masks)
+    files: list[bytes | None] = list(
+        await asyncio.gather(*(download(http, info, limits) for info in ordered))
     )
-    if masks:
-        # Against the source as it will be sent (it may have been scaled to fit).
-        mask = await asyncio.to_thread(prepare_mask, decoded[-1], sources[0], model, limits=limits)
-        sources.append(mask)
+    sources: list[SourceImage] = []
+    for index, info in enumerate(ordered):
+        # Let go of each download once it is prepared: a kept source is the same bytes, a
+        # re-encoded one is smaller, and only one decoded image is alive per job at a time.
+        data, files[index] = files[index], None
+        assert data is not None
+        if info.option == MASK:
+            # Against the source as it will be sent (it may have been scaled to fit).
+            sources.append(await pool.run(_mask, data, sources[0], model, limits))
+        else:
+            png_only = bool(masks) and index == 0  # OpenAI wants a masked image as a PNG
+            sources.append(
+                await pool.run(prepare_source, data, info.option, model, limits, png_only=png_only)
+            )
+        del data
     return sources
+
+
+def _mask(data: bytes, first: SourceImage, model: Model, limits: MediaLimits) -> SourceImage:
+    return prepare_mask(decode(data, MASK, limits), first, model, limits=limits)
 
 
 def declared_source(info: AttachmentInfo) -> SourceImage:

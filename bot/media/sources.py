@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from PIL import Image
 
-from bot.catalog.capabilities import MASKABLE, capability, names
+from bot.catalog.capabilities import MASKABLE, Capability, capability, names
 from bot.catalog.names import Model, Operation
 from bot.media.attachments import require_square
-from bot.media.decode import has_transparency
+from bot.media.decode import decode, has_transparency
 from bot.media.encode import MIME, Encoded, encode_capped, fit_to_budget, resized
 from bot.media.limits import MediaError, MediaLimits, human_size
+from bot.media.originals import kept_original
 from bot.store.jobs import SourceImage
 
 SOURCE_QUALITIES = (90, 80, 70)
@@ -24,29 +25,48 @@ def prepare_sources(
     `masked`: a mask goes with the first image. OpenAI wants the image and its mask in the same
     format, and a mask is a PNG, so the first image stays PNG (scaled down if it must be).
     """
-    if not images:
-        raise MediaError("image", "an edit needs an image")
-    can = capability(model, Operation.EDIT)
-    if can is None:
-        raise MediaError("image", f"{model} cannot edit images: use gpt-image-2 or gpt-image-1")
+    can = check_sources(model, len(images))
     if can.square_source:
-        return [_square_source(images, model, limits, can.source_max_bytes)]
+        return [_square_source(images[0], model, limits, can.source_max_bytes)]
     return [
         _source(image, limits.max_source_bytes, png_only=masked and index == 0)
         for index, image in enumerate(images)
     ]
 
 
-def _square_source(
-    images: list[Image.Image], model: Model, limits: MediaLimits, cap: int | None
-) -> SourceImage:
-    """dall-e-2: one square RGBA PNG under its own byte cap."""
-    if len(images) > 1:
+def check_sources(model: Model, count: int) -> Capability:
+    """The model's edit capability, if it takes `count` images (before anything is decoded)."""
+    if not count:
+        raise MediaError("image", "an edit needs an image")
+    can = capability(model, Operation.EDIT)
+    if can is None:
+        raise MediaError("image", f"{model} cannot edit images: use gpt-image-2 or gpt-image-1")
+    if can.square_source and count > 1:
         raise MediaError(
             "image2",
             f"{model} edits take one image: leave out image2 and later, or use gpt-image-1",
         )
-    image = images[0]
+    return can
+
+
+def prepare_source(
+    data: bytes, option: str, model: Model, limits: MediaLimits, *, png_only: bool = False
+) -> SourceImage:
+    """One attached file as it will be sent: as it is when it fits and the model takes it
+    (bot.media.originals), else decoded and re-encoded like prepare_sources does."""
+    can = check_sources(model, 1)
+    if can.square_source:
+        return _square_source(decode(data, option, limits), model, limits, can.source_max_bytes)
+    kept = kept_original(data, option, limits, png_only=png_only)
+    if kept is not None:
+        return kept
+    return _source(decode(data, option, limits), limits.max_source_bytes, png_only=png_only)
+
+
+def _square_source(
+    image: Image.Image, model: Model, limits: MediaLimits, cap: int | None
+) -> SourceImage:
+    """dall-e-2: one square RGBA PNG under its own byte cap."""
     require_square(image.width, image.height, model)
     # OpenAI refuses an RGB PNG for dall-e-2 ("format must be in ['RGBA', 'LA', 'L']").
     rgba = image.convert("RGBA")

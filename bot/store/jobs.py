@@ -50,6 +50,10 @@ class TransitionError(Exception):
         super().__init__(f"job {job_id} is {current}; cannot become {wanted}")
 
 
+# How a stored step names a job's stored source N (resolved to a URL when it is sent).
+SOURCE_REF = "source://"
+
+
 @dataclass(frozen=True)
 class SourceImage:
     """An edit source or mask as stored: re-encoded bytes and their size."""

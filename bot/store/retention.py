@@ -23,13 +23,12 @@ from datetime import datetime, timedelta
 
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, row, rows, utcnow
-from bot.store.jobs import FINAL
+from bot.store.jobs import FINAL, SOURCE_REF
 from bot.store.serial import ConnectionClosed
 
 log = logging.getLogger(__name__)
 
 BATCH_JOBS = 50
-SOURCE_REF = "source://"
 _FINAL = tuple(sorted(s.value for s in FINAL))
 # Jobs whose sources are due: ended before the cutoff (finished_at; updated_at for a job that
 # ended without one) and not waiting on a moderator.
@@ -121,6 +120,13 @@ class Retention:
                 images, size = images + found[0], size + found[1]
                 tx.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
         counts = (len(ids), images, size)
+        forgotten = 0
+        if first:
+            # Uploads of sources not sent for as long: their signed URLs point at members'
+            # images upstream, and a re-roll this late uploads the bytes again anyway.
+            forgotten = tx.execute(
+                "DELETE FROM source_blobs WHERE renewed_at < ?", (iso(cutoff),)
+            ).rowcount
         if ids or first:  # every run leaves a trace, even one that found nothing
             audit.record(
                 tx,
@@ -133,6 +139,7 @@ class Retention:
                 jobs=counts[0],
                 images=counts[1],
                 bytes=counts[2],
+                uploads_forgotten=forgotten,
             )
         return counts
 

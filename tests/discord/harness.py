@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from bot.civitai.placeholder import CONTENT_TYPES
 from bot.civitai.simulator import Simulator
 from bot.config import Settings
 from bot.discord_adapter.bot import ImageBot, make_bot
@@ -74,6 +75,18 @@ def data_url_bytes(url: str) -> tuple[str, bytes]:
     head, _, body = url.partition(",")
     assert head.startswith("data:") and head.endswith(";base64"), head[:40]
     return head[5:-7], base64.b64decode(body)
+
+
+def sent_bytes(sim: Simulator, url: str) -> tuple[str, bytes]:
+    """(MIME type, bytes) of a source as a step names it: a data URL, or (uploaded once) the
+    URL of one of the simulator's blobs."""
+    if url.startswith("data:"):
+        return data_url_bytes(url)
+    blob_id = sim.blobs.blob_id_of(url)
+    assert blob_id is not None, f"not a working URL of the simulator's blobs: {url[:60]}"
+    record = sim.blobs.get(blob_id)
+    assert record is not None and record.data is not None, f"{blob_id} is not an upload"
+    return CONTENT_TYPES[record.fmt], record.data
 
 
 def text_of(message: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ import io
 from PIL import Image, ImageDraw
 
 from tests.discord.harness import (
-    data_url_bytes,
     field_value,
     finish,
     image_format,
@@ -16,6 +15,7 @@ from tests.discord.harness import (
     jpeg,
     open_image,
     png,
+    sent_bytes,
     world,
 )
 
@@ -94,11 +94,11 @@ async def test_edit_gpt_image_2_two_sources_and_a_drawn_mask(tmp_path):
             "quality": "medium",
         }
         assert "mask" not in step and "image" not in step
-        [(mime1, sent1), (_mime2, sent2)] = [data_url_bytes(u) for u in step["images"]]
+        [(mime1, sent1), (_mime2, sent2)] = [sent_bytes(w.sim, u) for u in step["images"]]
         assert mime1 == "image/png"  # a masked image stays PNG, like its mask
         assert pixels(sent1) == pixels(first)
         assert pixels(sent2) == pixels(second)
-        mime, mask = data_url_bytes(step["maskImage"])
+        mime, mask = sent_bytes(w.sim, step["maskImage"])
         assert mime == "image/png" and image_size(mask) == (96, 64)
         alpha_zero_exactly_in(mask, box)
 
@@ -149,7 +149,7 @@ async def test_edit_gpt_image_1_5_sources_fidelity_and_options(tmp_path):
             "inputFidelity": "low",
             "outputFormat": "jpeg",
         }
-        assert [pixels(data_url_bytes(u)[1]) for u in step["images"]] == [
+        assert [pixels(sent_bytes(w.sim, u)[1]) for u in step["images"]] == [
             pixels(first),
             pixels(second),
         ]
@@ -192,9 +192,9 @@ async def test_edit_gpt_image_1_with_a_transparent_mask_sends_mask(tmp_path):
             "background": "opaque",
         }
         assert "maskImage" not in step
-        [sent] = [data_url_bytes(u) for u in step["images"]]
+        [sent] = [sent_bytes(w.sim, u) for u in step["images"]]
         assert sent[0] == "image/png" and pixels(sent[1]) == pixels(source)
-        mime, mask = data_url_bytes(step["mask"])
+        mime, mask = sent_bytes(w.sim, step["mask"])
         assert mime == "image/png"
         alpha_zero_exactly_in(mask, box)
         [attachment] = result["attachments"]
@@ -233,10 +233,10 @@ async def test_edit_dall_e_2_sends_one_image_and_a_mask(tmp_path):
             "outputFormat": "png",
         }
         assert "images" not in step and "maskImage" not in step
-        mime, image = data_url_bytes(step["image"])
+        mime, image = sent_bytes(w.sim, step["image"])
         assert mime == "image/png" and open_image(image).mode == "RGBA"
         assert pixels(image) == pixels(source)
-        mime, mask = data_url_bytes(step["mask"])
+        mime, mask = sent_bytes(w.sim, step["mask"])
         assert mime == "image/png"
         alpha_zero_exactly_in(mask, box)
         [attachment] = result["attachments"]

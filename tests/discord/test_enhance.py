@@ -12,11 +12,11 @@ from tests.discord.harness import (
     World,
     answer,
     buttons,
-    data_url_bytes,
     field_value,
     finished,
     is_ephemeral,
     png,
+    sent_bytes,
     started,
     text_of,
     world,
@@ -155,8 +155,8 @@ async def test_imagine_with_an_image_enhances_then_edits_that_image(tmp_path):
         image, _ = await finished(w, image)
         assert image.operation == "editImage"
         [url] = w.sim.submissions[1]["steps"][0]["input"]["images"]
-        _, sent = data_url_bytes(url)
-        assert sent  # the stored source, carried from the enhancement to the edit
+        _, sent = sent_bytes(w.sim, url)
+        assert sent == source  # the stored source, carried from the enhancement to the edit
 
 
 async def test_the_chosen_image_above_the_threshold_is_confirmed_after_the_choice(tmp_path):

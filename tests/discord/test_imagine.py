@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from tests.discord.harness import (
-    data_url_bytes,
     finish,
     image_size,
     jpeg,
     open_image,
     png,
+    sent_bytes,
     started,
     text_of,
     world,
@@ -58,7 +58,7 @@ async def test_imagine_with_an_image_edits_it(tmp_path):
         step = submitted["steps"][0]["input"]
         assert step["model"] == "gpt-image-2" and step["operation"] == "editImage"
         [url] = step["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(source)
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(source)
         assert job.operation == "editImage"
         # Priced from the source's size (320x256 → the 1024x768 tier, high).
         assert job.charged == 195 and await w.available() == 1000 - 195
@@ -108,7 +108,7 @@ async def test_edit_image_menu_asks_for_a_prompt_and_edits_that_image(tmp_path):
         step = sent["steps"][0]["input"]
         assert step["operation"] == "editImage" and step["prompt"] == "add a sun"
         [url] = step["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(source)
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(source)
         assert job.member_id == w.member and job.charged == 195  # 128x128 → the 1024x768 tier
         assert result["attachments"]
 
@@ -136,4 +136,4 @@ async def test_edit_image_menu_with_two_images_asks_which(tmp_path):
         job = await started(w, submitted)
         await w.wait_job(job.id, "done")
         [url] = w.sim.submissions[0]["steps"][0]["input"]["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(two)
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(two)

@@ -7,13 +7,13 @@ from tests.discord.harness import (
     World,
     answer,
     buttons,
-    data_url_bytes,
     field_value,
     finish,
     finished,
     is_ephemeral,
     open_image,
     png,
+    sent_bytes,
     started,
     text_of,
     world,
@@ -86,7 +86,7 @@ async def test_reroll_of_an_edit_reuses_the_same_sources(tmp_path):
         first, rerolled = (s["steps"][0]["input"] for s in w.sim.submissions)
         assert rerolled == first
         [url] = rerolled["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(source)
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(source)
         assert again.charged == 25 and await w.available() == 1000 - 50
 
 
@@ -132,7 +132,7 @@ async def test_edit_from_a_result_uses_the_result_image(tmp_path):
         step = w.sim.submissions[1]["steps"][0]["input"]
         assert step["model"] == "gpt-image-2" and step["prompt"] == "now at night"
         [url] = step["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(shown)
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(shown)
 
 
 async def test_edit_from_a_result_with_several_images_asks_which(tmp_path):
@@ -148,7 +148,7 @@ async def test_edit_from_a_result_with_several_images_asks_which(tmp_path):
         edit = await started(w, submitted)
         await finished(w, edit)
         [url] = w.sim.submissions[1]["steps"][0]["input"]["images"]
-        assert pixels(data_url_bytes(url)[1]) == pixels(shown[1])
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(shown[1])
 
 
 async def test_edit_from_a_result_refuses_a_number_out_of_range(tmp_path):

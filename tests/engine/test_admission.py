@@ -136,7 +136,7 @@ async def test_a_held_job_waits_for_a_moderator_then_runs_or_is_released(tmp_pat
         assert len(h.sim.submissions) == 1
 
 
-async def test_edit_sources_travel_as_data_urls_and_price_from_the_first_image(tmp_path):
+async def test_edit_sources_travel_as_uploaded_blobs_and_price_from_the_first_image(tmp_path):
     import io
 
     from PIL import Image
@@ -163,7 +163,9 @@ async def test_edit_sources_travel_as_data_urls_and_price_from_the_first_image(t
         await h.settle_all()
         [template] = h.sim.submissions
         sent = template["steps"][0]["input"]["images"][0]
-        assert sent.startswith("data:image/png;base64,")
+        [uploaded] = h.sim.uploads
+        assert h.sim.blobs.blob_id_of(sent) == uploaded
+        assert h.sim.blobs.get(uploaded).data == source.data
         assert (await h.job(job.id)).status is JobStatus.DONE
 
 

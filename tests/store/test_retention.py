@@ -16,6 +16,7 @@ from bot.store.jobs import JobStatus, JobStore, NewJob, SourceImage
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import PruneReport, Retention, prune_daily
+from bot.store.source_blobs import SourceBlobStore
 from tests.store.conftest import GUILD, Clock
 
 J = JobStatus
@@ -138,6 +139,24 @@ async def test_old_finished_jobs_lose_their_sources_and_nothing_else(
     again = await retention.prune(trigger="test")
     assert (again.jobs, again.images) == (1, 2)
     assert set(await stored_sources(db)) == {"old-running", "old-blocked-in-review"}
+
+
+async def test_uploads_not_renewed_within_the_retention_are_forgotten(
+    db: Database, clock: Clock
+) -> None:
+    blobs = SourceBlobStore(db, clock)
+    await blobs.remember("old", "blob-old", "https://blobs.example/old", None, "pg")
+    clock.advance(days=25)
+    await blobs.remember("recent", "blob-recent", "https://blobs.example/recent", None)
+    clock.advance(days=6)
+
+    await Retention(db, days=30, clock=clock).prune(trigger="test")
+
+    assert await blobs.blob("old") is None
+    kept = await blobs.blob("recent")
+    assert kept is not None and kept.url == "https://blobs.example/recent"
+    (audit,) = await prune_audits(db)
+    assert audit["uploads_forgotten"] == 1
 
 
 async def test_a_dry_run_reports_the_same_and_changes_nothing(

@@ -281,10 +281,12 @@ class Simulator:
                 if self._runner is None:
                     break
         now = time.monotonic()
-        done = wf.status(now) in TERMINAL
-        body = workflow_json(
-            self.blobs, wf, now, ahead=self._ahead(wf, now), hide_mature=hide_mature
-        )
+        status = wf.status(now)
+        done = status in TERMINAL
+        # The queue position is shown only while scheduled: counting it means a pass over every
+        # workflow, which for thousands of answers at once made the simulator the bottleneck.
+        ahead = self._ahead(wf, now) if status == S.SCHEDULED else 0
+        body = workflow_json(self.blobs, wf, now, ahead=ahead, hide_mature=hide_mature)
         return json_response(200 if done or wait <= 0 else 202, body)
 
     def _ahead(self, wf: SimWorkflow, now: float) -> int:
