@@ -8,19 +8,17 @@ never leaves it; a download from another allowed blob host goes without the toke
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from bot import net
 from bot.civitai.errors import (
     BlobExpired,
     BlobRefused,
@@ -144,7 +142,7 @@ class BlobCalls:
             if status in RETRYABLE_STATUS:
                 raise _Retryable(
                     f"blob: the blob store answered {status}",
-                    retry_after(response.headers.get("retry-after")),
+                    net.retry_after(response.headers.get("retry-after")),
                 )
             if status in (403, 404, 410):
                 raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
@@ -161,7 +159,7 @@ class BlobCalls:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         # Plain http only on loopback (the simulator): the bearer token goes to our own host.
-        if parts.scheme != "https" and not _is_loopback(host):
+        if parts.scheme != "https" and not net.is_loopback(host):
             raise BlobRefused(f"blob URL must be https: {parts.scheme}://{host}")
         if self._same_host(url):
             return
@@ -178,30 +176,6 @@ class _Retryable(Exception):
         super().__init__(problem)
         self.problem = problem
         self.retry_after = retry_after
-
-
-def retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _body_text(response: httpx.Response) -> str:

@@ -23,8 +23,8 @@ import certifi
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from bot import net
 from bot.civitai.blob_calls import RETRYABLE_STATUS, BlobCalls
-from bot.civitai.blob_calls import retry_after as retry_after_header
 from bot.civitai.errors import (
     Forbidden,
     NotFound,
@@ -222,7 +222,7 @@ class OrchestratorClient(BlobCalls):
                     raise self._error(response.status_code, response.text)
                 else:
                     problem = f"{kind}: orchestrator answered {response.status_code}"
-                    retry_after = retry_after_header(response.headers.get("retry-after"))
+                    retry_after = net.retry_after(response.headers.get("retry-after"))
                     accepted = response.status_code not in NOT_ACCEPTED
                     maybe_accepted = maybe_accepted or accepted
             self._attempt(kind, ERROR if attempt >= self.max_retries else RETRY, started)
@@ -240,11 +240,13 @@ class OrchestratorClient(BlobCalls):
         self.metrics.orchestrator_attempt(kind, outcome, time.monotonic() - started)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.retry_max_delay, 0.5 * 2**attempt)
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-        return delay
+        return net.backoff(
+            attempt,
+            retry_after,
+            max_delay=self.retry_max_delay,
+            max_retry_after=MAX_RETRY_AFTER,
+            rng=self._rng,
+        )
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

@@ -4,12 +4,12 @@ Discord's CDN, size-capped before and while reading."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
 
+from bot import net
 from bot.catalog.capabilities import capability
 from bot.catalog.names import Model, Operation
 from bot.media.limits import (
@@ -108,7 +108,7 @@ def _check_url(info: AttachmentInfo, url: str, limits: MediaLimits) -> None:
         raise MediaError(
             info.option, f"{info.option} must be a Discord attachment; {host or 'that'} is not"
         )
-    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme != "https" and not (parts.scheme == "http" and net.is_loopback(host)):
         raise MediaError(info.option, f"{info.option} must be downloaded over https")
 
 
@@ -120,15 +120,6 @@ def _host_allowed(host: str, patterns: Sequence[str]) -> bool:
         elif host == pattern:
             return True
     return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _request(http: httpx.AsyncClient, url: str, limits: MediaLimits) -> httpx.Request:

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
+from bot import net
 from bot.openai_api.errors import BadResponse, OperatorProblem, Unavailable
 from bot.openai_api.results import (
     ImageReader,
@@ -275,11 +276,13 @@ class OpenAIImagesClient:
         return result
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.retry_max_delay, 0.5 * 2**attempt)
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-        return delay
+        return net.backoff(
+            attempt,
+            retry_after,
+            max_delay=self.retry_max_delay,
+            max_retry_after=MAX_RETRY_AFTER,
+            rng=self._rng,
+        )
 
     def _redact(self, text: str) -> str:
         if self._secret:

@@ -7,12 +7,11 @@ decides first (a moderation block is a block whatever the status), then the stat
 
 from __future__ import annotations
 
-import email.utils
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from bot import net
 from bot.openai_api.errors import (
     AuthFailed,
     Blocked,
@@ -91,7 +90,7 @@ def classify(
         return Retry(
             f"the endpoint answered {status}" + (f" ({code})" if code else ""),
             status not in NOT_ACCEPTED,
-            retry_after_seconds(headers),
+            net.retry_after_ms(headers),
         )
     if status == 404:
         return OperatorProblem(
@@ -123,27 +122,3 @@ def _fallback(body: str | Mapping[str, Any]) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Retry-After (seconds or an HTTP date), or OpenAI's retry-after-ms."""
-    millis = (headers.get("retry-after-ms") or "").strip()
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = (headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,66 @@
+"""Small rules every HTTP client of the bot shares: how long a Retry-After asks us to wait,
+how long to back off between tries, and which hosts are this machine."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's wait in seconds: a number, or an HTTP date (None if neither)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def retry_after_ms(headers: Mapping[str, str]) -> float | None:
+    """OpenAI's retry-after-ms when it is given, else Retry-After."""
+    millis = (headers.get("retry-after-ms") or "").strip()
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    return retry_after(headers.get("retry-after"))
+
+
+def backoff(
+    attempt: int,
+    retry_after: float | None,
+    *,
+    max_delay: float,
+    max_retry_after: float,
+    rng: random.Random,
+) -> float:
+    """Exponential backoff with jitter (from 0.5 s, halved-to-full of the ceiling); a server's
+    Retry-After is honoured up to `max_retry_after`."""
+    ceiling = min(max_delay, 0.5 * 2**attempt)
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_retry_after))
+    return delay
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: where plain http is allowed (the simulators)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
