@@ -87,14 +87,14 @@ def status_line(job: JobRecord, message: str | None) -> str:
         return "⏸️ Waiting for a moderator's review before it runs"
     if job.status is J.QUEUED:
         # The submit long-poll may already be running the job: do not claim it is still queued.
-        return f"⏳ Waiting for the orchestrator — asked {_ts(job.created_at)}"
+        return f"⏳ Waiting for the image service — asked {_ts(job.created_at)}"
     if job.status in (J.SUBMITTED, J.RUNNING):
         if job.workflow_status in ("unassigned", "preparing", "scheduled"):
             where = f", position {job.queue_position + 1}" if job.queue_position is not None else ""
-            return f"⏳ In the orchestrator's queue{where} — asked {_ts(job.created_at)}"
+            return f"⏳ In the image service's queue{where} — asked {_ts(job.created_at)}"
         if job.workflow_status == "processing":
             return f"🎨 Generating — started {_ts(job.started_at or job.submitted_at)}"
-        return f"📨 Sent to the orchestrator {_ts(job.submitted_at or job.created_at)}"
+        return f"📨 Sent to the image service {_ts(job.submitted_at or job.created_at)}"
     if job.status is J.DELIVERING:
         return "📤 Posting the images…"
     if job.status is J.DONE:

@@ -220,6 +220,6 @@ class Admission:
             await self.parts.alert("auth", str(exc))
             raise Refusal(
                 RefusalReason.UPSTREAM,
-                "the bot cannot place orders with the orchestrator right now; the operator "
+                "the bot cannot place orders with the image service right now; the operator "
                 "has been told",
             ) from None

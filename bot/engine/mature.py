@@ -105,6 +105,6 @@ async def fetch_for_release(parts: Parts, job: JobRecord) -> list[ResultImage]:
     images, total = await parts.lane.fetch_results(job, None, deadline, asyncio.sleep)
     if not total or len(images) < total:
         raise ReleaseFailed(
-            f"only {len(images)} of {total} image(s) could be fetched from the orchestrator"
+            f"only {len(images)} of {total} image(s) could be fetched from the image service"
         )
     return images

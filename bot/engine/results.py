@@ -83,7 +83,7 @@ class Results:
                 )
             if not images and job.output is None:
                 await self._undeliverable(
-                    job, f"none of the {total} image(s) could be fetched from the orchestrator"
+                    job, f"none of the {total} image(s) could be fetched from the image service"
                 )
                 return
             job = await self.parts.db.write(

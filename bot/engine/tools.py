@@ -196,6 +196,6 @@ class ToolAdmission:
             await self.parts.alert("auth", str(exc))
             raise Refusal(
                 RefusalReason.UPSTREAM,
-                "the bot cannot place orders with the orchestrator right now; the operator "
+                "the bot cannot place orders with the image service right now; the operator "
                 "has been told",
             ) from None

@@ -4,6 +4,7 @@ and sees the image forming on the status message before the result is posted."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -78,6 +79,17 @@ async def test_the_status_message_shows_partial_images_in_place_before_the_resul
         assert image_size(w.fake.attachment_bytes(attachment)) == (320, 213)
         assert all(e.files[0]["filename"] == attachment["filename"] for e in edits)
         assert "Cancel" in buttons(shown)
+        # The member is never told about a service this lane does not use.
+        said = [
+            json.dumps(c.json)
+            for c in w.fake.calls
+            if c.json is not None
+            and (
+                c.path.endswith(f"/messages/{status_id}")
+                or (isinstance(c.response, dict) and c.response.get("id") == str(status_id))
+            )
+        ]
+        assert len(said) > 2 and not any("orchestrator" in text.lower() for text in said)
 
         gate.set()
         job, result = await finished(w, job)
