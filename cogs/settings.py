@@ -154,12 +154,13 @@ class Settings(commands.Cog):
     @settings.command(
         name="mature", description="Which content levels results may have, here and per channel"
     )
-    @app_commands.rename(release_channel="release-channel")
+    @app_commands.rename(release_channel="release-channel", release_dm_only="release-dm-only")
     @app_commands.describe(
         level="The highest rating shown (never above what Discord's age restriction allows)",
         channel="Set the level of this channel only (its threads follow it)",
         release_channel="An age-restricted channel where moderators may release results "
         "rated above their channel's level",
+        release_dm_only="True: no release channel; released results go to the member by DM",
     )
     @app_commands.choices(level=LEVELS)
     async def mature(
@@ -168,11 +169,16 @@ class Settings(commands.Cog):
         level: Choice[str] | None = None,
         channel: discord.abc.GuildChannel | None = None,
         release_channel: discord.TextChannel | None = None,
+        release_dm_only: bool | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         store, guild, actor = self.services.safety, interaction.guild_id, interaction.user.id
         if channel is not None and level is None:
             raise SettingsRefused("level", f"choose the level {channel.mention} may show")
+        if release_dm_only and release_channel is not None:
+            raise SettingsRefused(
+                "release-dm-only", "choose a release-channel or DM only, not both"
+            )
         if level is not None:
             value = None if level.value == DEFAULT else level.value
             await store.set_level(
@@ -189,6 +195,8 @@ class Settings(commands.Cog):
                 age_restricted=age_restricted(release_channel),
                 actor_id=actor,
             )
+        elif release_dm_only:
+            await store.set_release_channel(guild, None, age_restricted=False, actor_id=actor)
         await self._answer(interaction, await self.services.guilds.settings(guild))
 
     @settings.command(

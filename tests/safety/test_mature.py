@@ -133,6 +133,17 @@ async def test_a_release_goes_to_the_age_restricted_channel_the_admin_chose(tmp_
         assert "Released to the release channel by" in text_of(refreshed)
         assert _labels(w, refreshed) == {"Strike", "Ban"}
 
+        both = {"release-channel": gallery, "release-dm-only": True}
+        text = await ask(w, w.admin, "settings mature", both)
+        assert "release-dm-only" in text and "not both" in text
+        text = await ask(w, w.admin, "settings mature", {"release-dm-only": True})
+        assert "can be released to: not set (DM only)" in text
+        _, second = await kept(w)
+        assert "Release" not in _labels(w, second)  # DM only again
+        text = await press(w, second, "Send by DM", w.moderator)
+        assert text == f"Review #2: sent to <@{w.member}> by DM."
+        assert len(w.fake.channel_messages(gallery)) == 1
+
 
 async def test_a_release_that_cannot_be_posted_opens_the_item_again(tmp_path):
     async with world(tmp_path) as w:
