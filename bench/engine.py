@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import math
 import os
@@ -69,11 +68,11 @@ GUILD, CHANNEL = 1, 1
 
 # -- the bot side (a process of its own per scenario) ---------------------------------------
 def encoding_publisher(services: Any, settings: Any) -> Any:
-    import discord
     from discord.http import handle_message_parameters
 
     from bot.discord_adapter.buttons.result import result_view
     from bot.discord_adapter.embeds import result_embed
+    from bot.discord_adapter.files import MemoryFile
     from bot.discord_adapter.publisher import DiscordPublisher
 
     class NoDiscord:
@@ -118,10 +117,7 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
                 job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
             )
             view = result_view(job, self.tools)
-            files = [
-                discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
-                for n, f in chunk
-            ]
+            files = [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
             with handle_message_parameters(embed=embed, view=view, files=files) as params:
                 body = multipart(params.multipart or [])
             view.stop()

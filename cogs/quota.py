@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import io
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.ledger_records import MAX_AMOUNT, Account
@@ -252,7 +252,7 @@ class Quota(commands.Cog):
                 f"The ledger ({entries:,} entries) is too large to send here even compressed; "
                 "the operator can run `python -m bot ledger export` on the server."
             )
-        file = discord.File(io.BytesIO(data), filename=name)
+        file = MemoryFile(data, name)
         await interaction.followup.send(f"{entries:,} entries.", file=file, ephemeral=True)
 
     @quota.command(name="report", description="A chart of the Buzz spent per day by model")

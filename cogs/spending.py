@@ -8,11 +8,11 @@ from bot.reports.chart; this module only finds the spenders' names and sends the
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Iterable
 
 import discord
 
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.reports.chart import render
@@ -29,7 +29,7 @@ async def answer_report(interaction: Interaction, services: Services, days: int)
         return
     names = await display_names(interaction.guild, (s.member_id for s in report.top))
     png = await asyncio.to_thread(render, report, names)  # a few tens of ms of drawing
-    file = discord.File(io.BytesIO(png), filename=f"spending-{interaction.guild_id}-{days}d.png")
+    file = MemoryFile(png, f"spending-{interaction.guild_id}-{days}d.png")
     await reply(
         interaction,
         summary(report, days),

@@ -7,7 +7,6 @@ item stays reachable through /mod queue and the guild's owner is told once how t
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ import discord
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.review_text import heading, source_text
 from bot.review import Action
 from bot.store.jobs import JobRecord
@@ -246,8 +246,7 @@ class ReviewBoard:
 
 def _files(sources: list) -> list[discord.File]:
     return [
-        discord.File(io.BytesIO(s.data), filename=f"{s.role}{n + 1}.{_ext(s.mime)}")
-        for n, s in enumerate(sources[:10])
+        MemoryFile(s.data, f"{s.role}{n + 1}.{_ext(s.mime)}") for n, s in enumerate(sources[:10])
     ]
 
 

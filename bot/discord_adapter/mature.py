@@ -4,7 +4,6 @@ of such a result (to the guild's age-restricted release channel, or to the membe
 
 from __future__ import annotations
 
-import io
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ import discord
 
 from bot.discord_adapter.access import age_restricted
 from bot.discord_adapter.embeds import result_embed
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
 from bot.discord_adapter.uploads import MESSAGE_BYTES, NETWORK_ERRORS, fit_all, split
 from bot.engine.publisher import PostFailed, ResultImage
@@ -113,10 +113,7 @@ class MatureDesk:
             first_n, first = chunk[0]
             name = f"{job.id}-{first_n + 1}.{first.extension}"
             embed = result_embed(job, [f for _, f in chunk], name, (number, len(parts)))
-            files = [
-                discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
-                for n, f in chunk
-            ]
+            files = [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
             try:
                 message = await send(
                     content=text if number == 1 else None,

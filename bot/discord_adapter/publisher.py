@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from bot.discord_adapter.embeds import (
     status_embed,
 )
 from bot.discord_adapter.enhance_post import post_choice
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.replying import reply_to_source
 from bot.discord_adapter.uploads import (
@@ -246,7 +246,7 @@ class DiscordPublisher:
             embed = status_embed(job, balance=balance)
             embed.set_image(url=f"attachment://{name}")
             view = status_view(job.id, active=True, appealable=False)
-            file = discord.File(io.BytesIO(image), filename=name)
+            file = MemoryFile(image, name)
             try:
                 await self._edit_message(job, job.status_message_id, embed, view, [file])
             except discord.HTTPException as exc:
@@ -349,10 +349,7 @@ class DiscordPublisher:
         mentioning the member, else by DM."""
 
         def files() -> list[discord.File]:  # a File is consumed by sending it: fresh ones each try
-            return [
-                discord.File(io.BytesIO(f.data), filename=f"{job.id}-{n + 1}.{f.extension}")
-                for n, f in chunk
-            ]
+            return [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
 
         largest = max(len(f.data) for _, f in chunk)
         first_n, first = chunk[0]
