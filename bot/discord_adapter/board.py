@@ -8,6 +8,7 @@ item stays reachable through /mod queue and the guild's owner is told once how t
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -187,6 +188,11 @@ class ReviewBoard:
         finally:
             view.stop()
         await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
+        # Changed while it was on its way (an appeal, a decision from /mod queue): their
+        # refresh found no message to edit then, so the message shows them now.
+        latest = await self.services.moderation.item(item.id)
+        if latest is not None and _shown(latest) != _shown(item):
+            await self.refresh(item.id)
         return True
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable | None:
@@ -242,6 +248,11 @@ class ReviewBoard:
             # Not told after all (a passing failure): let the next item try again.
             log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
             await guilds.update(guild_id, mod_channel_warned=False)
+
+
+def _shown(item: ReviewItem) -> ReviewItem:
+    """What the item's message shows of it (where that message is aside)."""
+    return replace(item, message_channel_id=None, message_id=None)
 
 
 def _files(sources: list) -> list[discord.File]:

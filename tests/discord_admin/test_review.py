@@ -153,6 +153,28 @@ async def test_held_job_waits_without_showing_the_pattern_then_approve_and_rejec
         assert w.results_of(second.id) == []
 
 
+async def test_an_appeal_made_while_the_item_is_still_being_posted_shows_on_it(tmp_path):
+    """Discord is slow to take the review item: the member appeals before its message exists.
+    Once the message is there it shows the appeal (the appeal's refresh found nothing to edit)."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        slow = w.fake.hold_requests("POST", rf"/channels/{mods}/messages$")
+        job = await blocked(w, "a harmless kitten")
+        opened = await click(w, w.status_message(job), "Appeal", w.member)
+        sent = await w.fake.submit_modal(opened, {"note": "It is a kitten, nothing else."})
+        assert "Your appeal was added" in text_of(await answer(sent))
+        assert not w.fake.channel_messages(mods)  # the item is still on its way
+        slow.set()
+        item = await item_message(w, job)
+        await w.fake.wait_for(
+            lambda: "It is a kitten" in text_of(w.fake.message(int(item["id"]))),
+            what="the appeal on the item",
+        )
+        assert len(w.fake.channel_messages(mods)) == 1
+
+
 async def test_appeal_from_the_member_reaches_the_item_and_the_verdict_reaches_them(tmp_path):
     async with world(tmp_path) as w:
         mods = mod_channel(w)

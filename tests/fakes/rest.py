@@ -164,6 +164,9 @@ class RestApi:
         request[RECORD] = record
         request[ARRIVED] = asyncio.get_running_loop().time()
         fake.calls.append(record)
+        for method, pattern, gate in fake.gates:
+            if method == request.method and pattern.search(request.path):
+                await gate.wait()
         try:
             if (
                 self._needs_auth(request.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import secrets
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -80,6 +81,8 @@ class FakeDiscord(DriverMixin):
         self.calls: list[CallRecord] = []
         #: Crashes inside the fake's own handlers (should stay empty).
         self.crashes: list[str] = []
+        #: Requests held back until their event is set (hold_requests): a slow Discord.
+        self.gates: list[tuple[str, re.Pattern[str], asyncio.Event]] = []
         self.interactions = InteractionLedger(self)
         self.gateway = Gateway(self)
         self.rest = RestApi(self)
@@ -237,6 +240,13 @@ class FakeDiscord(DriverMixin):
             self._spawn(self.gateway.dispatch(event, data, intent=intent))
 
     # ---- world building ------------------------------------------------------------------
+
+    def hold_requests(self, method: str, path: str) -> asyncio.Event:
+        """Requests whose method is `method` and whose path matches the regex `path` are
+        recorded on arrival, then answered only once the returned event is set."""
+        gate = asyncio.Event()
+        self.gates.append((method.upper(), re.compile(path), gate))
+        return gate
 
     def add_guild(self, name: str, *, bot_permissions: int = 0) -> int:
         """A guild the bot is in (with @everyone, a managed bot role and a synthetic owner)."""
