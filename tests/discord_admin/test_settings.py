@@ -139,7 +139,7 @@ async def test_without_a_moderation_channel_the_owner_is_told_once(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         one = await blocked(w, "number one")
-        await w.fake.wait_for(lambda: w.fake.world.dm_channels, what="a DM")
+        await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
         two = await blocked(w, "number two")
         await w.fake.settle()
         [dm] = owner_dms(w)
@@ -214,6 +214,8 @@ async def test_a_moderation_channel_the_bot_cannot_post_in(tmp_path):
             ),
             what="both review items refused by the channel",
         )
+        # The owner's DM takes a few requests of its own (guild, user, DM channel, message).
+        await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
         await w.fake.settle()
         [dm] = owner_dms(w)
         assert f"I cannot post in <#{mods}>" in dm["content"]
