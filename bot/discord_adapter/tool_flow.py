@@ -109,7 +109,9 @@ class ToolFlow:
         try:
             who = await requester(interaction, bot.services.guilds)
             info = attachment_info("image", attachment)
-            source = await posted_source(bot.services.downloads, info, bot.media_limits)
+            source = await posted_source(
+                bot.services.downloads, info, bot.media_limits, bot.services.images
+            )
             request = tool_request(
                 who,
                 tool,
