@@ -117,7 +117,9 @@ class EnhanceFlow:
             raise UserFacingError("I cannot find that prompt enhancement any more.")
         if interaction.user.id != job.member_id:
             raise UserFacingError("Only the member who asked can choose.")
-        if job.status is not JobStatus.DONE or job.output is None:
+        # Still delivering is fine: the member can see the choice before Discord has told us
+        # it was posted (and the job is marked done).
+        if job.status not in (JobStatus.DONE, JobStatus.DELIVERING) or job.output is None:
             raise UserFacingError("This prompt enhancement has nothing to choose from.")
         target = job.options["target"]
         prompt = enhanced_prompt(job) if choice is Choice.ENHANCED else job.prompt

@@ -159,6 +159,30 @@ async def test_imagine_with_an_image_enhances_then_edits_that_image(tmp_path):
         assert sent == source  # the stored source, carried from the enhancement to the edit
 
 
+async def test_a_choice_made_before_discord_confirmed_the_choice_message_counts(tmp_path):
+    """Discord shows the choice but its answer to the bot is slow: a quick member's click
+    lands while the enhancement is still delivering, and starts the image all the same."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "a cat on a windowsill", "enhance": True},
+        )
+        slow = w.fake.hold_requests("POST", rf"/webhooks/\d+/{h.token}$", answer_only=True)
+        choice = await h.wait_for_followup(1, timeout=20)
+        [enhancement] = await w.jobs()
+        assert enhancement.status.value == "delivering"
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Keep mine"], w.member)
+        answered = await click.response()
+        assert answered["type"] == 7, answered  # the choice message updated, not an error
+        slow.set()
+        image, _ = await finished(w, await started(w, click))
+        assert image.parent_job_id == enhancement.id and image.prompt == "a cat on a windowsill"
+
+
 async def test_the_chosen_image_above_the_threshold_is_confirmed_after_the_choice(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)

@@ -164,9 +164,7 @@ class RestApi:
         request[RECORD] = record
         request[ARRIVED] = asyncio.get_running_loop().time()
         fake.calls.append(record)
-        for method, pattern, gate in fake.gates:
-            if method == request.method and pattern.search(request.path):
-                await gate.wait()
+        await fake.pass_gates(request.method, request.path, answered=False)
         try:
             if (
                 self._needs_auth(request.path)
@@ -196,6 +194,7 @@ class RestApi:
                 except (TypeError, ValueError):
                     record.response = None
         record.status = response.status
+        await fake.pass_gates(request.method, request.path, answered=True)
         interaction = cast("InteractionRecord | None", request.get(INTERACTION))
         if interaction is not None:
             record.interaction_id = interaction.id

@@ -82,7 +82,8 @@ class FakeDiscord(DriverMixin):
         #: Crashes inside the fake's own handlers (should stay empty).
         self.crashes: list[str] = []
         #: Requests held back until their event is set (hold_requests): a slow Discord.
-        self.gates: list[tuple[str, re.Pattern[str], asyncio.Event]] = []
+        #: The flag: held after they were carried out (only the answer is late).
+        self.gates: list[tuple[str, re.Pattern[str], asyncio.Event, bool]] = []
         self.interactions = InteractionLedger(self)
         self.gateway = Gateway(self)
         self.rest = RestApi(self)
@@ -241,12 +242,18 @@ class FakeDiscord(DriverMixin):
 
     # ---- world building ------------------------------------------------------------------
 
-    def hold_requests(self, method: str, path: str) -> asyncio.Event:
+    def hold_requests(self, method: str, path: str, *, answer_only: bool = False) -> asyncio.Event:
         """Requests whose method is `method` and whose path matches the regex `path` are
-        recorded on arrival, then answered only once the returned event is set."""
+        recorded on arrival, then carried out and answered only once the returned event is set.
+        `answer_only`: carried out at once (a message is posted), only the answer is held."""
         gate = asyncio.Event()
-        self.gates.append((method.upper(), re.compile(path), gate))
+        self.gates.append((method.upper(), re.compile(path), gate, answer_only))
         return gate
+
+    async def pass_gates(self, method: str, path: str, *, answered: bool) -> None:
+        for gated_method, pattern, gate, answer_only in self.gates:
+            if answer_only == answered and gated_method == method and pattern.search(path):
+                await gate.wait()
 
     def add_guild(self, name: str, *, bot_permissions: int = 0) -> int:
         """A guild the bot is in (with @everyone, a managed bot role and a synthetic owner)."""
