@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -43,3 +44,35 @@ def test_loopback_hosts() -> None:
     assert net.is_loopback("localhost") and net.is_loopback("127.0.0.1")
     assert net.is_loopback("::1")
     assert not net.is_loopback("cdn.discordapp.com") and not net.is_loopback("10.0.0.1")
+
+
+async def _body(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.mark.parametrize(
+    ("chunks", "cap", "expected"),
+    [
+        ((b"abc", b"def"), 6, (b"abcdef", False)),  # exactly the cap: all of it
+        ((b"abc", b"defg"), 6, (b"abcdef", True)),  # one byte over: cut at the cap, and said
+        ((b"abcdefgh",), 3, (b"abc", True)),
+        ((), 10, (b"", False)),
+    ],
+)
+async def test_a_body_is_read_whole_up_to_its_cap(
+    chunks: tuple[bytes, ...], cap: int, expected: tuple[bytes, bool]
+) -> None:
+    assert await net.read_capped(_body(*chunks), cap) == expected
+
+
+async def test_reading_stops_at_the_cap() -> None:
+    pulled: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for n in range(1_000):
+            pulled.append(n)
+            yield bytes(1024)
+
+    data, over = await net.read_capped(endless(), 4096 + 10)
+    assert over and len(data) == 4106 and len(pulled) == 5

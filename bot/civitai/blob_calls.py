@@ -187,13 +187,7 @@ async def _read_capped(response: httpx.Response, cap: int, *, refuse: bool = Tru
     declared = response.headers.get("content-length")
     if refuse and declared and declared.isdigit() and int(declared) > cap:
         raise BlobRefused(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            if not refuse:
-                break
-            raise BlobRefused(f"blob is over the {cap:,} byte cap")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    data, over = await net.read_capped(response.aiter_bytes(), cap)
+    if over and refuse:
+        raise BlobRefused(f"blob is over the {cap:,} byte cap")
+    return data

@@ -159,12 +159,8 @@ async def _read_body(info: AttachmentInfo, response: httpx.Response, cap: int) -
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise too_many_bytes(info.option, int(declared), cap)
-    chunks: list[bytes] = []
-    size = 0
     # Content-Encoding is identity (checked above), so these are the bytes on the wire.
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:  # stop here: the rest is never read
-            raise MediaError(info.option, f"{info.option} is over the {human_size(cap)} limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    data, over = await net.read_capped(response.aiter_bytes(), cap)
+    if over:  # stopped there: the rest is never read
+        raise MediaError(info.option, f"{info.option} is over the {human_size(cap)} limit")
+    return data

@@ -263,14 +263,10 @@ class OpenAIImagesClient:
         self, kind: str, response: httpx.Response, model: str | None, expected: int
     ) -> ImagesResult:
         cap = expected * (self.reader.max_encoded + EVENT_SLACK) + EVENT_SLACK
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise BadResponse(f"{kind}: the answer is over {cap:,} bytes")
-            chunks.append(chunk)
-        result = read_json_result(b"".join(chunks), self.reader)
+        body, over = await net.read_capped(response.aiter_bytes(), cap)
+        if over:
+            raise BadResponse(f"{kind}: the answer is over {cap:,} bytes")
+        result = read_json_result(body, self.reader)
         if isinstance(result, dict):  # a 200 that carries an error object
             raise classify(None, result, response.headers, model, self._redact)
         return result
