@@ -13,11 +13,11 @@ from discord.ext import commands
 from bot.catalog import CatalogError, Model, Operation, RequestOptions
 from bot.catalog.capabilities import can_edit
 from bot.catalog.names import parse_model
-from bot.catalog.pricing import total_price
-from bot.catalog.sizes import GPT2_PRESETS, gpt2_side_ok, parse_size
+from bot.catalog.sizes import GPT2_PRESETS, parse_size
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError
+from bot.engine.requests import JobRequest, Refusal, Requester
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -54,24 +54,35 @@ def options(prompt: str, **given: Choice[str] | str | int | None) -> RequestOpti
 
 
 async def gpt2_size_choices(interaction: Interaction, current: str) -> list[Choice[str]]:
-    """Presets (square, portrait, landscape, 1080p, 1440p, 4K) with their prices; whatever valid
-    size the member is typing comes first."""
+    """Presets (square, portrait, landscape, 1080p, 1440p, 4K) with their prices on the lane in
+    use; whatever valid size the member is typing comes first. A size the lane refuses (or
+    cannot price) is not offered."""
     quality = getattr(interaction.namespace, "quality", None) or "high"
     quantity = getattr(interaction.namespace, "quantity", None) or 1
+    who = Requester(interaction.guild_id or 0, interaction.channel_id or 0, interaction.user.id)
 
-    def label(name: str, width: int, height: int) -> Choice[str]:
-        price = total_price(Model.GPT_IMAGE_2, quality, quantity, width, height)
-        return Choice(name=f"{name} {width}x{height} ({price} Buzz)", value=f"{width}x{height}")
+    def label(name: str, width: int, height: int) -> Choice[str] | None:
+        size = f"{width}x{height}"
+        options = RequestOptions(prompt="size", size=size, quality=quality, quantity=quantity)
+        try:
+            request = interaction.client.engine.validate(
+                JobRequest(who, Model.GPT_IMAGE_2, Operation.CREATE, options)
+            )
+        except Refusal:
+            return None
+        return Choice(name=f"{name} {size} ({request.buzz} Buzz)", value=size)
 
     typed = parse_size(current) if current else None
     found: list[Choice[str]] = []
-    if typed and gpt2_side_ok(typed[0]) and gpt2_side_ok(typed[1]):
-        found.append(label("custom", *typed))
+    if typed and (custom := label("custom", *typed)) is not None:
+        found.append(custom)
     needle = current.strip().lower()
     for preset in GPT2_PRESETS:
         wanted = not needle or needle in preset.name.lower() or needle in preset.size
-        if wanted and all(c.value != preset.size for c in found):
-            found.append(label(preset.name, preset.width, preset.height))
+        if not wanted or any(c.value == preset.size for c in found):
+            continue
+        if (choice := label(preset.name, preset.width, preset.height)) is not None:
+            found.append(choice)
     return found[:25]
 
 

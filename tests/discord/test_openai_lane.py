@@ -166,3 +166,30 @@ async def test_gpt_image_1_mini_through_imagine_once_an_admin_makes_it_the_defau
         assert second.fields["size"] == "1536x1024"  # the source's shape
         assert job.charged == job2.charged == 75  # high, the default quality
         assert "gpt-image-1-mini" in text_of(result)
+
+
+async def test_size_suggestions_show_this_lanes_prices(tmp_path):
+    """An operator who set their own gpt-image-2 prices sees them in the size suggestions, as
+    they will be held and charged (not the Civitai table's)."""
+    prices = {"gpt-image-2": {"high": 100, "medium": 40, "low": 10}}
+    async with openai_world(tmp_path, openai={"prices": prices}) as (w, _):
+        offered = await w.fake.autocomplete(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "x", "quality": "medium", "quantity": 2},
+            focused="size",
+        )
+        named = {c["value"]: c["name"] for c in offered}
+        assert named["1024x1024"] == "square 1024x1024 (80 Buzz)"
+        assert named["3840x2160"] == "4K 3840x2160 (80 Buzz)"
+        typed = await w.fake.autocomplete(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "x", "size": "2048x1152"},
+            focused="size",
+        )
+        assert typed[0] == {"name": "custom 2048x1152 (100 Buzz)", "value": "2048x1152"}
