@@ -105,7 +105,9 @@ class RequestFlow:
             quote,
             time.monotonic(),
         )
-        if enhance:
+        # A prompt the filter holds goes to the moderators as the member wrote it: it is not
+        # sent upstream to be enhanced (and charged for) first.
+        if enhance and not await self.engine.held_by_filter(request):
             await self.bot.enhance.begin(interaction, pending)
             return
         if quote.needs_confirmation:

@@ -105,6 +105,12 @@ class Engine:
     def validate(self, request: JobRequest) -> LaneRequest:
         return self.admission.validate(request)
 
+    async def held_by_filter(self, request: JobRequest) -> bool:
+        """Whether the guild's prompt filter holds this request's prompt for the moderators."""
+        check = self.parts.prompt_filter
+        prompt = request.options.prompt
+        return check is not None and await check(request.requester.guild_id, prompt) is not None
+
     async def preflight(self, request: JobRequest) -> Quote:
         """Every admission check without holding anything: Refusal, or the quote."""
         return await self.admission.preflight(request)

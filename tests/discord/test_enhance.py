@@ -194,3 +194,23 @@ async def test_the_chosen_image_above_the_threshold_is_confirmed_after_the_choic
         yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
         image, _ = await finished(w, await started(w, yes))
         assert image.parent_job_id == enhancement.id and image.prompt == ENHANCED
+
+
+async def test_a_prompt_the_filter_holds_is_not_enhanced_first(tmp_path):
+    """The filter holds prompts for the moderators before anything runs: such a prompt is not
+    sent upstream to be enhanced (nor charged for that); it waits for review as written."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "volcano", w.moderator)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a volcano erupting", "quality": "low", "enhance": True},
+        )
+        job = await started(w, h)
+        job = await w.wait_job(job.id, "held")
+        assert (job.model, job.prompt) == ("gpt-image-2", "a volcano erupting")
+        assert w.sim.submissions == []
+        assert [j.model for j in await w.jobs()] == ["gpt-image-2"]  # no enhancement job
