@@ -115,6 +115,22 @@ async def test_a_lost_blob_is_uploaded_again_from_the_stored_bytes(tmp_path):
         assert again.charged == 13
 
 
+async def test_a_blob_lost_upstream_before_its_url_expired_is_sent_inline(tmp_path):
+    """The bot's URL still looks valid, but the orchestrator cannot load it: it refuses the
+    submit, and the bot sends the stored bytes instead, charged once."""
+    sent = source("plum")
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        first = await edit(h, sent)
+        [uploaded] = h.sim.uploads
+        h.sim.blobs.lose(uploaded)
+        again = await edit(h, sent, parent=first.id)
+        assert h.sim.requests["submit"] == 3  # first; the refused one; the inline one
+        assert len(h.sim.submissions) == 2  # the refused submit created nothing
+        assert sent_images(h)[1].startswith("data:image/png;base64,")
+        assert again.charged == 13 and await h.available() == 1000 - 13 - 13
+
+
 async def test_an_upload_survives_a_restart(tmp_path):
     sent = source("navy")
     async with harness(tmp_path) as h:

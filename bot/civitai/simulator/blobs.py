@@ -53,6 +53,10 @@ class BlobStore:
     def get(self, blob_id: str) -> BlobRecord | None:
         return self._records.get(blob_id)
 
+    def lose(self, blob_id: str) -> None:
+        """The store no longer has it (tests: a blob lost upstream); its URLs stop loading."""
+        self._records.pop(blob_id, None)
+
     # -- content -----------------------------------------------------------------------------
     def cached(self, record: BlobRecord) -> bytes | None:
         if record.data is not None:

@@ -14,6 +14,7 @@ from bot.catalog.sizes import parse_size
 from bot.civitai.placeholder import render
 from bot.civitai.simulator.scripting import Outcome
 from bot.civitai.simulator.steps.base import BlobPlan, StepContext, StepPlan, StepRefused
+from bot.civitai.simulator.steps.upscaler import UNLOADABLE
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def plan(raw: dict[str, Any], ctx: StepContext) -> StepPlan:
         inp = cls.model_validate(raw)
     except ValidationError as exc:
         raise StepRefused([(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from exc
+    _loadable(raw, ctx)
     width, height = _output_size(inp, ctx)
     price = price_input(inp, (width, height)) + ctx.surcharge
     quality = getattr(inp, "quality", "")
@@ -71,6 +73,16 @@ def _guide_rules(raw: dict[str, Any]) -> None:
         for side in ("width", "height")
         if isinstance(raw.get(side), int) and raw[side] % 16
     ]
+    if errors:
+        raise StepRefused(errors)
+
+
+def _loadable(raw: dict[str, Any], ctx: StepContext) -> None:
+    """Edit sources and masks the orchestrator cannot load (an unknown or expired blob, a URL
+    it cannot reach, bytes that are not an image) refuse the step, as they would upstream."""
+    named = [(f"images.{n}", src) for n, src in enumerate(raw.get("images") or [])]
+    named += [(key, raw[key]) for key in ("image", "mask") if isinstance(raw.get(key), str)]
+    errors = [(name, UNLOADABLE) for name, src in named if ctx.load_image(src) is None]
     if errors:
         raise StepRefused(errors)
 
