@@ -24,8 +24,11 @@ async def answer_report(interaction: Interaction, services: Services, days: int)
     assert interaction.guild_id is not None
     await interaction.response.defer(ephemeral=True, thinking=True)
     report = await SpendingReports(services.db, services.clock).spending(interaction.guild_id, days)
-    if not report.total:
+    if not report.total and not report.server_paid:
         await reply(interaction, f"No spending in the {last(days)}.")
+        return
+    if not report.total:  # only the server's own checks: nothing to draw
+        await reply(interaction, summary(report, days))
         return
     names = await display_names(interaction.guild, (s.member_id for s in report.top))
     png = await asyncio.to_thread(render, report, names)  # a few tens of ms of drawing
@@ -45,8 +48,15 @@ def last(days: int) -> str:
 def summary(report: Spending, days: int) -> str:
     totals = report.model_totals()
     by_model = " · ".join(f"{m} {totals[m]:,}" for m in report.models)
-    lines = [f"Buzz spent in the {last(days)}: **{report.total:,}** ({by_model})", "Top spenders:"]
-    lines += [f"{n}. <@{s.member_id}> — {s.amount:,}" for n, s in enumerate(report.top, 1)]
+    spent = f"Buzz spent in the {last(days)}: **{report.total:,}**"
+    if by_model:
+        spent += f" ({by_model})"
+    lines = [spent]
+    if report.top:
+        lines.append("Top spenders:")
+        lines += [f"{n}. <@{s.member_id}> — {s.amount:,}" for n, s in enumerate(report.top, 1)]
+    if report.server_paid:
+        lines.append(f"Paid by the server for AI pre-moderation checks: **{report.server_paid:,}**")
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ refunded` — the same figure the budget and "spent this period" use. It counts 
 the hold was settled, under the job's model. A refund therefore lowers the day the job was
 charged, not the day of the refund: a bar is what that day's images cost in the end, and never
 goes below zero. Open holds (running jobs), the guild's losses, grants and admins' takes are
-not spending.
+not spending. What the guild paid itself (AI pre-moderation checks, `guild_charges`) is
+reported beside it, as `server_paid`, on the day the check ran.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Spending:
     days: tuple[date, ...]
     by_day: dict[tuple[date, str], int]
     top: tuple[Spender, ...]
+    # Paid by the guild itself over the same days (AI pre-moderation checks).
+    server_paid: int = 0
 
     @property
     def total(self) -> int:
@@ -97,8 +100,15 @@ class SpendingReports:
             " GROUP BY h.member_id HAVING spent > 0 ORDER BY spent DESC, h.member_id LIMIT ?",
             (*params, top),
         )
+        [server] = fetch_rows(
+            conn,
+            "SELECT COALESCE(SUM(amount), 0) AS paid FROM guild_charges"
+            " WHERE guild_id = ? AND created_at >= ? AND created_at < ?",
+            params,
+        )
         return Spending(
             days=span,
             by_day={(date.fromisoformat(r["day"]), r["model"]): r["spent"] for r in per_day},
             top=tuple(Spender(r["member_id"], r["spent"]) for r in leaders),
+            server_paid=int(server["paid"]),
         )

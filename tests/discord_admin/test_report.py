@@ -74,6 +74,18 @@ async def test_an_empty_period_says_so_without_an_image(tmp_path):
         assert (days["min_value"], days["max_value"], days.get("required", False)) == (1, 90, False)
 
 
+async def test_what_the_server_paid_for_checks_is_told_even_without_member_spending(tmp_path):
+    async with world(tmp_path) as w:
+        await w.services.safety.record_check(w.guild, w.member, "j-check", 4, flagged=False)
+        handle = await w.fake.slash(w.guild, w.channel, w.admin, "quota report")
+        message = await answer(handle)
+        assert is_ephemeral(message) and not message.get("attachments")
+        assert text_of(message) == (
+            "Buzz spent in the last 30 days (UTC): **0**\n"
+            "Paid by the server for AI pre-moderation checks: **4**"
+        )
+
+
 async def test_a_member_is_refused_and_sees_nothing(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)

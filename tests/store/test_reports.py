@@ -13,6 +13,7 @@ from bot.store.db import Conn, Database
 from bot.store.jobs import JobStore
 from bot.store.ledger import Ledger
 from bot.store.reports import Spender, SpendingReports
+from bot.store.safety import SafetyStore
 from tests.store.conftest import GUILD, OTHER_GUILD, Clock, grant, new_job, settle
 
 NOW = datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
@@ -168,3 +169,19 @@ async def test_no_spending_is_an_empty_report(seed: Seed, reports: SpendingRepor
     report = await reports.spending(GUILD, 30)
     assert report.total == 0 and report.by_day == {} and report.top == ()
     assert len(report.days) == 30
+
+
+async def test_what_the_server_paid_for_checks_is_reported_beside_the_spending(
+    seed: Seed, reports: SpendingReports, db: Database, clock: Clock
+) -> None:
+    safety = SafetyStore(db, clock)
+    await seed.job("gpt-image-2", 1, 78, held_at=at(8))
+    for when, guild, cost in [(at(8), GUILD, 2), (at(9, 1), GUILD, 3), (at(9), OTHER_GUILD, 50)]:
+        clock.set(when)
+        await safety.record_check(guild, 1, f"check-{when:%d%H}-{guild}", cost, flagged=False)
+    clock.set(at(1, 12, 0, month=12, year=2024))  # long before the window
+    await safety.record_check(GUILD, 1, "old", 7, flagged=False)
+    clock.set(NOW)
+    report = await reports.spending(GUILD, 7)
+    assert report.total == 78 and report.server_paid == 5  # members' spending stays apart
+    assert (await reports.spending(GUILD, 1)).server_paid == 3
