@@ -9,6 +9,7 @@ from tests.discord.harness import field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
     ask,
+    click,
     item_message,
     mod_channel,
     press,
@@ -143,6 +144,32 @@ async def test_a_release_goes_to_the_age_restricted_channel_the_admin_chose(tmp_
         text = await press(w, second, "Send by DM", w.moderator)
         assert text == f"Review #2: sent to <@{w.member}> by DM."
         assert len(w.fake.channel_messages(gallery)) == 1
+
+
+async def test_a_release_cut_short_by_a_stop_can_be_made_again_after_the_start(tmp_path):
+    """The bot stops while a moderator's release is being posted: the item opens again (not
+    "released" with nothing posted), and after the start a moderator releases it, once."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
+        await click(w, item, "Release", w.moderator)
+        await w.fake.wait_for(
+            lambda: any(c.path.endswith(f"/channels/{gallery}/messages") for c in w.fake.calls),
+            what="the release on its way",
+        )
+        w.fake.gates.clear()  # that post never completes: the process is gone
+        await w.restart_bot()
+        reopened = await w.services.moderation.item_for_job(job.id)
+        assert reopened is not None and reopened.open
+        assert w.fake.channel_messages(gallery) == []
+        text = await press(w, w.fake.message(int(item["id"])), "Release", w.moderator)
+        assert text == f"Review #1: released in <#{gallery}>."
+        [post] = w.fake.channel_messages(gallery)
+        assert f"result of job {job.id}" in text_of(post)
 
 
 async def test_a_release_that_cannot_be_posted_opens_the_item_again(tmp_path):
