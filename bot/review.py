@@ -12,9 +12,10 @@ open or closed; enough strikes within the window ban the member automatically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.engine.engine import Engine
@@ -26,6 +27,8 @@ from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import AlreadyHandled, ItemEvent, ModerationStore, ReviewItem
+
+log = logging.getLogger(__name__)
 
 MAX_APPEAL = 1000
 
@@ -51,6 +54,8 @@ CLOSING = {
     Action.SEND_DM: "released",
 }
 RELEASING = {Action.RELEASE, Action.SEND_DM}
+# A release recorded but not posted is carried out at the next start within this long.
+RESUME_RELEASES_WITHIN = timedelta(days=1)
 # Which decisions fit which kind of item.
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
@@ -141,6 +146,29 @@ class ReviewService:
             ended_now = action is Action.REJECT and outcome.job.final
             await self.engine.notify(outcome.job, outcome.verdict, finished=ended_now)
         return outcome
+
+    async def resume_releases(self) -> list[int]:
+        """Releases recorded but never posted (the process died in between): posted now, the
+        member told. The ids of the items carried out (their messages need a refresh)."""
+        if self.releases is None:
+            return []
+        done = []
+        since = self.clock() - RESUME_RELEASES_WITHIN
+        for item, channel_id in await self.moderation.unposted_releases(since):
+            job = await self.jobs.job(item.job_id)
+            if job is None:
+                continue
+            outcome = Outcome(item, job, "released", release_to=channel_id)
+            try:
+                outcome = await self.releases.carry_out(outcome, channel_id)
+            except ReleaseRefused as exc:  # the item is open again; the moderators see why
+                log.warning("review #%d: release not resumed: %s", item.id, exc)
+                continue
+            log.info("review #%d: release resumed after a restart", item.id)
+            if outcome.verdict:
+                await self.engine.notify(job, outcome.verdict)
+            done.append(item.id)
+        return done
 
     def _act(
         self,

@@ -220,6 +220,8 @@ class ImageBot(commands.Bot):
             # review items need the guilds and channels Discord has just sent.
             self._started = True
             await self.engine.start()
+            for item_id in await self.review.resume_releases():
+                await self.board.refresh(item_id)
             for guild in self.guilds:
                 await self.board.post_pending(guild.id)
 

@@ -397,6 +397,23 @@ class ModerationStore:
         row = fetch_row(conn, "SELECT actor_id FROM bans WHERE review_item_id = ?", (item_id,))
         return None if row is None else int(row[0] or 0)
 
+    async def unposted_releases(self, since: datetime) -> list[tuple[ReviewItem, int | None]]:
+        """Items released since `since` whose images were never posted (the process died
+        between recording the decision and posting): each with where it goes (None: the
+        member's DMs), from the decision's audit row."""
+        rows = await self.db.fetchall(
+            "SELECT i.*, json_extract(d.details, '$.channel') AS release_to"
+            " FROM review_items i JOIN audit_events d ON d.id = ("
+            "   SELECT MAX(id) FROM audit_events"
+            "   WHERE target = 'review:' || i.id AND action IN ('review.release', 'review.dm'))"
+            " WHERE i.status = 'released' AND i.handled_at >= ? AND NOT EXISTS ("
+            "   SELECT 1 FROM audit_events p"
+            "   WHERE p.target = d.target AND p.action = 'review.released' AND p.id > d.id)"
+            " ORDER BY i.id",
+            (iso(since),),
+        )
+        return [(_item(r), r["release_to"]) for r in rows]
+
     async def items_without_message(self, guild_id: int | None = None) -> list[ReviewItem]:
         sql = "SELECT * FROM review_items WHERE status = 'open' AND message_id IS NULL"
         params: tuple = ()

@@ -5,6 +5,10 @@ it in their queue and release it (release channel or DM), refund it or dismiss i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from bot.review import Action
 from tests.discord.harness import field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
@@ -170,6 +174,50 @@ async def test_a_release_cut_short_by_a_stop_can_be_made_again_after_the_start(t
         assert text == f"Review #1: released in <#{gallery}>."
         [post] = w.fake.channel_messages(gallery)
         assert f"result of job {job.id}" in text_of(post)
+
+
+async def test_a_release_whose_process_died_mid_post_is_posted_at_the_next_start(tmp_path):
+    """The decision is recorded, then the process dies while posting (its task gone, nothing
+    handled): the item says released with nothing posted. The next start posts it, once."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
+        [open_item] = await w.services.moderation.open_items(w.guild)
+        dying = asyncio.create_task(
+            w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
+        )
+        await w.fake.wait_for(
+            lambda: any(c.path.endswith(f"/channels/{gallery}/messages") for c in w.fake.calls),
+            what="the release on its way",
+        )
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        w.fake.gates.clear()  # that post never completes
+        left = await w.services.moderation.item(open_item.id)
+        assert left is not None and left.status == "released"
+        assert w.fake.channel_messages(gallery) == []
+
+        await w.restart_bot()
+        await w.fake.wait_for(
+            lambda: w.fake.channel_messages(gallery), what="the release posted at the start"
+        )
+        [post] = w.fake.channel_messages(gallery)
+        assert f"result of job {job.id}" in text_of(post)
+        await w.wait_status(job, "posted the result in")  # the member is told
+        await w.fake.wait_for(
+            lambda: (
+                "Released to the release channel by" in text_of(w.fake.message(int(item["id"])))
+            ),
+            what="the item showing the release",
+        )
+        await w.restart_bot()  # done once: the next start has nothing to resume
+        await w.wait_idle()
+        assert len(w.fake.channel_messages(gallery)) == 1
 
 
 async def test_a_release_that_cannot_be_posted_opens_the_item_again(tmp_path):
