@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -22,8 +20,9 @@ import discord
 
 from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.access import requester
+from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
-from bot.discord_adapter.replies import UserFacingError, media_text, reply
+from bot.discord_adapter.replies import media_text, reply
 from bot.engine.admission import Quote
 from bot.engine.requests import InteractionToken, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_TTL = 600.0
+EXPIRED = "This confirmation has expired; run the command again. Nothing was charged."
+NOT_YOURS = "Only the member who asked can confirm this."
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class Pending:
     # Sources already in hand (a re-roll reuses its parent's): nothing to download.
     sources: tuple[SourceImage, ...] | None
     quote: Quote
-    created: float
 
 
 class RequestFlow:
@@ -54,7 +54,7 @@ class RequestFlow:
         self.bot = bot
         self.engine = bot.engine
         self.services = bot.services
-        self._pending: dict[str, Pending] = {}
+        self.asked: Asked[Pending] = Asked(CONFIRM_TTL, EXPIRED, NOT_YOURS)
 
     async def begin(
         self,
@@ -103,7 +103,6 @@ class RequestFlow:
             tuple(attachments),
             tuple(sources) if sources else None,
             quote,
-            time.monotonic(),
         )
         # A prompt the filter holds goes to the moderators as the member wrote it: it is not
         # sent upstream to be enhanced (and charged for) first.
@@ -117,9 +116,7 @@ class RequestFlow:
 
     # -- confirmation -----------------------------------------------------------------------
     async def _ask(self, interaction: discord.Interaction, pending: Pending) -> None:
-        self._forget_stale()
-        token = secrets.token_hex(8)
-        self._pending[token] = pending
+        token = self.asked.put(pending.request.requester.member_id, pending)
         quote = pending.quote
         view = confirm_view(token)
         text = (
@@ -133,15 +130,7 @@ class RequestFlow:
         view.stop()
 
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
-        pending = self._pending.get(token)
-        if pending is None or time.monotonic() - pending.created > CONFIRM_TTL:
-            self._pending.pop(token, None)
-            raise UserFacingError(
-                "This confirmation has expired; run the command again. Nothing was charged."
-            )
-        if interaction.user.id != pending.request.requester.member_id:
-            raise UserFacingError("Only the member who asked can confirm this.")
-        del self._pending[token]
+        pending = self.asked.take(token, interaction.user.id)
         if not yes:
             await interaction.response.edit_message(
                 content="Canceled. Nothing was charged.", view=None
@@ -153,11 +142,6 @@ class RequestFlow:
         await self.start(
             interaction, replace(pending, request=replace(pending.request, confirmed=True))
         )
-
-    def _forget_stale(self) -> None:
-        now = time.monotonic()
-        for token in [t for t, p in self._pending.items() if now - p.created > CONFIRM_TTL]:
-            del self._pending[token]
 
     # -- the job ----------------------------------------------------------------------------
     async def start(self, interaction: discord.Interaction, pending: Pending) -> None:

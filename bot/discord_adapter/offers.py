@@ -10,17 +10,16 @@ refused only, and one of them may be taken once.
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.catalog.offers import Offer
+from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.offers import OfferButton
-from bot.discord_adapter.replies import UserFacingError, refusal_text
+from bot.discord_adapter.replies import refusal_text
 from bot.engine.requests import JobRequest, Refusal
 from bot.media.limits import AttachmentInfo
 from bot.store.jobs import SourceImage
@@ -40,13 +39,16 @@ class OfferSet:
     sources: tuple[SourceImage, ...] | None
     offers: tuple[Offer, ...]
     enhance: bool
-    created: float
 
 
 class OfferBoard:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._sets: dict[str, OfferSet] = {}
+        self._sets: Asked[OfferSet] = Asked(
+            OFFER_TTL,
+            "These offers have expired; run the command again. Nothing was charged.",
+            "Only the member who asked can take one of these offers.",
+        )
 
     async def refusal(
         self,
@@ -67,26 +69,15 @@ class OfferBoard:
             offers = []
         if not offers:
             return text, None
-        self._forget_stale()
-        token = secrets.token_hex(8)
-        self._sets[token] = OfferSet(
-            request, attachments, sources, tuple(offers), enhance, time.monotonic()
-        )
+        offered = OfferSet(request, attachments, sources, tuple(offers), enhance)
+        token = self._sets.put(request.requester.member_id, offered)
         view = view_of(*(OfferButton(f"{token}-{n}", o.label) for n, o in enumerate(offers)))
         return f"{text}\nWhat you can afford right now instead:", view
 
     async def take(self, interaction: discord.Interaction, key: str) -> None:
         token, _, number = key.partition("-")
-        found = self._sets.get(token)
-        if found is None or time.monotonic() - found.created > OFFER_TTL:
-            self._sets.pop(token, None)
-            raise UserFacingError(
-                "These offers have expired; run the command again. Nothing was charged."
-            )
-        if interaction.user.id != found.request.requester.member_id:
-            raise UserFacingError("Only the member who asked can take one of these offers.")
+        found = self._sets.take(token, interaction.user.id)  # one offer per refusal
         offer = found.offers[int(number)]
-        del self._sets[token]  # one offer per refusal
         await interaction.response.edit_message(content=f"Trying {offer.label}…", view=None)
         request = found.request
         await self.bot.flow.begin(
@@ -99,8 +90,3 @@ class OfferBoard:
             parent_job_id=request.parent_job_id,
             enhance=found.enhance,
         )
-
-    def _forget_stale(self) -> None:
-        now = time.monotonic()
-        for token in [t for t, s in self._sets.items() if now - s.created > OFFER_TTL]:
-            del self._sets[token]

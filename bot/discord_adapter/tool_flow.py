@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -25,9 +23,10 @@ import discord
 
 from bot.catalog.tools import Tool, background_step, describe, estimate, result_ref, upscale_step
 from bot.discord_adapter.access import requester
+from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
-from bot.discord_adapter.replies import UserFacingError, media_text, refusal_text
+from bot.discord_adapter.replies import media_text, refusal_text
 from bot.engine.requests import InteractionToken, Refusal, Requester
 from bot.engine.tools import ToolQuote, ToolRequest
 from bot.media.limits import MediaError
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_TTL = 600.0
+EXPIRED = "This confirmation has expired; try again. Nothing was charged."
+NOT_YOURS = "Only the member who asked can confirm this."
 Starter = Callable[[discord.Interaction, ToolRequest, ToolQuote], Awaitable[None]]
 
 
@@ -48,7 +49,6 @@ class ToolPending:
     request: ToolRequest
     quote: ToolQuote
     start: Starter
-    created: float
 
 
 def image_index(job: JobRecord, attachment: discord.Attachment, position: int) -> int:
@@ -91,7 +91,7 @@ def tool_request(
 class ToolFlow:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._pending: dict[str, ToolPending] = {}
+        self._pending: Asked[ToolPending] = Asked(CONFIRM_TTL, EXPIRED, NOT_YOURS)
 
     async def begin(
         self,
@@ -137,9 +137,7 @@ class ToolFlow:
         if not quote.needs_confirmation:
             await start(interaction, request, quote)
             return
-        self._forget_stale()
-        token = secrets.token_hex(8)
-        self._pending[token] = ToolPending(request, quote, start, time.monotonic())
+        token = self._pending.put(request.requester.member_id, ToolPending(request, quote, start))
         view = tool_confirm_view(token)
         what = describe(request.tool, request.options)
         await tell(
@@ -151,13 +149,7 @@ class ToolFlow:
         view.stop()
 
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
-        pending = self._pending.get(token)
-        if pending is None or time.monotonic() - pending.created > CONFIRM_TTL:
-            self._pending.pop(token, None)
-            raise UserFacingError("This confirmation has expired; try again. Nothing was charged.")
-        if interaction.user.id != pending.request.requester.member_id:
-            raise UserFacingError("Only the member who asked can confirm this.")
-        del self._pending[token]
+        pending = self._pending.take(token, interaction.user.id)
         if not yes:
             await interaction.response.edit_message(
                 content="Canceled. Nothing was charged.", view=None
@@ -167,11 +159,6 @@ class ToolFlow:
             content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
         )
         await pending.start(interaction, replace(pending.request, confirmed=True), pending.quote)
-
-    def _forget_stale(self) -> None:
-        now = time.monotonic()
-        for token in [t for t, p in self._pending.items() if now - p.created > CONFIRM_TTL]:
-            del self._pending[token]
 
     async def admit(
         self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote

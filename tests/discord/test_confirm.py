@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from tests.discord.harness import (
     answer,
     buttons,
@@ -76,8 +74,7 @@ async def test_a_confirmation_the_bot_no_longer_knows_is_refused_politely(tmp_pa
 
 async def test_a_confirmation_past_its_time_is_refused_politely(tmp_path, monkeypatch):
     async with world(tmp_path) as w:
-        # The bot loads its extensions afresh: patch the module it runs, not an earlier import.
-        monkeypatch.setattr(sys.modules["bot.discord_adapter.flow"], "CONFIRM_TTL", 0.0)
+        monkeypatch.setattr(w.bot.flow.asked, "ttl", 0.0)
         await w.grant(1000)
         question = await ask(w)
         click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)

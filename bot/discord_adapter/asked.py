@@ -1,0 +1,40 @@
+"""What a member was asked and has not answered yet (a confirmation, a set of offers): kept in
+memory under a random token for a while; only that member can take it, once."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Generic, TypeVar
+
+from bot.discord_adapter.replies import UserFacingError
+
+T = TypeVar("T")
+
+
+class Asked(Generic[T]):
+    def __init__(self, ttl: float, expired: str, not_yours: str) -> None:
+        """`expired` and `not_yours`: what a click is told when it comes too late (or after a
+        restart) and when someone else clicks."""
+        self.ttl, self.expired, self.not_yours = ttl, expired, not_yours
+        self._waiting: dict[str, tuple[int, float, T]] = {}
+
+    def put(self, member_id: int, value: T) -> str:
+        """Keep `value` for `member_id`; the token its buttons carry."""
+        now = time.monotonic()
+        for token in [t for t, (_, at, _) in self._waiting.items() if now - at > self.ttl]:
+            del self._waiting[token]
+        token = secrets.token_hex(8)
+        self._waiting[token] = (member_id, now, value)
+        return token
+
+    def take(self, token: str, member_id: int) -> T:
+        """The value, gone from here; UserFacingError when expired or not this member's."""
+        found = self._waiting.get(token)
+        if found is None or time.monotonic() - found[1] > self.ttl:
+            self._waiting.pop(token, None)
+            raise UserFacingError(self.expired)
+        if member_id != found[0]:
+            raise UserFacingError(self.not_yours)
+        del self._waiting[token]
+        return found[2]
