@@ -17,7 +17,7 @@ from bot.catalog import CatalogError
 from bot.catalog.replacement import retired_text
 from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
-from bot.engine.requests import JobRequest, Refusal, RefusalReason
+from bot.engine.requests import JobRequest, Refusal, RefusalReason, require_confirmation
 from bot.engine.screening import Screening
 from bot.store.db import Conn
 from bot.store.guilds import GuildSettings
@@ -151,13 +151,7 @@ class Admission:
         review item): (the job, the review item id or 0). Raises Refusal."""
         parts, who = self.parts, request.requester
         settings, validated = await self._precheck(request, quote)
-        if validated.buzz > settings.confirm_above and not request.confirmed:
-            raise Refusal(
-                RefusalReason.CONFIRM,
-                f"this costs {validated.buzz:,} Buzz, above the server's "
-                f"{settings.confirm_above:,} Buzz confirmation threshold",
-                buzz=validated.buzz,
-            )
+        require_confirmation(validated.buzz, settings.confirm_above, request.confirmed)
         now = parts.clock()
         job_id = new_job_id(now)
         whatif = await self._whatif(job_id, validated) if parts.settings.whatif else None

@@ -77,3 +77,14 @@ class Refusal(Exception):
         self.errors = errors or []
         self.buzz = buzz
         self.balance = balance
+
+
+def require_confirmation(buzz: int, confirm_above: int, confirmed: bool) -> None:
+    """Refusal (CONFIRM) for a cost above the server's threshold the member has not confirmed."""
+    if buzz > confirm_above and not confirmed:
+        raise Refusal(
+            RefusalReason.CONFIRM,
+            f"this costs {buzz:,} Buzz, above the server's "
+            f"{confirm_above:,} Buzz confirmation threshold",
+            buzz=buzz,
+        )

@@ -19,7 +19,13 @@ from bot.catalog.tools import Tool
 from bot.engine.admission import check_concurrency, new_job_id
 from bot.engine.lane import OperatorProblem
 from bot.engine.parts import J, Parts
-from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
+from bot.engine.requests import (
+    InteractionToken,
+    Refusal,
+    RefusalReason,
+    Requester,
+    require_confirmation,
+)
 from bot.store.db import Conn
 from bot.store.guilds import GuildSettings
 from bot.store.jobs import JobRecord, NewJob, SourceImage
@@ -109,13 +115,7 @@ class ToolAdmission:
         """Hold the quoted Buzz and store the job, queued. Raises Refusal."""
         parts, who = self.parts, request.requester
         settings = await self._precheck(request)
-        if quote.hold > settings.confirm_above and not request.confirmed:
-            raise Refusal(
-                RefusalReason.CONFIRM,
-                f"this costs {quote.hold:,} Buzz, above the server's "
-                f"{settings.confirm_above:,} Buzz confirmation threshold",
-                buzz=quote.hold,
-            )
+        require_confirmation(quote.hold, settings.confirm_above, request.confirmed)
         now = parts.clock()
         new = NewJob(
             id=quote.job_id,
