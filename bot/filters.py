@@ -19,7 +19,7 @@ from datetime import datetime
 import regex
 
 from bot.store.db import Database, utcnow
-from bot.store.moderation import add_filter, filter_rules, remove_filter
+from bot.store.prompt_filters import add_filter, filter_rules, remove_filter
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from bot.filters import (
     parse_pattern,
 )
 from bot.store.jobs import JobStatus
-from bot.store.moderation import add_filter
+from bot.store.prompt_filters import add_filter
 from tests.review.helpers import GUILD, MOD, OTHER_GUILD, PRICE, Moderation, moderation
 
 
