@@ -10,9 +10,9 @@ DiscordPublisher: coalesced status edits that read the ledger, results fitted to
 upload limit with bot.media.fit_for_upload on a thread, split into messages) with only the HTTP
 request to Discord left out: each status edit's JSON and each result post's multipart body is
 encoded, counted and dropped. The orchestrator is bench/simproc.py in another process (its
-rendering stays out of the bot's CPU and memory): results are photo-like images of the
-requested size and format (not 64-pixel placeholders), and it counts the TCP connections it
-accepts.
+rendering stays out of the bot's CPU and memory, and is done before admission starts): results
+are photo-like images of the requested size and format (not 64-pixel placeholders), and it
+counts the TCP connections it accepts.
 
 All N jobs are admitted concurrently (--admit-concurrency at a time, as members' interactions
 arrive) and every simulated runtime is the guide's range for the model raised to at least
@@ -322,6 +322,8 @@ def make_plan(count_: int, seed: int, large_share: float) -> list[dict[str, Any]
 def run_scenario(policy: str, args: argparse.Namespace, plan_file: Path) -> dict[str, Any]:
     options = ["--speed", str(args.speed), "--seed", str(args.seed)]
     options += ["--min-runtime", str(args.min_runtime), "--photo-results"]
+    # Rendered before admission starts: the orchestrator's rendering is not the bot's CPU.
+    options += ["--prerender", "1024x1024:jpeg", "3840x2160:png"]
     with simulator(*options) as sim:
         command = [sys.executable, __file__, "--worker", "--policy", policy]
         # NAME=VALUE: a random token may start with "-".

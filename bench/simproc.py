@@ -1,7 +1,7 @@
 """The orchestrator simulator in a process of its own, instrumented by the benchmarks.
 
     python bench/simproc.py [--speed 1] [--seed 1] [--runtime LOW HIGH | --min-runtime S]
-                            [--photo-results]
+                            [--photo-results] [--prerender WxH:FORMAT ...]
 
 Prints one JSON line {"base_url", "token", "stats_url"} and serves until SIGTERM/SIGINT. It is
 bot.civitai.simulator.Simulator with, from bench code only:
@@ -16,7 +16,10 @@ bot.civitai.simulator.Simulator with, from bench code only:
   every workflow, or `--min-runtime S`: the guide's table per model, raised to at least S;
 - `--photo-results`: results are photo-like images of the requested size and format (a few
   variants per size, rendered once on a thread as soon as a workflow asks for that size) in
-  place of the flat placeholders, which compress to almost nothing.
+  place of the flat placeholders, which compress to almost nothing;
+- `--prerender WxH:FORMAT ...`: those sizes' variants rendered before the simulator says it is
+  ready. On a 2-core machine, rendering a 4K PNG's variants (seconds of CPU) while the bot admits
+  its jobs would take the second core from the bot: the real orchestrator renders elsewhere.
 
 GET {stats_url}?since=N answers {"connections", "requests", "workflows", "in_flight_peak",
 "first_done", "last_created", "submissions": [from the N-th on]}.
@@ -176,6 +179,10 @@ class BenchSimulator(Simulator):
 
         return render
 
+    def prerender(self, width: int, height: int, fmt: str) -> None:
+        self._rendering.add((width, height, fmt))
+        self._render_pool(width, height, fmt)
+
     def _render_pool(self, width: int, height: int, fmt: str) -> None:
         for variant in range(VARIANTS):
             key = (width, height, fmt, variant)
@@ -225,6 +232,10 @@ async def serve(args: argparse.Namespace) -> None:
         min_runtime=args.min_runtime,
         photo_results=args.photo_results,
     )
+    for spec in args.prerender or []:
+        size, fmt = spec.split(":")
+        width, height = (int(n) for n in size.split("x"))
+        sim.prerender(width, height, fmt)
     url = await sim.start(args.host, 0)
 
     async def stats(request: web.Request) -> web.Response:
@@ -266,6 +277,7 @@ def main() -> None:
     parser.add_argument("--runtime", type=float, nargs=2, metavar=("LOW", "HIGH"))
     parser.add_argument("--min-runtime", type=float, default=None)
     parser.add_argument("--photo-results", action="store_true")
+    parser.add_argument("--prerender", nargs="*", metavar="WxH:FORMAT")
     asyncio.run(serve(parser.parse_args()))
 
 
