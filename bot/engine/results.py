@@ -15,6 +15,7 @@ from typing import Any
 from bot.engine.lane import UpstreamUnavailable
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import PostFailed, ResultImage
+from bot.engine.turns import Turns, turns_for
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, TransitionError
 
@@ -39,15 +40,18 @@ class Results:
         # The lane's last view at conclusion (a workflow), so delivery need not ask again.
         self._fresh: dict[str, Any] = {}
         # Deliveries holding images at once: when thousands of jobs end together, memory holds
-        # a few results, not all of them. One waiting to retry gives its turn up meanwhile.
-        self._turns = asyncio.Semaphore(DELIVERY_TURNS)
+        # a few results, not all of them, and a large one alone. One waiting to retry gives its
+        # turns up meanwhile.
+        self._turns = Turns(DELIVERY_TURNS)
+        self._taken: dict[str, int] = {}
 
     async def _sleep(self, job_id: str, seconds: float) -> None:
-        self._turns.release()
+        n = self._taken.get(job_id, 1)
+        self._turns.release(n)
         try:
             await self._wait(job_id, seconds)
         finally:
-            await self._turns.acquire()
+            await self._turns.acquire(n)
 
     def remember(self, job_id: str, upstream: Any) -> None:
         self._fresh[job_id] = upstream
@@ -56,8 +60,12 @@ class Results:
         self._fresh.pop(job_id, None)
 
     async def deliver(self, job: JobRecord) -> None:
-        async with self._turns:
-            await self._deliver(job)
+        n = self._taken[job.id] = turns_for(job.result_images, DELIVERY_TURNS)
+        try:
+            async with self._turns.take(n):
+                await self._deliver(job)
+        finally:
+            self._taken.pop(job.id, None)
 
     async def _deliver(self, job: JobRecord) -> None:
         """Download and post the images, once, patiently: both are retried until the job's
