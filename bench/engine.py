@@ -8,11 +8,12 @@ The bot side runs in a fresh process per scenario (bench/engine.py --worker): th
 bot.services.build_services, the real Engine, and the bot's own publisher (the adapter's
 DiscordPublisher: coalesced status edits that read the ledger, results fitted to the 10 MiB
 upload limit with bot.media.fit_for_upload on a thread, split into messages) with only the HTTP
-request to Discord left out: each status edit's JSON and each result post's multipart body is
-encoded, counted and dropped. The orchestrator is bench/simproc.py in another process (its
-rendering stays out of the bot's CPU and memory, and is done before admission starts): results
-are photo-like images of the requested size and format (not 64-pixel placeholders), and it
-counts the TCP connections it accepts.
+request to Discord left out: each status edit's JSON is encoded, counted and dropped, and each
+result post's multipart body is read as aiohttp would send it (64 KiB at a time) and counted.
+The orchestrator is bench/simproc.py in another process (its rendering stays out of the bot's
+CPU and memory, and is done before admission starts): results are photo-like images of the
+requested size and format (not 64-pixel placeholders), and it counts the TCP connections it
+accepts.
 
 All N jobs are admitted concurrently (--admit-concurrency at a time, as members' interactions
 arrive) and every simulated runtime is the guide's range for the model raised to at least
@@ -119,10 +120,10 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
             view = result_view(job, self.tools)
             files = [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
             with handle_message_parameters(embed=embed, view=view, files=files) as params:
-                body = multipart(params.multipart or [])
+                size = multipart(params.multipart or [])
             view.stop()
             self.counts["posts"] += 1
-            self.counts["post_bytes"] += len(body)
+            self.counts["post_bytes"] += size
             self.fitted["images"] += len(chunk)
             self.fitted["reencoded"] += sum(1 for _, f in chunk if f.note)
             return next(self._ids)
@@ -130,24 +131,26 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
     return EncodingPublisher()
 
 
-def multipart(parts: list[dict[str, Any]]) -> bytes:
-    """The multipart/form-data body discord.py would send for these parts."""
+def multipart(parts: list[dict[str, Any]]) -> int:
+    """The length of the multipart/form-data body discord.py would send for these parts, read
+    as aiohttp sends it: file parts in 64 KiB chunks, never joined into one copy."""
     boundary = b"benchboundary7f3a"
-    out = []
+    size = 0
     for part in parts:
-        value = part["value"]
-        if hasattr(value, "read"):
-            value = value.read()
-        elif isinstance(value, str):
-            value = value.encode()
         head = f'Content-Disposition: form-data; name="{part["name"]}"'
         if part.get("filename"):
             head += f'; filename="{part["filename"]}"'
         kind = part.get("content_type") or "application/json"
-        out += [b"--", boundary, b"\r\n", head.encode(), b"\r\nContent-Type: ", kind.encode()]
-        out += [b"\r\n\r\n", value, b"\r\n"]
-    out += [b"--", boundary, b"--\r\n"]
-    return b"".join(out)
+        size += len(b"--" + boundary + b"\r\n" + head.encode() + b"\r\nContent-Type: ")
+        size += len(kind.encode()) + 4
+        value = part["value"]
+        if hasattr(value, "read"):
+            while chunk := value.read(2**16):
+                size += len(chunk)
+        else:
+            size += len(value.encode() if isinstance(value, str) else value)
+        size += 2
+    return size + len(b"--" + boundary + b"--\r\n")
 
 
 def instrument(client: Any, detected: dict[str, float], flight: dict[str, Any]) -> None:
