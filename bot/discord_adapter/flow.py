@@ -104,9 +104,9 @@ class RequestFlow:
             tuple(sources) if sources else None,
             quote,
         )
-        # A prompt the filter holds goes to the moderators as the member wrote it: it is not
-        # sent upstream to be enhanced (and charged for) first.
-        if enhance and not await self.engine.held_by_filter(request):
+        # A prompt the filter holds, or AI pre-moderation flags, goes to the moderators as the
+        # member wrote it: it is not sent upstream to be enhanced (and charged for) first.
+        if enhance and not await self.engine.held_before_upstream(request):
             await self.bot.enhance.begin(interaction, pending)
             return
         if quote.needs_confirmation:

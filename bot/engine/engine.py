@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.engine.admission import Admission, Quote
+from bot.engine.admission import Admission, Quote, new_job_id
 from bot.engine.decisions import Decisions
 from bot.engine.driver import Driver
 from bot.engine.lane import Lane, LaneRequest
@@ -105,11 +105,16 @@ class Engine:
     def validate(self, request: JobRequest) -> LaneRequest:
         return self.admission.validate(request)
 
-    async def held_by_filter(self, request: JobRequest) -> bool:
-        """Whether the guild's prompt filter holds this request's prompt for the moderators."""
+    async def held_before_upstream(self, request: JobRequest) -> bool:
+        """Whether the request's prompt waits for the moderators before anything runs: the
+        guild's prompt filter matches it, or AI pre-moderation flags it. For a prompt about to
+        go upstream for something else first (an enhancement); admission reuses the verdict."""
         check = self.parts.prompt_filter
         prompt = request.options.prompt
-        return check is not None and await check(request.requester.guild_id, prompt) is not None
+        if check is not None and await check(request.requester.guild_id, prompt) is not None:
+            return True
+        check_id = f"{new_job_id(self.parts.clock())}-pre"
+        return await self.admission.screening.prompt_held(request, check_id) is not None
 
     async def preflight(self, request: JobRequest) -> Quote:
         """Every admission check without holding anything: Refusal, or the quote."""

@@ -4,12 +4,18 @@ pre-moderation of the prompt (flagged: held for review like a prompt-filter matc
 
 Pre-moderation is a small upstream workflow the guild pays for: its cost is recorded in the
 audit and counted against the guild's budget, never the member's Buzz. What it found is for
-moderators only; the member reads that the request waits for review, never the labels."""
+moderators only; the member reads that the request waits for review, never the labels.
+
+A verdict is kept for a few minutes per guild, prompt and labels: a prompt checked before it is
+enhanced is not checked (and paid for) again when the member keeps it, nor on a re-roll."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +30,8 @@ from bot.store.safety import SafetySettings
 log = logging.getLogger(__name__)
 
 PREMODERATION = "premoderation"
+VERDICT_TTL = 600.0  # seconds a pre-moderation verdict is reused
+VERDICTS_KEPT = 2048
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,21 @@ class Screened:
 class Screening:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
+        # (guild, labels, prompt digest) -> (when, the hold or None): successful checks only.
+        self._verdicts: OrderedDict[tuple[int, tuple[str, ...], str], tuple[float, Any]] = (
+            OrderedDict()
+        )
+
+    async def prompt_held(self, request: JobRequest, check_id: str) -> HeldFor | None:
+        """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
+        prompt about to go upstream for something else first (an enhancement)."""
+        safety = self.parts.safety
+        if safety is None:
+            return None
+        settings = await safety.store.settings(request.requester.guild_id)
+        if not settings.premoderation:
+            return None
+        return await self._premoderate(safety, settings, request, check_id)
 
     async def screen(
         self, request: JobRequest, job_id: str, filter_reason: str | None = None
@@ -88,6 +111,23 @@ class Screening:
     ) -> HeldFor | None:
         who = request.requester
         labels = settings.premoderation_labels
+        key = (
+            who.guild_id,
+            tuple(labels or ()),
+            hashlib.sha256(request.options.prompt.encode()).hexdigest(),
+        )
+        kept = self._verdicts.get(key)
+        if kept is not None and time.monotonic() - kept[0] < VERDICT_TTL:
+            held: HeldFor | None = kept[1]
+            await safety.store.record_check(
+                who.guild_id,
+                who.member_id,
+                job_id,
+                0,
+                outcome="flagged" if held else "clean",
+                reused=True,
+            )
+            return held
         try:
             if safety.upstream is None:
                 raise PremoderationFailed("no upstream service can check prompts here")
@@ -120,7 +160,12 @@ class Screening:
             outcome="flagged" if verdict.flagged else "clean",
             labels=list(verdict.labels),
         )
-        return held_for(verdict) if verdict.flagged else None
+        found = held_for(verdict) if verdict.flagged else None
+        self._verdicts[key] = (time.monotonic(), found)
+        self._verdicts.move_to_end(key)
+        while len(self._verdicts) > VERDICTS_KEPT:
+            self._verdicts.popitem(last=False)
+        return found
 
 
 def held_for(verdict: PreVerdict) -> HeldFor:

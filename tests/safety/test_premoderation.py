@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import field_value, text_of, world
+from tests.discord.harness import buttons, field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
     ask,
@@ -174,3 +174,78 @@ async def test_pre_moderation_needs_the_orchestrator(tmp_path):
         text = await switch_on(w)
         assert text.startswith("**enabled**: AI pre-moderation runs on the Civitai orchestrator")
         assert "AI pre-moderation: off" in await ask(w, w.admin, "settings show")
+
+
+def enhancements(w) -> list[dict]:
+    return [s for s in w.sim.submissions if s["steps"][0]["$type"] == "promptEnhancement"]
+
+
+async def test_a_flagged_prompt_is_not_enhanced_first(tmp_path):
+    """With enhance:True the prompt is checked before it goes upstream to be enhanced: a flagged
+    one waits for review as written, without an enhancement (nor its charge), checked once."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome(flag_labels=("violence",)), prompt="two cats fighting")
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "two cats fighting", "quality": "medium", "enhance": True},
+        )
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        assert (job.model, job.prompt) == ("gpt-image-2", "two cats fighting")
+        assert enhancements(w) == [] and generations(w) == []
+        assert len(moderation_runs(w)) == 1  # the verdict is reused by admission
+        assert [j.model for j in await w.jobs()] == ["gpt-image-2"]
+        item = await item_message(w, job)
+        assert field_value(item, "Reason") == "AI pre-moderation flagged: violence (0.97)"
+        assert await w.services.safety.guild_charges(w.guild) == CHECK
+        outcomes = [
+            json.loads(d)["outcome"] for _, _, d in await audit_actions(w, "premoderation.check")
+        ]
+        assert outcomes == ["flagged", "flagged"]  # the check, then its reuse (cost 0)
+
+
+async def test_a_clean_prompt_kept_after_enhancement_is_not_checked_again(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a quiet harbour at dawn", "quality": "low", "enhance": True},
+        )
+        choice = await h.wait_for_followup(1, timeout=20)
+        assert len(moderation_runs(w)) == 1 and len(enhancements(w)) == 1
+        # The check came first: nothing went upstream before it.
+        assert w.sim.submissions[0]["steps"][0]["$type"] == "xGuardModeration"
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Keep mine"], w.member)
+        image = await w.wait_job((await started_job(w, click)).id, "done")
+        assert image.prompt == "a quiet harbour at dawn"
+        assert len(moderation_runs(w)) == 1 and len(generations(w)) == 1
+        assert await w.services.safety.guild_charges(w.guild) == CHECK
+
+
+async def test_an_enhanced_prompt_is_checked_before_its_image(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a cat on a windowsill", "quality": "low", "enhance": True},
+        )
+        choice = await h.wait_for_followup(1, timeout=20)
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        image = await w.wait_job((await started_job(w, click)).id, "done")
+        assert image.prompt != "a cat on a windowsill"
+        checked = [r["steps"][0]["input"]["positivePrompt"] for r in moderation_runs(w)]
+        assert checked == ["a cat on a windowsill", image.prompt]
+        assert await w.services.safety.guild_charges(w.guild) == 2 * CHECK
