@@ -147,6 +147,9 @@ class JobSettings(_Section):
     # Start delivering as a channel message this long before the 15-minute token expires.
     token_margin_seconds: int = Field(60, ge=0, le=600)
     status_edit_interval_seconds: float = Field(5.0, ge=1.0, le=120.0)
+    # On SIGTERM, calls under way on the OpenAI lane (which cannot be resumed) may finish for
+    # this long; keep it under the container's stop timeout (compose.yaml: 30 s).
+    shutdown_drain_seconds: float = Field(20.0, ge=0.0, le=600.0)
 
 
 class MediaSettings(_Section):

@@ -89,6 +89,7 @@ class Services:
             deadline=timedelta(minutes=self.settings.jobs.deadline_minutes),
             delivery_deadline=timedelta(minutes=self.settings.jobs.delivery_deadline_minutes),
             simulated=self.simulated,
+            drain=self.settings.jobs.shutdown_drain_seconds,
         )
 
     def engine(

@@ -43,6 +43,10 @@ class Driver:
         self._closing = False
         self._reconciler: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
+        # Jobs whose lane call is under way (until its ending is settled).
+        self._calling: set[str] = set()
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
 
     # -- the tasks ----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -75,6 +79,14 @@ class Driver:
 
     async def stop(self) -> None:
         self._closing = True
+        drain = self.parts.settings.drain
+        if self._calling and drain > 0 and not getattr(self.parts.lane, "resumable", True):
+            # A call cut short is paid for upstream and made again after the restart: let the
+            # calls under way finish and settle, for a while. No new call starts meanwhile.
+            log.info("stopping: waiting up to %.0fs for %d call(s)", drain, len(self._calling))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain):
+                    await self._no_calls.wait()
         tasks = [*self._tasks.values(), *self._side_tasks]
         if self._reconciler is not None:
             tasks.append(self._reconciler)
@@ -149,9 +161,18 @@ class Driver:
 
     async def _run(self, job: JobRecord) -> None:
         """The lane takes the job to its end upstream; the engine settles what it reports."""
-        run = LaneRun(self.parts, job, self.sleep)
-        ending = await self.parts.lane.run(run)
-        await self._conclude(run.job, ending)
+        if self._closing:
+            return  # stopping: no new call (the job resumes at the next start)
+        self._calling.add(job.id)
+        self._no_calls.clear()
+        try:
+            run = LaneRun(self.parts, job, self.sleep)
+            ending = await self.parts.lane.run(run)
+            await self._conclude(run.job, ending)
+        finally:
+            self._calling.discard(job.id)
+            if not self._calling:
+                self._no_calls.set()
 
     async def cancel_upstream(self, job: JobRecord) -> None:
         await self.parts.lane.cancel(job)

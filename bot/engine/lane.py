@@ -138,7 +138,9 @@ class Run(Protocol):
 class Lane(Protocol):
     """A lane may also name the steps besides imageGen it runs in `tool_steps` (a frozenset of
     step types: imageUpscaler, imageBackgroundRemoval, promptEnhancement); without it, the
-    results' Upscale and Remove background and prompt enhancement are not offered."""
+    results' Upscale and Remove background and prompt enhancement are not offered. A lane whose
+    call cannot be picked up again once cut short sets `resumable = False`: the engine then lets
+    calls under way finish (for a while) when the process stops."""
 
     name: str
 

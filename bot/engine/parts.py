@@ -47,6 +47,8 @@ class EngineSettings:
     # final report before settling from the last one it gave.
     expire_grace: timedelta = timedelta(minutes=10)
     simulated: bool = False
+    # On stop, how long calls under way on a lane that cannot resume them may take to finish.
+    drain: float = 20.0
 
 
 class NotAllowed(Exception):

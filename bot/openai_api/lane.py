@@ -66,6 +66,8 @@ OPERATOR_MESSAGE = (
 
 class OpenAILane:
     name = "openai"
+    # A call cut short cannot be looked up: a stop lets calls under way finish first.
+    resumable = False
 
     def __init__(
         self,

@@ -125,7 +125,9 @@ async def lane_harness(
         publisher,
         reviews=reviews,
         alerts=alerts,
-        settings=engine_settings or EngineSettings(retry_base=0.01, retry_cap=0.05),
+        # drain=0: a stop (restart_engine) cuts calls short, as a crash would, unless a test
+        # asks for the orderly stop's wait.
+        settings=engine_settings or EngineSettings(retry_base=0.01, retry_cap=0.05, drain=0.0),
     )
     try:
         yield LaneHarness(sim, services, engine, publisher, reviews, alerts)

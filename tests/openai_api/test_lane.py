@@ -13,6 +13,7 @@ from PIL import Image
 
 from bot.catalog import Model, Operation, RequestOptions
 from bot.config import Settings
+from bot.engine.parts import EngineSettings
 from bot.engine.requests import JobRequest, Refusal, Requester
 from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
@@ -331,6 +332,56 @@ async def test_a_restart_mid_call_calls_again_once_and_charges_once(tmp_path):
         [lost] = await h.audit("upstream.call_lost")
         assert lost.target == job.id and lost.details["reason"] == "restart"
         assert lost.details["call_started_at"]
+
+
+async def test_an_orderly_stop_lets_the_call_under_way_finish_and_settle(tmp_path):
+    """SIGTERM (engine.stop) while a call streams: the call is not cut short (it would be paid
+    for upstream and made again); it finishes, its result is stored and charged, and the next
+    start posts it, with no second call."""
+    settings = EngineSettings(retry_base=0.01, retry_cap=0.05, drain=30.0)
+    async with lane_harness(tmp_path, engine_settings=settings) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        gate = h.sim.hold_final_images()
+        job = await h.engine.submit(h.request())
+        await until(lambda: h.publisher.previews)
+        stopping = asyncio.create_task(h.engine.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()  # waiting for the call
+        gate.set()
+        async with asyncio.timeout(10):
+            await stopping
+        stored = await h.job(job.id)
+        assert stored.status.value in ("delivering", "done") and stored.charged == 65
+        await h.restart_engine()
+        await h.settle_all()
+        job = await h.job(job.id)
+        assert job.status.value == "done" and job.charged == 65
+        assert await h.available() == 1000 - 65
+        assert h.sim.requests["generations"] == 1
+        assert len(h.publisher.posts) == 1
+        assert await h.audit("upstream.call_lost") == []
+
+
+async def test_an_orderly_stop_waits_for_a_call_only_so_long(tmp_path):
+    settings = EngineSettings(retry_base=0.01, retry_cap=0.05, drain=0.5)
+    async with lane_harness(tmp_path, engine_settings=settings) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        gate = h.sim.hold_final_images()  # never released before the stop
+        job = await h.engine.submit(h.request())
+        await until(lambda: h.publisher.previews)
+        async with asyncio.timeout(10):
+            await h.engine.stop()
+        assert (await h.job(job.id)).status.value in ("submitted", "running")
+        gate.set()
+        await h.restart_engine()
+        await h.settle_all()
+        job = await h.job(job.id)
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 2
+        [lost] = await h.audit("upstream.call_lost")
+        assert lost.details["reason"] == "restart"
 
 
 async def test_a_job_whose_call_is_lost_at_two_restarts_fails_uncharged(tmp_path):

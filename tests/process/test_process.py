@@ -20,6 +20,7 @@ import pytest
 
 from bot.civitai.simulator import Outcome, Simulator
 from bot.heartbeat import heartbeat_path
+from bot.openai_api.simulator import OpenAISimulator
 from tests.cli.test_quote import ROOT, bot, clean_env
 from tests.fakes import FakeDiscord
 
@@ -229,3 +230,66 @@ def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
     [line] = result.stderr.strip().splitlines()
     assert "owned by uid 0" in line and "runs as uid 65534" in line
     assert str(folder if where == "folder" else db) in line
+
+
+async def test_sigterm_lets_an_openai_call_under_way_finish(tmp_path):
+    """The OpenAI lane's call cannot be picked up after a restart (it would be made, and paid
+    for upstream, again): SIGTERM waits for it to finish and be stored, then exits 0."""
+    sim = OpenAISimulator(api_key="sk-sim-drain", speed=0.002, seed=5, max_image_side=128)
+    await sim.start()
+    try:
+        async with deployment(tmp_path) as d:
+            openai = {
+                "BOT_PROVIDER": "openai",
+                "OPENAI_API_KEY": "sk-sim-drain",
+                "OPENAI_BASE_URL": sim.base_url,
+            }
+            first = await d.start(**openai)
+            grant = await asyncio.to_thread(
+                bot,
+                "ledger",
+                "grant",
+                str(d.guild),
+                str(d.member),
+                "500",
+                "--reason",
+                "t",
+                env=d.env(),
+            )
+            assert grant.returncode == 0, grant.stderr
+            gate = sim.hold_final_images()
+            await d.fake.slash(
+                d.guild,
+                d.channel,
+                d.member,
+                "create gpt-image-2",
+                options={"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"},
+            )
+            async with asyncio.timeout(15):
+                while not sim.requests["generations"]:
+                    await asyncio.sleep(0.05)
+            first.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert first.returncode is None, "still waiting for the call"
+            gate.set()
+            async with asyncio.timeout(10):
+                _, err = await first.communicate()
+            assert first.returncode == 0 and "Traceback" not in err.decode()
+            _, status = d.job()
+            assert status in ("delivering", "done")
+
+            second = await d.start(**openai)
+            async with asyncio.timeout(30):
+                while d.job()[1] != "done":
+                    await asyncio.sleep(0.1)
+            code, err2 = await sigterm(second)
+            assert code == 0, err2
+            assert sim.requests["generations"] == 1  # never made again
+            with sqlite3.connect(d.db) as conn:
+                lost = conn.execute(
+                    "SELECT COUNT(*) FROM audit_events WHERE action = 'upstream.call_lost'"
+                ).fetchone()[0]
+                charged = conn.execute("SELECT charged FROM jobs").fetchone()[0]
+            assert lost == 0 and charged > 0
+    finally:
+        await sim.stop()
