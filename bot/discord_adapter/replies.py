@@ -82,11 +82,38 @@ async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> N
         else:
             await interaction.response.send_message(text, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
-        log.warning("could not answer interaction %s: %s", interaction.id, exc.status)
+        why = discord_fault(exc) or f"Discord answered {exc.status}"
+        log.warning("could not answer interaction %s: %s", interaction.id, why)
+
+
+UNKNOWN_INTERACTION = 10062  # not acknowledged within Discord's 3 seconds
+ALREADY_ACKNOWLEDGED = 40060
+
+
+def discord_fault(error: BaseException) -> str | None:
+    """Plain words for Discord refusing or failing a call we made while answering; None for
+    anything else. These are expected (a slow moment, a Discord outage), not bugs."""
+    original = getattr(error, "original", error)
+    if not isinstance(original, discord.HTTPException):
+        return None
+    if original.code == UNKNOWN_INTERACTION:
+        return "Discord no longer accepts an answer to it (not acknowledged within 3 seconds)"
+    if original.code == ALREADY_ACKNOWLEDGED:
+        return "it was already acknowledged"
+    if isinstance(original, discord.DiscordServerError):
+        return f"Discord answered {original.status}"
+    return None
 
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
     """The one error path: known errors answered clearly, bugs logged once with a reference."""
+    fault = discord_fault(error)
+    if fault is not None:
+        command = interaction.command.qualified_name if interaction.command else "component"
+        log.warning("interaction %s (%s): %s", interaction.id, command, fault)
+        if getattr(getattr(error, "original", error), "code", None) != UNKNOWN_INTERACTION:
+            await reply(interaction, "Discord had a problem with that; please try again.")
+        return
     text = describe_error(error)
     if text is None:
         original = getattr(error, "original", error)
