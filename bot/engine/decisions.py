@@ -79,7 +79,10 @@ class Decisions:
         item closes as withdrawn."""
         parts = self.parts
 
-        def withdraw(tx: Conn) -> tuple[JobRecord, int | None]:
+        def withdraw(tx: Conn) -> tuple[JobRecord | None, int | None]:
+            current = parts.jobs.job_in(tx, job_id)
+            if current is None or current.status is not J.HELD:
+                return None, None  # a moderator decided first (approved: it may be running)
             canceled = parts.release(tx, job_id, J.CANCELED, cancel_requested_by=actor.member_id)
             item = parts.moderation.open_item_for_job_in(tx, job_id)
             if item is None:
@@ -89,8 +92,12 @@ class Decisions:
 
         try:
             job, item_id = await parts.db.write(withdraw)
-        except TransitionError as exc:  # a moderator decided first
+        except TransitionError as exc:
             raise NotAllowed(f"this job was just {exc.current} by a moderator") from None
+        if job is None:
+            # Approved meanwhile: cancel it as a running job (settled from what upstream
+            # charged); rejected meanwhile: the cancel says it is already rejected.
+            return await self.cancel(job_id, actor)
         await parts.status(job, "canceled; nothing was charged")
         if item_id is not None and parts.reviews is not None:
             await parts.reviews.on_review_changed(item_id)

@@ -288,6 +288,11 @@ class LaneRun:
         self._job = await self.parts.db.write(self._set_attempt, None)
 
     def _set_attempt(self, tx: Conn, when: datetime | None) -> JobRecord:
+        current = self.parts.jobs.job_in(tx, self._job.id)
+        assert current is not None
+        if current.final or current.status is J.HELD:
+            # Ended (or held) by someone else since this task read it: nothing may be sent.
+            raise TransitionError(current.id, current.status.value, J.SUBMITTED.value)
         self.parts.jobs.update_in(tx, self._job.id, submit_attempted_at=when)
         marked = self.parts.jobs.job_in(tx, self._job.id)
         assert marked is not None
