@@ -65,8 +65,6 @@ class Edit(commands.Cog):
         images = image_attachments(message)
         if not images:
             raise UserFacingError("That message has no image attached to edit.")
-        if len(images) > 5:
-            images = images[:5]
         assert interaction.guild_id is not None
         settings = await self.bot.services.guilds.settings(interaction.guild_id)
         await interaction.response.send_modal(EditPrompt(images, settings.editing_model()))

@@ -85,7 +85,8 @@ def parse_result_ref(value: str) -> tuple[str, int] | None:
     if not value.startswith(RESULT_REF):
         return None
     job_id, _, index = value[len(RESULT_REF) :].partition("/")
-    return (job_id, int(index)) if job_id and index.isdigit() else None
+    number = index.isascii() and index.isdigit()
+    return (job_id, int(index)) if job_id and number else None
 
 
 # -- the steps, as submitted ----------------------------------------------------------------

@@ -185,7 +185,7 @@ async def _body_text(response: httpx.Response) -> str:
 
 async def _read_capped(response: httpx.Response, cap: int, *, refuse: bool = True) -> bytes:
     declared = response.headers.get("content-length")
-    if refuse and declared and declared.isdigit() and int(declared) > cap:
+    if refuse and declared and declared.isascii() and declared.isdigit() and int(declared) > cap:
         raise BlobRefused(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
     data, over = await net.read_capped(response.aiter_bytes(), cap)
     if over and refuse:

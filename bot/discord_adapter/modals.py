@@ -53,7 +53,8 @@ class EditPrompt(Modal):
         index = 0
         if self.which is not None:
             text = self.which.value.strip()
-            if not text.isdigit() or not 1 <= int(text) <= len(self.images):
+            # isascii: "²" or "①" pass isdigit() but are not numbers int() reads.
+            if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= len(self.images):
                 raise UserFacingError(
                     f"**image**: choose a number from 1 to {len(self.images)}. Nothing was charged."
                 )

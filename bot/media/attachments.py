@@ -157,7 +157,7 @@ async def _read_body(info: AttachmentInfo, response: httpx.Response, cap: int) -
             info.option, f"could not download {info.filename}: it came {encoding}-compressed"
         )
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap:
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
         raise too_many_bytes(info.option, int(declared), cap)
     # Content-Encoding is identity (checked above), so these are the bytes on the wire.
     data, over = await net.read_capped(response.aiter_bytes(), cap)

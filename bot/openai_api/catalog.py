@@ -160,7 +160,8 @@ def model_spec(name: str) -> ModelSpec | None:
 
 def parse_wxh(text: str) -> tuple[int, int] | None:
     width, sep, height = text.strip().lower().replace("×", "x").replace(" ", "").partition("x")
-    if not sep or not width.isdigit() or not height.isdigit() or len(width + height) > 10:
+    digits = (width + height).isascii() and width.isdigit() and height.isdigit()
+    if not sep or not digits or len(width + height) > 10:
         return None
     return int(width), int(height)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.discord.harness import (
+    answer,
     finish,
     image_size,
     jpeg,
@@ -137,3 +142,52 @@ async def test_edit_image_menu_with_two_images_asks_which(tmp_path):
         await w.wait_job(job.id, "done")
         [url] = w.sim.submissions[0]["steps"][0]["input"]["images"]
         assert pixels(sent_bytes(w.sim, url)[1]) == pixels(two)
+
+
+async def test_edit_image_menu_offers_every_image_of_a_message(tmp_path):
+    """Discord allows ten attachments: the seventh can be chosen too."""
+    images = [png(64, 64, (i * 30, 100, 200)) for i in range(1, 8)]
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        posted = await w.fake.post_message(
+            w.channel,
+            w.other,
+            "seven",
+            [(f"p{i}.png", d, "image/png") for i, d in enumerate(images)],
+        )
+        h = await w.fake.message_command(
+            w.guild, w.channel, w.member, "Edit image", int(posted["id"])
+        )
+        await h.response()
+        labels = [
+            (row.get("components") or [row.get("component")])[0].get("label")
+            for row in h.modal["components"]
+        ]
+        assert labels[1] == "Which image? (1-7)"
+        submitted = await w.fake.submit_modal(h, {"prompt": "blur it", "which": "7"})
+        job = await started(w, submitted)
+        await w.wait_job(job.id, "done")
+        [url] = w.sim.submissions[0]["steps"][0]["input"]["images"]
+        assert pixels(sent_bytes(w.sim, url)[1]) == pixels(images[6])
+
+
+@pytest.mark.parametrize("which", ["²", "①", "0", "x", "3"])
+async def test_edit_image_menu_refuses_what_is_not_an_image_number(tmp_path, caplog, which):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        posted = await w.fake.post_message(
+            w.channel,
+            w.other,
+            "two",
+            [("a.png", png(64, 64), "image/png"), ("b.png", png(64, 64), "image/png")],
+        )
+        h = await w.fake.message_command(
+            w.guild, w.channel, w.member, "Edit image", int(posted["id"])
+        )
+        await h.response()
+        submitted = await w.fake.submit_modal(h, {"prompt": "blur it", "which": which})
+        text = text_of(await answer(submitted))
+        assert submitted.ephemeral
+        assert text == "**image**: choose a number from 1 to 2. Nothing was charged."
+        assert await w.jobs() == [] and await w.holds() == 0
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -181,6 +181,12 @@ def test_gpt2_takes_any_size_within_the_rules(size: str) -> None:
     assert build("gpt-image-2", size=size).fields["size"] == size
 
 
+@pytest.mark.parametrize("size", ["1024x²", "①x1024", "١٠٢٤x١٠٢٤", "1024x", "x1024"])
+def test_a_size_of_other_characters_than_ascii_digits_is_refused_by_name(size: str) -> None:
+    # "²" and "①" pass str.isdigit() but int() cannot read them (it raised ValueError).
+    assert "WIDTHxHEIGHT" in refusal("gpt-image-2", size=size)["size"]
+
+
 def test_gpt2_above_1440p_is_accepted_with_a_warning() -> None:
     assert build("gpt-image-2", size="2560x1440").warnings == ()
     assert "experimental" in build("gpt-image-2", size="3840x2160").warnings[0]

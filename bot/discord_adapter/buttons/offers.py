@@ -8,7 +8,7 @@ import discord
 
 from bot.discord_adapter.buttons.base import KeyedButton, bot_of
 
-OFFER = r"[0-9a-f]{16}-\d"
+OFFER = r"[0-9a-f]{16}-[0-9]"
 LABEL_MAX = 80
 
 

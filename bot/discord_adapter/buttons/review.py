@@ -13,14 +13,22 @@ from bot.discord_adapter.decisions import decide
 from bot.discord_adapter.modals import BanModal
 from bot.review import Action
 
-ITEM = r"\d+"
+ITEM = r"[0-9]+"
+SQLITE_MAX = 2**63 - 1
 
 
 class ReviewButton(KeyedButton, key=ITEM):
     ACTION: ClassVar[Action]
 
+    @property
+    def item_id(self) -> int:
+        """The review item's id; 0 (no item has it) for a crafted one beyond what SQLite holds,
+        so the click is answered like any unknown item, after the same permission checks."""
+        number = int(self.key)
+        return number if number <= SQLITE_MAX else 0
+
     async def act(self, interaction: discord.Interaction) -> None:
-        await decide(interaction, int(self.key), self.ACTION)
+        await decide(interaction, self.item_id, self.ACTION)
 
 
 class ApproveButton(ReviewButton, prefix="rev:approve", key=ITEM):
@@ -61,7 +69,7 @@ class BanButton(ReviewButton, prefix="rev:ban", key=ITEM):
     async def act(self, interaction: discord.Interaction) -> None:
         # Days and a reason first; the decision is made when the modal comes back.
         await require_moderator(interaction, bot_of(interaction).services.guilds)
-        await interaction.response.send_modal(BanModal(int(self.key)))
+        await interaction.response.send_modal(BanModal(self.item_id))
 
 
 REVIEW_BUTTONS: dict[Action, type[ReviewButton]] = {
