@@ -22,34 +22,53 @@ def enhanced_prompt(job: JobRecord) -> str:
     return str((job.output or {}).get("enhancedPrompt") or "")
 
 
+# Discord refuses a message whose embed holds more characters than this in all.
+EMBED_LIMIT = 6000
+# What gives way first when it would: the member's own prompt (they know it), then the advice.
+SHRINK_ORDER = ("Your prompt", "Recommendations", "Issues", "description")
+
+
 def choice_embed(job: JobRecord) -> discord.Embed:
     output: dict[str, Any] = job.output or {}
     target = job.options.get("target") or {}
-    embed = discord.Embed(
-        title="✨ Your prompt, enhanced",
-        description=truncate(enhanced_prompt(job), 4000),
-        colour=discord.Colour.blurple(),
-    )
-    embed.add_field(name="Your prompt", value=truncate(job.prompt, 1024), inline=False)
     issues = [
         f"• {i.get('description', '')}" + (f" ({i['severity']})" if i.get("severity") else "")
         for i in output.get("issues") or []
     ]
-    if issues:
-        embed.add_field(name="Issues", value=truncate("\n".join(issues), 1024), inline=False)
     advice = [f"• {r}" for r in output.get("recommendations") or []]
-    if advice:
-        embed.add_field(
-            name="Recommendations", value=truncate("\n".join(advice), 1024), inline=False
-        )
+    texts = {
+        "description": truncate(enhanced_prompt(job), 4000),
+        "Your prompt": truncate(job.prompt, 1024),
+        "Issues": truncate("\n".join(issues), 1024),
+        "Recommendations": truncate("\n".join(advice), 1024),
+    }
     charged = job.charged or 0
-    embed.add_field(
-        name="Next",
-        value=f"Choose the prompt for your {target.get('model', 'image')} request; it is "
-        f"priced and started only then. This enhancement cost {charged:,} Buzz.",
-        inline=False,
+    title = "✨ Your prompt, enhanced"
+    next_step = (
+        f"Choose the prompt for your {target.get('model', 'image')} request; it is priced and "
+        f"started only then. This enhancement cost {charged:,} Buzz."
     )
-    embed.set_footer(text=f"prompt enhancement · job {job.id}")
+    footer = f"prompt enhancement · job {job.id}"
+    room = EMBED_LIMIT - len(title) - len(footer) - len("Next") - len(next_step)
+    room -= sum(len(name) for name in texts if name != "description")
+    for name in SHRINK_ORDER:
+        excess = sum(len(text) for text in texts.values()) - room
+        if excess <= 0:
+            break
+        texts[name] = (
+            truncate(texts[name], max(1, len(texts[name]) - excess)) if texts[name] else ""
+        )
+
+    embed = discord.Embed(
+        title=title, description=texts["description"], colour=discord.Colour.blurple()
+    )
+    embed.add_field(name="Your prompt", value=texts["Your prompt"] or "—", inline=False)
+    if issues:
+        embed.add_field(name="Issues", value=texts["Issues"], inline=False)
+    if advice:
+        embed.add_field(name="Recommendations", value=texts["Recommendations"], inline=False)
+    embed.add_field(name="Next", value=next_step, inline=False)
+    embed.set_footer(text=footer)
     return embed
 
 

@@ -141,7 +141,8 @@ class Results:
                 return existing
 
     async def _undeliverable(self, job: JobRecord, reason: str) -> None:
-        message = "the images could not be posted; a moderator will look at the charge"
+        what = "the images" if job.output is None else "the result"  # a text step's: no images
+        message = f"{what} could not be posted; a moderator will look at the charge"
 
         def fail(tx: Conn) -> tuple[JobRecord, int]:
             failed = self.parts.jobs.transition_in(tx, job.id, J.FAILED, error=message)

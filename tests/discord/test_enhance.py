@@ -214,3 +214,38 @@ async def test_a_prompt_the_filter_holds_is_not_enhanced_first(tmp_path):
         assert (job.model, job.prompt) == ("gpt-image-2", "a volcano erupting")
         assert w.sim.submissions == []
         assert [j.model for j in await w.jobs()] == ["gpt-image-2"]  # no enhancement job
+
+
+async def test_a_long_prompt_and_wordy_advice_still_fit_the_choice(tmp_path, monkeypatch):
+    """A prompt at the option's maximum and an enhancement with several sentences of issues and
+    recommendations (as an LLM writes them) would pass Discord's 6,000 characters per embed:
+    the choice is shortened to fit, and still offered."""
+    import bot.civitai.simulator.steps.prompt_enhancement as sim_enhance
+
+    plain = sim_enhance.enhance
+
+    def wordy(prompt: str, ecosystem: str, negative: str | None) -> dict[str, Any]:
+        out = plain(prompt, ecosystem, negative)
+        out["issues"] = [
+            {"description": f"Issue {i}: " + "this is said at length. " * 8, "severity": "info"}
+            for i in range(5)
+        ]
+        out["recommendations"] = [f"Advice {i}: " + "say more about it. " * 10 for i in range(5)]
+        return out
+
+    monkeypatch.setattr(sim_enhance, "enhance", wordy)
+    prompt = ("a lighthouse on a rocky coast at dusk with waves " * 130)[:6000]
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        enhancement, choice = await enhance(w, prompt)
+        [embed] = choice["embeds"]
+        size = len(embed.get("title", "")) + len(embed.get("description", ""))
+        size += len(embed["footer"]["text"])
+        size += sum(len(f["name"]) + len(f["value"]) for f in embed["fields"])
+        assert size <= 6000
+        assert set(buttons(choice)) == {"Use enhanced", "Keep mine", "Cancel"}
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        image = await started(w, click)
+        image, _ = await finished(w, image)
+        # The shortened text is only what is shown: the image gets the whole enhanced prompt.
+        assert image.prompt == (enhancement.output or {})["enhancedPrompt"]
