@@ -191,29 +191,22 @@ class Allowances:
     def _expire_old_allowance(
         self, tx: Conn, hold: Hold, released_allowance: int, job_id: str
     ) -> None:
-        """Allowance held across a refill comes back only up to the allowance: like any unused
-        allowance of an earlier period, the rest expired at that refill."""
+        """Allowance held across a refill, released now: as much of it expires as the refills
+        since topped up only because it was held (refill_excess), so the member ends where they
+        would have had the job never waited. Nothing expires when the refill added nothing
+        (the bucket was full, or the allowance was lowered meanwhile)."""
         guild_id, member_id = hold.guild_id, hold.member_id
         if not released_allowance:
             return
         latest = fetch_row(
             tx,
-            "SELECT last_refill_key FROM accounts WHERE guild_id = ? AND member_id = ?",
+            "SELECT last_refill_key, refill_excess FROM accounts"
+            " WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),
         )
         if latest is None or hold.refill_key == latest[0]:
             return  # no refill since the hold: the usual case, one read
-        account = self._account(tx, guild_id, member_id)
-        # This period's allowance already spoken for by its own running jobs.
-        current = fetch_row(
-            tx,
-            "SELECT COALESCE(SUM(from_allowance), 0) FROM holds WHERE guild_id = ?"
-            " AND member_id = ? AND settled_at IS NULL AND refill_key IS ?",
-            (guild_id, member_id, account.last_refill_key),
-        )
-        held_now = int(current[0]) if current else 0
-        over = max(0, account.allowance_balance + held_now - account.refill_level)
-        expired = min(over, released_allowance)
+        expired = min(int(latest[1]), released_allowance)
         if expired:
             self._entry(
                 tx,
@@ -226,6 +219,11 @@ class Allowances:
                 hold_id=hold.id,
                 job_id=job_id,
                 reason="unused allowance of an earlier period expired",
+            )
+            tx.execute(
+                "UPDATE accounts SET refill_excess = refill_excess - ?"
+                " WHERE guild_id = ? AND member_id = ?",
+                (expired, guild_id, member_id),
             )
 
     def refresh_in(
@@ -263,9 +261,22 @@ class Allowances:
                 reason=f"{rule.period} allowance ({rule.source})",
                 key=key,
             )
+        # Open holds are all from earlier periods here; the top-up counted them as spent. The
+        # part of it that would not have happened without them expires when they are released.
+        found = fetch_row(
+            tx,
+            "SELECT COALESCE(SUM(from_allowance), 0), accounts.refill_excess FROM accounts"
+            " LEFT JOIN holds ON holds.guild_id = accounts.guild_id"
+            " AND holds.member_id = accounts.member_id AND holds.settled_at IS NULL"
+            " WHERE accounts.guild_id = ? AND accounts.member_id = ?",
+            (guild_id, member_id),
+        )
+        held = int(found[0]) if found else 0
+        leftover = min(int(found[1]) if found else 0, held)
+        excess = leftover + min(top_up, held - leftover)
         tx.execute(
-            "UPDATE accounts SET last_refill_key = ?, refill_level = ?"
+            "UPDATE accounts SET last_refill_key = ?, refill_level = ?, refill_excess = ?"
             " WHERE guild_id = ? AND member_id = ?",
-            (key, rule.amount, guild_id, member_id),
+            (key, rule.amount, excess, guild_id, member_id),
         )
         return self._account(tx, guild_id, member_id), rule

@@ -741,3 +741,54 @@ async def test_cached_balance_equals_entry_sums_after_everything(
     for member in (1, 2, 3):
         d_a, d_g = await entry_sum(db, member)
         assert await account(db, member) == (d_a, d_g)
+
+
+async def test_a_job_held_across_a_lowered_allowance_costs_nothing_when_released(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    """Alice's 600 waits for a moderator into Monday; bob asked for nothing. The admin lowers
+    the allowance to 100, so Monday's refill adds nothing for either (a refill tops up, and
+    both are above 100). The rejection must leave alice where bob is: it cost 600 before."""
+    await set_allowance(ledger, 1000, "weekly")
+    clock.set(datetime(2025, 1, 12, 23, 50, tzinfo=UTC))  # Sunday night
+    waiting = await admit(600, member_id=1)
+    await settle(ledger, (await admit(1, member_id=2)).job_id, 0)
+    await set_allowance(ledger, 100, "weekly")
+    clock.set(MONDAY)
+    for member in (1, 2):
+        await settle(ledger, (await admit(1, member_id=member)).job_id, 0)
+    await settle(ledger, waiting.job_id, 0)  # rejected: nothing charged
+    assert sum(await account(db, 1)) == sum(await account(db, 2)) == 1000
+    await assert_cache_matches_entries(db)
+
+
+async def test_what_was_spent_since_the_refill_stays_spent_when_an_old_hold_is_released(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    """Had Sunday's 600 not waited, Monday's refill would have added nothing (400 + 600 is the
+    allowance) and Monday's 300 would leave 700: releasing it later must end there too."""
+    await set_allowance(ledger, 1000, "weekly")
+    clock.set(datetime(2025, 1, 12, 23, 50, tzinfo=UTC))
+    waiting = await admit(600)
+    clock.set(MONDAY)
+    await settle(ledger, (await admit(300)).job_id, 300)
+    await settle(ledger, waiting.job_id, 0)
+    assert await account(db, 1) == (700, 0)
+    await assert_cache_matches_entries(db)
+
+
+async def test_two_jobs_held_across_a_refill_expire_only_what_the_refill_added(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    await set_allowance(ledger, 1000, "weekly")
+    clock.set(datetime(2025, 1, 12, 23, 50, tzinfo=UTC))
+    spent = await admit(200)
+    await settle(ledger, spent.job_id, 200)  # bucket 800
+    first, second = await admit(300), await admit(300)  # bucket 200
+    clock.set(MONDAY)
+    await settle(ledger, (await admit(1)).job_id, 0)  # the refill adds 800
+    await settle(ledger, first.job_id, 0)
+    await settle(ledger, second.job_id, 0)
+    # Without the waits: 800 at the refill, topped up by 200 to 1000; the rest expired.
+    assert await account(db, 1) == (1000, 0)
+    await assert_cache_matches_entries(db)
