@@ -96,9 +96,18 @@ async def download(http: httpx.AsyncClient, info: AttachmentInfo, limits: MediaL
         raise MediaError(info.option, f"downloading {info.filename} timed out") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise MediaError(
-            info.option, f"could not download {info.filename} ({type(exc).__name__})"
+            info.option, f"could not download {info.filename}: {_download_fault(exc)}"
         ) from None
     raise MediaError(info.option, f"could not download {info.filename}: too many redirects")
+
+
+def _download_fault(exc: Exception) -> str:
+    """What went wrong, in the member's words (not an exception's class name)."""
+    if isinstance(exc, httpx.ConnectError):
+        return "Discord's file server could not be reached; try again in a moment"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return "the download was cut off; try again in a moment"
+    return "the download failed; try again in a moment"
 
 
 def _check_url(info: AttachmentInfo, url: str, limits: MediaLimits) -> None:

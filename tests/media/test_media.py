@@ -208,6 +208,15 @@ async def server() -> AsyncIterator[Server]:
         await asyncio.sleep(10)
         return web.Response(body=PAYLOAD)
 
+    async def cut(request: web.Request) -> web.StreamResponse:
+        # Promises more than it sends, then drops the connection.
+        response = web.StreamResponse(headers={"Content-Length": str(len(PAYLOAD) * 4)})
+        await response.prepare(request)
+        await response.write(PAYLOAD)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     app = web.Application()
     for path, handler in [
         ("/ok", ok),
@@ -217,6 +226,7 @@ async def server() -> AsyncIterator[Server]:
         ("/away", away),
         ("/hop", hop),
         ("/slow", slow),
+        ("/cut", cut),
     ]:
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -285,6 +295,23 @@ async def test_download_refuses_a_redirect_to_another_host(server: Server) -> No
         with pytest.raises(MediaError, match="redirects to another host"):
             await download(http, info(url=server.url("/away")), limits)
     assert server.hits == []
+
+
+async def test_a_download_cut_off_says_so_in_plain_words(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(MediaError) as caught:
+            await download(http, info(option="image2", url=server.url("/cut")), LOOPBACK)
+    assert caught.value.option == "image2"
+    assert "the download was cut off; try again in a moment" in str(caught.value)
+    assert "Error" not in str(caught.value)  # no exception class names for members
+
+
+async def test_a_file_server_that_cannot_be_reached_says_so(unused_tcp_port: int) -> None:
+    url = f"http://127.0.0.1:{unused_tcp_port}/gone.png"
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(MediaError) as caught:
+            await download(http, info(url=url), LOOPBACK)
+    assert "Discord's file server could not be reached" in str(caught.value)
 
 
 async def test_download_times_out(server: Server) -> None:
