@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +24,7 @@ from bot.cli import (
     simulator_cmd,
 )
 from bot.config import ConfigError
-from bot.store.db import DatabaseProblem
+from bot.store.db import DatabaseProblem, store_busy
 
 CONFIG_HELP = "TOML settings file (default: BOT_CONFIG or config.toml)"
 DISTRIBUTION = "civitai-image-bot"
@@ -88,4 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except DatabaseProblem as exc:  # missing, unreadable or newer than this code
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.OperationalError as exc:  # locked by the running bot past the timeout...
+        busy = store_busy(exc)
+        print(f"error: {busy or f'the database refused: {exc}'}; try again", file=sys.stderr)
         return 1

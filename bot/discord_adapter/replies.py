@@ -16,6 +16,7 @@ from bot.engine.requests import Refusal
 from bot.filters import FilterError
 from bot.media.limits import MediaError
 from bot.review import ReviewError
+from bot.store.db import StoreBusy
 from bot.store.guilds import SettingsRefused
 from bot.store.ledger import LedgerError
 from bot.store.moderation import AlreadyHandled
@@ -68,6 +69,8 @@ def describe_error(error: BaseException) -> str | None:
         return str(error) or "You are not allowed to use this here."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid here: {error.value!r}."
+    if isinstance(error, StoreBusy):
+        return "The bot could not save that just now; nothing was done or charged. Try again soon."
     return None
 
 
@@ -115,6 +118,9 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
             await reply(interaction, "Discord had a problem with that; please try again.")
         return
     text = describe_error(error)
+    original = getattr(error, "original", error)
+    if isinstance(original, StoreBusy):  # the operator's to fix (a lock held, a full disk)
+        log.warning("interaction %s: not done: %s", interaction.id, original)
     if text is None:
         original = getattr(error, "original", error)
         reference = secrets.token_hex(3)

@@ -27,7 +27,7 @@ from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
 from bot.logs import bind_job
 from bot.store import audit, results
-from bot.store.db import Conn
+from bot.store.db import Conn, StoreBusy
 from bot.store.jobs import JobRecord, JobStatus, TransitionError
 from bot.store.ledger import Settlement
 
@@ -45,6 +45,10 @@ class Driver:
         self._side_tasks: set[asyncio.Task[None]] = set()
         # Jobs whose lane call is under way (until its ending is settled).
         self._calling: set[str] = set()
+        # Endings the lane reported whose settlement has not committed yet (a locked or full
+        # database): settled when the job's task tries again, never asked of the lane twice
+        # (an OpenAI call would be made, and paid for upstream, again).
+        self._unsettled: dict[str, Ending] = {}
         self._no_calls = asyncio.Event()
         self._no_calls.set()
 
@@ -112,6 +116,7 @@ class Driver:
 
     def _forget(self, job_id: str, _task: object = None) -> None:
         self._tasks.pop(job_id, None)
+        self._unsettled.pop(job_id, None)
         self._wake.pop(job_id, None)
         self.results.forget(job_id)
 
@@ -149,7 +154,7 @@ class Driver:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except (UpstreamUnavailable, TransitionError, PostFailed) as exc:
+            except (UpstreamUnavailable, TransitionError, PostFailed, StoreBusy) as exc:
                 failures += 1
                 delay = min(settings.retry_cap, settings.retry_base * 2 ** (failures - 1))
                 log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
@@ -166,9 +171,13 @@ class Driver:
         self._calling.add(job.id)
         self._no_calls.clear()
         try:
-            run = LaneRun(self.parts, job, self.sleep)
-            ending = await self.parts.lane.run(run)
-            await self._conclude(run.job, ending)
+            ending = self._unsettled.get(job.id)
+            if ending is None:
+                run = LaneRun(self.parts, job, self.sleep)
+                ending = self._unsettled[job.id] = await self.parts.lane.run(run)
+                job = run.job
+            await self._conclude(job, ending)
+            self._unsettled.pop(job.id, None)
         finally:
             self._calling.discard(job.id)
             if not self._calling:

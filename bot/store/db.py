@@ -65,6 +65,23 @@ class DatabaseProblem(Exception):
     """The database file cannot be used as it is; the message names it and what to do."""
 
 
+class StoreBusy(sqlite3.OperationalError):
+    """A write could not be made for now: another process holds the write lock past the busy
+    timeout, or the disk is full. Nothing of the transaction was kept; trying later works."""
+
+
+def store_busy(exc: sqlite3.OperationalError) -> StoreBusy | None:
+    """The error as a StoreBusy when it is one of those passing conditions, else None."""
+    if isinstance(exc, StoreBusy):
+        return exc
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StoreBusy("the database is busy (another process holds its write lock)")
+    if name.startswith("SQLITE_FULL"):
+        return StoreBusy("the database cannot be written (the disk is full)")
+    return None
+
+
 class SchemaTooNew(DatabaseProblem):
     """The database was written by a newer version of the bot than this code."""
 
@@ -150,7 +167,13 @@ class Database:
             )
         if self._writer is None:
             raise ConnectionClosed("database is not open")
-        return await self._writer.run(_transaction, fn, args, kwargs)
+        try:
+            return await self._writer.run(_transaction, fn, args, kwargs)
+        except sqlite3.OperationalError as exc:
+            busy = store_busy(exc)
+            if busy is None:
+                raise
+            raise busy from exc
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""

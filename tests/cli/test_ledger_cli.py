@@ -152,3 +152,35 @@ def test_jobs_active_lists_only_active_jobs(env: dict[str, str]) -> None:
 
     everything = json.loads(run(env, "jobs", "--json").stdout)
     assert {j["status"] for j in everything} == {s.value for s in JobStatus}
+
+
+SHORT_BUSY_TIMEOUT = (
+    "import sys, bot.store.db as db; db.BUSY_TIMEOUT_MS = 300\n"
+    "from bot.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+def test_a_grant_while_another_process_holds_the_write_lock_is_one_line(
+    env: dict[str, str],
+) -> None:
+    run(env, "ledger", "grant", str(GUILD), str(MEMBER), "5", "--reason", "setup")
+    other = sqlite3.connect(env["BOT_DB_PATH"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell with a write open
+    try:
+        grant = ["ledger", "grant", str(GUILD), str(MEMBER), "5", "--reason", "while locked"]
+        proc = subprocess.run(
+            [sys.executable, "-c", SHORT_BUSY_TIMEOUT, *grant],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: the database is busy (another process holds its write lock); try again"
+    ]
+    assert [e[3] for e in entries(env)] == [5]  # nothing half-done

@@ -4,8 +4,10 @@ traceback, nothing held, and the bot goes on serving."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
-from tests.discord.harness import buttons, finished, started, world
+from bot.store import db as dbmod
+from tests.discord.harness import buttons, finished, started, text_of, world
 
 
 def traced(caplog) -> list[str]:
@@ -64,3 +66,34 @@ async def test_a_button_acknowledged_too_late_is_one_warning(tmp_path, caplog):
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(str(click.id) in m and "3 seconds" in m for m in warned), warned
         assert [j.status.value for j in await w.jobs()] == ["done"]
+
+
+async def test_a_request_while_the_database_is_locked_is_refused_privately(
+    tmp_path, caplog, monkeypatch
+):
+    """An operator's sqlite3 shell holds the write lock: the member is told plainly that
+    nothing was done, the operator reads why in one warning, and nothing is held."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            handle = await w.fake.slash(
+                w.guild,
+                w.channel,
+                w.member,
+                "create gpt-image-2",
+                options={"prompt": "a lighthouse", "quality": "low"},
+            )
+            text = text_of(
+                await handle.wait_for_original(lambda m: "nothing was done" in m["content"])
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert handle.ephemeral and "could not save that just now" in text
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+        assert w.sim.submissions == []
+        assert traced(caplog) == []
+        assert any("database is busy" in r.getMessage() for r in caplog.records)

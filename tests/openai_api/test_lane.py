@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -19,6 +20,7 @@ from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
 from bot.openai_api.simulator import OpenAISimulator
 from bot.services import build_services
+from bot.store import db as dbmod
 from bot.store import results
 from bot.store.jobs import JobStatus, NewJob, SourceImage
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher
@@ -508,3 +510,34 @@ async def test_no_moderation_low_in_an_age_restricted_channel_an_admin_lowered(t
         await h.engine.start()
         await h.run(h.request(age_restricted=True))
         assert "moderation" not in h.sim.received[0].fields
+
+
+async def test_a_settlement_the_database_refuses_for_a_while_is_made_later_not_called_again(
+    tmp_path, monkeypatch, caplog
+):
+    """Another process holds the database's write lock past the busy timeout just as a call
+    finishes (an operator's sqlite3 shell, a backup tool; a full disk is the same): the
+    images already received are settled once the lock is gone; the endpoint is not called,
+    and paid, again."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        gate = h.sim.hold_final_images()
+        job = await h.engine.submit(h.request())
+        await until(lambda: h.publisher.previews)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            gate.set()
+            await until(lambda: any("database is busy" in r.getMessage() for r in caplog.records))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await h.settle_all(30)
+        job = await h.job(job.id)
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 1
+        assert await h.audit("upstream.call_lost") == []
+        assert len(h.publisher.posts) == 1
+    assert not [r for r in caplog.records if r.exc_info]  # an expected fault: no traceback

@@ -393,7 +393,8 @@ async def test_busy_timeout_expiring_fails_the_write_and_leaves_nothing_open(
     """Past the busy timeout the write fails (nothing written), and the writer is still usable."""
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
     async with Database(db_path) as db, OtherProcess(db.path, "cli") as cli:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        # A StoreBusy (an OperationalError) naming why: callers tell the member and retry.
+        with pytest.raises(dbmod.StoreBusy, match="another process holds its write lock"):
             await db.write(record, "bot")
         await cli.release()
         nobody_holds_the_write_lock(db.path)
