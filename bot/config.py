@@ -62,7 +62,8 @@ class DiscordSettings(_Section):
 
 class CivitaiSettings(_Section):
     token: SecretStr | None = None
-    base_url: str = "https://orchestration.civitai.com"
+    # repr=False: a user:password@ may be written into it.
+    base_url: str = Field("https://orchestration.civitai.com", repr=False)
     currencies: list[Currency] = Field(default_factory=list)
     whatif: bool = False
     wait_seconds: int = Field(60, ge=0, le=300)
@@ -88,7 +89,7 @@ class OpenAISettings(_Section):
     """The OpenAI Images API lane (BOT_PROVIDER=openai), or any OpenAI-compatible endpoint."""
 
     api_key: SecretStr | None = None
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = Field("https://api.openai.com/v1", repr=False)
     # Previews streamed per image while it forms (each costs ~100 output tokens upstream).
     partial_images: int = Field(2, ge=1, le=3)
     # The models the endpoint serves; empty: every model the lane knows.

@@ -1,6 +1,6 @@
 """Small rules every HTTP client of the bot shares: how long a Retry-After asks us to wait,
-how long to back off between tries, which hosts are this machine, and reading a body under a
-byte cap."""
+how long to back off between tries, which hosts are this machine, reading a body under a byte
+cap, and a URL shown without the credentials written into it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import ipaddress
 import random
 from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 
 def retry_after(value: str | None) -> float | None:
@@ -80,3 +81,21 @@ async def read_capped(chunks: AsyncIterable[bytes], cap: int) -> tuple[bytes, bo
             return buffer.getvalue(), True
         buffer.write(chunk)
     return buffer.getvalue(), False
+
+
+def without_credentials(url: str) -> str:
+    """The URL to show (logs, check-config, reprs): any user:password@ in it left out."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials written into a URL (its user:password@), for the log redaction."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    return [userinfo, *(p for p in userinfo.split(":", 1)[1:] if p)]

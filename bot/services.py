@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from bot import net
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.lane import CivitaiLane
 from bot.civitai.safety import CivitaiSafety
@@ -210,7 +211,7 @@ async def build_services(
             assert settings.civitai.token is not None
             token = settings.civitai.token.get_secret_value()
     if not openai_lane:
-        log.info("lane: civitai at %s", base_url)
+        log.info("lane: civitai at %s", net.without_credentials(base_url))
     db = await Database(settings.database.path).open()
     defaults = settings.defaults
     metrics = Metrics()

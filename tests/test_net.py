@@ -76,3 +76,24 @@ async def test_reading_stops_at_the_cap() -> None:
 
     data, over = await net.read_capped(endless(), 4096 + 10)
     assert over and len(data) == 4106 and len(pulled) == 5
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://admin:hunter2pass@orch.example.com", "https://orch.example.com"),
+        ("https://user@orch.example.com:8443/v1", "https://orch.example.com:8443/v1"),
+        ("http://u:p%40ss@[::1]:9000/v1", "http://[::1]:9000/v1"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+    ],
+)
+def test_a_url_is_shown_without_the_credentials_written_into_it(url: str, shown: str) -> None:
+    assert net.without_credentials(url) == shown
+
+
+def test_the_credentials_of_a_url_are_secrets_for_the_logs() -> None:
+    assert net.url_secrets("https://admin:hunter2pass@host/v1") == [
+        "admin:hunter2pass",
+        "hunter2pass",
+    ]
+    assert net.url_secrets("https://host/v1") == []

@@ -101,7 +101,8 @@ class OrchestratorClient(BlobCalls):
 
     def __repr__(self) -> str:
         token = "***" if self._secret else None
-        return f"OrchestratorClient(base_url={self.base_url!r}, token={token})"
+        shown = net.without_credentials(self.base_url)
+        return f"OrchestratorClient(base_url={shown!r}, token={token})"
 
     async def aclose(self) -> None:
         await self._shards.aclose()

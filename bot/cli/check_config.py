@@ -7,6 +7,7 @@ import os
 import sys
 
 from bot.config import load_settings, problems_for_running
+from bot.net import without_credentials
 from bot.store.db import DatabaseProblem
 from bot.store.probe import check_schema
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         mode = (
             "simulator (no OPENAI_API_KEY: placeholder images, nothing spent)"
             if settings.simulated
-            else f"endpoint at {settings.openai.base_url}"
+            else f"endpoint at {without_credentials(settings.openai.base_url)}"
         )
         print("lane:         openai (BOT_PROVIDER=openai): the OpenAI Images API")
         print(f"openai:       {mode}")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         mode = (
             "simulator (no CIVITAI_TOKEN: placeholder images, no Buzz spent)"
             if settings.simulated
-            else (f"orchestrator at {settings.civitai.base_url}")
+            else (f"orchestrator at {without_credentials(settings.civitai.base_url)}")
         )
         print("lane:         civitai (BOT_PROVIDER=civitai): the Civitai orchestrator")
         print(f"orchestrator: {mode}")

@@ -15,6 +15,7 @@ from typing import IO
 from bot import heartbeat, logs
 from bot.config import Settings, load_settings, problems_for_running
 from bot.gc_tuning import tune_gc
+from bot.net import url_secrets
 from bot.store.db import DatabaseProblem, SchemaTooNew
 from bot.store.location import DatabaseUnavailable, check_writable
 from bot.store.probe import check_schema
@@ -33,6 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def configure_logging(settings: Settings) -> None:
     secrets = (settings.discord.token, settings.civitai.token, settings.openai.api_key)
     tokens = [t.get_secret_value() for t in secrets if t]
+    # A user:password@ written into an endpoint's URL is a secret too.
+    tokens += url_secrets(settings.civitai.base_url) + url_secrets(settings.openai.base_url)
     logs.configure(settings.logging.level, tokens, settings.logging.format)
 
 

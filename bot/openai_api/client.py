@@ -108,7 +108,8 @@ class OpenAIImagesClient:
 
     def __repr__(self) -> str:
         key = "***" if self._secret else None
-        return f"OpenAIImagesClient(base_url={self.base_url!r}, api_key={key})"
+        shown = net.without_credentials(self.base_url)
+        return f"OpenAIImagesClient(base_url={shown!r}, api_key={key})"
 
     async def aclose(self) -> None:
         await self._http.aclose()

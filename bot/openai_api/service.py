@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from bot import net
 from bot.config import Settings
 from bot.openai_api.catalog import availability
 from bot.openai_api.client import OpenAIImagesClient
@@ -111,7 +112,7 @@ async def open_service(
     found = availability(service.lane_settings.served, service.prices.priced_models())
     log.info(
         "lane: openai at %s; models offered: %s",
-        service.base_url,
+        net.without_credentials(service.base_url),
         ", ".join(service.offered()) or "none",
     )
     if found.unpriced:

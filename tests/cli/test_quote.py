@@ -259,6 +259,20 @@ def test_check_config_with_discord_token_passes(no_config_file: None, tmp_path: 
     assert token not in done.stdout + done.stderr
 
 
+def test_check_config_shows_endpoints_without_their_credentials(
+    no_config_file: None, tmp_path: Path
+) -> None:
+    env = clean_env(
+        DISCORD_TOKEN="discord-token-for-check-config-123",
+        CIVITAI_TOKEN="civitai-token-for-check-config-456",
+        CIVITAI_BASE_URL="https://admin:hunter2pass@orch.example.com",
+        BOT_DB_PATH=str(tmp_path / "bot.sqlite3"),
+    )
+    done = bot("check-config", env=env)
+    assert "orchestrator at https://orch.example.com" in done.stdout
+    assert "hunter2pass" not in done.stdout + done.stderr
+
+
 def test_check_config_says_which_lane_is_active(no_config_file: None, tmp_path: Path) -> None:
     db = str(tmp_path / "bot.sqlite3")
     done = bot("check-config", env=clean_env(DISCORD_TOKEN="t" * 30, BOT_DB_PATH=db))

@@ -293,3 +293,13 @@ async def test_sigterm_lets_an_openai_call_under_way_finish(tmp_path):
             assert lost == 0 and charged > 0
     finally:
         await sim.stop()
+
+
+async def test_credentials_in_the_orchestrator_url_stay_out_of_the_log(tmp_path):
+    async with deployment(tmp_path) as d:
+        d.sim.base_url = d.sim.base_url.replace("http://", "http://opuser:S3cretPassw0rd@")
+        proc = await d.start()
+        code, err = await sigterm(proc)
+        assert code == 0, err
+        assert "lane: civitai at http://127.0.0.1" in err
+        assert "S3cretPassw0rd" not in err and "opuser" not in err
