@@ -27,6 +27,7 @@ OUTCOMES = (
     "no_completed",  # a stream that ends cleanly with previews only
     "bad_base64",  # a final image that is not base64
     "error_event",  # a stream that sends previews, then an `error` event with `code`
+    "proxy_echo",  # 400 plain text from a gateway that echoes the request's headers
 )
 
 
@@ -44,9 +45,13 @@ class Outcome:
             raise ValueError(f"unknown outcome {self.kind!r}: one of {', '.join(OUTCOMES)}")
 
 
-def early_answer(outcome: Outcome) -> web.Response | None:
+def early_answer(outcome: Outcome, authorization: str = "") -> web.Response | None:
     """The scripted answers that come before any validation."""
     kind = outcome.kind
+    if kind == "proxy_echo":  # the key straddles the 300th character
+        page = "Rejected by the gateway. " * 10
+        page += f"Request headers: Authorization: {authorization}\n"
+        return web.Response(status=400, text=page, content_type="text/plain")
     if kind == "unauthorized":
         return error_response(SimError(401, "Incorrect API key provided.", code="invalid_api_key"))
     if kind == "forbidden":

@@ -231,7 +231,7 @@ class OpenAISimulator:
         outcome = self._next_outcome(fields.get("prompt"))
         if outcome.kind == "slow":
             await asyncio.sleep(outcome.delay)
-        early = early_answer(outcome)
+        early = early_answer(outcome, request.headers.get("Authorization", ""))
         if early is not None:
             return early
         try:

@@ -57,7 +57,8 @@ def classify(
     error = body if isinstance(body, Mapping) else _error_object(body)
     code = _text(error.get("code"))
     param = _text(error.get("param"))
-    message = redact(_text(error.get("message")) or _fallback(body))[:500]
+    said = _text(error.get("message"))
+    message = (redact(said) if said else _fallback(body, redact))[:500]
     where = f"{status}" if status is not None else "in its answer"
     if code in BLOCK_CODES:
         return Blocked(
@@ -116,8 +117,9 @@ def _error_object(text: str) -> Mapping[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _fallback(body: str | Mapping[str, Any]) -> str:
-    return body.strip()[:300] if isinstance(body, str) else ""
+def _fallback(body: str | Mapping[str, Any], redact: Callable[[str], str]) -> str:
+    # Redacted whole, then cut: a key echoed across the cut would keep its first part.
+    return redact(body.strip())[:300] if isinstance(body, str) else ""
 
 
 def _text(value: object) -> str | None:

@@ -18,6 +18,7 @@ from bot.openai_api.errors import (
     Blocked,
     InvalidRequest,
     ModelUnavailable,
+    OpenAIError,
     QuotaExhausted,
     Unavailable,
 )
@@ -262,6 +263,23 @@ async def test_a_wrong_key_is_auth_failed_and_the_key_shows_nowhere(
     assert "retrying" in caplog.text
     for text in (str(caught.value), repr(caught.value), shown, str(unavailable.value), caplog.text):
         assert secret not in text and secret[-4:] not in text
+
+
+async def test_a_proxy_page_echoing_the_key_past_300_characters_shows_none_of_it(
+    sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway's plain-text 400 quotes the request's headers; the key starts before the point
+    where the page is cut for the error text: no part of it may survive."""
+    secret = "azk_0123456789abcdef0123456789abcdef"
+    caplog.set_level(logging.DEBUG)
+    async with OpenAISimulator(api_key=secret, speed=FAST) as own:
+        own.script("proxy_echo", times=10)
+        async with OpenAIImagesClient(own.base_url, secret, sleep=sleeps, max_retries=1) as client:
+            with pytest.raises(OpenAIError) as caught:
+                await client.generate(request().fields)
+    assert "Rejected by the gateway" in str(caught.value)
+    for text in (str(caught.value), caplog.text):
+        assert secret[:8] not in text and secret[-8:] not in text
 
 
 # -- retries -------------------------------------------------------------------------------------
