@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import IO
@@ -40,6 +41,21 @@ def configure_logging(settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Until the bot's own handlers are in place, SIGTERM stops it as Ctrl-C does: in order,
+    # not killed mid-step.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("stopped before the bot had started", file=sys.stderr)
+        return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     problems = problems_for_running(settings)
     if problems:

@@ -24,26 +24,44 @@ class StartupFailed(Exception):
 
 
 async def serve(settings: Settings, *, sync: bool) -> None:
-    services = await build_services(settings)
-    bot = make_bot(services, sync_global=sync)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
-    for number in signals:
+    for number in signals:  # first: a stop asked for while starting is an orderly one too
         loop.add_signal_handler(number, stopping.set)
     try:
+        services = await build_services(settings)
+    except BaseException:
+        for number in signals:
+            loop.remove_signal_handler(number)
+        raise
+    bot = make_bot(services, sync_global=sync)
+    try:
         assert settings.discord.token is not None
+        if stopping.is_set():
+            log.info("stopping before connecting to Discord")
+            return
         async with bot:
             running = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
             stop = asyncio.create_task(stopping.wait())
             await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.done():
+            stop.cancel()
+            if not running.done():
                 log.info("stopping; running jobs resume at the next start")
                 await bot.close()
-            stop.cancel()
+                try:
+                    await running
+                except (aiohttp.ClientError, discord.DiscordException, OSError) as exc:
+                    # Stopped while logging in or connecting: closing cut that short.
+                    log.info("the stop cut the connection to Discord short (%s)", exc)
+                return
             await running
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except discord.HTTPException as exc:  # a Discord outage at login (502, 503...)
+        raise StartupFailed(
+            f"Discord answered {exc.status} while the bot logged in; try again later"
+        ) from None
     except (DevGuildUnavailable, MetricsUnavailable) as exc:
         raise StartupFailed(str(exc)) from None
     except (aiohttp.ClientConnectorError, OSError) as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.civitai.simulator import Outcome, Simulator
 from bot.heartbeat import heartbeat_path
@@ -303,3 +304,59 @@ async def test_credentials_in_the_orchestrator_url_stay_out_of_the_log(tmp_path)
         assert code == 0, err
         assert "lane: civitai at http://127.0.0.1" in err
         assert "S3cretPassw0rd" not in err and "opuser" not in err
+
+
+async def test_discord_answering_502_at_login_is_one_line(tmp_path):
+    async def bad_gateway(request: web.Request) -> web.Response:
+        return web.Response(
+            status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", bad_gateway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with deployment(tmp_path) as d:
+            env = {**d.env(), "FAKE_API_BASE": f"http://127.0.0.1:{port}/api/v10"}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(RUNNER),
+                "run",
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            async with asyncio.timeout(90):  # discord.py retries a 5xx a few times first
+                _, err = await proc.communicate()
+    finally:
+        await runner.cleanup()
+    text = err.decode()
+    assert proc.returncode == 1 and "Traceback" not in text
+    [line] = [x for x in text.splitlines() if x.startswith("error:")]
+    assert line == "error: Discord answered 502 while the bot logged in; try again later"
+
+
+async def test_sigterm_while_logging_in_to_discord_is_an_orderly_stop(tmp_path):
+    async with deployment(tmp_path) as d:
+        d.fake.hold_requests("GET", r"/api/v10/users/@me$")  # Discord slow to answer the login
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(RUNNER),
+            "run",
+            cwd=ROOT,
+            env=d.env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            while not [c for c in d.fake.calls if c.path.endswith("/users/@me")]:
+                await asyncio.sleep(0.05)
+        code, err = await sigterm(proc)
+        assert code == 0 and "Traceback" not in err, err
+        wal = d.db.with_name(d.db.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed"
