@@ -288,6 +288,8 @@ def load_settings(path: Path | None = None) -> Settings:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:  # a folder, or a file this user may not read (mode 600)
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
     try:

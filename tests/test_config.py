@@ -219,6 +219,13 @@ def test_broken_toml_refused(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "[civitai\nwait_seconds = \n"))
 
 
+def test_a_config_file_that_cannot_be_read_is_one_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "config.toml"
+    folder.mkdir()  # e.g. a volume mounted where the file was meant to be
+    with pytest.raises(ConfigError, match="cannot read the config file: Is a directory"):
+        load_settings(folder)
+
+
 def test_tokens_are_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", DISCORD_SECRET)
     settings = load_settings(write(tmp_path, f'[civitai]\ntoken = "{CIVITAI_SECRET}"\n'))

@@ -36,8 +36,13 @@ def backup(source: Path, out: Path, *, force: bool = False) -> BackupResult:
     try:
         schema = _copy(source, partial)
         os.replace(partial, out)
+    except sqlite3.OperationalError as exc:  # the backup's side: no room, no permission...
+        raise BackupRefused(f"cannot write the backup {out.absolute()}: {exc}") from None
+    except OSError as exc:
+        raise BackupRefused(f"cannot write the backup {out.absolute()}: {exc.strerror}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # A partial file left (or a read-only folder that had none) must not hide why.
+        with contextlib.suppress(OSError):
             partial.unlink()
     _sync_folder(out.parent)
     return BackupResult(out.absolute(), out.stat().st_size, schema)
@@ -70,6 +75,8 @@ def _copy(source: Path, dest: Path) -> int:
         try:
             try:
                 src.backup(dst)  # pages=-1: all in one step, one snapshot
+            except sqlite3.OperationalError:
+                raise  # the copy could not be written (a full disk): the caller says so
             except sqlite3.DatabaseError as exc:  # "file is not a database"
                 raise NotADatabase(source, exc) from None
             # One self-contained file: no -wal beside the copy (the bot turns WAL back on).

@@ -275,3 +275,33 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     for done in run_all([["ledger", "balance", "1", "2"], ["jobs"], ["backup", "x.sqlite3"]], env):
         refused_with(done, f"cannot use the database at {path}: file is not a database")
     assert path.read_bytes() == content
+
+
+NO_ROOM = (
+    "import resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
+    "from bot.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+def test_a_backup_with_no_room_for_it_names_the_backup_not_the_database(tmp_path: Path) -> None:
+    """A file size limit stands in for a full disk where OUT goes (the live database, bigger
+    than the limit, is only read)."""
+    path = tmp_path / "bot.sqlite3"
+    env = clean_env(BOT_DB_PATH=str(path), PYTHONPATH=str(ROOT))
+    grant = [sys.executable, "-m", "bot", "ledger", "grant", "1", "2", "5", "--reason", "setup"]
+    assert subprocess.run(grant, cwd=ROOT, env=env, capture_output=True).returncode == 0
+    assert path.stat().st_size > 20_000
+    out = tmp_path / "copy.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-c", NO_ROOM, "backup", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refused_with(done, f"cannot write the backup {out}")
+    assert str(path) not in done.stderr  # the live database is fine: do not blame it
+    assert not out.exists() and not list(tmp_path.glob(".copy.sqlite3.partial-*"))
