@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 from bot.cli import build_parser
 from tests.cli.test_ops_cli import refused_with, run_all
-from tests.cli.test_quote import clean_env
+from tests.cli.test_quote import ROOT, clean_env
 
 
 def test_version_comes_from_the_package_metadata() -> None:
@@ -123,3 +127,23 @@ def test_every_option_of_every_command_says_what_it_is_for() -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--port", "99999"], "99999 is not a port (0-65535)"),
+        (["--speed", "0"], "0 must be above 0"),
+        (["--script", "/no/such/script.json"], "--script /no/such/script.json: No such file"),
+    ],
+)
+def test_the_simulator_refuses_bad_arguments_in_one_line(args: list[str], said: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "simulator", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert said in done.stderr
