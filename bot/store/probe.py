@@ -24,6 +24,9 @@ class NotADatabase(DatabaseProblem):
         super().__init__(f"cannot use the database at {path.absolute()}: {reason}")
 
 
+MAX_VERSION = 999  # migrations are NNN_name.sql
+
+
 def require_database(path: Path) -> None:
     """Raise DatabaseMissing unless a file is there (a folder is not a database either)."""
     if path.is_dir():
@@ -45,9 +48,11 @@ def schema_version(path: Path) -> int:
         ).fetchone()
         if known is None:
             return 0
-        return int(
-            conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        )
+        version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
+            # Migrations are numbered 001-999: anything else is a damaged page, not a newer bot.
+            raise NotADatabase(path, f"its schema_version table is damaged ({version!r:.40})")
+        return version
     except sqlite3.DatabaseError as exc:  # "file is not a database"
         raise NotADatabase(path, exc) from None
     finally:

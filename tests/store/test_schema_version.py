@@ -72,3 +72,13 @@ def test_the_probe_names_a_file_sqlite_cannot_use(tmp_path: Path) -> None:
     empty = tmp_path / "empty.sqlite3"
     sqlite3.connect(empty).close()  # a database the bot never opened
     assert schema_version(empty) == 0
+
+
+async def test_a_damaged_version_is_not_taken_for_a_newer_bot(db_path: Path) -> None:
+    """A page of the version table overwritten with junk reads as a huge number: that is a
+    damaged database (restore a backup), not one from a newer bot (upgrade)."""
+    async with Database(db_path):
+        pass
+    from_the_future(db_path, 6245747993460714411)
+    with pytest.raises(NotADatabase, match="schema_version table is damaged"):
+        check_schema(db_path)
