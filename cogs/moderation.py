@@ -52,6 +52,7 @@ class Moderation(commands.Cog):
         items = await self.services.moderation.open_items(
             interaction.guild_id, limit=200, source=wanted
         )
+        total = await self.services.moderation.count_open(interaction.guild_id, source=wanted)
         if not items:
             extra = f" ({SOURCE_NAMES[wanted]})" if wanted else ""
             await reply(interaction, f"Nothing waits for review{extra}.")
@@ -75,11 +76,11 @@ class Moderation(commands.Cog):
                 break
             shown.append(line)
             size += len(line) + 1
-        more = len(lines) - len(shown)
+        more = total - len(shown)
         if more:
             shown.append(f"… and {more} more; decide these first")
         embed = discord.Embed(
-            title=f"Review queue ({len(lines)} open)",
+            title=f"Review queue ({total} open)",
             description="\n".join(shown),
             colour=discord.Colour.orange(),
         )

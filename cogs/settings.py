@@ -5,6 +5,7 @@ change answers with all current values."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 MODELS = [Choice(name=m, value=m) for m in MODEL_NAMES]
 DEFAULT = "default"
 SHOWN_CHANNELS = 25  # an embed's description holds 4,096 characters
+# Where a request can be made (a thread follows its channel). Not a category: its channels
+# would not follow a rule set on it, and an allow-list of a category alone refuses everywhere.
+PostingChannel = (
+    discord.TextChannel | discord.VoiceChannel | discord.ForumChannel | (discord.StageChannel)
+)
 LEVELS = [
     *(Choice(name=levels.name(v), value=v) for v in levels.LEVELS),
     Choice(name="Default (the server's level / what Discord allows)", value=DEFAULT),
@@ -37,6 +43,26 @@ FALLBACKS = [
     Choice(name="Hold the request for review", value="hold"),
     Choice(name="Let the request through", value="allow"),
 ]
+
+
+def grantable(role: discord.Role | None, what: str) -> int | None:
+    """The role's id to grant `what` to (None: unset), refusing roles every member has or that
+    belong to an integration."""
+    if role is None:
+        return None
+    if role.is_default():
+        raise SettingsRefused("role", f"@everyone would make every member {what}; choose a role")
+    if role.managed:
+        raise SettingsRefused("role", f"{role.name} belongs to an integration; choose a role")
+    return role.id
+
+
+def listed(channel_ids: Iterable[int]) -> str:
+    """Channel mentions, the first SHOWN_CHANNELS of them: an embed holds 4,096 characters."""
+    ids = sorted(channel_ids)
+    shown = ", ".join(f"<#{c}>" for c in ids[:SHOWN_CHANNELS])
+    more = len(ids) - SHOWN_CHANNELS
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def summary(s: GuildSettings) -> discord.Embed:
@@ -51,12 +77,9 @@ def summary(s: GuildSettings) -> discord.Embed:
         f"{t.label} {'on' if s.model_enabled(t.value) else 'off'}" for t in IMAGE_TOOLS
     )
     retired = sorted(s.retired_models)
-    if s.allowed_channels:
-        channels = "only " + ", ".join(f"<#{c}>" for c in sorted(s.allowed_channels))
-    else:
-        channels = "all channels"
+    channels = "only " + listed(s.allowed_channels) if s.allowed_channels else "all channels"
     if s.denied_channels:
-        channels += "; never " + ", ".join(f"<#{c}>" for c in sorted(s.denied_channels))
+        channels += "; never " + listed(s.denied_channels)
     lines = [
         f"Moderation channel: {channel(s.mod_channel_id)}",
         f"Log channel: {channel(s.log_channel_id)}",
@@ -167,7 +190,7 @@ class Settings(commands.Cog):
         self,
         interaction: Interaction,
         level: Choice[str] | None = None,
-        channel: discord.abc.GuildChannel | None = None,
+        channel: PostingChannel | None = None,
         release_channel: discord.TextChannel | None = None,
         release_dm_only: bool | None = None,
     ) -> None:
@@ -243,12 +266,18 @@ class Settings(commands.Cog):
         note = self._posting_note(channel)
         await self._update(interaction, note, mod_channel_id=channel.id, mod_channel_warned=False)
         assert interaction.guild_id is not None
-        posted = await self.bot.board.post_pending(interaction.guild_id)
+        posted = await self.bot.board.post_pending(interaction.guild_id, moved_to=channel.id)
         if posted:
             await reply(interaction, f"Posted {posted} waiting review item(s) there.")
 
     @settings.command(name="log-channel", description="Where one line per finished job goes")
-    async def log_channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
+    @app_commands.describe(channel="Leave it out to stop the log lines")
+    async def log_channel(
+        self, interaction: Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        if channel is None:
+            await self._update(interaction, log_channel_id=None)
+            return
         await self._update(interaction, self._posting_note(channel), log_channel_id=channel.id)
 
     @settings.command(name="default-model", description="The model /imagine uses")
@@ -292,7 +321,7 @@ class Settings(commands.Cog):
     async def channel(
         self,
         interaction: Interaction,
-        channel: discord.abc.GuildChannel,
+        channel: PostingChannel,
         allowed: bool,
     ) -> None:
         assert interaction.guild_id is not None
@@ -324,15 +353,17 @@ class Settings(commands.Cog):
     @settings.command(
         name="mod-role", description="A role that may moderate (besides Manage Messages)"
     )
-    async def mod_role(self, interaction: Interaction, role: discord.Role) -> None:
-        await self._update(interaction, moderator_role_id=role.id)
+    @app_commands.describe(role="Leave it out to unset it (Manage Messages still moderates)")
+    async def mod_role(self, interaction: Interaction, role: discord.Role | None = None) -> None:
+        await self._update(interaction, moderator_role_id=grantable(role, "moderator"))
 
     @settings.command(
         name="admin-role",
         description="A role that may change quotas and settings (besides Manage Server)",
     )
-    async def admin_role(self, interaction: Interaction, role: discord.Role) -> None:
-        await self._update(interaction, admin_role_id=role.id)
+    @app_commands.describe(role="Leave it out to unset it (Manage Server still administers)")
+    async def admin_role(self, interaction: Interaction, role: discord.Role | None = None) -> None:
+        await self._update(interaction, admin_role_id=grantable(role, "admin"))
 
     @settings.command(
         name="reroll-anyone",

@@ -217,10 +217,13 @@ class ReviewBoard:
             log.info("review #%d: message not updated (%s)", item.id, exc.status)
         view.stop()
 
-    async def post_pending(self, guild_id: int) -> int:
-        """Post the guild's open items that have no message yet (after a channel is set)."""
+    async def post_pending(self, guild_id: int, *, moved_to: int | None = None) -> int:
+        """Post the guild's open items that have no message yet (after a channel is set); with
+        `moved_to` (the new moderation channel), also those whose message is elsewhere: the
+        old channel may be gone, and its buttons were the only way to decide them."""
         posted = 0
-        for item in await self.services.moderation.items_without_message(guild_id):
+        found = await self.services.moderation.items_without_message(guild_id, outside=moved_to)
+        for item in found:
             job = await self.services.jobs.job(item.job_id)
             if job is not None and await self.post(item, job):
                 posted += 1

@@ -68,7 +68,12 @@ def describe_error(error: BaseException) -> str | None:
     if isinstance(error, app_commands.CheckFailure):
         return str(error) or "You are not allowed to use this here."
     if isinstance(error, app_commands.TransformerError):
-        return f"That value is not valid here: {error.value!r}."
+        kind = discord.AppCommandOptionType
+        if error.type in (kind.user, kind.mentionable):
+            return "That user is not a member of this server (any more)."
+        if error.type is kind.channel:
+            return "That channel cannot be chosen here: pick a text, voice, forum or stage channel."
+        return "That value is not valid here."
     if isinstance(error, StoreBusy):
         return "The bot could not save that just now; nothing was done or charged. Try again soon."
     return None

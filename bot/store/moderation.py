@@ -164,6 +164,15 @@ class ModerationStore:
         rows = await self.db.fetchall(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
         return [_item(r) for r in rows]
 
+    async def count_open(self, guild_id: int, *, source: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM review_items WHERE guild_id = ? AND status = 'open'"
+        params: list[Any] = [guild_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        found = await self.db.fetchone(sql, params)
+        return int(found[0]) if found else 0
+
     def close_item_in(
         self, tx: Conn, item_id: int, status: str, actor_id: int, note: str | None = None
     ) -> ReviewItem:
@@ -414,10 +423,18 @@ class ModerationStore:
         )
         return [(_item(r), r["release_to"]) for r in rows]
 
-    async def items_without_message(self, guild_id: int | None = None) -> list[ReviewItem]:
-        sql = "SELECT * FROM review_items WHERE status = 'open' AND message_id IS NULL"
-        params: tuple = ()
+    async def items_without_message(
+        self, guild_id: int | None = None, *, outside: int | None = None
+    ) -> list[ReviewItem]:
+        """Open items with no message; with `outside`, also those whose message is in another
+        channel than that one (a moderation channel moved, or deleted)."""
+        sql = "SELECT * FROM review_items WHERE status = 'open' AND (message_id IS NULL"
+        params: list[Any] = []
+        if outside is not None:
+            sql += " OR message_channel_id IS NOT ?"
+            params.append(outside)
+        sql += ")"
         if guild_id is not None:
             sql += " AND guild_id = ?"
-            params = (guild_id,)
-        return [_item(r) for r in await self.db.fetchall(sql, params)]
+            params.append(guild_id)
+        return [_item(r) for r in await self.db.fetchall(f"{sql} ORDER BY id", params)]

@@ -1,0 +1,157 @@
+"""Admins' and moderators' edge cases: a full review queue counted right, a moderation channel
+that moved (or was deleted) with items pending, members who left, big channel lists, roles
+that cannot be granted, settings that can be unset, categories refused as channels."""
+
+from __future__ import annotations
+
+from bot.store.jobs import JobStatus, NewJob
+from tests.discord.harness import world
+from tests.discord_admin.helpers import ask, blocked, item_message, mod_channel, option
+from tests.fakes.gateway import GUILDS
+from tests.fakes.state import Channel
+
+GUILD_CATEGORY = 4
+
+
+def jobs_with_items(w, n: int):
+    def many(tx):
+        for k in range(n):
+            job_id = f"j{k:017x}"
+            w.services.jobs.insert_in(
+                tx,
+                NewJob(
+                    id=job_id,
+                    guild_id=w.guild,
+                    channel_id=w.channel,
+                    member_id=w.member,
+                    model="gpt-image-2",
+                    operation="createImage",
+                    options={"prompt": "castle"},
+                    step={},
+                    estimate=78,
+                    status=JobStatus.BLOCKED,
+                ),
+            )
+            w.services.moderation.create_item_in(tx, w.guild, job_id, "blocked", "filter")
+
+    return many
+
+
+async def test_the_queue_counts_every_open_item(tmp_path):
+    async with world(tmp_path) as w:
+        await w.services.db.write(jobs_with_items(w, 250))
+        text = await ask(w, w.moderator, "mod queue")
+        assert "Review queue (250 open)" in text
+        shown = sum(1 for line in text.splitlines() if line.startswith("#"))
+        assert f"… and {250 - shown} more; decide these first" in text
+
+
+def delete_channel(w, channel_id: int) -> None:
+    world = w.fake.world
+    channel = world.channels.pop(channel_id)
+    world.guild(channel.guild_id).channels.pop(channel_id, None)
+    w.fake._dispatch_soon("CHANNEL_DELETE", channel.payload(world), intent=GUILDS)
+    w.fake.notify()
+
+
+async def test_items_of_a_deleted_moderation_channel_come_to_the_new_one(tmp_path):
+    async with world(tmp_path) as w:
+        old = mod_channel(w)
+        await ask(w, w.admin, "settings mod-channel", {"channel": old})
+        await w.grant(1000)
+        job = await blocked(w, "a lake")
+        await item_message(w, job, old)
+        delete_channel(w, old)
+        await w.fake.settle()
+        new = mod_channel(w, "mods-2")
+        await w.fake.settle()
+        await ask(w, w.admin, "settings mod-channel", {"channel": new})
+        item = await item_message(w, job, new)
+        assert "Refund" in str(item["components"])
+
+
+def leave(w, user: int) -> None:
+    w.fake.world.guild(w.guild).members.pop(user)
+    w.fake._dispatch_soon(
+        "GUILD_MEMBER_REMOVE",
+        {"guild_id": str(w.guild), "user": w.fake.world.user(user).payload()},
+        intent=1 << 1,
+    )
+    w.fake.notify()
+
+
+async def test_a_member_who_left_is_named_as_such(tmp_path):
+    async with world(tmp_path) as w:
+        leave(w, w.other)
+        await w.fake.settle()
+        text = await ask(w, w.admin, "quota grant", {"member": w.other, "amount": 5})
+        assert text == "That user is not a member of this server (any more)."
+
+
+async def test_settings_show_lists_a_few_channels_and_counts_the_rest(tmp_path):
+    async with world(tmp_path) as w:
+        ids = [w.fake.add_channel(w.guild, f"c{n}") for n in range(200)]
+        await w.fake.settle()
+
+        def deny(tx):
+            for cid in ids:
+                w.services.guilds.set_channel_in(tx, w.guild, cid, False, actor_id=None)
+
+        await w.services.db.write(deny)
+        text = await ask(w, w.admin, "settings show")
+        assert "and 175 more" in text and len(text) < 4096
+
+
+async def test_everyone_cannot_be_made_admin_or_moderator(tmp_path):
+    async with world(tmp_path) as w:
+        for sub in ("admin-role", "mod-role"):
+            text = await ask(w, w.admin, f"settings {sub}", {"role": w.guild})  # @everyone
+            assert text.startswith("**role**: @everyone would make every member"), text
+        shown = await ask(w, w.admin, "settings show")
+        assert "Moderator role: not set · admin role: not set" in shown
+
+
+async def test_the_log_channel_and_the_roles_can_be_unset(tmp_path):
+    async with world(tmp_path) as w:
+        role = w.fake.add_role(w.guild, "helpers")
+        logs = w.fake.add_channel(w.guild, "bot-log")
+        await w.fake.settle()
+        await ask(w, w.admin, "settings log-channel", {"channel": logs})
+        await ask(w, w.admin, "settings mod-role", {"role": role})
+        await ask(w, w.admin, "settings admin-role", {"role": role})
+        for sub, name in (("log-channel", "channel"), ("mod-role", "role"), ("admin-role", "role")):
+            assert not option(w, "settings", sub, name).get("required")
+            await ask(w, w.admin, f"settings {sub}")
+        shown = await ask(w, w.admin, "settings show")
+        assert "Log channel: not set" in shown
+        assert "Moderator role: not set · admin role: not set" in shown
+
+
+def add_category(w, name: str) -> int:
+    world = w.fake.world
+    guild = world.guild(w.guild)
+    category = Channel(
+        id=world.snowflakes.new(),
+        type=GUILD_CATEGORY,
+        name=name,
+        guild_id=guild.id,
+        position=len(guild.channels),
+    )
+    guild.channels[category.id] = category
+    world.channels[category.id] = category
+    world.channel_history[category.id] = []
+    w.fake._dispatch_soon("CHANNEL_CREATE", category.payload(world), intent=GUILDS)
+    w.fake.notify()
+    return category.id
+
+
+async def test_a_category_is_not_offered_as_a_channel(tmp_path):
+    """A rule on a category would not reach its channels (and an allow-list of a category
+    alone would refuse everywhere): the options do not offer one (Discord, like the fake,
+    then refuses to send one)."""
+    async with world(tmp_path) as w:
+        add_category(w, "images")
+        await w.fake.settle()
+        for path in (("settings", "channel", "channel"), ("settings", "mature", "channel")):
+            types = option(w, *path).get("channel_types") or []
+            assert types and GUILD_CATEGORY not in types, (path, types)
