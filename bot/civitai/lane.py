@@ -33,7 +33,7 @@ from bot.civitai.safety import mature_fields, rating_of, withheld
 from bot.civitai.sources import SourceUploads
 from bot.civitai.tool_sources import ResultSources, SourceUnavailable
 from bot.engine.follow import FollowPolicy
-from bot.engine.lane import Ending, Run
+from bot.engine.lane import Ending, Run, UpstreamUnavailable
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
 from bot.metrics import Metrics
@@ -42,6 +42,16 @@ from bot.store.jobs import JobRecord, JobStatus, JobStore
 log = logging.getLogger(__name__)
 
 J = JobStatus
+# A workflow answered "not found" this many times in a row is taken as gone upstream.
+NOT_FOUND_CONFIRMATIONS = 3
+# A failed workflow still showing a charge is read again this many times (after 5 s, then
+# 10 s: at most the engine's retry cap) before it is settled: its refund may be booked late.
+REFUND_CHECKS = 2
+REFUND_WAIT = 5.0
+
+
+class FollowRefused(UpstreamUnavailable):
+    """The orchestrator refused the token while the bot followed a workflow."""
 
 
 class CivitaiLane:
@@ -209,20 +219,25 @@ class CivitaiLane:
         job = run.job
         workflow_id = job.workflow_id
         assert workflow_id is not None
-        attempt = 0
+        attempt = missing = refund_checks = 0
+        recheck_in = 0.0
         canceled_sent = expired = gone = False
         while True:
             if workflow is not None:
-                if workflow.terminal:
+                if workflow.terminal and refund_checks < REFUND_CHECKS and awaits_refund(workflow):
+                    refund_checks += 1
+                    recheck_in = min(self.retry_cap, REFUND_WAIT * refund_checks)
+                elif workflow.terminal:
                     late = expired and workflow.status != WorkflowStatus.SUCCEEDED
                     if gone:  # no worker runs its model: stopped, and the model switched off
                         return ending_of(workflow, forced=J.FAILED, gone=job.model)
                     return ending_of(workflow, forced=J.EXPIRED if late else None)
-                if not gone and unsupported(workflow):
-                    gone = True
-                    log.warning("job %s: no worker supports %s; stopping it", job.id, job.model)
-                    await self.cancel(job)
-                await self._observe(run, workflow)
+                else:
+                    if not gone and unsupported(workflow):
+                        gone = True
+                        log.warning("job %s: no worker supports %s; stopping it", job.id, job.model)
+                        await self.cancel(job)
+                    await self._observe(run, workflow)
             job = await run.refresh()
             if job.cancel_requested_by is not None and not canceled_sent:
                 canceled_sent = True
@@ -240,15 +255,35 @@ class CivitaiLane:
             delay, wait = self.policy.next_request(attempt)
             if expired:
                 delay, wait = min(delay, self.retry_cap), min(wait, 10)
+            if recheck_in:
+                delay, wait, recheck_in = recheck_in, 0, 0.0
             if delay:
                 await run.sleep(delay)
             attempt += 1
             try:
                 workflow = await self.client.get(workflow_id, wait=wait)
             except NotFound:
+                missing += 1
+                if missing < NOT_FOUND_CONFIRMATIONS:
+                    # Once may be a passing glitch (a replica behind): ask again before
+                    # giving up a workflow that may still run, and charge.
+                    log.warning(
+                        "job %s: workflow %s not found upstream; asking again", job.id, workflow_id
+                    )
+                    workflow = None
+                    await run.sleep(min(self.retry_cap, 2.0**missing))
+                    continue
                 # The orchestrator lost it: nothing to charge, nothing to deliver.
                 log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
                 return ending_of(Workflow(id=workflow_id, status="failed"))
+            except (Unauthorized, Forbidden) as exc:
+                # The token was revoked or rotated while the job ran: the operator's to fix;
+                # the job waits (its workflow runs on upstream) and is followed again after.
+                await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
+                raise FollowRefused(str(exc)) from None
+            missing = 0
+            run.recovered("auth")
+            run.recovered("forbidden")
 
     async def _observe(self, run: Run, workflow: Workflow) -> None:
         """Record progress (only what changed)."""
@@ -287,6 +322,15 @@ def ending_of(
         withheld=forced is None and withheld(workflow),
         upstream=workflow,
     )
+
+
+def awaits_refund(workflow: Workflow) -> bool:
+    """Ended without success, a charge standing and no credit yet: the kind of ending the
+    orchestrator refunds (a failure, a block, an expiry), perhaps not at once."""
+    if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELED):
+        return False
+    items = workflow.transactions.items if workflow.transactions else []
+    return workflow.charged() > 0 and not any(t.type == "credit" for t in items)
 
 
 def ending_status(workflow: Workflow) -> JobStatus:

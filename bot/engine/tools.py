@@ -83,7 +83,9 @@ class ToolAdmission:
         settings = await self._precheck(request)
         job_id = new_job_id(parts.clock())
         whatif = await self._whatif(job_id, request.step)
-        hold = whatif if whatif is not None else request.estimate
+        # The orchestrator's own price when it gives a usable one (a whatif of 0 or below is
+        # not a price anything can be held for), else the documented local estimate.
+        hold = whatif if whatif is not None and whatif > 0 else request.estimate
         needs_confirmation = hold > settings.confirm_above and not request.confirmed
 
         def check(conn: Conn) -> int:

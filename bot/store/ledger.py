@@ -20,6 +20,7 @@ from bot.store.allowances import Allowances
 from bot.store.db import Conn, iso
 from bot.store.db import row as fetch_row
 from bot.store.ledger_records import (
+    MAX_CHARGE,
     Account,
     AlreadySettled,
     Balance,
@@ -110,7 +111,7 @@ class Ledger(Allowances, Statements):
         self, tx: Conn, job_id: str, charged: int, *, actor_id: int | None = None
     ) -> Settlement:
         """Capture what was charged (up to the hold), release the rest, collect any excess."""
-        check_amount(charged, allow_zero=True)
+        check_amount(charged, allow_zero=True, high=MAX_CHARGE)
         hold = self.hold_in(tx, job_id)
         if hold is None:
             raise LedgerError(f"job {job_id} has no hold")

@@ -9,6 +9,9 @@ from datetime import datetime
 from bot.store.periods import describe_moment
 
 MAX_AMOUNT = 10_000_000
+# The most the orchestrator can report charging (its amounts are int32): a settlement takes
+# any of it, the member paying what they can and the guild the rest (an audited loss).
+MAX_CHARGE = 2**31 - 1
 
 
 class LedgerError(Exception):
@@ -158,10 +161,10 @@ class BudgetState:
         return None if self.amount is None else max(0, self.amount - self.used)
 
 
-def check_amount(amount: int, *, allow_zero: bool = False) -> None:
+def check_amount(amount: int, *, allow_zero: bool = False, high: int = MAX_AMOUNT) -> None:
     low = 0 if allow_zero else 1
-    if not isinstance(amount, int) or isinstance(amount, bool) or not low <= amount <= MAX_AMOUNT:
-        raise InvalidAmount(f"amount must be a whole number from {low} to {MAX_AMOUNT:,}")
+    if not isinstance(amount, int) or isinstance(amount, bool) or not low <= amount <= high:
+        raise InvalidAmount(f"amount must be a whole number from {low} to {high:,}")
 
 
 def entry_of(row: sqlite3.Row) -> Entry:

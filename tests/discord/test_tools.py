@@ -249,3 +249,16 @@ async def test_the_operators_upscaler_is_named_in_the_step(tmp_path):
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         await derived(w, await started(w, click))
         assert w.sim.submissions[1]["steps"][0]["input"]["model"] == air
+
+
+async def test_a_whatif_of_zero_holds_the_local_estimate(tmp_path):
+    """The API's cost.total has no minimum: a whatif answering 0 is no price to hold."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low")
+        free = b'{"id": null, "status": "unassigned", "cost": {"total": 0}, "steps": []}'
+        w.sim.fault(200, route="submit", body=free)  # the whatif's answer
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job, _ = await derived(w, await started(w, click))
+        assert job.hold_amount is not None and job.hold_amount >= 1
+        assert job.charged == upstream_charge(w, job)

@@ -50,6 +50,9 @@ class Outcome:
     step: str | None = None
     # Output images (by index) whose content the blob store never serves (503 for ever).
     unavailable_blobs: tuple[int, ...] = ()
+    # A refunded outcome's credit shows only this many real seconds after the workflow ended
+    # (a refund the orchestrator books late).
+    refund_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:

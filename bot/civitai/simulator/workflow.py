@@ -125,6 +125,8 @@ class SimWorkflow:
         refunded = (status == S.CANCELED and self.canceled_phase != S.PROCESSING) or (
             status in TERMINAL and status != S.CANCELED and self.outcome.kind in REFUNDED
         )
+        if refunded and now < self.finished_at() + self.outcome.refund_delay:
+            refunded = False  # not booked yet
         items = [("debit", debit, self.account)]
         if refunded:
             items.append(("credit", debit, self.account))
