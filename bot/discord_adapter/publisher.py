@@ -197,13 +197,26 @@ class DiscordPublisher:
         if files is not None:
             kwargs["attachments"] = files
         if self._token_alive(job, timedelta(seconds=5)):
-            await self._webhook(job).edit_message(message_id, **kwargs)
+            try:
+                await self._webhook(job).edit_message(message_id, **kwargs)
+            except discord.HTTPException as exc:
+                if exc.status not in (401, 404):
+                    raise
+                # The token expired sooner than our clock says (Discord's runs ahead): the
+                # message is the bot's, so the channel route edits it as well.
+                log.info(
+                    "job %s: interaction token refused (%s); editing directly", job.id, exc.code
+                )
+                await self._edit_directly(job, message_id, kwargs)
         else:
-            # No need to fetch the channel to edit a message in it.
-            channel = self.bot.get_partial_messageable(job.channel_id)
-            await channel.get_partial_message(message_id).edit(**kwargs)
+            await self._edit_directly(job, message_id, kwargs)
         if view is not None:
             view.stop()  # the registered DynamicItems answer the clicks, not this view
+
+    async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
+        # No need to fetch the channel to edit a message in it.
+        channel = self.bot.get_partial_messageable(job.channel_id)
+        await channel.get_partial_message(message_id).edit(**kwargs)
 
     async def _log_line(self, job: JobRecord) -> None:
         """One line per finished job in the guild's log channel, if it has one."""
@@ -361,7 +374,7 @@ class DiscordPublisher:
             try:
                 channel = await self._channel(job.channel_id)
                 return await sending(reply_to_source(channel, job, embed, files(), view), largest)
-            except (discord.Forbidden, discord.NotFound) as exc:
+            except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
                 log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
             finally:
                 view.stop()
@@ -399,7 +412,7 @@ class DiscordPublisher:
                 )
             finally:
                 view.stop()
-        except (discord.Forbidden, discord.NotFound) as exc:
+        except discord.HTTPException as exc:  # refused (403, 404, an archived thread's 400...)
             log.warning(
                 "job %s: cannot post in channel %s (%s); sending the result by DM",
                 job.id,
@@ -418,7 +431,7 @@ class DiscordPublisher:
                 ),
                 largest,
             )
-        except (discord.Forbidden, discord.NotFound) as exc:
+        except discord.HTTPException as exc:
             raise PostFailed(
                 f"nowhere to post: not in the channel, and the member's DMs are closed "
                 f"({exc.status})",

@@ -3,11 +3,18 @@ traceback, nothing held, and the bot goes on serving."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from bot.civitai.simulator import Outcome
 from bot.store import db as dbmod
-from tests.discord.harness import buttons, finished, started, text_of, world
+from tests.discord.harness import answer, buttons, finished, started, text_of, world
+from tests.fakes import rest as fake_rest
+from tests.fakes.errors import ApiError
 
 
 def traced(caplog) -> list[str]:
@@ -97,3 +104,94 @@ async def test_a_request_while_the_database_is_locked_is_refused_privately(
         assert w.sim.submissions == []
         assert traced(caplog) == []
         assert any("database is busy" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def refuse_posts(monkeypatch):
+    """refuse_posts[channel_id] = ApiError: the fake answers posts of messages there with it."""
+    errors: dict[int, ApiError] = {}
+    original = fake_rest.RestApi.create_message
+
+    async def create_message(self, request):
+        channel_id = int(request.match_info["channel_id"])
+        if channel_id in errors:
+            await request.read()
+            raise errors[channel_id]
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "create_message", create_message)
+    return errors
+
+
+PAST_THE_TOKEN = timedelta(minutes=14, seconds=30)
+
+
+async def test_a_channel_that_refuses_the_result_with_a_400_sends_it_by_dm(
+    tmp_path, caplog, refuse_posts
+):
+    """An archived thread answers 400 (50083), not 403: the result still goes by DM at once,
+    charged once, instead of waiting out the delivery deadline with tracebacks."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        refuse_posts[w.channel] = ApiError(400, 50083, "Thread is archived")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "an archived thread", "quality": "low"},
+            created_at=datetime.now(UTC) - PAST_THE_TOKEN,
+        )
+        job = await w.wait_job((await started(w, h)).id, "done", timeout=30)
+        [dm] = w.fake.dm_messages(w.member)
+        assert dm["attachments"] and job.charged == 13
+        assert await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+async def test_two_deletes_at_once_both_answer_deleted(tmp_path, caplog):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a lantern", "quality": "low"},
+        )
+        _, result = await finished(w, await started(w, handle))
+        gate = w.fake.hold_requests("DELETE", r"/channels/\d+/messages/\d+$")
+        delete = buttons(result)["Delete"]
+        first = await w.fake.click(int(result["id"]), delete, w.member)
+        second = await w.fake.click(int(result["id"]), delete, w.moderator)
+        await w.fake.wait_for(
+            lambda: [c for c in w.fake.calls if c.method == "DELETE"], what="a delete sent"
+        )
+        await asyncio.sleep(0.5)  # the second click reaches its delete (queued behind the first)
+        gate.set()
+        for click in (first, second):
+            assert text_of(await answer(click)) == "Deleted."
+    assert traced(caplog) == []
+
+
+@pytest.mark.parametrize(("outcome", "shown"), [("succeed", "Done"), ("fail", "failed")])
+async def test_the_status_ends_right_when_discord_expires_the_token_first(tmp_path, outcome, shown):
+    """The bot's clock runs a minute behind Discord's: the token it thinks alive is refused.
+    The status message is edited directly instead (for a failure it is all the member sees)."""
+    lag = timedelta(seconds=60)
+    async with world(
+        tmp_path, clock=lambda: datetime.now(UTC) - lag, jobs={"token_margin_seconds": 5}
+    ) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(outcome, runtime=400), prompt="late status")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "late status", "quality": "low"},
+            created_at=datetime.now(UTC) - timedelta(minutes=14, seconds=58),
+        )
+        job = await started(w, h)
+        job = await w.wait_job(job.id, "done" if outcome == "succeed" else "failed", timeout=30)
+        await w.wait_status(job, shown, timeout=10)

@@ -4,6 +4,7 @@ Edit (one of these images becomes the source of a new edit), Upscale and Remove 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 
 import discord
@@ -94,7 +95,9 @@ class DeleteButton(KeyedButton, prefix="res:delete"):
         check_delete(job, await requester(interaction, bot.services.guilds))
         if interaction.message is None:
             raise UserFacingError("That message is already gone.")
-        await interaction.message.delete()
+        # A second click (theirs or a moderator's) may find it deleted already.
+        with contextlib.suppress(discord.NotFound):
+            await interaction.message.delete()
         await reply(interaction, "Deleted.")
 
 
