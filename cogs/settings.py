@@ -310,7 +310,7 @@ class Settings(commands.Cog):
         updated = await self.services.guilds.set_model(
             interaction.guild_id, tool.value, enabled, actor_id=interaction.user.id
         )
-        await reply(interaction, "", embed=summary(updated))
+        await self._answer(interaction, updated)  # everything, as every /settings answer
 
     @settings.command(name="channel", description="Allow or refuse image commands in a channel")
     @app_commands.describe(

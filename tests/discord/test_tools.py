@@ -196,7 +196,9 @@ async def test_an_admin_can_switch_upscale_off(tmp_path):
         h = await w.fake.slash(
             w.guild, w.channel, w.admin, "settings upscale", options={"enabled": False}
         )
-        assert "Upscale off" in text_of(await answer(h))
+        shown = text_of(await answer(h))
+        assert "Upscale off" in shown
+        assert "AI pre-moderation: off" in shown  # the whole picture, as every /settings answer
         click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
         text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
         assert click.ephemeral and "Upscale is switched off on this server" in text
