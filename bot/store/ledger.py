@@ -441,8 +441,23 @@ class Ledger(Allowances, Statements):
         )
 
     async def available_now(self, guild_id: int, member_id: int) -> int:
-        """The account's balance as it stands (no refill preview): exact while a job holds."""
-        row = await self.db.fetchone(
+        """What the member may spend, as /buzz balance says it (this period's refill, not made
+        yet, included) when that does not depend on their roles (the guild has no role rule,
+        or the member an override of their own); else the account as it stands."""
+        return await self.db.read(self._available_now_in, guild_id, member_id)
+
+    def _available_now_in(self, conn: Conn, guild_id: int, member_id: int) -> int:
+        by_role = fetch_row(
+            conn,
+            "SELECT 1 FROM allowances WHERE guild_id = ? AND scope = 'role' AND NOT EXISTS"
+            " (SELECT 1 FROM allowances WHERE guild_id = ? AND scope = 'member'"
+            " AND target_id = ?) LIMIT 1",
+            (guild_id, guild_id, member_id),
+        )
+        if by_role is None:
+            return self.balance_in(conn, guild_id, member_id).available
+        row = fetch_row(
+            conn,
             "SELECT allowance_balance + grant_balance FROM accounts"
             " WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),

@@ -4,9 +4,20 @@ that cannot be granted, settings that can be unset, categories refused as channe
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from bot.civitai.simulator.scripting import Outcome
 from bot.store.jobs import JobStatus, NewJob
-from tests.discord.harness import world
-from tests.discord_admin.helpers import ask, blocked, item_message, mod_channel, option
+from tests.discord.harness import field_value, started, world
+from tests.discord_admin.helpers import (
+    Clock,
+    ask,
+    blocked,
+    item_message,
+    mod_channel,
+    option,
+    request,
+)
 from tests.fakes.gateway import GUILDS
 from tests.fakes.state import Channel
 
@@ -155,3 +166,20 @@ async def test_a_category_is_not_offered_as_a_channel(tmp_path):
         for path in (("settings", "channel", "channel"), ("settings", "mature", "channel")):
             types = option(w, *path).get("channel_types") or []
             assert types and GUILD_CATEGORY not in types, (path, types)
+
+
+async def test_the_status_balance_includes_a_refill_due_as_buzz_balance_does(tmp_path):
+    """A job admitted a minute before the week turns ends after it: its status shows the
+    balance /buzz balance shows (this week's refill, due at the member's next use)."""
+    clock = Clock()
+    clock.now = datetime(2025, 3, 2, 23, 59, 0, tzinfo=UTC)  # a Sunday, a minute before Monday
+    async with world(tmp_path, clock=clock) as w:
+        await ask(w, w.admin, "quota default", {"amount": 100, "period": "weekly"})
+        w.sim.script(Outcome("succeed", runtime=100))
+        job = await started(w, await request(w, "a lighthouse"))
+        clock.advance(minutes=2)  # Monday 00:01, while the job runs
+        job = await w.wait_job(job.id, "done")
+        await w.wait_result(job.id)
+        await w.fake.settle()
+        assert "**100 Buzz** available" in await ask(w, w.member, "buzz balance")
+        assert "your balance: 100" in field_value(w.status_message(job), "Buzz")
