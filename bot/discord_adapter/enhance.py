@@ -10,6 +10,7 @@ choice is recorded once, so a second click (or one after a restart) cannot start
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,8 @@ class EnhanceFlow:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
         self.choices = PromptChoices(bot.services.db, bot.services.clock)
+        # Clicks of this process starting an image from an enhancement, by its job id.
+        self._starting: dict[str, int] = {}
 
     async def begin(self, interaction: discord.Interaction, pending: Pending) -> None:
         """Enhance the prompt of an image request that passed its checks."""
@@ -130,15 +133,37 @@ class EnhanceFlow:
             # An enhanced prompt too long for the model is refused before the choice counts.
             who = await requester(interaction, bot.services.guilds)
             bot.engine.validate(JobRequest(who, model, operation, options, tuple(sources)))
-        earlier = await self.choices.choose(job.id, choice, interaction.user.id)
-        if earlier is not None:
-            raise UserFacingError(f"You already chose {CHOSEN[earlier]} for this prompt.")
-        if choice is Choice.CANCEL:
-            await interaction.response.edit_message(
-                content="Canceled: no image was started, and nothing is held for it.", view=None
+        # A choice already made may be made again only if its image never started and no
+        # click here is starting it now (the bot stopped in between, or it was refused).
+        first_here = not self._starting.get(job.id)
+        self._starting[job.id] = self._starting.get(job.id, 0) + 1
+        try:
+            earlier = await self.choices.choose(
+                job.id, choice, interaction.user.id, retake=first_here
             )
-            return
-        await interaction.response.edit_message(content=f"Using {CHOSEN[choice]}…", view=None)
-        await bot.flow.begin(
-            interaction, model, operation, options, sources=sources or None, parent_job_id=job.id
-        )
+            if earlier is not None:
+                raise UserFacingError(f"You already chose {CHOSEN[earlier]} for this prompt.")
+            if choice is Choice.CANCEL:
+                await interaction.response.edit_message(
+                    content="Canceled: no image was started, and nothing is held for it.",
+                    view=None,
+                )
+                return
+            # The buttons stay until the image is admitted: after a stop in between, or a
+            # refusal, the member can choose again.
+            await interaction.response.edit_message(content=f"Using {CHOSEN[choice]}…")
+            await bot.flow.begin(
+                interaction,
+                model,
+                operation,
+                options,
+                sources=sources or None,
+                parent_job_id=job.id,
+            )
+            if await bot.services.jobs.children(job.id):
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.edit_original_response(view=None)
+        finally:
+            self._starting[job.id] -= 1
+            if not self._starting[job.id]:
+                del self._starting[job.id]

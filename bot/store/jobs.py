@@ -285,6 +285,11 @@ class JobStore:
             values.append(value)
         tx.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", (*values, job_id))
 
+    async def children(self, job_id: str) -> list[str]:
+        """The jobs made from this one (an image from its enhancement, an upscale...)."""
+        found = await self.db.fetchall("SELECT id FROM jobs WHERE parent_job_id = ?", (job_id,))
+        return [r[0] for r in found]
+
     async def sources(self, job_id: str) -> list[SourceImage]:
         found = await self.db.fetchall(
             "SELECT role, mime, width, height, data FROM job_sources WHERE job_id = ? ORDER BY idx",

@@ -249,3 +249,29 @@ async def test_a_long_prompt_and_wordy_advice_still_fit_the_choice(tmp_path, mon
         image, _ = await finished(w, image)
         # The shortened text is only what is shown: the image gets the whole enhanced prompt.
         assert image.prompt == (enhancement.output or {})["enhancedPrompt"]
+
+
+async def test_a_choice_whose_image_never_started_can_be_made_again_after_a_restart(tmp_path):
+    """The bot stops after the choice is recorded, before the image is admitted: the buttons
+    are still there, and a click after the restart starts the image (the member does not pay
+    for a second enhancement)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        enhancement, choice = await enhance(w)
+        never = asyncio.Event()
+
+        async def stops_here(*args: Any, **kwargs: Any) -> None:
+            await never.wait()
+
+        w.bot.flow.begin = stops_here  # type: ignore[method-assign]
+        click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
+        await click.response()
+        await w.restart_bot()
+        shown = w.fake.message(int(choice["id"]))
+        assert set(buttons(shown)) == {"Use enhanced", "Keep mine", "Cancel"}
+        again = await w.fake.click(int(choice["id"]), buttons(shown)["Keep mine"], w.member)
+        image = await started(w, again)
+        image, _ = await finished(w, image)
+        assert image.parent_job_id == enhancement.id and image.prompt == enhancement.prompt
+        assert await w.available() == 1000 - 1 - 13  # one enhancement, one image
+        assert not buttons(w.fake.message(int(choice["id"])))  # taken off once it started
