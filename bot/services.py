@@ -134,7 +134,13 @@ class Services:
     def lane(self, settings: EngineSettings) -> Lane:
         """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane."""
         if self.openai is not None:
-            return OpenAILane(self.openai, self.db, self.jobs, clock=self.clock)
+            return OpenAILane(
+                self.openai,
+                self.db,
+                self.jobs,
+                clock=self.clock,
+                max_pixels=self.settings.media.max_pixels,
+            )
         return CivitaiLane(
             self.client,
             self.jobs,

@@ -75,6 +75,21 @@ def probe_image(data: bytes) -> tuple[str, int, int]:
     return mime, size[0], size[1]
 
 
+def check_decodes(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """probe_image, and then every pixel decoded (a cut-short JPEG passes verify()), for an
+    image of at most `max_pixels`: ValueError otherwise. For results that arrive whole in an
+    answer (the OpenAI lane's), which nothing else will look at before they are posted."""
+    mime, width, height = probe_image(data)
+    if width * height > max_pixels:
+        raise ValueError(f"{width}x{height} is over the {max_pixels:,}-pixel limit")
+    try:
+        with Image.open(io.BytesIO(data), formats=DECODERS) as image:
+            image.load()
+    except Exception as exc:  # Pillow raises many types on malformed input
+        raise ValueError(f"a damaged {mime} ({type(exc).__name__}: {exc})") from None
+    return mime, width, height
+
+
 def sniff_mime(data: bytes) -> str:
     """The image type from its magic bytes, whatever a filename or header says."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):

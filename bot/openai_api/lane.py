@@ -26,7 +26,7 @@ from bot.catalog.request import RequestOptions
 from bot.engine.lane import Ending, Run, UpstreamUnavailable
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
-from bot.media.decode import probe_image, sniff_mime
+from bot.media.decode import check_decodes, sniff_mime
 from bot.openai_api.client import OpenAIImagesClient
 from bot.openai_api.errors import (
     AuthFailed,
@@ -77,9 +77,12 @@ class OpenAILane:
         *,
         clock: Callable[[], datetime],
         max_rounds: int = MAX_ROUNDS,
+        max_pixels: int = 40_000_000,
     ) -> None:
         self.service, self.db, self.jobs, self.clock = service, db, jobs, clock
         self.max_rounds = max_rounds
+        # A result larger than this is not posted (decoding it to fit it would not be safe).
+        self.max_pixels = max_pixels
         # Jobs whose call this process made: a job marked in flight but not in here lost its
         # call with an earlier process.
         self._mine: set[str] = set()
@@ -246,15 +249,22 @@ class OpenAILane:
         stored: list[StoredResult] = []
         for index, data in enumerate(result.images):
             try:
-                mime, width, height = await asyncio.to_thread(probe_image, data)
+                # Decoded whole: a cut-short JPEG passes a structure check, and would be
+                # posted broken and charged.
+                found = await asyncio.to_thread(check_decodes, data, self.max_pixels)
             except ValueError as exc:
+                # That image is not charged; the others are still delivered.
                 await self._record_lost(job, "unusable", f"image {index + 1}: {exc}")
-                return Ending(
-                    J.FAILED,
-                    message="the image service's answer could not be used; nothing was charged",
-                    detail=f"image {index + 1}: {exc}",
-                )
-            stored.append(StoredResult(index, mime, width, height, data))
+                log.warning("job %s: image %d is unusable (%s)", job.id, index + 1, exc)
+                continue
+            mime, width, height = found
+            stored.append(StoredResult(len(stored), mime, width, height, data))
+        if not stored:
+            return Ending(
+                J.FAILED,
+                message="the image service's answer could not be used; nothing was charged",
+                detail=f"none of the {len(result.images)} image(s) could be used",
+            )
         # The quoted price is per image: a stream that ended short is charged for what came.
         unit = job.estimate // max(1, step.n)
         charged = job.estimate if len(stored) >= step.n else unit * len(stored)
