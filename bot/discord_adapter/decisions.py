@@ -9,6 +9,7 @@ from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.buttons.base import bot_of
 from bot.discord_adapter.replies import reply
 from bot.review import Action
+from bot.store.moderation import AlreadyHandled
 
 
 async def decide(
@@ -25,8 +26,14 @@ async def decide(
     # Answer Discord now: the decision, the member's message and the item's edit follow.
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
-    outcome = await bot.review.act(
-        interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
-    )
+    try:
+        outcome = await bot.review.act(
+            interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
+        )
+    except AlreadyHandled:
+        # Decided already, perhaps just before a restart that kept its message from being
+        # redrawn: redraw it now, so its buttons go and its state shows.
+        await bot.board.refresh(item_id)
+        raise
     await bot.board.refresh(item_id)
     await reply(interaction, f"Review #{item_id}: {outcome.summary}.")
