@@ -65,17 +65,31 @@ def listed(channel_ids: Iterable[int]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def summary(s: GuildSettings) -> discord.Embed:
+def summary(
+    s: GuildSettings,
+    *,
+    served: Iterable[str] | None = None,
+    tools_offered: Iterable[Tool] = IMAGE_TOOLS,
+) -> discord.Embed:
+    """`served`: the models the image service serves now (None: all); `tools_offered`: the
+    result buttons it runs. What it does not offer is not shown as on."""
+
     def channel(cid: int | None) -> str:
         return f"<#{cid}>" if cid else "not set"
 
     def role(rid: int | None) -> str:
         return f"<@&{rid}>" if rid else "not set"
 
-    enabled = [m for m in MODEL_NAMES if s.model_enabled(m)]
-    tools = ", ".join(
-        f"{t.label} {'on' if s.model_enabled(t.value) else 'off'}" for t in IMAGE_TOOLS
-    )
+    available = set(MODEL_NAMES if served is None else served)
+    enabled = [m for m in MODEL_NAMES if s.model_enabled(m) and m in available]
+    offered = set(tools_offered)
+
+    def tool_state(t: Tool) -> str:
+        if t not in offered:
+            return "not offered by this service"
+        return "on" if s.model_enabled(t.value) else "off"
+
+    tools = ", ".join(f"{t.label} {tool_state(t)}" for t in IMAGE_TOOLS)
     retired = sorted(s.retired_models)
     channels = "only " + listed(s.allowed_channels) if s.allowed_channels else "all channels"
     if s.denied_channels:
@@ -167,7 +181,13 @@ class Settings(commands.Cog):
         """All current values: the guild's settings and its safety settings."""
         assert interaction.guild_id is not None
         safety = await self.services.safety.settings(interaction.guild_id)
-        await reply(interaction, note, embed=with_safety(summary(current), safety))
+        openai = self.services.openai
+        shown = summary(
+            current,
+            served=openai.offered() if openai is not None else None,
+            tools_offered=[t for t in IMAGE_TOOLS if self.bot.engine.tools.supports(t)],
+        )
+        await reply(interaction, note, embed=with_safety(shown, safety))
 
     @settings.command(name="show", description="All settings of this server")
     async def show(self, interaction: Interaction) -> None:
@@ -292,7 +312,17 @@ class Settings(commands.Cog):
         updated = await self.services.guilds.set_model(
             interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
         )
-        await self._answer(interaction, updated)
+        note = ""
+        openai = self.services.openai
+        if enabled and openai is not None and model.value not in openai.offered():
+            why = openai.switch.why_off(model.value)
+            note = (
+                f"{model.value} stays off: the image service switched it off ({why}); "
+                f"`python -m bot openai-models --enable {model.value}` turns it back on."
+                if why
+                else f"{model.value} stays off: the image service does not offer it."
+            )
+        await self._answer(interaction, updated, note)
 
     @settings.command(name="upscale", description="Switch the results' Upscale button on or off")
     async def upscale(self, interaction: Interaction, enabled: bool) -> None:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from bot.store import audit
-from tests.discord.harness import started
+from tests.discord.harness import answer, started, text_of
 from tests.discord.test_openai_lane import openai_world
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,3 +87,25 @@ async def test_a_result_over_the_pixel_limit_is_not_posted(tmp_path):
         assert "over the 40,000,000-pixel limit" in (job.error or "") + str(
             [e.details for e in await audit_events(w, "upstream.call_lost")]
         )
+
+
+async def test_settings_show_what_this_service_offers(tmp_path):
+    """After the endpoint said gpt-image-1 is gone, an admin switching it on is told it stays
+    off and how to bring it back; the buttons this lane never runs are not shown as on."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        sim.script("model_not_found", times=1)
+        await create(w)  # the lane switches gpt-image-1 off
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.admin,
+            "settings model",
+            options={"model": "gpt-image-1", "enabled": True},
+        )
+        shown = text_of(await answer(handle))
+        assert "gpt-image-1 stays off: the image service switched it off" in shown
+        assert "python -m bot openai-models --enable gpt-image-1" in shown
+        models_on = next(x for x in shown.splitlines() if x.startswith("Models on"))
+        assert "gpt-image-1," not in models_on + ","
+        assert "Upscale not offered by this service" in shown
