@@ -17,6 +17,12 @@ from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
 
 
+async def create(w, prompt: str, **extra):
+    """A member's /create gpt-image-2 at low quality (13 Buzz)."""
+    options = {"prompt": prompt, "quality": "low"}
+    return await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options, **extra)
+
+
 def traced(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
@@ -25,13 +31,7 @@ async def test_a_command_acknowledged_too_late_is_one_warning_and_holds_nothing(
     async with world(tmp_path) as w:
         await w.grant(1000)
         w.fake.ack_deadline = 0.0  # Discord's 3 seconds have passed when the bot answers
-        late = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a lighthouse", "quality": "low"},
-        )
+        late = await create(w, "a lighthouse")
         await w.fake.wait_for(lambda: late.record.rejections, what="the late answer refused")
         await w.fake.settle()
         assert await w.jobs() == [] and await w.holds() == 0
@@ -43,13 +43,7 @@ async def test_a_command_acknowledged_too_late_is_one_warning_and_holds_nothing(
         ), warned
 
         w.fake.ack_deadline = 3.0
-        again = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a lighthouse", "quality": "low"},
-        )
+        again = await create(w, "a lighthouse")
         job = await started(w, again)
         assert (await w.wait_job(job.id, "done")).charged
 
@@ -57,13 +51,7 @@ async def test_a_command_acknowledged_too_late_is_one_warning_and_holds_nothing(
 async def test_a_button_acknowledged_too_late_is_one_warning(tmp_path, caplog):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a lighthouse", "quality": "low"},
-        )
+        handle = await create(w, "a lighthouse")
         _, result = await finished(w, await started(w, handle))
         w.fake.ack_deadline = 0.0
         click = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
@@ -86,13 +74,7 @@ async def test_a_request_while_the_database_is_locked_is_refused_privately(
         other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            handle = await w.fake.slash(
-                w.guild,
-                w.channel,
-                w.member,
-                "create gpt-image-2",
-                options={"prompt": "a lighthouse", "quality": "low"},
-            )
+            handle = await create(w, "a lighthouse")
             text = text_of(
                 await handle.wait_for_original(lambda m: "nothing was done" in m["content"])
             )
@@ -134,14 +116,7 @@ async def test_a_channel_that_refuses_the_result_with_a_400_sends_it_by_dm(
     async with world(tmp_path) as w:
         await w.grant(1000)
         refuse_posts[w.channel] = ApiError(400, 50083, "Thread is archived")
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "an archived thread", "quality": "low"},
-            created_at=datetime.now(UTC) - PAST_THE_TOKEN,
-        )
+        h = await create(w, "an archived thread", created_at=datetime.now(UTC) - PAST_THE_TOKEN)
         job = await w.wait_job((await started(w, h)).id, "done", timeout=30)
         [dm] = w.fake.dm_messages(w.member)
         assert dm["attachments"] and job.charged == 13
@@ -152,13 +127,7 @@ async def test_a_channel_that_refuses_the_result_with_a_400_sends_it_by_dm(
 async def test_two_deletes_at_once_both_answer_deleted(tmp_path, caplog):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a lantern", "quality": "low"},
-        )
+        handle = await create(w, "a lantern")
         _, result = await finished(w, await started(w, handle))
         gate = w.fake.hold_requests("DELETE", r"/channels/\d+/messages/\d+$")
         delete = buttons(result)["Delete"]
@@ -184,13 +153,8 @@ async def test_the_status_ends_right_when_discord_expires_the_token_first(tmp_pa
     ) as w:
         await w.grant(1000)
         w.sim.script(Outcome(outcome, runtime=400), prompt="late status")
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "late status", "quality": "low"},
-            created_at=datetime.now(UTC) - timedelta(minutes=14, seconds=58),
+        h = await create(
+            w, "late status", created_at=datetime.now(UTC) - timedelta(minutes=14, seconds=58)
         )
         job = await started(w, h)
         job = await w.wait_job(job.id, "done" if outcome == "succeed" else "failed", timeout=30)

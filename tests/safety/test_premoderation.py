@@ -176,6 +176,12 @@ async def test_pre_moderation_needs_the_orchestrator(tmp_path):
         assert "AI pre-moderation: off" in await ask(w, w.admin, "settings show")
 
 
+async def enhanced(w, prompt: str, quality: str = "low"):
+    """/create gpt-image-2 with enhance:True."""
+    options = {"prompt": prompt, "quality": quality, "enhance": True}
+    return await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+
+
 def enhancements(w) -> list[dict]:
     return [s for s in w.sim.submissions if s["steps"][0]["$type"] == "promptEnhancement"]
 
@@ -188,13 +194,7 @@ async def test_a_flagged_prompt_is_not_enhanced_first(tmp_path):
         await w.grant(1000)
         await switch_on(w)
         w.sim.script(Outcome(flag_labels=("violence",)), prompt="two cats fighting")
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "two cats fighting", "quality": "medium", "enhance": True},
-        )
+        handle = await enhanced(w, "two cats fighting", "medium")
         job = await w.wait_job((await started_job(w, handle)).id, "held")
         assert (job.model, job.prompt) == ("gpt-image-2", "two cats fighting")
         assert enhancements(w) == [] and generations(w) == []
@@ -213,13 +213,7 @@ async def test_a_clean_prompt_kept_after_enhancement_is_not_checked_again(tmp_pa
     async with world(tmp_path) as w:
         await w.grant(1000)
         await switch_on(w)
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a quiet harbour at dawn", "quality": "low", "enhance": True},
-        )
+        h = await enhanced(w, "a quiet harbour at dawn", "low")
         choice = await h.wait_for_followup(1, timeout=20)
         assert len(moderation_runs(w)) == 1 and len(enhancements(w)) == 1
         # The check came first: nothing went upstream before it.
@@ -235,13 +229,7 @@ async def test_an_enhanced_prompt_is_checked_before_its_image(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         await switch_on(w)
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "a cat on a windowsill", "quality": "low", "enhance": True},
-        )
+        h = await enhanced(w, "a cat on a windowsill", "low")
         choice = await h.wait_for_followup(1, timeout=20)
         click = await w.fake.click(int(choice["id"]), buttons(choice)["Use enhanced"], w.member)
         image = await w.wait_job((await started_job(w, click)).id, "done")
