@@ -22,7 +22,6 @@ import discord
 from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
-from bot.discord_adapter.buttons.result import result_view
 from bot.discord_adapter.embeds import (
     RESULT_FOOTER,
     link,
@@ -33,13 +32,12 @@ from bot.discord_adapter.embeds import (
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.previews import Previews, preview_name
-from bot.discord_adapter.replying import reply_to_source
+from bot.discord_adapter.result_routes import ResultRoutes
 from bot.discord_adapter.uploads import (
     MESSAGE_BYTES,
     NETWORK_ERRORS,
     TooLarge,
     fit_all,
-    sending,
     split,
 )
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
@@ -88,6 +86,8 @@ class DiscordPublisher:
         # Fitting shares the bot's one image pool with attachment intake.
         self.images = images
         self.token_margin = token_margin
+        # Where a job's messages go: a follow-up, the channel, a reply, a DM.
+        self.routes = ResultRoutes(bot, clock, token_margin)
         self.edit_interval = edit_interval
         self.clock = clock
         self.message_bytes = MESSAGE_BYTES
@@ -196,9 +196,9 @@ class DiscordPublisher:
         kwargs: dict = {"embed": embed, "view": view}
         if files is not None:
             kwargs["attachments"] = files
-        if self._token_alive(job, timedelta(seconds=5)):
+        if self.routes.token_alive(job, timedelta(seconds=5)):
             try:
-                await self._webhook(job).edit_message(message_id, **kwargs)
+                await self.routes.webhook(job).edit_message(message_id, **kwargs)
             except discord.HTTPException as exc:
                 if exc.status not in (401, 404):
                     raise
@@ -238,7 +238,7 @@ class DiscordPublisher:
         if where:
             text += f" · [open]({link(job.guild_id, job.channel_id, where)})"
         try:
-            channel = await self._channel(settings.log_channel_id)
+            channel = await self.routes.channel(settings.log_channel_id)
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.info("job %s: log line not posted (%s)", job.id, exc.status)
@@ -281,7 +281,7 @@ class DiscordPublisher:
         found: dict[int, tuple[int, int]] = {}
         messages: dict[int, discord.Message] = {}
         try:
-            channel = await self._channel(job.channel_id)
+            channel = await self.routes.channel(job.channel_id)
             async for message in channel.history(limit=200, after=after, oldest_first=False):
                 self._collect(message, job.id, found, messages)
         except (discord.Forbidden, discord.NotFound):
@@ -326,7 +326,7 @@ class DiscordPublisher:
         real limit is below the one it told us: what was posted is removed and the images are
         fitted again under a smaller budget, one message each, instead of resending them."""
         if job.output is not None:  # a prompt enhancement: the member's choice, privately
-            return await post_choice(self.bot, job, self._token_alive(job, self.token_margin))
+            return await post_choice(self.bot, job, self.routes.token_alive(job))
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
@@ -369,93 +369,9 @@ class DiscordPublisher:
         embed = result_embed(
             job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
         )
-        if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
-            view = result_view(job, self.tools)
-            try:
-                channel = await self._channel(job.channel_id)
-                return await sending(reply_to_source(channel, job, embed, files(), view), largest)
-            except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
-                log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
-            finally:
-                view.stop()
-        if self._token_alive(job, self.token_margin):
-            view = result_view(job, self.tools)
-            try:
-                return await sending(
-                    self._webhook(job).send(embed=embed, files=files(), view=view, wait=True),
-                    largest,
-                )
-            except PostFailed:
-                raise
-            except discord.HTTPException as exc:
-                log.warning(
-                    "job %s: follow-up refused (%s); posting in the channel", job.id, exc.status
-                )
-            finally:
-                view.stop()
-        mention = discord.AllowedMentions(
-            users=[discord.Object(job.member_id)], everyone=False, roles=False
-        )
-        try:
-            channel = await self._channel(job.channel_id)
-            view = result_view(job, self.tools)
-            try:
-                return await sending(
-                    channel.send(
-                        content=f"<@{job.member_id}> your images are ready.",
-                        embed=embed,
-                        files=files(),
-                        view=view,
-                        allowed_mentions=mention,
-                    ),
-                    largest,
-                )
-            finally:
-                view.stop()
-        except discord.HTTPException as exc:  # refused (403, 404, an archived thread's 400...)
-            log.warning(
-                "job %s: cannot post in channel %s (%s); sending the result by DM",
-                job.id,
-                job.channel_id,
-                exc.status,
-            )
-        # No buttons in a DM: they act on the job in its server and would only answer
-        # "I cannot find that job here" (the channel copy, when it exists, has them).
-        try:
-            user = await self.bot.fetch_user(job.member_id)
-            return await sending(
-                user.send(
-                    content=f"I could not post in <#{job.channel_id}>, so here are your images.",
-                    embed=embed,
-                    files=files(),
-                ),
-                largest,
-            )
-        except discord.HTTPException as exc:
-            raise PostFailed(
-                f"nowhere to post: not in the channel, and the member's DMs are closed "
-                f"({exc.status})",
-                retry=False,
-            ) from None
+        return await self.routes.post(job, embed, files, largest, self.tools)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _token_alive(self, job: JobRecord, margin: timedelta) -> bool:
-        expires = job.interaction_expires_at
-        return (
-            bool(job.interaction_token) and expires is not None and self.clock() < expires - margin
-        )
-
-    def _webhook(self, job: JobRecord) -> discord.Webhook:
-        assert job.interaction_token is not None and self.bot.application_id is not None
-        return discord.Webhook.partial(
-            self.bot.application_id, job.interaction_token, client=self.bot
-        )
-
-    async def _channel(self, channel_id: int) -> discord.abc.Messageable:
-        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-        assert isinstance(channel, discord.abc.Messageable)
-        return channel
-
     async def _guild_upload_limit(self, guild_id: int) -> int:
         guild = self.bot.get_guild(guild_id)
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT

@@ -1,0 +1,126 @@
+"""Where a job's result goes: a reply to the image it came from (an upscale, a cut-out), else
+an interaction follow-up while the 15-minute token lives, else the channel mentioning the
+member, else a DM. A refusal (403, 404, an archived thread's 400) falls through to the next;
+413, 429 and 5xx do not (uploads.sending turns them into TooLarge and PostFailed)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import discord
+
+from bot.catalog.tools import Tool
+from bot.discord_adapter.buttons.result import result_view
+from bot.discord_adapter.replying import reply_to_source
+from bot.discord_adapter.uploads import sending
+from bot.engine.publisher import PostFailed
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+class ResultRoutes:
+    def __init__(
+        self, bot: discord.Client, clock: Callable[[], datetime], token_margin: timedelta
+    ) -> None:
+        self.bot, self.clock, self.token_margin = bot, clock, token_margin
+
+    async def post(
+        self,
+        job: JobRecord,
+        embed: discord.Embed,
+        files: Callable[[], list[discord.File]],
+        largest: int,
+        tools: frozenset[Tool],
+    ) -> discord.Message:
+        """One message of the result, by the first route that takes it; PostFailed(retry=False)
+        when none does."""
+        if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
+            view = result_view(job, tools)
+            try:
+                channel = await self.channel(job.channel_id)
+                return await sending(reply_to_source(channel, job, embed, files(), view), largest)
+            except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
+                log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
+            finally:
+                view.stop()
+        if self.token_alive(job):
+            view = result_view(job, tools)
+            try:
+                return await sending(
+                    self.webhook(job).send(embed=embed, files=files(), view=view, wait=True),
+                    largest,
+                )
+            except PostFailed:
+                raise
+            except discord.HTTPException as exc:
+                log.warning(
+                    "job %s: follow-up refused (%s); posting in the channel", job.id, exc.status
+                )
+            finally:
+                view.stop()
+        mention = discord.AllowedMentions(
+            users=[discord.Object(job.member_id)], everyone=False, roles=False
+        )
+        try:
+            channel = await self.channel(job.channel_id)
+            view = result_view(job, tools)
+            try:
+                return await sending(
+                    channel.send(
+                        content=f"<@{job.member_id}> your images are ready.",
+                        embed=embed,
+                        files=files(),
+                        view=view,
+                        allowed_mentions=mention,
+                    ),
+                    largest,
+                )
+            finally:
+                view.stop()
+        except discord.HTTPException as exc:  # refused (403, 404, an archived thread's 400...)
+            log.warning(
+                "job %s: cannot post in channel %s (%s); sending the result by DM",
+                job.id,
+                job.channel_id,
+                exc.status,
+            )
+        # No buttons in a DM: they act on the job in its server and would only answer
+        # "I cannot find that job here" (the channel copy, when it exists, has them).
+        try:
+            user = await self.bot.fetch_user(job.member_id)
+            return await sending(
+                user.send(
+                    content=f"I could not post in <#{job.channel_id}>, so here are your images.",
+                    embed=embed,
+                    files=files(),
+                ),
+                largest,
+            )
+        except discord.HTTPException as exc:
+            raise PostFailed(
+                f"nowhere to post: not in the channel, and the member's DMs are closed "
+                f"({exc.status})",
+                retry=False,
+            ) from None
+
+    def token_alive(self, job: JobRecord, margin: timedelta | None = None) -> bool:
+        """Whether the job's interaction token lives `margin` (the routes' own) from now."""
+        margin = self.token_margin if margin is None else margin
+        expires = job.interaction_expires_at
+        return (
+            bool(job.interaction_token) and expires is not None and self.clock() < expires - margin
+        )
+
+    def webhook(self, job: JobRecord) -> discord.Webhook:
+        assert job.interaction_token is not None and self.bot.application_id is not None
+        return discord.Webhook.partial(
+            self.bot.application_id, job.interaction_token, client=self.bot
+        )
+
+    async def channel(self, channel_id: int) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        assert isinstance(channel, discord.abc.Messageable)
+        return channel
