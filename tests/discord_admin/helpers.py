@@ -5,6 +5,7 @@ Discord, the simulator and SQLite (tests/discord/harness.py), plus what moderato
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -237,3 +238,30 @@ async def audit_actions(w: World, action: str) -> list:
         "SELECT actor_id, target, details FROM audit_events WHERE action = ? ORDER BY id",
         (action,),
     )
+
+
+def jobs_with_items(w: World, n: int, prompt: str = "castle") -> Callable[[Any], None]:
+    """A transaction making `n` blocked jobs, each with its open review item (queue tests)."""
+    from bot.store.jobs import JobStatus, NewJob
+
+    def many(tx: Any) -> None:
+        for k in range(n):
+            job_id = f"j{k:017x}"
+            w.services.jobs.insert_in(
+                tx,
+                NewJob(
+                    id=job_id,
+                    guild_id=w.guild,
+                    channel_id=w.channel,
+                    member_id=w.member,
+                    model="gpt-image-2",
+                    operation="createImage",
+                    options={"prompt": prompt},
+                    step={},
+                    estimate=78,
+                    status=JobStatus.BLOCKED,
+                ),
+            )
+            w.services.moderation.create_item_in(tx, w.guild, job_id, "blocked", "filter")
+
+    return many

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.civitai.simulator.scripting import Outcome
-from bot.store.jobs import JobStatus, NewJob
 from tests.discord.harness import field_value, started, world
 from tests.discord_admin.helpers import (
     Clock,
     ask,
     blocked,
     item_message,
+    jobs_with_items,
     mod_channel,
     option,
     request,
@@ -22,30 +22,6 @@ from tests.fakes.gateway import GUILDS
 from tests.fakes.state import Channel
 
 GUILD_CATEGORY = 4
-
-
-def jobs_with_items(w, n: int):
-    def many(tx):
-        for k in range(n):
-            job_id = f"j{k:017x}"
-            w.services.jobs.insert_in(
-                tx,
-                NewJob(
-                    id=job_id,
-                    guild_id=w.guild,
-                    channel_id=w.channel,
-                    member_id=w.member,
-                    model="gpt-image-2",
-                    operation="createImage",
-                    options={"prompt": "castle"},
-                    step={},
-                    estimate=78,
-                    status=JobStatus.BLOCKED,
-                ),
-            )
-            w.services.moderation.create_item_in(tx, w.guild, job_id, "blocked", "filter")
-
-    return many
 
 
 async def test_the_queue_counts_every_open_item(tmp_path):

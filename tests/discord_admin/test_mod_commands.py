@@ -25,6 +25,7 @@ from tests.discord_admin.helpers import (
     click,
     held,
     item_message,
+    jobs_with_items,
     mod_channel,
     press,
     request,
@@ -246,31 +247,8 @@ async def test_an_approval_long_after_the_request_is_posted_in_the_channel(tmp_p
 
 async def test_a_long_queue_fits_in_one_answer_and_says_how_many_more(tmp_path):
     """Sixty open items: the answer stays under Discord's embed limit instead of failing."""
-    from bot.store.jobs import JobStatus, NewJob
-
     async with world(tmp_path) as w:
-
-        def many(tx):
-            for n in range(60):
-                job_id = f"j{n:017x}"
-                w.services.jobs.insert_in(
-                    tx,
-                    NewJob(
-                        id=job_id,
-                        guild_id=w.guild,
-                        channel_id=w.channel,
-                        member_id=w.member,
-                        model="gpt-image-2",
-                        operation="createImage",
-                        options={"prompt": "a long prompt about castles " * 4},
-                        step={},
-                        estimate=78,
-                        status=JobStatus.BLOCKED,
-                    ),
-                )
-                w.services.moderation.create_item_in(tx, w.guild, job_id, "blocked", "filter")
-
-        await w.services.db.write(many)
+        await w.services.db.write(jobs_with_items(w, 60, "a long prompt about castles " * 4))
         text = await ask(w, w.moderator, "mod queue")
         assert len(text) < 4096 + 100
         assert "Review queue (60 open)" in text and "more; decide these first" in text
