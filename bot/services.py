@@ -140,6 +140,7 @@ class Services:
                 self.jobs,
                 clock=self.clock,
                 max_pixels=self.settings.media.max_pixels,
+                images=self.images,
             )
         return CivitaiLane(
             self.client,

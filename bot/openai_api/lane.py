@@ -27,6 +27,7 @@ from bot.engine.lane import Ending, Run, UpstreamUnavailable
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
 from bot.media.decode import check_decodes, sniff_mime
+from bot.media.pool import ImagePool
 from bot.openai_api.client import OpenAIImagesClient
 from bot.openai_api.errors import (
     AuthFailed,
@@ -76,6 +77,7 @@ class OpenAILane:
         jobs: JobStore,
         *,
         clock: Callable[[], datetime],
+        images: ImagePool,
         max_rounds: int = MAX_ROUNDS,
         max_pixels: int = 40_000_000,
     ) -> None:
@@ -83,6 +85,8 @@ class OpenAILane:
         self.max_rounds = max_rounds
         # A result larger than this is not posted (decoding it to fit it would not be safe).
         self.max_pixels = max_pixels
+        # Decoding shares the bot's bounded image pool with intake and fitting.
+        self.images = images
         # Jobs whose call this process made: a job marked in flight but not in here lost its
         # call with an earlier process.
         self._mine: set[str] = set()
@@ -251,7 +255,7 @@ class OpenAILane:
             try:
                 # Decoded whole: a cut-short JPEG passes a structure check, and would be
                 # posted broken and charged.
-                found = await asyncio.to_thread(check_decodes, data, self.max_pixels)
+                found = await self.images.run(check_decodes, data, self.max_pixels)
             except ValueError as exc:
                 # That image is not charged; the others are still delivered.
                 await self._record_lost(job, "unusable", f"image {index + 1}: {exc}")
