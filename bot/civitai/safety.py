@@ -103,6 +103,10 @@ class CivitaiSafety:
         triggered = tuple(verdict.triggered_labels) or tuple(
             r.label for r in verdict.results if r.triggered
         )
+        unscored = [r.label for r in verdict.results if r.error]
+        if not triggered and unscored:
+            # A label the model could not score checked nothing: not a clean verdict.
+            raise PremoderationFailed(f"no verdict for label(s) {', '.join(unscored)}", cost=cost)
         return PreVerdict(
             flagged=bool(triggered),
             labels=triggered,

@@ -237,3 +237,22 @@ async def test_an_enhanced_prompt_is_checked_before_its_image(tmp_path):
         checked = [r["steps"][0]["input"]["positivePrompt"] for r in moderation_runs(w)]
         assert checked == ["a cat on a windowsill", image.prompt]
         assert await w.services.safety.guild_charges(w.guild) == 2 * CHECK
+
+
+async def test_a_check_whose_labels_all_errored_is_a_failed_check(tmp_path):
+    """xGuard answers per label; a label its model could not score carries `error`, with a
+    score of 0 and nothing triggered. A verdict where every label errored checked nothing: it
+    is a failed check (the guild's fallback holds it), not a clean prompt let through."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome(label_errors=("*",)), prompt="a lighthouse in a storm")
+        handle = await request(w, "a lighthouse in a storm")
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        item = await item_message(w, job)
+        assert "could not check this prompt" in field_value(item, "Reason")
+        assert generations(w) == []
+        [(_, _, details)] = await audit_actions(w, "premoderation.check")
+        assert json.loads(details)["outcome"] == "failed"
+        assert "check" not in seen_by_member(w, handle, [w.channel]).lower()

@@ -11,8 +11,8 @@ A workflow's life is computed from the clock, not driven by tasks: unassigned â†
 processing â†’ its outcome, with runtimes drawn from the guide's tables times `speed`. `wait` is
 scaled by `speed` too, so a time-scaled run keeps the real API's proportions.
 
-Scripting: `script(Outcome(kind, runtime=, charge=, nsfw_level=, flag_labels=, step=),
-external_id= | prompt=)` (without `step`, an outcome applies to image workflows only),
+Scripting: `script(Outcome(kind, runtime=, charge=, nsfw_level=, flag_labels=, label_errors=,
+step=), external_id= | prompt=)` (without `step`, an outcome applies to image workflows only),
 `fault(status, route=submit|get|cancel|blob|upload|refresh, ...)`, `lose_answer()` and
 `upload_nsfw_level`. By hand, prompt markers: [sim:block] (any outcome kind) ends an image
 workflow that way, [sim:r] (any NSFWLevel) rates its blobs, [sim:flag] / [sim:flag:hate] makes

@@ -34,19 +34,21 @@ _FLAG_MARKER = re.compile(r"\[sim:flag(?::([^\]]+))?\]")
 class Outcome:
     """How a simulated workflow ends. `runtime` (real seconds, before speed) overrides the draw;
     `charge` overrides what is debited (to test charges above the estimate); `nsfw_level` rates
-    every output blob; `flag_labels` are the labels an xGuardModeration step triggers.
+    every output blob; `flag_labels` are the labels an xGuardModeration step triggers, and
+    `label_errors` the labels its model could not score (the result's `error`; "*": all).
 
     `step` names the step type a workflow must have for this outcome to apply to it (unless it
     is scripted by externalId). Left out, it applies to workflows that make images, not to a
     prompt enhancement or moderation run before them: scripting "block" for a generation must
     not be used up by the pre-moderation of the same prompt. `flag_labels` imply
-    xGuardModeration."""
+    xGuardModeration, and so do `label_errors`."""
 
     kind: str = "succeed"
     runtime: float | None = None
     charge: int | None = None
     nsfw_level: str | None = None
     flag_labels: tuple[str, ...] = ()
+    label_errors: tuple[str, ...] = ()
     step: str | None = None
     # Output images (by index) whose content the blob store never serves (503 for ever).
     unavailable_blobs: tuple[int, ...] = ()
@@ -61,7 +63,8 @@ class Outcome:
             raise ValueError(f"unknown nsfw level {self.nsfw_level!r}: one of {NSFW_LEVELS}")
         # A JSON script gives a list; keep the dataclass hashable.
         object.__setattr__(self, "flag_labels", tuple(self.flag_labels))
-        if self.step is None and self.flag_labels:
+        object.__setattr__(self, "label_errors", tuple(self.label_errors))
+        if self.step is None and (self.flag_labels or self.label_errors):
             object.__setattr__(self, "step", "xGuardModeration")
 
     def applies(self, step_types: set[str], makes_images: bool) -> bool:

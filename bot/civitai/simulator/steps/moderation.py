@@ -44,12 +44,15 @@ def plan(raw: dict[str, Any], ctx: StepContext) -> StepPlan:
 
     def output(blobs: list[dict[str, Any]], outcome: Outcome) -> dict[str, Any]:
         flagged = set(outcome.flag_labels or flag_markers(prompt))
-        return verdict(raw, flagged)
+        return verdict(raw, flagged, set(outcome.label_errors))
 
     return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, makes_images=False, output=output)
 
 
-def verdict(raw: dict[str, Any], flagged: set[str]) -> dict[str, Any]:
+def verdict(
+    raw: dict[str, Any], flagged: set[str], errors: set[str] | None = None
+) -> dict[str, Any]:
+    errors = errors or set()
     labels: dict[str, dict[str, Any]] = {
         name: {"action": BLOCK, "threshold": DEFAULT_THRESHOLD} for name in DEFAULT_LABELS
     }
@@ -69,6 +72,9 @@ def verdict(raw: dict[str, Any], flagged: set[str]) -> dict[str, Any]:
         score = FLAGGED_SCORE if name in flagged else _background_score(prompt, name)
         triggered = score >= config["threshold"]
         reason = ""
+        if name in errors or "*" in errors:  # the model gave no verdict for this label
+            results.append(_errored(name, config))
+            continue
         if reasoning:
             found = "matches" if triggered else "does not match"
             reason = f"The prompt {found} the {name} policy (simulated)."
@@ -90,6 +96,22 @@ def verdict(raw: dict[str, Any], flagged: set[str]) -> dict[str, Any]:
         "results": results,
         "blocked": any(r["triggered"] and r["action"] == BLOCK for r in results),
         "triggeredLabels": triggered,
+    }
+
+
+def _errored(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A label the model could not score: no verdict, nothing triggered, the error named."""
+    return {
+        "label": name,
+        "action": config["action"],
+        "threshold": config["threshold"],
+        "score": 0.0,
+        "triggered": False,
+        "topToken": "",
+        "field": "positivePrompt",
+        "modelReason": "",
+        "finishReason": None,
+        "error": "the moderation model did not answer (simulated)",
     }
 
 
