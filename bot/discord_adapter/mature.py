@@ -58,6 +58,17 @@ class MatureDesk:
             log.info("job %s: the member takes no DMs (%s)", job.id, exc.status)
             return False
 
+    async def age_restricted_now(self, channel_id: int) -> bool | None:
+        try:
+            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            if isinstance(channel, discord.Thread) and channel.parent is None:
+                # A thread's restriction is its parent's; an uncached parent is fetched.
+                channel = await self.bot.fetch_channel(channel.parent_id)
+        except discord.HTTPException as exc:
+            log.info("channel %s: age restriction unknown (%s)", channel_id, exc.status)
+            return None
+        return age_restricted(channel)
+
     def _token_alive(self, token: str | None, expires: datetime | None) -> bool:
         return bool(token) and expires is not None and self.clock() < expires - TOKEN_MARGIN
 

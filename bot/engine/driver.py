@@ -189,7 +189,7 @@ class Driver:
     async def _conclude(self, job: JobRecord, ending: Ending) -> None:
         parts = self.parts
         # A result rated above what the job's channel allows goes to review instead.
-        diverted = mature.diversion(job, ending)
+        diverted = mature.diversion(job, ending, await mature.allowed_now(parts, job, ending))
         ending = diverted.ending if diverted is not None else ending
         status, charged = ending.status, ending.charged
         message = ending.message or ending_message(status, charged)

@@ -72,14 +72,33 @@ class Diversion:
         )
 
 
-def diversion(job: JobRecord, ending: Ending) -> Diversion | None:
-    """The diversion of a result its channel may not show, or None to settle it as it is."""
-    over = ending.status is J.DELIVERING and levels.above(ending.rating, job.max_rating)
+def diversion(job: JobRecord, ending: Ending, allowed: str | None) -> Diversion | None:
+    """The diversion of a result its channel may not show (`allowed`: its level now, see
+    allowed_now), or None to settle it as it is."""
+    over = ending.status is J.DELIVERING and levels.above(ending.rating, allowed)
     if not (over or ending.withheld):
         return None
     blocked = replace(ending, status=J.BLOCKED, message=NOT_POSTED, block_reason=None)
     rating = ending.rating if ending.rating in levels.LEVELS else None
-    return Diversion(blocked, rating, job.max_rating, job.channel_id)
+    return Diversion(blocked, rating, allowed, job.channel_id)
+
+
+async def allowed_now(parts: Parts, job: JobRecord, ending: Ending) -> str | None:
+    """The job's level from admission, capped by the channel's age restriction as it is
+    now: it may have been lifted while the job ran, and the cap is Discord's, not ours."""
+    notices = parts.safety.notices if parts.safety is not None else None
+    if job.max_rating is None or notices is None or ending.status is not J.DELIVERING:
+        return job.max_rating
+    if not levels.above(ending.rating, levels.SAFE_CAP):
+        return job.max_rating  # shown anywhere: nothing to ask Discord
+    try:
+        restricted = await notices.age_restricted_now(job.channel_id)
+    except Exception:
+        log.exception("job %s: the channel's age restriction could not be read", job.id)
+        restricted = None
+    if restricted is None:  # unknown: the channel is likely gone; the DM route is private
+        return job.max_rating
+    return levels.lower(job.max_rating, levels.cap(restricted))
 
 
 async def tell_member(parts: Parts, job: JobRecord, text: str) -> None:

@@ -55,6 +55,10 @@ class MemberNotices(Protocol):
     async def tell_privately(self, job: JobRecord, text: str) -> bool:
         """Tell the job's member something only they see; False when it could not be said."""
 
+    async def age_restricted_now(self, channel_id: int) -> bool | None:
+        """Discord's age restriction on the channel as it is now (a thread: its parent's);
+        None when it cannot be told (the channel is gone or out of sight)."""
+
 
 @dataclass
 class Safety:

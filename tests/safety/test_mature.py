@@ -317,3 +317,27 @@ async def test_two_moderators_releasing_at_once_send_it_once(tmp_path):
         assert await press(w, item2, "Send by DM", plain) == (
             "Only moderators (Manage Messages or the moderator role) can do that."
         )
+
+
+async def test_age_restriction_lifted_while_the_job_runs_keeps_an_r_result_out(tmp_path):
+    """The channel's level is taken at admission, but Discord's age restriction may be lifted
+    while the job runs: the result is checked against what the channel is when it ends, so an
+    R result is never posted in a channel that no longer allows it."""
+    from bot.civitai.simulator import Outcome
+
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        w.sim.script(Outcome(runtime=500, nsfw_level="r"), prompt="a fox at dusk")
+        handle = await request(w, "a fox at dusk", channel=after_dark)
+        job = await started_job(w, handle)
+        assert job.max_rating == "xxx"
+        await w.wait_job(job.id, "submitted", "running")
+        w.fake.set_channel_nsfw(after_dark, False)  # lifted while it runs
+        job = await w.wait_job(job.id, "blocked", "done")
+        assert job.status.value == "blocked"
+        assert w.results_of(job.id) == []
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.kind == "mature"
+        assert stored.details["allowed"] == "pg13"
