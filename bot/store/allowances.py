@@ -226,6 +226,16 @@ class Allowances:
                 (expired, guild_id, member_id),
             )
 
+    def refilled_in(self, conn: Conn, guild_id: int, member_id: int, key: str) -> bool:
+        """Whether the account was refilled in the period `key` (a top-up of 0 counts)."""
+        found = fetch_row(
+            conn,
+            "SELECT 1 FROM refilled_periods WHERE guild_id = ? AND member_id = ?"
+            " AND period_key = ?",
+            (guild_id, member_id, key),
+        )
+        return found is not None
+
     def refresh_in(
         self, tx: Conn, guild_id: int, member_id: int, roles: Sequence[int] = ()
     ) -> tuple[Account, Allowance]:
@@ -241,14 +251,15 @@ class Allowances:
         if rule.amount <= 0 or account.last_refill_key == key:
             return account, rule
         # The rule's period can change and change back (an override set then cleared, a role
-        # gained or lost): a period already refilled is not refilled again.
-        refilled = fetch_row(
-            tx,
-            "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
-            " AND kind = 'refill' AND period_key = ?",
+        # gained or lost), the clock can step back over a turn: a period already refilled is
+        # not refilled again, even when its refill added nothing (the bucket was full).
+        refilled = self.refilled_in(tx, guild_id, member_id, key)
+        top_up = 0 if refilled else max(0, rule.amount - account.allowance_balance)
+        tx.execute(
+            "INSERT OR IGNORE INTO refilled_periods (guild_id, member_id, period_key)"
+            " VALUES (?, ?, ?)",
             (guild_id, member_id, key),
         )
-        top_up = 0 if refilled is not None else max(0, rule.amount - account.allowance_balance)
         if top_up:
             self._entry(
                 tx,

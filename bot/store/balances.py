@@ -76,15 +76,9 @@ class Balances(Allowances):
         held = int(held_row[0]) if held_row else 0
         pending = 0
         key = period_key(rule.period, now)
-        if rule.amount > 0 and account.last_refill_key != key:
-            refilled = fetch_row(
-                conn,
-                "SELECT 1 FROM ledger_entries WHERE guild_id = ? AND member_id = ?"
-                " AND kind = 'refill' AND period_key = ?",
-                (guild_id, member_id, key),
-            )
-            if refilled is None:
-                pending = max(0, rule.amount - account.allowance_balance)
+        due = rule.amount > 0 and account.last_refill_key != key
+        if due and not self.refilled_in(conn, guild_id, member_id, key):
+            pending = max(0, rule.amount - account.allowance_balance)
         start = period_start(rule.period, now)
         spent_row = fetch_row(
             conn,
