@@ -28,6 +28,9 @@ QUALITIES: dict[Model, tuple[str, ...]] = {
 }
 KINDS = ("quality", "size", "quantity", "model")
 LIMIT = 4
+# The price a lane holds and charges for a variant (options with the request's sources), or None
+# when the lane refuses it. Without one, the catalog's own (the Civitai table) is the price.
+Pricer = Callable[[Model, RequestOptions], int | None]
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,25 @@ def cheaper_variants(
     input_size: tuple[int, int] | None = None,
     other_models: bool = True,
     limit: int = LIMIT,
+    price: Pricer | None = None,
 ) -> list[Offer]:
-    """Up to `limit` variants costing at most `spendable` (and less than the request)."""
+    """Up to `limit` variants costing at most `spendable` (and less than the request), each
+    priced by `price` (the lane's) when given: what the button says is what is held."""
     asked = _priced(model, operation, options, input_size)
     if asked is None or spendable <= 0:
         return []
+    asked_buzz = price(model, options) if price is not None else asked.buzz
+    if asked_buzz is None:
+        return []
     kinds = {
-        "quality": _qualities(asked, options, input_size),
-        "size": _sizes(asked, options, input_size),
-        "quantity": _quantities(asked, options, input_size),
-        "model": _models(asked, options, enabled) if other_models else [],
+        "quality": _qualities(asked, options, input_size, price),
+        "size": _sizes(asked, options, input_size, price),
+        "quantity": _quantities(asked, options, input_size, price),
+        "model": _models(asked, options, enabled, price) if other_models else [],
     }
     affordable = {
         kind: sorted(
-            (o for o in found if o.buzz <= spendable and o.buzz < asked.buzz),
+            (o for o in found if o.buzz <= spendable and o.buzz < asked_buzz),
             key=lambda o: -o.buzz,
         )
         for kind, found in kinds.items()
@@ -100,14 +108,16 @@ def _offer(
     model: Model,
     options: RequestOptions,
     what: str,
-    input_size: tuple[int, int] | None = None,
+    input_size: tuple[int, int] | None,
+    price: Pricer | None,
 ) -> Offer | None:
     priced = _priced(model, asked.operation, options, input_size)
     if priced is None:
         return None
-    return Offer(
-        kind, model, _without_sources(options), priced.buzz, f"{what} · {priced.buzz} Buzz"
-    )
+    buzz = price(model, options) if price is not None else priced.buzz
+    if buzz is None:
+        return None
+    return Offer(kind, model, _without_sources(options), buzz, f"{what} · {buzz} Buzz")
 
 
 def _without_sources(options: RequestOptions) -> RequestOptions:
@@ -115,11 +125,14 @@ def _without_sources(options: RequestOptions) -> RequestOptions:
 
 
 def _qualities(
-    asked: ImageRequest, options: RequestOptions, input_size: tuple[int, int] | None
+    asked: ImageRequest,
+    options: RequestOptions,
+    input_size: tuple[int, int] | None,
+    price: Pricer | None,
 ) -> list[Offer]:
     current = getattr(asked.input, "quality", None)
     found = [
-        _offer("quality", asked, asked.model, replace(options, quality=q), q, input_size)
+        _offer("quality", asked, asked.model, replace(options, quality=q), q, input_size, price)
         for q in QUALITIES.get(asked.model, ())
         if q != current
     ]
@@ -127,7 +140,10 @@ def _qualities(
 
 
 def _sizes(
-    asked: ImageRequest, options: RequestOptions, input_size: tuple[int, int] | None
+    asked: ImageRequest,
+    options: RequestOptions,
+    input_size: tuple[int, int] | None,
+    price: Pricer | None,
 ) -> list[Offer]:
     """gpt-image-2's smaller tiers, the same way round as the request."""
     if asked.model is not Model.GPT_IMAGE_2:
@@ -147,7 +163,8 @@ def _sizes(
         if (w, h) == (width, height) or tier.covers(width, height):
             continue
         size = f"{w}x{h}"
-        offer = _offer("size", asked, asked.model, replace(options, size=size), size, input_size)
+        varied = replace(options, size=size)
+        offer = _offer("size", asked, asked.model, varied, size, input_size, price)
         if offer is not None:
             found.append(offer)
     return found
@@ -158,21 +175,26 @@ def _side(value: int) -> int:
 
 
 def _quantities(
-    asked: ImageRequest, options: RequestOptions, input_size: tuple[int, int] | None
+    asked: ImageRequest,
+    options: RequestOptions,
+    input_size: tuple[int, int] | None,
+    price: Pricer | None,
 ) -> list[Offer]:
     found = []
     for n in range(asked.quantity - 1, 0, -1):
         what = f"{n} image{'s' if n != 1 else ''}"
-        offer = _offer(
-            "quantity", asked, asked.model, replace(options, quantity=n), what, input_size
-        )
+        varied = replace(options, quantity=n)
+        offer = _offer("quantity", asked, asked.model, varied, what, input_size, price)
         if offer is not None:
             found.append(offer)
     return found
 
 
 def _models(
-    asked: ImageRequest, options: RequestOptions, enabled: Callable[[str], bool]
+    asked: ImageRequest,
+    options: RequestOptions,
+    enabled: Callable[[str], bool],
+    price: Pricer | None,
 ) -> list[Offer]:
     """Other models that are on, each at its qualities, keeping what carries over."""
     if asked.operation is not Operation.CREATE:
@@ -192,7 +214,8 @@ def _models(
         )
         for quality in QUALITIES.get(model, (None,)):
             what = f"{model.value} {quality}" if quality else model.value
-            offer = _offer("model", asked, model, replace(base, quality=quality), what)
+            varied = replace(base, quality=quality)
+            offer = _offer("model", asked, model, varied, what, None, price)
             if offer is not None:
                 found.append(offer)
     return found

@@ -5,7 +5,12 @@ offer goes through admission like any request."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from bot.catalog import CatalogError
+from bot.catalog.names import Model
 from bot.catalog.offers import Offer, cheaper_variants
+from bot.catalog.request import RequestOptions
 from bot.engine.parts import Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.store.db import Conn
@@ -51,6 +56,15 @@ class Offers:
             mask = next((i for i, s in enumerate(request.sources) if s.role == "mask"), None)
             options = options.with_sources(refs, None if mask is None else f"{SOURCE_REF}{mask}")
         size = (images[0].width, images[0].height) if images and images[0].width else None
+
+        def price(model: Model, variant: RequestOptions) -> int | None:
+            """What admission would hold for the variant: the lane's price, not the catalog's."""
+            try:
+                asked = replace(request, model=model, options=variant)
+                return self.parts.lane.validate(asked, variant, size).buzz
+            except CatalogError:
+                return None
+
         return cheaper_variants(
             request.model,
             request.operation,
@@ -58,4 +72,5 @@ class Offers:
             spendable=spendable,
             enabled=settings.model_enabled,
             input_size=size,
+            price=price,
         )

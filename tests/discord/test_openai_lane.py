@@ -193,3 +193,37 @@ async def test_size_suggestions_show_this_lanes_prices(tmp_path):
             focused="size",
         )
         assert typed[0] == {"name": "custom 2048x1152 (100 Buzz)", "value": "2048x1152"}
+
+
+async def test_offers_for_lack_of_buzz_show_and_charge_this_lanes_prices(tmp_path):
+    """A member refused for lack of Buzz is offered cheaper variants at the prices this lane
+    holds and charges (the operator's), and a clicked offer is charged what its button said."""
+    prices = {
+        "gpt-image-2": {"high": 400, "medium": 90, "low": 20},
+        "gpt-image-1.5": {"high": 500, "medium": 200, "low": 60},
+        "gpt-image-1": {"high": 500, "auto": 450, "medium": 200, "low": 70},
+        "dall-e-3": 300,
+        "dall-e-2": 150,
+    }
+    async with openai_world(tmp_path, openai={"prices": prices}) as (w, _):
+        await w.grant(100)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a lighthouse at night"},
+        )
+        message = await answer(h)
+        assert "this needs 400 Buzz; you have 100" in message["content"]
+        assert list(buttons(message)) == [
+            "medium · 90 Buzz",
+            "gpt-image-1 low · 70 Buzz",
+            "gpt-image-1.5 low · 60 Buzz",
+            "low · 20 Buzz",
+        ]
+        click = await w.fake.click(
+            int(message["id"]), buttons(message)["medium · 90 Buzz"], w.member
+        )
+        job, _ = await finished(w, await started(w, click))
+        assert job.charged == 90 and await w.available() == 10
