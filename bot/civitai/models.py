@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.alias_generators import to_camel
 
+from bot.store.ledger_records import MAX_CHARGE
+
 
 class WorkflowStatus(StrEnum):
     UNASSIGNED = "unassigned"
@@ -230,9 +232,9 @@ class Workflow(_Api):
         if items:
             debits = sum(t.amount for t in items if t.type == "debit")
             credits = sum(t.amount for t in items if t.type == "credit")
-            return max(0, debits - credits)
+            return min(max(0, debits - credits), MAX_CHARGE)
         if self.status == WorkflowStatus.SUCCEEDED and self.cost is not None:
-            return self.cost.total
+            return min(max(0, self.cost.total), MAX_CHARGE)
         return 0
 
     def jobs(self) -> list[Job]:

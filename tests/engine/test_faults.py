@@ -307,3 +307,20 @@ async def test_a_token_refused_while_following_alerts_the_operator_and_the_job_g
         [done] = await books_balance(h, job)
         assert done.status is J.DONE
         assert [key for key, _ in h.alerts.alerts] == ["auth"]
+
+
+async def test_a_charge_beyond_int32_still_settles_once(tmp_path):
+    """Σ debits of a workflow's transactions can pass 2**31 - 1 (each amount is an int32, not
+    their sum): the job still ends and its hold settles — the member pays what they have, the
+    rest is the guild's audited loss — instead of the settlement failing for ever."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome("succeed", charge=2**31 + 7))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        job = await h.job(job.id)
+        hold = await h.ledger.hold(job.id)
+        assert job.status is J.DONE and hold.settled
+        assert hold.captured + hold.extra_charged == GRANT
+        assert hold.loss == 2**31 + 7 - GRANT
+        assert await h.available() == 0
