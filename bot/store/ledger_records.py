@@ -9,11 +9,11 @@ from datetime import datetime
 from bot.store.periods import describe_moment
 
 MAX_AMOUNT = 10_000_000
-# The most a settlement can record: SQLite's largest integer. Each of the orchestrator's
-# transaction amounts is an int32 but a workflow's charge is their sum, which may pass 2**31 - 1:
-# a settlement takes any of it, the member paying what they can and the guild the rest (an
-# audited loss). A lane reports anything larger as this much.
-MAX_CHARGE = 2**63 - 1
+# The most a settlement records (the orchestrator's amounts are int32s): a settlement takes any
+# of it, the member paying what they can and the guild the rest (an audited loss). A workflow's
+# charge is a sum of amounts and may pass it: the lane reports such a charge as this much, so
+# the loss sums in reports stay far inside SQLite's integers.
+MAX_CHARGE = 2**31 - 1
 
 
 class LedgerError(Exception):
