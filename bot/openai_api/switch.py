@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from bot.openai_api.catalog import model_spec
 from bot.store.state import BotState
@@ -27,17 +27,7 @@ class ModelSwitch:
 
     @classmethod
     async def load(cls, state: BotState) -> ModelSwitch:
-        raw = await state.get(KEY)
-        disabled: dict[str, str] = {}
-        if raw:
-            try:
-                found = json.loads(raw)
-            except ValueError:
-                log.warning("bot_state %s is not JSON; no model is switched off", KEY)
-            else:
-                if isinstance(found, dict):
-                    disabled = {str(k): str(v) for k, v in found.items()}
-        return cls(state, disabled)
+        return cls(state, _parse(await state.get(KEY)))
 
     @property
     def disabled(self) -> dict[str, str]:
@@ -54,8 +44,9 @@ class ModelSwitch:
         name = spec.name if spec else model
         if name in self._disabled:
             return False
-        self._disabled[name] = reason[:300]
-        await self.state.set(KEY, json.dumps(self._disabled, sort_keys=True))
+        # Merged into what is stored, not written from this process's copy: an operator's
+        # `openai-models --enable` since this bot started must not be undone.
+        await self._change(lambda stored: {**stored, name: stored.get(name, reason[:300])})
         log.error("switched %s off: the endpoint does not serve it (%s)", name, reason)
         return True
 
@@ -63,7 +54,29 @@ class ModelSwitch:
         """Switch `model` back on; False when it was not off."""
         spec = model_spec(model)
         name = spec.name if spec else model
-        if self._disabled.pop(name, None) is None:
-            return False
-        await self.state.set(KEY, json.dumps(self._disabled, sort_keys=True))
-        return True
+        was_off = name in self._disabled
+
+        def switch_on(stored: dict[str, str]) -> dict[str, str]:
+            nonlocal was_off
+            was_off = was_off or name in stored
+            return {k: v for k, v in stored.items() if k != name}
+
+        await self._change(switch_on)
+        return was_off
+
+    async def _change(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        stored = await self.state.update(
+            KEY, lambda raw: json.dumps(change(_parse(raw)), sort_keys=True)
+        )
+        self._disabled = _parse(stored)
+
+
+def _parse(raw: str | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        log.warning("bot_state %s is not JSON; no model is switched off", KEY)
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}

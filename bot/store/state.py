@@ -20,6 +20,16 @@ class BotState:
     async def set(self, key: str, value: str) -> None:
         await self.db.write(self.set_in, key, value)
 
+    async def update(self, key: str, change: Callable[[str | None], str]) -> str:
+        """Set `key` to change(its stored value) in one transaction and return the new value:
+        another process (the CLI beside the running bot) writing the key meanwhile is not lost."""
+        return await self.db.write(self._update_in, key, change)
+
+    def _update_in(self, tx: Conn, key: str, change: Callable[[str | None], str]) -> str:
+        value = change(self.get_in(tx, key))
+        self.set_in(tx, key, value)
+        return value
+
     async def forget(self, key: str) -> None:
         await self.db.write(self.forget_in, key)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.openai_api.switch import ModelSwitch
 from bot.store import audit
 from bot.store.db import Database, utcnow
 from bot.store.state import BotState
@@ -36,6 +37,26 @@ async def test_openai_models_lists_why_a_model_is_not_offered_and_switches_one_o
     every = {k: v for k, v in env.items() if k != "BOT_OPENAI__MODELS"}
     done = bot("openai-models", env=every)
     assert "gpt-image-1-mini   no Buzz price (openai.prices)" in done.stdout
+
+
+async def test_an_enable_from_the_shell_survives_the_running_bot_switching_another_off(
+    tmp_path: Path,
+) -> None:
+    # The running bot loaded its switch before the operator's --enable; its next switch-off
+    # must not write its old copy back (after a restart, dall-e-2 would be off again).
+    db_path = tmp_path / "bot.sqlite3"
+    env = clean_env(BOT_DB_PATH=str(db_path), BOT_PROVIDER="openai")
+    async with Database(db_path) as db:
+        running = ModelSwitch(BotState(db))
+        await running.disable("dall-e-2", "404 gone")
+        done = bot("openai-models", "--enable", "dall-e-2", env=env)
+        assert "dall-e-2 is switched on again" in done.stdout, done.stderr
+        await running.disable("gpt-image-1", "404 deprecated")
+        live = running.why_off("dall-e-2")
+    async with Database(db_path) as db:
+        after_restart = await ModelSwitch.load(BotState(db))
+    assert after_restart.disabled == {"gpt-image-1": "404 deprecated"}
+    assert live is None  # and the running bot offers it again from then on
 
 
 async def test_audit_exports_usage_for_reconciling_with_the_bill(
