@@ -23,7 +23,7 @@ from bot.cli import (
     run_cmd,
     simulator_cmd,
 )
-from bot.config import ConfigError
+from bot.config import ConfigError, load_settings
 from bot.store.db import DatabaseProblem, store_busy
 
 CONFIG_HELP = "TOML settings file (default: BOT_CONFIG or config.toml)"
@@ -94,3 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         busy = store_busy(exc)
         print(f"error: {busy or f'the database refused: {exc}'}; try again", file=sys.stderr)
         return 1
+    except sqlite3.DatabaseError as exc:  # a damaged page: the operator's to fix, not a bug
+        print(f"error: {damaged(args, exc)}", file=sys.stderr)
+        return 1
+
+
+def damaged(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:
+    try:
+        where = f"the database at {load_settings(args.config).database.path.absolute()}"
+    except ConfigError:
+        where = "the database"
+    return (
+        f"{where} is damaged ({exc}); stop the bot and restore a backup "
+        "(docs/admin-guide.md, Backup and restore)"
+    )

@@ -277,6 +277,24 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
+def test_a_damaged_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    env = clean_env(BOT_DB_PATH=str(path))
+    grant = ["ledger", "grant", "1", "2", "5", "--reason", "setup"]
+    assert run_all([grant], env)[0].returncode == 0
+    with sqlite3.connect(path) as conn:
+        pages = dict(conn.execute("SELECT name, rootpage FROM sqlite_master").fetchall())
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    for table in ("jobs", "ledger_entries"):  # a bad sector in each table's first page
+        start = (pages[table] - 1) * size
+        data[start : start + 100] = b"\xff" * 100
+    path.write_bytes(data)
+    for done in run_all([["jobs"], ["ledger", "history", "1", "2"]], env):
+        refused_with(done, f"the database at {path} is damaged (database disk image is malformed)")
+
+
 NO_ROOM = (
     "import resource, signal, sys\n"
     "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)\n"
