@@ -15,7 +15,9 @@ STALE_AFTER = timedelta(seconds=120)
 
 
 def heartbeat_path(db_path: Path) -> Path:
-    return db_path.parent / "heartbeat.json"
+    # Named after the database, like its lock: two bots on two databases in one folder each
+    # have their own (one shared file made either look like the other).
+    return db_path.with_name(db_path.name + ".heartbeat.json")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from bot.heartbeat import heartbeat_path
 from bot.logs import RedactSecrets
 from bot.store.db import Database, iso, utcnow
 from tests.cli.test_quote import bot, clean_env
@@ -29,13 +30,13 @@ async def create_database(path: Path) -> None:
         pass
 
 
-def write_beat(tmp_path, *, age: timedelta, ready: bool = True) -> None:
+def write_beat(tmp_path, *, age: timedelta, ready: bool = True, db: str = "bot.sqlite3") -> None:
     beat = {"at": iso(utcnow() - age), "ready": ready, "guilds": 2, "jobs_running": 1}
-    (tmp_path / "heartbeat.json").write_text(json.dumps(beat))
+    heartbeat_path(tmp_path / db).write_text(json.dumps(beat))
 
 
-def health(tmp_path):
-    env = clean_env(BOT_DB_PATH=str(tmp_path / "bot.sqlite3"), DISCORD_TOKEN="x" * 40)
+def health(tmp_path, db: str = "bot.sqlite3"):
+    env = clean_env(BOT_DB_PATH=str(tmp_path / db), DISCORD_TOKEN="x" * 40)
     return bot("health", env=env)
 
 
@@ -52,6 +53,17 @@ def test_health_follows_the_heartbeat(tmp_path):
     assert stale.returncode == 1 and "old" in stale.stderr
     write_beat(tmp_path, age=timedelta(seconds=5), ready=False)
     assert health(tmp_path).returncode == 1
+
+
+def test_each_database_in_a_folder_has_its_own_heartbeat(tmp_path):
+    # Two bots on two databases in one data folder (the lock allows it): one's heartbeat
+    # must not make the other healthy, nor one's orderly stop make the other unhealthy.
+    for db in ("prod.sqlite3", "staging.sqlite3"):
+        asyncio.run(create_database(tmp_path / db))
+    write_beat(tmp_path, age=timedelta(seconds=5), db="prod.sqlite3")
+    assert health(tmp_path, "prod.sqlite3").returncode == 0
+    stopped = health(tmp_path, "staging.sqlite3")
+    assert stopped.returncode == 1 and "no heartbeat" in stopped.stderr
 
 
 def test_tokens_are_redacted_from_every_log_line():
