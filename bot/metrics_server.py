@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.config import MetricsSettings
 from bot.metrics import Metrics
@@ -22,6 +23,24 @@ log = logging.getLogger(__name__)
 # Why the bot is not ready to serve members, or None when it is.
 Readiness = Callable[[], str | None]
 LAG_EVERY = 1.0
+
+
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs a malformed request (a port scanner, a broken probe) at ERROR with a
+    traceback: it is the client's fault, not a bug here, so it becomes one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first = (str(exc.message).strip().splitlines() or [""])[0].rstrip(":")
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "metrics port: refused a malformed request (%s %s)"
+            record.args = (exc.code, first)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+HTTP_LOG = logging.getLogger(f"{__name__}.http")
 
 
 class MetricsUnavailable(Exception):
@@ -68,7 +87,9 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         # No access log: a scrape every few seconds would drown the bot's own lines.
-        runner = web.AppRunner(app, access_log=None)
+        if not any(isinstance(f, QuietBadRequests) for f in HTTP_LOG.filters):
+            HTTP_LOG.addFilter(QuietBadRequests())
+        runner = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.wanted_port).start()

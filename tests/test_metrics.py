@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 import time
 from typing import Any
@@ -16,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.civitai.simulator import Outcome
 from bot.config import load_settings
 from bot.discord_adapter.bot import ImageBot
-from bot.metrics_server import MetricsUnavailable
+from bot.metrics import Metrics
+from bot.metrics_server import MetricsServer, MetricsUnavailable
 from bot.services import build_services
 from tests.discord.harness import finish, settings_for, started, world
 from tests.discord.test_cancel import click_cancel, running
@@ -258,3 +260,23 @@ async def test_a_blocked_event_loop_shows_as_lag(tmp_path):
             if lag:
                 break
         assert lag >= 0.3
+
+
+async def test_a_malformed_request_on_the_metrics_port_is_one_warning_not_a_traceback(caplog):
+    """A port scanner or a broken probe is the network's noise, not a bug in the bot."""
+    server = MetricsServer(Metrics(), lambda: None, port=0)
+    await server.start()
+    try:
+        for garbage in (b"GARBAGE\r\n\r\n", b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(garbage)
+            answer = await asyncio.wait_for(reader.read(100), 10)
+            writer.close()
+            await writer.wait_closed()
+            assert answer.startswith(b"HTTP/1.0 400")
+    finally:
+        await server.stop()
+    bad = [r for r in caplog.records if "request" in r.getMessage().lower()]
+    assert bad, caplog.text
+    assert all(r.levelno <= logging.WARNING and r.exc_info is None for r in bad), caplog.text
+    assert "\x1b" not in caplog.text
