@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, check_pixels, megapixels
 
@@ -13,6 +13,8 @@ from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, chec
 # run on untrusted bytes). A phone's multi-picture JPEG opens as "MPO" through the JPEG decoder.
 DECODERS = ("PNG", "JPEG", "WEBP", "GIF")
 DECODED_FORMATS = frozenset({*DECODERS, "MPO"})
+# Modes an embedded colour profile is applied in (others keep their pixels as they are).
+PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
 
 
 def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
@@ -35,11 +37,33 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
         try:
             image.load()  # the first frame: an opened animation starts there
             upright = ImageOps.exif_transpose(image)
-            return rgb_or_rgba(upright)
+            return rgb_or_rgba(in_srgb(upright))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise too_big from None
         except Exception:
             raise not_image from None
+
+
+def in_srgb(image: Image.Image) -> Image.Image:
+    """The pixels as sRGB. A re-encoded source loses its embedded colour profile (a phone's
+    Display P3, a print CMYK), and a model reads bare pixels as sRGB: so the profile is applied
+    now, or the edit starts from colours the member never saw."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in PROFILED_MODES:
+        return image
+    try:
+        embedded = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(embedded).lower():
+            return image  # already what a model assumes: no work
+        out = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(
+            image, embedded, ImageCms.createProfile("sRGB"), outputMode=out
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image  # a damaged or unusual profile: the pixels as they are, as before
+    assert converted is not None  # not in place
+    converted.info.pop("icc_profile", None)  # the pixels are sRGB now: not to be re-tagged
+    return converted
 
 
 def rgb_or_rgba(image: Image.Image) -> Image.Image:

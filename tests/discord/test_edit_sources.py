@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
-from PIL import Image
+from PIL import Image, ImageCms, ImageStat
 
 from tests.discord.harness import finish, image_size, sent_bytes, world
 
@@ -56,3 +57,101 @@ async def test_an_attachment_over_the_budget_is_re_encoded_under_it(tmp_path):
         mime, sent = sent_bytes(w.sim, url)
         assert mime == "image/jpeg" and len(sent) <= budget
         assert image_size(sent)[0] <= 800
+
+
+XYZ = tuple[float, float, float]
+# sRGB's primaries (adapted to D50, as an ICC profile stores them).
+SRGB_RED: XYZ = (0.4361, 0.2225, 0.0139)
+SRGB_GREEN: XYZ = (0.3851, 0.7169, 0.0971)
+SRGB_BLUE: XYZ = (0.1431, 0.0606, 0.7141)
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ \0\0\0\0" + _s15(x) + _s15(y) + _s15(z)
+
+
+def rgb_profile(red: XYZ, green: XYZ, blue: XYZ) -> bytes:
+    """A minimal ICC v2 matrix profile (gamma 2.2) with the given primaries (D50)."""
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233)
+    desc = b"desc\0\0\0\0" + struct.pack(">I", 5) + b"test\0" + b"\0" * 78
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", _xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", _xyz(*red)),
+        (b"gXYZ", _xyz(*green)),
+        (b"bXYZ", _xyz(*blue)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text\0\0\0\0none\0"),
+    ]
+    offset = 132 + 12 * len(tags)
+    table = body = b""
+    for signature, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", offset + len(body))
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 28
+        + _xyz(0.9642, 1.0, 0.8249)[8:]
+        + b"\0" * 48
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def as_seen(data: bytes) -> tuple[float, ...]:
+    """The mean colour as a colour-managed viewer (Discord's client, a browser) shows it."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        rgb = img.convert("RGB")
+        icc = img.info.get("icc_profile")
+    if icc:
+        embedded = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        rgb = ImageCms.profileToProfile(rgb, embedded, ImageCms.createProfile("sRGB"))
+    assert isinstance(rgb, Image.Image)
+    return tuple(ImageStat.Stat(rgb).mean)
+
+
+async def test_a_re_encoded_source_keeps_the_colours_its_colour_profile_gives_it(tmp_path):
+    # A phone photo: a wide-gamut profile and a portrait EXIF orientation (so it is re-encoded).
+    # Here the profile swaps red and blue: the file's red pixels are blue on screen.
+    swapped = rgb_profile(SRGB_BLUE, SRGB_GREEN, SRGB_RED)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    noise = os.urandom(96 * 72)
+    reds = Image.frombytes("L", (96, 72), noise).point(lambda v: 180 + v // 4)
+    dark = Image.new("L", (96, 72), 0)
+    buffer = io.BytesIO()
+    Image.merge("RGB", (reds, dark, dark)).save(
+        buffer, "JPEG", quality=95, icc_profile=swapped, exif=exif.tobytes()
+    )
+    attached = buffer.getvalue()
+    seen = as_seen(attached)
+    assert seen[2] > 150 and seen[0] < 60  # what the member sees: blue
+    # A budget the noisy photo fits only as a JPEG.
+    async with world(tmp_path, media={"max_source_bytes": len(attached) * 2}) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "make it autumn", "quality": "low"},
+            attachments={"image": ("phone.jpg", attached, "image/jpeg")},
+        )
+        await finish(w, h)
+        [url] = w.sim.submissions[0]["steps"][0]["input"]["images"]
+        mime, sent = sent_bytes(w.sim, url)
+        assert mime == "image/jpeg" and image_size(sent) == (72, 96)  # re-encoded, upright
+        shown = as_seen(sent)
+        assert max(abs(a - b) for a, b in zip(shown, seen, strict=True)) <= 12, (shown, seen)
