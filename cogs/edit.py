@@ -14,7 +14,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.catalog import Model, Operation, RequestOptions
-from bot.discord_adapter.attachments import attachment_info, image_attachments
+from bot.discord_adapter.attachments import attachment_info, image_attachments, no_image_text
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.modals import EditPrompt
 from bot.discord_adapter.replies import UserFacingError
@@ -64,7 +64,7 @@ class Edit(commands.Cog):
     async def edit_image(self, interaction: Interaction, message: discord.Message) -> None:
         images = image_attachments(message)
         if not images:
-            raise UserFacingError("That message has no image attached to edit.")
+            raise UserFacingError(no_image_text(message))
         assert interaction.guild_id is not None
         settings = await self.bot.services.guilds.settings(interaction.guild_id)
         await interaction.response.send_modal(EditPrompt(images, settings.editing_model()))

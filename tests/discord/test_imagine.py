@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
+from PIL import Image
 
 from tests.discord.harness import (
     answer,
@@ -189,5 +191,27 @@ async def test_edit_image_menu_refuses_what_is_not_an_image_number(tmp_path, cap
         text = text_of(await answer(submitted))
         assert submitted.ephemeral
         assert text == "**image**: choose a number from 1 to 2. Nothing was charged."
+        assert await w.jobs() == [] and await w.holds() == 0
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_edit_image_menu_on_an_image_of_another_type_says_which_types_it_takes(
+    tmp_path, caplog
+):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 90, 200)).save(buffer, "BMP")
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        posted = await w.fake.post_message(
+            w.channel, w.other, "scan", [("scan.bmp", buffer.getvalue(), "image/bmp")]
+        )
+        h = await w.fake.message_command(
+            w.guild, w.channel, w.member, "Edit image", int(posted["id"])
+        )
+        text = text_of(await answer(h))
+        assert h.ephemeral and h.modal is None
+        # Not "no image attached": the member can see one; say what it is and what is taken.
+        assert text.startswith("**image**: scan.bmp is")
+        assert "PNG, JPEG, WebP or GIF" in text and text.endswith("Nothing was charged.")
         assert await w.jobs() == [] and await w.holds() == 0
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
