@@ -8,6 +8,7 @@ never leaves it; a download from another allowed blob host goes without the toke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -35,6 +36,9 @@ BLOBS = "/v2/consumer/blobs"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The largest source we upload; ours are re-encoded under media.max_source_bytes anyway.
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+# A whole blob download (redirects included) may take this many read timeouts: httpx's timeout
+# is per read, so a store dripping a byte at a time would otherwise hold a delivery for ever.
+WHOLE_BLOB_TIMEOUTS = 4
 
 
 class BlobCalls:
@@ -97,10 +101,14 @@ class BlobCalls:
         while True:
             retry_after: float | None = None
             started = time.monotonic()
+            deadline = self.timeout * WHOLE_BLOB_TIMEOUTS
             try:
-                data = await self._fetch_blob(url, cap)
+                async with asyncio.timeout(deadline):
+                    data = await self._fetch_blob(url, cap)
             except _Retryable as exc:
                 problem, retry_after = exc.problem, exc.retry_after
+            except TimeoutError:
+                problem = f"blob: not whole within {deadline:.0f}s"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
             except OrchestratorError:

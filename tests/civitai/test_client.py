@@ -515,6 +515,34 @@ async def test_blob_over_the_cap_while_streaming_is_refused(sleeps: RecordingSle
             await client.download_blob(f"{url}/blob", max_bytes=10_000)
 
 
+async def test_a_blob_that_drips_forever_is_given_up_on(sleeps: RecordingSleep) -> None:
+    """Each byte comes within the read timeout, the body never ends: without a deadline for the
+    whole download, a delivery would wait on it for ever (its own deadline is never reached)."""
+    dripped = asyncio.Event()
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while True:
+                await response.write(b"x")
+                dripped.set()
+                await asyncio.sleep(0.05)
+        return response
+
+    async with (
+        serve([web.get("/blob", drip)]) as (url,),
+        OrchestratorClient(
+            url, "tiny-server-token", timeout=0.5, max_retries=1, sleep=sleeps
+        ) as client,
+    ):
+        async with asyncio.timeout(30):  # a guard for the hang, not a timing
+            with pytest.raises(Unavailable, match="gave up after 2 tries"):
+                await client.download_blob(f"{url}/blob")
+    assert dripped.is_set() and len(sleeps.delays) == 1
+
+
 @pytest.mark.parametrize(
     "url",
     [
