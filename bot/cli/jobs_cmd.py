@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 
+from bot.cli.arguments import count
 from bot.cli.database import open_database
 from bot.cli.table import table
 from bot.config import load_settings
@@ -15,7 +16,7 @@ from bot.store.jobs import JobStore
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("jobs", help="recent jobs (newest first)")
     parser.add_argument("--active", action="store_true", help="only jobs still in progress")
-    parser.add_argument("--limit", type=int, default=50, help="how many jobs (default 50)")
+    parser.add_argument("--limit", type=count, default=50, help="how many jobs (default 50)")
     parser.add_argument("--json", action="store_true", help="a JSON list on stdout")
     parser.set_defaults(handler=run)
 

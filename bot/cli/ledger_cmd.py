@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+from bot.cli.arguments import count
 from bot.cli.database import open_database
 from bot.cli.table import table
 from bot.config import load_settings
@@ -27,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lambda a: _run(_balance, a, create=False))
     p = sub.add_parser("history", help="a member's ledger entries, newest first")
     _member(p)
-    p.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("--limit", type=count, default=20, help="how many entries (default 20)")
     p.add_argument("--json", action="store_true", help="a JSON list on stdout")
     p.set_defaults(handler=lambda a: _run(_history, a, create=False))
     p = sub.add_parser("grant", help="give a member Buzz on top of their allowance")

@@ -11,28 +11,15 @@ import sys
 from pathlib import Path
 
 from bot.civitai.simulator import Outcome, Simulator
-
-
-def _port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
-    return port
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above 0")
-    return value
+from bot.cli.arguments import port, positive
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("simulator", help="run the built-in orchestrator simulator alone")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=0, help="0 picks a free port")
+    p.add_argument("--port", type=port, default=0, help="0 picks a free port")
     p.add_argument(
-        "--speed", type=_positive, default=1.0, help="time scale (0.1 = ten times faster)"
+        "--speed", type=positive, default=1.0, help="time scale (0.1 = ten times faster)"
     )
     p.add_argument("--token", default=None, help="the Bearer token to accept (default: random)")
     p.add_argument("--seed", type=int, default=None, help="seed for repeatable outcomes")

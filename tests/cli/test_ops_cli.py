@@ -323,3 +323,20 @@ def test_a_backup_with_no_room_for_it_names_the_backup_not_the_database(tmp_path
     refused_with(done, f"cannot write the backup {out}")
     assert str(path) not in done.stderr  # the live database is fine: do not blame it
     assert not out.exists() and not list(tmp_path.glob(".copy.sqlite3.partial-*"))
+
+
+def test_a_limit_below_one_is_refused_naming_the_option(tmp_path: Path) -> None:
+    """SQLite reads `LIMIT -1` as "every row": `--limit -1` must not quietly list them all."""
+    env = {**clean_env(), "BOT_DB_PATH": str(tmp_path / "bot.sqlite3")}
+    asyncio.run(_create(tmp_path / "bot.sqlite3"))
+    commands = [
+        ["jobs", "--limit", "-1"],
+        ["ledger", "history", "1", "2", "--limit", "0"],
+        ["audit", "--limit", "-5"],
+        ["jobs", "--limit", "ten"],
+    ]
+    for done in run_all(commands, env):
+        assert done.returncode == 2, (done.args, done.stdout, done.stderr)
+        assert "--limit" in done.stderr, done.stderr
+        assert "must be 1 or more" in done.stderr or "is not a whole number" in done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
