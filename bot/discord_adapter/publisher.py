@@ -96,17 +96,20 @@ class DiscordPublisher:
         self._latest: dict[str, StatusUpdate] = {}
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
+        # Log lines on their way: a slow log channel must not hold up a job's end.
+        self._log_lines: set[asyncio.Task[None]] = set()
         self.previews = Previews(self._show_preview, interval=preview_interval)
         # The tools the lane runs (Upscale, Remove background): their buttons go on results.
         self.tools: frozenset[Tool] = frozenset()
 
     async def close(self) -> None:
         """Drop the delayed status edits (the database they read is closing)."""
-        pending = list(self._pending.values())
+        pending = [*self._pending.values(), *self._log_lines]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._pending.clear()
+        self._log_lines.clear()
         await self.previews.aclose()
 
     # -- status message ---------------------------------------------------------------------
@@ -122,7 +125,12 @@ class DiscordPublisher:
     async def on_status(self, update: StatusUpdate) -> None:
         job = update.job
         if update.finished:
-            await self._log_line(job)
+            # In the background: a rate-limited or failing log channel (discord.py waits out
+            # its 429s and retries its 5xx) would otherwise delay the member's final status
+            # and keep a delivery turn from every other job.
+            task = asyncio.create_task(self._log_line(job))
+            self._log_lines.add(task)
+            task.add_done_callback(self._log_lines.discard)
         if job.status_message_id is None:
             return
         if job.status not in RUNNING:
@@ -242,6 +250,8 @@ class DiscordPublisher:
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.info("job %s: log line not posted (%s)", job.id, exc.status)
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: log line not posted (%s)", job.id, type(exc).__name__)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
