@@ -29,7 +29,7 @@ from bot.discord_adapter.embeds import (
     result_embed,
     status_embed,
 )
-from bot.discord_adapter.enhance_post import post_choice
+from bot.discord_adapter.enhance_post import followup_webhook, post_choice
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.result_routes import ResultRoutes
@@ -181,6 +181,12 @@ class DiscordPublisher:
             files = []  # the result is posted below: the preview comes off
         try:
             await self._edit_message(job, job.status_message_id, embed, view, files)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("job %s: status message not updated (%s)", job.id, exc.status)
+            if job.final and job.status is not J.DONE:
+                # Deleted, or out of the bot's reach: it was the only place this ending
+                # would be read (a result is posted on its own), so tell the member privately.
+                await self._tell_privately(job, embed)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
         except NETWORK_ERRORS as exc:
@@ -220,6 +226,22 @@ class DiscordPublisher:
             await self._edit_directly(job, message_id, kwargs)
         if view is not None:
             view.stop()  # the registered DynamicItems answer the clicks, not this view
+
+    async def _tell_privately(self, job: JobRecord, embed: discord.Embed) -> None:
+        """The job's ending as an ephemeral follow-up while the token lives, else by DM."""
+        try:
+            if self.routes.token_alive(job):
+                try:
+                    await followup_webhook(self.bot, job).send(embed=embed, ephemeral=True)
+                    return
+                except discord.HTTPException as exc:
+                    log.info("job %s: ending not sent as a follow-up (%s)", job.id, exc.status)
+            user = await self.bot.fetch_user(job.member_id)
+            await user.send(embed=embed)
+        except discord.HTTPException as exc:  # DMs closed (50007): nowhere left to tell them
+            log.info("job %s: member not told of the ending (%s)", job.id, exc.status)
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: member not told of the ending (%s)", job.id, type(exc).__name__)
 
     async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
         # No need to fetch the channel to edit a message in it.

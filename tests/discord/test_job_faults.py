@@ -4,9 +4,13 @@ the status message) never costs a member their result or the news of how their j
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
-from tests.discord.harness import started, world
-from tests.discord.test_discord_faults import create, traced
+import pytest
+
+from bot.civitai.simulator import Outcome
+from tests.discord.harness import is_ephemeral, started, text_of, world
+from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 
 
 async def test_a_stalled_log_channel_holds_up_no_status_and_no_delivery(tmp_path, caplog):
@@ -29,3 +33,38 @@ async def test_a_stalled_log_channel_holds_up_no_status_and_no_delivery(tmp_path
         )
     assert traced(caplog) == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def delete_by_moderator(w, message_id: int) -> None:
+    """A moderator deletes the bot's message in the client (the bot sees MESSAGE_DELETE)."""
+    stored = w.fake.world.messages[message_id]
+    stored.deleted = True
+    w.fake.schedule_message_event("MESSAGE_DELETE", stored)
+
+
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_member_whose_status_message_was_deleted_still_hears_how_the_job_ended(
+    tmp_path, caplog, late
+):
+    """A moderator deletes the status message mid-job (10008 Unknown Message) and the job is
+    then blocked: the status message was the only place the member would have read it, so
+    they are told privately (a follow-up while the token lives, else a DM)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome("block", runtime=300), prompt="a deleted status")
+        created_at = datetime.now(UTC) - (PAST_THE_TOKEN if late else timedelta(0))
+        handle = await create(w, "a deleted status", created_at=created_at)
+        job = await started(w, handle)
+        assert job.status_message_id is not None
+        delete_by_moderator(w, job.status_message_id)
+        job = await w.wait_job(job.id, "blocked", timeout=30)
+
+        def told() -> list[dict]:
+            where = w.fake.dm_messages(w.member) if late else handle.followups[1:]
+            return [m for m in where if "content filter blocked" in text_of(m)]
+
+        [notice] = await w.fake.wait_for(told, what="the member told of the block")
+        assert late or is_ephemeral(notice)
+        assert w.fake.is_deleted(job.status_message_id)
+        assert await w.available() == 1000  # a block is not charged
+    assert traced(caplog) == []
