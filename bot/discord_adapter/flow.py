@@ -23,6 +23,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.replies import media_text, reply
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
 from bot.engine.requests import InteractionToken, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
@@ -197,9 +198,12 @@ class RequestFlow:
             embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
             message = await interaction.followup.send(embed=embed, view=view, wait=True)
             view.stop()
-        except discord.HTTPException as exc:
-            # The job is admitted and paid for: it runs, its result comes all the same.
-            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            # The job is admitted and paid for: it runs, its result comes all the same (a
+            # dropped connection too: else it waits for the reconciler, the member told that
+            # "nothing was charged").
+            why = exc if isinstance(exc, discord.HTTPException) else type(exc).__name__
+            log.warning("job %s: status message not posted (%s); starting anyway", job.id, why)
             await self.engine.launch(job)
             return
         await self.engine.launch(job, message.id)
@@ -213,3 +217,7 @@ async def _tell(
         await interaction.edit_original_response(content=text, embed=None, view=view)
     except discord.HTTPException as exc:
         log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)
+    except NETWORK_ERRORS as exc:
+        log.warning(
+            "could not answer interaction %s privately (%s)", interaction.id, type(exc).__name__
+        )

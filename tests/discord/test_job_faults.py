@@ -7,10 +7,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
 from bot.civitai.simulator import Outcome
 from tests.discord.harness import is_ephemeral, started, text_of, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
+from tests.fakes import rest as fake_rest
 
 
 async def test_a_stalled_log_channel_holds_up_no_status_and_no_delivery(tmp_path, caplog):
@@ -67,4 +69,43 @@ async def test_a_member_whose_status_message_was_deleted_still_hears_how_the_job
         assert late or is_ephemeral(notice)
         assert w.fake.is_deleted(job.status_message_id)
         assert await w.available() == 1000  # a block is not charged
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def drop_status_posts(monkeypatch):
+    """drop_status_posts.append(1): the next public follow-up (a status message) loses its
+    connection before Discord creates it (a reset, a proxy timing out)."""
+    drops: list[int] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    async def execute_webhook(self, request):
+        if drops and request.query.get("wait") in ("1", "true"):
+            body = await request.read()
+            if b'"embeds"' in body and b'"flags": 64' not in body:
+                drops.pop()
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=204)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", execute_webhook)
+    return drops
+
+
+async def test_a_status_post_cut_off_by_the_network_still_starts_the_job(
+    tmp_path, caplog, drop_status_posts
+):
+    """The job was admitted and its Buzz held when the connection dropped: it runs at once
+    and its result is posted, instead of "Something went wrong … nothing was charged" and a
+    traceback, with the hold left for the reconciler to find a minute later."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        drop_status_posts.append(1)
+        handle = await create(w, "a dropped status")
+        job = await w.only_job()
+        job = await w.wait_job(job.id, "done", timeout=30)
+        await w.wait_result(job.id)
+        assert job.charged == 13 and await w.available() == 1000 - 13
+        assert not any("Something went wrong" in text_of(m) for m in handle.followups)
     assert traced(caplog) == []
