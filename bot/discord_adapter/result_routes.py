@@ -89,16 +89,19 @@ class ResultRoutes:
             )
         # No buttons in a DM: they act on the job in its server and would only answer
         # "I cannot find that job here" (the channel copy, when it exists, has them).
-        try:
+
+        async def dm() -> discord.Message:
             user = await self.bot.fetch_user(job.member_id)
-            return await sending(
-                user.send(
-                    content=f"I could not post in <#{job.channel_id}>, so here are your images.",
-                    embed=embed,
-                    files=files(),
-                ),
-                largest,
+            return await user.send(
+                content=f"I could not post in <#{job.channel_id}>, so here are your images.",
+                embed=embed,
+                files=files(),
             )
+
+        try:
+            # The look-up too: Discord failing it (5xx, 429) is a passing fault to retry,
+            # not "nowhere to post".
+            return await sending(dm(), largest)
         except discord.HTTPException as exc:
             raise PostFailed(
                 f"nowhere to post: not in the channel, and the member's DMs are closed "

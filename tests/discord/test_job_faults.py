@@ -10,9 +10,11 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
+from tests.discord import test_discord_faults
 from tests.discord.harness import is_ephemeral, started, text_of, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 from tests.fakes import rest as fake_rest
+from tests.fakes.errors import ApiError, missing_permissions
 
 
 async def test_a_stalled_log_channel_holds_up_no_status_and_no_delivery(tmp_path, caplog):
@@ -35,6 +37,9 @@ async def test_a_stalled_log_channel_holds_up_no_status_and_no_delivery(tmp_path
         )
     assert traced(caplog) == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+refuse_posts = test_discord_faults.refuse_posts  # the fixture, shared
 
 
 def delete_by_moderator(w, message_id: int) -> None:
@@ -108,4 +113,30 @@ async def test_a_status_post_cut_off_by_the_network_still_starts_the_job(
         await w.wait_result(job.id)
         assert job.charged == 13 and await w.available() == 1000 - 13
         assert not any("Something went wrong" in text_of(m) for m in handle.followups)
+    assert traced(caplog) == []
+
+
+async def test_discord_failing_to_look_up_the_member_for_a_dm_is_retried(
+    tmp_path, caplog, monkeypatch, refuse_posts
+):
+    """The channel refuses the result (403) and Discord answers 503 while the bot looks the
+    member up for the DM: a passing outage, so the post is tried again and the result
+    arrives, instead of the job failing as "nowhere to post" with the images charged."""
+    failures = [503]  # discord.py does not retry a 503 itself
+    original = fake_rest.RestApi.get_user
+
+    async def get_user(self, request):
+        if failures:
+            raise ApiError(failures.pop(), 0, "503: Service Unavailable")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "get_user", get_user)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        refuse_posts[w.channel] = missing_permissions()
+        h = await create(w, "an outage", created_at=datetime.now(UTC) - PAST_THE_TOKEN)
+        job = await w.wait_job((await started(w, h)).id, "done", "failed", timeout=60)
+        assert job.status.value == "done", job.error
+        [dm] = w.fake.dm_messages(w.member)
+        assert dm["attachments"] and job.charged == 13
     assert traced(caplog) == []
