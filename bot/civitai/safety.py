@@ -26,6 +26,8 @@ PREMODERATION_WAIT = 20  # long-poll seconds per request
 PREMODERATION_TIMEOUT = 60.0  # the whole check, seconds
 # A source's rating is worth a short wait only: the result is rated (and checked) anyway.
 RATING_TIMEOUT = 15.0
+# Stopping a check that ran out of time, and reading back what it was charged.
+STOP_TIMEOUT = 10.0
 
 
 def mature_fields(job: JobRecord) -> dict[str, Any]:
@@ -91,9 +93,9 @@ class CivitaiSafety:
                 while not workflow.terminal and workflow.id:
                     workflow = await self.client.get(workflow.id, wait=self.wait)
         except TimeoutError:
-            if workflow is not None and workflow.id:
-                await self._stop(workflow.id)
-            raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s") from None
+            # A check stopped while it runs keeps its debit: the guild's spend must count it.
+            cost = await self._stop(workflow.id) if workflow is not None and workflow.id else 0
+            raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s", cost=cost) from None
         except OrchestratorError as exc:
             raise PremoderationFailed(str(exc)) from None
         verdict = workflow.moderation()
@@ -115,11 +117,21 @@ class CivitaiSafety:
             cost=cost,
         )
 
-    async def _stop(self, workflow_id: str) -> None:
+    async def _stop(self, workflow_id: str) -> int:
+        """Cancel a check that ran out of time; what the orchestrator charged for it (0 when
+        it cannot be read back: nothing better is known)."""
         try:
-            await self.client.cancel(workflow_id)
-        except OrchestratorError as exc:
-            log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, exc)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self.client.cancel(workflow_id)
+        except (OrchestratorError, TimeoutError) as exc:
+            log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, exc or "slow")
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                return (await self.client.get(workflow_id)).charged()
+        except (OrchestratorError, TimeoutError) as exc:
+            why = exc or "slow"
+            log.warning("pre-moderation workflow %s: charge unknown: %s", workflow_id, why)
+            return 0
 
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         try:

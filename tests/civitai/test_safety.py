@@ -128,3 +128,19 @@ async def test_upload_ratings_and_releases(
     released = await client.get(made.id)
     assert not withheld(released) and released.images()[0].available
     await safety.unlock(stored_job())  # nothing upstream: nothing to do
+
+
+async def test_a_check_that_times_out_records_what_the_orchestrator_charged(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """A check stopped while it runs keeps its debit upstream (a cancel refunds only before
+    processing): the guild's pre-moderation spend must count it, not 0."""
+    simulator.script(Outcome("never", step="xGuardModeration", charge=3))
+    safety = CivitaiSafety(client, wait=0, timeout=0.3)
+    with pytest.raises(PremoderationFailed, match="no verdict within") as failed:
+        await safety.premoderate("slow-2", "a lighthouse", ())
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is not None
+    charged = record.net_charge(record.canceled_at + 1)
+    assert charged == 3 and failed.value.cost == charged
+
