@@ -106,11 +106,12 @@ class CivitaiSafety:
             r.label for r in verdict.results if r.triggered
         )
         unscored = [r.label for r in verdict.results if r.error]
-        if not triggered and unscored:
+        if not triggered and unscored and not verdict.blocked:
             # A label the model could not score checked nothing: not a clean verdict.
             raise PremoderationFailed(f"no verdict for label(s) {', '.join(unscored)}", cost=cost)
         return PreVerdict(
-            flagged=bool(triggered),
+            # `blocked` is the orchestrator's own decision, with or without a label named.
+            flagged=bool(triggered) or verdict.blocked,
             labels=triggered,
             scores=verdict.scores(),
             reasons={r.label: r.model_reason for r in verdict.results if r.triggered},

@@ -144,3 +144,12 @@ async def test_a_check_that_times_out_records_what_the_orchestrator_charged(
     charged = record.net_charge(record.canceled_at + 1)
     assert charged == 3 and failed.value.cost == charged
 
+
+async def test_a_verdict_that_blocks_without_a_triggered_label_is_flagged(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """The output's `blocked` is the orchestrator's decision; it may say so with no label
+    triggered (a policy of its own). Such a prompt is flagged, not let through as clean."""
+    simulator.script(Outcome(moderation_blocked=True))
+    verdict = await CivitaiSafety(client).premoderate("b-1", "a harbour at dawn", ())
+    assert verdict.flagged and verdict.labels == ()

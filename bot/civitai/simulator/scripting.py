@@ -35,7 +35,9 @@ class Outcome:
     """How a simulated workflow ends. `runtime` (real seconds, before speed) overrides the draw;
     `charge` overrides what is debited (to test charges above the estimate); `nsfw_level` rates
     every output blob; `flag_labels` are the labels an xGuardModeration step triggers, and
-    `label_errors` the labels its model could not score (the result's `error`; "*": all).
+    `label_errors` the labels its model could not score (the result's `error`; "*": all);
+    `moderation_blocked` overrides that step's `blocked` (the orchestrator may block with no
+    label triggered).
 
     `step` names the step type a workflow must have for this outcome to apply to it (unless it
     is scripted by externalId). Left out, it applies to workflows that make images, not to a
@@ -55,6 +57,7 @@ class Outcome:
     # A refunded outcome's credit shows only this many real seconds after the workflow ended
     # (a refund the orchestrator books late).
     refund_delay: float = 0.0
+    moderation_blocked: bool | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:
@@ -64,7 +67,8 @@ class Outcome:
         # A JSON script gives a list; keep the dataclass hashable.
         object.__setattr__(self, "flag_labels", tuple(self.flag_labels))
         object.__setattr__(self, "label_errors", tuple(self.label_errors))
-        if self.step is None and (self.flag_labels or self.label_errors):
+        moderates = self.flag_labels or self.label_errors or self.moderation_blocked is not None
+        if self.step is None and moderates:
             object.__setattr__(self, "step", "xGuardModeration")
 
     def applies(self, step_types: set[str], makes_images: bool) -> bool:

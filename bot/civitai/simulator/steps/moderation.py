@@ -44,7 +44,10 @@ def plan(raw: dict[str, Any], ctx: StepContext) -> StepPlan:
 
     def output(blobs: list[dict[str, Any]], outcome: Outcome) -> dict[str, Any]:
         flagged = set(outcome.flag_labels or flag_markers(prompt))
-        return verdict(raw, flagged, set(outcome.label_errors))
+        answer = verdict(raw, flagged, set(outcome.label_errors))
+        if outcome.moderation_blocked is not None:
+            answer["blocked"] = outcome.moderation_blocked
+        return answer
 
     return StepPlan(price=PRICE, runtime=RUNTIME, prompt=prompt, makes_images=False, output=output)
 
