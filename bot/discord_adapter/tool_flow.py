@@ -27,8 +27,8 @@ from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
 from bot.discord_adapter.replies import media_text, refusal_text
-from bot.engine.requests import InteractionToken, Refusal, Requester
-from bot.engine.tools import ToolQuote, ToolRequest
+from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
+from bot.engine.tools import SOURCE_GONE, ToolQuote, ToolRequest
 from bot.media.limits import MediaError
 from bot.media.posted import posted_source
 from bot.store.jobs import JobRecord, SourceImage
@@ -166,6 +166,9 @@ class ToolFlow:
         """Hold the Buzz and store the job (None: refused, and the member was told)."""
         if not interaction.response.is_done():
             await interaction.response.defer(ephemeral=True, thinking=True)
+        if not await still_posted(interaction, request.reply_to):
+            await tell(interaction, refusal_text(Refusal(RefusalReason.SOURCE_GONE, SOURCE_GONE)))
+            return None
         try:
             return await self.bot.engine.tools.admit(
                 replace(
@@ -198,6 +201,21 @@ class ToolFlow:
             await bot.engine.launch(job)
             return
         await bot.engine.launch(job, message.id)
+
+
+async def still_posted(interaction: discord.Interaction, message_id: int | None) -> bool:
+    """Whether the image a tool answers is still there: it may have been deleted (by its
+    member or a moderator) while a confirmation or the modal waited. Unknown counts as there."""
+    channel = interaction.channel
+    if message_id is None or not isinstance(channel, discord.abc.Messageable):
+        return True
+    try:
+        await channel.fetch_message(message_id)
+    except discord.NotFound:
+        return False
+    except discord.HTTPException as exc:
+        log.info("message %s: not checked before a tool (%s)", message_id, exc.status)
+    return True
 
 
 def refused_text(exc: MediaError | Refusal) -> str:

@@ -57,6 +57,8 @@ class RefusalReason(StrEnum):
     GUILD_BUSY = "guild_concurrency"
     UPSTREAM = "upstream_unavailable"
     SOURCE_RATING = "source_rating"
+    # A tool's image is no longer shown (deleted, kept from its channel, under review).
+    SOURCE_GONE = "source_gone"
 
 
 class Refusal(Exception):

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.catalog.tools import Tool
+from bot.catalog.tools import IMAGE_TOOLS, Tool
 from bot.engine.admission import check_concurrency, new_job_id
 from bot.engine.lane import OperatorProblem
 from bot.engine.parts import J, Parts
@@ -32,6 +32,8 @@ from bot.store.jobs import JobRecord, NewJob, SourceImage
 from bot.store.ledger import BudgetExhausted, InsufficientBuzz
 
 log = logging.getLogger(__name__)
+
+SOURCE_GONE = "that image is no longer shown here, so it cannot be taken further"
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,26 @@ class ToolAdmission:
             raise Refusal(
                 RefusalReason.MODEL_DISABLED, f"{tool.label} is not offered by this bot's service"
             )
+        if tool in IMAGE_TOOLS:
+            await self._check_shown(request)
         return settings
+
+    async def _check_shown(self, request: ToolRequest) -> None:
+        """An upscale or cut-out is a new public image of its source: only of a result that is
+        still shown as the bot posted it — not one kept from its channel or under review."""
+        parts = self.parts
+        parent = await parts.jobs.job(request.parent_job_id) if request.parent_job_id else None
+        shown = (
+            parent is not None
+            and parent.status is J.DONE
+            and (request.reply_to is None or request.reply_to in parent.delivered_message_ids)
+        )
+        if shown and parent is not None:
+            item = await parts.moderation.item_for_job(parent.id)
+            # An undelivered item is about the charge of images that never showed, not these.
+            shown = item is None or not item.open or item.kind == "undelivered"
+        if not shown:
+            raise Refusal(RefusalReason.SOURCE_GONE, SOURCE_GONE)
 
     async def _whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
         try:

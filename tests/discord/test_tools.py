@@ -23,6 +23,9 @@ from tests.discord.harness import (
     text_of,
     world,
 )
+from tests.discord_admin.helpers import mod_channel
+from tests.discord_admin.test_guilds import click_from
+from tests.safety.test_mature import kept
 
 
 async def first_result(w: World, **options):
@@ -264,3 +267,62 @@ async def test_a_whatif_of_zero_holds_the_local_estimate(tmp_path):
         job, _ = await derived(w, await started(w, click))
         assert job.hold_amount is not None and job.hold_amount >= 1
         assert job.charged == upstream_charge(w, job)
+
+
+async def delete_result(w: World, result: dict) -> None:
+    deleted = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.member)
+    assert "Deleted." in (await answer(deleted))["content"]
+
+
+async def test_an_image_deleted_before_the_upscale_is_confirmed_is_not_upscaled(tmp_path):
+    """A result taken down (by its member or a moderator) while the confirmation waits must
+    not come back as a new public image: Confirm is refused privately, nothing held."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        await w.set_guild(confirm_above=1)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        asked = await click.wait_for_original(lambda m: "Go ahead?" in m["content"])
+        await delete_result(w, result)
+        yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
+        text = (await yes.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert yes.ephemeral and "no longer" in text and "nothing was charged" in text
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and len(w.sim.submissions) == 1
+        assert await w.holds() == 1 and await w.available() == 1000 - 13
+
+
+async def test_an_image_deleted_while_the_modal_asks_which_is_not_cut_out(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low", quantity=2)
+        label = "Remove background"
+        click = await w.fake.click(int(result["id"]), buttons(result)[label], w.member)
+        await click.response()
+        assert click.modal is not None
+        await delete_result(w, result)
+        submitted = await w.fake.submit_modal(click, {"which": "2"})
+        text = await submitted.wait_for_original(lambda m: "Not started" in m["content"])
+        assert submitted.ephemeral and "no longer" in text["content"]
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and len(w.sim.submissions) == 1
+        assert await w.available() == 1000 - 26
+
+
+async def test_a_tool_naming_a_result_kept_for_review_is_refused(tmp_path):
+    """The engine's own guard behind Discord's: a press naming a job whose result was kept
+    from the channel (under review) makes nothing of it, whatever message it came on."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        hidden, _item = await kept(w)
+        before = await w.available()
+        press = await click_from(
+            w, w.guild, w.channel, w.member, int(result["id"]), f"res:upscale:{hidden.id}"
+        )
+        text = (await press.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert press.ephemeral and "no longer shown" in text
+        await w.fake.settle()
+        assert not await w.services.jobs.children(hidden.id)
+        assert await w.available() == before
