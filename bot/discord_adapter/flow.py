@@ -85,6 +85,9 @@ class RequestFlow:
         request = JobRequest(
             who, model, operation, options, sources=tuple(declared), parent_job_id=parent_job_id
         )
+        if self.engine.settings.whatif and not interaction.response.is_done():
+            # The price is asked of the orchestrator: Discord's 3 seconds may not be enough.
+            await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             quote = await self.engine.preflight(request)
         except Refusal as refusal:
@@ -121,7 +124,7 @@ class RequestFlow:
         quote = pending.quote
         view = confirm_view(token)
         text = (
-            f"This {pending.request.model.value} request costs **{quote.estimate:,} Buzz**; your "
+            f"This {pending.request.model.value} request costs **{quote.hold:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
         if interaction.response.is_done():  # a choice or an offer answered its click first
@@ -138,7 +141,7 @@ class RequestFlow:
             )
             return
         await interaction.response.edit_message(
-            content=f"Confirmed: {pending.quote.estimate:,} Buzz.", view=None
+            content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
         )
         await self.start(
             interaction, replace(pending, request=replace(pending.request, confirmed=True))

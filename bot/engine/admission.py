@@ -35,10 +35,19 @@ class Quote:
     needs_confirmation: bool = False
     # What the checks read, for admission to reuse (not compared: a snapshot).
     settings: GuildSettings | None = None
+    # With `civitai.whatif` on: the orchestrator's price, asked under the job id admission then
+    # uses (a whatif claims its id upstream, so it is asked once per job).
+    job_id: str | None = None
+    whatif: int | None = None
+
+    @property
+    def hold(self) -> int:
+        """What the member is shown and what is held: the higher of the two prices."""
+        return max(self.estimate, self.whatif or 0)
 
     @property
     def balance_after(self) -> int:
-        return self.balance - self.estimate
+        return self.balance - self.hold
 
 
 def new_job_id(now: datetime) -> str:
@@ -94,31 +103,36 @@ class Admission:
         """
         parts, who = self.parts, request.requester
         settings, validated = await self._precheck(request)
-        needs_confirmation = validated.buzz > settings.confirm_above and not request.confirmed
+        # The price the member is shown, asks to confirm and has to afford is what is held:
+        # with whatif on, the orchestrator's figure when it is higher than the local one.
+        job_id = new_job_id(parts.clock()) if parts.settings.whatif else None
+        whatif = await self._whatif(job_id, validated) if job_id else None
+        price = max(validated.buzz, whatif or 0)
+        needs_confirmation = price > settings.confirm_above and not request.confirmed
 
         def check(conn: Conn) -> int:
             mine, theirs = parts.jobs.in_flight_in(conn, who.guild_id, who.member_id)
             check_concurrency(mine, theirs, settings)
             parts.ledger.check_budget_in(
-                conn, who.guild_id, validated.buzz, settings.budget_amount, settings.budget_period
+                conn, who.guild_id, price, settings.budget_amount, settings.budget_period
             )
             balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
-            if balance.available < validated.buzz:
+            if balance.available < price:
                 now = parts.clock()
                 raise InsufficientBuzz(
-                    validated.buzz, balance.available, balance.allowance, balance.next_refill, now
+                    price, balance.available, balance.allowance, balance.next_refill, now
                 )
             return balance.available
 
         try:
             available = await parts.db.read(check)
         except InsufficientBuzz as exc:
-            raise Refusal(
-                RefusalReason.BALANCE, str(exc), buzz=validated.buzz, balance=exc.have
-            ) from None
+            raise Refusal(RefusalReason.BALANCE, str(exc), buzz=price, balance=exc.have) from None
         except BudgetExhausted as exc:
-            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=validated.buzz) from None
-        return Quote(validated, validated.buzz, available, needs_confirmation, settings)
+            raise Refusal(RefusalReason.BUDGET, str(exc), buzz=price) from None
+        return Quote(
+            validated, validated.buzz, available, needs_confirmation, settings, job_id, whatif
+        )
 
     async def _precheck(
         self, request: JobRequest, quote: Quote | None = None
@@ -151,11 +165,15 @@ class Admission:
         review item): (the job, the review item id or 0). Raises Refusal."""
         parts, who = self.parts, request.requester
         settings, validated = await self._precheck(request, quote)
-        require_confirmation(validated.buzz, settings.confirm_above, request.confirmed)
         now = parts.clock()
-        job_id = new_job_id(now)
-        whatif = await self._whatif(job_id, validated) if parts.settings.whatif else None
+        if quote is not None and quote.job_id is not None and validated is quote.request:
+            # The request the member was quoted (and confirmed): its whatif stands.
+            job_id, whatif = quote.job_id, quote.whatif
+        else:
+            job_id = new_job_id(now)
+            whatif = await self._whatif(job_id, validated) if parts.settings.whatif else None
         hold_amount = max(validated.buzz, whatif or 0)
+        require_confirmation(hold_amount, settings.confirm_above, request.confirmed)
         held_reason = None
         if parts.prompt_filter is not None:
             held_reason = await parts.prompt_filter(who.guild_id, request.options.prompt)

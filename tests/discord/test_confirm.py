@@ -106,3 +106,25 @@ async def test_a_balance_spent_before_the_confirmation_is_refused_privately(tmp_
         bot = str(w.fake.bot_user_id)
         assert not [m for m in w.channel_messages() if m["author"]["id"] == bot]
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 100
+
+
+async def test_with_whatif_on_the_member_confirms_the_orchestrators_price(tmp_path):
+    """The orchestrator prices this above the local table (a surcharge): the member is asked
+    to confirm that price, it is what is held and charged, and it is asked for once."""
+    async with world(tmp_path, civitai={"whatif": True}) as w:
+        w.sim.surcharge = 14  # 286 → 300
+        await w.grant(1000)
+        await w.set_guild(confirm_above=290)  # only the orchestrator's price is above it
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=OPTIONS)
+        question = await answer(h)
+        text = text_of(question)
+        assert "300 Buzz" in text and "700" in text, text
+        assert await w.jobs() == [] and await w.holds() == 0
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        await click.response()
+        status = await click.wait_for_followup()
+        job = await job_of(w, int(status["id"]))
+        assert job.whatif == 300 and job.hold_amount == 300
+        job, _ = await finished(w, job)
+        assert job.charged == 300 and await w.available() == 700
+        assert w.services.client.stats["whatif"] + w.services.client.stats["submit"] == 2
