@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     known = newest_schema()
     # A newer database is still copied: a backup is what an operator wants before a downgrade.
     note = f" (newer than this bot, which knows up to {known})" if done.schema > known else ""
+    if done.schema < known:  # copied as it is: only the bot's start migrates a database
+        note = " (older than this bot: its next start upgrades it)"
     print(f"backup: {done.path}")
     print(f"size:   {done.size:,} bytes ({human_bytes(done.size)})")
     print(f"schema: {done.schema}{note}")

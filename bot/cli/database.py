@@ -15,15 +15,21 @@ from bot.store.probe import NotADatabase, require_database
 async def open_database(settings: Settings, *, create: bool = False) -> AsyncIterator[Database]:
     """The configured database, open. Without `create`, a missing file is DatabaseMissing (run
     from the wrong folder, an empty database would hide every balance). A newer schema is
-    SchemaTooNew either way, a file SQLite cannot use NotADatabase."""
+    SchemaTooNew either way, a file SQLite cannot use NotADatabase.
+
+    Only a database `create` makes is migrated here: an older one is SchemaTooOld, since the
+    old bot may still run on it and could not start again on a newer schema (the new bot's
+    start migrates it)."""
     path = settings.database.path
+    fresh = False
     if create:
         if path.is_dir():
             raise NotADatabase(path, "it is a folder; BOT_DB_PATH names the .sqlite3 file")
+        fresh = not path.exists()
     else:
         require_database(path)
     try:
-        db = await Database(path).open()
+        db = await Database(path, migrate=fresh).open()
     except (sqlite3.DatabaseError, OSError) as exc:  # not a database, locked, no access
         raise NotADatabase(path, exc) from None
     try:

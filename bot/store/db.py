@@ -94,9 +94,25 @@ class SchemaTooNew(DatabaseProblem):
         )
 
 
+class SchemaTooOld(DatabaseProblem):
+    """The database needs migrations this code has: only the bot's start applies them."""
+
+    def __init__(self, path: Path, found: int, known: int) -> None:
+        self.path, self.found, self.known = path, found, known
+        super().__init__(
+            f"the database at {path.absolute()} is from an older version of the bot"
+            f" (schema {found}, this code needs {known}): start the new bot once"
+            " (python -m bot run) to upgrade it, then run this again"
+        )
+
+
 class Database:
-    def __init__(self, path: Path | str) -> None:
+    """`migrate=False` (the CLI): never change the schema, SchemaTooOld if it is behind — an
+    old bot may still be running on it."""
+
+    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
         self.path = Path(path)
+        self.migrate = migrate
         self._writer: SerialConnection | None = None
         self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -109,7 +125,7 @@ class Database:
         self._snapshots = SerialConnection("db-reader")
         try:
             await self._writer.open(self._connect)
-            await self._writer.run(_migrate, self.path)
+            await self._writer.run(_migrate, self.path, self.migrate)
             await self._snapshots.open(self._connect)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             self._reader.row_factory = sqlite3.Row
@@ -235,17 +251,23 @@ def newest_schema() -> int:
     return max(version for version, _, _ in _migrations())
 
 
-def _migrate(conn: Conn, path: Path) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
+def _migrate(conn: Conn, path: Path, apply: bool = True) -> None:
+    has_table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    if apply:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+    elif row(conn, has_table) is None:  # not even the first migration: nothing to read
+        raise SchemaTooOld(path, 0, newest_schema())
     applied = {r[0] for r in rows(conn, "SELECT version FROM schema_version")}
     migrations = _migrations()
     known = max((version for version, _, _ in migrations), default=0)
     if applied and max(applied) > known:
         # Older code would misread (or "repair") tables it does not know: touch nothing.
         raise SchemaTooNew(path, max(applied), known)
+    if not apply and not {version for version, _, _ in migrations} <= applied:
+        raise SchemaTooOld(path, max(applied, default=0), known)
     for version, name, sql in migrations:
         if version in applied:
             continue
