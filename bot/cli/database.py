@@ -19,7 +19,9 @@ async def open_database(settings: Settings, *, create: bool = False) -> AsyncIte
 
     Only a database `create` makes is migrated here: an older one is SchemaTooOld, since the
     old bot may still run on it and could not start again on a newer schema (the new bot's
-    start migrates it)."""
+    start migrates it). Nor is the WAL checkpointed on close: that would hold the running bot's
+    writes for up to the busy timeout; the bot checkpoints itself, and SQLite folds the WAL in
+    when the last connection closes."""
     path = settings.database.path
     fresh = False
     if create:
@@ -29,7 +31,7 @@ async def open_database(settings: Settings, *, create: bool = False) -> AsyncIte
     else:
         require_database(path)
     try:
-        db = await Database(path, migrate=fresh).open()
+        db = await Database(path, migrate=fresh, checkpoint=False).open()
     except (sqlite3.DatabaseError, OSError) as exc:  # not a database, locked, no access
         raise NotADatabase(path, exc) from None
     try:

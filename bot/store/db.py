@@ -108,11 +108,12 @@ class SchemaTooOld(DatabaseProblem):
 
 class Database:
     """`migrate=False` (the CLI): never change the schema, SchemaTooOld if it is behind — an
-    old bot may still be running on it."""
+    old bot may still be running on it. `checkpoint=False` (the CLI): leave the WAL to the bot
+    on close; a TRUNCATE checkpoint holds the write lock while it waits for the bot's readers."""
 
-    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
+    def __init__(self, path: Path | str, *, migrate: bool = True, checkpoint: bool = True) -> None:
         self.path = Path(path)
-        self.migrate = migrate
+        self.migrate, self.checkpoint = migrate, checkpoint
         self._writer: SerialConnection | None = None
         self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -138,7 +139,7 @@ class Database:
         return self
 
     async def close(self) -> None:
-        if self._writer is not None and str(self.path) != ":memory:":
+        if self._writer is not None and self.checkpoint and str(self.path) != ":memory:":
             # Fold the WAL into the database file: a stopped bot leaves one file to copy.
             try:
                 await self._writer.run(_checkpoint)

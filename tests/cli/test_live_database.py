@@ -4,12 +4,15 @@ running bot, and one lock guards a database however its path is written — each
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from bot.store.db import _migrations, iso, newest_schema, utcnow
-from tests.cli.test_ops_cli import refused_with, run_all
-from tests.cli.test_quote import clean_env
+from tests.cli.test_ops_cli import _create, refused_with, run_all
+from tests.cli.test_quote import ROOT, clean_env
 
 
 def make_older(path: Path) -> int:
@@ -74,3 +77,76 @@ def test_no_command_but_run_migrates_a_database_the_old_bot_may_still_be_using(
     assert backup.returncode == 0, backup.stderr
     assert f"schema: {old} (older than this bot: its next start upgrades it)" in backup.stdout
     assert schema_of(path) == old == schema_of(tmp_path / "copy.sqlite3")
+
+
+LIVE_BOT = """
+import sqlite3, sys, time
+from pathlib import Path
+from bot.store.state import BotState
+
+path, stop = sys.argv[1], Path(sys.argv[2])
+state = BotState(None)  # only its in-transaction method, on our own connection
+# The running bot in miniature: a writer that must never wait (busy timeout 0, so a write
+# held up by another process shows as SQLITE_BUSY) and a reader still on an older snapshot.
+writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+reader = sqlite3.connect(path, isolation_level=None)
+def write(n):
+    writer.execute("BEGIN IMMEDIATE")
+    state.set_in(writer, "probe", str(n))
+    writer.execute("COMMIT")
+write(0)
+reader.execute("BEGIN")
+reader.execute("SELECT COUNT(*) FROM bot_state").fetchone()
+write(1)
+print("ready", flush=True)
+n, refused = 2, 0
+while not stop.exists():
+    try:
+        write(n)
+    except sqlite3.OperationalError:
+        refused += 1
+        if writer.in_transaction:
+            writer.execute("ROLLBACK")
+    n += 1
+    time.sleep(0.005)
+print(n, refused, flush=True)
+"""
+
+
+def test_a_read_only_command_never_holds_up_the_running_bots_writes(tmp_path: Path) -> None:
+    """A command's close used to run a TRUNCATE checkpoint: it takes the write lock and waits
+    (up to the busy timeout) for the bot's readers, and the bot's writes wait all that time."""
+    path = tmp_path / "bot.sqlite3"
+    asyncio.run(_create(path))
+    stop = tmp_path / "stop"
+    env = clean_env(BOT_DB_PATH=str(path))
+    bot = subprocess.Popen(
+        [sys.executable, "-c", LIVE_BOT, str(path), str(stop)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bot.stdout is not None
+        assert bot.stdout.readline().strip() == "ready"
+        wal = path.with_name(path.name + "-wal")
+        before = wal.read_bytes()
+        done = run_all(
+            [["jobs"], ["ledger", "balance", "1", "2"], ["audit"], ["prune", "--dry-run"]], env
+        )
+        # The WAL is the bot's to fold back: the commands left it as they found it (bar the
+        # bot's own new frames).
+        after = wal.read_bytes()
+        stop.touch()
+        out, _ = bot.communicate(timeout=60)
+    finally:
+        bot.kill()
+        bot.wait(timeout=30)
+    for command in done:
+        assert command.returncode == 0, (command.args, command.stderr)
+        assert "checkpoint" not in command.stderr, command.stderr
+    writes, refused = map(int, out.split())
+    assert writes > 2
+    assert refused == 0  # no write of the bot's was held up
+    assert after[: len(before)] == before
