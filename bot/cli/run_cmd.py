@@ -94,8 +94,10 @@ class AlreadyRunning(Exception):
 
 def hold_instance_lock(db_path: Path) -> IO[str]:
     """One bot per database: two would both resume every job and post each result twice.
-    The lock lives as long as the returned file stays open (the whole run)."""
-    path = db_path.with_name(db_path.name + ".lock")
+    The lock lives as long as the returned file stays open (the whole run). It sits beside the
+    resolved file: a symlink to the database is the same database, and must meet the same lock."""
+    real = db_path.resolve()
+    path = real.with_name(real.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+")
     try:

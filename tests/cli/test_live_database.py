@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.cli.run_cmd import hold_instance_lock
 from bot.store.db import _migrations, iso, newest_schema, utcnow
 from tests.cli.test_ops_cli import _create, refused_with, run_all
-from tests.cli.test_quote import ROOT, clean_env
+from tests.cli.test_quote import ROOT, bot, clean_env
 
 
 def make_older(path: Path) -> int:
@@ -120,7 +123,7 @@ def test_a_read_only_command_never_holds_up_the_running_bots_writes(tmp_path: Pa
     asyncio.run(_create(path))
     stop = tmp_path / "stop"
     env = clean_env(BOT_DB_PATH=str(path))
-    bot = subprocess.Popen(
+    live = subprocess.Popen(
         [sys.executable, "-c", LIVE_BOT, str(path), str(stop)],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
@@ -128,8 +131,8 @@ def test_a_read_only_command_never_holds_up_the_running_bots_writes(tmp_path: Pa
         text=True,
     )
     try:
-        assert bot.stdout is not None
-        assert bot.stdout.readline().strip() == "ready"
+        assert live.stdout is not None
+        assert live.stdout.readline().strip() == "ready"
         wal = path.with_name(path.name + "-wal")
         before = wal.read_bytes()
         done = run_all(
@@ -139,10 +142,10 @@ def test_a_read_only_command_never_holds_up_the_running_bots_writes(tmp_path: Pa
         # bot's own new frames).
         after = wal.read_bytes()
         stop.touch()
-        out, _ = bot.communicate(timeout=60)
+        out, _ = live.communicate(timeout=60)
     finally:
-        bot.kill()
-        bot.wait(timeout=30)
+        live.kill()
+        live.wait(timeout=30)
     for command in done:
         assert command.returncode == 0, (command.args, command.stderr)
         assert "checkpoint" not in command.stderr, command.stderr
@@ -150,3 +153,19 @@ def test_a_read_only_command_never_holds_up_the_running_bots_writes(tmp_path: Pa
     assert writes > 2
     assert refused == 0  # no write of the bot's was held up
     assert after[: len(before)] == before
+
+
+def test_one_lock_per_database_file_through_a_symlink_or_another_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two bots on one file would both resume every job: post twice, settle twice."""
+    real = tmp_path / "data" / "bot.sqlite3"
+    asyncio.run(_create(real))
+    link = tmp_path / "bot.sqlite3"
+    link.symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    for spelling in (link, Path("data/../data/bot.sqlite3"), Path("bot.sqlite3")):
+        with hold_instance_lock(spelling):
+            result = bot("run", env=clean_env(BOT_DB_PATH=str(real), DISCORD_TOKEN="x" * 40))
+        assert result.returncode == 2, (spelling, result.stderr)
+        assert f"another bot is already running on {real}" in result.stderr
