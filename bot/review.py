@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from bot.engine.engine import Engine
@@ -26,7 +26,13 @@ from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
-from bot.store.moderation import AlreadyHandled, ItemEvent, ModerationStore, ReviewItem
+from bot.store.moderation import (
+    RESUME_RELEASES_WITHIN,
+    AlreadyHandled,
+    ItemEvent,
+    ModerationStore,
+    ReviewItem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +60,6 @@ CLOSING = {
     Action.SEND_DM: "released",
 }
 RELEASING = {Action.RELEASE, Action.SEND_DM}
-# A release recorded but not posted is carried out at the next start within this long.
-RESUME_RELEASES_WITHIN = timedelta(days=1)
 # Which decisions fit which kind of item.
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},

@@ -32,6 +32,20 @@ class AlreadyHandled(Exception):
         super().__init__(f"Already handled by {who} ({item.status})")
 
 
+# A release recorded, never posted (the process died), is resumed at start within this long.
+RESUME_RELEASES_WITHIN = timedelta(days=1)
+# Of review item `i`: its latest release decision's audit row; released, not posted since.
+_RELEASE_DECISION = (
+    "SELECT MAX(id) FROM audit_events"
+    " WHERE target = 'review:' || i.id AND action IN ('review.release', 'review.dm')"
+)
+UNPOSTED_RELEASE = (
+    "i.status = 'released' AND i.handled_at >= ? AND NOT EXISTS (SELECT 1 FROM audit_events p"
+    " WHERE p.target = 'review:' || i.id AND p.action = 'review.released'"
+    f" AND p.id > ({_RELEASE_DECISION}))"
+)
+
+
 @dataclass(frozen=True)
 class ReviewItem:
     id: int
@@ -412,13 +426,8 @@ class ModerationStore:
         member's DMs), from the decision's audit row."""
         rows = await self.db.fetchall(
             "SELECT i.*, json_extract(d.details, '$.channel') AS release_to"
-            " FROM review_items i JOIN audit_events d ON d.id = ("
-            "   SELECT MAX(id) FROM audit_events"
-            "   WHERE target = 'review:' || i.id AND action IN ('review.release', 'review.dm'))"
-            " WHERE i.status = 'released' AND i.handled_at >= ? AND NOT EXISTS ("
-            "   SELECT 1 FROM audit_events p"
-            "   WHERE p.target = d.target AND p.action = 'review.released' AND p.id > d.id)"
-            " ORDER BY i.id",
+            f" FROM review_items i JOIN audit_events d ON d.id = ({_RELEASE_DECISION})"
+            f" WHERE {UNPOSTED_RELEASE} ORDER BY i.id",
             (iso(since),),
         )
         return [(_item(r), r["release_to"]) for r in rows]

@@ -5,7 +5,9 @@ lane's images, which arrive as bytes) are the only large things a job keeps: the
 `source://N` references, and result_images only the images' ids and sizes (Details, the status
 text and the refund share use them). So pruning deletes those rows of jobs that ended before
 the cutoff; jobs, events, holds, ledger entries and audit rows stay for ever. A blocked job
-whose review item is still open keeps its images for the moderators.
+whose review item is still open keeps its images for the moderators, and so does a released
+result not yet posted (the bot died in between): the prune at start runs before the release is
+resumed, which needs them.
 
 Pruning runs in batches, each its own transaction with its own audit row, so the running bot's
 writes wait for one batch at most, never for a whole first prune of an old database.
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, row, rows, utcnow
 from bot.store.jobs import FINAL, SOURCE_REF
+from bot.store.moderation import RESUME_RELEASES_WITHIN, UNPOSTED_RELEASE
 from bot.store.serial import ConnectionClosed
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 BATCH_JOBS = 50
 _FINAL = tuple(sorted(s.value for s in FINAL))
 # Jobs whose sources are due: ended before the cutoff (finished_at; updated_at for a job that
-# ended without one) and not waiting on a moderator.
+# ended without one), not waiting on a moderator nor on a release to be resumed.
 IMAGE_TABLES = ("job_sources", "job_results")
 
 
@@ -40,8 +43,8 @@ def _due(table: str) -> str:
         f"FROM {table} s JOIN jobs j ON j.id = s.job_id"
         f" WHERE j.status IN ({','.join('?' * len(_FINAL))})"
         " AND COALESCE(j.finished_at, j.updated_at) < ?"
-        " AND NOT EXISTS (SELECT 1 FROM review_items r"
-        " WHERE r.job_id = j.id AND r.status = 'open')"
+        " AND NOT EXISTS (SELECT 1 FROM review_items i"
+        f" WHERE i.job_id = j.id AND (i.status = 'open' OR ({UNPOSTED_RELEASE})))"
     )
 
 
@@ -64,6 +67,10 @@ class Retention:
     def cutoff(self) -> datetime:
         return self.clock() - timedelta(days=self.days)
 
+    def _params(self, cutoff: datetime) -> tuple[str, ...]:
+        """_DUE's parameters: the final states, the cutoff, the oldest resumable release."""
+        return (*_FINAL, iso(cutoff), iso(self.clock() - RESUME_RELEASES_WITHIN))
+
     async def preview(self) -> PruneReport:
         """What prune() would delete now, changing nothing."""
         cutoff = self.cutoff()
@@ -77,7 +84,7 @@ class Retention:
             for found in rows(
                 conn,
                 f"SELECT s.job_id, COUNT(*), SUM(LENGTH(s.data)) {_DUE[table]} GROUP BY s.job_id",
-                (*_FINAL, iso(cutoff)),
+                self._params(cutoff),
             ):
                 ids.add(found[0])
                 images, size = images + found[1], size + found[2]
@@ -101,7 +108,7 @@ class Retention:
     ) -> tuple[int, int, int]:
         """The images of up to BATCH_JOBS due jobs: (jobs, images, bytes)."""
         union = " UNION ".join(f"SELECT s.job_id {_DUE[table]}" for table in IMAGE_TABLES)
-        params = (*_FINAL, iso(cutoff)) * len(IMAGE_TABLES)
+        params = self._params(cutoff) * len(IMAGE_TABLES)
         due = rows(
             tx, f"SELECT job_id FROM ({union}) ORDER BY job_id LIMIT ?", (*params, BATCH_JOBS)
         )

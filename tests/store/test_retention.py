@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 import bot.store.retention as retention_mod
+from bot.review import RESUME_RELEASES_WITHIN
+from bot.store import audit, results
 from bot.store.db import Conn, Database
 from bot.store.jobs import JobStatus, JobStore, NewJob, SourceImage
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
+from bot.store.results import StoredResult
 from bot.store.retention import PruneReport, Retention, prune_daily
 from bot.store.source_blobs import SourceBlobStore
 from tests.store.conftest import GUILD, Clock
@@ -277,3 +280,60 @@ async def test_the_daily_task_ends_quietly_when_the_database_closes(
     database = await Database(db_path).open()
     await database.close()
     await asyncio.wait_for(prune_daily(database, 30, clock), timeout=10)
+
+
+async def test_a_release_not_yet_posted_keeps_the_images_it_will_post(
+    db: Database, clock: Clock, seed: Seed
+) -> None:
+    """A moderator released a kept-back result weeks after its job ended, and the bot died
+    before posting it: the prune at the next start runs before resume_releases, and must not
+    take the images that release is about to post."""
+    image = StoredResult(0, "image/png", 64, 64, IMAGE)
+
+    async def kept_back(job_id: str) -> int:
+        await seed(job_id, J.DONE)
+
+        def run(tx: Conn) -> int:
+            results.put_in(tx, job_id, [image])
+            return seed.moderation.create_item_in(tx, GUILD, job_id, "mature", "rated r")
+
+        return await db.write(run)
+
+    async def audit_item(item_id: int, action: str, job_id: str) -> None:
+        def run(tx: Conn) -> None:
+            audit.record(
+                tx,
+                clock(),
+                action,
+                guild_id=GUILD,
+                actor_id=9,
+                target=f"review:{item_id}",
+                job=job_id,
+                channel=555,
+            )
+
+        await db.write(run)
+
+    async def release(item_id: int, job_id: str) -> None:
+        # What ReviewService records, in its transaction, before it posts.
+        await db.write(seed.moderation.close_item_in, item_id, "released", 9)
+        await audit_item(item_id, "review.release", job_id)
+
+    stale, pending = await kept_back("stale"), await kept_back("pending")
+    clock.advance(days=40)
+    await release(stale, "stale")  # never carried out, and now too old to be resumed
+    clock.advance(days=2)
+    await release(pending, "pending")
+    unposted = await seed.moderation.unposted_releases(clock() - RESUME_RELEASES_WITHIN)
+    assert [item.id for item, _ in unposted] == [pending]
+
+    report = await Retention(db, 30, clock).prune(trigger="daily")
+    assert report.jobs == 1  # the stale one: resume_releases will not come back for it
+    assert await results.load(db, "pending") == [image]
+    assert await stored_sources(db) == {"pending": 2}
+
+    # Once posted, its images go like any other old job's.
+    await audit_item(pending, "review.released", "pending")
+    report = await Retention(db, 30, clock).prune(trigger="daily")
+    assert report.jobs == 1
+    assert await results.load(db, "pending") == []
