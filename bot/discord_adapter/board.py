@@ -201,7 +201,8 @@ class ReviewBoard:
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
     async def refresh(self, item_id: int) -> None:
-        """Show the latest decisions on the item's message (if it has one)."""
+        """Show the latest decisions on the item's message (if it has one); a message that is
+        gone is posted again while the item is open (its buttons are the only way to decide)."""
         item = await self.services.moderation.item(item_id)
         if item is None or item.message_id is None or item.message_channel_id is None:
             return
@@ -213,9 +214,29 @@ class ReviewBoard:
             return
         try:
             await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
+        except discord.NotFound as exc:  # 10008: a moderator deleted it
+            log.info("review #%d: its message is gone (%s)", item.id, exc.code)
+            await self._gone(item.id, item.message_id)
         except discord.HTTPException as exc:
             log.info("review #%d: message not updated (%s)", item.id, exc.status)
-        view.stop()
+        finally:
+            view.stop()
+
+    async def on_message_deleted(self, message_id: int) -> None:
+        """A message was deleted (MESSAGE_DELETE): if it was an open item's, post it again."""
+        item_id = await self.services.moderation.item_id_for_message(message_id)
+        if item_id is not None:
+            await self._gone(item_id, message_id)
+
+    async def _gone(self, item_id: int, message_id: int) -> None:
+        # Forgotten only if still its message: the event and a failed edit both see the same
+        # delete, and only one of them may post the copy.
+        if not await self.services.moderation.forget_item_message(item_id, message_id):
+            return
+        item = await self.services.moderation.item(item_id)
+        job = await self.services.jobs.job(item.job_id) if item is not None else None
+        if item is not None and item.open and job is not None:
+            await self.post(item, job)
 
     async def post_pending(self, guild_id: int, *, moved_to: int | None = None) -> int:
         """Post the guild's open items that have no message yet (after a channel is set); with

@@ -225,6 +225,15 @@ class ImageBot(commands.Bot):
             for guild in self.guilds:
                 await self.board.post_pending(guild.id)
 
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        # A review item's message deleted in the client: its buttons were the only way to
+        # decide it, so the board posts it again.
+        await self.board.on_message_deleted(payload.message_id)
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        for message_id in payload.message_ids:
+            await self.board.on_message_deleted(message_id)
+
     async def close(self) -> None:
         self._stopping = True  # /healthz says so while the engine winds down
         for task in (self._heartbeat, self._pruner):

@@ -12,6 +12,7 @@ from typing import Any
 from bot.store import audit
 from bot.store.db import Conn, Database, iso, utcnow
 from bot.store.db import row as fetch_row
+from bot.store.review_messages import ReviewMessages
 
 MAX_BAN_DAYS = 3650
 # Where an item came from when its kind alone says (a held item may also come from the AI
@@ -121,7 +122,7 @@ def _item(row: sqlite3.Row) -> ReviewItem:
     )
 
 
-class ModerationStore:
+class ModerationStore(ReviewMessages):
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.clock = clock

@@ -1,0 +1,86 @@
+"""Discord faults on the review board: an item's message deleted, the moderation channel out
+of reach, a cold cache, a dropped connection. The buttons are the moderators' only way to
+decide an item, so an open item always ends up with a live message (or the owner is told)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.discord.harness import answer, buttons, text_of, world
+from tests.discord.test_discord_faults import traced
+from tests.discord_admin.helpers import ask, held, item_message, mod_channel, press
+
+
+def delete_by_moderator(w, message_id: int, *, seen: bool = True) -> None:
+    """A moderator deletes the bot's message in the client; `seen=False`: while the bot was
+    not connected (it never gets the MESSAGE_DELETE)."""
+    stored = w.fake.world.messages[message_id]
+    stored.deleted = True
+    if seen:
+        w.fake.schedule_message_event("MESSAGE_DELETE", stored)
+
+
+async def reposted(w, job, old: dict) -> dict:
+    """The item's new message (not `old`), once the board has recorded it."""
+
+    async def find() -> dict | None:
+        item = await w.services.moderation.item_for_job(job.id)
+        if item is None or item.message_id in (None, int(old["id"])):
+            return None
+        return await item_message(w, job)
+
+    async with asyncio.timeout(10):
+        while (message := await find()) is None:
+            await asyncio.sleep(0.02)
+        return message
+
+
+async def test_a_deleted_review_item_is_posted_again_with_working_buttons(tmp_path, caplog):
+    """A moderator deletes a held job's item in the moderation channel: it is posted again
+    (the buttons are the only way to approve it), /mod queue links to the new message, and
+    Approve there runs the job."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        first = await item_message(w, job)
+        delete_by_moderator(w, int(first["id"]))
+        again = await reposted(w, job, first)
+        assert list(buttons(again)) == ["Approve", "Reject", "Strike", "Ban"]
+        queue = await ask(w, w.moderator, "mod queue")
+        assert f"/{mods}/{again['id']})" in queue and str(first["id"]) not in queue
+        await press(w, again, "Approve", w.moderator)
+        await w.wait_job(job.id, "done")
+    assert traced(caplog) == []
+
+
+async def test_an_item_deleted_while_the_bot_was_away_is_posted_again_on_its_next_edit(
+    tmp_path, caplog
+):
+    """The delete happened while the bot was offline (no MESSAGE_DELETE reached it): the next
+    edit of the item (the member's appeal) finds 10008 Unknown Message and posts it again,
+    appeal included."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        first = await item_message(w, job)
+        delete_by_moderator(w, int(first["id"]), seen=False)
+        opened = await w.fake.click(
+            int(w.status_message(job)["id"]),
+            buttons(w.status_message(job))["Appeal"],
+            w.member,
+        )
+        await opened.response()
+        sent = await w.fake.submit_modal(opened, {"note": "Only a lantern festival."})
+        assert "appeal was added" in text_of(await answer(sent))
+        again = await reposted(w, job, first)
+        assert "lantern festival" in text_of(again)
+        assert "Approve" in buttons(again)
+        await press(w, again, "Reject", w.moderator)
+        await w.wait_job(job.id, "rejected")
+    assert traced(caplog) == []
