@@ -209,9 +209,8 @@ class ReviewBoard:
         job = await self.services.jobs.job(item.job_id)
         assert job is not None
         embed, view = await self.render(item, job)
-        channel = self.bot.get_channel(item.message_channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            return
+        # A partial channel needs no cache: right after a fresh login it may still be empty.
+        channel = self.bot.get_partial_messageable(item.message_channel_id, guild_id=item.guild_id)
         try:
             await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
         except discord.NotFound as exc:  # 10008: a moderator deleted it

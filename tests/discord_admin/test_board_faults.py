@@ -5,10 +5,14 @@ decide an item, so an open item always ends up with a live message (or the owner
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord.test_discord_faults import traced
 from tests.discord_admin.helpers import ask, held, item_message, mod_channel, press
+from tests.fakes.gateway import Gateway
 
 
 def delete_by_moderator(w, message_id: int, *, seen: bool = True) -> None:
@@ -83,4 +87,65 @@ async def test_an_item_deleted_while_the_bot_was_away_is_posted_again_on_its_nex
         assert "Approve" in buttons(again)
         await press(w, again, "Reject", w.moderator)
         await w.wait_job(job.id, "rejected")
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def late_guilds(monkeypatch):
+    """late_guilds.hold = True: after a fresh login, Discord has not sent the guilds yet (the
+    bot's cache is empty); late_guilds.release() sends them."""
+
+    class Late:
+        def __init__(self) -> None:
+            self.hold = False
+            self.held: list[tuple[Any, ...]] = []
+
+        async def release(self) -> None:
+            self.hold = False
+            for args in self.held:
+                await original(*args)
+
+    late = Late()
+    original = Gateway._send_dispatch
+
+    async def send_dispatch(self, session, event, data):
+        if late.hold and event == "GUILD_CREATE":
+            late.held.append((self, session, event, data))
+            return
+        await original(self, session, event, data)
+
+    monkeypatch.setattr(Gateway, "_send_dispatch", send_dispatch)
+    return late
+
+
+async def test_an_item_is_updated_right_after_a_fresh_login(tmp_path, caplog, late_guilds):
+    """The gateway session could not be resumed: the bot logs in afresh and Discord has not
+    sent the guilds yet when the member appeals. The item's message still shows the appeal
+    (it is edited without the channel in the cache)."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        item = await item_message(w, job)
+        status = w.status_message(job)
+        late_guilds.hold = True
+        identified = w.fake.gateway.identifies
+        w.fake.gateway.sessions.clear()  # the resume fails: a new session
+        await w.fake.gateway.reconnect_request()
+        await w.fake.wait_for(
+            lambda: w.fake.gateway.identifies > identified and w.fake.gateway.connected,
+            what="a fresh login",
+        )
+        await w.fake.wait_for(lambda: w.bot.get_channel(mods) is None, what="an empty cache")
+        opened = await w.fake.click(int(status["id"]), buttons(status)["Appeal"], w.member)
+        await opened.response()
+        sent = await w.fake.submit_modal(opened, {"note": "Only a lantern festival."})
+        assert "appeal was added" in text_of(await answer(sent))
+        await w.fake.wait_for(
+            lambda: "lantern festival" in text_of(w.fake.message(int(item["id"]))),
+            what="the appeal on the item",
+        )
+        await late_guilds.release()
     assert traced(caplog) == []
