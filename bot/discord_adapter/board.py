@@ -7,7 +7,9 @@ item stays reachable through /mod queue and the guild's owner is told once how t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.review_text import heading, source_text
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.review import Action
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ItemEvent, ReviewItem
@@ -39,6 +42,9 @@ VERBS = {
     "dm": "Sent to the member's DMs",
     "release_failed": "Release failed",
 }
+# Posting again after a passing fault: this many tries, waits growing to the cap (seconds).
+RETRY_ATTEMPTS = 8
+RETRY_CAP = 300.0
 # Events kept in the audit that are not decisions to list on the item.
 UNLISTED = {"appeal", "released"}
 
@@ -110,9 +116,13 @@ def item_embed(
 class ReviewBoard:
     """Posts and refreshes review items; the engine's ReviewListener."""
 
-    def __init__(self, bot: discord.Client, services: Services) -> None:
+    def __init__(self, bot: discord.Client, services: Services, *, retry_base: float = 5.0) -> None:
         self.bot = bot
         self.services = services
+        # First wait (seconds) before posting again after a passing fault; doubles each time.
+        self.retry_base = retry_base
+        self._retries: dict[int, asyncio.Task[None]] = {}
+        self._unposted: set[int] = set()
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         await self.post(item, job)
@@ -152,31 +162,14 @@ class ReviewBoard:
         return embed, review_view(item, events, refundable, release_channel)
 
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
-        """Post the item in the moderation channel; False (and the owner told once) if we can't."""
+        """Post the item in the moderation channel; False (and the owner told once) if we can't.
+        A passing fault (the network, Discord's 429/5xx) is tried again later."""
         settings = await self.services.guilds.settings(item.guild_id)
         if not settings.mod_channel_id:
             await self._warn_owner(item.guild_id, "no moderation channel is set")
             return False
         try:
-            channel = await self._channel(settings.mod_channel_id)
-        except (discord.Forbidden, discord.NotFound) as exc:
-            channel, problem = None, f"I cannot see <#{settings.mod_channel_id}> ({exc.status})"
-        else:
-            problem = f"<#{settings.mod_channel_id}> is not a text channel"
-        if channel is None:
-            await self._warn_owner(item.guild_id, problem)
-            return False
-        embed, view = await self.render(item, job)
-        sources = await self.services.jobs.sources(job.id)
-        try:
-            try:
-                message = await channel.send(embed=embed, view=view, files=_files(sources))
-            except discord.HTTPException as exc:
-                if exc.status != 413 or not sources:
-                    raise
-                # Too big to attach: the item without its images beats no item at all.
-                embed.add_field(name="Sources", value="too large to attach here", inline=False)
-                message = await channel.send(embed=embed, view=view)
+            message = await self._send(item, job, settings.mod_channel_id)
         except (discord.Forbidden, discord.NotFound) as exc:
             await self._warn_owner(
                 item.guild_id, f"I cannot post in <#{settings.mod_channel_id}> ({exc.status})"
@@ -184,9 +177,17 @@ class ReviewBoard:
             return False
         except discord.HTTPException as exc:
             log.warning("review #%d not posted (%s); it stays in /mod queue", item.id, exc.status)
+            if exc.status == 429 or exc.status >= 500:
+                self._retry_later(item.guild_id)
             return False
-        finally:
-            view.stop()
+        except NETWORK_ERRORS as exc:
+            log.warning(
+                "review #%d not posted (%s); trying again later", item.id, type(exc).__name__
+            )
+            self._retry_later(item.guild_id)
+            return False
+        if message is None:
+            return False
         await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
         # Changed while it was on its way (an appeal, a decision from /mod queue): their
         # refresh found no message to edit then, so the message shows them now.
@@ -194,6 +195,59 @@ class ReviewBoard:
         if latest is not None and _shown(latest) != _shown(item):
             await self.refresh(item.id)
         return True
+
+    async def _send(
+        self, item: ReviewItem, job: JobRecord, channel_id: int
+    ) -> discord.Message | None:
+        """The item's message in the channel (None: not a text channel, the owner told)."""
+        channel = await self._channel(channel_id)
+        if channel is None:
+            await self._warn_owner(item.guild_id, f"<#{channel_id}> is not a text channel")
+            return None
+        embed, view = await self.render(item, job)
+        sources = await self.services.jobs.sources(job.id)
+        try:
+            return await channel.send(embed=embed, view=view, files=_files(sources))
+        except discord.HTTPException as exc:
+            if exc.status != 413 or not sources:
+                raise
+            # Too big to attach: the item without its images beats no item at all.
+            embed.add_field(name="Sources", value="too large to attach here", inline=False)
+            return await channel.send(embed=embed, view=view)
+        finally:
+            view.stop()
+
+    def _retry_later(self, guild_id: int) -> None:
+        """Post the guild's unposted items again after a passing fault (one task per guild)."""
+        self._unposted.add(guild_id)
+        task = self._retries.get(guild_id)
+        if task is None or task.done():
+            self._retries[guild_id] = asyncio.create_task(
+                self._retry(guild_id), name=f"review-retry-{guild_id}"
+            )
+
+    async def _retry(self, guild_id: int) -> None:
+        for attempt in range(RETRY_ATTEMPTS):
+            ceiling = min(RETRY_CAP, self.retry_base * 2**attempt)
+            await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+            self._unposted.discard(guild_id)
+            try:
+                await self.post_pending(guild_id)
+            except Exception:  # a bug: the items stay in /mod queue, posted at the next start
+                log.exception("guild %s: review items not posted", guild_id)
+                return
+            if guild_id not in self._unposted:
+                return
+        log.warning(
+            "guild %s: review items still not posted after %d tries; they stay in /mod queue "
+            "and are posted at the next start",
+            guild_id,
+            RETRY_ATTEMPTS,
+        )
+
+    def close(self) -> None:
+        for task in self._retries.values():
+            task.cancel()
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable | None:
         """From the cache, else from Discord (right after a start the cache may be empty)."""
@@ -217,7 +271,9 @@ class ReviewBoard:
             log.info("review #%d: its message is gone (%s)", item.id, exc.code)
             await self._gone(item.id, item.message_id)
         except discord.HTTPException as exc:
-            log.info("review #%d: message not updated (%s)", item.id, exc.status)
+            log.warning("review #%d: message not updated (%s)", item.id, exc.status)
+        except NETWORK_ERRORS as exc:
+            log.warning("review #%d: message not updated (%s)", item.id, type(exc).__name__)
         finally:
             view.stop()
 

@@ -236,6 +236,7 @@ class ImageBot(commands.Bot):
 
     async def close(self) -> None:
         self._stopping = True  # /healthz says so while the engine winds down
+        self.board.close()
         for task in (self._heartbeat, self._pruner):
             if task is not None:
                 task.cancel()

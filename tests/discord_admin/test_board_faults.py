@@ -5,13 +5,16 @@ decide an item, so an open item always ends up with a live message (or the owner
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord.test_discord_faults import traced
 from tests.discord_admin.helpers import ask, held, item_message, mod_channel, press
+from tests.fakes import rest as fake_rest
 from tests.fakes.gateway import Gateway
 
 
@@ -148,4 +151,45 @@ async def test_an_item_is_updated_right_after_a_fresh_login(tmp_path, caplog, la
             what="the appeal on the item",
         )
         await late_guilds.release()
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def drop_posts(monkeypatch):
+    """drop_posts[channel_id] = n: the next n posts there lose their connection before
+    Discord answers (a reset, a proxy timing out)."""
+    drops: dict[int, int] = {}
+    original = fake_rest.RestApi.create_message
+
+    async def create_message(self, request):
+        channel_id = int(request.match_info["channel_id"])
+        if drops.get(channel_id):
+            drops[channel_id] -= 1
+            await request.read()
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=204)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "create_message", create_message)
+    return drops
+
+
+async def test_an_item_whose_post_lost_its_connection_is_posted_later(tmp_path, caplog, drop_posts):
+    """The connection drops while the item is posted: one warning, no traceback, and the
+    item reaches the moderation channel on the next try instead of waiting for a restart."""
+    async with world(tmp_path) as w:
+        w.bot.board.retry_base = 0.05  # the first wait before trying again (seconds)
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        drop_posts[mods] = 2
+        job = await held(w, "a paper lantern")
+        item = await item_message(w, job)
+        assert drop_posts[mods] == 0
+        await press(w, item, "Approve", w.moderator)
+        await w.wait_job(job.id, "done")
+        warned = [r for r in caplog.records if "review #1 not posted" in r.getMessage()]
+        assert warned and all(r.levelno == logging.WARNING for r in warned)
     assert traced(caplog) == []
