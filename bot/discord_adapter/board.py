@@ -267,9 +267,13 @@ class ReviewBoard:
         channel = self.bot.get_partial_messageable(item.message_channel_id, guild_id=item.guild_id)
         try:
             await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
-        except discord.NotFound as exc:  # 10008: a moderator deleted it
+        except discord.NotFound as exc:  # 10008 message or 10003 channel deleted
             log.info("review #%d: its message is gone (%s)", item.id, exc.code)
             await self._gone(item.id, item.message_id)
+        except discord.Forbidden as exc:  # access taken: only the owner can give it back
+            await self._warn_owner(
+                item.guild_id, f"I cannot update review items in <#{channel.id}> ({exc.code})"
+            )
         except discord.HTTPException as exc:
             log.warning("review #%d: message not updated (%s)", item.id, exc.status)
         except NETWORK_ERRORS as exc:

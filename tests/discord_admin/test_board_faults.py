@@ -14,8 +14,10 @@ from aiohttp import web
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord.test_discord_faults import traced
 from tests.discord_admin.helpers import ask, held, item_message, mod_channel, press
+from tests.discord_admin.test_settings import owner_dms
 from tests.fakes import rest as fake_rest
-from tests.fakes.gateway import Gateway
+from tests.fakes.gateway import GUILDS, Gateway
+from tests.fakes.state import VIEW_CHANNEL
 
 
 def delete_by_moderator(w, message_id: int, *, seen: bool = True) -> None:
@@ -192,4 +194,57 @@ async def test_an_item_whose_post_lost_its_connection_is_posted_later(tmp_path, 
         await w.wait_job(job.id, "done")
         warned = [r for r in caplog.records if "review #1 not posted" in r.getMessage()]
         assert warned and all(r.levelno == logging.WARNING for r in warned)
+    assert traced(caplog) == []
+
+
+async def appeal(w, job, note: str) -> None:
+    status = w.status_message(job)
+    opened = await w.fake.click(int(status["id"]), buttons(status)["Appeal"], w.member)
+    await opened.response()
+    sent = await w.fake.submit_modal(opened, {"note": note})
+    assert "appeal was added" in text_of(await answer(sent))
+
+
+async def test_the_owner_is_told_when_the_bot_lost_access_to_the_items(tmp_path, caplog):
+    """Someone took the bot's access to the moderation channel (403 Missing Access): its items
+    can no longer be updated, and the server's owner is told how to fix it."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        await item_message(w, job)
+        w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
+        await w.fake.settle()
+        await appeal(w, job, "Only a lantern festival.")
+        [dm] = await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
+        assert f"<#{mods}>" in dm["content"] and "/settings mod-channel" in dm["content"]
+    assert traced(caplog) == []
+
+
+async def test_items_of_a_deleted_moderation_channel_are_not_lost(tmp_path, caplog):
+    """The moderation channel is deleted (10003 Unknown Channel): the owner is told, /mod queue
+    says the item is not posted (no link to nowhere), and a new channel gets it."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        await item_message(w, job)
+        gone = w.fake.world.channels.pop(mods)
+        w.fake.world.guild(w.guild).channels.pop(mods, None)
+        w.fake._dispatch_soon("CHANNEL_DELETE", gone.payload(w.fake.world), intent=GUILDS)
+        await w.fake.settle()
+        await appeal(w, job, "Only a lantern festival.")
+        [dm] = await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
+        assert f"<#{mods}>" in dm["content"]
+        assert "not posted" in await ask(w, w.moderator, "mod queue")
+        new = mod_channel(w, "mod-queue-2")
+        await ask(w, w.admin, "settings mod-channel", {"channel": new})
+        item = await item_message(w, job, new)
+        assert "lantern festival" in text_of(item)
+        await press(w, item, "Approve", w.moderator)
+        await w.wait_job(job.id, "done")
     assert traced(caplog) == []
