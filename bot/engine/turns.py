@@ -51,7 +51,7 @@ class Turns:
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
                 self.release(n)  # granted just as we were cancelled: give them back
-            else:
+            elif entry in self._waiting:
                 self._waiting.remove(entry)
                 self._grant()  # those behind us may fit now
             raise
@@ -63,6 +63,8 @@ class Turns:
     def _grant(self) -> None:
         while self._waiting and self._waiting[0][0] <= self._free:
             n, granted = self._waiting.popleft()
+            if granted.done():  # cancelled, its task not yet run: the turns stay free
+                continue
             self._free -= n
             granted.set_result(None)
 

@@ -120,3 +120,16 @@ async def test_a_delivery_cancelled_while_waiting_gives_its_place_up():
     turns.release(1)
     turns.release(1)
     assert turns.free == 2
+
+
+async def test_a_turn_given_back_just_as_a_waiter_is_cancelled_is_not_lost():
+    """At a stop, deliveries waiting for a turn are cancelled while others give theirs back:
+    the cancelled one's turn goes to no one, and the giver sees no InvalidStateError."""
+    turns = Turns(1)
+    await turns.acquire(1)
+    waiter = asyncio.create_task(turns.acquire(1))
+    await asyncio.sleep(0)
+    waiter.cancel()  # its future is cancelled now; the task runs only later
+    turns.release(1)
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled() and turns.free == 1
