@@ -44,6 +44,10 @@ class Results:
         # turns up meanwhile.
         self._turns = Turns(DELIVERY_TURNS)
         self._taken: dict[str, int] = {}
+        # How each delivery ended, told once its turn is given back: the status edit and the
+        # moderators' notice hold no images, and a rate-limited webhook or moderation channel
+        # must not keep other jobs' results waiting.
+        self._told: dict[str, tuple[JobRecord, str | None, int | None]] = {}
 
     async def _sleep(self, job_id: str, seconds: float) -> None:
         n = self._taken.get(job_id, 1)
@@ -66,6 +70,11 @@ class Results:
                 await self._deliver(job)
         finally:
             self._taken.pop(job.id, None)
+            told = self._told.pop(job.id, None)
+        if told is not None:
+            ended, message, item_id = told
+            await self.parts.status(ended, message)
+            await self.parts.notify_review(item_id, ended)
 
     async def _deliver(self, job: JobRecord) -> None:
         """Download and post the images, once, patiently: both are retried until the job's
@@ -151,8 +160,7 @@ class Results:
             )
 
         job, item_id = await self.parts.db.write(fail)
-        await self.parts.status(job, message)
-        await self.parts.notify_review(item_id, job)
+        self._told[job.id] = (job, message, item_id)
 
     async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
         missing, total = job.missing_images, len(job.result_images)
@@ -181,6 +189,4 @@ class Results:
             )
 
         job, item_id = await self.parts.db.write(finish)
-        await self.parts.status(job, message)
-        if item_id is not None:
-            await self.parts.notify_review(item_id, job)
+        self._told[job.id] = (job, message, item_id)
