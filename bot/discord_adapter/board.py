@@ -186,6 +186,14 @@ class ReviewBoard:
             )
             self._retry_later(item.guild_id)
             return False
+        except discord.RateLimited as exc:  # a long 429 (ratelimits.py): not slept out
+            log.warning(
+                "review #%d not posted (rate limited for %.0fs); trying again later",
+                item.id,
+                exc.retry_after,
+            )
+            self._retry_later(item.guild_id)
+            return False
         if message is None:
             return False
         await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
@@ -278,6 +286,8 @@ class ReviewBoard:
             log.warning("review #%d: message not updated (%s)", item.id, exc.status)
         except NETWORK_ERRORS as exc:
             log.warning("review #%d: message not updated (%s)", item.id, type(exc).__name__)
+        except discord.RateLimited:
+            log.warning("review #%d: message not updated (rate limited)", item.id)
         finally:
             view.stop()
 

@@ -23,6 +23,7 @@ from bot.discord_adapter.flow import RequestFlow
 from bot.discord_adapter.mature import MatureDesk
 from bot.discord_adapter.offers import OfferBoard
 from bot.discord_adapter.publisher import DiscordPublisher
+from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
 from bot.discord_adapter.replies import report_error
 from bot.discord_adapter.tool_flow import ToolFlow
 from bot.filters import PromptFilters
@@ -77,6 +78,8 @@ class ImageBot(commands.Bot):
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
+        # A long 429 raises discord.RateLimited rather than being slept out (ratelimits.py).
+        options.setdefault("max_ratelimit_timeout", RATE_LIMIT_WAIT)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

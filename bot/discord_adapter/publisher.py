@@ -111,6 +111,7 @@ class DiscordPublisher:
         self._pending.clear()
         self._log_lines.clear()
         await self.previews.aclose()
+        await self.routes.close()
 
     # -- status message ---------------------------------------------------------------------
     async def first_status(
@@ -189,6 +190,12 @@ class DiscordPublisher:
                 await self._tell_privately(job, embed)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
+        except discord.RateLimited as exc:
+            # Not slept out under the job's lock: the newest state is shown once it may be.
+            log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
+            self._latest.setdefault(job.id, update)
+            if job.id not in self._pending:
+                self._pending[job.id] = asyncio.create_task(self._later(job.id, exc.retry_after))
         except NETWORK_ERRORS as exc:
             log.warning("job %s: status message not updated (%s)", job.id, type(exc).__name__)
         else:
@@ -240,6 +247,8 @@ class DiscordPublisher:
             await user.send(embed=embed)
         except discord.HTTPException as exc:  # DMs closed (50007): nowhere left to tell them
             log.info("job %s: member not told of the ending (%s)", job.id, exc.status)
+        except discord.RateLimited:
+            log.info("job %s: member not told of the ending (rate limited)", job.id)
         except NETWORK_ERRORS as exc:
             log.warning("job %s: member not told of the ending (%s)", job.id, type(exc).__name__)
 
@@ -272,6 +281,8 @@ class DiscordPublisher:
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.info("job %s: log line not posted (%s)", job.id, exc.status)
+        except discord.RateLimited:
+            log.info("job %s: log line not posted (rate limited)", job.id)
         except NETWORK_ERRORS as exc:
             log.warning("job %s: log line not posted (%s)", job.id, type(exc).__name__)
 
@@ -297,6 +308,8 @@ class DiscordPublisher:
             except discord.HTTPException as exc:
                 log.info("job %s: preview not shown (%s)", job.id, exc.status)
                 return
+            except discord.RateLimited:
+                return  # a later preview, or the result, shows instead
             except NETWORK_ERRORS as exc:
                 log.warning("job %s: preview not shown (%s)", job.id, type(exc).__name__)
                 return
@@ -320,10 +333,12 @@ class DiscordPublisher:
             log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
         except discord.HTTPException as exc:
             raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+        except discord.RateLimited as exc:
+            raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
         except NETWORK_ERRORS as exc:
             raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
         if not found:
-            with contextlib.suppress(discord.HTTPException):
+            with contextlib.suppress(discord.HTTPException, discord.RateLimited):
                 user = await self.bot.fetch_user(job.member_id)
                 dm = user.dm_channel or await user.create_dm()
                 async for message in dm.history(limit=50, after=after, oldest_first=False):
@@ -334,7 +349,7 @@ class DiscordPublisher:
         if len({part for part, _ in found.values()}) == total:
             return [mid for mid, _ in sorted(found.items(), key=lambda kv: kv[1][0])]
         for message in messages.values():  # half a result: take it down, post it whole again
-            with contextlib.suppress(discord.HTTPException):
+            with contextlib.suppress(discord.HTTPException, discord.RateLimited):
                 await message.delete()
         return None
 
@@ -384,7 +399,7 @@ class DiscordPublisher:
     async def _remove(self, job: JobRecord, posted: list[discord.Message | int]) -> None:
         for message in posted:
             if isinstance(message, discord.Message):
-                with contextlib.suppress(discord.HTTPException):
+                with contextlib.suppress(discord.HTTPException, discord.RateLimited):
                     await message.delete()
 
     async def _post(

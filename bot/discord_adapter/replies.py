@@ -102,6 +102,8 @@ def discord_fault(error: BaseException) -> str | None:
     """Plain words for Discord refusing or failing a call we made while answering; None for
     anything else. These are expected (a slow moment, a Discord outage), not bugs."""
     original = getattr(error, "original", error)
+    if isinstance(original, discord.RateLimited):  # longer than ratelimits.RATE_LIMIT_WAIT
+        return f"Discord asks to wait {original.retry_after:.0f}s (rate limited)"
     if not isinstance(original, discord.HTTPException):
         return None
     if original.code == UNKNOWN_INTERACTION:

@@ -9,10 +9,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import aiohttp
 import discord
 
 from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.result import result_view
+from bot.discord_adapter.ratelimits import webhook_session
 from bot.discord_adapter.replying import reply_to_source
 from bot.discord_adapter.uploads import sending
 from bot.engine.publisher import PostFailed
@@ -26,6 +28,12 @@ class ResultRoutes:
         self, bot: discord.Client, clock: Callable[[], datetime], token_margin: timedelta
     ) -> None:
         self.bot, self.clock, self.token_margin = bot, clock, token_margin
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def post(
         self,
@@ -119,8 +127,11 @@ class ResultRoutes:
 
     def webhook(self, job: JobRecord) -> discord.Webhook:
         assert job.interaction_token is not None and self.bot.application_id is not None
+        if self._session is None or self._session.closed:
+            self._session = webhook_session()
+        # Its own session: a long 429 on a follow-up or a status edit raises, not sleeps.
         return discord.Webhook.partial(
-            self.bot.application_id, job.interaction_token, client=self.bot
+            self.bot.application_id, job.interaction_token, session=self._session, client=self.bot
         )
 
     async def channel(self, channel_id: int) -> discord.abc.Messageable:

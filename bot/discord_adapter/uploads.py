@@ -39,6 +39,8 @@ async def sending(call: Awaitable[discord.Message | None], largest: int) -> disc
         if exc.status == 429 or exc.status >= 500:
             raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
         raise
+    except discord.RateLimited as exc:  # longer than ratelimits.RATE_LIMIT_WAIT: not slept out
+        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
     except NETWORK_ERRORS as exc:
         raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
     assert message is not None  # wait=True

@@ -5,12 +5,15 @@ post never keeps other jobs' results from being posted."""
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
 from bot.civitai.simulator import Outcome
 from tests.discord.harness import started, world
-from tests.discord.test_discord_faults import create, traced
+from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 from tests.fakes import rest as fake_rest
 
 
@@ -52,4 +55,55 @@ async def test_stalled_final_status_edits_do_not_hold_up_other_results(
         for job in [*first, third]:
             await w.wait_status(await w.wait_job(job.id, "done"), "Done")
             assert len(w.results_of(job.id)) == 1
+    assert traced(caplog) == []
+
+
+def rate_limited(retry_after: float) -> web.Response:
+    """Discord's 429 as its edge sends it (with `Via`: without it discord.py takes the 429
+    for a Cloudflare ban and raises at once)."""
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+    return web.Response(
+        status=429,
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Via": "1.1 google"},
+    )
+
+
+@pytest.fixture
+def limit_result_posts(monkeypatch):
+    """limit_result_posts.append(seconds): the next result post (a follow-up or a channel
+    message with files) is answered 429 asking to wait that long."""
+    waits: list[float] = []
+    follow_up = fake_rest.RestApi.execute_webhook
+    channel_post = fake_rest.RestApi.create_message
+
+    def limited(original):
+        async def handler(self, request):
+            if waits and request.content_type.startswith("multipart/"):  # files: a result
+                return rate_limited(waits.pop())
+            return await original(self, request)
+
+        return handler
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", limited(follow_up))
+    monkeypatch.setattr(fake_rest.RestApi, "create_message", limited(channel_post))
+    return waits
+
+
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_long_rate_limit_on_the_result_post_is_retried_later(
+    tmp_path, caplog, limit_result_posts, late
+):
+    """Discord asks the bot to wait an hour before posting (a follow-up, or past the token a
+    channel message): the bot does not sleep an hour holding a delivery turn (past the job's
+    delivery deadline, with every other result waiting behind), it tries again soon, once."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        limit_result_posts.append(3600.0)
+        created_at = datetime.now(UTC) - (PAST_THE_TOKEN if late else timedelta(0))
+        job = await started(w, await create(w, "a rate limit", created_at=created_at))
+        await w.wait_result(job.id, timeout=30)
+        job = await w.wait_job(job.id, "done")
+        assert limit_result_posts == [] and len(w.results_of(job.id)) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
