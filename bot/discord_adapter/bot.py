@@ -268,7 +268,7 @@ class ImageBot(commands.Bot):
             info = await self.application_info()
             owner = info.owner
             await owner.send(f"civitai-image-bot needs attention: {message}")
-        except (discord.HTTPException, AttributeError) as exc:
+        except (discord.HTTPException, discord.RateLimited, AttributeError) as exc:
             log.warning("could not DM the application owner: %s", exc)
 
     async def _beat(self) -> None:

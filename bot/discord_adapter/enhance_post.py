@@ -104,4 +104,6 @@ async def post_choice(bot: discord.Client, job: JobRecord, token_alive: bool) ->
         raise PostFailed(
             f"the member cannot be told privately ({exc.status})", retry=False
         ) from None
+    except discord.RateLimited as exc:  # a long 429 (ratelimits.py): a passing fault
+        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
     return [message.id]

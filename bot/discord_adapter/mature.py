@@ -50,12 +50,17 @@ class MatureDesk:
                 return True
             except discord.HTTPException as exc:
                 log.info("job %s: private follow-up refused (%s); trying a DM", job.id, exc.status)
+            except discord.RateLimited:  # a long 429 (ratelimits.py)
+                log.info("job %s: private follow-up rate limited; trying a DM", job.id)
         try:
             user = await self.bot.fetch_user(job.member_id)
             await user.send(f"About your request in <#{job.channel_id}>: {text}")
             return True
         except discord.HTTPException as exc:
             log.info("job %s: the member takes no DMs (%s)", job.id, exc.status)
+            return False
+        except discord.RateLimited as exc:
+            log.warning("job %s: DM rate limited for %.0fs", job.id, exc.retry_after)
             return False
 
     async def age_restricted_now(self, channel_id: int) -> bool | None:
@@ -66,6 +71,9 @@ class MatureDesk:
                 channel = await self.bot.fetch_channel(channel.parent_id)
         except discord.HTTPException as exc:
             log.info("channel %s: age restriction unknown (%s)", channel_id, exc.status)
+            return None
+        except discord.RateLimited:
+            log.info("channel %s: age restriction unknown (rate limited)", channel_id)
             return None
         return age_restricted(channel)
 
@@ -92,6 +100,8 @@ class MatureDesk:
             channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
         except discord.HTTPException as exc:
             raise ReleaseFailed(f"I cannot see <#{channel_id}> ({exc.status})") from None
+        except discord.RateLimited as exc:
+            raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
         if not isinstance(channel, discord.abc.Messageable):
             raise ReleaseFailed(f"<#{channel_id}> is not a text channel")
         if not age_restricted(channel):
@@ -103,6 +113,8 @@ class MatureDesk:
             user = await self.bot.fetch_user(job.member_id)
         except discord.HTTPException as exc:
             raise ReleaseFailed(f"I cannot find the member ({exc.status})") from None
+        except discord.RateLimited as exc:
+            raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
         text = f"A moderator reviewed your result from <#{job.channel_id}> and sent it to you here."
         return await self._send(
             job, images, DEFAULT_UPLOAD_LIMIT, user.send, text, discord.AllowedMentions.none()
@@ -136,6 +148,10 @@ class MatureDesk:
                 raise ReleaseFailed(f"Discord refused the post ({exc.status})") from None
             except discord.HTTPException as exc:
                 raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+            except discord.RateLimited as exc:
+                raise PostFailed(
+                    f"Discord asks to wait {exc.retry_after:.0f}s", retry=True
+                ) from None
             except NETWORK_ERRORS as exc:
                 raise PostFailed(
                     f"cannot reach Discord ({type(exc).__name__})", retry=True

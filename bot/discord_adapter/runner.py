@@ -58,6 +58,10 @@ async def serve(settings: Settings, *, sync: bool) -> None:
             await running
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except discord.RateLimited as exc:  # a long 429 at login (ratelimits.py)
+        raise StartupFailed(
+            f"Discord asks to wait {exc.retry_after:.0f}s before the bot logs in; try again later"
+        ) from None
     except discord.HTTPException as exc:  # a Discord outage at login (502, 503...)
         raise StartupFailed(
             f"Discord answered {exc.status} while the bot logged in; try again later"
