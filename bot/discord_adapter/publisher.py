@@ -32,6 +32,7 @@ from bot.discord_adapter.embeds import (
 from bot.discord_adapter.enhance_post import followup_webhook, post_choice
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.previews import Previews, preview_name
+from bot.discord_adapter.replying import SourceGone
 from bot.discord_adapter.result_routes import ResultRoutes
 from bot.discord_adapter.uploads import (
     MESSAGE_BYTES,
@@ -374,6 +375,17 @@ class DiscordPublisher:
         fitted again under a smaller budget, one message each, instead of resending them."""
         if job.output is not None:  # a prompt enhancement: the member's choice, privately
             return await post_choice(self.bot, job, self.routes.token_alive(job))
+        try:
+            return await self._deliver(job, images, private=False)
+        except SourceGone:
+            # The image it answers was taken down while it ran: a public reply would show it
+            # again. The member paid for it, so it goes to them alone, saying why.
+            log.info("job %s: its source image was deleted; sending the result by DM", job.id)
+            return await self._deliver(job, images, private=True)
+
+    async def _deliver(
+        self, job: JobRecord, images: list[ResultImage], *, private: bool
+    ) -> list[int]:
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
         for _ in range(SHRINKS):
@@ -382,7 +394,10 @@ class DiscordPublisher:
             posted: list[discord.Message | int] = []
             try:
                 for number, chunk in enumerate(parts, start=1):
-                    posted.append(await self._post(job, chunk, (number, len(parts))))
+                    posted.append(await self._post(job, chunk, (number, len(parts)), private))
+            except SourceGone:
+                await self._remove(job, posted)  # no part of it stays in the channel
+                raise
             except TooLarge as refused:
                 await self._remove(job, posted)
                 limit, message_bytes = min(limit, refused.largest) * 2 // 3, 0
@@ -403,7 +418,11 @@ class DiscordPublisher:
                     await message.delete()
 
     async def _post(
-        self, job: JobRecord, chunk: list[tuple[int, FittedImage]], part: tuple[int, int]
+        self,
+        job: JobRecord,
+        chunk: list[tuple[int, FittedImage]],
+        part: tuple[int, int],
+        private: bool = False,
     ) -> discord.Message:
         """One message of the result: a follow-up while the token lives, else in the channel
         mentioning the member, else by DM."""
@@ -416,7 +435,7 @@ class DiscordPublisher:
         embed = result_embed(
             job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
         )
-        return await self.routes.post(job, embed, files, largest, self.tools)
+        return await self.routes.post(job, embed, files, largest, self.tools, private=private)
 
     # -- helpers ----------------------------------------------------------------------------
     async def _guild_upload_limit(self, guild_id: int) -> int:

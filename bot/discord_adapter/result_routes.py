@@ -1,7 +1,9 @@
 """Where a job's result goes: a reply to the image it came from (an upscale, a cut-out), else
 an interaction follow-up while the 15-minute token lives, else the channel mentioning the
-member, else a DM. A refusal (403, 404, an archived thread's 400) falls through to the next;
-413, 429 and 5xx do not (uploads.sending turns them into TooLarge and PostFailed)."""
+member, else a DM. A reply whose image was deleted meanwhile raises SourceGone (replying.py);
+the publisher then posts the result `private`ly: by DM only, saying why. A refusal (403, 404, an
+archived thread's 400) falls through to the next; 413, 429 and 5xx do not (uploads.sending
+turns them into TooLarge and PostFailed)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import discord
 
 from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.result import result_view
+from bot.discord_adapter.embeds import title
 from bot.discord_adapter.ratelimits import webhook_session
 from bot.discord_adapter.replying import reply_to_source
 from bot.discord_adapter.uploads import sending
@@ -42,9 +45,20 @@ class ResultRoutes:
         files: Callable[[], list[discord.File]],
         largest: int,
         tools: frozenset[Tool],
+        *,
+        private: bool = False,
     ) -> discord.Message:
         """One message of the result, by the first route that takes it; PostFailed(retry=False)
-        when none does."""
+        when none does. `private`: its source image was deleted, so by DM only."""
+        if private:
+            return await self._dm(
+                job,
+                f"The image this was made from was deleted from <#{job.channel_id}>, so your "
+                f"{title(job)} was not posted there; here it is, only for you.",
+                embed,
+                files,
+                largest,
+            )
         if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
             view = result_view(job, tools)
             try:
@@ -95,16 +109,28 @@ class ResultRoutes:
                 job.channel_id,
                 exc.status,
             )
+        return await self._dm(
+            job,
+            f"I could not post in <#{job.channel_id}>, so here are your images.",
+            embed,
+            files,
+            largest,
+        )
+
+    async def _dm(
+        self,
+        job: JobRecord,
+        content: str,
+        embed: discord.Embed,
+        files: Callable[[], list[discord.File]],
+        largest: int,
+    ) -> discord.Message:
         # No buttons in a DM: they act on the job in its server and would only answer
         # "I cannot find that job here" (the channel copy, when it exists, has them).
 
         async def dm() -> discord.Message:
             user = await self.bot.fetch_user(job.member_id)
-            return await user.send(
-                content=f"I could not post in <#{job.channel_id}>, so here are your images.",
-                embed=embed,
-                files=files(),
-            )
+            return await user.send(content=content, embed=embed, files=files())
 
         try:
             # The look-up too: Discord failing it (5xx, 429) is a passing fault to retry,

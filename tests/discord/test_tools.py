@@ -24,6 +24,7 @@ from tests.discord.harness import (
     world,
 )
 from tests.discord_admin.helpers import mod_channel
+from tests.discord_admin.test_board_faults import delete_by_moderator
 from tests.discord_admin.test_guilds import click_from
 from tests.safety.test_mature import kept
 
@@ -326,3 +327,25 @@ async def test_a_tool_naming_a_result_kept_for_review_is_refused(tmp_path):
         await w.fake.settle()
         assert not await w.services.jobs.children(hidden.id)
         assert await w.available() == before
+
+
+async def test_an_image_deleted_while_its_upscale_runs_is_not_posted_again(tmp_path):
+    """A moderator takes the image down while its upscale runs: the result must not bring it
+    back as a new public image. It goes to the member privately, saying why; the charge is
+    what the orchestrator charged."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        w.sim.script(Outcome(runtime=150, step="imageUpscaler"))
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        await w.wait_job(job.id, "running")
+        delete_by_moderator(w, int(result["id"]))
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        await w.fake.settle()
+        assert w.results_of(job.id) == []  # nothing new in the channel
+        [dm] = [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
+        assert "deleted" in dm["content"] and f"result of job {job.id}" in text_of(dm)
+        assert job.status.value == "done" and job.delivered_message_ids == [int(dm["id"])]
+        assert job.charged == upstream_charge(w, job) == 2
+        assert await w.available() == 1000 - 13 - 2
