@@ -317,7 +317,27 @@ class ReviewBoard:
             job = await self.services.jobs.job(item.job_id)
             if job is not None and await self.post(item, job):
                 posted += 1
+                if moved_to is not None:
+                    await self._retire_copy(item, moved_to)
         return posted
+
+    async def _retire_copy(self, item: ReviewItem, moved_to: int) -> None:
+        """The item's message in the old channel: it is no longer the one refreshed, so its
+        buttons and state would go stale for good. It now only says where the item went."""
+        if item.message_id is None or item.message_channel_id in (None, moved_to):
+            return
+        channel = self.bot.get_partial_messageable(item.message_channel_id, guild_id=item.guild_id)
+        try:
+            await channel.get_partial_message(item.message_id).edit(
+                content=f"Review #{item.id} moved to <#{moved_to}>: decide it there.",
+                embed=None,
+                attachments=[],
+                view=None,
+            )
+        except discord.NotFound:  # the old channel or message is gone: nothing left to retire
+            pass
+        except (discord.HTTPException, discord.RateLimited, *NETWORK_ERRORS) as exc:
+            log.info("review #%d: its old copy was not retired (%s)", item.id, exc)
 
     async def _warn_owner(self, guild_id: int, why: str) -> None:
         guilds = self.services.guilds

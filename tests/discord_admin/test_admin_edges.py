@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.civitai.simulator.scripting import Outcome
-from tests.discord.harness import field_value, started, world
+from tests.discord.harness import buttons, field_value, started, text_of, world
 from tests.discord_admin.helpers import (
     Clock,
     ask,
@@ -16,6 +16,7 @@ from tests.discord_admin.helpers import (
     jobs_with_items,
     mod_channel,
     option,
+    press,
     request,
 )
 from tests.fakes.gateway import GUILDS
@@ -159,3 +160,28 @@ async def test_the_status_balance_includes_a_refill_due_as_buzz_balance_does(tmp
         await w.fake.settle()
         assert "**100 Buzz** available" in await ask(w, w.member, "buzz balance")
         assert "your balance: 100" in field_value(w.status_message(job), "Buzz")
+
+
+async def test_an_item_moved_to_a_new_moderation_channel_leaves_no_live_copy_behind(tmp_path):
+    """/settings mod-channel moves an open item: the old copy says where it went and loses its
+    buttons (it would otherwise show a stale state forever); the new copy decides it."""
+    async with world(tmp_path) as w:
+        old = mod_channel(w)
+        await ask(w, w.admin, "settings mod-channel", {"channel": old})
+        await w.grant(1000)
+        job = await blocked(w, "a lake")
+        first = await item_message(w, job, old)
+        new = mod_channel(w, "mods-2")
+        await w.fake.settle()
+        await ask(w, w.admin, "settings mod-channel", {"channel": new})
+        moved = await item_message(w, job, new)
+
+        def old_copy_moved() -> dict | None:
+            message = w.fake.message(int(first["id"]))
+            return message if f"<#{new}>" in text_of(message) else None
+
+        stale = await w.fake.wait_for(old_copy_moved, timeout=10, what="the old copy's note")
+        assert buttons(stale) == {}
+        await press(w, moved, "Refund", w.moderator)
+        item = await w.services.moderation.item_for_job(job.id)
+        assert item is not None and item.status == "refunded"
