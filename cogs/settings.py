@@ -284,7 +284,7 @@ class Settings(commands.Cog):
     @settings.command(name="mod-channel", description="Where review items for moderators go")
     async def mod_channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         note = self._posting_note(channel)
-        await self._update(interaction, note, mod_channel_id=channel.id, mod_channel_warned=False)
+        await self._update(interaction, note, mod_channel_id=channel.id, mod_channel_warning=None)
         assert interaction.guild_id is not None
         posted = await self.bot.board.post_pending(interaction.guild_id, moved_to=channel.id)
         if posted:

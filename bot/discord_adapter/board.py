@@ -166,13 +166,15 @@ class ReviewBoard:
         A passing fault (the network, Discord's 429/5xx) is tried again later."""
         settings = await self.services.guilds.settings(item.guild_id)
         if not settings.mod_channel_id:
-            await self._warn_owner(item.guild_id, "no moderation channel is set")
+            await self._warn_owner(item.guild_id, "unset", "no moderation channel is set")
             return False
         try:
             message = await self._send(item, job, settings.mod_channel_id)
         except (discord.Forbidden, discord.NotFound) as exc:
             await self._warn_owner(
-                item.guild_id, f"I cannot post in <#{settings.mod_channel_id}> ({exc.status})"
+                item.guild_id,
+                _problem(exc, settings.mod_channel_id),
+                f"I cannot post in <#{settings.mod_channel_id}> ({exc.status})",
             )
             return False
         except discord.HTTPException as exc:
@@ -196,6 +198,8 @@ class ReviewBoard:
             return False
         if message is None:
             return False
+        if settings.mod_channel_warning is not None:  # fixed: told again if it comes back
+            await self.services.guilds.mod_channel_works(item.guild_id)
         await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
         # Changed while it was on its way (an appeal, a decision from /mod queue): their
         # refresh found no message to edit then, so the message shows them now.
@@ -210,7 +214,9 @@ class ReviewBoard:
         """The item's message in the channel (None: not a text channel, the owner told)."""
         channel = await self._channel(channel_id)
         if channel is None:
-            await self._warn_owner(item.guild_id, f"<#{channel_id}> is not a text channel")
+            await self._warn_owner(
+                item.guild_id, f"kind:{channel_id}", f"<#{channel_id}> is not a text channel"
+            )
             return None
         embed, view = await self.render(item, job)
         sources = await self.services.jobs.sources(job.id)
@@ -280,7 +286,9 @@ class ReviewBoard:
             await self._gone(item.id, item.message_id)
         except discord.Forbidden as exc:  # access taken: only the owner can give it back
             await self._warn_owner(
-                item.guild_id, f"I cannot update review items in <#{channel.id}> ({exc.code})"
+                item.guild_id,
+                _problem(exc, channel.id),
+                f"I cannot update review items in <#{channel.id}> ({exc.code})",
             )
         except discord.HTTPException as exc:
             log.warning("review #%d: message not updated (%s)", item.id, exc.status)
@@ -288,6 +296,10 @@ class ReviewBoard:
             log.warning("review #%d: message not updated (%s)", item.id, type(exc).__name__)
         except discord.RateLimited:
             log.warning("review #%d: message not updated (rate limited)", item.id)
+        else:
+            settings = await self.services.guilds.settings(item.guild_id)
+            if settings.mod_channel_warning and settings.mod_channel_id == channel.id:
+                await self.services.guilds.mod_channel_works(item.guild_id)  # access is back
         finally:
             view.stop()
 
@@ -339,10 +351,12 @@ class ReviewBoard:
         except (discord.HTTPException, discord.RateLimited, *NETWORK_ERRORS) as exc:
             log.info("review #%d: its old copy was not retired (%s)", item.id, exc)
 
-    async def _warn_owner(self, guild_id: int, why: str) -> None:
+    async def _warn_owner(self, guild_id: int, problem: str, why: str) -> None:
+        """Tell the owner `why` once per `problem` (a key: what went wrong, in which channel):
+        two items failing alike tell them once; a different problem, or the same one back
+        after a fix, is told again."""
         guilds = self.services.guilds
-        # Once per guild: two items failing at once warn the owner only once.
-        if not await guilds.claim_mod_channel_warning(guild_id):
+        if not await guilds.claim_mod_channel_warning(guild_id, problem):
             return
         log.warning("guild %s: review items cannot be posted: %s", guild_id, why)
         try:
@@ -360,7 +374,12 @@ class ReviewBoard:
         except (discord.HTTPException, LookupError) as exc:
             # Not told after all (a passing failure): let the next item try again.
             log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
-            await guilds.update(guild_id, mod_channel_warned=False)
+            await guilds.update(guild_id, mod_channel_warning=None)
+
+
+def _problem(exc: discord.HTTPException, channel_id: int) -> str:
+    """Which problem a refusal is: access taken (403), or the channel gone (404)."""
+    return f"{'access' if exc.status == 403 else 'gone'}:{channel_id}"
 
 
 def _shown(item: ReviewItem) -> ReviewItem:

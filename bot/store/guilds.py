@@ -35,7 +35,8 @@ class GuildSettings:
     strike_window_days: int
     budget_amount: int | None
     budget_period: str | None
-    mod_channel_warned: bool
+    # The moderation channel's problem the owner was last told of (None: none, or fixed).
+    mod_channel_warning: str | None
     disabled_models: frozenset[str] = frozenset()
     allowed_channels: frozenset[int] = frozenset()
     denied_channels: frozenset[int] = frozenset()
@@ -80,7 +81,7 @@ _COLUMNS = (
     "strike_window_days",
     "budget_amount",
     "budget_period",
-    "mod_channel_warned",
+    "mod_channel_warning",
 )
 
 
@@ -109,7 +110,7 @@ class GuildStore:
             strike_window_days=d.strike_window_days,
             budget_amount=None,
             budget_period=None,
-            mod_channel_warned=False,
+            mod_channel_warning=None,
         )
 
     async def settings(self, guild_id: int) -> GuildSettings:
@@ -121,7 +122,7 @@ class GuildStore:
         if row is not None:
             # A NULL column keeps the configured default; booleans are stored as 0/1.
             values = {name: row[name] for name in _COLUMNS if row[name] is not None}
-            for flag in ("reroll_anyone", "mod_channel_warned"):
+            for flag in ("reroll_anyone",):
                 if flag in values:
                     values[flag] = bool(values[flag])
             settings = replace(settings, **values)
@@ -157,17 +158,27 @@ class GuildStore:
             self.set_channel_in, guild_id, channel_id, allowed, actor_id=actor_id
         )
 
-    async def claim_mod_channel_warning(self, guild_id: int) -> bool:
-        """True for the one caller that should warn the owner the moderation channel does not
-        work (checked and set in one transaction)."""
+    async def claim_mod_channel_warning(self, guild_id: int, problem: str) -> bool:
+        """True for the one caller that should tell the owner of `problem` with the moderation
+        channel (checked and set in one transaction): once per distinct problem in a row."""
 
         def claim(tx: Conn) -> bool:
-            if self.settings_in(tx, guild_id).mod_channel_warned:
+            if self.settings_in(tx, guild_id).mod_channel_warning == problem:
                 return False
-            self.update_in(tx, guild_id, mod_channel_warned=True)
+            self.update_in(tx, guild_id, mod_channel_warning=problem)
             return True
 
         return await self.db.write(claim)
+
+    async def mod_channel_works(self, guild_id: int) -> None:
+        """The moderation channel took an item: a problem the owner was told of is fixed, so
+        it is told again if it comes back."""
+
+        def clear(tx: Conn) -> None:
+            if self.settings_in(tx, guild_id).mod_channel_warning is not None:
+                self.update_in(tx, guild_id, mod_channel_warning=None)
+
+        await self.db.write(clear)
 
     def update_in(
         self, tx: Conn, guild_id: int, *, actor_id: int | None = None, **changes: Any

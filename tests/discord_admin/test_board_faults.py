@@ -248,3 +248,31 @@ async def test_items_of_a_deleted_moderation_channel_are_not_lost(tmp_path, capl
         await press(w, item, "Approve", w.moderator)
         await w.wait_job(job.id, "done")
     assert traced(caplog) == []
+
+
+async def test_the_owner_is_told_of_each_new_problem_once(tmp_path, caplog):
+    """Told once that the bot lost access (a second item does not repeat it); access given
+    back and items flow again; then the channel is deleted: a new problem, told as well."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
+        await w.fake.settle()
+        await held(w, "a paper lantern")
+        await w.fake.wait_for(lambda: owner_dms(w), what="the owner's first DM")
+        await held(w, "a second lantern")
+        await w.fake.settle()
+        assert len(owner_dms(w)) == 1  # the same problem: not repeated
+        w.fake.set_bot_channel_permissions(mods)  # fixed, without /settings
+        await w.fake.settle()
+        await item_message(w, await held(w, "a third lantern"))
+        gone = w.fake.world.channels.pop(mods)
+        w.fake.world.guild(w.guild).channels.pop(mods, None)
+        w.fake._dispatch_soon("CHANNEL_DELETE", gone.payload(w.fake.world), intent=GUILDS)
+        await w.fake.settle()
+        await held(w, "a fourth lantern")
+        await w.fake.wait_for(lambda: len(owner_dms(w)) == 2, what="the owner's second DM")
+        assert f"<#{mods}>" in owner_dms(w)[1]["content"]
+    assert traced(caplog) == []

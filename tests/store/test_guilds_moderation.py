@@ -45,7 +45,7 @@ async def test_defaults_until_changed(db: Database, guilds: GuildStore) -> None:
     assert (s.default_model, s.confirm_above, s.per_member_concurrency) == ("dall-e-3", 123, 3)
     assert (s.per_guild_concurrency, s.strikes_to_ban, s.strike_window_days) == (7, 4, 14)
     assert (s.budget_amount, s.budget_period, s.mod_channel_id) == (None, None, None)
-    assert not s.reroll_anyone and not s.mod_channel_warned
+    assert not s.reroll_anyone and s.mod_channel_warning is None
     assert all(s.model_enabled(m) for m in MODEL_NAMES)
     row = await db.fetchone("SELECT COUNT(*) FROM guild_settings")
     assert row is not None and row[0] == 0, "reading the settings wrote a row"
