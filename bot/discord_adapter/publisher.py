@@ -181,6 +181,7 @@ class DiscordPublisher:
             embed.set_image(url=f"attachment://{preview}")  # the preview stays in place
         elif preview is not None:
             files = []  # the result is posted below: the preview comes off
+        again = False  # the edit is made again later: what it must take off is kept
         try:
             await self._edit_message(job, job.status_message_id, embed, view, files)
         except (discord.NotFound, discord.Forbidden) as exc:
@@ -195,6 +196,7 @@ class DiscordPublisher:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
             self._latest.setdefault(job.id, update)
+            again = True
             if job.id not in self._pending:
                 self._pending[job.id] = asyncio.create_task(self._later(job.id, exc.retry_after))
         except NETWORK_ERRORS as exc:
@@ -202,7 +204,8 @@ class DiscordPublisher:
         else:
             if files is not None:
                 self.previews.taken_off(job.id)
-        if job.final:
+        if job.final and not again:
+            # Not before the retried edit: it must still know a preview is on the message.
             self.previews.forget(job.id)
 
     async def _edit_message(

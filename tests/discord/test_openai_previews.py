@@ -1,0 +1,101 @@
+"""Partial images on the public status message under Discord's faults: whatever Discord answers
+to the status edits, a preview never stays on the message once the job has ended (a preview of
+an image the service then blocked would otherwise stay in the channel)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.discord_adapter import ratelimits
+from tests.discord.harness import World, field_value, started
+from tests.discord.test_delivery_stalls import rate_limited
+from tests.discord.test_discord_faults import traced
+from tests.discord.test_openai_lane import openai_world, preview_edits
+from tests.fakes import rest as fake_rest
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def hold_second_partial(sim) -> asyncio.Event:
+    """The stream waits before its second partial image until the returned event is set."""
+    gate = asyncio.Event()
+    real = sim._image
+
+    async def image(job, index, partial):
+        if partial == 1:
+            await gate.wait()
+        return await real(job, index, partial)
+
+    sim._image = image
+    return gate
+
+
+@pytest.fixture
+def limit_edits_saying(monkeypatch):
+    """limit_edits_saying.append(word): the next status edit through the interaction webhook
+    whose body holds `word` is answered 429 with a retry_after just over what the bot waits
+    out in place (lowered so the test does not wait 30 seconds)."""
+    words: list[bytes] = []
+    original = fake_rest.RestApi.edit_webhook_message
+    monkeypatch.setattr(ratelimits, "RATE_LIMIT_WAIT", 0.2)
+
+    async def edit_webhook_message(self, request):
+        if request.content_type.startswith("multipart/"):  # a preview (its body read later)
+            return await original(self, request)
+        body = await request.read()
+        for word in words:
+            if word in body:
+                words.remove(word)
+                return rate_limited(0.5)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    return words
+
+
+async def blocked_after_a_preview(w: World, sim) -> Any:
+    gate = hold_second_partial(sim)
+    sim.script("error_event", code="moderation_blocked")
+    handle = await w.fake.slash(
+        w.guild,
+        w.channel,
+        w.member,
+        "create gpt-image-1",
+        options={"prompt": "a fox", "quality": "low"},
+    )
+    job = await started(w, handle)
+    status_id = job.status_message_id
+    assert status_id is not None
+    await w.fake.wait_for(lambda: preview_edits(w, status_id), what="a preview shown")
+    assert w.fake.message(status_id)["attachments"]
+    gate.set()
+    return await w.wait_job(job.id, "blocked", timeout=30)
+
+
+def ended(w: World, job: Any) -> dict[str, Any] | None:
+    """The status message once it says the job was blocked."""
+    shown = w.status_message(job)
+    return shown if "blocked" in field_value(shown, "Status").lower() else None
+
+
+async def test_a_rate_limited_final_edit_still_takes_a_blocked_jobs_preview_off(
+    tmp_path, caplog, limit_edits_saying
+):
+    """The service blocks the image after a preview of it was shown, and Discord rate limits
+    the status edit that says so: the edit is made again later, and it took the preview off
+    (it forgot the preview was there, so the blocked image stayed in the channel)."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        limit_edits_saying.append(b"blocked")
+        job = await blocked_after_a_preview(w, sim)
+        shown = await w.fake.wait_for(
+            lambda: ended(w, job), what="the status edit made again after the 429"
+        )
+        assert limit_edits_saying == []  # the first try was answered 429
+        assert shown["attachments"] == []
+        assert "image" not in shown["embeds"][0]
+        assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
