@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +57,8 @@ RUNNING = frozenset({J.QUEUED, J.SUBMITTED, J.RUNNING})
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Smaller and smaller fits after Discord's 413s before giving up.
 SHRINKS = 4
+# Tries of a status edit that met a passing fault (a dropped connection, a 5xx).
+STATUS_TRIES = 4
 
 
 def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
@@ -97,6 +100,8 @@ class DiscordPublisher:
         self._latest: dict[str, StatusUpdate] = {}
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
+        # Status edits in a row that met a passing fault, per job.
+        self._faults: dict[str, int] = {}
         # Log lines on their way: a slow log channel must not hold up a job's end.
         self._log_lines: set[asyncio.Task[None]] = set()
         self.previews = Previews(self._show_preview, interval=preview_interval)
@@ -190,23 +195,37 @@ class DiscordPublisher:
                 # Deleted, or out of the bot's reach: it was the only place this ending
                 # would be read (a result is posted on its own), so tell the member privately.
                 await self._tell_privately(job, embed)
+        except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
+            # A passing fault: left as it is, the message would say "rendering" (with its
+            # preview and Cancel) for good, so the newest state is shown again a few times.
+            tries = self._faults[job.id] = self._faults.get(job.id, 0) + 1
+            what = getattr(exc, "status", None) or type(exc).__name__
+            log.warning("job %s: status message not updated (%s, try %d)", job.id, what, tries)
+            if tries < STATUS_TRIES:
+                wait = min(60.0, self.edit_interval * 2**tries) * random.uniform(0.5, 1.0)
+                again = self._again(update, wait)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
-            self._latest.setdefault(job.id, update)
-            again = True
-            if job.id not in self._pending:
-                self._pending[job.id] = asyncio.create_task(self._later(job.id, exc.retry_after))
-        except NETWORK_ERRORS as exc:
-            log.warning("job %s: status message not updated (%s)", job.id, type(exc).__name__)
+            again = self._again(update, exc.retry_after)
         else:
+            self._faults.pop(job.id, None)
             if files is not None:
                 self.previews.taken_off(job.id)
         if job.final and not again:
             # Not before the retried edit: it must still know a preview is on the message.
             self.previews.forget(job.id)
+            self._faults.pop(job.id, None)
+
+    def _again(self, update: StatusUpdate, wait: float) -> bool:
+        """Show the newest state in `wait` seconds (a newer one may come meanwhile)."""
+        job_id = update.job.id
+        self._latest.setdefault(job_id, update)
+        if job_id not in self._pending:
+            self._pending[job_id] = asyncio.create_task(self._later(job_id, wait))
+        return True
 
     async def _edit_message(
         self,

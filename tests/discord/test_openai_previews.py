@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from aiohttp import web
+
 from bot.discord_adapter import ratelimits
-from tests.discord.harness import World, field_value, started
+from tests.discord.harness import World, buttons, field_value, started
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import traced
 from tests.discord.test_openai_lane import openai_world, preview_edits
@@ -34,11 +36,12 @@ def hold_second_partial(sim) -> asyncio.Event:
 
 
 @pytest.fixture
-def limit_edits_saying(monkeypatch):
-    """limit_edits_saying.append(word): the next status edit through the interaction webhook
-    whose body holds `word` is answered 429 with a retry_after just over what the bot waits
-    out in place (lowered so the test does not wait 30 seconds)."""
-    words: list[bytes] = []
+def fault_edits_saying(monkeypatch):
+    """fault_edits_saying.append((word, fault)): the next status edit through the interaction
+    webhook whose body holds `word` meets `fault`: "429" (a retry_after just over what the bot
+    waits out in place, lowered so the test does not wait 30 seconds) or "drop" (the
+    connection closes before Discord answers: a reset, a proxy timing out)."""
+    faults: list[tuple[bytes, str]] = []
     original = fake_rest.RestApi.edit_webhook_message
     monkeypatch.setattr(ratelimits, "RATE_LIMIT_WAIT", 0.2)
 
@@ -46,14 +49,18 @@ def limit_edits_saying(monkeypatch):
         if request.content_type.startswith("multipart/"):  # a preview (its body read later)
             return await original(self, request)
         body = await request.read()
-        for word in words:
+        for word, fault in faults:
             if word in body:
-                words.remove(word)
-                return rate_limited(0.5)
+                faults.remove((word, fault))
+                if fault == "429":
+                    return rate_limited(0.5)
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=204)
         return await original(self, request)
 
     monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
-    return words
+    return faults
 
 
 async def blocked_after_a_preview(w: World, sim) -> Any:
@@ -81,21 +88,44 @@ def ended(w: World, job: Any) -> dict[str, Any] | None:
     return shown if "blocked" in field_value(shown, "Status").lower() else None
 
 
-async def test_a_rate_limited_final_edit_still_takes_a_blocked_jobs_preview_off(
-    tmp_path, caplog, limit_edits_saying
+@pytest.mark.parametrize("fault", ["429", "drop"])
+async def test_a_failed_final_edit_is_made_again_and_takes_a_blocked_jobs_preview_off(
+    tmp_path, caplog, fault_edits_saying, fault
 ):
-    """The service blocks the image after a preview of it was shown, and Discord rate limits
-    the status edit that says so: the edit is made again later, and it took the preview off
-    (it forgot the preview was there, so the blocked image stayed in the channel)."""
+    """The service blocks the image after a preview of it was shown, and the status edit that
+    says so is rate limited or loses its connection: the edit is made again, and it takes the
+    preview off. (After a 429 the retried edit had forgotten the preview, so the blocked image
+    stayed in the channel; after a drop nothing tried again: the message said "rendering",
+    with the preview and a Cancel button, for good.)"""
     async with openai_world(tmp_path) as (w, sim):
         await w.grant(1000)
-        limit_edits_saying.append(b"blocked")
+        fault_edits_saying.append((b"blocked", fault))
         job = await blocked_after_a_preview(w, sim)
-        shown = await w.fake.wait_for(
-            lambda: ended(w, job), what="the status edit made again after the 429"
-        )
-        assert limit_edits_saying == []  # the first try was answered 429
+        shown = await w.fake.wait_for(lambda: ended(w, job), what="the status edit made again")
+        assert fault_edits_saying == []  # the first try met the fault
         assert shown["attachments"] == []
         assert "image" not in shown["embeds"][0]
+        assert "Cancel" not in buttons(shown)
         assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+async def test_a_dropped_done_edit_is_made_again(tmp_path, caplog, fault_edits_saying):
+    """The result is posted but the edit that says Done loses its connection: it is made
+    again, instead of the status saying the images are being posted for good."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        fault_edits_saying.append((b"Done", "drop"))
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-1",
+            options={"prompt": "a fox", "quality": "low"},
+        )
+        job = await started(w, handle)
+        job = await w.wait_job(job.id, "done", timeout=30)
+        shown = await w.wait_status(job, "Done")
+        assert fault_edits_saying == []
+        assert shown["attachments"] == [] and len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
