@@ -328,14 +328,16 @@ class DiscordPublisher:
             file = MemoryFile(image, name)
             try:
                 await self._edit_message(job, job.status_message_id, embed, view, [file])
+            except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
+                # Its answer was lost, not the edit perhaps: counted as shown, so the status
+                # edits that follow take it off (taking off one that is not there is harmless).
+                what = getattr(exc, "status", None) or type(exc).__name__
+                log.warning("job %s: preview may not be shown (%s)", job.id, what)
             except discord.HTTPException as exc:
                 log.info("job %s: preview not shown (%s)", job.id, exc.status)
                 return
             except discord.RateLimited:
                 return  # a later preview, or the result, shows instead
-            except NETWORK_ERRORS as exc:
-                log.warning("job %s: preview not shown (%s)", job.id, type(exc).__name__)
-                return
             self.previews.shown(job.id, name)
 
     async def find_delivery(self, job: JobRecord) -> list[int] | None:

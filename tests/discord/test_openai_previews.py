@@ -8,7 +8,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from aiohttp import web
 
 from bot.discord_adapter import ratelimits
@@ -102,6 +101,7 @@ async def test_a_failed_final_edit_is_made_again_and_takes_a_blocked_jobs_previe
         fault_edits_saying.append((b"blocked", fault))
         job = await blocked_after_a_preview(w, sim)
         shown = await w.fake.wait_for(lambda: ended(w, job), what="the status edit made again")
+        assert shown is not None
         assert fault_edits_saying == []  # the first try met the fault
         assert shown["attachments"] == []
         assert "image" not in shown["embeds"][0]
@@ -113,7 +113,7 @@ async def test_a_failed_final_edit_is_made_again_and_takes_a_blocked_jobs_previe
 async def test_a_dropped_done_edit_is_made_again(tmp_path, caplog, fault_edits_saying):
     """The result is posted but the edit that says Done loses its connection: it is made
     again, instead of the status saying the images are being posted for good."""
-    async with openai_world(tmp_path) as (w, sim):
+    async with openai_world(tmp_path) as (w, _sim):
         await w.grant(1000)
         fault_edits_saying.append((b"Done", "drop"))
         handle = await w.fake.slash(
@@ -127,5 +127,46 @@ async def test_a_dropped_done_edit_is_made_again(tmp_path, caplog, fault_edits_s
         job = await w.wait_job(job.id, "done", timeout=30)
         shown = await w.wait_status(job, "Done")
         assert fault_edits_saying == []
+        assert shown["attachments"] == [] and len(w.results_of(job.id)) == 1
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def lose_preview_answers(monkeypatch):
+    """Every preview edit (a status edit uploading a file) is made, then its answer is lost:
+    the connection closes before it arrives (a reset, a proxy timing out)."""
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        response = await original(self, request)
+        if request.content_type.startswith("multipart/"):
+            assert request.transport is not None
+            request.transport.close()
+        return response
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+
+
+async def test_a_preview_whose_answer_was_lost_is_still_taken_off(
+    tmp_path, caplog, lose_preview_answers
+):
+    """Discord made the preview edits but their answers never arrived: the bot did not count
+    the preview as shown, so the edits that followed left it on the message, next to the
+    result, for good."""
+    async with openai_world(tmp_path) as (w, _sim):
+        await w.grant(1000)
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-1",
+            options={"prompt": "a fox", "quality": "low"},
+        )
+        job = await started(w, handle)
+        status_id = job.status_message_id
+        assert status_id is not None
+        job = await w.wait_job(job.id, "done", timeout=30)
+        shown = await w.wait_status(job, "Done")
+        assert preview_edits(w, status_id)  # a preview was put on the message
         assert shown["attachments"] == [] and len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
