@@ -3,7 +3,7 @@ an interaction follow-up while the 15-minute token lives, else the channel menti
 member, else a DM. A reply whose image was deleted meanwhile raises SourceGone (replying.py);
 the publisher then posts the result `private`ly: by DM only, saying why. A refusal (403, 404, an
 archived thread's 400) falls through to the next; 413, 429 and 5xx do not (uploads.sending
-turns them into TooLarge and PostFailed)."""
+turns them into TooLarge and PostFailed), nor do they when they answer the channel's look-up."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from bot.discord_adapter.buttons.result import result_view
 from bot.discord_adapter.embeds import title
 from bot.discord_adapter.ratelimits import webhook_session
 from bot.discord_adapter.replying import reply_to_source
-from bot.discord_adapter.uploads import sending
+from bot.discord_adapter.uploads import passing_faults, sending
 from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
@@ -62,7 +62,7 @@ class ResultRoutes:
         if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
             view = result_view(job, tools)
             try:
-                channel = await self.channel(job.channel_id)
+                channel = await self.lookup(job.channel_id)
                 return await sending(reply_to_source(channel, job, embed, files(), view), largest)
             except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
                 log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
@@ -87,7 +87,7 @@ class ResultRoutes:
             users=[discord.Object(job.member_id)], everyone=False, roles=False
         )
         try:
-            channel = await self.channel(job.channel_id)
+            channel = await self.lookup(job.channel_id)
             view = result_view(job, tools)
             try:
                 return await sending(
@@ -159,6 +159,13 @@ class ResultRoutes:
         return discord.Webhook.partial(
             self.bot.application_id, job.interaction_token, session=self._session, client=self.bot
         )
+
+    async def lookup(self, channel_id: int) -> discord.abc.Messageable:
+        """The channel to post in. An uncached one (a thread, just after a login) is fetched:
+        Discord failing that (5xx, 429) is PostFailed(retry=True), to post there later, not
+        a refusal that sends the result by DM."""
+        with passing_faults():
+            return await self.channel(channel_id)
 
     async def channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)

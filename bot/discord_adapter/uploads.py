@@ -4,7 +4,8 @@ turned into what the engine understands (PostFailed) or a signal to shrink (a 41
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import Awaitable, Iterator
 
 import aiohttp
 import discord
@@ -28,14 +29,13 @@ class TooLarge(Exception):
         self.largest = largest
 
 
-async def sending(call: Awaitable[discord.Message | None], largest: int) -> discord.Message:
-    """Await one post; Discord's expected faults become PostFailed (retry later) or TooLarge,
-    refusals (403/404, expired tokens) stay HTTPExceptions for the caller's fallbacks."""
+@contextlib.contextmanager
+def passing_faults() -> Iterator[None]:
+    """Discord's passing faults (429, 5xx, a long rate limit, no connection) become
+    PostFailed(retry=True); refusals (403/404, expired tokens) stay HTTPExceptions."""
     try:
-        message = await call
+        yield
     except discord.HTTPException as exc:
-        if exc.status == 413:
-            raise TooLarge(largest) from None
         if exc.status == 429 or exc.status >= 500:
             raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
         raise
@@ -43,6 +43,18 @@ async def sending(call: Awaitable[discord.Message | None], largest: int) -> disc
         raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
     except NETWORK_ERRORS as exc:
         raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
+
+
+async def sending(call: Awaitable[discord.Message | None], largest: int) -> discord.Message:
+    """Await one post; Discord's expected faults become PostFailed (retry later) or TooLarge,
+    refusals (403/404, expired tokens) stay HTTPExceptions for the caller's fallbacks."""
+    with passing_faults():
+        try:
+            message = await call
+        except discord.HTTPException as exc:
+            if exc.status == 413:
+                raise TooLarge(largest) from None
+            raise
     assert message is not None  # wait=True
     return message
 

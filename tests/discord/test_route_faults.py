@@ -1,0 +1,73 @@
+"""Discord failing around a result post (the channel's look-up, a post created but answered 5xx,
+a long 429 on a private follow-up) is a passing fault: the result is posted later, where it
+belongs, exactly once; only a refusal sends it elsewhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.civitai.simulator import Outcome
+from tests.discord.harness import text_of, world
+from tests.discord.test_delivery_stalls import rate_limited
+from tests.discord.test_discord_faults import PAST_THE_TOKEN, traced
+from tests.fakes import rest as fake_rest
+from tests.fakes.errors import ApiError
+
+
+@pytest.fixture
+def fail_lookups(monkeypatch):
+    """fail_lookups[channel_id] = [status, ...]: the next look-ups of that channel (GET) are
+    answered with those statuses, one each (429: asking to wait an hour)."""
+    failures: dict[int, list[int]] = {}
+    original = fake_rest.RestApi.get_channel
+
+    async def get_channel(self, request):
+        pending = failures.get(int(request.match_info["channel_id"]))
+        if pending:
+            status = pending.pop(0)
+            if status == 429:
+                return rate_limited(3600.0)
+            raise ApiError(status, 0, f"{status}: Service Unavailable")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "get_channel", get_channel)
+    return failures
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_failed_look_up_of_the_channel_is_retried_not_sent_by_dm(
+    tmp_path, caplog, fail_lookups, status
+):
+    """A thread the bot has not cached (just after a login): Discord answers 503, or asks to
+    wait an hour, when the bot looks it up to post the result. A passing fault: the result is
+    posted in the thread a little later, not sent to the member's DMs as if refused."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent = w.fake.world.channel(w.channel)
+        thread = w.fake.world.new_thread(parent, "uncached", w.member).id  # no THREAD_CREATE
+        assert w.bot.get_channel(thread) is None
+        w.sim.script(Outcome("succeed"), prompt="a thread")
+        fail_lookups[thread] = [status]
+        h = await w.fake.slash(
+            w.guild,
+            thread,
+            w.member,
+            "create gpt-image-2",
+            {"prompt": "a thread", "quality": "low"},
+            created_at=datetime.now(UTC) - PAST_THE_TOKEN,
+        )
+        await h.wait_for_followup(1, timeout=30)
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done", "failed", timeout=60)
+        assert job.status.value == "done", job.error
+        assert fail_lookups[thread] == []
+        posted = [
+            m for m in w.fake.channel_messages(thread) if f"result of job {job.id}" in text_of(m)
+        ]
+        assert len(posted) == 1 and posted[0]["attachments"]
+        assert job.delivered_message_ids == [int(posted[0]["id"])]
+        assert w.fake.dm_messages(w.member) == []
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
