@@ -23,6 +23,7 @@ import discord
 from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
+from bot.discord_adapter.copies import one_per_part
 from bot.discord_adapter.embeds import (
     RESULT_FOOTER,
     link,
@@ -341,9 +342,9 @@ class DiscordPublisher:
             self.previews.shown(job.id, name)
 
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
-        """The ids of the messages that carry this job's result, if ALL its parts were posted
-        (newest first in the channel, then the member's DMs). A partial post is removed, so the
-        engine posts the whole result again."""
+        """The ids of the messages that carry this job's result, one per part, if ALL its parts
+        were posted (the channel, then the member's DMs); extra copies are removed. A partial
+        post is removed, so the engine posts the whole result again."""
         if self.bot.user is None:
             return None
         since = job.created_at - timedelta(seconds=5)
@@ -370,13 +371,13 @@ class DiscordPublisher:
                     self._collect(message, job.id, found, messages)
         if not found:
             return None
-        total = max(n for _, n in found.values())
-        if len({part for part, _ in found.values()}) == total:
-            return [mid for mid, _ in sorted(found.items(), key=lambda kv: kv[1][0])]
-        for message in messages.values():  # half a result: take it down, post it whole again
+        picked = one_per_part(found)
+        kept, extra = picked if picked is not None else (None, list(messages))
+        # Extra copies (a post created, then answered 5xx) or half a result: taken down.
+        for message_id in extra:
             with contextlib.suppress(discord.HTTPException, discord.RateLimited):
-                await message.delete()
-        return None
+                await messages[message_id].delete()
+        return kept
 
     def _collect(
         self,

@@ -71,3 +71,49 @@ async def test_a_failed_look_up_of_the_channel_is_retried_not_sent_by_dm(
         assert w.fake.dm_messages(w.member) == []
         assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
+
+
+@pytest.fixture
+def create_then_fail(monkeypatch):
+    """create_then_fail.append(status): the next result post in a channel is carried out (the
+    message exists) but answered with that 5xx, as when Discord fails after creating it."""
+    statuses: list[int] = []
+    original = fake_rest.RestApi.create_message
+
+    async def create_message(self, request):
+        response = await original(self, request)
+        if statuses and request.content_type.startswith("multipart/"):  # files: a result
+            status = statuses.pop(0)
+            raise ApiError(status, 0, f"{status}: Bad Gateway")
+        return response
+
+    monkeypatch.setattr(fake_rest.RestApi, "create_message", create_message)
+    return statuses
+
+
+async def test_copies_left_by_posts_answered_5xx_are_taken_down_to_one(
+    tmp_path, caplog, create_then_fail
+):
+    """Discord creates the result message but answers 502: discord.py posts it again by itself,
+    and that copy is answered 503. When the bot looks before posting again it finds two copies
+    of the result: it keeps one and takes the other down, instead of recording both."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        create_then_fail.extend([502, 503])
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            {"prompt": "a copy", "quality": "low"},
+            created_at=datetime.now(UTC) - PAST_THE_TOKEN,
+        )
+        await h.wait_for_followup(1, timeout=30)
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done", "failed", timeout=60)
+        assert job.status.value == "done", job.error
+        assert create_then_fail == []
+        [result] = w.results_of(job.id)
+        assert job.delivered_message_ids == [int(result["id"])]
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
