@@ -12,6 +12,7 @@ import discord
 
 from bot.discord_adapter.buttons.enhance import choice_view
 from bot.discord_adapter.embeds import truncate
+from bot.discord_adapter.uploads import passing_faults
 from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
@@ -72,24 +73,18 @@ def choice_embed(job: JobRecord) -> discord.Embed:
     return embed
 
 
-def followup_webhook(bot: discord.Client, job: JobRecord) -> discord.Webhook:
-    """The job's interaction as an application webhook (only those send ephemeral messages),
-    as discord.py builds Interaction.followup."""
-    data = {"id": bot.application_id, "type": 3, "token": job.interaction_token}
-    return discord.Webhook.from_state(data, state=bot._connection)  # type: ignore[arg-type]
-
-
-async def post_choice(bot: discord.Client, job: JobRecord, token_alive: bool) -> list[int]:
+async def post_choice(
+    bot: discord.Client, job: JobRecord, followup: discord.Webhook | None
+) -> list[int]:
+    """`followup`: the job's interaction (ResultRoutes.followup) while its token lives."""
     embed = choice_embed(job)
-    if token_alive:
-        webhook = followup_webhook(bot, job)
+    if followup is not None:
         view = choice_view(job.id)
         try:
-            sent = await webhook.send(embed=embed, view=view, ephemeral=True, wait=True)
+            with passing_faults():  # 429, 5xx, a long rate limit: PostFailed, posted later
+                sent = await followup.send(embed=embed, view=view, ephemeral=True, wait=True)
             return [sent.id]
         except discord.HTTPException as exc:
-            if exc.status == 429 or exc.status >= 500:
-                raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
             log.warning("job %s: private follow-up refused (%s); sending a DM", job.id, exc.status)
         finally:
             view.stop()

@@ -31,7 +31,7 @@ from bot.discord_adapter.embeds import (
     result_embed,
     status_embed,
 )
-from bot.discord_adapter.enhance_post import followup_webhook, post_choice
+from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.replying import SourceGone
@@ -263,10 +263,12 @@ class DiscordPublisher:
         try:
             if self.routes.token_alive(job):
                 try:
-                    await followup_webhook(self.bot, job).send(embed=embed, ephemeral=True)
+                    await self.routes.followup(job).send(embed=embed, ephemeral=True)
                     return
                 except discord.HTTPException as exc:
                     log.info("job %s: ending not sent as a follow-up (%s)", job.id, exc.status)
+                except discord.RateLimited:  # not slept out under the job's lock: a DM instead
+                    log.info("job %s: ending not sent as a follow-up (rate limited)", job.id)
             user = await self.bot.fetch_user(job.member_id)
             await user.send(embed=embed)
         except discord.HTTPException as exc:  # DMs closed (50007): nowhere left to tell them
@@ -399,7 +401,8 @@ class DiscordPublisher:
         real limit is below the one it told us: what was posted is removed and the images are
         fitted again under a smaller budget, one message each, instead of resending them."""
         if job.output is not None:  # a prompt enhancement: the member's choice, privately
-            return await post_choice(self.bot, job, self.routes.token_alive(job))
+            followup = self.routes.followup(job) if self.routes.token_alive(job) else None
+            return await post_choice(self.bot, job, followup)
         try:
             return await self._deliver(job, images, private=False)
         except SourceGone:

@@ -151,13 +151,29 @@ class ResultRoutes:
             bool(job.interaction_token) and expires is not None and self.clock() < expires - margin
         )
 
-    def webhook(self, job: JobRecord) -> discord.Webhook:
-        assert job.interaction_token is not None and self.bot.application_id is not None
+    def session(self) -> aiohttp.ClientSession:
+        """Every webhook call's session (owned here, closed by close()): a long 429 on a
+        follow-up or a status edit raises, where the bot's own session would sleep it out."""
         if self._session is None or self._session.closed:
             self._session = webhook_session()
-        # Its own session: a long 429 on a follow-up or a status edit raises, not sleeps.
+        return self._session
+
+    def webhook(self, job: JobRecord) -> discord.Webhook:
+        assert job.interaction_token is not None and self.bot.application_id is not None
         return discord.Webhook.partial(
-            self.bot.application_id, job.interaction_token, session=self._session, client=self.bot
+            self.bot.application_id, job.interaction_token, session=self.session(), client=self.bot
+        )
+
+    def followup(self, job: JobRecord) -> discord.Webhook:
+        """The job's interaction as an application webhook (only those send ephemeral
+        messages), as discord.py builds Interaction.followup, on the bounded session."""
+        assert job.interaction_token is not None and self.bot.application_id is not None
+        data = {"id": self.bot.application_id, "type": 3, "token": job.interaction_token}
+        return discord.Webhook(
+            data,  # type: ignore[arg-type]
+            session=self.session(),
+            state=self.bot._connection,
+            token=self.bot.http.token,
         )
 
     async def lookup(self, channel_id: int) -> discord.abc.Messageable:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import text_of, world
+from tests.discord.harness import buttons, is_ephemeral, text_of, world
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, traced
 from tests.fakes import rest as fake_rest
@@ -116,4 +116,42 @@ async def test_copies_left_by_posts_answered_5xx_are_taken_down_to_one(
         [result] = w.results_of(job.id)
         assert job.delivered_message_ids == [int(result["id"])]
         assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def limit_choice(monkeypatch):
+    """limit_choice.append(seconds): the next private follow-up offering the enhanced prompt's
+    choice is answered 429 asking to wait that long."""
+    waits: list[float] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    async def execute_webhook(self, request):
+        if waits and b"Keep mine" in await request.read():
+            return rate_limited(waits.pop())
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", execute_webhook)
+    return waits
+
+
+async def test_a_long_rate_limit_on_the_enhanced_prompts_choice_is_retried_later(
+    tmp_path, caplog, limit_choice
+):
+    """Discord asks the bot to wait an hour before the private follow-up with the enhanced
+    prompt: the bot does not sleep an hour holding a delivery turn (the follow-up used the
+    bot's own session, which sleeps out any 429), it tries again soon, once."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        limit_choice.append(3600.0)
+        options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        choice = await h.wait_for_followup(1, timeout=30)
+        assert limit_choice == [] and is_ephemeral(choice)
+        assert {"Use enhanced", "Keep mine", "Cancel"} <= set(buttons(choice))
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done")
+        assert job.delivered_message_ids == [int(choice["id"])]
+        assert len([m for m in h.followups if "Keep mine" in str(m)]) == 1
+        assert job.charged == 1 and await w.available() == 999
     assert traced(caplog) == []
