@@ -89,16 +89,16 @@ async def post_choice(
         finally:
             view.stop()
     try:
-        user = await bot.fetch_user(job.member_id)
-        message = await user.send(
-            content="Your prompt enhancement finished after the command had expired. Run the "
-            "command again with the prompt you prefer; nothing more was charged.",
-            embed=embed,
-        )
-    except discord.HTTPException as exc:
+        # The member's look-up too: Discord failing it (5xx, 429) is a passing fault.
+        with passing_faults():
+            user = await bot.fetch_user(job.member_id)
+            message = await user.send(
+                content="Your prompt enhancement finished after the command had expired. Run "
+                "the command again with the prompt you prefer; nothing more was charged.",
+                embed=embed,
+            )
+    except discord.HTTPException as exc:  # a refusal: DMs closed, the member gone
         raise PostFailed(
             f"the member cannot be told privately ({exc.status})", retry=False
         ) from None
-    except discord.RateLimited as exc:  # a long 429 (ratelimits.py): a passing fault
-        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
     return [message.id]

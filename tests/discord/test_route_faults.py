@@ -155,3 +155,34 @@ async def test_a_long_rate_limit_on_the_enhanced_prompts_choice_is_retried_later
         assert len([m for m in h.followups if "Keep mine" in str(m)]) == 1
         assert job.charged == 1 and await w.available() == 999
     assert traced(caplog) == []
+
+
+async def test_discord_failing_the_member_look_up_for_a_late_choice_is_retried(
+    tmp_path, caplog, monkeypatch
+):
+    """Past the command's token the enhanced prompt goes by DM; Discord answers 503 while the
+    bot looks the member up: a passing outage, tried again, not "cannot be told privately"
+    with the enhancement failed."""
+    failures = [503]  # discord.py does not retry a 503 itself
+    original = fake_rest.RestApi.get_user
+
+    async def get_user(self, request):
+        if failures:
+            raise ApiError(failures.pop(), 0, "503: Service Unavailable")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "get_user", get_user)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}
+        late = datetime.now(UTC) - PAST_THE_TOKEN
+        await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options, created_at=late
+        )
+        job = await w.only_job()
+        job = await w.wait_job(job.id, "done", "failed", timeout=60)
+        assert job.status.value == "done", job.error
+        assert failures == []
+        [dm] = w.fake.dm_messages(w.member)
+        assert job.delivered_message_ids == [int(dm["id"])] and "enhanced" in text_of(dm)
+    assert traced(caplog) == []
