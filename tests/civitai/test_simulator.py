@@ -52,9 +52,10 @@ def debits_credits(workflow: Workflow) -> tuple[int, int]:
 async def test_lifecycle_unassigned_scheduled_processing_succeeded(
     openapi: OpenApiDocument,
 ) -> None:
-    # Slow enough that every phase lasts tens of milliseconds: unassigned 40 ms, scheduled
-    # 100–400 ms, processing 400 ms.
-    async with Simulator(speed=0.2, seed=11, document=openapi) as sim:
+    # Slow enough that every phase outlasts a poll on a loaded machine: unassigned 100 ms,
+    # scheduled 250–1000 ms, processing 1 s (at 0.2 the 40 ms unassigned phase was sometimes
+    # missed under a parallel test run).
+    async with Simulator(speed=0.5, seed=11, document=openapi) as sim:
         sim.script(Outcome("succeed", runtime=2))
         async with OrchestratorClient(sim.base_url, sim.token) as client:
             workflow = await client.submit(
