@@ -23,16 +23,14 @@ import discord
 from bot.catalog.tools import Tool
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
-from bot.discord_adapter.copies import one_per_part
+from bot.discord_adapter.earlier_posts import earlier_delivery
 from bot.discord_adapter.embeds import (
-    RESULT_FOOTER,
-    link,
-    operation_word,
     result_embed,
     status_embed,
 )
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
+from bot.discord_adapter.log_lines import post_log_line
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.replying import SourceGone
 from bot.discord_adapter.result_routes import ResultRoutes
@@ -284,33 +282,7 @@ class DiscordPublisher:
         await channel.get_partial_message(message_id).edit(**kwargs)
 
     async def _log_line(self, job: JobRecord) -> None:
-        """One line per finished job in the guild's log channel, if it has one."""
-        settings = await self.guilds.settings(job.guild_id)
-        if settings.log_channel_id is None:
-            return
-        icon = {
-            J.DONE: "✅",
-            J.BLOCKED: "🚫",
-            J.REJECTED: "🚫",
-            J.CANCELED: "⏹️",
-            J.EXPIRED: "⌛",
-        }.get(job.status, "❌")
-        text = (
-            f"{icon} <@{job.member_id}> · {job.model} {operation_word(job)} · "
-            f"{job.charged or 0:,} Buzz · {job.status.value} · job `{job.id}`"
-        )
-        where = job.delivered_message_ids[0] if job.delivered_message_ids else job.status_message_id
-        if where:
-            text += f" · [open]({link(job.guild_id, job.channel_id, where)})"
-        try:
-            channel = await self.routes.channel(settings.log_channel_id)
-            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:
-            log.info("job %s: log line not posted (%s)", job.id, exc.status)
-        except discord.RateLimited:
-            log.info("job %s: log line not posted (rate limited)", job.id)
-        except NETWORK_ERRORS as exc:
-            log.warning("job %s: log line not posted (%s)", job.id, type(exc).__name__)
+        await post_log_line(self.guilds, self.routes, job)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
@@ -344,57 +316,8 @@ class DiscordPublisher:
             self.previews.shown(job.id, name)
 
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
-        """The ids of the messages that carry this job's result, one per part, if ALL its parts
-        were posted (the channel, then the member's DMs); extra copies are removed. A partial
-        post is removed, so the engine posts the whole result again."""
-        if self.bot.user is None:
-            return None
-        since = job.created_at - timedelta(seconds=5)
-        after = discord.Object(id=discord.utils.time_snowflake(since))
-        found: dict[int, tuple[int, int]] = {}
-        messages: dict[int, discord.Message] = {}
-        try:
-            channel = await self.routes.channel(job.channel_id)
-            async for message in channel.history(limit=200, after=after, oldest_first=False):
-                self._collect(message, job.id, found, messages)
-        except (discord.Forbidden, discord.NotFound):
-            log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
-        except discord.HTTPException as exc:
-            raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
-        except discord.RateLimited as exc:
-            raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
-        except NETWORK_ERRORS as exc:
-            raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
-        if not found:
-            with contextlib.suppress(discord.HTTPException, discord.RateLimited):
-                user = await self.bot.fetch_user(job.member_id)
-                dm = user.dm_channel or await user.create_dm()
-                async for message in dm.history(limit=50, after=after, oldest_first=False):
-                    self._collect(message, job.id, found, messages)
-        if not found:
-            return None
-        picked = one_per_part(found)
-        kept, extra = picked if picked is not None else (None, list(messages))
-        # Extra copies (a post created, then answered 5xx) or half a result: taken down.
-        for message_id in extra:
-            with contextlib.suppress(discord.HTTPException, discord.RateLimited):
-                await messages[message_id].delete()
-        return kept
-
-    def _collect(
-        self,
-        message: discord.Message,
-        job_id: str,
-        found: dict[int, tuple[int, int]],
-        messages: dict[int, discord.Message],
-    ) -> None:
-        if self.bot.user is None or message.author.id != self.bot.user.id:
-            return
-        for embed in message.embeds:
-            match = RESULT_FOOTER.match(embed.footer.text or "")
-            if match and match["job"] == job_id:
-                found[message.id] = (int(match["part"] or 1), int(match["of"] or 1))
-                messages[message.id] = message
+        """The ids of the messages that carry this job's result (earlier_posts.py)."""
+        return await earlier_delivery(self.bot, self.routes, job)
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         """Post the result; Discord's expected faults become PostFailed. A 413 means Discord's

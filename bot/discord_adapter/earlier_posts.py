@@ -1,0 +1,77 @@
+"""An earlier post of a job's result, looked for before posting it (again): in the channel,
+then in the member's DMs, by the job id its embed footer carries. This is what makes delivery
+exactly-once across restarts and across Discord answering 5xx to a post it made."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+
+import discord
+
+from bot.discord_adapter.copies import one_per_part
+from bot.discord_adapter.embeds import RESULT_FOOTER
+from bot.discord_adapter.result_routes import ResultRoutes
+from bot.discord_adapter.uploads import NETWORK_ERRORS
+from bot.engine.publisher import PostFailed
+from bot.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+async def earlier_delivery(
+    bot: discord.Client, routes: ResultRoutes, job: JobRecord
+) -> list[int] | None:
+    """The ids of the messages that carry this job's result, one per part, if ALL its parts
+    were posted (the channel, then the member's DMs); extra copies are removed. A partial
+    post is removed, so the engine posts the whole result again."""
+    if bot.user is None:
+        return None
+    since = job.created_at - timedelta(seconds=5)
+    after = discord.Object(id=discord.utils.time_snowflake(since))
+    found: dict[int, tuple[int, int]] = {}
+    messages: dict[int, discord.Message] = {}
+    try:
+        channel = await routes.channel(job.channel_id)
+        async for message in channel.history(limit=200, after=after, oldest_first=False):
+            _collect(bot, message, job.id, found, messages)
+    except (discord.Forbidden, discord.NotFound):
+        log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
+    except discord.HTTPException as exc:
+        raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
+    except discord.RateLimited as exc:
+        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
+    except NETWORK_ERRORS as exc:
+        raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
+    if not found:
+        with contextlib.suppress(discord.HTTPException, discord.RateLimited):
+            user = await bot.fetch_user(job.member_id)
+            dm = user.dm_channel or await user.create_dm()
+            async for message in dm.history(limit=50, after=after, oldest_first=False):
+                _collect(bot, message, job.id, found, messages)
+    if not found:
+        return None
+    picked = one_per_part(found)
+    kept, extra = picked if picked is not None else (None, list(messages))
+    # Extra copies (a post created, then answered 5xx) or half a result: taken down.
+    for message_id in extra:
+        with contextlib.suppress(discord.HTTPException, discord.RateLimited):
+            await messages[message_id].delete()
+    return kept
+
+
+def _collect(
+    bot: discord.Client,
+    message: discord.Message,
+    job_id: str,
+    found: dict[int, tuple[int, int]],
+    messages: dict[int, discord.Message],
+) -> None:
+    if bot.user is None or message.author.id != bot.user.id:
+        return
+    for embed in message.embeds:
+        match = RESULT_FOOTER.match(embed.footer.text or "")
+        if match and match["job"] == job_id:
+            found[message.id] = (int(match["part"] or 1), int(match["of"] or 1))
+            messages[message.id] = message
