@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print("lane:         civitai (BOT_PROVIDER=civitai): the Civitai orchestrator")
         print(f"orchestrator: {mode}")
     print(f"database:     {settings.database.path}")
-    print(
-        f"dev guild:    {settings.discord.dev_guild or 'none (commands sync globally with --sync)'}"
-    )
+    # The bot registers the commands at start whenever they changed; --sync only forces it.
+    where = settings.discord.dev_guild or "none (commands are registered globally)"
+    print(f"dev guild:    {where}")
     print(f"discord token: {'set' if settings.discord.token else 'missing'}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

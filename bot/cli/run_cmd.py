@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("run", help="run the bot (the default command)")
-    p.add_argument("--sync", action="store_true", help="sync slash commands globally at start")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="register the slash commands at start even if unchanged (globally, or in "
+        "BOT_DEV_GUILD); without it they are registered only when they changed",
+    )
     p.set_defaults(handler=run)
     h = commands.add_parser("health", help="exit 0 while the running bot writes its heartbeat")
     h.set_defaults(handler=health)
