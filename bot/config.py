@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -172,9 +180,35 @@ class GuildDefaults(_Section):
     allowance_period: Period = "weekly"
     confirm_above: int = Field(500, ge=0, le=10_000_000)
     per_member_concurrency: int = Field(2, ge=1, le=50)
-    per_guild_concurrency: int = Field(10, ge=1, le=10_000)
+    per_guild_concurrency: int = Field(10, ge=1, le=10_000, validate_default=True)
     strikes_to_ban: int = Field(3, ge=0, le=100)
     strike_window_days: int = Field(30, ge=1, le=3650)
+
+    @field_validator("default_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        # A misspelt model would pass check-config and refuse every /imagine at run time.
+        from bot.catalog.errors import CatalogError
+        from bot.catalog.names import MODEL_NAMES, parse_model
+
+        try:
+            return parse_model(value).value
+        except CatalogError:
+            raise ValueError(
+                f"unknown model {value!r}: use one of {', '.join(MODEL_NAMES)}"
+            ) from None
+
+    @field_validator("per_guild_concurrency")
+    @classmethod
+    def _guild_covers_member(cls, value: int, info: ValidationInfo) -> int:
+        # /settings concurrency refuses this too (per-member cannot be more than per-guild).
+        member = info.data.get("per_member_concurrency")
+        if member is not None and value < member:
+            raise ValueError(
+                f"must be at least per_member_concurrency ({member}, "
+                "BOT_DEFAULTS__PER_MEMBER_CONCURRENCY)"
+            )
+        return value
 
 
 class SimulatorSettings(_Section):

@@ -156,6 +156,18 @@ def test_default_config_toml_in_the_working_directory(tmp_path: Path) -> None:
         ("", {"BOT_DEV_GUILD": "not-a-number"}, "discord.dev_guild", "BOT_DEV_GUILD"),
         ("", {"BOT_CIVITAI__MAX_RETRIES": "99"}, "civitai.max_retries", "BOT_CIVITAI__MAX_RETRIES"),
         ("", {"BOT_SIMULATOR__SPEED": "0"}, "simulator.speed", "BOT_SIMULATOR__SPEED"),
+        (
+            '[defaults]\ndefault_model = "gpt-image2"\n',
+            {},
+            "defaults.default_model",
+            "BOT_DEFAULTS__DEFAULT_MODEL",
+        ),
+        (
+            "[defaults]\nper_member_concurrency = 20\n",
+            {},
+            "defaults.per_guild_concurrency",
+            "BOT_DEFAULTS__PER_GUILD_CONCURRENCY",
+        ),
     ],
 )
 def test_invalid_value_names_the_key_and_its_env_var(
@@ -355,3 +367,12 @@ def test_openai_prices_from_toml(tmp_path: Path) -> None:
     text = '[openai]\nprices = { "gpt-image-1-mini" = { low = 5, high = 70 }, "dall-e-2" = 200 }'
     settings = load_settings(write(tmp_path, text))
     assert settings.openai.prices == {"gpt-image-1-mini": {"low": 5, "high": 70}, "dall-e-2": 200}
+
+
+def test_the_default_model_is_one_the_bot_knows(tmp_path: Path) -> None:
+    """Checked when the settings load (check-config), not at the first /imagine; the command
+    spelling of gpt-image-1.5 is accepted and stored as the model's name."""
+    settings = load_settings(write(tmp_path, '[defaults]\ndefault_model = "GPT-Image-1-5"\n'))
+    assert settings.defaults.default_model == "gpt-image-1.5"
+    with pytest.raises(ConfigError, match="unknown model 'sdxl': use one of gpt-image-2"):
+        load_settings(write(tmp_path, '[defaults]\ndefault_model = "sdxl"\n'))
