@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from bot.discord_adapter.replies import UserFacingError
@@ -28,13 +29,17 @@ class Asked(Generic[T]):
         self._waiting[token] = (member_id, now, value)
         return token
 
-    def take(self, token: str, member_id: int) -> T:
-        """The value, gone from here; UserFacingError when expired or not this member's."""
+    def take(self, token: str, member_id: int, valid: Callable[[T], str | None] | None = None) -> T:
+        """The value, gone from here; UserFacingError when expired or not this member's, or
+        when `valid` finds something wrong with it (its text; the value stays then)."""
         found = self._waiting.get(token)
         if found is None or time.monotonic() - found[1] > self.ttl:
             self._waiting.pop(token, None)
             raise UserFacingError(self.expired)
         if member_id != found[0]:
             raise UserFacingError(self.not_yours)
+        wrong = valid(found[2]) if valid is not None else None
+        if wrong is not None:
+            raise UserFacingError(wrong)
         del self._waiting[token]
         return found[2]

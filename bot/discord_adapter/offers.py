@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OFFER_TTL = 600.0
+NO_SUCH_OFFER = "There is no such offer. Nothing was charged."
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,14 @@ class OfferBoard:
 
     async def take(self, interaction: discord.Interaction, key: str) -> None:
         token, _, number = key.partition("-")
-        found = self._sets.take(token, interaction.user.id)  # one offer per refusal
-        offer = found.offers[int(number)]
+        index = int(number)
+
+        def offered(found: OfferSet) -> str | None:
+            # A crafted button may name an offer that was never made: the real ones stay.
+            return None if index < len(found.offers) else NO_SUCH_OFFER
+
+        found = self._sets.take(token, interaction.user.id, offered)  # one offer per refusal
+        offer = found.offers[index]
         await interaction.response.edit_message(content=f"Trying {offer.label}…", view=None)
         request = found.request
         await self.bot.flow.begin(

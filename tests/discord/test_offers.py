@@ -4,7 +4,10 @@ through the normal admission, charged its price. Nothing is held until then."""
 
 from __future__ import annotations
 
-from tests.discord.harness import answer, buttons, finished, started, world
+import logging
+
+from tests.discord.harness import answer, buttons, finished, started, text_of, world
+from tests.discord_admin.test_guilds import click_from
 
 
 async def refused(w, **options):
@@ -100,3 +103,24 @@ async def test_an_offer_above_the_threshold_is_confirmed_first(tmp_path):
         yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
         job, _ = await finished(w, await started(w, yes))
         assert job.charged == 78 and await w.available() == 22
+
+
+async def test_a_crafted_offer_number_is_refused_and_the_real_offers_stay(tmp_path, caplog):
+    """A button naming an offer that was never made (offer:TOKEN-9 of four) is a clear
+    private line, not 'something went wrong'; the offers really made can still be taken."""
+    async with world(tmp_path) as w:
+        await w.grant(100)
+        message = await refused(w)
+        real = buttons(message)["low · 13 Buzz"]
+        token = real.rsplit("-", 1)[0]
+        crafted = await click_from(
+            w, w.guild, w.channel, w.member, int(message["id"]), f"{token}-9"
+        )
+        text = text_of(await answer(crafted))
+        assert crafted.ephemeral and "no such offer" in text and "went wrong" not in text
+        assert await w.jobs() == [] and await w.holds() == 0
+        job, _ = await finished(
+            w, await started(w, await w.fake.click(int(message["id"]), real, w.member))
+        )
+        assert job.charged == 13 and await w.available() == 100 - 13
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
