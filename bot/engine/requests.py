@@ -59,6 +59,8 @@ class RefusalReason(StrEnum):
     SOURCE_RATING = "source_rating"
     # A tool's image is no longer shown (deleted, kept from its channel, under review).
     SOURCE_GONE = "source_gone"
+    # The same press again: a tool already working on this image, an enhancement's image.
+    ALREADY_STARTED = "already_started"
 
 
 class Refusal(Exception):

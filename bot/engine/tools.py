@@ -71,6 +71,24 @@ class ToolQuote:
         return self.balance - self.hold
 
 
+def check_not_started_in(conn: Conn, parts: Parts, request: ToolRequest) -> None:
+    """One press, one job: a member's second Upscale (or cut-out) of the same image while the
+    first is still under way is a double click, not a wish to pay twice for the same result.
+    Checked again in the admitting transaction, so two presses arriving together admit one."""
+    if request.tool not in IMAGE_TOOLS or request.parent_job_id is None:
+        return
+    image = request.options.get("image")
+    who = request.requester
+    earlier = parts.jobs.same_tool_active_in(
+        conn, who.member_id, request.parent_job_id, request.tool.value, image
+    )
+    if earlier is not None:
+        raise Refusal(
+            RefusalReason.ALREADY_STARTED,
+            f"your {request.tool.label} of this image (job `{earlier}`) is still under way",
+        )
+
+
 class ToolAdmission:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
@@ -92,6 +110,7 @@ class ToolAdmission:
 
         def check(conn: Conn) -> int:
             check_concurrency(*parts.jobs.in_flight_in(conn, who.guild_id, who.member_id), settings)
+            check_not_started_in(conn, parts, request)
             parts.ledger.check_budget_in(
                 conn, who.guild_id, hold, settings.budget_amount, settings.budget_period
             )
@@ -146,6 +165,7 @@ class ToolAdmission:
 
         def store(tx: Conn) -> JobRecord:
             check_concurrency(*parts.jobs.in_flight_in(tx, who.guild_id, who.member_id), settings)
+            check_not_started_in(tx, parts, request)
             parts.ledger.check_budget_in(
                 tx, who.guild_id, quote.hold, settings.budget_amount, settings.budget_period
             )

@@ -316,6 +316,19 @@ class JobStore:
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    def same_tool_active_in(
+        self, tx: Conn, member_id: int, parent_job_id: str, model: str, image: object
+    ) -> str | None:
+        """The member's job, not ended, running tool `model` on image `image` of the parent."""
+        marks = ",".join("?" * len(ACTIVE))
+        found = fetch_row(
+            tx,
+            f"SELECT id FROM jobs WHERE member_id = ? AND parent_job_id = ? AND model = ?"
+            f" AND json_extract(options, '$.image') = ? AND status IN ({marks}) LIMIT 1",
+            (member_id, parent_job_id, model, image, *(s.value for s in ACTIVE)),
+        )
+        return None if found is None else str(found[0])
+
     async def recent(
         self,
         guild_id: int,

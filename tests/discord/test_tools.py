@@ -5,6 +5,7 @@ else the bytes the bot posted."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from bot.civitai.simulator import Outcome
@@ -349,3 +350,34 @@ async def test_an_image_deleted_while_its_upscale_runs_is_not_posted_again(tmp_p
         assert job.status.value == "done" and job.delivered_message_ids == [int(dm["id"])]
         assert job.charged == upstream_charge(w, job) == 2
         assert await w.available() == 1000 - 13 - 2
+
+
+async def test_two_presses_of_upscale_at_once_start_one_job(tmp_path):
+    """A double click (two presses of the same image's Upscale arriving together) is one
+    upscale, charged once; the second press is told privately that it is under way."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        upscale = buttons(result)["Upscale"]
+        presses = await asyncio.gather(
+            w.fake.click(int(result["id"]), upscale, w.member),
+            w.fake.click(int(result["id"]), upscale, w.member),
+        )
+        told = await asyncio.gather(
+            *(
+                p.wait_for_original(
+                    lambda m: "Started" in m["content"] or "Not started" in m["content"]
+                )
+                for p in presses
+            )
+        )
+        refusals = [m["content"] for m in told if "Not started" in m["content"]]
+        assert len(refusals) == 1 and "still under way" in refusals[0], told
+        job = await w.new_job({_parent.id})
+        job, _reply = await derived(w, job)
+        await w.fake.settle()
+        assert len(await w.jobs()) == 2 and len(w.sim.submissions) == 2
+        assert await w.available() == 1000 - 13 - job.charged
+        # Once it is done, the image may be upscaled again (a deliberate second press).
+        again = await w.fake.click(int(result["id"]), upscale, w.member)
+        await derived(w, await started(w, again))
