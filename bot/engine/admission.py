@@ -15,6 +15,7 @@ from datetime import datetime
 
 from bot.catalog import CatalogError
 from bot.catalog.replacement import retired_text
+from bot.catalog.tools import Tool
 from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason, require_confirmation
@@ -66,6 +67,22 @@ def check_concurrency(mine: int, theirs: int, settings: GuildSettings) -> None:
         raise Refusal(
             RefusalReason.GUILD_BUSY,
             f"the server already has {theirs} jobs running (its limit); try again in a minute",
+        )
+
+
+def check_one_image_in(tx: Conn, parts: Parts, parent_job_id: str | None) -> None:
+    """A prompt enhancement starts one image: two choices (or two confirmations after them)
+    must not admit two, whatever order their clicks arrive in."""
+    if parent_job_id is None:
+        return
+    parent = parts.jobs.job_in(tx, parent_job_id)
+    if parent is None or parent.model != Tool.ENHANCE.value:
+        return
+    child = parts.jobs.child_in(tx, parent_job_id)
+    if child is not None:
+        raise Refusal(
+            RefusalReason.ALREADY_STARTED,
+            f"an image was already started from this prompt enhancement (job `{child}`)",
         )
 
 
@@ -204,6 +221,7 @@ class Admission:
         def store(tx: Conn) -> tuple[JobRecord, int]:
             mine, theirs = parts.jobs.in_flight_in(tx, who.guild_id, who.member_id)
             check_concurrency(mine, theirs, settings)
+            check_one_image_in(tx, parts, request.parent_job_id)
             parts.ledger.check_budget_in(
                 tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
             )

@@ -316,6 +316,15 @@ class JobStore:
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    def child_in(self, tx: Conn, parent_job_id: str) -> str | None:
+        """A job made from this one, if any (the first stored)."""
+        found = fetch_row(
+            tx,
+            "SELECT id FROM jobs WHERE parent_job_id = ? ORDER BY rowid LIMIT 1",
+            (parent_job_id,),
+        )
+        return None if found is None else str(found[0])
+
     def same_tool_active_in(
         self, tx: Conn, member_id: int, parent_job_id: str, model: str, image: object
     ) -> str | None:

@@ -275,3 +275,36 @@ async def test_a_choice_whose_image_never_started_can_be_made_again_after_a_rest
         assert image.parent_job_id == enhancement.id and image.prompt == enhancement.prompt
         assert await w.available() == 1000 - 1 - 13  # one enhancement, one image
         assert not buttons(w.fake.message(int(choice["id"])))  # taken off once it started
+
+
+async def test_two_confirmations_after_two_choices_start_one_image(tmp_path):
+    """Above the threshold the choice asks for a confirmation, and the choice buttons stay
+    until the image is admitted: a second Use enhanced asks again. Confirming both (together)
+    must still start one image from the one enhancement, charged once."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.set_guild(confirm_above=5)
+        enhancement, choice = await enhance(w)
+        use = buttons(choice)["Use enhanced"]
+        first = await w.fake.click(int(choice["id"]), use, w.member)
+        asked = [await first.wait_for_followup(1)]
+        second = await w.fake.click(int(choice["id"]), use, w.member)
+        asked.append(await second.wait_for_followup(1))
+        yes = await asyncio.gather(
+            *(w.fake.click(int(a["id"]), buttons(a)["Confirm"], w.member) for a in asked)
+        )
+        told = await asyncio.gather(
+            *(
+                y.wait_for_original(
+                    lambda m: "Started" in m["content"] or "Not started" in m["content"]
+                )
+                for y in yes
+            )
+        )
+        refusals = [m["content"] for m in told if "Not started" in m["content"]]
+        assert len(refusals) == 1 and "already started" in refusals[0], told
+        [image] = [j for j in await w.jobs() if j.parent_job_id == enhancement.id]
+        await finished(w, image)
+        await w.fake.settle()
+        assert len(await w.jobs()) == 2 and len(w.sim.submissions) == 2
+        assert await w.available() == 1000 - 1 - 13
