@@ -39,3 +39,23 @@ async def test_a_crafted_id_from_a_moderator_is_refused_privately(tmp_path, capl
         assert "Something went wrong" not in text_of(message), text_of(message)
         assert await snapshot(w, mods, w.channel) == before
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("kind", ["appeal", "job:cancel", "res:upscale", "enh:use", "rev:approve"])
+async def test_a_button_pressed_in_a_dm_is_refused_privately(tmp_path, caplog, kind):
+    """Jobs and review items belong to a server: a press arriving from the member's DM with
+    the bot (a crafted one: no DM message carries these) is a clear line, and nothing changes."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job = await blocked(w, "a thing")
+        status = w.status_message(job)
+        dm = w.fake.world.dm_channel_for(w.member).id
+        before = await snapshot(w, w.channel)
+        key = "1" if kind.startswith("rev:") else job.id
+        press = await click_from(w, None, dm, w.member, int(status["id"]), f"{kind}:{key}")
+        message = await answer(press)
+        await w.fake.settle()
+        assert is_ephemeral(message)
+        assert "Something went wrong" not in text_of(message), text_of(message)
+        assert await snapshot(w, w.channel) == before
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.discord_adapter.access import requester
+from bot.discord_adapter.access import NotPermitted, requester
 from bot.discord_adapter.buttons.base import KeyedButton, bot_of
 from bot.discord_adapter.modals import AppealModal
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -32,6 +32,7 @@ class AppealButton(KeyedButton, prefix="appeal"):
 
     async def act(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
-        assert interaction.guild_id is not None
+        if interaction.guild_id is None:  # a crafted press in a DM: jobs belong to a server
+            raise NotPermitted("This only works in a server.")
         item = await bot.review.appealable(interaction.guild_id, self.key, interaction.user.id)
         await interaction.response.send_modal(AppealModal(self.key, item.id))
