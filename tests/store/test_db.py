@@ -486,3 +486,30 @@ async def test_reads_under_heavy_concurrency_see_every_committed_write(tmp_path)
         finally:
             stop.set()
             await asyncio.gather(*readers)
+
+
+async def test_jobs_made_from_a_job_are_found_by_index_not_by_reading_every_job(
+    db: Database,
+) -> None:
+    """Admission looks a job's children up inside its write transaction (one image per
+    enhancement, one press one tool job) and the jobs table is never pruned: the lookups must
+    use an index, not read the whole table while holding the write lock."""
+    jobs = JobStore(db)
+
+    def plans(conn: Conn) -> list[str]:
+        found = []
+        for query in (
+            lambda: jobs.child_in(conn, "j-parent"),
+            lambda: jobs.same_tool_active_in(conn, 1, "j-parent", "imageUpscaler", 0),
+        ):
+            statements: list[str] = []
+            conn.set_trace_callback(statements.append)
+            query()
+            conn.set_trace_callback(None)
+            [sql] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            plan = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+            found.append(" | ".join(str(step[-1]) for step in plan))
+        return found
+
+    for plan in await db.read(plans):
+        assert "jobs_parent" in plan and "SCAN jobs" not in plan, plan
