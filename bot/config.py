@@ -111,6 +111,8 @@ class OpenAISettings(_Section):
     moderation_low_allowed: bool = False
     request_timeout_seconds: float = Field(300.0, gt=0, le=1800)
     max_retries: int = Field(3, ge=0, le=20)
+    # Calls per job that streamed previews and then failed (each billed upstream), at most.
+    max_output_calls: int = Field(2, ge=1, le=5)
     retry_max_delay_seconds: float = Field(30.0, gt=0, le=600)
     max_image_bytes: int = Field(64 * 1024 * 1024, gt=0)
 

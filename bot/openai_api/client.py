@@ -16,7 +16,10 @@ check that the built-in simulator speaks the same wire format as the real client
   own HTTP stack and model layer for two endpoints we fully describe here.
 
 Retryable: 408/409/425/429 (except `insufficient_quota`)/5xx, timeouts, connection errors, and
-broken streams. A retried stream starts again: partial images come again from index 0.
+broken streams. A retried stream starts again: partial images come again from index 0. A try
+that streamed output (partial images) and then failed was run, and billed, upstream: such tries
+are capped separately (`output_calls`, the lane counts them across rounds), so the operator does
+not pay for one request again and again.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class OpenAIImagesClient:
         max_retries: int = 3,
         retry_max_delay: float = 30.0,
         max_image_bytes: int = 64 * 1024 * 1024,
+        max_output_calls: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -92,6 +96,8 @@ class OpenAIImagesClient:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.retry_max_delay = retry_max_delay
+        # Tries that streamed output then failed, at most, per request (each one was billed).
+        self.max_output_calls = max_output_calls
         self.reader = ImageReader(max_image_bytes)
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -122,11 +128,16 @@ class OpenAIImagesClient:
 
     # -- API --------------------------------------------------------------------------------
     async def generate(
-        self, body: dict[str, Any], *, on_partial: OnPartial | None = None
+        self,
+        body: dict[str, Any],
+        *,
+        on_partial: OnPartial | None = None,
+        output_calls: int | None = None,
     ) -> ImagesResult:
-        """POST images/generations with `body` (OpenAIRequest.fields) as JSON."""
+        """POST images/generations with `body` (OpenAIRequest.fields) as JSON. `output_calls`:
+        how many more tries may stream output and fail (default `max_output_calls`)."""
         return await self._call(
-            "generate", "images/generations", lambda: {"json": body}, body, on_partial
+            "generate", "images/generations", lambda: {"json": body}, body, on_partial, output_calls
         )
 
     async def edit(
@@ -137,6 +148,7 @@ class OpenAIImagesClient:
         *,
         on_partial: OnPartial | None = None,
         image_field: str = "image[]",
+        output_calls: int | None = None,
     ) -> ImagesResult:
         """POST images/edits as multipart: `fields` as form fields, one `image_field` part per
         source (OpenAIRequest.image_field: `image[]`, or `image` for dall-e-2), `mask` a PNG."""
@@ -146,7 +158,7 @@ class OpenAIImagesClient:
         def build() -> dict[str, Any]:
             return {"data": _form(fields), "files": _files(images, mask, image_field)}
 
-        return await self._call("edit", "images/edits", build, fields, on_partial)
+        return await self._call("edit", "images/edits", build, fields, on_partial, output_calls)
 
     # -- internals --------------------------------------------------------------------------
     async def _call(
@@ -156,10 +168,12 @@ class OpenAIImagesClient:
         build: Callable[[], dict[str, Any]],
         fields: dict[str, Any],
         on_partial: OnPartial | None,
+        output_calls: int | None = None,
     ) -> ImagesResult:
         model = str(fields.get("model") or "") or None
         expected = _int(fields.get("n"), 1)
-        attempt = 0
+        allowed = self.max_output_calls if output_calls is None else output_calls
+        attempt = produced = 0
         maybe_accepted = False  # could any attempt have been acted on upstream?
         while True:
             try:
@@ -167,9 +181,12 @@ class OpenAIImagesClient:
             except Retry as retry:
                 problem, retry_after = self._redact(retry.problem), retry.retry_after
                 maybe_accepted = maybe_accepted or retry.maybe_accepted
-            if attempt >= self.max_retries:
+                produced += retry.produced
+            if attempt >= self.max_retries or (produced and produced >= allowed):
                 raise Unavailable(
-                    f"{problem}; gave up after {attempt + 1} tries", maybe_accepted=maybe_accepted
+                    f"{problem}; gave up after {attempt + 1} tries",
+                    maybe_accepted=maybe_accepted,
+                    produced=produced,
                 )
             delay = self._backoff(attempt, retry_after)
             log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
@@ -227,8 +244,18 @@ class OpenAIImagesClient:
         expected: int,
         on_partial: OnPartial | None,
     ) -> ImagesResult:
-        decoder = SSEDecoder(self.reader.max_encoded + EVENT_SLACK)
         state = StreamState(self.reader, expected, on_partial)
+        try:
+            return await self._read_events(kind, response, model, state)
+        except Retry as retry:
+            retry.produced = state.partials > 0
+            raise
+
+    async def _read_events(
+        self, kind: str, response: httpx.Response, model: str | None, state: StreamState
+    ) -> ImagesResult:
+        decoder = SSEDecoder(self.reader.max_encoded + EVENT_SLACK)
+        expected = state.expected
         try:
             async for chunk in response.aiter_bytes():
                 for event in decoder.feed(chunk):

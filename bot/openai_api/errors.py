@@ -83,6 +83,8 @@ class Unavailable(OpenAIError):
     connection never opened, or the answer was 429/503): then surely nothing was generated.
     """
 
-    def __init__(self, message: str, *, maybe_accepted: bool = True) -> None:
+    def __init__(self, message: str, *, maybe_accepted: bool = True, produced: int = 0) -> None:
         super().__init__(message)
         self.maybe_accepted = maybe_accepted
+        # Tries that streamed output before failing: run, and billed, upstream.
+        self.produced = produced

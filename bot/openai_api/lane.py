@@ -59,6 +59,7 @@ LOST = "upstream.call_lost"
 WATCH_EVERY = 5.0
 # Rounds of the client's own retries before the job fails (the engine waits between rounds).
 MAX_ROUNDS = 5
+OUTPUT_LOST = "openai-output-lost"
 OPERATOR_MESSAGE = (
     "the bot cannot use its image service right now; nothing was charged and the operator "
     "has been told"
@@ -91,6 +92,9 @@ class OpenAILane:
         # call with an earlier process.
         self._mine: set[str] = set()
         self._rounds: dict[str, int] = {}
+        # Calls per job that streamed output then failed: each was billed upstream, so they
+        # are capped across rounds (client.max_output_calls), not only within one.
+        self._produced: dict[str, int] = {}
 
     @property
     def client(self) -> OpenAIImagesClient:
@@ -124,6 +128,7 @@ class OpenAILane:
         ending = await self._run(run)  # UpstreamUnavailable: tried again, still this process's
         self._mine.discard(job.id)
         self._rounds.pop(job.id, None)
+        self._produced.pop(job.id, None)
         return ending
 
     async def cancel(self, job: JobRecord) -> None:
@@ -195,7 +200,7 @@ class OpenAILane:
             await self._record_lost(run.job, outcome.value, "stopped while the call ran")
             words = "canceled" if outcome is J.CANCELED else "it did not finish in time"
             return Ending(outcome, message=f"{words}; nothing was charged")
-        for key in ("openai-auth", "openai-quota", "openai-endpoint"):
+        for key in ("openai-auth", "openai-quota", "openai-endpoint", OUTPUT_LOST):
             run.recovered(key)
         return await self._delivered(run.job, step, outcome)
 
@@ -211,15 +216,20 @@ class OpenAILane:
         elif self.service.lane_settings.moderation is not None:
             fields["moderation"] = self.service.lane_settings.moderation
         step = replace(step, fields=fields)
-
+        left = max(1, self.client.max_output_calls - self._produced.get(run.job.id, 0))
         if step.operation is Operation.EDIT:
             sources = await self.jobs.sources(run.job.id)
             images = [s for s in sources if s.role == "image"]
             mask = next((s for s in sources if s.role == "mask"), None)
             return await self.client.edit(
-                step.fields, images, mask, on_partial=on_partial, image_field=step.image_field
+                step.fields,
+                images,
+                mask,
+                on_partial=on_partial,
+                image_field=step.image_field,
+                output_calls=left,
             )
-        return await self.client.generate(step.fields, on_partial=on_partial)
+        return await self.client.generate(step.fields, on_partial=on_partial, output_calls=left)
 
     async def _race(
         self, run: Run, call: Coroutine[Any, Any, ImagesResult]
@@ -295,6 +305,22 @@ class OpenAILane:
             await self._record_lost(job, "failed", str(exc))
         await run.clear_attempt()  # nothing is in flight any more
         rounds = self._rounds[job.id] = self._rounds.get(job.id, 0) + 1
+        produced = self._produced[job.id] = self._produced.get(job.id, 0) + exc.produced
+        if exc.produced and produced >= self.client.max_output_calls:
+            # Each of these calls ran, and was billed, upstream: calling again would be
+            # paying again for the same request, so the job ends and the operator is told.
+            await run.alert(
+                OUTPUT_LOST,
+                f"the OpenAI lane: {produced} calls for job {job.id} streamed previews but "
+                f"no image ({exc}); the job failed uncharged rather than pay again. See "
+                "`upstream.call_lost` in the audit log",
+            )
+            return Ending(
+                J.FAILED,
+                message="the image service started the image but did not finish it; "
+                "nothing was charged",
+                detail=str(exc),
+            )
         if rounds >= self.max_rounds:
             return Ending(
                 J.FAILED,

@@ -105,6 +105,7 @@ class StreamState:
         self.usages: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
         self.events = 0
+        self.partials = 0  # partial image events, usable or not: output the call produced
         self.done = False  # the endpoint said [DONE]
         self.errors: list[dict[str, Any]] = []
 
@@ -130,6 +131,7 @@ class StreamState:
         if kind == "error" or event == "error" or isinstance(error, dict):
             self.errors.append(error if isinstance(error, dict) else payload)
         elif kind.endswith(".partial_image"):
+            self.partials += 1
             await self._partial(payload)
         elif kind.endswith(".completed"):
             self._completed(payload)

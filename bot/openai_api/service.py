@@ -94,6 +94,7 @@ async def open_service(
         key,
         timeout=config.request_timeout_seconds,
         max_retries=config.max_retries,
+        max_output_calls=config.max_output_calls,
         retry_max_delay=config.retry_max_delay_seconds,
         max_image_bytes=config.max_image_bytes,
     )

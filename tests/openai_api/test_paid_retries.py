@@ -1,0 +1,59 @@
+"""What the operator pays for one member's request on the OpenAI lane: a call that reached the
+endpoint and streamed output (partial images) was run, and billed, upstream, and cannot be
+resumed; calling again is paying again. Such calls are bounded per job; calls the endpoint
+surely did not act on (a refused connection, a 429 before any output) are retried as before."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.openai_api.lane_harness import lane_harness
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "options"),
+    [("no_completed", {}), ("break", {"after_events": 2})],
+)
+async def test_calls_that_streamed_output_but_no_image_are_made_at_most_twice(
+    tmp_path, outcome, options
+):
+    """The endpoint streams previews, then ends (or breaks) without the final image, every
+    time: the job was called again and again (3 tries a round, 5 rounds: 15 billed calls for
+    one request); now a second such call ends the job, uncharged, and the operator is told."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script(outcome, times=100, **options)
+        job = await h.run(h.request())
+        assert h.sim.requests["generations"] == 2
+        assert job.status.value == "failed" and job.charged == 0
+        assert await h.available() == 1000
+        assert "nothing was charged" in (job.error or "")
+        assert [key for key, _ in h.alerts.alerts] == ["openai-output-lost"]
+        lost = await h.audit("upstream.call_lost")
+        assert lost and all(e.target == job.id for e in lost)
+
+
+async def test_calls_surely_not_acted_on_are_still_retried(tmp_path):
+    """429s before any output do not count: the request was not run upstream."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("rate_limited", times=4, retry_after=0.01)
+        h.sim.script("no_completed")
+        job = await h.run(h.request())
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 6
+        assert h.alerts.alerts == []
+
+
+async def test_one_call_with_output_lost_is_tried_again_once(tmp_path):
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("no_completed")
+        job = await h.run(h.request())
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 2
