@@ -1,15 +1,22 @@
 """Partial images on a job's status message, as they form (lanes that stream them).
 
-Each preview replaces the last one in place; edits are paced (at most one a `interval` seconds
-per job: a preview that comes sooner waits, and a newer one replaces it while it waits). Once
-the job has moved on (its images are being posted, or it ended), no preview is shown any more
-and the next status edit takes the last one off the message.
+Previews are best-effort, and bounded across all jobs:
+- one preview edit at a time for the whole bot, at most one every `gap` seconds, and per job at
+  most one every `interval` seconds: twenty jobs streaming do not send twenty uploads a second
+  (they share Discord's rate limits with the status edits and results that matter more);
+- newest wins: a job has at most one preview waiting, a newer one replaces it;
+- the previews waiting hold at most `budget` bytes in all (a partial can be tens of MB): one
+  that does not fit is dropped.
+Once the job has moved on (its images are being posted, or it ended), no preview is shown any
+more, even one that comes late, and the next status edit takes the last one off the message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from bot.store.jobs import JobRecord
@@ -18,6 +25,11 @@ log = logging.getLogger(__name__)
 
 Show = Callable[[JobRecord, bytes, str], Awaitable[None]]
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+# Bytes of all previews waiting to be shown, at most.
+PREVIEW_BUDGET = 48 * 1024 * 1024
+# Ended jobs remembered as closed (a late preview of one is dropped); the oldest are let go.
+REMEMBER_CLOSED = 10_000
+NEVER = float("-inf")
 
 
 def preview_name(job_id: str, mime: str) -> str:
@@ -25,24 +37,50 @@ def preview_name(job_id: str, mime: str) -> str:
 
 
 class Previews:
-    def __init__(self, show: Show, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        show: Show,
+        *,
+        interval: float = 1.0,
+        gap: float = 0.25,
+        budget: int = PREVIEW_BUDGET,
+    ) -> None:
         self._show = show
         self.interval = interval
-        self._latest: dict[str, tuple[JobRecord, bytes, str]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.gap = gap
+        self.budget = budget
+        # The preview waiting per job, oldest offer first (the order they are shown in).
+        self._waiting: dict[str, tuple[JobRecord, bytes, str]] = {}
+        self._bytes = 0
         self._last: dict[str, float] = {}
-        self._showing: set[str] = set()
-        self._closed: set[str] = set()
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
         # The preview file on each job's status message (for the status edits that follow).
         self._on_message: dict[str, str] = {}
+
+    @property
+    def waiting_bytes(self) -> int:
+        return self._bytes
 
     def offer(self, job: JobRecord, image: bytes, mime: str) -> None:
         """Show `image` soon (the newest offered wins); returns at once."""
         if job.id in self._closed:
             return
-        self._latest[job.id] = (job, image, mime)
-        if job.id not in self._tasks:
-            self._tasks[job.id] = asyncio.create_task(self._pace(job.id))
+        older = self._waiting.pop(job.id, None)
+        if older is not None:
+            self._bytes -= len(older[1])
+        if self._bytes + len(image) > self.budget:
+            log.debug("job %s: preview dropped (previews waiting are over budget)", job.id)
+            if older is not None:  # the older one stays, at the back
+                self._waiting[job.id] = older
+                self._bytes += len(older[1])
+            return
+        self._waiting[job.id] = (job, image, mime)
+        self._bytes += len(image)
+        self._wake.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run())
 
     def is_open(self, job_id: str) -> bool:
         return job_id not in self._closed
@@ -58,43 +96,50 @@ class Previews:
         self._on_message.pop(job_id, None)
 
     def close(self, job_id: str) -> None:
-        """The job moved on: drop a waiting preview (one being shown finishes first)."""
-        self._closed.add(job_id)
-        self._latest.pop(job_id, None)
+        """The job moved on: drop a waiting preview (one being shown finishes first, and
+        looks again before it edits)."""
+        self._closed[job_id] = None
+        self._closed.move_to_end(job_id)
+        while len(self._closed) > REMEMBER_CLOSED:
+            self._closed.popitem(last=False)
+        waiting = self._waiting.pop(job_id, None)
+        if waiting is not None:
+            self._bytes -= len(waiting[1])
         self._last.pop(job_id, None)
-        task = self._tasks.get(job_id)
-        if task is not None and job_id not in self._showing:
-            task.cancel()
 
     def forget(self, job_id: str) -> None:
-        """The job ended: nothing of it is kept."""
+        """The job ended: nothing of it is kept, but it stays closed (a preview offered or
+        being shown after this must not put a "running" status with Cancel back)."""
         self.close(job_id)
-        self._closed.discard(job_id)
         self._on_message.pop(job_id, None)
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        worker = self._worker
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        self._waiting.clear()
+        self._bytes = 0
 
-    async def _pace(self, job_id: str) -> None:
+    async def _run(self) -> None:
+        """Shows the waiting previews one at a time, each job's at its own pace."""
         loop = asyncio.get_running_loop()
-        try:
-            while job_id in self._latest:
-                wait = self._last.get(job_id, float("-inf")) + self.interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                item = self._latest.pop(job_id, None)
-                if item is None or job_id in self._closed:
-                    return
-                self._last[job_id] = loop.time()
-                self._showing.add(job_id)
-                try:
-                    await self._show(*item)
-                except Exception:
-                    log.exception("job %s: preview not shown", job_id)
-                finally:
-                    self._showing.discard(job_id)
-        finally:
-            self._tasks.pop(job_id, None)
+        while self._waiting:
+            self._wake.clear()
+            now = loop.time()
+            due = [j for j in self._waiting if self._last.get(j, NEVER) + self.interval <= now]
+            if not due:
+                soonest = min(self._last[j] for j in self._waiting) + self.interval - now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, soonest))
+                continue
+            job, image, mime = self._waiting.pop(due[0])
+            self._bytes -= len(image)
+            self._last[job.id] = now
+            try:
+                await self._show(job, image, mime)
+            except Exception:
+                log.exception("job %s: preview not shown", job.id)
+            del image
+            if self.gap > 0:
+                await asyncio.sleep(self.gap)
