@@ -99,6 +99,7 @@ class ImageBot(commands.Bot):
             images=services.images,
             token_margin=timedelta(seconds=settings.jobs.token_margin_seconds),
             edit_interval=settings.jobs.status_edit_interval_seconds,
+            max_pixels=settings.media.max_pixels,
             clock=services.clock,
         )
         self.filters = PromptFilters(services.db, services.clock)

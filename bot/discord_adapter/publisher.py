@@ -44,6 +44,7 @@ from bot.discord_adapter.uploads import (
 from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage
 from bot.media.pool import ImagePool
+from bot.media.preview import fit_preview
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus
@@ -81,6 +82,7 @@ class DiscordPublisher:
         token_margin: timedelta = timedelta(seconds=60),
         edit_interval: float = 5.0,
         preview_interval: float = 1.0,
+        max_pixels: int = 40_000_000,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.bot = bot
@@ -88,6 +90,8 @@ class DiscordPublisher:
         self.guilds = guilds
         # Fitting shares the bot's one image pool with attachment intake.
         self.images = images
+        # A preview larger than this is not decoded (the lane's own cap on results).
+        self.max_pixels = max_pixels
         self.token_margin = token_margin
         # Where a job's messages go: a follow-up, the channel, a reply, a DM.
         self.routes = ResultRoutes(bot, clock, token_margin)
@@ -291,16 +295,27 @@ class DiscordPublisher:
             self.previews.offer(job, image, mime)
 
     async def _show_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
+        if not self.previews.is_open(job.id):
+            return
+        # Fitted before it is uploaded (a 4K PNG partial would be refused over the upload
+        # limit on every edit), and decoded whole: one that does not decode is not shown.
+        limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
+        try:
+            fitted = await self.images.run(fit_preview, image, limit, self.max_pixels)
+        except ValueError as exc:
+            log.info("job %s: preview skipped (%s)", job.id, exc)
+            return
+        del image
         lock = self._locks.setdefault(job.id, asyncio.Lock())
         async with lock:
             if not self.previews.is_open(job.id):
                 return  # the job moved on while this waited
-            name = preview_name(job.id, mime)
+            name = preview_name(job.id, fitted.mime)
             balance = await self.ledger.available_now(job.guild_id, job.member_id)
             embed = status_embed(job, balance=balance)
             embed.set_image(url=f"attachment://{name}")
             view = status_view(job.id, active=True, appealable=False)
-            file = MemoryFile(image, name)
+            file = MemoryFile(fitted.data, name)
             try:
                 await self._edit_message(job, job.status_message_id, embed, view, [file])
             except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:

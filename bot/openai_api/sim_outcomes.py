@@ -25,6 +25,7 @@ OUTCOMES = (
     "slow",  # nothing at all for `delay` real seconds, then the usual answer
     "no_stream",  # a plain JSON answer although `stream` was asked (an endpoint ignoring it)
     "no_completed",  # a stream that ends cleanly with previews only
+    "bad_partial",  # previews cut short (a PNG/JPEG's first half), then the usual image
     "bad_base64",  # a final image that is not base64
     "error_event",  # a stream that sends previews, then an `error` event with `code`
     "proxy_echo",  # 400 plain text from a gateway that echoes the request's headers

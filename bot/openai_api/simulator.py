@@ -282,6 +282,8 @@ class OpenAISimulator:
             for k in range(job.partial_images):
                 await asyncio.sleep(runtime / steps)
                 image = await self._image(job, index, k)
+                if outcome.kind == "bad_partial":
+                    image = image[: len(image) // 2]
                 preview = {"b64_json": _b64(image), "partial_image_index": k, **job_meta(job)}
                 if not await send(f"{prefix}.partial_image", preview):
                     return response

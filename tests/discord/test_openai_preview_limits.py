@@ -1,6 +1,7 @@
-"""Partial images on the status message, within Discord's limits and the bot's memory: preview
-edits are paced across all jobs, the previews waiting are bounded in bytes, and an ended job's
-previews stay off its message."""
+"""Partial images on the status message, within Discord's limits and the bot's memory: a
+preview is fitted to the channel's upload limit (a 4K PNG partial was refused with a 413 on
+every edit, so the member saw none), one that does not decode is not shown, preview edits are
+paced across all jobs, and the previews waiting are bounded in bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.store.jobs import JobStatus
-from tests.discord.harness import World, buttons, png, started
+from tests.discord.harness import World, buttons, image_size, png, started
 from tests.discord.test_discord_faults import traced
 from tests.discord.test_openai_lane import openai_world, preview_edits
 from tests.fakes import rest as fake_rest
@@ -28,6 +29,48 @@ async def create(w: World, prompt: str = "a fox", **options: Any) -> Any:
         options={"prompt": prompt, "quality": "low", **options},
     )
     return await started(w, handle)
+
+
+async def test_a_preview_over_the_upload_limit_is_fitted_and_shown(tmp_path, caplog):
+    """The channel takes files of 4 000 bytes; each partial is a ~5 KB PNG. The preview is
+    shown, under the limit, while the image still forms."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        w.fake.upload_limit = 4000
+        gate = sim.hold_final_images()
+        job = await create(w, format="png")
+        status_id = job.status_message_id
+        assert status_id is not None
+
+        def shown() -> list[Any]:
+            return w.fake.message(status_id)["attachments"]
+
+        [attachment] = await w.fake.wait_for(shown, timeout=20, what="a preview shown")
+        data = w.fake.attachment_bytes(attachment)
+        width, height = image_size(data)  # it decodes
+        assert len(data) <= 4000 and width == height
+        assert not [c for c in preview_edits(w, status_id) if c.status == 413]
+        gate.set()
+        job = await w.wait_job(job.id, "done", timeout=30)
+        await w.wait_status(job, "Done")
+        assert w.fake.message(status_id)["attachments"] == []
+    assert traced(caplog) == []
+
+
+async def test_a_preview_that_does_not_decode_is_not_shown(tmp_path, caplog):
+    """The endpoint's partials are cut short (a valid PNG signature, half the file): they are
+    skipped, not shown broken; the result is posted as usual."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        sim.script("bad_partial")
+        job = await create(w, format="png")
+        status_id = job.status_message_id
+        assert status_id is not None
+        job = await w.wait_job(job.id, "done", timeout=30)
+        await w.wait_status(job, "Done")
+        assert preview_edits(w, status_id) == []
+        assert len(w.results_of(job.id)) == 1 and job.charged > 0
+    assert traced(caplog) == []
 
 
 @pytest.fixture
