@@ -164,6 +164,11 @@ class ReviewBoard:
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
         """Post the item in the moderation channel; False (and the owner told once) if we can't.
         A passing fault (the network, Discord's 429/5xx) is tried again later."""
+        if self.bot.get_guild(item.guild_id) is None:
+            # Removed from the server: nobody there to fix a channel or read the item. It
+            # stays in the queue and is posted when the bot is added back (on_guild_join).
+            log.info("review #%d not posted: the bot is not in server %s", item.id, item.guild_id)
+            return False
         settings = await self.services.guilds.settings(item.guild_id)
         if not settings.mod_channel_id:
             await self._warn_owner(item.guild_id, "unset", "no moderation channel is set")

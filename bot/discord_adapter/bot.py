@@ -229,6 +229,18 @@ class ImageBot(commands.Bot):
             for guild in self.guilds:
                 await self.board.post_pending(guild.id)
 
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        # Invited (back): the items that could not be posted while the bot was out of the
+        # server are posted now, not at the next start. Its settings, allowances, ledger and
+        # review items were kept meanwhile (docs/admin-guide.md).
+        if self._started:
+            await self.board.post_pending(guild.id)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        # Back from an outage (at start, on_ready posts them once the jobs are resumed).
+        if self._started:
+            await self.board.post_pending(guild.id)
+
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         # A review item's message deleted in the client: its buttons were the only way to
         # decide it, so the board posts it again.

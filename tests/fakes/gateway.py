@@ -217,7 +217,7 @@ class Gateway:
             "v": 10,
             "user": user,
             "user_settings": {},
-            "guilds": [{"id": str(g), "unavailable": True} for g in fake.world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in fake.bot_guilds()],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": fake.gateway_url,
@@ -233,7 +233,7 @@ class Gateway:
         if session.shard is not None:
             ready["shard"] = session.shard
         await self._send_dispatch(session, "READY", ready)
-        for guild in list(fake.world.guilds.values()):
+        for guild in fake.bot_guilds():
             await self._send_dispatch(
                 session, "GUILD_CREATE", fake.guild_create_for(guild, intents)
             )

@@ -224,6 +224,10 @@ class RestApi:
         return channel
 
     def _bot_perms(self, channel: Channel) -> int:
+        guild_id = channel.guild_id
+        members = self.fake.world.guild(guild_id).members if guild_id is not None else None
+        if members is not None and self.fake.bot_user_id not in members:
+            return 0  # kicked: no access to anything in that guild
         return self.fake.world.channel_permissions(channel, self.fake.bot_user_id)
 
     def _message(self, channel: Channel, request: web.Request) -> StoredMessage:
@@ -572,6 +576,8 @@ class RestApi:
         guild = self.fake.world.guilds.get(int(request.match_info["guild_id"]))
         if guild is None:
             raise E.unknown_guild()
+        if self.fake.bot_user_id not in guild.members:
+            raise E.missing_access()
         return guild
 
     async def get_guild(self, request: web.Request) -> web.Response:

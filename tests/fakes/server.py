@@ -374,6 +374,42 @@ class FakeDiscord(DriverMixin):
         self._dispatch_soon("CHANNEL_UPDATE", channel.payload(self.world), intent=GUILDS)
         self.notify()
 
+    def bot_guilds(self) -> list[Guild]:
+        """The guilds the bot is a member of (a kicked bot is sent none of the others)."""
+        return [g for g in self.world.guilds.values() if self.bot_user_id in g.members]
+
+    def remove_bot(self, guild_id: int) -> None:
+        """The bot is kicked (or banned): it is no longer a member, Discord answers 403 Missing
+        Access for the guild's channels, and GUILD_DELETE (no `unavailable`) tells the bot."""
+        guild = self.world.guild(guild_id)
+        guild.members.pop(self.bot_user_id, None)
+        self._dispatch_soon("GUILD_DELETE", {"id": str(guild.id)}, intent=GUILDS)
+        self.notify()
+
+    def add_bot_back(self, guild_id: int) -> None:
+        """The bot invited again to a guild it was removed from (GUILD_CREATE)."""
+        guild = self.world.guild(guild_id)
+        roles = [r.id for r in guild.roles.values() if r.bot_id == self.bot_user_id]
+        self.world.new_member(guild, self.bot_user, roles)
+        if self.gateway.current is not None:
+            data = self.guild_create_for(guild, self.gateway.current.intents)
+            data.pop("unavailable")  # a join, not a guild coming back
+            self._dispatch_soon("GUILD_CREATE", data, intent=GUILDS)
+        self.notify()
+
+    def set_guild_unavailable(self, guild_id: int, unavailable: bool) -> None:
+        """An outage: GUILD_DELETE with `unavailable`, then GUILD_CREATE when it is back."""
+        guild = self.world.guild(guild_id)
+        if unavailable:
+            data: dict[str, Any] = {"id": str(guild.id), "unavailable": True}
+            self._dispatch_soon("GUILD_DELETE", data, intent=GUILDS)
+        elif self.gateway.current is not None:
+            intents = self.gateway.current.intents
+            self._dispatch_soon(
+                "GUILD_CREATE", self.guild_create_for(guild, intents), intent=GUILDS
+            )
+        self.notify()
+
     async def settle(self) -> None:
         """Wait until every queued gateway event has been sent."""
         while self._tasks:
