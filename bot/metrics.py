@@ -71,6 +71,14 @@ class Metrics:
             "Failed attempts to download or post a finished job's images (retried or given up).",
             registry=r,
         )
+        # What ImagebotDeliveryFailures alerts on: a failed attempt that a retry put right
+        # leaves nothing for anyone to do, a job given up on waits in the review queue.
+        self._undelivered = Counter(
+            "imagebot_undelivered_jobs_total",
+            "Finished jobs whose images were not all posted (given up after the retries): "
+            "each waits in the moderators' review queue for Refund or Dismiss.",
+            registry=r,
+        )
         self._lag = Gauge(
             "imagebot_event_loop_lag_seconds",
             "How late the event loop woke from its last sampling sleep.",
@@ -105,6 +113,9 @@ class Metrics:
 
     def delivery_failed(self) -> None:
         self._delivery_failures.inc()
+
+    def undelivered(self) -> None:
+        self._undelivered.inc()
 
     def loop_lag(self, seconds: float) -> None:
         self._lag.set(max(0.0, seconds))

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import socket
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -280,3 +281,36 @@ async def test_a_malformed_request_on_the_metrics_port_is_one_warning_not_a_trac
     assert bad, caplog.text
     assert all(r.levelno <= logging.WARNING and r.exc_info is None for r in bad), caplog.text
     assert "\x1b" not in caplog.text
+
+
+async def test_only_a_job_whose_images_were_given_up_on_counts_as_undelivered(tmp_path):
+    """ImagebotDeliveryFailures says "N finished job(s) could not be posted ... they wait in
+    /mod queue": it reads imagebot_undelivered_jobs_total, one per job given up on. A blob
+    store that fails once and then serves is a retried attempt (delivery_failures), not an
+    undelivered job: the image was posted and nothing waits for a moderator."""
+    civitai = {"max_retries": 0, "retry_max_delay_seconds": 0.01}
+    async with world(tmp_path, civitai=civitai, **METRICS) as w:
+        engine = w.bot.engine
+        engine.parts.settings = dataclasses.replace(
+            engine.settings,
+            retry_base=0.01,
+            retry_cap=0.05,
+            delivery_deadline=timedelta(seconds=0.3),
+        )
+        await w.grant(1000)
+        w.sim.fault(503, route="blob", times=1)
+        await finish(w, await request(w, "patience"))
+        await w.wait_idle()
+        samples = await scrape(w.bot)
+        assert value(samples, "imagebot_jobs_total", model="gpt-image-2", status="done") == 1
+        assert value(samples, "imagebot_delivery_failures_total") == 1  # the attempt
+        assert ("imagebot_undelivered_jobs_total", frozenset()) in samples
+        assert value(samples, "imagebot_undelivered_jobs_total") == 0  # nothing to alert on
+
+        w.sim.script(Outcome(unavailable_blobs=(0,)))
+        lost = await started(w, await request(w, "never fetched"))
+        await w.wait_job(lost.id, "failed", timeout=30)
+        await w.wait_idle()
+        samples = await scrape(w.bot)
+        assert value(samples, "imagebot_undelivered_jobs_total") == 1
+        assert value(samples, "imagebot_jobs_total", model="gpt-image-2", status="failed") == 1

@@ -160,6 +160,7 @@ class Results:
             )
 
         job, item_id = await self.parts.db.write(fail)
+        self.parts.metrics.undelivered()  # after the commit: once per job, never on a retry
         self._told[job.id] = (job, message, item_id)
 
     async def _delivered(self, job: JobRecord, message_ids: list[int]) -> None:
@@ -189,4 +190,6 @@ class Results:
             )
 
         job, item_id = await self.parts.db.write(finish)
+        if item_id is not None:  # some images missing: in the review queue like a lost job
+            self.parts.metrics.undelivered()
         self._told[job.id] = (job, message, item_id)
