@@ -13,9 +13,15 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from bot.catalog.names import MODEL_NAMES
+from bot.catalog.tools import Tool
+
 # The orchestrator client's request kinds and what became of each attempt.
 REQUEST_KINDS = ("submit", "whatif", "get", "cancel", "blob")
 OK, RETRY, ERROR = "ok", "retry", "error"
+# What a job's `model` holds (a model, or a tool) and how a job can end: a bounded label set.
+JOB_MODELS = (*MODEL_NAMES, *(tool.value for tool in Tool))
+FINAL_STATUSES = ("done", "failed", "blocked", "canceled", "expired", "rejected")
 # Long-polls hold a request for up to wait_seconds (60 by default) plus the timeout.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0)
 
@@ -92,6 +98,9 @@ class Metrics:
             self._latency.labels(kind)
             for outcome in (OK, RETRY, ERROR):
                 self._requests.labels(kind, outcome)
+        for model in JOB_MODELS:
+            for status in FINAL_STATUSES:
+                self._jobs.labels(model, status)
 
     # -- what the engine, the client and the review service report -------------------------
     def job_ended(self, model: str, status: str) -> None:

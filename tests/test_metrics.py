@@ -314,3 +314,17 @@ async def test_only_a_job_whose_images_were_given_up_on_counts_as_undelivered(tm
         samples = await scrape(w.bot)
         assert value(samples, "imagebot_undelivered_jobs_total") == 1
         assert value(samples, "imagebot_jobs_total", model="gpt-image-2", status="failed") == 1
+
+
+async def test_every_jobs_series_exists_at_zero_before_the_first_job(tmp_path):
+    """A series born at 1 hides its first job from rate() and increase(): five jobs failing
+    in a row after a start made ImagebotJobsFailing's "at least 5 in 15 minutes" see four,
+    and it never fired (alerts.test.yml has the case). Each model and tool the bot runs has
+    its series from the start, by final status, before any job."""
+    async with world(tmp_path, **METRICS) as w:
+        samples = await scrape(w.bot)
+        statuses = ("done", "failed", "blocked", "canceled", "expired", "rejected")
+        for model in ("gpt-image-2", "dall-e-3", "upscaler", "prompt-enhancement"):
+            for status in statuses:
+                key = ("imagebot_jobs_total", frozenset({("model", model), ("status", status)}))
+                assert samples.get(key) == 0, key
