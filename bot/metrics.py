@@ -17,7 +17,7 @@ from bot.catalog.names import MODEL_NAMES
 from bot.catalog.tools import Tool
 
 # The orchestrator client's request kinds and what became of each attempt.
-REQUEST_KINDS = ("submit", "whatif", "get", "cancel", "blob")
+REQUEST_KINDS = ("submit", "whatif", "get", "cancel", "update", "upload", "refresh", "blob")
 OK, RETRY, ERROR = "ok", "retry", "error"
 # What a job's `model` holds (a model, or a tool) and how a job can end: a bounded label set.
 JOB_MODELS = (*MODEL_NAMES, *(tool.value for tool in Tool))

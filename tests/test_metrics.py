@@ -328,3 +328,17 @@ async def test_every_jobs_series_exists_at_zero_before_the_first_job(tmp_path):
             for status in statuses:
                 key = ("imagebot_jobs_total", frozenset({("model", model), ("status", status)}))
                 assert samples.get(key) == 0, key
+
+
+async def test_every_orchestrator_request_kind_exists_at_zero_before_its_first_attempt(tmp_path):
+    """Uploads (edit sources), blob refreshes and mature-content updates are requests too: their
+    series, born at their first attempt, hid a first failure from ImagebotOrchestratorErrors'
+    rate(). Every kind the client sends exists from the start, like submit and get."""
+    async with world(tmp_path, **METRICS) as w:
+        samples = await scrape(w.bot)
+        for kind in ("submit", "whatif", "get", "cancel", "update", "upload", "refresh", "blob"):
+            for outcome in ("ok", "retry", "error"):
+                labels = frozenset({("kind", kind), ("outcome", outcome)})
+                assert samples.get(("imagebot_orchestrator_requests_total", labels)) == 0, labels
+            count = ("imagebot_orchestrator_request_seconds_count", frozenset({("kind", kind)}))
+            assert samples.get(count) == 0, kind
