@@ -94,7 +94,10 @@ class Buzz(commands.Cog):
             job = f" · job `{e.job_id}`" if e.job_id else ""
             why = f" · {truncate(e.reason, 60)}" if e.reason else ""
             delta = f"{e.delta:+,}" if e.delta else f"({e.amount:,})"
-            lines.append(f"{when} {delta} {words.get(e.kind, e.kind)}{job}{why}")
+            what = words.get(e.kind, e.kind)
+            if e.kind == "adjust" and e.job_id:  # the ledger's own for a job: no admin took it
+                what = "expired"
+            lines.append(f"{when} {delta} {what}{job}{why}")
         embed = discord.Embed(
             title="Your Buzz history", description="\n".join(lines), colour=discord.Colour.gold()
         )

@@ -6,6 +6,8 @@ import asyncio
 
 from bot.civitai.simulator import Outcome
 from tests.discord.harness import World, answer, finish, started, text_of, world
+from tests.discord_admin.helpers import Clock, held, item_message, mod_channel, press
+from tests.discord_admin.helpers import ask as admin_ask
 
 
 async def ask(w: World, user: int, command: str, **options) -> str:
@@ -139,3 +141,28 @@ async def test_cancel_job_offers_a_job_held_for_review_and_cancels_it(tmp_path):
         job = await w.wait_job(job.id, "canceled")
         assert job.charged == 0 and await w.available() == 1000
         assert w.sim.submissions == []
+
+
+async def test_history_tells_expired_allowance_from_an_admins_take(tmp_path):
+    """Allowance held across a refill and released after it partly expires (a job held for
+    review over midnight UTC, then rejected): an `adjust` entry the ledger writes for the job,
+    not an admin's take. /buzz history said "taken by an admin" for it, sending the member and
+    the admins after a take nobody made."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        ledger = w.services.ledger
+        await ledger.set_allowance(w.guild, "default", 0, 100, "daily", actor_id=None)
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await admin_ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        job = await held(w, "a castle")  # holds the 78 Buzz of the day's 100
+        clock.advance(days=1)  # the next day's refill tops the bucket up past the hold
+        await w.services.db.write(ledger.refresh_in, w.guild, w.member)
+        await press(w, await item_message(w, job), "Reject", w.moderator)
+        await w.take(10)
+
+        history = await ask(w, w.member, "buzz history")
+        [expired] = [line for line in history.splitlines() if "allowance of an" in line]
+        assert job.id in expired and "-78" in expired
+        assert "taken by an admin" not in expired
+        [take] = [line for line in history.splitlines() if "-10" in line]
+        assert "taken by an admin" in take
