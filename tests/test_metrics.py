@@ -342,3 +342,24 @@ async def test_every_orchestrator_request_kind_exists_at_zero_before_its_first_a
                 assert samples.get(("imagebot_orchestrator_requests_total", labels)) == 0, labels
             count = ("imagebot_orchestrator_request_seconds_count", frozenset({("kind", kind)}))
             assert samples.get(count) == 0, kind
+
+
+async def test_an_expired_blob_url_refreshed_is_not_counted_as_an_error(tmp_path):
+    """A signed blob URL that expired (404) is routine: the bot asks for a fresh one and the
+    download passes. It must not count as a request failed for good, which the
+    ImagebotOrchestratorErrors alert reads."""
+    async with world(tmp_path, **METRICS) as w:
+        await w.grant(1000)
+        w.sim.fault(404, route="blob", times=1)
+        job, _ = await finish(w, await request(w, "an expired link"))
+        await w.wait_idle()
+        samples = await scrape(w.bot)
+        labels = {"kind": "blob"}
+        assert (
+            value(samples, "imagebot_orchestrator_requests_total", outcome="error", **labels) == 0
+        )
+        assert (
+            value(samples, "imagebot_orchestrator_requests_total", outcome="retry", **labels) == 1
+        )
+        assert value(samples, "imagebot_orchestrator_requests_total", outcome="ok", **labels) == 1
+        assert job.status.value == "done"

@@ -111,6 +111,11 @@ class BlobCalls:
                 problem = f"blob: not whole within {deadline:.0f}s"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
+            except BlobExpired:
+                # Routine: the caller asks for a fresh URL and tries again (not an error to
+                # alert on; ImagebotOrchestratorErrors reads outcome="error").
+                self._attempt("blob", RETRY, started)
+                raise
             except OrchestratorError:
                 self._attempt("blob", ERROR, started)
                 raise
