@@ -361,6 +361,12 @@ class ReviewBoard:
         two items failing alike tell them once; a different problem, or the same one back
         after a fix, is told again."""
         guilds = self.services.guilds
+        if self.bot.get_guild(guild_id) is None:
+            # The bot is out of the server (removed, or it is in an outage): its 403s are not
+            # the channel's problem, and nobody there can be told. Unclaimed, so a real problem
+            # once it is back is told.
+            log.info("guild %s: not in the server; review items wait (%s)", guild_id, why)
+            return
         if not await guilds.claim_mod_channel_warning(guild_id, problem):
             return
         log.warning("guild %s: review items cannot be posted: %s", guild_id, why)

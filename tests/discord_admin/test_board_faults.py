@@ -276,3 +276,31 @@ async def test_the_owner_is_told_of_each_new_problem_once(tmp_path, caplog):
         await w.fake.wait_for(lambda: len(owner_dms(w)) == 2, what="the owner's second DM")
         assert f"<#{mods}>" in owner_dms(w)[1]["content"]
     assert traced(caplog) == []
+
+
+async def test_an_item_refreshed_while_the_bot_is_out_of_the_server_warns_no_one(tmp_path, caplog):
+    """The bot was removed from the server: an item's refresh meets 403 Missing Access, which
+    is not the moderation channel's problem. Nobody can be told (the bot is not there), so
+    the warning is not claimed either: once back, a real problem with the channel is told."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        job = await held(w, "a paper lantern")
+        await item_message(w, job)
+        w.fake.remove_bot(w.guild)
+        await w.fake.settle()
+        [item] = await w.services.moderation.open_items(w.guild)
+        await w.bot.board.refresh(item.id)
+        await w.fake.settle()
+        assert owner_dms(w) == []
+        assert (await w.services.guilds.settings(w.guild)).mod_channel_warning is None
+        w.fake.add_bot_back(w.guild)
+        await w.fake.settle()
+        w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
+        await w.fake.settle()
+        await appeal(w, job, "Only a lantern festival.")
+        [dm] = await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
+        assert f"<#{mods}>" in dm["content"]
+    assert traced(caplog) == []
