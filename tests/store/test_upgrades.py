@@ -228,8 +228,17 @@ def fill(conn: sqlite3.Connection) -> None:
                 rel_a, rel_g = from_a - cap_a, amount - from_a - (captured - cap_a)
                 entry(member, "release", amount - captured, rel_a, rel_g, hold_id=hold_id)
     entry(3, "refund", 5, 0, 5, hold_id=None, job_id="j-done", actor_id=9, reason="partly lost")
-    put(conn, "job_sources", job_id="j-queued", idx=0, role="image", mime="image/png", width=8,
-        height=8, data=b"\x89PNG-bytes")  # fmt: skip
+    put(
+        conn,
+        "job_sources",
+        job_id="j-queued",
+        idx=0,
+        role="image",
+        mime="image/png",
+        width=8,
+        height=8,
+        data=b"\x89PNG-bytes",
+    )
     put(conn, "job_results", job_id="j-delivering", idx=0, mime="image/png", data=b"result")
     put(conn, "prompt_choices", job_id="j-done", choice="mine", member_id=3, created_at=T)
 
@@ -260,19 +269,61 @@ def fill(conn: sqlite3.Connection) -> None:
             put(conn, "refilled_periods", guild_id=GUILD, member_id=member, period_key=key)
 
     # Review items: one open (the held job, posted), one decided with a strike and a ban.
-    put(conn, "review_items", id=1, guild_id=GUILD, job_id="j-held", kind="held",
-        reason="filter: forbidden", message_channel_id=500, message_id=7001, created_at=T,
-        source="filter")  # fmt: skip
-    put(conn, "review_items", id=2, guild_id=GUILD, job_id="j-blocked", kind="blocked",
-        status="refunded", handled_by=9, handled_at=T, note="ok", message_channel_id=500,
-        message_id=7002, appeal_note="please", appealed_at=T, refund_amount=6,
-        created_at=T, source="orchestrator")  # fmt: skip
-    put(conn, "review_items", id=3, guild_id=GUILD, job_id="j-delivering", kind="undelivered",
-        status="dismissed", created_at=T, source="delivery")  # fmt: skip
+    put(
+        conn,
+        "review_items",
+        id=1,
+        guild_id=GUILD,
+        job_id="j-held",
+        kind="held",
+        reason="filter: forbidden",
+        message_channel_id=500,
+        message_id=7001,
+        created_at=T,
+        source="filter",
+    )
+    put(
+        conn,
+        "review_items",
+        id=2,
+        guild_id=GUILD,
+        job_id="j-blocked",
+        kind="blocked",
+        status="refunded",
+        handled_by=9,
+        handled_at=T,
+        note="ok",
+        message_channel_id=500,
+        message_id=7002,
+        appeal_note="please",
+        appealed_at=T,
+        refund_amount=6,
+        created_at=T,
+        source="orchestrator",
+    )
+    put(
+        conn,
+        "review_items",
+        id=3,
+        guild_id=GUILD,
+        job_id="j-delivering",
+        kind="undelivered",
+        status="dismissed",
+        created_at=T,
+        source="delivery",
+    )
     put(conn, "strikes", guild_id=GUILD, member_id=2, actor_id=9, review_item_id=2, created_at=T)
     put(conn, "bans", guild_id=GUILD, member_id=2, actor_id=9, review_item_id=2, created_at=T)
-    put(conn, "audit_events", guild_id=GUILD, actor_id=9, action="review.refunded",
-        target="review:2", details='{"amount": 6}', created_at=T)  # fmt: skip
+    put(
+        conn,
+        "audit_events",
+        guild_id=GUILD,
+        actor_id=9,
+        action="review.refunded",
+        target="review:2",
+        details='{"amount": 6}',
+        created_at=T,
+    )
     put(conn, "guild_charges", guild_id=GUILD, kind="premoderation", amount=1, created_at=T)
     conn.execute("COMMIT")
 
