@@ -45,9 +45,42 @@ class Filter:
         return f"{REGEX_PREFIX}{self.pattern}" if self.is_regex else self.pattern
 
 
+# Code points that draw nothing but are not format characters (Cf): the combining grapheme
+# joiner, Hangul fillers, Khmer inherent vowels, Mongolian selectors, variation selectors.
+_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+)
+# The generic accents and overlays (zalgo, strike-through): not the marks of Indic, Thai or
+# Arabic scripts, which change the word.
+_DIACRITICS = regex.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+# Discord markdown that styles text without being seen: **bold**, ~~strike~~, ||spoiler||, `code`.
+_MARKDOWN = regex.compile(r"[*~|`]")
+
+
+def _visible(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return category != "Cf" and ch not in _IGNORABLE and not "\U000e0100" <= ch <= "\U000e01ef"
+
+
 def normalize(text: str) -> str:
-    """Case-folded, compatibility-normalized, whitespace collapsed: ｃａｓｔｌｅ = castle."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """Case-folded, compatibility-normalized, whitespace collapsed, with the characters that draw
+    nothing (zero-width space and joiners, soft hyphen, word joiner, BOM ...) removed:
+    ｃａｓｔｌｅ = c\u200bastle = castle. Regexes are matched on this."""
+    text = unicodedata.normalize("NFKC", text).replace("\u2800", " ")  # braille blank
+    visible = "".join(ch for ch in text if _visible(ch))
+    return " ".join(unicodedata.normalize("NFC", visible.casefold()).split())
+
+
+def fold(text: str) -> str:
+    """normalize(), then without accents or overlays and without markdown: how words and phrases
+    are compared (cástle = c̷a̷s̷t̷l̷e̷ = cas**tle** = castle)."""
+    return _fold(normalize(text))
+
+
+def _fold(normalized: str) -> str:
+    bare = _DIACRITICS.sub("", unicodedata.normalize("NFD", normalized))
+    return " ".join(_MARKDOWN.sub("", unicodedata.normalize("NFC", bare)).split())
 
 
 def parse_pattern(raw: str) -> tuple[str, bool]:
@@ -63,6 +96,8 @@ def parse_pattern(raw: str) -> tuple[str, bool]:
     if is_regex:
         compile_safely(text)
         return text, True
+    if not fold(text):  # only invisible characters or markdown: it would match everything
+        raise FilterError("the pattern is empty once invisible characters and markdown are removed")
     return normalize(text), False
 
 
@@ -93,8 +128,10 @@ def _probes(pattern: str) -> list[str]:
 
 
 def _phrase(text: str) -> regex.Pattern[str]:
-    words = [regex.escape(w) for w in text.split()]
-    return regex.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
+    # Stored before fold() existed, a pattern may fold to nothing: it then matches nothing.
+    words = [regex.escape(w) for w in (fold(text) or text).split()]
+    # Underscores at a word's edges are Discord's _italics_ and __underline__, not a longer word.
+    return regex.compile(r"(?<!\w)_*" + r"_*\s+_*".join(words) + r"_*(?!\w)")
 
 
 def _stored(pattern: str) -> regex.Pattern[str]:
@@ -114,9 +151,12 @@ class FilterSet:
 
     def match(self, prompt: str) -> Filter | None:
         text = normalize(prompt)
+        folded = _fold(text)
         for item, pattern in self._compiled:
+            # A regex sees the prompt as written (accents and all), then folded like the words.
+            views = dict.fromkeys((text, folded) if item.is_regex else (folded,))
             try:
-                if pattern.search(text, timeout=MATCH_TIMEOUT, concurrent=True):
+                if any(pattern.search(v, timeout=MATCH_TIMEOUT, concurrent=True) for v in views):
                     return item
             except TimeoutError:
                 log.warning("filter #%d timed out on a prompt; holding it for review", item.id)
@@ -146,6 +186,14 @@ class PromptFilters:
 
     async def add(self, guild_id: int, raw: str, actor_id: int) -> Filter:
         pattern, is_regex = parse_pattern(raw)
+        if not is_regex:  # 'café' after 'cafe' would be a second row doing the same
+            same = [r for r in await self.rules(guild_id) if not r.is_regex]
+            for rule in same:
+                if fold(rule.pattern) == fold(pattern) and rule.pattern != pattern:
+                    raise FilterError(
+                        f"{raw.strip()!r} is already in this server's filter as "
+                        f"{rule.shown()!r} (#{rule.id})"
+                    )
         new_id = await self.db.write(
             add_filter, guild_id, pattern, is_regex, actor_id=actor_id, now=self.clock()
         )
@@ -158,6 +206,9 @@ class PromptFilters:
         text = raw.strip()
         is_regex = text.lower().startswith(REGEX_PREFIX)
         pattern = text[len(REGEX_PREFIX) :].strip() if is_regex else normalize(text)
+        if not is_regex:  # as stored, perhaps with invisible characters normalize() now drops
+            found = [r.pattern for r in await self.rules(guild_id) if not r.is_regex]
+            pattern = next((p for p in found if normalize(p) == pattern), pattern)
         removed = await self.db.write(
             remove_filter, guild_id, pattern, is_regex, actor_id=actor_id, now=self.clock()
         )

@@ -169,6 +169,73 @@ def test_a_phrase_matches_the_words_in_order_at_word_boundaries(prompt, held):
     assert (_set("Red Castle").match(prompt) is not None) is held
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a cas\u200btle",  # zero-width space
+        "a cas\u200ctle",  # zero-width non-joiner
+        "a cas\u200dtle",  # zero-width joiner
+        "a cas\u2060tle",  # word joiner
+        "a cas\ufefftle",  # BOM
+        "a cas\u00adtle",  # soft hyphen
+        "a c\u034fastle\ufe0f",  # combining grapheme joiner, variation selector
+        "a cas\U000e0041tle",  # a tag character
+        "a \u200bcastle\u200b",
+        "a cástle",  # accents, precomposed or not
+        "a ca\u0301stle",
+        "a c\u0337a\u0337s\u0337t\u0337l\u0337e\u0337",  # overlays (zalgo)
+        "a _castle_",  # Discord italics and underline
+        "a __castle__",
+        "a cas**tle**",  # markdown inside the word
+        "a c||ast||le",
+        "a ~~c~~astle",
+    ],
+)
+def test_invisible_characters_accents_and_markdown_do_not_hide_a_word(prompt):
+    assert _set("castle").match(prompt) is not None
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["red \u200bcastle", "red **castle**", "_red_ _castle_", "||red|| ||castle||", "réd cästle"],
+)
+def test_markdown_or_invisible_characters_around_a_phrases_words_do_not_hide_it(prompt):
+    assert _set("red castle").match(prompt) is not None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prompt"),
+    [
+        ("ass", "a class act"),
+        ("ass", "a cl\u200bass act"),
+        ("castle", "castle_keep"),
+        ("castle", "sand\u200bcastle"),
+        ("castle", "castles"),
+        ("red castle", "red_castle"),
+        ("red castle", "red, **castle**"),
+    ],
+)
+def test_folding_keeps_whole_words_whole(pattern, prompt):
+    assert _set(pattern).match(prompt) is None
+
+
+def test_turkish_dotted_capital_i_folds_to_i():
+    assert _set("istanbul").match("İSTANBUL at night") is not None
+
+
+def test_a_regex_sees_the_prompt_as_written_and_folded():
+    assert _set("re:c[a4]stle").match("a c\u200b4stle") is not None
+    assert _set("re:c[a4]stle").match("a c\u0337a\u0337stle") is not None
+    assert _set("re:año").match("feliz año") is not None, "accents in a regex still match"
+    assert _set("re:año").match("el ano") is None
+
+
+@pytest.mark.parametrize("raw", ["\u200b", "\u200b\u200d\u2060", "**", "||", "\u00ad"])
+def test_a_word_of_only_invisible_characters_or_markdown_is_refused(raw):
+    with pytest.raises(FilterError, match="empty"):
+        parse_pattern(raw)
+
+
 def test_a_regex_matches_anywhere_case_insensitively_on_the_normalized_prompt():
     filters = _set("re:c[a4]stle")
     assert filters.match("C4STLE") is not None
@@ -228,6 +295,27 @@ async def test_a_duplicate_is_refused(tmp_path, again):
             await m.filters.add(GUILD, again, actor_id=MOD)
         assert len(await m.filters.rules(GUILD)) == 1
         assert len(await m.audit("filter.add")) == 1
+
+
+async def test_a_word_differing_only_in_accents_or_invisible_characters_is_a_duplicate(tmp_path):
+    async with moderation(tmp_path) as m:
+        await m.filters.add(GUILD, "café", actor_id=MOD)
+        for again in ("cafe", "ca\u200bfé", "CAFE"):
+            with pytest.raises(FilterError, match="already"):
+                await m.filters.add(GUILD, again, actor_id=MOD)
+        assert [f.pattern for f in await m.filters.rules(GUILD)] == ["café"]
+        assert await m.filters.match(GUILD, "a cafe") is not None
+
+
+async def test_a_word_stored_with_invisible_characters_matches_and_can_be_removed(tmp_path):
+    async with moderation(tmp_path) as m:
+        # Stored before normalize() removed invisible characters.
+        for old in ("cas\u200btle", "\u200b"):
+            await m.h.db.write(add_filter, GUILD, old, False, actor_id=MOD, now=m.clock())
+        assert await m.filters.match(GUILD, "a lighthouse") is None, "never matches everything"
+        assert await m.filters.match(GUILD, "a castle") is not None
+        assert await m.filters.remove(GUILD, "cas\u200btle", actor_id=MOD) is True
+        assert [f.pattern for f in await m.filters.rules(GUILD)] == ["\u200b"]
 
 
 async def test_the_same_text_as_a_word_and_as_a_regex_are_two_filters(tmp_path):
