@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.embeds import link, truncate
+from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.discord_adapter.review_text import SOURCE_NAMES, queue_label
@@ -166,8 +167,21 @@ class Moderation(commands.Cog):
     async def filter_list(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         rules = await self.bot.filters.rules(interaction.guild_id)
-        text = "\n".join(f"#{r.id} `{r.shown()}`" for r in rules) or "No filters."
-        await reply(interaction, truncate(text, 1900))
+        lines = [f"#{r.id} `{r.shown()}`" for r in rules]
+        shown, size = [], 0
+        for line in lines:  # whole lines within a message's 2,000 characters
+            if size + len(line) + 1 > 1900:
+                break
+            shown.append(line)
+            size += len(line) + 1
+        if len(shown) == len(lines):
+            await reply(interaction, "\n".join(lines) or "No filters.")
+            return
+        # Cut short, a moderator could not see (nor remove) the rest: all of them as a file.
+        shown.append(f"… and {len(lines) - len(shown)} more; all {len(lines)} in the file.")
+        data = "\n".join(lines).encode()
+        file = MemoryFile(data, f"filters-{interaction.guild_id}.txt")
+        await reply(interaction, "\n".join(shown), file=file)
 
 
 async def setup(bot: ImageBot) -> None:

@@ -252,3 +252,22 @@ async def test_a_long_queue_fits_in_one_answer_and_says_how_many_more(tmp_path):
         text = await ask(w, w.moderator, "mod queue")
         assert len(text) < 4096 + 100
         assert "Review queue (60 open)" in text and "more; decide these first" in text
+
+
+async def test_a_long_filter_list_says_how_many_more_and_attaches_them_all(tmp_path):
+    """Ninety filters: a moderator can read every one of them (to remove it), not a list cut
+    off in the middle of a line."""
+    async with world(tmp_path) as w:
+        for n in range(90):
+            await w.bot.filters.add(w.guild, f"forbidden phrase number {n:03}", w.moderator)
+        handle = await w.fake.slash(w.guild, w.channel, w.moderator, "mod filter-list")
+        message = await answer(handle)
+        assert is_ephemeral(message)
+        text = text_of(message)
+        assert len(text) <= 2000
+        shown = [line for line in text.splitlines() if line.startswith("#")]
+        assert all(line.endswith("`") for line in shown), "no line is cut"
+        assert f"and {90 - len(shown)} more" in text
+        [attachment] = message["attachments"]
+        listed = w.fake.attachment_bytes(attachment).decode().splitlines()
+        assert len(listed) == 90 and listed[89] == "#90 `forbidden phrase number 089`"
