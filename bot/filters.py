@@ -24,6 +24,8 @@ from bot.store.prompt_filters import add_filter, filter_rules, remove_filter
 log = logging.getLogger(__name__)
 
 REGEX_PREFIX = "re:"
+# Full case folding, as the prompt is casefolded: 'straße' in a regex meets 'strasse' there.
+_FLAGS = regex.IGNORECASE | regex.FULLCASE | regex.UNICODE
 MAX_PATTERN = 200
 MATCH_TIMEOUT = 0.05
 PROBE_TIMEOUT = 0.05
@@ -103,7 +105,7 @@ def parse_pattern(raw: str) -> tuple[str, bool]:
 
 def compile_safely(pattern: str) -> regex.Pattern[str]:
     try:
-        compiled = regex.compile(pattern, regex.IGNORECASE | regex.UNICODE)
+        compiled = regex.compile(pattern, _FLAGS)
     except regex.error as exc:
         raise FilterError(f"not a valid regular expression: {exc}") from None
     for probe in _probes(pattern):
@@ -137,7 +139,7 @@ def _phrase(text: str) -> regex.Pattern[str]:
 def _stored(pattern: str) -> regex.Pattern[str]:
     # Probed when it was added; not again here: a wall-clock probe failing under load would make
     # every prompt in the guild raise instead of being checked (the match timeout still holds).
-    return regex.compile(pattern, regex.IGNORECASE | regex.UNICODE)
+    return regex.compile(pattern, _FLAGS)
 
 
 class FilterSet:

@@ -230,6 +230,12 @@ def test_a_regex_sees_the_prompt_as_written_and_folded():
     assert _set("re:año").match("el ano") is None
 
 
+def test_a_regex_with_a_letter_that_case_folds_to_two_still_matches():
+    """The prompt is casefolded (ß becomes ss): the regex must fold the same way."""
+    assert _set("re:straße").match("die Straße") is not None
+    assert _set("re:straße").match("DIE STRASSE") is not None
+
+
 @pytest.mark.parametrize("raw", ["\u200b", "\u200b\u200d\u2060", "**", "||", "\u00ad"])
 def test_a_word_of_only_invisible_characters_or_markdown_is_refused(raw):
     with pytest.raises(FilterError, match="empty"):
