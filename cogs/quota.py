@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.discord_adapter.access import require_admin
+from bot.discord_adapter.access import is_admin, require_admin
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -92,6 +92,15 @@ class Quota(commands.Cog):
         amount: Amount,
         period: Choice[str],
     ) -> None:
+        # Every member has @everyone: its rule would silently beat the default for everyone.
+        if role.is_default():
+            raise UserFacingError(
+                "**role**: every member has @everyone; use /quota default for everyone's allowance."
+            )
+        if role.is_bot_managed():
+            raise UserFacingError(
+                f"**role**: {role.name} belongs to a bot; choose a members' role."
+            )
         await self._set(interaction, "role", role.id, amount, period.value)
         await reply(
             interaction, f"{role.mention} now gives **{amount:,} Buzz {per(period.value)}**."
@@ -221,7 +230,8 @@ class Quota(commands.Cog):
             lines.append(f"Default: {d.amount:,} Buzz {per(d.period)} (the bot's setting)")
         for scope, target, amount, period in rules:
             if scope == "role":
-                lines.append(f"<@&{target}>: {amount:,} Buzz {per(period)}")
+                gone = " (deleted role: applies to nobody)" if _deleted(interaction, target) else ""
+                lines.append(f"<@&{target}>: {amount:,} Buzz {per(period)}{gone}")
         overrides = [r for r in rules if r[0] == "member"]
         if overrides:
             lines.append(f"{len(overrides)} member override(s)")
@@ -237,6 +247,40 @@ class Quota(commands.Cog):
         else:
             lines.append("Budget: no cap")
         await reply(interaction, "\n".join(lines))
+
+    @quota.command(
+        name="clear",
+        description="Remove a role's or a member's rule (also of a deleted role), or the default",
+    )
+    @app_commands.describe(rule="The rule to remove (the server's rules are suggested)")
+    async def clear(self, interaction: Interaction, rule: Range[str, 1, 100]) -> None:
+        assert interaction.guild_id is not None
+        scope, target = _parse_rule(rule)
+        removed = await self.ledger.clear_allowance(
+            interaction.guild_id, scope, target, interaction.user.id
+        )
+        if removed is None:
+            raise UserFacingError("**rule**: there is no such rule here; /quota show lists them.")
+        amount, period = removed
+        await reply(
+            interaction,
+            f"Removed {_rule_label(scope, target)} ({amount:,} Buzz {per(period)}).",
+        )
+
+    @clear.autocomplete("rule")
+    async def rule_choices(self, interaction: Interaction, current: str) -> list[Choice[str]]:
+        # Cog checks do not run for suggestions: the rules are for admins' eyes only.
+        if interaction.guild_id is None or not is_admin(
+            interaction, await self.services.guilds.settings(interaction.guild_id)
+        ):
+            return []
+        choices = []
+        for scope, target, amount, period in await self.ledger.rules(interaction.guild_id):
+            name = f"{_rule_name(interaction, scope, target)} · {amount:,} Buzz {per(period)}"
+            if current.lower() in name.lower():
+                value = scope if scope == "default" else f"{scope}:{target}"
+                choices.append(Choice(name=name[:100], value=value))
+        return choices[:25]
 
     @quota.command(name="export", description="The server's whole Buzz ledger as a CSV file")
     async def export(self, interaction: Interaction) -> None:
@@ -259,6 +303,46 @@ class Quota(commands.Cog):
     @app_commands.describe(days=f"How many days back, today included (1-{MAX_DAYS}; default 30)")
     async def report(self, interaction: Interaction, days: Range[int, 1, MAX_DAYS] = 30) -> None:
         await answer_report(interaction, self.services, days)
+
+
+def _deleted(interaction: Interaction, role_id: int) -> bool:
+    """A role Discord no longer has (its rule applies to nobody); unknown when the server's
+    roles are not known to the bot (then not called deleted)."""
+    guild = interaction.guild
+    if guild is None or guild.get_role(guild.id) is None:
+        return False
+    return guild.get_role(role_id) is None
+
+
+def _rule_name(interaction: Interaction, scope: str, target: int) -> str:
+    """How an autocomplete choice names a rule: plain text (choices show no mentions)."""
+    guild = interaction.guild
+    if scope == "default":
+        return "default (everyone)"
+    if scope == "role":
+        role = guild.get_role(target) if guild else None
+        if role is not None:
+            return f"role @{role.name}"
+        return f"role {target} (deleted)" if _deleted(interaction, target) else f"role {target}"
+    member = guild.get_member(target) if guild else None
+    return f"member {member.display_name}" if member else f"member {target}"
+
+
+def _rule_label(scope: str, target: int) -> str:
+    if scope == "default":
+        return "the server's default"
+    return f"the rule of <@&{target}>" if scope == "role" else f"the rule of <@{target}>"
+
+
+def _parse_rule(value: str) -> tuple[str, int]:
+    """'default', 'role:ID' or 'member:ID' (what the suggestions send) as (scope, target)."""
+    value = value.strip()
+    if value == "default":
+        return "default", 0
+    scope, _, target = value.partition(":")
+    if scope in ("role", "member") and target.isdigit():
+        return scope, int(target)
+    raise UserFacingError("**rule**: pick one of the suggested rules; /quota show lists them.")
 
 
 async def setup(bot: ImageBot) -> None:

@@ -78,6 +78,26 @@ class Allowances:
             period=period,
         )
 
+    async def clear_allowance(
+        self, guild_id: int, scope: str, target_id: int, actor_id: int | None
+    ) -> tuple[int, str] | None:
+        """Remove a rule; the (amount, period) it had, None when there was none."""
+        return await self.db.write(self._take_rule_in, guild_id, scope, target_id, actor_id)
+
+    def _take_rule_in(
+        self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
+    ) -> tuple[int, str] | None:
+        found = fetch_row(
+            tx,
+            "SELECT amount, period FROM allowances WHERE guild_id = ? AND scope = ?"
+            " AND target_id = ?",
+            (guild_id, scope, target_id),
+        )
+        if found is None:
+            return None
+        self.clear_allowance_in(tx, guild_id, scope, target_id, actor_id)
+        return int(found[0]), str(found[1])
+
     def clear_allowance_in(
         self, tx: Conn, guild_id: int, scope: str, target_id: int, actor_id: int | None
     ) -> bool:

@@ -60,6 +60,7 @@ async def test_a_plain_member_is_refused_everything_and_nothing_changes(tmp_path
                 "budget": {"amount": 0, "period": "none"},
                 "show": {"member": m},
                 "export": {},
+                "clear": {"rule": "default"},
                 "report": {"days": 7},
             },
             "mod": {

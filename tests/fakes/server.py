@@ -283,6 +283,16 @@ class FakeDiscord(DriverMixin):
         self.notify()
         return role.id
 
+    def remove_role(self, guild_id: int, role_id: int) -> None:
+        """A role deleted in Discord: its members lose it, GUILD_ROLE_DELETE tells the bot."""
+        guild = self.world.guild(guild_id)
+        del guild.roles[role_id]
+        for member in guild.members.values():
+            member.roles = [r for r in member.roles if r != role_id]
+        data = {"guild_id": str(guild.id), "role_id": str(role_id)}
+        self._dispatch_soon("GUILD_ROLE_DELETE", data, intent=GUILDS)
+        self.notify()
+
     def add_channel(
         self,
         guild_id: int,

@@ -1,0 +1,81 @@
+"""/quota and roles in a living server: a role deleted in Discord keeps its rule in the
+database until an admin removes it, @everyone and bots' roles take no rule, and a member's own
+override can be removed again."""
+
+from __future__ import annotations
+
+from tests.discord.harness import world
+from tests.discord_admin.helpers import allow_everyone, ask
+
+
+async def test_a_deleted_roles_rule_is_marked_and_an_admin_can_remove_it(tmp_path):
+    async with world(tmp_path) as w:
+        patrons = w.fake.add_role(w.guild, "patrons")
+        carol = w.fake.add_member(w.guild, "carol", roles=[patrons])
+        await ask(w, w.admin, "quota default", {"amount": 200, "period": "weekly"})
+        await ask(w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "monthly"})
+        shown = await ask(w, w.admin, "quota show", {"member": carol})
+        assert f"Allowance: 1,500 monthly — from role {patrons}" in shown
+
+        w.fake.remove_role(w.guild, patrons)
+        await w.fake.settle()
+        # Nobody has the role any more: the rule applies to nobody, and the list says so.
+        shown = await ask(w, w.admin, "quota show", {"member": carol})
+        assert "Allowance: 200 weekly — from guild default" in shown
+        rules = await ask(w, w.admin, "quota show")
+        assert f"<@&{patrons}>: 1,500 Buzz monthly (deleted role: applies to nobody)" in rules
+
+        # The role is no longer an option anywhere in Discord: the rule is offered by name.
+        choices = await w.fake.autocomplete(
+            w.guild, w.channel, w.admin, "quota clear", focused="rule"
+        )
+        offered = {c["value"]: c["name"] for c in choices}
+        assert f"role:{patrons}" in offered, offered
+        assert "deleted" in offered[f"role:{patrons}"]
+        allow_everyone(w, "quota")  # shown to all: a member still is not told the rules
+        assert not await w.fake.autocomplete(
+            w.guild, w.channel, carol, "quota clear", focused="rule"
+        )
+        text = await ask(w, w.admin, "quota clear", {"rule": f"role:{patrons}"})
+        assert text == f"Removed the rule of <@&{patrons}> (1,500 Buzz monthly)."
+        rules = await ask(w, w.admin, "quota show")
+        assert f"<@&{patrons}>" not in rules
+        text = await ask(w, w.admin, "quota clear", {"rule": f"role:{patrons}"})
+        assert text.startswith("**rule**: there is no such rule here")
+
+
+async def test_a_members_override_can_be_removed_and_roles_count_again(tmp_path):
+    async with world(tmp_path) as w:
+        patrons = w.fake.add_role(w.guild, "patrons")
+        carol = w.fake.add_member(w.guild, "carol", roles=[patrons])
+        await ask(w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "weekly"})
+        await ask(w, w.admin, "quota member", {"member": carol, "amount": 10, "period": "none"})
+        shown = await ask(w, w.admin, "quota show", {"member": carol})
+        assert "Allowance: 10 once — from member override" in shown
+
+        text = await ask(w, w.admin, "quota clear", {"rule": f"member:{carol}"})
+        assert text == f"Removed the rule of <@{carol}> (10 Buzz once)."
+        shown = await ask(w, w.admin, "quota show", {"member": carol})
+        assert f"Allowance: 1,500 weekly — from role {patrons}" in shown
+        assert "member override" not in await ask(w, w.admin, "quota show")
+
+
+async def test_everyone_and_a_bots_role_take_no_allowance(tmp_path):
+    async with world(tmp_path) as w:
+        await ask(w, w.admin, "quota default", {"amount": 1000, "period": "weekly"})
+        # Every member has @everyone: a rule for it would silently replace the default.
+        text = await ask(
+            w, w.admin, "quota role", {"role": w.guild, "amount": 100, "period": "weekly"}
+        )
+        assert text.startswith("**role**: every member has @everyone; use /quota default")
+        bot_role = next(
+            r.id for r in w.fake.world.guild(w.guild).roles.values() if r.bot_id is not None
+        )
+        text = await ask(
+            w, w.admin, "quota role", {"role": bot_role, "amount": 100, "period": "daily"}
+        )
+        assert "belongs to a bot" in text
+        shown = await ask(w, w.admin, "quota show", {"member": w.member})
+        assert "Allowance: 1,000 weekly — from guild default" in shown
+        rules = await ask(w, w.admin, "quota show")
+        assert f"<@&{w.guild}>" not in rules and f"<@&{bot_role}>" not in rules
