@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from bot.discord_adapter.access import is_moderator, requester
+from bot.discord_adapter.access import is_moderator, requester, role_ids
 from bot.discord_adapter.embeds import link, status_line, truncate
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -47,7 +47,7 @@ class Buzz(commands.Cog):
     async def balance(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
         who = await self._other_allowed(interaction, member)
-        roles = tuple(r.id for r in who.roles) if isinstance(who, discord.Member) else ()
+        roles = role_ids(who)
         b = await self.services.ledger.balance(interaction.guild_id, who.id, roles)
         now = self.services.clock()
         lines = [f"**{b.available:,} Buzz** available"]

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.discord_adapter.access import is_admin, require_admin
+from bot.discord_adapter.access import is_admin, require_admin, role_ids
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -138,7 +138,7 @@ class Quota(commands.Cog):
             amount,
             actor_id=interaction.user.id,
             reason=reason,
-            roles=tuple(r.id for r in member.roles),
+            roles=role_ids(member),
         )
         return account.total
 
@@ -206,7 +206,7 @@ class Quota(commands.Cog):
         guild_id = interaction.guild_id
         now = self.services.clock()
         if member is not None:
-            b = await self.ledger.balance(guild_id, member.id, tuple(r.id for r in member.roles))
+            b = await self.ledger.balance(guild_id, member.id, role_ids(member))
             refill = describe_moment(b.next_refill, now) if b.next_refill else "none"
             lines = [
                 f"Balance: **{b.available:,}** ({b.grant_balance:,} from grants"

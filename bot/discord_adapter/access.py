@@ -12,8 +12,17 @@ class NotPermitted(discord.app_commands.CheckFailure):
     pass
 
 
+def role_ids(user: discord.abc.User) -> tuple[int, ...]:
+    """The member's role ids as Discord sent them, @everyone (the server's id) included.
+    Not Member.roles: it drops every role the bot has not cached (a server not described to
+    the bot yet, or one it is out of), and the member would get the wrong allowance."""
+    if not isinstance(user, discord.Member):
+        return ()
+    return tuple(sorted({*user._roles, user.guild.id}))
+
+
 def _roles(user: discord.abc.User) -> set[int]:
-    return {r.id for r in user.roles} if isinstance(user, discord.Member) else set()
+    return set(role_ids(user))
 
 
 def _guild_permissions(interaction: discord.Interaction) -> discord.Permissions:
@@ -55,7 +64,7 @@ async def requester(interaction: discord.Interaction, guilds: GuildStore) -> Req
     if interaction.guild_id is None or interaction.channel_id is None:
         raise NotPermitted("Image commands work in a server's channels, not in DMs.")
     settings = await guilds.settings(interaction.guild_id)
-    roles = tuple(sorted(_roles(interaction.user)))
+    roles = role_ids(interaction.user)
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
     return Requester(

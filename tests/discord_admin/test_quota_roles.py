@@ -4,8 +4,8 @@ override can be removed again."""
 
 from __future__ import annotations
 
-from tests.discord.harness import world
-from tests.discord_admin.helpers import allow_everyone, ask
+from tests.discord.harness import World, answer, world
+from tests.discord_admin.helpers import allow_everyone, ask, request, started_job
 
 
 async def test_a_deleted_roles_rule_is_marked_and_an_admin_can_remove_it(tmp_path):
@@ -79,3 +79,28 @@ async def test_everyone_and_a_bots_role_take_no_allowance(tmp_path):
         assert "Allowance: 1,000 weekly — from guild default" in shown
         rules = await ask(w, w.admin, "quota show")
         assert f"<@&{w.guild}>" not in rules and f"<@&{bot_role}>" not in rules
+
+
+async def test_a_members_roles_count_when_the_bot_has_not_the_server_in_its_cache(tmp_path):
+    async with world(tmp_path) as w:
+        patrons = w.fake.add_role(w.guild, "patrons")
+        carol = w.fake.add_member(w.guild, "carol", roles=[patrons])
+        await ask(w, w.admin, "quota default", {"amount": 200, "period": "weekly"})
+        await ask(w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "weekly"})
+        # The bot out of the server (kicked, its commands still installed; or a start before
+        # Discord has described the server): the interaction still names carol's roles.
+        w.fake.remove_bot(w.guild)
+        await w.fake.settle()
+        shown = await text_of_balance(w, carol)
+        assert "**1,500 Buzz** available" in shown and f"(role {patrons})" in shown
+
+        # Admission refills under the role too: a refill under the default would use up
+        # carol's weekly refill, and the role's 1,500 would not come before next Monday.
+        await started_job(w, await request(w, "a teacup", carol))
+        entries = await w.services.ledger.history(w.guild, carol, 10)
+        assert [(e.kind, e.amount) for e in entries if e.kind == "refill"] == [("refill", 1500)]
+
+
+async def text_of_balance(w: World, member: int) -> str:
+    message = await answer(await w.fake.slash(w.guild, w.channel, member, "buzz balance"))
+    return message["embeds"][0]["description"]
