@@ -112,7 +112,9 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
             if view is not None:
                 view.stop()
 
-        async def _post(self, job: Any, chunk: list[Any], part: tuple[int, int]) -> int:
+        async def _post(
+            self, job: Any, chunk: list[Any], part: tuple[int, int], private: bool = False
+        ) -> int:
             first_n, first = chunk[0]
             embed = result_embed(
                 job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
