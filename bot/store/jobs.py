@@ -180,6 +180,18 @@ def _record(row: Row) -> JobRecord:
 _SELECT = (
     "SELECT jobs.*, holds.amount AS hold_amount FROM jobs LEFT JOIN holds ON holds.job_id = jobs.id"
 )
+# ACTIVE written out as the partial indexes jobs_active and jobs_guild_active (migrations 001,
+# 016) state it: SQLite uses a partial index only for a query that repeats its WHERE term,
+# which bound parameters do not, and the jobs table is never pruned (every admission and the
+# reconciler's pass read all of it, or all of a guild's history, without it).
+_ACTIVE_ORDER = (J.QUEUED, J.SUBMITTED, J.RUNNING, J.DELIVERING)
+assert frozenset(_ACTIVE_ORDER) == ACTIVE
+ACTIVE_TERM = f"jobs.status IN ({', '.join(repr(s.value) for s in _ACTIVE_ORDER)})"
+ACTIVE_JOBS = f"{_SELECT} WHERE {ACTIVE_TERM} ORDER BY jobs.created_at"
+IN_FLIGHT_COUNTS = (
+    "SELECT COALESCE(SUM(member_id = ?), 0), COUNT(*) FROM jobs"
+    f" WHERE guild_id = ? AND {ACTIVE_TERM} AND status IN ({','.join('?' * len(IN_FLIGHT))})"
+)
 
 
 class JobStore:
@@ -298,22 +310,11 @@ class JobStore:
         return [SourceImage(r[0], r[1], r[2], r[3], bytes(r[4])) for r in found]
 
     async def active(self) -> list[JobRecord]:
-        marks = ",".join("?" * len(ACTIVE))
-        rows = await self.db.fetchall(
-            f"{_SELECT} WHERE jobs.status IN ({marks}) ORDER BY jobs.created_at",
-            tuple(s.value for s in ACTIVE),
-        )
-        return [_record(r) for r in rows]
+        return [_record(r) for r in await self.db.fetchall(ACTIVE_JOBS)]
 
     def in_flight_in(self, tx: Conn, guild_id: int, member_id: int) -> tuple[int, int]:
         """(the member's, the guild's) jobs currently occupying the orchestrator."""
-        marks = ",".join("?" * len(IN_FLIGHT))
-        row = fetch_row(
-            tx,
-            f"SELECT COALESCE(SUM(member_id = ?), 0), COUNT(*) FROM jobs"
-            f" WHERE guild_id = ? AND status IN ({marks})",
-            (member_id, guild_id, *(s.value for s in IN_FLIGHT)),
-        )
+        row = fetch_row(tx, IN_FLIGHT_COUNTS, (member_id, guild_id, *(s.value for s in IN_FLIGHT)))
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def child_in(self, tx: Conn, parent_job_id: str) -> str | None:
@@ -352,8 +353,7 @@ class JobStore:
             clauses.append("jobs.member_id = ?")
             params.append(member_id)
         if active_only:
-            clauses.append(f"jobs.status IN ({','.join('?' * len(ACTIVE))})")
-            params.extend(s.value for s in ACTIVE)
+            clauses.append(ACTIVE_TERM)
         rows = await self.db.fetchall(
             f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY jobs.created_at DESC LIMIT ?",
             (*params, limit),
@@ -364,8 +364,7 @@ class JobStore:
         where = ""
         params: list[Any] = []
         if active_only:
-            where = f"WHERE jobs.status IN ({','.join('?' * len(ACTIVE))})"
-            params = [s.value for s in ACTIVE]
+            where = f"WHERE {ACTIVE_TERM}"
         rows = await self.db.fetchall(
             f"{_SELECT} {where} ORDER BY jobs.created_at DESC LIMIT ?", (*params, limit)
         )

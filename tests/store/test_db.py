@@ -513,3 +513,19 @@ async def test_jobs_made_from_a_job_are_found_by_index_not_by_reading_every_job(
 
     for plan in await db.read(plans):
         assert "jobs_parent" in plan and "SCAN jobs" not in plan, plan
+
+
+async def test_active_jobs_and_a_guilds_jobs_in_flight_are_read_by_index(db: Database) -> None:
+    """The reconciler reads the active jobs every minute and admission counts a guild's jobs
+    in flight in its write transaction; the jobs table is never pruned, so neither may read
+    every job (or every job the guild ever had)."""
+    from bot.store.jobs import ACTIVE_JOBS, IN_FLIGHT, IN_FLIGHT_COUNTS
+
+    def plan(conn: Conn, sql: str, params: tuple[object, ...]) -> str:
+        steps = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        return " | ".join(str(step[-1]) for step in steps)
+
+    active = await db.read(plan, ACTIVE_JOBS, ())
+    assert "USING INDEX jobs_active" in active and "SCAN jobs" not in active, active
+    counts = await db.read(plan, IN_FLIGHT_COUNTS, (1, GUILD, *(s.value for s in IN_FLIGHT)))
+    assert "USING INDEX jobs_guild_active" in counts, counts
