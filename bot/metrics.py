@@ -16,8 +16,12 @@ from prometheus_client.exposition import choose_encoder
 from bot.catalog.names import MODEL_NAMES
 from bot.catalog.tools import Tool
 
-# The orchestrator client's request kinds and what became of each attempt.
-REQUEST_KINDS = ("submit", "whatif", "get", "cancel", "update", "upload", "refresh", "blob")
+# The upstream clients' request kinds (the orchestrator's; on BOT_PROVIDER=openai the
+# OpenAI-compatible endpoint's generate and edit) and what became of each attempt.
+REQUEST_KINDS = (
+    *("submit", "whatif", "get", "cancel", "update", "upload", "refresh", "blob"),
+    *("generate", "edit"),
+)
 OK, RETRY, ERROR = "ok", "retry", "error"
 # What a job's `model` holds (a model, or a tool) and how a job can end: a bounded label set.
 JOB_MODELS = (*MODEL_NAMES, *(tool.value for tool in Tool))
@@ -60,14 +64,15 @@ class Metrics:
         )
         self._requests = Counter(
             "imagebot_orchestrator_requests_total",
-            "HTTP attempts to the orchestrator and its blob store, by kind and outcome: ok, "
-            "retry (failed, tried again) or error (failed for good).",
+            "HTTP attempts to the upstream service (the orchestrator and its blob store, or on "
+            "the OpenAI lane the endpoint's generate and edit), by kind and outcome: ok, retry "
+            "(failed, tried again) or error (failed for good).",
             ["kind", "outcome"],
             registry=r,
         )
         self._latency = Histogram(
             "imagebot_orchestrator_request_seconds",
-            "Time of each HTTP attempt to the orchestrator (long-polls included), by kind.",
+            "Time of each HTTP attempt upstream (long-polls and streams included), by kind.",
             ["kind"],
             buckets=LATENCY_BUCKETS,
             registry=r,

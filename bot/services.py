@@ -226,7 +226,7 @@ async def build_services(
     openai = None
     if openai_lane:
         try:
-            openai = await open_service(settings, state)
+            openai = await open_service(settings, state, metrics=metrics)
         except BaseException:
             await db.close()
             raise

@@ -363,3 +363,29 @@ async def test_an_expired_blob_url_refreshed_is_not_counted_as_an_error(tmp_path
         )
         assert value(samples, "imagebot_orchestrator_requests_total", outcome="ok", **labels) == 1
         assert job.status.value == "done"
+
+
+async def test_the_openai_lanes_requests_are_counted_like_the_orchestrators(tmp_path):
+    """On BOT_PROVIDER=openai the endpoint is the upstream service: its failed attempts feed
+    the same counters the ImagebotOrchestratorErrors alert reads. A 503 then a success is one
+    retry and one ok; a prompt the endpoint refuses (moderation) is the endpoint working, not
+    an error."""
+    from tests.discord.test_openai_lane import openai_world
+
+    retries = {"max_retries": 2, "retry_max_delay_seconds": 0.01}
+    async with openai_world(tmp_path, openai=retries, **METRICS) as (w, sim):
+        await w.grant(1000)
+        sim.script("server_error", status=503)
+        job, _ = await finish(w, await request(w, "a lighthouse"))
+        assert job.status.value == "done"
+        sim.script("moderation_blocked")
+        blocked = await started(w, await request(w, "a storm"))
+        await w.wait_job(blocked.id, "blocked")
+        await w.wait_idle()
+        samples = await scrape(w.bot)
+
+        def attempts(outcome: str) -> float:
+            labels = {"kind": "generate", "outcome": outcome}
+            return value(samples, "imagebot_orchestrator_requests_total", **labels)
+
+        assert (attempts("ok"), attempts("retry"), attempts("error")) == (2, 1, 0)

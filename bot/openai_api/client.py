@@ -28,6 +28,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,14 @@ import httpx
 from pydantic import SecretStr
 
 from bot import net
-from bot.openai_api.errors import BadResponse, OperatorProblem, Unavailable
+from bot.metrics import ERROR, OK, RETRY, Metrics
+from bot.openai_api.errors import (
+    BadResponse,
+    Blocked,
+    InvalidRequest,
+    OperatorProblem,
+    Unavailable,
+)
 from bot.openai_api.results import (
     ImageReader,
     ImagesResult,
@@ -88,6 +96,7 @@ class OpenAIImagesClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`timeout` bounds each wait for bytes (a generation may take minutes before its first
         event, so it is long); `connect_timeout` bounds opening the connection."""
@@ -103,6 +112,9 @@ class OpenAIImagesClient:
         self._rng = rng or random.Random()
         # Requests actually sent, by kind ("generate", "edit").
         self.stats: Counter[str] = Counter()
+        # Every attempt's outcome and latency, as the orchestrator client's
+        # (imagebot_orchestrator_*): the upstream alerts then work on this lane too.
+        self.metrics = metrics or Metrics()
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
@@ -176,13 +188,26 @@ class OpenAIImagesClient:
         attempt = produced = 0
         maybe_accepted = False  # could any attempt have been acted on upstream?
         while True:
+            started = time.monotonic()
             try:
-                return await self._attempt(kind, path, build(), model, expected, on_partial)
+                result = await self._attempt(kind, path, build(), model, expected, on_partial)
             except Retry as retry:
                 problem, retry_after = self._redact(retry.problem), retry.retry_after
                 maybe_accepted = maybe_accepted or retry.maybe_accepted
                 produced += retry.produced
-            if attempt >= self.max_retries or (produced and produced >= allowed):
+            except (Blocked, InvalidRequest):
+                # The endpoint did its job: the member's prompt or options were refused.
+                self._measure(kind, OK, started)
+                raise
+            except BaseException:
+                self._measure(kind, ERROR, started)
+                raise
+            else:
+                self._measure(kind, OK, started)
+                return result
+            last = attempt >= self.max_retries or bool(produced and produced >= allowed)
+            self._measure(kind, ERROR if last else RETRY, started)
+            if last:
                 raise Unavailable(
                     f"{problem}; gave up after {attempt + 1} tries",
                     maybe_accepted=maybe_accepted,
@@ -192,6 +217,9 @@ class OpenAIImagesClient:
             log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
             await self._sleep(delay)
             attempt += 1
+
+    def _measure(self, kind: str, outcome: str, started: float) -> None:
+        self.metrics.orchestrator_attempt(kind, outcome, time.monotonic() - started)
 
     async def _attempt(
         self,

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from bot import net
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.openai_api.catalog import availability
 from bot.openai_api.client import OpenAIImagesClient
 from bot.openai_api.pricing import PriceTable
@@ -69,6 +70,7 @@ async def open_service(
     *,
     base_url: str | None = None,
     api_key: str | None = None,
+    metrics: Metrics | None = None,
 ) -> OpenAIService:
     """Connect to the endpoint — or start the built-in simulator when there is no
     OPENAI_API_KEY (`base_url`/`api_key` point at a running one instead)."""
@@ -97,6 +99,7 @@ async def open_service(
         max_output_calls=config.max_output_calls,
         retry_max_delay=config.retry_max_delay_seconds,
         max_image_bytes=config.max_image_bytes,
+        metrics=metrics,
     )
     service = OpenAIService(
         client=client,
