@@ -382,9 +382,10 @@ class ReviewBoard:
             )
         except discord.Forbidden as exc:  # the owner takes no DMs: asking again will not help
             log.warning("guild %s: the owner does not accept DMs (%s)", guild_id, exc.code)
-        except (discord.HTTPException, LookupError) as exc:
-            # Not told after all (a passing failure): let the next item try again.
-            log.warning("guild %s: could not tell the owner (%s)", guild_id, exc)
+        except (discord.HTTPException, discord.RateLimited, LookupError, *NETWORK_ERRORS) as exc:
+            # Not told after all (a passing failure, a long 429): let the next item try again.
+            why_not = str(exc) or type(exc).__name__
+            log.warning("guild %s: could not tell the owner (%s)", guild_id, why_not)
             await guilds.update(guild_id, mod_channel_warning=None)
 
 

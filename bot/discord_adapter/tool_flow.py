@@ -27,6 +27,7 @@ from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
 from bot.discord_adapter.replies import media_text, refusal_text
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
 from bot.engine.tools import SOURCE_GONE, ToolQuote, ToolRequest
 from bot.media.limits import MediaError
@@ -215,6 +216,8 @@ async def still_posted(interaction: discord.Interaction, message_id: int | None)
         return False
     except discord.HTTPException as exc:
         log.info("message %s: not checked before a tool (%s)", message_id, exc.status)
+    except (discord.RateLimited, *NETWORK_ERRORS) as exc:  # unknown counts as there
+        log.info("message %s: not checked before a tool (%s)", message_id, type(exc).__name__)
     return True
 
 

@@ -220,10 +220,15 @@ class ToolAdmission:
         still shown as the bot posted it — not one kept from its channel or under review."""
         parts = self.parts
         parent = await parts.jobs.job(request.parent_job_id) if request.parent_job_id else None
-        shown = (
-            parent is not None
-            and parent.status is J.DONE
-            and (request.reply_to is None or request.reply_to in parent.delivered_message_ids)
+        # A result still being posted (part 1 up, part 2 uploading or waiting out a 429) is
+        # shown already: its posted messages are recorded only when the whole delivery is.
+        posting = parent is not None and parent.status is J.DELIVERING
+        shown = parent is not None and (
+            posting
+            or (
+                parent.status is J.DONE
+                and (request.reply_to is None or request.reply_to in parent.delivered_message_ids)
+            )
         )
         if shown and parent is not None:
             item = await parts.moderation.item_for_job(parent.id)

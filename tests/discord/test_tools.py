@@ -381,3 +381,31 @@ async def test_two_presses_of_upscale_at_once_start_one_job(tmp_path):
         # Once it is done, the image may be upscaled again (a deliberate second press).
         again = await w.fake.click(int(result["id"]), upscale, w.member)
         await derived(w, await started(w, again))
+
+
+async def test_upscale_of_a_result_whose_post_is_still_being_answered_is_admitted(tmp_path):
+    """The result message is up (its buttons with it) while the bot still waits for Discord's
+    answer to the post: the job is still delivering and has no recorded message yet. That
+    image is shown, so Upscale on it is taken, not refused as "no longer shown"."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a lantern", "size": "512x512", "quality": "low"},
+        )
+        parent = await started(w, h)
+        # Only the answer to the parent's result post (its own interaction's follow-up).
+        gate = w.fake.hold_requests("POST", rf"/webhooks/\d+/{h.token}$", answer_only=True)
+        try:
+            [result] = await w.fake.wait_for(lambda: w.results(), what="the result message")
+            assert (await w.services.jobs.job(parent.id)).status.value == "delivering"
+            click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+            job = await started(w, click)
+            assert job.parent_job_id == parent.id
+        finally:
+            gate.set()
+        await derived(w, job)
+        await w.wait_job(parent.id, "done")
