@@ -90,7 +90,9 @@ async def test_a_member_is_refused_and_sees_nothing(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         job = await started_job(w, await request(w, "something to report"))
-        await w.wait_job(job.id, "done")
+        job = await w.wait_job(job.id, "done")
+        await w.wait_status(job, "Done")  # the last edit lands before the snapshot, not after
+        await w.fake.settle()
         allow_everyone(w, "quota")  # shown to everyone by the server: the bot still refuses
         before = await snapshot(w, w.channel)
 
