@@ -13,7 +13,7 @@ import discord
 from bot.discord_adapter.copies import one_per_part
 from bot.discord_adapter.embeds import RESULT_FOOTER
 from bot.discord_adapter.result_routes import ResultRoutes
-from bot.discord_adapter.uploads import NETWORK_ERRORS
+from bot.discord_adapter.uploads import passing_faults
 from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
@@ -33,17 +33,14 @@ async def earlier_delivery(
     found: dict[int, tuple[int, int]] = {}
     messages: dict[int, discord.Message] = {}
     try:
-        channel = await routes.channel(job.channel_id)
-        async for message in channel.history(limit=200, after=after, oldest_first=False):
-            _collect(bot, message, job.id, found, messages)
+        with passing_faults():
+            channel = await routes.channel(job.channel_id)
+            async for message in channel.history(limit=200, after=after, oldest_first=False):
+                _collect(bot, message, job.id, found, messages)
     except (discord.Forbidden, discord.NotFound):
         log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
-    except discord.HTTPException as exc:
+    except discord.HTTPException as exc:  # any other refusal: tried again later too
         raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
-    except discord.RateLimited as exc:
-        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
-    except NETWORK_ERRORS as exc:
-        raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
     if not found:
         with contextlib.suppress(discord.HTTPException, discord.RateLimited):
             user = await bot.fetch_user(job.member_id)

@@ -14,7 +14,7 @@ from bot.discord_adapter.access import age_restricted
 from bot.discord_adapter.embeds import result_embed
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
-from bot.discord_adapter.uploads import MESSAGE_BYTES, NETWORK_ERRORS, fit_all, split
+from bot.discord_adapter.uploads import MESSAGE_BYTES, fit_all, passing_faults, split
 from bot.engine.publisher import PostFailed, ResultImage
 from bot.engine.safety import ReleaseFailed
 from bot.media.pool import ImagePool
@@ -138,23 +138,16 @@ class MatureDesk:
             embed = result_embed(job, [f for _, f in chunk], name, (number, len(parts)))
             files = [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
             try:
-                message = await send(
-                    content=text if number == 1 else None,
-                    embed=embed,
-                    files=files,
-                    allowed_mentions=mentions,
-                )
+                with passing_faults():
+                    message = await send(
+                        content=text if number == 1 else None,
+                        embed=embed,
+                        files=files,
+                        allowed_mentions=mentions,
+                    )
             except (discord.Forbidden, discord.NotFound) as exc:
                 raise ReleaseFailed(f"Discord refused the post ({exc.status})") from None
-            except discord.HTTPException as exc:
+            except discord.HTTPException as exc:  # any other refusal: tried again later too
                 raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
-            except discord.RateLimited as exc:
-                raise PostFailed(
-                    f"Discord asks to wait {exc.retry_after:.0f}s", retry=True
-                ) from None
-            except NETWORK_ERRORS as exc:
-                raise PostFailed(
-                    f"cannot reach Discord ({type(exc).__name__})", retry=True
-                ) from None
             posted.append(message.id)
         return posted

@@ -116,12 +116,9 @@ async def test_a_status_post_cut_off_by_the_network_still_starts_the_job(
     assert traced(caplog) == []
 
 
-async def test_discord_failing_to_look_up_the_member_for_a_dm_is_retried(
-    tmp_path, caplog, monkeypatch, refuse_posts
-):
-    """The channel refuses the result (403) and Discord answers 503 while the bot looks the
-    member up for the DM: a passing outage, so the post is tried again and the result
-    arrives, instead of the job failing as "nowhere to post" with the images charged."""
+def fail_user_lookup_once(monkeypatch) -> list[int]:
+    """Discord answers the bot's next member look-up (GET /users/{id}) with 503, once; the
+    list left is empty once that failure was served."""
     failures = [503]  # discord.py does not retry a 503 itself
     original = fake_rest.RestApi.get_user
 
@@ -131,6 +128,16 @@ async def test_discord_failing_to_look_up_the_member_for_a_dm_is_retried(
         return await original(self, request)
 
     monkeypatch.setattr(fake_rest.RestApi, "get_user", get_user)
+    return failures
+
+
+async def test_discord_failing_to_look_up_the_member_for_a_dm_is_retried(
+    tmp_path, caplog, monkeypatch, refuse_posts
+):
+    """The channel refuses the result (403) and Discord answers 503 while the bot looks the
+    member up for the DM: a passing outage, so the post is tried again and the result
+    arrives, instead of the job failing as "nowhere to post" with the images charged."""
+    fail_user_lookup_once(monkeypatch)
     async with world(tmp_path) as w:
         await w.grant(1000)
         refuse_posts[w.channel] = missing_permissions()

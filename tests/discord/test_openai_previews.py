@@ -62,9 +62,8 @@ def fault_edits_saying(monkeypatch):
     return faults
 
 
-async def blocked_after_a_preview(w: World, sim) -> Any:
-    gate = hold_second_partial(sim)
-    sim.script("error_event", code="moderation_blocked")
+async def a_fox(w: World) -> Any:
+    """/create gpt-image-1 of a fox, started: its job (with its status message)."""
     handle = await w.fake.slash(
         w.guild,
         w.channel,
@@ -72,7 +71,13 @@ async def blocked_after_a_preview(w: World, sim) -> Any:
         "create gpt-image-1",
         options={"prompt": "a fox", "quality": "low"},
     )
-    job = await started(w, handle)
+    return await started(w, handle)
+
+
+async def blocked_after_a_preview(w: World, sim) -> Any:
+    gate = hold_second_partial(sim)
+    sim.script("error_event", code="moderation_blocked")
+    job = await a_fox(w)
     status_id = job.status_message_id
     assert status_id is not None
     await w.fake.wait_for(lambda: preview_edits(w, status_id), what="a preview shown")
@@ -116,14 +121,7 @@ async def test_a_dropped_done_edit_is_made_again(tmp_path, caplog, fault_edits_s
     async with openai_world(tmp_path) as (w, _sim):
         await w.grant(1000)
         fault_edits_saying.append((b"Done", "drop"))
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-1",
-            options={"prompt": "a fox", "quality": "low"},
-        )
-        job = await started(w, handle)
+        job = await a_fox(w)
         job = await w.wait_job(job.id, "done", timeout=30)
         shown = await w.wait_status(job, "Done")
         assert fault_edits_saying == []
@@ -155,14 +153,7 @@ async def test_a_preview_whose_answer_was_lost_is_still_taken_off(
     result, for good."""
     async with openai_world(tmp_path) as (w, _sim):
         await w.grant(1000)
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-1",
-            options={"prompt": "a fox", "quality": "low"},
-        )
-        job = await started(w, handle)
+        job = await a_fox(w)
         status_id = job.status_message_id
         assert status_id is not None
         job = await w.wait_job(job.id, "done", timeout=30)

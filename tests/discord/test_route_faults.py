@@ -12,6 +12,7 @@ from bot.civitai.simulator import Outcome
 from tests.discord.harness import buttons, is_ephemeral, text_of, world
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, traced
+from tests.discord.test_job_faults import fail_user_lookup_once
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
 
@@ -163,15 +164,7 @@ async def test_discord_failing_the_member_look_up_for_a_late_choice_is_retried(
     """Past the command's token the enhanced prompt goes by DM; Discord answers 503 while the
     bot looks the member up: a passing outage, tried again, not "cannot be told privately"
     with the enhancement failed."""
-    failures = [503]  # discord.py does not retry a 503 itself
-    original = fake_rest.RestApi.get_user
-
-    async def get_user(self, request):
-        if failures:
-            raise ApiError(failures.pop(), 0, "503: Service Unavailable")
-        return await original(self, request)
-
-    monkeypatch.setattr(fake_rest.RestApi, "get_user", get_user)
+    failures = fail_user_lookup_once(monkeypatch)
     async with world(tmp_path) as w:
         await w.grant(1000)
         options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}

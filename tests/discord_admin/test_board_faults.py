@@ -44,15 +44,22 @@ async def reposted(w, job, old: dict) -> dict:
         return message
 
 
+async def filtering(w) -> int:
+    """A moderation channel (its id returned), Buzz for the member, and a filter that holds
+    any prompt with "lantern" for review: the set-up every test here starts from."""
+    mods = mod_channel(w)
+    await w.set_guild(mod_channel_id=mods)
+    await w.grant(1000)
+    await w.bot.filters.add(w.guild, "lantern", w.moderator)
+    return mods
+
+
 async def test_a_deleted_review_item_is_posted_again_with_working_buttons(tmp_path, caplog):
     """A moderator deletes a held job's item in the moderation channel: it is posted again
     (the buttons are the only way to approve it), /mod queue links to the new message, and
     Approve there runs the job."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         job = await held(w, "a paper lantern")
         first = await item_message(w, job)
         delete_by_moderator(w, int(first["id"]))
@@ -72,21 +79,11 @@ async def test_an_item_deleted_while_the_bot_was_away_is_posted_again_on_its_nex
     edit of the item (the member's appeal) finds 10008 Unknown Message and posts it again,
     appeal included."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        await filtering(w)
         job = await held(w, "a paper lantern")
         first = await item_message(w, job)
         delete_by_moderator(w, int(first["id"]), seen=False)
-        opened = await w.fake.click(
-            int(w.status_message(job)["id"]),
-            buttons(w.status_message(job))["Appeal"],
-            w.member,
-        )
-        await opened.response()
-        sent = await w.fake.submit_modal(opened, {"note": "Only a lantern festival."})
-        assert "appeal was added" in text_of(await answer(sent))
+        await appeal(w, job, "Only a lantern festival.")
         again = await reposted(w, job, first)
         assert "lantern festival" in text_of(again)
         assert "Approve" in buttons(again)
@@ -128,10 +125,7 @@ async def test_an_item_is_updated_right_after_a_fresh_login(tmp_path, caplog, la
     sent the guilds yet when the member appeals. The item's message still shows the appeal
     (it is edited without the channel in the cache)."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         job = await held(w, "a paper lantern")
         item = await item_message(w, job)
         status = w.status_message(job)
@@ -182,10 +176,7 @@ async def test_an_item_whose_post_lost_its_connection_is_posted_later(tmp_path, 
     item reaches the moderation channel on the next try instead of waiting for a restart."""
     async with world(tmp_path) as w:
         w.bot.board.retry_base = 0.05  # the first wait before trying again (seconds)
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         drop_posts[mods] = 2
         job = await held(w, "a paper lantern")
         item = await item_message(w, job)
@@ -209,10 +200,7 @@ async def test_the_owner_is_told_when_the_bot_lost_access_to_the_items(tmp_path,
     """Someone took the bot's access to the moderation channel (403 Missing Access): its items
     can no longer be updated, and the server's owner is told how to fix it."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         job = await held(w, "a paper lantern")
         await item_message(w, job)
         w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
@@ -227,10 +215,7 @@ async def test_items_of_a_deleted_moderation_channel_are_not_lost(tmp_path, capl
     """The moderation channel is deleted (10003 Unknown Channel): the owner is told, /mod queue
     says the item is not posted (no link to nowhere), and a new channel gets it."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         job = await held(w, "a paper lantern")
         await item_message(w, job)
         gone = w.fake.world.channels.pop(mods)
@@ -254,10 +239,7 @@ async def test_the_owner_is_told_of_each_new_problem_once(tmp_path, caplog):
     """Told once that the bot lost access (a second item does not repeat it); access given
     back and items flow again; then the channel is deleted: a new problem, told as well."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
         await w.fake.settle()
         await held(w, "a paper lantern")
@@ -283,10 +265,7 @@ async def test_an_item_refreshed_while_the_bot_is_out_of_the_server_warns_no_one
     is not the moderation channel's problem. Nobody can be told (the bot is not there), so
     the warning is not claimed either: once back, a real problem with the channel is told."""
     async with world(tmp_path) as w:
-        mods = mod_channel(w)
-        await w.set_guild(mod_channel_id=mods)
-        await w.grant(1000)
-        await w.bot.filters.add(w.guild, "lantern", w.moderator)
+        mods = await filtering(w)
         job = await held(w, "a paper lantern")
         await item_message(w, job)
         w.fake.remove_bot(w.guild)
