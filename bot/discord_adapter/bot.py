@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from bot import heartbeat
 from bot.catalog.tools import IMAGE_TOOLS
+from bot.discord_adapter import server_errors
 from bot.discord_adapter.board import ReviewBoard
 from bot.discord_adapter.buttons import PERSISTENT
 from bot.discord_adapter.enhance import EnhanceFlow
@@ -80,6 +81,7 @@ class ImageBot(commands.Bot):
         intents = discord.Intents.default()
         # A long 429 raises discord.RateLimited rather than being slept out (ratelimits.py).
         options.setdefault("max_ratelimit_timeout", RATE_LIMIT_WAIT)
+        options.setdefault("http_trace", server_errors.trace_config())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

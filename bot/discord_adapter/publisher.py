@@ -21,6 +21,7 @@ from typing import Any
 import discord
 
 from bot.catalog.tools import Tool
+from bot.discord_adapter import server_errors
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.job import AppealButton, CancelButton
 from bot.discord_adapter.earlier_posts import earlier_delivery
@@ -341,13 +342,21 @@ class DiscordPublisher:
         if job.output is not None:  # a prompt enhancement: the member's choice, privately
             followup = self.routes.followup(job) if self.routes.token_alive(job) else None
             return await post_choice(self.bot, job, followup)
+        with server_errors.watching() as answered_5xx:
+            try:
+                posted = await self._deliver(job, images, private=False)
+            except SourceGone:
+                # The image it answers was taken down while it ran: a public reply would show
+                # it again. The member paid for it, so it goes to them alone, saying why.
+                log.info("job %s: its source image was deleted; sending the result by DM", job.id)
+                posted = await self._deliver(job, images, private=True)
+        if not answered_5xx:
+            return posted
+        # discord.py may have sent a post again after a 5xx and Discord made both: one stays.
         try:
-            return await self._deliver(job, images, private=False)
-        except SourceGone:
-            # The image it answers was taken down while it ran: a public reply would show it
-            # again. The member paid for it, so it goes to them alone, saying why.
-            log.info("job %s: its source image was deleted; sending the result by DM", job.id)
-            return await self._deliver(job, images, private=True)
+            return await self.find_delivery(job) or posted
+        except PostFailed:  # cannot look now: what was posted is still the result
+            return posted
 
     async def _deliver(
         self, job: JobRecord, images: list[ResultImage], *, private: bool

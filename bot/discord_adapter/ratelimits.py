@@ -13,6 +13,8 @@ from __future__ import annotations
 import aiohttp
 import discord
 
+from bot.discord_adapter import server_errors
+
 # discord.py's smallest allowed max_ratelimit_timeout.
 RATE_LIMIT_WAIT = 30.0
 
@@ -36,4 +38,8 @@ async def _bounded_429(
 
 def webhook_session() -> aiohttp.ClientSession:
     """A session for webhook calls whose long 429s raise discord.RateLimited."""
-    return aiohttp.ClientSession(middlewares=(_bounded_429,), cookie_jar=aiohttp.DummyCookieJar())
+    return aiohttp.ClientSession(
+        middlewares=(_bounded_429,),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=[server_errors.trace_config()],
+    )

@@ -4,7 +4,7 @@ belongs, exactly once; only a refusal sends it elsewhere."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -178,4 +178,45 @@ async def test_discord_failing_the_member_look_up_for_a_late_choice_is_retried(
         assert failures == []
         [dm] = w.fake.dm_messages(w.member)
         assert job.delivered_message_ids == [int(dm["id"])] and "enhanced" in text_of(dm)
+    assert traced(caplog) == []
+
+
+@pytest.mark.parametrize("token_alive", [False, True])
+async def test_a_post_discord_made_twice_after_a_5xx_leaves_one_copy(
+    tmp_path, caplog, monkeypatch, token_alive
+):
+    """Discord creates the result message but answers 502, and discord.py's own retry of the
+    post succeeds: the bot is told of one message while the channel shows two. It looks once
+    it has seen a 5xx go by, keeps the first copy and takes the other down."""
+    statuses: list[int] = [502]
+    handler = "execute_webhook" if token_alive else "create_message"
+    original = getattr(fake_rest.RestApi, handler)
+
+    async def created_then_502(self, request):
+        response = await original(self, request)
+        if statuses and request.content_type.startswith("multipart/"):  # files: a result
+            status = statuses.pop(0)
+            raise ApiError(status, 0, f"{status}: Bad Gateway")
+        return response
+
+    monkeypatch.setattr(fake_rest.RestApi, handler, created_then_502)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        created_at = datetime.now(UTC) - (timedelta(0) if token_alive else PAST_THE_TOKEN)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            {"prompt": "one copy", "quality": "low"},
+            created_at=created_at,
+        )
+        await h.wait_for_followup(1, timeout=30)
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done", "failed", timeout=60)
+        assert job.status.value == "done", job.error
+        assert statuses == []
+        [result] = w.results_of(job.id)
+        assert job.delivered_message_ids == [int(result["id"])]
+        assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
