@@ -16,7 +16,7 @@ from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
 from bot.discord_adapter.uploads import MESSAGE_BYTES, fit_all, passing_faults, split
 from bot.engine.publisher import PostFailed, ResultImage
-from bot.engine.safety import ReleaseFailed
+from bot.engine.safety import ChannelNow, ReleaseFailed
 from bot.media.pool import ImagePool
 from bot.store.db import utcnow
 from bot.store.jobs import JobRecord
@@ -63,9 +63,10 @@ class MatureDesk:
             log.warning("job %s: DM rate limited for %.0fs", job.id, exc.retry_after)
             return False
 
-    async def age_restricted_now(self, channel_id: int) -> bool | None:
+    async def channel_now(self, channel_id: int) -> ChannelNow | None:
         try:
             channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
             if isinstance(channel, discord.Thread) and channel.parent is None:
                 # A thread's restriction is its parent's; an uncached parent is fetched.
                 channel = await self.bot.fetch_channel(channel.parent_id)
@@ -75,7 +76,7 @@ class MatureDesk:
         except discord.RateLimited:
             log.info("channel %s: age restriction unknown (rate limited)", channel_id)
             return None
-        return age_restricted(channel)
+        return ChannelNow(age_restricted(channel), parent_id)
 
     def _token_alive(self, token: str | None, expires: datetime | None) -> bool:
         return bool(token) and expires is not None and self.clock() < expires - TOKEN_MARGIN

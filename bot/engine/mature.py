@@ -84,21 +84,26 @@ def diversion(job: JobRecord, ending: Ending, allowed: str | None) -> Diversion 
 
 
 async def allowed_now(parts: Parts, job: JobRecord, ending: Ending) -> str | None:
-    """The job's level from admission, capped by the channel's age restriction as it is
-    now: it may have been lifted while the job ran, and the cap is Discord's, not ours."""
-    notices = parts.safety.notices if parts.safety is not None else None
-    if job.max_rating is None or notices is None or ending.status is not J.DELIVERING:
+    """The job's level from admission, lowered to the channel's level as it is now: an admin
+    may have lowered it (/settings mature) or Discord's age restriction may have been lifted
+    while the job ran. Never raised: the workflow was submitted for the admission level."""
+    safety = parts.safety
+    if job.max_rating is None or safety is None or ending.status is not J.DELIVERING:
         return job.max_rating
-    if not levels.above(ending.rating, levels.SAFE_CAP):
-        return job.max_rating  # shown anywhere: nothing to ask Discord
-    try:
-        restricted = await notices.age_restricted_now(job.channel_id)
-    except Exception:
-        log.exception("job %s: the channel's age restriction could not be read", job.id)
-        restricted = None
-    if restricted is None:  # unknown: the channel is likely gone; the DM route is private
-        return job.max_rating
-    return levels.lower(job.max_rating, levels.cap(restricted))
+    if not levels.above(ending.rating, levels.LEVELS[0]):
+        return job.max_rating  # unrated or PG: shown anywhere, nothing to look up
+    where = None
+    if safety.notices is not None:
+        try:
+            where = await safety.notices.channel_now(job.channel_id)
+        except Exception:
+            log.exception("job %s: the channel's age restriction could not be read", job.id)
+    settings = await safety.store.settings(job.guild_id)
+    if where is None:  # unknown: the channel is likely gone; the DM route is private
+        now = settings.level_for(job.channel_id, None, age_restricted=True)
+    else:
+        now = settings.level_for(job.channel_id, where.parent_id, where.age_restricted)
+    return levels.lower(job.max_rating, now)
 
 
 async def tell_member(parts: Parts, job: JobRecord, text: str) -> None:

@@ -51,13 +51,20 @@ class SafetyUpstream(Protocol):
         ReleaseFailed when the upstream service refuses."""
 
 
+@dataclass(frozen=True)
+class ChannelNow:
+    age_restricted: bool
+    parent_id: int | None = None  # a thread's channel: its level is the parent's
+
+
 class MemberNotices(Protocol):
     async def tell_privately(self, job: JobRecord, text: str) -> bool:
         """Tell the job's member something only they see; False when it could not be said."""
 
-    async def age_restricted_now(self, channel_id: int) -> bool | None:
-        """Discord's age restriction on the channel as it is now (a thread: its parent's);
-        None when it cannot be told (the channel is gone or out of sight)."""
+    async def channel_now(self, channel_id: int) -> ChannelNow | None:
+        """The channel as Discord describes it now: its age restriction (a thread: its
+        parent's) and a thread's parent; None when it cannot be told (the channel is gone or
+        out of sight)."""
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from bot.review import Action
 from tests.discord.harness import field_value, text_of, world
 from tests.discord_admin.helpers import (
@@ -338,6 +340,37 @@ async def test_age_restriction_lifted_while_the_job_runs_keeps_an_r_result_out(t
         job = await w.wait_job(job.id, "blocked", "done")
         assert job.status.value == "blocked"
         assert w.results_of(job.id) == []
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.kind == "mature"
+        assert stored.details["allowed"] == "pg13"
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+async def test_a_level_an_admin_lowers_while_the_job_runs_keeps_an_r_result_out(
+    tmp_path, in_thread
+):
+    """/settings mature lowers an age-restricted channel to PG-13 while a job there runs (in
+    the channel, or in a thread of it): the R result is checked against the level as it is
+    when the job ends, not posted where the admin no longer allows it."""
+    from bot.civitai.simulator import Outcome
+
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        where = (
+            w.fake.add_thread(after_dark, "late", owner_id=w.member) if in_thread else after_dark
+        )
+        await w.fake.settle()
+        w.sim.script(Outcome(runtime=500, nsfw_level="r"), prompt="a fox at dusk")
+        job = await started_job(w, await request(w, "a fox at dusk", channel=where))
+        assert job.max_rating == "xxx"
+        await w.wait_job(job.id, "submitted", "running")
+        text = await ask(w, w.admin, "settings mature", {"level": "pg13", "channel": after_dark})
+        assert f"<#{after_dark}> PG-13" in text
+        job = await w.wait_job(job.id, "blocked", "done")
+        assert job.status.value == "blocked"
+        assert not [m for m in w.fake.channel_messages(where) if "result of job" in text_of(m)]
         stored = await w.services.moderation.item_for_job(job.id)
         assert stored is not None and stored.kind == "mature"
         assert stored.details["allowed"] == "pg13"
