@@ -29,6 +29,7 @@ PERIODS = [Choice(name=p, value=p) for p in ("none", "daily", "weekly", "monthly
 PERIOD_HELP = "How often it refills (UTC; weekly = Monday 00:00; none = once)"
 Amount = Range[int, 0, MAX_AMOUNT]
 Positive = Range[int, 1, MAX_AMOUNT]
+MAX_ID = 2**63 - 1  # SQLite's largest integer; every Discord snowflake fits
 
 
 def per(period: str) -> str:
@@ -340,7 +341,10 @@ def _parse_rule(value: str) -> tuple[str, int]:
     if value == "default":
         return "default", 0
     scope, _, target = value.partition(":")
-    if scope in ("role", "member") and target.isdigit():
+    # ASCII digits only (int() also reads other scripts' digits), and no larger than the
+    # database's integers: a typed id beyond any snowflake is just not a rule.
+    digits = target.isascii() and target.isdigit()
+    if scope in ("role", "member") and digits and int(target) <= MAX_ID:
         return scope, int(target)
     raise UserFacingError("**rule**: pick one of the suggested rules; /quota show lists them.")
 

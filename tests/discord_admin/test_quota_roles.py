@@ -4,8 +4,12 @@ override can be removed again."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.discord.harness import World, answer, world
-from tests.discord_admin.helpers import allow_everyone, ask, request, started_job
+from tests.discord_admin.helpers import allow_everyone, ask, request, snapshot, started_job
 
 
 async def test_a_deleted_roles_rule_is_marked_and_an_admin_can_remove_it(tmp_path):
@@ -42,6 +46,23 @@ async def test_a_deleted_roles_rule_is_marked_and_an_admin_can_remove_it(tmp_pat
         assert f"<@&{patrons}>" not in rules
         text = await ask(w, w.admin, "quota clear", {"rule": f"role:{patrons}"})
         assert text.startswith("**rule**: there is no such rule here")
+
+
+@pytest.mark.parametrize(
+    "rule", ["role:" + "9" * 30, "member:18446744073709551616", "member:²", "role:١٢"]
+)
+async def test_a_typed_rule_that_is_no_id_is_refused_naming_the_option(tmp_path, caplog, rule):
+    """/quota clear takes the rule as text (the suggestions are only suggestions): an id too
+    large for any snowflake, or digits that are not 0-9, is the same clear refusal as any other
+    unknown rule, not "Something went wrong", and nothing changes."""
+    async with world(tmp_path) as w:
+        patrons = w.fake.add_role(w.guild, "patrons")
+        await ask(w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "weekly"})
+        before = await snapshot(w)
+        text = await ask(w, w.admin, "quota clear", {"rule": rule})
+        assert text == "**rule**: pick one of the suggested rules; /quota show lists them."
+        assert await snapshot(w) == before
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 async def test_a_members_override_can_be_removed_and_roles_count_again(tmp_path):
