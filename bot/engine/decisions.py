@@ -33,13 +33,18 @@ class Decisions:
 
     def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
         """A held job is released to run (its Buzz is already held); call adopt() after commit.
-        What changed while it waited is checked again: a ban, the concurrency limits."""
+        What changed while it waited is checked again: a ban, the model switched off (by an
+        admin, or retired upstream), the concurrency limits."""
         parts = self.parts
         held = parts.jobs.job_in(tx, job_id)
         assert held is not None
         if parts.moderation.active_ban_in(tx, held.guild_id, held.member_id) is not None:
             raise NotAllowed("the member has been banned since; reject the job instead")
         settings = parts.guilds.settings_in(tx, held.guild_id)
+        if not settings.model_enabled(held.model):
+            raise NotAllowed(
+                f"the model {held.model} has been switched off here since; reject the job instead"
+            )
         check_concurrency(*parts.jobs.in_flight_in(tx, held.guild_id, held.member_id), settings)
         return parts.jobs.transition_in(
             tx,
