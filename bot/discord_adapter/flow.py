@@ -143,9 +143,11 @@ class RequestFlow:
         await interaction.response.edit_message(
             content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
         )
-        await self.start(
-            interaction, replace(pending, request=replace(pending.request, confirmed=True))
-        )
+        # The settings are read again: an admin may have switched the model off or refused
+        # the channel while the question waited (up to CONFIRM_TTL).
+        quote = replace(pending.quote, settings=None)
+        confirmed = replace(pending.request, confirmed=True)
+        await self.start(interaction, replace(pending, request=confirmed, quote=quote))
 
     # -- the job ----------------------------------------------------------------------------
     async def start(self, interaction: discord.Interaction, pending: Pending) -> None:

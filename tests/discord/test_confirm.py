@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.discord.harness import (
     answer,
     buttons,
@@ -128,3 +130,37 @@ async def test_with_whatif_on_the_member_confirms_the_orchestrators_price(tmp_pa
         job, _ = await finished(w, job)
         assert job.charged == 300 and await w.available() == 700
         assert w.services.client.stats["whatif"] + w.services.client.stats["submit"] == 2
+
+
+@pytest.mark.parametrize(
+    "change, refusal",
+    [
+        ({"default_model": "gpt-image-1.5"}, "gpt-image-2 is switched off on this server"),
+        ({}, "image commands are not allowed in this channel"),
+    ],
+)
+async def test_a_rule_an_admin_changed_before_the_confirmation_is_applied(
+    tmp_path, change, refusal
+):
+    """Between the question and the click (up to ten minutes) an admin switched the model off
+    or refused the channel: the click is refused as a new request would be, nothing is held."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        if change:
+            await w.set_guild(**change)
+            await w.services.guilds.set_model(w.guild, "gpt-image-2", False, actor_id=w.admin)
+        else:
+            await w.services.guilds.set_channel(w.guild, w.channel, False, actor_id=w.admin)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        await click.response()
+        now = await w.fake.wait_for(
+            lambda: (m := w.fake.message(int(question["id"]))) and refusal in m["content"] and m,
+            what="the refusal in place of the question",
+        )
+        assert is_ephemeral(now)
+        await w.fake.settle()
+        bot = str(w.fake.bot_user_id)
+        assert not [m for m in w.channel_messages() if m["author"]["id"] == bot]
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+        assert w.sim.submissions == []
