@@ -3,7 +3,6 @@ moderator's approve or reject of a held job (run inside the review's own transac
 
 from __future__ import annotations
 
-from bot.engine.admission import check_concurrency
 from bot.engine.driver import Driver
 from bot.engine.parts import J, NotAllowed, Parts
 from bot.engine.requests import Requester
@@ -45,7 +44,18 @@ class Decisions:
             raise NotAllowed(
                 f"the model {held.model} has been switched off here since; reject the job instead"
             )
-        check_concurrency(*parts.jobs.in_flight_in(tx, held.guild_id, held.member_id), settings)
+        mine, theirs = parts.jobs.in_flight_in(tx, held.guild_id, held.member_id)
+        # Told to the moderator, not the member: check_concurrency's "you" is the asker.
+        if mine >= settings.per_member_concurrency:
+            raise NotAllowed(
+                f"<@{held.member_id}> already has {mine} job(s) running, the limit here is "
+                f"{settings.per_member_concurrency}; approve this again once one has ended"
+            )
+        if theirs >= settings.per_guild_concurrency:
+            raise NotAllowed(
+                f"the server already has {theirs} jobs running (its limit); approve this again "
+                "in a minute"
+            )
         return parts.jobs.transition_in(
             tx,
             job_id,

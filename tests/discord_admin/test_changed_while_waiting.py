@@ -1,8 +1,10 @@
-"""Settings an admin changes while a member's request waits for a moderator: the approval
-checks them again, as a new request would be checked, and the moderator is told why."""
+"""What changed while a member's request waited for a moderator (an admin's settings, the
+member's other jobs): the approval checks it again, as a new request would be checked, and
+tells the moderator why it cannot run yet."""
 
 from __future__ import annotations
 
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import world
 from tests.discord_admin.helpers import (
     COST,
@@ -12,6 +14,8 @@ from tests.discord_admin.helpers import (
     ledger_kinds,
     mod_channel,
     press,
+    request,
+    started_job,
 )
 
 
@@ -39,3 +43,29 @@ async def test_an_approval_after_the_admin_switched_the_model_off_is_refused(tmp
         await w.wait_job(job.id, "rejected")
         assert await w.available() == 1000
         assert await ledger_kinds(w) == [("grant", 1000), ("hold", COST), ("release", COST)]
+
+
+async def test_an_approval_over_the_members_job_limit_tells_the_moderator_why(tmp_path):
+    """The member started another job while this one waited and is at the server's limit:
+    the moderator is told that the member is busy, not "you already have 1 job(s) running,
+    nothing was charged" as if the moderator had asked for an image."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await ask(w, w.admin, "settings concurrency", {"per-member": 1, "per-guild": 5})
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        job = await held(w, "a castle at dawn")
+        item = await item_message(w, job)
+        w.sim.script(Outcome(runtime=300), prompt="a fox")
+        running = await started_job(w, await request(w, "a fox"))
+
+        text = await press(w, item, "Approve", w.moderator)
+        assert text == (
+            f"<@{w.member}> already has 1 job(s) running, the limit here is 1; "
+            "approve this again once one has ended."
+        )
+        assert (await w.services.jobs.job(job.id)).status.value == "held"
+        await w.wait_job(running.id, "done")
+        text = await press(w, item, "Approve", w.moderator)
+        assert text.endswith("approved: the job runs now.")
+        await w.wait_job(job.id, "done")
