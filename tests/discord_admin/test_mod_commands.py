@@ -271,3 +271,35 @@ async def test_a_long_filter_list_says_how_many_more_and_attaches_them_all(tmp_p
         [attachment] = message["attachments"]
         listed = w.fake.attachment_bytes(attachment).decode().splitlines()
         assert len(listed) == 90 and listed[89] == "#90 `forbidden phrase number 089`"
+
+
+async def test_the_ban_button_does_not_shorten_a_longer_ban_another_moderator_gave(tmp_path):
+    """One moderator bans a member with no end (/mod ban); another, on one of the member's
+    review items, presses Ban for a day: the ban without end stands and the second moderator
+    is told, instead of the member being let back in tomorrow."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        second = w.fake.add_member(w.guild, "mod-two", permissions=MANAGE_MESSAGES)
+        item = await item_message(w, await blocked(w, "one too many"))
+        await ask(w, w.moderator, "mod ban", {"member": w.member, "reason": "spam"})
+
+        opened = await click(w, item, "Ban", second)
+        sent = await w.fake.submit_modal(opened, {"days": "1", "reason": "this one"})
+        text = text_of(await answer(sent))
+        assert text == (
+            f"<@{w.member}> is already banned here with no end (by <@{w.moderator}>); "
+            "that ban stands."
+        )
+        clock.advance(days=2)
+        ban = await w.services.moderation.active_ban(w.guild, w.member)
+        assert ban is not None and ban.expires_at is None and ban.actor_id == w.moderator
+        assert "banned" in await refused_as_banned(w)
+        # A longer ban than the one in force does replace it.
+        await ask(w, w.moderator, "mod ban", {"member": w.member, "days": 1})
+        opened = await click(w, item, "Ban", second)
+        sent = await w.fake.submit_modal(opened, {"days": "30", "reason": "worse"})
+        assert text_of(await answer(sent)).startswith(f"Review #1: banned <@{w.member}>")
+        ban = await w.services.moderation.active_ban(w.guild, w.member)
+        assert ban is not None and ban.expires_at == clock.now + timedelta(days=30)
