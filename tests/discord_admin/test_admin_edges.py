@@ -1,19 +1,25 @@
 """Admins' and moderators' edge cases: a full review queue counted right, a moderation channel
 that moved (or was deleted) with items pending, members who left, big channel lists, roles
-that cannot be granted, settings that can be unset, categories refused as channels."""
+that cannot be granted, settings that can be unset, categories refused as channels, a
+channel deleted while a job runs there."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from bot.civitai.simulator.scripting import Outcome
 from tests.discord.harness import buttons, field_value, started, text_of, world
 from tests.discord_admin.helpers import (
+    COST,
     Clock,
     ask,
     blocked,
     item_message,
     jobs_with_items,
+    ledger_kinds,
     mod_channel,
     option,
     press,
@@ -56,6 +62,38 @@ async def test_items_of_a_deleted_moderation_channel_come_to_the_new_one(tmp_pat
         await ask(w, w.admin, "settings mod-channel", {"channel": new})
         item = await item_message(w, job, new)
         assert "Refund" in str(item["components"])
+
+
+@pytest.mark.parametrize("dms", [True, False])
+async def test_a_channel_deleted_while_a_job_runs_there(tmp_path, caplog, dms):
+    """The result goes to the member by DM; without DMs (and the command's token spent) the
+    charge goes to the moderators. Either way the hold settles once, and no traceback."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        w.sim.script(Outcome(runtime=100), prompt="a kite")
+        options = {"prompt": "a kite", "quality": "medium", "size": "1024x1024"}
+        old = datetime.now(UTC) - timedelta(minutes=14)  # its token is spent when it ends
+        handle = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options, created_at=old
+        )
+        job = await started(w, handle)
+        await w.wait_job(job.id, "running")
+        w.fake.set_accepts_dms(w.member, dms)
+        delete_channel(w, w.channel)
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        await w.wait_idle()
+        assert await ledger_kinds(w) == [("grant", 1000), ("hold", COST), ("capture", COST)]
+        if dms:
+            [dm] = [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
+            assert f"result of job {job.id}" in text_of(dm)
+        else:
+            assert job.status.value == "failed"
+            item = await item_message(w, job)
+            await press(w, item, "Refund", w.moderator)
+            assert await w.available() == 1000
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 def leave(w, user: int) -> None:

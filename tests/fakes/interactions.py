@@ -24,6 +24,7 @@ from .errors import (
     InteractionRejected,
     already_acknowledged,
     invalid_webhook_token,
+    unknown_channel,
     unknown_interaction,
     unknown_message,
     unknown_webhook,
@@ -232,6 +233,8 @@ class InteractionLedger:
         extra_flags: int = 0,
     ) -> StoredMessage:
         fake = self.fake
+        if record.channel_id not in fake.world.channels:
+            raise unknown_channel()  # the interaction's channel was deleted since
         ephemeral = bool((int(payload.get("flags") or 0) | extra_flags) & FLAG_EPHEMERAL)
         message = build_message(
             fake,
@@ -375,8 +378,8 @@ class InteractionLedger:
             if message_id not in record.followup_ids and message_id != record.original_message_id:
                 raise unknown_message()
             message = world.messages.get(message_id)
-        if message is None or message.deleted:
-            raise unknown_message()
+        if message is None or message.deleted or message.channel_id not in world.channels:
+            raise unknown_message()  # (a deleted channel's messages went with it)
         return message
 
     def followup(
