@@ -113,12 +113,16 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
                 view.stop()
 
         async def _post(
-            self, job: Any, chunk: list[Any], part: tuple[int, int], private: bool = False
+            self,
+            job: Any,
+            chunk: list[Any],
+            part: tuple[int, int],
+            covered: int,
+            private: bool = False,
         ) -> int:
             first_n, first = chunk[0]
-            embed = result_embed(
-                job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
-            )
+            name = f"{job.id}-{first_n + 1}.{first.extension}"
+            embed = result_embed(job, [f for _, f in chunk], name, part, covered)
             view = result_view(job, self.tools)
             files = [MemoryFile(f.data, f"{job.id}-{n + 1}.{f.extension}") for n, f in chunk]
             with handle_message_parameters(embed=embed, view=view, files=files) as params:

@@ -120,8 +120,10 @@ def status_embed(
     *,
     balance: int | None = None,
     refunded: int = 0,
+    covered: int = 0,
     notes: Sequence[str] = (),
 ) -> discord.Embed:
+    """`covered`: the part of the charge the member could not pay, the server's loss."""
     colour = {
         J.DONE: discord.Colour.green(),
         J.FAILED: discord.Colour.red(),
@@ -131,7 +133,9 @@ def status_embed(
     embed = discord.Embed(title=title(job), description=truncate(job.prompt, 1000), colour=colour)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
-        cost = f"{job.charged:,} Buzz charged"
+        cost = f"{job.charged - covered:,} Buzz charged"
+        if covered:
+            cost += f" (it cost {job.charged:,}; the server covered {covered:,})"
         if refunded:
             cost += f", {refunded:,} refunded"
     else:
@@ -154,7 +158,11 @@ def _footer(job: JobRecord, *, result: bool = False, part: tuple[int, int] = (1,
 
 
 def result_embed(
-    job: JobRecord, fitted: list[FittedImage], first_name: str, part: tuple[int, int] = (1, 1)
+    job: JobRecord,
+    fitted: list[FittedImage],
+    first_name: str,
+    part: tuple[int, int] = (1, 1),
+    covered: int = 0,
 ) -> discord.Embed:
     count = len(fitted)
     of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
@@ -165,7 +173,7 @@ def result_embed(
         colour=discord.Colour.green(),
     )
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
-    embed.add_field(name="Buzz charged", value=f"{job.charged or 0:,}", inline=True)
+    embed.add_field(name="Buzz charged", value=f"{(job.charged or 0) - covered:,}", inline=True)
     embed.add_field(name="Requested by", value=f"<@{job.member_id}>", inline=True)
     notes = sorted({f.note for f in fitted if f.note})
     if job.missing_images:

@@ -179,9 +179,11 @@ class DiscordPublisher:
         if job.final:
             self._last_edit.pop(job.id, None)
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
-        hold = await self.ledger.hold(job.id) if job.final else None
-        refunded = hold.refunded if hold is not None else 0
-        embed = status_embed(job, update.message, balance=balance, refunded=refunded)
+        hold = await self.ledger.hold(job.id) if job.charged is not None else None
+        refunded, covered = (hold.refunded, hold.loss) if hold is not None else (0, 0)
+        embed = status_embed(
+            job, update.message, balance=balance, refunded=refunded, covered=covered
+        )
         active = not job.final and job.status is not J.DELIVERING
         view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))
         files: list[discord.File] | None = None
@@ -363,13 +365,16 @@ class DiscordPublisher:
     ) -> list[int]:
         limit = job.upload_limit or await self._guild_upload_limit(job.guild_id)
         message_bytes = self.message_bytes
+        hold = await self.ledger.hold(job.id)
+        covered = hold.loss if hold is not None else 0
         for _ in range(SHRINKS):
             fitted = await fit_all(self.images, images, limit)
             parts = split(fitted, limit, message_bytes)
             posted: list[discord.Message | int] = []
             try:
                 for number, chunk in enumerate(parts, start=1):
-                    posted.append(await self._post(job, chunk, (number, len(parts)), private))
+                    part = (number, len(parts))
+                    posted.append(await self._post(job, chunk, part, covered, private))
             except SourceGone:
                 await self._remove(job, posted)  # no part of it stays in the channel
                 raise
@@ -397,6 +402,7 @@ class DiscordPublisher:
         job: JobRecord,
         chunk: list[tuple[int, FittedImage]],
         part: tuple[int, int],
+        covered: int,
         private: bool = False,
     ) -> discord.Message:
         """One message of the result: a follow-up while the token lives, else in the channel
@@ -408,7 +414,7 @@ class DiscordPublisher:
         largest = max(len(f.data) for _, f in chunk)
         first_n, first = chunk[0]
         embed = result_embed(
-            job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part
+            job, [f for _, f in chunk], f"{job.id}-{first_n + 1}.{first.extension}", part, covered
         )
         return await self.routes.post(job, embed, files, largest, self.tools, private=private)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import World, answer, finish, started, text_of, world
+from tests.discord.harness import World, answer, field_value, finish, started, text_of, world
 from tests.discord_admin.helpers import Clock, held, item_message, mod_channel, press
 from tests.discord_admin.helpers import ask as admin_ask
 
@@ -166,3 +166,27 @@ async def test_history_tells_expired_allowance_from_an_admins_take(tmp_path):
         assert "taken by an admin" not in expired
         [take] = [line for line in history.splitlines() if "-10" in line]
         assert "taken by an admin" in take
+
+
+async def test_a_charge_above_what_the_member_had_shows_what_they_paid(tmp_path):
+    """The orchestrator charged 95 for a job held at 78, and the member had only 80: they pay
+    80 and the server covers 15. Their status and result say 80 charged, not 95 beside a
+    balance of 0."""
+    async with world(tmp_path) as w:
+        await w.grant(80)
+        w.sim.script(Outcome(charge=95), prompt="a dear kite")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a dear kite", "quality": "medium"},
+        )
+        job, _ = await finish(w, h)
+        assert job.charged == 95 and await w.available() == 0
+        status = await w.wait_status(job, "posted")
+        buzz = field_value(status, "Buzz")
+        assert buzz.startswith("80 Buzz charged"), buzz
+        assert "server covered 15" in buzz and "your balance: 0" in buzz
+        result = w.results_of(job.id)[0]
+        assert field_value(result, "Buzz charged").startswith("80"), text_of(result)
