@@ -10,7 +10,7 @@ import ipaddress
 import random
 from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
 def retry_after(value: str | None) -> float | None:
@@ -92,10 +92,22 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
+# What RFC 3986 leaves unencoded in a userinfo besides letters, digits and "_.-~".
+_USERINFO_SAFE = "!$&'()*+,;=:"
+
+
 def url_secrets(url: str) -> list[str]:
-    """The credentials written into a URL (its user:password@), for the log redaction."""
+    """The credentials written into a URL (its user:password@), for the log redaction: as
+    written, decoded, and percent-encoded as the HTTP clients log them (httpx writes the
+    request line of p@ss as p%40ss)."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return []
     userinfo = parts.netloc.rpartition("@")[0]
-    return [userinfo, *(p for p in userinfo.split(":", 1)[1:] if p)]
+    found: list[str] = []
+    for text in (userinfo, *(p for p in userinfo.split(":", 1)[1:] if p)):
+        plain = unquote(text)
+        for form in (text, plain, quote(plain, safe=_USERINFO_SAFE)):
+            if form not in found:
+                found.append(form)
+    return found

@@ -306,6 +306,26 @@ async def test_credentials_in_the_orchestrator_url_stay_out_of_the_log(tmp_path)
         assert "S3cretPassw0rd" not in err and "opuser" not in err
 
 
+async def test_a_password_with_an_at_sign_stays_out_of_the_request_log(tmp_path):
+    """httpx logs each request's URL with the credentials percent-encoded (p@ss as p%40ss):
+    that form is as secret as the one the operator wrote."""
+    async with deployment(tmp_path) as d:
+        d.sim.base_url = d.sim.base_url.replace("http://", "http://opuser:S3cret@Passw0rd@")
+        proc = await d.start()
+        await asyncio.to_thread(
+            bot, "ledger", "grant", str(d.guild), str(d.member), "500", "--reason", "t", env=d.env()
+        )
+        options = {"prompt": "a lighthouse", "quality": "low"}
+        await d.fake.slash(d.guild, d.channel, d.member, "create gpt-image-2", options)
+        async with asyncio.timeout(30):
+            while not d.sim.requests["submit"]:
+                await asyncio.sleep(0.05)
+        code, err = await sigterm(proc)
+        assert code == 0, err
+        assert "HTTP Request: POST http://" in err  # the request line was logged
+        assert "S3cret" not in err and "Passw0rd" not in err, err
+
+
 async def test_discord_answering_502_at_login_is_one_line(tmp_path):
     async def bad_gateway(request: web.Request) -> web.Response:
         return web.Response(
