@@ -14,6 +14,17 @@ from typing import Any, TextIO
 
 # Interaction tokens travel in webhook and callback URLs, which discord.py logs at DEBUG.
 INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
+# ...and as a field of the payloads it logs (the gateway's INTERACTION_CREATE event).
+TOKEN_FIELD = re.compile(r"""(["'](?:token|access_token|webhook_token)["']\s*:\s*["'])[^"']+""")
+# Signed URLs: whoever holds one fetches the blob (a withheld image too) until it expires.
+# The orchestrator signs in the path; other stores sign in the query.
+BLOB_TOKEN = re.compile(r"(/blobs/(?:content|blocked|archive)/)[A-Za-z0-9_.~%\-]+")
+SIGNED_QUERY = re.compile(
+    r"([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token"
+    r"|x-goog-signature|x-goog-credential|hm|token)=)[^&\s'\"#]+",
+    re.IGNORECASE,
+)
+_PATTERNS = (INTERACTION_TOKEN, TOKEN_FIELD, BLOB_TOKEN, SIGNED_QUERY)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # The job (and guild) the running asyncio task works for. Context variables must be module
@@ -37,7 +48,8 @@ class RedactSecrets(logging.Filter):
         self._formatter = logging.Formatter()
 
     def redact(self, text: str) -> str:
-        text = INTERACTION_TOKEN.sub(r"\1***", text)
+        for pattern in _PATTERNS:
+            text = pattern.sub(r"\1***", text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -95,6 +96,35 @@ async def test_a_jobs_log_lines_carry_its_id_including_the_clients_retry_warning
     for record in retries:
         assert record["job_id"] == job.id and record["guild_id"] == w.guild
         assert record["level"] == "WARNING"
+
+
+@contextmanager
+def at_debug(logger: logging.Logger) -> Iterator[None]:
+    """Every library's DEBUG lines reach the handler (discord.py's gateway events included)."""
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def test_a_jobs_whole_debug_log_carries_no_interaction_token_nor_signed_blob_url(tmp_path):
+    """The interaction token travels in the gateway's INTERACTION_CREATE payload as well as in
+    the webhook URLs, and the orchestrator's blob URLs are signed (whoever holds one sees the
+    image, a withheld one too): none of them belongs in an operator's log."""
+    root = logging.getLogger()
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        with at_debug(root), captured(root, "text", [w.fake.bot_token, w.sim.token]) as stream:
+            await finish(w, await request(w, "a logged lighthouse"))
+            await w.fake.settle()
+        tokens = list(w.fake.interactions.by_token)
+    text = stream.getvalue()
+    assert "/callback has returned" in text and "WebSocket Event" in text  # the lines are there
+    assert tokens and not [t for t in tokens if t in text or t[-24:] in text]
+    signed = re.findall(r"/blobs/content/([^\s\"']+)", text)  # fetching the result
+    assert signed and set(signed) == {"***"}, signed
 
 
 def test_the_format_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path):

@@ -104,6 +104,22 @@ def test_interaction_tokens_in_webhook_urls_are_redacted():
     assert "/webhooks/1234567890/***/messages" in record.getMessage()
 
 
+def test_signatures_in_a_stores_query_string_are_redacted():
+    """httpx logs each request's URL at INFO: a store that signs in the query (S3, Azure,
+    Discord's CDN) has its signature kept out, the rest of the URL left to read."""
+    url = (
+        "https://blobs.example.com/img/1.png?X-Amz-Credential=AKIAEXAMPLE%2F20260101"
+        "&X-Amz-Signature=5f1c0ffee0ddba11&exp=1796&sig=c0ffee0ddba11c0ffee"
+    )
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, 'HTTP Request: GET %s "HTTP/1.1 200 OK"', (url,), None
+    )
+    RedactSecrets([]).filter(record)
+    shown = record.getMessage()
+    assert "AKIAEXAMPLE" not in shown and "5f1c0ffee" not in shown and "c0ffee0dd" not in shown
+    assert "/img/1.png?X-Amz-Credential=***&X-Amz-Signature=***&exp=1796&sig=***" in shown
+
+
 def test_a_second_bot_on_the_same_database_refuses_to_start(tmp_path):
     from bot.cli.run_cmd import hold_instance_lock
 
