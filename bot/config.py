@@ -13,7 +13,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
+import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -57,6 +59,29 @@ def env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
 
 
+def endpoint_url(value: str) -> str:
+    """An endpoint's base URL, checked without ever quoting it (a user:password@ may be written
+    into it): a #, / or ? left unencoded in a password ends the host part early, and the
+    password would be taken for the host or the port (and shown as such)."""
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must start with https:// (or http:// for a local simulator)")
+    value = value.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number raises ValueError
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        parts = None
+    # An @ past the host part, or a fragment: a # / ? in the password cut the host part short.
+    rest = value.partition("://")[2].removeprefix(parts.netloc) if parts else ""
+    if parts is None or not parts.hostname or parts.fragment or "@" in rest:
+        raise ValueError(
+            "not a URL the bot can use; in a user:password@ written into it, percent-encode "
+            "# / ? @ and spaces (%23 %2F %3F %40 %20)"
+        )
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,9 +113,7 @@ class CivitaiSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for a local simulator)")
-        return value.rstrip("/")
+        return endpoint_url(value)
 
 
 class OpenAISettings(_Section):
@@ -119,9 +142,7 @@ class OpenAISettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for a local simulator)")
-        return value.rstrip("/")
+        return endpoint_url(value)
 
     @field_validator("models")
     @classmethod
