@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -59,6 +60,15 @@ def env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
 
 
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+# A token read from a file or a Kubernetes secret often ends in a newline: sent as it is, the
+# HTTP library refuses the header (quoting it) and every request fails as a lost connection.
+Token = Annotated[SecretStr, BeforeValidator(_stripped)]
+
+
 def endpoint_url(value: str) -> str:
     """An endpoint's base URL, checked without ever quoting it (a user:password@ may be written
     into it): a #, / or ? left unencoded in a password ends the host part early, and the
@@ -87,14 +97,14 @@ class _Section(BaseModel):
 
 
 class DiscordSettings(_Section):
-    token: SecretStr | None = None
+    token: Token | None = None
     dev_guild: int | None = Field(None, gt=0)
     # For large bots: run this many gateway shards in one process (an AutoShardedBot).
     shard_count: int | None = Field(None, ge=1, le=10_000)
 
 
 class CivitaiSettings(_Section):
-    token: SecretStr | None = None
+    token: Token | None = None
     # repr=False: a user:password@ may be written into it.
     base_url: str = Field("https://orchestration.civitai.com", repr=False)
     currencies: list[Currency] = Field(default_factory=list)
@@ -119,7 +129,7 @@ class CivitaiSettings(_Section):
 class OpenAISettings(_Section):
     """The OpenAI Images API lane (BOT_PROVIDER=openai), or any OpenAI-compatible endpoint."""
 
-    api_key: SecretStr | None = None
+    api_key: Token | None = None
     base_url: str = Field("https://api.openai.com/v1", repr=False)
     # Previews streamed per image while it forms (each costs ~100 output tokens upstream).
     partial_images: int = Field(2, ge=1, le=3)

@@ -4,6 +4,7 @@ token, and the problems an operator can make are one line each, never a tracebac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -38,17 +39,18 @@ class Deployment:
     member: int
 
     def env(self, **extra: str) -> dict[str, str]:
-        return clean_env(
-            FAKE_API_BASE=self.fake.api_base,
-            FAKE_GATEWAY=self.fake.gateway_url,
-            DISCORD_TOKEN=self.fake.bot_token,
-            CIVITAI_BASE_URL=self.sim.base_url,
-            CIVITAI_TOKEN=self.sim.token,
-            BOT_DB_PATH=str(self.db),
-            BOT_DEV_GUILD=str(self.guild),
-            PYTHONPATH=str(ROOT),
-            **extra,
-        )
+        """The deployment's environment; `extra` adds settings or replaces these."""
+        settings = {
+            "FAKE_API_BASE": self.fake.api_base,
+            "FAKE_GATEWAY": self.fake.gateway_url,
+            "DISCORD_TOKEN": self.fake.bot_token,
+            "CIVITAI_BASE_URL": self.sim.base_url,
+            "CIVITAI_TOKEN": self.sim.token,
+            "BOT_DB_PATH": str(self.db),
+            "BOT_DEV_GUILD": str(self.guild),
+            "PYTHONPATH": str(ROOT),
+        }
+        return clean_env(**{**settings, **extra})
 
     async def start(self, **extra: str) -> asyncio.subprocess.Process:
         """`python -m bot run` in its own process; returns once its heartbeat says ready."""
@@ -324,6 +326,28 @@ async def test_a_password_with_an_at_sign_stays_out_of_the_request_log(tmp_path)
         assert code == 0, err
         assert "HTTP Request: POST http://" in err  # the request line was logged
         assert "S3cret" not in err and "Passw0rd" not in err, err
+
+
+async def test_tokens_read_with_a_trailing_newline_work(tmp_path):
+    """A token kept in a file or a Kubernetes secret often ends in a newline: sent as it is, it
+    made every orchestrator request fail as 'lost the orchestrator's answer' (the HTTP library
+    refuses the header, in an error quoting it), retried for ever, never a word on the token."""
+    async with deployment(tmp_path) as d:
+        tokens = {"CIVITAI_TOKEN": d.sim.token + "\n", "DISCORD_TOKEN": d.fake.bot_token + "\n"}
+        proc = await d.start(**tokens)
+        await asyncio.to_thread(
+            bot, "ledger", "grant", str(d.guild), str(d.member), "500", "--reason", "t", env=d.env()
+        )
+        options = {"prompt": "a lighthouse", "quality": "low"}
+        await d.fake.slash(d.guild, d.channel, d.member, "create gpt-image-2", options)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                while not (d.sim.workflows and d.job()[1] == "done"):
+                    await asyncio.sleep(0.1)
+        code, err = await sigterm(proc)
+        assert code == 0, err
+        assert d.job()[1] == "done" and "LocalProtocolError" not in err, err
+        assert d.sim.token not in err
 
 
 async def test_discord_answering_502_at_login_is_one_line(tmp_path):
