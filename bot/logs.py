@@ -12,8 +12,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-# Interaction tokens travel in webhook and callback URLs, which discord.py logs at DEBUG.
-INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
+# Interaction tokens travel in webhook and callback URLs, which discord.py logs at DEBUG. Their
+# format is not documented (it may change): all that stands in that part of the path.
+INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/?#\s'\"]{20,}")
 # ...and as a field of the payloads it logs (the gateway's INTERACTION_CREATE event).
 TOKEN_FIELD = re.compile(r"""(["'](?:token|access_token|webhook_token)["']\s*:\s*["'])[^"']+""")
 # Signed URLs: whoever holds one fetches the blob (a withheld image too) until it expires.
