@@ -38,6 +38,10 @@ class ReleasePoster(Protocol):
         """Post a released result in `channel_id` (None: to the member by DM); the ids of the
         messages. ReleaseFailed (or PostFailed) when it cannot be posted there."""
 
+    async def find_release(self, job: JobRecord, channel_id: int | None) -> list[int] | None:
+        """The messages of an earlier post of this release in `channel_id` (None: the
+        member's DMs) if it is there whole, else None. ReleaseFailed or PostFailed."""
+
 
 class ReleaseRefused(Exception):
     """This release cannot be made (no release channel set); the text says why."""
@@ -87,6 +91,12 @@ class Releases:
 
     async def _post(self, job: JobRecord, item: ReviewItem, channel_id: int | None) -> list[int]:
         try:
+            # Posted before it could be recorded (the process died, or stopped, in between):
+            # a second release would show the member's result twice.
+            earlier = await self.poster.find_release(job, channel_id)
+            if earlier is not None:
+                log.info("review #%d: release found already posted", item.id)
+                return earlier
             images = await self.engine.withheld_images(job)
             return await self.poster.post_release(job, images, channel_id)
         except (ReleaseFailed, PostFailed) as exc:

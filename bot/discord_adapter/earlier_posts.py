@@ -28,8 +28,7 @@ async def earlier_delivery(
     post is removed, so the engine posts the whole result again."""
     if bot.user is None:
         return None
-    since = job.created_at - timedelta(seconds=5)
-    after = discord.Object(id=discord.utils.time_snowflake(since))
+    after = _since(job)
     found: dict[int, tuple[int, int]] = {}
     messages: dict[int, discord.Message] = {}
     try:
@@ -47,6 +46,32 @@ async def earlier_delivery(
             dm = user.dm_channel or await user.create_dm()
             async for message in dm.history(limit=50, after=after, oldest_first=False):
                 _collect(bot, message, job.id, found, messages)
+    return await _whole(found, messages)
+
+
+async def earlier_posts_in(
+    bot: discord.Client, channel: discord.abc.Messageable, job: JobRecord, *, limit: int = 200
+) -> list[int] | None:
+    """The ids of the messages in `channel` that carry this job's result, one per part, if
+    ALL its parts are there; extra copies and half a result are removed. Discord's refusals
+    and faults are raised (the caller knows what they mean where it looks)."""
+    if bot.user is None:
+        return None
+    found: dict[int, tuple[int, int]] = {}
+    messages: dict[int, discord.Message] = {}
+    async for message in channel.history(limit=limit, after=_since(job), oldest_first=False):
+        _collect(bot, message, job.id, found, messages)
+    return await _whole(found, messages)
+
+
+def _since(job: JobRecord) -> discord.Object:
+    since = job.created_at - timedelta(seconds=5)
+    return discord.Object(id=discord.utils.time_snowflake(since))
+
+
+async def _whole(
+    found: dict[int, tuple[int, int]], messages: dict[int, discord.Message]
+) -> list[int] | None:
     if not found:
         return None
     picked = one_per_part(found)

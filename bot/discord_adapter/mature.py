@@ -11,6 +11,7 @@ from typing import Any
 import discord
 
 from bot.discord_adapter.access import age_restricted
+from bot.discord_adapter.earlier_posts import earlier_posts_in
 from bot.discord_adapter.embeds import result_embed
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
@@ -95,6 +96,21 @@ class MatureDesk:
         )
         text = f"<@{job.member_id}> a moderator released your result from <#{job.channel_id}>."
         return await self._send(job, images, limit, channel.send, text, mention)
+
+    async def find_release(self, job: JobRecord, channel_id: int | None) -> list[int] | None:
+        """The messages of an earlier post of this release, when it is there whole: the
+        process died (or stopped) after Discord took it and before it was recorded."""
+        try:
+            with passing_faults():
+                if channel_id is None:
+                    user = await self.bot.fetch_user(job.member_id)
+                    where: discord.abc.Messageable = user.dm_channel or await user.create_dm()
+                else:
+                    where = await self._release_channel(channel_id)
+                return await earlier_posts_in(self.bot, where, job, limit=100)
+        except discord.HTTPException as exc:  # cannot look (DMs closed...): the post says why
+            log.info("job %s: no look for an earlier release (%s)", job.id, exc.status)
+            return None
 
     async def _release_channel(self, channel_id: int) -> discord.abc.Messageable:
         try:

@@ -374,3 +374,38 @@ async def test_a_level_an_admin_lowers_while_the_job_runs_keeps_an_r_result_out(
         stored = await w.services.moderation.item_for_job(job.id)
         assert stored is not None and stored.kind == "mature"
         assert stored.details["allowed"] == "pg13"
+
+
+async def test_a_release_posted_just_before_the_process_died_is_not_posted_again(tmp_path):
+    """The release reaches the channel, but the process dies before its answer comes back
+    (nothing recorded of the post): the next start finds the post, and does not send the
+    member's result a second time."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$", answer_only=True)
+        [open_item] = await w.services.moderation.open_items(w.guild)
+        dying = asyncio.create_task(
+            w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
+        )
+        await w.fake.wait_for(
+            lambda: w.fake.channel_messages(gallery), what="the release posted, unanswered"
+        )
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        w.fake.gates.clear()
+
+        await w.restart_bot()
+        await w.wait_status(job, "posted the result in")  # the member is told
+        await w.fake.wait_for(
+            lambda: (
+                "Released to the release channel by" in text_of(w.fake.message(int(item["id"])))
+            ),
+            what="the item showing the release",
+        )
+        [post] = w.fake.channel_messages(gallery)
+        assert f"result of job {job.id}" in text_of(post)
