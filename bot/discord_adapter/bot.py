@@ -140,6 +140,7 @@ class ImageBot(commands.Bot):
         self.enhance = EnhanceFlow(self)
         self.offers = OfferBoard(self)
         self.publisher.tools = frozenset(t for t in IMAGE_TOOLS if self.engine.tools.supports(t))
+        self.publisher.streams_previews = getattr(self.engine.parts.lane, "streams_previews", False)
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()

@@ -111,6 +111,8 @@ class DiscordPublisher:
         self.previews = Previews(self._show_preview, interval=preview_interval)
         # The tools the lane runs (Upscale, Remove background): their buttons go on results.
         self.tools: frozenset[Tool] = frozenset()
+        # Whether the lane streams previews onto status messages (set by the bot).
+        self.streams_previews = False
 
     async def close(self) -> None:
         """Drop the delayed status edits (the database they read is closing)."""
@@ -190,8 +192,10 @@ class DiscordPublisher:
         preview = self.previews.on_message(job.id)
         if preview is not None and job.status in RUNNING:
             embed.set_image(url=f"attachment://{preview}")  # the preview stays in place
-        elif preview is not None:
-            files = []  # the result is posted below: the preview comes off
+        elif preview is not None or self.streams_previews:
+            # The result is posted below: the preview comes off. Also one this process never
+            # saw: shown before a restart, it may be of an image the service then refused.
+            files = []
         again = False  # the edit is made again later: what it must take off is kept
         try:
             await self._edit_message(job, job.status_message_id, embed, view, files)

@@ -70,6 +70,8 @@ class OpenAILane:
     name = "openai"
     # A call cut short cannot be looked up: a stop lets calls under way finish first.
     resumable = False
+    # Partial images go to the status message (Run.preview) while the call streams.
+    streams_previews = True
 
     def __init__(
         self,

@@ -161,3 +161,27 @@ async def test_a_preview_whose_answer_was_lost_is_still_taken_off(
         assert preview_edits(w, status_id)  # a preview was put on the message
         assert shown["attachments"] == [] and len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
+
+
+async def test_a_preview_shown_before_a_restart_comes_off_when_the_new_call_is_blocked(tmp_path):
+    """The bot dies while the image streams, a preview of it on the status message; after the
+    start the call is made again and the service blocks it. The status says blocked, and the
+    preview shown before the restart (of an image the service refused) comes off with it:
+    the new process never showed it, but the message still carries it."""
+    async with openai_world(tmp_path, jobs={"shutdown_drain_seconds": 0}) as (w, sim):
+        await w.grant(1000)
+        gate = sim.hold_final_images()  # the first call streams its previews, then waits
+        job = await a_fox(w)
+        status_id = job.status_message_id
+        assert status_id is not None
+        await w.fake.wait_for(
+            lambda: w.fake.message(status_id)["attachments"], what="a preview shown"
+        )
+        sim.script("moderation_blocked")
+        await w.restart_bot()
+        job = await w.wait_job(job.id, "blocked", timeout=30)
+        shown = await w.fake.wait_for(lambda: ended(w, job), what="the blocked status")
+        gate.set()
+        assert shown is not None
+        assert shown["attachments"] == []
+        assert job.charged == 0 and await w.available() == 1000
