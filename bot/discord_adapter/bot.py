@@ -22,10 +22,11 @@ from bot.discord_adapter.buttons import PERSISTENT
 from bot.discord_adapter.enhance import EnhanceFlow
 from bot.discord_adapter.flow import RequestFlow
 from bot.discord_adapter.mature import MatureDesk
+from bot.discord_adapter.modals import FORM_GONE, modal_open
 from bot.discord_adapter.offers import OfferBoard
 from bot.discord_adapter.publisher import DiscordPublisher
 from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
-from bot.discord_adapter.replies import report_error
+from bot.discord_adapter.replies import reply, report_error
 from bot.discord_adapter.tool_flow import ToolFlow
 from bot.filters import PromptFilters
 from bot.media.limits import MediaLimits
@@ -243,6 +244,14 @@ class ImageBot(commands.Bot):
         # Back from an outage (at start, on_ready posts them once the jobs are resumed).
         if self._started:
             await self.board.post_pending(guild.id)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        # Runs after discord.py handed a form to its modal (whose answer needs Discord's
+        # round trip, so it is still open here): a form no modal took gets a clear answer.
+        if interaction.type is discord.InteractionType.modal_submit and not modal_open(
+            self, interaction
+        ):
+            await reply(interaction, FORM_GONE)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         # A review item's message deleted in the client: its buttons were the only way to

@@ -15,6 +15,21 @@ from bot.discord_adapter.replies import UserFacingError, reply, report_error
 from bot.review import Action
 from bot.store.moderation import MAX_BAN_DAYS
 
+FORM_GONE = (
+    "This form is no longer open (the bot restarted, or it waited too long); open it again. "
+    "Nothing was charged."
+)
+
+
+def modal_open(client: discord.Client, interaction: discord.Interaction) -> bool:
+    """Whether a submitted form is one this process opened and still waits for. discord.py
+    drops any other unanswered (the member reads "This interaction failed"); it keeps its
+    open forms in its view store, which has no public accessor: unknown counts as open."""
+    data: Any = interaction.data or {}
+    store = getattr(getattr(client, "_connection", None), "_view_store", None)
+    modals = getattr(store, "_modals", None)
+    return not isinstance(modals, dict) or data.get("custom_id") in modals
+
 
 class Modal(discord.ui.Modal):
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item

@@ -409,3 +409,27 @@ async def test_upscale_of_a_result_whose_post_is_still_being_answered_is_admitte
             gate.set()
         await derived(w, job)
         await w.wait_job(parent.id, "done")
+
+
+async def test_the_which_image_form_sent_after_a_restart_is_answered(tmp_path):
+    """The member opens "Upscale: which image?", the bot restarts, then they send the form:
+    the new process never opened it. They are told privately to open it again (not left
+    with Discord's "This interaction failed"); nothing is held, and Upscale works again."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low", quantity=2)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await click.response()
+        assert click.modal is not None
+        await w.restart_bot()
+        late = await w.fake.submit_modal(click, {"which": "2"})
+        told = await answer(late)
+        assert late.ephemeral
+        assert "open it again" in told["content"] and "Nothing was charged" in told["content"]
+        assert len(await w.jobs()) == 1 and await w.available() == 1000 - 26
+
+        again = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        await again.response()
+        job = await started(w, await w.fake.submit_modal(again, {"which": "2"}))
+        job, _ = await derived(w, job)
+        assert job.options["image"] == 2
