@@ -164,7 +164,10 @@ async def test_a_release_cut_short_by_a_stop_can_be_made_again_after_the_start(t
         w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
         await click(w, item, "Release", w.moderator)
         await w.fake.wait_for(
-            lambda: any(c.path.endswith(f"/channels/{gallery}/messages") for c in w.fake.calls),
+            lambda: any(
+                c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
+                for c in w.fake.calls  # (the look for an earlier post GETs the same path)
+            ),
             what="the release on its way",
         )
         w.fake.gates.clear()  # that post never completes: the process is gone
@@ -193,7 +196,10 @@ async def test_a_release_whose_process_died_mid_post_is_posted_at_the_next_start
             w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
         )
         await w.fake.wait_for(
-            lambda: any(c.path.endswith(f"/channels/{gallery}/messages") for c in w.fake.calls),
+            lambda: any(
+                c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
+                for c in w.fake.calls  # (the look for an earlier post GETs the same path)
+            ),
             what="the release on its way",
         )
         dying.cancel()
