@@ -55,9 +55,12 @@ class Driver:
     # -- the tasks ----------------------------------------------------------------------------
     async def start(self) -> int:
         """Resume every job that was queued, submitted, running or delivering."""
+        # Read before any job is resumed: one ending now is told by its own task.
+        untold = await self.parts.jobs.untold()
         resumed = await self._adopt_orphans()
         if resumed:
             log.info("resumed %d job(s)", len(resumed))
+        self.background(self._tell_untold(untold))
         self._reconciler = asyncio.create_task(self._reconcile(), name="engine-reconcile")
         return len(resumed)
 
@@ -234,6 +237,8 @@ class Driver:
             retired = ending.unavailable_model is not None and parts.lifecycle.retire_in(
                 tx, ending.unavailable_model, ending.detail, job.id
             )
+            if status is not J.DELIVERING:  # told below; told at the next start if not
+                parts.jobs.untold_in(tx, job.id)
             item_id = None
             if diverted is not None:
                 item_id = diverted.open_in(parts, tx, job)
@@ -254,11 +259,33 @@ class Driver:
             await retirement_alert(parts, job, ending)
         if status is J.DELIVERING:
             self.results.remember(job.id, ending.upstream)
-        await parts.status(job, None if status is J.DELIVERING else message)
-        if diverted is not None:
-            await mature.tell_member(parts, job, diverted.notice)
+        if status is J.DELIVERING:
+            await parts.status(job, None)
+        else:
+            await self._tell(job, message, diverted.notice if diverted is not None else None)
         if item_id is not None:
             await parts.notify_review(item_id, job)
+
+    async def _tell(self, job: JobRecord, message: str | None, notice: str | None) -> None:
+        """Show the member how the job ended (its status, a kept-back result's private
+        notice), then record it told."""
+        await self.parts.status(job, message)
+        if notice is not None:
+            await mature.tell_member(self.parts, job, notice)
+        try:
+            await self.parts.jobs.told(job.id)
+        except StoreBusy as exc:  # told again at the next start: harmless
+            log.warning("job %s: its ending not recorded as told (%s)", job.id, exc)
+
+    async def _tell_untold(self, untold: list[JobRecord]) -> None:
+        """Endings settled by a process that died (or stopped) before telling them. Their
+        review items are posted by the board's own pass at the start."""
+        for job in untold:
+            bind_job(job.id, job.guild_id)
+            try:
+                await self._tell(job, job.error, await mature.untold_notice(self.parts, job))
+            except Exception:  # told at the next start instead
+                log.exception("job %s: its ending could not be told", job.id)
 
 
 class LaneRun:

@@ -55,21 +55,36 @@ class Diversion:
     @property
     def notice(self) -> str:
         """For the member, privately."""
-        if self.allowed is None:
-            where = "this channel does not show mature content"
-        else:
-            where = f"this channel allows up to {levels.name(self.allowed)}"
-        return (
-            f"This result was rated {levels.name(self.rating)} and {where}, so it was not "
-            "posted there. A moderator will review it; they may send it to you or to an "
-            "age-restricted channel, or refund it."
-        )
+        return notice(self.rating, self.allowed)
 
     def open_in(self, parts: Parts, tx: Conn, job: JobRecord) -> int:
         details = {"rating": self.rating, "allowed": self.allowed, "channel": self.channel_id}
         return parts.moderation.create_item_in(
             tx, job.guild_id, job.id, "mature", self.reason, details=details
         )
+
+
+def notice(rating: str | None, allowed: str | None) -> str:
+    """What the member is told privately of a result kept from its channel."""
+    if allowed is None:
+        where = "this channel does not show mature content"
+    else:
+        where = f"this channel allows up to {levels.name(allowed)}"
+    return (
+        f"This result was rated {levels.name(rating)} and {where}, so it was not "
+        "posted there. A moderator will review it; they may send it to you or to an "
+        "age-restricted channel, or refund it."
+    )
+
+
+async def untold_notice(parts: Parts, job: JobRecord) -> str | None:
+    """The private notice of an ending told again after a restart: a kept-back result's,
+    rebuilt from its review item (None for any other ending)."""
+    item = await parts.moderation.item_for_job(job.id)
+    if item is None or item.kind != "mature":
+        return None
+    details = item.details or {}
+    return notice(details.get("rating"), details.get("allowed"))
 
 
 def diversion(job: JobRecord, ending: Ending, allowed: str | None) -> Diversion | None:

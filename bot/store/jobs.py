@@ -370,6 +370,26 @@ class JobStore:
         )
         return [_record(r) for r in rows]
 
+    def untold_in(self, tx: Conn, job_id: str) -> None:
+        """The job's ending, settled in `tx`, is still to be told (see told())."""
+        tx.execute(
+            "INSERT OR IGNORE INTO untold_endings (job_id, created_at) VALUES (?, ?)",
+            (job_id, iso(self.clock())),
+        )
+
+    async def told(self, job_id: str) -> None:
+        await self.db.write(self.told_in, job_id)
+
+    def told_in(self, tx: Conn, job_id: str) -> None:
+        tx.execute("DELETE FROM untold_endings WHERE job_id = ?", (job_id,))
+
+    async def untold(self) -> list[JobRecord]:
+        """Ended jobs whose ending was never told (the process died or stopped first)."""
+        found = await self.db.fetchall(
+            f"{_SELECT} JOIN untold_endings u ON u.job_id = jobs.id ORDER BY u.created_at"
+        )
+        return [_record(r) for r in found]
+
     async def events(self, job_id: str) -> list[tuple[str, str | None, datetime]]:
         rows = await self.db.fetchall(
             "SELECT status, detail, created_at FROM job_events WHERE job_id = ? ORDER BY id",

@@ -22,6 +22,7 @@ from tests.discord_admin.helpers import (
     request,
     started_job,
 )
+from tests.fakes import rest as fake_rest
 from tests.safety.helpers import nsfw_channel, private_note, seen_by_member
 
 NOTICE = "rated R and this channel allows up to PG-13"
@@ -415,3 +416,34 @@ async def test_a_release_posted_just_before_the_process_died_is_not_posted_again
         )
         [post] = w.fake.channel_messages(gallery)
         assert f"result of job {job.id}" in text_of(post)
+
+
+async def test_a_result_kept_back_just_before_the_process_died_is_still_told(tmp_path, monkeypatch):
+    """The job ends rated above its channel (settled, its review item open), and the process
+    dies while the status message is being edited to say so: after the start the message
+    does not say "sent to the image service" with Cancel for good, and the member still gets
+    the private notice of why it was not posted."""
+    lost = asyncio.Event()
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if not lost.is_set() and b"Not posted" in await request.read():
+            lost.set()
+            await asyncio.Event().wait()  # the process dies before Discord answers
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        handle = await request(w, "a fox at night [sim:r]")
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "blocked")
+        await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
+        await w.restart_bot()
+
+        status = await w.wait_status(job, "Not posted in this channel")
+        assert "Cancel" not in _labels(w, status)
+        assert NOTICE in await private_note(w, handle, NOTICE)
+        assert job.charged == COST and await w.available() == 1000 - COST
+        await item_message(w, job)  # the moderators have it
