@@ -447,3 +447,26 @@ async def test_a_result_kept_back_just_before_the_process_died_is_still_told(tmp
         assert NOTICE in await private_note(w, handle, NOTICE)
         assert job.charged == COST and await w.available() == 1000 - COST
         await item_message(w, job)  # the moderators have it
+
+
+async def test_a_dm_release_sent_just_before_the_process_died_is_not_sent_again(tmp_path):
+    """As above, by DM: the member's DMs are looked at before sending it again."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        job, _ = await kept(w)
+        w.fake.hold_requests("POST", r"/channels/\d+/messages$", answer_only=True)
+        [open_item] = await w.services.moderation.open_items(w.guild)
+        dying = asyncio.create_task(
+            w.bot.review.act(w.guild, open_item.id, Action.SEND_DM, w.moderator)
+        )
+        await w.fake.wait_for(lambda: w.fake.dm_messages(w.member), what="the DM, unanswered")
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        w.fake.gates.clear()
+
+        await w.restart_bot()
+        await w.wait_status(job, "sent the result to you by DM")
+        [dm] = [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
+        assert f"result of job {job.id}" in text_of(dm)
