@@ -272,14 +272,12 @@ class Driver:
         await self.parts.status(job, message)
         if notice is not None:
             await mature.tell_member(self.parts, job, notice)
-        try:
-            await self.parts.jobs.told(job.id)
-        except StoreBusy as exc:  # told again at the next start: harmless
-            log.warning("job %s: its ending not recorded as told (%s)", job.id, exc)
+        await self.parts.told(job)
 
     async def _tell_untold(self, untold: list[JobRecord]) -> None:
-        """Endings settled by a process that died (or stopped) before telling them. Their
-        review items are posted by the board's own pass at the start."""
+        """Endings settled by a process that died (or stopped) before telling them (a
+        delivery's too: results.py). Their review items are posted by the board's own pass
+        at the start."""
         for job in untold:
             bind_job(job.id, job.guild_id)
             try:

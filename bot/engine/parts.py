@@ -16,7 +16,7 @@ from bot.engine.lane import Lane
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener, StatusUpdate
 from bot.engine.safety import Safety
 from bot.metrics import Metrics
-from bot.store.db import Conn, Database
+from bot.store.db import Conn, Database, StoreBusy
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
@@ -100,6 +100,13 @@ class Parts:
             await self.publisher.on_status(StatusUpdate(job, message, progress, ended))
         except Exception:
             log.exception("job %s: status update failed", job.id)
+
+    async def told(self, job: JobRecord) -> None:
+        """The job's ending was shown to the member (marked untold when it was settled)."""
+        try:
+            await self.jobs.told(job.id)
+        except StoreBusy as exc:  # told again at the next start: harmless
+            log.warning("job %s: its ending not recorded as told (%s)", job.id, exc)
 
     async def notify_review(self, item_id: int | None, job: JobRecord) -> None:
         if self.reviews is None or item_id is None:

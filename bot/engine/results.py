@@ -75,6 +75,7 @@ class Results:
             ended, message, item_id = told
             await self.parts.status(ended, message)
             await self.parts.notify_review(item_id, ended)
+            await self.parts.told(ended)
 
     async def _deliver(self, job: JobRecord) -> None:
         """Download and post the images, once, patiently: both are retried until the job's
@@ -155,6 +156,7 @@ class Results:
 
         def fail(tx: Conn) -> tuple[JobRecord, int]:
             failed = self.parts.jobs.transition_in(tx, job.id, J.FAILED, error=message)
+            self.parts.jobs.untold_in(tx, job.id)  # told after the turn (deliver)
             return failed, self.parts.moderation.create_item_in(
                 tx, job.guild_id, job.id, "undelivered", reason[:500]
             )
@@ -181,6 +183,7 @@ class Results:
                 delivered_at=self.parts.clock(),
                 error=message,
             )
+            self.parts.jobs.untold_in(tx, job.id)  # told after the turn (deliver)
             if not missing:
                 return done, None
             share = missing_share(done.charged or 0, missing, total)

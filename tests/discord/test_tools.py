@@ -433,3 +433,37 @@ async def test_the_which_image_form_sent_after_a_restart_is_answered(tmp_path):
         job = await started(w, await w.fake.submit_modal(again, {"which": "2"}))
         job, _ = await derived(w, job)
         assert job.options["image"] == 2
+
+
+async def test_an_upscale_posted_just_before_the_process_died_says_done_after_the_start(
+    tmp_path, monkeypatch
+):
+    """The upscale is posted and recorded done, and the process dies while its status message
+    is being edited to say so: after the start the status does not say it is still being
+    posted (with the look of a job under way) for good."""
+    from tests.fakes import rest as fake_rest
+
+    armed, lost = asyncio.Event(), asyncio.Event()
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        body = await request.read()
+        if armed.is_set() and not lost.is_set() and b"Done" in body:
+            lost.set()
+            await asyncio.Event().wait()  # the process dies before Discord answers
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="512x512", quality="low")
+        await w.wait_status(parent, "Done")
+        armed.set()  # the upscale's Done edit is lost, not its parent's
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        job, _ = await derived(w, job)
+        await w.fake.wait_for(lost.is_set, what="the Done edit on its way")
+        await w.restart_bot()
+        await w.wait_status(job, "Done")
+        assert len(w.results_of(job.id)) == 1
+        assert await w.available() == 1000 - 13 - job.charged
