@@ -226,6 +226,7 @@ class ReviewService:
             summary, verdict = "approved: the job runs now", "a moderator approved it; it runs now"
         elif action is Action.REJECT:
             job = self.engine.reject_in(tx, job.id)
+            self.jobs.untold_in(tx, job.id)  # told by act(); at the next start if not
             summary = "rejected: the held Buzz was released"
             verdict = "a moderator decided this request will not run; nothing was charged"
         elif action is Action.REFUND:

@@ -168,5 +168,8 @@ class Engine:
 
     async def notify(self, job: JobRecord, message: str | None, *, finished: bool = False) -> None:
         """Show the member a job's state with a message (a moderator's verdict, say);
-        `finished` when this is the job's ending (a rejection), not news about an old one."""
+        `finished` when this is the job's ending (a rejection), not news about an old one:
+        it is then recorded told (see untold_endings)."""
         await self.parts.status(job, message, finished=finished)
+        if finished:
+            await self.parts.told(job)

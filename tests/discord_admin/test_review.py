@@ -4,6 +4,7 @@ is told, appeals, and buttons that still work after a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from tests.discord.harness import (
@@ -346,3 +347,39 @@ async def test_a_held_job_the_member_cancels_leaves_the_queue(tmp_path):
         assert list(buttons(w.fake.message(int(item["id"])))) == ["Strike", "Ban"]
         assert await w.services.moderation.open_items(w.guild) == []
         assert w.sim.submissions == []
+
+
+async def test_a_rejection_the_process_died_before_showing_is_shown_after_the_start(
+    tmp_path, monkeypatch
+):
+    """A moderator rejects a held job (recorded, the Buzz released) and the process dies while
+    the member's status message is being edited to say so: after the start it does not say
+    it waits for a moderator's review for good."""
+    from bot.review import Action
+    from tests.fakes import rest as fake_rest
+
+    lost = asyncio.Event()
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if not lost.is_set() and b"will not run" in await request.read():
+            lost.set()
+            await asyncio.Event().wait()  # the process dies before Discord answers
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await w.bot.filters.add(w.guild, "volcano", w.moderator)
+        job = await held(w, "a volcano erupting")
+        [item] = await w.services.moderation.open_items(w.guild)
+        dying = asyncio.create_task(w.bot.review.act(w.guild, item.id, Action.REJECT, w.moderator))
+        await w.fake.wait_for(lost.is_set, what="the rejection's status edit on its way")
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        await w.restart_bot()
+        status = await w.wait_status(job, "will not run")
+        assert "Appeal" not in buttons(status)
+        assert await w.available() == 1000
