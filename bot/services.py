@@ -157,6 +157,8 @@ class Services:
                 deadline=settings.deadline,
                 clock=self.clock,
             ),
+            images=self.images,
+            max_pixels=self.settings.media.max_pixels,
         )
 
     async def aclose(self) -> None:

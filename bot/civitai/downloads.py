@@ -1,10 +1,9 @@
-"""A finished workflow's images, fetched patiently: every image downloaded and checked to be an
-image, failures retried until the job's delivery deadline — an expired signed URL after
+"""A finished workflow's images, fetched patiently: every image downloaded and decoded whole,
+failures retried until the job's delivery deadline — an expired signed URL after
 asking the orchestrator for the workflow again (fresh URLs)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -13,7 +12,8 @@ from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import BlobExpired, BlobRefused, NotFound, Unavailable
 from bot.civitai.models import Workflow
 from bot.engine.publisher import ResultImage
-from bot.media.decode import probe_image
+from bot.media.decode import check_decodes
+from bot.media.pool import ImagePool
 from bot.metrics import Metrics
 from bot.store.jobs import JobRecord
 
@@ -30,8 +30,11 @@ async def fetch_workflow_images(
     backoff: Callable[[int, datetime], float],
     clock: Callable[[], datetime],
     metrics: Metrics,
+    images: ImagePool,
+    max_pixels: int,
 ) -> tuple[list[ResultImage], int]:
-    """(the images fetched, in order; how many the workflow has)."""
+    """(the images fetched, in order; how many the workflow has). Each is decoded on `images`
+    and held to `max_pixels`, as the OpenAI lane's results are."""
     assert job.workflow_id is not None
     fetched: dict[int, ResultImage] = {}
     total = len(job.result_images)
@@ -52,7 +55,7 @@ async def fetch_workflow_images(
             for index, blob in enumerate(blobs):
                 if index in fetched:
                     continue
-                image = await _fetch_one(client, job, index, blob.id, blob.url)
+                image = await _fetch_one(client, job, index, blob.id, blob.url, images, max_pixels)
                 if image is None:
                     stale = stale or not blob.url
                 elif isinstance(image, ResultImage):
@@ -80,7 +83,13 @@ async def fetch_workflow_images(
 
 
 async def _fetch_one(
-    client: OrchestratorClient, job: JobRecord, index: int, blob_id: str, url: str | None
+    client: OrchestratorClient,
+    job: JobRecord,
+    index: int,
+    blob_id: str,
+    url: str | None,
+    images: ImagePool,
+    max_pixels: int,
 ) -> ResultImage | bool | None:
     """One image; None when it failed for now, False when its URL needs refreshing."""
     if not url:
@@ -93,7 +102,9 @@ async def _fetch_one(
         log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
         return None
     try:
-        mime, width, height = await asyncio.to_thread(probe_image, data)
+        # Decoded whole: a JPEG cut off mid-way (a close-delimited body that stopped early)
+        # passes a structure check, and would be posted half grey and charged.
+        mime, width, height = await images.run(check_decodes, data, max_pixels)
     except ValueError as exc:
         # A 200 whose body is not an image (an error page, a cut-off file): retried.
         log.warning("job %s: image %d is not a readable image (%s)", job.id, index + 1, exc)

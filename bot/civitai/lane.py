@@ -36,6 +36,7 @@ from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run, UpstreamUnavailable
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
+from bot.media.pool import ImagePool
 from bot.metrics import Metrics
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 
@@ -71,8 +72,12 @@ class CivitaiLane:
         clock: Callable[[], datetime],
         metrics: Metrics,
         sources: SourceUploads,
+        images: ImagePool,
+        max_pixels: int,
     ) -> None:
         self.client, self.jobs = client, jobs
+        # Results are decoded whole before they count, in turn with all other image work.
+        self.images, self.max_pixels = images, max_pixels
         # Edit sources go by blob URL, each uploaded once (data URLs when uploads fail).
         self.sources = sources
         self.policy, self.retry_cap = policy, retry_cap
@@ -142,6 +147,8 @@ class CivitaiLane:
             backoff=self.backoff,
             clock=self.clock,
             metrics=self.metrics,
+            images=self.images,
+            max_pixels=self.max_pixels,
         )
 
     # -- submitting ---------------------------------------------------------------------------

@@ -8,11 +8,13 @@ Expected faults are logged as warnings, never as tracebacks.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 
 from bot.civitai.simulator import Outcome
 from bot.engine.engine import EngineSettings
@@ -150,6 +152,25 @@ async def test_a_truncated_image_is_fetched_again(tmp_path):
         await h.settle_all()
         [done] = await books_balance(h, job)
         assert done.status is J.DONE and posted(h, job.id) == [1]
+
+
+async def test_a_cut_short_jpeg_is_fetched_again_not_posted_broken(tmp_path):
+    """A JPEG's header and first scans pass a structure check: the store ending the body
+    early (a close-delimited answer cut off) must not post a half-grey image, charged."""
+    whole = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(whole, "JPEG")
+    cut = whole.getvalue()[: len(whole.getvalue()) // 2]
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(200, route="blob", body=cut, times=2)
+        job = await h.engine.submit(h.request(quality="medium", format="jpeg"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE
+        [(_, [image])] = h.publisher.posts
+        assert image.data != cut
+        with Image.open(io.BytesIO(image.data)) as posted_image:
+            posted_image.load()  # the whole image decodes
 
 
 @pytest.mark.parametrize("route", ["submit", "get"])
