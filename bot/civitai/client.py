@@ -271,7 +271,7 @@ def _problem(body: str) -> tuple[str, dict[str, list[str]]]:
     """(detail, field errors) from ProblemDetails / ValidationProblemDetails, or plain text."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: not JSON
         return body.strip()[:300], {}
     if not isinstance(data, dict):
         return str(data)[:300], {}

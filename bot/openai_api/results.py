@@ -121,7 +121,7 @@ class StreamState:
             return
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser goes: not JSON
             log.warning("ignored a server-sent event that is not JSON (%d chars)", len(data))
             return
         if not isinstance(payload, dict):
@@ -175,7 +175,7 @@ def read_json_result(body: bytes, reader: ImageReader) -> ImagesResult | dict[st
     """A non-streamed answer: the result, or the `error` object when the body carries one."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: not JSON
         raise BadResponse(f"the answer is not JSON ({len(body):,} bytes)") from None
     if not isinstance(payload, dict):
         raise BadResponse("the answer is not a JSON object")

@@ -112,7 +112,7 @@ def classify(
 def _error_object(text: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: not JSON
         return {}
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         return data["error"]

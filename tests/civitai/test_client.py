@@ -387,6 +387,21 @@ async def test_other_4xx_is_an_orchestrator_error_not_retried(sleeps: RecordingS
     assert sleeps.delays == []
 
 
+async def test_an_error_body_nested_deeper_than_a_parser_goes_is_still_the_error(
+    sleeps: RecordingSleep,
+) -> None:
+    async def refused(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000, status=400, content_type="application/json")
+
+    async with (
+        serve([web.get("/v2/consumer/workflows/{id}", refused)]) as (url,),
+        OrchestratorClient(url, "tiny-server-token", sleep=sleeps) as client,
+    ):
+        with pytest.raises(ValidationFailed, match="refused the request"):
+            await client.get("wf_1")
+    assert sleeps.delays == []
+
+
 # -- the token never leaks -------------------------------------------------------------------
 
 TOKEN = "tok-ZXQ7-very-distinctive-9f3b2a"

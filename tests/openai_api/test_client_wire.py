@@ -293,3 +293,38 @@ async def test_a_null_error_field_in_an_event_is_not_an_error(sleeps: RecordingS
     async with client_for(streaming(body), sleeps) as client:
         result = await client.generate(BODY)
     assert len(result.images) == 2 and sleeps.delays == []
+
+
+# Deeper than Python's json module goes (it raises RecursionError, not ValueError).
+NESTED = "[" * 100_000
+
+
+async def test_a_200_nested_deeper_than_a_parser_goes_is_a_bad_response(
+    sleeps: RecordingSleep,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=NESTED, content_type="application/json")
+
+    async with client_for(handler, sleeps) as client:
+        with pytest.raises(BadResponse, match="not JSON"):
+            await client.generate(BODY)
+
+
+async def test_an_event_nested_deeper_than_a_parser_goes_is_skipped(
+    sleeps: RecordingSleep,
+) -> None:
+    body = sse((None, NESTED), (None, completed()), (None, completed()))
+    async with client_for(streaming(body), sleeps) as client:
+        result = await client.generate(BODY)
+    assert len(result.images) == 2
+
+
+async def test_an_error_body_nested_deeper_than_a_parser_goes_is_still_an_error(
+    sleeps: RecordingSleep,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=NESTED, status=400, content_type="application/json")
+
+    async with client_for(handler, sleeps) as client:
+        with pytest.raises(InvalidRequest, match="refused the request"):
+            await client.generate(BODY)
