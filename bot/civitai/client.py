@@ -43,6 +43,12 @@ WORKFLOWS = "/v2/consumer/workflows"
 MAX_RETRY_AFTER = 600.0
 # Answers that mean the request was not acted on: rate limited, or the service refused it.
 NOT_ACCEPTED = frozenset({425, 429, 503})
+# A whole answer (body included) may take this many read timeouts past its long-poll wait:
+# httpx's timeout is per read, so an answer dripping a byte at a time would otherwise hold a
+# job for ever (its deadline and a cancel are looked at only between calls).
+WHOLE_ANSWER_TIMEOUTS = 4
+# An upload's body gets time of its own on top, at this many bytes a second (a slow uplink).
+UPLOAD_RATE = 64 * 1024
 
 
 class OrchestratorClient(BlobCalls):
@@ -187,21 +193,26 @@ class OrchestratorClient(BlobCalls):
         while True:
             retry_after: float | None = None
             started = time.monotonic()
+            deadline = (
+                self.timeout * WHOLE_ANSWER_TIMEOUTS + wait + len(content or b"") / UPLOAD_RATE
+            )
             try:
                 self.stats[kind] += 1
-                with self._shards.use() as http:
-                    response = await http.request(
-                        method,
-                        path,
-                        params=params,
-                        json=json,
-                        content=content,
-                        headers=headers,
-                        timeout=self.timeout + wait,
-                    )
+                async with asyncio.timeout(deadline):
+                    with self._shards.use() as http:
+                        request = http.build_request(
+                            method,
+                            path,
+                            params=params,
+                            json=json,
+                            content=content,
+                            headers=headers,
+                            timeout=self.timeout + wait,
+                        )
+                        response = await http.send(request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 problem = f"{kind}: the orchestrator did not answer in time"
                 maybe_accepted = True
             except httpx.TransportError as exc:

@@ -361,6 +361,35 @@ async def test_a_server_that_never_answers_times_out_to_unavailable(
     assert len(accepted) == 2 and len(sleeps.delays) == 1
 
 
+async def test_an_answer_that_drips_forever_is_given_up_on(sleeps: RecordingSleep) -> None:
+    """Each byte within the read timeout, the answer never ends: without a deadline for the
+    whole answer a job would follow its workflow for ever, its Buzz held, cancel unheard."""
+    dripped = asyncio.Event()
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while True:
+                await response.write(b" ")
+                dripped.set()
+                await asyncio.sleep(0.05)
+        return response
+
+    async with (
+        serve([web.get("/v2/consumer/workflows/{id}", drip)]) as (url,),
+        OrchestratorClient(
+            url, "tiny-server-token", timeout=0.5, max_retries=1, sleep=sleeps
+        ) as client,
+    ):
+        async with asyncio.timeout(30):  # a guard for the hang, not a timing
+            with pytest.raises(Unavailable, match="gave up after 2 tries") as caught:
+                await client.get("wf_1")
+    assert dripped.is_set() and len(sleeps.delays) == 1
+    assert caught.value.maybe_accepted is True
+
+
 async def test_a_closed_port_is_unavailable(sleeps: RecordingSleep) -> None:
     port = closed_port()
     async with OrchestratorClient(
