@@ -49,6 +49,9 @@ NOT_ACCEPTED = frozenset({425, 429, 503})
 WHOLE_ANSWER_TIMEOUTS = 4
 # An upload's body gets time of its own on top, at this many bytes a second (a slow uplink).
 UPLOAD_RATE = 64 * 1024
+# The most of an answer read (decoded: a small gzip body can inflate to gigabytes). A workflow
+# echoes its inputs, edit sources sent as data URLs included, so this is generous.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
 class OrchestratorClient(BlobCalls):
@@ -63,6 +66,7 @@ class OrchestratorClient(BlobCalls):
         retry_max_delay: float = 30.0,
         blob_hosts: list[str] | None = None,
         max_blob_bytes: int = 64 * 1024 * 1024,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -78,6 +82,7 @@ class OrchestratorClient(BlobCalls):
         self.retry_max_delay = retry_max_delay
         self.blob_hosts = [h.lower() for h in (blob_hosts or [])]
         self.max_blob_bytes = max_blob_bytes
+        self.max_answer_bytes = max_answer_bytes
         self._sleep = sleep
         self._rng = rng or random.Random()
         # Requests actually sent, by kind: the benchmarks read these.
@@ -209,7 +214,13 @@ class OrchestratorClient(BlobCalls):
                             headers=headers,
                             timeout=self.timeout + wait,
                         )
-                        response = await http.send(request)
+                        response = await http.send(request, stream=True)
+                        try:
+                            body, over = await net.read_capped(
+                                response.aiter_bytes(), self.max_answer_bytes
+                            )
+                        finally:
+                            await response.aclose()
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"{kind}: cannot reach the orchestrator ({type(exc).__name__})"
             except (httpx.TimeoutException, TimeoutError):
@@ -219,9 +230,12 @@ class OrchestratorClient(BlobCalls):
                 problem = f"{kind}: lost the orchestrator's answer ({type(exc).__name__})"
                 maybe_accepted = True
             else:
-                if response.status_code < 400:
+                if response.status_code < 400 and over:
+                    problem = f"{kind}: the answer is over the {self.max_answer_bytes:,} byte cap"
+                    maybe_accepted = True
+                elif response.status_code < 400:
                     try:
-                        parsed = answer.model_validate_json(response.content) if parse else None
+                        parsed = answer.model_validate_json(body) if parse else None
                     except ValidationError:
                         what = "a workflow" if answer is Workflow else f"a {answer.__name__}"
                         problem = f"{kind}: the orchestrator's answer is not {what}"
@@ -231,7 +245,7 @@ class OrchestratorClient(BlobCalls):
                         return parsed
                 elif response.status_code not in RETRYABLE_STATUS:
                     self._attempt(kind, ERROR, started)
-                    raise self._error(response.status_code, response.text)
+                    raise self._error(response.status_code, body.decode("utf-8", "replace"))
                 else:
                     problem = f"{kind}: orchestrator answered {response.status_code}"
                     retry_after = net.retry_after(response.headers.get("retry-after"))

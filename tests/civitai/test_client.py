@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import gzip
 import logging
 import random
 import socket
@@ -388,6 +389,28 @@ async def test_an_answer_that_drips_forever_is_given_up_on(sleeps: RecordingSlee
                 await client.get("wf_1")
     assert dripped.is_set() and len(sleeps.delays) == 1
     assert caught.value.maybe_accepted is True
+
+
+async def test_an_answer_that_inflates_past_the_cap_is_not_read_whole(
+    sleeps: RecordingSleep,
+) -> None:
+    """A small gzip body may decode to gigabytes: the cap counts the decoded bytes."""
+    inflated = b'{"id": "wf_1", "status": "succeeded", "padding": "' + b"a" * 4_000_000 + b'"}'
+    squeezed = gzip.compress(inflated)
+
+    async def bomb(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return web.Response(body=squeezed, headers=headers)
+
+    async with (
+        serve([web.get("/v2/consumer/workflows/{id}", bomb)]) as (url,),
+        OrchestratorClient(
+            url, "tiny-server-token", max_retries=1, max_answer_bytes=1_000_000, sleep=sleeps
+        ) as client,
+    ):
+        with pytest.raises(Unavailable, match="over the 1,000,000 byte cap") as caught:
+            await client.get("wf_1")
+    assert caught.value.maybe_accepted is True and len(squeezed) < 100_000
 
 
 async def test_a_closed_port_is_unavailable(sleeps: RecordingSleep) -> None:
