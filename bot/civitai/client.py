@@ -33,7 +33,7 @@ from bot.civitai.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.civitai.models import Workflow
+from bot.civitai.models import CreatedWorkflow, Workflow
 from bot.civitai.shards import Shards
 from bot.metrics import ERROR, OK, RETRY, Metrics
 
@@ -147,7 +147,11 @@ class OrchestratorClient(BlobCalls):
         if whatif:
             params["whatif"] = "true"
         kind = "whatif" if whatif else "submit"
-        return await self._request(kind, "POST", WORKFLOWS, params=params, json=body, wait=wait)
+        # A whatif creates nothing, so its answer may have no id.
+        answer = Workflow if whatif else CreatedWorkflow
+        return await self._request(
+            kind, "POST", WORKFLOWS, params=params, json=body, wait=wait, answer=answer
+        )
 
     async def get(self, workflow_id: str, *, wait: int = 0) -> Workflow:
         return await self._request(
@@ -237,7 +241,8 @@ class OrchestratorClient(BlobCalls):
                     try:
                         parsed = answer.model_validate_json(body) if parse else None
                     except ValidationError:
-                        what = "a workflow" if answer is Workflow else f"a {answer.__name__}"
+                        workflow = issubclass(answer, Workflow)
+                        what = "a workflow" if workflow else f"a {answer.__name__}"
                         problem = f"{kind}: the orchestrator's answer is not {what}"
                         maybe_accepted = True
                     else:

@@ -281,3 +281,10 @@ class Workflow(_Api):
             if step.estimated_progress_rate is not None:
                 return step.estimated_progress_rate
         return None
+
+
+class CreatedWorkflow(Workflow):
+    """A submit's answer: the workflow it created, which has an id. Every field of Workflow is
+    optional, so without this any JSON object (a gateway's `{}`) would read as one."""
+
+    id: str

@@ -15,6 +15,7 @@ from bot.catalog import RequestOptions, build_request
 from bot.catalog.names import Model, Operation
 from bot.catalog.request import ImageRequest
 from bot.civitai.client import OrchestratorClient
+from bot.civitai.errors import Unavailable
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.schema import OpenApiDocument
 from bot.civitai.simulator import OUTCOMES, Outcome, Simulator
@@ -328,14 +329,14 @@ async def test_a_whatif_claims_its_external_id(
     client: OrchestratorClient, simulator: Simulator
 ) -> None:
     # Documented API behaviour the engine must avoid: a whatif with a job's externalId makes the
-    # real submit with that id return the estimate, and no workflow is ever created.
+    # real submit with that id return the estimate, and no workflow is ever created. The client
+    # does not take that id-less answer for a workflow.
     request = request_for(quality="low")
     body = client.template([request.step()], "job-claimed")
     estimate = await client.submit(body, whatif=True)
     assert estimate.id is None and estimate.cost.total == 13
-    real = await client.submit(body, wait=60)
-    assert real.id is None
-    assert real.status == S.UNASSIGNED and real.steps == []
+    with pytest.raises(Unavailable, match="not a workflow"):
+        await client.submit(body, wait=60)
     assert simulator.submissions == [] and simulator.workflows == {}
     assert simulator.workflow_for("job-claimed") is None
 

@@ -174,10 +174,11 @@ async def test_a_cut_short_jpeg_is_fetched_again_not_posted_broken(tmp_path):
 
 
 @pytest.mark.parametrize("route", ["submit", "get"])
-async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route):
+@pytest.mark.parametrize("body", [b'{"id": "wf_x", "status": ', b"{}", b'{"status": "processing"}'])
+async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route, body):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
-        h.sim.fault(200, route=route, body=b'{"id": "wf_x", "status": ', times=2)
+        h.sim.fault(200, route=route, body=body, times=2)
         job = await h.engine.submit(h.request(quality="medium"))
         await h.settle_all()
         [done] = await books_balance(h, job)
