@@ -56,7 +56,6 @@ class BlobCalls:
     _request: Callable[..., Awaitable[Any]]
     _attempt: Callable[[str, str, float], None]
     _backoff: Callable[[int, float | None], float]
-    _error: Callable[[int, str], OrchestratorError]
 
     async def upload_blob(self, data: bytes, mime: str) -> ImageBlob:
         """UploadConsumerBlob: the bytes as the body; the Blob (id, signed URL) it became.
@@ -152,7 +151,8 @@ class BlobCalls:
             if response.is_redirect and "location" in response.headers:
                 return str(response.url.join(response.headers["location"]))
             status = response.status_code
-            if status in RETRYABLE_STATUS:
+            # Any 5xx: a CDN in front of the store answers 52x too.
+            if status in RETRYABLE_STATUS or status >= 500:
                 raise _Retryable(
                     f"blob: the blob store answered {status}",
                     net.retry_after(response.headers.get("retry-after")),
@@ -160,7 +160,10 @@ class BlobCalls:
             if status in (403, 404, 410):
                 raise BlobExpired(f"blob URL refused ({status}): expired or unknown")
             if status != 200:
-                raise self._error(status, await _body_text(response))
+                # One failed fetch (the delivery tries again until its deadline), not an error
+                # of the API: nothing else here names it.
+                detail = (await _body_text(response)).strip()[:300]
+                raise BlobRefused(f"the blob store answered {status}: {detail}")
             return await _read_capped(response, cap)
         finally:
             await response.aclose()

@@ -154,6 +154,35 @@ async def test_a_truncated_image_is_fetched_again(tmp_path):
         assert done.status is J.DONE and posted(h, job.id) == [1]
 
 
+@pytest.mark.parametrize("status", [520, 501, 400, 409])
+async def test_an_unexpected_blob_store_answer_is_fetched_again(tmp_path, status):
+    """A CDN's 52x, or any answer the blob calls do not name, is one failed fetch: retried
+    until the delivery deadline like the rest, never a traceback."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(status, route="blob", times=2)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+
+
+async def test_a_blob_store_answering_520_past_the_deadline_is_told_not_retried_for_ever(
+    tmp_path,
+):
+    settings = quick(delivery_deadline=timedelta(seconds=0.5))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.fault(520, route="blob", seconds=30)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and h.publisher.posts == []
+        [(item, _)] = h.reviews.items
+        assert item.kind == "undelivered"
+        assert item.reason == "none of the 1 image(s) could be fetched from the image service"
+
+
 async def test_a_cut_short_jpeg_is_fetched_again_not_posted_broken(tmp_path):
     """A JPEG's header and first scans pass a structure check: the store ending the body
     early (a close-delimited answer cut off) must not post a half-grey image, charged."""
