@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 
 BLOBS = "/v2/consumer/blobs"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def retryable(status: int) -> bool:
+    """Worth trying again: the statuses above, and any 5xx (a CDN in front answers 52x)."""
+    return status in RETRYABLE_STATUS or status >= 500
+
+
 # The largest source we upload; ours are re-encoded under media.max_source_bytes anyway.
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 # A whole blob download (redirects included) may take this many read timeouts: httpx's timeout
@@ -151,8 +158,7 @@ class BlobCalls:
             if response.is_redirect and "location" in response.headers:
                 return str(response.url.join(response.headers["location"]))
             status = response.status_code
-            # Any 5xx: a CDN in front of the store answers 52x too.
-            if status in RETRYABLE_STATUS or status >= 500:
+            if retryable(status):
                 raise _Retryable(
                     f"blob: the blob store answered {status}",
                     net.retry_after(response.headers.get("retry-after")),

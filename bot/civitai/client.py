@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot import net
-from bot.civitai.blob_calls import RETRYABLE_STATUS, BlobCalls
+from bot.civitai.blob_calls import BlobCalls, retryable
 from bot.civitai.errors import (
     Forbidden,
     NotFound,
@@ -248,7 +248,7 @@ class OrchestratorClient(BlobCalls):
                     else:
                         self._attempt(kind, OK, started)
                         return parsed
-                elif response.status_code not in RETRYABLE_STATUS:
+                elif not retryable(response.status_code):
                     self._attempt(kind, ERROR, started)
                     raise self._error(response.status_code, body.decode("utf-8", "replace"))
                 else:

@@ -215,6 +215,21 @@ async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route, 
         assert len(h.sim.workflows) == 1
 
 
+@pytest.mark.parametrize("route", ["submit", "get"])
+@pytest.mark.parametrize("status", [520, 524, 501])
+async def test_any_5xx_from_in_front_of_the_orchestrator_is_retried(tmp_path, route, status):
+    """A CDN in front of the API answers 52x (524: the origin took too long, as a long-poll
+    may): retried like a 503, never a traceback, the workflow made once."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(status, route=route, times=2)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+        assert len(h.sim.workflows) == 1
+
+
 async def test_429_with_retry_after_on_every_route_is_waited_out(tmp_path):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
