@@ -211,6 +211,15 @@ class CivitaiLane:
                 "was charged and the operator has been told",
                 detail=str(exc),
             )
+        except OrchestratorError as exc:
+            # Any other refusal (a proxy's 413 for a body with inline sources, a 4xx the API
+            # does not list): resubmitting gets the same answer until the job is stuck for good.
+            log.warning("job %s: submit refused: %s", job.id, exc)
+            return Ending(
+                J.FAILED,
+                message=f"the orchestrator refused it ({exc.status}); nothing was charged",
+                detail=str(exc),
+            )
         run.recovered("auth")
         run.recovered("forbidden")
         await run.submitted(workflow.id, str(workflow.status))

@@ -230,6 +230,23 @@ async def test_any_5xx_from_in_front_of_the_orchestrator_is_retried(tmp_path, ro
         assert len(h.sim.workflows) == 1
 
 
+@pytest.mark.parametrize("status", [413, 409, 422])
+async def test_a_submit_refused_with_an_unlisted_4xx_ends_uncharged_and_says_so(tmp_path, status):
+    """A proxy's 413 (a body with inline sources over its limit), or any 4xx the API does not
+    list, is a refusal: the job ends, uncharged, saying what was answered."""
+    async with harness(tmp_path, settings=quick(deadline=timedelta(seconds=1))) as h:
+        await h.grant(GRANT)
+        h.sim.fault(status, route="submit", seconds=30)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and ended.charged == 0
+        assert h.publisher.messages(job.id)[-1] == (
+            f"the orchestrator refused it ({status}); nothing was charged"
+        )
+        assert h.sim.workflows == {}
+
+
 async def test_429_with_retry_after_on_every_route_is_waited_out(tmp_path):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
