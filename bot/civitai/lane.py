@@ -297,6 +297,15 @@ class CivitaiLane:
                 # the job waits (its workflow runs on upstream) and is followed again after.
                 await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
                 raise FollowRefused(str(exc)) from None
+            except Unavailable:
+                raise
+            except OrchestratorError as exc:
+                # A refusal the API does not list (a WAF's 400, a 410): the workflow runs on
+                # upstream, so it is asked again, with the last report kept: past the deadline
+                # and its grace the job is settled from that, like a workflow that never ends.
+                log.warning("job %s: reading workflow %s refused: %s", job.id, workflow_id, exc)
+                await run.sleep(self.retry_cap)
+                continue
             missing = 0
             run.recovered("auth")
             run.recovered("forbidden")

@@ -247,6 +247,23 @@ async def test_a_submit_refused_with_an_unlisted_4xx_ends_uncharged_and_says_so(
         assert h.sim.workflows == {}
 
 
+async def test_a_follow_refused_with_an_unlisted_4xx_still_ends_at_the_deadline(tmp_path):
+    """Reading the workflow answers a 4xx the API does not list (a WAF's 400, a 410), for
+    good: past the deadline and its grace the job is settled from the last report, as one
+    whose workflow never ends, not retried for ever with a traceback each time."""
+    settings = quick(deadline=timedelta(seconds=0.5), expire_grace=timedelta(seconds=0.5))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        h.sim.fault(410, route="get", seconds=30)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.EXPIRED
+        [workflow] = h.sim.workflows.values()
+        assert workflow.canceled_at is not None
+
+
 async def test_429_with_retry_after_on_every_route_is_waited_out(tmp_path):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
