@@ -303,6 +303,8 @@ class OpenAIImagesClient:
                     f"{kind}: the stream broke after {state.events} events ({type(exc).__name__})",
                     True,
                 ) from None
+        if not state.images and state.unusable:  # made, and billed: not to be asked again
+            raise BadResponse(state.unusable[0])
         if not state.images:
             raise Retry(f"{kind}: the stream ended without a completed image", True)
         if not state.complete:

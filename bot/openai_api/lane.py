@@ -262,6 +262,8 @@ class OpenAILane:
 
     # -- endings ------------------------------------------------------------------------------
     async def _delivered(self, job: JobRecord, step: Step, result: ImagesResult) -> Ending:
+        for why in result.unusable:  # left out by the client: made upstream, not charged here
+            await self._record_lost(job, "unusable", why)
         stored: list[StoredResult] = []
         for index, data in enumerate(result.images):
             try:

@@ -4,7 +4,9 @@ A stream is complete when it has delivered one `*.completed` event per requested
 it ended cleanly (end of body or `[DONE]`) after at least one. A stream that ends with no
 completed event, or breaks (a transport error) before every image arrived, is broken: the client
 retries it. Partial images are previews: one that is not valid base64 or is over the cap is
-skipped with a warning, while a final image that is either makes the whole answer a BadResponse.
+skipped with a warning. A final image that is not a usable image is left out and named in
+`unusable` (the others were made and billed with it, and are kept); when none is usable the whole
+answer is a BadResponse.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class ImagesResult:
     streamed: bool = False
     # Each completed event's own usage, as sent (a stream reports one per image).
     usages: tuple[dict[str, Any], ...] = ()
+    # Why each final image left out was unusable (not base64, not an image, over the cap).
+    unusable: tuple[str, ...] = ()
 
 
 OnPartial = Callable[[PartialImage], Awaitable[None]]
@@ -102,6 +106,7 @@ class StreamState:
         self.expected = max(1, expected)
         self.on_partial = on_partial
         self.images: list[bytes] = []
+        self.unusable: list[str] = []
         self.usages: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
         self.events = 0
@@ -111,7 +116,7 @@ class StreamState:
 
     @property
     def complete(self) -> bool:
-        return len(self.images) >= self.expected
+        return len(self.images) + len(self.unusable) >= self.expected
 
     async def handle(self, event: str | None, data: str) -> None:
         """One server-sent event. An `error` event is kept in `errors` for the client to map."""
@@ -150,8 +155,11 @@ class StreamState:
             log.exception("the partial image callback failed; the request goes on")
 
     def _completed(self, payload: dict[str, Any]) -> None:
-        index = len(self.images)
-        self.images.append(self.reader.final(payload.get("b64_json"), f"image {index + 1}"))
+        number = len(self.images) + len(self.unusable) + 1
+        try:
+            self.images.append(self.reader.final(payload.get("b64_json"), f"image {number}"))
+        except BadResponse as exc:
+            self.unusable.append(str(exc))
         if isinstance(payload.get("usage"), dict):
             self.usages.append(payload["usage"])
         for key in ("output_format", "size", "quality", "background"):
@@ -168,6 +176,7 @@ class StreamState:
             background=self.meta.get("background"),
             streamed=True,
             usages=tuple(self.usages),
+            unusable=tuple(self.unusable),
         )
 
 
@@ -184,13 +193,18 @@ def read_json_result(body: bytes, reader: ImageReader) -> ImagesResult | dict[st
     items = payload.get("data")
     if not isinstance(items, list) or not items:
         raise BadResponse("the answer has no images")
-    images = []
+    images, unusable = [], []
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict):
             raise BadResponse(f"image {number} is not an object")
         if not item.get("b64_json") and item.get("url"):
             raise BadResponse(f"image {number} came as a URL, not as base64 bytes")
-        images.append(reader.final(item.get("b64_json"), f"image {number}"))
+        try:
+            images.append(reader.final(item.get("b64_json"), f"image {number}"))
+        except BadResponse as exc:
+            unusable.append(str(exc))
+    if not images:
+        raise BadResponse(unusable[0])
     first = items[0]
     usage = payload.get("usage")
 
@@ -208,6 +222,7 @@ def read_json_result(body: bytes, reader: ImageReader) -> ImagesResult | dict[st
         background=text("background"),
         revised_prompt=revised if isinstance(revised, str) else None,
         usages=(usage,) if isinstance(usage, dict) else (),
+        unusable=tuple(unusable),
     )
 
 

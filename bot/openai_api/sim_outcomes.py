@@ -27,6 +27,7 @@ OUTCOMES = (
     "no_completed",  # a stream that ends cleanly with previews only
     "bad_partial",  # previews cut short (a PNG/JPEG's first half), then the usual image
     "bad_base64",  # a final image that is not base64
+    "bad_last_image",  # the last final image is base64 of something that is not an image
     "error_event",  # a stream that sends previews, then an `error` event with `code`
     "proxy_echo",  # 400 plain text from a gateway that echoes the request's headers
 )

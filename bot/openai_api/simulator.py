@@ -52,6 +52,8 @@ RUNTIMES: dict[str, tuple[float, float]] = {
 }
 PLACEHOLDER_FORMATS = {"png": "png", "jpeg": "jpeg", "webp": "webP"}
 PREFIX = {"generations": "image_generation", "edits": "image_edit"}
+# What the "bad_last_image" outcome sends as its last image: a page, not an image.
+NOT_AN_IMAGE = b"<html><body>upstream error</body></html>"
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,8 @@ class OpenAISimulator:
             if self._final_gate is not None:
                 await self._final_gate.wait()
             image = await self._image(job, index, None)
+            if outcome.kind == "bad_last_image" and index == job.n - 1:
+                image = NOT_AN_IMAGE
             final = {
                 "b64_json": "not base64!!" if outcome.kind == "bad_base64" else _b64(image),
                 **job_meta(job),
@@ -313,6 +317,8 @@ class OpenAISimulator:
         for index in range(job.n):
             image = await self._image(job, index, None)
             item: dict[str, Any]
+            if outcome.kind == "bad_last_image" and index == job.n - 1:
+                image = NOT_AN_IMAGE
             if outcome.kind == "bad_base64":
                 item = {"b64_json": "not base64!!"}
             elif not job.spec.gpt and fields.get("response_format", "url") == "url":

@@ -328,3 +328,27 @@ async def test_an_error_body_nested_deeper_than_a_parser_goes_is_still_an_error(
     async with client_for(handler, sleeps) as client:
         with pytest.raises(InvalidRequest, match="refused the request"):
             await client.generate(BODY)
+
+
+NOT_AN_IMAGE = base64.b64encode(b"<html>upstream error</html>").decode()
+
+
+async def test_one_final_image_that_is_not_an_image_loses_only_itself_in_a_stream(
+    sleeps: RecordingSleep,
+) -> None:
+    """The good image was made and billed: it is kept; the bad one is reported, not retried."""
+    body = sse((None, completed()), (None, completed(b64_json=NOT_AN_IMAGE)))
+    async with client_for(streaming(body), sleeps) as client:
+        result = await client.generate(BODY)
+    assert result.images == [IMAGE] and sleeps.delays == []
+    assert [why for why in result.unusable] == ["image 2 is not a PNG, JPEG or WebP image"]
+
+
+async def test_one_final_image_that_is_not_an_image_loses_only_itself_in_json(
+    sleeps: RecordingSleep,
+) -> None:
+    answer = {"created": 1, "data": [{"b64_json": "not base64!!"}, {"b64_json": B64}]}
+    async with client_for(answering(200, answer), sleeps) as client:
+        result = await client.generate(BODY)
+    assert result.images == [IMAGE]
+    assert [why for why in result.unusable] == ["image 1 is not valid base64"]

@@ -277,6 +277,25 @@ async def test_an_unusable_answer_fails_uncharged_and_is_audited(tmp_path):
         assert lost.details["reason"] == "unusable" and lost.target == job.id
 
 
+@pytest.mark.parametrize("model", [Model.GPT_IMAGE_2, Model.DALL_E_2])  # streamed, JSON
+async def test_one_unusable_image_of_two_loses_only_itself(tmp_path, model):
+    """The endpoint made (and billed) both: the good one is posted, charged as one image; the
+    other is audited for the operator, not charged, and the call is not made again."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("bad_last_image")
+        job = await h.run(h.request(model=model, quantity=2))
+        assert job.status.value == "done", job.error
+        assert job.charged == job.estimate // 2 > 0
+        assert await h.available() == 1000 - job.charged
+        assert h.sim.requests["generations"] == 1
+        [(_, images)] = h.publisher.posts
+        assert len(images) == 1
+        [lost] = await h.audit("upstream.call_lost")
+        assert lost.details["reason"] == "unusable" and "image 2" in lost.details["detail"]
+
+
 @pytest.mark.parametrize(
     ("allowed", "restricted", "sent"),
     [(True, True, "low"), (True, False, None), (False, True, None)],
