@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import httpx
@@ -29,6 +30,7 @@ from bot.civitai.errors import (
     Forbidden,
     NotFound,
     OrchestratorError,
+    Redirected,
     Unauthorized,
     Unavailable,
     ValidationFailed,
@@ -234,6 +236,14 @@ class OrchestratorClient(BlobCalls):
                 problem = f"{kind}: lost the orchestrator's answer ({type(exc).__name__})"
                 maybe_accepted = True
             else:
+                if 300 <= response.status_code < 400:
+                    self._attempt(kind, ERROR, started)
+                    to = urlsplit(response.headers.get("location", "")).hostname or "elsewhere"
+                    raise Redirected(
+                        f"the orchestrator redirected ({response.status_code}) to {to}: "
+                        "check the Civitai base URL",
+                        status=response.status_code,
+                    )
                 if response.status_code < 400 and over:
                     problem = f"{kind}: the answer is over the {self.max_answer_bytes:,} byte cap"
                     maybe_accepted = True

@@ -40,6 +40,11 @@ class NotFound(OrchestratorError):
     status = 404
 
 
+class Redirected(OrchestratorError, OperatorProblem):
+    """A 3xx from the API: the base URL is wrong (http for https, a moved host). Redirects
+    are not followed (the token would go wherever it points), nor retried."""
+
+
 class Unavailable(OrchestratorError, UpstreamUnavailable):
     """429/5xx/timeouts/connection errors that outlasted every retry.
 

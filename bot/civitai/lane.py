@@ -23,6 +23,7 @@ from bot.civitai.errors import (
     Forbidden,
     NotFound,
     OrchestratorError,
+    Redirected,
     Unauthorized,
     Unavailable,
     ValidationFailed,
@@ -203,8 +204,8 @@ class CivitaiLane:
                 detail=str(exc),
                 unavailable_model=job.model if refused_as_gone(job.step, exc) else None,
             )
-        except (Unauthorized, Forbidden) as exc:
-            await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
+        except (Unauthorized, Forbidden, Redirected) as exc:
+            await run.alert(_alert_key(exc), str(exc))
             return Ending(
                 J.FAILED,
                 message="the bot cannot place orders with the orchestrator right now; nothing "
@@ -220,8 +221,8 @@ class CivitaiLane:
                 message=f"the orchestrator refused it ({exc.status}); nothing was charged",
                 detail=str(exc),
             )
-        run.recovered("auth")
-        run.recovered("forbidden")
+        for key in ("auth", "forbidden", "redirect"):
+            run.recovered(key)
         await run.submitted(workflow.id, str(workflow.status))
         if run.job.cancel_requested_by is not None and workflow.id:
             await self.cancel(run.job)
@@ -321,6 +322,13 @@ class CivitaiLane:
             return
         started = status == WorkflowStatus.PROCESSING
         await run.progress(status, position, started=started, fraction=workflow.progress())
+
+
+def _alert_key(exc: OrchestratorError) -> str:
+    """The operator alert (told once per kind) a refusal of the bot itself raises."""
+    if isinstance(exc, Unauthorized):
+        return "auth"
+    return "forbidden" if isinstance(exc, Forbidden) else "redirect"
 
 
 def ending_of(

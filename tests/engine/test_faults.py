@@ -264,6 +264,23 @@ async def test_a_follow_refused_with_an_unlisted_4xx_still_ends_at_the_deadline(
         assert workflow.canceled_at is not None
 
 
+async def test_an_api_that_redirects_is_the_operators_to_fix_not_retried(tmp_path):
+    """A base URL that answers 301 (http for https, a moved host): the request is not followed
+    off the configured host, nor retried for half an hour as 'not a workflow'; the job ends
+    uncharged and the operator is told."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(301, route="submit", seconds=30)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and ended.charged == 0
+        assert "operator has been told" in (ended.error or "")
+        [(_, alert)] = h.alerts.alerts
+        assert "redirected (301)" in alert
+        assert h.sim.requests["submit"] == 1
+
+
 async def test_429_with_retry_after_on_every_route_is_waited_out(tmp_path):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
