@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from bot.store.ledger_records import MAX_CHARGE
@@ -151,6 +151,7 @@ class Step(_Api):
     completed_at: datetime | None = None
     estimated_progress_rate: float | None = None
     _raw_output: dict[str, Any] | None = PrivateAttr(default=None)
+    _typed_output: StepOutput | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -158,15 +159,20 @@ class Step(_Api):
         step: Step = handler(data)
         if isinstance(data, dict) and isinstance(data.get("output"), dict):
             step._raw_output = data["output"]
+            view = STEP_OUTPUTS.get(step.type)
+            if view is not None:
+                # Read with the workflow, not later: an output of the wrong shape makes the
+                # answer unreadable (retried), instead of failing wherever it is first used.
+                try:
+                    step._typed_output = view.model_validate(step._raw_output)
+                except ValidationError as exc:
+                    raise ValueError(f"a {step.type} step's output: {exc}") from None
         return step
 
     def typed_output(self) -> StepOutput | None:
         """The output as its step type's view (None while there is none, or for a type this
         module has no view of)."""
-        view = STEP_OUTPUTS.get(self.type)
-        if view is None or self._raw_output is None:
-            return None
-        return view.model_validate(self._raw_output)
+        return self._typed_output
 
     def images(self) -> list[ImageBlob]:
         """Every image this step produced: imageGen's list, an upscale, a cut-out."""

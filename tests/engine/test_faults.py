@@ -202,8 +202,17 @@ async def test_a_cut_short_jpeg_is_fetched_again_not_posted_broken(tmp_path):
             posted_image.load()  # the whole image decodes
 
 
+# A step output of the wrong shape for its type (read lazily, by the step's own view).
+WRONG_OUTPUT = (
+    b'{"id": "wf_x", "status": "succeeded", "steps": [{"$type": "imageUpscaler", "name": "0",'
+    b' "status": "succeeded", "output": {"blob": {"url": 5}}}]}'
+)
+
+
 @pytest.mark.parametrize("route", ["submit", "get"])
-@pytest.mark.parametrize("body", [b'{"id": "wf_x", "status": ', b"{}", b'{"status": "processing"}'])
+@pytest.mark.parametrize(
+    "body", [b'{"id": "wf_x", "status": ', b"{}", b'{"status": "processing"}', WRONG_OUTPUT]
+)
 async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route, body):
     async with harness(tmp_path, settings=quick()) as h:
         await h.grant(GRANT)
