@@ -289,7 +289,9 @@ class OpenAILane:
         if len(stored) < step.n:
             log.warning("job %s: %d of %d images arrived", job.id, len(stored), step.n)
         tokens = (result.usage or {}).get("total_tokens")
-        detail = f"{len(stored)} image(s)" + (f", {tokens:,} tokens" if tokens else "")
+        # A compatible server may report it as text or an object: shown only when a number.
+        counted = isinstance(tokens, int | float) and not isinstance(tokens, bool) and tokens
+        detail = f"{len(stored)} image(s)" + (f", {tokens:,} tokens" if counted else "")
         return Ending(
             J.DELIVERING,
             charged=charged,
