@@ -115,7 +115,8 @@ class BlobCalls:
                 problem, retry_after = exc.problem, exc.retry_after
             except TimeoutError:
                 problem = f"blob: not whole within {deadline:.0f}s"
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            # DecodingError: a body whose gzip/deflate is broken (not a TransportError).
+            except (httpx.TimeoutException, httpx.TransportError, httpx.DecodingError) as exc:
                 problem = f"blob: lost the blob store's answer ({type(exc).__name__})"
             except BlobExpired:
                 # Routine: the caller asks for a fresh URL and tries again (not an error to

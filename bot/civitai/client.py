@@ -232,7 +232,8 @@ class OrchestratorClient(BlobCalls):
             except (httpx.TimeoutException, TimeoutError):
                 problem = f"{kind}: the orchestrator did not answer in time"
                 maybe_accepted = True
-            except httpx.TransportError as exc:
+            # DecodingError: a body whose gzip/deflate is broken (not a TransportError).
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 problem = f"{kind}: lost the orchestrator's answer ({type(exc).__name__})"
                 maybe_accepted = True
             else:

@@ -259,7 +259,8 @@ class OpenAIImagesClient:
             ) from None
         except httpx.TimeoutException:
             raise Retry(f"{kind}: the endpoint did not answer in time", True) from None
-        except httpx.TransportError as exc:
+        # DecodingError: a body whose gzip/deflate is broken (not a TransportError).
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise Retry(
                 f"{kind}: lost the endpoint's answer ({type(exc).__name__})", True
             ) from None
@@ -297,7 +298,7 @@ class OpenAIImagesClient:
                     self._raise_stream_error(state, model)
         except EventTooLarge as exc:
             raise BadResponse(str(exc)) from None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             if not state.complete:  # a stream that broke before every image arrived
                 raise Retry(
                     f"{kind}: the stream broke after {state.events} events ({type(exc).__name__})",

@@ -413,6 +413,37 @@ async def test_an_answer_that_inflates_past_the_cap_is_not_read_whole(
     assert caught.value.maybe_accepted is True and len(squeezed) < 100_000
 
 
+# A gzip header, then bytes that are not deflate data: the answer cannot be decoded.
+CORRUPT_GZIP = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"not deflate data" * 8
+
+
+async def _corrupt_gzip(request: web.Request) -> web.Response:
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    return web.Response(body=CORRUPT_GZIP, headers=headers)
+
+
+@pytest.mark.parametrize("call", ["get", "blob"])
+async def test_an_answer_whose_compression_is_broken_is_retried(
+    sleeps: RecordingSleep, call: str
+) -> None:
+    """A proxy that mangles a gzip body: one more broken answer, retried, not an exception
+    of the HTTP library escaping every caller."""
+    routes = [
+        web.get("/v2/consumer/workflows/{id}", _corrupt_gzip),
+        web.get("/blob", _corrupt_gzip),
+    ]
+    async with (
+        serve(routes) as (url,),
+        OrchestratorClient(url, "tiny-server-token", max_retries=1, sleep=sleeps) as client,
+    ):
+        with pytest.raises(Unavailable, match="gave up after 2 tries"):
+            if call == "get":
+                await client.get("wf_1")
+            else:
+                await client.download_blob(f"{url}/blob")
+    assert len(sleeps.delays) == 1
+
+
 async def test_a_closed_port_is_unavailable(sleeps: RecordingSleep) -> None:
     port = closed_port()
     async with OrchestratorClient(

@@ -352,3 +352,20 @@ async def test_one_final_image_that_is_not_an_image_loses_only_itself_in_json(
         result = await client.generate(BODY)
     assert result.images == [IMAGE]
     assert [why for why in result.unusable] == ["image 1 is not valid base64"]
+
+
+CORRUPT_GZIP = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"not deflate data" * 8
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/event-stream"])
+async def test_an_answer_whose_compression_is_broken_is_retried(
+    sleeps: RecordingSleep, content_type: str
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": content_type}
+        return web.Response(body=CORRUPT_GZIP, headers=headers)
+
+    async with client_for(handler, sleeps, max_retries=1) as client:
+        with pytest.raises(Unavailable, match="gave up after 2 tries") as caught:
+            await client.generate(BODY)
+    assert caught.value.maybe_accepted is True and len(sleeps.delays) == 1
