@@ -204,22 +204,23 @@ class OrchestratorClient(BlobCalls):
         while True:
             retry_after: float | None = None
             started = time.monotonic()
-            deadline = (
-                self.timeout * WHOLE_ANSWER_TIMEOUTS + wait + len(content or b"") / UPLOAD_RATE
-            )
             try:
                 self.stats[kind] += 1
-                async with asyncio.timeout(deadline):
-                    with self._shards.use() as http:
-                        request = http.build_request(
-                            method,
-                            path,
-                            params=params,
-                            json=json,
-                            content=content,
-                            headers=headers,
-                            timeout=self.timeout + wait,
-                        )
+                with self._shards.use() as http:
+                    request = http.build_request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        content=content,
+                        headers=headers,
+                        timeout=self.timeout + wait,
+                    )
+                    # The body's own time counts too: a submit with sources inline (data URLs,
+                    # when uploads failed) can be tens of MB of JSON on a slow uplink.
+                    upload = len(request.content) / UPLOAD_RATE
+                    whole = self.timeout * WHOLE_ANSWER_TIMEOUTS + wait + upload
+                    async with asyncio.timeout(whole):
                         response = await http.send(request, stream=True)
                         try:
                             body, over = await net.read_capped(

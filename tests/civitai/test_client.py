@@ -444,6 +444,35 @@ async def test_an_answer_whose_compression_is_broken_is_retried(
     assert len(sleeps.delays) == 1
 
 
+async def test_a_large_submit_body_gets_time_to_be_sent(sleeps: RecordingSleep) -> None:
+    """A submit with its sources inline (data URLs, when uploads failed) is megabytes of JSON:
+    the answer's deadline counts the time such a body takes to go up, as for raw uploads. Here
+    the exchange takes 1.5 s (bytes keep coming, each within the read timeout of 0.2 s) for
+    400 KB: the whole-answer deadline without the body's allowance is 0.8 s."""
+
+    async def slow_reader(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(30):
+            await response.write(b" ")
+            await asyncio.sleep(0.05)
+        await response.write(b'{"id": "wf_big", "status": "succeeded"}')
+        await response.write_eof()
+        return response
+
+    async with (
+        serve([web.post("/v2/consumer/workflows", slow_reader)]) as (url,),
+        OrchestratorClient(
+            url, "tiny-server-token", timeout=0.2, max_retries=0, sleep=sleeps
+        ) as client,
+    ):
+        step = {"$type": "imageGen", "input": {"engine": "openai", "images": ["a" * 400_000]}}
+        workflow = await client.submit(client.template([step], "job-big"))
+    assert workflow.id == "wf_big" and sleeps.delays == []
+
+
 async def test_a_closed_port_is_unavailable(sleeps: RecordingSleep) -> None:
     port = closed_port()
     async with OrchestratorClient(
