@@ -47,7 +47,7 @@ from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
 from bot.safety.levels import allows_mature
 from bot.store import audit, results
-from bot.store.db import Database, iso
+from bot.store.db import Database, StoreBusy, iso
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.results import StoredResult
 
@@ -392,15 +392,20 @@ class OpenAILane:
         images, for the operator to match against the upstream bill."""
         started = job.submit_attempted_at
         log.warning("job %s: upstream call lost (%s): %s", job.id, reason, detail)
-        await self.db.write(
-            audit.record,
-            self.clock(),
-            LOST,
-            guild_id=job.guild_id,
-            target=job.id,
-            lane=self.name,
-            model=job.model,
-            reason=reason,
-            detail=detail[:300],
-            call_started_at=iso(started) if started else None,
-        )
+        try:
+            await self.db.write(
+                audit.record,
+                self.clock(),
+                LOST,
+                guild_id=job.guild_id,
+                target=job.id,
+                lane=self.name,
+                model=job.model,
+                reason=reason,
+                detail=detail[:300],
+                call_started_at=iso(started) if started else None,
+            )
+        except StoreBusy as exc:
+            # Raised on, the engine would run the job again: a paid call made twice. The
+            # warning above keeps what the operator needs.
+            log.warning("job %s: the lost call not audited (%s)", job.id, exc)

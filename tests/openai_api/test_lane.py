@@ -20,8 +20,9 @@ from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
 from bot.openai_api.simulator import OpenAISimulator
 from bot.services import build_services
+from bot.store import audit, results
 from bot.store import db as dbmod
-from bot.store import results
+from bot.store.db import StoreBusy
 from bot.store.jobs import JobStatus, NewJob, SourceImage
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher
 from tests.openai_api.conftest import png
@@ -560,3 +561,29 @@ async def test_a_settlement_the_database_refuses_for_a_while_is_made_later_not_c
         assert await h.audit("upstream.call_lost") == []
         assert len(h.publisher.posts) == 1
     assert not [r for r in caplog.records if r.exc_info]  # an expected fault: no traceback
+
+
+async def test_a_busy_database_while_auditing_an_unusable_image_does_not_call_again(
+    tmp_path, monkeypatch
+):
+    """The endpoint made (and billed) two images, one unusable. Recording that one for the
+    operator meets a locked database: the call is not made again (it would be paid again);
+    the good image is posted and charged, the lost one is in the log instead."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        db = h.services.db
+        write, refused = db.write, []
+
+        async def busy_for_the_audit(fn, *args, **kwargs):
+            if fn is audit.record and not refused:
+                refused.append(args)
+                raise StoreBusy("database is locked")
+            return await write(fn, *args, **kwargs)
+
+        monkeypatch.setattr(db, "write", busy_for_the_audit)
+        h.sim.script("bad_last_image")
+        job = await h.run(h.request(quantity=2))
+        assert refused and h.sim.requests["generations"] == 1
+        assert job.status.value == "done", job.error
+        assert job.charged == job.estimate // 2 > 0
