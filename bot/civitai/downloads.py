@@ -9,7 +9,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot.civitai.client import OrchestratorClient
-from bot.civitai.errors import BlobExpired, BlobRefused, NotFound, Unavailable
+from bot.civitai.errors import (
+    BlobExpired,
+    BlobRefused,
+    NotFound,
+    OrchestratorError,
+    Unavailable,
+)
 from bot.civitai.models import Workflow
 from bot.engine.publisher import ResultImage
 from bot.media.decode import check_decodes
@@ -43,11 +49,11 @@ async def fetch_workflow_images(
         if workflow is None:
             try:
                 workflow = await client.get(job.workflow_id)
-            except Unavailable as exc:
-                log.warning("job %s: cannot get fresh image URLs: %s", job.id, exc)
             except NotFound:
                 log.warning("job %s: the orchestrator no longer has its workflow", job.id)
                 break
+            except OrchestratorError as exc:  # passing or not, asked again until the deadline
+                log.warning("job %s: cannot get fresh image URLs: %s", job.id, exc)
         if workflow is not None:
             blobs = workflow.images()
             total = len(blobs)

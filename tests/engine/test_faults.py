@@ -451,3 +451,19 @@ async def test_a_charge_beyond_int32_still_settles_once(tmp_path):
         assert hold.captured + hold.extra_charged == GRANT
         assert hold.loss == 2**31 - 1 - GRANT
         assert await h.available() == 0
+
+
+@pytest.mark.parametrize("status", [400, 410])
+async def test_a_refusal_while_getting_fresh_image_urls_is_one_more_try(tmp_path, status):
+    """The result's signed URL expired, and the orchestrator refuses once (a gateway's 400 or
+    410) when asked for fresh ones: the delivery asks again, without a traceback, and posts."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(403, route="blob")  # an expired signed URL: fresh ones are asked for
+        h.sim.fault(status, route="get")
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and done.charged == PRICE
+        assert posted(h, job.id) == [1]
+        assert h.sim.requests["get"] >= 2
