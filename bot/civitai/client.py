@@ -241,11 +241,13 @@ class OrchestratorClient(BlobCalls):
                 if 300 <= response.status_code < 400:
                     self._attempt(kind, ERROR, started)
                     to = urlsplit(response.headers.get("location", "")).hostname or "elsewhere"
-                    raise Redirected(
+                    refusal: OrchestratorError = Redirected(
                         f"the orchestrator redirected ({response.status_code}) to {to}: "
                         "check the Civitai base URL",
                         status=response.status_code,
                     )
+                    refusal.maybe_accepted = maybe_accepted
+                    raise refusal
                 if response.status_code < 400 and over:
                     problem = f"{kind}: the answer is over the {self.max_answer_bytes:,} byte cap"
                     maybe_accepted = True
@@ -262,7 +264,9 @@ class OrchestratorClient(BlobCalls):
                         return parsed
                 elif not retryable(response.status_code):
                     self._attempt(kind, ERROR, started)
-                    raise self._error(response.status_code, body.decode("utf-8", "replace"))
+                    refusal = self._error(response.status_code, body.decode("utf-8", "replace"))
+                    refusal.maybe_accepted = maybe_accepted  # an earlier attempt's answer lost
+                    raise refusal
                 else:
                     problem = f"{kind}: orchestrator answered {response.status_code}"
                     retry_after = net.retry_after(response.headers.get("retry-after"))

@@ -7,6 +7,9 @@ from bot.engine.lane import OperatorProblem, UpstreamUnavailable
 
 class OrchestratorError(Exception):
     status: int | None = None
+    # Whether an attempt of the call that ended in this error may have been acted on upstream
+    # (a lost answer, then a refusal of the retry): a submit may then have made the workflow.
+    maybe_accepted: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

@@ -184,14 +184,7 @@ class CivitaiLane:
                 # Every attempt so far was refused outright: nothing exists upstream.
                 await run.clear_attempt()
             elif stop and run.past_grace():
-                # We asked to stop it, and the orchestrator never said whether it exists.
-                log.error(
-                    "job %s: could not learn whether its workflow exists upstream; ending it "
-                    "uncharged (check the orchestrator for externalId %s)",
-                    job.id,
-                    job.id,
-                )
-                return Ending(J.EXPIRED, message="it could not be confirmed in time")
+                return unconfirmed(job)
             raise
         except ValidationFailed as exc:
             if self.sources.refused(job, exc.fields):
@@ -206,6 +199,10 @@ class CivitaiLane:
             )
         except (Unauthorized, Forbidden, Redirected) as exc:
             await run.alert(_alert_key(exc), str(exc))
+            if may_exist or exc.maybe_accepted:
+                # An earlier attempt may have made the workflow, which runs and charges: the
+                # job waits for the operator's fix and is submitted (found) again after.
+                raise FollowRefused(str(exc)) from None
             return Ending(
                 J.FAILED,
                 message="the bot cannot place orders with the orchestrator right now; nothing "
@@ -216,6 +213,12 @@ class CivitaiLane:
             # Any other refusal (a proxy's 413 for a body with inline sources, a 4xx the API
             # does not list): resubmitting gets the same answer until the job is stuck for good.
             log.warning("job %s: submit refused: %s", job.id, exc)
+            if may_exist or exc.maybe_accepted:
+                # An earlier attempt may have made the workflow (its answer lost): it may run
+                # and charge, so it is asked for again (same externalId) rather than given up.
+                if stop and run.past_grace():
+                    return unconfirmed(job)
+                raise Unavailable(f"{exc}, and an earlier attempt may have reached it") from exc
             return Ending(
                 J.FAILED,
                 message=f"the orchestrator refused it ({exc.status}); nothing was charged",
@@ -329,6 +332,17 @@ def _alert_key(exc: OrchestratorError) -> str:
     if isinstance(exc, Unauthorized):
         return "auth"
     return "forbidden" if isinstance(exc, Forbidden) else "redirect"
+
+
+def unconfirmed(job: JobRecord) -> Ending:
+    """A job asked to stop whose workflow the orchestrator never said exists or not."""
+    log.error(
+        "job %s: could not learn whether its workflow exists upstream; ending it uncharged "
+        "(check the orchestrator for externalId %s)",
+        job.id,
+        job.id,
+    )
+    return Ending(J.EXPIRED, message="it could not be confirmed in time")
 
 
 def ending_of(

@@ -467,3 +467,20 @@ async def test_a_refusal_while_getting_fresh_image_urls_is_one_more_try(tmp_path
         assert done.status is J.DONE and done.charged == PRICE
         assert posted(h, job.id) == [1]
         assert h.sim.requests["get"] >= 2
+
+
+@pytest.mark.parametrize("status", [413, 401])
+async def test_a_lost_submit_then_a_refusal_still_settles_what_upstream_charged(tmp_path, status):
+    """The first submit's answer is lost after the orchestrator created the workflow; the
+    retry is refused (a proxy's 413, or the token refused for a moment). The workflow runs on
+    upstream and charges: the job must not end uncharged, but find it and settle its cost."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100))
+        h.sim.lose_answer(route="submit")
+        h.sim.fault(status, route="submit")
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.DONE and ended.charged == PRICE
+        assert posted(h, job.id) == [1]
