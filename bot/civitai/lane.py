@@ -296,10 +296,11 @@ class CivitaiLane:
                 # The orchestrator lost it: nothing to charge, nothing to deliver.
                 log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
                 return ending_of(Workflow(id=workflow_id, status="failed"))
-            except (Unauthorized, Forbidden) as exc:
-                # The token was revoked or rotated while the job ran: the operator's to fix;
-                # the job waits (its workflow runs on upstream) and is followed again after.
-                await run.alert("auth" if isinstance(exc, Unauthorized) else "forbidden", str(exc))
+            except (Unauthorized, Forbidden, Redirected) as exc:
+                # The token was revoked or rotated (or the base URL now redirects) while the job
+                # ran: the operator's to fix; the job waits (its workflow runs on upstream) and
+                # is followed again after.
+                await run.alert(_alert_key(exc), str(exc))
                 raise FollowRefused(str(exc)) from None
             except Unavailable:
                 raise
@@ -311,8 +312,8 @@ class CivitaiLane:
                 await run.sleep(self.retry_cap)
                 continue
             missing = 0
-            run.recovered("auth")
-            run.recovered("forbidden")
+            for key in ("auth", "forbidden", "redirect"):
+                run.recovered(key)
 
     async def _observe(self, run: Run, workflow: Workflow) -> None:
         """Record progress (only what changed)."""

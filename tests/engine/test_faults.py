@@ -484,3 +484,17 @@ async def test_a_lost_submit_then_a_refusal_still_settles_what_upstream_charged(
         [ended] = await books_balance(h, job)
         assert ended.status is J.DONE and ended.charged == PRICE
         assert posted(h, job.id) == [1]
+
+
+async def test_a_redirect_while_following_alerts_the_operator_and_the_job_goes_on(tmp_path):
+    """The orchestrator's base URL starts redirecting (a moved host) while a job runs: the
+    operator is told once, as at submit, and the job is followed on once it answers again."""
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome("succeed", runtime=200))
+        job = await h.engine.submit(h.request(quality="medium"))
+        h.sim.fault(307, route="get", times=3)
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE
+        assert [key for key, _ in h.alerts.alerts] == ["redirect"]
