@@ -91,6 +91,7 @@ class Services:
             delivery_deadline=timedelta(minutes=self.settings.jobs.delivery_deadline_minutes),
             simulated=self.simulated,
             drain=self.settings.jobs.shutdown_drain_seconds,
+            max_pixels=self.settings.media.max_pixels,
         )
 
     def engine(

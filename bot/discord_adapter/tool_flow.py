@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.catalog.tools import Tool, background_step, describe, estimate, result_ref, upscale_step
+from bot.catalog.tools import (
+    UPSCALE_FACTOR,
+    Tool,
+    background_step,
+    describe,
+    estimate,
+    result_ref,
+    upscale_step,
+)
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
@@ -71,9 +79,11 @@ def tool_request(
     """What the member asked: `tool` on image `index` of `parent`, as the bot posted it."""
     ref = result_ref(parent.id, index)
     options: dict[str, object] = {"prompt": parent.prompt, "image": index + 1}
+    result_size = None
     if tool is Tool.UPSCALE:
         step = upscale_step(ref, model=upscaler_model)
         options["repeats"] = step["input"]["numberOfRepeats"]
+        result_size = upscaled_size(parent, index, source, step["input"]["numberOfRepeats"])
     else:
         step = background_step(ref)
         options["format"] = step["input"]["format"]
@@ -86,7 +96,23 @@ def tool_request(
         sources=(source,),
         parent_job_id=parent.id,
         reply_to=reply_to,
+        result_size=result_size,
     )
+
+
+def upscaled_size(
+    parent: JobRecord, index: int, source: SourceImage, repeats: int
+) -> tuple[int, int] | None:
+    """What an upscale of the image will measure: the orchestrator's original (the posted copy
+    may have been scaled down to fit Discord), each side doubled per repeat."""
+    images = parent.result_images
+    original = images[index] if index < len(images) else {}
+    width = int(original.get("width") or source.width or 0)
+    height = int(original.get("height") or source.height or 0)
+    if not width or not height:
+        return None
+    factor = UPSCALE_FACTOR**repeats
+    return width * factor, height * factor
 
 
 class ToolFlow:

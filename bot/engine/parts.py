@@ -49,6 +49,8 @@ class EngineSettings:
     simulated: bool = False
     # On stop, how long calls under way on a lane that cannot resume them may take to finish.
     drain: float = 20.0
+    # The largest image the bot decodes (media.max_pixels): a result over it cannot be posted.
+    max_pixels: int = 40_000_000
 
 
 class NotAllowed(Exception):

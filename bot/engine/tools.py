@@ -54,6 +54,8 @@ class ToolRequest:
     confirmed: bool = False
     interaction: InteractionToken | None = None
     upload_limit: int | None = None
+    # The size of the image the step will make (an upscale's is larger than its source).
+    result_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,15 @@ class ToolAdmission:
             )
         if tool in IMAGE_TOOLS:
             await self._check_shown(request)
+        if request.result_size is not None:
+            width, height = request.result_size
+            if width * height > parts.settings.max_pixels:
+                # Charged upstream, it could never be decoded and posted here.
+                raise Refusal(
+                    RefusalReason.INVALID,
+                    f"the result would be {width}x{height}, over the "
+                    f"{parts.settings.max_pixels // 1_000_000:,} megapixels this bot can post",
+                )
         return settings
 
     async def _check_shown(self, request: ToolRequest) -> None:

@@ -467,3 +467,24 @@ async def test_an_upscale_posted_just_before_the_process_died_says_done_after_th
         await w.wait_status(job, "Done")
         assert len(w.results_of(job.id)) == 1
         assert await w.available() == 1000 - 13 - job.charged
+
+
+async def test_an_upscale_over_the_pixel_limit_is_refused_before_anything_is_held(tmp_path):
+    """The bot decodes results up to media.max_pixels. An Upscale whose result would be larger
+    (here: a 1024x1024 result ×2 with a 3 MP limit) could be charged and never posted: it is
+    refused at the press, saying why, and nothing is held."""
+    async with world(tmp_path, media={"max_pixels": 3_000_000}) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="1024x1024", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert "2048x2048" in text and "3 megapixels" in text, text
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and await w.holds() == 1
+        assert await w.available() == 1000 - 13
+        # The cut-out keeps the size: still offered.
+        click = await w.fake.click(
+            int(result["id"]), buttons(result)["Remove background"], w.member
+        )
+        job = await started(w, click)
+        job, _ = await derived(w, job)
