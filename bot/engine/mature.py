@@ -114,8 +114,11 @@ async def allowed_now(parts: Parts, job: JobRecord, ending: Ending) -> str | Non
         except Exception:
             log.exception("job %s: the channel's age restriction could not be read", job.id)
     settings = await safety.store.settings(job.guild_id)
-    if where is None:  # unknown: the channel is likely gone; the DM route is private
-        now = settings.level_for(job.channel_id, None, age_restricted=True)
+    if where is None:
+        # Unknown (the channel likely gone; the DM route is private): a thread's parent is
+        # not known either, so only a level set on the channel itself can lower the job's.
+        own = settings.channel_ratings.get(job.channel_id)
+        return job.max_rating if own is None else levels.lower(job.max_rating, own)
     else:
         now = settings.level_for(job.channel_id, where.parent_id, where.age_restricted)
     return levels.lower(job.max_rating, now)

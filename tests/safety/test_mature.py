@@ -23,6 +23,7 @@ from tests.discord_admin.helpers import (
     started_job,
 )
 from tests.fakes import rest as fake_rest
+from tests.fakes.errors import ApiError
 from tests.safety.helpers import nsfw_channel, private_note, seen_by_member
 
 NOTICE = "rated R and this channel allows up to PG-13"
@@ -470,3 +471,38 @@ async def test_a_dm_release_sent_just_before_the_process_died_is_not_sent_again(
         await w.wait_status(job, "sent the result to you by DM")
         [dm] = [m for m in w.fake.dm_messages(w.member) if m.get("attachments")]
         assert f"result of job {job.id}" in text_of(dm)
+
+
+async def test_a_thread_that_cannot_be_read_at_the_end_keeps_its_parents_level(
+    tmp_path, monkeypatch
+):
+    """The server allows PG-13 and #after-dark, an age-restricted channel, X. A job in a
+    thread of #after-dark ends R, and Discord will not show the bot the thread any more (it was
+    deleted, say): the result is not kept back as if the thread had the server's level; it
+    goes to the member as any result whose channel is gone."""
+    from bot.civitai.simulator import Outcome
+
+    armed: list[int] = []
+    original = fake_rest.RestApi.get_channel
+
+    async def gone(self, request):
+        if int(request.match_info["channel_id"]) in armed:
+            raise ApiError(404, 10003, "Unknown Channel")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "get_channel", gone)
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        await ask(w, w.admin, "settings mature", {"level": "pg13"})
+        await ask(w, w.admin, "settings mature", {"level": "xxx", "channel": after_dark})
+        thread = w.fake.world.new_thread(w.fake.world.channel(after_dark), "late", w.member).id
+        w.sim.script(Outcome(runtime=1000, nsfw_level="r"), prompt="a fox at midnight")
+        job = await started_job(w, await request(w, "a fox at midnight", channel=thread))
+        assert job.max_rating == "xxx"
+        armed.append(thread)
+        job = await w.wait_job(job.id, "blocked", "done", "failed", timeout=30)
+        assert w.bot.get_channel(thread) is None, "the bot must not know the thread"
+        assert job.status.value == "done", job.error
+        assert await w.services.moderation.item_for_job(job.id) is None
