@@ -119,8 +119,7 @@ async def allowed_now(parts: Parts, job: JobRecord, ending: Ending) -> str | Non
         # not known either, so only a level set on the channel itself can lower the job's.
         own = settings.channel_ratings.get(job.channel_id)
         return job.max_rating if own is None else levels.lower(job.max_rating, own)
-    else:
-        now = settings.level_for(job.channel_id, where.parent_id, where.age_restricted)
+    now = settings.level_for(job.channel_id, where.parent_id, where.age_restricted)
     return levels.lower(job.max_rating, now)
 
 
