@@ -241,7 +241,7 @@ class CivitaiLane:
         assert workflow_id is not None
         attempt = missing = refund_checks = 0
         recheck_in = 0.0
-        canceled_sent = expired = gone = False
+        canceled_sent = expired = gone = reported_since_stop = False
         while True:
             if workflow is not None:
                 if workflow.terminal and refund_checks < REFUND_CHECKS and awaits_refund(workflow):
@@ -265,7 +265,12 @@ class CivitaiLane:
             if run.past_deadline() and not expired:
                 expired = True
                 await self.cancel(job)
-            if expired and workflow is not None and run.past_grace():
+            # Settled from its last report only when that report came after the stop was asked
+            # and the workflow still runs: an earlier one may predate a refund of the cancel,
+            # and an ended one waits for a late refund like any other.
+            running = workflow is not None and not workflow.terminal
+            if expired and reported_since_stop and running and run.past_grace():
+                assert workflow is not None
                 log.error(
                     "job %s: workflow %s never ended; settling from its last report",
                     job.id,
@@ -282,6 +287,7 @@ class CivitaiLane:
             attempt += 1
             try:
                 workflow = await self.client.get(workflow_id, wait=wait)
+                reported_since_stop = expired
             except NotFound:
                 missing += 1
                 if missing < NOT_FOUND_CONFIRMATIONS:

@@ -10,21 +10,23 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from PIL import Image
 
-from bot.civitai.simulator import Outcome
+from bot.civitai.simulator import Outcome, Simulator
 from bot.engine.engine import EngineSettings
-from bot.engine.follow import LongPoll
+from bot.engine.follow import LongPoll, Schedule
 from bot.engine.publisher import PostFailed
 from bot.engine.requests import Requester
 from bot.engine.results import missing_share
 from bot.review import Action, ReviewService
 from bot.store.jobs import JobRecord, JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
+from tests.review.helpers import Clock
 
 J = JobStatus
 GRANT = 5000
@@ -45,6 +47,12 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture):
     records = caplog.get_records("setup") + caplog.get_records("call")
     traced = [r for r in records if r.exc_info and r.name.startswith("bot")]
     assert not traced, [r.getMessage() for r in traced]
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 async def books_balance(h: Harness, *jobs: JobRecord) -> list[JobRecord]:
@@ -408,6 +416,50 @@ async def test_a_refund_that_never_comes_is_waited_for_only_so_long(tmp_path):
         job = await h.job(job.id)
         assert job.status is J.FAILED and job.charged == PRICE
         assert h.sim.requests["get"] <= 3  # two more reads, then settled as it stands
+
+
+async def test_a_refund_booked_late_is_waited_for_after_downtime_past_the_deadline(tmp_path):
+    """The bot was down longer than a job's deadline and grace; meanwhile its workflow failed
+    and the orchestrator books the refund a moment late. The resumed job waits for the refund
+    as any other failed job does: the member is not charged for a job upstream refunded."""
+    clock = Clock()
+    async with harness(tmp_path, settings=quick(retry_cap=1.0), clock=clock) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome("fail", runtime=40, refund_delay=0.5))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        await h.engine.stop()  # the process goes down with the job running upstream
+        workflow = h.sim.workflow_for(job.id)
+        assert workflow is not None
+        await wait_for(lambda: workflow.status(time.monotonic()) == "failed")
+        assert workflow.net_charge(time.monotonic()) == PRICE  # the refund is not booked yet
+        clock.advance(hours=1)
+        await h.restart_engine()
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.charged == 0 == h.sim.charged_total()
+        assert await h.available() == GRANT
+
+
+async def test_a_job_past_its_grace_is_not_settled_from_a_report_older_than_its_cancel(tmp_path):
+    """The host was suspended past a job's deadline and grace while its workflow still waited
+    in the queue: the bot cancels it, and the orchestrator refunds a workflow canceled before
+    it started. The job is settled from what the orchestrator says after the cancel (nothing
+    charged), not from the report it had before asking."""
+    clock = Clock()
+    sim = Simulator(speed=1.0, seed=5)  # the queue takes 0.7 s or more: the cancel lands in it
+    settings = quick(policy=Schedule(delays=(0.05,)))
+    async with sim, harness(tmp_path, settings=settings, clock=clock, sim=sim) as h:
+        await h.grant(GRANT)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        clock.advance(hours=1)
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        workflow = h.sim.workflow_for(job.id)
+        assert workflow is not None and workflow.canceled_phase in ("unassigned", "scheduled")
+        assert ended.charged == 0 == workflow.net_charge(time.monotonic())
+        assert await h.available() == GRANT
 
 
 async def test_a_workflow_once_not_found_is_asked_for_again(tmp_path):
