@@ -208,15 +208,53 @@ class Allowances:
                 (d_allowance, d_grant, guild_id, member_id),
             )
 
+    def _cover_later_holds(self, tx: Conn, hold: Hold, released_allowance: int) -> tuple[int, int]:
+        """Spending takes the allowance first: allowance a hold gives back pays first for the
+        member's later jobs of the same refill period that took grants because this hold had
+        it (their grant part becomes allowance; the grants come back with the release). Else
+        the grants stay spent while the allowance sits unused, and the next refill only tops
+        it up: the member loses grants, which never expire. (moved, of it onto settled jobs)"""
+        if not released_allowance or hold.refill_key is None:
+            return 0, 0
+        later = fetch_rows(
+            tx,
+            "SELECT id, from_allowance, from_grant, captured, settled_at FROM holds"
+            " WHERE guild_id = ? AND member_id = ? AND created_at >= ? AND id > ?"
+            " AND refill_key = ? AND from_grant > 0 ORDER BY id",
+            (hold.guild_id, hold.member_id, hold.created_at, hold.id, hold.refill_key),
+        )
+        left, onto_settled = released_allowance, 0
+        for found in later:
+            settled = found["settled_at"] is not None
+            # An open job's whole grant part; a settled one's, what it was charged of it.
+            movable = found["from_grant"]
+            if settled:
+                movable = max(0, found["captured"] - found["from_allowance"])
+            moved = min(left, movable)
+            if not moved:
+                continue
+            tx.execute(
+                "UPDATE holds SET from_allowance = from_allowance + ?, from_grant = from_grant - ?"
+                " WHERE id = ?",
+                (moved, moved, found["id"]),
+            )
+            left -= moved
+            onto_settled += moved if settled else 0
+            if not left:
+                break
+        return released_allowance - left, onto_settled
+
     def _expire_old_allowance(
-        self, tx: Conn, hold: Hold, released_allowance: int, job_id: str
+        self, tx: Conn, hold: Hold, released_allowance: int, job_id: str, onto_settled: int = 0
     ) -> None:
         """Allowance held across a refill, released now: as much of it expires as the refills
         since topped up only because it was held (refill_excess), so the member ends where they
         would have had the job never waited. Nothing expires when the refill added nothing
-        (the bucket was full, or the allowance was lowered meanwhile)."""
+        (the bucket was full, or the allowance was lowered meanwhile). What of it paid for later
+        jobs already settled (`onto_settled`) was spent, not left over: it uses up as much of
+        the excess without expiring."""
         guild_id, member_id = hold.guild_id, hold.member_id
-        if not released_allowance:
+        if not released_allowance and not onto_settled:
             return
         latest = fetch_row(
             tx,
@@ -226,7 +264,14 @@ class Allowances:
         )
         if latest is None or hold.refill_key == latest[0]:
             return  # no refill since the hold: the usual case, one read
-        expired = min(int(latest[1]), released_allowance)
+        spent = min(int(latest[1]), onto_settled)
+        expired = min(int(latest[1]) - spent, released_allowance)
+        if spent:
+            tx.execute(
+                "UPDATE accounts SET refill_excess = refill_excess - ?"
+                " WHERE guild_id = ? AND member_id = ?",
+                (spent, guild_id, member_id),
+            )
         if expired:
             self._entry(
                 tx,

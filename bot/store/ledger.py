@@ -135,19 +135,21 @@ class Ledger(Balances, Statements):
                 actor_id=actor_id,
             )
         if released:
+            # Allowance given back pays first for later jobs that took grants instead of it.
+            moved, onto_settled = self._cover_later_holds(tx, hold, rel_a)
             self._entry(
                 tx,
                 guild_id,
                 member_id,
                 "release",
                 released,
-                rel_a,
-                rel_g,
+                rel_a - moved,
+                rel_g + moved,
                 hold_id=hold.id,
                 job_id=job_id,
                 actor_id=actor_id,
             )
-            self._expire_old_allowance(tx, hold, rel_a, job_id)
+            self._expire_old_allowance(tx, hold, rel_a - moved, job_id, onto_settled)
         extra, paid, loss = charged - captured, 0, 0
         if extra:
             account = self._account(tx, guild_id, member_id)

@@ -426,9 +426,18 @@ async def test_an_upgrade_keeps_every_balance_hold_job_and_setting(
         assert (guild.confirm_above, guild.budget_amount, guild.mod_channel_id) == (250, 5000, 500)
 
         # A hold from yesterday's period still settles, and ends where it would have without
-        # the upgrade: its allowance was counted spent by today's refill, so it expires.
+        # the upgrade: its allowance was counted spent by today's refill, so it expires — but
+        # for the 20 that pay for j-queued instead (made after it that day, from grants because
+        # it held the allowance): those grants come back. j-queued ending uncharged then gives
+        # back allowance only, which the refill counted spent too.
         before_release = await ledger.balance(GUILD, 1)
         await db.write(ledger.settle_in, "j-held", 0)
         released = await ledger.balance(GUILD, 1)
         assert released.allowance_balance == before_release.allowance_balance
-        assert released.grant_balance == before_release.grant_balance
+        assert released.grant_balance == before_release.grant_balance + 20
+        await db.write(ledger.settle_in, "j-queued", 0)
+        both = await ledger.balance(GUILD, 1)
+        assert (both.allowance_balance, both.grant_balance) == (
+            released.allowance_balance,
+            released.grant_balance,
+        )
