@@ -251,8 +251,8 @@ class Allowances:
         since topped up only because it was held (refill_excess), so the member ends where they
         would have had the job never waited. Nothing expires when the refill added nothing
         (the bucket was full, or the allowance was lowered meanwhile). What of it paid for later
-        jobs already settled (`onto_settled`) was spent, not left over: it uses up as much of
-        the excess without expiring."""
+        jobs already settled (`onto_settled`) was spent, not held any more: the rest of the
+        excess goes with it, without expiring."""
         guild_id, member_id = hold.guild_id, hold.member_id
         if not released_allowance and not onto_settled:
             return
@@ -264,8 +264,9 @@ class Allowances:
         )
         if latest is None or hold.refill_key == latest[0]:
             return  # no refill since the hold: the usual case, one read
-        spent = min(int(latest[1]), onto_settled)
-        expired = min(int(latest[1]) - spent, released_allowance)
+        excess = int(latest[1])
+        expired = min(excess, released_allowance)
+        spent = min(excess - expired, onto_settled)
         if spent:
             tx.execute(
                 "UPDATE accounts SET refill_excess = refill_excess - ?"

@@ -72,3 +72,22 @@ async def test_a_later_job_that_ends_uncharged_gives_its_grant_part_back_as_gran
     await settle(ledger, b, 0)
     assert await account(db, 1) == (100, 100)
     await assert_cache_matches_entries(db)
+
+
+async def test_allowance_given_back_across_a_smaller_refill_still_expires_what_it_added(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    """A holds the whole allowance, B is paid from the grant; the allowance is lowered to 30
+    and Monday's refill adds 30 only because A held it. A ends uncharged: 10 of its allowance
+    pays for B instead of the grant, the rest comes back, and the 30 the refill added expire
+    (had A never waited, the bucket would have held 90, above the new allowance: no top-up)."""
+    await set_allowance(ledger, 100, "weekly")
+    await grant(ledger, 1, 100)
+    a, b = await admit(100), await admit(10)
+    await settle(ledger, b.job_id, 10)
+    await set_allowance(ledger, 30, "weekly")
+    clock.set(MONDAY)
+    await settle(ledger, (await admit(1)).job_id, 0)  # the refill adds 30, A still running
+    await settle(ledger, a.job_id, 0)
+    assert await account(db, 1) == (90, 100)
+    await assert_cache_matches_entries(db)
