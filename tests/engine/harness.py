@@ -198,24 +198,25 @@ async def harness(
         prompt_filter=prompt_filter,
         settings=settings or EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05),
     )
+    h = Harness(
+        sim,
+        services.db,
+        engine,
+        services.ledger,
+        services.jobs,
+        services.guilds,
+        services.moderation,
+        services.client,
+        publisher,
+        reviews,
+        alerts,
+        services,
+        filters,
+    )
     try:
-        yield Harness(
-            sim,
-            services.db,
-            engine,
-            services.ledger,
-            services.jobs,
-            services.guilds,
-            services.moderation,
-            services.client,
-            publisher,
-            reviews,
-            alerts,
-            services,
-            filters,
-        )
+        yield h
     finally:
-        await engine.stop()
+        await h.engine.stop()  # the one running now (restart_engine replaces it)
         await services.aclose()
         if own_sim:
             await sim.stop()
