@@ -292,6 +292,23 @@ class Allowances:
                 (expired, guild_id, member_id),
             )
 
+    def _settled_old_hold(self, tx: Conn, hold: Hold) -> None:
+        """A hold from before the last refill is settled: the refill excess keeps at most what
+        the old holds still open hold. What a charged one held was spent (its share of the
+        refills was right); left over, it would expire allowance of a job that only became old
+        at a later refill, one the refills since never topped up for."""
+        if not hold.from_allowance:
+            return
+        tx.execute(
+            "UPDATE accounts SET refill_excess = MIN(refill_excess, (SELECT"
+            " COALESCE(SUM(from_allowance), 0) FROM holds WHERE holds.guild_id = accounts.guild_id"
+            " AND holds.member_id = accounts.member_id AND holds.settled_at IS NULL"
+            " AND holds.refill_key IS NOT accounts.last_refill_key))"
+            " WHERE guild_id = ? AND member_id = ? AND refill_excess > 0"
+            " AND last_refill_key IS NOT ?",
+            (hold.guild_id, hold.member_id, hold.refill_key),
+        )
+
     def refilled_in(self, conn: Conn, guild_id: int, member_id: int, key: str) -> bool:
         """Whether the account was refilled in the period `key` (a top-up of 0 counts)."""
         found = fetch_row(

@@ -190,6 +190,7 @@ class Ledger(Balances, Statements):
         )
         if cursor.rowcount != 1:  # the lock makes this unreachable; the check makes it certain
             raise AlreadySettled(f"the hold of job {job_id} is already settled")
+        self._settled_old_hold(tx, hold)
         return Settlement(job_id, amount, captured, released, paid, loss)
 
     def refund_in(

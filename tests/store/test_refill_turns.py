@@ -80,3 +80,26 @@ async def test_the_clock_stepping_back_over_a_turn_does_not_refill_twice(
 async def admit_refused(admit: Admit) -> None:
     with pytest.raises(InsufficientBuzz):
         await admit(1)
+
+
+async def test_a_job_charged_after_the_refill_leaves_nothing_to_expire_from_a_later_one(
+    db: Database, ledger: Ledger, admit: Admit, clock: Clock
+) -> None:
+    """Sunday's job holds 10 across Monday's refill (which adds those 10) and is charged them:
+    that refill was right, nothing of it is left to expire. A job held across the next
+    Monday's refill, after the allowance was lowered to 40, then ends uncharged: only what that
+    refill added because of it expires (40), not 10 more from the week before."""
+    await set_allowance(ledger, 100, "weekly")
+    clock.set(MONDAY - timedelta(minutes=10))
+    sunday = await admit(10)
+    clock.set(MONDAY)
+    await settle(ledger, (await admit(1)).job_id, 0)  # the refill adds 10, Sunday's job held
+    await settle(ledger, sunday.job_id, 10)
+    waiting = await admit(100)
+    await set_allowance(ledger, 40, "weekly")
+    clock.set(MONDAY + timedelta(days=7))
+    await settle(ledger, (await admit(1)).job_id, 0)  # the refill adds 40, the job held
+    await settle(ledger, waiting.job_id, 0)
+    # Had each job been charged when it was admitted: 100 all along (40 is below it).
+    assert await account(db, 1) == (100, 0)
+    await assert_cache_matches_entries(db)
