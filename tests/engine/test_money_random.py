@@ -6,11 +6,12 @@ no negative balance) and each member's balance is compared with what the ledger 
 (money_model.py). Seeded: a failure names its seed and replays the same steps (the engine's
 timing may still vary between runs).
 
-Known gaps other seeds find (e.g. 433, 441, 465 with STEPS = 80), left for a redesign of the
-refill excess: a job held across a refill and then charged leaves its share of the excess, so a
-later release of another old job (after the allowance was lowered) expires too much; an admin's
-take while a job holds part of the grants takes allowance instead, which the next refill gives
-back."""
+Known gaps other seeds can find (e.g. 465 with STEPS = 80), left for a redesign of the refill
+excess into one record per refill, all after an admin changed the allowance: two jobs held
+across one refill, one charged and one released, after an earlier refill (one total cannot tell
+which job each refill's top-up was for); allowance given back after a refill does not pay for
+jobs made after it that took grants. And an admin's take while a job holds part of the grants
+takes allowance instead, which the next refill gives back."""
 
 from __future__ import annotations
 
