@@ -241,7 +241,7 @@ class CivitaiLane:
         assert workflow_id is not None
         attempt = missing = refund_checks = 0
         recheck_in = 0.0
-        canceled_sent = expired = gone = reported_since_stop = False
+        canceled_sent = expired = gone = reported_since_stop = refused_since_stop = False
         while True:
             if workflow is not None:
                 if workflow.terminal and refund_checks < REFUND_CHECKS and awaits_refund(workflow):
@@ -266,10 +266,12 @@ class CivitaiLane:
                 expired = True
                 await self.cancel(job)
             # Settled from its last report only when that report came after the stop was asked
-            # and the workflow still runs: an earlier one may predate a refund of the cancel,
-            # and an ended one waits for a late refund like any other.
+            # (or every read since was refused: nothing better will come) and the workflow
+            # still runs: an earlier one may predate a refund of the cancel, and an ended one
+            # waits for a late refund like any other.
             running = workflow is not None and not workflow.terminal
-            if expired and reported_since_stop and running and run.past_grace():
+            last_word = reported_since_stop or refused_since_stop
+            if expired and last_word and running and run.past_grace():
                 assert workflow is not None
                 log.error(
                     "job %s: workflow %s never ended; settling from its last report",
@@ -315,6 +317,7 @@ class CivitaiLane:
                 # upstream, so it is asked again, with the last report kept: past the deadline
                 # and its grace the job is settled from that, like a workflow that never ends.
                 log.warning("job %s: reading workflow %s refused: %s", job.id, workflow_id, exc)
+                refused_since_stop = refused_since_stop or expired
                 await run.sleep(self.retry_cap)
                 continue
             missing = 0
