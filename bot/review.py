@@ -16,11 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from bot.engine.engine import Engine
 from bot.metrics import Metrics
 from bot.release import ReleaseRefused, Releases
+from bot.review_actions import CLOSING, FITS, RELEASING, Action, unfit
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -38,45 +38,6 @@ from bot.store.moderation import (
 log = logging.getLogger(__name__)
 
 MAX_APPEAL = 1000
-
-
-class Action(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-    REFUND = "refund"
-    DISMISS = "dismiss"
-    STRIKE = "strike"
-    BAN = "ban"
-    # A result kept from its channel: to the guild's release channel, or to the member by DM.
-    RELEASE = "release"
-    SEND_DM = "dm"
-
-
-CLOSING = {
-    Action.APPROVE: "approved",
-    Action.REJECT: "rejected",
-    Action.REFUND: "refunded",
-    Action.DISMISS: "dismissed",
-    Action.RELEASE: "released",
-    Action.SEND_DM: "released",
-}
-RELEASING = {Action.RELEASE, Action.SEND_DM}
-# Which decisions fit which kind of item.
-FITS = {
-    "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
-    "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
-    # Charged, but the images could not be posted: refund it or leave it.
-    "undelivered": {Action.REFUND, Action.DISMISS},
-    # Rated above its channel's level: release it elsewhere, refund it, or leave it unposted.
-    "mature": {
-        Action.RELEASE,
-        Action.SEND_DM,
-        Action.REFUND,
-        Action.DISMISS,
-        Action.STRIKE,
-        Action.BAN,
-    },
-}
 
 
 class ReviewError(Exception):
@@ -195,7 +156,7 @@ class ReviewService:
         if action in CLOSING and not item.open:
             raise AlreadyHandled(item)  # before anything else: the first decision stands
         if action not in FITS[item.kind]:
-            raise ReviewError(_unfit(item, action))
+            raise ReviewError(unfit(item, action))
         if action in CLOSING:
             return self._close(tx, item, job, action, actor_id)
         if action is Action.STRIKE:
@@ -220,6 +181,8 @@ class ReviewService:
                     "Nothing was charged for this job, so there is nothing to refund; use Dismiss."
                 )
         closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
+        # Decided: an ending a restart left untold would now tell the member a stale story.
+        self.jobs.told_in(tx, job.id)
         verdict: str | None
         if action is Action.APPROVE:
             job = self.engine.approve_in(tx, job.id)
@@ -266,6 +229,7 @@ class ReviewService:
         except ReleaseRefused as exc:
             raise ReviewError(str(exc)) from None
         closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
+        self.jobs.told_in(tx, job.id)  # released: the untold "kept back" story is stale
         self._audit(tx, closed, action, actor_id, channel=target)
         return Outcome(closed, job, "released", None, release_to=target)
 
@@ -432,20 +396,6 @@ def _outlasts(expires: datetime | None, days: int | None, now: datetime) -> bool
     if days is not None and not 1 <= days <= MAX_BAN_DAYS:
         return False
     return expires is None or (days is not None and expires >= now + timedelta(days=days))
-
-
-def _unfit(item: ReviewItem, action: Action) -> str:
-    if item.kind == "held":
-        return "This job is held for review before it runs: Approve or Reject it."
-    if item.kind == "undelivered":
-        return "This job's images could not be posted: Refund or Dismiss it."
-    if item.kind == "mature":
-        return (
-            "This result was kept from its channel: Release it, send it by DM, Refund or Dismiss."
-        )
-    if action in RELEASING:
-        return "Only results kept from their channel (rated above its level) can be released."
-    return f"This job was blocked upstream; {action.value} applies only to held jobs."
 
 
 __all__ = ["CLOSING", "Action", "AlreadyHandled", "Outcome", "ReviewError", "ReviewService"]

@@ -81,7 +81,7 @@ async def untold_notice(parts: Parts, job: JobRecord) -> str | None:
     """The private notice of an ending told again after a restart: a kept-back result's,
     rebuilt from its review item (None for any other ending)."""
     item = await parts.moderation.item_for_job(job.id)
-    if item is None or item.kind != "mature":
+    if item is None or item.kind != "mature" or not item.open:  # decided: nothing to tell
         return None
     details = item.details or {}
     return notice(details.get("rating"), details.get("allowed"))

@@ -506,3 +506,48 @@ async def test_a_thread_that_cannot_be_read_at_the_end_keeps_its_parents_level(
         assert w.bot.get_channel(thread) is None, "the bot must not know the thread"
         assert job.status.value == "done", job.error
         assert await w.services.moderation.item_for_job(job.id) is None
+
+
+async def test_a_kept_back_result_decided_before_the_restart_is_not_told_as_waiting(
+    tmp_path, monkeypatch
+):
+    """The process dies while telling a kept-back ending; before it starts again a moderator
+    dismisses the item. The start must not tell the member their result "will be reviewed"
+    (it was), nor put the status back to saying so."""
+    lost = asyncio.Event()
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if not lost.is_set() and b"Not posted" in await request.read():
+            lost.set()
+            await asyncio.Event().wait()  # the process dies before Discord answers
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        handle = await request(w, "a fox at night [sim:r]")
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "blocked")
+        await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
+        item = await w.services.moderation.item_for_job(job.id)
+        assert item is not None
+        # Its status edit waits behind the lost one: the decision commits, the telling dies.
+        deciding = asyncio.create_task(
+            w.bot.review.act(w.guild, item.id, Action.DISMISS, w.moderator)
+        )
+
+        async def decided() -> bool:
+            found = await w.services.moderation.item_for_job(job.id)
+            return found is not None and not found.open
+
+        while not await decided():
+            await asyncio.sleep(0.02)
+        await w.restart_bot()
+        deciding.cancel()
+        while await w.services.jobs.untold():  # the start's pass over untold endings is done
+            await asyncio.sleep(0.02)
+        await w.fake.settle()
+        assert NOTICE not in seen_by_member(w, handle, [w.channel])
+        assert job.charged == COST and await w.available() == 1000 - COST

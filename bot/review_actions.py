@@ -1,0 +1,60 @@
+"""What a moderator can decide on a review item, and which decisions fit which kind of item."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bot.store.moderation import ReviewItem
+
+
+class Action(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REFUND = "refund"
+    DISMISS = "dismiss"
+    STRIKE = "strike"
+    BAN = "ban"
+    # A result kept from its channel: to the guild's release channel, or to the member by DM.
+    RELEASE = "release"
+    SEND_DM = "dm"
+
+
+CLOSING = {
+    Action.APPROVE: "approved",
+    Action.REJECT: "rejected",
+    Action.REFUND: "refunded",
+    Action.DISMISS: "dismissed",
+    Action.RELEASE: "released",
+    Action.SEND_DM: "released",
+}
+RELEASING = {Action.RELEASE, Action.SEND_DM}
+# Which decisions fit which kind of item.
+FITS = {
+    "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
+    "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
+    # Charged, but the images could not be posted: refund it or leave it.
+    "undelivered": {Action.REFUND, Action.DISMISS},
+    # Rated above its channel's level: release it elsewhere, refund it, or leave it unposted.
+    "mature": {
+        Action.RELEASE,
+        Action.SEND_DM,
+        Action.REFUND,
+        Action.DISMISS,
+        Action.STRIKE,
+        Action.BAN,
+    },
+}
+
+
+def unfit(item: ReviewItem, action: Action) -> str:
+    if item.kind == "held":
+        return "This job is held for review before it runs: Approve or Reject it."
+    if item.kind == "undelivered":
+        return "This job's images could not be posted: Refund or Dismiss it."
+    if item.kind == "mature":
+        return (
+            "This result was kept from its channel: Release it, send it by DM, Refund or Dismiss."
+        )
+    if action in RELEASING:
+        return "Only results kept from their channel (rated above its level) can be released."
+    return f"This job was blocked upstream; {action.value} applies only to held jobs."
