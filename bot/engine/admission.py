@@ -56,17 +56,26 @@ def new_job_id(now: datetime) -> str:
     return f"j{int(now.timestamp() * 1000):011x}{secrets.token_hex(3)}"
 
 
-def check_concurrency(mine: int, theirs: int, settings: GuildSettings) -> None:
+def check_concurrency(
+    mine: int, theirs: int, settings: GuildSettings, *, member_id: int | None = None
+) -> None:
+    """The member's and the server's limits on jobs running at once. Worded for the member
+    who asks, or (`member_id`) for a moderator starting that member's held job."""
     if mine >= settings.per_member_concurrency:
-        raise Refusal(
-            RefusalReason.MEMBER_BUSY,
-            f"you already have {mine} job(s) running; the limit here is "
-            f"{settings.per_member_concurrency}",
-        )
+        limit = settings.per_member_concurrency
+        if member_id is None:
+            text = f"you already have {mine} job(s) running; the limit here is {limit}"
+        else:
+            text = (
+                f"<@{member_id}> already has {mine} job(s) running, the limit here is {limit}; "
+                "approve this again once one has ended"
+            )
+        raise Refusal(RefusalReason.MEMBER_BUSY, text)
     if theirs >= settings.per_guild_concurrency:
+        again = "try again" if member_id is None else "approve this again"
         raise Refusal(
             RefusalReason.GUILD_BUSY,
-            f"the server already has {theirs} jobs running (its limit); try again in a minute",
+            f"the server already has {theirs} jobs running (its limit); {again} in a minute",
         )
 
 

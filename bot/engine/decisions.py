@@ -3,9 +3,10 @@ moderator's approve or reject of a held job (run inside the review's own transac
 
 from __future__ import annotations
 
+from bot.engine.admission import check_concurrency
 from bot.engine.driver import Driver
 from bot.engine.parts import J, NotAllowed, Parts
-from bot.engine.requests import Requester
+from bot.engine.requests import Refusal, Requester
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, TransitionError
 
@@ -45,17 +46,10 @@ class Decisions:
                 f"the model {held.model} has been switched off here since; reject the job instead"
             )
         mine, theirs = parts.jobs.in_flight_in(tx, held.guild_id, held.member_id)
-        # Told to the moderator, not the member: check_concurrency's "you" is the asker.
-        if mine >= settings.per_member_concurrency:
-            raise NotAllowed(
-                f"<@{held.member_id}> already has {mine} job(s) running, the limit here is "
-                f"{settings.per_member_concurrency}; approve this again once one has ended"
-            )
-        if theirs >= settings.per_guild_concurrency:
-            raise NotAllowed(
-                f"the server already has {theirs} jobs running (its limit); approve this again "
-                "in a minute"
-            )
+        try:  # worded for the moderator
+            check_concurrency(mine, theirs, settings, member_id=held.member_id)
+        except Refusal as exc:
+            raise NotAllowed(str(exc)) from None
         return parts.jobs.transition_in(
             tx,
             job_id,
