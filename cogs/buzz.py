@@ -61,8 +61,10 @@ class Buzz(commands.Cog):
             )
             if b.next_refill:
                 lines.append(f"Next refill: {describe_moment(b.next_refill, now)}")
-        else:
+        elif b.allowance.source == "bot default":
             lines.append("No allowance is set for you here; an admin can set one with /quota.")
+        else:  # an admin set it to 0: not "nothing set"
+            lines.append(f"Allowance: 0 ({b.allowance.source})")
         if b.grant_balance:
             lines.append(f"{b.grant_balance:,} of it from grants (they do not expire)")
         lines.append(f"Spent this period: {b.spent_this_period:,}")

@@ -190,3 +190,17 @@ async def test_a_charge_above_what_the_member_had_shows_what_they_paid(tmp_path)
         assert "server covered 15" in buzz and "your balance: 0" in buzz
         result = w.results_of(job.id)[0]
         assert field_value(result, "Buzz charged").startswith("80"), text_of(result)
+
+
+async def test_an_allowance_set_to_zero_is_shown_as_set_not_missing(tmp_path):
+    """An admin gave bob an allowance of 0 (a member override over the server's default):
+    his balance says so, not "no allowance is set for you"."""
+    async with world(tmp_path) as w:
+        await admin_ask(w, w.admin, "quota default", {"amount": 200, "period": "weekly"})
+        await admin_ask(
+            w, w.admin, "quota member", {"member": w.other, "amount": 0, "period": "weekly"}
+        )
+        text = await ask(w, w.other, "buzz balance")
+        assert "No allowance is set" not in text, text
+        assert "Allowance: 0 (member override)" in text, text
+        assert "Allowance: 200 weekly" in await ask(w, w.member, "buzz balance")
