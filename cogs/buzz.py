@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import is_moderator, requester, role_ids
 from bot.discord_adapter.embeds import link, status_line, truncate
-from bot.discord_adapter.interaction import Interaction
+from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
 from bot.store.periods import describe_moment
@@ -134,7 +134,7 @@ class Buzz(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(job="The job to stop (your running jobs are suggested)")
     async def cancel(self, interaction: Interaction, job: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await think(interaction)
         who = await requester(interaction, self.services.guilds)
         record = await self.services.jobs.job(job.strip())
         if record is None or record.guild_id != interaction.guild_id:

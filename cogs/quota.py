@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.access import is_admin, require_admin, role_ids
 from bot.discord_adapter.files import MemoryFile
-from bot.discord_adapter.interaction import Interaction
+from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.ledger_records import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
@@ -286,7 +286,7 @@ class Quota(commands.Cog):
     @quota.command(name="export", description="The server's whole Buzz ledger as a CSV file")
     async def export(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)  # big ledgers take time
+        await think(interaction)  # big ledgers take time
         data = (await self.ledger.export_csv(interaction.guild_id)).encode()
         entries = data.count(b"\n") - 1  # minus the header line
         name = f"ledger-{interaction.guild_id}.csv"

@@ -1,7 +1,6 @@
 """/quota report: the spending chart and the top spenders, answered privately to an admin.
 
 The figures come from bot.store.reports (what "spent" means is written there) and the image
-from bot.discord_adapter.interaction import Interaction
 from bot.reports.chart; this module only finds the spenders' names and sends the answer.
 """
 
@@ -13,7 +12,7 @@ from collections.abc import Iterable
 import discord
 
 from bot.discord_adapter.files import MemoryFile
-from bot.discord_adapter.interaction import Interaction
+from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import reply
 from bot.reports.chart import render
 from bot.services import Services
@@ -22,7 +21,7 @@ from bot.store.reports import Spending, SpendingReports
 
 async def answer_report(interaction: Interaction, services: Services, days: int) -> None:
     assert interaction.guild_id is not None
-    await interaction.response.defer(ephemeral=True, thinking=True)
+    await think(interaction)
     report = await SpendingReports(services.db, services.clock).spending(interaction.guild_id, days)
     if not report.total and not report.server_paid:
         await reply(interaction, f"No spending in the {last(days)}.")

@@ -7,6 +7,7 @@ import discord
 
 from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.buttons.base import bot_of
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import reply
 from bot.review import Action
 from bot.store.moderation import AlreadyHandled
@@ -25,7 +26,7 @@ async def decide(
     assert interaction.guild_id is not None
     # Answer Discord now: the decision, the member's message and the item's edit follow.
     if not interaction.response.is_done():
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await think(interaction)
     try:
         outcome = await bot.review.act(
             interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason

@@ -20,6 +20,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.catalog.tools import ENHANCE_PRICE, Tool, enhancement_step
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.enhance_post import enhanced_prompt
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import UserFacingError
 from bot.discord_adapter.tool_flow import refused_text, tell
 from bot.engine.requests import JobRequest, Refusal
@@ -53,7 +54,7 @@ class EnhanceFlow:
         """Enhance the prompt of an image request that passed its checks."""
         bot, image = self.bot, pending.request
         if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await think(interaction)
         try:
             sources = pending.sources or ()
             if not sources and pending.attachments:

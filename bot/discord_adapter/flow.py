@@ -22,6 +22,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
@@ -87,7 +88,7 @@ class RequestFlow:
         )
         if self.engine.settings.whatif and not interaction.response.is_done():
             # The price is asked of the orchestrator: Discord's 3 seconds may not be enough.
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await think(interaction)
         try:
             quote = await self.engine.preflight(request)
         except Refusal as refusal:
@@ -156,7 +157,7 @@ class RequestFlow:
         leaves nothing behind in the channel. Admitted, it gets its public status message,
         and only then starts, so its results never come before it."""
         if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await think(interaction)
         try:
             sources = pending.sources or ()
             if not sources and pending.attachments:

@@ -11,6 +11,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.base import bot_of
 from bot.discord_adapter.decisions import decide
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import UserFacingError, reply, report_error
 from bot.review import Action
 from bot.store.moderation import MAX_BAN_DAYS
@@ -129,7 +130,7 @@ class AppealModal(Modal, title="Appeal to the moderators"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         assert interaction.guild_id is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await think(interaction)
         await bot.review.appeal(
             interaction.guild_id, self.job_id, interaction.user.id, self.note.value
         )

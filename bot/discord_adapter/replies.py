@@ -8,6 +8,7 @@ import logging
 import secrets
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -92,6 +93,8 @@ async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> N
     except discord.HTTPException as exc:
         why = discord_fault(exc) or f"Discord answered {exc.status}"
         log.warning("could not answer interaction %s: %s", interaction.id, why)
+    except (discord.RateLimited, aiohttp.ClientError) as exc:
+        log.warning("could not answer interaction %s: %s", interaction.id, discord_fault(exc))
 
 
 UNKNOWN_INTERACTION = 10062  # not acknowledged within Discord's 3 seconds
@@ -104,6 +107,8 @@ def discord_fault(error: BaseException) -> str | None:
     original = getattr(error, "original", error)
     if isinstance(original, discord.RateLimited):  # longer than ratelimits.RATE_LIMIT_WAIT
         return f"Discord asks to wait {original.retry_after:.0f}s (rate limited)"
+    if isinstance(original, aiohttp.ClientError):  # a lost connection, an unreadable answer
+        return f"no usable answer from Discord ({type(original).__name__})"
     if not isinstance(original, discord.HTTPException):
         return None
     if original.code == UNKNOWN_INTERACTION:

@@ -34,6 +34,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import media_text, refusal_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
@@ -132,7 +133,7 @@ class ToolFlow:
     ) -> None:
         bot = self.bot
         if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await think(interaction)
         try:
             who = await requester(interaction, bot.services.guilds)
             info = attachment_info("image", attachment)
@@ -192,7 +193,7 @@ class ToolFlow:
     ) -> JobRecord | None:
         """Hold the Buzz and store the job (None: refused, and the member was told)."""
         if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await think(interaction)
         if not await still_posted(interaction, request.reply_to):
             await tell(interaction, refusal_text(Refusal(RefusalReason.SOURCE_GONE, SOURCE_GONE)))
             return None

@@ -7,6 +7,7 @@ import discord
 
 from bot.discord_adapter.access import NotPermitted, requester
 from bot.discord_adapter.buttons.base import KeyedButton, bot_of
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.modals import AppealModal
 from bot.discord_adapter.replies import UserFacingError, reply
 
@@ -18,7 +19,7 @@ class CancelButton(KeyedButton, prefix="job:cancel"):
         bot = bot_of(interaction)
         if await bot.services.jobs.job(self.key) is None:
             raise UserFacingError("That job is still being prepared; try again in a moment.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await think(interaction)
         who = await requester(interaction, bot.services.guilds)
         job = await bot.engine.cancel(self.key, who)
         await reply(

@@ -1,0 +1,90 @@
+"""Discord's HTTP API answering oddly at a member-facing step (a connection dropped after the
+request was sent, a 200 whose body is not JSON, a proxy's HTML error page): a passing fault,
+worked around with one warning line and no traceback; the member's job still runs and its
+result is posted once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiohttp import web
+
+from tests.discord.harness import started, world
+from tests.discord.test_discord_faults import create, traced
+from tests.fakes import rest as fake_rest
+
+HTML = "<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
+
+
+def dropped(request: web.Request) -> web.Response:
+    """The connection closes before the answer is written (a reset, a proxy timing out)."""
+    assert request.transport is not None
+    request.transport.close()
+    return web.Response(status=204)
+
+
+@pytest.fixture
+def drop_defers(monkeypatch):
+    """drop_defers.append(applied): the next "thinking…" defer of an interaction loses its
+    connection after the request was sent; `applied`: Discord acknowledged it all the same."""
+    drops: list[bool] = []
+    original = fake_rest.RestApi.callback
+
+    async def callback(self, request):
+        body = await request.read()
+        if drops and re.search(rb'"type": ?5\b', body):
+            if drops.pop(0):
+                await original(self, request)
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
+    return drops
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
+async def test_a_defer_cut_off_by_the_network_still_runs_the_job(
+    tmp_path, caplog, drop_defers, applied
+):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        drop_defers.append(applied)
+        handle = await create(w, "a dropped defer")
+        job = await started(w, handle)
+        job = await w.wait_job(job.id, "done", timeout=30)
+        assert len(w.results_of(job.id)) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
+        assert drop_defers == []
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def garble_status_edits(monkeypatch):
+    """garble_status_edits.append(response): the next edit of a status message is made, but
+    answered with `response` (a 200 whose body is not the message)."""
+    answers: list[web.Response] = []
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        response = await original(self, request)
+        if answers and request.match_info["message_id"] != "@original":
+            return answers.pop(0)
+        return response
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    return answers
+
+
+async def test_a_status_edit_answered_with_html_is_a_passing_fault(
+    tmp_path, caplog, garble_status_edits
+):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        garble_status_edits.append(web.Response(status=200, text=HTML, content_type="text/html"))
+        job = await started(w, await create(w, "a garbled edit"))
+        job = await w.wait_job(job.id, "done", timeout=30)
+        await w.wait_status(job, "Done")
+        assert len(w.results_of(job.id)) == 1 and garble_status_edits == []
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
