@@ -1,6 +1,7 @@
 """An earlier post of a job's result, looked for before posting it (again): in the channel,
 then in the member's DMs, by the job id its embed footer carries. This is what makes delivery
-exactly-once across restarts and across Discord answering 5xx to a post it made."""
+exactly-once across restarts and across Discord answering 5xx to a post it made. And a job's
+status message whose post lost its answer, found the same way."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from datetime import timedelta
 import discord
 
 from bot.discord_adapter.copies import one_per_part
-from bot.discord_adapter.embeds import RESULT_FOOTER
+from bot.discord_adapter.embeds import RESULT_FOOTER, marker
 from bot.discord_adapter.result_routes import ResultRoutes
-from bot.discord_adapter.uploads import passing_faults
+from bot.discord_adapter.uploads import NETWORK_ERRORS, passing_faults
 from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
@@ -81,6 +82,26 @@ async def _whole(
         with contextlib.suppress(discord.HTTPException, discord.RateLimited):
             await messages[message_id].delete()
     return kept
+
+
+async def earlier_status(bot: discord.Client, routes: ResultRoutes, job: JobRecord) -> int | None:
+    """The id of the job's status message, when Discord's answer to its post was lost (a
+    dropped connection, a body that is not JSON): it may have been posted all the same."""
+    if bot.user is None:
+        return None
+    after = discord.Object(id=discord.utils.time_snowflake(job.created_at - timedelta(seconds=5)))
+    try:
+        channel = await routes.channel(job.channel_id)
+        async for message in channel.history(limit=50, after=after, oldest_first=False):
+            if message.author.id == bot.user.id and any(
+                (embed.footer.text or "").partition(" · ")[0] == marker(job.id)
+                for embed in message.embeds
+            ):
+                return message.id
+    except (discord.HTTPException, discord.RateLimited, *NETWORK_ERRORS) as exc:
+        why = getattr(exc, "status", None) or type(exc).__name__
+        log.warning("job %s: cannot look for its status message (%s)", job.id, why)
+    return None
 
 
 def _collect(

@@ -22,6 +22,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
+from bot.discord_adapter.earlier_posts import earlier_status
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
@@ -204,13 +205,22 @@ class RequestFlow:
             embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
             message = await interaction.followup.send(embed=embed, view=view, wait=True)
             view.stop()
-        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
-            # The job is admitted and paid for: it runs, its result comes all the same (a
-            # dropped connection too: else it waits for the reconciler, the member told that
-            # "nothing was charged").
-            why = exc if isinstance(exc, discord.HTTPException) else type(exc).__name__
-            log.warning("job %s: status message not posted (%s); starting anyway", job.id, why)
+        except discord.HTTPException as exc:
+            # The job is admitted and paid for: it runs, its result comes all the same.
+            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
             await self.engine.launch(job)
+            return
+        except NETWORK_ERRORS as exc:
+            # Its answer was lost, not the post perhaps: a status message left in the channel
+            # unknown to the bot would say "Queued" for good, with a Cancel that does nothing.
+            found = await earlier_status(self.bot, self.bot.publisher.routes, job)
+            log.warning(
+                "job %s: no answer to its status message's post (%s); %s",
+                job.id,
+                type(exc).__name__,
+                "it was posted" if found else "starting without it",
+            )
+            await self.engine.launch(job, found)
             return
         await self.engine.launch(job, message.id)
 

@@ -10,7 +10,7 @@ import re
 import pytest
 from aiohttp import web
 
-from tests.discord.harness import started, world
+from tests.discord.harness import started, text_of, world
 from tests.discord.test_discord_faults import create, traced
 from tests.fakes import rest as fake_rest
 
@@ -86,5 +86,47 @@ async def test_a_status_edit_answered_with_html_is_a_passing_fault(
         job = await w.wait_job(job.id, "done", timeout=30)
         await w.wait_status(job, "Done")
         assert len(w.results_of(job.id)) == 1 and garble_status_edits == []
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def lose_status_answers(monkeypatch):
+    """lose_status_answers.append(kind): the next public status message is posted, but its
+    answer is lost ("dropped": the connection closes) or is a proxy's HTML page ("html")."""
+    kinds: list[str] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    async def execute_webhook(self, request):
+        if kinds and not request.content_type.startswith("multipart/"):  # files: a result
+            body = await request.read()
+            if b'"embeds"' in body and not re.search(rb'"flags": ?64', body):
+                await original(self, request)
+                if kinds.pop(0) == "dropped":
+                    return dropped(request)
+                return web.Response(status=200, text=HTML, content_type="text/html")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", execute_webhook)
+    return kinds
+
+
+@pytest.mark.parametrize("kind", ["dropped", "html"])
+async def test_a_status_message_whose_answer_was_lost_still_shows_the_end(
+    tmp_path, caplog, lose_status_answers, kind
+):
+    """The status message was posted but Discord's answer never arrived: the bot finds it in
+    the channel, so it says Done in the end instead of "Queued" (with a Cancel) for good."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        lose_status_answers.append(kind)
+        await create(w, "a lost answer")
+        job = await w.wait_job((await w.only_job()).id, "done", timeout=30)
+        assert lose_status_answers == []
+        statuses = [m for m in w.channel_messages() if f"job {job.id}" in text_of(m)]
+        assert len(statuses) == 2  # the status message and the result
+        assert job.status_message_id is not None
+        await w.wait_status(job, "Done")
+        assert len(w.results_of(job.id)) == 1
         assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
