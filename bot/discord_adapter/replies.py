@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import discord
 from discord import app_commands
 
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.parts import NotAllowed
 from bot.engine.requests import Refusal
 from bot.filters import FilterError
@@ -88,8 +90,14 @@ async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> N
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True, **kwargs)
-        else:
+        elif "file" in kwargs or "files" in kwargs:  # a file is consumed by the first try
             await interaction.response.send_message(text, ephemeral=True, **kwargs)
+        else:
+            await first_answer(
+                interaction,
+                lambda: interaction.response.send_message(text, ephemeral=True, **kwargs),
+                discord.InteractionResponseType.channel_message,
+            )
     except discord.HTTPException as exc:
         why = discord_fault(exc) or f"Discord answered {exc.status}"
         log.warning("could not answer interaction %s: %s", interaction.id, why)
@@ -99,6 +107,33 @@ async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> N
 
 UNKNOWN_INTERACTION = 10062  # not acknowledged within Discord's 3 seconds
 ALREADY_ACKNOWLEDGED = 40060
+
+
+async def first_answer(
+    interaction: discord.Interaction,
+    send: Callable[[], Awaitable[object]],
+    kind: discord.InteractionResponseType,
+) -> None:
+    """An interaction's first answer (`send`, of that `kind`). A connection lost on the way
+    (or an answer that cannot be read) leaves it unknown whether Discord took it, and its 3
+    seconds run: it is sent again at once, and "already acknowledged" then says it landed."""
+    try:
+        await send()
+        return
+    except NETWORK_ERRORS as exc:
+        log.warning(
+            "interaction %s: its first answer met %s; sending it again",
+            interaction.id,
+            type(exc).__name__,
+        )
+    try:
+        await send()
+    except discord.HTTPException as exc:
+        if exc.code != ALREADY_ACKNOWLEDGED:
+            raise
+        # discord.py never saw the first one succeed: without this it would answer again
+        # (refused) instead of editing that answer and sending follow-ups.
+        interaction.response._response_type = kind
 
 
 def discord_fault(error: BaseException) -> str | None:

@@ -130,3 +130,38 @@ async def test_a_status_message_whose_answer_was_lost_still_shows_the_end(
         assert len(w.results_of(job.id)) == 1
         assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
+
+
+@pytest.fixture
+def drop_answers(monkeypatch):
+    """drop_answers.append(applied): the next message answer to an interaction (type 4)
+    loses its connection after the request was sent; `applied`: Discord took it all the same."""
+    drops: list[bool] = []
+    original = fake_rest.RestApi.callback
+
+    async def callback(self, request):
+        message = drops and not request.content_type.startswith("multipart/")
+        if message and re.search(rb'"type": ?4\b', await request.read()):
+            if drops.pop(0):
+                await original(self, request)
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
+    return drops
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
+async def test_an_answer_cut_off_by_the_network_still_reaches_the_member(
+    tmp_path, caplog, drop_answers, applied
+):
+    """/buzz balance: its answer is sent again at once, so the member reads their balance
+    (once) instead of "The application did not respond"."""
+    async with world(tmp_path) as w:
+        await w.grant(40)
+        drop_answers.append(applied)
+        handle = await w.fake.slash(w.guild, w.channel, w.member, "buzz balance", {})
+        answer = await handle.original()
+        assert "**40 Buzz** available" in text_of(answer) and handle.ephemeral
+        assert drop_answers == [] and handle.followups == []
+    assert traced(caplog) == []
