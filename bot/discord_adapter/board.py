@@ -123,6 +123,8 @@ class ReviewBoard:
         self.retry_base = retry_base
         self._retries: dict[int, asyncio.Task[None]] = {}
         self._unposted: set[int] = set()
+        # Items whose post lost its answer (or met a 5xx): Discord may have made the message.
+        self._unanswered: set[int] = set()
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         await self.post(item, job)
@@ -174,7 +176,8 @@ class ReviewBoard:
             await self._warn_owner(item.guild_id, "unset", "no moderation channel is set")
             return False
         try:
-            message = await self._send(item, job, settings.mod_channel_id)
+            found = await self._earlier_copy(item, settings.mod_channel_id)
+            message = found or await self._send(item, job, settings.mod_channel_id)
         except (discord.Forbidden, discord.NotFound) as exc:
             await self._warn_owner(
                 item.guild_id,
@@ -184,6 +187,8 @@ class ReviewBoard:
             return False
         except discord.HTTPException as exc:
             log.warning("review #%d not posted (%s); it stays in /mod queue", item.id, exc.status)
+            if exc.status >= 500:
+                self._unanswered.add(item.id)
             if exc.status == 429 or exc.status >= 500:
                 self._retry_later(item.guild_id)
             return False
@@ -191,6 +196,7 @@ class ReviewBoard:
             log.warning(
                 "review #%d not posted (%s); trying again later", item.id, type(exc).__name__
             )
+            self._unanswered.add(item.id)
             self._retry_later(item.guild_id)
             return False
         except discord.RateLimited as exc:  # a long 429 (ratelimits.py): not slept out
@@ -209,9 +215,30 @@ class ReviewBoard:
         # Changed while it was on its way (an appeal, a decision from /mod queue): their
         # refresh found no message to edit then, so the message shows them now.
         latest = await self.services.moderation.item(item.id)
-        if latest is not None and _shown(latest) != _shown(item):
+        if found is not None or (latest is not None and _shown(latest) != _shown(item)):
             await self.refresh(item.id)
         return True
+
+    async def _earlier_copy(self, item: ReviewItem, channel_id: int) -> discord.Message | None:
+        """The item's message from a post whose answer was lost, found by its footer: posting
+        it again would leave that one in the channel, never updated."""
+        if item.id not in self._unanswered or self.bot.user is None:
+            return None
+        channel = await self._channel(channel_id)
+        if channel is None:
+            return None
+        mark = f"review #{item.id} · "
+        try:
+            async for message in channel.history(limit=100):
+                if message.author.id == self.bot.user.id and any(
+                    (e.footer.text or "").startswith(mark) for e in message.embeds
+                ):
+                    self._unanswered.discard(item.id)
+                    return message
+        except (discord.Forbidden, discord.NotFound):  # cannot read it: posted again
+            pass
+        self._unanswered.discard(item.id)
+        return None
 
     async def _send(
         self, item: ReviewItem, job: JobRecord, channel_id: int

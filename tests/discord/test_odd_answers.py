@@ -5,11 +5,13 @@ result is posted once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 from aiohttp import web
 
+from bot.civitai.simulator import Outcome
 from tests.discord.harness import started, text_of, world
 from tests.discord.test_discord_faults import create, traced
 from tests.fakes import rest as fake_rest
@@ -164,4 +166,51 @@ async def test_an_answer_cut_off_by_the_network_still_reaches_the_member(
         answer = await handle.original()
         assert "**40 Buzz** available" in text_of(answer) and handle.ephemeral
         assert drop_answers == [] and handle.followups == []
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def lose_post_answers(monkeypatch):
+    """lose_post_answers[channel_id] = [kind, ...]: the next posts in that channel are made,
+    but their answers are lost ("dropped") or are a proxy's HTML page ("html")."""
+    kinds: dict[int, list[str]] = {}
+    original = fake_rest.RestApi.create_message
+
+    async def create_message(self, request):
+        pending = kinds.get(int(request.match_info["channel_id"]))
+        if pending:
+            await original(self, request)
+            if pending.pop(0) == "dropped":
+                return dropped(request)
+            return web.Response(status=200, text=HTML, content_type="text/html")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "create_message", create_message)
+    return kinds
+
+
+@pytest.mark.parametrize("kind", ["dropped", "html"])
+async def test_a_review_item_whose_answer_was_lost_is_not_posted_twice(
+    tmp_path, caplog, lose_post_answers, kind
+):
+    """The moderators' item was posted but Discord's answer was lost: the bot finds it when
+    it tries again, instead of a second copy beside one that is never updated."""
+    async with world(tmp_path) as w:
+        mods = w.fake.add_channel(w.guild, "mods")
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        w.sim.script(Outcome("block"), prompt="a blocked lighthouse")
+        lose_post_answers[mods] = [kind]
+        await create(w, "a blocked lighthouse")
+        job = await w.wait_job((await w.only_job()).id, "blocked", timeout=30)
+        item = await w.services.moderation.item_for_job(job.id)
+        assert item is not None
+        async with asyncio.timeout(30):  # posted again after a passing fault: 2.5-5 s later
+            while item.message_id is None:
+                await asyncio.sleep(0.05)
+                item = await w.services.moderation.item(item.id)
+                assert item is not None
+        [posted] = w.fake.channel_messages(mods)
+        assert item.message_id == int(posted["id"])
+        assert lose_post_answers[mods] == [] and await w.available() == 1000
     assert traced(caplog) == []
