@@ -20,7 +20,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.catalog.tools import ENHANCE_PRICE, Tool, enhancement_step
 from bot.discord_adapter.access import requester
 from bot.discord_adapter.enhance_post import enhanced_prompt
-from bot.discord_adapter.interaction import think
+from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import UserFacingError
 from bot.discord_adapter.tool_flow import refused_text, tell
 from bot.engine.requests import JobRequest, Refusal
@@ -145,14 +145,15 @@ class EnhanceFlow:
             if earlier is not None:
                 raise UserFacingError(f"You already chose {CHOSEN[earlier]} for this prompt.")
             if choice is Choice.CANCEL:
-                await interaction.response.edit_message(
+                await update(
+                    interaction,
                     content="Canceled: no image was started, and nothing is held for it.",
                     view=None,
                 )
                 return
             # The buttons stay until the image is admitted: after a stop in between, or a
             # refusal, the member can choose again.
-            await interaction.response.edit_message(content=f"Using {CHOSEN[choice]}…")
+            await update(interaction, content=f"Using {CHOSEN[choice]}…")
             await bot.flow.begin(
                 interaction,
                 model,

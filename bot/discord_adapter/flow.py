@@ -23,7 +23,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.earlier_posts import earlier_status
-from bot.discord_adapter.interaction import think
+from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
@@ -138,13 +138,9 @@ class RequestFlow:
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
         pending = self.asked.take(token, interaction.user.id)
         if not yes:
-            await interaction.response.edit_message(
-                content="Canceled. Nothing was charged.", view=None
-            )
+            await update(interaction, content="Canceled. Nothing was charged.", view=None)
             return
-        await interaction.response.edit_message(
-            content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
-        )
+        await update(interaction, content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None)
         # The settings are read again: an admin may have switched the model off or refused
         # the channel while the question waited (up to CONFIRM_TTL).
         quote = replace(pending.quote, settings=None)

@@ -1,10 +1,10 @@
 """The interactions this bot receives, typed with the bot itself: `interaction.client` is an
 ImageBot to the type checker (at run time discord.py needs the plain class), and their first
-answer."""
+answers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import discord
 
@@ -24,4 +24,14 @@ async def think(interaction: discord.Interaction) -> None:
         interaction,
         lambda: interaction.response.defer(ephemeral=True, thinking=True),
         discord.InteractionResponseType.deferred_channel_message,
+    )
+
+
+async def update(interaction: discord.Interaction, **changes: Any) -> None:
+    """The first answer to a click that edits the clicked message, sent again if its answer
+    was lost (what follows it, a job's start, must not hang on a lost answer)."""
+    await first_answer(
+        interaction,
+        lambda: interaction.response.edit_message(**changes),
+        discord.InteractionResponseType.message_update,
     )

@@ -19,6 +19,7 @@ from bot.catalog.offers import Offer
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.offers import OfferButton
+from bot.discord_adapter.interaction import update
 from bot.discord_adapter.replies import refusal_text
 from bot.engine.requests import JobRequest, Refusal
 from bot.media.limits import AttachmentInfo
@@ -85,7 +86,7 @@ class OfferBoard:
 
         found = self._sets.take(token, interaction.user.id, offered)  # one offer per refusal
         offer = found.offers[index]
-        await interaction.response.edit_message(content=f"Trying {offer.label}…", view=None)
+        await update(interaction, content=f"Trying {offer.label}…", view=None)
         request = found.request
         await self.bot.flow.begin(
             interaction,

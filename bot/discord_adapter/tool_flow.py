@@ -34,7 +34,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
-from bot.discord_adapter.interaction import think
+from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import media_text, refusal_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
@@ -179,13 +179,9 @@ class ToolFlow:
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
         pending = self._pending.take(token, interaction.user.id)
         if not yes:
-            await interaction.response.edit_message(
-                content="Canceled. Nothing was charged.", view=None
-            )
+            await update(interaction, content="Canceled. Nothing was charged.", view=None)
             return
-        await interaction.response.edit_message(
-            content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None
-        )
+        await update(interaction, content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None)
         await pending.start(interaction, replace(pending.request, confirmed=True), pending.quote)
 
     async def admit(

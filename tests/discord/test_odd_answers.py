@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import started, text_of, world
+from tests.discord.harness import answer, buttons, job_of, started, text_of, world
 from tests.discord.test_discord_faults import create, traced
 from tests.fakes import rest as fake_rest
 
@@ -213,4 +213,46 @@ async def test_a_review_item_whose_answer_was_lost_is_not_posted_twice(
         [posted] = w.fake.channel_messages(mods)
         assert item.message_id == int(posted["id"])
         assert lose_post_answers[mods] == [] and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def drop_updates(monkeypatch):
+    """drop_updates.append(applied): the next answer that updates a clicked message (type 7)
+    loses its connection after the request was sent; `applied`: Discord took it all the same."""
+    drops: list[bool] = []
+    original = fake_rest.RestApi.callback
+
+    async def callback(self, request):
+        update = drops and not request.content_type.startswith("multipart/")
+        if update and re.search(rb'"type": ?7\b', await request.read()):
+            if drops.pop(0):
+                await original(self, request)
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
+    return drops
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
+async def test_a_confirmation_cut_off_by_the_network_still_starts_the_job(
+    tmp_path, caplog, drop_updates, applied
+):
+    """Confirm on a costly request: its "Confirmed" answer loses its connection. The job
+    starts all the same, instead of the member reading "Confirmed" with nothing started
+    (their question used up, a second click "expired")."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.set_guild(confirm_above=200)
+        options = {"prompt": "a golden gate", "size": "1024x1024", "quality": "high"}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        question = await answer(h)
+        drop_updates.append(applied)
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        status = await click.wait_for_followup(timeout=30)
+        job = await w.wait_job((await job_of(w, int(status["id"]))).id, "done", timeout=30)
+        assert len(w.results_of(job.id)) == 1 and drop_updates == []
+        assert "Started: 286 Buzz held" in w.fake.message(int(question["id"]))["content"]
+        assert job.charged == 286 and await w.available() == 1000 - 286
     assert traced(caplog) == []
