@@ -116,24 +116,32 @@ async def first_answer(
 ) -> None:
     """An interaction's first answer (`send`, of that `kind`). A connection lost on the way
     (or an answer that cannot be read) leaves it unknown whether Discord took it, and its 3
-    seconds run: it is sent again at once, and "already acknowledged" then says it landed."""
-    try:
-        await send()
-        return
-    except NETWORK_ERRORS as exc:
-        log.warning(
-            "interaction %s: its first answer met %s; sending it again",
-            interaction.id,
-            type(exc).__name__,
-        )
-    try:
-        await send()
-    except discord.HTTPException as exc:
-        if exc.code != ALREADY_ACKNOWLEDGED:
-            raise
-        # discord.py never saw the first one succeed: without this it would answer again
-        # (refused) instead of editing that answer and sending follow-ups.
-        interaction.response._response_type = kind
+    seconds run: it is sent again at once. "Already acknowledged" then says an earlier try
+    landed (ours, or discord.py's own after a 5xx Discord answered to one it had taken)."""
+    for tries in (1, 2):
+        try:
+            await send()
+            return
+        except NETWORK_ERRORS as exc:
+            if tries == 2:
+                raise
+            log.warning(
+                "interaction %s: its first answer met %s; sending it again",
+                interaction.id,
+                type(exc).__name__,
+            )
+        except discord.HTTPException as exc:
+            if exc.code != ALREADY_ACKNOWLEDGED:
+                raise
+            if tries == 1:
+                log.warning(
+                    "interaction %s: its first answer was taken after Discord failed it",
+                    interaction.id,
+                )
+            # discord.py never saw it succeed: without this it would answer again (refused)
+            # instead of editing that answer and sending follow-ups.
+            interaction.response._response_type = kind
+            return
 
 
 def discord_fault(error: BaseException) -> str | None:

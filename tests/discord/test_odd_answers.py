@@ -256,3 +256,42 @@ async def test_a_confirmation_cut_off_by_the_network_still_starts_the_job(
         assert "Started: 286 Buzz held" in w.fake.message(int(question["id"]))["content"]
         assert job.charged == 286 and await w.available() == 1000 - 286
     assert traced(caplog) == []
+
+
+@pytest.fixture
+def fail_taken_defers(monkeypatch):
+    """fail_taken_defers.append(response): the next "thinking…" defer is taken by Discord but
+    answered with `response` (its edge failing after the fact); discord.py sends it again."""
+    answers: list[web.Response] = []
+    original = fake_rest.RestApi.callback
+
+    async def callback(self, request):
+        defer = answers and not request.content_type.startswith("multipart/")
+        if defer and re.search(rb'"type": ?5\b', await request.read()):
+            await original(self, request)
+            return answers.pop(0)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [(502, HTML.encode(), "text/html"), (503, b'{"error": "upstream"}', "application/json")],
+    ids=["502-html", "503-json"],
+)
+async def test_a_defer_taken_but_answered_5xx_still_runs_the_job(
+    tmp_path, caplog, fail_taken_defers, status, body, content_type
+):
+    """discord.py's own retry of the defer is refused as "already acknowledged": that means
+    it landed, so the job starts, instead of "thinking…" for ever."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        failed = web.Response(status=status, body=body, headers={"Content-Type": content_type})
+        fail_taken_defers.append(failed)
+        job = await started(w, await create(w, "a failed defer"))
+        job = await w.wait_job(job.id, "done", timeout=30)
+        assert len(w.results_of(job.id)) == 1 and fail_taken_defers == []
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
