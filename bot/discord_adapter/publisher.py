@@ -60,6 +60,9 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 SHRINKS = 4
 # Tries of a status edit that met a passing fault (a dropped connection, a 5xx).
 STATUS_TRIES = 4
+# Seconds an edit of a status message may take (aiohttp's own limit is 5 minutes). While one
+# waits, discord.py holds every other call on the interaction's webhook: the result's post too.
+EDIT_WAIT = 30.0
 
 
 def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
@@ -151,19 +154,24 @@ class DiscordPublisher:
         self._latest[job.id] = update
         loop = asyncio.get_running_loop()
         wait = self._last_edit.get(job.id, 0.0) + self.edit_interval - loop.time()
-        if job.final or wait <= 0:
+        if job.final:
             pending = self._pending.pop(job.id, None)
             if pending is not None:
                 pending.cancel()
             await self._edit_status(job.id)
         elif job.id not in self._pending:
-            # Coalesce: one trailing edit with the newest state once the interval has passed.
-            self._pending[job.id] = asyncio.create_task(self._later(job.id, wait))
+            # In the background, at once or once the interval has passed (one trailing edit
+            # with the newest state): Discord slow to answer an edit (aiohttp gives up after
+            # 5 minutes) must not hold the job itself up, its submission and its result.
+            self._pending[job.id] = asyncio.create_task(self._later(job.id, max(0.0, wait)))
 
     async def _later(self, job_id: str, wait: float) -> None:
         await asyncio.sleep(wait)
         self._pending.pop(job_id, None)
-        await self._edit_status(job_id)
+        try:
+            await self._edit_status(job_id)
+        except Exception:  # a bug: logged here, as the engine does for the edits it awaits
+            log.exception("job %s: status update failed", job_id)
 
     async def _edit_status(self, job_id: str) -> None:
         lock = self._locks.setdefault(job_id, asyncio.Lock())
@@ -250,6 +258,12 @@ class DiscordPublisher:
         kwargs: dict = {"embed": embed, "view": view}
         if files is not None:
             kwargs["attachments"] = files
+        async with asyncio.timeout(EDIT_WAIT):  # TimeoutError: a passing fault, tried again
+            await self._edit_by_route(job, message_id, kwargs)
+        if view is not None:
+            view.stop()  # the registered DynamicItems answer the clicks, not this view
+
+    async def _edit_by_route(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
         if self.routes.token_alive(job, timedelta(seconds=5)):
             try:
                 await self.routes.webhook(job).edit_message(message_id, **kwargs)
@@ -264,8 +278,6 @@ class DiscordPublisher:
                 await self._edit_directly(job, message_id, kwargs)
         else:
             await self._edit_directly(job, message_id, kwargs)
-        if view is not None:
-            view.stop()  # the registered DynamicItems answer the clicks, not this view
 
     async def _tell_privately(self, job: JobRecord, embed: discord.Embed) -> None:
         """The job's ending as an ephemeral follow-up while the token lives, else by DM."""

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
+from bot.discord_adapter import publisher
 from tests.discord.harness import started, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 from tests.fakes import rest as fake_rest
@@ -106,4 +107,45 @@ async def test_a_long_rate_limit_on_the_result_post_is_retried_later(
         job = await w.wait_job(job.id, "done")
         assert limit_result_posts == [] and len(w.results_of(job.id)) == 1
         assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def stall_a_status_edit(monkeypatch):
+    """The first edit of a status message before the job's end waits until the returned event
+    is set (Discord not answering it); the list records that it was held."""
+    gate = asyncio.Event()
+    held: list[str] = []
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        body = await request.read()
+        message_id = request.match_info["message_id"]
+        if message_id != "@original" and b"Done" not in body and not held:
+            held.append(message_id)
+            await gate.wait()
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    return gate, held
+
+
+async def test_a_status_edit_discord_never_answers_does_not_hold_up_the_result(
+    tmp_path, caplog, monkeypatch, stall_a_status_edit
+):
+    """While an edit waits for its answer discord.py holds every other call on the
+    interaction's webhook, the result's post too (and with it a delivery turn), for as long as
+    aiohttp waits: 5 minutes. The edit is given up in time and shown again later."""
+    monkeypatch.setattr(publisher, "EDIT_WAIT", 1.0)  # 30 s in production
+    gate, held = stall_a_status_edit
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        try:
+            job = await started(w, await create(w, "a stalled edit"))
+            await w.fake.wait_for(lambda: held, what="a status edit held")
+            await w.wait_result(job.id, timeout=20)
+            await w.wait_status(await w.wait_job(job.id, "done"), "Done")
+        finally:
+            gate.set()
+        assert len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
