@@ -42,7 +42,8 @@ async def earlier_delivery(
     except discord.HTTPException as exc:  # any other refusal: tried again later too
         raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
     if not found:
-        with contextlib.suppress(discord.HTTPException, discord.RateLimited):
+        # A refusal (DMs closed) means none there; a passing fault, to look again later.
+        with contextlib.suppress(discord.HTTPException), passing_faults():
             user = await bot.fetch_user(job.member_id)
             dm = user.dm_channel or await user.create_dm()
             async for message in dm.history(limit=50, after=after, oldest_first=False):

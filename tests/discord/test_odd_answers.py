@@ -295,3 +295,47 @@ async def test_a_defer_taken_but_answered_5xx_still_runs_the_job(
         assert len(w.results_of(job.id)) == 1 and fail_taken_defers == []
         assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
+
+
+@pytest.fixture
+def lose_result_posts(monkeypatch):
+    """lose_result_posts.append(1): the next result post (files) as a follow-up loses its
+    connection before Discord makes it."""
+    drops: list[int] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    async def execute_webhook(self, request):
+        if drops and request.content_type.startswith("multipart/"):
+            drops.pop()
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", execute_webhook)
+    return drops
+
+
+async def test_an_odd_answer_while_looking_for_a_lost_result_post_is_a_passing_fault(
+    tmp_path, caplog, monkeypatch, lose_result_posts
+):
+    """The result's post lost its connection; looking for it before posting again, the bot
+    asks Discord for the member (to read their DMs) and gets an HTML page: it looks again
+    later, instead of an 'unexpected error' traceback."""
+    pages = [1]
+    original = fake_rest.RestApi.get_user
+
+    async def get_user(self, request):
+        if pages:
+            pages.pop()
+            return web.Response(status=200, text=HTML, content_type="text/html")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "get_user", get_user)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        lose_result_posts.append(1)
+        job = await started(w, await create(w, "a lost result"))
+        job = await w.wait_job(job.id, "done", timeout=30)
+        assert lose_result_posts == [] and pages == []
+        assert len(w.results_of(job.id)) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
