@@ -15,7 +15,13 @@ from bot.discord_adapter.earlier_posts import earlier_posts_in
 from bot.discord_adapter.embeds import result_embed
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.publisher import DEFAULT_UPLOAD_LIMIT
-from bot.discord_adapter.uploads import MESSAGE_BYTES, fit_all, passing_faults, split
+from bot.discord_adapter.uploads import (
+    MESSAGE_BYTES,
+    NETWORK_ERRORS,
+    fit_all,
+    passing_faults,
+    split,
+)
 from bot.engine.publisher import PostFailed, ResultImage
 from bot.engine.safety import ChannelNow, ReleaseFailed
 from bot.media.pool import ImagePool
@@ -53,6 +59,9 @@ class MatureDesk:
                 log.info("job %s: private follow-up refused (%s); trying a DM", job.id, exc.status)
             except discord.RateLimited:  # a long 429 (ratelimits.py)
                 log.info("job %s: private follow-up rate limited; trying a DM", job.id)
+            except NETWORK_ERRORS as exc:  # perhaps made: told twice beats not at all
+                why = type(exc).__name__
+                log.warning("job %s: private follow-up not answered (%s); trying a DM", job.id, why)
         try:
             user = await self.bot.fetch_user(job.member_id)
             await user.send(f"About your request in <#{job.channel_id}>: {text}")
@@ -62,6 +71,9 @@ class MatureDesk:
             return False
         except discord.RateLimited as exc:
             log.warning("job %s: DM rate limited for %.0fs", job.id, exc.retry_after)
+            return False
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: DM not answered (%s)", job.id, type(exc).__name__)
             return False
 
     async def channel_now(self, channel_id: int) -> ChannelNow | None:
@@ -76,6 +88,9 @@ class MatureDesk:
             return None
         except discord.RateLimited:
             log.info("channel %s: age restriction unknown (rate limited)", channel_id)
+            return None
+        except NETWORK_ERRORS as exc:
+            log.warning("channel %s: age restriction unknown (%s)", channel_id, type(exc).__name__)
             return None
         return ChannelNow(age_restricted(channel), parent_id)
 

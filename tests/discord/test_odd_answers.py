@@ -339,3 +339,41 @@ async def test_an_odd_answer_while_looking_for_a_lost_result_post_is_a_passing_f
         assert len(w.results_of(job.id)) == 1
         assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
+
+
+@pytest.fixture
+def drop_private_notes(monkeypatch):
+    """drop_private_notes.append(1): the next private (ephemeral) follow-up loses its
+    connection before Discord makes it."""
+    drops: list[int] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    async def execute_webhook(self, request):
+        private = drops and not request.content_type.startswith("multipart/")
+        if private and re.search(rb'"flags": ?64', await request.read()):
+            drops.pop()
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", execute_webhook)
+    return drops
+
+
+async def test_a_private_notice_cut_off_by_the_network_is_sent_by_dm(
+    tmp_path, caplog, drop_private_notes
+):
+    """A result rated above its channel's level is kept from it; the private follow-up that
+    tells the member loses its connection: they are told by DM, instead of not at all (and a
+    traceback)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job = await started(w, await create(w, "a fox at night [sim:r]"))
+        drop_private_notes.append(1)
+        job = await w.wait_job(job.id, "blocked", timeout=30)
+        notice = "rated R and this channel allows up to PG-13"
+        await w.fake.wait_for(
+            lambda: [m for m in w.fake.dm_messages(w.member) if notice in text_of(m)],
+            what="the member told by DM",
+        )
+        assert drop_private_notes == [] and w.results_of(job.id) == []
+    assert traced(caplog) == []
