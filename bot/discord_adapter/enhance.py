@@ -23,6 +23,7 @@ from bot.discord_adapter.enhance_post import enhanced_prompt
 from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import UserFacingError
 from bot.discord_adapter.tool_flow import refused_text, tell
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import JobRequest, Refusal
 from bot.engine.tools import ToolQuote, ToolRequest
 from bot.media.intake import prepare_attachments
@@ -108,8 +109,9 @@ class EnhanceFlow:
                 view=view,
             )
             view.stop()
-        except discord.HTTPException as exc:
-            log.warning("job %s: private status not shown (%s); starting anyway", job.id, exc)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:  # admitted: it runs regardless
+            why = exc if isinstance(exc, discord.HTTPException) else type(exc).__name__
+            log.warning("job %s: private status not shown (%s); starting anyway", job.id, why)
             await bot.engine.launch(job)
             return
         await bot.engine.launch(job, message.id)

@@ -31,7 +31,7 @@ from bot.engine.requests import InteractionToken, JobRequest, Refusal
 from bot.media.attachments import check_declared, check_declared_for
 from bot.media.intake import declared_source, prepare_attachments
 from bot.media.limits import AttachmentInfo, MediaError
-from bot.store.jobs import JobStatus, SourceImage
+from bot.store.jobs import JobRecord, JobStatus, SourceImage
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -190,35 +190,47 @@ class RequestFlow:
             if view is not None:
                 view.stop()
             return
-        try:
-            held = f"{job.hold_amount or job.estimate:,} Buzz held"
-            started = (
-                f"⏸️ Waiting for a moderator's review before it runs; {held}."
-                if job.status is JobStatus.HELD
-                else f"✅ Started: {held}."
-            )
-            await _tell(interaction, started)
-            embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
-            message = await interaction.followup.send(embed=embed, view=view, wait=True)
-            view.stop()
-        except discord.HTTPException as exc:
-            # The job is admitted and paid for: it runs, its result comes all the same.
-            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
-            await self.engine.launch(job)
-            return
-        except NETWORK_ERRORS as exc:
-            # Its answer was lost, not the post perhaps: a status message left in the channel
-            # unknown to the bot would say "Queued" for good, with a Cancel that does nothing.
-            found = await earlier_status(self.bot, self.bot.publisher.routes, job)
-            log.warning(
-                "job %s: no answer to its status message's post (%s); %s",
-                job.id,
-                type(exc).__name__,
-                "it was posted" if found else "starting without it",
-            )
-            await self.engine.launch(job, found)
-            return
-        await self.engine.launch(job, message.id)
+        held = f"{job.hold_amount or job.estimate:,} Buzz held"
+        started = (
+            f"⏸️ Waiting for a moderator's review before it runs; {held}."
+            if job.status is JobStatus.HELD
+            else f"✅ Started: {held}."
+        )
+        await _tell(interaction, started)
+        embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
+        await show_and_launch(self.bot, interaction, job, embed, view)
+
+
+async def show_and_launch(
+    bot: ImageBot,
+    interaction: discord.Interaction,
+    job: JobRecord,
+    embed: discord.Embed,
+    view: discord.ui.View,
+) -> None:
+    """Post an admitted job's public status message, then run the job. It is paid for: it
+    runs whatever Discord answers (a dropped connection too: else it waits for the
+    reconciler, the member told that "nothing was charged")."""
+    try:
+        message = await interaction.followup.send(embed=embed, view=view, wait=True)
+        view.stop()
+    except discord.HTTPException as exc:
+        log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
+        await bot.engine.launch(job)
+        return
+    except NETWORK_ERRORS as exc:
+        # Its answer was lost, not the post perhaps: a status message left in the channel
+        # unknown to the bot would say "Queued" for good, with a Cancel that does nothing.
+        found = await earlier_status(bot, bot.publisher.routes, job)
+        log.warning(
+            "job %s: no answer to its status message's post (%s); %s",
+            job.id,
+            type(exc).__name__,
+            "it was posted" if found else "starting without it",
+        )
+        await bot.engine.launch(job, found)
+        return
+    await bot.engine.launch(job, message.id)
 
 
 async def _tell(

@@ -34,6 +34,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
+from bot.discord_adapter.flow import show_and_launch
 from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import media_text, refusal_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
@@ -214,17 +215,9 @@ class ToolFlow:
         job = await self.admit(interaction, request, quote)
         if job is None:
             return
-        bot = self.bot
-        try:
-            await tell(interaction, f"✅ Started: {job.hold_amount or quote.hold:,} Buzz held.")
-            embed, view = await bot.publisher.first_status(job)
-            message = await interaction.followup.send(embed=embed, view=view, wait=True)
-            view.stop()
-        except discord.HTTPException as exc:
-            log.warning("job %s: status message not posted (%s); starting anyway", job.id, exc)
-            await bot.engine.launch(job)
-            return
-        await bot.engine.launch(job, message.id)
+        await tell(interaction, f"✅ Started: {job.hold_amount or quote.hold:,} Buzz held.")
+        embed, view = await self.bot.publisher.first_status(job)
+        await show_and_launch(self.bot, interaction, job, embed, view)
 
 
 async def still_posted(interaction: discord.Interaction, message_id: int | None) -> bool:
@@ -256,3 +249,7 @@ async def tell(
         await interaction.edit_original_response(content=text, embed=None, view=view)
     except discord.HTTPException as exc:
         log.info("could not answer interaction %s privately (%s)", interaction.id, exc.status)
+    except NETWORK_ERRORS as exc:
+        log.warning(
+            "could not answer interaction %s privately (%s)", interaction.id, type(exc).__name__
+        )

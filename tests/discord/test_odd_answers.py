@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import answer, buttons, job_of, started, text_of, world
+from tests.discord.harness import answer, buttons, finished, job_of, started, text_of, world
 from tests.discord.test_discord_faults import create, traced
 from tests.fakes import rest as fake_rest
 
@@ -376,4 +376,55 @@ async def test_a_private_notice_cut_off_by_the_network_is_sent_by_dm(
             what="the member told by DM",
         )
         assert drop_private_notes == [] and w.results_of(job.id) == []
+    assert traced(caplog) == []
+
+
+@pytest.mark.parametrize("kind", ["dropped", "html"])
+async def test_an_upscale_whose_status_post_lost_its_answer_still_runs(
+    tmp_path, caplog, lose_status_answers, kind
+):
+    """Upscale on a result: its status message's post loses Discord's answer. The job was
+    admitted and its Buzz held: it runs and shows its end, instead of "Discord had a problem
+    with that" with the Buzz held until the reconciler finds it."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await finished(w, await started(w, await create(w, "a lantern")))
+        lose_status_answers.append(kind)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await w.new_job({j.id for j in await w.jobs()}, timeout=30)
+        job = await w.wait_job(job.id, "done", timeout=30)
+        assert lose_status_answers == [] and job.status_message_id is not None
+        await w.wait_status(job, "Done")
+        assert len(w.results_of(job.id)) == 1
+        assert not any("problem" in text_of(m) for m in click.followups)
+    assert traced(caplog) == []
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["shown", "lost"])
+async def test_an_enhancement_whose_private_status_lost_its_answer_still_runs(
+    tmp_path, caplog, monkeypatch, applied
+):
+    """enhance:True: the private "Enhancing your prompt first" edit loses its connection.
+    The enhancement was admitted and its Buzz held: it runs and the member gets the choice,
+    instead of "Discord had a problem" with the Buzz held until the reconciler finds it."""
+    drops = [applied]
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if drops and b"Enhancing your prompt" in await request.read():
+            if drops.pop():
+                await original(self, request)
+            return dropped(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        choice = await h.wait_for_followup(1, timeout=20)
+        assert set(buttons(choice)) == {"Use enhanced", "Keep mine", "Cancel"}
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done")
+        assert drops == [] and job.charged == 1 and await w.available() == 999
     assert traced(caplog) == []
