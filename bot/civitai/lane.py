@@ -187,9 +187,18 @@ class CivitaiLane:
                 return unconfirmed(job)
             raise
         except ValidationFailed as exc:
+            uncertain = may_exist or exc.maybe_accepted
             if self.sources.refused(job, exc.fields):
                 # A source URL it cannot use (the blob lost upstream): again, sources inline.
+                if not uncertain:  # refused outright: the next attempt starts afresh
+                    await run.clear_attempt()
                 raise Unavailable(f"the orchestrator refused the source URLs ({exc})") from exc
+            if uncertain and not exc.fields:
+                # A 400 naming no field (a firewall's page) after an attempt that may have made
+                # the workflow: it may run and charge, so it is looked for again.
+                if stop and run.past_grace():
+                    return unconfirmed(job)
+                raise Unavailable(f"{exc}, and an earlier attempt may have reached it") from exc
             fields = ", ".join(exc.fields) or "the request"
             return Ending(
                 J.FAILED,

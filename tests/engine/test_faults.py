@@ -521,7 +521,7 @@ async def test_a_refusal_while_getting_fresh_image_urls_is_one_more_try(tmp_path
         assert h.sim.requests["get"] >= 2
 
 
-@pytest.mark.parametrize("status", [413, 401])
+@pytest.mark.parametrize("status", [413, 401, 400])
 async def test_a_lost_submit_then_a_refusal_still_settles_what_upstream_charged(tmp_path, status):
     """The first submit's answer is lost after the orchestrator created the workflow; the
     retry is refused (a proxy's 413, or the token refused for a moment). The workflow runs on
@@ -530,7 +530,8 @@ async def test_a_lost_submit_then_a_refusal_still_settles_what_upstream_charged(
         await h.grant(GRANT)
         h.sim.script(Outcome(runtime=100))
         h.sim.lose_answer(route="submit")
-        h.sim.fault(status, route="submit")
+        page = b"<html>Request blocked</html>" if status == 400 else None  # a WAF's, no fields
+        h.sim.fault(status, route="submit", body=page)
         job = await h.engine.submit(h.request(quality="medium"))
         await h.settle_all()
         [ended] = await books_balance(h, job)

@@ -174,3 +174,30 @@ async def test_a_refusal_of_something_else_still_fails_the_job_uncharged(tmp_pat
         failed = await h.job(job.id)
         assert failed.status is JobStatus.FAILED and failed.charged == 0
         assert h.sim.requests["submit"] == 1 and await h.available() == 1000
+
+
+async def test_a_proxy_refusing_the_inline_retry_fails_the_job_at_once(tmp_path):
+    """The orchestrator refuses the source URLs outright (nothing made), and a proxy then
+    refuses the inline body as too large (413): nothing exists upstream, so the job fails at
+    once, uncharged, instead of looking for a workflow until its deadline."""
+    refusal = json.dumps(
+        {"status": 400, "errors": {"steps[0].input.images[0]": ["the image cannot be loaded"]}}
+    ).encode()
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        h.sim.fault(400, route="submit", body=refusal)
+        h.sim.fault(413, route="submit", body=b"<html>413 Request Entity Too Large</html>")
+        job = await h.engine.submit(
+            JobRequest(
+                Requester(GUILD, CHANNEL, MEMBER),
+                Model.GPT_IMAGE_2,
+                Operation.EDIT,
+                RequestOptions(prompt="make it snow", quality="low"),
+                sources=(source(),),
+                confirmed=True,
+            )
+        )
+        await h.settle_all()
+        failed = await h.job(job.id)
+        assert failed.status is JobStatus.FAILED and failed.charged == 0
+        assert "(413)" in (failed.error or "") and await h.available() == 1000
