@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 
 
 async def earlier_delivery(
-    bot: discord.Client, routes: ResultRoutes, job: JobRecord
+    bot: discord.Client, routes: ResultRoutes, job: JobRecord, keep: list[int] | None = None
 ) -> list[int] | None:
     """The ids of the messages that carry this job's result, one per part, if ALL its parts
     were posted (the channel, then the member's DMs); extra copies are removed. A partial
-    post is removed, so the engine posts the whole result again."""
+    post is removed, so the engine posts the whole result again. With `keep` (a post that
+    just succeeded): those stay, every other copy goes, and they are the answer."""
     if bot.user is None:
         return None
     after = _since(job)
@@ -48,6 +49,9 @@ async def earlier_delivery(
             dm = user.dm_channel or await user.create_dm()
             async for message in dm.history(limit=50, after=after, oldest_first=False):
                 _collect(bot, message, job.id, found, messages)
+    if keep is not None:
+        await _delete([m for i, m in messages.items() if i not in keep])
+        return keep
     return await _whole(found, messages)
 
 
@@ -79,10 +83,14 @@ async def _whole(
     picked = one_per_part(found)
     kept, extra = picked if picked is not None else (None, list(messages))
     # Extra copies (a post created, then answered 5xx) or half a result: taken down.
-    for message_id in extra:
-        with contextlib.suppress(discord.HTTPException, discord.RateLimited):
-            await messages[message_id].delete()
+    await _delete([messages[message_id] for message_id in extra])
     return kept
+
+
+async def _delete(messages: list[discord.Message]) -> None:
+    for message in messages:
+        with contextlib.suppress(discord.HTTPException, discord.RateLimited):
+            await message.delete()
 
 
 async def earlier_status(bot: discord.Client, routes: ResultRoutes, job: JobRecord) -> int | None:

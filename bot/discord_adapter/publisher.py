@@ -370,9 +370,10 @@ class DiscordPublisher:
                 posted = await self._deliver(job, images, private=True)
         if not answered_5xx:
             return posted
-        # discord.py may have sent a post again after a 5xx and Discord made both: one stays.
+        # discord.py may have sent a post again after a 5xx and Discord made both: the copies
+        # go, what was just posted stays (it is whole; a look may not see all of it yet).
         try:
-            return await self.find_delivery(job) or posted
+            return await earlier_delivery(self.bot, self.routes, job, keep=posted) or posted
         except PostFailed:  # cannot look now: what was posted is still the result
             return posted
 

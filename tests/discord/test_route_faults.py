@@ -187,7 +187,7 @@ async def test_a_post_discord_made_twice_after_a_5xx_leaves_one_copy(
 ):
     """Discord creates the result message but answers 502, and discord.py's own retry of the
     post succeeds: the bot is told of one message while the channel shows two. It looks once
-    it has seen a 5xx go by, keeps the first copy and takes the other down."""
+    it has seen a 5xx go by, keeps the copy it was told of and takes the other down."""
     statuses: list[int] = [502]
     handler = "execute_webhook" if token_alive else "create_message"
     original = getattr(fake_rest.RestApi, handler)
