@@ -13,6 +13,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
+from bot.discord_adapter import server_errors
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.parts import NotAllowed
 from bot.engine.requests import Refusal
@@ -93,16 +94,19 @@ async def reply(interaction: discord.Interaction, text: str, **kwargs: Any) -> N
         elif "file" in kwargs or "files" in kwargs:  # a file is consumed by the first try
             await interaction.response.send_message(text, ephemeral=True, **kwargs)
         else:
-            await first_answer(
+            another_landed = await first_answer(
                 interaction,
                 lambda: interaction.response.send_message(text, ephemeral=True, **kwargs),
                 discord.InteractionResponseType.channel_message,
             )
+            if another_landed:  # an earlier "thinking…" took the first answer: this follows
+                await interaction.followup.send(text, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
         why = discord_fault(exc) or f"Discord answered {exc.status}"
         log.warning("could not answer interaction %s: %s", interaction.id, why)
-    except (discord.RateLimited, aiohttp.ClientError) as exc:
-        log.warning("could not answer interaction %s: %s", interaction.id, discord_fault(exc))
+    except (discord.RateLimited, *NETWORK_ERRORS) as exc:
+        why = discord_fault(exc) or type(exc).__name__
+        log.warning("could not answer interaction %s: %s", interaction.id, why)
 
 
 UNKNOWN_INTERACTION = 10062  # not acknowledged within Discord's 3 seconds
@@ -113,15 +117,18 @@ async def first_answer(
     interaction: discord.Interaction,
     send: Callable[[], Awaitable[object]],
     kind: discord.InteractionResponseType,
-) -> None:
+) -> bool:
     """An interaction's first answer (`send`, of that `kind`). A connection lost on the way
     (or an answer that cannot be read) leaves it unknown whether Discord took it, and its 3
     seconds run: it is sent again at once. "Already acknowledged" then says an earlier try
-    landed (ours, or discord.py's own after a 5xx Discord answered to one it had taken)."""
+    landed (ours, or discord.py's own after a 5xx Discord answered to one it had taken).
+    True when what landed may be another answer (no try of this one failed): the caller's
+    content is then still to be shown, as a follow-up."""
     for tries in (1, 2):
         try:
-            await send()
-            return
+            with server_errors.watching() as answered_5xx:
+                await send()
+            return False
         except NETWORK_ERRORS as exc:
             if tries == 2:
                 raise
@@ -141,7 +148,8 @@ async def first_answer(
             # discord.py never saw it succeed: without this it would answer again (refused)
             # instead of editing that answer and sending follow-ups.
             interaction.response._response_type = kind
-            return
+            return tries == 1 and not answered_5xx
+    return False
 
 
 def discord_fault(error: BaseException) -> str | None:

@@ -428,3 +428,19 @@ async def test_an_enhancement_whose_private_status_lost_its_answer_still_runs(
         job = await w.wait_job(job.id, "done")
         assert drops == [] and job.charged == 1 and await w.available() == 999
     assert traced(caplog) == []
+
+
+async def test_a_defer_lost_twice_still_tells_the_member_something_went_wrong(
+    tmp_path, caplog, drop_defers
+):
+    """The "thinking…" defer reaches Discord but its answer is lost, and the resend is lost
+    too: the bot gives up on the command. Its error message must still reach the member (as a
+    follow-up of the "thinking…" that landed), not leave "thinking…" spinning for ever."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        drop_defers.extend([True, False])
+        handle = await create(w, "a defer lost twice")
+        message = await handle.wait_for_followup(1, timeout=15)
+        assert "Discord had a problem" in text_of(message), text_of(message)
+        assert await w.jobs() == [] and await w.available() == 1000
+    assert traced(caplog) == []
