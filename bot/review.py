@@ -181,8 +181,6 @@ class ReviewService:
                     "Nothing was charged for this job, so there is nothing to refund; use Dismiss."
                 )
         closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
-        # Decided: an ending a restart left untold would now tell the member a stale story.
-        self.jobs.told_in(tx, job.id)
         verdict: str | None
         if action is Action.APPROVE:
             job = self.engine.approve_in(tx, job.id)
@@ -215,6 +213,10 @@ class ReviewService:
                 "blocked": "blocked; a moderator reviewed it and the block stands",
                 "mature": "not posted; a moderator reviewed it and it will not be posted",
             }.get(item.kind)
+        if verdict is not None and action is not Action.REJECT:
+            # The verdict is the member's news now: an ending a restart left untold would
+            # tell them a stale story (a reject's own ending is marked untold above).
+            self.jobs.told_in(tx, job.id)
         self._audit(tx, closed, action, actor_id, refunded=refundable or None)
         return Outcome(closed, job, summary, verdict, refunded=refundable)
 
