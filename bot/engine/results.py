@@ -138,6 +138,11 @@ class Results:
             except PostFailed as exc:
                 self.parts.metrics.delivery_failed()
                 if not exc.retry or self.parts.clock() >= deadline:
+                    # A passing fault may have come after the post was made (an answer lost):
+                    # one look before telling the member it could not be posted.
+                    existing = await self._look(job) if exc.retry else None
+                    if existing is not None:
+                        return existing
                     await self._undeliverable(job, f"the images could not be posted ({exc})")
                     return None
                 delay = self.parts.backoff(attempt, deadline)
@@ -149,6 +154,12 @@ class Results:
             existing = await self.parts.publisher.find_delivery(job)
             if existing is not None:
                 return existing
+
+    async def _look(self, job: JobRecord) -> list[int] | None:
+        try:
+            return await self.parts.publisher.find_delivery(job)
+        except PostFailed:
+            return None
 
     async def _undeliverable(self, job: JobRecord, reason: str) -> None:
         what = "the images" if job.output is None else "the result"  # a text step's: no images

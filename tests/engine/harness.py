@@ -40,6 +40,8 @@ class MemoryPublisher:
     previews: list[tuple[str, bytes]] = field(default_factory=list)
     # Raised, in turn, by the next deliveries (Discord answering 5xx, 403...).
     post_faults: list[Exception] = field(default_factory=list)
+    # Raised by the next deliveries after they were made (an answer lost on the way back).
+    faults_after_post: list[Exception] = field(default_factory=list)
 
     async def on_status(self, update: StatusUpdate) -> None:
         self.updates.append(update)
@@ -59,6 +61,8 @@ class MemoryPublisher:
         self.posts.append((job.id, images))
         ids = [len(self.posts)]
         self.deliveries[job.id] = ids
+        if self.faults_after_post:
+            raise self.faults_after_post.pop(0)
         return ids
 
     def statuses(self, job_id: str) -> list[str]:

@@ -551,3 +551,18 @@ async def test_a_redirect_while_following_alerts_the_operator_and_the_job_goes_o
         [done] = await books_balance(h, job)
         assert done.status is J.DONE
         assert [key for key, _ in h.alerts.alerts] == ["redirect"]
+
+
+async def test_a_post_that_landed_as_the_deadline_passed_is_not_called_undeliverable(tmp_path):
+    """The last try before the delivery deadline reaches Discord, but its answer is lost: the
+    images are in the channel. The job is done, not 'could not be posted' with a refund item
+    for the moderators."""
+    settings = quick(delivery_deadline=timedelta(seconds=0))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.publisher.faults_after_post.append(PostFailed("the answer was lost", retry=True))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and posted(h, job.id) == [1]
+        assert done.delivered_message_ids == [1] and h.reviews.items == []
