@@ -330,7 +330,9 @@ class CivitaiLane:
                 await run.sleep(self.retry_cap)
                 continue
             missing = 0
-            for key in ("auth", "forbidden", "redirect"):
+            # A read proves the token and the URL, not that the account may place orders (a
+            # 403 for lack of Buzz): that alert is cleared only by a submit that works.
+            for key in ("auth", "redirect"):
                 run.recovered(key)
 
     async def _observe(self, run: Run, workflow: Workflow) -> None:
