@@ -26,16 +26,16 @@ def dropped(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@pytest.fixture
-def drop_defers(monkeypatch):
-    """drop_defers.append(applied): the next "thinking…" defer of an interaction loses its
-    connection after the request was sent; `applied`: Discord acknowledged it all the same."""
+def drop_callbacks(monkeypatch, kind: int) -> list[bool]:
+    """A list `drops`: drops.append(applied) makes the next interaction answer of type `kind`
+    lose its connection after the request was sent; `applied`: Discord took it all the same."""
     drops: list[bool] = []
     original = fake_rest.RestApi.callback
+    pattern = re.compile(rb'"type": ?%d\b' % kind)
 
     async def callback(self, request):
-        body = await request.read()
-        if drops and re.search(rb'"type": ?5\b', body):
+        answer = drops and not request.content_type.startswith("multipart/")
+        if answer and pattern.search(await request.read()):
             if drops.pop(0):
                 await original(self, request)
             return dropped(request)
@@ -43,6 +43,12 @@ def drop_defers(monkeypatch):
 
     monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
     return drops
+
+
+@pytest.fixture
+def drop_defers(monkeypatch):
+    """The next "thinking…" defers (type 5), as drop_callbacks."""
+    return drop_callbacks(monkeypatch, 5)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
@@ -136,21 +142,8 @@ async def test_a_status_message_whose_answer_was_lost_still_shows_the_end(
 
 @pytest.fixture
 def drop_answers(monkeypatch):
-    """drop_answers.append(applied): the next message answer to an interaction (type 4)
-    loses its connection after the request was sent; `applied`: Discord took it all the same."""
-    drops: list[bool] = []
-    original = fake_rest.RestApi.callback
-
-    async def callback(self, request):
-        message = drops and not request.content_type.startswith("multipart/")
-        if message and re.search(rb'"type": ?4\b', await request.read()):
-            if drops.pop(0):
-                await original(self, request)
-            return dropped(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
-    return drops
+    """The next message answers (type 4), as drop_callbacks."""
+    return drop_callbacks(monkeypatch, 4)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
@@ -218,21 +211,8 @@ async def test_a_review_item_whose_answer_was_lost_is_not_posted_twice(
 
 @pytest.fixture
 def drop_updates(monkeypatch):
-    """drop_updates.append(applied): the next answer that updates a clicked message (type 7)
-    loses its connection after the request was sent; `applied`: Discord took it all the same."""
-    drops: list[bool] = []
-    original = fake_rest.RestApi.callback
-
-    async def callback(self, request):
-        update = drops and not request.content_type.startswith("multipart/")
-        if update and re.search(rb'"type": ?7\b', await request.read()):
-            if drops.pop(0):
-                await original(self, request)
-            return dropped(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake_rest.RestApi, "callback", callback)
-    return drops
+    """The next updates of a clicked message (type 7), as drop_callbacks."""
+    return drop_callbacks(monkeypatch, 7)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["acknowledged", "lost"])
