@@ -424,23 +424,9 @@ async def test_a_result_kept_back_just_before_the_process_died_is_still_told(tmp
     dies while the status message is being edited to say so: after the start the message
     does not say "sent to the image service" with Cancel for good, and the member still gets
     the private notice of why it was not posted."""
-    lost = asyncio.Event()
-    original = fake_rest.RestApi.edit_webhook_message
-
-    async def edit_webhook_message(self, request):
-        if not lost.is_set() and b"Not posted" in await request.read():
-            lost.set()
-            await asyncio.Event().wait()  # the process dies before Discord answers
-        return await original(self, request)
-
-    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    lost = hang_the_not_posted_edit(monkeypatch)
     async with world(tmp_path) as w:
-        await w.set_guild(mod_channel_id=mod_channel(w))
-        await w.grant(1000)
-        handle = await request(w, "a fox at night [sim:r]")
-        job = await started_job(w, handle)
-        job = await w.wait_job(job.id, "blocked")
-        await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
+        handle, job = await kept_back_while_telling(w, lost)
         await w.restart_bot()
 
         status = await w.wait_status(job, "Not posted in this channel")
@@ -514,23 +500,9 @@ async def test_a_kept_back_result_decided_before_the_restart_is_not_told_as_wait
     """The process dies while telling a kept-back ending; before it starts again a moderator
     dismisses the item. The start must not tell the member their result "will be reviewed"
     (it was), nor put the status back to saying so."""
-    lost = asyncio.Event()
-    original = fake_rest.RestApi.edit_webhook_message
-
-    async def edit_webhook_message(self, request):
-        if not lost.is_set() and b"Not posted" in await request.read():
-            lost.set()
-            await asyncio.Event().wait()  # the process dies before Discord answers
-        return await original(self, request)
-
-    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    lost = hang_the_not_posted_edit(monkeypatch)
     async with world(tmp_path) as w:
-        await w.set_guild(mod_channel_id=mod_channel(w))
-        await w.grant(1000)
-        handle = await request(w, "a fox at night [sim:r]")
-        job = await started_job(w, handle)
-        job = await w.wait_job(job.id, "blocked")
-        await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
+        handle, job = await kept_back_while_telling(w, lost)
         item = await w.services.moderation.item_for_job(job.id)
         assert item is not None
         # Its status edit waits behind the lost one: the decision commits, the telling dies.
@@ -551,3 +523,29 @@ async def test_a_kept_back_result_decided_before_the_restart_is_not_told_as_wait
         await w.fake.settle()
         assert NOTICE not in seen_by_member(w, handle, [w.channel])
         assert job.charged == COST and await w.available() == 1000 - COST
+
+
+def hang_the_not_posted_edit(monkeypatch) -> asyncio.Event:
+    """The first status edit saying "Not posted" never gets Discord's answer (the process
+    dies meanwhile); the event is set once it is on its way."""
+    lost = asyncio.Event()
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if not lost.is_set() and b"Not posted" in await request.read():
+            lost.set()
+            await asyncio.Event().wait()  # the process dies before Discord answers
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    return lost
+
+
+async def kept_back_while_telling(w, lost: asyncio.Event):
+    """A job whose R result is kept from its channel, its ending's status edit hanging."""
+    await w.set_guild(mod_channel_id=mod_channel(w))
+    await w.grant(1000)
+    handle = await request(w, "a fox at night [sim:r]")
+    job = await w.wait_job((await started_job(w, handle)).id, "blocked")
+    await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
+    return handle, job
