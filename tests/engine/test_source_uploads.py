@@ -38,8 +38,8 @@ def source(colour: str = "teal") -> SourceImage:
     return SourceImage("image", "image/png", 320, 240, buffer.getvalue())
 
 
-async def edit(h: Harness, sent: SourceImage, parent: str | None = None) -> JobRecord:
-    request = JobRequest(
+def edit_request(sent: SourceImage, parent: str | None = None) -> JobRequest:
+    return JobRequest(
         Requester(GUILD, CHANNEL, MEMBER),
         Model.GPT_IMAGE_2,
         Operation.EDIT,
@@ -48,7 +48,10 @@ async def edit(h: Harness, sent: SourceImage, parent: str | None = None) -> JobR
         confirmed=True,
         parent_job_id=parent,
     )
-    job = await h.engine.submit(request)
+
+
+async def edit(h: Harness, sent: SourceImage, parent: str | None = None) -> JobRecord:
+    job = await h.engine.submit(edit_request(sent, parent))
     await h.settle_all()
     done = await h.job(job.id)
     assert done.status is JobStatus.DONE
@@ -160,16 +163,7 @@ async def test_a_refusal_of_something_else_still_fails_the_job_uncharged(tmp_pat
     async with harness(tmp_path) as h:
         await h.grant(1000)
         h.sim.fault(400, route="submit", body=refusal.encode())
-        job = await h.engine.submit(
-            JobRequest(
-                Requester(GUILD, CHANNEL, MEMBER),
-                Model.GPT_IMAGE_2,
-                Operation.EDIT,
-                RequestOptions(prompt="make it snow", quality="low"),
-                sources=(source(),),
-                confirmed=True,
-            )
-        )
+        job = await h.engine.submit(edit_request(source()))
         await h.settle_all()
         failed = await h.job(job.id)
         assert failed.status is JobStatus.FAILED and failed.charged == 0
@@ -187,16 +181,7 @@ async def test_a_proxy_refusing_the_inline_retry_fails_the_job_at_once(tmp_path)
         await h.grant(1000)
         h.sim.fault(400, route="submit", body=refusal)
         h.sim.fault(413, route="submit", body=b"<html>413 Request Entity Too Large</html>")
-        job = await h.engine.submit(
-            JobRequest(
-                Requester(GUILD, CHANNEL, MEMBER),
-                Model.GPT_IMAGE_2,
-                Operation.EDIT,
-                RequestOptions(prompt="make it snow", quality="low"),
-                sources=(source(),),
-                confirmed=True,
-            )
-        )
+        job = await h.engine.submit(edit_request(source()))
         await h.settle_all()
         failed = await h.job(job.id)
         assert failed.status is JobStatus.FAILED and failed.charged == 0
