@@ -475,16 +475,22 @@ async def test_a_workflow_once_not_found_is_asked_for_again(tmp_path):
         assert done.status is J.DONE and done.charged == PRICE
 
 
-async def test_a_token_refused_while_following_alerts_the_operator_and_the_job_goes_on(tmp_path):
+@pytest.mark.parametrize(("status", "alert"), [(401, "auth"), (307, "redirect")])
+async def test_a_refusal_of_the_bot_while_following_alerts_the_operator_and_the_job_goes_on(
+    tmp_path, status, alert
+):
+    """The token is refused (or the base URL starts redirecting, a moved host) while a job
+    runs: the operator is told once, as at submit, and the job is followed on once the
+    orchestrator answers again."""
     async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
         await h.grant(GRANT)
         h.sim.script(Outcome("succeed", runtime=200))
         job = await h.engine.submit(h.request(quality="medium"))
-        h.sim.fault(401, route="get", times=3)
+        h.sim.fault(status, route="get", times=3)
         await h.settle_all()
         [done] = await books_balance(h, job)
         assert done.status is J.DONE
-        assert [key for key, _ in h.alerts.alerts] == ["auth"]
+        assert [key for key, _ in h.alerts.alerts] == [alert]
 
 
 async def test_a_charge_beyond_int32_still_settles_once(tmp_path):
@@ -537,20 +543,6 @@ async def test_a_lost_submit_then_a_refusal_still_settles_what_upstream_charged(
         [ended] = await books_balance(h, job)
         assert ended.status is J.DONE and ended.charged == PRICE
         assert posted(h, job.id) == [1]
-
-
-async def test_a_redirect_while_following_alerts_the_operator_and_the_job_goes_on(tmp_path):
-    """The orchestrator's base URL starts redirecting (a moved host) while a job runs: the
-    operator is told once, as at submit, and the job is followed on once it answers again."""
-    async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
-        await h.grant(GRANT)
-        h.sim.script(Outcome("succeed", runtime=200))
-        job = await h.engine.submit(h.request(quality="medium"))
-        h.sim.fault(307, route="get", times=3)
-        await h.settle_all()
-        [done] = await books_balance(h, job)
-        assert done.status is J.DONE
-        assert [key for key, _ in h.alerts.alerts] == ["redirect"]
 
 
 async def test_a_post_that_landed_as_the_deadline_passed_is_not_called_undeliverable(tmp_path):
