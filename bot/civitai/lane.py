@@ -196,9 +196,7 @@ class CivitaiLane:
             if uncertain and not exc.fields:
                 # A 400 naming no field (a firewall's page) after an attempt that may have made
                 # the workflow: it may run and charge, so it is looked for again.
-                if stop and run.past_grace():
-                    return unconfirmed(job)
-                raise Unavailable(f"{exc}, and an earlier attempt may have reached it") from exc
+                return look_again(job, exc, stop and run.past_grace())
             fields = ", ".join(exc.fields) or "the request"
             return Ending(
                 J.FAILED,
@@ -225,9 +223,7 @@ class CivitaiLane:
             if may_exist or exc.maybe_accepted:
                 # An earlier attempt may have made the workflow (its answer lost): it may run
                 # and charge, so it is asked for again (same externalId) rather than given up.
-                if stop and run.past_grace():
-                    return unconfirmed(job)
-                raise Unavailable(f"{exc}, and an earlier attempt may have reached it") from exc
+                return look_again(job, exc, stop and run.past_grace())
             return Ending(
                 J.FAILED,
                 message=f"the orchestrator refused it ({exc.status}); nothing was charged",
@@ -353,6 +349,14 @@ def _alert_key(exc: OrchestratorError) -> str:
     if isinstance(exc, Unauthorized):
         return "auth"
     return "forbidden" if isinstance(exc, Forbidden) else "redirect"
+
+
+def look_again(job: JobRecord, refusal: OrchestratorError, given_up: bool) -> Ending:
+    """A submit refused after an attempt that may have made the workflow: raised as passing
+    (the next attempt finds it by externalId), or, once `given_up`, ended unconfirmed."""
+    if given_up:
+        return unconfirmed(job)
+    raise Unavailable(f"{refusal}, and an earlier attempt may have reached it") from refusal
 
 
 def unconfirmed(job: JobRecord) -> Ending:
