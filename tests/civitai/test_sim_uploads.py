@@ -138,8 +138,10 @@ async def test_a_presigned_url_takes_an_upload_without_a_token(
         accepted = await anonymous.post(
             presigned["uploadUrl"], content=png_bytes(8, 8), headers={"Content-Type": "image/png"}
         )
+        url = presigned["uploadUrl"]
+        # One hex digit of the signature changed (always a change: "abc" could be what it was).
         forged = await anonymous.post(
-            presigned["uploadUrl"][:-3] + "abc",
+            url[:-1] + ("0" if url[-1] != "0" else "1"),
             content=png_bytes(8, 8),
             headers={"Content-Type": "image/png"},
         )
