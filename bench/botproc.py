@@ -29,7 +29,7 @@ async def run(args: argparse.Namespace) -> None:
 
     from bot.config import Settings
     from bot.discord_adapter.bot import ImageBot
-    from bot.gc_tuning import tune_gc
+    from bot.memory_tuning import tune_memory
     from bot.services import build_services
 
     settings = Settings(
@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace) -> None:
         },
     )
     services = await build_services(settings, base_url=args.sim_url, token=args.sim_token)
-    tune_gc()  # as `python -m bot run` does
+    tune_memory()  # as `python -m bot run` does
     # What tests/fakes/runner.py's patched_endpoints does, for this whole process.
     Route.BASE = args.api_base
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(args.gateway)

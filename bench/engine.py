@@ -215,7 +215,7 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
     from bot.config import Settings
     from bot.engine.follow import Schedule
     from bot.engine.requests import JobRequest, Refusal, Requester
-    from bot.gc_tuning import tune_gc
+    from bot.memory_tuning import tune_memory
     from bot.services import build_services
 
     members = max(50, math.ceil(len(plan) / 40))  # per-member concurrency is at most 50
@@ -231,7 +231,7 @@ async def worker(args: argparse.Namespace, plan: list[dict[str, Any]]) -> dict[s
             },
         )
         services = await build_services(settings, base_url=args.sim_url, token=args.token)
-        tune_gc()  # as `python -m bot run` does
+        tune_memory()  # as `python -m bot run` does
         detected: dict[str, float] = {}
         flight: dict[str, Any] = {"live": set(), "peak": 0}
         instrument(services.client, detected, flight)

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -20,7 +21,6 @@ from bot import net
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.lane import CivitaiLane
 from bot.civitai.safety import CivitaiSafety
-from bot.civitai.simulator import Simulator
 from bot.civitai.sources import SourceUploads
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
@@ -42,6 +42,9 @@ from bot.store.retention import Retention
 from bot.store.safety import SafetyStore
 from bot.store.source_blobs import SourceBlobStore
 from bot.store.state import BotState
+
+if TYPE_CHECKING:  # the simulators (aiohttp server, schema validation) load only when used
+    from bot.civitai.simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,8 @@ async def build_services(
         token = settings.civitai.token.get_secret_value() if settings.civitai.token else None
     elif base_url is None:
         if settings.simulated:
+            from bot.civitai.simulator import Simulator
+
             simulator = Simulator(token=secrets.token_urlsafe(24), speed=settings.simulator.speed)
             base_url = await simulator.start(port=settings.simulator.port)
             token = simulator.token

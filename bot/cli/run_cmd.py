@@ -15,7 +15,7 @@ from typing import IO
 
 from bot import heartbeat, logs
 from bot.config import Settings, load_settings, problems_for_running
-from bot.gc_tuning import tune_gc
+from bot.memory_tuning import tune_memory
 from bot.net import url_secrets
 from bot.store.db import DatabaseProblem, SchemaTooNew
 from bot.store.location import DatabaseUnavailable, check_writable
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     # discord.py is imported only for this command.
     from bot.discord_adapter.runner import StartupFailed, serve
 
-    tune_gc()
+    tune_memory()
     with lock, contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(serve(settings, sync=args.sync))

@@ -2,7 +2,7 @@
 
 discord.py leaves open a file object it was handed, and its `File.close()` sets the object's
 own bound `close` back on it: the buffer then sits in a reference cycle that only the
-collector's full pass frees, and those are rare here (bot.gc_tuning). With results of up to
+collector's full pass frees, and those are rare here (bot.memory_tuning). With results of up to
 10 MB each, a burst of deliveries kept hundreds of MB alive that way (bench/engine.py: peak RSS
 from 190 MB in flight to over 500 MB while 1 000 results were posted). A MemoryFile frees its
 buffer as soon as discord.py is done with it.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -17,9 +18,11 @@ from bot.openai_api.catalog import availability
 from bot.openai_api.client import OpenAIImagesClient
 from bot.openai_api.pricing import PriceTable
 from bot.openai_api.request import LaneSettings
-from bot.openai_api.simulator import OpenAISimulator
 from bot.openai_api.switch import ModelSwitch
 from bot.store.state import BotState
+
+if TYPE_CHECKING:  # the simulator (an aiohttp server) loads only when there is no key
+    from bot.openai_api.simulator import OpenAISimulator
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ async def open_service(
     key: SecretStr | str | None = api_key
     if base_url is None:
         if config.api_key is None or not config.api_key.get_secret_value():
+            from bot.openai_api.simulator import OpenAISimulator
+
             simulator = OpenAISimulator(
                 api_key=secrets.token_urlsafe(24), speed=settings.simulator.speed
             )

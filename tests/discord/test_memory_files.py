@@ -1,5 +1,5 @@
 """Images sent from memory are freed once discord.py has sent them (not left to the rare full
-collection, see bot.gc_tuning), and stay readable for discord.py's own retries until then."""
+collection, see bot.memory_tuning), and stay readable for discord.py's own retries until then."""
 
 from __future__ import annotations
 
