@@ -4,6 +4,7 @@ turned into what the engine understands (PostFailed) or a signal to shrink (a 41
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterator
 
@@ -17,6 +18,11 @@ from bot.media.pool import ImagePool
 MAX_FILES = 10
 # Discord caps a whole request as well as each file: a result larger than this is split.
 MESSAGE_BYTES = 25 * 1024 * 1024
+# A post's answer is waited for this long, plus its upload at UPLOAD_RATE: aiohttp's own limit
+# is 5 minutes, all that time holding a delivery turn. A post given up is looked for (it may
+# have landed) before it is made again (engine/results.py).
+POST_WAIT = 60.0
+UPLOAD_RATE = 256 * 1024  # bytes a second: a slow uplink
 # Failures to reach Discord at all (not an answer from it).
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
@@ -48,9 +54,11 @@ def passing_faults() -> Iterator[None]:
 async def sending(call: Awaitable[discord.Message | None], largest: int) -> discord.Message:
     """Await one post; Discord's expected faults become PostFailed (retry later) or TooLarge,
     refusals (403/404, expired tokens) stay HTTPExceptions for the caller's fallbacks."""
-    with passing_faults():
+    upload = min(MESSAGE_BYTES, MAX_FILES * largest) / UPLOAD_RATE
+    with passing_faults():  # the timeout's TimeoutError is a passing fault
         try:
-            message = await call
+            async with asyncio.timeout(POST_WAIT + upload):
+                message = await call
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise TooLarge(largest) from None

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
-from bot.discord_adapter import publisher
+from bot.discord_adapter import publisher, uploads
 from tests.discord.harness import started, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 from tests.fakes import rest as fake_rest
@@ -147,5 +147,53 @@ async def test_a_status_edit_discord_never_answers_does_not_hold_up_the_result(
             await w.wait_status(await w.wait_job(job.id, "done"), "Done")
         finally:
             gate.set()
+        assert len(w.results_of(job.id)) == 1
+    assert traced(caplog) == []
+
+
+@pytest.fixture
+def never_answer_a_result_post(monkeypatch):
+    """The first result post (a follow-up with files) is made, or not, and never answered
+    (until the returned event is set): a connection Discord stopped reading from."""
+    gate = asyncio.Event()
+    held: list[bool] = []
+    original = fake_rest.RestApi.execute_webhook
+
+    def made(landed: bool):
+        async def execute_webhook(self, request):
+            if request.content_type.startswith("multipart/") and not held:
+                held.append(landed)
+                if landed:
+                    await original(self, request)
+                await gate.wait()
+                return web.Response(status=204)  # the bot gave up on it long ago
+            return await original(self, request)
+
+        return execute_webhook
+
+    def install(landed: bool) -> None:
+        monkeypatch.setattr(fake_rest.RestApi, "execute_webhook", made(landed))
+
+    return install, gate, held
+
+
+@pytest.mark.parametrize("landed", [False, True])
+async def test_a_result_post_discord_never_answers_is_given_up_and_posted_once(
+    tmp_path, caplog, monkeypatch, never_answer_a_result_post, landed
+):
+    """aiohttp would wait 5 minutes for the answer, holding a delivery turn. The post is
+    given up in time; the result is then looked for (it may have landed) and posted if not:
+    one copy either way, and the job is done."""
+    monkeypatch.setattr(uploads, "POST_WAIT", 1.0)  # 60 s (and upload time) in production
+    install, gate, held = never_answer_a_result_post
+    install(landed)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        try:
+            job = await started(w, await create(w, "a post never answered"))
+            await w.wait_status(await w.wait_job(job.id, "done", timeout=30), "Done")
+        finally:
+            gate.set()
+        assert held == [landed]
         assert len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
