@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from bot.engine.engine import Engine
 from bot.metrics import Metrics
@@ -27,13 +27,13 @@ from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import (
-    MAX_BAN_DAYS,
     RESUME_RELEASES_WITHIN,
     AlreadyHandled,
     ItemEvent,
     ModerationStore,
     ReviewItem,
 )
+from bot.store.sanctions import LongerBanStands
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +300,7 @@ class ReviewService:
         earlier = self.moderation.ban_giver_in(tx, item.id)
         if earlier is not None:
             raise ReviewError(f"A ban was already given for this item by <@{earlier}>.")
-        # Another moderator's longer ban stands: a press on one item must not shorten it.
-        current = self.moderation.active_ban_in(tx, item.guild_id, job.member_id)
-        if current is not None and _outlasts(current.expires_at, days, self.clock()):
-            until = f"until {current.expires_at:%Y-%m-%d %H:%M} UTC" if current.expires_at else ""
-            by = f" (by <@{current.actor_id}>)" if current.actor_id else ""
-            raise ReviewError(
-                f"<@{job.member_id}> is already banned here {until or 'with no end'}{by}; "
-                "that ban stands."
-            )
-        try:
+        try:  # another moderator's longer ban stands: a press on one item must not shorten it
             ban = self.moderation.ban_in(
                 tx,
                 item.guild_id,
@@ -319,7 +310,7 @@ class ReviewService:
                 days=days,
                 item_id=item.id,
             )
-        except ValueError as exc:
+        except (ValueError, LongerBanStands) as exc:
             raise ReviewError(str(exc)) from None
         until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
         self._audit(tx, item, Action.BAN, actor_id, days=days, reason=reason)
@@ -391,13 +382,6 @@ class ReviewService:
 
     async def history(self, item_id: int) -> list[ItemEvent]:
         return await self.moderation.item_events(item_id)
-
-
-def _outlasts(expires: datetime | None, days: int | None, now: datetime) -> bool:
-    """A ban ending at `expires` lasts at least as long as a new one of `days` (None: no end)."""
-    if days is not None and not 1 <= days <= MAX_BAN_DAYS:
-        return False
-    return expires is None or (days is not None and expires >= now + timedelta(days=days))
 
 
 __all__ = ["CLOSING", "Action", "AlreadyHandled", "Outcome", "ReviewError", "ReviewService"]

@@ -18,7 +18,7 @@ from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
 from bot.discord_adapter.review_text import SOURCE_NAMES, queue_label
-from bot.store.moderation import MAX_BAN_DAYS
+from bot.store.sanctions import MAX_BAN_DAYS
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot

@@ -14,7 +14,7 @@ from bot.discord_adapter.decisions import decide
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import UserFacingError, reply, report_error
 from bot.review import Action
-from bot.store.moderation import MAX_BAN_DAYS
+from bot.store.sanctions import MAX_BAN_DAYS
 
 FORM_GONE = (
     "This form is no longer open (the bot restarted, or it waited too long); open it again. "

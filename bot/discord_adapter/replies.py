@@ -24,6 +24,7 @@ from bot.store.db import StoreBusy
 from bot.store.guilds import SettingsRefused
 from bot.store.ledger import LedgerError
 from bot.store.moderation import AlreadyHandled
+from bot.store.sanctions import LongerBanStands
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def describe_error(error: BaseException) -> str | None:
         return f"**{error.option}**: {sentence(error.message)}"
     if isinstance(error, NotAllowed):
         return sentence(capitalized(str(error)))
-    if isinstance(error, UserFacingError | ReviewError | AlreadyHandled):
+    if isinstance(error, UserFacingError | ReviewError | AlreadyHandled | LongerBanStands):
         return sentence(str(error))
     if isinstance(error, FilterError | LedgerError):
         return f"Not done: {sentence(str(error))}"

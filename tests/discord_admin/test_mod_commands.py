@@ -297,9 +297,47 @@ async def test_the_ban_button_does_not_shorten_a_longer_ban_another_moderator_ga
         assert ban is not None and ban.expires_at is None and ban.actor_id == w.moderator
         assert "banned" in await refused_as_banned(w)
         # A longer ban than the one in force does replace it.
+        await ask(w, w.moderator, "mod unban", {"member": w.member})
         await ask(w, w.moderator, "mod ban", {"member": w.member, "days": 1})
         opened = await click(w, item, "Ban", second)
         sent = await w.fake.submit_modal(opened, {"days": "30", "reason": "worse"})
         assert text_of(await answer(sent)).startswith(f"Review #1: banned <@{w.member}>")
         ban = await w.services.moderation.active_ban(w.guild, w.member)
         assert ban is not None and ban.expires_at == clock.now + timedelta(days=30)
+
+
+async def test_mod_ban_does_not_shorten_a_longer_ban_in_force(tmp_path):
+    """A member banned with no end (or for longer) is banned again with /mod ban for a day:
+    the longer ban stands and the moderator is told privately, instead of the member being
+    let back in tomorrow. A longer ban does replace a shorter one."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.grant(1000)
+        second = w.fake.add_member(w.guild, "mod-two", permissions=MANAGE_MESSAGES)
+        await ask(w, w.moderator, "mod ban", {"member": w.member, "reason": "spam"})
+
+        text = await ask(w, second, "mod ban", {"member": w.member, "days": 1})
+        assert text == (
+            f"<@{w.member}> is already banned here with no end (by <@{w.moderator}>); "
+            "that ban stands."
+        )
+        clock.advance(days=2)
+        ban = await w.services.moderation.active_ban(w.guild, w.member)
+        assert ban is not None and ban.expires_at is None and ban.reason == "spam"
+        assert "banned" in await refused_as_banned(w)
+
+        # A ban ending in 30 days stands against one of 7 days, not against one of 60.
+        await ask(w, w.moderator, "mod unban", {"member": w.member})
+        await ask(w, w.moderator, "mod ban", {"member": w.member, "days": 30})
+        until = clock.now + timedelta(days=30)
+        text = await ask(w, second, "mod ban", {"member": w.member, "days": 7})
+        assert text == (
+            f"<@{w.member}> is already banned here until {until:%Y-%m-%d %H:%M} UTC "
+            f"(by <@{w.moderator}>); that ban stands."
+        )
+        text = await ask(w, second, "mod ban", {"member": w.member, "days": 60})
+        assert text.startswith(f"<@{w.member}> can no longer use the bot here until ")
+        ban = await w.services.moderation.active_ban(w.guild, w.member)
+        assert ban is not None and ban.expires_at == clock.now + timedelta(days=60)
+        bans = await w.services.db.fetchall("SELECT actor_id FROM bans ORDER BY id")
+        assert [b[0] for b in bans] == [w.moderator, w.moderator, second]

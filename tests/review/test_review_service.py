@@ -11,7 +11,7 @@ import pytest
 from bot.engine.requests import Refusal, RefusalReason, Requester
 from bot.review import Action, AlreadyHandled, Outcome, ReviewError
 from bot.store.jobs import JobStatus
-from bot.store.moderation import MAX_BAN_DAYS
+from bot.store.sanctions import MAX_BAN_DAYS
 from tests.review.helpers import (
     CHANNEL,
     FILTERED,

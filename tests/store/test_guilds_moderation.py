@@ -15,6 +15,7 @@ from bot.store.db import Conn, Database
 from bot.store.guilds import GuildSettings, GuildStore
 from bot.store.jobs import JobStore
 from bot.store.moderation import AlreadyHandled, ModerationStore, ReviewItem
+from bot.store.sanctions import LongerBanStands
 from tests.store.conftest import GUILD, OTHER_GUILD, Clock, new_job
 
 DEFAULTS = GuildDefaults(
@@ -156,17 +157,18 @@ async def test_permanent_ban_and_unban(db: Database, mod: ModerationStore, clock
     assert actions == ["moderation.unban", "moderation.ban"]
 
 
-async def test_new_ban_replaces_the_old_one(
+async def test_a_longer_ban_replaces_a_shorter_one_never_the_other_way(
     db: Database, mod: ModerationStore, clock: Clock
 ) -> None:
-    def ban_twice(tx: Conn) -> None:
-        mod.ban_in(tx, GUILD, 7, actor_id=42, reason="forever", days=None)
-        mod.ban_in(tx, GUILD, 7, actor_id=42, reason="shortened", days=1)
-
-    await db.write(ban_twice)
-    assert (await mod.active_ban(GUILD, 7)).reason == "shortened"  # type: ignore[union-attr]
-    clock.advance(days=1)
-    assert await mod.active_ban(GUILD, 7) is None
+    await db.write(mod.ban_in, GUILD, 7, actor_id=42, reason="a day", days=1)
+    await db.write(mod.ban_in, GUILD, 7, actor_id=43, reason="forever", days=None)
+    for days in (1, 3650, None):  # nothing outlasts a ban with no end
+        with pytest.raises(LongerBanStands) as refused:
+            await db.write(mod.ban_in, GUILD, 7, actor_id=44, reason="shorter", days=days)
+        assert refused.value.ban.reason == "forever"
+    clock.advance(days=3650)
+    assert (await mod.active_ban(GUILD, 7)).reason == "forever"  # type: ignore[union-attr]
+    assert [e.action for e in await audit.events(db, GUILD)] == ["moderation.ban"] * 2
 
 
 async def test_strikes_counted_within_the_window(
