@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.engine.engine import Engine
+from bot.engine.safety import ChannelNow
 from bot.metrics import Metrics
 from bot.release import ReleaseRefused, Releases
 from bot.review_actions import CLOSING, FITS, RELEASING, Action, unfit
@@ -89,6 +90,9 @@ class ReviewService:
         reason: str | None = None,
     ) -> Outcome:
         settings = await self.guilds.settings(guild_id)
+        where = (
+            await self._approval_channel(guild_id, item_id) if action is Action.APPROVE else None
+        )
         outcome = await self.db.write(
             self._act,
             guild_id,
@@ -99,6 +103,7 @@ class ReviewService:
             reason,
             settings.strikes_to_ban,
             settings.strike_window_days,
+            where,
         )
         self.metrics.refunded(outcome.refunded)  # after the commit: only what was given
         if action in RELEASING and self.releases is not None:
@@ -112,6 +117,18 @@ class ReviewService:
             ended_now = action is Action.REJECT and outcome.job.final
             await self.engine.notify(outcome.job, outcome.verdict, finished=ended_now)
         return outcome
+
+    async def _approval_channel(self, guild_id: int, item_id: int) -> ChannelNow | None:
+        """The held job's channel as Discord has it now, asked before the decision's
+        transaction (NotAllowed when its result could not be posted there); None when
+        there is nothing to approve (the transaction says why)."""
+        item = await self.moderation.item(item_id)
+        if item is None or item.guild_id != guild_id or not item.open or item.kind != "held":
+            return None
+        job = await self.jobs.job(item.job_id)
+        if job is None or job.status is not JobStatus.HELD:
+            return None
+        return await self.engine.approval_channel(job)
 
     async def resume_releases(self) -> list[int]:
         """Releases recorded but never posted (the process died in between): posted now, the
@@ -147,6 +164,7 @@ class ReviewService:
         reason: str | None,
         strikes_to_ban: int,
         window_days: int,
+        where: ChannelNow | None = None,
     ) -> Outcome:
         item = self.moderation.item_in(tx, item_id)
         if item is None or item.guild_id != guild_id:
@@ -158,13 +176,19 @@ class ReviewService:
         if action not in FITS[item.kind]:
             raise ReviewError(unfit(item, action))
         if action in CLOSING:
-            return self._close(tx, item, job, action, actor_id)
+            return self._close(tx, item, job, action, actor_id, where)
         if action is Action.STRIKE:
             return self._strike(tx, item, job, actor_id, reason, strikes_to_ban, window_days)
         return self._ban(tx, item, job, actor_id, reason, days)
 
     def _close(
-        self, tx: Conn, item: ReviewItem, job: JobRecord, action: Action, actor_id: int
+        self,
+        tx: Conn,
+        item: ReviewItem,
+        job: JobRecord,
+        action: Action,
+        actor_id: int,
+        where: ChannelNow | None = None,
     ) -> Outcome:
         if item.kind == "held" and job.status is not JobStatus.HELD:
             return self._close_gone(tx, item, job, action, actor_id)
@@ -183,7 +207,7 @@ class ReviewService:
         closed = self.moderation.close_item_in(tx, item.id, CLOSING[action], actor_id)
         verdict: str | None
         if action is Action.APPROVE:
-            job = self.engine.approve_in(tx, job.id)
+            job = self.engine.approve_in(tx, job.id, where)
             summary, verdict = "approved: the job runs now", "a moderator approved it; it runs now"
         elif action is Action.REJECT:
             job = self.engine.reject_in(tx, job.id)

@@ -94,6 +94,32 @@ class MatureDesk:
             return None
         return ChannelNow(age_restricted(channel), parent_id)
 
+    async def cannot_post(self, channel_id: int) -> str | None:
+        try:
+            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        except discord.NotFound:
+            return "it was deleted"
+        except discord.Forbidden:
+            return "I cannot see it any more"
+        except (discord.HTTPException, discord.RateLimited, *NETWORK_ERRORS) as exc:
+            log.info("channel %s: whether I can post there is unknown (%s)", channel_id, exc)
+            return None  # a passing fault: delivery has its own fallbacks
+        me = getattr(getattr(channel, "guild", None), "me", None)
+        if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return None
+        perms = channel.permissions_for(me)
+        thread = isinstance(channel, discord.Thread)
+        send = perms.send_messages_in_threads if thread else perms.send_messages
+        # Without View Channel or Send Messages, Discord takes the rest away too: name the root.
+        if not perms.view_channel:
+            missing = ["View Channel"]
+        elif not send:
+            missing = ["Send Messages in Threads" if thread else "Send Messages"]
+        else:
+            needed = (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
+            missing = [name for name, granted in needed if not granted]
+        return f"I need {' and '.join(missing)} there" if missing else None
+
     def _token_alive(self, token: str | None, expires: datetime | None) -> bool:
         return bool(token) and expires is not None and self.clock() < expires - TOKEN_MARGIN
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from bot.engine.admission import check_concurrency
 from bot.engine.driver import Driver
+from bot.engine.mature import level_now
 from bot.engine.parts import J, NotAllowed, Parts
 from bot.engine.requests import Refusal, Requester
+from bot.engine.safety import ChannelNow
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord, TransitionError
 
@@ -31,16 +33,38 @@ class Decisions:
         self.parts = parts
         self.driver = driver
 
-    def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
+    async def approval_channel(self, job: JobRecord) -> ChannelNow | None:
+        """Before a held job is approved: its channel as Discord has it now (None when it
+        cannot be told). NotAllowed when its result could no longer be posted there: the
+        member would pay for images that cannot reach them where they asked."""
+        notices = self.parts.safety.notices if self.parts.safety is not None else None
+        if notices is None:
+            return None
+        why = await notices.cannot_post(job.channel_id)
+        if why is not None:
+            raise NotAllowed(
+                f"the result cannot be posted in <#{job.channel_id}> any more ({why}); "
+                "reject the job, or fix that and approve it again"
+            )
+        return await notices.channel_now(job.channel_id)
+
+    def approve_in(self, tx: Conn, job_id: str, where: ChannelNow | None = None) -> JobRecord:
         """A held job is released to run (its Buzz is already held); call adopt() after commit.
-        What changed while it waited is checked again: a ban, the model switched off (by an
-        admin, or retired upstream), the concurrency limits."""
+        What changed while it waited is checked again: a ban, the channel closed to image
+        commands, the model switched off (by an admin, or retired upstream), the concurrency
+        limits; and it runs for its channel's level as it is now (`where`: approval_channel)."""
         parts = self.parts
         held = parts.jobs.job_in(tx, job_id)
         assert held is not None
         if parts.moderation.active_ban_in(tx, held.guild_id, held.member_id) is not None:
             raise NotAllowed("the member has been banned since; reject the job instead")
         settings = parts.guilds.settings_in(tx, held.guild_id)
+        parent_id = where.parent_id if where is not None else None
+        if not settings.channel_allowed(held.channel_id, parent_id):
+            raise NotAllowed(
+                f"image commands are no longer allowed in <#{held.channel_id}>; "
+                "reject the job instead"
+            )
         if not settings.model_enabled(held.model):
             raise NotAllowed(
                 f"the model {held.model} has been switched off here since; reject the job instead"
@@ -50,12 +74,16 @@ class Decisions:
             check_concurrency(mine, theirs, settings, member_id=held.member_id)
         except Refusal as exc:
             raise NotAllowed(str(exc)) from None
+        rating = held.max_rating
+        if parts.safety is not None:  # never raised: only an admin's lowering applies
+            rating = level_now(held, parts.safety.store.settings_in(tx, held.guild_id), where)
         return parts.jobs.transition_in(
             tx,
             job_id,
             J.QUEUED,
             detail="approved",
             deadline_at=parts.clock() + parts.settings.deadline,
+            max_rating=rating,
         )
 
     def reject_in(self, tx: Conn, job_id: str) -> JobRecord:

@@ -19,7 +19,7 @@ from bot.engine.offers import Offers
 from bot.engine.parts import HELD_MESSAGE, EngineSettings, J, NotAllowed, Parts, PromptFilter
 from bot.engine.publisher import OperatorAlerts, Publisher, ResultImage, ReviewListener
 from bot.engine.requests import JobRequest, Requester
-from bot.engine.safety import Safety
+from bot.engine.safety import ChannelNow, Safety
 from bot.engine.tools import ToolAdmission
 from bot.metrics import Metrics
 from bot.store.db import Conn, Database, utcnow
@@ -151,8 +151,11 @@ class Engine:
     async def cancel(self, job_id: str, actor: Requester) -> JobRecord:
         return await self.decisions.cancel(job_id, actor)
 
-    def approve_in(self, tx: Conn, job_id: str) -> JobRecord:
-        return self.decisions.approve_in(tx, job_id)
+    async def approval_channel(self, job: JobRecord) -> ChannelNow | None:
+        return await self.decisions.approval_channel(job)
+
+    def approve_in(self, tx: Conn, job_id: str, where: ChannelNow | None = None) -> JobRecord:
+        return self.decisions.approve_in(tx, job_id, where)
 
     def reject_in(self, tx: Conn, job_id: str) -> JobRecord:
         return self.decisions.reject_in(tx, job_id)

@@ -19,10 +19,11 @@ from datetime import timedelta
 from bot.engine.lane import Ending
 from bot.engine.parts import J, Parts
 from bot.engine.publisher import ResultImage
-from bot.engine.safety import ReleaseFailed
+from bot.engine.safety import ChannelNow, ReleaseFailed
 from bot.safety import levels
 from bot.store.db import Conn
 from bot.store.jobs import JobRecord
+from bot.store.safety import SafetySettings
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,14 @@ async def allowed_now(parts: Parts, job: JobRecord, ending: Ending) -> str | Non
         except Exception:
             log.exception("job %s: the channel's age restriction could not be read", job.id)
     settings = await safety.store.settings(job.guild_id)
+    return level_now(job, settings, where)
+
+
+def level_now(job: JobRecord, settings: SafetySettings, where: ChannelNow | None) -> str | None:
+    """The job's level from admission, lowered to its channel's level now (`where`: the
+    channel as Discord has it now, None when it cannot be told)."""
+    if job.max_rating is None:
+        return None
     if where is None:
         # Unknown (the channel likely gone; the DM route is private): a thread's parent is
         # not known either, so only a level set on the channel itself can lower the job's.

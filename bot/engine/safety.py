@@ -66,6 +66,10 @@ class MemberNotices(Protocol):
         parent's) and a thread's parent; None when it cannot be told (the channel is gone or
         out of sight)."""
 
+    async def cannot_post(self, channel_id: int) -> str | None:
+        """Why a result could not be posted in the channel now (deleted, the bot's
+        permissions taken), for a moderator; None when it can, or when Discord cannot say."""
+
 
 @dataclass
 class Safety:

@@ -19,7 +19,7 @@ from tests.discord.harness import (
     text_of,
 )
 from tests.fakes import InteractionHandle
-from tests.fakes.gateway import GUILD_MEMBERS
+from tests.fakes.gateway import GUILD_MEMBERS, GUILDS
 
 # What a member's request costs in these tests: gpt-image-2, medium, 1024x1024, one image.
 COST = 78
@@ -181,6 +181,15 @@ def allow_everyone(w: World, command: str, guild: int | None = None) -> None:
                 registered["default_member_permissions"] = None
                 found = True
     assert found, command
+
+
+def delete_channel(w: World, channel_id: int) -> None:
+    """An admin deletes a channel (Discord tells the bot)."""
+    world = w.fake.world
+    channel = world.channels.pop(channel_id)
+    world.guild(channel.guild_id).channels.pop(channel_id, None)
+    w.fake._dispatch_soon("CHANNEL_DELETE", channel.payload(world), intent=GUILDS)
+    w.fake.notify()
 
 
 def join(w: World, guild: int, user: int, roles: list[int] | None = None) -> None:

@@ -17,6 +17,7 @@ from tests.discord_admin.helpers import (
     Clock,
     ask,
     blocked,
+    delete_channel,
     item_message,
     jobs_with_items,
     ledger_kinds,
@@ -38,14 +39,6 @@ async def test_the_queue_counts_every_open_item(tmp_path):
         assert "Review queue (250 open)" in text
         shown = sum(1 for line in text.splitlines() if line.startswith("#"))
         assert f"… and {250 - shown} more; decide these first" in text
-
-
-def delete_channel(w, channel_id: int) -> None:
-    world = w.fake.world
-    channel = world.channels.pop(channel_id)
-    world.guild(channel.guild_id).channels.pop(channel_id, None)
-    w.fake._dispatch_soon("CHANNEL_DELETE", channel.payload(world), intent=GUILDS)
-    w.fake.notify()
 
 
 async def test_items_of_a_deleted_moderation_channel_come_to_the_new_one(tmp_path):

@@ -4,11 +4,14 @@ tells the moderator why it cannot run yet."""
 
 from __future__ import annotations
 
+import pytest
+
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import world
+from tests.discord.harness import text_of, world
 from tests.discord_admin.helpers import (
     COST,
     ask,
+    delete_channel,
     held,
     item_message,
     ledger_kinds,
@@ -17,6 +20,8 @@ from tests.discord_admin.helpers import (
     request,
     started_job,
 )
+from tests.fakes.state import SEND_MESSAGES
+from tests.safety.helpers import nsfw_channel
 
 
 async def test_an_approval_after_the_admin_switched_the_model_off_is_refused(tmp_path):
@@ -69,3 +74,92 @@ async def test_an_approval_over_the_members_job_limit_tells_the_moderator_why(tm
         text = await press(w, item, "Approve", w.moderator)
         assert text.endswith("approved: the job runs now.")
         await w.wait_job(job.id, "done")
+
+
+async def test_an_approval_after_the_channel_was_closed_to_image_commands_is_refused(tmp_path):
+    """An admin closes the member's channel to image commands (/settings channel) while the
+    request waits: an Approve would run it and post the result where the server no longer
+    allows images, charging the member for it."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        job = await held(w, "a castle at dawn")
+        item = await item_message(w, job)
+        await ask(w, w.admin, "settings channel", {"channel": w.channel, "allowed": False})
+
+        text = await press(w, item, "Approve", w.moderator)
+        assert text == (
+            f"Image commands are no longer allowed in <#{w.channel}>; reject the job instead."
+        )
+        assert (await w.services.jobs.job(job.id)).status.value == "held"
+        assert w.sim.submissions == []
+        await press(w, item, "Reject", w.moderator)
+        await w.wait_job(job.id, "rejected")
+        assert await w.available() == 1000
+
+
+@pytest.mark.parametrize("change", ["deleted", "no send"])
+async def test_an_approval_where_the_result_can_no_longer_be_posted_is_refused(tmp_path, change):
+    """The member's channel is deleted, or the bot loses Send Messages there, while the
+    request waits: an Approve would charge the member for images that cannot be posted in
+    their channel. The moderator is told why; with the permission back it runs."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        job = await held(w, "a castle at dawn")
+        item = await item_message(w, job)
+        if change == "deleted":
+            delete_channel(w, w.channel)
+            why = "it was deleted"
+        else:
+            w.fake.set_bot_channel_permissions(w.channel, deny=SEND_MESSAGES)
+            why = "I need Send Messages there"
+        await w.fake.settle()
+
+        text = await press(w, item, "Approve", w.moderator)
+        assert text == (
+            f"The result cannot be posted in <#{w.channel}> any more ({why}); "
+            "reject the job, or fix that and approve it again."
+        )
+        assert (await w.services.jobs.job(job.id)).status.value == "held"
+        assert w.sim.submissions == []
+        assert await w.available() == 1000 - COST  # still only held
+        if change == "no send":
+            w.fake.set_bot_channel_permissions(w.channel)
+            await w.fake.settle()
+            assert (await press(w, item, "Approve", w.moderator)).endswith("the job runs now.")
+            await w.wait_result(job.id)
+        else:
+            await press(w, item, "Reject", w.moderator)
+            await w.wait_job(job.id, "rejected")
+            assert await w.available() == 1000
+
+
+async def test_an_approval_after_the_channel_level_was_lowered_asks_for_no_mature_content(
+    tmp_path,
+):
+    """An admin lowers the member's age-restricted channel to PG-13 while the request waits:
+    the approved job runs for the channel as it is now (allowMatureContent false), and an R
+    result goes to the moderators, not the channel."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        after_dark = nsfw_channel(w)
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        handle = await request(w, "a castle at night [sim:r]", channel=after_dark)
+        job = await started_job(w, handle)
+        job = await w.wait_job(job.id, "held")
+        assert job.max_rating == "xxx"
+        item = await item_message(w, job)
+        await ask(w, w.admin, "settings mature", {"level": "pg13", "channel": after_dark})
+
+        assert (await press(w, item, "Approve", w.moderator)).endswith("the job runs now.")
+        job = await w.wait_job(job.id, "blocked", "done")
+        [submitted] = w.sim.submissions
+        assert submitted["allowMatureContent"] is False
+        assert job.max_rating == "pg13" and job.status.value == "blocked"
+        assert not [m for m in w.fake.channel_messages(after_dark) if "result of job" in text_of(m)]
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.kind == "mature"
