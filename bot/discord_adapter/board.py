@@ -19,6 +19,7 @@ from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
 from bot.discord_adapter.files import MemoryFile
+from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.review_text import heading, source_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.review import Action
@@ -397,22 +398,14 @@ class ReviewBoard:
         if not await guilds.claim_mod_channel_warning(guild_id, problem):
             return
         log.warning("guild %s: review items cannot be posted: %s", guild_id, why)
-        try:
-            guild = self.bot.get_guild(guild_id) or await self.bot.fetch_guild(guild_id)
-            owner = await self.bot.fetch_user(guild.owner_id) if guild.owner_id else None
-            if owner is None:
-                raise LookupError("the server has no owner we can reach")
-            await owner.send(
-                f"A job in **{guild.name}** needs a moderator's review, but {why}. Fix it with "
-                "`/settings mod-channel` (and let me send messages and attach files there); "
-                "until then moderators can find open items with `/mod queue`."
-            )
-        except discord.Forbidden as exc:  # the owner takes no DMs: asking again will not help
-            log.warning("guild %s: the owner does not accept DMs (%s)", guild_id, exc.code)
-        except (discord.HTTPException, discord.RateLimited, LookupError, *NETWORK_ERRORS) as exc:
-            # Not told after all (a passing failure, a long 429): let the next item try again.
-            why_not = str(exc) or type(exc).__name__
-            log.warning("guild %s: could not tell the owner (%s)", guild_id, why_not)
+        told = await tell_owner(
+            self.bot,
+            guild_id,
+            f"A job in {{guild}} needs a moderator's review, but {why}. Fix it with "
+            "`/settings mod-channel` (and let me send messages and attach files there); "
+            "until then moderators can find open items with `/mod queue`.",
+        )
+        if told is Told.NOT_NOW:  # not told after all: let the next item try again
             await guilds.update(guild_id, mod_channel_warning=None)
 
 

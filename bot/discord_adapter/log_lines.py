@@ -1,5 +1,9 @@
 """The guild's log channel: one line per finished job, if it has one. Posted in the
-background by the publisher (a slow or rate-limited log channel holds up nothing)."""
+background by the publisher (a slow or rate-limited log channel holds up nothing).
+
+A log channel the bot can no longer post in (deleted, its access or Send Messages taken)
+loses every line, so the server's owner is told once per problem — not once per job — and
+again if the problem comes back after it was fixed."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import discord
 
 from bot.discord_adapter.embeds import link, operation_word
+from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.result_routes import ResultRoutes
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.store.guilds import GuildStore
@@ -18,11 +23,7 @@ log = logging.getLogger(__name__)
 J = JobStatus
 
 
-async def post_log_line(guilds: GuildStore, routes: ResultRoutes, job: JobRecord) -> None:
-    """One line per finished job in the guild's log channel, if it has one."""
-    settings = await guilds.settings(job.guild_id)
-    if settings.log_channel_id is None:
-        return
+def log_line(job: JobRecord) -> str:
     icon = {
         J.DONE: "✅",
         J.BLOCKED: "🚫",
@@ -37,12 +38,60 @@ async def post_log_line(guilds: GuildStore, routes: ResultRoutes, job: JobRecord
     where = job.delivered_message_ids[0] if job.delivered_message_ids else job.status_message_id
     if where:
         text += f" · [open]({link(job.guild_id, job.channel_id, where)})"
-    try:
-        channel = await routes.channel(settings.log_channel_id)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-    except discord.HTTPException as exc:
-        log.info("job %s: log line not posted (%s)", job.id, exc.status)
-    except discord.RateLimited:
-        log.info("job %s: log line not posted (rate limited)", job.id)
-    except NETWORK_ERRORS as exc:
-        log.warning("job %s: log line not posted (%s)", job.id, type(exc).__name__)
+    return text
+
+
+class LogLines:
+    def __init__(self, bot: discord.Client, guilds: GuildStore, routes: ResultRoutes) -> None:
+        self.bot, self.guilds, self.routes = bot, guilds, routes
+        # The problem each guild's owner was last told of (kept while it lasts).
+        self._told: dict[int, str] = {}
+
+    async def post(self, job: JobRecord) -> None:
+        """One line per finished job in the guild's log channel, if it has one."""
+        settings = await self.guilds.settings(job.guild_id)
+        channel_id = settings.log_channel_id
+        if channel_id is None:
+            return
+        try:
+            channel = await self.routes.channel(channel_id)
+            await channel.send(log_line(job), allowed_mentions=discord.AllowedMentions.none())
+        except (discord.Forbidden, discord.NotFound) as exc:
+            await self._refused(job, channel_id, exc)
+            return
+        except discord.HTTPException as exc:
+            log.info("job %s: log line not posted (%s)", job.id, exc.status)
+            return
+        except discord.RateLimited:
+            log.info("job %s: log line not posted (rate limited)", job.id)
+            return
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: log line not posted (%s)", job.id, type(exc).__name__)
+            return
+        self._told.pop(job.guild_id, None)  # it works (again): a new problem is told
+
+    async def _refused(
+        self, job: JobRecord, channel_id: int, exc: discord.Forbidden | discord.NotFound
+    ) -> None:
+        guild_id = job.guild_id
+        if self.bot.get_guild(guild_id) is None:  # out of the server: not the channel's fault
+            log.info("job %s: log line not posted (not in the server)", job.id)
+            return
+        problem = f"{'access' if exc.status == 403 else 'gone'}:{channel_id}"
+        if self._told.get(guild_id) == problem:
+            log.info("job %s: log line not posted (%s)", job.id, exc.status)
+            return
+        self._told[guild_id] = problem
+        why = "it was deleted" if exc.status == 404 else f"I may not post there ({exc.code})"
+        log.warning(
+            "guild %s: log lines cannot be posted in channel %s: %s", guild_id, channel_id, why
+        )
+        told = await tell_owner(
+            self.bot,
+            guild_id,
+            f"I cannot post the job log lines of {{guild}} in <#{channel_id}>: {why}, so they "
+            "are being lost. Choose a log channel with `/settings log-channel` (and let me send "
+            "messages there), or run it without a channel to stop the log.",
+        )
+        if told is Told.NOT_NOW:  # not told after all: the next line tries again
+            self._told.pop(guild_id, None)

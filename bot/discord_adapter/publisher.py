@@ -31,7 +31,7 @@ from bot.discord_adapter.embeds import (
 )
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
-from bot.discord_adapter.log_lines import post_log_line
+from bot.discord_adapter.log_lines import LogLines
 from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.replying import SourceGone
 from bot.discord_adapter.result_routes import ResultRoutes
@@ -99,6 +99,7 @@ class DiscordPublisher:
         self.token_margin = token_margin
         # Where a job's messages go: a follow-up, the channel, a reply, a DM.
         self.routes = ResultRoutes(bot, clock, token_margin)
+        self.log_lines = LogLines(bot, guilds, self.routes)
         self.edit_interval = edit_interval
         self.clock = clock
         self.message_bytes = MESSAGE_BYTES
@@ -305,7 +306,7 @@ class DiscordPublisher:
         await channel.get_partial_message(message_id).edit(**kwargs)
 
     async def _log_line(self, job: JobRecord) -> None:
-        await post_log_line(self.guilds, self.routes, job)
+        await self.log_lines.post(job)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:

@@ -3,16 +3,19 @@ where review items go when no moderation channel can take them; the log channel.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
 from bot.civitai.simulator import Outcome
 from tests.discord.harness import answer, is_ephemeral, text_of, world
+from tests.discord.test_discord_faults import traced
 from tests.discord_admin.helpers import (
     COST,
     ask,
     blocked,
+    delete_channel,
     held,
     item_message,
     mod_channel,
@@ -278,3 +281,55 @@ async def test_the_log_channel_gets_one_line_per_finished_job(tmp_path):
         assert len(lines) == 4, lines
         assert f"{COST} Buzz · done · job `{approved.id}`" in lines[2]
         assert f"0 Buzz · rejected · job `{rejected.id}`" in lines[3]
+
+
+async def finished_with_log_line(w, prompt: str, logs: int) -> None:
+    """A member's job ends, and its log line has been tried (posted, or refused)."""
+
+    def tries() -> int:
+        return len([c for c in w.fake.calls if c.path.startswith(f"/api/v10/channels/{logs}")])
+
+    before = tries()
+    job = await started_job(w, await request(w, prompt))
+    await w.wait_job(job.id, "done")
+    await w.fake.wait_for(lambda: tries() > before, what=f"the log line of {job.id}")
+    await w.fake.wait_for(lambda: not w.bot.publisher._log_lines, what="the log line's end")
+    await w.fake.settle()
+
+
+@pytest.mark.parametrize("change", ["deleted", "no send"])
+async def test_a_log_channel_the_bot_can_no_longer_post_in_tells_the_owner_once(
+    tmp_path, caplog, change
+):
+    """The log channel is deleted, or the bot loses Send Messages there: the log lines are
+    lost, so the server's owner is told once how to fix it (not once per job), with one
+    warning in the bot's log and no traceback. Fixed and broken again, they are told again."""
+    async with world(tmp_path) as w:
+        logs = w.fake.add_channel(w.guild, "image-log")
+        await ask(w, w.admin, "settings log-channel", {"channel": logs})
+        await w.grant(1000)
+        await finished_with_log_line(w, "a first meadow", logs)
+        assert len(w.fake.channel_messages(logs)) == 1
+        if change == "deleted":
+            delete_channel(w, logs)
+        else:
+            w.fake.set_bot_channel_permissions(logs, deny=SEND_MESSAGES)
+        await w.fake.settle()
+        for n in range(2):
+            await finished_with_log_line(w, f"meadow {n}", logs)
+        [dm] = await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
+        assert f"<#{logs}>" in dm["content"] and "/settings log-channel" in dm["content"]
+        await finished_with_log_line(w, "one more meadow", logs)
+        assert len(owner_dms(w)) == 1
+        warnings = [r for r in caplog.records if "log lines" in r.getMessage()]
+        assert [r.levelname for r in warnings if r.levelno >= logging.WARNING] == ["WARNING"]
+        if change == "no send":
+            w.fake.set_bot_channel_permissions(logs)
+            await w.fake.settle()
+            await finished_with_log_line(w, "a fixed meadow", logs)
+            assert len(w.fake.channel_messages(logs)) == 2
+            w.fake.set_bot_channel_permissions(logs, deny=SEND_MESSAGES)
+            await w.fake.settle()
+            await finished_with_log_line(w, "a broken meadow", logs)
+            await w.fake.wait_for(lambda: len(owner_dms(w)) == 2, what="the owner's second DM")
+    assert traced(caplog) == []
