@@ -296,18 +296,21 @@ class ReviewService:
         )
         banned = False
         summary = f"strike for <@{job.member_id}> ({count} in {window_days} days)"
-        due = strikes_to_ban and count >= strikes_to_ban
-        if due and self.moderation.active_ban_in(tx, item.guild_id, job.member_id) is None:
-            self.moderation.ban_in(
-                tx,
-                item.guild_id,
-                job.member_id,
-                actor_id=actor_id,
-                reason=f"automatic: {count} strikes in {window_days} days",
-                days=None,
-            )
-            banned = True
-            summary += "; automatically banned from the bot here"
+        if strikes_to_ban and count >= strikes_to_ban:
+            try:  # with no end: a shorter ban in force must not cut it short
+                self.moderation.ban_in(
+                    tx,
+                    item.guild_id,
+                    job.member_id,
+                    actor_id=actor_id,
+                    reason=f"automatic: {count} strikes in {window_days} days",
+                    days=None,
+                )
+            except LongerBanStands:
+                pass  # already banned with no end
+            else:
+                banned = True
+                summary += "; automatically banned from the bot here"
         self._audit(tx, item, Action.STRIKE, actor_id, strikes=count, banned=banned)
         fresh = self.moderation.item_in(tx, item.id) or item
         return Outcome(fresh, job, summary, None, strikes=count, banned=banned)

@@ -341,3 +341,29 @@ async def test_mod_ban_does_not_shorten_a_longer_ban_in_force(tmp_path):
         assert ban is not None and ban.expires_at == clock.now + timedelta(days=60)
         bans = await w.services.db.fetchall("SELECT actor_id FROM bans ORDER BY id")
         assert [b[0] for b in bans] == [w.moderator, w.moderator, second]
+
+
+async def test_enough_strikes_ban_with_no_end_even_when_a_shorter_ban_is_in_force(tmp_path):
+    """The member reaches the server's strike limit while a one-day ban is in force: the
+    automatic ban (with no end) still comes, instead of the member being back the next day
+    with every strike counted and no ban."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await ask(w, w.admin, "settings strikes", {"count": 2, "days": 30})
+        first = await item_message(w, await blocked(w, "first bad idea"))
+        second = await item_message(w, await blocked(w, "second bad idea"))
+        await press(w, first, "Strike", w.moderator)
+        await ask(w, w.moderator, "mod ban", {"member": w.member, "days": 1, "reason": "cool off"})
+
+        text = await press(w, second, "Strike", w.moderator)
+        assert text == (
+            f"Review #2: strike for <@{w.member}> (2 in 30 days); "
+            "automatically banned from the bot here."
+        )
+        clock.advance(days=2)
+        ban = await w.services.moderation.active_ban(w.guild, w.member)
+        assert ban is not None and ban.expires_at is None
+        assert ban.reason == "automatic: 2 strikes in 30 days"
+        assert "banned" in await refused_as_banned(w)
