@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.engine.engine import Engine
 from bot.engine.publisher import PostFailed, ResultImage
 from bot.engine.safety import ReleaseFailed
+from bot.safety import levels
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.jobs import JobRecord
@@ -64,11 +65,20 @@ class Releases:
         """Where the release goes: the guild's release channel, or None for a DM."""
         if not to_channel:
             return None
-        channel = self.safety.settings_in(tx, item.guild_id).release_channel_id
+        settings = self.safety.settings_in(tx, item.guild_id)
+        channel = settings.release_channel_id
         if channel is None:
             raise ReleaseRefused(
                 "No release channel is set: an admin chooses one with /settings mature "
                 "release-channel (an age-restricted channel), or send it to the member by DM."
+            )
+        # A level the admin set on the release channel itself holds there too.
+        own, rating = settings.channel_ratings.get(channel), item.details.get("rating")
+        if levels.above(rating, own):
+            raise ReleaseRefused(
+                f"<#{channel}> allows up to {levels.name(own)} (/settings mature) and this "
+                f"result is rated {levels.name(rating)}: send it by DM, or raise that "
+                "channel's level."
             )
         return channel
 

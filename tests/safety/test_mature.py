@@ -549,3 +549,31 @@ async def kept_back_while_telling(w, lost: asyncio.Event):
     job = await w.wait_job((await started_job(w, handle)).id, "blocked")
     await w.fake.wait_for(lost.is_set, what="the ending's status edit on its way")
     return handle, job
+
+
+async def test_a_release_is_refused_above_the_level_the_admin_set_for_the_release_channel(
+    tmp_path,
+):
+    """The admin set the release channel's own level to PG-13 (/settings mature level
+    channel): an R result is not posted there, the moderator is told why and what to do
+    instead, and the item stays open. With the channel's level raised it is released."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        await ask(w, w.admin, "settings mature", {"level": "pg13", "channel": gallery})
+        job, item = await kept(w)
+
+        text = await press(w, item, "Release", w.moderator)
+        assert text == (
+            f"<#{gallery}> allows up to PG-13 (/settings mature) and this result is rated R: "
+            "send it by DM, or raise that channel's level."
+        )
+        assert w.fake.channel_messages(gallery) == []
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.open
+        await ask(w, w.admin, "settings mature", {"level": "r", "channel": gallery})
+        text = await press(w, item, "Release", w.moderator)
+        assert text == f"Review #1: released in <#{gallery}>."
+        assert len(w.fake.channel_messages(gallery)) == 1
