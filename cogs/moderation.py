@@ -17,7 +17,7 @@ from bot.discord_adapter.embeds import link, truncate
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
-from bot.discord_adapter.review_text import SOURCE_NAMES, queue_label
+from bot.discord_adapter.review_text import SOURCE_NAMES, channel_problem, queue_label
 from bot.store.sanctions import MAX_BAN_DAYS
 
 if TYPE_CHECKING:
@@ -54,9 +54,18 @@ class Moderation(commands.Cog):
             interaction.guild_id, limit=200, source=wanted
         )
         total = await self.services.moderation.count_open(interaction.guild_id, source=wanted)
+        # The owner may take no DMs: moderators read why items are not posted here too.
+        settings = await self.services.guilds.settings(interaction.guild_id)
+        problem = channel_problem(settings.mod_channel_warning)
+        note = ""
+        if problem:
+            note = (
+                f"⚠️ Review items cannot be posted: {problem}. An admin fixes it with "
+                "/settings mod-channel.\n"
+            )
         if not items:
             extra = f" ({SOURCE_NAMES[wanted]})" if wanted else ""
-            await reply(interaction, f"Nothing waits for review{extra}.")
+            await reply(interaction, f"{note}Nothing waits for review{extra}.")
             return
         lines = []
         for item in items:
@@ -85,7 +94,7 @@ class Moderation(commands.Cog):
             description="\n".join(shown),
             colour=discord.Colour.orange(),
         )
-        await reply(interaction, "", embed=embed)
+        await reply(interaction, note.strip(), embed=embed)
 
     @mod.command(name="ban", description="Ban a member from using the bot here")
     @app_commands.describe(

@@ -18,6 +18,7 @@ from bot.catalog.tools import IMAGE_TOOLS, Tool
 from bot.discord_adapter.access import age_restricted, require_admin
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
+from bot.discord_adapter.review_text import channel_problem
 from bot.safety import levels
 from bot.safety.labels import parse_labels
 from bot.store.guilds import GuildSettings, SettingsRefused
@@ -95,7 +96,8 @@ def summary(
     if s.denied_channels:
         channels += "; never " + listed(s.denied_channels)
     lines = [
-        f"Moderation channel: {channel(s.mod_channel_id)}",
+        f"Moderation channel: {channel(s.mod_channel_id)}"
+        + (f" ⚠️ {problem}" if (problem := channel_problem(s.mod_channel_warning)) else ""),
         f"Log channel: {channel(s.log_channel_id)}",
         f"Default model (/imagine): {s.default_model}",
         f"Models on: {', '.join(enabled) or 'none'}",

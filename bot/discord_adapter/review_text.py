@@ -64,3 +64,17 @@ def queue_label(item: ReviewItem) -> str:
     if item.kind == "mature":
         return f"mature (rated {levels.name(item.details.get('rating'))})"
     return item.kind
+
+
+def channel_problem(warning: str | None) -> str | None:
+    """Why review items cannot be posted, from the problem the owner was last told of
+    (GuildSettings.mod_channel_warning, see ReviewBoard._warn_owner); None when none is."""
+    if not warning:
+        return None
+    kind, _, channel = warning.partition(":")
+    return {
+        "unset": "no moderation channel is set",
+        "access": f"I cannot post in <#{channel}> (my access to it was taken)",
+        "gone": f"<#{channel}> was deleted",
+        "kind": f"<#{channel}> is not a text channel",
+    }.get(kind, "the moderation channel does not take them")

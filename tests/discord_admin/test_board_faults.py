@@ -283,3 +283,37 @@ async def test_an_item_refreshed_while_the_bot_is_out_of_the_server_warns_no_one
         [dm] = await w.fake.wait_for(lambda: owner_dms(w), what="the owner's DM")
         assert f"<#{mods}>" in dm["content"]
     assert traced(caplog) == []
+
+
+async def test_moderators_read_why_items_are_not_posted_when_the_owner_takes_no_dms(
+    tmp_path, caplog
+):
+    """The bot lost access to the moderation channel and the server's owner takes no DMs:
+    nobody was told. /mod queue and /settings show now say what is wrong and how to fix it,
+    until it is fixed."""
+    async with world(tmp_path) as w:
+        mods = await filtering(w)
+        owner = w.fake.world.guild(w.guild).owner_id
+        w.fake.set_accepts_dms(owner, False)
+        w.fake.set_bot_channel_permissions(mods, deny=VIEW_CHANNEL)
+        await w.fake.settle()
+        job = await held(w, "a paper lantern")
+        await w.fake.wait_for(
+            lambda: any("owner does not accept DMs" in r.getMessage() for r in caplog.records),
+            what="the owner's DM refused",
+        )
+        queue = await ask(w, w.moderator, "mod queue")
+        problem = (
+            f"⚠️ Review items cannot be posted: I cannot post in <#{mods}> (my access to it "
+            "was taken). An admin fixes it with /settings mod-channel."
+        )
+        assert problem in queue and "a paper lantern · not posted" in queue
+        shown = await ask(w, w.admin, "settings show")
+        assert f"Moderation channel: <#{mods}> ⚠️ I cannot post in <#{mods}> (my access" in shown
+
+        w.fake.set_bot_channel_permissions(mods)
+        await w.fake.settle()
+        await ask(w, w.admin, "settings mod-channel", {"channel": mods})
+        await item_message(w, job)
+        assert "⚠️" not in await ask(w, w.moderator, "mod queue")
+    assert traced(caplog) == []
