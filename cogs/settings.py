@@ -71,9 +71,11 @@ def summary(
     *,
     served: Iterable[str] | None = None,
     tools_offered: Iterable[Tool] = IMAGE_TOOLS,
+    log_problem: str | None = None,
 ) -> discord.Embed:
     """`served`: the models the image service serves now (None: all); `tools_offered`: the
-    result buttons it runs. What it does not offer is not shown as on."""
+    result buttons it runs. What it does not offer is not shown as on. `log_problem`: why
+    log lines are not posted in the log channel, when they are not."""
 
     def channel(cid: int | None) -> str:
         return f"<#{cid}>" if cid else "not set"
@@ -98,7 +100,8 @@ def summary(
     lines = [
         f"Moderation channel: {channel(s.mod_channel_id)}"
         + (f" ⚠️ {problem}" if (problem := channel_problem(s.mod_channel_warning)) else ""),
-        f"Log channel: {channel(s.log_channel_id)}",
+        f"Log channel: {channel(s.log_channel_id)}"
+        + (f" ⚠️ I cannot post there: {log_problem}" if log_problem else ""),
         f"Default model (/imagine): {s.default_model}",
         f"Models on: {', '.join(enabled) or 'none'}",
         f"Result buttons: {tools}",
@@ -188,6 +191,9 @@ class Settings(commands.Cog):
             current,
             served=openai.offered() if openai is not None else None,
             tools_offered=[t for t in IMAGE_TOOLS if self.bot.engine.tools.supports(t)],
+            log_problem=self.bot.publisher.log_lines.problem(
+                interaction.guild_id, current.log_channel_id
+            ),
         )
         await reply(interaction, note, embed=with_safety(shown, safety))
 

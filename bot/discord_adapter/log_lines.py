@@ -44,8 +44,15 @@ def log_line(job: JobRecord) -> str:
 class LogLines:
     def __init__(self, bot: discord.Client, guilds: GuildStore, routes: ResultRoutes) -> None:
         self.bot, self.guilds, self.routes = bot, guilds, routes
-        # The problem each guild's owner was last told of (kept while it lasts).
-        self._told: dict[int, str] = {}
+        # The problem each guild's owner was last told of (kept while it lasts): its key
+        # (what went wrong, in which channel), the channel and why, in words.
+        self._told: dict[int, tuple[str, int, str]] = {}
+
+    def problem(self, guild_id: int, channel_id: int | None) -> str | None:
+        """Why log lines are not posted in the guild's log channel `channel_id`, if known
+        (shown to admins: the owner may take no DMs)."""
+        told = self._told.get(guild_id)
+        return told[2] if told is not None and told[1] == channel_id else None
 
     async def post(self, job: JobRecord) -> None:
         """One line per finished job in the guild's log channel, if it has one."""
@@ -78,11 +85,12 @@ class LogLines:
             log.info("job %s: log line not posted (not in the server)", job.id)
             return
         problem = f"{'access' if exc.status == 403 else 'gone'}:{channel_id}"
-        if self._told.get(guild_id) == problem:
+        earlier = self._told.get(guild_id)
+        if earlier is not None and earlier[0] == problem:
             log.info("job %s: log line not posted (%s)", job.id, exc.status)
             return
-        self._told[guild_id] = problem
         why = "it was deleted" if exc.status == 404 else f"I may not post there ({exc.code})"
+        self._told[guild_id] = (problem, channel_id, why)
         log.warning(
             "guild %s: log lines cannot be posted in channel %s: %s", guild_id, channel_id, why
         )

@@ -321,6 +321,9 @@ async def test_a_log_channel_the_bot_can_no_longer_post_in_tells_the_owner_once(
         assert f"<#{logs}>" in dm["content"] and "/settings log-channel" in dm["content"]
         await finished_with_log_line(w, "one more meadow", logs)
         assert len(owner_dms(w)) == 1
+        # Admins read it too (an owner may take no DMs).
+        shown = await ask(w, w.admin, "settings show")
+        assert f"Log channel: <#{logs}> ⚠️ I cannot post there: " in shown
         warnings = [r for r in caplog.records if "log lines" in r.getMessage()]
         assert [r.levelname for r in warnings if r.levelno >= logging.WARNING] == ["WARNING"]
         if change == "no send":
@@ -328,6 +331,7 @@ async def test_a_log_channel_the_bot_can_no_longer_post_in_tells_the_owner_once(
             await w.fake.settle()
             await finished_with_log_line(w, "a fixed meadow", logs)
             assert len(w.fake.channel_messages(logs)) == 2
+            assert "⚠️" not in await ask(w, w.admin, "settings show")
             w.fake.set_bot_channel_permissions(logs, deny=SEND_MESSAGES)
             await w.fake.settle()
             await finished_with_log_line(w, "a broken meadow", logs)
