@@ -74,6 +74,8 @@ class Releases:
             )
         # A level the admin set on the release channel itself holds there too.
         own, rating = settings.channel_ratings.get(channel), item.details.get("rating")
+        if levels.rank(rating) < 0:  # kept back as mature with no usable rating: R at least
+            rating = levels.LEAST_MATURE
         if levels.above(rating, own):
             raise ReleaseRefused(
                 f"<#{channel}> allows up to {levels.name(own)} (/settings mature) and this "

@@ -12,6 +12,7 @@ from __future__ import annotations
 LEVELS = ("pg", "pg13", "r", "x", "xxx")
 # What Civitai counts as mature content: R and above.
 MATURE = frozenset({"r", "x", "xxx"})
+LEAST_MATURE = "r"
 # The most a channel without Discord's age restriction may show.
 SAFE_CAP = "pg13"
 TOP = "xxx"

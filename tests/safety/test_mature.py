@@ -577,3 +577,28 @@ async def test_a_release_is_refused_above_the_level_the_admin_set_for_the_releas
         text = await press(w, item, "Release", w.moderator)
         assert text == f"Review #1: released in <#{gallery}>."
         assert len(w.fake.channel_messages(gallery)) == 1
+
+
+async def test_a_result_withheld_as_mature_with_no_rating_counts_as_r_for_the_release_channel(
+    tmp_path,
+):
+    """Upstream withheld the result as mature content but rated it with nothing usable ("na"):
+    it is at least R, so a release channel the admin set to PG-13 does not take it."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        await ask(w, w.admin, "settings mature", {"level": "pg13", "channel": gallery})
+        job, item = await kept(w)
+        await w.services.db.write(
+            lambda tx: tx.execute(
+                "UPDATE review_items SET details = json_set(details, '$.rating', 'na')"
+                " WHERE job_id = ?",
+                (job.id,),
+            )
+        )
+
+        text = await press(w, item, "Release", w.moderator)
+        assert text.startswith(f"<#{gallery}> allows up to PG-13 (/settings mature)")
+        assert w.fake.channel_messages(gallery) == []
