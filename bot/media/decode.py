@@ -15,6 +15,7 @@ DECODERS = ("PNG", "JPEG", "WEBP", "GIF")
 DECODED_FORMATS = frozenset({*DECODERS, "MPO"})
 # Modes an embedded colour profile is applied in (others keep their pixels as they are).
 PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
+ORIENTATION = 0x0112
 
 
 def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
@@ -36,12 +37,23 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
         check_pixels(option, image.width, image.height, limits.max_pixels)
         try:
             image.load()  # the first frame: an opened animation starts there
-            upright = ImageOps.exif_transpose(image)
+            # A copy either way: the opened image is closed when this block ends.
+            upright = ImageOps.exif_transpose(image) if orientation(image) != 1 else image.copy()
             return rgb_or_rgba(in_srgb(upright))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise too_big from None
         except Exception:
             raise not_image from None
+
+
+def orientation(image: Image.Image) -> int:
+    """The EXIF orientation; 1 (as stored) when there is none or the EXIF block is damaged,
+    which is how Discord and every viewer then show the image too (not a reason to refuse)."""
+    try:
+        value = image.getexif().get(ORIENTATION, 1)
+    except Exception:  # Pillow raises SyntaxError, struct.error... on a damaged EXIF block
+        return 1
+    return value if isinstance(value, int) else 1
 
 
 def in_srgb(image: Image.Image) -> Image.Image:

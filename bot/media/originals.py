@@ -9,14 +9,13 @@ import io
 
 from PIL import Image
 
-from bot.media.decode import DECODERS
+from bot.media.decode import DECODERS, orientation
 from bot.media.limits import KINDS, MediaError, MediaLimits, check_pixels, megapixels
 from bot.store.jobs import SourceImage
 
 # What every edit model takes as it is (GIF is not among them: it is re-encoded).
 KEPT_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 KEPT_MODES = frozenset({"RGB", "RGBA"})
-ORIENTATION = 0x0112
 
 
 def kept_original(
@@ -41,7 +40,7 @@ def kept_original(
         check_pixels(option, width, height, limits.max_pixels)
         _check_whole(image, option, limits)
         # After loading: a PNG's EXIF may come after its pixels.
-        if image.getexif().get(ORIENTATION, 1) != 1:
+        if orientation(image) != 1:
             return None  # shown rotated: the decoder turns the pixels upright
     return SourceImage("image", KEPT_FORMATS[fmt], width, height, data)
 

@@ -7,6 +7,7 @@ import io
 import os
 import struct
 
+import pytest
 from PIL import Image, ImageCms, ImageStat
 
 from tests.discord.harness import finish, image_size, sent_bytes, world
@@ -155,3 +156,39 @@ async def test_a_re_encoded_source_keeps_the_colours_its_colour_profile_gives_it
         assert mime == "image/jpeg" and image_size(sent) == (72, 96)  # re-encoded, upright
         shown = as_seen(sent)
         assert max(abs(a - b) for a, b in zip(shown, seen, strict=True)) <= 12, (shown, seen)
+
+
+def with_damaged_exif(fmt: str, width: int, height: int) -> bytes:
+    """A whole image whose EXIF block is not EXIF at all (some editors and converters write
+    such): its pixels are fine, and Discord shows it as stored."""
+    buffer = io.BytesIO()
+    photo = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    photo.save(buffer, fmt, exif=b"Exif\x00\x00not a TIFF header")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("command", "fmt"),
+    [
+        ("edit gpt-image-2", "PNG"),  # fits: sent as attached
+        ("edit gpt-image-2", "WEBP"),
+        ("edit dall-e-2", "PNG"),  # always re-encoded (an RGBA PNG)
+    ],
+)
+async def test_an_image_with_a_damaged_exif_block_is_edited_as_it_looks(tmp_path, command, fmt):
+    attached = with_damaged_exif(fmt, 64, 64)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            command,
+            options={"prompt": "make it autumn"},
+            attachments={"image": (f"photo.{fmt.lower()}", attached, f"image/{fmt.lower()}")},
+        )
+        _, result = await finish(w, h)
+        step = w.sim.submissions[0]["steps"][0]["input"]
+        [url] = step.get("images") or [step["image"]]
+        assert image_size(sent_bytes(w.sim, url)[1]) == (64, 64)
+        assert result["attachments"]
