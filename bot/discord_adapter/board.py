@@ -17,7 +17,13 @@ import discord
 
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
-from bot.discord_adapter.embeds import describe_options, link, operation_word, truncate
+from bot.discord_adapter.embeds import (
+    describe_options,
+    link,
+    operation_word,
+    shown_prompt,
+    truncate,
+)
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.review_text import heading, source_text
@@ -79,7 +85,7 @@ def item_embed(
 ) -> discord.Embed:
     title = f"{heading(item)} · #{item.id}"
     colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
-    embed = discord.Embed(title=title, description=truncate(job.prompt, 1500), colour=colour)
+    embed = discord.Embed(title=title, description=shown_prompt(job.prompt, 1500), colour=colour)
     embed.add_field(
         name="Member",
         value=f"<@{job.member_id}> · {strikes} strike{'s' if strikes != 1 else ''} in "

@@ -38,6 +38,12 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def shown_prompt(prompt: str, limit: int) -> str:
+    """A prompt as the member wrote it: Discord's markdown escaped, so no underscore or asterisk
+    disappears into formatting and no masked link is posted under the bot's name."""
+    return truncate(discord.utils.escape_markdown(prompt), limit)
+
+
 def describe_options(job: JobRecord) -> str:
     target = job.options.get("target")  # a prompt enhancement: the image request it is for
     parts = [f"for {target.get('model')}"] if isinstance(target, dict) else []
@@ -130,7 +136,9 @@ def status_embed(
         J.BLOCKED: discord.Colour.dark_red(),
         J.HELD: discord.Colour.orange(),
     }.get(job.status, discord.Colour.blurple())
-    embed = discord.Embed(title=title(job), description=truncate(job.prompt, 1000), colour=colour)
+    embed = discord.Embed(
+        title=title(job), description=shown_prompt(job.prompt, 1000), colour=colour
+    )
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
         cost = f"{job.charged - covered:,} Buzz charged"
@@ -169,7 +177,7 @@ def result_embed(
     what = f"{job.model} · {count} image{'s' if count != 1 else ''}"
     embed = discord.Embed(
         title=f"{title(job) if tool_of(job.model) else what}{of}",
-        description=truncate(job.prompt, 1000),
+        description=shown_prompt(job.prompt, 1000),
         colour=discord.Colour.green(),
     )
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
@@ -195,7 +203,7 @@ def details_embed(
 ) -> discord.Embed:
     embed = discord.Embed(
         title=f"Job {job.id}",
-        description=truncate(job.prompt, 4000),
+        description=shown_prompt(job.prompt, 4000),
         colour=discord.Colour.blurple(),
     )
     embed.add_field(name="Model", value=title(job), inline=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.civitai.simulator import Outcome
 from tests.discord.harness import (
     World,
@@ -192,6 +194,33 @@ async def test_details_say_when_the_generation_started(tmp_path):
         click = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
         timings = field_value(await answer(click), "Timings")
         assert "started <t:" in timings, timings
+
+
+# A prompt is shown as the member wrote it: Discord's markdown in it is not applied, so no
+# underscore or asterisk goes missing and no masked link is posted under the bot's name.
+MARKDOWN_PROMPT = (
+    "ultra_detailed, photo_real, **hdr** [free Buzz](https://evil.example/claim) ||x||"
+)
+UNESCAPED = re.compile(r"(?<!\\)[_*|~`]|(?<!\\)\[[^\]]*\]\(")
+
+
+def shows_literally(shown: str, prompt: str) -> bool:
+    """Whether Discord renders `shown` as the text `prompt`: every markdown character in it
+    escaped, nothing else changed."""
+    return not UNESCAPED.search(shown) and re.sub(r"\\(.)", r"\1", shown) == prompt
+
+
+async def test_a_prompt_with_markdown_is_shown_as_written(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job, result = await first_result(w, prompt=MARKDOWN_PROMPT, quality="low")
+        assert job.prompt == MARKDOWN_PROMPT  # sent upstream unchanged
+        status = w.status_message(job)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Details"], w.member)
+        details = await answer(click)
+        for message in (status, result, details):
+            shown = message["embeds"][0]["description"]
+            assert shows_literally(shown, MARKDOWN_PROMPT), shown
 
 
 # -- Delete ----------------------------------------------------------------------------------
