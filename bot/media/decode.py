@@ -16,6 +16,12 @@ DECODED_FORMATS = frozenset({*DECODERS, "MPO"})
 # Modes an embedded colour profile is applied in (others keep their pixels as they are).
 PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
 ORIENTATION = 0x0112
+# A progressive JPEG is decoded over every pixel once per scan: a 270 KB 6000x6000 file of
+# 1,000 scans takes ~30 s of the shared image pool, holding up every member's images. Real
+# photos have about 10.
+MAX_JPEG_SCANS = 100
+# JPEG markers without a length after them: TEM, RST0-7, SOI.
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
 
 
 def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
@@ -23,6 +29,7 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
     not_image = MediaError(option, f"{option} is not {KINDS} image (or the file is damaged)")
     limit = megapixels(limits.max_pixels)
     too_big = MediaError(option, f"{option} has too many pixels; the limit is {limit} megapixels")
+    check_scans(data, option)
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -44,6 +51,38 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
             raise too_big from None
         except Exception:
             raise not_image from None
+
+
+def check_scans(data: bytes, option: str) -> None:
+    """Refuse a JPEG of more than MAX_JPEG_SCANS scans before a decoder spends minutes on it."""
+    if not data.startswith(b"\xff\xd8"):
+        return
+    scans = jpeg_scans(data)
+    if scans > MAX_JPEG_SCANS:
+        raise MediaError(
+            option,
+            f"{option} is a JPEG of {scans:,} scans, which would take minutes to read; the "
+            f"limit is {MAX_JPEG_SCANS}: save it again as an ordinary JPEG, or as a PNG",
+        )
+
+
+def jpeg_scans(data: bytes) -> int:
+    """The scans (SOS markers) of a JPEG's first picture, the one decoded: what comes after its
+    end (a phone's second MPO picture, a motion photo's video) and inside metadata (an EXIF
+    thumbnail) is not counted. No pixels are decoded."""
+    scans, at = 0, 2
+    while (at := data.find(b"\xff", at)) >= 0 and at + 1 < len(data):
+        marker = data[at + 1]
+        if marker == 0xD9:  # EOI: the first picture ends here
+            break
+        if marker in (0x00, 0xFF) or marker in _STANDALONE:
+            # A stuffed 0xFF in entropy-coded data, fill, or a marker without a length.
+            at += 1 if marker == 0xFF else 2
+            continue
+        scans += marker == 0xDA
+        # A segment: skip its body (an APPn block, a table, a scan's header).
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return scans
 
 
 def orientation(image: Image.Image) -> int:

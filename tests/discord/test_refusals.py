@@ -3,7 +3,10 @@ no job, no hold, the balance as it was, nothing sent to the orchestrator."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from tests.discord.harness import World, answer, noise_png, png, status_post, text_of, world
 
@@ -308,3 +311,30 @@ async def test_a_prompt_of_invisible_characters_is_refused_before_anything_is_he
         text = await refused(w, h)
         assert text.startswith("Not started, nothing was charged:")
         assert "**prompt**" in text and "no visible text" in text
+
+
+def many_scans_jpeg(width: int, height: int, scans: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated `scans` times: a few bytes each, yet the
+    decoder goes over every pixel once per scan (6000x6000 with 1,000 takes ~30 s of CPU)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 130, 140)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * scans + data[end:]
+
+
+async def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path):
+    """Minutes of decoding would hold up every member's image work (and result posts)."""
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "restore it"},
+            attachments={"image": ("slow.jpg", many_scans_jpeg(64, 64, 5000), "image/jpeg")},
+        )
+        text = await refused_after_download(w, h)
+        assert text.startswith("**image**: image is a JPEG of 5,0"), text
+        assert "the limit is 100" in text and text.endswith("Nothing was charged.")

@@ -451,6 +451,41 @@ def test_decode_turns_palette_transparency_into_rgba_and_webp_decodes() -> None:
     assert (webp.mode, webp.size) == ("RGB", (30, 20))
 
 
+def many_scans(data: bytes, scans: int) -> bytes:
+    """`data` (a progressive JPEG) with its last scan repeated `scans` times."""
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * scans + data[end:]
+
+
+@pytest.mark.parametrize(
+    "kind", ["baseline", "progressive", "progressive CMYK", "MPO", "motion photo"]
+)
+def test_decode_reads_ordinary_jpegs_whatever_bytes_follow_them(kind: str) -> None:
+    """The scan limit counts the decoded picture's scans only: not the bytes of a phone's
+    second MPO picture or a motion photo's video (megabytes in which FF DA occurs by chance)."""
+    photo = noise(120, 80)
+    data = {
+        "baseline": lambda: encode(photo, "JPEG"),
+        "progressive": lambda: encode(photo, "JPEG", progressive=True),
+        "progressive CMYK": lambda: encode(photo.convert("CMYK"), "JPEG", progressive=True),
+        "MPO": lambda: encode(
+            photo, "MPO", save_all=True, append_images=[photo] * 8, progressive=True
+        ),
+        "motion photo": lambda: (
+            encode(photo, "JPEG", progressive=True) + random.Random(3).randbytes(8 * 1024 * 1024)
+        ),
+    }[kind]()
+    assert decode(data, "image", LIMITS).size == (120, 80)
+
+
+def test_decode_refuses_a_jpeg_of_too_many_scans_naming_the_option() -> None:
+    data = many_scans(encode(noise(64, 64), "JPEG", progressive=True), 200)
+    with pytest.raises(MediaError) as caught:
+        decode(data, "mask", LIMITS)
+    assert caught.value.option == "mask"
+    assert "mask is a JPEG of 2" in str(caught.value) and "the limit is 100" in str(caught.value)
+
+
 # -- prepare_sources -------------------------------------------------------------------------------
 
 
