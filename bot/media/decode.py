@@ -100,12 +100,10 @@ def in_srgb(image: Image.Image) -> Image.Image:
     Display P3, a print CMYK), and a model reads bare pixels as sRGB: so the profile is applied
     now, or the edit starts from colours the member never saw."""
     icc = image.info.get("icc_profile")
-    if not icc or image.mode not in PROFILED_MODES:
-        return image
+    if not icc or image.mode not in PROFILED_MODES or is_srgb(icc):
+        return image  # already what a model assumes: no work
     try:
         embedded = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if "srgb" in ImageCms.getProfileDescription(embedded).lower():
-            return image  # already what a model assumes: no work
         out = "RGBA" if image.mode == "RGBA" else "RGB"
         converted = ImageCms.profileToProfile(
             image, embedded, ImageCms.createProfile("sRGB"), outputMode=out
@@ -115,6 +113,15 @@ def in_srgb(image: Image.Image) -> Image.Image:
     assert converted is not None  # not in place
     converted.info.pop("icc_profile", None)  # the pixels are sRGB now: not to be re-tagged
     return converted
+
+
+def is_srgb(icc: bytes) -> bool:
+    """Whether an embedded profile is sRGB (or cannot be read: the pixels go as they are)."""
+    try:
+        embedded = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return "srgb" in ImageCms.getProfileDescription(embedded).lower()
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return True
 
 
 def rgb_or_rgba(image: Image.Image) -> Image.Image:

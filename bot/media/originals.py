@@ -1,5 +1,5 @@
 """Edit sources sent as the member attached them: a file that already fits the byte budget, in a
-format the models take, upright and plain, is checked and kept byte for byte — no re-encode, so
+format the models take, upright and in sRGB, is checked and kept byte for byte — no re-encode, so
 no quality lost and no CPU spent. Anything else goes through the decoder and the encoder
 (bot.media.sources)."""
 
@@ -9,7 +9,7 @@ import io
 
 from PIL import Image
 
-from bot.media.decode import DECODERS, check_scans, orientation
+from bot.media.decode import DECODERS, check_scans, is_srgb, orientation
 from bot.media.limits import KINDS, MediaError, MediaLimits, check_pixels, megapixels
 from bot.store.jobs import SourceImage
 
@@ -37,6 +37,9 @@ def kept_original(
             return None
         if image.mode not in KEPT_MODES or getattr(image, "n_frames", 1) > 1:
             return None
+        icc = image.info.get("icc_profile")
+        if icc and not is_srgb(icc):
+            return None  # a model reads the pixels as sRGB: the decoder applies the profile
         width, height = image.size
         check_pixels(option, width, height, limits.max_pixels)
         _check_whole(image, option, limits)

@@ -158,6 +158,42 @@ async def test_a_re_encoded_source_keeps_the_colours_its_colour_profile_gives_it
         assert max(abs(a - b) for a, b in zip(shown, seen, strict=True)) <= 12, (shown, seen)
 
 
+def bare_pixels(data: bytes) -> tuple[float, ...]:
+    """The mean colour as a reader that ignores colour profiles (as the models do) sees it."""
+    with Image.open(io.BytesIO(data)) as img:
+        return tuple(ImageStat.Stat(img.convert("RGB")).mean)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+async def test_a_source_that_fits_goes_in_the_colours_its_profile_gives_it(tmp_path, fmt):
+    """A landscape phone photo is upright as stored and small enough to go as attached; its
+    wide-gamut profile must still be applied, as for a re-encoded one: a model reads the
+    pixels as sRGB. Here the profile swaps red and blue (the file's red is blue on screen)."""
+    swapped = rgb_profile(SRGB_BLUE, SRGB_GREEN, SRGB_RED)
+    reds = Image.frombytes("L", (96, 72), os.urandom(96 * 72)).point(lambda v: 180 + v // 4)
+    dark = Image.new("L", (96, 72), 0)
+    buffer = io.BytesIO()
+    Image.merge("RGB", (reds, dark, dark)).save(buffer, fmt, icc_profile=swapped)
+    attached = buffer.getvalue()
+    seen = as_seen(attached)
+    assert seen[2] > 150 and seen[0] < 60  # what the member sees: blue
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "make it autumn", "quality": "low"},
+            attachments={"image": (f"phone.{fmt.lower()}", attached, f"image/{fmt.lower()}")},
+        )
+        await finish(w, h)
+        [url] = w.sim.submissions[0]["steps"][0]["input"]["images"]
+        _, sent = sent_bytes(w.sim, url)
+        shown = bare_pixels(sent)
+        assert max(abs(a - b) for a, b in zip(shown, seen, strict=True)) <= 12, (shown, seen)
+
+
 def with_damaged_exif(fmt: str, width: int, height: int) -> bytes:
     """A whole image whose EXIF block is not EXIF at all (some editors and converters write
     such): its pixels are fine, and Discord shows it as stored."""
