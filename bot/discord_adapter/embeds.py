@@ -38,10 +38,16 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+# A "[" that no backslash escapes (an even number of them before it escape each other).
+LIVE_BRACKET = re.compile(r"(?<!\\)((?:\\\\)*)\[")
+
+
 def shown_prompt(prompt: str, limit: int) -> str:
     """A prompt as the member wrote it: Discord's markdown escaped, so no underscore or asterisk
     disappears into formatting and no masked link is posted under the bot's name."""
-    return truncate(discord.utils.escape_markdown(prompt), limit)
+    escaped = discord.utils.escape_markdown(prompt)
+    # escape_markdown escapes only the first of several masked links on a line.
+    return truncate(LIVE_BRACKET.sub(r"\1\\[", escaped), limit)
 
 
 def describe_options(job: JobRecord) -> str:

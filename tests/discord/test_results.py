@@ -199,9 +199,10 @@ async def test_details_say_when_the_generation_started(tmp_path):
 # A prompt is shown as the member wrote it: Discord's markdown in it is not applied, so no
 # underscore or asterisk goes missing and no masked link is posted under the bot's name.
 MARKDOWN_PROMPT = (
-    "ultra_detailed, photo_real, **hdr** [free Buzz](https://evil.example/claim) ||x||"
+    "ultra_detailed, photo_real, **hdr** ||x|| [a](https://a.example) [free](https://b.example)"
 )
-UNESCAPED = re.compile(r"(?<!\\)[_*|~`]|(?<!\\)\[[^\]]*\]\(")
+# A markdown character after no backslash, or after an escaped one (an even number of them).
+UNESCAPED = re.compile(r"(?<!\\)(?:\\\\)*(?:[_*|~`]|\[[^\]]*\]\()")
 
 
 def shows_literally(shown: str, prompt: str) -> bool:
