@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageMath, ImageOps
 
 from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, check_pixels, megapixels
 
@@ -127,7 +127,16 @@ def is_srgb(icc: bytes) -> bool:
 def rgb_or_rgba(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I"):
         # 16-bit grey: Pillow's convert clips it to white instead of scaling it down.
-        image = image.convert("I").point(lambda v: v / 256).convert("L")
+        wide = image.convert("I")
+        grey = wide.point(lambda v: v / 256).convert("L")
+        key = image.info.get("transparency")
+        if isinstance(key, int):
+            # Its transparent pixels are those of one 16-bit value: an alpha channel now, as
+            # the 8-bit grey it becomes may be an opaque pixel's too.
+            alpha = ImageMath.lambda_eval(lambda a: (a["im"] != key) * 255, im=wide)
+            grey.info.pop("transparency", None)
+            grey.putalpha(alpha.convert("L"))
+        image = grey
     if image.mode in ("RGB", "RGBA"):
         return image
     return image.convert("RGBA" if image.has_transparency_data else "RGB")

@@ -441,6 +441,16 @@ def test_decode_keeps_alpha() -> None:
     assert image.getpixel((20, 20)) == (10, 20, 30, 255)
 
 
+def test_decode_keeps_the_transparency_of_16_bit_grey() -> None:
+    """16-bit grey marks its transparent pixels with one 16-bit value (tRNS)."""
+    grey = Image.new("I;16", (16, 16), 30_000)
+    grey.putpixel((0, 0), 1_000)
+    image = decode(encode(grey, transparency=1_000), "image", LIMITS)
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0
+    assert image.getpixel((8, 8)) == (117, 117, 117, 255)  # 30000 / 256, opaque
+
+
 def test_decode_turns_palette_transparency_into_rgba_and_webp_decodes() -> None:
     palette = Image.new("P", (16, 16), 1)
     palette.putpixel((0, 0), 0)
