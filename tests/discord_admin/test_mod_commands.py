@@ -210,6 +210,22 @@ async def test_mod_queue_lists_open_items_oldest_first(tmp_path):
         assert "#1" not in text and "#2 held" in text
 
 
+async def test_mod_queue_shows_a_prompts_markdown_as_written(tmp_path):
+    """A lone backtick in one prompt would open a code span over the items after it, their
+    [open] links shown as raw text; a masked link in a prompt would be a live link."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        one = await blocked(w, "a `sharp cat [free](https://a.example)")
+        two = await blocked(w, "a round `dog")
+        await item_message(w, one)
+        await item_message(w, two)
+        lines = (await ask(w, w.moderator, "mod queue")).strip().splitlines()
+        assert r"a \`sharp cat \[free](https://a.example) · [open](" in lines[1], lines[1]
+        assert r"a round \`dog · [open](" in lines[2], lines[2]
+
+
 async def test_strikes_outside_the_window_do_not_add_up(tmp_path):
     clock = Clock()
     async with world(tmp_path, clock=clock) as w:
