@@ -11,7 +11,7 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot.discord_adapter.access import is_moderator, requester, role_ids
-from bot.discord_adapter.embeds import link, shown_prompt, status_line, truncate
+from bot.discord_adapter.embeds import as_written, link, status_line, truncate
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
@@ -122,7 +122,7 @@ class Buzz(commands.Cog):
                 url = link(job.guild_id, job.channel_id, job.delivered_message_ids[0])
                 where = f" · [result]({url})"
             lines.append(
-                f"`{job.id}` {job.model} · {shown_prompt(job.prompt, 40)}\n"
+                f"`{job.id}` {job.model} · {as_written(job.prompt, 40)}\n"
                 f"  {truncate(status_line(job, job.error), 120)}{where}"
             )
         embed = discord.Embed(

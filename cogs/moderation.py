@@ -13,7 +13,7 @@ from discord.app_commands import Range
 from discord.ext import commands
 
 from bot.discord_adapter.access import require_moderator
-from bot.discord_adapter.embeds import link, shown_prompt, truncate
+from bot.discord_adapter.embeds import as_written, link, truncate
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction
 from bot.discord_adapter.replies import reply
@@ -77,7 +77,7 @@ class Moderation(commands.Cog):
                 else "not posted"
             )
             who = f"<@{job.member_id}>" if job else "?"
-            prompt = shown_prompt(job.prompt, 50) if job else ""
+            prompt = as_written(job.prompt, 50) if job else ""
             appeal = " · appealed" if item.appeal_note else ""
             lines.append(f"#{item.id} {kind} · {who} · {prompt} · {where}{appeal}")
         shown, size = [], 0

@@ -18,10 +18,10 @@ import discord
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
 from bot.discord_adapter.embeds import (
+    as_written,
     describe_options,
     link,
     operation_word,
-    shown_prompt,
     truncate,
 )
 from bot.discord_adapter.files import MemoryFile
@@ -85,7 +85,7 @@ def item_embed(
 ) -> discord.Embed:
     title = f"{heading(item)} · #{item.id}"
     colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
-    embed = discord.Embed(title=title, description=shown_prompt(job.prompt, 1500), colour=colour)
+    embed = discord.Embed(title=title, description=as_written(job.prompt, 1500), colour=colour)
     embed.add_field(
         name="Member",
         value=f"<@{job.member_id}> · {strikes} strike{'s' if strikes != 1 else ''} in "
@@ -106,7 +106,7 @@ def item_embed(
     embed.add_field(name="Buzz", value=money, inline=False)
     if item.appeal_note:
         embed.add_field(
-            name="Appeal from the member", value=truncate(item.appeal_note, 1024), inline=False
+            name="Appeal from the member", value=as_written(item.appeal_note, 1024), inline=False
         )
     lines = [
         f"{VERBS.get(e.action, e.action)} by <@{e.actor_id}> <t:{int(e.at.timestamp())}:R>"

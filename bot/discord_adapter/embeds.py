@@ -42,10 +42,11 @@ def truncate(text: str, limit: int) -> str:
 LIVE_BRACKET = re.compile(r"(?<!\\)((?:\\\\)*)\[")
 
 
-def shown_prompt(prompt: str, limit: int) -> str:
-    """A prompt as the member wrote it: Discord's markdown escaped, so no underscore or asterisk
-    disappears into formatting and no masked link is posted under the bot's name."""
-    escaped = discord.utils.escape_markdown(prompt)
+def as_written(text: str, limit: int) -> str:
+    """A member's text (a prompt, an appeal) as they wrote it: Discord's markdown escaped, so no
+    underscore or asterisk disappears into formatting and no masked link is posted under the
+    bot's name."""
+    escaped = discord.utils.escape_markdown(text)
     # escape_markdown escapes only the first of several masked links on a line.
     return truncate(LIVE_BRACKET.sub(r"\1\\[", escaped), limit)
 
@@ -142,9 +143,7 @@ def status_embed(
         J.BLOCKED: discord.Colour.dark_red(),
         J.HELD: discord.Colour.orange(),
     }.get(job.status, discord.Colour.blurple())
-    embed = discord.Embed(
-        title=title(job), description=shown_prompt(job.prompt, 1000), colour=colour
-    )
+    embed = discord.Embed(title=title(job), description=as_written(job.prompt, 1000), colour=colour)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
         cost = f"{job.charged - covered:,} Buzz charged"
@@ -183,7 +182,7 @@ def result_embed(
     what = f"{job.model} · {count} image{'s' if count != 1 else ''}"
     embed = discord.Embed(
         title=f"{title(job) if tool_of(job.model) else what}{of}",
-        description=shown_prompt(job.prompt, 1000),
+        description=as_written(job.prompt, 1000),
         colour=discord.Colour.green(),
     )
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
@@ -209,7 +208,7 @@ def details_embed(
 ) -> discord.Embed:
     embed = discord.Embed(
         title=f"Job {job.id}",
-        description=shown_prompt(job.prompt, 4000),
+        description=as_written(job.prompt, 4000),
         colour=discord.Colour.blurple(),
     )
     embed.add_field(name="Model", value=title(job), inline=True)

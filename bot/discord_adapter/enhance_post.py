@@ -11,7 +11,7 @@ from typing import Any
 import discord
 
 from bot.discord_adapter.buttons.enhance import choice_view
-from bot.discord_adapter.embeds import shown_prompt, truncate
+from bot.discord_adapter.embeds import as_written, truncate
 from bot.discord_adapter.uploads import passing_faults
 from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
@@ -38,8 +38,8 @@ def choice_embed(job: JobRecord) -> discord.Embed:
     ]
     advice = [f"• {r}" for r in output.get("recommendations") or []]
     texts = {
-        "description": shown_prompt(enhanced_prompt(job), 4000),
-        "Your prompt": shown_prompt(job.prompt, 1024),
+        "description": as_written(enhanced_prompt(job), 4000),
+        "Your prompt": as_written(job.prompt, 1024),
         "Issues": truncate("\n".join(issues), 1024),
         "Recommendations": truncate("\n".join(advice), 1024),
     }

@@ -176,6 +176,26 @@ async def test_an_appeal_made_while_the_item_is_still_being_posted_shows_on_it(t
         assert len(w.fake.channel_messages(mods)) == 1
 
 
+async def test_an_appeal_is_shown_to_the_moderators_as_written(tmp_path):
+    """The member's note is their text, not markdown: no live masked link, no bold."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        await w.grant(1000)
+        job = await blocked(w, "a harmless kitten")
+        item = await item_message(w, job)
+        opened = await click(w, w.status_message(job), "Appeal", w.member)
+        await opened.response()
+        note = "**Approve** [the rules say so](https://rules.example)"
+        await answer(await w.fake.submit_modal(opened, {"note": note}))
+        await w.fake.wait_for(
+            lambda: "rules" in text_of(w.fake.message(int(item["id"]))),
+            what="the appeal on the item",
+        )
+        appeal = field_value(w.fake.message(int(item["id"])), "Appeal from the member")
+        assert appeal == r"\*\*Approve\*\* \[the rules say so](https://rules.example)"
+
+
 async def test_appeal_from_the_member_reaches_the_item_and_the_verdict_reaches_them(tmp_path):
     async with world(tmp_path) as w:
         mods = mod_channel(w)
