@@ -4,6 +4,7 @@ before any pixel memory is allocated, and a file is checked to be an image befor
 from __future__ import annotations
 
 import io
+import re
 
 from PIL import Image, ImageCms, ImageMath, ImageOps
 
@@ -20,8 +21,11 @@ ORIENTATION = 0x0112
 # 1,000 scans takes ~30 s of the shared image pool, holding up every member's images. Real
 # photos have about 10.
 MAX_JPEG_SCANS = 100
-# JPEG markers without a length after them: TEM, RST0-7, SOI.
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+# A real JPEG has a few segments per scan; walking more, one Python step each, is a hostile file.
+MAX_JPEG_SEGMENTS = 20 * MAX_JPEG_SCANS
+# A marker: 0xFF then anything but a stuffed 0x00, fill (0xFF) or a restart marker (RST0-7),
+# found in C (entropy-coded data is skipped without a Python step per byte).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 
 
 def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
@@ -55,33 +59,34 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
 
 def check_scans(data: bytes, option: str) -> None:
     """Refuse a JPEG of more than MAX_JPEG_SCANS scans before a decoder spends minutes on it."""
-    if not data.startswith(b"\xff\xd8"):
-        return
-    scans = jpeg_scans(data)
-    if scans > MAX_JPEG_SCANS:
+    if data.startswith(b"\xff\xd8") and jpeg_scans(data) > MAX_JPEG_SCANS:
         raise MediaError(
             option,
-            f"{option} is a JPEG of {scans:,} scans, which would take minutes to read; the "
-            f"limit is {MAX_JPEG_SCANS}: save it again as an ordinary JPEG, or as a PNG",
+            f"{option} is a JPEG of more than {MAX_JPEG_SCANS} scans, which would take minutes "
+            "to read: save it again as an ordinary JPEG, or as a PNG",
         )
 
 
 def jpeg_scans(data: bytes) -> int:
-    """The scans (SOS markers) of a JPEG's first picture, the one decoded: what comes after its
-    end (a phone's second MPO picture, a motion photo's video) and inside metadata (an EXIF
-    thumbnail) is not counted. No pixels are decoded."""
-    scans, at = 0, 2
-    while (at := data.find(b"\xff", at)) >= 0 and at + 1 < len(data):
-        marker = data[at + 1]
-        if marker == 0xD9:  # EOI: the first picture ends here
-            break
-        if marker in (0x00, 0xFF) or marker in _STANDALONE:
-            # A stuffed 0xFF in entropy-coded data, fill, or a marker without a length.
-            at += 1 if marker == 0xFF else 2
+    """The scans (SOS markers) of a JPEG's first picture, the one decoded, counted to just past
+    MAX_JPEG_SCANS: what comes after its end (a phone's second MPO picture, a motion photo's
+    video) and inside metadata (an EXIF thumbnail) is not counted. No pixels are decoded."""
+    scans = segments = 0
+    at = 2
+    while scans <= MAX_JPEG_SCANS:
+        found = _JPEG_MARKER.search(data, at)
+        if found is None or found[0][1] == 0xD9:  # EOI: the first picture ends here
+            return scans
+        at = found.end()
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            # No real photo gets here: every FF DA left counts (metadata too, an over-count).
+            return scans + data.count(b"\xff\xda", at)
+        if found[0][1] in (0x01, 0xD8):  # TEM, SOI: no length follows
             continue
-        scans += marker == 0xDA
+        scans += found[0][1] == 0xDA
         # A segment: skip its body (an APPn block, a table, a scan's header).
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        at += int.from_bytes(data[at : at + 2], "big")
     return scans
 
 

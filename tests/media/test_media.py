@@ -493,7 +493,18 @@ def test_decode_refuses_a_jpeg_of_too_many_scans_naming_the_option() -> None:
     with pytest.raises(MediaError) as caught:
         decode(data, "mask", LIMITS)
     assert caught.value.option == "mask"
-    assert "mask is a JPEG of 2" in str(caught.value) and "the limit is 100" in str(caught.value)
+    assert "mask is a JPEG of more than 100 scans" in str(caught.value)
+
+
+def test_scans_behind_thousands_of_empty_segments_are_still_counted() -> None:
+    """Past a few thousand segments the walk stops taking a step per segment; the scans after
+    them still count."""
+    data = encode(noise(64, 64), "JPEG", progressive=True)
+    comments = b"\xff\xfe\x00\x02" * 50_000
+    first_scan = data.find(b"\xff\xda")
+    padded = many_scans(data[:first_scan] + comments + data[first_scan:], 200)
+    with pytest.raises(MediaError, match="more than 100 scans"):
+        decode(padded, "image", LIMITS)
 
 
 # -- prepare_sources -------------------------------------------------------------------------------
