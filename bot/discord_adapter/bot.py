@@ -24,6 +24,7 @@ from bot.discord_adapter.flow import RequestFlow
 from bot.discord_adapter.mature import MatureDesk
 from bot.discord_adapter.modals import FORM_GONE, modal_open
 from bot.discord_adapter.offers import OfferBoard
+from bot.discord_adapter.preparing import Preparations
 from bot.discord_adapter.publisher import DiscordPublisher
 from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
 from bot.discord_adapter.replies import reply, report_error
@@ -106,6 +107,7 @@ class ImageBot(commands.Bot):
             clock=services.clock,
         )
         self.filters = PromptFilters(services.db, services.clock)
+        self.preparing = Preparations(services.guilds)
         self.board = ReviewBoard(self, services)
         # Private notices of results kept from a channel, and their release by moderators.
         self.mature = MatureDesk(self, services.images, services.clock)

@@ -59,16 +59,17 @@ class EnhanceFlow:
         try:
             sources = pending.sources or ()
             if not sources and pending.attachments:
-                await tell(interaction, "⏳ Checking your images…")
-                sources = tuple(
-                    await prepare_attachments(
-                        bot.services.downloads,
-                        pending.attachments,
-                        image.model,
-                        bot.media_limits,
-                        bot.services.images,
+                async with bot.preparing.one(image.requester, pending.quote.settings):
+                    await tell(interaction, "⏳ Checking your images…")
+                    sources = tuple(
+                        await prepare_attachments(
+                            bot.services.downloads,
+                            pending.attachments,
+                            image.model,
+                            bot.media_limits,
+                            bot.services.images,
+                        )
                     )
-                )
             prompt = image.options.prompt
             ecosystem = bot.services.settings.civitai.enhance_ecosystem
             request = ToolRequest(

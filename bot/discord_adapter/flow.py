@@ -158,16 +158,19 @@ class RequestFlow:
         try:
             sources = pending.sources or ()
             if not sources and pending.attachments:
-                await _tell(interaction, "⏳ Checking your images…")
-                sources = tuple(
-                    await prepare_attachments(
-                        self.services.downloads,
-                        pending.attachments,
-                        pending.request.model,
-                        self.bot.media_limits,
-                        self.services.images,
+                async with self.bot.preparing.one(
+                    pending.request.requester, pending.quote.settings
+                ):
+                    await _tell(interaction, "⏳ Checking your images…")
+                    sources = tuple(
+                        await prepare_attachments(
+                            self.services.downloads,
+                            pending.attachments,
+                            pending.request.model,
+                            self.bot.media_limits,
+                            self.services.images,
+                        )
                     )
-                )
             job = await self.engine.submit(
                 replace(
                     pending.request,

@@ -338,3 +338,41 @@ async def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_
         text = await refused_after_download(w, h)
         assert text.startswith("**image**: image is a JPEG of more than 100 scans"), text
         assert text.endswith("as a PNG. Nothing was charged.")
+
+
+async def test_a_members_second_edit_while_the_first_is_downloading_downloads_nothing(tmp_path):
+    """Sources are fetched before admission counts the member's jobs: a burst of /edit
+    commands would otherwise hold every one of their files in memory at once."""
+    async with world(tmp_path) as w:
+        await w.grant(GRANT)
+        await w.set_guild(per_member_concurrency=1)
+        gate = w.fake.hold_requests("GET", r"/first\.png$")  # Discord's CDN, slow for it
+        first = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "make it autumn", "quality": "low"},
+            attachments={"image": ("first.png", png(64, 64), "image/png")},
+        )
+        await w.fake.wait_for(
+            lambda: any(c.path.endswith("/first.png") for c in w.fake.calls),
+            what="the first edit's download",
+        )
+        second = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "make it winter", "quality": "low"},
+            attachments={"image": ("second.png", png(64, 64), "image/png")},
+        )
+        text = text_of(await second.wait_for_original(lambda m: "charged" in m["content"]))
+        assert second.ephemeral and text.startswith("Not started, nothing was charged:"), text
+        assert "still being checked" in text and "1 at a time" in text
+        assert not [c for c in w.fake.calls if c.path.endswith("/second.png")]
+        assert await w.jobs() == [] and await w.holds() == 0
+
+        gate.set()
+        job = await w.wait_job((await status_post(first) and await w.only_job()).id, "done")
+        assert job.options["prompt"] == "make it autumn"
