@@ -1,9 +1,10 @@
-"""Requests whose attachments are being downloaded and prepared, counted per member.
+"""Requests whose images are being downloaded and prepared, counted per member.
 
-Admission counts a member's running jobs, but an edit's sources are fetched before it is
-admitted: without this count, a burst of /edit commands (up to five 25 MB files each) would all
-be downloaded and held in memory at once, only for admission to refuse all but the first. A
-member may have as many requests in preparation at once as jobs running (the server's limit).
+Admission counts a member's running jobs, but an edit's attachments (and the posted image an
+Upscale or Remove background starts from) are fetched before it is admitted: without this count,
+a burst of /edit commands (up to five 25 MB files each) or of tool clicks would all be downloaded
+and held in memory at once, only for admission to refuse all but the first. A member may have as
+many requests in preparation at once as jobs running (the server's limit).
 """
 
 from __future__ import annotations

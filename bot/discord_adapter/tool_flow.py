@@ -138,9 +138,10 @@ class ToolFlow:
         try:
             who = await requester(interaction, bot.services.guilds)
             info = attachment_info("image", attachment)
-            source = await posted_source(
-                bot.services.downloads, info, bot.media_limits, bot.services.images
-            )
+            async with bot.preparing.one(who, None):
+                source = await posted_source(
+                    bot.services.downloads, info, bot.media_limits, bot.services.images
+                )
             request = tool_request(
                 who,
                 tool,

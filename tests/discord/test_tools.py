@@ -488,3 +488,28 @@ async def test_an_upscale_over_the_pixel_limit_is_refused_before_anything_is_hel
         )
         job = await started(w, click)
         job, _ = await derived(w, job)
+
+
+async def test_a_second_tool_click_while_the_first_image_downloads_downloads_nothing(tmp_path):
+    """A tool fetches the posted image before admission counts the member's jobs: clicks on
+    many results would otherwise hold every image in memory at once."""
+    async with world(tmp_path) as w:
+        await w.grant(2000)
+        await w.set_guild(per_member_concurrency=1)
+        one, first = await first_result(w, size="512x512", quality="low")
+        two, second = await first_result(w, size="512x512", quality="low")
+        gate = w.fake.hold_requests("GET", rf"/{one.id}-1\.\w+$")  # Discord's CDN, slow
+        upscale = await w.fake.click(int(first["id"]), buttons(first)["Upscale"], w.member)
+        await w.fake.wait_for(
+            lambda: any(f"/{one.id}-1." in c.path for c in w.fake.calls),
+            what="the first image's download",
+        )
+        cut = await w.fake.click(int(second["id"]), buttons(second)["Remove background"], w.member)
+        reply = await cut.wait_for_original(lambda m: "charged" in m["content"])
+        assert "still being checked" in reply["content"], reply["content"]
+        assert not [c for c in w.fake.calls if f"/{two.id}-1." in c.path]
+        assert len(await w.jobs()) == 2  # the two results' jobs, no tool job
+
+        gate.set()
+        job = await started(w, upscale)
+        await derived(w, job)
