@@ -111,6 +111,13 @@ def prepare_mask(
     size = _mask_size(mask.size, (first.width, first.height))
     if has_transparency(mask):
         rgba = resized(mask.convert("RGBA"), size)
+        if rgba.getchannel("A").getextrema()[0] > 0:  # the API edits only where alpha is 0
+            raise MediaError(
+                "mask",
+                "the mask marks nothing to change: no pixel of it is fully transparent; make "
+                "the area to change fully transparent (or paint it white on black, without "
+                "transparency)",
+            )
     else:
         rgba = _mask_from_drawing(mask, size)
     budget = (limits or MediaLimits()).max_source_bytes

@@ -659,6 +659,18 @@ def test_prepare_mask_refuses_a_drawing_that_marks_nothing() -> None:
         prepare_mask(Image.new("RGB", (64, 64)), Image.new("RGB", (64, 64)), Model.GPT_IMAGE_2)
 
 
+def test_prepare_mask_refuses_a_transparent_mask_with_no_fully_clear_pixel() -> None:
+    # Half see-through everywhere: the API edits only where alpha is 0, so nothing would change.
+    half = Image.new("RGBA", (64, 64), (255, 255, 255, 128))
+    with pytest.raises(MediaError) as caught:
+        prepare_mask(half, Image.new("RGB", (64, 64)), Model.GPT_IMAGE_2)
+    assert caught.value.option == "mask"
+    assert str(caught.value) == (
+        "the mask marks nothing to change: no pixel of it is fully transparent; make the "
+        "area to change fully transparent (or paint it white on black, without transparency)"
+    )
+
+
 def test_prepare_mask_dall_e_2_png_under_4_mb() -> None:
     mask_image = noise(1024, 1024, "RGBA")  # the worst case: every pixel a different alpha
     mask = prepare_mask(mask_image, Image.new("RGB", (1024, 1024)), Model.DALL_E_2)
