@@ -7,6 +7,8 @@ task per job: submit, follow, settle), results (fetch and post, exactly once) an
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -22,13 +24,15 @@ from bot.engine.requests import JobRequest, Requester
 from bot.engine.safety import ChannelNow, Safety
 from bot.engine.tools import ToolAdmission
 from bot.metrics import Metrics
-from bot.store.db import Conn, Database, utcnow
+from bot.store.db import Conn, Database, StoreBusy, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 
 __all__ = ["Engine", "EngineSettings", "NotAllowed", "Quote"]
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -139,13 +143,42 @@ class Engine:
         """Start an admitted job, with the message that shows it (when there is one)."""
         parts = self.parts
         if status_message_id is not None:
-            await parts.db.write(parts.jobs.update_in, job.id, status_message_id=status_message_id)
-            job = await parts.jobs.job(job.id) or job
+            try:
+                await parts.db.write(
+                    parts.jobs.update_in, job.id, status_message_id=status_message_id
+                )
+            except StoreBusy as exc:
+                # Admitted and paid for: it runs now (a refusal here would tell the member
+                # nothing was charged); its message is recorded once the store takes it.
+                log.warning("job %s: status message not recorded yet (%s)", job.id, exc)
+                self.driver.background(self._record_status(job.id, status_message_id))
+            else:
+                job = await parts.jobs.job(job.id) or job
         else:
             await parts.status(job, HELD_MESSAGE if job.status is J.HELD else None)
         if job.status is J.QUEUED:
             self.driver.spawn(job.id)
         return job
+
+    async def _record_status(self, job_id: str, status_message_id: int) -> None:
+        """Record the job's status message, trying until the database takes it, then bring
+        the message up to date (edits were skipped while the bot did not know it)."""
+        parts, attempt = self.parts, 0
+        while True:
+            await asyncio.sleep(
+                min(parts.settings.retry_cap, parts.settings.retry_base * 2**attempt)
+            )
+            try:
+                await parts.db.write(
+                    parts.jobs.update_in, job_id, status_message_id=status_message_id
+                )
+                break
+            except StoreBusy as exc:
+                attempt += 1
+                log.warning("job %s: status message still not recorded (%s)", job_id, exc)
+        job = await parts.jobs.job(job_id)
+        if job is not None:  # its end (if it came meanwhile) was counted and logged already
+            await parts.status(job, job.error if job.final else None, finished=False)
 
     # -- decisions ----------------------------------------------------------------------------
     async def cancel(self, job_id: str, actor: Requester) -> JobRecord:

@@ -88,6 +88,46 @@ async def test_a_request_while_the_database_is_locked_is_refused_privately(
         assert any("database is busy" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_lock_taken_just_after_admission_still_runs_the_paid_job_and_says_so(
+    tmp_path, caplog, monkeypatch
+):
+    """The member's Buzz is held and the status message posted; recording that message then
+    meets an operator's sqlite3 shell holding the write lock. The job is paid for: it runs
+    at once, its status message follows it to the end, and the member is never told that
+    nothing was done or charged (they would ask again and pay twice)."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        # The status message is posted (a follow-up); only its answer waits for the lock.
+        gate = w.fake.hold_requests("POST", r"/webhooks/\d+/[^/]+$", answer_only=True)
+        handle = await create(w, "a lighthouse")
+        status = await handle.wait_for_followup(1)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            gate.set()
+            await w.fake.wait_for(
+                lambda: any("database is busy" in r.getMessage() for r in caplog.records),
+                what="the write refused",
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        [job] = await w.jobs()
+        job = await w.wait_job(job.id, "done", timeout=20)  # not after the reconciler's minute
+        assert job.charged == 13 and await w.available() == 1000 - 13
+        assert len(w.results_of(job.id)) == 1
+        # The message is recorded once the lock is gone, and brought up to date.
+        async with asyncio.timeout(10):
+            while (job := await w.wait_job(job.id, "done")).status_message_id is None:
+                await asyncio.sleep(0.05)
+        assert job.status_message_id == int(status["id"])
+        await w.wait_status(job, "Done")
+        said = [text_of(m) for m in handle.followups] + [text_of(await handle.original())]
+        assert not [t for t in said if "nothing was done" in t], said
+        assert traced(caplog) == []
+
+
 @pytest.fixture
 def refuse_posts(monkeypatch):
     """refuse_posts[channel_id] = ApiError: the fake answers posts of messages there with it."""
