@@ -67,7 +67,8 @@ class DatabaseProblem(Exception):
 
 class StoreBusy(sqlite3.OperationalError):
     """A write could not be made for now: another process holds the write lock past the busy
-    timeout, or the disk is full. Nothing of the transaction was kept; trying later works."""
+    timeout, the disk is full, or it takes no writes (read-only, failing). Nothing of the
+    transaction was kept; trying later works once the operator has seen to it."""
 
 
 def store_busy(exc: sqlite3.OperationalError) -> StoreBusy | None:
@@ -79,6 +80,13 @@ def store_busy(exc: sqlite3.OperationalError) -> StoreBusy | None:
         return StoreBusy("the database is busy (another process holds its write lock)")
     if name.startswith("SQLITE_FULL"):
         return StoreBusy("the database cannot be written (the disk is full)")
+    # A disk remounted read-only after errors, a file the bot may no longer write.
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return StoreBusy(f"the database cannot be written ({exc}; is its file or disk read-only)")
+    if name.startswith("SQLITE_IOERR"):
+        return StoreBusy(
+            f"the database cannot be written ({exc}; is its disk read-only or failing)"
+        )
     return None
 
 

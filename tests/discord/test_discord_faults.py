@@ -15,6 +15,7 @@ from bot.store import db as dbmod
 from tests.discord.harness import answer, buttons, finished, started, text_of, world
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
+from tests.store.read_only import unwritable
 
 
 async def create(w, prompt: str, **extra):
@@ -86,6 +87,26 @@ async def test_a_request_while_the_database_is_locked_is_refused_privately(
         assert w.sim.submissions == []
         assert traced(caplog) == []
         assert any("database is busy" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_request_while_the_disk_refuses_writes_is_refused_privately(tmp_path, caplog):
+    """The database's disk turns read-only mid-run: the member is told plainly that nothing
+    was done, the operator reads why in one warning (not a bug's traceback), nothing is
+    held, and the bot serves again once the disk takes writes."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        with unwritable(tmp_path / "bot.sqlite3"):
+            handle = await create(w, "a lighthouse")
+            text = text_of(
+                await handle.wait_for_original(lambda m: "nothing was done" in m["content"])
+            )
+        assert handle.ephemeral and "could not save that just now" in text
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+        assert w.sim.submissions == []
+        assert traced(caplog) == []
+        assert any("read-only" in r.getMessage() for r in caplog.records)
+        job = await started(w, await create(w, "a lighthouse"))
+        assert (await w.wait_job(job.id, "done")).charged == 13
 
 
 async def test_a_lock_taken_just_after_admission_still_runs_the_paid_job_and_says_so(

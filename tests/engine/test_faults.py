@@ -27,6 +27,7 @@ from bot.review import Action, ReviewService
 from bot.store.jobs import JobRecord, JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
 from tests.review.helpers import Clock
+from tests.store.read_only import unwritable
 
 J = JobStatus
 GRANT = 5000
@@ -558,3 +559,24 @@ async def test_a_post_that_landed_as_the_deadline_passed_is_not_called_undeliver
         [done] = await books_balance(h, job)
         assert done.status is J.DONE and posted(h, job.id) == [1]
         assert done.delivered_message_ids == [1] and h.reviews.items == []
+
+
+async def test_a_job_ending_while_the_disk_refuses_writes_is_settled_once_it_takes_them(
+    tmp_path, caplog
+):
+    """The database's disk turns read-only while a job runs: nothing is lost or charged twice;
+    once writes work again the job ends, charged what the orchestrator charged, posted once,
+    and meanwhile the operator reads warnings naming the database, not a bug's tracebacks."""
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflows)  # submitted
+        with unwritable(tmp_path / "bot.sqlite3"):
+            await wait_for(lambda: h.sim.charged_total() == PRICE)  # it ended upstream
+            await wait_for(lambda: any("read-only" in r.getMessage() for r in caplog.records))
+            assert not (await h.job(job.id)).final
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and done.charged == PRICE
+        assert posted(h, job.id) == [1]
