@@ -29,6 +29,7 @@ from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.review_text import heading, source_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.review import Action
+from bot.store.db import StoreBusy
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ItemEvent, ReviewItem
 
@@ -216,9 +217,15 @@ class ReviewBoard:
             return False
         if message is None:
             return False
-        if settings.mod_channel_warning is not None:  # fixed: told again if it comes back
-            await self.services.guilds.mod_channel_works(item.guild_id)
-        await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
+        try:
+            if settings.mod_channel_warning is not None:  # fixed: told again if it comes back
+                await self.services.guilds.mod_channel_works(item.guild_id)
+            await self.services.moderation.set_item_message(item.id, message.channel.id, message.id)
+        except StoreBusy as exc:  # posted, not recorded: found by its footer on the next try
+            log.warning("review #%d posted, not recorded (%s); trying again later", item.id, exc)
+            self._unanswered.add(item.id)
+            self._retry_later(item.guild_id)
+            return False
         # Changed while it was on its way (an appeal, a decision from /mod queue): their
         # refresh found no message to edit then, so the message shows them now.
         latest = await self.services.moderation.item(item.id)

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from bot.store import db as dbmod
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord.test_discord_faults import traced
-from tests.discord_admin.helpers import ask, held, item_message, mod_channel, press
+from tests.discord_admin.helpers import (
+    ask,
+    held,
+    item_message,
+    mod_channel,
+    press,
+    request,
+    started_job,
+)
 from tests.discord_admin.test_settings import owner_dms
 from tests.fakes import rest as fake_rest
 from tests.fakes.gateway import GUILDS, Gateway
@@ -316,4 +326,40 @@ async def test_moderators_read_why_items_are_not_posted_when_the_owner_takes_no_
         await ask(w, w.admin, "settings mod-channel", {"channel": mods})
         await item_message(w, job)
         assert "⚠️" not in await ask(w, w.moderator, "mod queue")
+    assert traced(caplog) == []
+
+
+async def test_an_item_posted_while_the_database_is_locked_is_recorded_not_posted_twice(
+    tmp_path, caplog, monkeypatch
+):
+    """The item reaches the moderation channel, but recording its message meets an operator's
+    sqlite3 shell holding the write lock: the board finds that message again once the lock is
+    gone and records it (one warning, no traceback), so a restart does not post a second copy
+    whose twin never shows the moderators' decisions."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path) as w:
+        w.bot.board.retry_base = 0.05  # the first wait before trying again (seconds)
+        mods = await filtering(w)
+        gate = w.fake.hold_requests("POST", rf"/channels/{mods}/messages$", answer_only=True)
+        handle = await request(w, "a paper lantern")
+        await w.fake.wait_for(lambda: w.fake.channel_messages(mods), what="the item posted")
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            gate.set()
+            await w.fake.wait_for(
+                lambda: any("database is busy" in r.getMessage() for r in caplog.records),
+                what="the write refused",
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        item = await item_message(w, job)  # recorded
+        await w.restart_bot()
+        await w.fake.settle()
+        copies = [m for m in w.fake.channel_messages(mods) if f"job {job.id}" in text_of(m)]
+        assert [m["id"] for m in copies] == [item["id"]]
+        await press(w, item, "Approve", w.moderator)
+        await w.wait_job(job.id, "done")
     assert traced(caplog) == []
