@@ -133,6 +133,9 @@ class Quota(commands.Cog):
     ) -> int:
         """A grant or a take, with the member's roles so the refill due counts; the new total."""
         assert interaction.guild_id is not None
+        # Acknowledged first: a write waiting on another process's lock past Discord's 3 s
+        # would leave the admin unanswered, and a change made twice if they run it again.
+        await think(interaction)
         account = await operation(
             interaction.guild_id,
             member.id,

@@ -3,8 +3,10 @@ shows the values now in force, bad input is refused with the allowed range."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import sqlite3
 
 import pytest
 
@@ -96,6 +98,30 @@ async def test_grant_take_and_their_limits(tmp_path):
                 w.guild, w.channel, w.admin, "quota default", {"amount": 5, "period": "hourly"}
             )
         assert await w.available() == 380
+
+
+@pytest.mark.parametrize("sub", ["grant", "take"])
+async def test_a_grant_or_take_that_waits_for_a_lock_still_answers_the_admin(tmp_path, sub):
+    """An operator's sqlite3 shell holds the write lock past Discord's 3 seconds; the change
+    waits its turn and is made. The admin must read that it was made: with no answer
+    ("the application did not respond") they would run it again, and grant (or take) twice."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.fake.ack_deadline = 0.3  # Discord's 3 seconds, scaled down
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            handle = await w.fake.slash(
+                w.guild, w.channel, w.admin, f"quota {sub}", {"member": w.member, "amount": 200}
+            )
+            await asyncio.sleep(0.6)  # the lock outlasts the time to acknowledge
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        told = text_of(await answer(handle))
+        total = 1200 if sub == "grant" else 800
+        assert told.endswith(f"their balance is now {total:,}."), told
+        assert await w.available() == total
 
 
 async def test_the_server_budget_caps_what_members_may_spend(tmp_path):
