@@ -23,7 +23,7 @@ from bot.engine.parts import Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.engine.safety import PremoderationFailed, PreVerdict, Safety
 from bot.safety import levels
-from bot.store.db import Conn
+from bot.store.db import Conn, StoreBusy
 from bot.store.moderation import ModerationStore
 from bot.store.safety import SafetySettings
 
@@ -55,13 +55,21 @@ class Screened:
     held: HeldFor | None = None
 
 
+@dataclass
+class Verdict:
+    """A successful pre-moderation check, kept a while for the same prompt."""
+
+    at: float  # time.monotonic() when it was made
+    held: HeldFor | None
+    # What record_check still has to record (cost, outcome, labels): the database refused.
+    unrecorded: dict[str, Any] | None = None
+
+
 class Screening:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        # (guild, labels, prompt digest) -> (when, the hold or None): successful checks only.
-        self._verdicts: OrderedDict[tuple[int, tuple[str, ...], str], tuple[float, Any]] = (
-            OrderedDict()
-        )
+        # (guild, labels, prompt digest) -> the verdict: successful checks only.
+        self._verdicts: OrderedDict[tuple[int, tuple[str, ...], str], Verdict] = OrderedDict()
 
     async def prompt_held(self, request: JobRequest, check_id: str) -> HeldFor | None:
         """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
@@ -117,17 +125,20 @@ class Screening:
             hashlib.sha256(request.options.prompt.encode()).hexdigest(),
         )
         kept = self._verdicts.get(key)
-        if kept is not None and time.monotonic() - kept[0] < VERDICT_TTL:
-            held: HeldFor | None = kept[1]
-            await safety.store.record_check(
-                who.guild_id,
-                who.member_id,
-                job_id,
-                0,
-                outcome="flagged" if held else "clean",
-                reused=True,
-            )
-            return held
+        if kept is not None and time.monotonic() - kept.at < VERDICT_TTL:
+            # A check paid for but not recorded yet (the database refused) is recorded now.
+            unrecorded, kept.unrecorded = kept.unrecorded, None
+            record = unrecorded or {
+                "cost": 0,
+                "outcome": "flagged" if kept.held else "clean",
+                "reused": True,
+            }
+            try:
+                await safety.store.record_check(who.guild_id, who.member_id, job_id, **record)
+            except StoreBusy:
+                kept.unrecorded = unrecorded
+                raise
+            return kept.held
         try:
             if safety.upstream is None:
                 raise PremoderationFailed("no upstream service can check prompts here")
@@ -152,19 +163,24 @@ class Screening:
                 PREMODERATION,
                 {"error": str(exc), "fallback": "hold"},
             )
-        await safety.store.record_check(
-            who.guild_id,
-            who.member_id,
-            job_id,
-            verdict.cost,
-            outcome="flagged" if verdict.flagged else "clean",
-            labels=list(verdict.labels),
-        )
         found = held_for(verdict) if verdict.flagged else None
-        self._verdicts[key] = (time.monotonic(), found)
+        record = {
+            "cost": verdict.cost,
+            "outcome": "flagged" if verdict.flagged else "clean",
+            "labels": list(verdict.labels),
+        }
+        # Kept before it is recorded: asked again after the database refused the record, the
+        # check is not paid for again, and its cost is recorded then (once: a request reusing
+        # it while this record is on its way records nothing of it).
+        kept = self._verdicts[key] = Verdict(time.monotonic(), found)
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > VERDICTS_KEPT:
             self._verdicts.popitem(last=False)
+        try:
+            await safety.store.record_check(who.guild_id, who.member_id, job_id, **record)
+        except StoreBusy:
+            kept.unrecorded = record
+            raise
         return found
 
 

@@ -6,9 +6,11 @@ a failing check falls back as configured. The guild pays for the checks, not the
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import buttons, field_value, text_of, world
+from bot.store import db as dbmod
+from tests.discord.harness import answer, buttons, field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
     ask,
@@ -109,6 +111,33 @@ async def test_a_clean_prompt_goes_on(tmp_path):
         [(_, _, details)] = await audit_actions(w, "premoderation.check")
         assert json.loads(details)["outcome"] == "clean"
         assert await w.services.safety.guild_charges(w.guild) == CHECK
+
+
+async def test_a_check_made_while_the_database_is_locked_is_paid_once_and_recorded(
+    tmp_path, monkeypatch
+):
+    """An operator's sqlite3 shell holds the write lock: the request is refused (nothing done),
+    but its prompt was already checked upstream, at the guild's cost. Asking again while the
+    lock holds does not pay for the check again, and once it is gone the guild's budget
+    counts every check the orchestrator charged for."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            for _ in range(2):
+                refused = await request(w, "a quiet harbour at dawn")
+                assert "could not save that just now" in text_of(await answer(refused))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        job = await started_job(w, await request(w, "a quiet harbour at dawn"))
+        await w.wait_job(job.id, "done")
+        assert len(moderation_runs(w)) == 1  # one check, reused while it was not recorded
+        assert await w.services.safety.guild_charges(w.guild) == CHECK
+        assert await w.available() == 1000 - COST
 
 
 async def test_only_the_chosen_labels_are_checked(tmp_path):
