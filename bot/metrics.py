@@ -15,6 +15,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bot.catalog.names import MODEL_NAMES
 from bot.catalog.tools import Tool
+from bot.store.db import REFUSALS
 
 # The upstream clients' request kinds (the orchestrator's; on BOT_PROVIDER=openai the
 # OpenAI-compatible endpoint's generate and edit) and what became of each attempt.
@@ -90,6 +91,14 @@ class Metrics:
             "each waits in the moderators' review queue for Refund or Dismiss.",
             registry=r,
         )
+        self._refused_writes = Counter(
+            "imagebot_database_refused_writes_total",
+            "Writes the SQLite database refused, nothing of them kept (the member is told to try "
+            "again, a job tries again later), by reason: busy (another process held the write "
+            "lock past the busy timeout), full (the disk), unwritable (read-only or failing).",
+            ["reason"],
+            registry=r,
+        )
         self._lag = Gauge(
             "imagebot_event_loop_lag_seconds",
             "How late the event loop woke from its last sampling sleep.",
@@ -106,6 +115,8 @@ class Metrics:
         for model in JOB_MODELS:
             for status in FINAL_STATUSES:
                 self._jobs.labels(model, status)
+        for reason in REFUSALS:
+            self._refused_writes.labels(reason)
 
     # -- what the engine, the client and the review service report -------------------------
     def job_ended(self, model: str, status: str) -> None:
@@ -130,6 +141,9 @@ class Metrics:
 
     def undelivered(self) -> None:
         self._undelivered.inc()
+
+    def database_refused(self, reason: str) -> None:
+        self._refused_writes.labels(reason).inc()
 
     def loop_lag(self, seconds: float) -> None:
         self._lag.set(max(0.0, seconds))

@@ -227,9 +227,9 @@ async def build_services(
             token = settings.civitai.token.get_secret_value()
     if not openai_lane:
         log.info("lane: civitai at %s", net.without_credentials(base_url))
-    db = await Database(settings.database.path).open()
-    defaults = settings.defaults
     metrics = Metrics()
+    db = await Database(settings.database.path, on_refused=metrics.database_refused).open()
+    defaults = settings.defaults
     state = BotState(db, clock)
     openai = None
     if openai_lane:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
+import sqlite3
 import time
 from datetime import timedelta
 from typing import Any
@@ -21,9 +22,11 @@ from bot.discord_adapter.bot import ImageBot
 from bot.metrics import Metrics
 from bot.metrics_server import MetricsServer, MetricsUnavailable
 from bot.services import build_services
+from bot.store import db as dbmod
 from tests.discord.harness import finish, settings_for, started, world
 from tests.discord.test_cancel import click_cancel, running
 from tests.discord_admin.helpers import COST, blocked, item_message, mod_channel, press, request
+from tests.store.read_only import unwritable
 
 METRICS = {"metrics": {"port": 0}}
 
@@ -159,6 +162,37 @@ async def test_a_finished_job_moves_the_counters(tmp_path):
         assert total(samples, "imagebot_orchestrator_request_seconds_count") == attempts
         assert value(samples, "imagebot_jobs_in_flight") == 0
         assert value(samples, "imagebot_delivery_failures_total") == 0
+
+
+async def test_writes_the_database_refuses_are_counted_by_why(tmp_path, monkeypatch):
+    """A lock held past the busy timeout, or a disk that turned read-only: the bot keeps
+    running and connected, but every member is told to try again, so the operator's alert
+    needs a series of its own (ImagebotDatabaseRefusingWrites)."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path, **METRICS) as w:
+        await w.grant(1000)
+        reasons = ("busy", "full", "unwritable")
+        samples = await scrape(w.bot)
+        for reason in reasons:  # there from the start, at 0
+            assert ("imagebot_database_refused_writes_total", frozenset({("reason", reason)})) in (
+                samples
+            )
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            refused = await create(w, "a lighthouse")
+            await refused.wait_for_original(lambda m: "nothing was done" in m["content"])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        with unwritable(tmp_path / "bot.sqlite3"):
+            refused = await create(w, "a lighthouse")
+            await refused.wait_for_original(lambda m: "nothing was done" in m["content"])
+        samples = await scrape(w.bot)
+        refusals = "imagebot_database_refused_writes_total"
+        assert value(samples, refusals, reason="busy") == 1
+        assert value(samples, refusals, reason="unwritable") == 1
+        assert value(samples, refusals, reason="full") == 0
 
 
 async def test_a_job_in_flight_shows_then_goes(tmp_path):

@@ -68,7 +68,15 @@ class DatabaseProblem(Exception):
 class StoreBusy(sqlite3.OperationalError):
     """A write could not be made for now: another process holds the write lock past the busy
     timeout, the disk is full, or it takes no writes (read-only, failing). Nothing of the
-    transaction was kept; trying later works once the operator has seen to it."""
+    transaction was kept; trying later works once the operator has seen to it. `reason` is
+    one of REFUSALS."""
+
+    def __init__(self, message: str, reason: str = "busy") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+REFUSALS = ("busy", "full", "unwritable")
 
 
 def store_busy(exc: sqlite3.OperationalError) -> StoreBusy | None:
@@ -79,15 +87,15 @@ def store_busy(exc: sqlite3.OperationalError) -> StoreBusy | None:
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StoreBusy("the database is busy (another process holds its write lock)")
     if name.startswith("SQLITE_FULL"):
-        return StoreBusy("the database cannot be written (the disk is full)")
+        return StoreBusy("the database cannot be written (the disk is full)", "full")
     # A disk remounted read-only after errors, a file the bot may no longer write.
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
-        return StoreBusy(f"the database cannot be written ({exc}; is its file or disk read-only)")
-    if name.startswith("SQLITE_IOERR"):
-        return StoreBusy(
-            f"the database cannot be written ({exc}; is its disk read-only or failing)"
-        )
-    return None
+        why = "is its file or disk read-only"
+    elif name.startswith("SQLITE_IOERR"):
+        why = "is its disk read-only or failing"
+    else:
+        return None
+    return StoreBusy(f"the database cannot be written ({exc}; {why})", "unwritable")
 
 
 class SchemaTooNew(DatabaseProblem):
@@ -119,9 +127,18 @@ class Database:
     old bot may still be running on it. `checkpoint=False` (the CLI): leave the WAL to the bot
     on close; a TRUNCATE checkpoint holds the write lock while it waits for the bot's readers."""
 
-    def __init__(self, path: Path | str, *, migrate: bool = True, checkpoint: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        migrate: bool = True,
+        checkpoint: bool = True,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.migrate, self.checkpoint = migrate, checkpoint
+        # Told each write refused as StoreBusy, with its reason (the bot's metrics).
+        self.on_refused = on_refused
         self._writer: SerialConnection | None = None
         self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -198,6 +215,8 @@ class Database:
             busy = store_busy(exc)
             if busy is None:
                 raise
+            if self.on_refused is not None:
+                self.on_refused(busy.reason)
             raise busy from exc
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
