@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from bot.config import Settings
 from bot.store.db import Database
-from bot.store.probe import NotADatabase, require_database
+from bot.store.probe import NotADatabase, check_schema, require_database
 
 
 @asynccontextmanager
@@ -30,6 +30,10 @@ async def open_database(settings: Settings, *, create: bool = False) -> AsyncIte
         fresh = not path.exists()
     else:
         require_database(path)
+    if not fresh:
+        # Read-only first: opening it for writing would turn another program's file (or a
+        # newer bot's) to WAL mode before it could be refused.
+        check_schema(path)
     try:
         db = await Database(path, migrate=fresh, checkpoint=False).open()
     except (sqlite3.DatabaseError, OSError) as exc:  # not a database, locked, no access

@@ -110,6 +110,20 @@ class SchemaTooNew(DatabaseProblem):
         )
 
 
+class NotOurDatabase(DatabaseProblem):
+    """A SQLite file with tables but none of the bot's: another program's database."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"cannot use the database at {path.absolute()}: it is not the bot's database (it"
+            " holds another program's tables); check BOT_DB_PATH"
+        )
+
+
+# Any table, index or view: a file that has one but no schema_version is not the bot's.
+ANY_OBJECT = "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite%' LIMIT 1"
+
+
 class SchemaTooOld(DatabaseProblem):
     """The database needs migrations this code has: only the bot's start applies them."""
 
@@ -281,13 +295,15 @@ def newest_schema() -> int:
 
 def _migrate(conn: Conn, path: Path, apply: bool = True) -> None:
     has_table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    if apply:
+    if row(conn, has_table) is None:
+        if row(conn, ANY_OBJECT) is not None:  # never add the bot's tables to another's file
+            raise NotOurDatabase(path)
+        if not apply:  # not even the first migration: nothing to read
+            raise SchemaTooOld(path, 0, newest_schema())
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-    elif row(conn, has_table) is None:  # not even the first migration: nothing to read
-        raise SchemaTooOld(path, 0, newest_schema())
     applied = {r[0] for r in rows(conn, "SELECT version FROM schema_version")}
     migrations = _migrations()
     known = max((version for version, _, _ in migrations), default=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.store.db import DatabaseProblem, SchemaTooNew, newest_schema
+from bot.store.db import ANY_OBJECT, DatabaseProblem, NotOurDatabase, SchemaTooNew, newest_schema
 
 
 class DatabaseMissing(DatabaseProblem):
@@ -47,6 +47,8 @@ def schema_version(path: Path) -> int:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
         ).fetchone()
         if known is None:
+            if conn.execute(ANY_OBJECT).fetchone() is not None:
+                raise NotOurDatabase(path)
             return 0
         version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
         if not isinstance(version, int) or not 0 <= version <= MAX_VERSION:

@@ -277,6 +277,32 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
+def test_another_applications_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """BOT_DB_PATH names some other program's SQLite file (a typo, the wrong volume): no
+    command adds the bot's tables to it, and none says to "upgrade" it by starting the bot."""
+    path = tmp_path / "grafana.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, login TEXT)")
+        conn.execute("INSERT INTO users (login) VALUES ('admin')")
+    conn.close()
+    before = path.read_bytes()
+    env = clean_env(BOT_DB_PATH=str(path), DISCORD_TOKEN="x" * 40)
+    commands = [
+        ["run"],
+        ["ledger", "grant", "1", "2", "50", "--reason", "x"],
+        ["ledger", "balance", "1", "2"],
+        ["jobs"],
+    ]
+    for done in run_all(commands, env):
+        refused_with(done, f"cannot use the database at {path}: it is not the bot's database")
+        assert "start the new bot" not in done.stderr
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    assert tables == ["users"]
+
+
 def test_a_damaged_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
     env = clean_env(BOT_DB_PATH=str(path))
