@@ -120,6 +120,9 @@ class Driver:
     def _forget(self, job_id: str, _task: object = None) -> None:
         self._tasks.pop(job_id, None)
         self._unsettled.pop(job_id, None)
+        self._calling.discard(job_id)
+        if not self._calling:
+            self._no_calls.set()
         self._wake.pop(job_id, None)
         self.results.forget(job_id)
 
@@ -144,7 +147,9 @@ class Driver:
     async def _drive(self, job_id: str) -> None:
         settings = self.parts.settings
         failures = 0
-        while not self._closing:
+        # Stopping: only an ending already reported (its settlement refused so far) is tried
+        # again, within the stop's drain time.
+        while not self._closing or job_id in self._unsettled:
             job = await self.parts.jobs.job(job_id)
             if job is None or job.final or job.status is J.HELD:
                 return
@@ -169,12 +174,12 @@ class Driver:
 
     async def _run(self, job: JobRecord) -> None:
         """The lane takes the job to its end upstream; the engine settles what it reports."""
-        if self._closing:
+        ending = self._unsettled.get(job.id)
+        if self._closing and ending is None:
             return  # stopping: no new call (the job resumes at the next start)
         self._calling.add(job.id)
         self._no_calls.clear()
         try:
-            ending = self._unsettled.get(job.id)
             if ending is None:
                 run = LaneRun(self.parts, job, self.sleep)
                 ending = self._unsettled[job.id] = await self.parts.lane.run(run)
@@ -182,7 +187,9 @@ class Driver:
             await self._conclude(job, ending)
             self._unsettled.pop(job.id, None)
         finally:
-            self._calling.discard(job.id)
+            # A reported ending not settled yet keeps its call "under way": a stop waits for it.
+            if job.id not in self._unsettled:
+                self._calling.discard(job.id)
             if not self._calling:
                 self._no_calls.set()
 

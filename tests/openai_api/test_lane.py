@@ -385,6 +385,43 @@ async def test_an_orderly_stop_lets_the_call_under_way_finish_and_settle(tmp_pat
         assert await h.audit("upstream.call_lost") == []
 
 
+async def test_an_orderly_stop_while_the_database_is_locked_still_settles_the_finished_call(
+    tmp_path, monkeypatch, caplog
+):
+    """SIGTERM while a call streams, and the call ends just as an operator's sqlite3 shell holds
+    the write lock: within the drain time the stop keeps trying to settle it, so the images
+    already paid for are kept and charged once, not lost and made (and paid) again after the
+    restart."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    settings = EngineSettings(retry_base=0.01, retry_cap=0.05, drain=30.0)
+    async with lane_harness(tmp_path, engine_settings=settings) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        gate = h.sim.hold_final_images()
+        job = await h.engine.submit(h.request())
+        await until(lambda: h.publisher.previews)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            stopping = asyncio.create_task(h.engine.stop())
+            gate.set()
+            await until(lambda: any("database is busy" in r.getMessage() for r in caplog.records))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        async with asyncio.timeout(10):
+            await stopping
+        stored = await h.job(job.id)
+        assert stored.status.value in ("delivering", "done") and stored.charged == 65
+        await h.restart_engine()
+        await h.settle_all()
+        job = await h.job(job.id)
+        assert job.status.value == "done" and job.charged == 65
+        assert await h.available() == 1000 - 65
+        assert h.sim.requests["generations"] == 1
+        assert len(h.publisher.posts) == 1
+
+
 async def test_an_orderly_stop_waits_for_a_call_only_so_long(tmp_path):
     settings = EngineSettings(retry_base=0.01, retry_cap=0.05, drain=0.5)
     async with lane_harness(tmp_path, engine_settings=settings) as h:
