@@ -111,7 +111,7 @@ def prepare_mask(
     size = _mask_size(mask.size, (first.width, first.height))
     if has_transparency(mask):
         rgba = resized(mask.convert("RGBA"), size)
-        if rgba.getchannel("A").getextrema()[0] > 0:  # the API edits only where alpha is 0
+        if rgba.getchannel("A").histogram()[0] == 0:  # the API edits only where alpha is 0
             raise MediaError(
                 "mask",
                 "the mask marks nothing to change: no pixel of it is fully transparent; make "
