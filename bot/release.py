@@ -21,7 +21,7 @@ from bot.engine.publisher import PostFailed, ResultImage
 from bot.engine.safety import ReleaseFailed
 from bot.safety import levels
 from bot.store import audit
-from bot.store.db import Conn, Database, utcnow
+from bot.store.db import Conn, Database, StoreBusy, utcnow
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ModerationStore, ReviewItem
 from bot.store.safety import SafetyStore
@@ -88,7 +88,15 @@ class Releases:
         """Fetch and post the released images; on failure the item opens again."""
         job, item = outcome.job, outcome.item
         message_ids = await self._post(job, item, channel_id)
-        await self.db.write(self._posted, item, channel_id, message_ids)
+        try:
+            await self.db.write(self._posted, item, channel_id, message_ids)
+        except StoreBusy:
+            # It is posted: only its record waits. The next start finds the post and records
+            # it (Review.resume_releases); saying "nothing was done" here would be wrong.
+            log.warning(
+                "review #%d: released, but the database is busy: recorded at the next start",
+                item.id,
+            )
         if channel_id is None:
             summary, verdict = (
                 f"sent to <@{job.member_id}> by DM",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 
 import pytest
 
 from bot.review import Action
+from bot.store import db as dbmod
 from tests.discord.harness import field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
@@ -602,3 +604,35 @@ async def test_a_result_withheld_as_mature_with_no_rating_counts_as_r_for_the_re
         text = await press(w, item, "Release", w.moderator)
         assert text.startswith(f"<#{gallery}> allows up to PG-13 (/settings mature)")
         assert w.fake.channel_messages(gallery) == []
+
+
+async def test_a_release_posted_while_the_database_is_locked_is_reported_as_released(
+    tmp_path, monkeypatch, caplog
+):
+    """The release reaches the gallery, then recording it meets an operator's sqlite3 shell
+    holding the write lock: the moderator is told it was released (not that nothing was
+    done), the member is told, and the next start does not post it again."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        gate = w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$", answer_only=True)
+        pressed = asyncio.create_task(press(w, item, "Release", w.moderator))
+        await w.fake.wait_for(lambda: w.fake.channel_messages(gallery), what="the release")
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            gate.set()
+            text = await asyncio.wait_for(pressed, 30)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert text == f"Review #1: released in <#{gallery}>."
+        await w.wait_status(job, "posted the result in")  # the member is told
+        await w.restart_bot()
+        await w.fake.settle()
+        assert len(w.fake.channel_messages(gallery)) == 1
+    assert not [r for r in caplog.records if r.exc_info]
