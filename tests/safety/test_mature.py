@@ -632,7 +632,13 @@ async def test_a_release_posted_while_the_database_is_locked_is_reported_as_rele
             other.close()
         assert text == f"Review #1: released in <#{gallery}>."
         await w.wait_status(job, "posted the result in")  # the member is told
-        await w.restart_bot()
-        await w.fake.settle()
+        edits = f"/messages/{item['id']}"
+
+        def item_edits() -> int:
+            return sum(1 for c in w.fake.calls if c.method == "PATCH" and c.path.endswith(edits))
+
+        before = item_edits()
+        await w.restart_bot()  # records the release, and shows it on the item again
+        await w.fake.wait_for(lambda: item_edits() > before, what="the item refreshed")
         assert len(w.fake.channel_messages(gallery)) == 1
     assert not [r for r in caplog.records if r.exc_info]
