@@ -187,7 +187,9 @@ class Step(_Api):
 
 class TransactionInfo(_Api):
     type: str
-    amount: int
+    # The schema's minimum: a negative amount would turn a debit into a credit (or back), so
+    # an answer with one is malformed (retried), never settled from.
+    amount: int = Field(ge=0)
     id: str | None = None
     account_type: str | None = None
 

@@ -233,6 +233,29 @@ async def test_malformed_json_from_the_orchestrator_is_retried(tmp_path, route, 
         assert len(h.sim.workflows) == 1
 
 
+# A transaction amount below the schema's minimum of 0: read as it is, this credit of -500
+# would charge a failed job 578 Buzz (a negative debit would lower a charge).
+NEGATIVE_AMOUNT = (
+    b'{"id": "wf_x", "status": "failed", "transactions": {"list": ['
+    b'{"type": "debit", "amount": 78, "accountType": "yellow"},'
+    b' {"type": "credit", "amount": -500, "accountType": "yellow"}]}}'
+)
+
+
+@pytest.mark.parametrize("route", ["submit", "get"])
+async def test_a_negative_transaction_amount_is_a_malformed_answer(tmp_path, route):
+    """An answer whose transactions break the schema is not settled from: it is asked for
+    again, and the member pays what the orchestrator really charged."""
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
+        await h.grant(GRANT)
+        h.sim.fault(200, route=route, body=NEGATIVE_AMOUNT, times=2)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [done] = await books_balance(h, job)
+        assert done.status is J.DONE and done.charged == PRICE
+        assert posted(h, job.id) == [1]
+
+
 @pytest.mark.parametrize("route", ["submit", "get"])
 @pytest.mark.parametrize("status", [520, 524, 501])
 async def test_any_5xx_from_in_front_of_the_orchestrator_is_retried(tmp_path, route, status):
