@@ -71,24 +71,26 @@ Token = Annotated[SecretStr, BeforeValidator(_stripped)]
 
 def endpoint_url(value: str) -> str:
     """An endpoint's base URL, checked without ever quoting it (a user:password@ may be written
-    into it): a #, / or ? left unencoded in a password ends the host part early, and the
-    password would be taken for the host or the port (and shown as such)."""
+    into it, which is refused: the HTTP client sends it as Basic auth in place of the Bearer
+    token, so every request would be refused with 401 and every job fail)."""
     if not value.startswith(("https://", "http://")):
         raise ValueError("must start with https:// (or http:// for a local simulator)")
     value = value.rstrip("/")
+    # Any @ means a userinfo (a # / ? in a password ends the host part early, so the @ can
+    # seem to be in the path): the token goes in its own setting, never in the URL.
+    if "@" in value:
+        raise ValueError(
+            "must not carry a user:password@: the bot sends its API token (CIVITAI_TOKEN, "
+            "OPENAI_API_KEY) as a Bearer header, which credentials in the URL would replace"
+        )
     try:
         parts = urlsplit(value)
         _ = parts.port  # a port that is not a number raises ValueError
         httpx.URL(value)
     except (ValueError, httpx.InvalidURL):
         parts = None
-    # An @ past the host part, or a fragment: a # / ? in the password cut the host part short.
-    rest = value.partition("://")[2].removeprefix(parts.netloc) if parts else ""
-    if parts is None or not parts.hostname or parts.fragment or "@" in rest:
-        raise ValueError(
-            "not a URL the bot can use; in a user:password@ written into it, percent-encode "
-            "# / ? @ and spaces (%23 %2F %3F %40 %20)"
-        )
+    if parts is None or not parts.hostname or parts.fragment:
+        raise ValueError("not a URL the bot can use")
     return value
 
 

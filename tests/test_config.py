@@ -376,3 +376,26 @@ def test_the_default_model_is_one_the_bot_knows(tmp_path: Path) -> None:
     assert settings.defaults.default_model == "gpt-image-1.5"
     with pytest.raises(ConfigError, match="unknown model 'sdxl': use one of gpt-image-2"):
         load_settings(write(tmp_path, '[defaults]\ndefault_model = "sdxl"\n'))
+
+
+@pytest.mark.parametrize(
+    ("var", "key", "url"),
+    [
+        ("CIVITAI_BASE_URL", "civitai.base_url", "https://opuser:hunter2pass@orch.example.com"),
+        ("CIVITAI_BASE_URL", "civitai.base_url", "https://opuser@orch.example.com"),
+        ("OPENAI_BASE_URL", "openai.base_url", "https://opuser:hunter2pass@api.example.com/v1"),
+        ("OPENAI_BASE_URL", "openai.base_url", "https://opuser:hunter2#pass@api.example.com/v1"),
+    ],
+)
+def test_credentials_in_an_endpoint_url_are_refused_never_shown(
+    monkeypatch: pytest.MonkeyPatch, var: str, key: str, url: str
+) -> None:
+    """The HTTP client sends a URL's user:password@ as Basic auth, replacing the Bearer token:
+    every request would be refused (401) and every job fail. Refused at start, naming the key
+    and never quoting the value."""
+    monkeypatch.setenv(var, url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"{key} (env {var})" in message and "user:password@" in message
+    assert "hunter2" not in message and "opuser" not in message
