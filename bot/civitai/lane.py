@@ -19,6 +19,7 @@ from bot.catalog import build_request
 from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.downloads import fetch_workflow_images
+from bot.civitai.endings import awaits_refund, ending_of
 from bot.civitai.errors import (
     Forbidden,
     NotFound,
@@ -30,7 +31,7 @@ from bot.civitai.errors import (
 )
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.retired import refused_as_gone, unsupported
-from bot.civitai.safety import mature_fields, rating_of, withheld
+from bot.civitai.safety import mature_fields
 from bot.civitai.sources import SourceUploads
 from bot.civitai.tool_sources import ResultSources, SourceUnavailable
 from bot.engine.follow import FollowPolicy
@@ -50,6 +51,8 @@ NOT_FOUND_CONFIRMATIONS = 3
 # 10 s: at most the engine's retry cap) before it is settled: its refund may be booked late.
 REFUND_CHECKS = 2
 REFUND_WAIT = 5.0
+# Reads refused in a row are asked again after the engine's retry cap, doubling up to this.
+MAX_REFUSED_WAIT = 900.0
 
 
 class FollowRefused(UpstreamUnavailable):
@@ -244,7 +247,7 @@ class CivitaiLane:
         job = run.job
         workflow_id = job.workflow_id
         assert workflow_id is not None
-        attempt = missing = refund_checks = 0
+        attempt = missing = refund_checks = refused = 0
         recheck_in = 0.0
         canceled_sent = expired = gone = reported_since_stop = refused_since_stop = False
         while True:
@@ -321,11 +324,23 @@ class CivitaiLane:
                 # A refusal the API does not list (a WAF's 400, a 410): the workflow runs on
                 # upstream, so it is asked again, with the last report kept: past the deadline
                 # and its grace the job is settled from that, like a workflow that never ends.
-                log.warning("job %s: reading workflow %s refused: %s", job.id, workflow_id, exc)
+                refused += 1
+                wait_s = min(MAX_REFUSED_WAIT, self.retry_cap * 2 ** (refused - 1))
+                log.warning(
+                    "job %s: reading workflow %s refused: %s; asking again in %.2fs",
+                    job.id,
+                    workflow_id,
+                    exc,
+                    wait_s,
+                )
                 refused_since_stop = refused_since_stop or expired
-                await run.sleep(self.retry_cap)
+                if workflow is None and expired and run.past_grace():
+                    # No report to settle from: the workflow may have charged, so the hold
+                    # stays until it can be read, and only the operator can look into it.
+                    await run.alert("unreadable", unreadable(job, workflow_id, exc))
+                await run.sleep(wait_s)
                 continue
-            missing = 0
+            missing = refused = 0
             # A read proves the token and the URL, not that the account may place orders (a
             # 403 for lack of Buzz): that alert is cleared only by a submit that works.
             for key in ("auth", "redirect"):
@@ -351,6 +366,14 @@ def _alert_key(exc: OrchestratorError) -> str:
     return "forbidden" if isinstance(exc, Forbidden) else "redirect"
 
 
+def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> str:
+    return (
+        f"job {job.id} is past its deadline and the orchestrator refuses every read of its "
+        f"workflow {workflow_id} ({refusal}): its Buzz stays held until the workflow can be "
+        "read; check it on the orchestrator"
+    )
+
+
 def look_again(job: JobRecord, refusal: OrchestratorError, given_up: bool) -> Ending:
     """A submit refused after an attempt that may have made the workflow: raised as passing
     (the next attempt finds it by externalId), or, once `given_up`, ended unconfirmed."""
@@ -368,64 +391,3 @@ def unconfirmed(job: JobRecord) -> Ending:
         job.id,
     )
     return Ending(J.EXPIRED, message="it could not be confirmed in time")
-
-
-def ending_of(
-    workflow: Workflow, *, forced: JobStatus | None = None, gone: str | None = None
-) -> Ending:
-    """What a job becomes when its workflow ended this way, and what it cost. `gone`: the
-    model the orchestrator no longer runs."""
-    status = forced or ending_status(workflow)
-    images = tuple(
-        {"blob_id": img.id, "width": img.width, "height": img.height} for img in workflow.images()
-    )
-    enhanced = workflow.enhancement() if status is J.DELIVERING else None
-    return Ending(
-        status,
-        charged=workflow.charged(),
-        upstream_status=str(workflow.status),
-        images=images,
-        block_reason=block_reason(workflow) if status is J.BLOCKED else None,
-        started_at=workflow.started_at,
-        output=enhanced.model_dump(by_alias=True) if enhanced is not None else None,
-        unavailable_model=gone,
-        detail="no worker supports the model" if gone else None,
-        rating=rating_of(workflow),
-        withheld=forced is None and withheld(workflow),
-        upstream=workflow,
-    )
-
-
-def awaits_refund(workflow: Workflow) -> bool:
-    """Failed or expired, a charge standing and no credit yet: the kind of ending the
-    orchestrator refunds, perhaps not at once. (A block it keeps charging goes to the
-    moderators with its charge at once: they may refund it.)"""
-    if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELED):
-        return False
-    if workflow.blocked():
-        return False
-    items = workflow.transactions.items if workflow.transactions else []
-    return workflow.charged() > 0 and not any(t.type == "credit" for t in items)
-
-
-def ending_status(workflow: Workflow) -> JobStatus:
-    if workflow.blocked():
-        return J.BLOCKED
-    if workflow.status == WorkflowStatus.SUCCEEDED:
-        # Images to post, or a text step's result (an enhanced prompt) to show.
-        return J.DELIVERING if workflow.images() or workflow.enhancement() else J.FAILED
-    return {
-        WorkflowStatus.EXPIRED.value: J.EXPIRED,
-        WorkflowStatus.CANCELED.value: J.CANCELED,
-    }.get(str(workflow.status), J.FAILED)
-
-
-def block_reason(workflow: Workflow) -> str:
-    for job in workflow.jobs():
-        if job.blocked_reason:
-            return job.blocked_reason
-    for img in workflow.images():
-        if img.blocked_reason:
-            return f"output image blocked: {img.blocked_reason}"
-    errors = workflow.output_errors()
-    return errors[0] if errors else "blocked by the content filter"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.civitai.client import OrchestratorClient
-from bot.civitai.lane import ending_of
+from bot.civitai.endings import ending_of
 from bot.civitai.models import Workflow
 from bot.civitai.safety import CivitaiSafety, mature_fields, rating_of, withheld
 from bot.civitai.simulator import Outcome, Simulator

@@ -305,6 +305,37 @@ async def test_a_follow_refused_with_an_unlisted_4xx_still_ends_at_the_deadline(
         assert workflow.canceled_at is not None
 
 
+async def test_a_workflow_no_read_reaches_after_a_restart_past_its_grace_is_told_once(
+    tmp_path, caplog
+):
+    """Resumed past its deadline and grace, a job whose every read is refused (a WAF's 410)
+    has no report to settle from: its hold stays (the workflow may have charged), the operator
+    is told once, and the reads back off instead of warning at the same pace for ever."""
+    clock = Clock()
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0)), clock=clock) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        await h.engine.stop()
+        h.sim.fault(410, route="get", seconds=30)
+        clock.advance(hours=1)
+        await h.restart_engine()
+
+        def refusals() -> list[float]:
+            found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+            return [float(m.rsplit("again in ", 1)[1].rstrip("s")) for m in found if "in " in m]
+
+        await wait_for(lambda: len(refusals()) >= 6)
+        waits = refusals()
+        assert waits == sorted(waits) and waits[-1] >= 8 * waits[0], waits
+        [(key, alert)] = h.alerts.alerts
+        assert key == "unreadable" and job.id in alert and "held" in alert
+        held = await h.job(job.id)
+        assert not held.final and (await h.ledger.hold(job.id)).settled_at is None
+        assert await h.available() == GRANT - PRICE
+
+
 async def test_an_api_that_redirects_is_the_operators_to_fix_not_retried(tmp_path):
     """A base URL that answers 301 (http for https, a moved host): the request is not followed
     off the configured host, nor retried for half an hour as 'not a workflow'; the job ends
