@@ -86,7 +86,7 @@ class CivitaiLane:
         self.sources = sources
         self.policy, self.retry_cap = policy, retry_cap
         self.backoff, self.clock, self.metrics = backoff, clock, metrics
-        self.results = ResultSources(client, jobs, clock)
+        self.results = ResultSources(client, jobs, clock, max_pixels)
 
     # -- the lane's interface -----------------------------------------------------------------
     def validate(

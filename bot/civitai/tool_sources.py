@@ -6,6 +6,10 @@ blob URL if a fresh one can be had (GetWorkflow signs new URLs) that stays valid
 for the job to read it; else the data URL of the bytes the bot posted (the job's stored
 source 0). A whatif, made before the job is stored, can only use the blob URL: without one it
 is skipped and the local estimate held.
+
+An upscale is sent only an image whose result the bot can decode and post (media.max_pixels):
+the original only when the orchestrator says its size and its upscale fits, else the posted
+copy (whose size the bot knows) if its upscale fits; else nothing is sent.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.catalog.tools import RESULT_REF, parse_result_ref
+from bot.catalog.tools import RESULT_REF, UPSCALE_FACTOR, parse_result_ref
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import OrchestratorError
 from bot.store.jobs import JobRecord, JobStore
@@ -33,9 +37,14 @@ class SourceUnavailable(Exception):
 
 class ResultSources:
     def __init__(
-        self, client: OrchestratorClient, jobs: JobStore, clock: Callable[[], datetime]
+        self,
+        client: OrchestratorClient,
+        jobs: JobStore,
+        clock: Callable[[], datetime],
+        max_pixels: int,
     ) -> None:
         self.client, self.jobs, self.clock = client, jobs, clock
+        self.max_pixels = max_pixels
 
     async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
         """`step` with each result:// reference replaced by a blob URL, else (for a stored
@@ -43,11 +52,12 @@ class ResultSources:
         refs = _refs(step)  # a walk, not a dump: an edit's step may carry megabytes inline
         if not refs:
             return step
+        factor = _growth(step)
         sent: dict[str, str] = {}
         for ref in refs:
             parsed = parse_result_ref(ref)
-            url = await self.blob_url(*parsed) if parsed else None
-            sent[ref] = url or await self._posted(job)
+            url = await self.blob_url(*parsed, growth=factor) if parsed else None
+            sent[ref] = url or await self._posted(job, factor)
 
         def swap(value: Any) -> Any:
             if isinstance(value, str) and value in sent:
@@ -61,8 +71,9 @@ class ResultSources:
         resolved: dict[str, Any] = swap(step)
         return resolved
 
-    async def blob_url(self, job_id: str, index: int) -> str | None:
-        """A fresh URL of image `index` of the job's workflow, when there is one."""
+    async def blob_url(self, job_id: str, index: int, *, growth: int = 1) -> str | None:
+        """A fresh URL of image `index` of the job's workflow, when there is one (and, for a
+        step that makes it `growth` times larger each way, its known size allows it)."""
         parent = await self.jobs.job(job_id)
         # With images missing from the post, its numbering is not the workflow's.
         if parent is None or not parent.workflow_id or parent.missing_images:
@@ -76,17 +87,42 @@ class ResultSources:
         if index >= len(images) or not images[index].url:
             return None
         blob = images[index]
+        if growth > 1 and self._over(blob.width or 0, blob.height or 0, growth) is not None:
+            return None
         expires = blob.url_expires_at
         if expires is not None and expires - self.clock() < URL_MARGIN:
             return None
         return blob.url
 
-    async def _posted(self, job: JobRecord | None) -> str:
+    def _over(self, width: int, height: int, growth: int) -> str | None:
+        """Why a source this size cannot be sent (None: it can); an unknown size cannot."""
+        if not width or not height:
+            return "the source image's size is unknown"
+        width, height = width * growth, height * growth
+        if width * height <= self.max_pixels:
+            return None
+        return (
+            f"the result would be {width}x{height}, over the "
+            f"{self.max_pixels // 1_000_000:,} megapixels this bot can post"
+        )
+
+    async def _posted(self, job: JobRecord | None, growth: int = 1) -> str:
         sources = await self.jobs.sources(job.id) if job is not None else []
         if not sources:
             raise SourceUnavailable("the source image is no longer available")
         source = sources[0]
+        over = self._over(source.width, source.height, growth) if growth > 1 else None
+        if over is not None:
+            # Charged upstream, such a result could never be decoded and posted here.
+            raise SourceUnavailable(over)
         return f"data:{source.mime};base64,{base64.b64encode(source.data).decode()}"
+
+
+def _growth(step: dict[str, Any]) -> int:
+    """How many times larger each way the step makes its source (an upscale's doublings)."""
+    if step.get("$type") != "imageUpscaler":
+        return 1
+    return int(UPSCALE_FACTOR ** int(step.get("input", {}).get("numberOfRepeats") or 1))
 
 
 def _refs(value: Any) -> list[str]:

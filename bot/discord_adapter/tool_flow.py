@@ -106,7 +106,8 @@ def upscaled_size(
     parent: JobRecord, index: int, source: SourceImage, repeats: int
 ) -> tuple[int, int] | None:
     """What an upscale of the image will measure: the orchestrator's original (the posted copy
-    may have been scaled down to fit Discord), each side doubled per repeat."""
+    may have been scaled down to fit Discord), each side doubled per repeat. An original of
+    unknown size is never sent (bot/civitai/tool_sources.py): the posted copy is, so its size."""
     images = parent.result_images
     original = images[index] if index < len(images) else {}
     width = int(original.get("width") or source.width or 0)

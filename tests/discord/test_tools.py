@@ -513,3 +513,29 @@ async def test_a_second_tool_click_while_the_first_image_downloads_downloads_not
         gate.set()
         job = await started(w, upscale)
         await derived(w, job)
+
+
+async def test_an_upscale_of_an_original_of_unknown_size_is_sent_the_image_it_was_sized_by(
+    tmp_path,
+):
+    """The orchestrator left the result's size out, and the bot posted it scaled down to fit
+    the upload limit. The pixel check could size only the posted copy, so that copy is what
+    the Upscale is sent: the original (whose upscale here is over the 3 MP limit) would be
+    charged and never posted."""
+    async with world(tmp_path, media={"max_pixels": 3_000_000}) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(unsized=True), prompt="a lantern")
+        limit, w.fake.upload_limit = w.fake.upload_limit, 8_000  # posted scaled down
+        parent, result = await first_result(w, size="1024x1024", quality="low")
+        w.fake.upload_limit = limit
+        shown = w.fake.attachment_bytes(result["attachments"][0])
+        width, height = image_size(shown)
+        assert width < 1024 and parent.result_images[0]["width"] is None
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        job, reply = await derived(w, job)
+        _, sent = data_url_bytes(w.sim.submissions[-1]["steps"][0]["input"]["image"])
+        assert sent == shown
+        upscaled = image_size(w.fake.attachment_bytes(reply["attachments"][0]))
+        assert upscaled == (2 * width, 2 * height)
+        assert job.charged == upstream_charge(w, job)

@@ -58,6 +58,8 @@ class Outcome:
     # (a refund the orchestrator books late).
     refund_delay: float = 0.0
     moderation_blocked: bool | None = None
+    # Output blobs reported with width and height null (the schema allows it).
+    unsized: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:

@@ -70,6 +70,8 @@ def blob_json(
         "width": plan.width,
         "height": plan.height,
     }
+    if wf.outcome.unsized:
+        blob.update(width=None, height=None)
     state = wf.blob_state(step, index, now)
     if state == "blocked":
         blob.update(available=False, url=None, urlExpiresAt=None, blockedReason=BLOCKED_REASON)
