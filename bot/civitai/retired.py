@@ -29,11 +29,17 @@ def _says_gone(text: str) -> bool:
 
 def refused_as_gone(step: dict[str, Any], exc: ValidationFailed) -> bool:
     """The submit was refused because the step's model is no longer offered."""
+    general: list[str] = []
     for path, messages in exc.fields.items():
-        if path.rsplit(".", 1)[-1] == "model" and any(_says_gone(m) for m in messages):
+        field = path.rsplit(".", 1)[-1]
+        if field == "model" and any(_says_gone(m) for m in messages):
             return True
+        # A refusal of another input field ("width … is not supported by gpt-image-2") is
+        # about this request, not the model: one of them must not switch it off everywhere.
+        if ".input." not in path or field == "model":
+            general += messages
     model = (step.get("input") or {}).get("model")
-    text = str(exc)
+    text = " ".join(general) if exc.fields else str(exc)
     return bool(model) and str(model).lower() in text.lower() and _says_gone(text)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import time
 from dataclasses import replace
@@ -334,6 +335,29 @@ async def test_a_workflow_no_read_reaches_after_a_restart_past_its_grace_is_told
         held = await h.job(job.id)
         assert not held.final and (await h.ledger.hold(job.id)).settled_at is None
         assert await h.available() == GRANT - PRICE
+
+
+async def test_a_refusal_of_another_field_that_names_the_model_does_not_retire_it(tmp_path):
+    """The orchestrator refuses one request's size in words that name the model ("… is not
+    supported by gpt-image-2"): that job fails uncharged, but the model is not switched off
+    for every server, nor the operator told it is retired."""
+    problem = json.dumps(
+        {
+            "title": "One or more validation errors occurred.",
+            "status": 400,
+            "errors": {"steps[0].input.width": ["1024x1024 is not supported by gpt-image-2"]},
+        }
+    ).encode()
+    async with harness(tmp_path, settings=quick()) as h:
+        await h.grant(GRANT)
+        h.sim.fault(400, route="submit", body=problem)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and ended.charged == 0
+        assert "no longer available" not in (ended.error or "")
+        assert (await h.guilds.settings(GUILD)).retired_models == set()
+        assert h.alerts.alerts == []
 
 
 async def test_an_api_that_redirects_is_the_operators_to_fix_not_retried(tmp_path):
