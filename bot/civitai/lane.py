@@ -187,7 +187,7 @@ class CivitaiLane:
                 # Every attempt so far was refused outright: nothing exists upstream.
                 await run.clear_attempt()
             elif stop and run.past_grace():
-                return unconfirmed(job)
+                return await unconfirmed(run)
             raise
         except ValidationFailed as exc:
             uncertain = may_exist or exc.maybe_accepted
@@ -199,7 +199,7 @@ class CivitaiLane:
             if uncertain and not exc.fields:
                 # A 400 naming no field (a firewall's page) after an attempt that may have made
                 # the workflow: it may run and charge, so it is looked for again.
-                return look_again(job, exc, stop and run.past_grace())
+                return await look_again(run, exc, stop and run.past_grace())
             fields = ", ".join(exc.fields) or "the request"
             return Ending(
                 J.FAILED,
@@ -226,7 +226,7 @@ class CivitaiLane:
             if may_exist or exc.maybe_accepted:
                 # An earlier attempt may have made the workflow (its answer lost): it may run
                 # and charge, so it is asked for again (same externalId) rather than given up.
-                return look_again(job, exc, stop and run.past_grace())
+                return await look_again(run, exc, stop and run.past_grace())
             return Ending(
                 J.FAILED,
                 message=f"the orchestrator refused it ({exc.status}); nothing was charged",
@@ -374,16 +374,25 @@ def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> 
     )
 
 
-def look_again(job: JobRecord, refusal: OrchestratorError, given_up: bool) -> Ending:
+async def look_again(run: Run, refusal: OrchestratorError, given_up: bool) -> Ending:
     """A submit refused after an attempt that may have made the workflow: raised as passing
     (the next attempt finds it by externalId), or, once `given_up`, ended unconfirmed."""
     if given_up:
-        return unconfirmed(job)
+        return await unconfirmed(run)
     raise Unavailable(f"{refusal}, and an earlier attempt may have reached it") from refusal
 
 
-def unconfirmed(job: JobRecord) -> Ending:
-    """A job asked to stop whose workflow the orchestrator never said exists or not."""
+async def unconfirmed(run: Run) -> Ending:
+    """A job asked to stop whose workflow the orchestrator never said exists or not. Ended
+    uncharged: if the workflow does exist, its charge is not in the ledger, so the operator
+    (who alone can look it up) is told."""
+    job = run.job
+    await run.alert(
+        "unconfirmed",
+        f"job {job.id} was ended uncharged without the orchestrator saying whether its "
+        f"workflow exists; if it does, its charge is not in the ledger: look up externalId "
+        f"{job.id} on the orchestrator (others like it are in the log)",
+    )
     log.error(
         "job %s: could not learn whether its workflow exists upstream; ending it uncharged "
         "(check the orchestrator for externalId %s)",

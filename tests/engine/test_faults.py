@@ -113,6 +113,27 @@ async def test_a_lost_submit_past_the_deadline_is_recovered_and_settled(tmp_path
         assert workflow.canceled_at is not None
 
 
+async def test_a_job_ended_without_learning_whether_its_workflow_exists_tells_the_operator(
+    tmp_path,
+):
+    """The first submit's answer is lost (the workflow was made) and the orchestrator then
+    answers 503 past the deadline and its grace: the job ends uncharged, so a charge upstream
+    would be missing from the ledger. The operator is told, with the externalId to look up."""
+    settings = quick(deadline=timedelta(seconds=0.2), expire_grace=timedelta(seconds=0.2))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=400))
+        h.sim.lose_answer(route="submit")
+        h.sim.fault(503, route="submit", seconds=30)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        ended = await h.job(job.id)
+        assert ended.status is J.EXPIRED and ended.charged == 0
+        assert len(h.sim.workflows) == 1  # it exists upstream, unknown to the ledger
+        [(key, alert)] = h.alerts.alerts
+        assert key == "unconfirmed" and f"externalId {job.id}" in alert
+
+
 async def test_a_submit_refused_outright_and_canceled_charges_nothing(tmp_path):
     """The mirror case: no attempt could have been acted on (every answer a 503), so cancel
     ends the job at once, uncharged, without creating anything upstream."""
