@@ -24,7 +24,7 @@ from bot.civitai.safety import CivitaiSafety
 from bot.civitai.sources import SourceUploads
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
-from bot.engine.follow import LongPoll
+from bot.engine.follow import follow_policy
 from bot.engine.lane import Lane
 from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
@@ -88,7 +88,7 @@ class Services:
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(
-            policy=LongPoll(self.settings.civitai.wait_seconds),
+            policy=follow_policy(self.settings.civitai.wait_seconds),
             whatif=self.settings.civitai.whatif,
             deadline=timedelta(minutes=self.settings.jobs.deadline_minutes),
             delivery_deadline=timedelta(minutes=self.settings.jobs.delivery_deadline_minutes),

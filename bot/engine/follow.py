@@ -42,3 +42,9 @@ class Schedule:
 
 
 FollowPolicy = LongPoll | Schedule
+
+
+def follow_policy(wait: int) -> FollowPolicy:
+    """The configured long-poll length; 0 (no long-poll) polls on the documented cadence, as
+    a long-poll of 0 s answers at once and would be asked again straight away."""
+    return LongPoll(wait) if wait > 0 else Schedule()

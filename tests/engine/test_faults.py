@@ -19,12 +19,14 @@ import pytest
 from PIL import Image
 
 from bot.civitai.simulator import Outcome, Simulator
+from bot.config import Settings
 from bot.engine.engine import EngineSettings
 from bot.engine.follow import LongPoll, Schedule
 from bot.engine.publisher import PostFailed
 from bot.engine.requests import Requester
 from bot.engine.results import missing_share
 from bot.review import Action, ReviewService
+from bot.services import build_services
 from bot.store.jobs import JobRecord, JobStatus
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, Harness, harness
 from tests.review.helpers import Clock
@@ -679,3 +681,17 @@ async def test_a_job_ending_while_the_disk_refuses_writes_is_settled_once_it_tak
         [done] = await books_balance(h, job)
         assert done.status is J.DONE and done.charged == PRICE
         assert posted(h, job.id) == [1]
+
+
+async def test_a_wait_of_zero_reads_running_jobs_on_a_schedule_not_in_a_busy_loop(tmp_path):
+    """civitai.wait_seconds = 0 (no long-poll): each read of a running workflow comes back at
+    once, so the next must wait (the documented 5, 10, 20… s cadence) instead of reading it
+    again straight away, thousands of times a second per job."""
+    config = Settings(database={"path": tmp_path / "bot.sqlite3"}, civitai={"wait_seconds": 0})
+    services = await build_services(config, base_url="http://127.0.0.1:9", token="unused")
+    try:
+        policy = services.engine_settings().policy
+        assert policy.submit_wait == 0
+        assert all(policy.next_request(attempt)[0] >= 5 for attempt in range(10))
+    finally:
+        await services.aclose()
