@@ -97,7 +97,10 @@ class CivitaiSafety:
             cost = await self._stop(workflow.id) if workflow is not None and workflow.id else 0
             raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s", cost=cost) from None
         except OrchestratorError as exc:
-            raise PremoderationFailed(str(exc)) from None
+            # Made, then unreadable: it runs on upstream, so it is stopped and its charge
+            # counted like a check that ran out of time.
+            cost = await self._stop(workflow.id) if workflow is not None and workflow.id else 0
+            raise PremoderationFailed(str(exc), cost=cost) from None
         verdict = workflow.moderation()
         cost = workflow.charged()
         if workflow.status != WorkflowStatus.SUCCEEDED or verdict is None:

@@ -4,6 +4,8 @@ over real HTTP — xGuard pre-moderation, upload ratings, the release of withhel
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +141,29 @@ async def test_a_check_that_times_out_records_what_the_orchestrator_charged(
     safety = CivitaiSafety(client, wait=0, timeout=0.3)
     with pytest.raises(PremoderationFailed, match="no verdict within") as failed:
         await safety.premoderate("slow-2", "a lighthouse", ())
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is not None
+    charged = record.net_charge(record.canceled_at + 1)
+    assert charged == 3 and failed.value.cost == charged
+
+
+async def test_a_check_whose_reads_fail_records_what_the_orchestrator_charged(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """The check was made, then every read of it failed (503s past the client's retries): it
+    runs on upstream and is charged, so it is stopped and its charge read back for the
+    guild's pre-moderation spend, not counted as 0."""
+    simulator.script(Outcome("never", step="xGuardModeration", charge=3))
+    check = asyncio.create_task(CivitaiSafety(client, wait=1).premoderate("f-1", "a cat", ()))
+    async with asyncio.timeout(10):
+        while (
+            not simulator.workflows
+            or next(iter(simulator.workflows.values())).status(time.monotonic()) != "processing"
+        ):
+            await asyncio.sleep(0.01)
+    simulator.fault(503, route="get", times=1 + client.max_retries)
+    with pytest.raises(PremoderationFailed, match="503") as failed:
+        await check
     [record] = simulator.workflows.values()
     assert record.canceled_at is not None
     charged = record.net_charge(record.canceled_at + 1)
