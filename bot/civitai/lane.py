@@ -318,7 +318,9 @@ class CivitaiLane:
                 # is followed again after.
                 await run.alert(_alert_key(exc), str(exc))
                 raise FollowRefused(str(exc)) from None
-            except Unavailable:
+            except Unavailable as exc:
+                if workflow is None and expired and run.past_grace():
+                    await run.alert("unreadable", unreadable(job, workflow_id, exc))
                 raise
             except OrchestratorError as exc:
                 # A refusal the API does not list (a WAF's 400, a 410): the workflow runs on
@@ -368,9 +370,9 @@ def _alert_key(exc: OrchestratorError) -> str:
 
 def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> str:
     return (
-        f"job {job.id} is past its deadline and the orchestrator refuses every read of its "
-        f"workflow {workflow_id} ({refusal}): its Buzz stays held until the workflow can be "
-        "read; check it on the orchestrator"
+        f"job {job.id} is past its deadline and no read of its workflow {workflow_id} "
+        f"succeeds ({refusal}): its Buzz stays held until the workflow can be read; check it "
+        "on the orchestrator"
     )
 
 

@@ -360,6 +360,28 @@ async def test_a_workflow_no_read_reaches_after_a_restart_past_its_grace_is_told
         assert await h.available() == GRANT - PRICE
 
 
+async def test_a_workflow_that_only_answers_5xx_past_its_grace_is_told_once(tmp_path):
+    """The same with 500s for every read of it (past the client's retries, then again):
+    nothing to settle from, so the hold stays, and the operator is told once, not never."""
+    clock = Clock()
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0)), clock=clock) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        await h.engine.stop()
+        h.sim.fault(500, route="get", seconds=30)
+        clock.advance(hours=1)
+        await h.restart_engine()
+        await wait_for(lambda: bool(h.alerts.alerts))
+        reads = h.sim.requests["get"]
+        await wait_for(lambda: h.sim.requests["get"] >= reads + 12)  # three more rounds
+        [(key, alert)] = h.alerts.alerts
+        assert key == "unreadable" and job.id in alert
+        assert not (await h.job(job.id)).final
+        assert await h.available() == GRANT - PRICE
+
+
 async def test_a_refusal_of_another_field_that_names_the_model_does_not_retire_it(tmp_path):
     """The orchestrator refuses one request's size in words that name the model ("… is not
     supported by gpt-image-2"): that job fails uncharged, but the model is not switched off
