@@ -89,11 +89,13 @@ def tool_request(
     else:
         step = background_step(ref)
         options["format"] = step["input"]["format"]
+    # Priced (when the whatif cannot be had) from the largest image the step may be sent.
+    width, height = sent_size(parent, index, source)
     return ToolRequest(
         requester=who,
         tool=tool,
         step=step,
-        estimate=estimate(tool, source.width, source.height),
+        estimate=estimate(tool, width or None, height or None),
         options=options,
         sources=(source,),
         parent_job_id=parent.id,
@@ -102,16 +104,22 @@ def tool_request(
     )
 
 
-def upscaled_size(
-    parent: JobRecord, index: int, source: SourceImage, repeats: int
-) -> tuple[int, int] | None:
-    """What an upscale of the image will measure: the orchestrator's original (the posted copy
-    may have been scaled down to fit Discord), each side doubled per repeat. An original of
-    unknown size is never sent (bot/civitai/tool_sources.py): the posted copy is, so its size."""
+def sent_size(parent: JobRecord, index: int, source: SourceImage) -> tuple[int, int]:
+    """The size of the largest image a tool's step may be sent: the orchestrator's original
+    (the posted copy may have been scaled down to fit Discord). An original of unknown size is
+    never sent (bot/civitai/tool_sources.py): the posted copy is, so its size. 0: unknown."""
     images = parent.result_images
     original = images[index] if index < len(images) else {}
     width = int(original.get("width") or source.width or 0)
     height = int(original.get("height") or source.height or 0)
+    return width, height
+
+
+def upscaled_size(
+    parent: JobRecord, index: int, source: SourceImage, repeats: int
+) -> tuple[int, int] | None:
+    """What an upscale of the image may measure: each side doubled per repeat."""
+    width, height = sent_size(parent, index, source)
     if not width or not height:
         return None
     factor = UPSCALE_FACTOR**repeats

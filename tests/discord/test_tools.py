@@ -539,3 +539,24 @@ async def test_an_upscale_of_an_original_of_unknown_size_is_sent_the_image_it_wa
         upscaled = image_size(w.fake.attachment_bytes(reply["attachments"][0]))
         assert upscaled == (2 * width, 2 * height)
         assert job.charged == upstream_charge(w, job)
+
+
+async def test_an_upscale_priced_without_the_orchestrator_holds_enough_for_the_original(
+    tmp_path,
+):
+    """The whatif fails, so the local estimate is held; the step is then sent the original
+    (its URL is fresh), larger than the copy posted to fit the upload limit. The estimate
+    prices the original, not the copy: the member is not charged above what they confirmed."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        limit, w.fake.upload_limit = w.fake.upload_limit, 8_000  # posted scaled down
+        _parent, result = await first_result(w, size="1024x1024", quality="low")
+        w.fake.upload_limit = limit
+        assert image_size(w.fake.attachment_bytes(result["attachments"][0]))[0] < 1024
+        w.sim.fault(400, route="submit")  # the whatif is refused: no orchestrator price
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        job, _ = await derived(w, job)
+        assert w.sim.submissions[-1]["steps"][0]["input"]["image"].startswith(w.sim.base_url)
+        assert job.whatif is None and job.charged == upstream_charge(w, job) == 4
+        assert job.hold_amount is not None and job.hold_amount >= job.charged
