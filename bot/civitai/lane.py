@@ -207,8 +207,9 @@ class CivitaiLane:
                 detail=str(exc),
                 unavailable_model=job.model if refused_as_gone(job.step, exc) else None,
             )
-        except (Unauthorized, Forbidden, Redirected) as exc:
-            await run.alert(_alert_key(exc), str(exc))
+        except (Unauthorized, Forbidden, Redirected, NotFound) as exc:
+            # A submit to the workflows collection is "not found" only at a wrong base URL.
+            await run.alert(*_operator_alert(exc))
             if may_exist or exc.maybe_accepted:
                 # An earlier attempt may have made the workflow, which runs and charges: the
                 # job waits for the operator's fix and is submitted (found) again after.
@@ -232,7 +233,7 @@ class CivitaiLane:
                 message=f"the orchestrator refused it ({exc.status}); nothing was charged",
                 detail=str(exc),
             )
-        for key in ("auth", "forbidden", "redirect"):
+        for key in ("auth", "forbidden", "redirect", "endpoint"):
             run.recovered(key)
         await run.submitted(workflow.id, str(workflow.status))
         if run.job.cancel_requested_by is not None and workflow.id:
@@ -316,7 +317,7 @@ class CivitaiLane:
                 # The token was revoked or rotated (or the base URL now redirects) while the job
                 # ran: the operator's to fix; the job waits (its workflow runs on upstream) and
                 # is followed again after.
-                await run.alert(_alert_key(exc), str(exc))
+                await run.alert(*_operator_alert(exc))
                 raise FollowRefused(str(exc)) from None
             except Unavailable as exc:
                 if workflow is None and expired and run.past_grace():
@@ -361,11 +362,16 @@ class CivitaiLane:
         await run.progress(status, position, started=started, fraction=workflow.progress())
 
 
-def _alert_key(exc: OrchestratorError) -> str:
-    """The operator alert (told once per kind) a refusal of the bot itself raises."""
+def _operator_alert(exc: OrchestratorError) -> tuple[str, str]:
+    """The operator alert (key: told once per kind, text) a refusal of the bot itself raises."""
+    if isinstance(exc, NotFound):
+        return "endpoint", (
+            "the orchestrator has no workflows endpoint at the configured URL (404): check "
+            "CIVITAI_BASE_URL (https://orchestration.civitai.com, without a path)"
+        )
     if isinstance(exc, Unauthorized):
-        return "auth"
-    return "forbidden" if isinstance(exc, Forbidden) else "redirect"
+        return "auth", str(exc)
+    return ("forbidden" if isinstance(exc, Forbidden) else "redirect"), str(exc)
 
 
 def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> str:

@@ -405,6 +405,23 @@ async def test_a_refusal_of_another_field_that_names_the_model_does_not_retire_i
         assert h.alerts.alerts == []
 
 
+async def test_a_base_url_without_the_api_is_the_operators_to_fix(tmp_path):
+    """CIVITAI_BASE_URL with a wrong path (here /api): the workflows endpoint answers 404.
+    That is no refusal of the member's request: the job ends uncharged saying the operator
+    was told, and the operator is told to check the URL."""
+    async with Simulator(speed=0.005, seed=7) as sim:
+        sim.base_url += "/api"
+        async with harness(tmp_path, settings=quick(), sim=sim) as h:
+            await h.grant(GRANT)
+            job = await h.engine.submit(h.request(quality="medium"))
+            await h.settle_all()
+            [ended] = await books_balance(h, job)
+            assert ended.status is J.FAILED and ended.charged == 0
+            assert "operator has been told" in (ended.error or "")
+            [(key, alert)] = h.alerts.alerts
+            assert key == "endpoint" and "CIVITAI_BASE_URL" in alert
+
+
 async def test_an_api_that_redirects_is_the_operators_to_fix_not_retried(tmp_path):
     """A base URL that answers 301 (http for https, a moved host): the request is not followed
     off the configured host, nor retried for half an hour as 'not a workflow'; the job ends
