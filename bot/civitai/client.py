@@ -160,6 +160,15 @@ class OrchestratorClient(BlobCalls):
             "get", "GET", f"{WORKFLOWS}/{workflow_id}", params={"wait": wait}, wait=wait
         )
 
+    async def api_answers(self) -> bool:
+        """Whether the API is at the base URL: QueryWorkflows (one item) answers, where a
+        wrong base URL (a path the API is not at) answers 404."""
+        try:
+            await self._request("query", "GET", WORKFLOWS, params={"take": 1}, parse=False)
+        except NotFound:
+            return False
+        return True
+
     async def cancel(self, workflow_id: str) -> None:
         await self._request(
             "cancel",

@@ -310,6 +310,7 @@ class CivitaiLane:
                     workflow = None
                     await run.sleep(min(self.retry_cap, 2.0**missing))
                     continue
+                await self._confirm_gone(run)
                 # The orchestrator lost it: nothing to charge, nothing to deliver.
                 log.error("job %s: workflow %s is gone upstream", job.id, workflow_id)
                 return ending_of(Workflow(id=workflow_id, status="failed"))
@@ -348,6 +349,22 @@ class CivitaiLane:
             # 403 for lack of Buzz): that alert is cleared only by a submit that works.
             for key in ("auth", "redirect"):
                 run.recovered(key)
+
+    async def _confirm_gone(self, run: Run) -> None:
+        """Before a workflow that answers 404 is taken as gone (ended uncharged): the API must
+        be at the base URL, or every read would be 404 while the workflow runs and charges.
+        Raises (the job waits, its hold kept) unless the API answers."""
+        try:
+            if await self.client.api_answers():
+                return
+            problem: OrchestratorError = NotFound("no API at the base URL")
+        except Unavailable:
+            raise
+        except OrchestratorError as exc:
+            problem = exc
+        if isinstance(problem, (NotFound, Unauthorized, Forbidden, Redirected)):
+            await run.alert(*_operator_alert(problem))
+        raise FollowRefused(f"not taken as gone: {problem}")
 
     async def _observe(self, run: Run, workflow: Workflow) -> None:
         """Record progress (only what changed)."""

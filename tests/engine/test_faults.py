@@ -422,6 +422,44 @@ async def test_a_base_url_without_the_api_is_the_operators_to_fix(tmp_path):
             assert key == "endpoint" and "CIVITAI_BASE_URL" in alert
 
 
+async def test_running_jobs_resumed_at_a_wrong_base_url_are_not_taken_as_gone(tmp_path):
+    """The bot restarts with CIVITAI_BASE_URL changed to a path the API is not at, while a
+    job's workflow runs upstream: every read answers 404. That is not the workflow gone (it
+    runs, and charges): the hold stays and the operator is told to check the URL, instead of
+    the job ending uncharged."""
+    async with Simulator(speed=0.005, seed=7) as sim:
+        async with harness(tmp_path, settings=quick(), sim=sim) as h:
+            await h.grant(GRANT)
+            h.sim.script(Outcome(runtime=100_000))
+            job = await h.engine.submit(h.request(quality="medium"))
+            await wait_for(lambda: "running" in h.publisher.statuses(job.id))
+        sim.base_url += "/api"
+        async with harness(tmp_path, settings=quick(policy=LongPoll(0)), sim=sim) as h:
+            await h.engine.start()  # resumes the running job
+            await wait_for(lambda: bool(h.alerts.alerts))
+            [(key, alert)] = h.alerts.alerts
+            assert key == "endpoint" and "CIVITAI_BASE_URL" in alert
+            assert not (await h.job(job.id)).final
+            assert await h.available() == GRANT - PRICE
+
+
+async def test_a_workflow_the_orchestrator_lost_ends_uncharged(tmp_path):
+    """Asked again and again, the workflow is not found while the API answers at the base URL:
+    it is gone upstream (nothing to charge, nothing to deliver), and the job ends."""
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        workflow = h.sim.workflow_for(job.id)
+        assert workflow is not None
+        del h.sim.workflows[workflow.id]
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and ended.charged == 0
+        assert h.alerts.alerts == [] and h.sim.requests["query"] == 1
+
+
 async def test_an_api_that_redirects_is_the_operators_to_fix_not_retried(tmp_path):
     """A base URL that answers 301 (http for https, a moved host): the request is not followed
     off the configured host, nor retried for half an hour as 'not a workflow'; the job ends

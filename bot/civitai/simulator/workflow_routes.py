@@ -17,7 +17,7 @@ from bot.civitai.simulator.responses import (
     wait_seconds,
 )
 from bot.civitai.simulator.steps import StepRefused
-from bot.civitai.simulator.views import whatif_json
+from bot.civitai.simulator.views import whatif_json, workflow_json
 from bot.civitai.simulator.workflow import TERMINAL
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class WorkflowRoutes:
 
     def register(self, app: web.Application) -> None:
         app.router.add_post(WORKFLOWS, self.submit)
+        app.router.add_get(WORKFLOWS, self.query)
         app.router.add_get(WORKFLOWS + "/{id}", self.get)
         app.router.add_put(WORKFLOWS + "/{id}", self.update)
 
@@ -67,6 +68,17 @@ class WorkflowRoutes:
         wf = sim.create(template, plans)
         sim.claim(external_id, wf)
         return await sim.answer(wf, wait_seconds(request), hide_mature=hide)
+
+    async def query(self, request: web.Request) -> web.Response:
+        """QueryWorkflows: the newest `take` workflows (no cursor: one page)."""
+        sim = self.sim
+        if (early := sim.gate(request, "query")) is not None:
+            return early
+        take = int(request.query.get("take") or 20)
+        now = time.monotonic()
+        newest = list(sim.workflows.values())[-take:][::-1] if take > 0 else []
+        items = [workflow_json(sim.blobs, wf, now, ahead=0) for wf in newest]
+        return json_response(200, {"next": None, "items": items})
 
     async def get(self, request: web.Request) -> web.Response:
         sim = self.sim
