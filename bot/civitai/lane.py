@@ -329,7 +329,7 @@ class CivitaiLane:
                 # upstream, so it is asked again, with the last report kept: past the deadline
                 # and its grace the job is settled from that, like a workflow that never ends.
                 refused += 1
-                wait_s = min(MAX_REFUSED_WAIT, self.retry_cap * 2 ** (refused - 1))
+                wait_s = min(MAX_REFUSED_WAIT, self.retry_cap * 2 ** min(refused - 1, 20))
                 log.warning(
                     "job %s: reading workflow %s refused: %s; asking again in %.2fs",
                     job.id,

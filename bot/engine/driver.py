@@ -164,7 +164,8 @@ class Driver:
                 raise
             except (UpstreamUnavailable, TransitionError, PostFailed, StoreBusy) as exc:
                 failures += 1
-                delay = min(settings.retry_cap, settings.retry_base * 2 ** (failures - 1))
+                # The exponent is capped: 2.0 * 2**1024 overflows a float (a job stuck ~17 h).
+                delay = min(settings.retry_cap, settings.retry_base * 2 ** min(failures - 1, 30))
                 log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
                 await self.sleep(job_id, delay)
             except Exception:

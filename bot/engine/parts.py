@@ -157,7 +157,7 @@ def backoff(
     settings: EngineSettings, clock: Callable[[], datetime], attempt: int, deadline: datetime
 ) -> float:
     """Capped, jittered exponential backoff that does not sleep past `deadline`."""
-    ceiling = min(settings.retry_cap, settings.retry_base * 2**attempt)
+    ceiling = min(settings.retry_cap, settings.retry_base * 2 ** min(attempt, 30))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     left = (deadline - clock()).total_seconds()
     return max(0.0, min(delay, left))

@@ -772,3 +772,18 @@ async def test_a_wait_of_zero_reads_running_jobs_on_a_schedule_not_in_a_busy_loo
         assert all(policy.next_request(attempt)[0] >= 5 for attempt in range(10))
     finally:
         await services.aclose()
+
+
+async def test_a_job_refused_for_a_long_time_keeps_its_task(tmp_path):
+    """The token stays refused while a job runs (the operator is away): the job is tried
+    again and again, its waits capped. Past the 1,024th try the growing wait overflowed a
+    float and the job's task died with a traceback."""
+    settings = quick(policy=LongPoll(0), retry_base=0.00001, retry_cap=0.00001)
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: "running" in h.publisher.statuses(job.id))
+        h.sim.fault(401, route="get", seconds=60)
+        await wait_for(lambda: h.sim.requests["get"] >= 1100, timeout=60)
+        assert h.engine.running() == 1 and not (await h.job(job.id)).final
