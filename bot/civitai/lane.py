@@ -257,7 +257,10 @@ class CivitaiLane:
                     refund_checks += 1
                     recheck_in = min(self.retry_cap, REFUND_WAIT * refund_checks)
                 elif workflow.terminal:
-                    late = expired and workflow.status != WorkflowStatus.SUCCEEDED
+                    # Stopped for the deadline: expired, not canceled. A block or a failure
+                    # of its own (learned late, after downtime) stays what it was: a block
+                    # goes to the moderators with its charge.
+                    late = expired and workflow.status == WorkflowStatus.CANCELED
                     if gone:  # no worker runs its model: stopped, and the model switched off
                         return ending_of(workflow, forced=J.FAILED, gone=job.model)
                     return ending_of(workflow, forced=J.EXPIRED if late else None)

@@ -787,3 +787,31 @@ async def test_a_job_refused_for_a_long_time_keeps_its_task(tmp_path):
         h.sim.fault(401, route="get", seconds=60)
         await wait_for(lambda: h.sim.requests["get"] >= 1100, timeout=60)
         assert h.engine.running() == 1 and not (await h.job(job.id)).final
+
+
+@pytest.mark.parametrize("kind", ["block_charged", "fail"])
+async def test_an_ending_learned_after_downtime_past_the_deadline_keeps_its_kind(tmp_path, kind):
+    """The bot was down past a job's deadline; meanwhile its workflow was blocked (or failed)
+    upstream on its own. Learned on resume, that is how the job ended: a block goes to the
+    moderators with its charge (they may refund it), not recorded as 'did not finish in time'."""
+    clock = Clock()
+    settings = quick(retry_cap=1.0, policy=LongPoll(0))
+    async with harness(tmp_path, settings=settings, clock=clock) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(kind, runtime=40))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: "submitted" in h.publisher.statuses(job.id))
+        await h.engine.stop()
+        workflow = h.sim.workflow_for(job.id)
+        assert workflow is not None
+        await wait_for(lambda: workflow.status(time.monotonic()) == "failed")
+        clock.advance(hours=1)
+        await h.restart_engine()
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        if kind == "fail":
+            assert ended.status is J.FAILED and ended.charged == 0
+        else:
+            assert ended.status is J.BLOCKED and ended.charged == PRICE
+            [(item, _)] = h.reviews.items
+            assert item.job_id == job.id
