@@ -20,7 +20,7 @@ from bot.store.db import REFUSALS
 # The upstream clients' request kinds (the orchestrator's; on BOT_PROVIDER=openai the
 # OpenAI-compatible endpoint's generate and edit) and what became of each attempt.
 REQUEST_KINDS = (
-    *("submit", "whatif", "get", "cancel", "update", "upload", "refresh", "blob"),
+    *("submit", "whatif", "get", "query", "cancel", "update", "upload", "refresh", "blob"),
     *("generate", "edit"),
 )
 OK, RETRY, ERROR = "ok", "retry", "error"
