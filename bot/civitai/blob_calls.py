@@ -175,6 +175,15 @@ class BlobCalls:
         finally:
             await response.aclose()
 
+    def blob_url_problem(self, url: str) -> str | None:
+        """Why downloads refuse this URL (its host not allowed, not https), None if they
+        do not."""
+        try:
+            self._check_blob_url(url)
+        except BlobRefused as exc:
+            return str(exc)
+        return None
+
     def _same_host(self, url: str) -> bool:
         return urlsplit(url).netloc.lower() == urlsplit(self.base_url).netloc.lower()
 

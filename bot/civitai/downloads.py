@@ -88,6 +88,19 @@ async def fetch_workflow_images(
     return [fetched[i] for i in sorted(fetched)], total
 
 
+def refused_blobs(client: OrchestratorClient, workflow: Workflow) -> str | None:
+    """What stops every download of this workflow's images (a host civitai.blob_hosts does not
+    list): only the operator can fix it, so they are told when the job ends, not left to
+    find each delivery failing at its deadline."""
+    problems = {p for b in workflow.images() if b.url and (p := client.blob_url_problem(b.url))}
+    if not problems:
+        return None
+    return (
+        f"results cannot be downloaded ({'; '.join(sorted(problems))}): add the host to "
+        "civitai.blob_hosts (BOT_CIVITAI__BLOB_HOSTS) and restart"
+    )
+
+
 async def _fetch_one(
     client: OrchestratorClient,
     job: JobRecord,

@@ -18,7 +18,7 @@ from typing import Any
 from bot.catalog import build_request
 from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
-from bot.civitai.downloads import fetch_workflow_images
+from bot.civitai.downloads import fetch_workflow_images, refused_blobs
 from bot.civitai.endings import awaits_refund, ending_of
 from bot.civitai.errors import (
     Forbidden,
@@ -261,6 +261,8 @@ class CivitaiLane:
                     # of its own (learned late, after downtime) stays what it was: a block
                     # goes to the moderators with its charge.
                     late = expired and workflow.status == WorkflowStatus.CANCELED
+                    if (unfetchable := refused_blobs(self.client, workflow)) is not None:
+                        await run.alert("blob-host", unfetchable)
                     if gone:  # no worker runs its model: stopped, and the model switched off
                         return ending_of(workflow, forced=J.FAILED, gone=job.model)
                     return ending_of(workflow, forced=J.EXPIRED if late else None)

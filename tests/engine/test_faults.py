@@ -815,3 +815,21 @@ async def test_an_ending_learned_after_downtime_past_the_deadline_keeps_its_kind
             assert ended.status is J.BLOCKED and ended.charged == PRICE
             [(item, _)] = h.reviews.items
             assert item.job_id == job.id
+
+
+async def test_results_on_a_host_not_in_blob_hosts_tell_the_operator(tmp_path):
+    """The orchestrator serves its images from a host civitai.blob_hosts does not list (here
+    127.0.0.1, the API being reached as localhost): no result can be downloaded. The operator
+    is told which host to add as soon as a job finishes, not left to find every delivery
+    failing after its deadline."""
+    async with Simulator(speed=0.005, seed=7) as sim:
+        sim.base_url = sim.base_url.replace("127.0.0.1", "localhost")
+        settings = quick(delivery_deadline=timedelta(seconds=0.3))
+        async with harness(tmp_path, settings=settings, sim=sim) as h:
+            await h.grant(GRANT)
+            job = await h.engine.submit(h.request(quality="medium"))
+            await h.settle_all()
+            assert (await h.job(job.id)).status is J.FAILED and h.publisher.posts == []
+            [(key, alert)] = h.alerts.alerts
+            assert key == "blob-host" and "127.0.0.1" in alert
+            assert "BOT_CIVITAI__BLOB_HOSTS" in alert
