@@ -34,6 +34,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from bot.net import is_loopback
+
 Period = Literal["none", "daily", "weekly", "monthly"]
 Provider = Literal["civitai", "openai"]
 Currency = Literal["yellow", "blue", "green", "fakeRed"]
@@ -125,7 +127,15 @@ class CivitaiSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return endpoint_url(value)
+        value = endpoint_url(value)
+        # The token goes in every request: in clear only to a simulator on this machine (a
+        # typo of https would be answered with a redirect only after the token was sent).
+        host = urlsplit(value).hostname or ""
+        if value.startswith("http://") and not is_loopback(host):
+            raise ValueError(
+                "must start with https:// (http:// only for a simulator on this machine)"
+            )
+        return value
 
 
 class OpenAISettings(_Section):

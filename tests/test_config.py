@@ -399,3 +399,19 @@ def test_credentials_in_an_endpoint_url_are_refused_never_shown(
     message = str(caught.value)
     assert f"{key} (env {var})" in message and "user:password@" in message
     assert "hunter2" not in message and "opuser" not in message
+
+
+def test_a_plain_http_orchestrator_url_off_this_machine_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """http:// is for the simulator on this machine: to any other host the API token would
+    cross the network in clear (a typo of https, answered with a redirect only after the
+    token was sent)."""
+    monkeypatch.setenv("CIVITAI_BASE_URL", "http://orchestration.civitai.com")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "civitai.base_url (env CIVITAI_BASE_URL)" in str(caught.value)
+    assert "https://" in str(caught.value)
+    for local in ("http://127.0.0.1:8800", "http://localhost:9000", "http://[::1]:9000"):
+        monkeypatch.setenv("CIVITAI_BASE_URL", local)
+        assert load_settings().civitai.base_url == local
