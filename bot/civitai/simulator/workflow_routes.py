@@ -78,7 +78,7 @@ class WorkflowRoutes:
         now = time.monotonic()
         newest = list(sim.workflows.values())[-take:][::-1] if take > 0 else []
         items = [workflow_json(sim.blobs, wf, now, ahead=0) for wf in newest]
-        return json_response(200, {"next": None, "items": items})
+        return json_response(200, {"next": "", "items": items})
 
     async def get(self, request: web.Request) -> web.Response:
         sim = self.sim
