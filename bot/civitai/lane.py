@@ -33,14 +33,14 @@ from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.retired import refused_as_gone, unsupported
 from bot.civitai.safety import mature_fields
 from bot.civitai.sources import SourceUploads
-from bot.civitai.tool_sources import ResultSources, SourceUnavailable
+from bot.civitai.tool_sources import ResultSources, SourceUnavailable, refs_in, swap
 from bot.engine.follow import FollowPolicy
 from bot.engine.lane import Ending, Run, UpstreamUnavailable
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
 from bot.media.pool import ImagePool
 from bot.metrics import Metrics
-from bot.store.jobs import JobRecord, JobStatus, JobStore
+from bot.store.jobs import SOURCE_REF, JobRecord, JobStatus, JobStore, SourceImage
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,22 @@ class CivitaiLane:
         except OrchestratorError as exc:
             log.warning("workflow %s: cancel not accepted (%s)", job.workflow_id, exc)
 
-    async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+    async def whatif(
+        self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
+    ) -> int | None:
         try:  # a posted result as the source: only its blob URL (nothing is stored yet)
             step = await self.results.resolve(step, None)
         except SourceUnavailable:
             return None
+        if wanted := set(refs_in(step, SOURCE_REF)):
+            if not sources:  # only described so far (a preflight): nothing to send yet
+                return None
+            # Uploaded now, as the submit sends them (which then reuses the uploads).
+            sent = {
+                ref: await self.sources.reference(job_id, sources[int(ref[len(SOURCE_REF) :])])
+                for ref in wanted
+            }
+            step = swap(step, sent)
         # A whatif claims its externalId upstream, so it must not use the job's own id.
         template = self.client.template([step], f"{job_id}-whatif")
         try:

@@ -49,7 +49,7 @@ class ResultSources:
     async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
         """`step` with each result:// reference replaced by a blob URL, else (for a stored
         `job`) by the data URL of its source 0. Raises SourceUnavailable."""
-        refs = _refs(step)  # a walk, not a dump: an edit's step may carry megabytes inline
+        refs = refs_in(step, RESULT_REF)  # a walk, not a dump: a step may carry megabytes
         if not refs:
             return step
         factor = _growth(step)
@@ -59,16 +59,7 @@ class ResultSources:
             url = await self.blob_url(*parsed, growth=factor) if parsed else None
             sent[ref] = url or await self._posted(job, factor)
 
-        def swap(value: Any) -> Any:
-            if isinstance(value, str) and value in sent:
-                return sent[value]
-            if isinstance(value, list):
-                return [swap(v) for v in value]
-            if isinstance(value, dict):
-                return {k: swap(v) for k, v in value.items()}
-            return value
-
-        resolved: dict[str, Any] = swap(step)
+        resolved: dict[str, Any] = swap(step, sent)
         return resolved
 
     async def blob_url(self, job_id: str, index: int, *, growth: int = 1) -> str | None:
@@ -125,11 +116,23 @@ def _growth(step: dict[str, Any]) -> int:
     return int(UPSCALE_FACTOR ** int(step.get("input", {}).get("numberOfRepeats") or 1))
 
 
-def _refs(value: Any) -> list[str]:
+def refs_in(value: Any, prefix: str) -> list[str]:
+    """Every string in a step that starts with `prefix` (result://, source://)."""
     if isinstance(value, str):
-        return [value] if value.startswith(RESULT_REF) else []
+        return [value] if value.startswith(prefix) else []
     if isinstance(value, list):
-        return [r for v in value for r in _refs(v)]
+        return [r for v in value for r in refs_in(v, prefix)]
     if isinstance(value, dict):
-        return [r for v in value.values() for r in _refs(v)]
+        return [r for v in value.values() for r in refs_in(v, prefix)]
     return []
+
+
+def swap(value: Any, sent: dict[str, str]) -> Any:
+    """`value` with each string that is a key of `sent` replaced by its value."""
+    if isinstance(value, str) and value in sent:
+        return sent[value]
+    if isinstance(value, list):
+        return [swap(v, sent) for v in value]
+    if isinstance(value, dict):
+        return {k: swap(v, sent) for k, v in value.items()}
+    return value

@@ -132,7 +132,7 @@ class Admission:
         # The price the member is shown, asks to confirm and has to afford is what is held:
         # with whatif on, the orchestrator's figure when it is higher than the local one.
         job_id = new_job_id(parts.clock()) if parts.settings.whatif else None
-        whatif = await self._whatif(job_id, validated) if job_id else None
+        whatif = await self._whatif(job_id, validated, request) if job_id else None
         price = max(validated.buzz, whatif or 0)
         needs_confirmation = price > settings.confirm_above and not request.confirmed
 
@@ -197,7 +197,9 @@ class Admission:
             job_id, whatif = quote.job_id, quote.whatif
         else:
             job_id = new_job_id(now)
-            whatif = await self._whatif(job_id, validated) if parts.settings.whatif else None
+            whatif = (
+                await self._whatif(job_id, validated, request) if parts.settings.whatif else None
+            )
         hold_amount = max(validated.buzz, whatif or 0)
         require_confirmation(hold_amount, settings.confirm_above, request.confirmed)
         held_reason = None
@@ -252,9 +254,9 @@ class Admission:
         except BudgetExhausted as exc:
             raise Refusal(RefusalReason.BUDGET, str(exc), buzz=hold_amount) from None
 
-    async def _whatif(self, job_id: str, validated: LaneRequest) -> int | None:
+    async def _whatif(self, job_id: str, validated: LaneRequest, request: JobRequest) -> int | None:
         try:
-            return await self.parts.lane.whatif(job_id, validated.step())
+            return await self.parts.lane.whatif(job_id, validated.step(), request.sources)
         except OperatorProblem as exc:
             await self.parts.alert("auth", str(exc))
             raise Refusal(

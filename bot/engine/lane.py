@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from bot.catalog.request import RequestOptions
 from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
-from bot.store.jobs import JobRecord, JobStatus
+from bot.store.jobs import JobRecord, JobStatus, SourceImage
 from bot.store.results import StoredResult
 
 
@@ -160,8 +160,11 @@ class Lane(Protocol):
     async def cancel(self, job: JobRecord) -> None:
         """Ask the upstream service to stop the job (best effort; `run` settles it)."""
 
-    async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
-        """The upstream service's own price for a step, when it can say (else None)."""
+    async def whatif(
+        self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
+    ) -> int | None:
+        """The upstream service's own price for a step, when it can say (else None). `sources`:
+        the request's, for the step's source://N (none yet: no price for such a step)."""
 
     async def fetch_results(
         self,

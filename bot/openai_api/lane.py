@@ -48,7 +48,7 @@ from bot.openai_api.service import OpenAIService
 from bot.safety.levels import allows_mature
 from bot.store import audit, results
 from bot.store.db import Database, StoreBusy, iso
-from bot.store.jobs import JobRecord, JobStatus, JobStore
+from bot.store.jobs import JobRecord, JobStatus, JobStore, SourceImage
 from bot.store.results import StoredResult
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ class OpenAILane:
     async def cancel(self, job: JobRecord) -> None:
         """Nothing to ask upstream: a running call stops when its job's task sees the cancel."""
 
-    async def whatif(self, job_id: str, step: dict[str, Any]) -> int | None:
+    async def whatif(
+        self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
+    ) -> int | None:
         return None  # the Images API has no price quote: the lane's table is the price
 
     async def fetch_results(

@@ -183,3 +183,40 @@ async def test_a_member_withdrawing_a_held_job_closes_its_review_item(tmp_path):
         assert h.reviews.changed == [item.id], "the moderators' message is refreshed"
         assert (await h.job(held.id)).status is JobStatus.CANCELED
         assert await h.available() == 500
+
+
+async def test_with_whatif_on_an_edit_is_priced_by_the_orchestrator_from_its_sources(
+    tmp_path, caplog
+):
+    """civitai.whatif asks the orchestrator's price of an edit too: its sources go by their
+    uploads (which the submit then reuses), not as the stored step's source://N placeholders
+    the orchestrator cannot load (every edit's whatif refused, with a warning each)."""
+    import io
+
+    from PIL import Image
+
+    from bot.catalog import RequestOptions
+    from bot.engine.engine import EngineSettings
+    from bot.engine.follow import LongPoll
+    from bot.store.jobs import SourceImage
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1536, 1024), "blue").save(buffer, "PNG")
+    source = SourceImage("image", "image/png", 1536, 1024, buffer.getvalue())
+    settings = EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05, whatif=True)
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(1000)
+        request = JobRequest(
+            Requester(GUILD, CHANNEL, MEMBER),
+            Model.GPT_IMAGE_2,
+            Operation.EDIT,
+            RequestOptions(prompt="make it winter", quality="high"),
+            sources=(source,),
+            confirmed=True,
+        )
+        job = await h.engine.submit(request)
+        assert job.whatif == 221 and job.hold_amount == 221
+        await h.settle_all()
+        assert (await h.job(job.id)).status is JobStatus.DONE
+        assert len(h.sim.uploads) == 1  # the whatif's upload is the one the submit sent
+        assert not [r for r in caplog.records if "whatif failed" in r.getMessage()]
