@@ -345,7 +345,10 @@ class CivitaiLane:
                 # upstream, so it is asked again, with the last report kept: past the deadline
                 # and its grace the job is settled from that, like a workflow that never ends.
                 refused += 1
-                wait_s = min(MAX_REFUSED_WAIT, self.retry_cap * 2 ** min(refused - 1, 20))
+                unsettleable = workflow is None and expired and run.past_grace()
+                wait_s = self.retry_cap
+                if unsettleable:  # only the operator can help now: no need to ask as often
+                    wait_s = min(MAX_REFUSED_WAIT, self.retry_cap * 2 ** min(refused - 1, 20))
                 log.warning(
                     "job %s: reading workflow %s refused: %s; asking again in %.2fs",
                     job.id,
@@ -354,7 +357,7 @@ class CivitaiLane:
                     wait_s,
                 )
                 refused_since_stop = refused_since_stop or expired
-                if workflow is None and expired and run.past_grace():
+                if unsettleable:
                     # No report to settle from: the workflow may have charged, so the hold
                     # stays until it can be read, and only the operator can look into it.
                     await run.alert("unreadable", unreadable(job, workflow_id, exc))
@@ -411,7 +414,7 @@ def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> 
     return (
         f"job {job.id} is past its deadline and no read of its workflow {workflow_id} "
         f"succeeds ({refusal}): its Buzz stays held until the workflow can be read; check it "
-        "on the orchestrator"
+        "on the orchestrator (the log's warnings name any other job in this state)"
     )
 
 

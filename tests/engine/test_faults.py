@@ -360,6 +360,29 @@ async def test_a_workflow_no_read_reaches_after_a_restart_past_its_grace_is_told
         assert await h.available() == GRANT - PRICE
 
 
+async def test_refused_reads_within_the_deadline_are_asked_again_at_the_usual_pace(
+    tmp_path, caplog
+):
+    """A few minutes of a WAF's 410 while the job is well within its deadline: its reads are
+    asked again every retry cap, not at a doubling wait (which would deliver the image up to
+    15 minutes late, and overrun the deadline's cancel), and no operator alert is sent."""
+    async with harness(tmp_path, settings=quick(policy=LongPoll(0))) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(runtime=100_000))
+        job = await h.engine.submit(h.request(quality="medium"))
+        await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
+        h.sim.fault(410, route="get", seconds=30)
+
+        def refusals() -> list[float]:
+            found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+            return [float(m.rsplit("again in ", 1)[1].rstrip("s")) for m in found if "in " in m]
+
+        await wait_for(lambda: len(refusals()) >= 6)
+        assert len(set(refusals())) == 1, refusals()
+        assert h.alerts.alerts == []
+        assert not (await h.job(job.id)).final
+
+
 async def test_a_workflow_that_only_answers_5xx_past_its_grace_is_told_once(tmp_path):
     """The same with 500s for every read of it (past the client's retries, then again):
     nothing to settle from, so the hold stays, and the operator is told once, not never."""
