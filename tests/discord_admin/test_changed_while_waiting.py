@@ -163,3 +163,24 @@ async def test_an_approval_after_the_channel_level_was_lowered_asks_for_no_matur
         assert not [m for m in w.fake.channel_messages(after_dark) if "result of job" in text_of(m)]
         stored = await w.services.moderation.item_for_job(job.id)
         assert stored is not None and stored.kind == "mature"
+
+
+async def test_an_approval_in_a_thread_is_not_refused_when_discord_cannot_say_its_parent(
+    tmp_path,
+):
+    """Image commands are allowed only in a channel; the request came from a thread of it.
+    When Discord cannot tell the thread's parent at the approval (a passing fault), the
+    thread alone is not on the list: that must not read as 'no longer allowed'."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await ask(w, w.admin, "settings channel", {"channel": w.channel, "allowed": True})
+        thread = w.fake.add_thread(w.channel, "castles", owner_id=w.member)
+        await w.fake.settle()
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        handle = await request(w, "a castle at dawn", channel=thread)
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+
+        decisions = w.bot.engine.decisions
+        approved = await w.services.db.write(decisions.approve_in, job.id, None)
+        assert approved.status.value == "queued"
