@@ -95,10 +95,11 @@ def refused_blobs(client: OrchestratorClient, workflow: Workflow) -> str | None:
     problems = {p for b in workflow.images() if b.url and (p := client.blob_url_problem(b.url))}
     if not problems:
         return None
-    return (
-        f"results cannot be downloaded ({'; '.join(sorted(problems))}): add the host to "
-        "civitai.blob_hosts (BOT_CIVITAI__BLOB_HOSTS) and restart"
-    )
+    if all("must be https" in p for p in problems):  # no setting lets plain http through
+        advice = "the orchestrator serves them over plain http, which the bot never downloads"
+    else:
+        advice = "add the host to civitai.blob_hosts (BOT_CIVITAI__BLOB_HOSTS) and restart"
+    return f"results cannot be downloaded ({'; '.join(sorted(problems))}): {advice}"
 
 
 async def _fetch_one(

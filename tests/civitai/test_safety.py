@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot.civitai.client import OrchestratorClient
+from bot.civitai.downloads import refused_blobs
 from bot.civitai.endings import ending_of
 from bot.civitai.models import Workflow
 from bot.civitai.safety import CivitaiSafety, mature_fields, rating_of, withheld
@@ -178,3 +179,19 @@ async def test_a_verdict_that_blocks_without_a_triggered_label_is_flagged(
     simulator.script(Outcome(moderation_blocked=True))
     verdict = await CivitaiSafety(client).premoderate("b-1", "a harbour at dawn", ())
     assert verdict.flagged and verdict.labels == ()
+
+
+async def test_the_operator_is_told_the_right_fix_for_results_they_cannot_download() -> None:
+    """A host missing from civitai.blob_hosts is fixed by listing it; plain http is not fixed
+    by any setting (the bot sends its token only over https), so that is what the alert says."""
+    client = OrchestratorClient(
+        "https://orchestration.civitai.com", "t", blob_hosts=["*.civitai.com"]
+    )
+    try:
+        other = refused_blobs(client, workflow({"url": "https://cdn.example.net/b0"}))
+        assert other is not None and "add the host to civitai.blob_hosts" in other
+        plain = refused_blobs(client, workflow({"url": "http://blobs.civitai.com/b0"}))
+        assert plain is not None and plain.endswith("plain http, which the bot never downloads")
+        assert refused_blobs(client, workflow({"url": "https://blobs.civitai.com/b0"})) is None
+    finally:
+        await client.aclose()
