@@ -190,8 +190,9 @@ async def test_writes_the_database_refuses_are_counted_by_why(tmp_path, monkeypa
             await refused.wait_for_original(lambda m: "nothing was done" in m["content"])
         samples = await scrape(w.bot)
         refusals = "imagebot_database_refused_writes_total"
-        assert value(samples, refusals, reason="busy") == 1
-        assert value(samples, refusals, reason="unwritable") == 1
+        # At least the refused request's write (a status edit's may land in the window too).
+        assert value(samples, refusals, reason="busy") >= 1
+        assert value(samples, refusals, reason="unwritable") >= 1
         assert value(samples, refusals, reason="full") == 0
 
 

@@ -166,7 +166,7 @@ class Engine:
         parts, attempt = self.parts, 0
         while True:
             await asyncio.sleep(
-                min(parts.settings.retry_cap, parts.settings.retry_base * 2**attempt)
+                min(parts.settings.retry_cap, parts.settings.retry_base * 2 ** min(attempt, 30))
             )
             try:
                 await parts.db.write(

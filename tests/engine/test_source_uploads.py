@@ -186,3 +186,23 @@ async def test_a_proxy_refusing_the_inline_retry_fails_the_job_at_once(tmp_path)
         failed = await h.job(job.id)
         assert failed.status is JobStatus.FAILED and failed.charged == 0
         assert "(413)" in (failed.error or "") and await h.available() == 1000
+
+
+@pytest.mark.parametrize("whatif", [False, True])
+async def test_an_upload_answered_without_a_url_sends_the_source_inline(tmp_path, caplog, whatif):
+    """The blob store answers an upload 200 but with no URL to name it by: the source goes
+    inline, as when the upload is refused (with civitai.whatif on, its price check too),
+    instead of an error escaping the admission."""
+    from bot.engine.engine import EngineSettings
+    from bot.engine.follow import LongPoll
+
+    sent = source()
+    answer = json.dumps({"type": "image", "id": "b1", "available": True}).encode()
+    settings = EngineSettings(policy=LongPoll(60), retry_base=0.01, retry_cap=0.05, whatif=whatif)
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(1000)
+        h.sim.fault(200, route="upload", body=answer, times=10)
+        job = await edit(h, sent)
+        [url] = sent_images(h)
+        assert url.startswith("data:image/png;base64,") and job.charged == 13
+    assert not [r for r in caplog.records if r.exc_info]
