@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from bot.store.ledger_records import MAX_CHARGE
+
+
+def _utc(value: datetime) -> datetime:
+    # The schema's date-times carry a zone; one without is taken as UTC (compared with the
+    # bot's aware clock it raised TypeError).
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
 class WorkflowStatus(StrEnum):
@@ -42,16 +59,16 @@ class _Api(BaseModel):
 class QueuePosition(_Api):
     support: str | None = None
     preceding_jobs: int | None = None
-    start_at: datetime | None = None
-    complete_at: datetime | None = None
+    start_at: Instant | None = None
+    complete_at: Instant | None = None
 
 
 class Job(_Api):
     id: str
     # A status outside the schema's list is kept as text rather than failing the whole read.
     status: WorkflowStatus | str = WorkflowStatus.UNASSIGNED
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    started_at: Instant | None = None
+    completed_at: Instant | None = None
     queue_position: QueuePosition | None = None
     cost: float = 0
     estimated_progress_rate: float | None = None
@@ -65,7 +82,7 @@ class ImageBlob(_Api):
     type: str = "image"
     available: bool = False
     url: str | None = None
-    url_expires_at: datetime | None = None
+    url_expires_at: Instant | None = None
     width: int | None = None
     height: int | None = None
     blocked_reason: str | None = None
@@ -147,8 +164,8 @@ class Step(_Api):
     # Read as imageGen's shape whatever the step (kept for existing readers); typed_output()
     # gives the shape of the step's own type.
     output: ImageGenOutput | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    started_at: Instant | None = None
+    completed_at: Instant | None = None
     estimated_progress_rate: float | None = None
     _raw_output: dict[str, Any] | None = PrivateAttr(default=None)
     _typed_output: StepOutput | None = PrivateAttr(default=None)
@@ -215,9 +232,9 @@ class Cost(_Api):
 class Workflow(_Api):
     id: str | None = None
     status: WorkflowStatus | str = WorkflowStatus.UNASSIGNED
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: Instant | None = None
+    started_at: Instant | None = None
+    completed_at: Instant | None = None
     steps: list[Step] = Field(default_factory=list)
     cost: Cost | None = None
     transactions: Transactions | None = None
