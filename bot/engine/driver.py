@@ -204,6 +204,10 @@ class Driver:
         ending = diverted.ending if diverted is not None else ending
         status, charged = ending.status, ending.charged
         message = ending.message or ending_message(status, charged)
+        # Charged for a failure the orchestrator booked no refund for: a moderator may refund.
+        unrefunded = status in (J.FAILED, J.EXPIRED) and charged > 0
+        if unrefunded and ending.message is None:
+            message = f"{message}; a moderator will look at the charge"
         if ending.unavailable_model is not None:
             message = await unavailable_message(parts, job, ending.unavailable_model, charged)
 
@@ -254,6 +258,15 @@ class Driver:
                 reason = ending.block_reason or "blocked by the content filter"
                 item_id = parts.moderation.create_item_in(
                     tx, job.guild_id, job.id, "blocked", reason
+                )
+            elif unrefunded:
+                item_id = parts.moderation.create_item_in(
+                    tx,
+                    job.guild_id,
+                    job.id,
+                    "undelivered",
+                    f"{status.value}, yet {charged:,} Buzz charged: the orchestrator booked no "
+                    "refund",
                 )
             return ended, settlement, item_id, retired
 

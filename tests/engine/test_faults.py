@@ -618,6 +618,11 @@ async def test_a_refund_that_never_comes_is_waited_for_only_so_long(tmp_path):
         job = await h.job(job.id)
         assert job.status is J.FAILED and job.charged == PRICE
         assert h.sim.requests["get"] <= 3  # two more reads, then settled as it stands
+        # Charged for a failure: a moderator can refund it, and the member reads so.
+        [(item, _)] = h.reviews.items
+        assert item.job_id == job.id and item.kind == "undelivered"
+        assert "no refund" in item.reason
+        assert job.error is not None and "a moderator will look at the charge" in job.error
 
 
 async def test_a_refund_booked_late_is_waited_for_after_downtime_past_the_deadline(tmp_path):
