@@ -290,12 +290,18 @@ class OpenAIImagesClient:
                 for event in decoder.feed(chunk):
                     await state.handle(event.event, event.data)
                     self._raise_stream_error(state, model)
+                    if state.done or state.complete:
+                        # What follows in the same chunk is read no more than a later chunk
+                        # would be: a trailing error must not discard images made and billed.
+                        break
                 if state.done or state.complete:
                     break
             else:
                 for event in decoder.close():
                     await state.handle(event.event, event.data)
                     self._raise_stream_error(state, model)
+                    if state.done or state.complete:
+                        break
         except EventTooLarge as exc:
             raise BadResponse(str(exc)) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:

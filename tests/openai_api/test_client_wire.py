@@ -369,3 +369,24 @@ async def test_an_answer_whose_compression_is_broken_is_retried(
         with pytest.raises(Unavailable, match="gave up after 2 tries") as caught:
             await client.generate(BODY)
     assert caught.value.maybe_accepted is True and len(sleeps.delays) == 1
+
+
+@pytest.mark.parametrize("code", ["server_error", "moderation_blocked"])
+async def test_an_error_event_after_every_image_arrived_loses_none_of_them(
+    sleeps: RecordingSleep, code: str
+) -> None:
+    # A gateway's trailing error, read in the same chunk as the last image: the images were
+    # made and billed, so they are delivered, not thrown away and paid for again.
+    error = {"type": "error", "error": {"code": code, "message": "upstream closed"}}
+    body = sse((None, completed()), (None, completed()), ("error", error))
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        return await streaming(body)(request)
+
+    async with client_for(handler, sleeps) as client:
+        result = await client.generate(BODY)
+    assert result.images == [IMAGE, IMAGE]
+    assert calls == 1 and sleeps.delays == []
