@@ -43,6 +43,7 @@ from bot.openai_api.errors import (
     BadResponse,
     Blocked,
     InvalidRequest,
+    OpenAIError,
     OperatorProblem,
     Unavailable,
 )
@@ -278,6 +279,9 @@ class OpenAIImagesClient:
             return await self._read_events(kind, response, model, state)
         except Retry as retry:
             retry.produced = state.partials > 0
+            raise
+        except OpenAIError as exc:
+            exc.streamed_output = bool(state.partials or state.images or state.unusable)
             raise
 
     async def _read_events(

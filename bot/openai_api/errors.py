@@ -18,6 +18,8 @@ from __future__ import annotations
 
 class OpenAIError(Exception):
     status: int | None = None
+    # Raised mid-stream after output (previews or images) came: the call ran upstream, billed.
+    streamed_output: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

@@ -338,6 +338,10 @@ class OpenAILane:
         raise UpstreamUnavailable(str(exc), maybe_accepted=exc.maybe_accepted)
 
     async def _refused(self, run: Run, step: Step, exc: OpenAIError) -> Ending:
+        if exc.streamed_output and not isinstance(exc, BadResponse):  # audited below
+            # Refused after previews came: the call ran, and was billed, upstream.
+            reason = "blocked" if isinstance(exc, Blocked) else "refused"
+            await self._record_lost(run.job, reason, str(exc))
         if isinstance(exc, Blocked):
             return Ending(
                 J.BLOCKED,

@@ -267,6 +267,35 @@ async def test_an_error_event_mid_stream_is_a_refusal_naming_nothing_secret(tmp_
         assert "refused the request" in (job.error or "")
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "refused_at_once"),
+    [
+        ("invalid_value", "failed", "proxy_echo"),
+        ("moderation_blocked", "blocked", "moderation_blocked"),
+    ],
+)
+async def test_a_refusal_after_previews_streamed_is_audited_as_a_call_that_ran(
+    tmp_path, code, status, refused_at_once
+):
+    """Previews came before the error event: the call ran (and was billed) upstream, as when
+    a stream breaks after them. The member pays nothing; the operator can match the bill."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("error_event", code=code)
+        job = await h.run(h.request())
+        assert job.status.value == status and job.charged == 0
+        assert await h.available() == 1000
+        [lost] = await h.audit("upstream.call_lost")
+        assert lost.target == job.id
+        assert lost.details["reason"] == ("blocked" if status == "blocked" else "refused")
+        # Refused before any output (a plain 400): nothing ran, nothing to match.
+        h.sim.script(refused_at_once)
+        other = await h.run(h.request())
+        assert other.status.value == status
+        assert [e.target for e in await h.audit("upstream.call_lost")] == [job.id]
+
+
 async def test_an_unusable_answer_fails_uncharged_and_is_audited(tmp_path):
     async with lane_harness(tmp_path) as h:
         await h.grant(1000)
