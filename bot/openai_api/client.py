@@ -31,7 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
@@ -188,6 +188,7 @@ class OpenAIImagesClient:
         allowed = self.max_output_calls if output_calls is None else output_calls
         attempt = produced = 0
         maybe_accepted = False  # could any attempt have been acted on upstream?
+        lost_tries: list[str] = []  # tries that streamed output, then failed: billed
         while True:
             started = time.monotonic()
             try:
@@ -196,6 +197,8 @@ class OpenAIImagesClient:
                 problem, retry_after = self._redact(retry.problem), retry.retry_after
                 maybe_accepted = maybe_accepted or retry.maybe_accepted
                 produced += retry.produced
+                if retry.produced:
+                    lost_tries.append(problem)
             except (Blocked, InvalidRequest):
                 # The endpoint did its job: the member's prompt or options were refused.
                 self._measure(kind, OK, started)
@@ -205,7 +208,7 @@ class OpenAIImagesClient:
                 raise
             else:
                 self._measure(kind, OK, started)
-                return result
+                return replace(result, lost_tries=tuple(lost_tries)) if lost_tries else result
             last = attempt >= self.max_retries or bool(produced and produced >= allowed)
             self._measure(kind, ERROR if last else RETRY, started)
             if last:

@@ -266,6 +266,8 @@ class OpenAILane:
     async def _delivered(self, job: JobRecord, step: Step, result: ImagesResult) -> Ending:
         for why in result.unusable:  # left out by the client: made upstream, not charged here
             await self._record_lost(job, "unusable", why)
+        for why in result.lost_tries:  # a call made again after it had streamed output
+            await self._record_lost(job, "retried", why)
         stored: list[StoredResult] = []
         for index, data in enumerate(result.images):
             try:

@@ -53,6 +53,8 @@ class ImagesResult:
     usages: tuple[dict[str, Any], ...] = ()
     # Why each final image left out was unusable (not base64, not an image, over the cap).
     unusable: tuple[str, ...] = ()
+    # Earlier tries that streamed output then failed (run, and billed, upstream): what broke.
+    lost_tries: tuple[str, ...] = ()
 
 
 OnPartial = Callable[[PartialImage], Awaitable[None]]

@@ -218,6 +218,24 @@ async def test_passing_faults_are_retried_and_charged_once(tmp_path, outcome, op
         assert len(h.publisher.posts) == 1
 
 
+async def test_a_try_that_streamed_previews_then_broke_is_audited_when_the_retry_succeeds(
+    tmp_path,
+):
+    """The broken try ran, and was billed, upstream: the member pays once for the image the
+    retry made, and the operator can match the second call on the bill."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("rate_limited", retry_after=0.05)  # surely not run: nothing to match
+        h.sim.script("break", after_events=1)  # one preview, then the connection drops
+        job = await h.run(h.request())
+        assert job.status.value == "done", job.error
+        assert job.charged == 65 and await h.available() == 1000 - 65
+        assert h.sim.requests["generations"] == 3
+        [lost] = await h.audit("upstream.call_lost")
+        assert lost.target == job.id and "stream broke" in lost.details["detail"]
+
+
 async def test_an_endpoint_that_keeps_failing_ends_the_job_uncharged_after_bounded_rounds(
     tmp_path,
 ):
