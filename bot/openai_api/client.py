@@ -17,9 +17,9 @@ check that the built-in simulator speaks the same wire format as the real client
 
 Retryable: 408/409/425/429 (except `insufficient_quota`)/5xx, timeouts, connection errors, and
 broken streams. A retried stream starts again: partial images come again from index 0. A try
-that streamed output (partial images) and then failed was run, and billed, upstream: such tries
-are capped separately (`output_calls`, the lane counts them across rounds), so the operator does
-not pay for one request again and again.
+that streamed output (previews or an image) and then failed was run, and billed, upstream: such
+tries are capped separately (`output_calls`, the lane counts them across rounds), so the operator
+does not pay for one request again and again.
 """
 
 from __future__ import annotations
@@ -281,7 +281,8 @@ class OpenAIImagesClient:
         try:
             return await self._read_events(kind, response, model, state)
         except Retry as retry:
-            retry.produced = state.partials > 0
+            # Previews or a final image came: the try ran (and was billed) upstream.
+            retry.produced = bool(state.partials or state.images or state.unusable)
             raise
         except OpenAIError as exc:
             exc.streamed_output = bool(state.partials or state.images or state.unusable)

@@ -44,7 +44,7 @@ class Retry(Exception):
         self.problem = problem
         self.maybe_accepted = maybe_accepted
         self.retry_after = retry_after
-        # The endpoint streamed output (partial images) first: the call ran, and was billed.
+        # The endpoint streamed output (previews or an image) first: the call ran, and was billed.
         self.produced = False
 
 

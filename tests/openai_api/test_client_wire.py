@@ -390,3 +390,26 @@ async def test_an_error_event_after_every_image_arrived_loses_none_of_them(
         result = await client.generate(BODY)
     assert result.images == [IMAGE, IMAGE]
     assert calls == 1 and sleeps.delays == []
+
+
+async def test_a_stream_that_broke_after_an_image_without_previews_is_made_at_most_twice(
+    sleeps: RecordingSleep,
+) -> None:
+    # An endpoint that sends no previews: the first of two images came, then the connection
+    # dropped. That try ran and was billed, as one with previews would have been.
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse((None, completed())))
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async with client_for(handler, sleeps) as client:
+        with pytest.raises(Unavailable) as caught:
+            await client.generate(BODY)
+    assert calls == 2 and caught.value.produced == 2
