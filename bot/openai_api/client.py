@@ -199,9 +199,14 @@ class OpenAIImagesClient:
                 produced += retry.produced
                 if retry.produced:
                     lost_tries.append(problem)
-            except (Blocked, InvalidRequest):
+            except (Blocked, InvalidRequest) as exc:
                 # The endpoint did its job: the member's prompt or options were refused.
                 self._measure(kind, OK, started)
+                exc.lost_tries = tuple(lost_tries)
+                raise
+            except OpenAIError as exc:
+                self._measure(kind, ERROR, started)
+                exc.lost_tries = tuple(lost_tries)
                 raise
             except BaseException:
                 self._measure(kind, ERROR, started)

@@ -20,6 +20,8 @@ class OpenAIError(Exception):
     status: int | None = None
     # Raised mid-stream after output (previews or images) came: the call ran upstream, billed.
     streamed_output: bool = False
+    # Earlier tries of the same request that streamed output, then broke: billed, and lost.
+    lost_tries: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

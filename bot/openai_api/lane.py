@@ -340,6 +340,8 @@ class OpenAILane:
         raise UpstreamUnavailable(str(exc), maybe_accepted=exc.maybe_accepted)
 
     async def _refused(self, run: Run, step: Step, exc: OpenAIError) -> Ending:
+        for why in exc.lost_tries:  # tries before this answer ran, and were billed
+            await self._record_lost(run.job, "retried", why)
         if exc.streamed_output and not isinstance(exc, BadResponse):  # audited below
             # Refused after previews came: the call ran, and was billed, upstream.
             reason = "blocked" if isinstance(exc, Blocked) else "refused"

@@ -236,6 +236,27 @@ async def test_a_try_that_streamed_previews_then_broke_is_audited_when_the_retry
         assert lost.target == job.id and "stream broke" in lost.details["detail"]
 
 
+@pytest.mark.parametrize(
+    ("refusal", "status"), [("unauthorized", "failed"), ("moderation_blocked", "blocked")]
+)
+async def test_a_try_that_streamed_previews_then_broke_is_audited_when_the_retry_is_refused(
+    tmp_path, refusal, status
+):
+    """The key revoked (or the prompt blocked) on the retry: the broken try before it still
+    ran and was billed upstream, and the member still pays nothing."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("break", after_events=1)
+        h.sim.script(refusal)
+        job = await h.run(h.request())
+        assert job.status.value == status and job.charged == 0
+        assert await h.available() == 1000
+        assert h.sim.requests["generations"] == 2
+        [lost] = await h.audit("upstream.call_lost")
+        assert lost.target == job.id and "stream broke" in lost.details["detail"]
+
+
 async def test_an_endpoint_that_keeps_failing_ends_the_job_uncharged_after_bounded_rounds(
     tmp_path,
 ):
