@@ -197,7 +197,8 @@ class OpenAIImagesClient:
                 problem, retry_after = self._redact(retry.problem), retry.retry_after
                 maybe_accepted = maybe_accepted or retry.maybe_accepted
                 produced += retry.produced
-                if retry.produced:
+                billed = retry.produced
+                if billed:
                     lost_tries.append(problem)
             except (Blocked, InvalidRequest) as exc:
                 # The endpoint did its job: the member's prompt or options were refused.
@@ -217,11 +218,14 @@ class OpenAIImagesClient:
             last = attempt >= self.max_retries or bool(produced and produced >= allowed)
             self._measure(kind, ERROR if last else RETRY, started)
             if last:
-                raise Unavailable(
+                unavailable = Unavailable(
                     f"{problem}; gave up after {attempt + 1} tries",
                     maybe_accepted=maybe_accepted,
                     produced=produced,
                 )
+                # The tries before the last one (which the error itself stands for).
+                unavailable.lost_tries = tuple(lost_tries[:-1] if billed else lost_tries)
+                raise unavailable
             delay = self._backoff(attempt, retry_after)
             log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
             await self._sleep(delay)

@@ -311,6 +311,8 @@ class OpenAILane:
 
     async def _unavailable(self, run: Run, exc: Unavailable) -> Ending:
         job = run.job
+        for why in exc.lost_tries:  # earlier tries of this round that ran, and were billed
+            await self._record_lost(job, "retried", why)
         if exc.maybe_accepted:
             await self._record_lost(job, "failed", str(exc))
         await run.clear_attempt()  # nothing is in flight any more
