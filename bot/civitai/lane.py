@@ -127,7 +127,8 @@ class CivitaiLane:
         except SourceUnavailable:
             return None
         if wanted := set(refs_in(step, SOURCE_REF)):
-            if not sources:  # only described so far (a preflight): nothing to send yet
+            # Only described so far (a preflight: Discord's sizes, no bytes): nothing to send.
+            if not sources or not all(s.data for s in sources):
                 return None
             # Uploaded now, as the submit sends them (which then reuses the uploads).
             sent = {

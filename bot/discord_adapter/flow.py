@@ -27,7 +27,7 @@ from bot.discord_adapter.interaction import think, update
 from bot.discord_adapter.replies import media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
-from bot.engine.requests import InteractionToken, JobRequest, Refusal
+from bot.engine.requests import InteractionToken, JobRequest, Refusal, RefusalReason
 from bot.media.attachments import check_declared, check_declared_for
 from bot.media.intake import declared_source, prepare_attachments
 from bot.media.limits import AttachmentInfo, MediaError
@@ -121,14 +121,17 @@ class RequestFlow:
         await self.start(interaction, pending)
 
     # -- confirmation -----------------------------------------------------------------------
-    async def _ask(self, interaction: discord.Interaction, pending: Pending) -> None:
+    def _question(self, pending: Pending) -> tuple[str, discord.ui.View]:
         token = self.asked.put(pending.request.requester.member_id, pending)
         quote = pending.quote
-        view = confirm_view(token)
         text = (
             f"This {pending.request.model.value} request costs **{quote.hold:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
+        return text, confirm_view(token)
+
+    async def _ask(self, interaction: discord.Interaction, pending: Pending) -> None:
+        text, view = self._question(pending)
         if interaction.response.is_done():  # a choice or an offer answered its click first
             await interaction.followup.send(text, view=view, ephemeral=True)
         else:
@@ -176,6 +179,7 @@ class RequestFlow:
                     pending.request,
                     sources=sources,
                     confirmed=True,
+                    confirmed_buzz=pending.quote.hold,
                     interaction=InteractionToken(interaction.token, interaction.expires_at),
                     upload_limit=interaction.filesize_limit,
                 ),
@@ -186,6 +190,9 @@ class RequestFlow:
             await _tell(interaction, media_text(exc))
             return
         except Refusal as refusal:
+            if refusal.reason is RefusalReason.CONFIRM and refusal.buzz is not None:
+                await self._ask_again(interaction, pending, sources, refusal.buzz)
+                return
             text, view = await self.bot.offers.refusal(
                 pending.request, refusal, attachments=pending.attachments, sources=pending.sources
             )
@@ -202,6 +209,22 @@ class RequestFlow:
         await _tell(interaction, started)
         embed, view = await self.bot.publisher.first_status(job, pending.quote.request.warnings)
         await show_and_launch(self.bot, interaction, job, embed, view)
+
+    async def _ask_again(
+        self,
+        interaction: discord.Interaction,
+        pending: Pending,
+        sources: tuple[SourceImage, ...],
+        price: int,
+    ) -> None:
+        """Priced higher at admission than the member was shown (an edit the orchestrator
+        priced from its images, known only once they were in): nothing was held; the member
+        is asked for that price, the images kept for the answer."""
+        quote = replace(pending.quote, whatif=price, job_id=None, settings=None)
+        again = replace(pending, sources=sources or pending.sources, quote=quote)
+        text, view = self._question(again)
+        await _tell(interaction, f"The price changed once your images were checked. {text}", view)
+        view.stop()
 
 
 async def show_and_launch(

@@ -201,7 +201,9 @@ class Admission:
                 await self._whatif(job_id, validated, request) if parts.settings.whatif else None
             )
         hold_amount = max(validated.buzz, whatif or 0)
-        require_confirmation(hold_amount, settings.confirm_above, request.confirmed)
+        require_confirmation(
+            hold_amount, settings.confirm_above, request.confirmed, request.confirmed_buzz
+        )
         held_reason = None
         if parts.prompt_filter is not None:
             held_reason = await parts.prompt_filter(who.guild_id, request.options.prompt)

@@ -39,6 +39,10 @@ class JobRequest:
     options: RequestOptions
     sources: tuple[SourceImage, ...] = ()
     confirmed: bool = False
+    # The price the member was shown and went ahead with: a hold found higher only at
+    # admission (an edit priced by the orchestrator once its images are in), above the
+    # server's threshold, is asked again.
+    confirmed_buzz: int | None = None
     interaction: InteractionToken | None = None
     parent_job_id: str | None = None
     # The largest file Discord accepts where the results will be posted.
@@ -83,9 +87,13 @@ class Refusal(Exception):
         self.balance = balance
 
 
-def require_confirmation(buzz: int, confirm_above: int, confirmed: bool) -> None:
-    """Refusal (CONFIRM) for a cost above the server's threshold the member has not confirmed."""
-    if buzz > confirm_above and not confirmed:
+def require_confirmation(
+    buzz: int, confirm_above: int, confirmed: bool, confirmed_buzz: int | None = None
+) -> None:
+    """Refusal (CONFIRM) for a cost above the server's threshold the member has not confirmed
+    (or confirmed at a lower price)."""
+    agreed = confirmed and (confirmed_buzz is None or buzz <= confirmed_buzz)
+    if buzz > confirm_above and not agreed:
         raise Refusal(
             RefusalReason.CONFIRM,
             f"this costs {buzz:,} Buzz, above the server's "

@@ -11,6 +11,7 @@ from tests.discord.harness import (
     finished,
     is_ephemeral,
     job_of,
+    png,
     text_of,
     world,
 )
@@ -164,3 +165,49 @@ async def test_a_rule_an_admin_changed_before_the_confirmation_is_applied(
         assert not [m for m in w.channel_messages() if m["author"]["id"] == bot]
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
         assert w.sim.submissions == []
+
+
+async def test_an_edit_priced_higher_by_the_orchestrator_once_its_images_are_in_asks_again(
+    tmp_path,
+):
+    """With whatif on, an edit's question quotes the local price (its images are only described
+    then); the orchestrator, sent the images, prices it higher. The member is asked again for
+    that price before anything is held, and what they confirm is what is held."""
+    async with world(tmp_path, civitai={"whatif": True}) as w:
+        w.sim.surcharge = 14  # 52 → 66
+        await w.grant(1000)
+        await w.set_guild(confirm_above=50)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "edit gpt-image-2",
+            options={"prompt": "add a moon", "quality": "medium"},
+            attachments={"image": ("first.png", png(96, 64), "image/png")},
+        )
+        question = await answer(h)
+        assert "52 Buzz" in text_of(question)
+        # Described only so far (no bytes yet): nothing is sent upstream to be priced.
+        assert w.services.client.stats["whatif"] == 0 and w.services.client.stats["upload"] == 0
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        await click.response()
+        again = await w.fake.wait_for(
+            lambda: (
+                (m := w.fake.message(int(question["id"])))
+                and "66 Buzz" in m["content"]
+                and buttons(m)
+                and m
+            ),
+            what="the question asked again with the orchestrator's price",
+        )
+        assert is_ephemeral(again) and "934" in again["content"]  # the balance after it
+        assert set(buttons(again)) == {"Confirm", "Cancel"}
+        await w.fake.settle()
+        assert await w.jobs() == [] and await w.holds() == 0 and click.followups == []
+        second = await w.fake.click(int(again["id"]), buttons(again)["Confirm"], w.member)
+        await second.response()
+        status = await second.wait_for_followup()
+        job = await job_of(w, int(status["id"]))
+        assert job.hold_amount == 66
+        job, _ = await finished(w, job)
+        assert job.charged == 66 and await w.available() == 1000 - 66
