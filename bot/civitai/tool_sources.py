@@ -9,7 +9,9 @@ is skipped and the local estimate held.
 
 An upscale is sent only an image whose result the bot can decode and post (media.max_pixels):
 the original only when the orchestrator says its size and its upscale fits, else the posted
-copy (whose size the bot knows) if its upscale fits; else nothing is sent.
+copy (whose size the bot knows) if its upscale fits; else nothing is sent. A job held at the
+local estimate (no whatif) was priced from the posted copy when the original's size is
+unknown: it is sent that copy, not the larger original it was not priced for.
 """
 
 from __future__ import annotations
@@ -53,18 +55,24 @@ class ResultSources:
         if not refs:
             return step
         factor = _growth(step)
+        # Held at the local estimate (no usable whatif), the job was priced from the posted
+        # copy when the original's size is unknown: that copy is what it is sent.
+        sized = job is not None and not (job.whatif or 0) > 0
         sent: dict[str, str] = {}
         for ref in refs:
             parsed = parse_result_ref(ref)
-            url = await self.blob_url(*parsed, growth=factor) if parsed else None
+            url = await self.blob_url(*parsed, growth=factor, sized=sized) if parsed else None
             sent[ref] = url or await self._posted(job, factor)
 
         resolved: dict[str, Any] = swap(step, sent)
         return resolved
 
-    async def blob_url(self, job_id: str, index: int, *, growth: int = 1) -> str | None:
+    async def blob_url(
+        self, job_id: str, index: int, *, growth: int = 1, sized: bool = False
+    ) -> str | None:
         """A fresh URL of image `index` of the job's workflow, when there is one (and, for a
-        step that makes it `growth` times larger each way, its known size allows it)."""
+        step that makes it `growth` times larger each way, its known size allows it; with
+        `sized`, only when its size is known)."""
         parent = await self.jobs.job(job_id)
         # With images missing from the post, its numbering is not the workflow's.
         if parent is None or not parent.workflow_id or parent.missing_images:
@@ -78,6 +86,8 @@ class ResultSources:
         if index >= len(images) or not images[index].url:
             return None
         blob = images[index]
+        if sized and not (blob.width and blob.height):
+            return None
         if growth > 1 and self._over(blob.width or 0, blob.height or 0, growth) is not None:
             return None
         expires = blob.url_expires_at

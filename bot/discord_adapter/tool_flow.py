@@ -106,9 +106,9 @@ def tool_request(
 
 def sent_size(parent: JobRecord, index: int, source: SourceImage) -> tuple[int, int]:
     """The size of the largest image a tool's step may be sent: the orchestrator's original
-    (the posted copy may have been scaled down to fit Discord). An upscale is never sent an
-    original of unknown size (bot/civitai/tool_sources.py): the posted copy is, so its size.
-    0: unknown."""
+    (the posted copy may have been scaled down to fit Discord). An original of unknown size
+    is not sent an upscale, nor a job held at this estimate (bot/civitai/tool_sources.py): the
+    posted copy is, so its size. 0: unknown."""
     images = parent.result_images
     original = images[index] if index < len(images) else {}
     width = int(original.get("width") or source.width or 0)

@@ -560,3 +560,30 @@ async def test_an_upscale_priced_without_the_orchestrator_holds_enough_for_the_o
         assert w.sim.submissions[-1]["steps"][0]["input"]["image"].startswith(w.sim.base_url)
         assert job.whatif is None and job.charged == upstream_charge(w, job) == 4
         assert job.hold_amount is not None and job.hold_amount >= job.charged
+
+
+async def test_a_cut_out_of_an_original_of_unknown_size_is_sent_the_image_it_was_priced_by(
+    tmp_path,
+):
+    """The orchestrator left the result's size out and the bot posted it scaled down; the
+    whatif fails, so the local estimate is held, priced from the copy the bot knows the size
+    of. That copy is what Remove background is sent: the larger original would cost more than
+    was held and confirmed."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(unsized=True), prompt="a lantern")
+        limit, w.fake.upload_limit = w.fake.upload_limit, 8_000  # posted scaled down
+        parent, result = await first_result(w, size="1024x1024", quality="low")
+        w.fake.upload_limit = limit
+        shown = w.fake.attachment_bytes(result["attachments"][0])
+        assert image_size(shown)[0] < 1024 and parent.result_images[0]["width"] is None
+        w.sim.fault(400, route="submit")  # the whatif is refused: no orchestrator price
+        click = await w.fake.click(
+            int(result["id"]), buttons(result)["Remove background"], w.member
+        )
+        job = await started(w, click)
+        job, _ = await derived(w, job)
+        _, sent = data_url_bytes(w.sim.submissions[-1]["steps"][0]["input"]["image"])
+        assert sent == shown
+        assert job.whatif is None and job.charged == upstream_charge(w, job)
+        assert job.hold_amount is not None and job.charged <= job.hold_amount
