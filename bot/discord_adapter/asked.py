@@ -13,18 +13,26 @@ from bot.discord_adapter.replies import UserFacingError
 T = TypeVar("T")
 
 
+ANSWERED = "You already answered this; see the answer above."
+
+
 class Asked(Generic[T]):
-    def __init__(self, ttl: float, expired: str, not_yours: str) -> None:
-        """`expired` and `not_yours`: what a click is told when it comes too late (or after a
-        restart) and when someone else clicks."""
+    def __init__(self, ttl: float, expired: str, not_yours: str, answered: str = ANSWERED) -> None:
+        """`expired`, `not_yours` and `answered`: what a click is told when it comes too late
+        (or after a restart), when someone else clicks, and when it comes after the answer (a
+        double click: "expired, nothing was charged" would be wrong after a Confirm)."""
         self.ttl, self.expired, self.not_yours = ttl, expired, not_yours
+        self.answered = answered
         self._waiting: dict[str, tuple[int, float, T]] = {}
+        self._taken: dict[str, tuple[int, float]] = {}
 
     def put(self, member_id: int, value: T) -> str:
         """Keep `value` for `member_id`; the token its buttons carry."""
         now = time.monotonic()
         for token in [t for t, (_, at, _) in self._waiting.items() if now - at > self.ttl]:
             del self._waiting[token]
+        for token in [t for t, (_, at) in self._taken.items() if now - at > self.ttl]:
+            del self._taken[token]
         token = secrets.token_hex(8)
         self._waiting[token] = (member_id, now, value)
         return token
@@ -33,6 +41,9 @@ class Asked(Generic[T]):
         """The value, gone from here; UserFacingError when expired or not this member's, or
         when `valid` finds something wrong with it (its text; the value stays then)."""
         found = self._waiting.get(token)
+        if found is None and token in self._taken:
+            owner = self._taken[token][0]
+            raise UserFacingError(self.answered if member_id == owner else self.not_yours)
         if found is None or time.monotonic() - found[1] > self.ttl:
             self._waiting.pop(token, None)
             raise UserFacingError(self.expired)
@@ -42,4 +53,5 @@ class Asked(Generic[T]):
         if wrong is not None:
             raise UserFacingError(wrong)
         del self._waiting[token]
+        self._taken[token] = (member_id, time.monotonic())
         return found[2]

@@ -50,6 +50,7 @@ class OfferBoard:
             OFFER_TTL,
             "These offers have expired; run the command again. Nothing was charged.",
             "Only the member who asked can take one of these offers.",
+            "You already took one of these offers; see its answer above.",
         )
 
     async def refusal(

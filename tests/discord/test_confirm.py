@@ -211,3 +211,23 @@ async def test_an_edit_priced_higher_by_the_orchestrator_once_its_images_are_in_
         assert job.hold_amount == 66
         job, _ = await finished(w, job)
         assert job.charged == 66 and await w.available() == 1000 - 66
+
+
+async def test_a_double_click_on_confirm_starts_one_job_and_says_so(tmp_path):
+    """Two clicks on Confirm arrive together: one job, one hold; the second click is told it
+    was already answered, not that the confirmation expired with 'nothing was charged' (the
+    member would run the command again and pay twice)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        confirm = buttons(question)["Confirm"]
+        first = await w.fake.click(int(question["id"]), confirm, w.member)
+        second = await w.fake.click(int(question["id"]), confirm, w.member)
+        status = await first.wait_for_followup()
+        job = await job_of(w, int(status["id"]))
+        reply = await answer(second)
+        assert second.ephemeral
+        assert "already" in reply["content"], reply["content"]
+        assert "Nothing was charged" not in reply["content"], reply["content"]
+        await finished(w, job)
+        assert len(await w.jobs()) == 1 and await w.available() == 1000 - 286
