@@ -72,6 +72,8 @@ class BotTree(app_commands.CommandTree):
 
 
 class ImageBot(commands.Bot):
+    start_retry = 5.0  # seconds between looks at a database locked at the start
+
     def __init__(
         self,
         services: Services,
@@ -155,6 +157,9 @@ class ImageBot(commands.Bot):
         )
 
     async def setup_hook(self) -> None:
+        # Everything below writes (commands' digests, resumed jobs, releases): a lock held
+        # by another process now would fail the start half-way.
+        await self.services.db.wait_writable(self.start_retry)
         self.add_dynamic_items(*PERSISTENT)
         for extension in EXTENSIONS:
             await self.load_extension(extension)

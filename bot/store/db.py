@@ -16,6 +16,7 @@ snapshot reader are `SerialConnection`s (bot/store/serial.py); single-statement 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -233,6 +234,18 @@ class Database:
                 self.on_refused(busy.reason)
             raise busy from exc
 
+    async def wait_writable(self, retry: float = 5.0) -> None:
+        """Until a write transaction can begin. A start that meets another process's write
+        lock (an operator's sqlite3 shell, a long backup) or a full disk waits, saying why,
+        instead of failing half-way through setting up."""
+        while True:
+            try:
+                await self.write(_nothing)
+                return
+            except StoreBusy as exc:
+                log.warning("waiting to start: %s; trying again in %.0fs", exc, retry)
+                await asyncio.sleep(retry)
+
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""
         if self._snapshots is None:
@@ -259,6 +272,10 @@ def _pragmas() -> list[str]:
         # pay for one (bench/ledger.py: about +10 % hold+settle throughput here).
         "PRAGMA wal_autocheckpoint = 10000",
     ]
+
+
+def _nothing(conn: Conn) -> None:
+    """A write transaction's lock taken and given back (wait_writable)."""
 
 
 def _transaction(conn: Conn, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:

@@ -11,6 +11,7 @@ import sqlite3
 
 import pytest
 
+from bot.discord_adapter.bot import ImageBot
 from bot.review import Action
 from bot.store import db as dbmod
 from tests.discord.harness import field_value, text_of, world
@@ -632,13 +633,67 @@ async def test_a_release_posted_while_the_database_is_locked_is_reported_as_rele
             other.close()
         assert text == f"Review #1: released in <#{gallery}>."
         await w.wait_status(job, "posted the result in")  # the member is told
-        edits = f"/messages/{item['id']}"
-
-        def item_edits() -> int:
-            return sum(1 for c in w.fake.calls if c.method == "PATCH" and c.path.endswith(edits))
-
-        before = item_edits()
+        before = item_edits(w, item)
         await w.restart_bot()  # records the release, and shows it on the item again
-        await w.fake.wait_for(lambda: item_edits() > before, what="the item refreshed")
+        await w.fake.wait_for(lambda: item_edits(w, item) > before, what="the item refreshed")
         assert len(w.fake.channel_messages(gallery)) == 1
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_start_while_the_database_is_locked_resumes_the_release_once_it_is_free(
+    tmp_path, monkeypatch, caplog
+):
+    """A release left unposted by a dying process, and the next start meets an operator's
+    sqlite3 shell holding the write lock: the start does not end in a traceback with the
+    release forgotten; it is posted once the lock is gone."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        job, item = await kept(w)
+        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
+        [open_item] = await w.services.moderation.open_items(w.guild)
+        dying = asyncio.create_task(
+            w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
+        )
+        await w.fake.wait_for(
+            lambda: any(
+                c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
+                for c in w.fake.calls
+            ),
+            what="the release on its way",
+        )
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        w.fake.gates.clear()  # that post never completes
+
+        before = item_edits(w, item)
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        monkeypatch.setattr(ImageBot, "start_retry", 0.05)
+        try:
+            restarting = asyncio.create_task(w.restart_bot())
+            await w.fake.wait_for(
+                lambda: any("waiting to start" in r.getMessage() for r in caplog.records),
+                what="the start waiting for the lock",
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await asyncio.wait_for(restarting, 30)
+        await w.fake.wait_for(
+            lambda: w.fake.channel_messages(gallery), what="the release posted", timeout=30
+        )
+        await w.wait_status(job, "posted the result in")
+        await w.fake.wait_for(lambda: item_edits(w, item) > before, what="the item refreshed")
+        assert len(w.fake.channel_messages(gallery)) == 1
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def item_edits(w, item) -> int:
+    """How many times the review item's message was edited (a refresh shows a decision)."""
+    path = f"/messages/{item['id']}"
+    return sum(1 for c in w.fake.calls if c.method == "PATCH" and c.path.endswith(path))
