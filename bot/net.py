@@ -1,6 +1,6 @@
 """Small rules every HTTP client of the bot shares: how long a Retry-After asks us to wait,
 how long to back off between tries, which hosts are this machine, reading a body under a byte
-cap, and a URL shown without the credentials written into it."""
+cap, a URL shown without the credentials written into it, and starting a built-in simulator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import ipaddress
 import random
 from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
@@ -111,3 +112,23 @@ def url_secrets(url: str) -> list[str]:
             if form not in found:
                 found.append(form)
     return found
+
+
+class SimulatorUnavailable(Exception):
+    """The built-in simulator cannot listen on BOT_SIMULATOR__PORT: the operator's to fix."""
+
+
+class _Server(Protocol):
+    async def start(self, host: str = ..., port: int = ...) -> str: ...
+
+
+async def start_simulator(server: _Server, port: int) -> str:
+    """Start a built-in simulator on this machine; returns its base URL. A port another program
+    holds (or one this user may not open) is one sentence naming the setting, not a traceback."""
+    try:
+        return await server.start(port=port)
+    except OSError as exc:
+        raise SimulatorUnavailable(
+            f"cannot start the built-in simulator on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "change BOT_SIMULATOR__PORT (0 picks a free port)"
+        ) from None

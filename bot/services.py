@@ -214,7 +214,7 @@ async def build_services(
             from bot.civitai.simulator import Simulator
 
             simulator = Simulator(token=secrets.token_urlsafe(24), speed=settings.simulator.speed)
-            base_url = await simulator.start(port=settings.simulator.port)
+            base_url = await net.start_simulator(simulator, settings.simulator.port)
             token = simulator.token
             log.warning(
                 "NO CIVITAI_TOKEN: running on the built-in simulator at %s — placeholder "

@@ -14,6 +14,7 @@ import discord
 from bot.config import Settings
 from bot.discord_adapter.bot import DevGuildUnavailable, make_bot
 from bot.metrics_server import MetricsUnavailable
+from bot.net import SimulatorUnavailable
 from bot.services import build_services
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,11 @@ async def serve(settings: Settings, *, sync: bool) -> None:
         loop.add_signal_handler(number, stopping.set)
     try:
         services = await build_services(settings)
-    except BaseException:
+    except BaseException as exc:
         for number in signals:
             loop.remove_signal_handler(number)
+        if isinstance(exc, SimulatorUnavailable):
+            raise StartupFailed(str(exc)) from None
         raise
     bot = make_bot(services, sync_global=sync)
     try:

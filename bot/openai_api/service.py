@@ -87,7 +87,7 @@ async def open_service(
             simulator = OpenAISimulator(
                 api_key=secrets.token_urlsafe(24), speed=settings.simulator.speed
             )
-            base_url = await simulator.start(port=settings.simulator.port)
+            base_url = await net.start_simulator(simulator, settings.simulator.port)
             key = simulator.api_key
             log.warning(
                 "NO OPENAI_API_KEY: the OpenAI lane runs on the built-in simulator at %s — "

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -188,6 +189,26 @@ def test_a_database_under_a_file_is_one_line(tmp_path):
         f"error: cannot create the database folder {tmp_path / 'data'}: "
         f"{tmp_path / 'data'} is a file, not a folder (check BOT_DB_PATH)"
     ]
+
+
+@pytest.mark.parametrize("lane", [{}, {"BOT_PROVIDER": "openai"}], ids=["civitai", "openai"])
+def test_a_simulator_port_in_use_is_one_line(tmp_path, lane):
+    """Without an upstream token the bot serves its own simulator on BOT_SIMULATOR__PORT: a
+    port another program holds is the operator's to change, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(
+            BOT_DB_PATH=str(tmp_path / "bot.sqlite3"),
+            DISCORD_TOKEN="x" * 40,
+            BOT_SIMULATOR__PORT=str(port),
+            **lane,
+        )
+        result = bot("run", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert f"127.0.0.1:{port}" in line and "BOT_SIMULATOR__PORT" in line
 
 
 CHECK_AS_NOBODY = """
