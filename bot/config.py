@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -66,9 +67,20 @@ def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def _header_safe(value: SecretStr) -> SecretStr:
+    # Sent as an HTTP header: a space or a non-ASCII character (a typographic quote pasted with
+    # the token) made every request raise inside the HTTP library. Never quote the value.
+    if not all("!" <= char <= "~" for char in value.get_secret_value()):
+        raise ValueError(
+            "contains a space or a character that is not plain ASCII (pasted with a quote "
+            "mark or a non-breaking space?); copy the token again"
+        )
+    return value
+
+
 # A token read from a file or a Kubernetes secret often ends in a newline: sent as it is, the
 # HTTP library refuses the header (quoting it) and every request fails as a lost connection.
-Token = Annotated[SecretStr, BeforeValidator(_stripped)]
+Token = Annotated[SecretStr, BeforeValidator(_stripped), AfterValidator(_header_safe)]
 
 
 def endpoint_url(value: str) -> str:

@@ -415,3 +415,26 @@ def test_a_plain_http_orchestrator_url_off_this_machine_is_refused(
     for local in ("http://127.0.0.1:8800", "http://localhost:9000", "http://[::1]:9000"):
         monkeypatch.setenv("CIVITAI_BASE_URL", local)
         assert load_settings().civitai.base_url == local
+
+
+@pytest.mark.parametrize(
+    ("var", "key"),
+    [
+        ("DISCORD_TOKEN", "discord.token"),
+        ("CIVITAI_TOKEN", "civitai.token"),
+        ("OPENAI_API_KEY", "openai.api_key"),
+    ],
+)
+@pytest.mark.parametrize("stray", ["\u2019", " ", "\u00a0", "\t"])
+def test_a_token_with_a_character_no_http_header_can_carry_is_refused_never_shown(
+    monkeypatch: pytest.MonkeyPatch, var: str, key: str, stray: str
+) -> None:
+    """Pasted with a typographic quote or a space inside, a token cannot be sent as a header:
+    every orchestrator request raised UnicodeEncodeError (a traceback from `quote --whatif`,
+    each job's task failing at run time). Refused when the settings load, naming the key."""
+    monkeypatch.setenv(var, f"{CIVITAI_SECRET}{stray}Zq9xW")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"{key} (env {var})" in message
+    assert CIVITAI_SECRET not in message and "Zq9xW" not in message
