@@ -383,26 +383,53 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
+    stray = _unknown_sections()
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, path, stray)) from None
     except SettingsError as exc:
         raise ConfigError(
             f"invalid configuration in the environment: {exc}; a list is written as JSON or "
             'comma-separated, e.g. BOT_CIVITAI__CURRENCIES=yellow,blue or ["yellow", "blue"]'
         ) from None
+    if stray:
+        raise ConfigError("\n".join([_heading(path), *stray]))
+    return settings
 
 
-def _describe(exc: ValidationError, path: Path) -> str:
-    lines = [f"invalid configuration ({path} and environment):"]
+UNKNOWN = "unknown setting (see config.example.toml for the valid keys)"
+
+
+def _unknown_sections() -> list[str]:
+    """BOT_<SECTION>__<KEY> variables naming no section of the settings. pydantic-settings
+    drops them without a word (it refuses only a misspelt key of a known section), so a
+    misspelt section (BOT_METRIC__PORT) would leave its setting at the default."""
+    sections = {name for name in Settings.model_fields if name not in TOP_LEVEL}
+    lines = []
+    for name in sorted(os.environ, key=str.upper):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
+            continue
+        section, _, key = upper.removeprefix(ENV_PREFIX).partition("__")
+        if section.lower() not in sections:
+            lines.append(f"  {section.lower()}.{key.lower()} (env {upper}): {UNKNOWN}")
+    return lines
+
+
+def _heading(path: Path) -> str:
+    return f"invalid configuration ({path} and environment):"
+
+
+def _describe(exc: ValidationError, path: Path, stray: list[str]) -> str:
+    lines = [_heading(path), *stray]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         key = ".".join(loc)
         env = env_name(loc[0], loc[1]) if len(loc) >= 2 else f"{ENV_PREFIX}{key.upper()}"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown setting (see config.example.toml for the valid keys)"
+            message = UNKNOWN
         elif (len(loc) >= 3 and loc[2].isdigit()) or err["type"] == "list_type":
             message += f"; a list is written as JSON or comma-separated, e.g. {env}=a,b"
         lines.append(f"  {key} (env {env}): {message}")

@@ -438,3 +438,34 @@ def test_a_token_with_a_character_no_http_header_can_carry_is_refused_never_show
     message = str(caught.value)
     assert f"{key} (env {var})" in message
     assert CIVITAI_SECRET not in message and "Zq9xW" not in message
+
+
+@pytest.mark.parametrize(
+    ("var", "key"),
+    [
+        ("BOT_METRIC__PORT", "metric.port"),  # the section misspelt: metrics stayed off
+        ("BOT_CIVITIA__WHATIF", "civitia.whatif"),
+        ("bot_jobs_deadline__minutes", "jobs_deadline.minutes"),
+    ],
+)
+def test_an_environment_variable_for_an_unknown_section_is_refused(
+    monkeypatch: pytest.MonkeyPatch, var: str, key: str
+) -> None:
+    """A misspelt key in a known section was refused (BOT_CIVITAI__WHATFI); a misspelt section
+    was ignored without a word, and check-config said "configuration OK"."""
+    monkeypatch.setenv(var, "9464")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert f"{key} (env {var.upper()}): unknown setting" in str(caught.value)
+
+
+def test_an_unknown_section_in_the_environment_is_listed_with_the_other_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_METRIC__PORT", "9464")
+    monkeypatch.setenv("BOT_CIVITAI__WAIT_SECONDS", "1000")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "metric.port (env BOT_METRIC__PORT)" in message
+    assert "civitai.wait_seconds (env BOT_CIVITAI__WAIT_SECONDS)" in message
