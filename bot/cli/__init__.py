@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sqlite3
 import sys
 from importlib import metadata
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, `kill`, `docker stop`): unwinds like Ctrl-C, so what a command
+    leaves half done (a backup's partial copy) is removed on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -82,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.handler(args) or 0)
+    except KeyboardInterrupt as exc:  # one line, and the shell's code for a stop by signal
+        print(str(exc) or f"{args.command}: interrupted", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     except ConfigError as exc:  # every command: a clear message naming the key, exit 1
         print(exc, file=sys.stderr)
         return 1

@@ -22,7 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    done = backup(settings.database.path, args.out, force=args.force)
+    try:
+        done = backup(settings.database.path, args.out, force=args.force)
+    except KeyboardInterrupt as exc:  # the partial copy is removed; OUT is never half written
+        raise type(exc)("backup interrupted before it finished; run it again") from None
     known = newest_schema()
     # A newer database is still copied: a backup is what an operator wants before a downgrade.
     note = f" (newer than this bot, which knows up to {known})" if done.schema > known else ""

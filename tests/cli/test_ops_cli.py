@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -366,3 +367,33 @@ def test_a_limit_below_one_is_refused_naming_the_option(tmp_path: Path) -> None:
         assert "--limit" in done.stderr, done.stderr
         assert "must be 1 or more" in done.stderr or "is not a whole number" in done.stderr
         assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_backup_stopped_midway_leaves_nothing_behind_and_says_so(tmp_path: Path) -> None:
+    """`timeout 60 python -m bot backup OUT` (SIGTERM) or Ctrl-C while the copy runs: SIGTERM
+    killed it and left a hidden `.OUT.partial-PID` (and its journal) as big as the database in
+    the backup folder at every such stop; Ctrl-C printed a KeyboardInterrupt traceback."""
+    path = tmp_path / "live" / "bot.sqlite3"
+    asyncio.run(_create(path))
+    with sqlite3.connect(path) as conn:  # large enough that the copy takes a moment
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (?)", ((bytes(1 << 20),) for _ in range(96)))
+    conn.close()
+    env = clean_env(BOT_DB_PATH=str(path))
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    out = folder / "bot.sqlite3"
+    for number in (signal.SIGTERM, signal.SIGINT):
+        proc = start(["backup", str(out)], env, ROOT)
+        partial = folder / f".{out.name}.partial-{proc.pid}"
+        for _ in range(6000):  # the copy has begun; the limit only guards against a hang
+            if partial.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the backup ended before it could be stopped"
+        proc.send_signal(number)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + number, (number, err)
+        assert "Traceback" not in err, err
+        assert err.strip() == "backup interrupted before it finished; run it again", err
+        assert list(folder.iterdir()) == [], "no partial copy left behind"
