@@ -240,6 +240,15 @@ class ImageBot(commands.Bot):
             for guild in self.guilds:
                 await self.board.post_pending(guild.id)
 
+    async def on_disconnect(self) -> None:
+        # Said at once, not at the next beat (an orderly stop writes its own, last one).
+        if not self._stopping:
+            await self._write_beat()
+
+    async def on_resumed(self) -> None:
+        if not self._stopping:
+            await self._write_beat()
+
     async def on_guild_join(self, guild: discord.Guild) -> None:
         # Invited (back): the items that could not be posted while the bot was out of the
         # server are posted now, not at the next start. Its settings, allowances, ledger and
@@ -311,7 +320,8 @@ class ImageBot(commands.Bot):
     async def _write_beat(self, *, stopped: bool = False) -> None:
         beat = heartbeat.Beat(
             at=utcnow(),
-            ready=self.is_ready() and not stopped,
+            # What /healthz says: not while reconnecting (is_ready() stays set through that).
+            ready=self.unready_reason() is None and not stopped,
             guilds=len(self.guilds),
             jobs_running=self.engine.running(),
             stopped=stopped,

@@ -30,3 +30,27 @@ async def test_a_stopped_bot_says_so_at_once(tmp_path):
     assert beat["stopped"] is True and beat["ready"] is False
     found, _ = problems(path)
     assert found and "stopped" in found[0]
+
+
+async def test_a_bot_cut_off_from_discord_is_unhealthy_until_it_is_back(tmp_path):
+    """discord.py keeps is_ready() set while it reconnects: the heartbeat said "ready" through
+    a whole outage, so `python -m bot health` (the container's HEALTHCHECK) stayed healthy and
+    its "not connected to Discord" could never show after the first connection."""
+    async with world(tmp_path) as w:
+        path = heartbeat_path(w.settings.database.path)
+
+        async def beat_says(ready: bool) -> None:
+            async with asyncio.timeout(10):
+                while not (path.exists() and json.loads(path.read_text()).get("ready") is ready):
+                    await asyncio.sleep(0.05)
+
+        await beat_says(True)
+        await w.fake.gateway.outage()
+        try:
+            await beat_says(False)
+            found, _ = problems(path)
+            assert found == ["the bot is running but not connected to Discord"]
+        finally:
+            w.fake.gateway.down = False
+        await beat_says(True)
+        assert problems(path)[0] == []

@@ -122,12 +122,16 @@ class Gateway:
         #: Every payload the bot sent, and the ``compress`` value of every connection.
         self.received: list[dict[str, Any]] = []
         self.compressions: list[str | None] = []
+        #: While set, the gateway is out of reach: connections are refused with a 503.
+        self.down = False
 
     # ---- websocket endpoint --------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="websocket expected")
+        if self.down:
+            return web.Response(status=503, text="gateway unavailable")
         compress = request.query.get("compress")
         self.compressions.append(compress)
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -321,6 +325,12 @@ class Gateway:
         session = self.current
         if session is not None and session.connection is not None:
             await session.connection.send({"op": RECONNECT, "d": None, "s": None, "t": None})
+
+    async def outage(self) -> None:
+        """Discord out of reach: every connection dropped, new ones refused until `down` is
+        cleared."""
+        self.down = True
+        await self.close_all()
 
     async def close_all(self) -> None:
         for conn in list(self.connections):
