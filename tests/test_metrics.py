@@ -90,6 +90,17 @@ async def test_healthz_is_200_while_connected_and_the_server_goes_with_the_bot(t
                 await http.get(f"http://127.0.0.1:{port}/healthz")
 
 
+async def test_a_sharded_bot_connected_to_discord_is_ready(tmp_path):
+    """With BOT_DISCORD__SHARD_COUNT the gateway connections are the shards': the bot's own
+    `ws` stays None, which read as "reconnecting to Discord" for ever — /healthz answered 503,
+    imagebot_ready was 0 (ImagebotNotReady fired) and the heartbeat said not connected."""
+    async with world(tmp_path, discord={"shard_count": 2}, **METRICS) as w:
+        async with httpx.AsyncClient() as http:
+            health = await http.get(url(w.bot, "/healthz"))
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        assert value(await scrape(w.bot), "imagebot_ready") == 1
+
+
 async def test_healthz_is_503_with_the_reason_until_the_bot_is_connected(tmp_path):
     """The server runs, the bot has not connected to Discord: not ready, and it says why."""
     settings = settings_for(tmp_path, **METRICS)

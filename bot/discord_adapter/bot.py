@@ -296,9 +296,12 @@ class ImageBot(commands.Bot):
             return "shutting down"
         if not self.is_ready():
             return "not connected to Discord yet"
-        if self.ws is None or not self.ws.open:
+        if not self.gateway_open():
             return "reconnecting to Discord"
         return None
+
+    def gateway_open(self) -> bool:
+        return self.ws is not None and self.ws.open
 
     async def on_operator_alert(self, key: str, message: str) -> None:
         """Something only the operator can fix: tell the application's owner once, by DM."""
@@ -335,6 +338,11 @@ class ImageBot(commands.Bot):
 
 class ShardedImageBot(ImageBot, commands.AutoShardedBot):
     """The same bot over several gateway shards in one process (BOT_DISCORD__SHARD_COUNT)."""
+
+    def gateway_open(self) -> bool:
+        # One connection per shard; the client's own `ws` stays None.
+        shards = self.shards.values()
+        return bool(shards) and not any(shard.is_closed() for shard in shards)
 
 
 def make_bot(services: Services, *, sync_global: bool = False, **options: Any) -> ImageBot:

@@ -54,3 +54,12 @@ async def test_a_bot_cut_off_from_discord_is_unhealthy_until_it_is_back(tmp_path
             w.fake.gateway.down = False
         await beat_says(True)
         assert problems(path)[0] == []
+
+
+async def test_a_sharded_bot_writes_a_ready_heartbeat(tmp_path):
+    async with world(tmp_path, discord={"shard_count": 2}) as w:
+        path = heartbeat_path(w.settings.database.path)
+        async with asyncio.timeout(10):
+            while not (path.exists() and json.loads(path.read_text()).get("ready")):
+                await asyncio.sleep(0.05)
+        assert problems(path)[0] == []
