@@ -18,7 +18,7 @@ from bot.config import Settings, load_settings, problems_for_running
 from bot.memory_tuning import tune_memory
 from bot.net import url_secrets
 from bot.store.db import DatabaseProblem, SchemaTooNew
-from bot.store.location import DatabaseUnavailable, check_writable
+from bot.store.location import DatabaseUnavailable, check_writable, file_unwritable
 from bot.store.probe import check_schema
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     configure_logging(settings)
     # discord.py is imported only for this command.
     from bot.discord_adapter.runner import StartupFailed, serve
@@ -104,7 +107,10 @@ def hold_instance_lock(db_path: Path) -> IO[str]:
     real = db_path.resolve()
     path = real.with_name(real.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+    try:
+        handle = path.open("a+")
+    except PermissionError:  # left by a run as another user (root)
+        raise file_unwritable("the lock file", path) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

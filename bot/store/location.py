@@ -72,7 +72,16 @@ def _check(db_path: Path) -> None:
     if db_path.is_dir():
         raise DatabaseUnavailable(f"the database path {db_path} is a folder, not a file")
     if db_path.exists() and not _can(db_path, os.R_OK | os.W_OK):
-        raise DatabaseUnavailable(
-            f"cannot write the database {db_path} ({_owner(db_path)}); the bot runs as uid "
-            f"{uid}: give that uid read and write access (e.g. chown {uid} {db_path}) {hint}"
-        )
+        raise file_unwritable("the database", db_path)
+
+
+def file_unwritable(what: str, path: Path) -> DatabaseUnavailable:
+    """A file of the bot's (the database, its lock) another uid owns. The advice covers the
+    files beside the database too (lock, heartbeat, -wal, -shm): a run as another user (root)
+    leaves them all."""
+    uid = os.geteuid()
+    return DatabaseUnavailable(
+        f"cannot write {what} {path} ({_owner(path)}); the bot runs as uid {uid}: give that "
+        f"uid read and write access to it and the files beside it (e.g. chown {uid} {path}*) "
+        "or set BOT_DB_PATH to a place it can write"
+    )

@@ -223,9 +223,11 @@ raise SystemExit(main(["run"]))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
-@pytest.mark.parametrize("where", ["folder", "file"])
+@pytest.mark.parametrize("where", ["folder", "file", "lock"])
 def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
-    """As in a bind mount owned by root while the container runs as uid 10001."""
+    """As in a bind mount owned by root while the container runs as uid 10001. "lock": the
+    database was chowned as advised, but the lock file a run as root left beside it was not
+    (a PermissionError traceback)."""
     # Not under pytest's tmp_path: its folders are private to root, all the way up.
     top = Path(tempfile.mkdtemp(prefix="bot-perm-"))
     top.chmod(0o755)
@@ -235,9 +237,13 @@ def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
     sqlite3.connect(db).close()
     if where == "folder":
         folder.chmod(0o755)  # others may read, not write
-    else:
+    elif where == "file":
         folder.chmod(0o777)
         db.chmod(0o644)
+    else:
+        folder.chmod(0o777)
+        db.chmod(0o666)
+        db.with_name(db.name + ".lock").touch(0o644)
     try:
         result = subprocess.run(
             [sys.executable, "-c", CHECK_AS_NOBODY],
