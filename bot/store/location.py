@@ -73,6 +73,12 @@ def _check(db_path: Path) -> None:
         raise DatabaseUnavailable(f"the database path {db_path} is a folder, not a file")
     if db_path.exists() and not _can(db_path, os.R_OK | os.W_OK):
         raise file_unwritable("the database", db_path)
+    # Left by a run that was killed: SQLite would open the database read-only, and refuse
+    # every write the bot makes.
+    for suffix in ("-wal", "-shm"):
+        journal = db_path.with_name(db_path.name + suffix)
+        if journal.exists() and not _can(journal, os.R_OK | os.W_OK):
+            raise file_unwritable("the database's journal", journal)
 
 
 def file_unwritable(what: str, path: Path) -> DatabaseUnavailable:

@@ -223,11 +223,12 @@ raise SystemExit(main(["run"]))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
-@pytest.mark.parametrize("where", ["folder", "file", "lock"])
+@pytest.mark.parametrize("where", ["folder", "file", "lock", "journal"])
 def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
     """As in a bind mount owned by root while the container runs as uid 10001. "lock": the
     database was chowned as advised, but the lock file a run as root left beside it was not
-    (a PermissionError traceback)."""
+    (a PermissionError traceback). "journal": a run as root that was killed left its -wal and
+    -shm: the bot started with a database it could not write (every write refused)."""
     # Not under pytest's tmp_path: its folders are private to root, all the way up.
     top = Path(tempfile.mkdtemp(prefix="bot-perm-"))
     top.chmod(0o755)
@@ -240,10 +241,19 @@ def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
     elif where == "file":
         folder.chmod(0o777)
         db.chmod(0o644)
-    else:
+    elif where == "lock":
         folder.chmod(0o777)
         db.chmod(0o666)
         db.with_name(db.name + ".lock").touch(0o644)
+    else:
+        db.unlink()
+        killed = "import asyncio, os, sys; from bot.store.db import Database\n"
+        killed += "async def main():\n    await Database(sys.argv[1]).open()\n    os._exit(0)\n"
+        killed += "asyncio.run(main())"
+        subprocess.run([sys.executable, "-c", killed, str(db)], cwd=ROOT, check=True)
+        assert db.with_name(db.name + "-wal").exists()
+        folder.chmod(0o777)
+        db.chmod(0o666)
     try:
         result = subprocess.run(
             [sys.executable, "-c", CHECK_AS_NOBODY],
