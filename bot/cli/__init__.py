@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # one line, and the shell's code for a stop by signal
         print(str(exc) or f"{args.command}: interrupted", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    except BrokenPipeError:
+        # The reader had what it wanted (`... | head`): stop as `cat` would, quietly. Python
+        # flushes stdout again at exit, which must not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ConfigError as exc:  # every command: a clear message naming the key, exit 1
         print(exc, file=sys.stderr)
         return 1

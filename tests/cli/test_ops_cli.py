@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bot.store.db import Conn, Database, newest_schema, utcnow
 from bot.store.jobs import JobStatus, JobStore, NewJob, SourceImage
+from bot.store.ledger import Ledger
 from tests.cli.test_quote import ROOT, clean_env
 from tests.store.conftest import Clock
 from tests.store.test_backup import assert_consistent_copy
@@ -397,3 +398,32 @@ def test_a_backup_stopped_midway_leaves_nothing_behind_and_says_so(tmp_path: Pat
         assert "Traceback" not in err, err
         assert err.strip() == "backup interrupted before it finished; run it again", err
         assert list(folder.iterdir()) == [], "no partial copy left behind"
+
+
+async def _seed_ledger(path: Path, entries: int) -> None:
+    async with Database(path) as db:
+        ledger = Ledger(db)
+
+        def grants(conn: Conn) -> None:
+            for n in range(entries):
+                ledger.grant_in(conn, 1, n % 7 + 1, 5, actor_id=None, reason=f"grant {n}")
+
+        await db.write(grants)
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """`python -m bot ledger export G | head` (or `audit | head`): once the reader had its
+    lines the command died with a BrokenPipeError traceback."""
+    path = tmp_path / "bot.sqlite3"
+    asyncio.run(_seed_ledger(path, 3000))  # far more than a pipe holds
+    env = clean_env(BOT_DB_PATH=str(path))
+    env.pop("PYTHONUNBUFFERED", None)  # as in an operator's shell
+    for command in (["ledger", "export", "1"], ["audit"]):
+        proc = start(command, env, ROOT)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()  # `head -1`: one line, then the pipe is closed
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert "Traceback" not in err and "BrokenPipeError" not in err, (command, err)
+        assert proc.returncode == 128 + signal.SIGPIPE, (command, proc.returncode)
