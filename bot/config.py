@@ -70,7 +70,11 @@ def _stripped(value: Any) -> Any:
 def _header_safe(value: SecretStr) -> SecretStr:
     # Sent as an HTTP header: a space or a non-ASCII character (a typographic quote pasted with
     # the token) made every request raise inside the HTTP library. Never quote the value.
-    if not all("!" <= char <= "~" for char in value.get_secret_value()):
+    secret = value.get_secret_value()
+    prefix = secret.split(" ", 1)[0]
+    if " " in secret and prefix in ("Bot", "Bearer"):  # the header's word is the bot's to add
+        raise ValueError(f"starts with '{prefix} ': give the token alone, without it")
+    if not all("!" <= char <= "~" for char in secret):
         raise ValueError(
             "contains a space or a character that is not plain ASCII (pasted with a quote "
             "mark or a non-breaking space?); copy the token again"

@@ -469,3 +469,21 @@ def test_an_unknown_section_in_the_environment_is_listed_with_the_other_problems
     message = str(caught.value)
     assert "metric.port (env BOT_METRIC__PORT)" in message
     assert "civitai.wait_seconds (env BOT_CIVITAI__WAIT_SECONDS)" in message
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "prefix"),
+    [
+        ("DISCORD_TOKEN", f"Bot {DISCORD_SECRET}", "Bot"),
+        ("CIVITAI_TOKEN", f"Bearer {CIVITAI_SECRET}", "Bearer"),
+    ],
+)
+def test_a_token_given_with_its_header_prefix_says_to_drop_the_prefix(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, prefix: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"starts with '{prefix} '" in message and "the token alone" in message
+    assert DISCORD_SECRET not in message and CIVITAI_SECRET not in message
