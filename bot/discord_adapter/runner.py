@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class StartupFailed(Exception):
-    """Discord refused the token or could not be reached: the admin's to fix, not a bug."""
+    """Discord refused the token, could not be reached or closed the gateway for good: the
+    admin's to fix, not a bug."""
 
 
 async def serve(settings: Settings, *, sync: bool) -> None:
@@ -61,6 +62,8 @@ async def serve(settings: Settings, *, sync: bool) -> None:
             await running
     except discord.LoginFailure:
         raise StartupFailed("Discord refused the bot token (DISCORD_TOKEN)") from None
+    except discord.ConnectionClosed as exc:  # a close code discord.py does not reconnect after
+        raise StartupFailed(gateway_closed(exc.code)) from None
     except discord.RateLimited as exc:  # a long 429 at login (ratelimits.py)
         raise StartupFailed(
             f"Discord asks to wait {exc.retry_after:.0f}s before the bot logs in; try again later"
@@ -77,3 +80,15 @@ async def serve(settings: Settings, *, sync: bool) -> None:
         for number in signals:
             loop.remove_signal_handler(number)
         await services.aclose()
+
+
+def gateway_closed(code: int) -> str:
+    """What to do when Discord closed the gateway for good (its close codes)."""
+    if code == 4004:  # the token was reset in the developer portal while the bot ran
+        return "Discord refused the bot token (DISCORD_TOKEN)"
+    if code == 4011:
+        return (
+            "Discord requires sharding for this many servers (4011): set "
+            "BOT_DISCORD__SHARD_COUNT (Discord's recommended count, or more)"
+        )
+    return f"Discord closed the connection ({code}); restart the bot, or see the logs if it lasts"

@@ -411,3 +411,26 @@ async def test_sigterm_while_logging_in_to_discord_is_an_orderly_stop(tmp_path):
         assert code == 0 and "Traceback" not in err, err
         wal = d.db.with_name(d.db.name + "-wal")
         assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed"
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (4004, "Discord refused the bot token (DISCORD_TOKEN)"),
+        (4011, "BOT_DISCORD__SHARD_COUNT"),
+    ],
+)
+async def test_discord_closing_the_gateway_for_good_is_one_line(tmp_path, code, words):
+    """The token reset in the portal while the bot runs (4004), or the bot grown past the
+    servers one connection may serve (4011): discord.py gives up and raised ConnectionClosed
+    out of `run` as a traceback."""
+    async with deployment(tmp_path) as d:
+        proc = await d.start()
+        for conn in list(d.fake.gateway.connections):
+            await conn.close(code, "closed by the test")
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 1 and "Traceback" not in text, text
+    [line] = [x for x in text.splitlines() if x.startswith("error:")]
+    assert words in line
