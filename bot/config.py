@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,38 +29,30 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
+from bot.config_env import (
+    ENV_PREFIX,
+    NAMED_ENV,  # noqa: F401 (the settings' interface: docs tests read it from here)
+    UNKNOWN,
+    ListFriendlyEnv,
+    NamedEnvSource,
+    NotJson,
+    env_name,
+    not_json,
+    unknown_sections,
+)
 from bot.net import is_loopback
 
 Period = Literal["none", "daily", "weekly", "monthly"]
 Provider = Literal["civitai", "openai"]
 Currency = Literal["yellow", "blue", "green", "fakeRed"]
 
-# DESIGN.md's short names, mapped to (section, key).
-NAMED_ENV: dict[str, tuple[str, str]] = {
-    "DISCORD_TOKEN": ("discord", "token"),
-    "BOT_DEV_GUILD": ("discord", "dev_guild"),
-    "CIVITAI_TOKEN": ("civitai", "token"),
-    "CIVITAI_BASE_URL": ("civitai", "base_url"),
-    "BOT_DB_PATH": ("database", "path"),
-    "OPENAI_API_KEY": ("openai", "api_key"),
-    "OPENAI_BASE_URL": ("openai", "base_url"),
-}
-ENV_PREFIX = "BOT_"
 # Settings that are not in a section (BOT_<KEY>).
 TOP_LEVEL = frozenset({"provider"})
-
-
-def env_name(section: str, key: str) -> str:
-    for name, where in NAMED_ENV.items():
-        if where == (section, key):
-            return name
-    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
 
 
 def _stripped(value: Any) -> Any:
@@ -329,7 +321,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Init kwargs carry the TOML file, so they rank below the environment.
-        return (_NamedEnvSource(settings_cls), _ListFriendlyEnv(settings_cls), init_settings)
+        return (NamedEnvSource(settings_cls), ListFriendlyEnv(settings_cls), init_settings)
 
     @property
     def simulated(self) -> bool:
@@ -341,29 +333,6 @@ class Settings(BaseSettings):
     def sections(self) -> list[str]:
         """The names of the settings' sections (the top-level keys that are not sections)."""
         return [name for name in type(self).model_fields if name not in TOP_LEVEL]
-
-
-class _NamedEnvSource(EnvSettingsSource):
-    def __call__(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        environ = {k.upper(): v for k, v in os.environ.items()}
-        for name, (section, key) in NAMED_ENV.items():
-            if environ.get(name):
-                data.setdefault(section, {})[key] = environ[name]
-        return data
-
-
-class _ListFriendlyEnv(EnvSettingsSource):
-    """Lists from the environment as JSON (["a", "b"]) or, as people write them, a, b."""
-
-    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
-        try:
-            return super().decode_complex_value(field_name, field, value)
-        except ValueError:
-            annotation = getattr(field, "annotation", None)
-            if isinstance(value, str) and get_origin(annotation) is list:
-                return [item.strip() for item in value.split(",") if item.strip()]
-            raise
 
 
 class ConfigError(Exception):
@@ -387,12 +356,15 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
-    stray = _unknown_sections()
+    stray = unknown_sections({name for name in Settings.model_fields if name not in TOP_LEVEL})
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, stray)) from None
     except SettingsError as exc:
+        section = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        if isinstance(exc.__cause__, NotJson) and section:
+            raise ConfigError(not_json(section, exc.__cause__.key)) from None
         raise ConfigError(
             f"invalid configuration in the environment: {exc}; a list is written as JSON or "
             'comma-separated, e.g. BOT_CIVITAI__CURRENCIES=yellow,blue or ["yellow", "blue"]'
@@ -400,25 +372,6 @@ def load_settings(path: Path | None = None) -> Settings:
     if stray:
         raise ConfigError("\n".join([_heading(path), *stray]))
     return settings
-
-
-UNKNOWN = "unknown setting (see config.example.toml for the valid keys)"
-
-
-def _unknown_sections() -> list[str]:
-    """BOT_<SECTION>__<KEY> variables naming no section of the settings. pydantic-settings
-    drops them without a word (it refuses only a misspelt key of a known section), so a
-    misspelt section (BOT_METRIC__PORT) would leave its setting at the default."""
-    sections = {name for name in Settings.model_fields if name not in TOP_LEVEL}
-    lines = []
-    for name in sorted(os.environ, key=str.upper):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
-            continue
-        section, _, key = upper.removeprefix(ENV_PREFIX).partition("__")
-        if section.lower() not in sections:
-            lines.append(f"  {section.lower()}.{key.lower()} (env {upper}): {UNKNOWN}")
-    return lines
 
 
 def _heading(path: Path) -> str:

@@ -487,3 +487,23 @@ def test_a_token_given_with_its_header_prefix_says_to_drop_the_prefix(
     message = str(caught.value)
     assert f"starts with '{prefix} '" in message and "the token alone" in message
     assert DISCORD_SECRET not in message and CIVITAI_SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("BOT_OPENAI__PRICES", '{"dall-e-2": 200'),
+        ("BOT_OPENAI__PRICES", "dall-e-2=200"),
+    ],
+)
+def test_a_malformed_table_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    """The message named the section ('field "openai"') and showed how to write a list, with
+    another variable as the example: the operator could not tell which variable was wrong."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"{var} is not valid JSON" in message
+    assert '{"gpt-image-1-mini": 20}' in message  # how a table is written
