@@ -97,7 +97,7 @@ def _request(args: argparse.Namespace) -> ImageRequest:
     input_size = None
     if args.input_size is not None:
         input_size = parse_size(args.input_size)
-        if input_size is None:
+        if input_size is None or min(input_size) < 1:  # 0x0 would be priced, not refused
             raise CatalogError.single(
                 "input-size", "input-size must be WIDTHxHEIGHT, e.g. 1024x1024"
             )

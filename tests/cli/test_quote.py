@@ -188,16 +188,18 @@ def test_mask_refused_for_gpt15(no_config_file: None) -> None:
 def test_input_size_drives_the_gpt2_edit_price(no_config_file: None) -> None:
     sizes = ("1024x1024", "1920x1080", "3840x2160")
     edit = ["quote", "gpt-image-2", "--edit", "--json"]
-    *priced, no_size, bad = bots(
+    *priced, no_size, bad, empty = bots(
         *([*edit, "--input-size", size] for size in sizes),
         edit,  # no size at all: refused, not guessed
         [*edit, "--input-size", "huge"],
+        [*edit, "--input-size", "0x0"],  # no image has no pixels: refused, not priced
     )
     assert [json.loads(p.stdout)["buzz"] for p in priced] == [286, 208, 533]
     assert no_size.returncode == 2
     assert json.loads(no_size.stdout)["errors"][0]["field"] == "size"
-    assert bad.returncode == 2
-    assert json.loads(bad.stdout)["errors"][0]["field"] == "input-size"
+    for refused in (bad, empty):
+        assert refused.returncode == 2
+        assert json.loads(refused.stdout)["errors"][0]["field"] == "input-size"
 
 
 def test_whatif_prints_the_built_in_simulators_figure(no_config_file: None) -> None:
