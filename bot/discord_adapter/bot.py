@@ -159,7 +159,8 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         # Everything below writes (commands' digests, resumed jobs, releases): a lock held
         # by another process now would fail the start half-way.
-        await self.services.db.wait_writable(self.start_retry)
+        if not await self.services.db.wait_writable(self.start_retry, self.is_closed):
+            return  # stopped while it waited: nothing to set up
         self.add_dynamic_items(*PERSISTENT)
         for extension in EXTENSIONS:
             await self.load_extension(extension)

@@ -234,17 +234,20 @@ class Database:
                 self.on_refused(busy.reason)
             raise busy from exc
 
-    async def wait_writable(self, retry: float = 5.0) -> None:
-        """Until a write transaction can begin. A start that meets another process's write
-        lock (an operator's sqlite3 shell, a long backup) or a full disk waits, saying why,
-        instead of failing half-way through setting up."""
-        while True:
+    async def wait_writable(
+        self, retry: float = 5.0, stopping: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Until a write transaction can begin (True), or `stopping()` (False). A start that
+        meets another process's write lock (an operator's sqlite3 shell, a long backup) or a
+        full disk waits, saying why, instead of failing half-way through setting up."""
+        while not stopping():
             try:
                 await self.write(_nothing)
-                return
+                return True
             except StoreBusy as exc:
                 log.warning("waiting to start: %s; trying again in %.0fs", exc, retry)
                 await asyncio.sleep(retry)
+        return False
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, ...) on a reader inside one read transaction (one snapshot)."""

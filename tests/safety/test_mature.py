@@ -697,3 +697,25 @@ def item_edits(w, item) -> int:
     """How many times the review item's message was edited (a refresh shows a decision)."""
     path = f"/messages/{item['id']}"
     return sum(1 for c in w.fake.calls if c.method == "PATCH" and c.path.endswith(path))
+
+
+async def test_a_start_waiting_for_a_locked_database_can_be_stopped(tmp_path, monkeypatch, caplog):
+    """SIGTERM (the bot closed) while the start waits for another process's write lock: the
+    start ends there, instead of waiting on for the lock and then setting up a closed bot."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
+    monkeypatch.setattr(ImageBot, "start_retry", 0.05)
+    async with world(tmp_path) as w:
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            restarting = asyncio.create_task(w.restart_bot())
+            await w.fake.wait_for(
+                lambda: any("waiting to start" in r.getMessage() for r in caplog.records),
+                what="the start waiting for the lock",
+            )
+            await w.bot.close()
+            with pytest.raises(RuntimeError, match="returned before the bot became ready"):
+                await asyncio.wait_for(restarting, 10)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
