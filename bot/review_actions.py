@@ -32,7 +32,8 @@ RELEASING = {Action.RELEASE, Action.SEND_DM}
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},
     "blocked": {Action.REFUND, Action.DISMISS, Action.STRIKE, Action.BAN},
-    # Charged, but the images could not be posted: refund it or leave it.
+    # Charged, but nothing posted (the images could not be, or the workflow failed and
+    # upstream kept the charge): refund it or leave it.
     "undelivered": {Action.REFUND, Action.DISMISS},
     # Rated above its channel's level: release it elsewhere, refund it, or leave it unposted.
     "mature": {
@@ -50,7 +51,7 @@ def unfit(item: ReviewItem, action: Action) -> str:
     if item.kind == "held":
         return "This job is held for review before it runs: Approve or Reject it."
     if item.kind == "undelivered":
-        return "This job's images could not be posted: Refund or Dismiss it."
+        return "This job was charged but nothing was posted: Refund or Dismiss it."
     if item.kind == "mature":
         return (
             "This result was kept from its channel: Release it, send it by DM, Refund or Dismiss."

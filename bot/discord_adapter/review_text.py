@@ -26,7 +26,7 @@ def heading(item: ReviewItem) -> str:
         return "⏸️ Held by the prompt filter"
     return {
         "blocked": "🚫 Blocked upstream",
-        "undelivered": "📭 Charged, but the images could not be posted",
+        "undelivered": "📭 Charged, but nothing was posted (see the reason)",
         "mature": "🔞 Kept from its channel: rated above its level",
     }.get(item.kind, item.kind)
 

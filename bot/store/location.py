@@ -4,6 +4,7 @@ write is one plain sentence naming the path and the uid that needs access, not a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -86,8 +87,11 @@ def file_unwritable(what: str, path: Path) -> DatabaseUnavailable:
     files beside the database too (lock, heartbeat, -wal, -shm): a run as another user (root)
     leaves them all."""
     uid = os.geteuid()
+    # The example names the database itself, so its * covers -wal, -shm, .lock and the rest.
+    database = path.with_name(re.sub(r"(-wal|-shm|-journal|\.lock)$", "", path.name))
     return DatabaseUnavailable(
         f"cannot write {what} {path} ({_owner(path)}); the bot runs as uid {uid}: give that "
-        f"uid read and write access to it and the files beside it (e.g. chown {uid} {path}*) "
+        f"uid read and write access to it and the files beside it (e.g. chown {uid} "
+        f"{database}*) "
         "or set BOT_DB_PATH to a place it can write"
     )
