@@ -346,12 +346,8 @@ async def test_a_workflow_no_read_reaches_after_a_restart_past_its_grace_is_told
         clock.advance(hours=1)
         await h.restart_engine()
 
-        def refusals() -> list[float]:
-            found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-            return [float(m.rsplit("again in ", 1)[1].rstrip("s")) for m in found if "in " in m]
-
-        await wait_for(lambda: len(refusals()) >= 6)
-        waits = refusals()
+        await wait_for(lambda: len(refusal_waits(caplog)) >= 6)
+        waits = refusal_waits(caplog)
         assert waits == sorted(waits) and waits[-1] >= 8 * waits[0], waits
         [(key, alert)] = h.alerts.alerts
         assert key == "unreadable" and job.id in alert and "held" in alert
@@ -373,12 +369,8 @@ async def test_refused_reads_within_the_deadline_are_asked_again_at_the_usual_pa
         await wait_for(lambda: h.sim.workflow_for(job.id) is not None)
         h.sim.fault(410, route="get", seconds=30)
 
-        def refusals() -> list[float]:
-            found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-            return [float(m.rsplit("again in ", 1)[1].rstrip("s")) for m in found if "in " in m]
-
-        await wait_for(lambda: len(refusals()) >= 6)
-        assert len(set(refusals())) == 1, refusals()
+        await wait_for(lambda: len(refusal_waits(caplog)) >= 6)
+        assert len(set(refusal_waits(caplog))) == 1, refusal_waits(caplog)
         assert h.alerts.alerts == []
         assert not (await h.job(job.id)).final
 
@@ -861,3 +853,9 @@ async def test_results_on_a_host_not_in_blob_hosts_tell_the_operator(tmp_path):
             [(key, alert)] = h.alerts.alerts
             assert key == "blob-host" and "127.0.0.1" in alert
             assert "BOT_CIVITAI__BLOB_HOSTS" in alert
+
+
+def refusal_waits(caplog) -> list[float]:
+    """The waits (s) the refused workflow reads were asked again after, in order."""
+    found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    return [float(m.rsplit("again in ", 1)[1].rstrip("s")) for m in found if "in " in m]

@@ -190,27 +190,7 @@ async def test_a_release_whose_process_died_mid_post_is_posted_at_the_next_start
     """The decision is recorded, then the process dies while posting (its task gone, nothing
     handled): the item says released with nothing posted. The next start posts it, once."""
     async with world(tmp_path) as w:
-        await w.set_guild(mod_channel_id=mod_channel(w))
-        await w.grant(1000)
-        gallery = nsfw_channel(w, "gallery")
-        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
-        job, item = await kept(w)
-        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
-        [open_item] = await w.services.moderation.open_items(w.guild)
-        dying = asyncio.create_task(
-            w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
-        )
-        await w.fake.wait_for(
-            lambda: any(
-                c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
-                for c in w.fake.calls  # (the look for an earlier post GETs the same path)
-            ),
-            what="the release on its way",
-        )
-        dying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dying
-        w.fake.gates.clear()  # that post never completes
+        gallery, job, item, open_item = await release_cut_off(w)
         left = await w.services.moderation.item(open_item.id)
         assert left is not None and left.status == "released"
         assert w.fake.channel_messages(gallery) == []
@@ -648,27 +628,7 @@ async def test_a_start_while_the_database_is_locked_resumes_the_release_once_it_
     release forgotten; it is posted once the lock is gone."""
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
     async with world(tmp_path) as w:
-        await w.set_guild(mod_channel_id=mod_channel(w))
-        await w.grant(1000)
-        gallery = nsfw_channel(w, "gallery")
-        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
-        job, item = await kept(w)
-        w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
-        [open_item] = await w.services.moderation.open_items(w.guild)
-        dying = asyncio.create_task(
-            w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
-        )
-        await w.fake.wait_for(
-            lambda: any(
-                c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
-                for c in w.fake.calls
-            ),
-            what="the release on its way",
-        )
-        dying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dying
-        w.fake.gates.clear()  # that post never completes
+        gallery, job, item, _ = await release_cut_off(w)
 
         before = item_edits(w, item)
         other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
@@ -719,3 +679,30 @@ async def test_a_start_waiting_for_a_locked_database_can_be_stopped(tmp_path, mo
         finally:
             other.execute("ROLLBACK")
             other.close()
+
+
+async def release_cut_off(w):
+    """A kept-back result released to the gallery, its process dying while the post is on
+    its way (the decision recorded, nothing posted): (gallery, job, item message, item)."""
+    await w.set_guild(mod_channel_id=mod_channel(w))
+    await w.grant(1000)
+    gallery = nsfw_channel(w, "gallery")
+    await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+    job, item = await kept(w)
+    w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
+    [open_item] = await w.services.moderation.open_items(w.guild)
+    dying = asyncio.create_task(
+        w.bot.review.act(w.guild, open_item.id, Action.RELEASE, w.moderator)
+    )
+    await w.fake.wait_for(
+        lambda: any(
+            c.method == "POST" and c.path.endswith(f"/channels/{gallery}/messages")
+            for c in w.fake.calls  # (the look for an earlier post GETs the same path)
+        ),
+        what="the release on its way",
+    )
+    dying.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+    w.fake.gates.clear()  # that post never completes
+    return gallery, job, item, open_item
