@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import logging
 import socket
-import sqlite3
 import time
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from bot.store import db as dbmod
 from tests.discord.harness import finish, settings_for, started, world
 from tests.discord.test_cancel import click_cancel, running
 from tests.discord_admin.helpers import COST, blocked, item_message, mod_channel, press, request
-from tests.store.read_only import unwritable
+from tests.store.read_only import unwritable, write_locked
 
 METRICS = {"metrics": {"port": 0}}
 
@@ -188,14 +187,9 @@ async def test_writes_the_database_refuses_are_counted_by_why(tmp_path, monkeypa
             assert ("imagebot_database_refused_writes_total", frozenset({("reason", reason)})) in (
                 samples
             )
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             refused = await create(w, "a lighthouse")
             await refused.wait_for_original(lambda m: "nothing was done" in m["content"])
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         with unwritable(tmp_path / "bot.sqlite3"):
             refused = await create(w, "a lighthouse")
             await refused.wait_for_original(lambda m: "nothing was done" in m["content"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from bot.store import db as dbmod
 from tests.discord.harness import answer, buttons, finished, started, text_of, world
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
-from tests.store.read_only import unwritable
+from tests.store.read_only import unwritable, write_locked
 
 
 async def create(w, prompt: str, **extra):
@@ -72,16 +71,11 @@ async def test_a_request_while_the_database_is_locked_is_refused_privately(
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
     async with world(tmp_path) as w:
         await w.grant(1000)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             handle = await create(w, "a lighthouse")
             text = text_of(
                 await handle.wait_for_original(lambda m: "nothing was done" in m["content"])
             )
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert handle.ephemeral and "could not save that just now" in text
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
         assert w.sim.submissions == []
@@ -123,17 +117,12 @@ async def test_a_lock_taken_just_after_admission_still_runs_the_paid_job_and_say
         gate = w.fake.hold_requests("POST", r"/webhooks/\d+/[^/]+$", answer_only=True)
         handle = await create(w, "a lighthouse")
         status = await handle.wait_for_followup(1)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             gate.set()
             await w.fake.wait_for(
                 lambda: any("database is busy" in r.getMessage() for r in caplog.records),
                 what="the write refused",
             )
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         [job] = await w.jobs()
         job = await w.wait_job(job.id, "done", timeout=20)  # not after the reconciler's minute
         assert job.charged == 13 and await w.available() == 1000 - 13

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from tests.discord_admin.test_settings import owner_dms
 from tests.fakes import rest as fake_rest
 from tests.fakes.gateway import GUILDS, Gateway
 from tests.fakes.state import VIEW_CHANNEL
+from tests.store.read_only import write_locked
 
 
 def delete_by_moderator(w, message_id: int, *, seen: bool = True) -> None:
@@ -343,17 +343,12 @@ async def test_an_item_posted_while_the_database_is_locked_is_recorded_not_poste
         gate = w.fake.hold_requests("POST", rf"/channels/{mods}/messages$", answer_only=True)
         handle = await request(w, "a paper lantern")
         await w.fake.wait_for(lambda: w.fake.channel_messages(mods), what="the item posted")
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             gate.set()
             await w.fake.wait_for(
                 lambda: any("database is busy" in r.getMessage() for r in caplog.records),
                 what="the write refused",
             )
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         job = await w.wait_job((await started_job(w, handle)).id, "held")
         item = await item_message(w, job)  # recorded
         await w.restart_bot()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import sqlite3
 
 import pytest
 
@@ -23,6 +22,7 @@ from tests.discord_admin.helpers import (
     started_job,
 )
 from tests.fakes import DriverError
+from tests.store.read_only import write_locked
 
 
 async def test_allowance_rules_answer_with_the_values_in_force(tmp_path):
@@ -108,16 +108,11 @@ async def test_a_grant_or_take_that_waits_for_a_lock_still_answers_the_admin(tmp
     async with world(tmp_path) as w:
         await w.grant(1000)
         w.fake.ack_deadline = 0.3  # Discord's 3 seconds, scaled down
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             handle = await w.fake.slash(
                 w.guild, w.channel, w.admin, f"quota {sub}", {"member": w.member, "amount": 200}
             )
             await asyncio.sleep(0.6)  # the lock outlasts the time to acknowledge
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         told = text_of(await answer(handle))
         total = 1200 if sub == "grant" else 800
         assert told.endswith(f"their balance is now {total:,}."), told

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -27,6 +26,7 @@ from bot.store.jobs import JobStatus, NewJob, SourceImage
 from tests.engine.harness import CHANNEL, GUILD, MEMBER, MemoryPublisher
 from tests.openai_api.conftest import png
 from tests.openai_api.lane_harness import lane_harness
+from tests.store.read_only import write_locked
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -468,15 +468,10 @@ async def test_an_orderly_stop_while_the_database_is_locked_still_settles_the_fi
         gate = h.sim.hold_final_images()
         job = await h.engine.submit(h.request())
         await until(lambda: h.publisher.previews)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             stopping = asyncio.create_task(h.engine.stop())
             gate.set()
             await until(lambda: any("database is busy" in r.getMessage() for r in caplog.records))
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         async with asyncio.timeout(10):
             await stopping
         stored = await h.job(job.id)
@@ -651,14 +646,9 @@ async def test_a_settlement_the_database_refuses_for_a_while_is_made_later_not_c
         gate = h.sim.hold_final_images()
         job = await h.engine.submit(h.request())
         await until(lambda: h.publisher.previews)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             gate.set()
             await until(lambda: any("database is busy" in r.getMessage() for r in caplog.records))
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await h.settle_all(30)
         job = await h.job(job.id)
         assert job.status.value == "done" and job.charged == 65

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.discord_admin.helpers import (
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
 from tests.safety.helpers import nsfw_channel, private_note, seen_by_member
+from tests.store.read_only import write_locked
 
 NOTICE = "rated R and this channel allows up to PG-13"
 
@@ -603,14 +603,9 @@ async def test_a_release_posted_while_the_database_is_locked_is_reported_as_rele
         gate = w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$", answer_only=True)
         pressed = asyncio.create_task(press(w, item, "Release", w.moderator))
         await w.fake.wait_for(lambda: w.fake.channel_messages(gallery), what="the release")
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             gate.set()
             text = await asyncio.wait_for(pressed, 30)
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert text == f"Review #1: released in <#{gallery}>."
         await w.wait_status(job, "posted the result in")  # the member is told
         before = item_edits(w, item)
@@ -631,18 +626,13 @@ async def test_a_start_while_the_database_is_locked_resumes_the_release_once_it_
         gallery, job, item, _ = await release_cut_off(w)
 
         before = item_edits(w, item)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
         monkeypatch.setattr(ImageBot, "start_retry", 0.05)
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             restarting = asyncio.create_task(w.restart_bot())
             await w.fake.wait_for(
                 lambda: any("waiting to start" in r.getMessage() for r in caplog.records),
                 what="the start waiting for the lock",
             )
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await asyncio.wait_for(restarting, 30)
         await w.fake.wait_for(
             lambda: w.fake.channel_messages(gallery), what="the release posted", timeout=30
@@ -665,9 +655,7 @@ async def test_a_start_waiting_for_a_locked_database_can_be_stopped(tmp_path, mo
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
     monkeypatch.setattr(ImageBot, "start_retry", 0.05)
     async with world(tmp_path) as w:
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             restarting = asyncio.create_task(w.restart_bot())
             await w.fake.wait_for(
                 lambda: any("waiting to start" in r.getMessage() for r in caplog.records),
@@ -676,9 +664,6 @@ async def test_a_start_waiting_for_a_locked_database_can_be_stopped(tmp_path, mo
             await w.bot.close()
             with pytest.raises(RuntimeError, match="returned before the bot became ready"):
                 await asyncio.wait_for(restarting, 10)
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
 
 
 async def release_cut_off(w):

@@ -6,7 +6,6 @@ a failing check falls back as configured. The guild pays for the checks, not the
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from bot.civitai.simulator import Outcome
 from bot.store import db as dbmod
@@ -22,6 +21,7 @@ from tests.discord_admin.helpers import (
     started_job,
 )
 from tests.safety.helpers import seen_by_member
+from tests.store.read_only import write_locked
 
 CHECK = 1  # what the simulator charges for an xGuardModeration step
 
@@ -124,15 +124,10 @@ async def test_a_check_made_while_the_database_is_locked_is_paid_once_and_record
     async with world(tmp_path) as w:
         await w.grant(1000)
         await switch_on(w)
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(tmp_path / "bot.sqlite3"):
             for _ in range(2):
                 refused = await request(w, "a quiet harbour at dawn")
                 assert "could not save that just now" in text_of(await answer(refused))
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         job = await started_job(w, await request(w, "a quiet harbour at dawn"))
         await w.wait_job(job.id, "done")
         assert len(moderation_runs(w)) == 1  # one check, reused while it was not recorded

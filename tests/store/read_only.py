@@ -1,11 +1,14 @@
-"""A database whose disk stops taking writes mid-run (a filesystem remounted read-only after
-errors): its write-ahead log is made immutable, so every write fails (SQLite: a disk I/O error,
-or "attempt to write a readonly database"), as root too (file modes do not stop root).
-Skipped where the filesystem or the process cannot set the flag."""
+"""A database that refuses writes for a while, as an operator's machine can make it:
+- unwritable(): its disk stops taking writes mid-run (a filesystem remounted read-only after
+  errors): its write-ahead log is made immutable, so every write fails (SQLite: a disk I/O
+  error, or "attempt to write a readonly database"), as root too (file modes do not stop
+  root). Skipped where the filesystem or the process cannot set the flag.
+- write_locked(): another process (an operator's sqlite3 shell) holds the write lock."""
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,3 +34,15 @@ def unwritable(db_path: Path) -> Iterator[None]:
         yield
     finally:
         _chattr("-i", wal)
+
+
+@contextmanager
+def write_locked(db_path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock until the block ends."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
