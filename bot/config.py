@@ -104,6 +104,17 @@ def endpoint_url(value: str) -> str:
     return value
 
 
+def tokened_endpoint_url(value: str) -> str:
+    """endpoint_url, for an endpoint sent a token in every request: in clear only to a
+    simulator on this machine (a typo of https would be answered with a redirect only after
+    the token was sent)."""
+    value = endpoint_url(value)
+    host = urlsplit(value).hostname or ""
+    if value.startswith("http://") and not is_loopback(host):
+        raise ValueError("must start with https:// (http:// only for a simulator on this machine)")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -135,15 +146,7 @@ class CivitaiSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = endpoint_url(value)
-        # The token goes in every request: in clear only to a simulator on this machine (a
-        # typo of https would be answered with a redirect only after the token was sent).
-        host = urlsplit(value).hostname or ""
-        if value.startswith("http://") and not is_loopback(host):
-            raise ValueError(
-                "must start with https:// (http:// only for a simulator on this machine)"
-            )
-        return value
+        return tokened_endpoint_url(value)
 
 
 class OpenAISettings(_Section):
@@ -172,7 +175,7 @@ class OpenAISettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return endpoint_url(value)
+        return tokened_endpoint_url(value)
 
     @field_validator("models")
     @classmethod

@@ -401,20 +401,28 @@ def test_credentials_in_an_endpoint_url_are_refused_never_shown(
     assert "hunter2" not in message and "opuser" not in message
 
 
-def test_a_plain_http_orchestrator_url_off_this_machine_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("var", "key", "remote"),
+    [
+        ("CIVITAI_BASE_URL", "civitai.base_url", "http://orchestration.civitai.com"),
+        ("OPENAI_BASE_URL", "openai.base_url", "http://api.openai.com/v1"),
+    ],
+)
+def test_a_plain_http_endpoint_url_off_this_machine_is_refused(
+    monkeypatch: pytest.MonkeyPatch, var: str, key: str, remote: str
 ) -> None:
     """http:// is for the simulator on this machine: to any other host the API token would
     cross the network in clear (a typo of https, answered with a redirect only after the
-    token was sent)."""
-    monkeypatch.setenv("CIVITAI_BASE_URL", "http://orchestration.civitai.com")
+    token was sent). Refused at start, naming the key, never quoting the value."""
+    monkeypatch.setenv(var, remote)
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert "civitai.base_url (env CIVITAI_BASE_URL)" in str(caught.value)
-    assert "https://" in str(caught.value)
+    assert f"{key} (env {var})" in str(caught.value)
+    assert "https://" in str(caught.value) and remote not in str(caught.value)
+    section = key.split(".")[0]
     for local in ("http://127.0.0.1:8800", "http://localhost:9000", "http://[::1]:9000"):
-        monkeypatch.setenv("CIVITAI_BASE_URL", local)
-        assert load_settings().civitai.base_url == local
+        monkeypatch.setenv(var, local)
+        assert getattr(load_settings(), section).base_url == local
 
 
 @pytest.mark.parametrize(
