@@ -213,12 +213,14 @@ class OpenAILane:
             await run.preview(partial.data, sniff_mime(partial.data))
 
         # `moderation: low` only where the job's channel allows mature content (its level,
-        # decided and stored at admission) and only when an admin enabled it.
+        # decided and stored at admission) and only when an admin enabled it. images/edits
+        # has no such field (the endpoint refuses it as unknown): generations only.
         fields = {k: v for k, v in step.fields.items() if k != "moderation"}
+        moderation = self.service.lane_settings.moderation
         if self.service.moderation_low_allowed and allows_mature(run.job.max_rating):
-            fields["moderation"] = "low"
-        elif self.service.lane_settings.moderation is not None:
-            fields["moderation"] = self.service.lane_settings.moderation
+            moderation = "low"
+        if moderation is not None and step.operation is Operation.CREATE:
+            fields["moderation"] = moderation
         step = replace(step, fields=fields)
         left = max(1, self.client.max_output_calls - self._produced.get(run.job.id, 0))
         if step.operation is Operation.EDIT:

@@ -201,8 +201,8 @@ class _Checker:
         out["output_format"] = self.output_format
         if settings.output_compression is not None and self.output_format != "png":
             out["output_compression"] = settings.output_compression
-        if settings.moderation is not None:
-            out["moderation"] = settings.moderation
+        if settings.moderation is not None and self.operation is Operation.CREATE:
+            out["moderation"] = settings.moderation  # images/edits has no such field
         out["stream"] = True
         out["partial_images"] = settings.partial_images
         return out

@@ -25,7 +25,9 @@ from bot.openai_api.catalog import (
 
 # Every model may be sent stream and partial_images; streaming a dall-e model is then refused.
 COMMON = {"model", "prompt", "n", "size", "user", "quality", "stream", "partial_images"}
-GPT_ONLY = {"background", "output_format", "output_compression", "moderation"}
+GPT_ONLY = {"background", "output_format", "output_compression"}
+# images/edits has no `moderation` (the SDK's ImageEditParams): generations only.
+GPT_GENERATIONS_ONLY = {"moderation"}
 DALL_E_ONLY = {"response_format"}
 DALL_E_2_MAX_BYTES = 4_000_000
 
@@ -104,6 +106,8 @@ def check(
         raise SimError(400, f"Invalid value: '{name}'. Edits are not available.", param="model")
     allowed = set(COMMON)
     allowed |= GPT_ONLY if spec.gpt else DALL_E_ONLY
+    if spec.gpt and not edit:
+        allowed |= GPT_GENERATIONS_ONLY
     if spec.styles:
         allowed.add("style")
     if edit and spec.fidelities:

@@ -379,6 +379,27 @@ async def test_moderation_low_only_in_age_restricted_channels_when_allowed(
         assert h.sim.received[0].fields.get("moderation") == sent
 
 
+async def test_an_edit_in_an_age_restricted_channel_is_not_sent_moderation(tmp_path):
+    """`moderation` is a field of images/generations only: sent on an edit, the endpoint
+    refuses it as an unknown parameter, so every edit in such a channel failed."""
+    async with lane_harness(tmp_path, moderation_low_allowed=True) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        source = SourceImage("image", "image/png", 64, 64, png(64, 64))
+        request = h.request(
+            "add a hat",
+            model=Model.GPT_IMAGE_1,
+            operation=Operation.EDIT,
+            quality="low",
+            age_restricted=True,
+        )
+        job = await h.run(replace(request, sources=(source,)))
+        assert job.status.value == "done", job.error
+        assert job.charged == 25
+        [received] = h.sim.received
+        assert received.route == "edits" and "moderation" not in received.fields
+
+
 # -- cancel and restart while the call runs ---------------------------------------------------
 
 

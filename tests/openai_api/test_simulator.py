@@ -151,6 +151,8 @@ async def test_edit_validation_masks_and_sources(sim: OpenAISimulator) -> None:
     assert error_of(await post_edit(sim, d3, [source]))["param"] == "model"
     response = await post_edit(sim, {**fields, "response_format": "b64_json"}, [source, good_mask])
     assert response.status_code == 400  # GPT models refuse response_format on edits too
+    response = await post_edit(sim, {**fields, "moderation": "low"}, [source, good_mask])
+    assert error_of(response)["code"] == "unknown_parameter"  # a generations-only field
     response = await post_edit(sim, fields, [source, good_mask])
     assert response.status_code == 200
     # size auto (the default) follows the first source: 100x60 is nearest to 1536x1024.
