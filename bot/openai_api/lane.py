@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
@@ -258,7 +259,13 @@ class OpenAILane:
     async def _watch(self, run: Run) -> JobStatus:
         while True:
             await run.sleep(WATCH_EVERY)  # a cancel wakes it at once
-            job = await run.refresh()
+            try:
+                job = await run.refresh()
+            except sqlite3.OperationalError as exc:  # StoreBusy too
+                # A read refused for now (a locked or failing database) is no cancel: dropping
+                # the call would pay for it upstream and make it again. Looked at next time.
+                log.warning("job %s: could not read the job (%s)", run.job.id, exc)
+                job = run.job
             if job.cancel_requested_by is not None:
                 return J.CANCELED
             if run.past_deadline():

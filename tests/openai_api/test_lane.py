@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,7 @@ from bot.catalog import Model, Operation, RequestOptions
 from bot.config import Settings
 from bot.engine.parts import EngineSettings
 from bot.engine.requests import JobRequest, Refusal, Requester
+from bot.openai_api import lane as openai_lane
 from bot.openai_api.identity import user_hash
 from bot.openai_api.service import SALT_KEY
 from bot.openai_api.simulator import OpenAISimulator
@@ -423,6 +425,39 @@ async def test_a_cancel_while_the_call_runs_stops_it_and_charges_nothing(tmp_pat
         assert await h.available() == 1000
         [lost] = await h.audit("upstream.call_lost")
         assert lost.details["reason"] == "canceled"
+
+
+async def test_a_failed_read_of_the_job_while_the_call_runs_does_not_cut_it_short(
+    tmp_path, monkeypatch
+):
+    """The lane reads the job now and then to see a cancel. A read refused by a locked
+    database (a backup, an operator's shell) must not drop the call under way: it is paid
+    for upstream and would be made, and paid, again, with nothing in the audit log."""
+    monkeypatch.setattr(openai_lane, "WATCH_EVERY", 0.01)
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        gate = h.sim.hold_final_images()
+        job = await h.engine.submit(h.request())
+        await until(lambda: h.publisher.previews)
+        jobs, refused = h.services.jobs, []
+        read = jobs.job
+
+        async def locked(job_id):
+            if not gate.is_set():
+                refused.append(job_id)
+                raise sqlite3.OperationalError("database is locked")
+            return await read(job_id)
+
+        monkeypatch.setattr(jobs, "job", locked)
+        await until(lambda: len(refused) >= 2)
+        gate.set()
+        await h.settle_all()
+        job = await h.job(job.id)
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 1
+        assert len(h.publisher.posts) == 1
+        assert await h.audit("upstream.call_lost") == []
 
 
 async def test_a_restart_mid_call_calls_again_once_and_charges_once(tmp_path):
