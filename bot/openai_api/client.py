@@ -31,7 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -50,6 +50,7 @@ from bot.openai_api.errors import (
 from bot.openai_api.results import (
     ImageReader,
     ImagesResult,
+    OnLost,
     OnPartial,
     StreamState,
     read_json_result,
@@ -146,11 +147,20 @@ class OpenAIImagesClient:
         *,
         on_partial: OnPartial | None = None,
         output_calls: int | None = None,
+        on_lost: OnLost | None = None,
     ) -> ImagesResult:
         """POST images/generations with `body` (OpenAIRequest.fields) as JSON. `output_calls`:
-        how many more tries may stream output and fail (default `max_output_calls`)."""
+        how many more tries may stream output and fail (default `max_output_calls`);
+        `on_lost(why)`: told of each try that may have run upstream (billed) and is made
+        again, before it is (the last try's outcome is the answer, or the error raised)."""
         return await self._call(
-            "generate", "images/generations", lambda: {"json": body}, body, on_partial, output_calls
+            "generate",
+            "images/generations",
+            lambda: {"json": body},
+            body,
+            on_partial,
+            output_calls,
+            on_lost,
         )
 
     async def edit(
@@ -162,6 +172,7 @@ class OpenAIImagesClient:
         on_partial: OnPartial | None = None,
         image_field: str = "image[]",
         output_calls: int | None = None,
+        on_lost: OnLost | None = None,
     ) -> ImagesResult:
         """POST images/edits as multipart: `fields` as form fields, one `image_field` part per
         source (OpenAIRequest.image_field: `image[]`, or `image` for dall-e-2), `mask` a PNG."""
@@ -171,7 +182,9 @@ class OpenAIImagesClient:
         def build() -> dict[str, Any]:
             return {"data": _form(fields), "files": _files(images, mask, image_field)}
 
-        return await self._call("edit", "images/edits", build, fields, on_partial, output_calls)
+        return await self._call(
+            "edit", "images/edits", build, fields, on_partial, output_calls, on_lost
+        )
 
     # -- internals --------------------------------------------------------------------------
     async def _call(
@@ -182,50 +195,49 @@ class OpenAIImagesClient:
         fields: dict[str, Any],
         on_partial: OnPartial | None,
         output_calls: int | None = None,
+        on_lost: OnLost | None = None,
     ) -> ImagesResult:
         model = str(fields.get("model") or "") or None
         expected = _int(fields.get("n"), 1)
         allowed = self.max_output_calls if output_calls is None else output_calls
         attempt = produced = 0
         maybe_accepted = False  # could any attempt have been acted on upstream?
-        lost_tries: list[str] = []  # tries that streamed output, then failed: billed
+        untold = False  # ...one not told to on_lost (it streamed no output)?
         while True:
             started = time.monotonic()
             try:
                 result = await self._attempt(kind, path, build(), model, expected, on_partial)
             except Retry as retry:
                 problem, retry_after = self._redact(retry.problem), retry.retry_after
-                maybe_accepted = maybe_accepted or retry.maybe_accepted
+                accepted = retry.maybe_accepted  # this try's: it may have run upstream
+                maybe_accepted = maybe_accepted or accepted
                 produced += retry.produced
                 billed = retry.produced
-                if billed:
-                    lost_tries.append(problem)
-            except (Blocked, InvalidRequest) as exc:
+            except (Blocked, InvalidRequest):
                 # The endpoint did its job: the member's prompt or options were refused.
                 self._measure(kind, OK, started)
-                exc.lost_tries = tuple(lost_tries)
-                raise
-            except OpenAIError as exc:
-                self._measure(kind, ERROR, started)
-                exc.lost_tries = tuple(lost_tries)
                 raise
             except BaseException:
                 self._measure(kind, ERROR, started)
                 raise
             else:
                 self._measure(kind, OK, started)
-                return replace(result, lost_tries=tuple(lost_tries)) if lost_tries else result
+                return result
             last = attempt >= self.max_retries or bool(produced and produced >= allowed)
             self._measure(kind, ERROR if last else RETRY, started)
             if last:
-                unavailable = Unavailable(
+                raise Unavailable(
                     f"{problem}; gave up after {attempt + 1} tries",
                     maybe_accepted=maybe_accepted,
                     produced=produced,
+                    untold=untold or accepted,
                 )
-                # The tries before the last one (which the error itself stands for).
-                unavailable.lost_tries = tuple(lost_tries[:-1] if billed else lost_tries)
-                raise unavailable
+            if billed and on_lost is not None:
+                # Told now, not with the answer: a cancel or a restart while retrying would
+                # lose it, and the operator pays for it upstream all the same.
+                await on_lost(problem)
+            else:
+                untold = untold or accepted
             delay = self._backoff(attempt, retry_after)
             log.warning("%s; retrying in %.1fs (try %d)", problem, delay, attempt + 2)
             await self._sleep(delay)
@@ -292,6 +304,8 @@ class OpenAIImagesClient:
         except Retry as retry:
             # Previews or a final image came: the try ran (and was billed) upstream.
             retry.produced = bool(state.partials or state.images or state.unusable)
+            # Acted on, whatever the error says (a rate limit told mid-stream): billed.
+            retry.maybe_accepted = retry.maybe_accepted or retry.produced
             raise
         except OpenAIError as exc:
             exc.streamed_output = bool(state.partials or state.images or state.unusable)

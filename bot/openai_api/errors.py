@@ -20,8 +20,6 @@ class OpenAIError(Exception):
     status: int | None = None
     # Raised mid-stream after output (previews or images) came: the call ran upstream, billed.
     streamed_output: bool = False
-    # Earlier tries of the same request that streamed output, then broke: billed, and lost.
-    lost_tries: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -87,8 +85,18 @@ class Unavailable(OpenAIError):
     connection never opened, or the answer was 429/503): then surely nothing was generated.
     """
 
-    def __init__(self, message: str, *, maybe_accepted: bool = True, produced: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        maybe_accepted: bool = True,
+        produced: int = 0,
+        untold: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.maybe_accepted = maybe_accepted
         # Tries that streamed output before failing: run, and billed, upstream.
         self.produced = produced
+        # Whether a try not told to the caller's `on_lost` as it failed (the last one, or one
+        # that streamed nothing) may have been acted on: the caller records it.
+        self.untold = maybe_accepted if untold is None else untold

@@ -224,6 +224,10 @@ class OpenAILane:
             fields["moderation"] = moderation
         step = replace(step, fields=fields)
         left = max(1, self.client.max_output_calls - self._produced.get(run.job.id, 0))
+
+        async def on_lost(why: str) -> None:  # a try that ran, made again: billed twice
+            await self._record_lost(run.job, "retried", why)
+
         if step.operation is Operation.EDIT:
             sources = await self.jobs.sources(run.job.id)
             images = [s for s in sources if s.role == "image"]
@@ -235,8 +239,11 @@ class OpenAILane:
                 on_partial=on_partial,
                 image_field=step.image_field,
                 output_calls=left,
+                on_lost=on_lost,
             )
-        return await self.client.generate(step.fields, on_partial=on_partial, output_calls=left)
+        return await self.client.generate(
+            step.fields, on_partial=on_partial, output_calls=left, on_lost=on_lost
+        )
 
     async def _race(
         self, run: Run, call: Coroutine[Any, Any, ImagesResult]
@@ -275,8 +282,6 @@ class OpenAILane:
     async def _delivered(self, job: JobRecord, step: Step, result: ImagesResult) -> Ending:
         for why in result.unusable:  # left out by the client: made upstream, not charged here
             await self._record_lost(job, "unusable", why)
-        for why in result.lost_tries:  # a call made again after it had streamed output
-            await self._record_lost(job, "retried", why)
         stored: list[StoredResult] = []
         for index, data in enumerate(result.images):
             try:
@@ -320,9 +325,7 @@ class OpenAILane:
 
     async def _unavailable(self, run: Run, exc: Unavailable) -> Ending:
         job = run.job
-        for why in exc.lost_tries:  # earlier tries of this round that ran, and were billed
-            await self._record_lost(job, "retried", why)
-        if exc.maybe_accepted:
+        if exc.untold:  # the billed tries made again were recorded as they failed (on_lost)
             await self._record_lost(job, "failed", str(exc))
         await run.clear_attempt()  # nothing is in flight any more
         rounds = self._rounds[job.id] = self._rounds.get(job.id, 0) + 1
@@ -351,8 +354,6 @@ class OpenAILane:
         raise UpstreamUnavailable(str(exc), maybe_accepted=exc.maybe_accepted)
 
     async def _refused(self, run: Run, step: Step, exc: OpenAIError) -> Ending:
-        for why in exc.lost_tries:  # tries before this answer ran, and were billed
-            await self._record_lost(run.job, "retried", why)
         if exc.streamed_output and not isinstance(exc, BadResponse):  # audited below
             # Refused after previews came: the call ran, and was billed, upstream.
             reason = "blocked" if isinstance(exc, Blocked) else "refused"

@@ -53,11 +53,11 @@ class ImagesResult:
     usages: tuple[dict[str, Any], ...] = ()
     # Why each final image left out was unusable (not base64, not an image, over the cap).
     unusable: tuple[str, ...] = ()
-    # Earlier tries that streamed output then failed (run, and billed, upstream): what broke.
-    lost_tries: tuple[str, ...] = ()
 
 
 OnPartial = Callable[[PartialImage], Awaitable[None]]
+# Told why each try that may have run (and been billed) upstream is being made again.
+OnLost = Callable[[str], Awaitable[None]]
 
 
 class ImageReader:

@@ -5,16 +5,25 @@ surely did not act on (a refused connection, a 429 before any output) are retrie
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.openai_api.lane_harness import lane_harness
+from bot.engine.requests import Requester
+from tests.engine.harness import CHANNEL, GUILD, MEMBER
+from tests.openai_api.lane_harness import LaneHarness, lane_harness
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.parametrize(
     ("outcome", "options"),
-    [("no_completed", {}), ("break", {"after_events": 2})],
+    [
+        ("no_completed", {}),
+        ("break", {"after_events": 2}),
+        # A rate limit told mid-stream, after previews: the call ran, and was billed.
+        ("error_event", {"code": "rate_limit_exceeded"}),
+    ],
 )
 async def test_calls_that_streamed_output_but_no_image_are_made_at_most_twice(
     tmp_path, outcome, options
@@ -58,3 +67,46 @@ async def test_one_call_with_output_lost_is_tried_again_once(tmp_path):
         job = await h.run(h.request())
         assert job.status.value == "done" and job.charged == 65
         assert h.sim.requests["generations"] == 2
+
+
+async def until(check, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def second_try_streaming(h: LaneHarness) -> tuple[str, asyncio.Event]:
+    """A job whose first call streamed previews but no image (billed), and whose second call
+    is streaming now (held before its final image)."""
+    await h.grant(1000)
+    await h.engine.start()
+    h.sim.script("no_completed")
+    gate = h.sim.hold_final_images()
+    job = await h.engine.submit(h.request())
+    # Two previews per call: the second call's have come.
+    await until(lambda: h.sim.requests["generations"] == 2 and len(h.publisher.previews) >= 4)
+    return job.id, gate
+
+
+async def test_a_cancel_while_retrying_keeps_every_billed_call_in_the_audit_log(tmp_path):
+    async with lane_harness(tmp_path) as h:
+        job_id, _ = await second_try_streaming(h)
+        await h.engine.cancel(job_id, Requester(GUILD, CHANNEL, MEMBER))
+        await h.settle_all()
+        job = await h.job(job_id)
+        assert job.status.value == "canceled" and job.charged == 0
+        lost = await h.audit("upstream.call_lost")
+        assert [e.details["reason"] for e in lost] == ["retried", "canceled"]
+
+
+async def test_a_restart_while_retrying_keeps_every_billed_call_in_the_audit_log(tmp_path):
+    async with lane_harness(tmp_path) as h:
+        job_id, gate = await second_try_streaming(h)
+        await h.restart_engine()  # the second call dies with the old engine
+        await until(lambda: h.sim.requests["generations"] == 3)
+        gate.set()
+        await h.settle_all()
+        job = await h.job(job_id)
+        assert job.status.value == "done" and job.charged == 65
+        lost = await h.audit("upstream.call_lost")
+        assert [e.details["reason"] for e in lost] == ["retried", "restart"]
