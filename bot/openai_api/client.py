@@ -212,7 +212,7 @@ class OpenAIImagesClient:
                 accepted = retry.maybe_accepted  # this try's: it may have run upstream
                 maybe_accepted = maybe_accepted or accepted
                 produced += retry.produced
-                billed = retry.produced
+                billed, partial = retry.produced, retry.partial
             except (Blocked, InvalidRequest):
                 # The endpoint did its job: the member's prompt or options were refused.
                 self._measure(kind, OK, started)
@@ -225,6 +225,11 @@ class OpenAIImagesClient:
                 return result
             last = attempt >= self.max_retries or bool(produced and produced >= allowed)
             self._measure(kind, ERROR if last else RETRY, started)
+            if last and partial is not None:
+                # Some of the images came before the last try broke: made and paid for upstream,
+                # they are delivered (and charged per image) rather than thrown away.
+                log.warning("%s; keeping the %d image(s) that came", problem, len(partial.images))
+                return partial
             if last:
                 raise Unavailable(
                     f"{problem}; gave up after {attempt + 1} tries",
@@ -306,6 +311,8 @@ class OpenAIImagesClient:
             retry.produced = bool(state.partials or state.images or state.unusable)
             # Acted on, whatever the error says (a rate limit told mid-stream): billed.
             retry.maybe_accepted = retry.maybe_accepted or retry.produced
+            if state.images:
+                retry.partial = state.result()
             raise
         except OpenAIError as exc:
             exc.streamed_output = bool(state.partials or state.images or state.unusable)

@@ -21,6 +21,7 @@ from bot.openai_api.errors import (
     OperatorProblem,
     QuotaExhausted,
 )
+from bot.openai_api.results import ImagesResult
 
 BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 MODEL_CODES = frozenset(
@@ -46,6 +47,8 @@ class Retry(Exception):
         self.retry_after = retry_after
         # The endpoint streamed output (previews or an image) first: the call ran, and was billed.
         self.produced = False
+        # The images that came whole before it broke (some of n), made and billed upstream.
+        self.partial: ImagesResult | None = None
 
 
 def classify(

@@ -110,3 +110,25 @@ async def test_a_restart_while_retrying_keeps_every_billed_call_in_the_audit_log
         assert job.status.value == "done" and job.charged == 65
         lost = await h.audit("upstream.call_lost")
         assert [e.details["reason"] for e in lost] == ["retried", "restart"]
+
+
+async def test_images_that_came_before_the_last_call_broke_are_delivered_not_thrown_away(
+    tmp_path,
+):
+    """Two images asked; each call streams the first (two previews and the image), then the
+    connection drops. The second call is the last one allowed: its image was made, and paid
+    for upstream, so the member gets it, charged for one image, rather than nothing."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        h.sim.script("break", times=2, after_events=3)
+        job = await h.run(h.request(quantity=2))
+        assert h.sim.requests["generations"] == 2
+        assert job.status.value == "done", job.error
+        assert job.charged == job.estimate // 2 > 0
+        assert await h.available() == 1000 - job.charged
+        [(_, images)] = h.publisher.posts
+        assert len(images) == 1
+        # The first call's image was thrown away when it was made again: billed, and logged.
+        lost = await h.audit("upstream.call_lost")
+        assert [e.details["reason"] for e in lost] == ["retried"]
