@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
@@ -150,7 +151,19 @@ class Driver:
         # Stopping: only an ending already reported (its settlement refused so far) is tried
         # again, within the stop's drain time.
         while not self._closing or job_id in self._unsettled:
-            job = await self.parts.jobs.job(job_id)
+            try:
+                job = await self.parts.jobs.job(job_id)
+            except sqlite3.OperationalError as exc:
+                # A read refused for now (a locked or failing database): the task must not die
+                # of it, or the job waits for the sweep, and an ending reported but not settled
+                # yet (images paid for) is dropped and made again.
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning(
+                    "job %s: cannot read it (%s); trying again in %.0fs", job_id, exc, delay
+                )
+                await self.sleep(job_id, delay)
+                continue
             if job is None or job.final or job.status is J.HELD:
                 return
             bind_job(job.id, job.guild_id)  # every log line of this task names the job
@@ -164,14 +177,18 @@ class Driver:
                 raise
             except (UpstreamUnavailable, TransitionError, PostFailed, StoreBusy) as exc:
                 failures += 1
-                # The exponent is capped: 2.0 * 2**1024 overflows a float (a job stuck ~17 h).
-                delay = min(settings.retry_cap, settings.retry_base * 2 ** min(failures - 1, 30))
+                delay = self._backoff(failures)
                 log.warning("job %s: %s; trying again in %.0fs", job_id, exc, delay)
                 await self.sleep(job_id, delay)
             except Exception:
                 failures += 1
                 log.exception("job %s: unexpected error (attempt %d)", job_id, failures)
                 await self.sleep(job_id, min(settings.retry_cap, 5.0 * failures))
+
+    def _backoff(self, failures: int) -> float:
+        settings = self.parts.settings
+        # The exponent is capped: 2.0 * 2**1024 overflows a float (a job stuck ~17 h).
+        return min(settings.retry_cap, settings.retry_base * 2 ** min(failures - 1, 30))
 
     async def _run(self, job: JobRecord) -> None:
         """The lane takes the job to its end upstream; the engine settles what it reports."""

@@ -460,6 +460,33 @@ async def test_a_failed_read_of_the_job_while_the_call_runs_does_not_cut_it_shor
         assert await h.audit("upstream.call_lost") == []
 
 
+async def test_a_failed_read_of_the_job_by_its_task_does_not_strand_the_job(
+    tmp_path, monkeypatch, caplog
+):
+    """The job's task reads the job before each step. A read refused for now (a locked or
+    failing database) killed the task with a traceback, leaving the job queued, its member
+    waiting, until the minute-long sweep for jobs without a task found it."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        jobs, refused = h.services.jobs, []
+        read = jobs.job
+
+        async def locked_once(job_id):
+            task = asyncio.current_task()
+            if not refused and task is not None and task.get_name().startswith("job-"):
+                refused.append(job_id)
+                raise sqlite3.OperationalError("database is locked")
+            return await read(job_id)
+
+        monkeypatch.setattr(jobs, "job", locked_once)
+        job = await h.run(h.request())
+        assert refused == [job.id]
+        assert job.status.value == "done" and job.charged == 65
+        assert h.sim.requests["generations"] == 1 and len(h.publisher.posts) == 1
+    assert not [r for r in caplog.records if r.exc_info]  # an expected fault: no traceback
+
+
 async def test_a_restart_mid_call_calls_again_once_and_charges_once(tmp_path):
     async with lane_harness(tmp_path) as h:
         await h.grant(1000)
