@@ -277,7 +277,14 @@ class OpenAIImagesClient:
                 content_type = response.headers.get("content-type", "")
                 if "text/event-stream" in content_type:
                     return await self._read_stream(kind, response, model, expected, on_partial)
-                return await self._read_json(kind, response, model, expected)
+                try:
+                    return await self._read_json(kind, response, model, expected)
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    # A 200 comes once the image is made: its body lost midway is an image
+                    # made, and billed, upstream, as a stream that broke after output is.
+                    lost = Retry(f"{kind}: lost the endpoint's answer ({type(exc).__name__})", True)
+                    lost.produced = True
+                    raise lost from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Retry(
                 f"{kind}: cannot reach the endpoint ({type(exc).__name__})", False

@@ -335,8 +335,9 @@ class OpenAILane:
             # paying again for the same request, so the job ends and the operator is told.
             await run.alert(
                 OUTPUT_LOST,
-                f"the OpenAI lane: {produced} calls for job {job.id} streamed previews but "
-                f"no image ({exc}); the job failed uncharged rather than pay again. See "
+                f"the OpenAI lane: {produced} calls for job {job.id} ran upstream (previews "
+                f"or an answer lost midway) but brought no image ({exc}); the job failed "
+                "uncharged rather than pay again. See "
                 "`upstream.call_lost` in the audit log",
             )
             return Ending(

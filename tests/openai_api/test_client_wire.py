@@ -413,3 +413,32 @@ async def test_a_stream_that_broke_after_an_image_without_previews_is_made_at_mo
     async with client_for(handler, sleeps) as client:
         result = await client.generate(BODY)
     assert calls == 2 and result.images == [IMAGE]
+
+
+async def test_a_json_answer_lost_mid_body_counts_as_a_billed_call(sleeps: RecordingSleep) -> None:
+    # dall-e models never stream: their 200 carries the image once it is made. Its body cut
+    # off means an image made, and billed, upstream: such a call is made at most twice, as a
+    # stream that broke after output is, and the one made again is told (for the audit log).
+    calls, told = 0, []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Content-Length": "100000"}
+        )
+        await response.prepare(request)
+        await response.write(b'{"created": 1, "data": [{"b64_json": "' + B64.encode()[:20])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def on_lost(why: str) -> None:
+        told.append(why)
+
+    body = {"model": "dall-e-3", "prompt": "a boat", "response_format": "b64_json"}
+    async with client_for(handler, sleeps) as client:
+        with pytest.raises(Unavailable) as caught:
+            await client.generate(body, on_lost=on_lost)
+    assert calls == 2 and caught.value.produced == 2
+    assert len(told) == 1 and caught.value.untold
