@@ -29,6 +29,7 @@ from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
 from bot.media.decode import check_decodes, sniff_mime
 from bot.media.pool import ImagePool
+from bot.openai_api.catalog import model_spec
 from bot.openai_api.client import OpenAIImagesClient
 from bot.openai_api.errors import (
     AuthFailed,
@@ -214,13 +215,15 @@ class OpenAILane:
             await run.preview(partial.data, sniff_mime(partial.data))
 
         # `moderation: low` only where the job's channel allows mature content (its level,
-        # decided and stored at admission) and only when an admin enabled it. images/edits
-        # has no such field (the endpoint refuses it as unknown): generations only.
+        # decided and stored at admission) and only when an admin enabled it. Only the GPT
+        # image models' generations take the field: images/edits and dall-e refuse it.
         fields = {k: v for k, v in step.fields.items() if k != "moderation"}
         moderation = self.service.lane_settings.moderation
         if self.service.moderation_low_allowed and allows_mature(run.job.max_rating):
             moderation = "low"
-        if moderation is not None and step.operation is Operation.CREATE:
+        spec = model_spec(step.model)
+        takes_it = step.operation is Operation.CREATE and spec is not None and spec.gpt
+        if moderation is not None and takes_it:
             fields["moderation"] = moderation
         step = replace(step, fields=fields)
         left = max(1, self.client.max_output_calls - self._produced.get(run.job.id, 0))

@@ -402,6 +402,18 @@ async def test_an_edit_in_an_age_restricted_channel_is_not_sent_moderation(tmp_p
         assert received.route == "edits" and "moderation" not in received.fields
 
 
+async def test_dall_e_in_an_age_restricted_channel_is_not_sent_moderation(tmp_path):
+    """`moderation` is a GPT image models' field: dall-e-3 refuses it as unknown, so every
+    dall-e-3 request in an age-restricted channel failed once an admin allowed `low`."""
+    async with lane_harness(tmp_path, moderation_low_allowed=True) as h:
+        await h.grant(1000)
+        await h.engine.start()
+        job = await h.run(h.request(model=Model.DALL_E_3, age_restricted=True))
+        assert job.status.value == "done", job.error
+        assert job.charged == 300
+        assert "moderation" not in h.sim.received[0].fields
+
+
 # -- cancel and restart while the call runs ---------------------------------------------------
 
 
