@@ -45,7 +45,7 @@ from bot.config_env import (
     not_json,
     unknown_sections,
 )
-from bot.net import is_loopback
+from bot.net import is_loopback, is_private_network
 
 Period = Literal["none", "daily", "weekly", "monthly"]
 Provider = Literal["civitai", "openai"]
@@ -115,6 +115,18 @@ def tokened_endpoint_url(value: str) -> str:
     return value
 
 
+def local_network_endpoint_url(value: str) -> str:
+    """tokened_endpoint_url for a self-hosted OpenAI-compatible server: http:// also on a
+    private network (a compose service, a LAN box), never to a public host."""
+    value = endpoint_url(value)
+    host = urlsplit(value).hostname or ""
+    if value.startswith("http://") and not is_private_network(host):
+        raise ValueError(
+            "must start with https:// (http:// only for this machine or a private network)"
+        )
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -175,7 +187,7 @@ class OpenAISettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return tokened_endpoint_url(value)
+        return local_network_endpoint_url(value)
 
     @field_validator("models")
     @classmethod

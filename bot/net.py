@@ -70,6 +70,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Names only a local network resolves: a compose/LAN service, mDNS, RFC 8375's home.arpa.
+_LOCAL_SUFFIXES = (".local", ".internal", ".lan", ".home.arpa")
+
+
+def is_private_network(host: str) -> bool:
+    """This machine or its own network (a private or link-local address, a dotless service
+    name, a local-only domain): where a self-hosted server may be reached over plain http."""
+    if is_loopback(host) or ("." not in host and ":" not in host):
+        return True
+    if host.endswith(_LOCAL_SUFFIXES):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_link_local
+
+
 async def read_capped(chunks: AsyncIterable[bytes], cap: int) -> tuple[bytes, bool]:
     """At most `cap` bytes of a body, and whether it went on past them (reading stops there).
     One growing buffer, handed over without a copy: collecting the chunks and joining them

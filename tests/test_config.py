@@ -515,3 +515,30 @@ def test_a_malformed_table_setting_names_its_variable(
     message = str(caught.value)
     assert f"{var} is not valid JSON" in message
     assert '{"gpt-image-1-mini": 20}' in message  # how a table is written
+
+
+def test_an_openai_compatible_server_on_a_private_network_may_use_plain_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A self-hosted OpenAI-compatible server is often reached over http on the host's own
+    network (a compose service name, a LAN address): refusing it stopped working set-ups.
+    A public name over http is still refused; the Civitai URL stays loopback-only."""
+    for private in (
+        "http://localai:8080/v1",
+        "http://10.0.0.5:8080/v1",
+        "http://192.168.1.20/v1",
+        "http://images.internal/v1",
+        "http://gpu-box.local:8000/v1",
+    ):
+        monkeypatch.setenv("OPENAI_BASE_URL", private)
+        assert load_settings().openai.base_url == private
+    for public in ("http://api.openai.com/v1", "http://8.8.8.8/v1"):
+        monkeypatch.setenv("OPENAI_BASE_URL", public)
+        with pytest.raises(ConfigError) as caught:
+            load_settings()
+        assert "openai.base_url (env OPENAI_BASE_URL)" in str(caught.value)
+        assert "private network" in str(caught.value)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.setenv("CIVITAI_BASE_URL", "http://10.0.0.5:8800")
+    with pytest.raises(ConfigError):
+        load_settings()
