@@ -94,12 +94,13 @@ class CivitaiSafety:
                     workflow = await self.client.get(workflow.id, wait=self.wait)
         except TimeoutError:
             # A check stopped while it runs keeps its debit: the guild's spend must count it.
-            cost = await self._stop(workflow.id) if workflow is not None and workflow.id else 0
+            # Timed out during the submit, it may have been made all the same.
+            cost = await self._stop_check(template, workflow, answer_lost=True)
             raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s", cost=cost) from None
         except OrchestratorError as exc:
             # Made, then unreadable: it runs on upstream, so it is stopped and its charge
             # counted like a check that ran out of time.
-            cost = await self._stop(workflow.id) if workflow is not None and workflow.id else 0
+            cost = await self._stop_check(template, workflow, answer_lost=exc.maybe_accepted)
             raise PremoderationFailed(str(exc), cost=cost) from None
         verdict = workflow.moderation()
         cost = workflow.charged()
@@ -120,6 +121,31 @@ class CivitaiSafety:
             reasons={r.label: r.model_reason for r in verdict.results if r.triggered},
             cost=cost,
         )
+
+    async def _stop_check(
+        self, template: dict[str, Any], workflow: Workflow | None, *, answer_lost: bool
+    ) -> int:
+        """What a check that gave no verdict was charged, stopping it first. A submit whose
+        answer was lost may have made it all the same (it runs and charges): the same
+        externalId finds it (or makes it, to be stopped at once), so its charge is counted."""
+        if workflow is not None and workflow.id:
+            return await self._stop(workflow.id)
+        if not answer_lost:
+            return 0  # no attempt was acted on: nothing exists upstream
+        external_id = template["externalId"]
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                found = await self.client.submit(template, wait=0)
+        except (OrchestratorError, TimeoutError) as exc:
+            log.error(
+                "pre-moderation check %s may run upstream with its charge not counted (%s): "
+                "look up externalId %s on the orchestrator",
+                external_id,
+                exc or "slow",
+                external_id,
+            )
+            return 0
+        return await self._stop(found.id) if found.id else 0
 
     async def _stop(self, workflow_id: str) -> int:
         """Cancel a check that ran out of time; what the orchestrator charged for it (0 when

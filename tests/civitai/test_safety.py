@@ -195,3 +195,34 @@ async def test_the_operator_is_told_the_right_fix_for_results_they_cannot_downlo
         assert refused_blobs(client, workflow({"url": "https://blobs.civitai.com/b0"})) is None
     finally:
         await client.aclose()
+
+
+async def test_a_check_whose_submit_answer_was_lost_records_what_the_orchestrator_charged(
+    simulator: Simulator,
+) -> None:
+    """The submit made the check but its answer was lost, and the retry was refused (503): the
+    check runs on upstream and is charged, so it is found by its externalId, stopped, and its
+    charge read back for the guild's pre-moderation spend, not counted as 0."""
+    simulator.script(Outcome("never", step="xGuardModeration", charge=3))
+
+    async def until_it_runs(delay: float) -> None:  # the backoff, while the check starts
+        async with asyncio.timeout(10):
+            while not simulator.workflows or (
+                next(iter(simulator.workflows.values())).status(time.monotonic()) != "processing"
+            ):
+                await asyncio.sleep(0.01)
+
+    client = OrchestratorClient(
+        simulator.base_url, simulator.token, max_retries=1, sleep=until_it_runs
+    )
+    simulator.lose_answer(route="submit")
+    simulator.fault(503, route="submit")
+    try:
+        with pytest.raises(PremoderationFailed, match="503") as failed:
+            await CivitaiSafety(client, wait=0).premoderate("lost-1", "a cat", ())
+    finally:
+        await client.aclose()
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is not None, "the check was left running upstream"
+    charged = record.net_charge(record.canceled_at + 1)
+    assert charged == 3 and failed.value.cost == charged
