@@ -95,6 +95,7 @@ class Services:
             simulated=self.simulated,
             drain=self.settings.jobs.shutdown_drain_seconds,
             max_pixels=self.settings.media.max_pixels,
+            max_result_bytes=self.settings.civitai.max_blob_bytes,
         )
 
     def engine(

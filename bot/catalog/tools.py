@@ -134,6 +134,12 @@ def estimate(tool: Tool, width: int | None, height: int | None) -> int:
     return ENHANCE_PRICE
 
 
+def largest_result_bytes(width: int, height: int) -> int:
+    """The most bytes a result this size may take: a PNG whose RGBA pixels do not compress (4
+    bytes each), with room for its rows' filter bytes and its chunks' headers."""
+    return width * height * 4 + height + 64 * 1024
+
+
 def describe(tool: Tool, options: dict[str, Any]) -> str:
     """A few words for what the job did: "Upscale ×2 of image 2"."""
     text = tool.label

@@ -81,7 +81,10 @@ def tool_request(
     """What the member asked: `tool` on image `index` of `parent`, as the bot posted it."""
     ref = result_ref(parent.id, index)
     options: dict[str, object] = {"prompt": parent.prompt, "image": index + 1}
-    result_size = None
+    # Priced (when the whatif cannot be had) from the largest image the step may be sent.
+    width, height = sent_size(parent, index, source)
+    # What the step makes (a cut-out keeps the size): its file must be one the bot can fetch.
+    result_size = (width, height) if width and height else None
     if tool is Tool.UPSCALE:
         step = upscale_step(ref, model=upscaler_model)
         options["repeats"] = step["input"]["numberOfRepeats"]
@@ -89,8 +92,6 @@ def tool_request(
     else:
         step = background_step(ref)
         options["format"] = step["input"]["format"]
-    # Priced (when the whatif cannot be had) from the largest image the step may be sent.
-    width, height = sent_size(parent, index, source)
     return ToolRequest(
         requester=who,
         tool=tool,

@@ -51,6 +51,8 @@ class EngineSettings:
     drain: float = 20.0
     # The largest image the bot decodes (media.max_pixels): a result over it cannot be posted.
     max_pixels: int = 40_000_000
+    # The largest result file the bot downloads (civitai.max_blob_bytes, where tools run).
+    max_result_bytes: int = 64 * 1024 * 1024
 
 
 class NotAllowed(Exception):

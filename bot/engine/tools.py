@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.catalog.tools import IMAGE_TOOLS, Tool
+from bot.catalog.tools import IMAGE_TOOLS, Tool, largest_result_bytes
 from bot.engine.admission import check_concurrency, new_job_id
 from bot.engine.lane import OperatorProblem
-from bot.engine.parts import J, Parts
+from bot.engine.parts import EngineSettings, J, Parts
 from bot.engine.requests import (
     InteractionToken,
     Refusal,
@@ -88,6 +88,23 @@ def check_not_started_in(conn: Conn, parts: Parts, request: ToolRequest) -> None
         raise Refusal(
             RefusalReason.ALREADY_STARTED,
             f"your {request.tool.label} of this image (job `{earlier}`) is still under way",
+        )
+
+
+def check_result_size(width: int, height: int, settings: EngineSettings) -> None:
+    """Refuses a result the bot could not decode, or download, once charged upstream."""
+    if width * height > settings.max_pixels:
+        raise Refusal(
+            RefusalReason.INVALID,
+            f"the result would be {width}x{height}, over the "
+            f"{settings.max_pixels // 1_000_000:,} megapixels this bot can post",
+        )
+    if largest_result_bytes(width, height) > settings.max_result_bytes:
+        raise Refusal(
+            RefusalReason.INVALID,
+            f"the result would be {width}x{height}, a file of up to "
+            f"{-(-largest_result_bytes(width, height) // 1_000_000):,} MB, over the "
+            f"{settings.max_result_bytes // 1_000_000:,} MB this bot can download",
         )
 
 
@@ -216,14 +233,7 @@ class ToolAdmission:
         if tool in IMAGE_TOOLS:
             await self._check_shown(request)
         if request.result_size is not None:
-            width, height = request.result_size
-            if width * height > parts.settings.max_pixels:
-                # Charged upstream, it could never be decoded and posted here.
-                raise Refusal(
-                    RefusalReason.INVALID,
-                    f"the result would be {width}x{height}, over the "
-                    f"{parts.settings.max_pixels // 1_000_000:,} megapixels this bot can post",
-                )
+            check_result_size(*request.result_size, parts.settings)
         return settings
 
     async def _check_shown(self, request: ToolRequest) -> None:

@@ -490,6 +490,30 @@ async def test_an_upscale_over_the_pixel_limit_is_refused_before_anything_is_hel
         job, _ = await derived(w, job)
 
 
+async def test_an_upscale_whose_file_may_pass_the_download_cap_is_refused_before_anything_is_held(
+    tmp_path,
+):
+    """Results are downloaded up to civitai.max_blob_bytes. An Upscale within the pixel limit
+    may still make a file larger than that (a PNG of 4 bytes a pixel): charged upstream, it
+    could never be fetched and posted. It is refused at the press, saying why; nothing held."""
+    async with world(tmp_path, civitai={"max_blob_bytes": 10_000_000}) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="1024x1024", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        text = (await click.wait_for_original(lambda m: "Not started" in m["content"]))["content"]
+        assert "2048x2048" in text and "10 MB" in text, text
+        await w.fake.settle()
+        assert len(await w.jobs()) == 1 and await w.holds() == 1
+        assert await w.available() == 1000 - 13
+        assert [s for s in w.sim.submissions if s["steps"][0]["$type"] == "imageUpscaler"] == []
+        # The cut-out keeps the size (up to 4 MB): still offered.
+        click = await w.fake.click(
+            int(result["id"]), buttons(result)["Remove background"], w.member
+        )
+        job = await started(w, click)
+        job, _ = await derived(w, job)
+
+
 async def test_a_second_tool_click_while_the_first_image_downloads_downloads_nothing(tmp_path):
     """A tool fetches the posted image before admission counts the member's jobs: clicks on
     many results would otherwise hold every image in memory at once."""
