@@ -22,6 +22,7 @@ import httpx
 from bot import net
 from bot.civitai.errors import (
     BlobExpired,
+    BlobHostRefused,
     BlobRefused,
     OrchestratorError,
     Unavailable,
@@ -180,7 +181,7 @@ class BlobCalls:
         do not."""
         try:
             self._check_blob_url(url)
-        except BlobRefused as exc:
+        except BlobHostRefused as exc:
             return str(exc)
         return None
 
@@ -192,13 +193,13 @@ class BlobCalls:
         host = (parts.hostname or "").lower()
         # Plain http only on loopback (the simulator): the bearer token goes to our own host.
         if parts.scheme != "https" and not net.is_loopback(host):
-            raise BlobRefused(f"blob URL must be https: {parts.scheme}://{host}")
+            raise BlobHostRefused(f"blob URL must be https: {parts.scheme}://{host}")
         if self._same_host(url):
             return
         for pattern in self.blob_hosts:
             if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
                 return
-        raise BlobRefused(f"blob host {host!r} is not an orchestrator blob host")
+        raise BlobHostRefused(f"blob host {host!r} is not an orchestrator blob host")
 
 
 class _Retryable(Exception):

@@ -11,6 +11,7 @@ from datetime import datetime
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import (
     BlobExpired,
+    BlobHostRefused,
     BlobRefused,
     NotFound,
     OrchestratorError,
@@ -25,6 +26,9 @@ from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
+# The operator alert's key (told once) for results the bot may not download from their host.
+BLOB_HOST_ALERT = "blob-host"
+
 
 async def fetch_workflow_images(
     client: OrchestratorClient,
@@ -32,6 +36,7 @@ async def fetch_workflow_images(
     workflow: Workflow | None,
     deadline: datetime,
     sleep: Callable[[float], Awaitable[None]],
+    alert: Callable[[str, str], Awaitable[None]],
     *,
     backoff: Callable[[int, datetime], float],
     clock: Callable[[], datetime],
@@ -40,7 +45,8 @@ async def fetch_workflow_images(
     max_pixels: int,
 ) -> tuple[list[ResultImage], int]:
     """(the images fetched, in order; how many the workflow has). Each is decoded on `images`
-    and held to `max_pixels`, as the OpenAI lane's results are."""
+    and held to `max_pixels`, as the OpenAI lane's results are. A download sent to a host the
+    bot never fetches from (a redirect the workflow's URL does not show) is `alert`ed."""
     assert job.workflow_id is not None
     fetched: dict[int, ResultImage] = {}
     total = len(job.result_images)
@@ -61,7 +67,16 @@ async def fetch_workflow_images(
             for index, blob in enumerate(blobs):
                 if index in fetched:
                     continue
-                image = await _fetch_one(client, job, index, blob.id, blob.url, images, max_pixels)
+                try:
+                    image = await _fetch_one(
+                        client, job, index, blob.id, blob.url, images, max_pixels
+                    )
+                except BlobHostRefused as exc:
+                    # Refused on every try until the operator lists the host: told now, and
+                    # tried until the deadline (the fix may come, with a restart, in time).
+                    log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
+                    await alert(BLOB_HOST_ALERT, blob_host_advice({str(exc)}))
+                    image = None
                 if image is None:
                     stale = stale or not blob.url
                 elif isinstance(image, ResultImage):
@@ -93,8 +108,11 @@ def refused_blobs(client: OrchestratorClient, workflow: Workflow) -> str | None:
     list): only the operator can fix it, so they are told when the job ends, not left to
     find each delivery failing at its deadline."""
     problems = {p for b in workflow.images() if b.url and (p := client.blob_url_problem(b.url))}
-    if not problems:
-        return None
+    return blob_host_advice(problems) if problems else None
+
+
+def blob_host_advice(problems: set[str]) -> str:
+    """The operator alert for downloads refused for their URL's host or scheme."""
     if all("must be https" in p for p in problems):  # no setting lets plain http through
         advice = "the orchestrator serves them over plain http, which the bot never downloads"
     else:
@@ -118,6 +136,8 @@ async def _fetch_one(
         data = await client.download_blob(url)
     except BlobExpired:
         return False
+    except BlobHostRefused:
+        raise
     except (Unavailable, BlobRefused) as exc:
         log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
         return None

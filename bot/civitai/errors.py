@@ -64,5 +64,10 @@ class BlobRefused(OrchestratorError):
     """A blob download that is not allowed (host not on the list) or is too large."""
 
 
+class BlobHostRefused(BlobRefused):
+    """A blob URL (or where it redirects) the bot never downloads from: a host
+    civitai.blob_hosts does not list, or plain http. Only the operator can fix it."""
+
+
 class BlobExpired(OrchestratorError):
     """A signed blob URL that no longer works (403/404/410): fetch the workflow for a new one."""

@@ -18,7 +18,7 @@ from typing import Any
 from bot.catalog import build_request
 from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
-from bot.civitai.downloads import fetch_workflow_images, refused_blobs
+from bot.civitai.downloads import BLOB_HOST_ALERT, fetch_workflow_images, refused_blobs
 from bot.civitai.endings import awaits_refund, ending_of
 from bot.civitai.errors import (
     Forbidden,
@@ -153,6 +153,7 @@ class CivitaiLane:
         upstream: Any,
         deadline: datetime,
         sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
     ) -> tuple[list[ResultImage], int]:
         return await fetch_workflow_images(
             self.client,
@@ -160,6 +161,7 @@ class CivitaiLane:
             upstream if isinstance(upstream, Workflow) else None,
             deadline,
             sleep,
+            alert,
             backoff=self.backoff,
             clock=self.clock,
             metrics=self.metrics,
@@ -274,7 +276,7 @@ class CivitaiLane:
                     # goes to the moderators with its charge.
                     late = expired and workflow.status == WorkflowStatus.CANCELED
                     if (unfetchable := refused_blobs(self.client, workflow)) is not None:
-                        await run.alert("blob-host", unfetchable)
+                        await run.alert(BLOB_HOST_ALERT, unfetchable)
                     if gone:  # no worker runs its model: stopped, and the model switched off
                         return ending_of(workflow, forced=J.FAILED, gone=job.model)
                     return ending_of(workflow, forced=J.EXPIRED if late else None)

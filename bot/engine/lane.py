@@ -172,6 +172,8 @@ class Lane(Protocol):
         upstream: Any,
         deadline: datetime,
         sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
     ) -> tuple[list[ResultImage], int]:
         """The finished job's images, each checked to be an image, retried until `deadline`:
-        (the images fetched, in order; how many there are)."""
+        (the images fetched, in order; how many there are). What only the operator can fix
+        is told through `alert` (key, text)."""

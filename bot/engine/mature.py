@@ -152,7 +152,7 @@ async def fetch_for_release(parts: Parts, job: JobRecord) -> list[ResultImage]:
     if upstream is not None:
         await upstream.unlock(job)
     deadline = parts.clock() + RELEASE_PATIENCE
-    images, total = await parts.lane.fetch_results(job, None, deadline, asyncio.sleep)
+    images, total = await parts.lane.fetch_results(job, None, deadline, asyncio.sleep, parts.alert)
     if not total or len(images) < total:
         raise ReleaseFailed(
             f"only {len(images)} of {total} image(s) could be fetched from the image service"

@@ -98,6 +98,7 @@ class Results:
                     self._fresh.pop(job.id, None),
                     deadline,
                     lambda seconds: self._sleep(job.id, seconds),
+                    self.parts.alert,
                 )
             if not images and job.output is None:
                 await self._undeliverable(

@@ -149,6 +149,7 @@ class OpenAILane:
         upstream: Any,
         deadline: datetime,
         sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
     ) -> tuple[list[ResultImage], int]:
         stored = await results.load(self.db, job.id)
         images = [

@@ -855,6 +855,29 @@ async def test_results_on_a_host_not_in_blob_hosts_tell_the_operator(tmp_path):
             assert "BOT_CIVITAI__BLOB_HOSTS" in alert
 
 
+async def test_results_redirected_to_a_host_not_in_blob_hosts_tell_the_operator(tmp_path):
+    """The workflow lists its images on the orchestrator's own host, which redirects each
+    download to a storage host civitai.blob_hosts does not list (here 127.0.0.1): nothing can
+    be fetched. The operator is told which host to add, and the job ends like any charged
+    result that could not be posted: the member told, the charge before the moderators."""
+    async with Simulator(speed=0.005, seed=7) as sim:
+        sim.base_url = sim.blobs.listed_base = sim.base_url.replace("127.0.0.1", "localhost")
+        settings = quick(delivery_deadline=timedelta(seconds=0.3))
+        async with harness(tmp_path, settings=settings, sim=sim) as h:
+            await h.grant(GRANT)
+            job = await h.engine.submit(h.request(quality="medium"))
+            await h.settle_all()
+            [ended] = await books_balance(h, job)
+            assert ended.status is J.FAILED and ended.charged == PRICE
+            assert h.publisher.posts == []
+            assert "a moderator will look at the charge" in h.publisher.messages(job.id)[-1]
+            [(item, _)] = h.reviews.items
+            assert item.job_id == job.id and item.kind == "undelivered"
+            [(key, alert)] = h.alerts.alerts
+            assert key == "blob-host" and "'127.0.0.1'" in alert
+            assert "BOT_CIVITAI__BLOB_HOSTS" in alert
+
+
 def refusal_waits(caplog) -> list[float]:
     """The waits (s) the refused workflow reads were asked again after, in order."""
     found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

@@ -43,6 +43,9 @@ class BlobStore:
         self.ttl = ttl
         self.max_image_side = max_image_side
         self.base_url = ""
+        # Where workflows list their output blobs: GetBlob URLs at this base, which redirect to
+        # the signed content (as a CDN in front may); None: the content URLs themselves.
+        self.listed_base: str | None = None
         self._key = secrets.token_bytes(32)
         self._records: dict[str, BlobRecord] = {}
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -96,6 +99,13 @@ class BlobStore:
         payload = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
         url = f"{self.base_url}{CONTENT_PATH}{payload}.{self._mac(payload)}"
         return url, datetime.fromtimestamp(expires, UTC)
+
+    def listed_url(self, blob_id: str) -> tuple[str, datetime]:
+        """A workflow output's URL as the workflow lists it (see `listed_base`)."""
+        url, expires = self.content_url(blob_id)
+        if self.listed_base:
+            url = f"{self.listed_base}{BLOB_PATH}{blob_id}"
+        return url, expires
 
     def verify(self, token: str) -> str | None:
         """The blob id a content token names, if it is genuine and unexpired."""

@@ -58,7 +58,7 @@ def blob_json(
     plan = step.plan.blobs[index]
     blob_id = step.blob_ids[index]
     rating = wf.blob_rating(step, index)
-    url, expires = store.content_url(blob_id)
+    url, expires = store.listed_url(blob_id)
     blob: dict[str, Any] = {
         "type": "image",
         "id": blob_id,
