@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -24,7 +26,7 @@ from bot.discord_adapter.asked import Asked
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.earlier_posts import earlier_status
 from bot.discord_adapter.interaction import think, update
-from bot.discord_adapter.replies import media_text, reply
+from bot.discord_adapter.replies import UserFacingError, media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
 from bot.engine.requests import InteractionToken, JobRequest, Refusal, RefusalReason
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 CONFIRM_TTL = 600.0
 EXPIRED = "This confirmation has expired; run the command again. Nothing was charged."
 NOT_YOURS = "Only the member who asked can confirm this."
+HANDLING = "Your click on this is already being handled; see the answer above."
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,22 @@ class RequestFlow:
         self.engine = bot.engine
         self.services = bot.services
         self.asked: Asked[Pending] = Asked(CONFIRM_TTL, EXPIRED, NOT_YOURS)
+        # (button, member) clicks still being answered: see `once`.
+        self._handling: set[tuple[str, int]] = set()
+
+    @contextlib.contextmanager
+    def once(self, button: str, member_id: int) -> Iterator[None]:
+        """One answer at a time to a member's clicks of one button (a Re-roll): a double click
+        would otherwise admit two paid jobs. A click while the first is being answered is told
+        so; once that is answered, a click is a new request."""
+        key = (button, member_id)
+        if key in self._handling:
+            raise UserFacingError(HANDLING)
+        self._handling.add(key)
+        try:
+            yield
+        finally:
+            self._handling.discard(key)
 
     async def begin(
         self,

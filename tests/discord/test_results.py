@@ -114,6 +114,41 @@ async def test_reroll_of_an_edit_whose_source_was_pruned_says_why(tmp_path):
         assert len(await w.jobs()) == 1 and await w.available() == 1000 - 25
 
 
+async def test_a_second_reroll_click_while_the_first_is_admitted_starts_nothing(tmp_path):
+    """A double click on Re-roll is one request, not two paid jobs: the second click, while the
+    first is still being admitted, is told privately it is being handled. A deliberate re-roll
+    once the first was answered still starts another job."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job, result = await first_result(w, size="1024x768", quality="low")
+        reroll = buttons(result)["Re-roll"]
+        # The first click's public status message waits for Discord: its answer is pending.
+        gate = w.fake.hold_requests("POST", r"/webhooks/\d+/[^/]+$")
+        try:
+            first = await w.fake.click(int(result["id"]), reroll, w.member)
+            await w.fake.wait_for(
+                lambda: any(
+                    f"/{first.token}" in c.path
+                    for c in w.fake.calls
+                    if c.method == "POST" and "/webhooks/" in c.path
+                ),
+                what="the first re-roll's status message",
+            )
+            second = await w.fake.click(int(result["id"]), reroll, w.member)
+            reply = await second.wait_for_original(
+                lambda m: "Started" in m["content"] or "already" in m["content"]
+            )
+            assert second.ephemeral and "already being handled" in reply["content"], reply
+        finally:
+            gate.set()
+        again, _ = await finished(w, await started(w, first))
+        await w.fake.settle()
+        assert len(await w.jobs()) == 2 and await w.available() == 1000 - 2 * 13
+        # Later, on purpose: another re-roll.
+        third = await started(w, await w.fake.click(int(result["id"]), reroll, w.member))
+        assert third.parent_job_id == job.id and third.id != again.id
+
+
 # -- Edit ------------------------------------------------------------------------------------
 
 

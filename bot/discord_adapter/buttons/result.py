@@ -35,6 +35,11 @@ class RerollButton(KeyedButton, prefix="res:reroll"):
 
     async def act(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        with bot.flow.once(f"reroll:{self.key}", interaction.user.id):
+            await self._reroll(interaction)
+
+    async def _reroll(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
         job = await job_here(interaction, self.key)
         if tool_of(job.model) is not None:
             raise UserFacingError("Only an image request can be re-rolled.")
