@@ -36,18 +36,6 @@ def ending_of(
     )
 
 
-def awaits_refund(workflow: Workflow) -> bool:
-    """Failed or expired, a charge standing and no credit yet: the kind of ending the
-    orchestrator refunds, perhaps not at once. (A block it keeps charging goes to the
-    moderators with its charge at once: they may refund it.)"""
-    if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELED):
-        return False
-    if workflow.blocked():
-        return False
-    items = workflow.transactions.items if workflow.transactions else []
-    return workflow.charged() > 0 and not any(t.type == "credit" for t in items)
-
-
 def ending_status(workflow: Workflow) -> JobStatus:
     if workflow.blocked():
         return J.BLOCKED

@@ -19,7 +19,7 @@ from bot.catalog import build_request
 from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.downloads import BLOB_HOST_ALERT, fetch_workflow_images, refused_blobs
-from bot.civitai.endings import awaits_refund, ending_of
+from bot.civitai.endings import ending_of
 from bot.civitai.errors import (
     Forbidden,
     NotFound,
@@ -267,7 +267,7 @@ class CivitaiLane:
         canceled_sent = expired = gone = reported_since_stop = refused_since_stop = False
         while True:
             if workflow is not None:
-                if workflow.terminal and refund_checks < REFUND_CHECKS and awaits_refund(workflow):
+                if workflow.terminal and refund_checks < REFUND_CHECKS and workflow.awaits_refund():
                     refund_checks += 1
                     recheck_in = min(self.retry_cap, REFUND_WAIT * refund_checks)
                 elif workflow.terminal:

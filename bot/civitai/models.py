@@ -262,6 +262,17 @@ class Workflow(_Api):
             return min(max(0, self.cost.total), MAX_CHARGE)
         return 0
 
+    def awaits_refund(self) -> bool:
+        """Failed or expired, a charge standing and no credit yet: the kind of ending the
+        orchestrator refunds, perhaps not at once. (A block it keeps charging goes to the
+        moderators with its charge at once: they may refund it.)"""
+        if self.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELED):
+            return False
+        if self.blocked():
+            return False
+        items = self.transactions.items if self.transactions else []
+        return self.charged() > 0 and not any(t.type == "credit" for t in items)
+
     def jobs(self) -> list[Job]:
         return [job for step in self.steps for job in (step.jobs or [])]
 

@@ -28,6 +28,10 @@ PREMODERATION_TIMEOUT = 60.0  # the whole check, seconds
 RATING_TIMEOUT = 15.0
 # Stopping a check that ran out of time, and reading back what it was charged.
 STOP_TIMEOUT = 10.0
+# A failed check still showing its debit is read again this many times (after 5 s, then 10 s,
+# within PREMODERATION_TIMEOUT): the orchestrator may book its refund late, as for jobs.
+REFUND_CHECKS = 2
+REFUND_WAIT = 5.0
 
 
 def mature_fields(job: JobRecord) -> dict[str, Any]:
@@ -79,8 +83,10 @@ class CivitaiSafety:
         wait: int = PREMODERATION_WAIT,
         timeout: float = PREMODERATION_TIMEOUT,
         blobs: SourceBlobStore | None = None,
+        refund_wait: float = REFUND_WAIT,
     ) -> None:
         self.client, self.wait, self.timeout = client, wait, timeout
+        self.refund_wait = refund_wait
         # Where a rated source's upload is remembered, so the job's submit sends its URL.
         self.blobs = blobs
 
@@ -92,6 +98,11 @@ class CivitaiSafety:
                 workflow = await self.client.submit(template, wait=self.wait)
                 while not workflow.terminal and workflow.id:
                     workflow = await self.client.get(workflow.id, wait=self.wait)
+                for check in range(1, REFUND_CHECKS + 1):
+                    if not (workflow.id and workflow.awaits_refund()):
+                        break
+                    await asyncio.sleep(self.refund_wait * check)
+                    workflow = await self.client.get(workflow.id)
         except TimeoutError:
             # A check stopped while it runs keeps its debit: the guild's spend must count it.
             # Timed out during the submit, it may have been made all the same.

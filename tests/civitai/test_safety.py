@@ -226,3 +226,18 @@ async def test_a_check_whose_submit_answer_was_lost_records_what_the_orchestrato
     assert record.canceled_at is not None, "the check was left running upstream"
     charged = record.net_charge(record.canceled_at + 1)
     assert charged == 3 and failed.value.cost == charged
+
+
+async def test_a_failed_check_whose_refund_is_booked_late_costs_the_guild_nothing(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """The orchestrator refunds a failed check, but may book the credit a few seconds after
+    the check ended: read at once, the check was counted in the guild's pre-moderation spend
+    (and budget) at its debit, though it cost nothing. It is read again, as jobs are."""
+    simulator.script(Outcome("fail", step="xGuardModeration", refund_delay=0.3))
+    safety = CivitaiSafety(client, refund_wait=0.2)
+    with pytest.raises(PremoderationFailed, match="ended failed") as failed:
+        await safety.premoderate("late-1", "a lighthouse", ())
+    [record] = simulator.workflows.values()
+    assert record.net_charge(time.monotonic()) == 0
+    assert failed.value.cost == 0
