@@ -24,6 +24,7 @@ from bot.civitai.errors import (
     BlobExpired,
     BlobHostRefused,
     BlobRefused,
+    BlobTooLarge,
     OrchestratorError,
     Unavailable,
 )
@@ -219,8 +220,8 @@ async def _body_text(response: httpx.Response) -> str:
 async def _read_capped(response: httpx.Response, cap: int, *, refuse: bool = True) -> bytes:
     declared = response.headers.get("content-length")
     if refuse and declared and declared.isascii() and declared.isdigit() and int(declared) > cap:
-        raise BlobRefused(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
+        raise BlobTooLarge(f"blob is {int(declared):,} bytes, over the {cap:,} byte cap")
     data, over = await net.read_capped(response.aiter_bytes(), cap)
     if over and refuse:
-        raise BlobRefused(f"blob is over the {cap:,} byte cap")
+        raise BlobTooLarge(f"blob is over the {cap:,} byte cap")
     return data

@@ -13,6 +13,7 @@ from bot.civitai.errors import (
     BlobExpired,
     BlobHostRefused,
     BlobRefused,
+    BlobTooLarge,
     NotFound,
     OrchestratorError,
     Unavailable,
@@ -26,8 +27,10 @@ from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
-# The operator alert's key (told once) for results the bot may not download from their host.
+# The operator alerts' keys (told once): results the bot may not download from their host,
+# and results over the download cap.
 BLOB_HOST_ALERT = "blob-host"
+BLOB_SIZE_ALERT = "blob-size"
 
 
 async def fetch_workflow_images(
@@ -71,11 +74,11 @@ async def fetch_workflow_images(
                     image = await _fetch_one(
                         client, job, index, blob.id, blob.url, images, max_pixels
                     )
-                except BlobHostRefused as exc:
-                    # Refused on every try until the operator lists the host: told now, and
+                except (BlobHostRefused, BlobTooLarge) as exc:
+                    # Refused on every try until the operator changes a setting: told now, and
                     # tried until the deadline (the fix may come, with a restart, in time).
                     log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)
-                    await alert(BLOB_HOST_ALERT, blob_host_advice({str(exc)}))
+                    await alert(*_setting_alert(exc))
                     image = None
                 if image is None:
                     stale = stale or not blob.url
@@ -120,6 +123,16 @@ def blob_host_advice(problems: set[str]) -> str:
     return f"results cannot be downloaded ({'; '.join(sorted(problems))}): {advice}"
 
 
+def _setting_alert(refusal: BlobRefused) -> tuple[str, str]:
+    """The operator alert (key, text) for a download only a setting change lets through."""
+    if isinstance(refusal, BlobTooLarge):
+        return BLOB_SIZE_ALERT, (
+            f"results cannot be downloaded ({refusal}): raise civitai.max_blob_bytes "
+            "(BOT_CIVITAI__MAX_BLOB_BYTES) and restart"
+        )
+    return BLOB_HOST_ALERT, blob_host_advice({str(refusal)})
+
+
 async def _fetch_one(
     client: OrchestratorClient,
     job: JobRecord,
@@ -136,7 +149,7 @@ async def _fetch_one(
         data = await client.download_blob(url)
     except BlobExpired:
         return False
-    except BlobHostRefused:
+    except (BlobHostRefused, BlobTooLarge):
         raise
     except (Unavailable, BlobRefused) as exc:
         log.warning("job %s: image %d not fetched: %s", job.id, index + 1, exc)

@@ -69,5 +69,10 @@ class BlobHostRefused(BlobRefused):
     civitai.blob_hosts does not list, or plain http. Only the operator can fix it."""
 
 
+class BlobTooLarge(BlobRefused):
+    """A blob over the download cap (civitai.max_blob_bytes): refused on every try until the
+    operator raises it."""
+
+
 class BlobExpired(OrchestratorError):
     """A signed blob URL that no longer works (403/404/410): fetch the workflow for a new one."""

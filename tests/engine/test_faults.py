@@ -878,6 +878,23 @@ async def test_results_redirected_to_a_host_not_in_blob_hosts_tell_the_operator(
             assert "BOT_CIVITAI__BLOB_HOSTS" in alert
 
 
+async def test_results_over_the_download_cap_tell_the_operator(tmp_path):
+    """Every result is larger than civitai.max_blob_bytes (set too low for the images the
+    models make): none can be downloaded. The operator is told which setting stops them, and
+    the job ends like any charged result that could not be posted."""
+    settings = quick(delivery_deadline=timedelta(seconds=0.3))
+    async with harness(tmp_path, settings=settings) as h:
+        h.client.max_blob_bytes = 1000  # the operator's BOT_CIVITAI__MAX_BLOB_BYTES
+        await h.grant(GRANT)
+        job = await h.engine.submit(h.request(quality="medium"))
+        await h.settle_all()
+        [ended] = await books_balance(h, job)
+        assert ended.status is J.FAILED and ended.charged == PRICE
+        assert "a moderator will look at the charge" in h.publisher.messages(job.id)[-1]
+        [(key, alert)] = h.alerts.alerts
+        assert key == "blob-size" and "BOT_CIVITAI__MAX_BLOB_BYTES" in alert and "1,000" in alert
+
+
 def refusal_waits(caplog) -> list[float]:
     """The waits (s) the refused workflow reads were asked again after, in order."""
     found = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
