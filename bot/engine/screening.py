@@ -70,6 +70,9 @@ class Screening:
         self.parts = parts
         # (guild, labels, prompt digest) -> the verdict: successful checks only.
         self._verdicts: OrderedDict[tuple[int, tuple[str, ...], str], Verdict] = OrderedDict()
+        # Failed checks upstream charged whose record the database refused: (guild, member,
+        # job, record), recorded before the next check's.
+        self._unrecorded: list[tuple[int, int, str, dict[str, Any]]] = []
 
     async def prompt_held(self, request: JobRequest, check_id: str) -> HeldFor | None:
         """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
@@ -114,10 +117,21 @@ class Screening:
                     f"{levels.name(level)}",
                 )
 
+    async def _record_late(self, safety: Safety) -> None:
+        """Record the charged failed checks the database refused before (it may still)."""
+        while self._unrecorded:
+            guild_id, member_id, job_id, record = self._unrecorded[0]
+            try:
+                await safety.store.record_check(guild_id, member_id, job_id, **record)
+            except StoreBusy:
+                return  # still refused: kept for the next check
+            self._unrecorded.pop(0)
+
     async def _premoderate(
         self, safety: Safety, settings: SafetySettings, request: JobRequest, job_id: str
     ) -> HeldFor | None:
         who = request.requester
+        await self._record_late(safety)
         labels = settings.premoderation_labels
         key = (
             who.guild_id,
@@ -153,9 +167,13 @@ class Screening:
                 exc,
                 "holding it for review" if hold else "letting it through",
             )
-            await safety.store.record_check(
-                who.guild_id, who.member_id, job_id, exc.cost, outcome="failed", error=str(exc)
-            )
+            failed: dict[str, Any] = {"cost": exc.cost, "outcome": "failed", "error": str(exc)}
+            try:
+                await safety.store.record_check(who.guild_id, who.member_id, job_id, **failed)
+            except StoreBusy:
+                if exc.cost:  # paid for: kept to record once the database takes it
+                    self._unrecorded.append((who.guild_id, who.member_id, job_id, failed))
+                raise
             if not hold:
                 return None
             return HeldFor(

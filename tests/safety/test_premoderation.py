@@ -6,6 +6,7 @@ a failing check falls back as configured. The guild pays for the checks, not the
 from __future__ import annotations
 
 import json
+import time
 
 from bot.civitai.simulator import Outcome
 from bot.store import db as dbmod
@@ -133,6 +134,32 @@ async def test_a_check_made_while_the_database_is_locked_is_paid_once_and_record
         assert len(moderation_runs(w)) == 1  # one check, reused while it was not recorded
         assert await w.services.safety.guild_charges(w.guild) == CHECK
         assert await w.available() == 1000 - COST
+
+
+async def test_a_failed_check_made_while_the_database_is_locked_is_recorded_later(
+    tmp_path, monkeypatch
+):
+    """A check that failed upstream and kept its charge, while an operator's sqlite3 shell
+    holds the write lock: the request is refused (nothing done), but the guild paid for the
+    check. Its cost is recorded once the database takes writes again, not lost."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome("block_charged", step="xGuardModeration"), prompt="a lighthouse")
+        with write_locked(tmp_path / "bot.sqlite3"):
+            refused = await request(w, "a lighthouse")
+            assert "could not save that just now" in text_of(await answer(refused))
+        [failed] = moderation_runs(w)
+        charged = w.sim.workflow_for(failed["externalId"])
+        assert charged is not None and charged.net_charge(time.monotonic()) == CHECK
+        job = await started_job(w, await request(w, "a quiet harbour at dawn"))
+        await w.wait_job(job.id, "done")
+        assert await w.services.safety.guild_charges(w.guild) == 2 * CHECK
+        outcomes = [
+            json.loads(d)["outcome"] for _, _, d in await audit_actions(w, "premoderation.check")
+        ]
+        assert sorted(outcomes) == ["clean", "failed"]
 
 
 async def test_only_the_chosen_labels_are_checked(tmp_path):
