@@ -10,6 +10,7 @@ the job ended, and a release delivers it (Refund is the other way to settle it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +26,7 @@ from bot.store.db import Conn, Database, StoreBusy, utcnow
 from bot.store.jobs import JobRecord
 from bot.store.moderation import ModerationStore, ReviewItem
 from bot.store.safety import SafetyStore
+from bot.store.serial import ConnectionClosed
 
 if TYPE_CHECKING:
     from bot.review import Outcome
@@ -49,6 +51,9 @@ class ReleaseRefused(Exception):
 
 
 class Releases:
+    # Seconds between tries to record a release the database would not take at once.
+    record_retry = 5.0
+
     def __init__(
         self,
         db: Database,
@@ -60,6 +65,7 @@ class Releases:
     ) -> None:
         self.db, self.engine, self.moderation = db, engine, moderation
         self.safety, self.poster, self.clock = safety, poster, clock
+        self._recording: set[asyncio.Task[None]] = set()
 
     def target_in(self, tx: Conn, item: ReviewItem, to_channel: bool) -> int | None:
         """Where the release goes: the guild's release channel, or None for a DM."""
@@ -85,18 +91,11 @@ class Releases:
         return channel
 
     async def carry_out(self, outcome: Outcome, channel_id: int | None) -> Outcome:
-        """Fetch and post the released images; on failure the item opens again."""
+        """Fetch and post the released images, record the post, then tell the member; on
+        failure the item opens again. The member is told only once it is recorded: a release
+        the next start records (Review.resume_releases) is told then, and only then."""
         job, item = outcome.job, outcome.item
         message_ids = await self._post(job, item, channel_id)
-        try:
-            await self.db.write(self._posted, item, channel_id, message_ids)
-        except StoreBusy:
-            # It is posted: only its record waits. The next start finds the post and records
-            # it (Review.resume_releases); saying "nothing was done" here would be wrong.
-            log.warning(
-                "review #%d: released, but the database is busy: recorded at the next start",
-                item.id,
-            )
         if channel_id is None:
             summary, verdict = (
                 f"sent to <@{job.member_id}> by DM",
@@ -107,7 +106,50 @@ class Releases:
                 f"released in <#{channel_id}>",
                 f"a moderator reviewed it and posted the result in <#{channel_id}>",
             )
-        return replace(outcome, summary=summary, verdict=verdict)
+        try:
+            await self.db.write(self._posted, item, channel_id, message_ids)
+        except StoreBusy:
+            # It is posted: only its record waits (saying "nothing was done" would be wrong).
+            # Recorded, and the member told, once the database takes it; if the bot stops
+            # first, the next start finds the post and does both.
+            log.warning(
+                "review #%d: released, but the database is busy: recorded (and the member "
+                "told) once it is free",
+                item.id,
+            )
+            task = asyncio.create_task(
+                self._record_later(job, item, channel_id, message_ids, verdict),
+                name=f"release-record-{item.id}",
+            )
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+        else:
+            await self.engine.notify(job, verdict)
+        return replace(outcome, summary=summary, verdict=None)  # told here, not by the caller
+
+    async def _record_later(
+        self,
+        job: JobRecord,
+        item: ReviewItem,
+        channel_id: int | None,
+        message_ids: list[int],
+        verdict: str,
+    ) -> None:
+        while True:
+            await asyncio.sleep(self.record_retry)
+            try:
+                await self.db.write(self._posted, item, channel_id, message_ids)
+            except StoreBusy:
+                continue
+            except ConnectionClosed:  # stopping: the next start records it and tells them
+                return
+            break
+        log.info("review #%d: release recorded", item.id)
+        await self.engine.notify(job, verdict)
+
+    def close(self) -> None:
+        for task in self._recording:
+            task.cancel()
 
     async def _post(self, job: JobRecord, item: ReviewItem, channel_id: int | None) -> list[int]:
         try:

@@ -45,6 +45,11 @@ class ReviewError(Exception):
     """A decision that does not apply; the text says why."""
 
 
+class ReleaseUndone(ReviewError):
+    """A release was decided, then could not be posted: the item is open again (its card
+    must be redrawn, it may show the release as decided)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     item: ReviewItem
@@ -110,7 +115,7 @@ class ReviewService:
             try:
                 outcome = await self.releases.carry_out(outcome, outcome.release_to)
             except ReleaseRefused as exc:
-                raise ReviewError(str(exc)) from None
+                raise ReleaseUndone(str(exc)) from None
         if action is Action.APPROVE:
             self.engine.adopt(outcome.job.id)
         if outcome.verdict:
@@ -132,7 +137,8 @@ class ReviewService:
 
     async def resume_releases(self) -> list[int]:
         """Releases recorded but never posted (the process died in between): posted now, the
-        member told. The ids of the items carried out (their messages need a refresh)."""
+        member told. The ids of the items carried out or opened again (their messages need a
+        refresh)."""
         if self.releases is None:
             return []
         done = []
@@ -146,10 +152,8 @@ class ReviewService:
                 outcome = await self.releases.carry_out(outcome, channel_id)
             except ReleaseRefused as exc:  # the item is open again; the moderators see why
                 log.warning("review #%d: release not resumed: %s", item.id, exc)
-                continue
-            log.info("review #%d: release resumed after a restart", item.id)
-            if outcome.verdict:
-                await self.engine.notify(job, outcome.verdict)
+            else:
+                log.info("review #%d: release resumed after a restart", item.id)
             done.append(item.id)
         return done
 
@@ -411,4 +415,12 @@ class ReviewService:
         return await self.moderation.item_events(item_id)
 
 
-__all__ = ["CLOSING", "Action", "AlreadyHandled", "Outcome", "ReviewError", "ReviewService"]
+__all__ = [
+    "CLOSING",
+    "Action",
+    "AlreadyHandled",
+    "Outcome",
+    "ReleaseUndone",
+    "ReviewError",
+    "ReviewService",
+]

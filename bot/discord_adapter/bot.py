@@ -282,6 +282,8 @@ class ImageBot(commands.Bot):
     async def close(self) -> None:
         self._stopping = True  # /healthz says so while the engine winds down
         self.board.close()
+        if self.review.releases is not None:
+            self.review.releases.close()
         for task in (self._heartbeat, self._pruner):
             if task is not None:
                 task.cancel()

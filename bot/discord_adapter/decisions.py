@@ -9,7 +9,7 @@ from bot.discord_adapter.access import require_moderator
 from bot.discord_adapter.buttons.base import bot_of
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import reply
-from bot.review import Action
+from bot.review import Action, ReleaseUndone
 from bot.store.moderation import AlreadyHandled
 
 
@@ -31,9 +31,10 @@ async def decide(
         outcome = await bot.review.act(
             interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
         )
-    except AlreadyHandled:
+    except (AlreadyHandled, ReleaseUndone):
         # Decided already, perhaps just before a restart that kept its message from being
-        # redrawn: redraw it now, so its buttons go and its state shows.
+        # redrawn: redraw it now, so its buttons go and its state shows. A release that
+        # could not be posted opened the item again: its buttons come back.
         await bot.board.refresh(item_id)
         raise
     await bot.board.refresh(item_id)
