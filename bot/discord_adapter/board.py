@@ -1,5 +1,6 @@
 """The moderators' review board in Discord: one message per review item in the guild's
-moderation channel, edited as moderators act, with the job's source images attached.
+moderation channel, edited as moderators act, with the job's source images attached (what
+it shows: review_card.py).
 
 When no moderation channel can take an item (none set, or no permission to post there), the
 item stays reachable through /mod queue and the guild's owner is told once how to fix it.
@@ -15,110 +16,24 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.discord_adapter.buttons.base import view_of
-from bot.discord_adapter.buttons.review import REVIEW_BUTTONS
-from bot.discord_adapter.embeds import (
-    as_written,
-    describe_options,
-    link,
-    operation_word,
-    truncate,
-)
-from bot.discord_adapter.files import MemoryFile
+from bot.discord_adapter.access import age_restricted
 from bot.discord_adapter.owner_notices import Told, tell_owner
-from bot.discord_adapter.review_text import heading, source_text
+from bot.discord_adapter.review_card import item_embed, review_view, source_files
 from bot.discord_adapter.uploads import NETWORK_ERRORS
-from bot.review import Action
 from bot.store.db import StoreBusy
 from bot.store.jobs import JobRecord
-from bot.store.moderation import ItemEvent, ReviewItem
+from bot.store.moderation import ReviewItem
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-VERBS = {
-    "approve": "Approved",
-    "reject": "Rejected",
-    "refund": "Refunded",
-    "dismiss": "Dismissed",
-    "strike": "Strike",
-    "ban": "Ban",
-    "appeal": "Appeal",
-    "release": "Released to the release channel",
-    "dm": "Sent to the member's DMs",
-    "release_failed": "Release failed",
-}
 # Posting again after a passing fault: this many tries, waits growing to the cap (seconds).
 RETRY_ATTEMPTS = 8
 RETRY_CAP = 300.0
 # Events kept in the audit that are not decisions to list on the item.
 UNLISTED = {"appeal", "released"}
-
-
-def review_view(
-    item: ReviewItem, events: list[ItemEvent], refundable: int, release_channel: int | None = None
-) -> discord.ui.View:
-    done = {e.action for e in events}
-    actions = []
-    if item.open and item.kind == "held":
-        actions = [Action.APPROVE, Action.REJECT]
-    elif item.open:
-        actions = [Action.REFUND] if refundable > 0 else []
-        if item.kind == "mature":  # a result kept from its channel: release it elsewhere
-            actions[:0] = [Action.RELEASE, Action.SEND_DM] if release_channel else [Action.SEND_DM]
-        actions.append(Action.DISMISS)
-    if item.kind != "undelivered":  # nobody to sanction for a failed post
-        actions += [a for a in (Action.STRIKE, Action.BAN) if a.value not in done]
-    return view_of(*(REVIEW_BUTTONS[a](item.id) for a in actions)) or discord.ui.View()
-
-
-def item_embed(
-    item: ReviewItem,
-    job: JobRecord,
-    events: list[ItemEvent],
-    *,
-    strikes: int,
-    window_days: int,
-    money: str,
-    release_channel: int | None = None,
-) -> discord.Embed:
-    title = f"{heading(item)} · #{item.id}"
-    colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
-    embed = discord.Embed(title=title, description=as_written(job.prompt, 1500), colour=colour)
-    embed.add_field(
-        name="Member",
-        value=f"<@{job.member_id}> · {strikes} strike{'s' if strikes != 1 else ''} in "
-        f"{window_days} days",
-        inline=True,
-    )
-    where = f"<#{job.channel_id}>"
-    if job.status_message_id:
-        where += f" · [request]({link(job.guild_id, job.channel_id, job.status_message_id)})"
-    embed.add_field(name="Where", value=where, inline=True)
-    embed.add_field(
-        name="Request",
-        value=truncate(f"{job.model} · {operation_word(job)} · {describe_options(job)}", 1024),
-        inline=False,
-    )
-    embed.add_field(name="Reason", value=truncate(item.reason or "—", 1024), inline=False)
-    embed.add_field(name="Source", value=source_text(item, release_channel), inline=False)
-    embed.add_field(name="Buzz", value=money, inline=False)
-    if item.appeal_note:
-        embed.add_field(
-            name="Appeal from the member", value=as_written(item.appeal_note, 1024), inline=False
-        )
-    lines = [
-        f"{VERBS.get(e.action, e.action)} by <@{e.actor_id}> <t:{int(e.at.timestamp())}:R>"
-        for e in events
-    ]
-    state = "open" if item.open else item.status
-    embed.add_field(
-        name=f"State: {state}", value=truncate("\n".join(lines) or "—", 1024), inline=False
-    )
-    embed.set_footer(text=f"review #{item.id} · job {job.id}")
-    return embed
 
 
 class ReviewBoard:
@@ -266,10 +181,11 @@ class ReviewBoard:
             return None
         embed, view = await self.render(item, job)
         sources = await self.services.jobs.sources(job.id)
+        files = source_files(embed, job, sources, age_restricted(channel))
         try:
-            return await channel.send(embed=embed, view=view, files=_files(sources))
+            return await channel.send(embed=embed, view=view, files=files)
         except discord.HTTPException as exc:
-            if exc.status != 413 or not sources:
+            if exc.status != 413 or not files:
                 raise
             # Too big to attach: the item without its images beats no item at all.
             embed.add_field(name="Sources", value="too large to attach here", inline=False)
@@ -430,13 +346,3 @@ def _problem(exc: discord.HTTPException, channel_id: int) -> str:
 def _shown(item: ReviewItem) -> ReviewItem:
     """What the item's message shows of it (where that message is aside)."""
     return replace(item, message_channel_id=None, message_id=None)
-
-
-def _files(sources: list) -> list[discord.File]:
-    return [
-        MemoryFile(s.data, f"{s.role}{n + 1}.{_ext(s.mime)}") for n, s in enumerate(sources[:10])
-    ]
-
-
-def _ext(mime: str) -> str:
-    return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
