@@ -104,7 +104,9 @@ class Moderation(commands.Cog):
     async def ban(
         self,
         interaction: Interaction,
-        member: discord.Member,
+        # A user, not a member: one who left the server can be banned (and stays banned if
+        # they come back); discord.py still gives a Member for one who is in it.
+        member: discord.User,
         days: Range[int, 1, MAX_BAN_DAYS] | None = None,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
@@ -120,7 +122,7 @@ class Moderation(commands.Cog):
         await reply(interaction, f"{member.mention} can no longer use the bot here{until}.")
 
     @mod.command(name="unban", description="Let a member use the bot here again")
-    async def unban(self, interaction: Interaction, member: discord.Member) -> None:
+    async def unban(self, interaction: Interaction, member: discord.User) -> None:
         assert interaction.guild_id is not None
         lifted = await self.services.moderation.unban(
             interaction.guild_id,
@@ -131,7 +133,7 @@ class Moderation(commands.Cog):
         await reply(interaction, f"{member.mention} {text}.")
 
     @mod.command(name="strikes", description="A member's strikes and ban")
-    async def strikes(self, interaction: Interaction, member: discord.Member) -> None:
+    async def strikes(self, interaction: Interaction, member: discord.User) -> None:
         assert interaction.guild_id is not None
         settings = await self.services.guilds.settings(interaction.guild_id)
         window = settings.strike_window_days

@@ -26,6 +26,7 @@ from tests.discord_admin.helpers import (
     held,
     item_message,
     jobs_with_items,
+    join,
     mod_channel,
     press,
     request,
@@ -383,3 +384,21 @@ async def test_enough_strikes_ban_with_no_end_even_when_a_shorter_ban_is_in_forc
         assert ban is not None and ban.expires_at is None
         assert ban.reason == "automatic: 2 strikes in 30 days"
         assert "banned" in await refused_as_banned(w)
+
+
+async def test_a_member_who_left_can_be_banned_and_is_still_banned_when_back(tmp_path):
+    """A member leaves the server right after their blocked job: moderators can still ban
+    them (and look at or lift it), so coming back does not let them use the bot again."""
+    async with world(tmp_path) as w:
+        gone = w.fake.add_user("gone")  # a Discord user, not in the server (any more)
+        text = await ask(w, w.moderator, "mod ban", {"member": gone, "reason": "abuse"})
+        assert text == f"<@{gone}> can no longer use the bot here."
+        summary = await ask(w, w.moderator, "mod strikes", {"member": gone})
+        assert "Banned until unbanned: abuse" in summary
+
+        join(w, w.guild, gone)
+        await w.fake.settle()
+        await w.grant(1000, gone)
+        assert "banned from using the bot here" in await refused_as_banned(w, gone)
+        text = await ask(w, w.moderator, "mod unban", {"member": gone})
+        assert text == f"<@{gone}> can use the bot again."
