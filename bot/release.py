@@ -166,10 +166,10 @@ class Releases:
             problem = str(exc)
         except Exception:  # a bug must not leave the item closed with nothing delivered
             log.exception("review #%d: release failed", item.id)
-            problem = "an unexpected error; the logs have it"
+            problem = "an unexpected error (the logs have it)"
         await self.db.write(self._reopen, item, problem, item.handled_by)
         raise ReleaseRefused(
-            f"The result could not be released ({problem}); the item is open again."
+            f"The result could not be released: {problem}; the item is open again."
         )
 
     def _reopen(self, tx: Conn, item: ReviewItem, error: str, actor_id: int | None) -> None:

@@ -136,7 +136,11 @@ class MatureDesk:
             users=[discord.Object(job.member_id)], everyone=False, roles=False
         )
         text = f"<@{job.member_id}> a moderator released your result from <#{job.channel_id}>."
-        return await self._send(job, images, limit, channel.send, text, mention)
+        refused = (
+            f"I am not allowed to post it in <#{channel_id}> (I need Send Messages and Attach "
+            "Files there)"
+        )
+        return await self._send(job, images, limit, channel.send, text, mention, refused=refused)
 
     async def find_release(self, job: JobRecord, channel_id: int | None) -> list[int] | None:
         """The messages of an earlier post of this release, when it is there whole: the
@@ -175,7 +179,13 @@ class MatureDesk:
             raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
         text = f"A moderator reviewed your result from <#{job.channel_id}> and sent it to you here."
         return await self._send(
-            job, images, DEFAULT_UPLOAD_LIMIT, user.send, text, discord.AllowedMentions.none()
+            job,
+            images,
+            DEFAULT_UPLOAD_LIMIT,
+            user.send,
+            text,
+            discord.AllowedMentions.none(),
+            refused="the member does not accept direct messages from me (or left the server)",
         )
 
     async def _send(
@@ -186,7 +196,10 @@ class MatureDesk:
         send: Any,
         text: str,
         mentions: discord.AllowedMentions,
+        *,
+        refused: str,
     ) -> list[int]:
+        """`refused`: what the moderator reads when Discord refuses the post (403)."""
         fitted = await fit_all(self.images, images, limit)
         parts = split(fitted, limit, MESSAGE_BYTES)
         posted: list[int] = []
@@ -203,7 +216,9 @@ class MatureDesk:
                         files=files,
                         allowed_mentions=mentions,
                     )
-            except (discord.Forbidden, discord.NotFound) as exc:
+            except discord.Forbidden:
+                raise ReleaseFailed(refused) from None
+            except discord.NotFound as exc:
                 raise ReleaseFailed(f"Discord refused the post ({exc.status})") from None
             except discord.HTTPException as exc:  # any other refusal: tried again later too
                 raise PostFailed(f"Discord answered {exc.status}", retry=True) from None

@@ -96,3 +96,36 @@ async def test_a_release_recorded_at_the_next_start_tells_the_member_once(tmp_pa
         notices = [m for m in where if "posted the result in" in text_of(m)]
         assert len(notices) == 1
         assert len(w.fake.channel_messages(gallery)) == 1
+
+
+async def test_a_dm_release_to_a_member_who_takes_no_dms_says_so(tmp_path):
+    """The member does not accept DMs from the bot (Discord's 50007): the moderator reads
+    why the result could not be sent, not a bare status code, and the item stays open."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        job, item = await kept(w)
+        w.fake.set_accepts_dms(w.member, False)
+        text = await press(w, item, "Send by DM", w.moderator)
+        assert text == (
+            "The result could not be released: the member does not accept direct messages "
+            "from me (or left the server); the item is open again."
+        )
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.open
+
+
+async def test_a_release_channel_the_bot_may_not_post_in_says_so(tmp_path):
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        _, item = await kept(w)
+        w.fake.set_bot_channel_permissions(gallery, deny=SEND_MESSAGES)
+        await w.fake.settle()
+        text = await press(w, item, "Release", w.moderator)
+        assert text == (
+            f"The result could not be released: I am not allowed to post it in <#{gallery}> "
+            "(I need Send Messages and Attach Files there); the item is open again."
+        )
