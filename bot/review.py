@@ -237,9 +237,16 @@ class ReviewService:
                 verdict = f"{lead}a moderator refunded the {refundable:,} Buzz it cost"
         else:
             summary = "dismissed: no change"
+            # The member of an undelivered job was told "a moderator will look at the charge".
+            lost = (
+                f"{job.missing_images} image(s) could not be posted"
+                if item.refund_amount is not None
+                else "not posted"
+            )
             verdict = {
                 "blocked": "blocked; a moderator reviewed it and the block stands",
                 "mature": "not posted; a moderator reviewed it and it will not be posted",
+                "undelivered": f"{lost}; a moderator looked at the charge and it stands",
             }.get(item.kind)
         if verdict is not None and action is not Action.REJECT:
             # The verdict is the member's news now: an ending a restart left untold would

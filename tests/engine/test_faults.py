@@ -527,6 +527,25 @@ async def test_images_missing_at_the_deadline_are_counted_and_their_share_refund
         assert await h.available() == GRANT - 2 * PRICE  # the missing image's share came back
 
 
+async def test_a_dismissed_charge_for_missing_images_is_told_to_the_member(tmp_path):
+    """The member read "a moderator will look at the charge": when a moderator dismisses it
+    (the charge stands), the member is told so, not left waiting for a look that was taken."""
+    settings = quick(delivery_deadline=timedelta(seconds=0.5))
+    async with harness(tmp_path, settings=settings) as h:
+        await h.grant(GRANT)
+        h.sim.script(Outcome(unavailable_blobs=(1,)))
+        job = await h.engine.submit(h.request(quality="medium", quantity=3))
+        await h.settle_all()
+        [(item, _)] = h.reviews.items
+        review = ReviewService(h.db, h.engine, h.jobs, h.ledger, h.moderation, h.guilds)
+        await review.act(GUILD, item.id, Action.DISMISS, actor_id=42)
+        told = h.publisher.messages(job.id)[-1]
+        assert told == (
+            "1 image(s) could not be posted; a moderator looked at the charge and it stands"
+        )
+        assert await h.available() == GRANT - 3 * PRICE
+
+
 def test_the_missing_share_is_exact_and_never_more_than_the_charge():
     assert missing_share(234, 1, 3) == 78
     assert missing_share(100, 1, 3) == 33 and missing_share(100, 2, 3) == 67
