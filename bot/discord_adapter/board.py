@@ -18,7 +18,13 @@ import discord
 
 from bot.discord_adapter.access import age_restricted
 from bot.discord_adapter.owner_notices import Told, tell_owner
-from bot.discord_adapter.review_card import item_embed, review_view, source_files
+from bot.discord_adapter.review_card import (
+    add_hidden_sources,
+    item_embed,
+    review_view,
+    source_files,
+    sources_shown,
+)
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.store.db import StoreBusy
 from bot.store.jobs import JobRecord
@@ -56,8 +62,10 @@ class ReviewBoard:
         await self.refresh(item_id)
 
     async def render(
-        self, item: ReviewItem, job: JobRecord
+        self, item: ReviewItem, job: JobRecord, channel: object | None = None
     ) -> tuple[discord.Embed, discord.ui.View]:
+        """The item's embed and buttons; in `channel` (when known), the note on source
+        images it may not show."""
         settings = await self.services.guilds.settings(item.guild_id)
         events = await self.services.moderation.item_events(item.id)
         events = [e for e in events if e.action not in UNLISTED]
@@ -84,6 +92,9 @@ class ReviewBoard:
             money=money,
             release_channel=release_channel,
         )
+        hidden = channel is not None and not sources_shown(job, age_restricted(channel))
+        if hidden and (count := len(await self.services.jobs.sources(job.id))):
+            add_hidden_sources(embed, count)
         return embed, review_view(item, events, refundable, release_channel)
 
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
@@ -179,9 +190,9 @@ class ReviewBoard:
                 item.guild_id, f"kind:{channel_id}", f"<#{channel_id}> is not a text channel"
             )
             return None
-        embed, view = await self.render(item, job)
+        embed, view = await self.render(item, job, channel)
         sources = await self.services.jobs.sources(job.id)
-        files = source_files(embed, job, sources, age_restricted(channel))
+        files = source_files(sources) if sources_shown(job, age_restricted(channel)) else []
         try:
             return await channel.send(embed=embed, view=view, files=files)
         except discord.HTTPException as exc:
@@ -238,7 +249,8 @@ class ReviewBoard:
             return
         job = await self.services.jobs.job(item.job_id)
         assert job is not None
-        embed, view = await self.render(item, job)
+        # Its channel from the cache, if there (the note on source images it may not show).
+        embed, view = await self.render(item, job, self.bot.get_channel(item.message_channel_id))
         # A partial channel needs no cache: right after a fresh login it may still be empty.
         channel = self.bot.get_partial_messageable(item.message_channel_id, guild_id=item.guild_id)
         try:

@@ -99,26 +99,24 @@ def item_embed(
     return embed
 
 
-def source_files(
-    embed: discord.Embed, job: JobRecord, sources: list[SourceImage], age_restricted: bool
-) -> list[discord.File]:
-    """The job's source images to attach in a channel (`age_restricted`: Discord's age
-    restriction on it). Images from an age-restricted channel may be mature: a channel
-    without the restriction must not show them (Discord's rules, and the Safety design), so
-    the embed says they are left out instead."""
-    if sources and levels.above(job.max_rating, levels.cap(age_restricted)):
-        count = len(sources)
-        embed.add_field(
-            name="Sources",
-            value=f"{count} image{'s' if count != 1 else ''} from an age-restricted channel, "
-            "not shown here: this channel is not age-restricted.",
-            inline=False,
-        )
-        return []
-    return _files(sources)
+def sources_shown(job: JobRecord, age_restricted: bool) -> bool:
+    """Whether the job's source images may be shown in a channel (`age_restricted`: Discord's
+    age restriction on it). Images from an age-restricted channel may be mature: a channel
+    without the restriction must not show them (Discord's rules, and the Safety design)."""
+    return not levels.above(job.max_rating, levels.cap(age_restricted))
 
 
-def _files(sources: list[SourceImage]) -> list[discord.File]:
+def add_hidden_sources(embed: discord.Embed, count: int) -> None:
+    """Say on the item why its `count` source images are not attached."""
+    embed.add_field(
+        name="Sources",
+        value=f"{count} image{'s' if count != 1 else ''} from an age-restricted channel, "
+        "not shown here: this channel is not age-restricted.",
+        inline=False,
+    )
+
+
+def source_files(sources: list[SourceImage]) -> list[discord.File]:
     return [
         MemoryFile(s.data, f"{s.role}{n + 1}.{_ext(s.mime)}") for n, s in enumerate(sources[:10])
     ]

@@ -5,7 +5,7 @@ mature, so they are not shown in a moderation channel without Discord's age rest
 from __future__ import annotations
 
 from tests.discord.harness import field_value, png, text_of, world
-from tests.discord_admin.helpers import blocked, item_message, mod_channel
+from tests.discord_admin.helpers import blocked, item_message, mod_channel, press
 from tests.safety.helpers import nsfw_channel
 
 SOURCE = {"image": ("holiday.png", png(96, 64, (10, 200, 30)), "image/png")}
@@ -26,6 +26,11 @@ async def test_sources_from_an_age_restricted_channel_stay_out_of_a_channel_with
             "age-restricted."
         )
         assert "edit" in field_value(item, "Request")  # the rest of the item is all there
+        assert await press(w, item, "Dismiss", w.moderator) == "Review #1: dismissed: no change."
+        decided = w.fake.message(int(item["id"]))
+        assert "Dismissed by" in text_of(decided)
+        assert "not shown here" in field_value(decided, "Sources")  # still says why
+        assert decided["attachments"] == []
 
 
 async def test_an_age_restricted_moderation_channel_shows_them(tmp_path):
