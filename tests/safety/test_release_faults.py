@@ -20,7 +20,7 @@ from tests.discord_admin.helpers import (
 )
 from tests.fakes.state import SEND_MESSAGES
 from tests.safety.helpers import nsfw_channel
-from tests.safety.test_mature import item_edits, kept
+from tests.safety.test_mature import item_edits, kept, release_cut_off
 from tests.store.read_only import write_locked
 
 
@@ -129,3 +129,21 @@ async def test_a_release_channel_the_bot_may_not_post_in_says_so(tmp_path):
             f"The result could not be released: I am not allowed to post it in <#{gallery}> "
             "(I need Send Messages and Attach Files there); the item is open again."
         )
+
+
+async def test_a_release_the_next_start_cannot_make_shows_on_the_card(tmp_path):
+    """The process died while posting a release, and by the next start the release channel
+    lost its age restriction: the item opens again and its card says the release failed."""
+    async with world(tmp_path) as w:
+        gallery, job, item, _ = await release_cut_off(w)
+        w.fake.set_channel_nsfw(gallery, False)
+        await w.restart_bot()
+
+        def shown() -> bool:
+            card = w.fake.message(int(item["id"]))
+            return "Release failed by" in text_of(card) and "Send by DM" in buttons(card)
+
+        await w.fake.wait_for(shown, what="the card showing the failed release")
+        assert w.fake.channel_messages(gallery) == []
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.open
