@@ -143,6 +143,9 @@ class Releases:
                 continue
             except ConnectionClosed:  # stopping: the next start records it and tells them
                 return
+            except Exception:  # a bug: logged now, not when the task is collected
+                log.exception("review #%d: release not recorded", item.id)
+                return
             break
         log.info("review #%d: release recorded", item.id)
         await self.engine.notify(job, verdict)
