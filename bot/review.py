@@ -21,7 +21,7 @@ from bot.engine.engine import Engine
 from bot.engine.safety import ChannelNow
 from bot.metrics import Metrics
 from bot.release import ReleaseRefused, Releases
-from bot.review_actions import CLOSING, FITS, RELEASING, Action, unfit
+from bot.review_actions import CLOSING, FITS, FOR_OTHERS, RELEASING, Action, unfit
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -93,6 +93,7 @@ class ReviewService:
         *,
         days: int | None = None,
         reason: str | None = None,
+        actor_is_admin: bool = False,
     ) -> Outcome:
         settings = await self.guilds.settings(guild_id)
         where = (
@@ -109,6 +110,7 @@ class ReviewService:
             settings.strikes_to_ban,
             settings.strike_window_days,
             where,
+            actor_is_admin,
         )
         self.metrics.refunded(outcome.refunded)  # after the commit: only what was given
         if action in RELEASING and self.releases is not None:
@@ -169,6 +171,7 @@ class ReviewService:
         strikes_to_ban: int,
         window_days: int,
         where: ChannelNow | None = None,
+        actor_is_admin: bool = False,
     ) -> Outcome:
         item = self.moderation.item_in(tx, item_id)
         if item is None or item.guild_id != guild_id:
@@ -179,6 +182,10 @@ class ReviewService:
             raise AlreadyHandled(item)  # before anything else: the first decision stands
         if action not in FITS[item.kind]:
             raise ReviewError(unfit(item, action))
+        if action in FOR_OTHERS and job.member_id == actor_id and not actor_is_admin:
+            raise ReviewError(
+                f"This is your own request: another moderator (or an admin) must {action.value} it."
+            )
         if action in CLOSING:
             return self._close(tx, item, job, action, actor_id, where)
         if action is Action.STRIKE:

@@ -28,6 +28,9 @@ CLOSING = {
     Action.SEND_DM: "released",
 }
 RELEASING = {Action.RELEASE, Action.SEND_DM}
+# Decisions that give the member Buzz back or run what the filter held: never one's own
+# (an admin's may: admins grant Buzz and set the filters anyway).
+FOR_OTHERS = {Action.APPROVE, Action.REFUND}
 # Which decisions fit which kind of item.
 FITS = {
     "held": {Action.APPROVE, Action.REJECT, Action.STRIKE, Action.BAN},

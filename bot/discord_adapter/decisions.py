@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.discord_adapter.access import require_moderator
+from bot.discord_adapter.access import is_admin, require_moderator
 from bot.discord_adapter.buttons.base import bot_of
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import reply
@@ -29,7 +29,15 @@ async def decide(
         await think(interaction)
     try:
         outcome = await bot.review.act(
-            interaction.guild_id, item_id, action, interaction.user.id, days=days, reason=reason
+            interaction.guild_id,
+            item_id,
+            action,
+            interaction.user.id,
+            days=days,
+            reason=reason,
+            actor_is_admin=is_admin(
+                interaction, await bot.services.guilds.settings(interaction.guild_id)
+            ),
         )
     except (AlreadyHandled, ReleaseUndone):
         # Decided already, perhaps just before a restart that kept its message from being

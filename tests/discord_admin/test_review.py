@@ -403,3 +403,38 @@ async def test_a_rejection_the_process_died_before_showing_is_shown_after_the_st
         status = await w.wait_status(job, "will not run")
         assert "Appeal" not in buttons(status)
         assert await w.available() == 1000
+
+
+async def test_a_moderator_cannot_refund_or_approve_their_own_request(tmp_path):
+    """A moderator's own blocked job or held prompt is for another moderator to decide:
+    refunding oneself, or approving what the filter held from oneself, would let one
+    moderator spend the community's Buzz and pass its filter unchecked."""
+    async with world(tmp_path) as w:
+        mods = mod_channel(w)
+        await w.set_guild(mod_channel_id=mods)
+        other = w.fake.add_member(w.guild, "mod2", permissions=MANAGE_MESSAGES)
+        added = await w.fake.slash(
+            w.guild, w.channel, other, "mod filter-add", options={"pattern": "forbidden"}
+        )
+        assert "Added filter" in text_of(await answer(added))
+        await w.grant(1000, w.moderator)
+        job = await blocked(w, "a blocked picnic", w.moderator)
+        assert await w.available(w.moderator) == 1000 - COST
+        item = await item_message(w, job)
+        reply = await press(w, item, "Refund", w.moderator)
+        assert "your own request" in reply and "another moderator" in reply
+        assert await w.available(w.moderator) == 1000 - COST
+        assert (await w.services.moderation.item_for_job(job.id)).open
+        assert "Refund" in buttons(w.fake.message(int(item["id"])))
+        reply = await press(w, item, "Refund", other)
+        assert f"refunded {COST} Buzz" in reply
+        assert await w.available(w.moderator) == 1000
+
+        held_job = await held(w, "a forbidden picnic", w.moderator)
+        held_item = await item_message(w, held_job)
+        reply = await press(w, held_item, "Approve", w.moderator)
+        assert "your own request" in reply
+        assert (await w.services.jobs.job(held_job.id)).status.value == "held"
+        # Rejecting one's own request (nothing charged) is as harmless as canceling it.
+        reply = await press(w, held_item, "Reject", w.moderator)
+        assert "rejected" in reply
