@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,15 +205,31 @@ class PromptFilters:
             raise FilterError(f"{raw.strip()!r} is already in this server's filter")
         return Filter(new_id, pattern, is_regex)
 
-    async def remove(self, guild_id: int, raw: str, actor_id: int) -> bool:
+    async def remove(self, guild_id: int, raw: str, actor_id: int) -> Filter | None:
+        """Removes a rule by its text, or by the #id /mod filter-list shows (a long regex is
+        not retyped); the rule removed, None when there was none."""
         text = raw.strip()
         is_regex = text.lower().startswith(REGEX_PREFIX)
         pattern = text[len(REGEX_PREFIX) :].strip() if is_regex else normalize(text)
-        if not is_regex:  # as stored, perhaps with invisible characters normalize() now drops
-            found = [r.pattern for r in await self.rules(guild_id) if not r.is_regex]
-            pattern = next((p for p in found if normalize(p) == pattern), pattern)
+        rules = await self.rules(guild_id)
+        # As stored, perhaps with invisible characters normalize() now drops.
+        same = [r for r in rules if r.is_regex == is_regex]
+        rule = next(
+            (r for r in same if (normalize(r.pattern) if not is_regex else r.pattern) == pattern),
+            None,
+        )
+        numbered = re.fullmatch(r"#(\d+)", text)
+        if rule is None and numbered:  # a literal '#2' rule goes by its text first
+            rule = next((r for r in rules if r.id == int(numbered[1])), None)
+        if rule is None:
+            return None
         removed = await self.db.write(
-            remove_filter, guild_id, pattern, is_regex, actor_id=actor_id, now=self.clock()
+            remove_filter,
+            guild_id,
+            rule.pattern,
+            rule.is_regex,
+            actor_id=actor_id,
+            now=self.clock(),
         )
         self._sets.pop(guild_id, None)
-        return removed
+        return rule if removed else None

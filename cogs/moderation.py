@@ -168,10 +168,19 @@ class Moderation(commands.Cog):
         )
 
     @mod.command(name="filter-remove", description="Remove a prompt filter")
+    @app_commands.describe(pattern="The filter as written, or its #number from /mod filter-list")
     async def filter_remove(self, interaction: Interaction, pattern: Range[str, 1, 203]) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.filters.remove(interaction.guild_id, pattern, interaction.user.id)
-        text = "Removed." if removed else f"`{truncate(pattern, 100)}` is not in the filter."
+        if removed is not None:
+            text = f"Removed filter #{removed.id}: `{truncate(removed.shown(), 300)}`."
+        elif pattern.strip().startswith("#"):
+            text = (
+                f"`{truncate(pattern.strip(), 100)}` is not in the filter "
+                "(nor a number /mod filter-list shows)."
+            )
+        else:
+            text = f"`{truncate(pattern, 100)}` is not in the filter."
         await reply(interaction, text)
 
     @mod.command(name="filter-list", description="The prompt filters of this server")

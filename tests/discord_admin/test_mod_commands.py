@@ -182,12 +182,31 @@ async def test_filter_add_list_remove_and_bad_patterns(tmp_path):
 
         job = await held(w, "a RED   barn in the snow")
         assert job.status.value == "held"
-        assert await ask(w, w.moderator, "mod filter-remove", {"pattern": "RED BARN"}) == "Removed."
+        text = await ask(w, w.moderator, "mod filter-remove", {"pattern": "RED BARN"})
+        assert text == "Removed filter #1: `red barn`."
         text = await ask(w, w.moderator, "mod filter-remove", {"pattern": "red barn"})
         assert text == "`red barn` is not in the filter."
         assert await ask(w, w.moderator, "mod filter-list") == "No filters."
         job = await started_job(w, await request(w, "a red barn again"))
         await w.wait_job(job.id, "done")
+
+
+async def test_filter_remove_takes_the_number_filter_list_shows(tmp_path):
+    """A long regex is removed by the #id /mod filter-list shows, not retyped exactly; a
+    literal filter written '#2' still goes by its text first."""
+    async with world(tmp_path) as w:
+        long = "re:(?:dr[a4@]g[o0]n|wyv[e3]rn)s?\\s+(?:attack|fire)"
+        assert (await ask(w, w.moderator, "mod filter-add", {"pattern": long})).startswith(
+            "Added filter #1"
+        )
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "#1"})
+        text = await ask(w, w.moderator, "mod filter-remove", {"pattern": "#1"})
+        assert text == "Removed filter #2: `#1`."
+        text = await ask(w, w.moderator, "mod filter-remove", {"pattern": " #1 "})
+        assert text.startswith("Removed filter #1: `re:(?:dr[a4@]g[o0]n")
+        assert await ask(w, w.moderator, "mod filter-list") == "No filters."
+        text = await ask(w, w.moderator, "mod filter-remove", {"pattern": "#7"})
+        assert text == "`#7` is not in the filter (nor a number /mod filter-list shows)."
 
 
 async def test_mod_queue_lists_open_items_oldest_first(tmp_path):
