@@ -104,7 +104,9 @@ class Balances(Allowances):
         or the member an override of their own); else the account as it stands."""
         return await self.db.read(self._available_now_in, guild_id, member_id)
 
-    def _available_now_in(self, conn: Conn, guild_id: int, member_id: int) -> int:
+    def roles_matter_in(self, conn: Conn, guild_id: int, member_id: int) -> bool:
+        """Whether the member's allowance hangs on their roles: the guild has a role rule and
+        the member no rule of their own. If not, their rule is known without the roles."""
         by_role = fetch_row(
             conn,
             "SELECT 1 FROM allowances WHERE guild_id = ? AND scope = 'role' AND NOT EXISTS"
@@ -112,7 +114,10 @@ class Balances(Allowances):
             " AND target_id = ?) LIMIT 1",
             (guild_id, guild_id, member_id),
         )
-        if by_role is None:
+        return by_role is not None
+
+    def _available_now_in(self, conn: Conn, guild_id: int, member_id: int) -> int:
+        if not self.roles_matter_in(conn, guild_id, member_id):
             return self.balance_in(conn, guild_id, member_id).available
         row = fetch_row(
             conn,

@@ -281,8 +281,9 @@ class Ledger(Balances, Statements):
         reason: str | None,
         roles: Sequence[int] | None = None,
     ) -> Account:
-        """One-off Buzz on top of the allowance. With the member's roles (from Discord), the
-        refill due this period is applied first, so the balance reported is the real one."""
+        """One-off Buzz on top of the allowance. With the member's roles (from Discord), or
+        when their rule does not hang on roles, the refill due this period is applied first,
+        so the balance reported is the real one."""
         self._admin_opening(tx, guild_id, member_id, amount, roles)
         self._entry(
             tx, guild_id, member_id, "grant", amount, 0, amount, actor_id=actor_id, reason=reason
@@ -326,6 +327,10 @@ class Ledger(Balances, Statements):
         self, tx: Conn, guild_id: int, member_id: int, amount: int, roles: Sequence[int] | None
     ) -> Account:
         check_amount(amount)
+        # Without the roles (the command line), the refill is still due first when the rule is
+        # known without them: else a take of allowance is given back by it at the next use.
+        if roles is None and not self.roles_matter_in(tx, guild_id, member_id):
+            roles = ()
         if roles is not None:
             self.refresh_in(tx, guild_id, member_id, roles)
         return self._account(tx, guild_id, member_id)

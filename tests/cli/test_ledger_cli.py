@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,58 @@ def test_a_grant_while_another_process_holds_the_write_lock_is_one_line(
         "error: the database is busy (another process holds its write lock); try again"
     ]
     assert [e[3] for e in entries(env)] == [5]  # nothing half-done
+
+
+async def spent_last_week(path: str) -> None:
+    """The guild's default is 1,000 a week; the member spent 700 of last week's."""
+    last_week = datetime.now(UTC) - timedelta(days=7)
+    async with Database(path) as db:
+        jobs, ledger = JobStore(db, lambda: last_week), Ledger(db, clock=lambda: last_week)
+
+        def spend(tx: Conn) -> None:
+            ledger.set_allowance_in(tx, GUILD, "default", 0, 1000, "weekly", actor_id=1)
+            jobs.insert_in(
+                tx,
+                NewJob(
+                    id="job-last-week",
+                    guild_id=GUILD,
+                    channel_id=1,
+                    member_id=MEMBER,
+                    model="gpt-image-1",
+                    operation="createImage",
+                    options={"prompt": "a cat"},
+                    step={},
+                    estimate=700,
+                    status=JobStatus.QUEUED,
+                ),
+            )
+            ledger.place_hold_in(tx, GUILD, MEMBER, "job-last-week", 700)
+            ledger.settle_in(tx, "job-last-week", 700)
+
+        await db.write(spend)
+
+
+async def available_at_next_use(path: str) -> int:
+    """What the member has once the bot refills them (their next request)."""
+    async with Database(path) as db:
+        ledger = Ledger(db)
+        account, _ = await db.write(ledger.refresh_in, GUILD, MEMBER)
+        return account.total
+
+
+def test_a_take_when_this_weeks_refill_is_due_is_not_given_back_by_it(
+    env: dict[str, str],
+) -> None:
+    """`ledger balance` says 1,000 (this week's refill, due at the next use, included). A take
+    of 300 must leave 700: it took the 300 left from last week, and the refill at the member's
+    next request topped them up to 1,000 again, as if nothing had been taken."""
+    asyncio.run(spent_last_week(env["BOT_DB_PATH"]))
+    shown = json.loads(run(env, "ledger", "balance", str(GUILD), str(MEMBER), "--json").stdout)
+    assert shown["available"] == 1000
+    out = run(env, "ledger", "take", str(GUILD), str(MEMBER), "300", "--reason", "abuse")
+    assert out.stdout.strip() == "took 300 Buzz; balance now 700"
+    assert asyncio.run(available_at_next_use(env["BOT_DB_PATH"])) == 700
+    too_much = run(env, "ledger", "take", str(GUILD), str(MEMBER), "701", "--reason", "x", ok=False)
+    assert "the member has 700 available" in too_much.stderr
+    out = run(env, "ledger", "grant", str(GUILD), str(MEMBER), "50", "--reason", "prize")
+    assert out.stdout.strip() == "granted 50 Buzz; balance now 750"

@@ -326,9 +326,11 @@ async def run_seed(tmp_path, seed: int) -> None:
             )
         for guild in GUILDS:  # a grant on top of the allowance: which of them pays matters
             for member in MEMBERS:
+                when = m.clock()
                 await m.h.ledger.grant(guild, member, 100, actor_id=MOD, reason="t")
                 key = await run.last_entry("grant", guild_id=guild, member_id=member)
-                run.model.add(Event(key, "grant", guild, member, amount=100))
+                # No role rule yet: the week's refill is due first, as with the member's roles.
+                run.model.add(Event(key, "grant", guild, member, when, (), amount=100))
         steps = (
             (run.admit, 40),
             (run.cancel, 8),

@@ -680,8 +680,8 @@ async def test_history_is_newest_first(db: Database, ledger: Ledger, admit: Admi
         ("release", 200, 200),
         ("capture", 100, 0),
         ("hold", 300, -300),
-        ("refill", 1000, 1000),
         ("grant", 50, 50),
+        ("refill", 1000, 1000),  # due first: the grant is on top of this week's allowance
     ]
     ids = [e.id for e in history]
     assert ids == sorted(ids, reverse=True)
@@ -721,7 +721,7 @@ async def test_export_csv_matches_entries_with_running_balances(
     last = {int(r["member_id"]): int(r["balance_after"]) for r in rows}
     for member, value in last.items():
         assert value == await total(db, member)
-    assert last == {1: 300, 2: 1000, 3: 40}
+    assert last == {1: 300, 2: 1000, 3: 1040}  # 3's weekly 1,000 came with the grant
     assert "typo, fixed" in text  # commas in reasons survive quoting
 
 
