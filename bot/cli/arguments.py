@@ -20,12 +20,31 @@ def positive(text: str) -> float:
     return value
 
 
-def count(text: str) -> int:
-    """How many rows to show: SQLite reads a negative LIMIT as "all of them"."""
+# SQLite's largest integer: every Discord id fits, and a larger number would end in an
+# OverflowError traceback at the first query.
+MAX_INTEGER = 2**63 - 1
+
+
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number") from None
+
+
+def count(text: str) -> int:
+    """How many rows to show: SQLite reads a negative LIMIT as "all of them"."""
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    if value > MAX_INTEGER:
+        raise argparse.ArgumentTypeError(f"{text} is too large (at most {MAX_INTEGER})")
+    return value
+
+
+def snowflake(text: str) -> int:
+    """A Discord id (a server's, a member's): a positive 64-bit integer."""
+    value = _whole(text)
+    if not 1 <= value <= MAX_INTEGER:
+        raise argparse.ArgumentTypeError(f"{text} is not a Discord id")
     return value

@@ -10,7 +10,7 @@ import csv
 import json
 import sys
 
-from bot.cli.arguments import count
+from bot.cli.arguments import count, snowflake
 from bot.cli.database import open_database
 from bot.config import load_settings
 from bot.store import audit
@@ -19,7 +19,7 @@ from bot.store import audit
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("audit", help="the audit log as JSON lines or CSV (oldest first)")
     p.add_argument("--action", help="only this action, e.g. upstream.usage")
-    p.add_argument("--guild", type=int, help="only this guild")
+    p.add_argument("--guild", type=snowflake, help="only this guild")
     p.add_argument("--limit", type=count, default=10_000, help="at most this many (default 10000)")
     p.add_argument("--csv", action="store_true", help="CSV instead of JSON lines")
     p.set_defaults(handler=run)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
-from bot.cli.arguments import count
+from bot.cli.arguments import count, snowflake
 from bot.cli.database import open_database
 from bot.cli.table import table
 from bot.config import load_settings
@@ -42,13 +42,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", required=True, help="why (kept in the ledger and the audit log)")
     p.set_defaults(handler=lambda a: _run(_take, a, create=True))
     p = sub.add_parser("export", help="the guild's whole ledger as CSV on stdout")
-    p.add_argument("guild", type=int, help="the guild (server) id")
+    p.add_argument("guild", type=snowflake, help="the guild (server) id")
     p.set_defaults(handler=lambda a: _run(_export, a, create=False))
 
 
 def _member(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("guild", type=int, help="the guild (server) id")
-    parser.add_argument("member", type=int, help="the member's user id")
+    parser.add_argument("guild", type=snowflake, help="the guild (server) id")
+    parser.add_argument("member", type=snowflake, help="the member's user id")
 
 
 Action = Callable[[Ledger, argparse.Namespace], Awaitable[int]]

@@ -370,6 +370,37 @@ def test_a_limit_below_one_is_refused_naming_the_option(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr, done.stderr
 
 
+def test_an_id_or_limit_beyond_any_discord_id_is_refused_naming_the_argument(
+    tmp_path: Path,
+) -> None:
+    """A mistyped id (a digit too many, a minus) or a huge --limit ended in an OverflowError
+    traceback from SQLite, or a grant to member 0 nobody can be."""
+    path = tmp_path / "bot.sqlite3"
+    env = {**clean_env(), "BOT_DB_PATH": str(path)}
+    asyncio.run(_create(path))
+    huge = str(2**64)
+    commands = [
+        (["ledger", "balance", "1", huge], "member"),
+        (["ledger", "history", huge, "2"], "guild"),
+        (["ledger", "history", "1", "2", "--limit", huge], "--limit"),
+        (["ledger", "grant", "1", "0", "5", "--reason", "x"], "member"),
+        (["ledger", "take", "-1", "2", "5", "--reason", "x"], "guild"),
+        (["ledger", "export", huge], "guild"),
+        (["audit", "--guild", huge], "--guild"),
+        (["jobs", "--limit", huge], "--limit"),
+    ]
+    names = [named for _, named in commands]
+    for named, done in zip(names, run_all([c for c, _ in commands], env), strict=True):
+        assert done.returncode == 2, (done.args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert f"argument {named}" in last, last
+        assert "Discord id" in last or "at most" in last, last
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ledger_entries").fetchone() == (0,)
+    conn.close()
+
+
 def test_a_backup_stopped_midway_leaves_nothing_behind_and_says_so(tmp_path: Path) -> None:
     """`timeout 60 python -m bot backup OUT` (SIGTERM) or Ctrl-C while the copy runs: SIGTERM
     killed it and left a hidden `.OUT.partial-PID` (and its journal) as big as the database in
