@@ -15,7 +15,7 @@ from bot.discord_adapter.embeds import as_written, link, status_line, truncate
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
-from bot.store.periods import describe_moment
+from bot.store.periods import describe_moment, period_word
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -57,7 +57,8 @@ class Buzz(commands.Cog):
             lines.append(f"{b.held:,} held by running jobs")
         if b.allowance.amount:
             lines.append(
-                f"Allowance: {b.allowance.amount:,} {b.allowance.period} ({b.allowance.source})"
+                f"Allowance: {b.allowance.amount:,} {period_word(b.allowance.period)}"
+                f" ({b.allowance.source})"
             )
             if b.next_refill:
                 lines.append(f"Next refill: {describe_moment(b.next_refill, now)}")
@@ -67,7 +68,9 @@ class Buzz(commands.Cog):
             lines.append(f"Allowance: 0 ({b.allowance.source})")
         if b.grant_balance:
             lines.append(f"{b.grant_balance:,} of it from grants (they do not expire)")
-        lines.append(f"Spent this period: {b.spent_this_period:,}")
+        # A one-off allowance ('none') has no periods: what it counts is everything spent.
+        spent = "so far" if b.allowance.period == "none" else "this period"
+        lines.append(f"Spent {spent}: {b.spent_this_period:,}")
         title = "Your Buzz" if who.id == interaction.user.id else f"Buzz of {who.display_name}"
         embed = discord.Embed(
             title=title, description="\n".join(lines), colour=discord.Colour.gold()

@@ -19,6 +19,7 @@ from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.ledger_records import MAX_AMOUNT, Account
 from bot.store.periods import describe_moment
+from bot.store.periods import period_word as per
 from bot.store.reports import MAX_DAYS
 from cogs.spending import answer_report
 
@@ -30,10 +31,6 @@ PERIOD_HELP = "How often it refills (UTC; weekly = Monday 00:00; none = once)"
 Amount = Range[int, 0, MAX_AMOUNT]
 Positive = Range[int, 1, MAX_AMOUNT]
 MAX_ID = 2**63 - 1  # SQLite's largest integer; every Discord snowflake fits
-
-
-def per(period: str) -> str:
-    return "once" if period == "none" else period
 
 
 class Quota(commands.Cog):
@@ -220,7 +217,8 @@ class Quota(commands.Cog):
                 f"{b.allowance.source}",
                 f"Next refill: {refill}",
                 f"Held by running jobs: {b.held:,}",
-                f"Spent this period: {b.spent_this_period:,}",
+                f"Spent {'so far' if b.allowance.period == 'none' else 'this period'}: "
+                f"{b.spent_this_period:,}",
             ]
             await reply(interaction, f"{member.mention}\n" + "\n".join(lines))
             return

@@ -9,6 +9,11 @@ Period = Literal["none", "daily", "weekly", "monthly"]
 PERIODS: tuple[str, ...] = ("none", "daily", "weekly", "monthly")
 
 
+def period_word(period: str) -> str:
+    """How a period reads after an amount: '1,000 weekly', and 'none' as '50 once'."""
+    return "once" if period == "none" else period
+
+
 def period_key(period: str, now: datetime) -> str:
     """A stable name for the period containing `now`; 'none' is one period for all time."""
     now = now.astimezone(UTC)

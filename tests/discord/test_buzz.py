@@ -204,3 +204,24 @@ async def test_an_allowance_set_to_zero_is_shown_as_set_not_missing(tmp_path):
         assert "No allowance is set" not in text, text
         assert "Allowance: 0 (member override)" in text, text
         assert "Allowance: 200 weekly" in await ask(w, w.member, "buzz balance")
+
+
+async def test_a_one_off_allowance_reads_once_not_none(tmp_path):
+    """An allowance with the period 'none' is given once: /quota show says '50 once'; the
+    member's own balance said 'Allowance: 50 none' and 'Spent this period' (there is none)."""
+    async with world(tmp_path) as w:
+        await admin_ask(
+            w, w.admin, "quota member", {"member": w.member, "amount": 500, "period": "none"}
+        )
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a kite", "quality": "medium"},
+        )
+        await finish(w, h)  # 78 Buzz
+        text = await ask(w, w.member, "buzz balance")
+        assert "Allowance: 500 once (member override)" in text, text
+        assert "Spent so far: 78" in text and "this period" not in text, text
+        assert "Next refill" not in text, text

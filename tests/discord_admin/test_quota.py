@@ -57,6 +57,7 @@ async def test_allowance_rules_answer_with_the_values_in_force(tmp_path):
         assert f"Allowance: 1,500 monthly — from role {high}" in carol_text
         bob_text = await ask(w, w.admin, "quota show", {"member": w.other})
         assert "Allowance: 50 once — from member override" in bob_text
+        assert "Spent so far: 0" in bob_text  # a one-off allowance has no period
         alice_text = await ask(w, w.admin, "quota show", {"member": w.member})
         assert "Allowance: 200 weekly — from guild default" in alice_text
 
