@@ -54,6 +54,7 @@ class Quota(commands.Cog):
         self, interaction: Interaction, scope: str, target: int, amount: int, period: str
     ) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)  # a write may wait for another process's lock past 3 s
         await self.ledger.set_allowance(
             interaction.guild_id,
             scope,
@@ -183,6 +184,7 @@ class Quota(commands.Cog):
     @app_commands.choices(period=PERIODS)
     async def budget(self, interaction: Interaction, amount: Amount, period: Choice[str]) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)  # a write may wait for another process's lock past 3 s
         value = amount or None
         await self.services.guilds.update(
             interaction.guild_id,
@@ -258,6 +260,7 @@ class Quota(commands.Cog):
     async def clear(self, interaction: Interaction, rule: Range[str, 1, 100]) -> None:
         assert interaction.guild_id is not None
         scope, target = _parse_rule(rule)
+        await think(interaction)  # a write may wait for another process's lock past 3 s
         removed = await self.ledger.clear_allowance(
             interaction.guild_id, scope, target, interaction.user.id
         )

@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot.catalog.names import MODEL_NAMES
 from bot.catalog.tools import IMAGE_TOOLS, Tool
 from bot.discord_adapter.access import age_restricted, require_admin
-from bot.discord_adapter.interaction import Interaction
+from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import reply
 from bot.discord_adapter.review_text import channel_problem
 from bot.safety import levels
@@ -173,8 +173,12 @@ class Settings(commands.Cog):
         await require_admin(interaction, self.services.guilds)
         return True
 
+    # Every change is acknowledged first ("thinking…"): its write may wait past Discord's 3
+    # seconds for another process's lock, and is made then; unanswered, the admin is told
+    # "the application did not respond" for a change that was made.
     async def _update(self, interaction: Interaction, note: str = "", **changes: object) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)
         current = await self.services.guilds.update(
             interaction.guild_id, actor_id=interaction.user.id, **changes
         )
@@ -230,6 +234,7 @@ class Settings(commands.Cog):
             raise SettingsRefused(
                 "release-dm-only", "choose a release-channel or DM only, not both"
             )
+        await think(interaction)
         if level is not None:
             value = None if level.value == DEFAULT else level.value
             await store.set_level(
@@ -280,6 +285,7 @@ class Settings(commands.Cog):
             chosen = parse_labels(labels) if labels is not None else None
         except ValueError as exc:
             raise SettingsRefused("labels", str(exc)) from None
+        await think(interaction)
         await self.services.safety.set_premoderation(
             interaction.guild_id,
             enabled,
@@ -317,6 +323,7 @@ class Settings(commands.Cog):
     @app_commands.choices(model=MODELS)
     async def model(self, interaction: Interaction, model: Choice[str], enabled: bool) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)
         updated = await self.services.guilds.set_model(
             interaction.guild_id, model.value, enabled, actor_id=interaction.user.id
         )
@@ -345,6 +352,7 @@ class Settings(commands.Cog):
 
     async def _tool(self, interaction: Interaction, tool: Tool, enabled: bool) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)
         updated = await self.services.guilds.set_model(
             interaction.guild_id, tool.value, enabled, actor_id=interaction.user.id
         )
@@ -363,6 +371,7 @@ class Settings(commands.Cog):
         allowed: bool,
     ) -> None:
         assert interaction.guild_id is not None
+        await think(interaction)
         updated = await self.services.guilds.set_channel(
             interaction.guild_id, channel.id, allowed, actor_id=interaction.user.id
         )

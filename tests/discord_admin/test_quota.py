@@ -120,6 +120,34 @@ async def test_a_grant_or_take_that_waits_for_a_lock_still_answers_the_admin(tmp
         assert await w.available() == total
 
 
+@pytest.mark.parametrize(
+    ("command", "options", "said"),
+    [
+        ("quota default", {"amount": 200, "period": "weekly"}, "Default allowance is now"),
+        ("quota budget", {"amount": 900, "period": "daily"}, "Server budget: **900 Buzz daily**"),
+        ("quota clear", {"rule": "default"}, "Removed the server's default"),
+        ("settings confirm-above", {"buzz": 50}, "Confirm requests above: 50 Buzz"),
+        ("settings model", {"model": "dall-e-2", "enabled": False}, "Models on:"),
+        ("settings concurrency", {"per-member": 2, "per-guild": 3}, "Jobs at once: 2 per member"),
+    ],
+)
+async def test_a_rule_or_setting_that_waits_for_a_lock_still_answers_the_admin(
+    tmp_path, command, options, said
+):
+    """The write waits its turn past Discord's 3 seconds (an operator's sqlite3 shell holds
+    the lock) and is made: the admin must be told so, not "the application did not respond"
+    for a change that was made all the same."""
+    async with world(tmp_path) as w:
+        await ask(w, w.admin, "quota default", {"amount": 100, "period": "weekly"})
+        w.fake.ack_deadline = 0.3  # Discord's 3 seconds, scaled down
+        with write_locked(tmp_path / "bot.sqlite3"):
+            handle = await w.fake.slash(w.guild, w.channel, w.admin, command, options)
+            await asyncio.sleep(0.6)  # the lock outlasts the time to acknowledge
+        message = await answer(handle)
+        assert is_ephemeral(message)
+        assert said in text_of(message), text_of(message)
+
+
 async def test_the_server_budget_caps_what_members_may_spend(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)

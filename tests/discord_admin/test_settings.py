@@ -165,7 +165,7 @@ async def test_without_a_moderation_channel_the_owner_is_told_once(tmp_path):
             w.guild, w.channel, w.admin, "settings mod-channel", {"channel": mods}
         )
         assert f"<#{mods}>" in text_of(await answer(handle))
-        posted = await handle.wait_for_followup(1)
+        posted = await handle.wait_for_followup(2)  # after the settings (the 1st follow-up)
         assert text_of(posted) == "Posted 2 waiting review item(s) there."
         first = await item_message(w, one)
         await item_message(w, two)
@@ -232,7 +232,7 @@ async def test_a_moderation_channel_the_bot_cannot_post_in(tmp_path):
         )
         assert "cannot post" not in text_of(await answer(handle))
         assert (
-            text_of(await handle.wait_for_followup(1)) == "Posted 2 waiting review item(s) there."
+            text_of(await handle.wait_for_followup(2)) == "Posted 2 waiting review item(s) there."
         )
         await item_message(w, one)
         assert len(owner_dms(w)) == 1
