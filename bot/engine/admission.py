@@ -18,7 +18,13 @@ from bot.catalog.replacement import retired_text
 from bot.catalog.tools import Tool
 from bot.engine.lane import LaneRequest, OperatorProblem
 from bot.engine.parts import J, Parts
-from bot.engine.requests import JobRequest, Refusal, RefusalReason, require_confirmation
+from bot.engine.requests import (
+    JobRequest,
+    Refusal,
+    RefusalReason,
+    Requester,
+    require_confirmation,
+)
 from bot.engine.screening import Screening
 from bot.store.db import Conn
 from bot.store.guilds import GuildSettings
@@ -79,6 +85,20 @@ def check_concurrency(
         )
 
 
+def check_money_in(conn: Conn, parts: Parts, who: Requester, price: int, s: GuildSettings) -> int:
+    """The member's balance (this period's refill included), then the guild's budget, before
+    the job limits (DESIGN.md's order): one who cannot afford it is not sent to try again in a
+    minute. What the member has."""
+    balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
+    if balance.available < price:
+        now = parts.clock()
+        raise InsufficientBuzz(
+            price, balance.available, balance.allowance, balance.next_refill, now
+        )
+    parts.ledger.check_budget_in(conn, who.guild_id, price, s.budget_amount, s.budget_period)
+    return balance.available
+
+
 def check_one_image_in(tx: Conn, parts: Parts, parent_job_id: str | None) -> None:
     """A prompt enhancement starts one image: two choices (or two confirmations after them)
     must not admit two, whatever order their clicks arrive in."""
@@ -137,18 +157,9 @@ class Admission:
         needs_confirmation = price > settings.confirm_above and not request.confirmed
 
         def check(conn: Conn) -> int:
-            mine, theirs = parts.jobs.in_flight_in(conn, who.guild_id, who.member_id)
-            check_concurrency(mine, theirs, settings)
-            parts.ledger.check_budget_in(
-                conn, who.guild_id, price, settings.budget_amount, settings.budget_period
-            )
-            balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
-            if balance.available < price:
-                now = parts.clock()
-                raise InsufficientBuzz(
-                    price, balance.available, balance.allowance, balance.next_refill, now
-                )
-            return balance.available
+            available = check_money_in(conn, parts, who, price, settings)
+            check_concurrency(*parts.jobs.in_flight_in(conn, who.guild_id, who.member_id), settings)
+            return available
 
         try:
             available = await parts.db.read(check)
@@ -232,12 +243,9 @@ class Admission:
         )
 
         def store(tx: Conn) -> tuple[JobRecord, int]:
-            mine, theirs = parts.jobs.in_flight_in(tx, who.guild_id, who.member_id)
-            check_concurrency(mine, theirs, settings)
-            check_one_image_in(tx, parts, request.parent_job_id)
-            parts.ledger.check_budget_in(
-                tx, who.guild_id, hold_amount, settings.budget_amount, settings.budget_period
-            )
+            check_one_image_in(tx, parts, request.parent_job_id)  # a second click: say so
+            check_money_in(tx, parts, who, hold_amount, settings)
+            check_concurrency(*parts.jobs.in_flight_in(tx, who.guild_id, who.member_id), settings)
             parts.jobs.insert_in(tx, new, request.sources)
             parts.ledger.place_hold_in(
                 tx, who.guild_id, who.member_id, job_id, hold_amount, who.roles

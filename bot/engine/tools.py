@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog.tools import IMAGE_TOOLS, Tool, largest_result_bytes
-from bot.engine.admission import check_concurrency, new_job_id
+from bot.engine.admission import check_concurrency, check_money_in, new_job_id
 from bot.engine.lane import OperatorProblem
 from bot.engine.parts import EngineSettings, J, Parts
 from bot.engine.requests import (
@@ -128,17 +128,10 @@ class ToolAdmission:
         needs_confirmation = hold > settings.confirm_above and not request.confirmed
 
         def check(conn: Conn) -> int:
-            check_concurrency(*parts.jobs.in_flight_in(conn, who.guild_id, who.member_id), settings)
             check_not_started_in(conn, parts, request)
-            parts.ledger.check_budget_in(
-                conn, who.guild_id, hold, settings.budget_amount, settings.budget_period
-            )
-            balance = parts.ledger.balance_in(conn, who.guild_id, who.member_id, who.roles)
-            if balance.available < hold:
-                raise InsufficientBuzz(
-                    hold, balance.available, balance.allowance, balance.next_refill, parts.clock()
-                )
-            return balance.available
+            available = check_money_in(conn, parts, who, hold, settings)
+            check_concurrency(*parts.jobs.in_flight_in(conn, who.guild_id, who.member_id), settings)
+            return available
 
         available = await self._money(parts.db.read(check), hold)
         return ToolQuote(
@@ -183,11 +176,9 @@ class ToolAdmission:
         )
 
         def store(tx: Conn) -> JobRecord:
-            check_concurrency(*parts.jobs.in_flight_in(tx, who.guild_id, who.member_id), settings)
             check_not_started_in(tx, parts, request)
-            parts.ledger.check_budget_in(
-                tx, who.guild_id, quote.hold, settings.budget_amount, settings.budget_period
-            )
+            check_money_in(tx, parts, who, quote.hold, settings)
+            check_concurrency(*parts.jobs.in_flight_in(tx, who.guild_id, who.member_id), settings)
             parts.jobs.insert_in(tx, new, request.sources)
             parts.ledger.place_hold_in(
                 tx, who.guild_id, who.member_id, new.id, quote.hold, who.roles

@@ -110,6 +110,23 @@ async def test_concurrency_limits_for_the_member_then_the_guild(tmp_path):
         assert await h.available(2) == 5000 - 13
 
 
+async def test_money_is_checked_before_the_budget_and_the_job_limits(tmp_path):
+    """DESIGN.md's order: balance, guild budget, concurrency. A member who cannot afford the
+    request was told the server was busy ("try again in a minute"), or that its budget was
+    spent, and only on trying again that their own Buzz was short."""
+    defaults = GuildDefaults(confirm_above=100_000, per_member_concurrency=1)
+    async with harness(tmp_path, speed=0.05, defaults=defaults) as h:
+        await h.grant(100)
+        h.sim.script("never")
+        await h.engine.submit(h.request("running", quality="low"))  # 13
+        await h.db.write(h.guilds.update_in, GUILD, budget_amount=30, budget_period="daily")
+        refusal = await _refused(h, h.request("too dear", quality="high"), RefusalReason.BALANCE)
+        assert refusal.message.startswith("this needs 286 Buzz; you have 87")
+        await h.grant(1000)
+        await _refused(h, h.request("over budget", quality="high"), RefusalReason.BUDGET)
+        await _refused(h, h.request("still running", quality="low"), RefusalReason.MEMBER_BUSY)
+
+
 async def test_a_held_job_waits_for_a_moderator_then_runs_or_is_released(tmp_path):
     async def prompt_filter(guild_id: int, prompt: str) -> str | None:
         return "matched filter 'castle'" if "castle" in prompt else None
