@@ -11,7 +11,13 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot.discord_adapter.access import is_moderator, requester, role_ids
-from bot.discord_adapter.embeds import as_written, link, status_line, truncate
+from bot.discord_adapter.embeds import (
+    allowance_source,
+    as_written,
+    link,
+    status_line,
+    truncate,
+)
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
 from bot.store.jobs import JobStatus
@@ -58,7 +64,7 @@ class Buzz(commands.Cog):
         if b.allowance.amount:
             lines.append(
                 f"Allowance: {b.allowance.amount:,} {period_word(b.allowance.period)}"
-                f" ({b.allowance.source})"
+                f" ({allowance_source(b.allowance)})"
             )
             if b.next_refill:
                 lines.append(f"Next refill: {describe_moment(b.next_refill, now)}")

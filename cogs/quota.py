@@ -14,6 +14,7 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.discord_adapter.access import is_admin, require_admin, role_ids
+from bot.discord_adapter.embeds import allowance_source
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -216,7 +217,7 @@ class Quota(commands.Cog):
                 + (f", {b.pending_refill:,} refill due on next use" if b.pending_refill else "")
                 + ")",
                 f"Allowance: {b.allowance.amount:,} {per(b.allowance.period)} — from "
-                f"{b.allowance.source}",
+                f"{allowance_source(b.allowance)}",
                 f"Next refill: {refill}",
                 f"Held by running jobs: {b.held:,}",
                 f"Spent {'so far' if b.allowance.period == 'none' else 'this period'}: "

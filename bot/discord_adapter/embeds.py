@@ -13,6 +13,7 @@ import discord
 from bot.catalog.tools import Tool, describe, tool_of
 from bot.media.fit import FittedImage
 from bot.store.jobs import JobRecord, JobStatus
+from bot.store.ledger_records import Allowance
 
 J = JobStatus
 
@@ -271,6 +272,14 @@ def usage_text(usage: dict[str, Any]) -> str:
     total = usage.get("total_tokens")
     head = f"{count(total)} tokens" if total is not None else "tokens"
     return f"{head}: {' · '.join(parts)}" if parts else head
+
+
+def allowance_source(allowance: Allowance) -> str:
+    """Where a member's allowance comes from; a role mentioned (shown by its name), not its
+    bare number."""
+    if allowance.role_id is not None:
+        return f"role <@&{allowance.role_id}>"
+    return allowance.source
 
 
 def link(guild_id: int, channel_id: int, message_id: int) -> str:

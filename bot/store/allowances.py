@@ -135,7 +135,8 @@ class Allowances:
             return Allowance(row["amount"], row["period"], "member override")
         if "role" in by_scope:
             row = max(by_scope["role"], key=lambda r: (r["amount"], -r["target_id"]))
-            return Allowance(row["amount"], row["period"], f"role {row['target_id']}")
+            role = row["target_id"]
+            return Allowance(row["amount"], row["period"], f"role {role}", role_id=role)
         if "default" in by_scope:
             row = by_scope["default"][0]
             return Allowance(row["amount"], row["period"], "guild default")

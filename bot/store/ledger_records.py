@@ -25,6 +25,7 @@ class Allowance:
     amount: int
     period: str
     source: str  # "member override", "role <id>", "guild default", "bot default"
+    role_id: int | None = None  # the role whose rule it is, for a "role <id>" source
 
 
 class InsufficientBuzz(LedgerError):

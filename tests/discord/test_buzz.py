@@ -225,3 +225,18 @@ async def test_a_one_off_allowance_reads_once_not_none(tmp_path):
         assert "Allowance: 500 once (member override)" in text, text
         assert "Spent so far: 78" in text and "this period" not in text, text
         assert "Next refill" not in text, text
+
+
+async def test_an_allowance_from_a_role_names_the_role_not_its_number(tmp_path):
+    """The member read 'Allowance: 1,500 weekly (role 1576…)': a number they cannot look up.
+    The role is mentioned (Discord shows its name; a private answer pings nobody)."""
+    async with world(tmp_path) as w:
+        patrons = w.fake.add_role(w.guild, "patrons")
+        carol = w.fake.add_member(w.guild, "carol", roles=[patrons])
+        await admin_ask(
+            w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "weekly"}
+        )
+        text = await ask(w, carol, "buzz balance")
+        assert f"Allowance: 1,500 weekly (role <@&{patrons}>)" in text, text
+        shown = await admin_ask(w, w.admin, "quota show", {"member": carol})
+        assert f"Allowance: 1,500 weekly — from role <@&{patrons}>" in shown, shown

@@ -54,7 +54,7 @@ async def test_allowance_rules_answer_with_the_values_in_force(tmp_path):
         # the server default.
         carol_text = await ask(w, w.admin, "quota show", {"member": carol})
         assert "Balance: **1,500** (0 from grants, 1,500 refill due on next use)" in carol_text
-        assert f"Allowance: 1,500 monthly — from role {high}" in carol_text
+        assert f"Allowance: 1,500 monthly — from role <@&{high}>" in carol_text
         bob_text = await ask(w, w.admin, "quota show", {"member": w.other})
         assert "Allowance: 50 once — from member override" in bob_text
         assert "Spent so far: 0" in bob_text  # a one-off allowance has no period

@@ -19,7 +19,7 @@ async def test_a_deleted_roles_rule_is_marked_and_an_admin_can_remove_it(tmp_pat
         await ask(w, w.admin, "quota default", {"amount": 200, "period": "weekly"})
         await ask(w, w.admin, "quota role", {"role": patrons, "amount": 1500, "period": "monthly"})
         shown = await ask(w, w.admin, "quota show", {"member": carol})
-        assert f"Allowance: 1,500 monthly — from role {patrons}" in shown
+        assert f"Allowance: 1,500 monthly — from role <@&{patrons}>" in shown
 
         w.fake.remove_role(w.guild, patrons)
         await w.fake.settle()
@@ -77,7 +77,7 @@ async def test_a_members_override_can_be_removed_and_roles_count_again(tmp_path)
         text = await ask(w, w.admin, "quota clear", {"rule": f"member:{carol}"})
         assert text == f"Removed the rule of <@{carol}> (10 Buzz once)."
         shown = await ask(w, w.admin, "quota show", {"member": carol})
-        assert f"Allowance: 1,500 weekly — from role {patrons}" in shown
+        assert f"Allowance: 1,500 weekly — from role <@&{patrons}>" in shown
         assert "member override" not in await ask(w, w.admin, "quota show")
 
 
@@ -113,7 +113,7 @@ async def test_a_members_roles_count_when_the_bot_has_not_the_server_in_its_cach
         w.fake.remove_bot(w.guild)
         await w.fake.settle()
         shown = await text_of_balance(w, carol)
-        assert "**1,500 Buzz** available" in shown and f"(role {patrons})" in shown
+        assert "**1,500 Buzz** available" in shown and f"(role <@&{patrons}>)" in shown
 
         # Admission refills under the role too: a refill under the default would use up
         # carol's weekly refill, and the role's 1,500 would not come before next Monday.
