@@ -197,11 +197,12 @@ class Quota(commands.Cog):
             await reply(interaction, "The server has no Buzz budget cap now.")
             return
         state = await self.ledger.budget_state(interaction.guild_id, value, period.value)
+        word, note = _budget_per(period.value)
+        since = "so far" if period.value == "none" else "so far this period"
         await reply(
             interaction,
-            f"Server budget: **{value:,} Buzz {per(period.value)}**; "
-            f"{state.used:,} used so far this period, "
-            f"{state.remaining:,} left.",
+            f"Server budget: **{value:,} Buzz {word}**{note}; "
+            f"{state.used:,} used {since}, {state.remaining:,} left.",
         )
 
     @quota.command(name="show", description="A member's Buzz, or the server's rules and budget")
@@ -245,8 +246,9 @@ class Quota(commands.Cog):
             state = await self.ledger.budget_state(
                 guild_id, settings.budget_amount, settings.budget_period
             )
+            word, note = _budget_per(settings.budget_period or "none")
             lines.append(
-                f"Budget: {settings.budget_amount:,} {per(settings.budget_period or '')}"
+                f"Budget: {settings.budget_amount:,} {word}{note}"
                 f" · {state.used:,} used · {state.remaining:,} left"
             )
         else:
@@ -309,6 +311,12 @@ class Quota(commands.Cog):
     @app_commands.describe(days=f"How many days back, today included (1-{MAX_DAYS}; default 30)")
     async def report(self, interaction: Interaction, days: Range[int, 1, MAX_DAYS] = 30) -> None:
         await answer_report(interaction, self.services, days)
+
+
+def _budget_per(period: str) -> tuple[str, str]:
+    """A budget's period after its amount, and a note: 'none' is one cap for good (not
+    'once', which is what a one-off allowance means)."""
+    return ("in all", " (no reset)") if period == "none" else (period, "")
 
 
 def _deleted(interaction: Interaction, role_id: int) -> bool:

@@ -173,6 +173,21 @@ async def test_the_server_budget_caps_what_members_may_spend(tmp_path):
         await w.wait_job(job.id, "done")
 
 
+async def test_a_budget_for_all_time_reads_as_such(tmp_path):
+    """A budget with the period 'none' is one cap for good: it read '**500 Buzz once**; 78
+    used so far this period' (no period, and 'once' is what a one-off allowance means)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job = await started_job(w, await request(w, "the first picture"))
+        await w.wait_job(job.id, "done")
+        text = await ask(w, w.admin, "quota budget", {"amount": 500, "period": "none"})
+        assert text == (
+            f"Server budget: **500 Buzz in all** (no reset); {COST} used so far, {500 - COST} left."
+        )
+        shown = await ask(w, w.admin, "quota show")
+        assert f"Budget: 500 in all (no reset) · {COST} used · {500 - COST} left" in shown
+
+
 async def test_export_rows_match_the_ledger_exactly(tmp_path):
     async with world(tmp_path) as w:
         mods = mod_channel(w)
