@@ -18,7 +18,7 @@ from bot.discord_adapter.embeds import allowance_source
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
-from bot.store.ledger_records import MAX_AMOUNT, Account
+from bot.store.ledger_records import MAX_AMOUNT, Account, InvalidAmount
 from bot.store.periods import describe_moment
 from bot.store.periods import period_word as per
 from bot.store.reports import MAX_DAYS
@@ -169,7 +169,10 @@ class Quota(commands.Cog):
         amount: Positive,
         reason: Range[str, 1, 300] | None = None,
     ) -> None:
-        total = await self._change(interaction, self.ledger.take, member, amount, reason)
+        try:
+            total = await self._change(interaction, self.ledger.take, member, amount, reason)
+        except InvalidAmount as exc:  # more than they have: named as any refused option
+            raise UserFacingError(f"**amount**: {exc}") from None
         await reply(
             interaction,
             f"Took {amount:,} Buzz from {member.mention}; their balance is now {total:,}.",

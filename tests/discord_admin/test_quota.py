@@ -78,7 +78,8 @@ async def test_grant_take_and_their_limits(tmp_path):
         text = await ask(w, w.admin, "quota take", {"member": w.member, "amount": 120})
         assert text == f"Took 120 Buzz from <@{w.member}>; their balance is now 380."
         text = await ask(w, w.admin, "quota take", {"member": w.member, "amount": 381})
-        assert text == "Not done: cannot take 381 Buzz: the member has 380 available."
+        # Named as every refused option is, with what is allowed.
+        assert text == "**amount**: cannot take 381 Buzz: the member has 380 available."
         assert await w.available() == 380
 
         for sub in ("grant", "take"):
