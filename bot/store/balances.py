@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from bot.store.allowances import Allowances
 from bot.store.db import Conn, iso
 from bot.store.db import row as fetch_row
+from bot.store.db import rows as fetch_rows
 from bot.store.ledger_records import Account, Balance, BudgetExhausted, BudgetState
 from bot.store.periods import next_period_start, period_key, period_start
 
@@ -115,6 +116,29 @@ class Balances(Allowances):
             (guild_id, guild_id, member_id),
         )
         return by_role is not None
+
+    def refill_may_be_due_in(self, conn: Conn, guild_id: int, member_id: int) -> bool:
+        """Roles unknown: whether a rule that may be the member's (the default or a role's)
+        has a refill this period not made yet."""
+        rows = fetch_rows(
+            conn,
+            "SELECT scope, period FROM allowances WHERE guild_id = ? AND scope != 'member'"
+            " AND amount > 0",
+            (guild_id,),
+        )
+        periods = {row[1] for row in rows}
+        has_default = fetch_row(
+            conn,
+            "SELECT 1 FROM allowances WHERE guild_id = ? AND scope = 'default'",
+            (guild_id,),
+        )
+        if has_default is None and self.default.amount > 0:
+            periods.add(self.default.period)
+        now = self.clock()
+        return any(
+            not self.refilled_in(conn, guild_id, member_id, period_key(period, now))
+            for period in periods
+        )
 
     def _available_now_in(self, conn: Conn, guild_id: int, member_id: int) -> int:
         if not self.roles_matter_in(conn, guild_id, member_id):

@@ -308,6 +308,19 @@ class Ledger(Balances, Statements):
             raise InvalidAmount(
                 f"cannot take {amount:,} Buzz: the member has {account.total:,} available"
             )
+        if (
+            roles is None
+            and amount > account.grant_balance
+            and self.roles_matter_in(tx, guild_id, member_id)
+            and self.refill_may_be_due_in(tx, guild_id, member_id)
+        ):
+            # The refill at their next use would top the allowance taken back up.
+            raise InvalidAmount(
+                f"cannot take {amount:,} Buzz here: the member's allowance depends on their"
+                " roles and this period's refill is not made yet, so it would give the"
+                f" allowance back; take at most {account.grant_balance:,} (their grants) here,"
+                " or use /quota take in Discord"
+            )
         from_grant = min(amount, account.grant_balance)
         from_allowance = amount - from_grant
         self._entry(

@@ -240,3 +240,38 @@ def test_a_take_when_this_weeks_refill_is_due_is_not_given_back_by_it(
     assert "the member has 700 available" in too_much.stderr
     out = run(env, "ledger", "grant", str(GUILD), str(MEMBER), "50", "--reason", "prize")
     assert out.stdout.strip() == "granted 50 Buzz; balance now 750"
+
+
+async def with_a_role_rule(path: str) -> None:
+    async with Database(path) as db:
+        ledger = Ledger(db)
+        await db.write(ledger.set_allowance_in, GUILD, "role", 55, 1500, "weekly", 1)
+        await db.write(ledger.grant_in, GUILD, MEMBER, 40, actor_id=1, reason="prize")
+
+
+async def used_the_bot_with_the_role(path: str) -> None:
+    async with Database(path) as db:
+        ledger = Ledger(db)
+        await db.write(ledger.refresh_in, GUILD, MEMBER, (GUILD, 55))
+
+
+def test_a_take_of_allowance_is_refused_while_a_refill_hanging_on_roles_is_due(
+    env: dict[str, str],
+) -> None:
+    """With a role rule, the command line cannot tell the member's allowance: the week's
+    refill due at their next request would give back whatever allowance it takes. It takes
+    grants, and refuses more until the refill is made, saying where it can be done."""
+    asyncio.run(spent_last_week(env["BOT_DB_PATH"]))
+    asyncio.run(with_a_role_rule(env["BOT_DB_PATH"]))
+    refused = run(env, "ledger", "take", str(GUILD), str(MEMBER), "100", "--reason", "x", ok=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (
+        "error: cannot take 100 Buzz here: the member's allowance depends on their roles and"
+        " this period's refill is not made yet, so it would give the allowance back; take at"
+        " most 40 (their grants) here, or use /quota take in Discord"
+    )
+    out = run(env, "ledger", "take", str(GUILD), str(MEMBER), "40", "--reason", "x")
+    assert out.stdout.strip() == "took 40 Buzz; balance now 300"
+    asyncio.run(used_the_bot_with_the_role(env["BOT_DB_PATH"]))  # refilled to 1,500
+    out = run(env, "ledger", "take", str(GUILD), str(MEMBER), "100", "--reason", "x")
+    assert out.stdout.strip() == "took 100 Buzz; balance now 1,400"
