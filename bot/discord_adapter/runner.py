@@ -77,9 +77,22 @@ async def serve(settings: Settings, *, sync: bool) -> None:
     except (aiohttp.ClientConnectorError, OSError) as exc:
         raise StartupFailed(f"cannot reach Discord: {exc}") from None
     finally:
+        # A second SIGTERM while the database closes must not kill it half-way (the WAL not
+        # folded in, the last settlement's commit at stake): heard, said, and ignored.
         for number in signals:
-            loop.remove_signal_handler(number)
-        await services.aclose()
+            loop.add_signal_handler(number, _already_stopping, number)
+        try:
+            await services.aclose()
+        finally:
+            for number in signals:
+                loop.remove_signal_handler(number)
+
+
+def _already_stopping(number: int) -> None:
+    log.warning(
+        "already stopping (%s again): the database is closing, the bot exits when it is done",
+        signal.Signals(number).name,
+    )
 
 
 def gateway_closed(code: int) -> str:

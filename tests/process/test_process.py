@@ -26,6 +26,7 @@ from bot.heartbeat import heartbeat_path
 from bot.openai_api.simulator import OpenAISimulator
 from tests.cli.test_quote import ROOT, bot, clean_env
 from tests.fakes import FakeDiscord
+from tests.store.read_only import write_locked
 
 RUNNER = Path(__file__).with_name("fake_run.py")
 
@@ -434,3 +435,35 @@ async def test_discord_closing_the_gateway_for_good_is_one_line(tmp_path, code, 
     assert proc.returncode == 1 and "Traceback" not in text, text
     [line] = [x for x in text.splitlines() if x.startswith("error:")]
     assert words in line
+
+
+async def test_a_second_sigterm_while_the_database_closes_is_ignored(tmp_path):
+    """An impatient operator (or a supervisor) sends SIGTERM twice: the second arrived while the
+    bot folded its WAL into the database on close, and killed it there (exit -15, the WAL left
+    behind). It must let the close finish and exit 0."""
+    async with deployment(tmp_path) as d:
+        proc = await d.start()
+        beat = heartbeat_path(d.db)
+        # An operator's sqlite3 shell holds the write lock: the close's checkpoint waits for it.
+        with write_locked(d.db):
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                while '"stopped": true' not in beat.read_text():  # the last step before the close
+                    await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            # Until the bot says it heard it, or dies of it (the pipe ends).
+            seen = []
+            assert proc.stderr is not None
+            async with asyncio.timeout(10):
+                while line := (await proc.stderr.readline()).decode():
+                    seen.append(line)
+                    if "already stopping" in line:
+                        break
+        async with asyncio.timeout(15):
+            _, rest = await proc.communicate()
+        err = "".join(seen) + rest.decode()
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert "already stopping" in err
+        wal = d.db.with_name(d.db.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed"
