@@ -23,6 +23,13 @@ def _owner(path: Path) -> str:
         return "owner unknown"
 
 
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():
@@ -51,6 +58,12 @@ def _check(db_path: Path) -> None:
         raise DatabaseUnavailable(
             f"cannot create the database folder {folder}: {existing} is a file, not a folder "
             f"(check BOT_DB_PATH)"
+        )
+    if _read_only(existing):  # no chown can help there
+        raise DatabaseUnavailable(
+            f"cannot write the database {db_path}: {existing} is on a filesystem mounted "
+            f"read-only; mount it read-write (no :ro on the volume; after disk errors, check "
+            f"the disk and remount) {hint}"
         )
     if existing != folder:
         if not _can(existing, os.W_OK | os.X_OK):

@@ -467,3 +467,33 @@ async def test_a_second_sigterm_while_the_database_closes_is_ignored(tmp_path):
         assert "already stopping" in err
         wal = d.db.with_name(d.db.name + "-wal")
         assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed"
+
+
+def _mount_tmpfs(where: Path, *options: str) -> bool:
+    tool = shutil.which("mount")
+    if tool is None or os.geteuid() != 0:
+        return False
+    opts = ",".join(("size=4m", *options))
+    return subprocess.run([tool, "-t", "tmpfs", "-o", opts, "tmpfs", str(where)]).returncode == 0
+
+
+@pytest.mark.parametrize("where", ["folder", "file", "subfolder"])
+def test_a_database_on_a_read_only_mount_says_read_only(tmp_path, where):
+    """A volume mounted read-only (`:ro` in compose, a filesystem remounted read-only after
+    errors): the advice was to chown the folder, which cannot help (and fails: EROFS)."""
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    if not _mount_tmpfs(folder):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    db = folder / ("data/bot.sqlite3" if where == "subfolder" else "bot.sqlite3")
+    try:
+        if where == "file":
+            sqlite3.connect(db).close()
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        result = bot("run", env=clean_env(BOT_DB_PATH=str(db), DISCORD_TOKEN="x" * 40))
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "read-only" in line and str(folder) in line, line
+    assert "chown" not in line, line
