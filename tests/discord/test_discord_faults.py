@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,3 +211,30 @@ async def test_the_status_ends_right_when_discord_expires_the_token_first(tmp_pa
         job = await started(w, h)
         job = await w.wait_job(job.id, "done" if outcome == "succeed" else "failed", timeout=30)
         await w.wait_status(job, shown, timeout=10)
+
+
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+async def test_a_database_file_replaced_under_the_bot_refuses_paid_work(tmp_path, caplog, how):
+    """An operator restores an old backup over the database (or deletes it) while the bot runs:
+    the bot went on holding and charging Buzz in the old file, which nothing will read again
+    (every charge since lost at the next start). It must refuse new work, say so plainly, and
+    keep what the old file holds where the operator can find it."""
+    db = tmp_path / "bot.sqlite3"
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        if how == "replaced":
+            other = tmp_path / "restored.sqlite3"
+            sqlite3.connect(other).close()
+            os.replace(other, db)
+        else:
+            db.unlink()
+        handle = await create(w, "a lighthouse")
+        text = text_of(await handle.wait_for_original(lambda m: "nothing was done" in m["content"]))
+        assert handle.ephemeral and "could not save that just now" in text
+        assert w.sim.submissions == [] and await w.holds() == 0
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and f"{db} was {how}" in errors[0], errors
+        [kept] = tmp_path.glob("bot.sqlite3.orphaned-*")
+        assert str(kept) in errors[0]
+    with sqlite3.connect(kept) as conn:  # the grant made before, safe
+        assert conn.execute("SELECT SUM(amount) FROM ledger_entries").fetchone()[0] == 1000
