@@ -28,6 +28,8 @@ class Beat:
     jobs_running: int = 0
     # Written once by an orderly stop: unhealthy at once, not two minutes later.
     stopped: bool = False
+    # What only the operator can fix while the bot runs on (its database file replaced).
+    problem: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -37,6 +39,7 @@ class Beat:
                 "guilds": self.guilds,
                 "jobs_running": self.jobs_running,
                 "stopped": self.stopped,
+                "problem": self.problem,
             }
         )
 
@@ -58,12 +61,15 @@ def problems(path: Path, now: datetime | None = None) -> tuple[list[str], Beat |
             guilds=int(data.get("guilds", 0)),
             jobs_running=int(data.get("jobs_running", 0)),
             stopped=bool(data.get("stopped", False)),
+            problem=str(data["problem"]) if data.get("problem") else None,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return [f"no heartbeat at {path}: is the bot running?"], None
     age = (now or utcnow()) - beat.at
     if beat.stopped:
         return [f"the bot stopped at {beat.at:%Y-%m-%d %H:%M:%S} UTC"], beat
+    if beat.problem:
+        return [beat.problem], beat
     if age > STALE_AFTER:
         return [f"the last heartbeat is {int(age.total_seconds())} s old"], beat
     if not beat.ready:

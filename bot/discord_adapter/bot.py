@@ -297,6 +297,8 @@ class ImageBot(commands.Bot):
         """Why /healthz answers 503; None while connected to Discord and ready."""
         if self._stopping or self.is_closed():
             return "shutting down"
+        if self.services.db.replaced is not None:  # every write refused until a restart
+            return f"{self.services.db.replaced}; restart the bot on the database to keep"
         if not self.is_ready():
             return "not connected to Discord yet"
         if not self.gateway_open():
@@ -320,8 +322,20 @@ class ImageBot(commands.Bot):
 
     async def _beat(self) -> None:
         while True:
+            # An idle bot writes nothing: a database file replaced under it is looked for here.
+            replaced = await self.services.db.file_changed()
+            if replaced is not None:
+                await self.on_operator_alert("database-replaced", self._replaced_alert(replaced))
             await self._write_beat()
             await asyncio.sleep(heartbeat.EVERY)
+
+    def _replaced_alert(self, replaced: str) -> str:
+        kept = self.services.db.orphan
+        saved = f"what it held is saved at {kept}" if kept else "see the log"
+        return (
+            f"{replaced}: every request is refused. Stop the bot, put back the database you "
+            f"mean to keep ({saved}), and start it again."
+        )
 
     async def _write_beat(self, *, stopped: bool = False) -> None:
         beat = heartbeat.Beat(
@@ -331,6 +345,7 @@ class ImageBot(commands.Bot):
             guilds=len(self.guilds),
             jobs_running=self.engine.running(),
             stopped=stopped,
+            problem=self.services.db.replaced,
         )
         path = heartbeat.heartbeat_path(self.services.settings.database.path)
         try:

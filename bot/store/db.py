@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bot.store import replaced
+from bot.store import replaced as swap
 from bot.store.serial import ConnectionClosed, SerialConnection
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,11 @@ class Database:
         self._writer: SerialConnection | None = None
         self._snapshots: SerialConnection | None = None
         self._reader: aiosqlite.Connection | None = None
-        # The file opened (device, inode), and how its path changed since (replaced.py).
-        self._opened: replaced.Identity | None = None
+        # The file opened (device, inode), and how its path changed since (store/replaced.py).
+        self._opened: swap.Identity | None = None
         self._replaced: str | None = None
+        # Where the replaced file's contents were saved (None: not replaced, or not saved).
+        self.orphan: Path | None = None
 
     async def open(self) -> Database:
         if str(self.path) != ":memory:":
@@ -171,7 +173,7 @@ class Database:
         try:
             await self._writer.open(self._connect)
             if str(self.path) != ":memory:":
-                self._opened, self._replaced = replaced.identity(self.path), None
+                self._opened, self._replaced = swap.identity(self.path), None
             await self._writer.run(_migrate, self.path, self.migrate)
             await self._snapshots.open(self._connect)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -242,15 +244,33 @@ class Database:
                 self.on_refused(busy.reason)
             raise busy from exc
 
+    @property
+    def replaced(self) -> str | None:
+        """What the operator must know once the database file was found replaced or deleted
+        under the open database (every write is refused from then on); else None."""
+        if self._replaced is None:
+            return None
+        return f"the database file {self.path} was {self._replaced} while the bot ran"
+
+    async def file_changed(self) -> str | None:
+        """Look now (the heartbeat does, an idle bot writes nothing); `replaced` after."""
+        if self._writer is not None and self._opened is not None and self._replaced is None:
+            await self._look(self._writer, self._opened)
+        return self.replaced
+
+    async def _look(self, writer: SerialConnection, opened: swap.Identity) -> None:
+        how = swap.change(self.path, opened)
+        if how is not None:
+            self._replaced = how  # before the copy: a write meanwhile is refused, not copied
+            self.orphan = await writer.run(swap.save_orphan, self.path, how)
+
     async def _refuse_if_replaced(self, writer: SerialConnection) -> None:
         """A stat per write (microseconds, against the ~200 µs a write costs anyway)."""
         assert self._opened is not None
         if self._replaced is None:
-            how = replaced.change(self.path, self._opened)
-            if how is None:
+            await self._look(writer, self._opened)
+            if self._replaced is None:
                 return
-            self._replaced = how
-            await writer.run(replaced.save_orphan, self.path, how)
         if self.on_refused is not None:
             self.on_refused("replaced")
         raise StoreBusy(

@@ -38,24 +38,27 @@ def change(path: Path, opened: Identity) -> str | None:
     return None if now == opened else "replaced"
 
 
-def save_orphan(conn: sqlite3.Connection, path: Path, how: str) -> None:
+def save_orphan(conn: sqlite3.Connection, path: Path, how: str) -> Path | None:
     """Copy the old file (through the bot's open connection) beside the path, and tell the
-    operator what happened and what to do. Runs on the writer's thread, once."""
+    operator what happened and what to do; the copy's path, None if it could not be made.
+    Runs on the writer's thread, once."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.orphaned-{stamp}")
     try:
         with contextlib.closing(sqlite3.connect(kept)) as target:
             conn.backup(target)
-        saved = (
-            f"what it held is saved at {kept}. Stop the bot, put back the database you mean to "
-            "keep (that copy keeps every hold and charge up to now), and start it again"
-        )
     except (OSError, sqlite3.Error) as exc:
-        saved = f"what it held could not be saved beside it ({exc}). Stop the bot, put back "
-        saved += "the database you mean to keep, and start it again"
+        _tell(path, how, f"what it held could not be saved beside it ({exc})")
+        return None
+    _tell(path, how, f"what it held is saved at {kept} (every hold and charge up to now)")
+    return kept
+
+
+def _tell(path: Path, how: str, saved: str) -> None:
     log.error(
         "the database file %s was %s while the bot ran: the bot refuses every write from now "
-        "on (it would write to the old file, which nothing reads: holds and charges lost); %s",
+        "on (it would write to the old file, which nothing reads: holds and charges lost); "
+        "%s. Stop the bot, put back the database you mean to keep, and start it again",
         path,
         how,
         saved,

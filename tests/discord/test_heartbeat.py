@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
 
+from bot import heartbeat
 from bot.heartbeat import heartbeat_path, problems
 from tests.discord.harness import world
 
@@ -63,3 +66,34 @@ async def test_a_sharded_bot_writes_a_ready_heartbeat(tmp_path):
             while not (path.exists() and json.loads(path.read_text()).get("ready")):
                 await asyncio.sleep(0.05)
         assert problems(path)[0] == []
+
+
+async def test_a_database_file_replaced_under_an_idle_bot_is_found_and_told(tmp_path, monkeypatch):
+    """Nobody asks for anything after the operator restores a backup over the live database:
+    the bot stayed healthy, and the owner learnt nothing until members' Buzz went missing.
+    Each heartbeat looks: health turns unhealthy naming it, and the owner is told by DM."""
+    monkeypatch.setattr(heartbeat, "EVERY", 0.05)
+    async with world(tmp_path) as w:
+        path = heartbeat_path(w.settings.database.path)
+        async with asyncio.timeout(10):
+            while not (path.exists() and json.loads(path.read_text()).get("ready")):
+                await asyncio.sleep(0.05)
+        other = tmp_path / "restored.sqlite3"
+        sqlite3.connect(other).close()
+        os.replace(other, w.settings.database.path)
+        async with asyncio.timeout(10):
+            while json.loads(path.read_text()).get("ready"):
+                await asyncio.sleep(0.05)
+        found, _ = problems(path)
+        assert len(found) == 1 and "was replaced" in found[0], found
+        said = await w.fake.wait_for(
+            lambda: [
+                m["content"]
+                for m in w.fake.dm_messages(w.fake.owner_user.id)
+                if "replaced" in m["content"]
+            ],
+            what="the owner told",
+        )
+        assert len(said) == 1 and "orphaned" in said[0], said
+        [kept] = tmp_path.glob("bot.sqlite3.orphaned-*")
+        assert str(kept) in said[0]
