@@ -134,3 +134,21 @@ def test_every_command_line_in_the_docs_names_real_commands_and_options(
     for word in words:
         if word.startswith("--"):
             assert word.split("=")[0] in _options(parser), f"{doc}: no option {word} in {line!r}"
+
+
+def test_every_docker_run_the_docs_show_waits_for_the_drain() -> None:
+    """`docker stop` kills after 10 s unless told otherwise; on SIGTERM the bot waits up to
+    jobs.shutdown_drain_seconds (20 s) for OpenAI calls under way, which a restart cannot pick
+    up: killed before, a call is lost and made (and paid upstream) again. compose.yaml gives
+    30 s; a `docker run` shown to operators must say so too."""
+    drain = Settings().jobs.shutdown_drain_seconds
+    runs = [
+        (doc.name, line)
+        for doc in OPERATOR_DOCS
+        for line in doc.read_text(encoding="utf-8").splitlines()
+        if re.search(r"\bdocker run\b", line) and "civitai-image-bot" in line
+    ]
+    assert runs, "the README shows how to run the image without compose"
+    for name, line in runs:
+        found = re.search(r"--stop-timeout[ =](\d+)", line)
+        assert found and int(found.group(1)) > drain, f"{name}: {line}"
