@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,6 +39,13 @@ async def open_database(settings: Settings, *, create: bool = False) -> AsyncIte
         db = await Database(path, migrate=fresh, checkpoint=False).open()
     except (sqlite3.DatabaseError, OSError) as exc:  # not a database, locked, no access
         raise NotADatabase(path, exc) from None
+    if fresh:  # run from the wrong folder, a grant would go where the bot never looks
+        print(
+            f"note: created a new database at {path.absolute()} (there was none); if the bot "
+            "runs elsewhere, run this where it runs (docker compose exec bot ...) or set "
+            "BOT_DB_PATH",
+            file=sys.stderr,
+        )
     try:
         yield db
     finally:

@@ -89,6 +89,21 @@ def test_read_only_commands_from_the_wrong_folder_create_no_database(tmp_path: P
     assert jobs.returncode == 0, jobs.stderr
 
 
+def test_a_grant_that_creates_the_database_says_so(tmp_path: Path) -> None:
+    """Run from the wrong folder (not `docker compose exec`), a grant made a new, empty database
+    there and said "granted 500 Buzz; balance now 500": the admin believed the member had
+    been given Buzz the running bot never saw."""
+    wrong = tmp_path / "somewhere-else"
+    wrong.mkdir()
+    made = wrong / "data" / "bot.sqlite3"
+    (grant,) = run_all([["ledger", "grant", "1", "2", "500", "--reason", "x"]], clean_env(), wrong)
+    assert grant.returncode == 0, grant.stderr
+    assert f"created a new database at {made}" in grant.stderr, grant.stderr
+    assert "BOT_DB_PATH" in grant.stderr
+    (again,) = run_all([["ledger", "grant", "1", "2", "5", "--reason", "x"]], clean_env(), wrong)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
 def make_newer(path: Path) -> None:
     asyncio.run(_create(path))
     with sqlite3.connect(path) as conn:
