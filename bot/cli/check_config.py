@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from bot.config import load_settings, problems_for_running
 from bot.net import without_credentials
 from bot.store.db import DatabaseProblem
+from bot.store.location import DatabaseUnavailable, check_writable
 from bot.store.probe import check_schema
 
 
@@ -22,12 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     problems = problems_for_running(settings)
-    db_dir = settings.database.path.resolve().parent
-    probe = db_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        problems.append(f"database.path: cannot create or write {db_dir} (set BOT_DB_PATH)")
+    try:  # what `run` checks before it starts, creating nothing
+        check_writable(settings.database.path, create=False)
+    except DatabaseUnavailable as exc:
+        problems.append(f"database.path: {exc}")
     if settings.database.path.exists():  # a missing one is created by `run`
         try:
             check_schema(settings.database.path)

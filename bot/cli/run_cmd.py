@@ -18,7 +18,12 @@ from bot.config import Settings, load_settings, problems_for_running
 from bot.memory_tuning import tune_memory
 from bot.net import url_secrets
 from bot.store.db import DatabaseProblem, SchemaTooNew
-from bot.store.location import DatabaseUnavailable, check_writable, file_unwritable
+from bot.store.location import (
+    DatabaseUnavailable,
+    check_writable,
+    file_unwritable,
+    lock_path,
+)
 from bot.store.probe import check_schema
 
 log = logging.getLogger(__name__)
@@ -102,10 +107,8 @@ class AlreadyRunning(Exception):
 
 def hold_instance_lock(db_path: Path) -> IO[str]:
     """One bot per database: two would both resume every job and post each result twice.
-    The lock lives as long as the returned file stays open (the whole run). It sits beside the
-    resolved file: a symlink to the database is the same database, and must meet the same lock."""
-    real = db_path.resolve()
-    path = real.with_name(real.name + ".lock")
+    The lock lives as long as the returned file stays open (the whole run)."""
+    path = lock_path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         handle = path.open("a+")

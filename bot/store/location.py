@@ -37,11 +37,12 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def check_writable(db_path: Path) -> None:
-    """Make sure the database's folder exists and the database can be written; raise
-    DatabaseUnavailable naming the path, its owner and the uid the bot runs as."""
+def check_writable(db_path: Path, *, create: bool = True) -> None:
+    """Make sure the database's folder exists (`create=False`: only that it could be made)
+    and the database, its journal and its lock can be written; raise DatabaseUnavailable
+    naming the path, its owner and the uid the bot runs as."""
     try:
-        _check(db_path)
+        _check(db_path, create)
     except PermissionError as exc:  # a folder on the way cannot even be looked into
         raise DatabaseUnavailable(
             f"cannot reach the database {db_path}: permission denied ({exc.filename}); the bot "
@@ -49,7 +50,7 @@ def check_writable(db_path: Path) -> None:
         ) from None
 
 
-def _check(db_path: Path) -> None:
+def _check(db_path: Path, create: bool) -> None:
     uid = os.geteuid()
     hint = "or set BOT_DB_PATH to a place it can write"
     folder = db_path.parent
@@ -72,6 +73,8 @@ def _check(db_path: Path) -> None:
                 f"({_owner(existing)}) and the bot runs as uid {uid}; give uid {uid} write "
                 f"access there {hint}"
             )
+        if not create:  # nothing in it yet to check
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -93,6 +96,16 @@ def _check(db_path: Path) -> None:
         journal = db_path.with_name(db_path.name + suffix)
         if journal.exists() and not _can(journal, os.R_OK | os.W_OK):
             raise file_unwritable("the database's journal", journal)
+    lock = lock_path(db_path)
+    if lock.exists() and not _can(lock, os.R_OK | os.W_OK):  # left by a run as root
+        raise file_unwritable("the lock file", lock)
+
+
+def lock_path(db_path: Path) -> Path:
+    """Beside the resolved file: a symlink to the database is the same database, and must
+    meet the same lock."""
+    real = db_path.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 def file_unwritable(what: str, path: Path) -> DatabaseUnavailable:

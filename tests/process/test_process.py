@@ -219,17 +219,20 @@ from bot.cli import main
 from bot.store.location import check_writable  # imported while root may still read it
 os.setegid(65534)
 os.seteuid(65534)
-raise SystemExit(main(["run"]))
+raise SystemExit(main(sys.argv[1:]))
 """
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+@pytest.mark.parametrize("command", ["run", "check-config"])
 @pytest.mark.parametrize("where", ["folder", "file", "lock", "journal"])
-def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
+def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where, command):
     """As in a bind mount owned by root while the container runs as uid 10001. "lock": the
     database was chowned as advised, but the lock file a run as root left beside it was not
     (a PermissionError traceback). "journal": a run as root that was killed left its -wal and
-    -shm: the bot started with a database it could not write (every write refused)."""
+    -shm: the bot started with a database it could not write (every write refused).
+    check-config said "configuration OK" for the file, the lock and the journal (only the
+    folder was looked at), and named no uid: `run` then refused to start."""
     # Not under pytest's tmp_path: its folders are private to root, all the way up.
     top = Path(tempfile.mkdtemp(prefix="bot-perm-"))
     top.chmod(0o755)
@@ -257,7 +260,7 @@ def test_a_database_owned_by_another_uid_names_the_uid_that_needs_access(where):
         db.chmod(0o666)
     try:
         result = subprocess.run(
-            [sys.executable, "-c", CHECK_AS_NOBODY],
+            [sys.executable, "-c", CHECK_AS_NOBODY, command],
             cwd=ROOT,
             env=clean_env(BOT_DB_PATH=str(db), DISCORD_TOKEN="x" * 40, PYTHONPATH=str(ROOT)),
             capture_output=True,
