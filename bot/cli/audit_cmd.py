@@ -30,9 +30,19 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> list[audit.AuditEvent]:
         async with open_database(settings) as db:
-            return await audit.events(db, args.guild, args.action, args.limit, oldest_first=True)
+            # One more than asked: whether the limit left newer events out.
+            return await audit.events(
+                db, args.guild, args.action, args.limit + 1, oldest_first=True
+            )
 
     found = asyncio.run(go())
+    if len(found) > args.limit:  # oldest first: what is cut is the newest, often the wanted
+        found = found[: args.limit]
+        print(
+            f"note: stopped at --limit {args.limit:,} (the oldest); newer events were left out: "
+            "raise --limit, or narrow it with --action / --guild",
+            file=sys.stderr,
+        )
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["id", "created_at", "guild_id", "actor_id", "action", "target", "details"])

@@ -104,6 +104,27 @@ def test_a_grant_that_creates_the_database_says_so(tmp_path: Path) -> None:
     assert again.returncode == 0 and again.stderr == "", again.stderr
 
 
+def test_an_audit_cut_short_by_its_limit_says_so(tmp_path: Path) -> None:
+    """The audit log is printed oldest first, at most --limit (10,000) events: on a bot that had
+    made more, an operator reconciling this month's bill got last year's events and nothing
+    said the recent ones (the ones wanted) were left out."""
+    env = clean_env(BOT_DB_PATH=str(tmp_path / "bot.sqlite3"))
+    for amount in ("5", "6", "7"):  # one at a time: their order is the log's
+        (grant,) = run_all([["ledger", "grant", "1", "2", amount, "--reason", "r"]], env)
+        assert grant.returncode == 0, grant.stderr
+    cut, whole = run_all(
+        [
+            ["audit", "--action", "ledger.grant", "--limit", "2"],
+            ["audit", "--action", "ledger.grant", "--limit", "3"],
+        ],
+        env,
+    )
+    assert [json.loads(line)["details"]["amount"] for line in cut.stdout.splitlines()] == [5, 6]
+    assert cut.returncode == 0 and "--limit" in cut.stderr and "newer" in cut.stderr, cut.stderr
+    assert whole.returncode == 0 and whole.stderr == "", whole.stderr
+    assert len(whole.stdout.splitlines()) == 3
+
+
 def make_newer(path: Path) -> None:
     asyncio.run(_create(path))
     with sqlite3.connect(path) as conn:
