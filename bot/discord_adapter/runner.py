@@ -52,6 +52,7 @@ async def serve(settings: Settings, *, sync: bool) -> None:
             stop.cancel()
             if not running.done():
                 log.info("stopping; running jobs resume at the next start")
+                _hear_again(loop, signals)  # the drain may take a while: say it is under way
                 await bot.close()
                 try:
                     await running
@@ -79,8 +80,7 @@ async def serve(settings: Settings, *, sync: bool) -> None:
     finally:
         # A second SIGTERM while the database closes must not kill it half-way (the WAL not
         # folded in, the last settlement's commit at stake): heard, said, and ignored.
-        for number in signals:
-            loop.add_signal_handler(number, _already_stopping, number)
+        _hear_again(loop, signals)
         try:
             await services.aclose()
         finally:
@@ -88,9 +88,14 @@ async def serve(settings: Settings, *, sync: bool) -> None:
                 loop.remove_signal_handler(number)
 
 
+def _hear_again(loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
+    for number in signals:
+        loop.add_signal_handler(number, _already_stopping, number)
+
+
 def _already_stopping(number: int) -> None:
     log.warning(
-        "already stopping (%s again): the database is closing, the bot exits when it is done",
+        "already stopping (%s again): the bot exits once its running work and database are saved",
         signal.Signals(number).name,
     )
 

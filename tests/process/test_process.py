@@ -90,6 +90,18 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         yield Deployment(fake, sim, tmp_path / "data" / "bot.sqlite3", guild, channel, member)
 
 
+async def said(proc: asyncio.subprocess.Process, words: str) -> str:
+    """The bot's stderr up to the line with `words`, or to its end if it exits first."""
+    seen = []
+    assert proc.stderr is not None
+    async with asyncio.timeout(10):
+        while line := (await proc.stderr.readline()).decode():
+            seen.append(line)
+            if words in line:
+                break
+    return "".join(seen)
+
+
 async def sigterm(proc: asyncio.subprocess.Process) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(10):  # what `docker stop` waits before SIGKILL
@@ -315,10 +327,14 @@ async def test_sigterm_lets_an_openai_call_under_way_finish(tmp_path):
             first.send_signal(signal.SIGTERM)
             await asyncio.sleep(1.0)
             assert first.returncode is None, "still waiting for the call"
+            # An impatient operator presses Ctrl-C again: told the bot is stopping, not killed.
+            first.send_signal(signal.SIGINT)
+            seen = await said(first, "already stopping")
             gate.set()
             async with asyncio.timeout(10):
                 _, err = await first.communicate()
             assert first.returncode == 0 and "Traceback" not in err.decode()
+            assert "already stopping (SIGINT again)" in seen
             _, status = d.job()
             assert status in ("delivering", "done")
 
@@ -454,17 +470,10 @@ async def test_a_second_sigterm_while_the_database_closes_is_ignored(tmp_path):
                 while '"stopped": true' not in beat.read_text():  # the last step before the close
                     await asyncio.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
-            # Until the bot says it heard it, or dies of it (the pipe ends).
-            seen = []
-            assert proc.stderr is not None
-            async with asyncio.timeout(10):
-                while line := (await proc.stderr.readline()).decode():
-                    seen.append(line)
-                    if "already stopping" in line:
-                        break
+            seen = await said(proc, "already stopping")
         async with asyncio.timeout(15):
             _, rest = await proc.communicate()
-        err = "".join(seen) + rest.decode()
+        err = seen + rest.decode()
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert "already stopping" in err
