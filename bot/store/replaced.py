@@ -45,6 +45,7 @@ def save_orphan(conn: sqlite3.Connection, path: Path, how: str) -> Path | None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.orphaned-{stamp}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the whole folder may have gone
         with contextlib.closing(sqlite3.connect(kept)) as target:
             conn.backup(target)
     except (OSError, sqlite3.Error) as exc:

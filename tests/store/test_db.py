@@ -529,3 +529,25 @@ async def test_active_jobs_and_a_guilds_jobs_in_flight_are_read_by_index(db: Dat
     assert "USING INDEX jobs_active" in active and "SCAN jobs" not in active, active
     counts = await db.read(plan, IN_FLIGHT_COUNTS, (1, GUILD, *(s.value for s in IN_FLIGHT)))
     assert "USING INDEX jobs_guild_active" in counts, counts
+
+
+async def test_a_database_whose_folder_was_deleted_is_still_saved(tmp_path: Path) -> None:
+    """`rm -rf data/` (or a cleanup script) while the bot runs: the open file still holds every
+    hold and charge, but the copy the bot makes of it had nowhere to go, and was lost with
+    the process."""
+    folder = tmp_path / "data"
+    db = await Database(folder / "bot.sqlite3").open()
+    try:
+        await db.write(record, "before")
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+        with pytest.raises(dbmod.StoreBusy) as refused:
+            await db.write(record, "after")
+        assert refused.value.reason == "replaced"
+        assert db.orphan is not None and db.orphan.parent == folder
+    finally:
+        await db.close()
+    with sqlite3.connect(db.orphan) as kept:
+        assert [r[0] for r in kept.execute("SELECT action FROM audit_events")] == ["before"]
+    kept.close()
