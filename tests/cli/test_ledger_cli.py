@@ -109,6 +109,30 @@ def test_grant_out_of_range_fails_with_the_range(env: dict[str, str], amount: st
         assert entries(env) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ledger", "grant", "-1", str(MEMBER), "5", "--reason", "x"],
+        ["ledger", "grant", str(GUILD), "0", "5", "--reason", "x"],
+        ["ledger", "grant", "99999999999999999999999", str(MEMBER), "5", "--reason", "x"],
+        ["ledger", "balance", str(GUILD), "99999999999999999999999"],
+        ["ledger", "export", "99999999999999999999999"],
+        ["audit", "--guild", "99999999999999999999999"],
+        ["jobs", "--limit", "99999999999999999999"],
+    ],
+    ids=lambda a: " ".join(a[:3]),
+)
+def test_a_number_that_is_no_discord_id_is_one_line(env: dict[str, str], args: list[str]) -> None:
+    """Two ids pasted together, a minus sign picked up with them: a traceback (OverflowError
+    from SQLite), or worse "granted 5 Buzz" to guild -1, which no server can ever be."""
+    run(env, "ledger", "grant", str(GUILD), str(MEMBER), "1", "--reason", "setup")
+    proc = run(env, *args, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = [x for x in proc.stderr.splitlines() if "error:" in x]
+    assert "Discord id" in line or "too large" in line, line
+    assert len(entries(env)) == 1  # only the setup grant
+
+
 async def seed_jobs(path: str) -> None:
     async with Database(path) as db:
         jobs, ledger = JobStore(db), Ledger(db)
