@@ -151,6 +151,8 @@ class ImageBot(commands.Bot):
         self._alerted_owner: set[str] = set()
         self._started = False
         self._stopping = False
+        # Why the start waits for the database (health says so, not the last run's "stopped").
+        self._waiting: str | None = None
         # /metrics and /healthz when metrics.port is set: served from setup_hook until close.
         self.metrics_server = MetricsServer.from_settings(
             services.metrics, settings.metrics, self.unready_reason
@@ -159,8 +161,11 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         # Everything below writes (commands' digests, resumed jobs, releases): a lock held
         # by another process now would fail the start half-way.
-        if not await self.services.db.wait_writable(self.start_retry, self.is_closed):
+        if not await self.services.db.wait_writable(
+            self.start_retry, self.is_closed, self._waiting_to_start
+        ):
             return  # stopped while it waited: nothing to set up
+        self._waiting = None
         self.add_dynamic_items(*PERSISTENT)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -337,7 +342,14 @@ class ImageBot(commands.Bot):
             f"mean to keep ({saved}), and start it again."
         )
 
+    async def _waiting_to_start(self, reason: str) -> None:
+        self._waiting = reason
+        await self._write_beat()
+
     async def _write_beat(self, *, stopped: bool = False) -> None:
+        problem = self.services.db.replaced
+        if problem is None and self._waiting is not None:
+            problem = f"waiting to start: {self._waiting} (see the bot's log)"
         beat = heartbeat.Beat(
             at=utcnow(),
             # What /healthz says: not while reconnecting (is_ready() stays set through that).
@@ -345,7 +357,7 @@ class ImageBot(commands.Bot):
             guilds=len(self.guilds),
             jobs_running=self.engine.running(),
             stopped=stopped,
-            problem=self.services.db.replaced,
+            problem=problem,
         )
         path = heartbeat.heartbeat_path(self.services.settings.database.path)
         try:

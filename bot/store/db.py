@@ -21,7 +21,7 @@ import inspect
 import logging
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -280,17 +280,23 @@ class Database:
         )
 
     async def wait_writable(
-        self, retry: float = 5.0, stopping: Callable[[], bool] = lambda: False
+        self,
+        retry: float = 5.0,
+        stopping: Callable[[], bool] = lambda: False,
+        waiting: Callable[[str], Awaitable[None]] | None = None,
     ) -> bool:
         """Until a write transaction can begin (True), or `stopping()` (False). A start that
         meets another process's write lock (an operator's sqlite3 shell, a long backup) or a
-        full disk waits, saying why, instead of failing half-way through setting up."""
+        full disk waits, saying why (in the log, and to `waiting`: the heartbeat), instead of
+        failing half-way through setting up."""
         while not stopping():
             try:
                 await self.write(_nothing)
                 return True
             except StoreBusy as exc:
                 log.warning("waiting to start: %s; trying again in %.0fs", exc, retry)
+                if waiting is not None:
+                    await waiting(str(exc))
                 await asyncio.sleep(retry)
         return False
 

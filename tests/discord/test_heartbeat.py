@@ -9,8 +9,11 @@ import os
 import sqlite3
 
 from bot import heartbeat
+from bot.discord_adapter.bot import ImageBot
 from bot.heartbeat import heartbeat_path, problems
+from bot.store import db as dbmod
 from tests.discord.harness import world
+from tests.store.read_only import write_locked
 
 
 async def test_a_connected_bot_writes_a_ready_heartbeat(tmp_path):
@@ -97,3 +100,25 @@ async def test_a_database_file_replaced_under_an_idle_bot_is_found_and_told(tmp_
         assert len(said) == 1 and "orphaned" in said[0], said
         [kept] = tmp_path.glob("bot.sqlite3.orphaned-*")
         assert str(kept) in said[0]
+
+
+async def test_a_start_waiting_for_the_database_says_so(tmp_path, monkeypatch, caplog):
+    """The start meets an operator's sqlite3 shell holding the write lock and waits: health
+    said "the bot stopped at …" (the last run's beat) while it ran, and the operator went
+    looking for a stopped bot instead of the shell."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)  # 10 s in production
+    monkeypatch.setattr(ImageBot, "start_retry", 0.05)
+    async with world(tmp_path) as w:
+        path = heartbeat_path(w.settings.database.path)
+        with write_locked(tmp_path / "bot.sqlite3"):
+            restarting = asyncio.create_task(w.restart_bot())
+            async with asyncio.timeout(10):
+                while "waiting to start" not in path.read_text():
+                    await asyncio.sleep(0.05)
+            found, _ = problems(path)
+            assert len(found) == 1 and "waiting to start" in found[0], found
+            assert "another process holds its write lock" in found[0]
+        await asyncio.wait_for(restarting, 30)
+        async with asyncio.timeout(10):
+            while problems(path)[0]:
+                await asyncio.sleep(0.05)
