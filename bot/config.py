@@ -211,6 +211,14 @@ class OpenAISettings(_Section):
 class DatabaseSettings(_Section):
     path: Path = Path("data/bot.sqlite3")
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, value: Path) -> Path:
+        # Each connection would get a database of its own, and every balance go at restart.
+        if str(value) == ":memory:":
+            raise ValueError("must be a file's path (an in-memory database loses every balance)")
+        return value
+
 
 class RetentionSettings(_Section):
     # Source images of jobs that ended more than this many days ago are deleted.

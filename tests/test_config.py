@@ -542,3 +542,14 @@ def test_an_openai_compatible_server_on_a_private_network_may_use_plain_http(
     monkeypatch.setenv("CIVITAI_BASE_URL", "http://10.0.0.5:8800")
     with pytest.raises(ConfigError):
         load_settings()
+
+
+def test_an_in_memory_database_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOT_DB_PATH=:memory: (tried for a quick test run): the bot started, each of its
+    connections on a database of its own (reads failed with "no such table" while writes
+    went elsewhere), and every balance was gone at the next start."""
+    monkeypatch.setenv("BOT_DB_PATH", ":memory:")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, ""))
+    message = str(caught.value)
+    assert "database.path (env BOT_DB_PATH)" in message and "file" in message
