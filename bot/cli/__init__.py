@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bot import logs
 from bot.cli import (
     audit_cmd,
     backup_cmd,
@@ -117,6 +118,27 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as exc:  # a damaged page: the operator's to fix, not a bug
         print(f"error: {damaged(args, exc)}", file=sys.stderr)
         return 1
+    except Exception:  # a bug: its traceback for the report, through the token redaction
+        report_bug(args)
+        return 1
+
+
+def report_bug(args: argparse.Namespace) -> None:
+    """Logs the exception being handled, redacted: Python's own printout of a traceback would
+    show a token an HTTP client's error carried."""
+    root = logging.getLogger()
+    redacted = any(isinstance(f, logs.RedactSecrets) for h in root.handlers for f in h.filters)
+    if not redacted:  # a command other than run: nothing configured the redaction yet
+        try:
+            secrets = run_cmd.secrets_of(load_settings(args.config))
+        except ConfigError:
+            secrets = []
+        root.handlers[:] = [logs.make_handler(secrets)]  # basicConfig's would show it all
+    logging.getLogger("bot").critical(
+        "%s stopped by an unexpected error (a bug: please report it with this traceback)",
+        args.command,
+        exc_info=True,
+    )
 
 
 def damaged(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:

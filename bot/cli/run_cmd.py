@@ -42,12 +42,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     h.set_defaults(handler=health)
 
 
-def configure_logging(settings: Settings) -> None:
+def secrets_of(settings: Settings) -> list[str]:
+    """What no log line may show: the tokens, and a user:password@ written into a URL."""
     secrets = (settings.discord.token, settings.civitai.token, settings.openai.api_key)
     tokens = [t.get_secret_value() for t in secrets if t]
-    # A user:password@ written into an endpoint's URL is a secret too.
-    tokens += url_secrets(settings.civitai.base_url) + url_secrets(settings.openai.base_url)
-    logs.configure(settings.logging.level, tokens, settings.logging.format)
+    return tokens + url_secrets(settings.civitai.base_url) + url_secrets(settings.openai.base_url)
+
+
+def configure_logging(settings: Settings) -> None:
+    logs.configure(settings.logging.level, secrets_of(settings), settings.logging.format)
 
 
 def run(args: argparse.Namespace) -> int:

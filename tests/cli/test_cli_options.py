@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import build_parser
+from bot.cli import build_parser, jobs_cmd, main
 from tests.cli.test_ops_cli import refused_with, run_all
 from tests.cli.test_quote import ROOT, clean_env
 
@@ -147,3 +148,29 @@ def test_the_simulator_refuses_bad_arguments_in_one_line(args: list[str], said: 
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert said in done.stderr
+
+
+def test_an_unexpected_error_is_one_redacted_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bug escaping a command (here jobs, made to fail with the token in its message, as an
+    HTTP client's error may carry a header) is reported through the log redaction: exit 1,
+    the traceback kept for the report, never the token in clear."""
+    token = "MTA5ODc2NTQzMjEwOTg3NjU0.Gabcde.secret-token-value-xyz"
+    monkeypatch.setenv("DISCORD_TOKEN", token)
+    monkeypatch.setenv("BOT_DB_PATH", str(tmp_path / "bot.sqlite3"))
+
+    def broken(args: object) -> int:
+        raise RuntimeError(f"request failed: Authorization: Bot {token}")
+
+    monkeypatch.setattr(jobs_cmd, "run", broken)
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    try:
+        assert main(["jobs"]) == 1
+    finally:  # the report set the process's log handler: leave the next test its own
+        root.handlers[:] = handlers
+    err = capsys.readouterr().err
+    assert token not in err
+    assert "jobs stopped by an unexpected error" in err
+    assert "Traceback" in err and "RuntimeError: request failed: Authorization: Bot ***" in err
