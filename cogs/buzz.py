@@ -11,6 +11,7 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot.discord_adapter.access import is_moderator, requester, role_ids
+from bot.discord_adapter.canceling import CANCELABLE, cancel_job
 from bot.discord_adapter.embeds import (
     allowance_source,
     as_written,
@@ -25,9 +26,6 @@ from bot.store.periods import describe_moment, period_word
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
-
-# What /cancel can still stop: the engine refuses a job that is already posting its images.
-CANCELABLE = frozenset({JobStatus.HELD, JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING})
 
 
 class Buzz(commands.Cog):
@@ -148,11 +146,7 @@ class Buzz(commands.Cog):
         record = await self.services.jobs.job(job.strip())
         if record is None or record.guild_id != interaction.guild_id:
             raise UserFacingError(f"**job**: there is no job `{truncate(job, 30)}` here.")
-        canceled = await self.bot.engine.cancel(record.id, who)
-        await reply(
-            interaction,
-            f"Canceling job `{canceled.id}`; its status message will say what was charged.",
-        )
+        await reply(interaction, await cancel_job(self.bot, record.id, who))
 
     @cancel.autocomplete("job")
     async def running_jobs(self, interaction: Interaction, current: str) -> list[Choice[str]]:

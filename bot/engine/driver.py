@@ -29,7 +29,7 @@ from bot.engine.results import Results
 from bot.logs import bind_job
 from bot.store import audit, results
 from bot.store.db import Conn, StoreBusy
-from bot.store.jobs import JobRecord, JobStatus, TransitionError
+from bot.store.jobs import IN_FLIGHT, JobRecord, JobStatus, TransitionError
 from bot.store.ledger import Settlement
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class Driver:
         self._unsettled: dict[str, Ending] = {}
         self._no_calls = asyncio.Event()
         self._no_calls.set()
+        # Set when a job's run is settled (or its task ends): what a cancel's answer waits for.
+        self._ended: dict[str, asyncio.Event] = {}
 
     # -- the tasks ----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -125,7 +127,26 @@ class Driver:
         if not self._calling:
             self._no_calls.set()
         self._wake.pop(job_id, None)
+        self._mark_ended(job_id)
         self.results.forget(job_id)
+
+    def _mark_ended(self, job_id: str) -> None:
+        event = self._ended.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_ended(self, job_id: str, within: float) -> None:
+        """Until the job's run upstream is settled (it is delivering or over), at most
+        `within` seconds. A job no task drives returns at once: nothing here will change it."""
+        if job_id not in self._tasks:
+            return
+        # Made before the read: a settlement committing after it sets this event.
+        event = self._ended.setdefault(job_id, asyncio.Event())
+        job = await self.parts.jobs.job(job_id)
+        if job is None or job.status not in IN_FLIGHT:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=within)
 
     def background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -288,6 +309,7 @@ class Driver:
             return ended, settlement, item_id, retired
 
         job, settlement, item_id, retired = await parts.db.write(settle)
+        self._mark_ended(job.id)
         parts.metrics.settled(settlement.charged, settlement.loss)
         if settlement.loss:
             log.warning(

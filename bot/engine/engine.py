@@ -184,6 +184,12 @@ class Engine:
     async def cancel(self, job_id: str, actor: Requester) -> JobRecord:
         return await self.decisions.cancel(job_id, actor)
 
+    async def settled(self, job_id: str, within: float) -> JobRecord | None:
+        """The job once its run upstream is settled (delivering or over), or as it is after
+        `within` seconds: what a cancel's answer reports."""
+        await self.driver.wait_ended(job_id, within)
+        return await self.parts.jobs.job(job_id)
+
     async def approval_channel(self, job: JobRecord) -> ChannelNow | None:
         return await self.decisions.approval_channel(job)
 

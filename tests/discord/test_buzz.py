@@ -100,7 +100,7 @@ async def test_cancel_job_offers_the_running_job_and_cancels_it(tmp_path):
         assert (await w.services.jobs.job(job.id)).status.value == "running"
 
         text = await ask(w, w.member, "cancel", job=job.id)
-        assert "Canceling" in text and job.id in text
+        assert f"Canceled job `{job.id}`" in text, text
         job = await w.wait_job(job.id, "canceled")
         assert await w.available() == 1000 - job.charged - finished_job.charged
         await w.wait_status(job, "Canceled")

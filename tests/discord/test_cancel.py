@@ -11,6 +11,7 @@ from tests.discord.harness import (
     answer,
     buttons,
     field_value,
+    finished,
     started,
     world,
 )
@@ -55,7 +56,9 @@ async def test_the_requester_cancels(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         job = await running(w)
-        assert "Canceling" in await click_cancel(w, job, w.member)
+        text = await click_cancel(w, job, w.member)
+        # The answer waits for the ending: it says what really happened.
+        assert f"Canceled job `{job.id}`; 286 Buzz charged" in text, text
         await ends_canceled(w, job)
         assert w.results() == []
 
@@ -78,5 +81,22 @@ async def test_a_moderator_cancels(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
         job = await running(w)
-        assert "Canceling" in await click_cancel(w, job, w.moderator)
+        assert "Canceled job" in await click_cancel(w, job, w.moderator)
         await ends_canceled(w, job)
+
+
+async def test_a_cancel_that_loses_to_the_end_says_so(tmp_path):
+    """The workflow succeeds upstream just before the click reaches it: the images are posted
+    and charged, and the member is told that, not 'Canceling'."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        job = await running(w)
+        wf = w.sim.workflow_for(job.id)
+        assert wf is not None
+        # Done upstream now; the bot learns it at its next read (the cancel is too late).
+        wf.outcome, wf.t_done = Outcome("succeed"), time.monotonic()
+        text = await click_cancel(w, job, w.member)
+        assert "Canceling" not in text
+        assert "already finished" in text and "286 Buzz charged" in text, text
+        job, _result = await finished(w, job)
+        assert job.charged == 286 and await w.available() == 1000 - 286

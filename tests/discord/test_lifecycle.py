@@ -261,7 +261,7 @@ async def test_buttons_work_after_a_restart(tmp_path):
         cancel = await w.fake.click(
             running.status_message_id, buttons(w.status_message(running))["Cancel"], w.member
         )
-        assert "Canceling" in (await answer(cancel))["content"]
+        assert "Canceled job" in (await answer(cancel))["content"]
         await w.wait_job(running.id, "canceled")
         reroll = await w.fake.click(int(result["id"]), buttons(result)["Re-roll"], w.member)
         again = await started(w, reroll)

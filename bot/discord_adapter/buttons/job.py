@@ -7,6 +7,7 @@ import discord
 
 from bot.discord_adapter.access import NotPermitted, requester
 from bot.discord_adapter.buttons.base import KeyedButton, bot_of
+from bot.discord_adapter.canceling import cancel_job
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.modals import AppealModal
 from bot.discord_adapter.replies import UserFacingError, reply
@@ -21,10 +22,7 @@ class CancelButton(KeyedButton, prefix="job:cancel"):
             raise UserFacingError("That job is still being prepared; try again in a moment.")
         await think(interaction)
         who = await requester(interaction, bot.services.guilds)
-        job = await bot.engine.cancel(self.key, who)
-        await reply(
-            interaction, f"Canceling job `{job.id}`; the status message will say what was charged."
-        )
+        await reply(interaction, await cancel_job(bot, self.key, who))
 
 
 class AppealButton(KeyedButton, prefix="appeal"):
