@@ -67,7 +67,8 @@ class Edit(commands.Cog):
             raise UserFacingError(no_image_text(message))
         assert interaction.guild_id is not None
         settings = await self.bot.services.guilds.settings(interaction.guild_id)
-        await interaction.response.send_modal(EditPrompt(images, settings.editing_model()))
+        own = self.bot.user is not None and message.author.id == self.bot.user.id
+        await interaction.response.send_modal(EditPrompt(images, settings.editing_model(), own=own))
 
     async def _go(
         self,

@@ -10,7 +10,10 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
-def attachment_info(option: str, attachment: discord.Attachment) -> AttachmentInfo:
+def attachment_info(
+    option: str, attachment: discord.Attachment, *, own: bool = False
+) -> AttachmentInfo:
+    """`own`: the attachment is on the bot's own message (a result it posted)."""
     return AttachmentInfo(
         option=option,
         url=attachment.url,
@@ -19,6 +22,7 @@ def attachment_info(option: str, attachment: discord.Attachment) -> AttachmentIn
         size=attachment.size,
         width=attachment.width,
         height=attachment.height,
+        own=own,
     )
 
 

@@ -43,10 +43,16 @@ class EditPrompt(Modal):
     """Asks what to change; with several images, also which one."""
 
     def __init__(
-        self, images: list[discord.Attachment], model: Model, parent_job_id: str | None = None
+        self,
+        images: list[discord.Attachment],
+        model: Model,
+        parent_job_id: str | None = None,
+        *,
+        own: bool = False,
     ) -> None:
+        """`own`: the images are on the bot's own message (a result it posted)."""
         super().__init__(title="Edit image", timeout=600)
-        self.images, self.model, self.parent = images, model, parent_job_id
+        self.images, self.model, self.parent, self.own = images, model, parent_job_id, own
         self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
             label="What should change?",
             custom_id="prompt",
@@ -75,7 +81,7 @@ class EditPrompt(Modal):
                     f"**image**: choose a number from 1 to {len(self.images)}. Nothing was charged."
                 )
             index = int(text) - 1
-        source = attachment_info("image", self.images[index])
+        source = attachment_info("image", self.images[index], own=self.own)
         await bot_of(interaction).flow.begin(
             interaction,
             self.model,

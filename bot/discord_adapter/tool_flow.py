@@ -148,7 +148,7 @@ class ToolFlow:
             await think(interaction)
         try:
             who = await requester(interaction, bot.services.guilds)
-            info = attachment_info("image", attachment)
+            info = attachment_info("image", attachment, own=True)  # a result it posted
             async with bot.preparing.one(who, None):
                 source = await posted_source(
                     bot.services.downloads, info, bot.media_limits, bot.services.images

@@ -37,8 +37,8 @@ def check_declared(info: AttachmentInfo, limits: MediaLimits) -> None:
         raise MediaError(
             info.option, f"{info.option} must be {KINDS}; {info.filename} is a .{extension} file"
         )
-    if info.size > limits.max_bytes:
-        raise too_many_bytes(info.option, info.size, limits.max_bytes)
+    if info.size > limits.bytes_for(info):
+        raise too_many_bytes(info.option, info.size, limits.bytes_for(info))
     if not (info.width and info.height):
         # Discord reads every image it stores: no dimensions means an empty file, text, an
         # SVG or something damaged, whatever its name says.
@@ -89,7 +89,7 @@ async def download(http: httpx.AsyncClient, info: AttachmentInfo, limits: MediaL
                     if response.is_redirect:
                         url = _redirect_target(info, url, response)
                         continue
-                    return await _read_body(info, response, limits.max_bytes)
+                    return await _read_body(info, response, limits.bytes_for(info))
                 finally:
                     await response.aclose()
     except (TimeoutError, httpx.TimeoutException):

@@ -13,6 +13,9 @@ MiB = 1024 * 1024
 KINDS = "a PNG, JPEG, WebP or GIF"
 ALLOWED_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif"})
 ALLOWED_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "jpe", "jfif", "webp", "gif"})
+# The bot's own posted results are fetched back up to what Discord lets any server upload
+# (boost level 3), whatever the cap on members' attachments: the bot posted them.
+POSTED_MAX_BYTES = 100 * MiB
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class AttachmentInfo:
     size: int  # declared bytes
     width: int | None
     height: int | None
+    # The bot's own posted result (a tool or an edit of it), not a member's upload.
+    own: bool = False
 
 
 class MediaError(Exception):
@@ -56,6 +61,11 @@ class MediaLimits:
             max_source_bytes=media.max_source_bytes,
             allowed_hosts=allowed_hosts if allowed_hosts is not None else cls.allowed_hosts,
         )
+
+    def bytes_for(self, info: AttachmentInfo) -> int:
+        """The byte cap for this attachment: the bot's own posts may be as large as it could
+        upload them."""
+        return max(self.max_bytes, POSTED_MAX_BYTES) if info.own else self.max_bytes
 
 
 def human_size(n: int) -> str:

@@ -215,3 +215,32 @@ async def test_edit_image_menu_on_an_image_of_another_type_says_which_types_it_t
         assert "PNG, JPEG, WebP or GIF" in text and text.endswith("Nothing was charged.")
         assert await w.jobs() == [] and await w.holds() == 0
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_edit_image_menu_takes_the_bots_own_large_result_not_a_members_upload(tmp_path):
+    """Above the members' attachment cap: the bot's own posted result is edited (it posted
+    it), a member's upload of the same size is refused naming the option."""
+    async with world(tmp_path, media={"max_attachment_bytes": 10_000}) as w:
+        await w.grant(2000)
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options={"prompt": "a lantern"}
+        )
+        _job, result = await finish(w, h)
+        [attachment] = result["attachments"]
+        assert attachment["size"] > 10_000
+        menu = await w.fake.message_command(
+            w.guild, w.channel, w.member, "Edit image", int(result["id"])
+        )
+        await menu.response()
+        await finish(w, await w.fake.submit_modal(menu, {"prompt": "at night"}))
+
+        data = w.fake.attachment_bytes(attachment)
+        posted = await w.fake.post_message(
+            w.channel, w.other, "mine", [("big.png", data, "image/png")]
+        )
+        menu = await w.fake.message_command(
+            w.guild, w.channel, w.member, "Edit image", int(posted["id"])
+        )
+        await menu.response()
+        refused = await answer(await w.fake.submit_modal(menu, {"prompt": "at night"}))
+        assert "**image**" in refused["content"] and "9.8 KB" in refused["content"]

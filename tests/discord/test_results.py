@@ -292,3 +292,18 @@ async def test_delete_by_a_moderator(tmp_path):
         await click.response()
         await w.fake.wait_for(lambda: w.fake.is_deleted(int(result["id"])), what="deleted")
         assert w.results() == []
+
+
+async def test_edit_from_a_result_posted_above_the_attachment_cap_runs(tmp_path):
+    """The members' attachment cap is below what the server lets the bot upload: the bot's
+    own posted result is still edited, not refused as too large."""
+    async with world(tmp_path, media={"max_attachment_bytes": 10_000}) as w:
+        await w.grant(1000)
+        job, result = await first_result(w, size="1024x1024", quality="low")
+        assert result["attachments"][0]["size"] > 10_000
+        click = await w.fake.click(int(result["id"]), buttons(result)["Edit"], w.member)
+        await click.response()
+        submitted = await w.fake.submit_modal(click, {"prompt": "now at night"})
+        edit = await started(w, submitted)
+        edit, _ = await finished(w, edit)
+        assert edit.parent_job_id == job.id

@@ -611,3 +611,19 @@ async def test_a_cut_out_of_an_original_of_unknown_size_is_sent_the_image_it_was
         assert sent == shown
         assert job.whatif is None and job.charged == upstream_charge(w, job)
         assert job.hold_amount is not None and job.charged <= job.hold_amount
+
+
+async def test_an_upscale_of_a_result_posted_above_the_attachment_cap_runs(tmp_path):
+    """A boosted server takes uploads above the members' attachment cap, and the bot posted
+    its result that large: Upscale fetches back the bot's own post, so the cap for members'
+    attachments does not refuse it."""
+    async with world(tmp_path, media={"max_attachment_bytes": 10_000}) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="1024x1024", quality="low")
+        [attachment] = result["attachments"]
+        assert attachment["size"] > 10_000
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await started(w, click)
+        job, reply = await derived(w, job)
+        assert job.parent_job_id == parent.id
+        assert image_size(w.fake.attachment_bytes(reply["attachments"][0])) == (2048, 2048)

@@ -74,7 +74,7 @@ class EditButton(KeyedButton, prefix="res:edit"):
             raise UserFacingError("This message has no image left to edit.")
         settings = await bot.services.guilds.settings(job.guild_id)
         model = settings.editing_model(job.model)
-        await interaction.response.send_modal(EditPrompt(images, model, job.id))
+        await interaction.response.send_modal(EditPrompt(images, model, job.id, own=True))
 
 
 class DetailsButton(KeyedButton, prefix="res:details"):
