@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 
-from PIL import Image, ImageCms, ImageMath, ImageOps
+from PIL import Image, ImageChops, ImageCms, ImageFile, ImageMath, ImageOps
 
 from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, check_pixels, megapixels
 
@@ -46,15 +46,52 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
             raise not_image
         # Only the header has been read so far: refuse before any pixel memory is allocated.
         check_pixels(option, image.width, image.height, limits.max_pixels)
+        key = wide_key(image)  # read from the tile, which the load clears
         try:
             image.load()  # the first frame: an opened animation starts there
+            frame = keyed_alpha(data, image, key) if key is not None else image
             # A copy either way: the opened image is closed when this block ends.
-            upright = ImageOps.exif_transpose(image) if orientation(image) != 1 else image.copy()
+            upright = ImageOps.exif_transpose(frame) if orientation(image) != 1 else frame.copy()
             return rgb_or_rgba(in_srgb(upright))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise too_big from None
         except Exception:
             raise not_image from None
+
+
+def wide_key(image: Image.Image) -> tuple[int, int, int] | None:
+    """The transparent colour (tRNS) of a 16-bit RGB PNG, before its pixels are loaded."""
+    key = image.info.get("transparency")
+    if image.format != "PNG" or image.mode != "RGB" or not isinstance(key, tuple):
+        return None
+    tiles = image.tile if isinstance(image, ImageFile.ImageFile) else []
+    if not any(tile.args == "RGB;16B" for tile in tiles):
+        return None
+    return key
+
+
+def keyed_alpha(data: bytes, image: Image.Image, key: tuple[int, int, int]) -> Image.Image:
+    """A 16-bit RGB PNG's transparent colour as an alpha channel. Pillow keeps only each
+    sample's high byte but the key in 16 bits, so no pixel matched it and the transparency was
+    lost; matching the high bytes alone would clear pixels that only look like the key. The
+    low bytes come from decoding the same data again as little-endian (its first byte taken
+    for each sample is then the low one)."""
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as low:
+        low.tile = [tile._replace(args="RGB;16L") for tile in low.tile]
+        low.load()
+        matches = [
+            plane.point([255 if v == wanted else 0 for v in range(256)])
+            for planes, shift in ((image.split(), 8), (low.split(), 0))
+            for plane, sample in zip(planes, key, strict=True)
+            for wanted in [(sample >> shift) & 0xFF]
+        ]
+    keyed = matches[0]
+    for match in matches[1:]:
+        keyed = ImageChops.darker(keyed, match)  # all six bytes match: the key
+    out = image.copy()
+    out.info.pop("transparency", None)
+    out.putalpha(ImageChops.invert(keyed))
+    return out
 
 
 def check_scans(data: bytes, option: str) -> None:

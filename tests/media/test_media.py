@@ -451,6 +451,43 @@ def test_decode_keeps_the_transparency_of_16_bit_grey() -> None:
     assert image.getpixel((8, 8)) == (117, 117, 117, 255)  # 30000 / 256, opaque
 
 
+def png16(rows: list[list[tuple[int, ...]]], *, key: tuple[int, int, int] | None = None) -> bytes:
+    """A 16-bit truecolour PNG (RGB, or RGBA for 4 samples a pixel; interlaced none), with
+    `key` as its transparent colour (tRNS): Pillow cannot write these."""
+    colour = 6 if len(rows[0][0]) == 4 else 2
+    header = struct.pack(">IIBBBBB", len(rows[0]), len(rows), 16, colour, 0, 0, 0)
+    raw = b"".join(b"\x00" + b"".join(struct.pack(f">{len(p)}H", *p) for p in row) for row in rows)
+    trns = _png_chunk(b"tRNS", struct.pack(">3H", *key)) if key is not None else b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + trns
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_decode_keeps_the_transparent_colour_of_16_bit_rgb() -> None:
+    """A 16-bit RGB PNG marks its transparent pixels with one 16-bit colour (tRNS); a pixel
+    sharing only its high bytes (its 8-bit look) stays opaque."""
+    clear, near, solid = (1000, 2000, 3000), (1001, 2000, 3000), (60000, 30000, 1000)
+    rows = [[solid] * 8 for _ in range(8)]
+    rows[0][0], rows[0][1] = clear, near
+    image = decode(png16(rows, key=clear), "image", LIMITS)
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0
+    assert image.getpixel((1, 0)) == (3, 7, 11, 255)  # 1001 >> 8...: opaque
+    assert image.getpixel((4, 4)) == (234, 117, 3, 255)
+
+
+def test_decode_keeps_the_alpha_of_16_bit_rgba() -> None:
+    rows = [[(60000, 30000, 1000, 65535)] * 8 for _ in range(8)]
+    rows[0][0] = (60000, 30000, 1000, 0)
+    image = decode(png16(rows), "image", LIMITS)
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0 and image.getpixel((4, 4)) == (234, 117, 3, 255)
+
+
 def test_decode_turns_palette_transparency_into_rgba_and_webp_decodes() -> None:
     palette = Image.new("P", (16, 16), 1)
     palette.putpixel((0, 0), 0)
