@@ -17,6 +17,8 @@ DECODED_FORMATS = frozenset({*DECODERS, "MPO"})
 # Modes an embedded colour profile is applied in (others keep their pixels as they are).
 PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
 ORIENTATION = 0x0112
+# Grey of 2 or 4 bits a pixel, as Pillow widens it to 8 (4 bits: 1 becomes 17).
+WIDENED_GREY = {"L;2": 85, "L;4": 17}
 # A progressive JPEG is decoded over every pixel once per scan: a 270 KB 6000x6000 file of
 # 1,000 scans takes ~30 s of the shared image pool, holding up every member's images. Real
 # photos have about 10.
@@ -46,10 +48,10 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
             raise not_image
         # Only the header has been read so far: refuse before any pixel memory is allocated.
         check_pixels(option, image.width, image.height, limits.max_pixels)
-        key = wide_key(image)  # read from the tile, which the load clears
+        raw = raw_mode(image)  # read from the tile, which the load clears
         try:
             image.load()  # the first frame: an opened animation starts there
-            frame = keyed_alpha(data, image, key) if key is not None else image
+            frame = keyed(data, image, raw)
             # A copy either way: the opened image is closed when this block ends.
             upright = ImageOps.exif_transpose(frame) if orientation(image) != 1 else frame.copy()
             return rgb_or_rgba(in_srgb(upright))
@@ -59,15 +61,25 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
             raise not_image from None
 
 
-def wide_key(image: Image.Image) -> tuple[int, int, int] | None:
-    """The transparent colour (tRNS) of a 16-bit RGB PNG, before its pixels are loaded."""
-    key = image.info.get("transparency")
-    if image.format != "PNG" or image.mode != "RGB" or not isinstance(key, tuple):
-        return None
+def raw_mode(image: Image.Image) -> str:
+    """How the file stores its pixels ("RGB;16B", "L;4"...), before they are loaded."""
     tiles = image.tile if isinstance(image, ImageFile.ImageFile) else []
-    if not any(tile.args == "RGB;16B" for tile in tiles):
-        return None
-    return key
+    return tiles[0].args if tiles and isinstance(tiles[0].args, str) else ""
+
+
+def keyed(data: bytes, image: Image.Image, raw: str) -> Image.Image:
+    """A PNG's transparent colour (tRNS) of RGB or grey made an alpha channel, before anything
+    reads the pixels: Pillow keeps it only as a key in the image's info, which the RGB path
+    and a colour profile's conversion drop, and in the file's own bit depth (16-bit RGB, grey
+    of 2 or 4 bits), which no pixel it decoded to 8 bits then matches."""
+    key = image.info.get("transparency")
+    if image.format != "PNG" or key is None or image.mode not in ("L", "RGB"):
+        return image
+    if raw == "RGB;16B" and isinstance(key, tuple):
+        return keyed_alpha(data, image, key)
+    if raw in WIDENED_GREY and isinstance(key, int):
+        image.info["transparency"] = key * WIDENED_GREY[raw]
+    return image.convert("RGBA")
 
 
 def keyed_alpha(data: bytes, image: Image.Image, key: tuple[int, int, int]) -> Image.Image:

@@ -451,20 +451,55 @@ def test_decode_keeps_the_transparency_of_16_bit_grey() -> None:
     assert image.getpixel((8, 8)) == (117, 117, 117, 255)  # 30000 / 256, opaque
 
 
-def png16(rows: list[list[tuple[int, ...]]], *, key: tuple[int, int, int] | None = None) -> bytes:
-    """A 16-bit truecolour PNG (RGB, or RGBA for 4 samples a pixel; interlaced none), with
-    `key` as its transparent colour (tRNS): Pillow cannot write these."""
-    colour = 6 if len(rows[0][0]) == 4 else 2
-    header = struct.pack(">IIBBBBB", len(rows[0]), len(rows), 16, colour, 0, 0, 0)
-    raw = b"".join(b"\x00" + b"".join(struct.pack(f">{len(p)}H", *p) for p in row) for row in rows)
-    trns = _png_chunk(b"tRNS", struct.pack(">3H", *key)) if key is not None else b""
+def raw_png(
+    rows: list[bytes], width: int, depth: int, colour: int, trns: bytes | None = None
+) -> bytes:
+    """A PNG from its scanlines as they are (no filter, not interlaced), with a tRNS chunk:
+    for the bit depths and colour types Pillow cannot write."""
+    header = struct.pack(">IIBBBBB", width, len(rows), depth, colour, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", header)
-        + trns
-        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + (_png_chunk(b"tRNS", trns) if trns is not None else b"")
+        + _png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + row for row in rows)))
         + _png_chunk(b"IEND", b"")
     )
+
+
+def png16(rows: list[list[tuple[int, ...]]], *, key: tuple[int, int, int] | None = None) -> bytes:
+    """A 16-bit truecolour PNG (RGB, or RGBA for 4 samples a pixel), with `key` as its
+    transparent colour (tRNS)."""
+    colour = 6 if len(rows[0][0]) == 4 else 2
+    lines = [b"".join(struct.pack(f">{len(p)}H", *p) for p in row) for row in rows]
+    trns = struct.pack(">3H", *key) if key is not None else None
+    return raw_png(lines, len(rows[0]), 16, colour, trns)
+
+
+def test_decode_keeps_the_transparent_colour_of_8_bit_rgb() -> None:
+    """An optimiser (optipng, oxipng) stores an RGBA image whose alpha is only 0 or 255 as RGB
+    with one transparent colour (tRNS): its transparent background stays transparent."""
+    clear, solid = bytes((10, 20, 30)), bytes((200, 100, 50))
+    rows = [clear + solid * 7] + [solid * 8] * 7
+    image = decode(raw_png(rows, 8, 8, 2, struct.pack(">3H", 10, 20, 30)), "image", LIMITS)
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0 and image.getpixel((4, 4)) == (200, 100, 50, 255)
+
+
+@pytest.mark.parametrize(
+    ("depth", "row", "key", "clear", "solid"),
+    [
+        (4, bytes((0x1F, 0xFF)), 1, 17, 255),  # pixels 1, 15, 15, 15: 1 is the key
+        (2, bytes((0b10111111,)), 2, 170, 255),  # pixels 2, 3, 3, 3: 2 is the key
+    ],
+)
+def test_decode_keeps_the_transparent_grey_of_low_bit_grey(
+    depth: int, row: bytes, key: int, clear: int, solid: int
+) -> None:
+    """Grey of 2 or 4 bits is widened to 8 (1 of 4 bits is 17): its transparent grey too."""
+    image = decode(raw_png([row] * 4, 4, depth, 0, struct.pack(">H", key)), "image", LIMITS)
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0)) == (clear, clear, clear, 0)
+    assert image.getpixel((1, 0)) == (solid, solid, solid, 255)
 
 
 def test_decode_keeps_the_transparent_colour_of_16_bit_rgb() -> None:
