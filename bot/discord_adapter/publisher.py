@@ -63,6 +63,14 @@ STATUS_TRIES = 4
 # Seconds an edit of a status message may take (aiohttp's own limit is 5 minutes). While one
 # waits, discord.py holds every other call on the interaction's webhook: the result's post too.
 EDIT_WAIT = 30.0
+# Discord refusing edits in a thread that archived itself (a long review, a quiet thread).
+THREAD_ARCHIVED = 50083
+
+
+def out_of_reach(exc: discord.HTTPException) -> bool:
+    """A status message that will not take an edit again: deleted, out of the bot's reach, or
+    in an archived thread."""
+    return isinstance(exc, discord.NotFound | discord.Forbidden) or exc.code == THREAD_ARCHIVED
 
 
 def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
@@ -208,12 +216,6 @@ class DiscordPublisher:
         again = False  # the edit is made again later: what it must take off is kept
         try:
             await self._edit_message(job, job.status_message_id, embed, view, files)
-        except (discord.NotFound, discord.Forbidden) as exc:
-            log.info("job %s: status message not updated (%s)", job.id, exc.status)
-            if job.final and job.status is not J.DONE:
-                # Deleted, or out of the bot's reach: it was the only place this ending
-                # would be read (a result is posted on its own), so tell the member privately.
-                await self._tell_privately(job, embed)
         except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
             # A passing fault: left as it is, the message would say "rendering" (with its
             # preview and Cancel) for good, so the newest state is shown again a few times.
@@ -225,6 +227,10 @@ class DiscordPublisher:
                 again = self._again(update, wait)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
+            if job.final and job.status is not J.DONE and out_of_reach(exc):
+                # It was the only place this ending would be read (a result is posted on its
+                # own), so tell the member privately.
+                await self._tell_privately(job, embed)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
