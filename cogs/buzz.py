@@ -145,7 +145,10 @@ class Buzz(commands.Cog):
         who = await requester(interaction, self.services.guilds)
         record = await self.services.jobs.job(job.strip())
         if record is None or record.guild_id != interaction.guild_id:
-            raise UserFacingError(f"**job**: there is no job `{truncate(job, 30)}` here.")
+            raise UserFacingError(
+                f"**job**: there is no job `{truncate(job, 30)}` here; choose one of your running "
+                "jobs from the list offered as you type (/jobs shows their ids)."
+            )
         await reply(interaction, await cancel_job(self.bot, record.id, who))
 
     @cancel.autocomplete("job")

@@ -240,3 +240,11 @@ async def test_an_allowance_from_a_role_names_the_role_not_its_number(tmp_path):
         assert f"Allowance: 1,500 weekly (role <@&{patrons}>)" in text, text
         shown = await admin_ask(w, w.admin, "quota show", {"member": carol})
         assert f"Allowance: 1,500 weekly — from role <@&{patrons}>" in shown, shown
+
+
+async def test_cancel_job_with_an_unknown_id_says_what_to_give(tmp_path):
+    async with world(tmp_path) as w:
+        text = await ask(w, w.member, "cancel", job="not-a-job")
+        assert "**job**" in text and "`not-a-job`" in text
+        assert "running jobs" in text and "/jobs" in text, text
+        assert await w.jobs() == []
