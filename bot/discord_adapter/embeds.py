@@ -95,8 +95,9 @@ def _ts(when: datetime | None, style: str = "R") -> str:
     return f"<t:{int(when.timestamp())}:{style}>" if when else "—"
 
 
-def status_line(job: JobRecord, message: str | None) -> str:
-    """The state in a few words; Discord renders the <t:…:R> stamps as live elapsed times."""
+def status_line(job: JobRecord, message: str | None, *, privately: str | None = None) -> str:
+    """The state in a few words; Discord renders the <t:…:R> stamps as live elapsed times.
+    `privately`: why a done job's result went to the member by DM, not here."""
     if job.status is J.HELD:
         return "⏸️ Waiting for a moderator's review before it runs"
     if job.status is J.QUEUED:
@@ -116,8 +117,11 @@ def status_line(job: JobRecord, message: str | None) -> str:
             total = len(job.result_images)
             return (
                 f"⚠️ Done, but {job.missing_images} of {total} images could not be fetched; "
-                "the others are posted below, and a moderator will look at the charge"
+                f"the others are {'sent to you by DM' if privately else 'posted below'}, and a "
+                "moderator will look at the charge"
             )
+        if privately:
+            return f"✅ Done — sent to you by DM: {privately}"
         tool = tool_of(job.model)
         return DONE_LINES[tool] if tool is not None else "✅ Done — the images are posted below"
     icon = {J.BLOCKED: "🚫", J.CANCELED: "⏹️", J.EXPIRED: "⌛", J.REJECTED: "🚫"}.get(
@@ -136,8 +140,10 @@ def status_embed(
     refunded: int = 0,
     covered: int = 0,
     notes: Sequence[str] = (),
+    privately: str | None = None,
 ) -> discord.Embed:
-    """`covered`: the part of the charge the member could not pay, the server's loss."""
+    """`covered`: the part of the charge the member could not pay, the server's loss;
+    `privately`: why the result went to the member by DM."""
     colour = {
         J.DONE: discord.Colour.green(),
         J.FAILED: discord.Colour.red(),
@@ -159,7 +165,11 @@ def status_embed(
     embed.add_field(name="Buzz", value=cost, inline=False)
     if notes:
         embed.add_field(name="Note", value=truncate("; ".join(notes), 1024), inline=False)
-    embed.add_field(name="Status", value=truncate(status_line(job, message), 1024), inline=False)
+    embed.add_field(
+        name="Status",
+        value=truncate(status_line(job, message, privately=privately), 1024),
+        inline=False,
+    )
     embed.set_footer(text=_footer(job))
     return embed
 

@@ -16,19 +16,14 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import discord
 
 from bot.catalog.tools import Tool
 from bot.discord_adapter import server_errors
-from bot.discord_adapter.buttons.base import view_of
-from bot.discord_adapter.buttons.job import AppealButton, CancelButton
+from bot.discord_adapter.buttons.job import status_view
 from bot.discord_adapter.earlier_posts import earlier_delivery
-from bot.discord_adapter.embeds import (
-    result_embed,
-    status_embed,
-)
+from bot.discord_adapter.embeds import result_embed, status_embed
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.log_lines import LogLines
@@ -71,16 +66,6 @@ def out_of_reach(exc: discord.HTTPException) -> bool:
     """A status message that will not take an edit again: deleted, out of the bot's reach, or
     in an archived thread."""
     return isinstance(exc, discord.NotFound | discord.Forbidden) or exc.code == THREAD_ARCHIVED
-
-
-def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
-    """Cancel while the job can still stop; Appeal when it was held or blocked."""
-    buttons: list[discord.ui.Item[Any]] = []
-    if active:
-        buttons.append(CancelButton(job_id))
-    if appealable:
-        buttons.append(AppealButton(job_id))
-    return view_of(*buttons)
 
 
 class DiscordPublisher:
@@ -157,6 +142,7 @@ class DiscordPublisher:
             self._log_lines.add(task)
             task.add_done_callback(self._log_lines.discard)
         if job.status_message_id is None:
+            self.routes.sent_privately.pop(job.id, None)  # no status message to say it on
             return
         if job.status not in RUNNING:
             self.previews.close(job.id)  # no preview after this
@@ -200,8 +186,14 @@ class DiscordPublisher:
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
         hold = await self.ledger.hold(job.id) if job.charged is not None else None
         refunded, covered = (hold.refunded, hold.loss) if hold is not None else (0, 0)
+        privately = self.routes.sent_privately.get(job.id) if job.status is J.DONE else None
         embed = status_embed(
-            job, update.message, balance=balance, refunded=refunded, covered=covered
+            job,
+            update.message,
+            balance=balance,
+            refunded=refunded,
+            covered=covered,
+            privately=privately,
         )
         active = not job.final and job.status is not J.DELIVERING
         view = status_view(job.id, active=active, appealable=job.status in (J.HELD, J.BLOCKED))
@@ -242,6 +234,7 @@ class DiscordPublisher:
         if job.final and not again:
             # Not before the retried edit: it must still know a preview is on the message.
             self.previews.forget(job.id)
+            self.routes.sent_privately.pop(job.id, None)
             self._faults.pop(job.id, None)
 
     def _again(self, update: StatusUpdate, wait: float) -> bool:

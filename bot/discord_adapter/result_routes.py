@@ -32,6 +32,8 @@ class ResultRoutes:
     ) -> None:
         self.bot, self.clock, self.token_margin = bot, clock, token_margin
         self._session: aiohttp.ClientSession | None = None
+        # Jobs whose result went to the member by DM, and why (for their final status).
+        self.sent_privately: dict[str, str] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -58,6 +60,7 @@ class ResultRoutes:
                 embed,
                 files,
                 largest,
+                why="the image it was made from was deleted",
             )
         if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
             view = result_view(job, tools)
@@ -115,6 +118,7 @@ class ResultRoutes:
             embed,
             files,
             largest,
+            why="it could not be posted in this channel",
         )
 
     async def _dm(
@@ -124,6 +128,8 @@ class ResultRoutes:
         embed: discord.Embed,
         files: Callable[[], list[discord.File]],
         largest: int,
+        *,
+        why: str,
     ) -> discord.Message:
         # No buttons in a DM: they act on the job in its server and would only answer
         # "I cannot find that job here" (the channel copy, when it exists, has them).
@@ -135,7 +141,9 @@ class ResultRoutes:
         try:
             # The look-up too: Discord failing it (5xx, 429) is a passing fault to retry,
             # not "nowhere to post".
-            return await sending(dm(), largest)
+            sent = await sending(dm(), largest)
+            self.sent_privately[job.id] = why
+            return sent
         except discord.HTTPException as exc:
             raise PostFailed(
                 f"nowhere to post: not in the channel, and the member's DMs are closed "

@@ -13,7 +13,7 @@ import pytest
 
 from bot.civitai.simulator import Outcome
 from bot.store import db as dbmod
-from tests.discord.harness import answer, buttons, finished, started, text_of, world
+from tests.discord.harness import answer, buttons, field_value, finished, started, text_of, world
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError
 from tests.store.read_only import unwritable, write_locked
@@ -173,6 +173,9 @@ async def test_a_channel_that_refuses_the_result_with_a_400_sends_it_by_dm(
         [dm] = w.fake.dm_messages(w.member)
         assert dm["attachments"] and job.charged == 13
         assert await w.available() == 1000 - 13
+        # Its status message, still there, does not send the member looking "below".
+        status = await w.wait_status(job, "Done")
+        assert "sent to you by DM" in field_value(status, "Status")
     assert traced(caplog) == []
 
 

@@ -350,6 +350,10 @@ async def test_an_image_deleted_while_its_upscale_runs_is_not_posted_again(tmp_p
         assert job.status.value == "done" and job.delivered_message_ids == [int(dm["id"])]
         assert job.charged == upstream_charge(w, job) == 2
         assert await w.available() == 1000 - 13 - 2
+        # The status message in the channel says where it went, not "posted as a reply".
+        status = await w.wait_status(job, "Done")
+        assert "by DM" in field_value(status, "Status"), field_value(status, "Status")
+        assert "reply" not in field_value(status, "Status")
 
 
 async def test_two_presses_of_upscale_at_once_start_one_job(tmp_path):

@@ -3,10 +3,12 @@ blocked."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from bot.discord_adapter.access import NotPermitted, requester
-from bot.discord_adapter.buttons.base import KeyedButton, bot_of
+from bot.discord_adapter.buttons.base import KeyedButton, bot_of, view_of
 from bot.discord_adapter.canceling import cancel_job
 from bot.discord_adapter.interaction import think
 from bot.discord_adapter.modals import AppealModal
@@ -35,3 +37,13 @@ class AppealButton(KeyedButton, prefix="appeal"):
             raise NotPermitted("This only works in a server.")
         item = await bot.review.appealable(interaction.guild_id, self.key, interaction.user.id)
         await interaction.response.send_modal(AppealModal(self.key, item.id))
+
+
+def status_view(job_id: str, *, active: bool, appealable: bool) -> discord.ui.View | None:
+    """Cancel while the job can still stop; Appeal when it was held or blocked."""
+    buttons: list[discord.ui.Item[Any]] = []
+    if active:
+        buttons.append(CancelButton(job_id))
+    if appealable:
+        buttons.append(AppealButton(job_id))
+    return view_of(*buttons)
