@@ -20,6 +20,9 @@ from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
+# Messages of the channel looked at from each end of the job's time there.
+LOOK_AT = 200
+
 
 async def earlier_delivery(
     bot: discord.Client, routes: ResultRoutes, job: JobRecord, keep: list[int] | None = None
@@ -36,8 +39,15 @@ async def earlier_delivery(
     try:
         with passing_faults():
             channel = await routes.channel(job.channel_id)
-            async for message in channel.history(limit=200, after=after, oldest_first=False):
+            seen = 0
+            async for message in channel.history(limit=LOOK_AT, after=after, oldest_first=False):
+                seen += 1
                 _collect(bot, message, job.id, found, messages)
+            if not found and seen == LOOK_AT:
+                # A busy channel moved on past the newest LOOK_AT: the post, if made, came
+                # soon after the job started, so the oldest since then are looked at too.
+                async for message in channel.history(limit=LOOK_AT, after=after, oldest_first=True):
+                    _collect(bot, message, job.id, found, messages)
     except (discord.Forbidden, discord.NotFound):
         log.warning("job %s: cannot read the channel to check for an earlier post", job.id)
     except discord.HTTPException as exc:  # any other refusal: tried again later too

@@ -197,3 +197,29 @@ async def test_a_result_post_discord_never_answers_is_given_up_and_posted_once(
         assert held == [landed]
         assert len(w.results_of(job.id)) == 1
     assert traced(caplog) == []
+
+
+async def test_a_result_that_landed_before_a_busy_hour_is_found_not_posted_again(
+    tmp_path, caplog, monkeypatch, never_answer_a_result_post
+):
+    """The post landed but its answer never came, and by the time the bot looks for it the
+    channel has moved on by hundreds of messages: the result is found all the same (not
+    posted a second time)."""
+    monkeypatch.setattr(uploads, "POST_WAIT", 1.0)
+    install, gate, held = never_answer_a_result_post
+    install(True)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        look = w.fake.hold_requests("GET", rf"/channels/{w.channel}/messages$")
+        try:
+            job = await started(w, await create(w, "a busy channel"))
+            await w.fake.wait_for(lambda: held, what="the result post made")
+            for n in range(250):
+                await w.fake.post_message(w.channel, w.other, f"chatter {n}")
+            look.set()
+            job = await w.wait_job(job.id, "done", timeout=30)
+        finally:
+            gate.set()
+        assert len(w.results_of(job.id)) == 1
+        assert job.delivered_message_ids == [int(w.results_of(job.id)[0]["id"])]
+    assert traced(caplog) == []
