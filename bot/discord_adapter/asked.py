@@ -14,6 +14,10 @@ T = TypeVar("T")
 
 
 ANSWERED = "You already answered this; see the answer above."
+# Questions one member may leave unanswered at once: each may hold images in memory (an
+# upscale's source, a re-roll's), so one member pressing on and on cannot fill it; the oldest
+# of theirs expires first.
+PER_MEMBER = 5
 
 
 class Asked(Generic[T]):
@@ -33,6 +37,9 @@ class Asked(Generic[T]):
             del self._waiting[token]
         for token in [t for t, (_, at) in self._taken.items() if now - at > self.ttl]:
             del self._taken[token]
+        theirs = [t for t, (owner, _, _) in self._waiting.items() if owner == member_id]
+        for token in theirs[: max(0, len(theirs) - PER_MEMBER + 1)]:
+            del self._waiting[token]
         token = secrets.token_hex(8)
         self._waiting[token] = (member_id, now, value)
         return token

@@ -631,3 +631,23 @@ async def test_an_upscale_of_a_result_posted_above_the_attachment_cap_runs(tmp_p
         job, reply = await derived(w, job)
         assert job.parent_job_id == parent.id
         assert image_size(w.fake.attachment_bytes(reply["attachments"][0])) == (2048, 2048)
+
+
+async def test_a_member_leaving_many_upscales_unconfirmed_keeps_only_the_latest_few(tmp_path):
+    """Each question waiting for Confirm holds the image fetched for it. A member pressing
+    Upscale again and again (never confirming) cannot fill the bot's memory: past a few,
+    their oldest question expires; the newest still starts."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _parent, result = await first_result(w, size="512x512", quality="low")
+        await w.set_guild(confirm_above=1)
+        questions = []
+        for _ in range(6):
+            click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+            questions.append(await click.wait_for_original(lambda m: "Go ahead?" in m["content"]))
+        first, last = questions[0], questions[-1]
+        late = await w.fake.click(int(first["id"]), buttons(first)["Confirm"], w.member)
+        assert "expired" in text_of(await answer(late)) and late.ephemeral
+        yes = await w.fake.click(int(last["id"]), buttons(last)["Confirm"], w.member)
+        job, _ = await derived(w, await started(w, yes))
+        assert job.charged == 2 and await w.available() == 1000 - 13 - 2
