@@ -4,6 +4,7 @@ the status message) never costs a member their result or the news of how their j
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from bot.civitai.simulator import Outcome
 from tests.discord import test_discord_faults
 from tests.discord.harness import is_ephemeral, started, text_of, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
+from tests.discord_admin.helpers import delete_channel
 from tests.fakes import rest as fake_rest
 from tests.fakes.errors import ApiError, missing_permissions
 
@@ -146,4 +148,26 @@ async def test_discord_failing_to_look_up_the_member_for_a_dm_is_retried(
         assert job.status.value == "done", job.error
         [dm] = w.fake.dm_messages(w.member)
         assert dm["attachments"] and job.charged == 13
+    assert traced(caplog) == []
+
+
+async def test_a_channel_deleted_while_the_job_runs_sends_the_result_by_dm(tmp_path, caplog):
+    """An admin deletes the channel mid-job: the paid-for result reaches the member by DM,
+    once, charged once, without a traceback."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome("never"))
+        job = await started(w, await create(w, "a channel about to go"))
+        await w.wait_job(job.id, "running")
+        delete_channel(w, w.channel)
+        await w.fake.settle()
+        workflow = w.sim.workflow_for(job.id)
+        assert workflow is not None
+        workflow.outcome, workflow.t_done = Outcome("succeed"), time.monotonic()
+        workflow.notify()
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        assert job.status.value == "done", job.error
+        [dm] = [m for m in w.fake.dm_messages(w.member) if m["attachments"]]
+        assert "could not post" in dm["content"] and job.delivered_message_ids == [int(dm["id"])]
+        assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
