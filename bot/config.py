@@ -238,6 +238,8 @@ class JobSettings(_Section):
 
 
 class MediaSettings(_Section):
+    # Members' attachments; the bot's own posted results (an Upscale, an Edit of one) are
+    # fetched back up to Discord's largest upload limit (bot.media.limits.POSTED_MAX_BYTES).
     max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
     # A source over this many bytes is re-encoded to fit (one under it is sent as attached).
