@@ -138,7 +138,8 @@ class Create(commands.Cog):
             return
         if not can_edit(model):
             raise UserFacingError(
-                f"This server's model, {model}, cannot edit images: use /edit gpt-image-2."
+                f"**image**: this server's model, {model}, cannot edit images: leave the image "
+                "out, or use /edit gpt-image-2. Nothing was charged."
             )
         attachments = [attachment_info("image", image)]
         if mask is not None:

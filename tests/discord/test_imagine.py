@@ -244,3 +244,21 @@ async def test_edit_image_menu_takes_the_bots_own_large_result_not_a_members_upl
         await menu.response()
         refused = await answer(await w.fake.submit_modal(menu, {"prompt": "at night"}))
         assert "**image**" in refused["content"] and "9.8 KB" in refused["content"]
+
+
+async def test_imagine_with_an_image_on_a_model_that_cannot_edit_names_the_option(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.set_guild(default_model="dall-e-3")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "paint it blue"},
+            attachments={"image": ("red.png", png(64, 64, (200, 10, 10)), "image/png")},
+        )
+        text = text_of(await answer(h))
+        assert h.ephemeral and text.startswith("**image**:"), text
+        assert "dall-e-3" in text and "/edit gpt-image-2" in text and "Nothing was charged" in text
+        assert await w.jobs() == [] and await w.available() == 1000
