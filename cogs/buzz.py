@@ -21,7 +21,6 @@ from bot.discord_adapter.embeds import (
 )
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
-from bot.store.jobs import JobStatus
 from bot.store.periods import describe_moment, period_word
 
 if TYPE_CHECKING:
