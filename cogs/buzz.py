@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,7 @@ class Buzz(commands.Cog):
         for e in entries:
             when = f"<t:{int(_parse(e.created_at))}:d>"
             job = f" · job `{e.job_id}`" if e.job_id else ""
-            why = f" · {truncate(e.reason, 60)}" if e.reason else ""
+            why = f" · {_roles_named(truncate(e.reason, 60))}" if e.reason else ""
             delta = f"{e.delta:+,}" if e.delta else f"({e.amount:,})"
             what = words.get(e.kind, e.kind)
             if e.kind == "adjust" and e.job_id:  # the ledger's own for a job: no admin took it
@@ -167,6 +168,15 @@ class Buzz(commands.Cog):
 
 def _parse(created_at: str) -> float:
     return datetime.fromisoformat(created_at).timestamp()
+
+
+# A refill's reason as the ledger keeps it: "weekly allowance (role 1576…)".
+_ROLE_ID = re.compile(r"\(role (\d{15,21})\)")
+
+
+def _roles_named(reason: str) -> str:
+    """A role's bare id as its mention: Discord shows the name (a private answer pings no one)."""
+    return _ROLE_ID.sub(r"(role <@&\1>)", reason)
 
 
 async def setup(bot: ImageBot) -> None:

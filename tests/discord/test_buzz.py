@@ -240,6 +240,13 @@ async def test_an_allowance_from_a_role_names_the_role_not_its_number(tmp_path):
         assert f"Allowance: 1,500 weekly (role <@&{patrons}>)" in text, text
         shown = await admin_ask(w, w.admin, "quota show", {"member": carol})
         assert f"Allowance: 1,500 weekly — from role <@&{patrons}>" in shown, shown
+        options = {"prompt": "a kite", "quality": "medium"}
+        await finish(
+            w, await w.fake.slash(w.guild, w.channel, carol, "create gpt-image-2", options)
+        )
+        history = await ask(w, carol, "buzz history")  # the refill made at that request
+        assert f"weekly allowance (role <@&{patrons}>)" in history, history
+        assert f"role {patrons}" not in history
 
 
 async def test_cancel_job_with_an_unknown_id_says_what_to_give(tmp_path):
