@@ -131,6 +131,8 @@ class RequestFlow:
         )
         # A prompt the filter holds, or AI pre-moderation flags, goes to the moderators as the
         # member wrote it: it is not sent upstream to be enhanced (and charged for) first.
+        if enhance and not interaction.response.is_done():
+            await think(interaction)  # the check may outlast Discord's 3 seconds
         if enhance and not await self.engine.held_before_upstream(request):
             await self.bot.enhance.begin(interaction, pending)
             return

@@ -307,3 +307,21 @@ async def test_a_check_whose_labels_all_errored_is_a_failed_check(tmp_path):
         [(_, _, details)] = await audit_actions(w, "premoderation.check")
         assert json.loads(details)["outcome"] == "failed"
         assert "check" not in seen_by_member(w, handle, [w.channel]).lower()
+
+
+async def test_a_slow_check_before_an_enhancement_still_answers_the_member(tmp_path):
+    """With enhance:True the prompt is checked before it is enhanced. A check slower than
+    Discord's 3 seconds must not leave the command unanswered ("the application did not
+    respond"), with no enhancement and nothing the member could do but ask again."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(
+            Outcome(runtime=60, step="xGuardModeration"), prompt="a quiet harbour at night"
+        )
+        w.fake.ack_deadline = 0.3  # Discord's 3 seconds, scaled down (the check takes ~0.6 s)
+        h = await enhanced(w, "a quiet harbour at night", "low")
+        choice = await h.wait_for_followup(1, timeout=20)
+        assert h.record.rejections == []
+        assert "Keep mine" in buttons(choice)
+        assert len(moderation_runs(w)) == 1 and len(enhancements(w)) == 1
