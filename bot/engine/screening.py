@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PREMODERATION = "premoderation"
 VERDICT_TTL = 600.0  # seconds a pre-moderation verdict is reused
 VERDICTS_KEPT = 2048
+# (guild, member, labels, prompt digest): whose request a failed check held.
+FailureKey = tuple[int, int, tuple[str, ...], str]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class Screening:
         # Failed checks upstream charged whose record the database refused: (guild, member,
         # job, record), recorded before the next check's.
         self._unrecorded: list[tuple[int, int, str, dict[str, Any]]] = []
+        # A check before an enhancement that failed and held the request by the guild's
+        # fallback: (when, the hold). The request's admission takes it instead of checking
+        # again: a pass would run it unenhanced and unreviewed, the guild paying twice.
+        self._failed_holds: OrderedDict[FailureKey, tuple[float, HeldFor]] = OrderedDict()
 
     async def prompt_held(self, request: JobRequest, check_id: str) -> HeldFor | None:
         """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
@@ -83,7 +89,12 @@ class Screening:
         settings = await safety.store.settings(request.requester.guild_id)
         if not settings.premoderation:
             return None
-        return await self._premoderate(safety, settings, request, check_id)
+        held = await self._premoderate(safety, settings, request, check_id)
+        if held is not None and held.details.get("fallback") == "hold":
+            self._failed_holds[failure_key(request, settings)] = (time.monotonic(), held)
+            while len(self._failed_holds) > VERDICTS_KEPT:
+                self._failed_holds.popitem(last=False)
+        return held
 
     async def screen(
         self, request: JobRequest, job_id: str, filter_reason: str | None = None
@@ -98,9 +109,34 @@ class Screening:
         settings = await safety.store.settings(who.guild_id)
         level = settings.level_for(who.channel_id, who.parent_channel_id, who.age_restricted)
         await self._check_sources(safety, request, level)
+        key = failure_key(request, settings)
+        failed = self._failed_holds.pop(key, None)
         if held is None and settings.premoderation:
-            held = await self._premoderate(safety, settings, request, job_id)
+            if failed is not None and time.monotonic() - failed[0] < VERDICT_TTL:
+                held = await self._failed_again(safety, request, job_id, key, failed)
+            else:
+                held = await self._premoderate(safety, settings, request, job_id)
         return Screened(level, held)
+
+    async def _failed_again(
+        self,
+        safety: Safety,
+        request: JobRequest,
+        job_id: str,
+        key: FailureKey,
+        failed: tuple[float, HeldFor],
+    ) -> HeldFor:
+        """The hold of a check that failed before the request's enhancement, recorded as
+        reused (cost 0) for this job."""
+        who = request.requester
+        try:
+            await safety.store.record_check(
+                who.guild_id, who.member_id, job_id, 0, outcome="failed", reused=True
+            )
+        except StoreBusy:
+            self._failed_holds[key] = failed
+            raise
+        return failed[1]
 
     async def _check_sources(self, safety: Safety, request: JobRequest, level: str) -> None:
         images = [s for s in request.sources if s.role == "image"]
@@ -200,6 +236,12 @@ class Screening:
             kept.unrecorded = record
             raise
         return found
+
+
+def failure_key(request: JobRequest, settings: SafetySettings) -> FailureKey:
+    who = request.requester
+    digest = hashlib.sha256(request.options.prompt.encode()).hexdigest()
+    return (who.guild_id, who.member_id, tuple(settings.premoderation_labels or ()), digest)
 
 
 def held_for(verdict: PreVerdict) -> HeldFor:

@@ -325,3 +325,26 @@ async def test_a_slow_check_before_an_enhancement_still_answers_the_member(tmp_p
         assert h.record.rejections == []
         assert "Keep mine" in buttons(choice)
         assert len(moderation_runs(w)) == 1 and len(enhancements(w)) == 1
+
+
+async def test_a_check_that_fails_before_an_enhancement_holds_the_request_once(tmp_path):
+    """With enhance:True the check before the enhancement fails and the guild's fallback holds
+    the request as written. Admission must not check it again: a second check was paid for
+    (and waited for) again, and when it passed, the request ran unenhanced and unreviewed
+    though the member had asked for an enhancement."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome("fail", step="xGuardModeration"))  # the first check only
+        handle = await enhanced(w, "a lighthouse at dusk", "low")
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        assert job.prompt == "a lighthouse at dusk"
+        assert enhancements(w) == [] and generations(w) == []
+        assert len(moderation_runs(w)) == 1
+        item = await item_message(w, job)
+        assert "could not check this prompt" in field_value(item, "Reason")
+        outcomes = [
+            json.loads(d)["outcome"] for _, _, d in await audit_actions(w, "premoderation.check")
+        ]
+        assert outcomes == ["failed", "failed"]  # the check, then its reuse (cost 0)
