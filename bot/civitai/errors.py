@@ -76,3 +76,15 @@ class BlobTooLarge(BlobRefused):
 
 class BlobExpired(OrchestratorError):
     """A signed blob URL that no longer works (403/404/410): fetch the workflow for a new one."""
+
+
+def operator_alert(exc: OrchestratorError) -> tuple[str, str]:
+    """The operator alert (key: told once per kind, text) a refusal of the bot itself raises."""
+    if isinstance(exc, NotFound):
+        return "endpoint", (
+            "the orchestrator has no workflows endpoint at the configured URL (404): check "
+            "CIVITAI_BASE_URL (https://orchestration.civitai.com, without a path)"
+        )
+    if isinstance(exc, Unauthorized):
+        return "auth", str(exc)
+    return ("forbidden" if isinstance(exc, Forbidden) else "redirect"), str(exc)

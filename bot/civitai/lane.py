@@ -28,6 +28,7 @@ from bot.civitai.errors import (
     Unauthorized,
     Unavailable,
     ValidationFailed,
+    operator_alert,
 )
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.retired import refused_as_gone, unsupported
@@ -223,7 +224,7 @@ class CivitaiLane:
             )
         except (Unauthorized, Forbidden, Redirected, NotFound) as exc:
             # A submit to the workflows collection is "not found" only at a wrong base URL.
-            await run.alert(*_operator_alert(exc))
+            await run.alert(*operator_alert(exc))
             if may_exist or exc.maybe_accepted:
                 # An earlier attempt may have made the workflow, which runs and charges: the
                 # job waits for the operator's fix and is submitted (found) again after.
@@ -337,7 +338,7 @@ class CivitaiLane:
                 # The token was revoked or rotated (or the base URL now redirects) while the job
                 # ran: the operator's to fix; the job waits (its workflow runs on upstream) and
                 # is followed again after.
-                await run.alert(*_operator_alert(exc))
+                await run.alert(*operator_alert(exc))
                 raise FollowRefused(str(exc)) from None
             except Unavailable as exc:
                 if workflow is None and expired and run.past_grace():
@@ -385,7 +386,7 @@ class CivitaiLane:
         except OrchestratorError as exc:
             problem = exc
         if isinstance(problem, (NotFound, Unauthorized, Forbidden, Redirected)):
-            await run.alert(*_operator_alert(problem))
+            await run.alert(*operator_alert(problem))
         raise FollowRefused(f"not taken as gone: {problem}")
 
     async def _observe(self, run: Run, workflow: Workflow) -> None:
@@ -399,18 +400,6 @@ class CivitaiLane:
             return
         started = status == WorkflowStatus.PROCESSING
         await run.progress(status, position, started=started, fraction=workflow.progress())
-
-
-def _operator_alert(exc: OrchestratorError) -> tuple[str, str]:
-    """The operator alert (key: told once per kind, text) a refusal of the bot itself raises."""
-    if isinstance(exc, NotFound):
-        return "endpoint", (
-            "the orchestrator has no workflows endpoint at the configured URL (404): check "
-            "CIVITAI_BASE_URL (https://orchestration.civitai.com, without a path)"
-        )
-    if isinstance(exc, Unauthorized):
-        return "auth", str(exc)
-    return ("forbidden" if isinstance(exc, Forbidden) else "redirect"), str(exc)
 
 
 def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> str:

@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 from bot.civitai.client import OrchestratorClient
-from bot.civitai.errors import OrchestratorError
+from bot.civitai.errors import OrchestratorError, operator_alert
 from bot.civitai.models import Workflow, WorkflowStatus
 from bot.civitai.sources import rated_upload
+from bot.engine.lane import OperatorProblem
 from bot.engine.safety import PremoderationFailed, PreVerdict, ReleaseFailed
 from bot.safety import levels
 from bot.store.jobs import JobRecord
@@ -112,7 +113,8 @@ class CivitaiSafety:
             # Made, then unreadable: it runs on upstream, so it is stopped and its charge
             # counted like a check that ran out of time.
             cost = await self._stop_check(template, workflow, answer_lost=exc.maybe_accepted)
-            raise PremoderationFailed(str(exc), cost=cost) from None
+            alert = operator_alert(exc) if isinstance(exc, OperatorProblem) else None
+            raise PremoderationFailed(str(exc), cost=cost, alert=alert) from None
         verdict = workflow.moderation()
         cost = workflow.charged()
         if workflow.status != WorkflowStatus.SUCCEEDED or verdict is None:

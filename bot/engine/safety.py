@@ -28,11 +28,16 @@ class PreVerdict:
 
 
 class PremoderationFailed(Exception):
-    """The check itself could not be made (upstream down, the workflow failed, too slow)."""
+    """The check itself could not be made (upstream down, the workflow failed, too slow).
+    `alert`: the operator alert (key, text) when only the operator can fix it (the token
+    refused): with the fallback holding, no job would reach the upstream to tell them."""
 
-    def __init__(self, message: str, *, cost: int = 0) -> None:
+    def __init__(
+        self, message: str, *, cost: int = 0, alert: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.cost = cost
+        self.alert = alert
 
 
 class ReleaseFailed(Exception):

@@ -196,6 +196,8 @@ class Screening:
                 f"{job_id}-premod", request.options.prompt, labels
             )
         except PremoderationFailed as exc:
+            if exc.alert is not None:
+                await self.parts.alert(*exc.alert)
             hold = settings.premoderation_fallback == "hold"
             log.warning(
                 "job %s: pre-moderation failed (%s); %s",

@@ -190,6 +190,23 @@ async def test_auth_failures_release_and_alert_the_operator_once(tmp_path, statu
         assert len(h.alerts.alerts) == 1
 
 
+@pytest.mark.parametrize("fallback", ["hold", "allow"])
+async def test_a_pre_moderation_check_refused_for_the_token_alerts_the_operator(tmp_path, fallback):
+    """The token is revoked with AI pre-moderation on: its check is refused (401) before any
+    job is submitted. The operator must be told, as a refused submit tells them; with the
+    default fallback every request waited for the moderators and nobody told the operator."""
+    async with harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.services.safety.set_premoderation(GUILD, True, fallback=fallback, actor_id=None)
+        h.sim.fault(401, times=100, route="submit")
+        first = await h.engine.submit(h.request("a lighthouse", quality="medium"))
+        await h.engine.submit(h.request("a harbour", quality="medium"))
+        await h.settle_all()
+        if fallback == "hold":
+            assert (await h.job(first.id)).status is JobStatus.HELD
+        assert [key for key, _ in h.alerts.alerts] == ["auth"]
+
+
 async def test_whatif_above_the_estimate_is_what_gets_held(tmp_path):
     settings = EngineSettings(policy=LongPoll(60), whatif=True, retry_base=0.01, retry_cap=0.05)
     async with harness(tmp_path, settings=settings) as h:
