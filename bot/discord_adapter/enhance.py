@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -70,6 +71,8 @@ class EnhanceFlow:
                             bot.services.images,
                         )
                     )
+            # A source its channel may not show is refused before the enhancement is paid for.
+            await bot.engine.check_sources(replace(image, sources=sources))
             prompt = image.options.prompt
             ecosystem = bot.services.settings.civitai.enhance_ecosystem
             request = ToolRequest(

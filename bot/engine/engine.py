@@ -120,6 +120,11 @@ class Engine:
         check_id = f"{new_job_id(self.parts.clock())}-pre"
         return await self.admission.screening.prompt_held(request, check_id) is not None
 
+    async def check_sources(self, request: JobRequest) -> None:
+        """Refusal when an edit source is rated above what the request's channel allows: for
+        a request about to go upstream for something else first (an enhancement, charged)."""
+        await self.admission.screening.check_sources(request)
+
     async def preflight(self, request: JobRequest) -> Quote:
         """Every admission check without holding anything: Refusal, or the quote."""
         return await self.admission.preflight(request)

@@ -138,6 +138,17 @@ class Screening:
             raise
         return failed[1]
 
+    async def check_sources(self, request: JobRequest) -> None:
+        """Refusal when an edit source is rated above the request's channel's level: for
+        sources about to go upstream for something else first (an enhancement)."""
+        safety = self.parts.safety
+        if safety is None or not request.sources:
+            return
+        who = request.requester
+        settings = await safety.store.settings(who.guild_id)
+        level = settings.level_for(who.channel_id, who.parent_channel_id, who.age_restricted)
+        await self._check_sources(safety, request, level)
+
     async def _check_sources(self, safety: Safety, request: JobRequest, level: str) -> None:
         images = [s for s in request.sources if s.role == "image"]
         if not images or safety.upstream is None or level == levels.TOP:

@@ -47,3 +47,30 @@ async def test_an_unrated_source_goes_on_and_its_result_is_checked(tmp_path):
         job = await started_job(w, handle)
         job = await w.wait_job(job.id, "done")
         assert job.max_rating == "pg13" and len(w.results_of(job.id)) == 1
+
+
+async def test_a_source_rated_above_the_channel_is_refused_before_its_prompt_is_enhanced(
+    tmp_path,
+):
+    """With enhance:True the prompt goes upstream to be enhanced (a charge of its own) before
+    the image request is admitted. A source the channel may not show must be refused first:
+    the member paid for an enhancement of a request that could never run."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.upload_nsfw_level = "r"
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "imagine",
+            options={"prompt": "make it blue", "enhance": True},
+            attachments={"image": ("a.png", png(), "image/png")},
+        )
+        told = await handle.wait_for_original(lambda m: "Not started" in text_of(m))
+        assert text_of(told) == (
+            "Not started, nothing was charged: your image was rated R and this channel allows "
+            "up to PG-13."
+        )
+        await w.fake.settle()
+        assert w.sim.submissions == [] and await w.jobs() == []
+        assert await w.available() == 1000
