@@ -23,7 +23,7 @@ from bot.safety import levels
 from bot.safety.labels import parse_labels
 from bot.store.guilds import GuildSettings, SettingsRefused
 from bot.store.ledger_records import MAX_AMOUNT
-from bot.store.safety import SafetySettings
+from bot.store.safety import LevelChange, ReleaseChange, SafetySettings
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -235,24 +235,20 @@ class Settings(commands.Cog):
                 "release-dm-only", "choose a release-channel or DM only, not both"
             )
         await think(interaction)
+        change = None
         if level is not None:
-            value = None if level.value == DEFAULT else level.value
-            await store.set_level(
-                guild,
-                value,
-                channel_id=channel.id if channel is not None else None,
-                age_restricted=age_restricted(channel),
-                actor_id=actor,
+            change = LevelChange(
+                None if level.value == DEFAULT else level.value,
+                channel.id if channel is not None else None,
+                age_restricted(channel),
             )
+        release = None
         if release_channel is not None:
-            await store.set_release_channel(
-                guild,
-                release_channel.id,
-                age_restricted=age_restricted(release_channel),
-                actor_id=actor,
-            )
+            release = ReleaseChange(release_channel.id, age_restricted(release_channel))
         elif release_dm_only:
-            await store.set_release_channel(guild, None, age_restricted=False, actor_id=actor)
+            release = ReleaseChange(None)
+        if change is not None or release is not None:
+            await store.set_mature(guild, level=change, release=release, actor_id=actor)
         await self._answer(interaction, await self.services.guilds.settings(guild))
 
     @settings.command(

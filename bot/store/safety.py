@@ -40,6 +40,24 @@ class SafetySettings:
         return levels.effective(self.max_rating, own, age_restricted)
 
 
+@dataclass(frozen=True)
+class LevelChange:
+    """A content level to set: the server's (channel_id None) or one channel's; level None
+    forgets it. `age_restricted`: Discord's age restriction on that channel."""
+
+    level: str | None
+    channel_id: int | None = None
+    age_restricted: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseChange:
+    """The release channel to set (None: DM only)."""
+
+    channel_id: int | None
+    age_restricted: bool = False
+
+
 class SafetyStore:
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
@@ -134,25 +152,61 @@ class SafetyStore:
         )
         return self.settings_in(tx, guild_id)
 
-    async def set_release_channel(
-        self, guild_id: int, channel_id: int | None, *, age_restricted: bool, actor_id: int | None
+    def set_release_channel_in(
+        self,
+        tx: Conn,
+        guild_id: int,
+        channel_id: int | None,
+        *,
+        age_restricted: bool,
+        actor_id: int | None,
     ) -> SafetySettings:
-        def run(tx: Conn) -> SafetySettings:
-            if channel_id is not None and not age_restricted:
-                raise SettingsRefused(
-                    "release-channel",
-                    f"<#{channel_id}> is not age-restricted in Discord; results rated above a "
-                    "channel's level can only be released to an age-restricted channel",
-                )
-            self._upsert(tx, guild_id, release_channel_id=channel_id)
-            audit.record(
-                tx,
-                self.clock(),
-                "settings.release_channel",
-                guild_id=guild_id,
-                actor_id=actor_id,
-                target=f"channel:{channel_id}" if channel_id else None,
+        if channel_id is not None and not age_restricted:
+            raise SettingsRefused(
+                "release-channel",
+                f"<#{channel_id}> is not age-restricted in Discord; results rated above a "
+                "channel's level can only be released to an age-restricted channel",
             )
+        self._upsert(tx, guild_id, release_channel_id=channel_id)
+        audit.record(
+            tx,
+            self.clock(),
+            "settings.release_channel",
+            guild_id=guild_id,
+            actor_id=actor_id,
+            target=f"channel:{channel_id}" if channel_id else None,
+        )
+        return self.settings_in(tx, guild_id)
+
+    async def set_mature(
+        self,
+        guild_id: int,
+        *,
+        level: LevelChange | None,
+        release: ReleaseChange | None,
+        actor_id: int | None,
+    ) -> SafetySettings:
+        """/settings mature: a level and the release channel, both or neither (one refused,
+        the other is not made either: the admin reads only the refusal)."""
+
+        def run(tx: Conn) -> SafetySettings:
+            if level is not None:
+                self.set_level_in(
+                    tx,
+                    guild_id,
+                    level.level,
+                    channel_id=level.channel_id,
+                    age_restricted=level.age_restricted,
+                    actor_id=actor_id,
+                )
+            if release is not None:
+                self.set_release_channel_in(
+                    tx,
+                    guild_id,
+                    release.channel_id,
+                    age_restricted=release.age_restricted,
+                    actor_id=actor_id,
+                )
             return self.settings_in(tx, guild_id)
 
         return await self.db.write(run)

@@ -158,6 +158,20 @@ async def test_a_release_goes_to_the_age_restricted_channel_the_admin_chose(tmp_
         assert len(w.fake.channel_messages(gallery)) == 1
 
 
+async def test_a_refused_release_channel_changes_nothing_else_asked_with_it(tmp_path):
+    """/settings mature level:PG release-channel:#art (not age-restricted): the admin reads
+    that the release channel was refused, so the level asked in the same command must not
+    have been changed either (it was, unseen: PG-13 results then stopped being posted)."""
+    async with world(tmp_path) as w:
+        text = await ask(
+            w, w.admin, "settings mature", {"level": "pg", "release-channel": w.channel}
+        )
+        assert "**release-channel**" in text and "is not age-restricted in Discord" in text
+        shown = await ask(w, w.admin, "settings show")
+        assert "Results shown: up to PG-13 where Discord's age restriction is off" in shown
+        assert (await w.services.safety.settings(w.guild)).max_rating is None
+
+
 async def test_a_release_cut_short_by_a_stop_can_be_made_again_after_the_start(tmp_path):
     """The bot stops while a moderator's release is being posted: the item opens again (not
     "released" with nothing posted), and after the start a moderator releases it, once."""
