@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 PREMODERATION = "premoderation"
 VERDICT_TTL = 600.0  # seconds a pre-moderation verdict is reused
 VERDICTS_KEPT = 2048
+# A server switched pre-moderation on on the Civitai lane, then the bot moved without a token.
+NO_UPSTREAM = (
+    "premoderation",
+    "a server has AI pre-moderation on, and this bot has no CIVITAI_TOKEN to run it: its "
+    "requests wait for the moderators (or go unchecked, as the server chose). Set "
+    "CIVITAI_TOKEN, or its admins switch it off with /settings premoderation enabled:False",
+)
 # (guild, member, labels, prompt digest): whose request a failed check held.
 FailureKey = tuple[int, int, tuple[str, ...], str]
 
@@ -201,8 +208,10 @@ class Screening:
                 raise
             return kept.held
         try:
-            if safety.upstream is None:
-                raise PremoderationFailed("no upstream service can check prompts here")
+            if safety.upstream is None:  # the OpenAI lane with no CIVITAI_TOKEN
+                raise PremoderationFailed(
+                    "no upstream service can check prompts here", alert=NO_UPSTREAM
+                )
             verdict = await safety.upstream.premoderate(
                 f"{job_id}-premod", request.options.prompt, labels
             )

@@ -777,3 +777,19 @@ async def test_a_busy_database_while_auditing_an_unusable_image_does_not_call_ag
         assert refused and h.sim.requests["generations"] == 1
         assert job.status.value == "done", job.error
         assert job.charged == job.estimate // 2 > 0
+
+
+async def test_pre_moderation_left_on_without_an_orchestrator_alerts_the_operator(tmp_path):
+    """A server switched AI pre-moderation on while the bot ran on Civitai; the operator then
+    moved to the OpenAI lane without a CIVITAI_TOKEN. No check can be made: with the default
+    fallback every request waits for the moderators. The operator must be told, once."""
+    async with lane_harness(tmp_path) as h:
+        await h.grant(1000)
+        await h.services.safety.set_premoderation(GUILD, True, actor_id=1)
+        await h.engine.start()
+        first = await h.run(h.request("a lighthouse"))
+        second = await h.run(h.request("a harbour"))
+        assert first.status is second.status is JobStatus.HELD
+        [(key, message)] = h.alerts.alerts
+        assert key == "premoderation" and "CIVITAI_TOKEN" in message
+        assert "/settings premoderation enabled:False" in message
