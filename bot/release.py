@@ -78,8 +78,10 @@ class Releases:
                 "No release channel is set: an admin chooses one with /settings mature "
                 "release-channel (an age-restricted channel), or send it to the member by DM."
             )
-        # A level the admin set on the release channel itself holds there too.
-        own, rating = settings.channel_ratings.get(channel), item.details.get("rating")
+        # The release channel's level holds there too: its own, else the server's (it is
+        # age-restricted: checked when it was chosen, and again when posting).
+        own = settings.level_for(channel, None, age_restricted=True)
+        rating = item.details.get("rating")
         if levels.rank(rating) < 0:  # kept back as mature with no usable rating: R at least
             rating = levels.LEAST_MATURE
         if levels.above(rating, own):

@@ -577,6 +577,28 @@ async def test_a_release_is_refused_above_the_level_the_admin_set_for_the_releas
         assert len(w.fake.channel_messages(gallery)) == 1
 
 
+async def test_a_release_is_refused_above_the_servers_level(tmp_path):
+    """The admin allows up to R in the whole server (/settings mature level:R); the release
+    channel has no level of its own, so R is its level too: an X result is not posted there
+    (it was: only a level set on the release channel itself was looked at)."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery, "level": "r"})
+        _, item = await kept(w, "a fox at night [sim:x]")
+        text = await press(w, item, "Release", w.moderator)
+        assert text == (
+            f"<#{gallery}> allows up to R (/settings mature) and this result is rated X: "
+            "send it by DM, or raise that channel's level."
+        )
+        assert w.fake.channel_messages(gallery) == []
+        await ask(w, w.admin, "settings mature", {"level": "xxx", "channel": gallery})
+        assert await press(w, item, "Release", w.moderator) == (
+            f"Review #1: released in <#{gallery}>."
+        )
+
+
 async def test_a_result_withheld_as_mature_with_no_rating_counts_as_r_for_the_release_channel(
     tmp_path,
 ):
