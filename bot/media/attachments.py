@@ -4,6 +4,7 @@ Discord's CDN, size-capped before and while reading."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -25,6 +26,9 @@ from bot.media.limits import (
 )
 
 MAX_REDIRECTS = 3
+# An attachment's own path (a message's, or an interaction's ephemeral upload): the CDN's hosts
+# also serve avatars, emojis and, through the media proxy's /external/, any site's files.
+ATTACHMENT_PATH = re.compile(r"/(?:ephemeral-)?attachments/[0-9]+/[0-9]+/(?!\.\.?$)[^/]+")
 
 
 def check_declared(info: AttachmentInfo, limits: MediaLimits) -> None:
@@ -119,6 +123,10 @@ def _check_url(info: AttachmentInfo, url: str, limits: MediaLimits) -> None:
         )
     if parts.scheme != "https" and not (parts.scheme == "http" and net.is_loopback(host)):
         raise MediaError(info.option, f"{info.option} must be downloaded over https")
+    if not ATTACHMENT_PATH.fullmatch(parts.path):
+        raise MediaError(
+            info.option, f"{info.option} must be a Discord attachment; that link is not one"
+        )
 
 
 def _host_allowed(host: str, patterns: Sequence[str]) -> bool:

@@ -155,6 +155,8 @@ def test_check_declared_refuses_a_file_discord_could_not_read_as_an_image(filena
 PAYLOAD = encode(noise(40, 40))
 STREAM_CHUNK = 64 * 1024
 STREAM_TOTAL = 64 * MiB
+# Where the server's files are: a path like an attachment's on Discord's CDN.
+FOLDER = "/attachments/1/2"
 
 
 @dataclass
@@ -165,8 +167,8 @@ class Server:
     stream_done: asyncio.Event = field(default_factory=asyncio.Event)
     hits: list[str] = field(default_factory=list)
 
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
+    def url(self, name: str) -> str:
+        return f"{self.base}{FOLDER}{name}"
 
 
 @pytest.fixture
@@ -199,10 +201,17 @@ async def server() -> AsyncIterator[Server]:
         return web.Response(status=404, text="no such attachment")
 
     async def away(request: web.Request) -> web.Response:
-        raise web.HTTPFound(f"http://localhost:{state.port}/ok")
+        raise web.HTTPFound(f"http://localhost:{state.port}{FOLDER}/ok")
 
     async def hop(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/ok")
+        raise web.HTTPFound(f"{FOLDER}/ok")
+
+    async def outside(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/metrics")
+
+    async def metrics(request: web.Request) -> web.Response:
+        state.hits.append(request.path)
+        return web.Response(body=PAYLOAD)
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(10)
@@ -225,10 +234,12 @@ async def server() -> AsyncIterator[Server]:
         ("/missing", missing),
         ("/away", away),
         ("/hop", hop),
+        ("/outside", outside),
         ("/slow", slow),
         ("/cut", cut),
     ]:
-        app.router.add_get(path, handler)
+        app.router.add_get(f"{FOLDER}{path}", handler)
+    app.router.add_get("/metrics", metrics)  # the same host, not an attachment
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -297,6 +308,13 @@ async def test_download_refuses_a_redirect_to_another_host(server: Server) -> No
     assert server.hits == []
 
 
+async def test_download_refuses_a_redirect_away_from_the_attachments(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(MediaError, match="must be a Discord attachment; that link is not one"):
+            await download(http, info(url=server.url("/outside")), LOOPBACK)
+    assert server.hits == []
+
+
 async def test_a_download_cut_off_says_so_in_plain_words(server: Server) -> None:
     async with httpx.AsyncClient() as http:
         with pytest.raises(MediaError) as caught:
@@ -307,7 +325,7 @@ async def test_a_download_cut_off_says_so_in_plain_words(server: Server) -> None
 
 
 async def test_a_file_server_that_cannot_be_reached_says_so(unused_tcp_port: int) -> None:
-    url = f"http://127.0.0.1:{unused_tcp_port}/gone.png"
+    url = f"http://127.0.0.1:{unused_tcp_port}{FOLDER}/gone.png"
     async with httpx.AsyncClient() as http:
         with pytest.raises(MediaError) as caught:
             await download(http, info(url=url), LOOPBACK)
@@ -339,6 +357,24 @@ def _no_network() -> httpx.AsyncClient:
     ],
 )
 async def test_download_refuses_hosts_not_allowed(url: str) -> None:
+    async with _no_network() as http:
+        with pytest.raises(MediaError, match="must be a Discord attachment"):
+            await download(http, info(url=url), LIMITS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Discord's media proxy fetches any site's file under its own name.
+        "https://media.discordapp.net/external/abc/https/evil.example/photo.png",
+        "https://cdn.discordapp.com/avatars/1/abc.png",
+        "https://cdn.discordapp.com/attachments/../external/abc/https/evil.example/x.png",
+        "https://cdn.discordapp.com/attachmentsX/1/2/photo.png",
+        "https://cdn.discordapp.com/",
+    ],
+)
+async def test_download_refuses_what_is_not_an_attachment_on_discords_hosts(url: str) -> None:
+    """Only an attachment's path is fetched: the CDN's hosts serve (and proxy) much else."""
     async with _no_network() as http:
         with pytest.raises(MediaError, match="must be a Discord attachment"):
             await download(http, info(url=url), LIMITS)
