@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from bot.media.decode import has_transparency, rgb_or_rgba, sniff_mime
+from bot.media.decode import DECODERS, has_transparency, rgb_or_rgba, sniff_mime
 from bot.media.encode import EXTENSION, FORMAT_NAME, MIME, fit_to_budget
 from bot.media.limits import human_size
 
@@ -52,7 +52,8 @@ def fit_for_upload(data: bytes, limit: int) -> FittedImage:
 
 def _header_size(data: bytes) -> tuple[int, int]:
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        # Only the decoders sources get (EPS would start Ghostscript, and so on).
+        with Image.open(io.BytesIO(data), formats=DECODERS) as image:
             return image.size
     except Exception as exc:  # Pillow raises many types on malformed input
         raise ValueError(f"not an image ({type(exc).__name__})") from None
@@ -60,7 +61,7 @@ def _header_size(data: bytes) -> tuple[int, int]:
 
 def _open_result(data: bytes) -> Image.Image:
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=DECODERS) as image:
             image.load()
             # Re-encoding drops EXIF, so its orientation must be applied to the pixels now
             # (in place: a 4K image is 33 MB, a copy is not free).

@@ -860,6 +860,21 @@ def test_fit_for_upload_refuses_the_impossible() -> None:
         fit_for_upload(b"garbage" * 10, 20)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "EPS", "PSD"])
+def test_fit_for_upload_opens_no_other_format(fmt: str) -> None:
+    """Only the decoders the sources get run here too: Pillow's EPS plugin starts Ghostscript,
+    and PSD, TIFF and the rest are parsers nothing here needs."""
+    if fmt == "PSD":  # Pillow writes no PSD: a minimal one, 64x64 RGB, raw
+        header = b"8BPS" + (1).to_bytes(2, "big") + bytes(6) + (3).to_bytes(2, "big")
+        header += (64).to_bytes(4, "big") * 2 + (8).to_bytes(2, "big") + (3).to_bytes(2, "big")
+        data = header + bytes(12) + bytes(2) + bytes(3 * 64 * 64)
+    else:
+        data = encode(noise(64, 64), fmt)
+    for limit in (len(data) * 2, len(data) // 2):  # kept as it is, or re-encoded
+        with pytest.raises(ValueError, match="not an image"):
+            fit_for_upload(data, limit)
+
+
 # -- small pieces ----------------------------------------------------------------------------------
 
 
