@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 
-from PIL import Image, ImageChops, ImageCms, ImageFile, ImageMath, ImageOps
+from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps
 
 from bot.media.limits import ALLOWED_TYPES, KINDS, MediaError, MediaLimits, check_pixels, megapixels
 
@@ -19,6 +19,9 @@ PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
 ORIENTATION = 0x0112
 # Grey of 2 or 4 bits a pixel, as Pillow widens it to 8 (4 bits: 1 becomes 17).
 WIDENED_GREY = {"L;2": 85, "L;4": 17}
+# A 16-bit value's high byte: 16-bit grey scaled down to 8 bits, this many rows at a time.
+HIGH_BYTE = [v >> 8 for v in range(65536)]
+GREY_STRIP = 256
 # A progressive JPEG is decoded over every pixel once per scan: a 270 KB 6000x6000 file of
 # 1,000 scans takes ~30 s of the shared image pool, holding up every member's images. Real
 # photos have about 10.
@@ -52,9 +55,11 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
         try:
             image.load()  # the first frame: an opened animation starts there
             frame = keyed(data, image, raw)
-            # A copy either way: the opened image is closed when this block ends.
-            upright = ImageOps.exif_transpose(frame) if orientation(image) != 1 else frame.copy()
-            return rgb_or_rgba(in_srgb(upright))
+            upright = ImageOps.exif_transpose(frame) if orientation(image) != 1 else frame
+            ready = rgb_or_rgba(in_srgb(upright))
+            # The opened image is closed when this block ends: a copy only if nothing was
+            # converted (a copy besides a conversion was one more full image held at once).
+            return ready.copy() if ready is image else ready
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise too_big from None
         except Exception:
@@ -180,20 +185,32 @@ def is_srgb(icc: bytes) -> bool:
 
 def rgb_or_rgba(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I"):
-        # 16-bit grey: Pillow's convert clips it to white instead of scaling it down.
-        wide = image.convert("I")
-        grey = wide.point(lambda v: v / 256).convert("L")
-        key = image.info.get("transparency")
-        if isinstance(key, int):
-            # Its transparent pixels are those of one 16-bit value: an alpha channel now, as
-            # the 8-bit grey it becomes may be an opaque pixel's too.
-            alpha = ImageMath.lambda_eval(lambda a: (a["im"] != key) * 255, im=wide)
-            grey.info.pop("transparency", None)
-            grey.putalpha(alpha.convert("L"))
-        image = grey
+        image = grey_8_bit(image)
     if image.mode in ("RGB", "RGBA"):
         return image
     return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def grey_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey scaled to 8 bits ("L", or "LA" with its tRNS value as alpha 0). Pillow's
+    convert clips it to white instead; and a strip at a time: a whole 32-bit copy (and its
+    pieces) of a 40-megapixel file of a few KB took 800 MB."""
+    key = image.info.get("transparency")
+    keyed = isinstance(key, int)
+    grey = Image.new("L", image.size)
+    alpha = Image.new("L", image.size, 255) if keyed else None
+    transparent = [0 if v == key else 255 for v in range(65536)] if keyed else []
+    for top in range(0, image.height, GREY_STRIP):
+        box = (0, top, image.width, min(image.height, top + GREY_STRIP))
+        wide = image.crop(box).convert("I")
+        grey.paste(wide.point(HIGH_BYTE, "L"), box)
+        if alpha is not None:
+            # Its transparent pixels are those of one 16-bit value: an alpha channel now, as
+            # the 8-bit grey it becomes may be an opaque pixel's too.
+            alpha.paste(wide.point(transparent, "L"), box)
+    if alpha is not None:
+        grey.putalpha(alpha)
+    return grey
 
 
 def has_transparency(image: Image.Image) -> bool:

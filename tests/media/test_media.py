@@ -6,6 +6,8 @@ import asyncio
 import io
 import random
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -557,6 +559,57 @@ def test_decode_keeps_the_alpha_of_16_bit_rgba() -> None:
     image = decode(png16(rows), "image", LIMITS)
     assert image.mode == "RGBA"
     assert image.getpixel((0, 0))[3] == 0 and image.getpixel((4, 4)) == (234, 117, 3, 255)
+
+
+def flat_png(side: int, depth: int, colour: int, extra: bytes = b"") -> bytes:
+    """A square PNG of one colour type and bit depth, all zeros: a few KB for any size, made
+    row by row (no image of that size in memory)."""
+    channels = {0: 1, 6: 4}[colour]
+    header = struct.pack(">IIBBBBB", side, side, depth, colour, 0, 0, 0)
+    row = b"\0" * (1 + side * channels * depth // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row * 100) for _ in range(side // 100))
+    idat += compressor.flush()
+    chunks = _png_chunk(b"IHDR", header) + extra + _png_chunk(b"IDAT", idat)
+    return b"\x89PNG\r\n\x1a\n" + chunks + _png_chunk(b"IEND", b"")
+
+
+# VmHWM, not ru_maxrss: Linux carries that over from the test process through exec.
+PEAK_OF_DECODE = """
+import sys
+from bot.media.decode import decode
+from bot.media.limits import MediaLimits
+def high_water():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+data = open(sys.argv[1], "rb").read()
+before = high_water()
+decode(data, "image", MediaLimits())
+print(high_water() - before)
+"""
+
+
+def decode_peak(tmp_path, name: str, data: bytes) -> int:
+    """How much more memory (KB, the process's high-water mark) decoding `data` took."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    run = [sys.executable, "-c", PEAK_OF_DECODE, str(path)]
+    out = subprocess.run(run, capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_16_bit_grey_with_transparency_takes_no_more_memory_than_rgba(tmp_path) -> None:
+    """A few KB of 16-bit grey PNG under the pixel cap: its decode went through full-size
+    32-bit copies (five at once, 800 MB for 40 megapixels) where an 8-bit RGBA one of the
+    same size needs one of 160 MB: one small upload could take the bot's memory."""
+    side = 5000
+    grey = flat_png(side, 16, 0, _png_chunk(b"tRNS", b"\0\0"))
+    assert len(grey) < 100_000
+    rgba = flat_png(side, 8, 6)
+    rgba_peak = decode_peak(tmp_path, "rgba.png", rgba)
+    assert rgba_peak > 50_000  # KB: the 100 MB it decodes to, seen
+    grey_peak = decode_peak(tmp_path, "grey.png", grey)
+    assert grey_peak < 1.5 * rgba_peak
 
 
 def test_decode_turns_palette_transparency_into_rgba_and_webp_decodes() -> None:
