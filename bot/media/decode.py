@@ -19,6 +19,7 @@ PROFILED_MODES = frozenset({"RGB", "RGBA", "CMYK", "L"})
 ORIENTATION = 0x0112
 # Grey of 2 or 4 bits a pixel, as Pillow widens it to 8 (4 bits: 1 becomes 17).
 WIDENED_GREY = {"L;2": 85, "L;4": 17}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A 16-bit value's high byte: 16-bit grey scaled down to 8 bits, this many rows at a time.
 HIGH_BYTE = [v >> 8 for v in range(65536)]
 GREY_STRIP = 256
@@ -28,6 +29,10 @@ GREY_STRIP = 256
 MAX_JPEG_SCANS = 100
 # A real JPEG has a few segments per scan; walking more, one Python step each, is a hostile file.
 MAX_JPEG_SEGMENTS = 20 * MAX_JPEG_SCANS
+# Pillow reads a PNG's chunks one Python step each (~3 µs): 25 MB of empty chunks took seconds
+# per file. Encoders write a few, and the pixels in IDAT chunks of 8 KB or more (one per row
+# at most): thousands in a big file.
+MAX_PNG_CHUNKS = 20_000
 # A marker: 0xFF then anything but a stuffed 0x00, fill (0xFF) or a restart marker (RST0-7),
 # found in C (entropy-coded data is skipped without a Python step per byte).
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
@@ -39,6 +44,7 @@ def decode(data: bytes, option: str, limits: MediaLimits) -> Image.Image:
     limit = megapixels(limits.max_pixels)
     too_big = MediaError(option, f"{option} has too many pixels; the limit is {limit} megapixels")
     check_scans(data, option)
+    check_chunks(data, option)
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -142,6 +148,28 @@ def jpeg_scans(data: bytes) -> int:
         # A segment: skip its body (an APPn block, a table, a scan's header).
         at += int.from_bytes(data[at : at + 2], "big")
     return scans
+
+
+def check_chunks(data: bytes, option: str) -> None:
+    """Refuse a PNG of more than MAX_PNG_CHUNKS chunks before Pillow walks them all."""
+    if data.startswith(PNG_SIGNATURE) and png_chunks(data) > MAX_PNG_CHUNKS:
+        raise MediaError(
+            option,
+            f"{option} is a PNG of more than {MAX_PNG_CHUNKS:,} chunks, which would take long "
+            "to read: save it again as an ordinary PNG",
+        )
+
+
+def png_chunks(data: bytes) -> int:
+    """A PNG's chunks up to IEND (or the end of the data), counted to just past
+    MAX_PNG_CHUNKS. No pixels are decoded."""
+    chunks, at = 0, len(PNG_SIGNATURE)
+    while at + 8 <= len(data) and chunks <= MAX_PNG_CHUNKS:
+        chunks += 1
+        if data[at + 4 : at + 8] == b"IEND":
+            break
+        at += 12 + int.from_bytes(data[at : at + 4], "big")  # length, type, body, CRC
+    return chunks
 
 
 def orientation(image: Image.Image) -> int:
@@ -254,7 +282,7 @@ def check_decodes(data: bytes, max_pixels: int) -> tuple[str, int, int]:
 
 def sniff_mime(data: bytes) -> str:
     """The image type from its magic bytes, whatever a filename or header says."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if data.startswith(PNG_SIGNATURE):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"

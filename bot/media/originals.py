@@ -9,7 +9,7 @@ import io
 
 from PIL import Image
 
-from bot.media.decode import DECODERS, check_scans, is_srgb, orientation
+from bot.media.decode import DECODERS, check_chunks, check_scans, is_srgb, orientation
 from bot.media.limits import KINDS, MediaError, MediaLimits, check_pixels, megapixels
 from bot.store.jobs import SourceImage
 
@@ -27,6 +27,7 @@ def kept_original(
     if len(data) > limits.max_source_bytes:
         return None
     check_scans(data, option)  # before _check_whole decodes it
+    check_chunks(data, option)
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)
     except Exception:  # a bomb, a damaged header: the decoder says which, in its words

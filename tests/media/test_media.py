@@ -24,7 +24,7 @@ from bot.media.attachments import check_declared, download
 from bot.media.decode import decode, sniff_mime
 from bot.media.fit import fit_for_upload
 from bot.media.limits import AttachmentInfo, MediaError, MediaLimits
-from bot.media.sources import prepare_mask, prepare_sources
+from bot.media.sources import prepare_mask, prepare_source, prepare_sources
 from bot.store.jobs import SourceImage
 
 MiB = 1024 * 1024
@@ -655,6 +655,38 @@ def test_decode_refuses_a_jpeg_of_too_many_scans_naming_the_option() -> None:
         decode(data, "mask", LIMITS)
     assert caught.value.option == "mask"
     assert "mask is a JPEG of more than 100 scans" in str(caught.value)
+
+
+def many_chunks(count: int, kind: bytes = b"tEXt") -> bytes:
+    """A 16x16 PNG with `count` small chunks before its pixels (and one more after them)."""
+    image = encode(Image.new("RGB", (16, 16)))
+    idat = image.index(b"IDAT") - 4
+    filler = _png_chunk(kind, b"k\0" if kind == b"tEXt" else b"")
+    return image[:idat] + filler * count + image[idat:-12] + filler + image[-12:]
+
+
+@pytest.mark.parametrize("kind", [b"tEXt", b"zzZz"])
+def test_decode_refuses_a_png_of_millions_of_chunks_naming_the_option(kind: bytes) -> None:
+    """Pillow reads a PNG's chunks one Python step each: 25 MB of empty ones kept the shared
+    image pool busy for seconds per file (and five files go with one edit)."""
+    data = many_chunks(25 * MiB // 14, kind)
+    for read in (decode, prepare_one):
+        with pytest.raises(MediaError) as caught:
+            read(data, "image2", LIMITS)
+        assert caught.value.option == "image2"
+        assert "image2 is a PNG of more than 20,000 chunks" in str(caught.value)
+
+
+def test_an_ordinary_png_of_many_chunks_decodes() -> None:
+    """Encoders split the pixels into IDAT chunks of 8 KB (some smaller): thousands of them in
+    a big file, and a few text chunks."""
+    data = many_chunks(19_000)
+    assert decode(data, "image", LIMITS).size == (16, 16)
+    assert prepare_one(data, "image", LIMITS).width == 16
+
+
+def prepare_one(data: bytes, option: str, limits: MediaLimits) -> SourceImage:
+    return prepare_source(data, option, Model.GPT_IMAGE_2, limits)
 
 
 def test_scans_behind_thousands_of_empty_segments_are_still_counted() -> None:
