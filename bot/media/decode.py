@@ -118,13 +118,39 @@ def keyed_alpha(data: bytes, image: Image.Image, key: tuple[int, int, int]) -> I
 
 
 def check_scans(data: bytes, option: str) -> None:
-    """Refuse a JPEG of more than MAX_JPEG_SCANS scans before a decoder spends minutes on it."""
-    if data.startswith(b"\xff\xd8") and jpeg_scans(data) > MAX_JPEG_SCANS:
+    """Refuse a JPEG of more than MAX_JPEG_SCANS scans before a decoder spends minutes on it,
+    or of more than MAX_JPEG_SEGMENTS segments before its first scan, which Pillow reads one
+    Python step each (25 MB of empty comments: 7 s)."""
+    if not data.startswith(b"\xff\xd8"):
+        return
+    if jpeg_segments_before_scan(data) > MAX_JPEG_SEGMENTS:
+        raise MediaError(
+            option,
+            f"{option} is a JPEG of more than {MAX_JPEG_SEGMENTS:,} segments before its "
+            "picture, which would take long to read: save it again as an ordinary JPEG, or as "
+            "a PNG",
+        )
+    if jpeg_scans(data) > MAX_JPEG_SCANS:
         raise MediaError(
             option,
             f"{option} is a JPEG of more than {MAX_JPEG_SCANS} scans, which would take minutes "
             "to read: save it again as an ordinary JPEG, or as a PNG",
         )
+
+
+def jpeg_segments_before_scan(data: bytes) -> int:
+    """The segments before a JPEG's first scan (its headers, metadata, comments), counted to
+    just past MAX_JPEG_SEGMENTS. No pixels are decoded."""
+    segments, at = 0, 2
+    while segments <= MAX_JPEG_SEGMENTS:
+        found = _JPEG_MARKER.search(data, at)
+        if found is None or found[0][1] in (0xDA, 0xD9):  # the first scan, or the end
+            return segments
+        at = found.end()
+        segments += 1
+        if found[0][1] not in (0x01, 0xD8):  # TEM, SOI: no length follows
+            at += int.from_bytes(data[at : at + 2], "big")
+    return segments
 
 
 def jpeg_scans(data: bytes) -> int:

@@ -694,10 +694,25 @@ def test_scans_behind_thousands_of_empty_segments_are_still_counted() -> None:
     them still count."""
     data = encode(noise(64, 64), "JPEG", progressive=True)
     comments = b"\xff\xfe\x00\x02" * 50_000
-    first_scan = data.find(b"\xff\xda")
-    padded = many_scans(data[:first_scan] + comments + data[first_scan:], 200)
+    # Between the scans (before the first, so many are refused on their own).
+    second_scan = data.find(b"\xff\xda", data.find(b"\xff\xda") + 2)
+    padded = many_scans(data[:second_scan] + comments + data[second_scan:], 200)
     with pytest.raises(MediaError, match="more than 100 scans"):
         decode(padded, "image", LIMITS)
+
+
+def test_decode_refuses_a_jpeg_of_millions_of_segments_before_its_picture() -> None:
+    """Pillow reads the segments before a JPEG's first scan one Python step each: 25 MB of
+    empty comments held the shared image pool for 7 s per file."""
+    data = encode(noise(64, 64), "JPEG")
+    padded = data[:2] + b"\xff\xfe\x00\x02" * (25 * MiB // 4) + data[2:]
+    for read in (decode, prepare_one):
+        with pytest.raises(MediaError) as caught:
+            read(padded, "image3", LIMITS)
+        assert caught.value.option == "image3"
+        assert "image3 is a JPEG of more than 2,000 segments before its picture" in str(
+            caught.value
+        )
 
 
 # -- prepare_sources -------------------------------------------------------------------------------
