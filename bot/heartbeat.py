@@ -68,10 +68,11 @@ def problems(path: Path, now: datetime | None = None) -> tuple[list[str], Beat |
     age = (now or utcnow()) - beat.at
     if beat.stopped:
         return [f"the bot stopped at {beat.at:%Y-%m-%d %H:%M:%S} UTC"], beat
+    if age > STALE_AFTER:  # before its problem: a bot killed while waiting is not waiting
+        stale = f"the last heartbeat is {int(age.total_seconds())} s old"
+        return [stale, *([f"it last said: {beat.problem}"] if beat.problem else [])], beat
     if beat.problem:
         return [beat.problem], beat
-    if age > STALE_AFTER:
-        return [f"the last heartbeat is {int(age.total_seconds())} s old"], beat
     if not beat.ready:
         return ["the bot is running but not connected to Discord"], beat
     return [], beat

@@ -122,3 +122,16 @@ async def test_a_start_waiting_for_the_database_says_so(tmp_path, monkeypatch, c
         async with asyncio.timeout(10):
             while problems(path)[0]:
                 await asyncio.sleep(0.05)
+
+
+def test_a_bot_that_died_with_a_problem_is_reported_dead(tmp_path):
+    """Killed while it waited to start (an OOM, a SIGKILL), the bot leaves its last beat with
+    that problem in it: health must say the heartbeat is old, not send the operator looking
+    for a lock holder while nothing runs."""
+    path = tmp_path / "bot.heartbeat"
+    old = heartbeat.utcnow() - heartbeat.STALE_AFTER * 3
+    beat = heartbeat.Beat(at=old, ready=False, problem="waiting to start: database is locked")
+    heartbeat.write(path, beat)
+    found, _ = problems(path)
+    assert any("heartbeat is" in line and "old" in line for line in found), found
+    assert any("waiting to start" in line for line in found), found  # the last thing it said
