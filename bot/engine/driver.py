@@ -28,7 +28,7 @@ from bot.engine.publisher import PostFailed
 from bot.engine.results import Results
 from bot.logs import bind_job
 from bot.store import audit, results
-from bot.store.db import Conn, StoreBusy
+from bot.store.db import Conn, StoreBusy, store_busy
 from bot.store.jobs import IN_FLIGHT, JobRecord, JobStatus, TransitionError
 from bot.store.ledger import Settlement
 
@@ -177,7 +177,9 @@ class Driver:
             except sqlite3.OperationalError as exc:
                 # A read refused for now (a locked or failing database): the task must not die
                 # of it, or the job waits for the sweep, and an ending reported but not settled
-                # yet (images paid for) is dropped and made again.
+                # yet (images paid for) is dropped and made again. Any other error is a bug.
+                if store_busy(exc) is None:
+                    raise
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning(

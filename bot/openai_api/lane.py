@@ -49,7 +49,7 @@ from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
 from bot.safety.levels import allows_mature
 from bot.store import audit, results
-from bot.store.db import Database, StoreBusy, iso
+from bot.store.db import Database, StoreBusy, iso, store_busy
 from bot.store.jobs import JobRecord, JobStatus, JobStore, SourceImage
 from bot.store.results import StoredResult
 
@@ -272,9 +272,12 @@ class OpenAILane:
             await run.sleep(WATCH_EVERY)  # a cancel wakes it at once
             try:
                 job = await run.refresh()
-            except sqlite3.OperationalError as exc:  # StoreBusy too
+            except sqlite3.OperationalError as exc:
                 # A read refused for now (a locked or failing database) is no cancel: dropping
                 # the call would pay for it upstream and make it again. Looked at next time.
+                # Any other error is a bug, for the traceback.
+                if store_busy(exc) is None:
+                    raise
                 log.warning("job %s: could not read the job (%s)", run.job.id, exc)
                 job = run.job
             if job.cancel_requested_by is not None:

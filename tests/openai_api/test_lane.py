@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -458,7 +457,7 @@ async def test_a_failed_read_of_the_job_while_the_call_runs_does_not_cut_it_shor
         async def locked(job_id):
             if not gate.is_set():
                 refused.append(job_id)
-                raise sqlite3.OperationalError("database is locked")
+                raise StoreBusy("the database is busy (another process holds its write lock)")
             return await read(job_id)
 
         monkeypatch.setattr(jobs, "job", locked)
@@ -488,7 +487,7 @@ async def test_a_failed_read_of_the_job_by_its_task_does_not_strand_the_job(
             task = asyncio.current_task()
             if not refused and task is not None and task.get_name().startswith("job-"):
                 refused.append(job_id)
-                raise sqlite3.OperationalError("database is locked")
+                raise StoreBusy("the database is busy (another process holds its write lock)")
             return await read(job_id)
 
         monkeypatch.setattr(jobs, "job", locked_once)
