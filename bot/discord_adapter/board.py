@@ -54,8 +54,12 @@ class ReviewBoard:
         self._unposted: set[int] = set()
         # Items whose post lost its answer (or met a 5xx): Discord may have made the message.
         self._unanswered: set[int] = set()
+        # Items this process has posted (or tried to). One it has not, with no message on
+        # record, may have been posted by a process that died before recording it.
+        self._tried: set[int] = set()
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
+        self._tried.add(item.id)  # just made: no earlier process can have posted it
         await self.post(item, job)
 
     async def on_review_changed(self, item_id: int) -> None:
@@ -161,8 +165,11 @@ class ReviewBoard:
 
     async def _earlier_copy(self, item: ReviewItem, channel_id: int) -> discord.Message | None:
         """The item's message from a post whose answer was lost, found by its footer: posting
-        it again would leave that one in the channel, never updated."""
-        if item.id not in self._unanswered or self.bot.user is None:
+        it again would leave that one in the channel, never updated. Also one an earlier
+        process posted just before it stopped (or died), before recording it."""
+        earlier_process = item.id not in self._tried
+        self._tried.add(item.id)
+        if not (earlier_process or item.id in self._unanswered) or self.bot.user is None:
             return None
         channel = await self._channel(channel_id)
         if channel is None:
