@@ -22,7 +22,7 @@ import discord
 from bot.catalog.tools import Tool
 from bot.discord_adapter import server_errors
 from bot.discord_adapter.buttons.job import status_view
-from bot.discord_adapter.earlier_posts import earlier_delivery
+from bot.discord_adapter.earlier_posts import earlier_delivery, earlier_status
 from bot.discord_adapter.embeds import result_embed, status_embed
 from bot.discord_adapter.enhance_post import post_choice
 from bot.discord_adapter.files import MemoryFile
@@ -352,6 +352,10 @@ class DiscordPublisher:
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         """The ids of the messages that carry this job's result (earlier_posts.py)."""
         return await earlier_delivery(self.bot, self.routes, job)
+
+    async def find_status(self, job: JobRecord) -> int | None:
+        """The job's status message, posted by a process that died before recording it."""
+        return await earlier_status(self.bot, self.routes, job)
 
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         """Post the result; Discord's expected faults become PostFailed. A 413 means Discord's

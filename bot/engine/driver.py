@@ -60,6 +60,7 @@ class Driver:
         """Resume every job that was queued, submitted, running or delivering."""
         # Read before any job is resumed: one ending now is told by its own task.
         untold = await self.parts.jobs.untold()
+        await self._find_statuses()
         resumed = await self._adopt_orphans()
         if resumed:
             log.info("resumed %d job(s)", len(resumed))
@@ -75,6 +76,22 @@ class Driver:
         for job_id in orphans:
             self.spawn(job_id)
         return orphans
+
+    async def _find_statuses(self) -> None:
+        """A job whose status message was posted by a process that died before recording
+        it: that message is found and kept up to date, not left saying "Queued" for good."""
+        for job in await self.parts.jobs.active():
+            if job.status_message_id is not None or job.interaction_token is None:
+                continue
+            found = await self.parts.publisher.find_status(job)
+            if found is None:
+                continue
+            try:
+                await self.parts.db.write(
+                    self.parts.jobs.update_in, job.id, status_message_id=found
+                )
+            except StoreBusy as exc:  # the job runs all the same; its message is not kept up
+                log.warning("job %s: its status message not recorded (%s)", job.id, exc)
 
     async def _reconcile(self) -> None:
         while not self._closing:

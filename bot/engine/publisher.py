@@ -52,6 +52,9 @@ class Publisher(Protocol):
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         """The message ids of this job's results if they were already posted, else None."""
 
+    async def find_status(self, job: JobRecord) -> int | None:
+        """The id of the job's status message if one was posted (its record lost), else None."""
+
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         """Post the images; return the ids of the messages that carry them. Raises
         PostFailed for the chat service's expected faults."""

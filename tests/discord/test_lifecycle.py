@@ -267,3 +267,30 @@ async def test_buttons_work_after_a_restart(tmp_path):
         again = await started(w, reroll)
         again, _ = await finished(w, again)
         assert again.parent_job_id == job.id and again.charged == 13
+
+
+async def test_a_status_message_posted_just_before_a_restart_follows_the_job(tmp_path):
+    """The bot dies between Discord making a job's status message and recording it: after the
+    start the job runs, and that message says Done — not "Queued" with a Cancel for good."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+
+        async def dies(*args: object, **kwargs: object) -> None:
+            await asyncio.Event().wait()
+
+        w.bot.engine.launch = dies  # type: ignore[method-assign]
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a lighthouse", "quality": "low"},
+        )
+        posted = await status_post(h)
+        job = await w.only_job()
+        await w.restart_bot()
+        job, _ = await finished(w, job)
+        assert job.status_message_id == int(posted["id"])
+        status = await w.wait_status(job, "Done")
+        assert "Cancel" not in buttons(status)
+        assert "13 Buzz charged" in field_value(status, "Buzz")

@@ -47,6 +47,9 @@ class HttpPublisher:
         response = await self.http.get(f"/delivered/{job.id}")
         return response.json()["ids"] if response.status_code == 200 else None
 
+    async def find_status(self, job: JobRecord) -> int | None:
+        return None
+
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         response = await self.http.post(
             "/deliver", json={"job": job.id, "images": [len(i.data) for i in images]}

@@ -52,6 +52,9 @@ class MemoryPublisher:
     async def find_delivery(self, job: JobRecord) -> list[int] | None:
         return self.deliveries.get(job.id)
 
+    async def find_status(self, job: JobRecord) -> int | None:
+        return None
+
     async def deliver(self, job: JobRecord, images: list[ResultImage]) -> list[int]:
         if self.post_faults:
             raise self.post_faults.pop(0)
