@@ -29,6 +29,7 @@ from bot.discord_adapter.publisher import DiscordPublisher
 from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
 from bot.discord_adapter.replies import reply, report_error
 from bot.discord_adapter.tool_flow import ToolFlow
+from bot.discord_adapter.under_way import ANSWER_WAIT, finish_interactions
 from bot.filters import PromptFilters
 from bot.media.limits import MediaLimits
 from bot.metrics_server import MetricsServer
@@ -151,6 +152,8 @@ class ImageBot(commands.Bot):
         self._alerted_owner: set[str] = set()
         self._started = False
         self._stopping = False
+        # Seconds an orderly stop waits for the interactions under way (under_way.py).
+        self.answer_wait = ANSWER_WAIT
         # Why the start waits for the database (health says so, not the last run's "stopped").
         self._waiting: str | None = None
         # /metrics and /healthz when metrics.port is set: served from setup_hook until close.
@@ -286,6 +289,7 @@ class ImageBot(commands.Bot):
 
     async def close(self) -> None:
         self._stopping = True  # /healthz says so while the engine winds down
+        await finish_interactions(self.answer_wait)  # answered while Discord is connected
         self.board.close()
         if self.review.releases is not None:
             self.review.releases.close()

@@ -24,12 +24,14 @@ async def test_a_stale_button_after_a_restart_redraws_the_decided_item(tmp_path)
         # The bot stops after the refund's commit, before the message is redrawn.
         w.bot.board.refresh = hang  # type: ignore[method-assign]
         w.bot.review.engine.notify = hang  # type: ignore[method-assign]
+        w.bot.answer_wait = 0  # it dies: what is under way is not waited for
         handle = await click(w, item, "Refund", w.moderator)
         await handle.response()
         async with asyncio.timeout(10):
             while (await w.services.moderation.item_for_job(job.id)).open:
                 await asyncio.sleep(0.02)
         await w.restart_bot()
+        w.bot.answer_wait = 0  # the dead process's click is not this one's to wait for
         await w.fake.settle()
         again = await press(w, item, "Refund", w.moderator)
         assert "already" in again.lower()

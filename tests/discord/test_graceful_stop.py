@@ -1,0 +1,30 @@
+"""An orderly stop (SIGTERM) while a command is under way: the command is answered before the
+connection to Discord closes, so an admin is not left guessing whether it happened."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.discord.harness import text_of, world
+
+
+async def test_a_grant_under_way_at_the_stop_is_confirmed_to_the_admin(tmp_path):
+    async with world(tmp_path) as w:
+        # The grant is written; its confirmation is on its way when the stop begins.
+        gate = w.fake.hold_requests("POST", r"^/api/v10/webhooks/\d+/[^/]+$")
+        handle = await w.fake.slash(
+            w.guild, w.channel, w.admin, "quota grant", options={"member": w.member, "amount": 500}
+        )
+        await w.fake.wait_for(
+            lambda: any(c.method == "POST" and "/webhooks/" in c.path for c in w.fake.calls),
+            what="the confirmation on its way",
+        )
+        assert await w.available() == 500
+        stopping = asyncio.create_task(w._stop())
+        async with asyncio.timeout(10):
+            while not w.bot._stopping:
+                await asyncio.sleep(0.01)
+        gate.set()
+        await stopping
+        [confirmation] = handle.followups
+        assert "Granted 500 Buzz" in text_of(confirmation)
