@@ -57,6 +57,7 @@ class ReviewBoard:
         # Items this process has posted (or tried to). One it has not, with no message on
         # record, may have been posted by a process that died before recording it.
         self._tried: set[int] = set()
+        self._posting: set[int] = set()
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         self._tried.add(item.id)  # just made: no earlier process can have posted it
@@ -104,6 +105,22 @@ class ReviewBoard:
     async def post(self, item: ReviewItem, job: JobRecord) -> bool:
         """Post the item in the moderation channel; False (and the owner told once) if we can't.
         A passing fault (the network, Discord's 429/5xx) is tried again later."""
+        # A pass over unposted items (a retry, the server back from an outage) may meet an item
+        # whose post is under way, or read it before that post was recorded: one card each.
+        if item.id in self._posting:
+            return False
+        self._posting.add(item.id)
+        try:
+            latest = await self.services.moderation.item(item.id)
+            if latest is not None and latest.message_id is not None:
+                settings = await self.services.guilds.settings(item.guild_id)
+                if latest.message_channel_id == settings.mod_channel_id:
+                    return True
+            return await self._post(item, job)
+        finally:
+            self._posting.discard(item.id)
+
+    async def _post(self, item: ReviewItem, job: JobRecord) -> bool:
         if self.bot.get_guild(item.guild_id) is None:
             # Removed from the server: nobody there to fix a channel or read the item. It
             # stays in the queue and is posted when the bot is added back (on_guild_join).
