@@ -60,6 +60,7 @@ STATUS_TRIES = 4
 EDIT_WAIT = 30.0
 # Discord refusing edits in a thread that archived itself (a long review, a quiet thread).
 THREAD_ARCHIVED = 50083
+LOG_LINE_WAIT = 3.0  # seconds a stop waits for log lines on their way
 
 
 def out_of_reach(exc: discord.HTTPException) -> bool:
@@ -112,7 +113,10 @@ class DiscordPublisher:
         self.streams_previews = False
 
     async def close(self) -> None:
-        """Drop the delayed status edits (the database they read is closing)."""
+        """Drop the delayed status edits (the database they read is closing). The log lines
+        of jobs that just ended are the admins' record of spending: given a moment first."""
+        if self._log_lines:
+            await asyncio.wait(self._log_lines, timeout=LOG_LINE_WAIT)
         pending = [*self._pending.values(), *self._log_lines]
         for task in pending:
             task.cancel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.discord.harness import text_of, world
+from tests.discord.harness import started, text_of, world
 
 
 async def test_a_grant_under_way_at_the_stop_is_confirmed_to_the_admin(tmp_path):
@@ -28,3 +28,34 @@ async def test_a_grant_under_way_at_the_stop_is_confirmed_to_the_admin(tmp_path)
         await stopping
         [confirmation] = handle.followups
         assert "Granted 500 Buzz" in text_of(confirmation)
+
+
+async def test_the_log_line_of_a_job_that_just_ended_is_posted_before_the_stop(tmp_path):
+    """A job ends as the bot is told to stop: its line in the server's log channel (the
+    admins' record of spending) still goes out, instead of being dropped with the connection."""
+    async with world(tmp_path) as w:
+        logs = w.fake.add_channel(w.guild, "image-log")
+        await w.set_guild(log_channel_id=logs)
+        await w.grant(1000)
+        gate = w.fake.hold_requests("POST", rf"/channels/{logs}/messages$")
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a last meadow", "quality": "low"},
+        )
+        job = await started(w, handle)
+        await w.wait_job(job.id, "done")
+        await w.fake.wait_for(
+            lambda: any(c.path.endswith(f"/{logs}/messages") for c in w.fake.calls),
+            what="the log line on its way",
+        )
+        stopping = asyncio.create_task(w._stop())
+        async with asyncio.timeout(10):
+            while not w.bot._stopping:
+                await asyncio.sleep(0.01)
+        gate.set()
+        await stopping
+        [line] = w.fake.channel_messages(logs)
+        assert f"job `{job.id}`" in line["content"]
