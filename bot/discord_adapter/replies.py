@@ -174,6 +174,17 @@ def discord_fault(error: BaseException) -> str | None:
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
     """The one error path: known errors answered clearly, bugs logged once with a reference."""
+    if interaction.client.is_closed():
+        # Outlived an orderly stop's wait: its connection is closed, nothing can answer it.
+        original = getattr(error, "original", error)
+        command = interaction.command.qualified_name if interaction.command else "component"
+        log.warning(  # the type only: an HTTP error's text may carry the interaction's URL
+            "interaction %s (%s): not answered, the bot is stopping (%s)",
+            interaction.id,
+            command,
+            type(original).__name__,
+        )
+        return
     fault = discord_fault(error)
     if fault is not None:
         command = interaction.command.qualified_name if interaction.command else "component"

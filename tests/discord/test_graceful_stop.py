@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from tests.discord.harness import started, text_of, world
+from tests.discord.test_discord_faults import traced
+from tests.store.read_only import write_locked
 
 
 async def test_a_grant_under_way_at_the_stop_is_confirmed_to_the_admin(tmp_path):
@@ -59,3 +61,34 @@ async def test_the_log_line_of_a_job_that_just_ended_is_posted_before_the_stop(t
         await stopping
         [line] = w.fake.channel_messages(logs)
         assert f"job `{job.id}`" in line["content"]
+
+
+async def test_a_command_still_under_way_after_the_wait_is_one_warning(tmp_path, caplog):
+    """A command outlives the stop's wait (its write waits for a database lock another process
+    holds): the stop goes on, and its answer, refused by the closed connection, is one warning
+    naming the stop, not a traceback."""
+    async with world(tmp_path) as w:
+        w.bot.answer_wait = 0.05
+        with write_locked(tmp_path / "bot.sqlite3"):
+            handle = await w.fake.slash(
+                w.guild,
+                w.channel,
+                w.admin,
+                "quota grant",
+                options={"member": w.member, "amount": 500},
+            )
+            await handle.response()  # the "thinking…"; the grant waits for the lock
+            await w._stop()
+        await w.fake.wait_for(
+            lambda: (
+                any(
+                    "stopping" in r.getMessage()
+                    for r in caplog.records
+                    if r.name.startswith("bot.discord_adapter.replies")
+                )
+                or traced(caplog)
+            ),
+            what="the command's end",
+        )
+        assert traced(caplog) == []
+        assert await w.available() == 500  # the grant itself was made
