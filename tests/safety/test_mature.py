@@ -181,6 +181,7 @@ async def test_a_release_cut_short_by_a_stop_can_be_made_again_after_the_start(t
         gallery = nsfw_channel(w, "gallery")
         await ask(w, w.admin, "settings mature", {"release-channel": gallery})
         job, item = await kept(w)
+        w.bot.answer_wait = 0  # a stop that does not wait for it (or one that timed out)
         w.fake.hold_requests("POST", rf"/channels/{gallery}/messages$")
         await click(w, item, "Release", w.moderator)
         await w.fake.wait_for(
