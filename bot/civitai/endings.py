@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.civitai.models import Workflow, WorkflowStatus
+from bot.civitai.models import PromptEnhancementOutput, Workflow, WorkflowStatus
 from bot.civitai.safety import rating_of, withheld
 from bot.engine.lane import Ending
 from bot.store.jobs import JobStatus
@@ -19,7 +19,7 @@ def ending_of(
     images = tuple(
         {"blob_id": img.id, "width": img.width, "height": img.height} for img in workflow.images()
     )
-    enhanced = workflow.enhancement() if status is J.DELIVERING else None
+    enhanced = enhancement_of(workflow) if status is J.DELIVERING else None
     return Ending(
         status,
         charged=workflow.charged(),
@@ -41,11 +41,19 @@ def ending_status(workflow: Workflow) -> JobStatus:
         return J.BLOCKED
     if workflow.status == WorkflowStatus.SUCCEEDED:
         # Images to post, or a text step's result (an enhanced prompt) to show.
-        return J.DELIVERING if workflow.images() or workflow.enhancement() else J.FAILED
+        return J.DELIVERING if workflow.images() or enhancement_of(workflow) else J.FAILED
     return {
         WorkflowStatus.EXPIRED.value: J.EXPIRED,
         WorkflowStatus.CANCELED.value: J.CANCELED,
     }.get(str(workflow.status), J.FAILED)
+
+
+def enhancement_of(workflow: Workflow) -> PromptEnhancementOutput | None:
+    """The enhancement's output, when it holds a prompt: a blank enhancedPrompt (the schema
+    requires the field, not text in it) offers nothing to choose, so the job fails and its
+    charge goes before the moderators."""
+    found = workflow.enhancement()
+    return found if found is not None and found.enhanced_prompt.strip() else None
 
 
 def block_reason(workflow: Workflow) -> str:

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Coroutine
 from typing import Any
 
+from bot.catalog.tools import tool_of
 from bot.engine import mature
 from bot.engine.lane import Ending, UpstreamUnavailable
 from bot.engine.lane_run import LaneRun
@@ -260,7 +261,7 @@ class Driver:
         diverted = mature.diversion(job, ending, await mature.allowed_now(parts, job, ending))
         ending = diverted.ending if diverted is not None else ending
         status, charged = ending.status, ending.charged
-        message = ending.message or ending_message(status, charged)
+        message = ending.message or ending_message(status, charged, job.model)
         # Charged for a failure the orchestrator booked no refund for: a moderator may refund.
         unrefunded = status in (J.FAILED, J.EXPIRED) and charged > 0
         if unrefunded and ending.message is None:
@@ -365,11 +366,14 @@ class Driver:
                 log.exception("job %s: its ending could not be told", job.id)
 
 
-def ending_message(status: JobStatus, charged: int) -> str | None:
+def ending_message(status: JobStatus, charged: int, model: str = "") -> str | None:
     paid = f"{charged:,} Buzz charged" if charged else "nothing was charged"
+    # A tool's job failing is not an image generation failing (none was asked for yet).
+    tool = tool_of(model)
+    what = tool.label if tool is not None else "the image generation"
     return {
         J.DELIVERING: None,
-        J.FAILED: f"the image generation failed; {paid}",
+        J.FAILED: f"{what} failed; {paid}",
         J.BLOCKED: "the content filter blocked this request; moderators will review it",
         J.CANCELED: f"canceled; {paid}",
         J.EXPIRED: f"it did not finish in time; {paid}",

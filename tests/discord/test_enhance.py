@@ -310,3 +310,43 @@ async def test_two_confirmations_after_two_choices_start_one_image(tmp_path):
         await w.fake.settle()
         assert len(await w.jobs()) == 2 and len(w.sim.submissions) == 2
         assert await w.available() == 1000 - 1 - 13
+
+
+async def test_an_enhancement_that_returns_no_prompt_is_a_failure_with_its_charge_for_review(
+    tmp_path, monkeypatch
+):
+    """The orchestrator answers the enhancement with an empty enhancedPrompt (the schema only
+    requires the field): there is nothing to choose, so the member is told it failed, not
+    offered "Use enhanced" on a blank prompt, and its charge goes before the moderators."""
+    import bot.civitai.simulator.steps.prompt_enhancement as sim_enhance
+
+    plain = sim_enhance.enhance
+
+    def blank(prompt: str, ecosystem: str, negative: str | None) -> dict[str, Any]:
+        return {**plain(prompt, ecosystem, negative), "enhancedPrompt": "  "}
+
+    monkeypatch.setattr(sim_enhance, "enhance", blank)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a cat on a windowsill", "quality": "low", "enhance": True},
+        )
+        job = await w.only_job()
+        job = await w.wait_job(job.id, "done", "failed")
+        await w.wait_idle()
+        await w.fake.settle()
+        assert job.status.value == "failed" and job.charged == 1
+        status = await h.original()
+        text = text_of(status)
+        assert (
+            "Prompt enhancement failed; 1 Buzz charged" in text
+            and "a moderator will look at the charge" in text
+        )
+        assert "image generation" not in text
+        assert h.followups == []  # no choice on a blank prompt
+        item = await w.services.moderation.item_for_job(job.id)
+        assert item is not None and item.kind == "undelivered" and item.open
