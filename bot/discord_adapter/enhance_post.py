@@ -10,13 +10,29 @@ from typing import Any
 
 import discord
 
+from bot.catalog.tools import Tool, tool_of
 from bot.discord_adapter.buttons.enhance import choice_view
 from bot.discord_adapter.embeds import as_written, truncate
 from bot.discord_adapter.uploads import passing_faults
 from bot.engine.publisher import PostFailed
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
+
+
+NO_CHOICE = (
+    "There is no enhanced prompt to choose from, so no image was started: run the command "
+    "again (without enhance to use your prompt as written)."
+)
+
+
+def status_content(job: JobRecord) -> str | None:
+    """The line above an enhancement's private status once it ended without a prompt to
+    choose (failed, expired, blocked, canceled): the "your image starts once you choose" it
+    opened with would leave the member waiting for a choice that never comes. None: as is."""
+    if tool_of(job.model) is not Tool.ENHANCE or not job.final or job.status is JobStatus.DONE:
+        return None
+    return NO_CHOICE
 
 
 def enhanced_prompt(job: JobRecord) -> str:

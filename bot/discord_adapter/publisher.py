@@ -24,7 +24,7 @@ from bot.discord_adapter import server_errors
 from bot.discord_adapter.buttons.job import status_view
 from bot.discord_adapter.earlier_posts import earlier_delivery, earlier_status
 from bot.discord_adapter.embeds import result_embed, status_embed
-from bot.discord_adapter.enhance_post import post_choice
+from bot.discord_adapter.enhance_post import post_choice, status_content
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.log_lines import LogLines
 from bot.discord_adapter.previews import Previews, preview_name
@@ -211,7 +211,9 @@ class DiscordPublisher:
             files = []
         again = False  # the edit is made again later: what it must take off is kept
         try:
-            await self._edit_message(job, job.status_message_id, embed, view, files)
+            await self._edit_message(
+                job, job.status_message_id, embed, view, files, status_content(job)
+            )
         except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
             # A passing fault: left as it is, the message would say "rendering" (with its
             # preview and Cancel) for good, so the newest state is shown again a few times.
@@ -256,12 +258,16 @@ class DiscordPublisher:
         embed: discord.Embed,
         view: discord.ui.View | None,
         files: list[discord.File] | None = None,
+        content: str | None = None,
     ) -> None:
-        """`files`: the message's attachments from now on (None leaves them as they are)."""
+        """`files`: the message's attachments from now on (None leaves them as they are);
+        `content` likewise."""
         assert message_id is not None
         kwargs: dict = {"embed": embed, "view": view}
         if files is not None:
             kwargs["attachments"] = files
+        if content is not None:
+            kwargs["content"] = content
         async with asyncio.timeout(EDIT_WAIT):  # TimeoutError: a passing fault, tried again
             await self._edit_by_route(job, message_id, kwargs)
         if view is not None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from bot.civitai.simulator import Outcome
 from bot.store.jobs import JobRecord
 from tests.discord.harness import (
     World,
@@ -350,3 +353,23 @@ async def test_an_enhancement_that_returns_no_prompt_is_a_failure_with_its_charg
         assert h.followups == []  # no choice on a blank prompt
         item = await w.services.moderation.item_for_job(job.id)
         assert item is not None and item.kind == "undelivered" and item.open
+
+
+@pytest.mark.parametrize("kind", ["fail", "expire", "block"])
+async def test_an_enhancement_that_ends_without_a_prompt_does_not_say_to_choose(tmp_path, kind):
+    """The private status opened with "your image starts once you choose": an enhancement that
+    failed, expired or was blocked offers no choice, so that line must not stay above the
+    ending, leaving the member waiting for buttons that never come."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(kind, step="promptEnhancement"))
+        options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+        await h.wait_for_original(lambda m: "Enhancing your prompt" in m["content"])
+        job = await w.wait_job((await w.only_job()).id, "failed", "expired", "blocked")
+        await w.wait_idle()
+        status = await h.wait_for_original(lambda m: "Enhancing" not in m["content"])
+        assert "once you choose" not in status["content"]
+        assert "no image was started" in status["content"]
+        assert "run the command again" in status["content"]
+        assert h.followups == [] and [j.id for j in await w.jobs()] == [job.id]
