@@ -1,11 +1,17 @@
-"""How a job ends when its workflow ended: its status, what it cost, what to deliver or review."""
+"""How a job ends: from its workflow's end (its status, what it cost, what to deliver or review),
+or without the orchestrator saying whether its workflow exists."""
 
 from __future__ import annotations
 
+import logging
+
+from bot.civitai.errors import OrchestratorError, Unavailable
 from bot.civitai.models import PromptEnhancementOutput, Workflow, WorkflowStatus
 from bot.civitai.safety import rating_of, withheld
-from bot.engine.lane import Ending
+from bot.engine.lane import Ending, Run
 from bot.store.jobs import JobStatus
+
+log = logging.getLogger(__name__)
 
 J = JobStatus
 
@@ -65,3 +71,31 @@ def block_reason(workflow: Workflow) -> str:
             return f"output image blocked: {img.blocked_reason}"
     errors = workflow.output_errors()
     return errors[0] if errors else "blocked by the content filter"
+
+
+async def look_again(run: Run, refusal: OrchestratorError, given_up: bool) -> Ending:
+    """A submit refused after an attempt that may have made the workflow: raised as passing
+    (the next attempt finds it by externalId), or, once `given_up`, ended unconfirmed."""
+    if given_up:
+        return await unconfirmed(run)
+    raise Unavailable(f"{refusal}, and an earlier attempt may have reached it") from refusal
+
+
+async def unconfirmed(run: Run) -> Ending:
+    """A job asked to stop whose workflow the orchestrator never said exists or not. Ended
+    uncharged: if the workflow does exist, its charge is not in the ledger, so the operator
+    (who alone can look it up) is told."""
+    job = run.job
+    await run.alert(
+        "unconfirmed",
+        f"job {job.id} was ended uncharged without the orchestrator saying whether its "
+        f"workflow exists; if it does, its charge is not in the ledger: look up externalId "
+        f"{job.id} on the orchestrator (others like it are in the log)",
+    )
+    log.error(
+        "job %s: could not learn whether its workflow exists upstream; ending it uncharged "
+        "(check the orchestrator for externalId %s)",
+        job.id,
+        job.id,
+    )
+    return Ending(J.EXPIRED, message="it could not be confirmed in time")

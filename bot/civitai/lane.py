@@ -10,6 +10,7 @@ the orchestrator reports. Ledger = orchestrator charges, always.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,7 +20,7 @@ from bot.catalog import build_request
 from bot.catalog.request import ImageRequest, RequestOptions
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.downloads import BLOB_HOST_ALERT, fetch_workflow_images, refused_blobs
-from bot.civitai.endings import ending_of
+from bot.civitai.endings import ending_of, look_again, unconfirmed
 from bot.civitai.errors import (
     Forbidden,
     NotFound,
@@ -54,6 +55,9 @@ REFUND_CHECKS = 2
 REFUND_WAIT = 5.0
 # Reads refused in a row are asked again after the engine's retry cap, doubling up to this.
 MAX_REFUSED_WAIT = 900.0
+# A price check is asked while the member waits ("thinking…"): past this many seconds (a 429's
+# Retry-After of minutes, retried five times over) the local estimate is held instead.
+WHATIF_WAIT = 20.0
 
 
 class FollowRefused(UpstreamUnavailable):
@@ -122,6 +126,18 @@ class CivitaiLane:
 
     async def whatif(
         self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
+    ) -> int | None:
+        try:
+            async with asyncio.timeout(WHATIF_WAIT):
+                return await self._whatif(job_id, step, sources)
+        except TimeoutError:
+            log.warning(
+                "whatif for %s took over %.0fs; holding the local estimate", job_id, WHATIF_WAIT
+            )
+            return None
+
+    async def _whatif(
+        self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...]
     ) -> int | None:
         try:  # a posted result as the source: only its blob URL (nothing is stored yet)
             step = await self.results.resolve(step, None)
@@ -408,31 +424,3 @@ def unreadable(job: JobRecord, workflow_id: str, refusal: OrchestratorError) -> 
         f"succeeds ({refusal}): its Buzz stays held until the workflow can be read; check it "
         "on the orchestrator (the log's warnings name any other job in this state)"
     )
-
-
-async def look_again(run: Run, refusal: OrchestratorError, given_up: bool) -> Ending:
-    """A submit refused after an attempt that may have made the workflow: raised as passing
-    (the next attempt finds it by externalId), or, once `given_up`, ended unconfirmed."""
-    if given_up:
-        return await unconfirmed(run)
-    raise Unavailable(f"{refusal}, and an earlier attempt may have reached it") from refusal
-
-
-async def unconfirmed(run: Run) -> Ending:
-    """A job asked to stop whose workflow the orchestrator never said exists or not. Ended
-    uncharged: if the workflow does exist, its charge is not in the ledger, so the operator
-    (who alone can look it up) is told."""
-    job = run.job
-    await run.alert(
-        "unconfirmed",
-        f"job {job.id} was ended uncharged without the orchestrator saying whether its "
-        f"workflow exists; if it does, its charge is not in the ledger: look up externalId "
-        f"{job.id} on the orchestrator (others like it are in the log)",
-    )
-    log.error(
-        "job %s: could not learn whether its workflow exists upstream; ending it uncharged "
-        "(check the orchestrator for externalId %s)",
-        job.id,
-        job.id,
-    )
-    return Ending(J.EXPIRED, message="it could not be confirmed in time")

@@ -271,6 +271,23 @@ async def test_a_whatif_of_zero_holds_the_local_estimate(tmp_path):
         assert job.charged == upstream_charge(w, job)
 
 
+async def test_a_whatif_told_to_retry_much_later_holds_the_local_estimate(tmp_path, monkeypatch):
+    """The orchestrator answers the price check 429 with a Retry-After of ten minutes: the
+    member's click is not left "thinking…" for that long (five times over, with the client's
+    retries); the job is held at the local estimate and runs, charged what upstream charged."""
+    import bot.civitai.lane as lane
+
+    monkeypatch.setattr(lane, "WHATIF_WAIT", 0.5)  # its few seconds, at this test's scale
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low")
+        w.sim.fault(429, route="submit", retry_after=600)  # the whatif's answer
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job, _ = await derived(w, await started(w, click))
+        assert job.whatif is None and job.hold_amount == 2  # the local estimate
+        assert job.charged == upstream_charge(w, job)
+
+
 async def delete_result(w: World, result: dict) -> None:
     deleted = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.member)
     assert "Deleted." in (await answer(deleted))["content"]
