@@ -28,6 +28,7 @@ from bot.discord_adapter.enhance_post import post_choice, status_content
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.log_lines import LogLines
 from bot.discord_adapter.previews import Previews, preview_name
+from bot.discord_adapter.private_endings import tell_privately
 from bot.discord_adapter.replying import SourceGone
 from bot.discord_adapter.result_routes import ResultRoutes
 from bot.discord_adapter.uploads import (
@@ -147,6 +148,11 @@ class DiscordPublisher:
             task.add_done_callback(self._log_lines.discard)
         if job.status_message_id is None:
             self.routes.sent_privately.pop(job.id, None)  # no status message to say it on
+            if job.final and job.status is not J.DONE:
+                # Its status message was never shown (Discord refused the post): this ending
+                # would be read nowhere, so it is told privately.
+                embed = status_embed(job, update.message)
+                await tell_privately(self.bot, self.routes, job, embed)
             return
         if job.status not in RUNNING:
             self.previews.close(job.id)  # no preview after this
@@ -228,7 +234,7 @@ class DiscordPublisher:
             if job.final and job.status is not J.DONE and out_of_reach(exc):
                 # It was the only place this ending would be read (a result is posted on its
                 # own), so tell the member privately.
-                await self._tell_privately(job, embed)
+                await tell_privately(self.bot, self.routes, job, embed)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
@@ -288,26 +294,6 @@ class DiscordPublisher:
                 await self._edit_directly(job, message_id, kwargs)
         else:
             await self._edit_directly(job, message_id, kwargs)
-
-    async def _tell_privately(self, job: JobRecord, embed: discord.Embed) -> None:
-        """The job's ending as an ephemeral follow-up while the token lives, else by DM."""
-        try:
-            if self.routes.token_alive(job):
-                try:
-                    await self.routes.followup(job).send(embed=embed, ephemeral=True)
-                    return
-                except discord.HTTPException as exc:
-                    log.info("job %s: ending not sent as a follow-up (%s)", job.id, exc.status)
-                except discord.RateLimited:  # not slept out under the job's lock: a DM instead
-                    log.info("job %s: ending not sent as a follow-up (rate limited)", job.id)
-            user = await self.bot.fetch_user(job.member_id)
-            await user.send(embed=embed)
-        except discord.HTTPException as exc:  # DMs closed (50007): nowhere left to tell them
-            log.info("job %s: member not told of the ending (%s)", job.id, exc.status)
-        except discord.RateLimited:
-            log.info("job %s: member not told of the ending (rate limited)", job.id)
-        except NETWORK_ERRORS as exc:
-            log.warning("job %s: member not told of the ending (%s)", job.id, type(exc).__name__)
 
     async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
         # No need to fetch the channel to edit a message in it.

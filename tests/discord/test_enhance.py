@@ -373,3 +373,31 @@ async def test_an_enhancement_that_ends_without_a_prompt_does_not_say_to_choose(
         assert "no image was started" in status["content"]
         assert "run the command again" in status["content"]
         assert h.followups == [] and [j.id for j in await w.jobs()] == [job.id]
+
+
+async def test_an_enhancement_whose_status_was_not_shown_still_tells_how_it_ended(
+    tmp_path, monkeypatch
+):
+    """Discord refuses the edit that shows the enhancement's private status: the job runs all
+    the same (it is admitted and held), so when it fails the member must still be told, not
+    left with "thinking…" and no word."""
+    from tests.fakes import errors as fake_errors
+    from tests.fakes import rest as fake_rest
+
+    original = fake_rest.RestApi.edit_webhook_message
+
+    async def edit_webhook_message(self, request):
+        if b"Enhancing your prompt" in await request.read():
+            raise fake_errors.ApiError(400, 50035, "Invalid Form Body")
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_webhook_message", edit_webhook_message)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome("fail", step="promptEnhancement"))
+        options = {"prompt": "a cat on a windowsill", "quality": "low", "enhance": True}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+        job = await w.wait_job((await w.only_job()).id, "failed")
+        told = await h.wait_for_followup(1)
+        assert is_ephemeral(told) and "Prompt enhancement failed" in text_of(told)
+        assert job.status_message_id is None
