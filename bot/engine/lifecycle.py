@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from bot.catalog.replacement import retired_text
+from bot.catalog.tools import Tool
 from bot.engine.lane import Ending
 from bot.engine.parts import Parts
 from bot.store.jobs import JobRecord
@@ -28,6 +29,19 @@ async def retirement_alert(parts: Parts, job: JobRecord, ending: Ending) -> None
     """Once per model: it was switched off for every guild until an admin turns it on."""
     model = ending.unavailable_model
     log.warning("model %s switched off: the orchestrator says it is unavailable", model)
+    air = (job.step.get("input") or {}).get("model") if model == Tool.UPSCALE.value else None
+    if air:
+        # The operator's own upscaler (civitai.upscaler_model): turned on again as it is, it
+        # meets the same model and is switched off again, so the setting is changed first.
+        await parts.alert(
+            f"model-retired:{model}:{air}",
+            f"The orchestrator says the upscaler model {air} (civitai.upscaler_model) is "
+            f"unavailable or retired ({ending.detail or 'no detail'}); Upscale is switched off "
+            "for every server. Set BOT_CIVITAI__UPSCALER_MODEL to another upscaler's AIR (or "
+            "unset it for the orchestrator's default) and restart, then an admin turns it on "
+            f"again with /settings model {model} enabled:True (job {job.id}).",
+        )
+        return
     await parts.alert(
         f"model-retired:{model}",
         f"The orchestrator says {model} is unavailable or retired ({ending.detail or 'no detail'});"

@@ -4,7 +4,7 @@ again; the operator is told once."""
 
 from __future__ import annotations
 
-from tests.discord.harness import answer, started, text_of, world
+from tests.discord.harness import answer, buttons, started, text_of, world
 
 
 async def create(w, model: str, member: int | None = None, **options):
@@ -85,3 +85,24 @@ async def test_a_model_no_worker_supports_is_stopped_and_switched_off(tmp_path):
         assert "dall-e-3 is no longer available" in job.error
         h = await create(w, "dall-e-3")
         assert "no longer available" in (await answer(h))["content"]
+
+
+async def test_the_operators_upscaler_model_retired_tells_the_operator_to_change_it(tmp_path):
+    """The upscaler AIR the operator configured (civitai.upscaler_model) is the one retired,
+    not Upscale itself: turning Upscale on again (the advice for a model) would meet the same
+    AIR and fail again, so the operator is told to change the setting first."""
+    air = "urn:air:other:upscaler:civitai:147759@164821"
+    async with world(tmp_path, civitai={"upscaler_model": air}) as w:
+        await w.grant(1000)
+        h = await create(w, "gpt-image-2", size="512x512", quality="low")
+        parent = await w.wait_job((await started(w, h)).id, "done")
+        [result] = w.results_of(parent.id)
+        w.sim.retired_models.add(air)
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await w.wait_job((await started(w, click)).id, "failed")
+        assert job.charged == 0
+        owner = w.fake.owner_user.id
+        dms = await w.fake.wait_for(lambda: w.fake.dm_messages(owner), what="the owner's DM")
+        told = dms[0]["content"]
+        assert air in told and "BOT_CIVITAI__UPSCALER_MODEL" in told
+        assert told.index("BOT_CIVITAI__UPSCALER_MODEL") < told.index("/settings model upscaler")
