@@ -104,6 +104,7 @@ class CivitaiLane:
         ending = await self._run(run)
         # Kept while the job is retried (an exception): how its sources go is decided once.
         self.sources.forget(run.job.id)
+        self.results.forget(run.job.id)
         return ending
 
     async def _run(self, run: Run) -> Ending:
@@ -222,7 +223,7 @@ class CivitaiLane:
             raise
         except ValidationFailed as exc:
             uncertain = may_exist or exc.maybe_accepted
-            if self.sources.refused(job, exc.fields):
+            if self.sources.refused(job, exc.fields) or self.results.refused(job, exc.fields):
                 # A source URL it cannot use (the blob lost upstream): again, sources inline.
                 if not uncertain:  # refused outright: the next attempt starts afresh
                     await run.clear_attempt()

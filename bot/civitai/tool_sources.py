@@ -5,7 +5,9 @@ workflow order) of job JOB. When the step is sent, the reference becomes the orc
 blob URL if a fresh one can be had (GetWorkflow signs new URLs) that stays valid long enough
 for the job to read it; else the data URL of the bytes the bot posted (the job's stored
 source 0). A whatif, made before the job is stored, can only use the blob URL: without one it
-is skipped and the local estimate held.
+is skipped and the local estimate held. A blob URL the orchestrator refuses at submit (the blob
+lost from its store, though the workflow still lists it) is replaced by the posted bytes on
+the next try.
 
 An upscale is sent only an image whose result the bot can decode and post (media.max_pixels):
 the original only when the orchestrator says its size and its upscale fits, else the posted
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.catalog.tools import RESULT_REF, UPSCALE_FACTOR, parse_result_ref
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import OrchestratorError
+from bot.civitai.sources import SOURCE_FIELD
 from bot.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,10 @@ class ResultSources:
     ) -> None:
         self.client, self.jobs, self.clock = client, jobs, clock
         self.max_pixels = max_pixels
+        # Jobs whose last step named a result by blob URL, and those to send the posted
+        # bytes from now on (the orchestrator refused that URL: the blob lost upstream).
+        self._by_url: set[str] = set()
+        self._inline: set[str] = set()
 
     async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
         """`step` with each result:// reference replaced by a blob URL, else (for a stored
@@ -58,14 +65,35 @@ class ResultSources:
         # Held at the local estimate (no usable whatif), the job was priced from the posted
         # copy when the original's size is unknown: that copy is what it is sent.
         sized = job is not None and not (job.whatif or 0) > 0
+        inline = job is not None and job.id in self._inline
         sent: dict[str, str] = {}
         for ref in refs:
             parsed = parse_result_ref(ref)
-            url = await self.blob_url(*parsed, growth=factor, sized=sized) if parsed else None
+            url = None
+            if parsed and not inline:
+                url = await self.blob_url(*parsed, growth=factor, sized=sized)
+            if url and job is not None:
+                self._by_url.add(job.id)
             sent[ref] = url or await self._posted(job, factor)
 
         resolved: dict[str, Any] = swap(step, sent)
         return resolved
+
+    def refused(self, job: JobRecord, fields: Iterable[str]) -> bool:
+        """The orchestrator refused the job's submit naming its image: if it went by blob URL
+        (listed, yet lost from the blob store), the posted bytes go next time, once. True
+        when that is worth another try."""
+        if job.id in self._inline or job.id not in self._by_url:
+            return False
+        if not any(SOURCE_FIELD.search(field) for field in fields):
+            return False
+        self._inline.add(job.id)
+        return True
+
+    def forget(self, job_id: str) -> None:
+        """The job's task has ended."""
+        self._by_url.discard(job_id)
+        self._inline.discard(job_id)
 
     async def blob_url(
         self, job_id: str, index: int, *, growth: int = 1, sized: bool = False

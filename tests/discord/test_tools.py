@@ -147,6 +147,25 @@ async def test_an_expiring_blob_url_sends_the_posted_bytes_and_holds_the_estimat
         assert job.charged == upstream_charge(w, job) == 2
 
 
+async def test_a_result_whose_blob_the_orchestrator_lost_is_upscaled_from_the_posted_bytes(
+    tmp_path,
+):
+    """The workflow still lists the image with a fresh URL, but the blob store lost it: the
+    orchestrator refuses the submit over that URL. The bytes the bot posted are sent instead
+    (as when the URL would expire), not the upscale failed for good over a field name."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        parent, result = await first_result(w, size="512x512", quality="low")
+        shown = w.fake.attachment_bytes(result["attachments"][0])
+        w.sim.blobs.lose(parent.result_images[0]["blob_id"])
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job, _ = await derived(w, await started(w, click))
+        _, sent = data_url_bytes(w.sim.submissions[-1]["steps"][0]["input"]["image"])
+        assert sent == shown and len(w.sim.submissions) == 2  # the refused one made nothing
+        assert job.charged == upstream_charge(w, job) == 2
+        assert await w.available() == 1000 - 13 - 2
+
+
 async def test_a_restart_mid_upscale_resumes_and_posts_once(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)
