@@ -35,11 +35,21 @@ def ending_of(
         started_at=workflow.started_at,
         output=enhanced.model_dump(by_alias=True) if enhanced is not None else None,
         unavailable_model=gone,
-        detail="no worker supports the model" if gone else None,
+        detail=ending_detail(workflow, status, gone),
         rating=rating_of(workflow),
         withheld=forced is None and withheld(workflow),
         upstream=workflow,
     )
+
+
+def ending_detail(workflow: Workflow, status: JobStatus, gone: str | None) -> str | None:
+    """For operators and moderators: why a job failed when the workflow alone does not say."""
+    if gone:
+        return "no worker supports the model"
+    if status is J.FAILED and workflow.status == WorkflowStatus.SUCCEEDED:
+        # Charged for an output with nothing in it to post (no blob, a blank prompt).
+        return "the workflow succeeded without a result"
+    return None
 
 
 def ending_status(workflow: Workflow) -> JobStatus:

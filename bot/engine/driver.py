@@ -323,8 +323,7 @@ class Driver:
                     job.guild_id,
                     job.id,
                     "undelivered",
-                    f"{status.value}, yet {charged:,} Buzz charged: the orchestrator booked no "
-                    "refund",
+                    f"{status.value}, yet {charged:,} Buzz charged: {no_refund_reason(ending)}",
                 )
             return ended, settlement, item_id, retired
 
@@ -364,6 +363,13 @@ class Driver:
                 await self._tell(job, job.error, await mature.untold_notice(self.parts, job))
             except Exception:  # told at the next start instead
                 log.exception("job %s: its ending could not be told", job.id)
+
+
+def no_refund_reason(ending: Ending) -> str:
+    """Why a failed or expired job's charge stands, for the moderators deciding a refund."""
+    if ending.detail and ending.upstream_status == "succeeded":
+        return ending.detail[:300]  # it ran and charged, yet left nothing to post
+    return "the orchestrator booked no refund"
 
 
 def ending_message(status: JobStatus, charged: int, model: str = "") -> str | None:

@@ -307,6 +307,27 @@ async def test_a_whatif_told_to_retry_much_later_holds_the_local_estimate(tmp_pa
         assert job.charged == upstream_charge(w, job)
 
 
+async def test_an_upscale_that_succeeded_without_an_image_goes_to_review_saying_so(
+    tmp_path, monkeypatch
+):
+    """The workflow succeeded and charged, but its output has no blob (the schema requires
+    one): the member is told the upscale failed and a moderator will look at the charge, and
+    the moderator reads what happened, not that a failed workflow's refund never came."""
+    import bot.civitai.simulator.steps.upscaler as sim_upscaler
+
+    monkeypatch.setattr(sim_upscaler, "_output", lambda blobs, outcome: {})
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        _, result = await first_result(w, size="512x512", quality="low")
+        click = await w.fake.click(int(result["id"]), buttons(result)["Upscale"], w.member)
+        job = await w.wait_job((await started(w, click)).id, "failed")
+        assert job.charged == upstream_charge(w, job) == 2
+        assert job.error == "Upscale failed; 2 Buzz charged; a moderator will look at the charge"
+        item = await w.services.moderation.item_for_job(job.id)
+        assert item is not None and item.kind == "undelivered" and item.open
+        assert "succeeded without a result" in item.reason and "refund" not in item.reason
+
+
 async def delete_result(w: World, result: dict) -> None:
     deleted = await w.fake.click(int(result["id"]), buttons(result)["Delete"], w.member)
     assert "Deleted." in (await answer(deleted))["content"]
