@@ -123,6 +123,12 @@ class CivitaiSafety:
             r.label for r in verdict.results if r.triggered
         )
         unscored = [r.label for r in verdict.results if r.error]
+        # Labels it does not know are ignored without a word (the schema): one renamed
+        # upstream comes back with no result at all.
+        answered = {r.label for r in verdict.results}
+        unscored += [label for label in labels if label not in answered]
+        if not verdict.results and not labels:
+            unscored.append("any label")
         if not triggered and unscored and not verdict.blocked:
             # A label the model could not score checked nothing: not a clean verdict.
             raise PremoderationFailed(f"no verdict for label(s) {', '.join(unscored)}", cost=cost)

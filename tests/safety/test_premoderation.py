@@ -348,3 +348,26 @@ async def test_a_check_that_fails_before_an_enhancement_holds_the_request_once(t
             json.loads(d)["outcome"] for _, _, d in await audit_actions(w, "premoderation.check")
         ]
         assert outcomes == ["failed", "failed"]  # the check, then its reuse (cost 0)
+
+
+async def test_a_check_that_evaluated_none_of_the_chosen_labels_is_a_failed_check(
+    tmp_path, monkeypatch
+):
+    """The orchestrator silently ignores labels it does not know (the schema says so): once it
+    renames one the guild chose, the check answers no result at all. That checked nothing: it
+    is a failed check (the guild's fallback holds it), not a clean prompt let through."""
+    import bot.civitai.simulator.steps.moderation as sim_moderation
+
+    renamed = tuple(n for n in sim_moderation.DEFAULT_LABELS if n != "violence")
+    monkeypatch.setattr(sim_moderation, "DEFAULT_LABELS", renamed)
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        await switch_on(w, labels="violence")
+        handle = await request(w, "two knights duelling")
+        job = await w.wait_job((await started_job(w, handle)).id, "held", "done")
+        assert job.status.value == "held" and generations(w) == []
+        item = await item_message(w, job)
+        assert "could not check this prompt" in field_value(item, "Reason")
+        [(_, _, details)] = await audit_actions(w, "premoderation.check")
+        assert json.loads(details)["outcome"] == "failed"
