@@ -79,6 +79,11 @@ def describe_error(error: BaseException) -> str | None:
         if error.type is kind.channel:
             return "That channel cannot be chosen here: pick a text, voice, forum or stage channel."
         return "That value is not valid here."
+    if isinstance(error, StoreBusy) and error.reason == "replaced":
+        return (
+            "The bot cannot save anything until its operator restarts it (its database file "
+            "changed under it); nothing was done or charged."
+        )
     if isinstance(error, StoreBusy):
         return "The bot could not save that just now; nothing was done or charged. Try again soon."
     return None
