@@ -18,6 +18,7 @@ from bot.discord_adapter.embeds import allowance_source
 from bot.discord_adapter.files import MemoryFile
 from bot.discord_adapter.interaction import Interaction, think
 from bot.discord_adapter.replies import UserFacingError, reply
+from bot.store.db import MAX_INTEGER
 from bot.store.ledger_records import MAX_AMOUNT, Account, InvalidAmount
 from bot.store.periods import describe_moment
 from bot.store.periods import period_word as per
@@ -31,7 +32,6 @@ PERIODS = [Choice(name=p, value=p) for p in ("none", "daily", "weekly", "monthly
 PERIOD_HELP = "How often it refills (UTC; weekly = Monday 00:00; none = once)"
 Amount = Range[int, 0, MAX_AMOUNT]
 Positive = Range[int, 1, MAX_AMOUNT]
-MAX_ID = 2**63 - 1  # SQLite's largest integer; every Discord snowflake fits
 
 
 class Quota(commands.Cog):
@@ -360,7 +360,7 @@ def _parse_rule(value: str) -> tuple[str, int]:
     # ASCII digits only (int() also reads other scripts' digits), and no larger than the
     # database's integers: a typed id beyond any snowflake is just not a rule.
     digits = target.isascii() and target.isdigit()
-    if scope in ("role", "member") and digits and int(target) <= MAX_ID:
+    if scope in ("role", "member") and digits and int(target) <= MAX_INTEGER:
         return scope, int(target)
     raise UserFacingError("**rule**: pick one of the suggested rules; /quota show lists them.")
 

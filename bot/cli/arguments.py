@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from bot.store.db import MAX_INTEGER
+
 
 def port(text: str) -> int:
     value = int(text)
@@ -18,11 +20,6 @@ def positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be above 0")
     return value
-
-
-# SQLite's largest integer: every Discord id fits, and a larger number would end in an
-# OverflowError traceback at the first query.
-MAX_INTEGER = 2**63 - 1
 
 
 def _whole(text: str) -> int:

@@ -34,6 +34,10 @@ from bot.store.serial import ConnectionClosed, SerialConnection
 
 log = logging.getLogger(__name__)
 
+# SQLite's largest integer: every Discord id fits; a larger number given to a query ends in an
+# OverflowError.
+MAX_INTEGER = 2**63 - 1
+
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 

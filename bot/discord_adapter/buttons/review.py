@@ -12,9 +12,9 @@ from bot.discord_adapter.buttons.base import KeyedButton, bot_of
 from bot.discord_adapter.decisions import decide
 from bot.discord_adapter.modals import BanModal
 from bot.review import Action
+from bot.store.db import MAX_INTEGER
 
 ITEM = r"[0-9]+"
-SQLITE_MAX = 2**63 - 1
 
 
 class ReviewButton(KeyedButton, key=ITEM):
@@ -25,7 +25,7 @@ class ReviewButton(KeyedButton, key=ITEM):
         """The review item's id; 0 (no item has it) for a crafted one beyond what SQLite holds,
         so the click is answered like any unknown item, after the same permission checks."""
         number = int(self.key)
-        return number if number <= SQLITE_MAX else 0
+        return number if number <= MAX_INTEGER else 0
 
     async def act(self, interaction: discord.Interaction) -> None:
         await decide(interaction, self.item_id, self.ACTION)
