@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from bot.discord_adapter.replies import UserFacingError
+from bot.store.jobs import SourceImage
 
 T = TypeVar("T")
 
@@ -18,14 +19,30 @@ ANSWERED = "You already answered this; see the answer above."
 # upscale's source, a re-roll's), so one member pressing on and on cannot fill it; the oldest
 # of theirs expires first.
 PER_MEMBER = 5
+# ...and the bytes those may hold together (the bot fetches its own results back up to 100 MB).
+PER_MEMBER_BYTES = 48 * 1024 * 1024
+
+
+def image_bytes(*groups: Iterable[SourceImage] | None) -> int:
+    """The bytes of the images a question holds (its sources, fetched or downloaded)."""
+    return sum(len(image.data) for group in groups for image in group or ())
 
 
 class Asked(Generic[T]):
-    def __init__(self, ttl: float, expired: str, not_yours: str, answered: str = ANSWERED) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        expired: str,
+        not_yours: str,
+        answered: str = ANSWERED,
+        size: Callable[[T], int] | None = None,
+    ) -> None:
         """`expired`, `not_yours` and `answered`: what a click is told when it comes too late
         (or after a restart), when someone else clicks, and when it comes after the answer (a
-        double click: "expired, nothing was charged" would be wrong after a Confirm)."""
+        double click: "expired, nothing was charged" would be wrong after a Confirm). `size`:
+        the bytes a value holds (its images)."""
         self.ttl, self.expired, self.not_yours = ttl, expired, not_yours
+        self.size = size or (lambda _: 0)
         self.answered = answered
         self._waiting: dict[str, tuple[int, float, T]] = {}
         self._taken: dict[str, tuple[int, float]] = {}
@@ -37,9 +54,15 @@ class Asked(Generic[T]):
             del self._waiting[token]
         for token in [t for t, (_, at) in self._taken.items() if now - at > self.ttl]:
             del self._taken[token]
-        theirs = [t for t, (owner, _, _) in self._waiting.items() if owner == member_id]
-        for token in theirs[: max(0, len(theirs) - PER_MEMBER + 1)]:
+        theirs = [
+            (t, self.size(v)) for t, (owner, _, v) in self._waiting.items() if owner == member_id
+        ]
+        held = sum(size for _, size in theirs) + self.size(value)
+        # The oldest of theirs expire first; the newest question is always kept.
+        while theirs and (len(theirs) >= PER_MEMBER or held > PER_MEMBER_BYTES):
+            token, size = theirs.pop(0)
             del self._waiting[token]
+            held -= size
         token = secrets.token_hex(8)
         self._waiting[token] = (member_id, now, value)
         return token

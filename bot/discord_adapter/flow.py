@@ -22,7 +22,7 @@ import discord
 
 from bot.catalog import Model, Operation, RequestOptions
 from bot.discord_adapter.access import requester
-from bot.discord_adapter.asked import Asked
+from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.earlier_posts import earlier_status
 from bot.discord_adapter.interaction import think, update
@@ -60,7 +60,12 @@ class RequestFlow:
         self.bot = bot
         self.engine = bot.engine
         self.services = bot.services
-        self.asked: Asked[Pending] = Asked(CONFIRM_TTL, EXPIRED, NOT_YOURS)
+        self.asked: Asked[Pending] = Asked(
+            CONFIRM_TTL,
+            EXPIRED,
+            NOT_YOURS,
+            size=lambda p: image_bytes(p.sources, p.request.sources),
+        )
         # (button, member) clicks still being answered: see `once`.
         self._handling: set[tuple[str, int]] = set()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.catalog.offers import Offer
-from bot.discord_adapter.asked import Asked
+from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.offers import OfferButton
 from bot.discord_adapter.interaction import update
@@ -51,6 +51,7 @@ class OfferBoard:
             "These offers have expired; run the command again. Nothing was charged.",
             "Only the member who asked can take one of these offers.",
             "You already took one of these offers; see its answer above.",
+            size=lambda o: image_bytes(o.sources, o.request.sources),
         )
 
     async def refusal(

@@ -31,7 +31,7 @@ from bot.catalog.tools import (
     upscale_step,
 )
 from bot.discord_adapter.access import requester
-from bot.discord_adapter.asked import Asked
+from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
 from bot.discord_adapter.flow import show_and_launch
@@ -131,7 +131,9 @@ def upscaled_size(
 class ToolFlow:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._pending: Asked[ToolPending] = Asked(CONFIRM_TTL, EXPIRED, NOT_YOURS)
+        self._pending: Asked[ToolPending] = Asked(
+            CONFIRM_TTL, EXPIRED, NOT_YOURS, size=lambda p: image_bytes(p.request.sources)
+        )
 
     async def begin(
         self,
