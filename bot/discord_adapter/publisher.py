@@ -59,15 +59,7 @@ STATUS_TRIES = 4
 # Seconds an edit of a status message may take (aiohttp's own limit is 5 minutes). While one
 # waits, discord.py holds every other call on the interaction's webhook: the result's post too.
 EDIT_WAIT = 30.0
-# Discord refusing edits in a thread that archived itself (a long review, a quiet thread).
-THREAD_ARCHIVED = 50083
 LOG_LINE_WAIT = 3.0  # seconds a stop waits for log lines on their way
-
-
-def out_of_reach(exc: discord.HTTPException) -> bool:
-    """A status message that will not take an edit again: deleted, out of the bot's reach, or
-    in an archived thread."""
-    return isinstance(exc, discord.NotFound | discord.Forbidden) or exc.code == THREAD_ARCHIVED
 
 
 class DiscordPublisher:
@@ -231,9 +223,10 @@ class DiscordPublisher:
                 again = self._again(update, wait)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
-            if job.final and job.status is not J.DONE and out_of_reach(exc):
-                # It was the only place this ending would be read (a result is posted on its
-                # own), so tell the member privately.
+            if exc.status != 429 and job.final and job.status is not J.DONE:
+                # Refused for good: deleted (404), out of the bot's reach (403), or in a
+                # thread archived or locked meanwhile (400, 50083). It was the only place this
+                # ending would be read (a result is posted on its own): tell them privately.
                 await tell_privately(self.bot, self.routes, job, embed)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.

@@ -129,6 +129,10 @@ def missing_permissions() -> ApiError:
     return ApiError(403, 50013, "Missing Permissions")
 
 
+def thread_archived() -> ApiError:
+    return ApiError(400, 50083, "Operation cannot be performed on an archived thread")
+
+
 def invalid_webhook_token() -> ApiError:
     return ApiError(401, 50027, "Invalid Webhook Token")
 

@@ -25,6 +25,7 @@ from .state import (
     ATTACH_FILES,
     DM,
     MANAGE_MESSAGES,
+    MANAGE_THREADS,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     VIEW_CHANNEL,
@@ -229,6 +230,16 @@ class RestApi:
         if members is not None and self.fake.bot_user_id not in members:
             return 0  # kicked: no access to anything in that guild
         return self.fake.world.channel_permissions(channel, self.fake.bot_user_id)
+
+    def _post_in_thread(self, channel: Channel) -> None:
+        """A post in an archived thread unarchives it, unless it is locked and the bot may
+        not manage threads there (50083)."""
+        if not channel.archived:
+            return
+        if channel.locked and not self._bot_perms(channel) & MANAGE_THREADS:
+            raise E.thread_archived()
+        channel.archived = False
+        self.fake.update_thread(channel)
 
     def _message(self, channel: Channel, request: web.Request) -> StoredMessage:
         message = self.fake.world.messages.get(int(request.match_info["message_id"]))
@@ -444,6 +455,8 @@ class RestApi:
         record = self._hook(request)
         message = self.fake.interactions.message_of(record, request.match_info["message_id"])
         body, files = await self._body(request)
+        if self.fake.world.channels[message.channel_id].archived:
+            raise E.thread_archived()
         self.fake.interactions.edit(record, message, body, files)
         return json_response(message.payload(record.user_id))
 
@@ -501,6 +514,7 @@ class RestApi:
                 raise E.missing_permissions()
             if files and not perms & ATTACH_FILES:
                 raise E.missing_permissions()
+            self._post_in_thread(channel)
         check_flags(body, CREATE_MESSAGE_FLAGS)
         validate_message(body, file_count=len(files))
         message = build_message(
@@ -521,6 +535,8 @@ class RestApi:
         channel = self._channel(request)
         message = self._message(channel, request)
         body, files = await self._body(request)
+        if channel.archived:  # read-only until someone posts in it
+            raise E.thread_archived()
         if message.author_id != fake.bot_user_id:
             only_flags = set(body) <= {"flags"}
             if not only_flags or files:

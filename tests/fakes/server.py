@@ -31,6 +31,7 @@ from .state import (
     DM,
     SEND_MESSAGES,
     Blob,
+    Channel,
     Guild,
     Overwrite,
     StoredMessage,
@@ -321,6 +322,17 @@ class FakeDiscord(DriverMixin):
         self._dispatch_soon("THREAD_CREATE", data, intent=GUILDS)
         self.notify()
         return thread.id
+
+    def archive_thread(self, thread_id: int, *, locked: bool = False) -> None:
+        """A moderator archives a thread (and perhaps locks it); THREAD_UPDATE tells the bot."""
+        thread = self.world.channel(thread_id)
+        assert thread.parent_id is not None, "only a thread is archived"
+        thread.archived, thread.locked = True, locked
+        self.update_thread(thread)
+
+    def update_thread(self, thread: Channel) -> None:
+        self._dispatch_soon("THREAD_UPDATE", thread.payload(self.world), intent=GUILDS)
+        self.notify()
 
     def set_channel_nsfw(self, channel_id: int, nsfw: bool) -> None:
         """Turn Discord's age restriction on or off in a channel (and tell the bot)."""

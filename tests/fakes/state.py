@@ -29,6 +29,7 @@ CONNECT = 1 << 20
 SPEAK = 1 << 21
 CHANGE_NICKNAME = 1 << 26
 USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_THREADS = 1 << 34
 SEND_MESSAGES_IN_THREADS = 1 << 38
 ALL_PERMISSIONS = (1 << 53) - 1
 
@@ -179,6 +180,10 @@ class Channel:
     nsfw: bool = False
     parent_id: int | None = None  # threads
     owner_id: int | None = None  # threads
+    # A thread archived (read-only: its messages cannot be edited) and perhaps locked (only
+    # those with Manage Threads may unarchive it, by posting).
+    archived: bool = False
+    locked: bool = False
     created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
 
     def payload(self, world: World) -> dict[str, Any]:
@@ -225,10 +230,10 @@ class Channel:
             "flags": 0,
             "applied_tags": [],
             "thread_metadata": {
-                "archived": False,
+                "archived": self.archived,
                 "auto_archive_duration": 1440,
                 "archive_timestamp": iso8601(self.created_at),
-                "locked": False,
+                "locked": self.locked,
                 "create_timestamp": iso8601(self.created_at),
             },
         }
