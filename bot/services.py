@@ -25,17 +25,18 @@ from bot.civitai.sources import SourceUploads
 from bot.config import Settings
 from bot.engine.engine import Engine, EngineSettings
 from bot.engine.follow import follow_policy
-from bot.engine.lane import Lane
+from bot.engine.lane import Lane, SwitchedLanes
 from bot.engine.parts import PromptFilter, backoff
 from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.safety import MemberNotices, Safety
 from bot.media.pool import ImagePool
 from bot.metrics import Metrics
+from bot.openai_api.job_step import STEP_TYPE as OPENAI_STEP
 from bot.openai_api.lane import OpenAILane
 from bot.openai_api.service import OpenAIService, open_service
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
-from bot.store.jobs import JobStore
+from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.retention import Retention
@@ -128,25 +129,37 @@ class Services:
             metrics=self.metrics,
         )
 
+    def orchestrator_usable(self) -> bool:
+        """Whether the orchestrator can be called: not by the OpenAI lane without a
+        CIVITAI_TOKEN."""
+        token = self.settings.civitai.token
+        return self.openai is None or (token is not None and bool(token.get_secret_value()))
+
     def safety_upstream(self) -> CivitaiSafety | None:
         """Who rates and pre-moderates: the orchestrator (xGuardModeration, blob uploads) —
         None when it cannot be used (the OpenAI lane without a CIVITAI_TOKEN)."""
-        token = self.settings.civitai.token
-        if self.openai is not None and (token is None or not token.get_secret_value()):
+        if not self.orchestrator_usable():
             return None
         return CivitaiSafety(self.client, blobs=SourceBlobStore(self.db, self.clock))
 
     def lane(self, settings: EngineSettings) -> Lane:
-        """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane."""
-        if self.openai is not None:
-            return OpenAILane(
-                self.openai,
-                self.db,
-                self.jobs,
-                clock=self.clock,
-                max_pixels=self.settings.media.max_pixels,
-                images=self.images,
-            )
+        """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane —
+        which leaves the orchestrator the jobs already sent there before the switch."""
+        if self.openai is None:
+            return self._civitai_lane(settings)
+        openai = OpenAILane(
+            self.openai,
+            self.db,
+            self.jobs,
+            clock=self.clock,
+            max_pixels=self.settings.media.max_pixels,
+            images=self.images,
+        )
+        if not self.orchestrator_usable():
+            return openai  # such jobs cannot be followed: the lane ends them, nothing charged
+        return SwitchedLanes(openai, self._civitai_lane(settings), sent_to_orchestrator)
+
+    def _civitai_lane(self, settings: EngineSettings) -> CivitaiLane:
         return CivitaiLane(
             self.client,
             self.jobs,
@@ -175,6 +188,15 @@ class Services:
         if self.openai is not None:
             await self.openai.aclose()
         await self.db.close()
+
+
+def sent_to_orchestrator(job: JobRecord) -> bool:
+    """A job of the Civitai lane that may exist on the orchestrator (an attempt to submit it
+    was made): it runs and charges there whatever lane the bot has switched to since. One
+    never sent is not sent now: the operator switched away from the orchestrator."""
+    if job.step.get("$type") == OPENAI_STEP:
+        return False
+    return job.submit_attempted_at is not None or job.status is not JobStatus.QUEUED
 
 
 def make_client(

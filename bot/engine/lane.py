@@ -177,3 +177,49 @@ class Lane(Protocol):
         """The finished job's images, each checked to be an image, retried until `deadline`:
         (the images fetched, in order; how many there are). What only the operator can fix
         is told through `alert` (key, text)."""
+
+
+class SwitchedLanes:
+    """The lane jobs run on now, and the one the operator switched from (BOT_PROVIDER, at a
+    restart). A job that may already exist on the old one (`belongs`: submitted, perhaps
+    charging) is followed there to its end, delivered and settled from what it cost, not
+    failed with its images lost. New requests are checked and priced by the current lane."""
+
+    def __init__(self, current: Lane, previous: Lane, belongs: Callable[[JobRecord], bool]):
+        self.current, self.previous, self._belongs = current, previous, belongs
+        self.name = current.name
+        self.tool_steps: frozenset[str] = getattr(current, "tool_steps", frozenset())
+        self.streams_previews: bool = getattr(current, "streams_previews", False)
+        self.resumable = all(getattr(lane, "resumable", True) for lane in (current, previous))
+
+    def _lane(self, job: JobRecord) -> Lane:
+        return self.previous if self._belongs(job) else self.current
+
+    def validate(
+        self,
+        request: JobRequest,
+        options: RequestOptions,
+        input_size: tuple[int, int] | None,
+    ) -> LaneRequest:
+        return self.current.validate(request, options, input_size)
+
+    async def run(self, run: Run) -> Ending:
+        return await self._lane(run.job).run(run)
+
+    async def cancel(self, job: JobRecord) -> None:
+        await self._lane(job).cancel(job)
+
+    async def whatif(
+        self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
+    ) -> int | None:
+        return await self.current.whatif(job_id, step, sources)
+
+    async def fetch_results(
+        self,
+        job: JobRecord,
+        upstream: Any,
+        deadline: datetime,
+        sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
+    ) -> tuple[list[ResultImage], int]:
+        return await self._lane(job).fetch_results(job, upstream, deadline, sleep, alert)

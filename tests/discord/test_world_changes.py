@@ -1,5 +1,6 @@
-"""The member's channel changing under a running job (a thread archived or locked by a
-moderator): the Buzz settles once, and the member hears how the job ended, once."""
+"""The world changing under a running job (a thread archived or locked by a moderator, the
+operator switching the bot to another image service): the Buzz settles once, the images are
+not lost, and the member hears how the job ended, once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import started, text_of, world
+from tests.discord.harness import settings_for, started, text_of, world
 
 OLD = timedelta(minutes=14, seconds=30)  # the token is dead by the time the job ends
 
@@ -50,4 +51,32 @@ async def test_a_job_that_fails_in_a_thread_archived_meanwhile_is_told_privately
         assert "failed" in text_of(dm) and "nothing was charged" in text_of(dm)
         assert len(w.fake.dm_messages(w.member)) == 1
         assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+async def test_a_job_on_the_orchestrator_when_the_operator_switches_to_openai_is_delivered(
+    tmp_path, caplog, monkeypatch
+):
+    """The operator restarts the bot with BOT_PROVIDER=openai (keeping CIVITAI_TOKEN) while a
+    member's workflow runs on the orchestrator, which goes on and charges for it. It was
+    failed as "made for another image service": the member lost the images, and what the
+    orchestrator charged was booked nowhere. It is followed there to its end instead, posted
+    once and settled from what it cost; new requests go to the OpenAI lane."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # its built-in simulator
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(runtime=300), prompt="a kite")
+        options = {"prompt": "a kite", "quality": "low"}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        job = await started(w, h)
+        await w.wait_job(job.id, "running")
+        w.settings = settings_for(
+            tmp_path, provider="openai", civitai={"token": "kept"}, discord={"dev_guild": w.guild}
+        )
+        await w.restart_bot()
+        assert w.services.provider == "openai"
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        assert job.status.value == "done", job.error
+        assert len(w.results_of(job.id)) == 1 and len(w.sim.submissions) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []
