@@ -31,9 +31,9 @@ from bot.engine.publisher import OperatorAlerts, Publisher, ReviewListener
 from bot.engine.safety import MemberNotices, Safety
 from bot.media.pool import ImagePool
 from bot.metrics import Metrics
-from bot.openai_api.job_step import STEP_TYPE as OPENAI_STEP
 from bot.openai_api.lane import OpenAILane
 from bot.openai_api.service import OpenAIService, open_service
+from bot.openai_api.switched_away import SwitchedAway, made_for_openai
 from bot.store.db import Database, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
@@ -143,10 +143,13 @@ class Services:
         return CivitaiSafety(self.client, blobs=SourceBlobStore(self.db, self.clock))
 
     def lane(self, settings: EngineSettings) -> Lane:
-        """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane —
-        which leaves the orchestrator the jobs already sent there before the switch."""
+        """The upstream service jobs run on: the Civitai orchestrator, or the OpenAI lane. Jobs
+        of the other one, left by a switch (BOT_PROVIDER) at a restart, end where they ran."""
         if self.openai is None:
-            return self._civitai_lane(settings)
+            # The OpenAI lane's jobs left by a switch: their stored images are still posted.
+            return SwitchedLanes(
+                self._civitai_lane(settings), SwitchedAway(self.db), made_for_openai
+            )
         openai = OpenAILane(
             self.openai,
             self.db,
@@ -194,7 +197,7 @@ def sent_to_orchestrator(job: JobRecord) -> bool:
     """A job of the Civitai lane that may exist on the orchestrator (an attempt to submit it
     was made): it runs and charges there whatever lane the bot has switched to since. One
     never sent is not sent now: the operator switched away from the orchestrator."""
-    if job.step.get("$type") == OPENAI_STEP:
+    if made_for_openai(job):
         return False
     return job.submit_attempted_at is not None or job.status is not JobStatus.QUEUED
 

@@ -179,20 +179,38 @@ class Lane(Protocol):
         is told through `alert` (key, text)."""
 
 
+class Followed(Protocol):
+    """What a lane the bot has switched away from still does: its jobs' ends."""
+
+    async def run(self, run: Run) -> Ending: ...
+
+    async def cancel(self, job: JobRecord) -> None: ...
+
+    async def fetch_results(
+        self,
+        job: JobRecord,
+        upstream: Any,
+        deadline: datetime,
+        sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
+    ) -> tuple[list[ResultImage], int]: ...
+
+
 class SwitchedLanes:
     """The lane jobs run on now, and the one the operator switched from (BOT_PROVIDER, at a
-    restart). A job that may already exist on the old one (`belongs`: submitted, perhaps
-    charging) is followed there to its end, delivered and settled from what it cost, not
-    failed with its images lost. New requests are checked and priced by the current lane."""
+    restart). A job of the old one (`belongs`: submitted there, perhaps charging; or its
+    images waiting to be posted) is ended there, delivered and settled from what it cost,
+    not failed with its images lost. New requests are checked and priced by the current
+    lane."""
 
-    def __init__(self, current: Lane, previous: Lane, belongs: Callable[[JobRecord], bool]):
+    def __init__(self, current: Lane, previous: Followed, belongs: Callable[[JobRecord], bool]):
         self.current, self.previous, self._belongs = current, previous, belongs
         self.name = current.name
         self.tool_steps: frozenset[str] = getattr(current, "tool_steps", frozenset())
         self.streams_previews: bool = getattr(current, "streams_previews", False)
         self.resumable = all(getattr(lane, "resumable", True) for lane in (current, previous))
 
-    def _lane(self, job: JobRecord) -> Lane:
+    def _lane(self, job: JobRecord) -> Followed:
         return self.previous if self._belongs(job) else self.current
 
     def validate(

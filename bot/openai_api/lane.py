@@ -47,8 +47,9 @@ from bot.openai_api.job_step import OpenAIJob, Step
 from bot.openai_api.request import build_openai_request
 from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
+from bot.openai_api.switched_away import ANOTHER_SERVICE, stored_images
 from bot.safety.levels import allows_mature
-from bot.store import audit, results
+from bot.store import audit
 from bot.store.db import Database, StoreBusy, iso, store_busy
 from bot.store.jobs import JobRecord, JobStatus, JobStore, SourceImage
 from bot.store.results import StoredResult
@@ -151,12 +152,7 @@ class OpenAILane:
         sleep: Callable[[float], Awaitable[None]],
         alert: Callable[[str, str], Awaitable[None]],
     ) -> tuple[list[ResultImage], int]:
-        stored = await results.load(self.db, job.id)
-        images = [
-            ResultImage(r.index, f"{job.id}-{r.index + 1}", r.mime, r.width, r.height, r.data)
-            for r in stored
-        ]
-        return images, max(len(job.result_images), len(images))
+        return await stored_images(self.db, job)
 
     # -- one call -----------------------------------------------------------------------------
     async def _run(self, run: Run) -> Ending:
@@ -167,7 +163,7 @@ class OpenAILane:
             # Admitted for the other lane before the operator switched BOT_PROVIDER.
             return Ending(
                 J.FAILED,
-                message="this request was made for another image service; nothing was charged",
+                message=ANOTHER_SERVICE,
                 detail=str(exc),
             )
         if job.submit_attempted_at is not None and job.id not in self._mine:

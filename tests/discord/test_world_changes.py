@@ -1,6 +1,6 @@
 """The world changing under a running job (a thread archived or locked by a moderator, the
-operator switching the bot to another image service): the Buzz settles once, the images are
-not lost, and the member hears how the job ended, once."""
+operator switching the bot from one image service to the other): the Buzz settles once, the
+images are not lost, and the member hears how the job ended, once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.civitai.simulator import Outcome
+from bot.store.jobs import JobStatus, NewJob
 from tests.discord.harness import settings_for, started, text_of, world
+from tests.discord.test_openai_lane import openai_world
 
 OLD = timedelta(minutes=14, seconds=30)  # the token is dead by the time the job ends
 
@@ -79,4 +81,71 @@ async def test_a_job_on_the_orchestrator_when_the_operator_switches_to_openai_is
         assert job.status.value == "done", job.error
         assert len(w.results_of(job.id)) == 1 and len(w.sim.submissions) == 1
         assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+async def test_a_result_of_the_openai_lane_waiting_to_be_posted_is_posted_after_a_switch_back(
+    tmp_path, caplog
+):
+    """The OpenAI lane's job has ended (its images, paid for, are in the database) but Discord
+    has not taken the post yet when the operator restarts on the orchestrator: the Civitai
+    lane looked for a workflow it never had (an AssertionError's traceback at every try for
+    half an hour, then the images given up as lost). They are posted from the database."""
+    async with openai_world(tmp_path) as (w, _):
+        await w.grant(1000)
+        w.fake.hold_requests("POST", r"/channels/\d+/messages$")  # the channel post waits
+        options = {"prompt": "a kite", "quality": "low"}
+        late = datetime.now(UTC) - OLD  # the result goes to the channel, not a follow-up
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options, created_at=late
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "delivering")
+        await w.fake.wait_for(
+            lambda: [c for c in w.fake.calls if c.method == "POST" and "/channels/" in c.path],
+            what="the result's post, held",
+        )
+        w.settings = settings_for(tmp_path, discord={"dev_guild": w.guild})
+        w.fake.gates.clear()  # the new process's post goes through (the old one never lands)
+        await w.restart_bot()
+        assert w.services.provider == "civitai"
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        assert job.status.value == "done", job.error
+        assert len(w.results_of(job.id)) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+async def test_a_request_for_the_openai_lane_not_yet_made_ends_clearly_after_a_switch_back(
+    tmp_path, caplog
+):
+    """A job the OpenAI lane had not called yet when the operator restarts on the orchestrator:
+    it ends saying so, nothing charged, without sending the orchestrator a step it refuses."""
+    async with openai_world(tmp_path) as (w, _):
+        await w.grant(1000)
+
+        def queued_in(tx):  # as an admission just before the stop leaves it
+            w.services.jobs.insert_in(
+                tx,
+                NewJob(
+                    id="j0000000000000001",
+                    guild_id=w.guild,
+                    channel_id=w.channel,
+                    member_id=w.member,
+                    model="gpt-image-2",
+                    operation="createImage",
+                    options={"prompt": "a kite"},
+                    step={"$type": "openaiImages", "endpoint": "generations", "fields": {}},
+                    estimate=13,
+                    status=JobStatus.QUEUED,
+                ),
+            )
+            w.services.ledger.place_hold_in(tx, w.guild, w.member, "j0000000000000001", 13)
+
+        await w.services.db.write(queued_in)
+        w.settings = settings_for(tmp_path, discord={"dev_guild": w.guild})
+        await w.restart_bot()
+        job = await w.wait_job("j0000000000000001", "failed", timeout=30)
+        assert job.error == "this request was made for another image service; nothing was charged"
+        assert w.sim.submissions == [] and job.charged == 0 and await w.available() == 1000
     assert traced(caplog) == []
