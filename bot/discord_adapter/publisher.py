@@ -223,10 +223,12 @@ class DiscordPublisher:
                 again = self._again(update, wait)
         except discord.HTTPException as exc:
             log.info("job %s: status message not updated (%s)", job.id, exc.status)
-            if exc.status != 429 and job.final and job.status is not J.DONE:
+            # A result is posted on its own, a kept-back one's notice is sent privately.
+            told = job.status is J.DONE or update.told_privately
+            if exc.status != 429 and job.final and not told:
                 # Refused for good: deleted (404), out of the bot's reach (403), or in a
                 # thread archived or locked meanwhile (400, 50083). It was the only place this
-                # ending would be read (a result is posted on its own): tell them privately.
+                # ending would be read: tell the member privately.
                 await tell_privately(self.bot, self.routes, job, embed)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.

@@ -348,7 +348,7 @@ class Driver:
     async def _tell(self, job: JobRecord, message: str | None, notice: str | None) -> None:
         """Show the member how the job ended (its status, a kept-back result's private
         notice), then record it told."""
-        await self.parts.status(job, message)
+        await self.parts.status(job, message, told_privately=notice is not None)
         if notice is not None:
             await mature.tell_member(self.parts, job, notice)
         await self.parts.told(job)

@@ -95,13 +95,15 @@ class Parts:
         progress: float | None = None,
         *,
         finished: bool | None = None,
+        told_privately: bool = False,
     ) -> None:
         """Show the member the job's state; `finished` is true exactly once, at its end."""
         ended = job.final if finished is None else finished
         if ended:
             self.metrics.job_ended(job.model, job.status.value)
+        update = StatusUpdate(job, message, progress, ended, told_privately)
         try:
-            await self.publisher.on_status(StatusUpdate(job, message, progress, ended))
+            await self.publisher.on_status(update)
         except Exception:
             log.exception("job %s: status update failed", job.id)
 

@@ -31,6 +31,9 @@ class StatusUpdate:
     progress: float | None = None
     # True exactly once per job: on the update that ends it (a later verdict is not an end).
     finished: bool = False
+    # The member is told of this ending privately anyway (a kept-back result's notice): a
+    # status message out of reach needs no private copy.
+    told_privately: bool = False
 
 
 class PostFailed(Exception):

@@ -56,6 +56,34 @@ async def test_a_job_that_fails_in_a_thread_archived_meanwhile_is_told_privately
     assert traced(caplog) == []
 
 
+async def test_a_result_kept_back_in_a_thread_locked_meanwhile_is_told_once(tmp_path, caplog):
+    """A moderator locks the thread while the job runs, and its result is rated above what
+    the thread allows: the member was sent a copy of the status message ("not posted in this
+    channel") by DM, then the notice saying why. One DM, the one that says why."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        thread = w.fake.add_thread(w.channel, "kites", owner_id=w.member)
+        await w.fake.settle()
+        h = await w.fake.slash(
+            w.guild,
+            thread,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a kite at night [sim:r]", "quality": "low"},
+            created_at=datetime.now(UTC) - OLD,
+        )
+        job = await started(w, h)
+        w.fake.archive_thread(thread, locked=True)
+        job = await w.wait_job(job.id, "blocked", timeout=30)
+        await w.fake.wait_for(lambda: w.fake.dm_messages(w.member), what="the member told")
+        await w.wait_idle()
+        await w.fake.settle()
+        [dm] = w.fake.dm_messages(w.member)
+        assert "rated R" in text_of(dm) and "A moderator will review it" in text_of(dm)
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
 async def test_a_job_on_the_orchestrator_when_the_operator_switches_to_openai_is_delivered(
     tmp_path, caplog, monkeypatch
 ):
