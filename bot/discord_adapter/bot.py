@@ -264,11 +264,13 @@ class ImageBot(commands.Bot):
         # review items were kept meanwhile (docs/admin-guide.md).
         if self._started:
             await self.board.post_pending(guild.id)
+            await self.publisher.show_unshown(guild.id)
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         # Back from an outage (at start, on_ready posts them once the jobs are resumed).
         if self._started:
             await self.board.post_pending(guild.id)
+            await self.publisher.show_unshown(guild.id)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         # Runs after discord.py handed a form to its modal (whose answer needs Discord's

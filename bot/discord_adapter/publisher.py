@@ -97,6 +97,9 @@ class DiscordPublisher:
         self._locks: dict[str, asyncio.Lock] = {}
         # Status edits in a row that met a passing fault, per job.
         self._faults: dict[str, int] = {}
+        # Endings shown nowhere (the status message out of the bot's reach, the member's DMs
+        # closed), by job: shown on the status message when the bot is back in the server.
+        self._unshown: dict[str, StatusUpdate] = {}
         # Log lines on their way: a slow log channel must not hold up a job's end.
         self._log_lines: set[asyncio.Task[None]] = set()
         self.previews = Previews(self._show_preview, interval=preview_interval)
@@ -229,7 +232,9 @@ class DiscordPublisher:
                 # Refused for good: deleted (404), out of the bot's reach (403), or in a
                 # thread archived or locked meanwhile (400, 50083). It was the only place this
                 # ending would be read: tell the member privately.
-                await tell_privately(self.bot, self.routes, job, embed)
+                told = await tell_privately(self.bot, self.routes, job, embed)
+                if not told and exc.status == 403:
+                    self._unshown[job.id] = update  # the bot may be let back in
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
@@ -289,6 +294,14 @@ class DiscordPublisher:
                 await self._edit_directly(job, message_id, kwargs)
         else:
             await self._edit_directly(job, message_id, kwargs)
+
+    async def show_unshown(self, guild_id: int) -> None:
+        """The bot is back in the server (invited again, or after an outage): the endings of
+        its jobs that could be shown nowhere are shown on their status messages now."""
+        for job_id, update in list(self._unshown.items()):
+            if update.job.guild_id == guild_id and self._unshown.pop(job_id, None) is not None:
+                self._latest.setdefault(job_id, update)
+                await self._edit_status(job_id)
 
     async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
         # No need to fetch the channel to edit a message in it.
