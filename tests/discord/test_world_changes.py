@@ -112,6 +112,39 @@ async def test_a_job_on_the_orchestrator_when_the_operator_switches_to_openai_is
     assert traced(caplog) == []
 
 
+async def test_a_result_on_the_orchestrator_waiting_to_be_posted_is_posted_after_a_switch(
+    tmp_path, caplog, monkeypatch
+):
+    """The workflow has ended (its images wait on the orchestrator's blob store, paid for)
+    but Discord has not taken the post yet when the operator restarts with BOT_PROVIDER=openai:
+    the images are fetched from the orchestrator and posted once."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.fake.hold_requests("POST", r"/channels/\d+/messages$")  # the channel post waits
+        options = {"prompt": "a kite", "quality": "low"}
+        late = datetime.now(UTC) - OLD
+        h = await w.fake.slash(
+            w.guild, w.channel, w.member, "create gpt-image-2", options, created_at=late
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "delivering")
+        await w.fake.wait_for(
+            lambda: [c for c in w.fake.calls if c.method == "POST" and "/channels/" in c.path],
+            what="the result's post, held",
+        )
+        w.settings = settings_for(
+            tmp_path, provider="openai", civitai={"token": "kept"}, discord={"dev_guild": w.guild}
+        )
+        w.fake.gates.clear()
+        await w.restart_bot()
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        assert job.status.value == "done", job.error
+        assert len(w.results_of(job.id)) == 1
+        assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
 async def test_a_result_of_the_openai_lane_waiting_to_be_posted_is_posted_after_a_switch_back(
     tmp_path, caplog
 ):
