@@ -109,6 +109,8 @@ class MatureDesk:
             return None
         perms = channel.permissions_for(me)
         thread = isinstance(channel, discord.Thread)
+        if isinstance(channel, discord.Thread) and channel.locked and not perms.manage_threads:
+            return "it is locked"  # only those who may manage threads post there
         send = perms.send_messages_in_threads if thread else perms.send_messages
         # Without View Channel or Send Messages, Discord takes the rest away too: name the root.
         if not perms.view_channel:

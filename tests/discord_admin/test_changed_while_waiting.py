@@ -184,3 +184,39 @@ async def test_an_approval_in_a_thread_is_not_refused_when_discord_cannot_say_it
         decisions = w.bot.engine.decisions
         approved = await w.services.db.write(decisions.approve_in, job.id, None)
         assert approved.status.value == "queued"
+
+
+async def test_an_approval_in_a_thread_locked_meanwhile_is_refused(tmp_path):
+    """A moderator locks the member's thread while the request waits: the bot (no Manage
+    Threads) cannot post there, so an Approve would charge the member for a result that
+    cannot go where they asked. The moderator is told why; unlocked, it runs."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        thread = w.fake.add_thread(w.channel, "castles", owner_id=w.member)
+        await w.fake.settle()
+        await ask(w, w.moderator, "mod filter-add", {"pattern": "castle"})
+        handle = await request(w, "a castle at dawn", channel=thread)
+        job = await w.wait_job((await started_job(w, handle)).id, "held")
+        item = await item_message(w, job)
+        w.fake.archive_thread(thread, locked=True)
+        await w.fake.settle()
+
+        text = await press(w, item, "Approve", w.moderator)
+        assert text == (
+            f"The result cannot be posted in <#{thread}> any more (it is locked); "
+            "reject the job, or fix that and approve it again."
+        )
+        assert (await w.services.jobs.job(job.id)).status.value == "held"
+        assert w.sim.submissions == [] and await w.available() == 1000 - COST
+
+        thread_now = w.fake.world.channel(thread)
+        thread_now.archived = thread_now.locked = False
+        w.fake.update_thread(thread_now)
+        await w.fake.settle()
+        assert (await press(w, item, "Approve", w.moderator)).endswith("the job runs now.")
+        result = await w.fake.wait_for(
+            lambda: [m for m in w.fake.channel_messages(thread) if "result of job" in text_of(m)],
+            what="the result in the thread",
+        )
+        assert len(result) == 1
