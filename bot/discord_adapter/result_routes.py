@@ -1,6 +1,7 @@
 """Where a job's result goes: a reply to the image it came from (an upscale, a cut-out), else
 an interaction follow-up while the 15-minute token lives, else the channel mentioning the
-member, else a DM. A reply whose image was deleted meanwhile raises SourceGone (replying.py);
+member, else a DM (also when the channel's slowmode would hold the post past the job's delivery
+deadline). A reply whose image was deleted meanwhile raises SourceGone (replying.py);
 the publisher then posts the result `private`ly: by DM only, saying why. A refusal (403, 404, an
 archived thread's 400) falls through to the next; 413, 429 and 5xx do not (uploads.sending
 turns them into TooLarge and PostFailed), nor do they when they answer the channel's look-up."""
@@ -24,6 +25,19 @@ from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
+
+
+def slowed(channel: object) -> bool:
+    """Whether the channel has a slowmode: a long wait it asks for lasts (posting again soon
+    meets the same wait), unlike other rate limits."""
+    return bool(getattr(channel, "slowmode_delay", 0))
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes == 1:
+        return "a minute"
+    return f"{minutes} minutes" if minutes < 120 else f"{round(minutes / 60)} hours"
 
 
 class ResultRoutes:
@@ -62,6 +76,7 @@ class ResultRoutes:
                 largest,
                 why="the image it was made from was deleted",
             )
+        channel: discord.abc.Messageable | None = None  # looked up, if it could be
         if job.reply_to_message_id is not None:  # an upscale or a cut-out answers its image
             view = result_view(job, tools)
             try:
@@ -69,6 +84,9 @@ class ResultRoutes:
                 return await sending(reply_to_source(channel, job, embed, files(), view), largest)
             except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
                 log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
+            except PostFailed as exc:  # as for a post in the channel (below)
+                if not (slowed(channel) and self.waits_past_deadline(job, exc)):
+                    raise
             finally:
                 view.stop()
         if self.token_alive(job):
@@ -112,6 +130,25 @@ class ResultRoutes:
                 job.channel_id,
                 exc.status,
             )
+        except PostFailed as exc:
+            if not (slowed(channel) and self.waits_past_deadline(job, exc)):
+                raise  # any other wait: tried again soon (it may be shorter then)
+            # A channel's slowmode (up to 6 hours): retried until the deadline, then lost.
+            log.warning(
+                "job %s: channel %s takes posts again only in %.0fs, past the delivery "
+                "deadline; sending the result by DM",
+                job.id,
+                job.channel_id,
+                exc.retry_after,
+            )
+            return await self._dm(
+                job,
+                f"<#{job.channel_id}> would take my next message only in "
+                f"{_duration(exc.retry_after or 0)} (slowmode), so here are your images.",
+                embed,
+                files,
+                largest,
+            )
         return await self._dm(
             job,
             f"I could not post in <#{job.channel_id}>, so here are your images.",
@@ -120,6 +157,12 @@ class ResultRoutes:
             largest,
             why="it could not be posted in this channel",
         )
+
+    def waits_past_deadline(self, job: JobRecord, exc: PostFailed) -> bool:
+        """Whether the wait Discord asked for runs past the job's delivery deadline."""
+        if exc.retry_after is None or job.deliver_by is None:
+            return False
+        return self.clock() + timedelta(seconds=exc.retry_after) >= job.deliver_by
 
     async def _dm(
         self,

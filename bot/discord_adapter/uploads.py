@@ -46,7 +46,9 @@ def passing_faults() -> Iterator[None]:
             raise PostFailed(f"Discord answered {exc.status}", retry=True) from None
         raise
     except discord.RateLimited as exc:  # longer than ratelimits.RATE_LIMIT_WAIT: not slept out
-        raise PostFailed(f"Discord asks to wait {exc.retry_after:.0f}s", retry=True) from None
+        raise PostFailed(
+            f"Discord asks to wait {exc.retry_after:.0f}s", retry=True, retry_after=exc.retry_after
+        ) from None
     except NETWORK_ERRORS as exc:
         raise PostFailed(f"cannot reach Discord ({type(exc).__name__})", retry=True) from None
 

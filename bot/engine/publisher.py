@@ -38,11 +38,13 @@ class StatusUpdate:
 
 class PostFailed(Exception):
     """The result could not be posted now. `retry`: later may work (the chat service is
-    struggling); otherwise it never will (nowhere left to post)."""
+    struggling); otherwise it never will (nowhere left to post). `retry_after`: how long the
+    chat service asked to wait, when it said."""
 
-    def __init__(self, message: str, *, retry: bool) -> None:
+    def __init__(self, message: str, *, retry: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry = retry
+        self.retry_after = retry_after
 
 
 class Publisher(Protocol):

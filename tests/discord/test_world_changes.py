@@ -210,3 +210,32 @@ async def test_a_request_for_the_openai_lane_not_yet_made_ends_clearly_after_a_s
         assert job.error == "this request was made for another image service; nothing was charged"
         assert w.sim.submissions == [] and job.charged == 0 and await w.available() == 1000
     assert traced(caplog) == []
+
+
+async def test_a_result_the_channel_takes_only_after_its_deadline_goes_by_dm(tmp_path, caplog):
+    """An admin sets a 2-hour slowmode while two members' late jobs run (the bot has no
+    Manage Messages): the channel takes the first result, then asks the bot to wait two
+    hours. The second result was tried again and again until its delivery deadline, then
+    given up (the images lost to the member); it goes to them by DM at once instead."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await w.grant(1000, w.other)
+        late = datetime.now(UTC) - OLD
+        jobs = []
+        for member, prompt, runtime in ((w.member, "first", 100), (w.other, "second", 300)):
+            w.sim.script(Outcome(runtime=runtime), prompt=prompt)
+            options = {"prompt": prompt, "quality": "low"}
+            h = await w.fake.slash(
+                w.guild, w.channel, member, "create gpt-image-2", options, created_at=late
+            )
+            jobs.append(await started(w, h))
+        w.fake.set_slowmode(w.channel, 7200)
+        first = await w.wait_job(jobs[0].id, "done", timeout=30)
+        second = await w.wait_job(jobs[1].id, "done", "failed", timeout=30)
+        assert second.status.value == "done", second.error
+        assert len(w.results_of(first.id)) == 1 and w.results_of(second.id) == []
+        [dm] = w.fake.dm_messages(w.other)
+        assert dm["attachments"] and f"result of job {second.id}" in text_of(dm)
+        assert "slowmode" in text_of(dm)
+        assert second.charged == 13 and await w.available(w.other) == 1000 - 13
+    assert traced(caplog) == []

@@ -24,6 +24,7 @@ from .messages import UploadedFile, apply_edit, build_message, read_body
 from .state import (
     ATTACH_FILES,
     DM,
+    MANAGE_CHANNELS,
     MANAGE_MESSAGES,
     MANAGE_THREADS,
     READ_MESSAGE_HISTORY,
@@ -90,6 +91,18 @@ def json_response(data: Any, status: int = 200) -> web.Response:
         body=json.dumps(data).encode(),
         headers={"Content-Type": "application/json"},
     )
+
+
+def slowmode_limited(retry_after: float) -> web.Response:
+    """Discord's 429 for a post under a channel's slowmode (20016), as its edge sends it."""
+    body = {
+        "message": "This action cannot be performed due to slowmode rate limit.",
+        "code": 20016,
+        "retry_after": round(retry_after, 3),
+        "global": False,
+    }
+    headers = {"Content-Type": "application/json", "Via": "1.1 google"}
+    return web.Response(status=429, body=json.dumps(body).encode(), headers=headers)
 
 
 def no_content() -> web.Response:
@@ -240,6 +253,15 @@ class RestApi:
             raise E.thread_archived()
         channel.archived = False
         self.fake.update_thread(channel)
+
+    @staticmethod
+    def _slowmode_wait(channel: Channel, perms: int) -> float:
+        """Seconds before the bot may post here again under the channel's slowmode."""
+        if not channel.rate_limit_per_user or perms & (MANAGE_MESSAGES | MANAGE_CHANNELS):
+            return 0.0
+        if channel.bot_posted_at is None:
+            return 0.0
+        return channel.bot_posted_at + channel.rate_limit_per_user - time.monotonic()
 
     def _message(self, channel: Channel, request: web.Request) -> StoredMessage:
         message = self.fake.world.messages.get(int(request.match_info["message_id"]))
@@ -515,12 +537,16 @@ class RestApi:
             if files and not perms & ATTACH_FILES:
                 raise E.missing_permissions()
             self._post_in_thread(channel)
+            wait = self._slowmode_wait(channel, perms)
+            if wait > 0:
+                return slowmode_limited(wait)
         check_flags(body, CREATE_MESSAGE_FLAGS)
         validate_message(body, file_count=len(files))
         message = build_message(
             fake, channel=channel, author=fake.bot_user, payload=body, files=files
         )
         fake.world.store_message(message)
+        channel.bot_posted_at = time.monotonic()
         fake.schedule_message_event("MESSAGE_CREATE", message)
         return json_response(fake.rest_message_payload(message))
 

@@ -334,6 +334,13 @@ class FakeDiscord(DriverMixin):
         self._dispatch_soon("THREAD_UPDATE", thread.payload(self.world), intent=GUILDS)
         self.notify()
 
+    def set_slowmode(self, channel_id: int, seconds: int) -> None:
+        """An admin sets the channel's slowmode (and Discord tells the bot)."""
+        channel = self.world.channel(channel_id)
+        channel.rate_limit_per_user = seconds
+        self._dispatch_soon("CHANNEL_UPDATE", channel.payload(self.world), intent=GUILDS)
+        self.notify()
+
     def set_channel_nsfw(self, channel_id: int, nsfw: bool) -> None:
         """Turn Discord's age restriction on or off in a channel (and tell the bot)."""
         channel = self.world.channel(channel_id)

@@ -19,6 +19,7 @@ ADMINISTRATOR = 1 << 3
 ADD_REACTIONS = 1 << 6
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_CHANNELS = 1 << 4
 MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
@@ -184,6 +185,10 @@ class Channel:
     # those with Manage Threads may unarchive it, by posting).
     archived: bool = False
     locked: bool = False
+    # Slowmode: seconds between a member's messages (those who manage messages or the
+    # channel are exempt), and when the bot last posted here (time.monotonic()).
+    rate_limit_per_user: int = 0
+    bot_posted_at: float | None = None
     created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
 
     def payload(self, world: World) -> dict[str, Any]:
@@ -208,7 +213,7 @@ class Channel:
             "nsfw": self.nsfw,
             "topic": None,
             "last_message_id": _opt_str(self.last_message_id),
-            "rate_limit_per_user": 0,
+            "rate_limit_per_user": self.rate_limit_per_user,
             "parent_id": None,
             "flags": 0,
         }
