@@ -1,10 +1,11 @@
 """Where a job's result goes: a reply to the image it came from (an upscale, a cut-out), else
 an interaction follow-up while the 15-minute token lives, else the channel mentioning the
-member, else a DM (also when the channel's slowmode would hold the post past the job's delivery
-deadline). A reply whose image was deleted meanwhile raises SourceGone (replying.py);
-the publisher then posts the result `private`ly: by DM only, saying why. A refusal (403, 404, an
-archived thread's 400) falls through to the next; 413, 429 and 5xx do not (uploads.sending
-turns them into TooLarge and PostFailed), nor do they when they answer the channel's look-up."""
+member, else a DM (also when the channel's slowmode would hold the post past the job's
+delivery deadline, or the channel would drop its embed: no Embed Links). A reply whose image
+was deleted meanwhile raises SourceGone (replying.py); the publisher then posts the result
+`private`ly: by DM only, saying why. A refusal (403, 404, an archived thread's 400) falls
+through to the next; 413, 429 and 5xx do not (uploads.sending turns them into TooLarge and
+PostFailed), nor do they when they answer the channel's look-up."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
+
+
+def embeds_shown(channel: discord.abc.Messageable) -> bool:
+    """Whether the bot may show embeds in the channel. Without Embed Links Discord takes a
+    post but drops its embed without a word: the job's card, and the footer by which the
+    post is found again (so as never to post it twice)."""
+    me = getattr(getattr(channel, "guild", None), "me", None)
+    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return True  # not known here: posted, as before
+    return channel.permissions_for(me).embed_links
 
 
 def slowed(channel: object) -> bool:
@@ -81,7 +92,10 @@ class ResultRoutes:
             view = result_view(job, tools)
             try:
                 channel = await self.lookup(job.channel_id)
-                return await sending(reply_to_source(channel, job, embed, files(), view), largest)
+                if embeds_shown(channel):  # else by the routes below
+                    return await sending(
+                        reply_to_source(channel, job, embed, files(), view), largest
+                    )
             except discord.HTTPException as exc:  # a refusal: 5xx, 429 and 413 raised above
                 log.warning("job %s: cannot reply in the channel (%s)", job.id, exc.status)
             except PostFailed as exc:  # as for a post in the channel (below)
@@ -109,6 +123,20 @@ class ResultRoutes:
         )
         try:
             channel = await self.lookup(job.channel_id)
+            if not embeds_shown(channel):
+                log.warning(
+                    "job %s: no Embed Links in channel %s; sending the result by DM",
+                    job.id,
+                    job.channel_id,
+                )
+                return await self._dm(
+                    job,
+                    f"I may not show embeds in <#{job.channel_id}> (Embed Links), so here are "
+                    "your images.",
+                    embed,
+                    files,
+                    largest,
+                )
             view = result_view(job, tools)
             try:
                 return await sending(

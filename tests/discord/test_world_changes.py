@@ -13,6 +13,7 @@ from bot.civitai.simulator import Outcome
 from bot.store.jobs import JobStatus, NewJob
 from tests.discord.harness import settings_for, started, text_of, world
 from tests.discord.test_openai_lane import openai_world
+from tests.fakes.state import EMBED_LINKS
 
 OLD = timedelta(minutes=14, seconds=30)  # the token is dead by the time the job ends
 
@@ -238,4 +239,34 @@ async def test_a_result_the_channel_takes_only_after_its_deadline_goes_by_dm(tmp
         assert dm["attachments"] and f"result of job {second.id}" in text_of(dm)
         assert "slowmode" in text_of(dm)
         assert second.charged == 13 and await w.available(w.other) == 1000 - 13
+    assert traced(caplog) == []
+
+
+async def test_a_result_in_a_channel_that_took_embed_links_away_goes_by_dm(tmp_path, caplog):
+    """An admin takes Embed Links from the bot in the channel while a late job runs: Discord
+    takes the result's post but drops its embed without a word (the job's card, its cost,
+    and the footer by which the bot finds a post again, so as never to post twice). The
+    result goes to the member by DM, whole, saying why."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(runtime=100), prompt="a kite")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            {"prompt": "a kite", "quality": "low"},
+            created_at=datetime.now(UTC) - OLD,
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "running")
+        w.fake.set_bot_channel_permissions(w.channel, deny=EMBED_LINKS)
+        job = await w.wait_job(job.id, "done", "failed", timeout=30)
+        assert job.status.value == "done", job.error
+        assert not [m for m in w.channel_messages() if m.get("attachments")]
+        [dm] = w.fake.dm_messages(w.member)
+        assert dm["attachments"] and f"result of job {job.id}" in text_of(dm)
+        assert "Embed Links" in text_of(dm)
+        assert job.delivered_message_ids == [int(dm["id"])]
+        assert job.charged == 13 and await w.available() == 1000 - 13
     assert traced(caplog) == []

@@ -24,6 +24,7 @@ from .messages import UploadedFile, apply_edit, build_message, read_body
 from .state import (
     ATTACH_FILES,
     DM,
+    EMBED_LINKS,
     MANAGE_CHANNELS,
     MANAGE_MESSAGES,
     MANAGE_THREADS,
@@ -536,6 +537,11 @@ class RestApi:
                 raise E.missing_permissions()
             if files and not perms & ATTACH_FILES:
                 raise E.missing_permissions()
+            if body.get("embeds") and not perms & EMBED_LINKS:
+                # Refused when the embed is all there is; else dropped without a word.
+                if not (body.get("content") or files):
+                    raise E.missing_permissions()
+                body = {k: v for k, v in body.items() if k != "embeds"}
             self._post_in_thread(channel)
             wait = self._slowmode_wait(channel, perms)
             if wait > 0:
