@@ -272,6 +272,13 @@ class ImageBot(commands.Bot):
             await self.board.post_pending(guild.id)
             await self.publisher.show_unshown(guild.id)
 
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        # Its permissions there may be back: endings that could be shown nowhere are shown.
+        if self._started:
+            await self.publisher.show_unshown(after.guild.id, after.id)
+
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         # Runs after discord.py handed a form to its modal (whose answer needs Discord's
         # round trip, so it is still open here): a form no modal took gets a clear answer.

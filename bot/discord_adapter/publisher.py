@@ -295,11 +295,15 @@ class DiscordPublisher:
         else:
             await self._edit_directly(job, message_id, kwargs)
 
-    async def show_unshown(self, guild_id: int) -> None:
-        """The bot is back in the server (invited again, or after an outage): the endings of
-        its jobs that could be shown nowhere are shown on their status messages now."""
+    async def show_unshown(self, guild_id: int, channel_id: int | None = None) -> None:
+        """The bot is back in the server (invited again, after an outage) or in a channel of it
+        (its access changed): the endings of its jobs there that could be shown nowhere are
+        shown on their status messages now (one still out of reach is kept for the next)."""
         for job_id, update in list(self._unshown.items()):
-            if update.job.guild_id == guild_id and self._unshown.pop(job_id, None) is not None:
+            job = update.job
+            if job.guild_id != guild_id or channel_id not in (None, job.channel_id):
+                continue
+            if self._unshown.pop(job_id, None) is not None:
                 self._latest.setdefault(job_id, update)
                 await self._edit_status(job_id)
 

@@ -13,7 +13,7 @@ from bot.civitai.simulator import Outcome
 from bot.store.jobs import JobStatus, NewJob
 from tests.discord.harness import settings_for, started, text_of, world
 from tests.discord.test_openai_lane import openai_world
-from tests.fakes.state import EMBED_LINKS
+from tests.fakes.state import EMBED_LINKS, VIEW_CHANNEL
 
 OLD = timedelta(minutes=14, seconds=30)  # the token is dead by the time the job ends
 
@@ -269,4 +269,35 @@ async def test_a_result_in_a_channel_that_took_embed_links_away_goes_by_dm(tmp_p
         assert "Embed Links" in text_of(dm)
         assert job.delivered_message_ids == [int(dm["id"])]
         assert job.charged == 13 and await w.available() == 1000 - 13
+    assert traced(caplog) == []
+
+
+async def test_an_ending_no_one_could_be_told_of_is_shown_when_the_channel_is_open_again(
+    tmp_path, caplog
+):
+    """An admin takes View Channel from the bot while the job runs, it fails, and the member
+    takes no DMs: nowhere to tell them. When the admin gives the access back, the job's
+    status message shows how it ended (it said the job was running for good)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome("fail", runtime=100), prompt="a kite")
+        h = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "a kite"},
+            created_at=datetime.now(UTC) - timedelta(minutes=14, seconds=57),  # token dead
+        )
+        job = await started(w, h)
+        await w.wait_job(job.id, "running")
+        w.fake.set_bot_channel_permissions(w.channel, deny=VIEW_CHANNEL)
+        w.fake.set_accepts_dms(w.member, False)
+        job = await w.wait_job(job.id, "failed", timeout=30)
+        await w.wait_idle()
+        await w.fake.settle()
+        assert "failed" not in text_of(w.status_message(job))
+        w.fake.set_bot_channel_permissions(w.channel)
+        await w.wait_status(job, "failed", timeout=10)
+        assert job.charged == 0 and await w.available() == 1000
     assert traced(caplog) == []
