@@ -138,7 +138,7 @@ class DiscordPublisher:
             # In the background: a rate-limited or failing log channel (discord.py waits out
             # its 429s and retries its 5xx) would otherwise delay the member's final status
             # and keep a delivery turn from every other job.
-            task = asyncio.create_task(self._log_line(job))
+            task = asyncio.create_task(self.log_lines.post(job))
             self._log_lines.add(task)
             task.add_done_callback(self._log_lines.discard)
         if job.status_message_id is None:
@@ -311,9 +311,6 @@ class DiscordPublisher:
         # No need to fetch the channel to edit a message in it.
         channel = self.bot.get_partial_messageable(job.channel_id)
         await channel.get_partial_message(message_id).edit(**kwargs)
-
-    async def _log_line(self, job: JobRecord) -> None:
-        await self.log_lines.post(job)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:

@@ -136,6 +136,7 @@ class ResultRoutes:
                     embed,
                     files,
                     largest,
+                    why="embeds cannot be shown in this channel (Embed Links)",
                 )
             view = result_view(job, tools)
             try:
@@ -176,6 +177,7 @@ class ResultRoutes:
                 embed,
                 files,
                 largest,
+                why="this channel's slowmode would hold it too long",
             )
         return await self._dm(
             job,
