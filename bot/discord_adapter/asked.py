@@ -24,8 +24,10 @@ PER_MEMBER_BYTES = 48 * 1024 * 1024
 
 
 def image_bytes(*groups: Iterable[SourceImage] | None) -> int:
-    """The bytes of the images a question holds (its sources, fetched or downloaded)."""
-    return sum(len(image.data) for group in groups for image in group or ())
+    """The bytes of the images a question holds (its sources, fetched or downloaded), each
+    image once (a re-roll's request carries the very sources it keeps)."""
+    held = {id(image): len(image.data) for group in groups for image in group or ()}
+    return sum(held.values())
 
 
 class Asked(Generic[T]):

@@ -143,9 +143,9 @@ class DiscordPublisher:
             task.add_done_callback(self._log_lines.discard)
         if job.status_message_id is None:
             self.routes.sent_privately.pop(job.id, None)  # no status message to say it on
-            if job.final and job.status is not J.DONE:
+            if job.final and job.status is not J.DONE and not update.told_privately:
                 # Its status message was never shown (Discord refused the post): this ending
-                # would be read nowhere, so it is told privately.
+                # would be read nowhere, so it is told privately (a kept-back notice was).
                 embed = status_embed(job, update.message)
                 await tell_privately(self.bot, self.routes, job, embed)
             return
@@ -233,8 +233,8 @@ class DiscordPublisher:
                 # thread archived or locked meanwhile (400, 50083). It was the only place this
                 # ending would be read: tell the member privately.
                 told = await tell_privately(self.bot, self.routes, job, embed)
-                if not told and exc.status == 403:
-                    self._unshown[job.id] = update  # the bot may be let back in
+            if exc.status == 403 and job.final and not told:
+                self._unshown[job.id] = update  # the bot may be let back in
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)

@@ -271,10 +271,11 @@ class OpenAILane:
             except sqlite3.OperationalError as exc:
                 # A read refused for now (a locked or failing database) is no cancel: dropping
                 # the call would pay for it upstream and make it again. Looked at next time.
-                # Any other error is a bug, for the traceback.
+                # Any other error is a bug: its traceback, and the call goes on all the same.
                 if store_busy(exc) is None:
-                    raise
-                log.warning("job %s: could not read the job (%s)", run.job.id, exc)
+                    log.exception("job %s: could not read the job", run.job.id)
+                else:
+                    log.warning("job %s: could not read the job (%s)", run.job.id, exc)
                 job = run.job
             if job.cancel_requested_by is not None:
                 return J.CANCELED

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.discord_adapter.asked import PER_MEMBER_BYTES, Asked
+from bot.discord_adapter.asked import PER_MEMBER_BYTES, Asked, image_bytes
 from bot.discord_adapter.replies import UserFacingError
+from bot.store.jobs import SourceImage
 
 MB = 1024 * 1024
 
@@ -34,3 +35,11 @@ def test_small_questions_are_kept_up_to_the_count_limit() -> None:
     questions = asked()
     tokens = [questions.put(1, b"small") for _ in range(5)]
     assert [questions.take(t, 1) for t in tokens] == [b"small"] * 5
+
+
+def test_an_image_a_question_holds_twice_counts_once() -> None:
+    """A re-roll's request carries the very sources the question keeps: counted twice, its
+    questions reached the budget at half the images and expired early."""
+    source = SourceImage("image", "image/png", 64, 64, b"x" * MB)
+    assert image_bytes((source,), (source,)) == MB
+    assert image_bytes(None, (source,)) == MB
