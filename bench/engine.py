@@ -102,9 +102,17 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
             self._ids = count(10**15)
 
         async def _edit_message(
-            self, job: Any, message_id: int | None, embed: Any, view: Any, files: Any = None
+            self,
+            job: Any,
+            message_id: int | None,
+            embed: Any,
+            view: Any,
+            files: Any = None,
+            content: str | None = None,
         ) -> None:
-            payload = {"embeds": [embed.to_dict()]}
+            payload: dict[str, Any] = {"embeds": [embed.to_dict()]}
+            if content is not None:
+                payload["content"] = content
             payload["components"] = view.to_components() if view is not None else []
             body = json.dumps(payload).encode()
             self.counts["status_edits"] += 1
