@@ -44,7 +44,32 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class SourceUploads:
+class InlineFallback:
+    """Which jobs' last step named its images by blob URL, and which send them inline from now
+    on: a blob lost upstream (still listed, its URL refused) is sent as bytes, once."""
+
+    def __init__(self) -> None:
+        self._by_url: set[str] = set()
+        self._inline: set[str] = set()
+
+    def refused(self, job: JobRecord, fields: Iterable[str]) -> bool:
+        """The orchestrator refused the job's submit naming its source fields: if they went by
+        URL (a blob lost upstream before its URL expired), they go inline next time, once.
+        True when that is worth another try."""
+        if job.id in self._inline or job.id not in self._by_url:
+            return False
+        if not any(SOURCE_FIELD.search(field) for field in fields):
+            return False
+        self._inline.add(job.id)
+        return True
+
+    def forget(self, job_id: str) -> None:
+        """The job's task has ended."""
+        self._by_url.discard(job_id)
+        self._inline.discard(job_id)
+
+
+class SourceUploads(InlineFallback):
     def __init__(
         self,
         client: OrchestratorClient,
@@ -54,15 +79,13 @@ class SourceUploads:
         deadline: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
+        super().__init__()
         self.client, self.jobs, self.blobs = client, jobs, blobs
         # A URL must stay valid for as long as a job may wait upstream before reading it.
         self.deadline, self.clock = deadline, clock
         # One upload at a time per source: two re-rolls of one edit share it.
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
-        # Jobs whose last step named sources by URL, and those to send inline from now on.
-        self._by_url: set[str] = set()
-        self._inline: set[str] = set()
 
     async def step(self, job: JobRecord) -> dict[str, Any]:
         """The job's stored step with each source://N replaced by how the source is sent."""
@@ -87,22 +110,6 @@ class SourceUploads:
             return value
 
         return resolve(job.step)
-
-    def refused(self, job: JobRecord, fields: Iterable[str]) -> bool:
-        """The orchestrator refused the job's submit naming its source fields: if they went by
-        URL (a blob lost upstream before its URL expired), they go inline next time, once.
-        True when that is worth another try."""
-        if job.id in self._inline or job.id not in self._by_url:
-            return False
-        if not any(SOURCE_FIELD.search(field) for field in fields):
-            return False
-        self._inline.add(job.id)
-        return True
-
-    def forget(self, job_id: str) -> None:
-        """The job's task has ended."""
-        self._by_url.discard(job_id)
-        self._inline.discard(job_id)
 
     async def reference(self, job_id: str, source: SourceImage) -> str:
         """The URL of the source's blob (uploaded now if need be), else its data URL."""

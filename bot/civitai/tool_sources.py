@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.catalog.tools import RESULT_REF, UPSCALE_FACTOR, parse_result_ref
 from bot.civitai.client import OrchestratorClient
 from bot.civitai.errors import OrchestratorError
-from bot.civitai.sources import SOURCE_FIELD
+from bot.civitai.sources import InlineFallback
 from bot.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class SourceUnavailable(Exception):
     """Neither a blob URL nor the posted bytes: the image cannot be sent."""
 
 
-class ResultSources:
+class ResultSources(InlineFallback):
     def __init__(
         self,
         client: OrchestratorClient,
@@ -48,12 +48,9 @@ class ResultSources:
         clock: Callable[[], datetime],
         max_pixels: int,
     ) -> None:
+        super().__init__()  # the posted bytes go once the blob URL was refused
         self.client, self.jobs, self.clock = client, jobs, clock
         self.max_pixels = max_pixels
-        # Jobs whose last step named a result by blob URL, and those to send the posted
-        # bytes from now on (the orchestrator refused that URL: the blob lost upstream).
-        self._by_url: set[str] = set()
-        self._inline: set[str] = set()
 
     async def resolve(self, step: dict[str, Any], job: JobRecord | None) -> dict[str, Any]:
         """`step` with each result:// reference replaced by a blob URL, else (for a stored
@@ -78,22 +75,6 @@ class ResultSources:
 
         resolved: dict[str, Any] = swap(step, sent)
         return resolved
-
-    def refused(self, job: JobRecord, fields: Iterable[str]) -> bool:
-        """The orchestrator refused the job's submit naming its image: if it went by blob URL
-        (listed, yet lost from the blob store), the posted bytes go next time, once. True
-        when that is worth another try."""
-        if job.id in self._inline or job.id not in self._by_url:
-            return False
-        if not any(SOURCE_FIELD.search(field) for field in fields):
-            return False
-        self._inline.add(job.id)
-        return True
-
-    def forget(self, job_id: str) -> None:
-        """The job's task has ended."""
-        self._by_url.discard(job_id)
-        self._inline.discard(job_id)
 
     async def blob_url(
         self, job_id: str, index: int, *, growth: int = 1, sized: bool = False

@@ -135,7 +135,30 @@ class Run(Protocol):
         """A problem the operator was told about went away."""
 
 
-class Lane(Protocol):
+class Followed(Protocol):
+    """What every lane does with a job once admitted, and all a lane the bot has switched away
+    from still does: its jobs' ends."""
+
+    async def run(self, run: Run) -> Ending:
+        """Take the job from its stored state to its end upstream."""
+
+    async def cancel(self, job: JobRecord) -> None:
+        """Ask the upstream service to stop the job (best effort; `run` settles it)."""
+
+    async def fetch_results(
+        self,
+        job: JobRecord,
+        upstream: Any,
+        deadline: datetime,
+        sleep: Callable[[float], Awaitable[None]],
+        alert: Callable[[str, str], Awaitable[None]],
+    ) -> tuple[list[ResultImage], int]:
+        """The finished job's images, each checked to be an image, retried until `deadline`:
+        (the images fetched, in order; how many there are). What only the operator can fix
+        is told through `alert` (key, text)."""
+
+
+class Lane(Followed, Protocol):
     """A lane may also name the steps besides imageGen it runs in `tool_steps` (a frozenset of
     step types: imageUpscaler, imageBackgroundRemoval, promptEnhancement); without it, the
     results' Upscale and Remove background and prompt enhancement are not offered. A lane whose
@@ -154,46 +177,11 @@ class Lane(Protocol):
         as source://N; `input_size` is the first source's size when known). Raises
         CatalogError naming the option."""
 
-    async def run(self, run: Run) -> Ending:
-        """Take the job from its stored state to its end upstream."""
-
-    async def cancel(self, job: JobRecord) -> None:
-        """Ask the upstream service to stop the job (best effort; `run` settles it)."""
-
     async def whatif(
         self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
     ) -> int | None:
         """The upstream service's own price for a step, when it can say (else None). `sources`:
         the request's, for the step's source://N (none yet: no price for such a step)."""
-
-    async def fetch_results(
-        self,
-        job: JobRecord,
-        upstream: Any,
-        deadline: datetime,
-        sleep: Callable[[float], Awaitable[None]],
-        alert: Callable[[str, str], Awaitable[None]],
-    ) -> tuple[list[ResultImage], int]:
-        """The finished job's images, each checked to be an image, retried until `deadline`:
-        (the images fetched, in order; how many there are). What only the operator can fix
-        is told through `alert` (key, text)."""
-
-
-class Followed(Protocol):
-    """What a lane the bot has switched away from still does: its jobs' ends."""
-
-    async def run(self, run: Run) -> Ending: ...
-
-    async def cancel(self, job: JobRecord) -> None: ...
-
-    async def fetch_results(
-        self,
-        job: JobRecord,
-        upstream: Any,
-        deadline: datetime,
-        sleep: Callable[[float], Awaitable[None]],
-        alert: Callable[[str, str], Awaitable[None]],
-    ) -> tuple[list[ResultImage], int]: ...
 
 
 class SwitchedLanes:

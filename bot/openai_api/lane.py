@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,6 @@ from bot.catalog.errors import CatalogError
 from bot.catalog.names import Operation
 from bot.catalog.request import RequestOptions
 from bot.engine.lane import Ending, Run, UpstreamUnavailable
-from bot.engine.publisher import ResultImage
 from bot.engine.requests import JobRequest
 from bot.media.decode import check_decodes, sniff_mime
 from bot.media.pool import ImagePool
@@ -47,7 +46,7 @@ from bot.openai_api.job_step import OpenAIJob, Step
 from bot.openai_api.request import build_openai_request
 from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
-from bot.openai_api.switched_away import ANOTHER_SERVICE, stored_images
+from bot.openai_api.switched_away import ANOTHER_SERVICE, StoredResults
 from bot.safety.levels import allows_mature
 from bot.store import audit
 from bot.store.db import Database, StoreBusy, iso, store_busy
@@ -69,7 +68,7 @@ OPERATOR_MESSAGE = (
 )
 
 
-class OpenAILane:
+class OpenAILane(StoredResults):
     name = "openai"
     # A call cut short cannot be looked up: a stop lets calls under way finish first.
     resumable = False
@@ -143,16 +142,6 @@ class OpenAILane:
         self, job_id: str, step: dict[str, Any], sources: tuple[SourceImage, ...] = ()
     ) -> int | None:
         return None  # the Images API has no price quote: the lane's table is the price
-
-    async def fetch_results(
-        self,
-        job: JobRecord,
-        upstream: Any,
-        deadline: datetime,
-        sleep: Callable[[float], Awaitable[None]],
-        alert: Callable[[str, str], Awaitable[None]],
-    ) -> tuple[list[ResultImage], int]:
-        return await stored_images(self.db, job)
 
     # -- one call -----------------------------------------------------------------------------
     async def _run(self, run: Run) -> Ending:

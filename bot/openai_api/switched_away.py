@@ -34,15 +34,11 @@ async def stored_images(db: Database, job: JobRecord) -> tuple[list[ResultImage]
     return images, max(len(job.result_images), len(images))
 
 
-class SwitchedAway:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+class StoredResults:
+    """fetch_results of a lane whose results arrive in-band and are stored with the
+    settlement: nothing to fetch, they are read back from the database."""
 
-    async def run(self, run: Run) -> Ending:
-        return Ending(JobStatus.FAILED, message=ANOTHER_SERVICE, detail="BOT_PROVIDER switched")
-
-    async def cancel(self, job: JobRecord) -> None:
-        return None  # no call is under way: run ends it
+    db: Database
 
     async def fetch_results(
         self,
@@ -53,3 +49,14 @@ class SwitchedAway:
         alert: Callable[[str, str], Awaitable[None]],
     ) -> tuple[list[ResultImage], int]:
         return await stored_images(self.db, job)
+
+
+class SwitchedAway(StoredResults):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def run(self, run: Run) -> Ending:
+        return Ending(JobStatus.FAILED, message=ANOTHER_SERVICE, detail="BOT_PROVIDER switched")
+
+    async def cancel(self, job: JobRecord) -> None:
+        return None  # no call is under way: run ends it
