@@ -1,12 +1,7 @@
-"""Delivery to Discord: the member's status message, the result post, and their buttons.
-
-This is the engine's Publisher. It edits a job's status message as the job moves (at most once
-every few seconds, endings at once), posts the finished images — as an interaction follow-up
-while the 15-minute token lives, else as a channel message that mentions the member, else by DM
-— each fitted to the upload limit, and can tell from the channel whether a job's result was
-already posted (its embed footer carries the job id), which makes delivery exactly-once across
-restarts. Its buttons are the persistent ones (buttons/), so a click works after a restart.
-"""
+"""Delivery to Discord (the engine's Publisher): the member's status message, edited as the job
+moves (endings at once), and the result, fitted to the upload limit and posted by the first route
+that takes it (result_routes.py); its embed footer names the job, so a post is found again after
+a restart (exactly-once). Its buttons are the persistent ones (buttons/)."""
 
 from __future__ import annotations
 
@@ -92,6 +87,7 @@ class DiscordPublisher:
         self.message_bytes = MESSAGE_BYTES
         self._last_edit: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._delayed: set[asyncio.Task[None]] = set()  # _pending's, running ones too
         self._latest: dict[str, StatusUpdate] = {}
         # One edit at a time per job, so a delayed edit never lands after the final one.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -109,11 +105,10 @@ class DiscordPublisher:
         self.streams_previews = False
 
     async def close(self) -> None:
-        """Drop the delayed status edits (the database they read is closing). The log lines
-        of jobs that just ended are the admins' record of spending: given a moment first."""
+        """Stop delayed status edits (their database closes); log lines get a moment first."""
         if self._log_lines:
             await asyncio.wait(self._log_lines, timeout=LOG_LINE_WAIT)
-        pending = [*self._pending.values(), *self._log_lines]
+        pending = [*self._delayed, *self._log_lines]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -163,7 +158,7 @@ class DiscordPublisher:
             # In the background, at once or once the interval has passed (one trailing edit
             # with the newest state): Discord slow to answer an edit (aiohttp gives up after
             # 5 minutes) must not hold the job itself up, its submission and its result.
-            self._pending[job.id] = asyncio.create_task(self._later(job.id, max(0.0, wait)))
+            self._schedule(job.id, max(0.0, wait))
 
     async def _later(self, job_id: str, wait: float) -> None:
         await asyncio.sleep(wait)
@@ -254,8 +249,14 @@ class DiscordPublisher:
         job_id = update.job.id
         self._latest.setdefault(job_id, update)
         if job_id not in self._pending:
-            self._pending[job_id] = asyncio.create_task(self._later(job_id, wait))
+            self._schedule(job_id, wait)
         return True
+
+    def _schedule(self, job_id: str, wait: float) -> None:
+        # Kept until done: close() stops one under way too (it reads the closing database).
+        task = self._pending[job_id] = asyncio.create_task(self._later(job_id, wait))
+        self._delayed.add(task)
+        task.add_done_callback(self._delayed.discard)
 
     async def _edit_message(
         self,
@@ -296,9 +297,8 @@ class DiscordPublisher:
             await self._edit_directly(job, message_id, kwargs)
 
     async def show_unshown(self, guild_id: int, channel_id: int | None = None) -> None:
-        """The bot is back in the server (invited again, after an outage) or in a channel of it
-        (its access changed): the endings of its jobs there that could be shown nowhere are
-        shown on their status messages now (one still out of reach is kept for the next)."""
+        """Back in the server (invited, after an outage) or a channel (access changed): endings
+        shown nowhere are shown on their status messages (one still out of reach is kept)."""
         for job_id, update in list(self._unshown.items()):
             job = update.job
             if job.guild_id != guild_id or channel_id not in (None, job.channel_id):
