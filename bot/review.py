@@ -21,7 +21,7 @@ from bot.engine.engine import Engine
 from bot.engine.safety import ChannelNow
 from bot.metrics import Metrics
 from bot.release import ReleaseRefused, Releases
-from bot.review_actions import CLOSING, FITS, FOR_OTHERS, RELEASING, Action, unfit
+from bot.review_actions import CLOSING, FITS, FOR_OTHERS, RELEASING, VERBS, Action, unfit
 from bot.store import audit
 from bot.store.db import Conn, Database, utcnow
 from bot.store.guilds import GuildStore
@@ -183,8 +183,9 @@ class ReviewService:
         if action not in FITS[item.kind]:
             raise ReviewError(unfit(item, action))
         if action in FOR_OTHERS and job.member_id == actor_id and not actor_is_admin:
+            verb = VERBS.get(action, f"{action.value} it")
             raise ReviewError(
-                f"This is your own request: another moderator (or an admin) must {action.value} it."
+                f"This is your own request: another moderator (or an admin) must {verb}."
             )
         if action in CLOSING:
             return self._close(tx, item, job, action, actor_id, where)

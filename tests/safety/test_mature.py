@@ -14,7 +14,7 @@ from bot.discord_adapter.bot import ImageBot
 from bot.release import Releases
 from bot.review import Action
 from bot.store import db as dbmod
-from tests.discord.harness import field_value, text_of, world
+from tests.discord.harness import MANAGE_MESSAGES, field_value, text_of, world
 from tests.discord_admin.helpers import (
     COST,
     ask,
@@ -124,6 +124,31 @@ async def test_a_moderator_sends_it_by_dm_and_the_charge_stands(tmp_path):
         assert await w.available() == 1000 - COST
         await w.wait_status(job, "sent the result to you by DM")
         assert _labels(w, item) == {"Strike", "Ban"}  # decided: no second release
+
+
+async def test_a_moderator_cannot_release_their_own_kept_result(tmp_path):
+    """What was kept from a moderator's own request is for another moderator to show: releasing
+    it (or sending it to oneself by DM) would pass the channel's level unchecked."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        gallery = nsfw_channel(w, "gallery")
+        await ask(w, w.admin, "settings mature", {"release-channel": gallery})
+        other = w.fake.add_member(w.guild, "mod2", permissions=MANAGE_MESSAGES)
+        await w.grant(1000, w.moderator)
+        handle = await request(w, "a fox at night [sim:r]", w.moderator)
+        job = await w.wait_job((await started_job(w, handle)).id, "blocked")
+        item = await item_message(w, job)
+        for label, verb in (("Release", "release it"), ("Send by DM", "send it by DM")):
+            text = await press(w, item, label, w.moderator)
+            assert text == (
+                f"This is your own request: another moderator (or an admin) must {verb}."
+            )
+        assert w.fake.channel_messages(gallery) == []
+        assert not [m for m in w.fake.dm_messages(w.moderator) if m.get("attachments")]
+        stored = await w.services.moderation.item_for_job(job.id)
+        assert stored is not None and stored.open
+        assert await press(w, item, "Release", other) == f"Review #1: released in <#{gallery}>."
+        assert len(w.fake.channel_messages(gallery)) == 1
 
 
 async def test_a_release_goes_to_the_age_restricted_channel_the_admin_chose(tmp_path):
