@@ -30,7 +30,7 @@ CLOSING = {
 RELEASING = {Action.RELEASE, Action.SEND_DM}
 # Decisions that give the member Buzz back, run what the filter held or show what was kept from
 # its channel: never one's own (an admin's may: admins grant Buzz and set the filters anyway).
-FOR_OTHERS = {Action.APPROVE, Action.REFUND, Action.RELEASE, Action.SEND_DM}
+FOR_OTHERS = {Action.APPROVE, Action.REFUND} | RELEASING
 # How a refusal of one's own item names the decision.
 VERBS = {Action.SEND_DM: "send it by DM"}
 # Which decisions fit which kind of item.
