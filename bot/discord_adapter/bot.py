@@ -26,6 +26,7 @@ from bot.discord_adapter.modals import FORM_GONE, modal_open
 from bot.discord_adapter.offers import OfferBoard
 from bot.discord_adapter.preparing import Preparations
 from bot.discord_adapter.publisher import DiscordPublisher
+from bot.discord_adapter.question_sweep import sweep_questions
 from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
 from bot.discord_adapter.replies import reply, report_error
 from bot.discord_adapter.tool_flow import ToolFlow
@@ -37,6 +38,7 @@ from bot.release import Releases
 from bot.review import ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
+from bot.store.questions import Questions
 from bot.store.retention import prune_daily
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,8 @@ class ImageBot(commands.Bot):
                 services.clock,
             ),
         )
+        # What members were asked and have not answered (kept across restarts).
+        self.questions = Questions(services.db, services.clock)
         # The path every image request takes (slash command, button or modal).
         self.flow = RequestFlow(self)
         # Upscale / Remove background, prompt enhancement, and offers after a refusal.
@@ -149,6 +153,7 @@ class ImageBot(commands.Bot):
         self.publisher.streams_previews = getattr(self.engine.parts.lane, "streams_previews", False)
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._alerted_owner: set[str] = set()
         self._started = False
         self._stopping = False
@@ -177,6 +182,7 @@ class ImageBot(commands.Bot):
             prune_daily(self.services.db, self.services.retention.days, self.services.clock),
             name="retention",
         )
+        self._sweeper = asyncio.create_task(sweep_questions(self), name="questions")
         await self.metrics_server.start()
         await self.sync_commands()
         log.info("jobs run on the %s lane", self.services.provider)
@@ -302,7 +308,7 @@ class ImageBot(commands.Bot):
         self.board.close()
         if self.review.releases is not None:
             self.review.releases.close()
-        for task in (self._heartbeat, self._pruner):
+        for task in (self._heartbeat, self._pruner, self._sweeper):
             if task is not None:
                 task.cancel()
         await self.engine.stop()

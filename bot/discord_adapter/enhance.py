@@ -95,7 +95,7 @@ class EnhanceFlow:
         except (MediaError, Refusal) as exc:
             await tell(interaction, refused_text(exc))
             return
-        await bot.tools.confirm_or_start(interaction, request, quote, self.start)
+        await bot.tools.confirm_or_start(interaction, request, quote, "enhance")
 
     async def start(
         self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote

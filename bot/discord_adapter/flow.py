@@ -61,6 +61,8 @@ class RequestFlow:
         self.engine = bot.engine
         self.services = bot.services
         self.asked: Asked[Pending] = Asked(
+            bot.questions,
+            "confirm",
             CONFIRM_TTL,
             EXPIRED,
             NOT_YOURS,
@@ -117,16 +119,14 @@ class RequestFlow:
         try:
             quote = await self.engine.preflight(request)
         except Refusal as refusal:
-            text, view = await self.bot.offers.refusal(
+            await self.bot.offers.refused(
+                interaction,
                 request,
                 refusal,
                 attachments=tuple(attachments),
                 sources=tuple(sources) if sources else None,
                 enhance=enhance,
             )
-            await reply(interaction, text, **({"view": view} if view else {}))
-            if view is not None:
-                view.stop()
             return
         pending = Pending(
             request,
@@ -147,25 +147,28 @@ class RequestFlow:
         await self.start(interaction, pending)
 
     # -- confirmation -----------------------------------------------------------------------
-    def _question(self, pending: Pending) -> tuple[str, discord.ui.View]:
-        token = self.asked.put(pending.request.requester.member_id, pending)
+    async def _question(
+        self, interaction: discord.Interaction, pending: Pending
+    ) -> tuple[str, str, discord.ui.View]:
+        token = await self.asked.put(pending.request.requester.member_id, pending, interaction)
         quote = pending.quote
         text = (
             f"This {pending.request.model.value} request costs **{quote.hold:,} Buzz**; your "
             f"balance after it would be {quote.balance_after:,}. Go ahead?"
         )
-        return text, confirm_view(token)
+        return token, text, confirm_view(token)
 
     async def _ask(self, interaction: discord.Interaction, pending: Pending) -> None:
-        text, view = self._question(pending)
+        token, text, view = await self._question(interaction, pending)
         if interaction.response.is_done():  # a choice or an offer answered its click first
-            await interaction.followup.send(text, view=view, ephemeral=True)
+            message = await interaction.followup.send(text, view=view, ephemeral=True, wait=True)
+            await self.asked.posted(token, message)
         else:
             await interaction.response.send_message(text, view=view, ephemeral=True)
         view.stop()
 
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
-        pending = self.asked.take(token, interaction.user.id)
+        pending = await self.asked.take(token, interaction.user.id)
         if not yes:
             await update(interaction, content="Canceled. Nothing was charged.", view=None)
             return
@@ -219,12 +222,14 @@ class RequestFlow:
             if refusal.reason is RefusalReason.CONFIRM and refusal.buzz is not None:
                 await self._ask_again(interaction, pending, sources, refusal.buzz)
                 return
-            text, view = await self.bot.offers.refusal(
-                pending.request, refusal, attachments=pending.attachments, sources=pending.sources
+            await self.bot.offers.refused(
+                interaction,
+                pending.request,
+                refusal,
+                attachments=pending.attachments,
+                sources=pending.sources,
+                edit=True,
             )
-            await _tell(interaction, text, view)
-            if view is not None:
-                view.stop()
             return
         held = f"{job.hold_amount or job.estimate:,} Buzz held"
         started = (
@@ -248,7 +253,7 @@ class RequestFlow:
         is asked for that price, the images kept for the answer."""
         quote = replace(pending.quote, whatif=price, job_id=None, settings=None)
         again = replace(pending, sources=sources or pending.sources, quote=quote)
-        text, view = self._question(again)
+        _, text, view = await self._question(interaction, again)
         await _tell(interaction, f"The price changed once your images were checked. {text}", view)
         view.stop()
 

@@ -3,8 +3,9 @@ answers privately with up to four cheaper variants the member can afford right n
 button labelled with its price. Clicking one starts that variant through the normal request
 flow — every check again, a confirmation above the threshold — with nothing held until then.
 
-The offers are kept here for ten minutes (like a pending confirmation), for the member who was
-refused only, and one of them may be taken once.
+The offers are kept (in the database: a click after a restart is answered too) for ten
+minutes, like a pending confirmation, for the member who was refused only, and one of them may
+be taken once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.offers import OfferButton
 from bot.discord_adapter.interaction import update
-from bot.discord_adapter.replies import refusal_text
+from bot.discord_adapter.replies import refusal_text, reply
+from bot.discord_adapter.tool_flow import tell
+from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import JobRequest, Refusal
 from bot.media.limits import AttachmentInfo
 from bot.store.jobs import SourceImage
@@ -46,7 +49,9 @@ class OfferSet:
 class OfferBoard:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._sets: Asked[OfferSet] = Asked(
+        self.asked: Asked[OfferSet] = Asked(
+            bot.questions,
+            "offer",
             OFFER_TTL,
             "These offers have expired; run the command again. Nothing was charged.",
             "Only the member who asked can take one of these offers.",
@@ -54,17 +59,48 @@ class OfferBoard:
             size=lambda o: image_bytes(o.sources, o.request.sources),
         )
 
-    async def refusal(
+    async def refused(
         self,
+        interaction: discord.Interaction,
         request: JobRequest,
         refusal: Refusal,
         *,
         attachments: tuple[AttachmentInfo, ...] = (),
         sources: tuple[SourceImage, ...] | None = None,
         enhance: bool = False,
-    ) -> tuple[str, discord.ui.View | None]:
-        """The refusal's text, and its offers as buttons when there are any (the caller stops
-        the view once sent: the registered OfferButton answers the clicks)."""
+        edit: bool = False,
+    ) -> None:
+        """Tell the member privately: the refusal, and its offers as buttons when there are
+        any. `edit`: in place of the interaction's private answer (its "thinking…")."""
+        token, text, view = await self._refusal(
+            interaction, request, refusal, attachments, sources, enhance
+        )
+        if edit:
+            await tell(interaction, text, view)
+        elif view is not None and interaction.response.is_done():
+            # A follow-up of its own: the expiry is told there.
+            try:
+                message = await interaction.followup.send(
+                    text, view=view, ephemeral=True, wait=True
+                )
+            except (discord.HTTPException, discord.RateLimited, *NETWORK_ERRORS) as exc:
+                log.warning("could not offer interaction %s anything: %s", interaction.id, exc)
+            else:
+                await self.asked.posted(token, message)
+        else:
+            await reply(interaction, text, **({"view": view} if view else {}))
+        if view is not None:
+            view.stop()  # the registered OfferButton answers the clicks
+
+    async def _refusal(
+        self,
+        interaction: discord.Interaction,
+        request: JobRequest,
+        refusal: Refusal,
+        attachments: tuple[AttachmentInfo, ...],
+        sources: tuple[SourceImage, ...] | None,
+        enhance: bool,
+    ) -> tuple[str, str, discord.ui.View | None]:
         text = refusal_text(refusal)
         try:
             offers = await self.bot.engine.offers.for_refusal(request, refusal)
@@ -72,11 +108,11 @@ class OfferBoard:
             log.exception("offers for a refused request could not be computed")
             offers = []
         if not offers:
-            return text, None
+            return "", text, None
         offered = OfferSet(request, attachments, sources, tuple(offers), enhance)
-        token = self._sets.put(request.requester.member_id, offered)
+        token = await self.asked.put(request.requester.member_id, offered, interaction)
         view = view_of(*(OfferButton(f"{token}-{n}", o.label) for n, o in enumerate(offers)))
-        return f"{text}\nWhat you can afford right now instead:", view
+        return token, f"{text}\nWhat you can afford right now instead:", view
 
     async def take(self, interaction: discord.Interaction, key: str) -> None:
         token, _, number = key.partition("-")
@@ -86,7 +122,7 @@ class OfferBoard:
             # A crafted button may name an offer that was never made: the real ones stay.
             return None if index < len(found.offers) else NO_SUCH_OFFER
 
-        found = self._sets.take(token, interaction.user.id, offered)  # one offer per refusal
+        found = await self.asked.take(token, interaction.user.id, offered)  # one offer per refusal
         offer = found.offers[index]
         await update(interaction, content=f"Trying {offer.label}…", view=None)
         request = found.request

@@ -8,7 +8,8 @@ several images, the modal that asks which) becomes a job of its own, paid by who
 3. The job is admitted (its Buzz held), gets its public status message with Cancel, and runs;
    its result is posted as a reply to the image it came from.
 
-The pending confirmations (and the enhancement flow's) live here, for ten minutes.
+The pending confirmations (and the enhancement flow's) are kept here for ten minutes, in the
+database: a click after a restart is answered as before it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ Starter = Callable[[discord.Interaction, ToolRequest, ToolQuote], Awaitable[None
 class ToolPending:
     request: ToolRequest
     quote: ToolQuote
-    start: Starter
+    # What a Confirm starts: "tool" (ToolFlow.start) or "enhance" (EnhanceFlow.start); a name,
+    # as the question is stored.
+    starter: str
 
 
 def image_index(job: JobRecord, attachment: discord.Attachment, position: int) -> int:
@@ -131,8 +134,13 @@ def upscaled_size(
 class ToolFlow:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._pending: Asked[ToolPending] = Asked(
-            CONFIRM_TTL, EXPIRED, NOT_YOURS, size=lambda p: image_bytes(p.request.sources)
+        self.asked: Asked[ToolPending] = Asked(
+            bot.questions,
+            "tool",
+            CONFIRM_TTL,
+            EXPIRED,
+            NOT_YOURS,
+            size=lambda p: image_bytes(p.request.sources),
         )
 
     async def begin(
@@ -168,19 +176,21 @@ class ToolFlow:
         except (MediaError, Refusal) as exc:
             await tell(interaction, refused_text(exc))
             return
-        await self.confirm_or_start(interaction, request, quote, self.start)
+        await self.confirm_or_start(interaction, request, quote, "tool")
 
     async def confirm_or_start(
         self,
         interaction: discord.Interaction,
         request: ToolRequest,
         quote: ToolQuote,
-        start: Starter,
+        starter: str,
     ) -> None:
+        """`starter`: "tool" or "enhance" (see ToolPending)."""
         if not quote.needs_confirmation:
-            await start(interaction, request, quote)
+            await self._starter(starter)(interaction, request, quote)
             return
-        token = self._pending.put(request.requester.member_id, ToolPending(request, quote, start))
+        pending = ToolPending(request, quote, starter)
+        token = await self.asked.put(request.requester.member_id, pending, interaction)
         view = tool_confirm_view(token)
         what = describe(request.tool, request.options)
         await tell(
@@ -192,12 +202,16 @@ class ToolFlow:
         view.stop()
 
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
-        pending = self._pending.take(token, interaction.user.id)
+        pending = await self.asked.take(token, interaction.user.id)
         if not yes:
             await update(interaction, content="Canceled. Nothing was charged.", view=None)
             return
         await update(interaction, content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None)
-        await pending.start(interaction, replace(pending.request, confirmed=True), pending.quote)
+        start = self._starter(pending.starter)
+        await start(interaction, replace(pending.request, confirmed=True), pending.quote)
+
+    def _starter(self, name: str) -> Starter:
+        return self.bot.enhance.start if name == "enhance" else self.start
 
     async def admit(
         self, interaction: discord.Interaction, request: ToolRequest, quote: ToolQuote
