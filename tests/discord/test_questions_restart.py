@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.discord_adapter.question_sweep import sweep_once
 from bot.store.db import utcnow
 from tests.discord.harness import (
     answer,
@@ -161,3 +162,29 @@ async def test_a_question_left_past_its_time_across_a_restart_says_so_and_charge
         assert click.ephemeral and "expired" in reply and "Nothing was charged" in reply
         await w.fake.settle()
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 1000
+
+
+async def test_a_question_sent_as_a_follow_up_says_so_when_the_sweep_closes_it(tmp_path):
+    """An offer above the threshold asks Confirm in a follow-up of its own (the offer's click
+    answered first): left ten minutes, that follow-up, not the offer's message, says it
+    expired, and its Confirm then starts nothing."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.grant(100)
+        await w.set_guild(confirm_above=50)
+        message = await refused(w)
+        click = await w.fake.click(
+            int(message["id"]), buttons(message)["medium · 78 Buzz"], w.member
+        )
+        asked = await click.wait_for_followup(1)
+        assert "**78 Buzz**" in asked["content"]
+        clock.offset = timedelta(minutes=11)
+        await sweep_once(w.bot)
+        now = w.fake.message(int(asked["id"]))
+        assert now["content"] == CONFIRM_EXPIRED and not buttons(now)
+        assert "Trying medium · 78 Buzz" in w.fake.message(int(message["id"]))["content"]
+        confirm = buttons(asked)["Confirm"]
+        late = await click_from(w, w.guild, w.channel, w.member, int(asked["id"]), confirm)
+        assert "expired" in text_of(await answer(late))
+        await w.fake.settle()
+        assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 100
