@@ -5,6 +5,7 @@ left past its time is closed, its message saying so, with nothing charged."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from bot.discord_adapter.question_sweep import sweep_once
@@ -22,6 +23,7 @@ from tests.discord.harness import (
 )
 from tests.discord.test_confirm import ask
 from tests.discord.test_offers import refused
+from tests.discord.test_openai_lane import openai_world
 from tests.discord.test_tools import derived, first_result
 from tests.discord_admin.test_guilds import click_from
 
@@ -188,3 +190,19 @@ async def test_a_question_sent_as_a_follow_up_says_so_when_the_sweep_closes_it(t
         assert "expired" in text_of(await answer(late))
         await w.fake.settle()
         assert await w.jobs() == [] and await w.holds() == 0 and await w.available() == 100
+
+
+async def test_a_confirmation_on_the_openai_lane_is_answered_after_a_restart(tmp_path):
+    """The OpenAI lane's request (its wire fields, its price) is kept with the question too."""
+    async with openai_world(tmp_path) as (w, _sim):
+        await w.grant(1000)
+        await w.set_guild(confirm_above=1)
+        options = {"prompt": "a lighthouse", "quality": "low"}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options=options)
+        question = await answer(h)
+        price = int(re.search(r"\*\*(\d+) Buzz\*\*", text_of(question))[1])  # type: ignore[index]
+        await w.restart_bot()
+        click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
+        job, _ = await finished(w, await started(w, click))
+        assert job.hold_amount == price and len(await w.jobs()) == 1
+        assert await w.available() == 1000 - job.charged
