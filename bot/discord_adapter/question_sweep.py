@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord_adapter.uploads import NETWORK_ERRORS
+from bot.store.db import StoreBusy
 from bot.store.questions import Shown
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ async def sweep_questions(bot: ImageBot, every: float = SWEEP_EVERY) -> None:
     while True:
         try:
             await sweep_once(bot)
+        except StoreBusy as exc:  # said by the database's own alert; no traceback each minute
+            log.warning("unanswered questions not swept: the database is %s", exc.reason)
         except Exception:  # the next sweep tries again; a click is answered meanwhile
             log.exception("unanswered questions could not be swept")
         await asyncio.sleep(every)

@@ -148,6 +148,14 @@ class Questions:
     async def expire_due(self) -> list[Shown]:
         """Close every open question past its time (a click on one is told it expired), and
         forget those closed long ago; where each newly expired one was shown."""
+        now = self.clock()
+        work = await self.db.fetchone(
+            "SELECT 1 FROM questions WHERE (state = 'open' AND expires_at <= ?)"
+            " OR (state != 'open' AND closed_at < ?) LIMIT 1",
+            (iso(now), iso(now - KEPT)),
+        )
+        if work is None:  # the usual minute: no write (nor write lock) for nothing
+            return []
         return await self.db.write(self._expire_in)
 
     def _expire_in(self, tx: Conn) -> list[Shown]:

@@ -88,3 +88,21 @@ def test_an_image_a_question_holds_twice_counts_once() -> None:
     source = SourceImage("image", "image/png", 64, 64, b"x" * MB)
     assert image_bytes((source,), (source,)) == MB
     assert image_bytes(None, (source,)) == MB
+
+
+async def test_answered_questions_are_forgotten_a_day_later(db) -> None:
+    """An answered question keeps no images, and its row goes after a day (with its
+    interaction token); until then a late click is told it was answered."""
+    clock = Clock()
+    questions = asked(db, clock)
+    token = await questions.put(1, b"x" * MB)
+    await questions.take(token, 1)
+    found = await questions.questions.question(token)
+    assert found is not None and found.payload is None
+    clock.now += timedelta(hours=23)
+    assert await questions.questions.expire_due() == []
+    with pytest.raises(UserFacingError, match="already answered"):
+        await questions.take(token, 1)
+    clock.now += timedelta(hours=2)
+    assert await questions.questions.expire_due() == []
+    assert await questions.questions.question(token) is None
