@@ -113,6 +113,8 @@ class RequestFlow:
         request = JobRequest(
             who, model, operation, options, sources=tuple(declared), parent_job_id=parent_job_id
         )
+        if enhance:  # checked before it is enhanced: that check is this request's alone
+            request = self.engine.precheck(request)
         if self.engine.settings.whatif and not interaction.response.is_done():
             # The price is asked of the orchestrator: Discord's 3 seconds may not be enough.
             await think(interaction)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from bot.engine.admission import Admission, Quote, new_job_id
@@ -109,6 +110,10 @@ class Engine:
     def validate(self, request: JobRequest) -> LaneRequest:
         return self.admission.validate(request)
 
+    def precheck(self, request: JobRequest) -> JobRequest:
+        """The request with its own id for a check before an enhancement (held_before_upstream)."""
+        return replace(request, precheck_id=f"{new_job_id(self.parts.clock())}-pre")
+
     async def held_before_upstream(self, request: JobRequest) -> bool:
         """Whether the request's prompt waits for the moderators before anything runs: the
         guild's prompt filter matches it, or AI pre-moderation flags it. For a prompt about to
@@ -117,8 +122,9 @@ class Engine:
         prompt = request.options.prompt
         if check is not None and await check(request.requester.guild_id, prompt) is not None:
             return True
-        check_id = f"{new_job_id(self.parts.clock())}-pre"
-        return await self.admission.screening.prompt_held(request, check_id) is not None
+        if request.precheck_id is None:
+            request = self.precheck(request)
+        return await self.admission.screening.prompt_held(request) is not None
 
     async def check_sources(self, request: JobRequest) -> None:
         """Refusal when an edit source is rated above what the request's channel allows: for

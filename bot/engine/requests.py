@@ -47,6 +47,9 @@ class JobRequest:
     parent_job_id: str | None = None
     # The largest file Discord accepts where the results will be posted.
     upload_limit: int | None = None
+    # The id of the AI pre-moderation check made before an enhancement (Engine.precheck):
+    # admission takes that check's failure for this request only, never another's.
+    precheck_id: str | None = None
 
 
 class RefusalReason(StrEnum):

@@ -39,8 +39,9 @@ NO_UPSTREAM = (
     "requests wait for the moderators (or go unchecked, as the server chose). Set "
     "CIVITAI_TOKEN, or its admins switch it off with /settings premoderation enabled:False",
 )
-# (guild, member, labels, prompt digest): whose request a failed check held.
-FailureKey = tuple[int, int, tuple[str, ...], str]
+# (the request's check id, guild, member, labels, prompt digest): which request a failed
+# check held; another request (even with the same words) is checked on its own.
+FailureKey = tuple[str, int, int, tuple[str, ...], str]
 
 
 @dataclass(frozen=True)
@@ -87,18 +88,20 @@ class Screening:
         # again: a pass would run it unenhanced and unreviewed, the guild paying twice.
         self._failed_holds: OrderedDict[FailureKey, tuple[float, HeldFor]] = OrderedDict()
 
-    async def prompt_held(self, request: JobRequest, check_id: str) -> HeldFor | None:
+    async def prompt_held(self, request: JobRequest) -> HeldFor | None:
         """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
-        prompt about to go upstream for something else first (an enhancement)."""
+        prompt about to go upstream for something else first (an enhancement). The request
+        carries its own check id (Engine.precheck)."""
         safety = self.parts.safety
-        if safety is None:
+        if safety is None or request.precheck_id is None:
             return None
         settings = await safety.store.settings(request.requester.guild_id)
         if not settings.premoderation:
             return None
-        held = await self._premoderate(safety, settings, request, check_id)
-        if held is not None and held.details.get("fallback") == "hold":
-            self._failed_holds[failure_key(request, settings)] = (time.monotonic(), held)
+        held = await self._premoderate(safety, settings, request, request.precheck_id)
+        key = failure_key(request, settings)
+        if held is not None and held.details.get("fallback") == "hold" and key is not None:
+            self._failed_holds[key] = (time.monotonic(), held)
             while len(self._failed_holds) > VERDICTS_KEPT:
                 self._failed_holds.popitem(last=False)
         return held
@@ -117,9 +120,13 @@ class Screening:
         level = settings.level_for(who.channel_id, who.parent_channel_id, who.age_restricted)
         await self._check_sources(safety, request, level)
         key = failure_key(request, settings)
-        failed = self._failed_holds.pop(key, None)
+        failed = self._failed_holds.pop(key, None) if key is not None else None
         if held is None and settings.premoderation:
-            if failed is not None and time.monotonic() - failed[0] < VERDICT_TTL:
+            if (
+                key is not None
+                and failed is not None
+                and time.monotonic() - failed[0] < VERDICT_TTL
+            ):
                 held = await self._failed_again(safety, request, job_id, key, failed)
             else:
                 held = await self._premoderate(safety, settings, request, job_id)
@@ -218,7 +225,10 @@ class Screening:
         except PremoderationFailed as exc:
             if exc.alert is not None:
                 await self.parts.alert(*exc.alert)
-            hold = settings.premoderation_fallback == "hold"
+            # Decided now, by the guild's settings now: an admin may have changed the
+            # fallback (or switched the check off) while the check ran.
+            now = await safety.store.settings(who.guild_id)
+            hold = now.premoderation and now.premoderation_fallback == "hold"
             log.warning(
                 "job %s: pre-moderation failed (%s); %s",
                 job_id,
@@ -260,10 +270,14 @@ class Screening:
         return found
 
 
-def failure_key(request: JobRequest, settings: SafetySettings) -> FailureKey:
+def failure_key(request: JobRequest, settings: SafetySettings) -> FailureKey | None:
+    """None for a request not checked before an enhancement: it has no failed check to take."""
+    if request.precheck_id is None:
+        return None
     who = request.requester
     digest = hashlib.sha256(request.options.prompt.encode()).hexdigest()
-    return (who.guild_id, who.member_id, tuple(settings.premoderation_labels or ()), digest)
+    labels = tuple(settings.premoderation_labels or ())
+    return (request.precheck_id, who.guild_id, who.member_id, labels, digest)
 
 
 def held_for(verdict: PreVerdict) -> HeldFor:
