@@ -35,7 +35,7 @@ from bot.civitai.errors import (
     Unavailable,
     ValidationFailed,
 )
-from bot.civitai.models import CreatedWorkflow, Workflow
+from bot.civitai.models import CreatedWorkflow, Workflow, WorkflowPage
 from bot.civitai.shards import Shards
 from bot.metrics import ERROR, OK, RETRY, Metrics
 
@@ -159,6 +159,14 @@ class OrchestratorClient(BlobCalls):
         return await self._request(
             "get", "GET", f"{WORKFLOWS}/{workflow_id}", params={"wait": wait}, wait=wait
         )
+
+    async def find_tagged(self, tag: str) -> Workflow | None:
+        """QueryWorkflows by tag: the workflow submitted with `tag` (a lookup that, unlike a
+        second submit, can never create one), None when there is none."""
+        page: WorkflowPage = await self._request(
+            "query", "GET", WORKFLOWS, params={"tags": [tag], "take": 1}, answer=WorkflowPage
+        )
+        return next((w for w in page.items if tag in (w.tags or [])), None)
 
     async def api_answers(self) -> bool:
         """Whether the API is at the base URL: QueryWorkflows (one item) answers, where a

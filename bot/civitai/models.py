@@ -239,6 +239,7 @@ class Workflow(_Api):
     cost: Cost | None = None
     transactions: Transactions | None = None
     external_id: str | None = None
+    tags: list[str] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     nsfw_level: str | None = None
     allow_mature_content: bool | None = None
@@ -324,3 +325,10 @@ class CreatedWorkflow(Workflow):
     optional, so without this any JSON object (a gateway's `{}`) would read as one."""
 
     id: str
+
+
+class WorkflowPage(_Api):
+    """QueryWorkflows' answer: a page of workflows (the newest first)."""
+
+    items: list[CreatedWorkflow] = Field(default_factory=list)
+    next: str | None = None

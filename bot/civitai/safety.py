@@ -92,7 +92,10 @@ class CivitaiSafety:
         self.blobs = blobs
 
     async def premoderate(self, check_id: str, prompt: str, labels: tuple[str, ...]) -> PreVerdict:
-        template = self.client.template([moderation_step(prompt, labels)], check_id)
+        # Tagged with its externalId: a check whose submit answer was lost is looked up by it.
+        template = self.client.template(
+            [moderation_step(prompt, labels)], check_id, tags=[check_id]
+        )
         workflow: Workflow | None = None
         try:
             async with asyncio.timeout(self.timeout):
@@ -107,12 +110,12 @@ class CivitaiSafety:
         except TimeoutError:
             # A check stopped while it runs keeps its debit: the guild's spend must count it.
             # Timed out during the submit, it may have been made all the same.
-            cost = await self._stop_check(template, workflow, answer_lost=True)
+            cost = await self._stop_check(check_id, workflow, answer_lost=True)
             raise PremoderationFailed(f"no verdict within {self.timeout:.0f}s", cost=cost) from None
         except OrchestratorError as exc:
             # Made, then unreadable: it runs on upstream, so it is stopped and its charge
             # counted like a check that ran out of time.
-            cost = await self._stop_check(template, workflow, answer_lost=exc.maybe_accepted)
+            cost = await self._stop_check(check_id, workflow, answer_lost=exc.maybe_accepted)
             alert = operator_alert(exc) if isinstance(exc, OperatorProblem) else None
             raise PremoderationFailed(str(exc), cost=cost, alert=alert) from None
         verdict = workflow.moderation()
@@ -142,45 +145,66 @@ class CivitaiSafety:
         )
 
     async def _stop_check(
-        self, template: dict[str, Any], workflow: Workflow | None, *, answer_lost: bool
-    ) -> int:
-        """What a check that gave no verdict was charged, stopping it first. A submit whose
-        answer was lost may have made it all the same (it runs and charges): the same
-        externalId finds it (or makes it, to be stopped at once), so its charge is counted."""
+        self, check_id: str, workflow: Workflow | None, *, answer_lost: bool
+    ) -> int | None:
+        """What a check that gave no verdict was charged, stopping it first; None when that
+        cannot be told now (the check stays open and is read again later). A submit whose
+        answer was lost may have made it all the same: it is looked up by its tag, never
+        submitted again (a second submit of a check that was not made would make one)."""
         if workflow is not None and workflow.id:
             return await self._stop(workflow.id)
         if not answer_lost:
             return 0  # no attempt was acted on: nothing exists upstream
-        external_id = template["externalId"]
+        found = await self._find(check_id)
+        if found is None or not found.id:
+            # Not (yet) seen upstream: looked for again later, never counted as 0 now.
+            return None
+        return await self._stop(found.id, found)
+
+    async def _find(self, check_id: str) -> Workflow | None:
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
-                found = await self.client.submit(template, wait=0)
+                return await self.client.find_tagged(check_id)
         except (OrchestratorError, TimeoutError) as exc:
-            log.error(
-                "pre-moderation check %s may run upstream with its charge not counted (%s): "
-                "look up externalId %s on the orchestrator",
-                external_id,
-                exc or "slow",
-                external_id,
+            log.warning("pre-moderation check %s not looked up: %s", check_id, exc or "slow")
+            return None
+
+    async def charge_of(self, check_id: str) -> int | None:
+        """What a check left open was charged (cut off by a stop, or its charge unread),
+        stopping it if it still runs; 0 when the orchestrator has no such check (it was never
+        made, so nothing is charged); None when that cannot be told now."""
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                found = await self.client.find_tagged(check_id)
+        except (OrchestratorError, TimeoutError) as exc:
+            log.warning("pre-moderation check %s not looked up: %s", check_id, exc or "slow")
+            return None
+        if found is None or not found.id:
+            log.warning(
+                "pre-moderation check %s was not found on the orchestrator: it was never made, "
+                "nothing is counted for it",
+                check_id,
             )
             return 0
-        return await self._stop(found.id) if found.id else 0
+        return await self._stop(found.id, found)
 
-    async def _stop(self, workflow_id: str) -> int:
-        """Cancel a check that ran out of time; what the orchestrator charged for it (0 when
-        it cannot be read back: nothing better is known)."""
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await self.client.cancel(workflow_id)
-        except (OrchestratorError, TimeoutError) as exc:
-            log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, exc or "slow")
+    async def _stop(self, workflow_id: str, seen: Workflow | None = None) -> int | None:
+        """Cancel a check that has not ended; what the orchestrator charged for it (None when
+        it cannot be read back: it is read again later, never counted as 0)."""
+        if seen is None or not seen.terminal:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self.client.cancel(workflow_id)
+            except (OrchestratorError, TimeoutError) as exc:
+                why = exc or "slow"
+                log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, why)
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 return (await self.client.get(workflow_id)).charged()
         except (OrchestratorError, TimeoutError) as exc:
             why = exc or "slow"
-            log.warning("pre-moderation workflow %s: charge unknown: %s", workflow_id, why)
-            return 0
+            log.warning("pre-moderation workflow %s: charge unknown for now: %s", workflow_id, why)
+            return None
 
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         try:

@@ -93,8 +93,11 @@ class Engine:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> int:
-        """Resume every job that was queued, submitted, running or delivering."""
-        return await self.driver.start()
+        """Resume every job that was queued, submitted, running or delivering; settle the
+        pre-moderation checks the last stop cut off (beside: they wait on the orchestrator)."""
+        resumed = await self.driver.start()
+        self.driver.background(self.admission.screening.settle_open_checks())
+        return resumed
 
     async def stop(self) -> None:
         await self.driver.stop()

@@ -30,10 +30,11 @@ class PreVerdict:
 class PremoderationFailed(Exception):
     """The check itself could not be made (upstream down, the workflow failed, too slow).
     `alert`: the operator alert (key, text) when only the operator can fix it (the token
-    refused): with the fallback holding, no job would reach the upstream to tell them."""
+    refused): with the fallback holding, no job would reach the upstream to tell them.
+    `cost` None: what the check was charged could not be read (it is read again later)."""
 
     def __init__(
-        self, message: str, *, cost: int = 0, alert: tuple[str, str] | None = None
+        self, message: str, *, cost: int | None = 0, alert: tuple[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.cost = cost
@@ -47,6 +48,10 @@ class ReleaseFailed(Exception):
 class SafetyUpstream(Protocol):
     async def premoderate(self, check_id: str, prompt: str, labels: tuple[str, ...]) -> PreVerdict:
         """Check a prompt before anything is held; PremoderationFailed when it cannot."""
+
+    async def charge_of(self, check_id: str) -> int | None:
+        """What a check left open (cut off by a stop, its charge unread) was charged, stopping
+        it if it still runs: 0 when it was never made; None when that cannot be told now."""
 
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         """The upstream's content rating of an image (pg … xxx), None when it cannot say."""

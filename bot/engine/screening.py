@@ -12,6 +12,7 @@ enhanced is not checked (and paid for) again when the member keeps it, nor on a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.engine.open_checks import OpenChecks
 from bot.engine.parts import Parts
 from bot.engine.requests import JobRequest, Refusal, RefusalReason
 from bot.engine.safety import PremoderationFailed, PreVerdict, Safety
@@ -87,6 +89,8 @@ class Screening:
         # fallback: (when, the hold). The request's admission takes it instead of checking
         # again: a pass would run it unenhanced and unreviewed, the guild paying twice.
         self._failed_holds: OrderedDict[FailureKey, tuple[float, HeldFor]] = OrderedDict()
+        # Checks written down before they are submitted, settled once their cost is known.
+        self.open_checks = OpenChecks(parts)
 
     async def prompt_held(self, request: JobRequest) -> HeldFor | None:
         """AI pre-moderation of the request's prompt alone, when the guild has it on: for a
@@ -152,6 +156,10 @@ class Screening:
             raise
         return failed[1]
 
+    async def settle_open_checks(self) -> None:
+        """At start: the checks a stop cut off (or whose charge was unread) are settled."""
+        await self.open_checks.settle()
+
     async def check_sources(self, request: JobRequest) -> None:
         """Refusal when an edit source is rated above the request's channel's level: for
         sources about to go upstream for something else first (an enhancement)."""
@@ -214,14 +222,33 @@ class Screening:
                 kept.unrecorded = unrecorded
                 raise
             return kept.held
+        check_id = f"{job_id}-premod"
+        if self.open_checks.due():
+            await self.open_checks.settle()
+        self.open_checks.owned.add(check_id)
+        try:
+            return await self._check(safety, request, job_id, key, check_id)
+        finally:
+            self.open_checks.owned.discard(check_id)
+
+    async def _check(
+        self,
+        safety: Safety,
+        request: JobRequest,
+        job_id: str,
+        key: tuple[int, tuple[str, ...], str],
+        check_id: str,
+    ) -> HeldFor | None:
+        """Run the check upstream, written down first: a stop cannot lose its charge."""
+        who, labels = request.requester, key[1]
         try:
             if safety.upstream is None:  # the OpenAI lane with no CIVITAI_TOKEN
                 raise PremoderationFailed(
                     "no upstream service can check prompts here", alert=NO_UPSTREAM
                 )
-            verdict = await safety.upstream.premoderate(
-                f"{job_id}-premod", request.options.prompt, labels
-            )
+            with contextlib.suppress(StoreBusy):  # refused: kept in memory as before
+                await safety.store.open_check(who.guild_id, who.member_id, job_id, check_id)
+            verdict = await safety.upstream.premoderate(check_id, request.options.prompt, labels)
         except PremoderationFailed as exc:
             if exc.alert is not None:
                 await self.parts.alert(*exc.alert)
@@ -236,6 +263,8 @@ class Screening:
                 "holding it for review" if hold else "letting it through",
             )
             failed: dict[str, Any] = {"cost": exc.cost, "outcome": "failed", "error": str(exc)}
+            if safety.upstream is not None:
+                failed["check_id"] = check_id
             try:
                 await safety.store.record_check(who.guild_id, who.member_id, job_id, **failed)
             except StoreBusy:
@@ -250,10 +279,11 @@ class Screening:
                 {"error": str(exc), "fallback": "hold"},
             )
         found = held_for(verdict) if verdict.flagged else None
-        record = {
+        record: dict[str, Any] = {
             "cost": verdict.cost,
             "outcome": "flagged" if verdict.flagged else "clean",
             "labels": list(verdict.labels),
+            "check_id": check_id,
         }
         # Kept before it is recorded: asked again after the database refused the record, the
         # check is not paid for again, and its cost is recorded then (once: a request reusing

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.safety import levels
 from bot.store import audit
+from bot.store import premoderation_checks as checks
 from bot.store.db import Conn, Database, iso, utcnow
 from bot.store.db import row as fetch_row
 from bot.store.db import rows as fetch_rows
@@ -262,17 +263,27 @@ class SafetyStore:
         guild_id: int,
         member_id: int,
         job_id: str,
-        cost: int,
+        cost: int | None,
+        *,
+        check_id: str | None = None,
         **details: Any,
     ) -> None:
         """A pre-moderation check: its cost counts against the guild's budget (not the
-        member's Buzz), and the audit keeps what it found (for moderators and operators)."""
+        member's Buzz), and the audit keeps what it found (for moderators and operators).
+        `check_id`: the check's externalId, settled here (a check already settled is not
+        counted again). Cost None: not known yet, the check stays open to be read later."""
         now = self.clock()
-        tx.execute(
-            "INSERT INTO guild_charges (guild_id, kind, amount, job_id, member_id, created_at)"
-            " VALUES (?, 'premoderation', ?, ?, ?, ?)",
-            (guild_id, cost, job_id, member_id, iso(now)),
+        fresh = check_id is None or checks.settle_in(
+            tx, check_id, guild_id, member_id, job_id, now, cost
         )
+        if not fresh:
+            details["already_counted"] = True  # settled before: its cost is in already
+        if cost is not None and fresh:
+            tx.execute(
+                "INSERT INTO guild_charges (guild_id, kind, amount, job_id, member_id, created_at)"
+                " VALUES (?, 'premoderation', ?, ?, ?, ?)",
+                (guild_id, cost, job_id, member_id, iso(now)),
+            )
         audit.record(
             tx,
             now,
@@ -280,14 +291,22 @@ class SafetyStore:
             guild_id=guild_id,
             actor_id=member_id,
             target=f"job:{job_id}",
-            cost=cost,
+            cost=cost if cost is not None else "not known yet",
             **details,
         )
 
     async def record_check(
-        self, guild_id: int, member_id: int, job_id: str, cost: int, **details: Any
+        self, guild_id: int, member_id: int, job_id: str, cost: int | None, **details: Any
     ) -> None:
         await self.db.write(self.record_check_in, guild_id, member_id, job_id, cost, **details)
+
+    async def open_check(self, guild_id: int, member_id: int, job_id: str, check_id: str) -> None:
+        """Write a check down before it is submitted: a stop cannot lose its charge."""
+        await self.db.write(checks.open_in, check_id, guild_id, member_id, job_id, self.clock())
+
+    async def open_checks(self) -> list[checks.OpenCheck]:
+        """Checks not settled yet: cut off by a stop, or their charge unread."""
+        return await self.db.read(checks.open_ones_in)
 
     async def guild_charges(self, guild_id: int) -> int:
         """Everything the guild has paid itself (all periods)."""

@@ -241,3 +241,44 @@ async def test_a_failed_check_whose_refund_is_booked_late_costs_the_guild_nothin
     [record] = simulator.workflows.values()
     assert record.net_charge(time.monotonic()) == 0
     assert failed.value.cost == 0
+
+
+async def test_a_check_whose_submit_was_refused_after_a_lost_answer_is_looked_up_not_made(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """Every submit attempt of a check ended without a readable answer (500s: any may have
+    been acted on). The check is looked up by its tag, never submitted again: a second
+    submit of a check the orchestrator never made would make it, and charge the guild for a
+    check nobody asked for. Not found now, its charge is 'not known yet' (looked for again
+    later), and a later look that still does not find it counts nothing."""
+    simulator.fault(500, route="submit", times=1 + client.max_retries)
+    safety = CivitaiSafety(client, wait=0)
+    with pytest.raises(PremoderationFailed, match="500") as failed:
+        await safety.premoderate("gone-1", "a cat", ())
+    assert failed.value.cost is None
+    assert simulator.workflows == {}, "a check was made by the recovery itself"
+    assert await safety.charge_of("gone-1") == 0
+    assert simulator.workflows == {}
+
+
+async def test_a_check_whose_charge_cannot_be_read_is_read_again_later(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """The check was made and charged, then every read of it failed, the one after its
+    cancel too: its charge is not known (None), not 0 — and read again later, it is what the
+    orchestrator charged."""
+    simulator.script(Outcome("never", step="xGuardModeration", charge=3))
+    check = asyncio.create_task(CivitaiSafety(client, wait=1).premoderate("u-1", "a cat", ()))
+    async with asyncio.timeout(10):
+        while (
+            not simulator.workflows
+            or next(iter(simulator.workflows.values())).status(time.monotonic()) != "processing"
+        ):
+            await asyncio.sleep(0.01)
+    simulator.fault(503, route="get", times=2 * (1 + client.max_retries))
+    with pytest.raises(PremoderationFailed, match="503") as failed:
+        await check
+    assert failed.value.cost is None
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is not None
+    assert await CivitaiSafety(client).charge_of("u-1") == 3

@@ -5,9 +5,12 @@ settled at the next start."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from bot.civitai.simulator import Outcome
+from bot.engine import open_checks
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord_admin.helpers import audit_actions, mod_channel, started_job
 from tests.safety.test_premoderation import enhanced, generations, moderation_runs, switch_on
@@ -55,3 +58,64 @@ async def test_a_failed_check_falls_back_as_the_guild_says_when_it_fails(tmp_pat
         assert "let it through" in await switch_on(w, **{"on-failure": "allow"})
         job = await w.wait_job((await started_job(w, handle)).id, "done", "held")
         assert job.status.value == "done" and len(generations(w)) == 1
+
+
+async def charged_to_guild(w, amount: int) -> None:
+    """Until the guild's pre-moderation spend is `amount` (it is counted beside the start)."""
+    async with asyncio.timeout(10):
+        while await w.services.safety.guild_charges(w.guild) != amount:
+            await asyncio.sleep(0.05)
+
+
+async def test_a_check_cut_off_by_a_stop_is_stopped_and_counted_at_the_next_start(tmp_path):
+    """The bot stops while a member's prompt is being checked. The check runs on upstream
+    and is charged: at the next start it is found, stopped, and its charge counted against
+    the guild's budget once (settled: nothing left for another start to count)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        await switch_on(w)
+        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
+        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
+        await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        await w.fake.wait_for(lambda: moderation_runs(w) or None, timeout=10, what="the check")
+        await w.restart_bot()
+        await charged_to_guild(w, 3)
+        [check] = moderation_runs(w)
+        stopped = w.sim.workflow_for(check["externalId"])
+        assert stopped is not None and stopped.canceled_at is not None
+        assert await w.services.safety.open_checks() == []  # nothing left to count again
+        [(_, _, details)] = await audit_actions(w, "premoderation.check")
+        assert json.loads(details) == {"cost": 3, "outcome": "settled later"}
+
+
+async def test_a_check_whose_charge_could_not_be_read_is_counted_later(tmp_path, monkeypatch):
+    """A check made and charged upstream, then every read of it failed (after its cancel
+    too): what it cost is not known. It is not counted as 0 and forgotten: read again before
+    a later check, its charge joins the guild's pre-moderation spend."""
+    monkeypatch.setattr(open_checks, "SETTLE_EVERY", 0.0)  # a minute, in production
+    async with world(tmp_path, civitai={"max_retries": 0}) as w:
+        await w.grant(1000)
+        await switch_on(w, **{"on-failure": "allow"})
+        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
+        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
+        first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+
+        def processing() -> bool | None:
+            runs = moderation_runs(w)
+            found = runs and w.sim.workflow_for(runs[0]["externalId"])
+            return bool(found and found.status(time.monotonic()) == "processing") or None
+
+        await w.fake.wait_for(processing, timeout=10, what="the check running")
+        w.sim.fault(503, route="get", times=2)  # the check's next read, and the one after
+        await w.wait_job((await started_job(w, first)).id, "done")
+        assert await w.services.safety.guild_charges(w.guild) == 0  # not known yet, not 0
+        options = {"prompt": "a harbour", "quality": "low", "size": "1024x1024"}
+        second = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        await w.wait_job((await started_job(w, second)).id, "done")
+        assert await w.services.safety.guild_charges(w.guild) == 3 + CHECK
+        outcomes = [json.loads(d) for _, _, d in await audit_actions(w, "premoderation.check")]
+        assert [(o["outcome"], o["cost"]) for o in outcomes] == [
+            ("failed", "not known yet"),
+            ("settled later", 3),
+            ("clean", CHECK),
+        ]

@@ -178,3 +178,18 @@ def test_labels_as_admins_write_them() -> None:
     assert parse_labels("all") == () and parse_labels("  ") == ()
     with pytest.raises(ValueError, match="unknown label hat"):
         parse_labels("hat")
+
+
+async def test_a_checks_charge_is_counted_once_whoever_settles_it(db: Database) -> None:
+    """A check is written down before it is submitted and settled when its cost is counted;
+    a second record of it (its verdict recorded late, a settling pass at start) counts
+    nothing more. A cost not known yet leaves it open, to be read again."""
+    store = SafetyStore(db)
+    await store.open_check(GUILD, 6, "j1", "j1-premod")
+    await store.record_check(GUILD, 6, "j1", None, check_id="j1-premod", outcome="failed")
+    assert [c.check_id for c in await store.open_checks()] == ["j1-premod"]
+    assert await store.guild_charges(GUILD) == 0
+    await store.record_check(GUILD, 6, "j1", 3, check_id="j1-premod", outcome="settled later")
+    await store.record_check(GUILD, 6, "j1", 3, check_id="j1-premod", outcome="clean")
+    assert await store.open_checks() == []
+    assert await store.guild_charges(GUILD) == 3

@@ -70,13 +70,16 @@ class WorkflowRoutes:
         return await sim.answer(wf, wait_seconds(request), hide_mature=hide)
 
     async def query(self, request: web.Request) -> web.Response:
-        """QueryWorkflows: the newest `take` workflows (no cursor: one page)."""
+        """QueryWorkflows: the newest `take` workflows, with `tags` those carrying them all (no
+        cursor: one page)."""
         sim = self.sim
         if (early := sim.gate(request, "query")) is not None:
             return early
         take = int(request.query.get("take") or 20)
         now = time.monotonic()
-        newest = list(sim.workflows.values())[-take:][::-1] if take > 0 else []
+        tags = set(request.query.getall("tags", []))  # workflows carrying all of them
+        found = [w for w in sim.workflows.values() if tags <= set(w.template.get("tags") or [])]
+        newest = found[-take:][::-1] if take > 0 else []
         items = [workflow_json(sim.blobs, wf, now, ahead=0) for wf in newest]
         return json_response(200, {"next": "", "items": items})
 
