@@ -96,10 +96,11 @@ class Engine:
         """Resume every job that was queued, submitted, running or delivering; settle the
         pre-moderation checks the last stop cut off (beside: they wait on the orchestrator)."""
         resumed = await self.driver.start()
-        self.driver.background(self.admission.screening.settle_open_checks())
+        self.admission.screening.open_checks.kick()
         return resumed
 
     async def stop(self) -> None:
+        await self.admission.screening.open_checks.close()
         await self.driver.stop()
 
     async def wait_idle(self) -> None:

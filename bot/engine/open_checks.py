@@ -6,6 +6,7 @@ that settles it is the one that counts it, whoever gets there first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -25,6 +26,20 @@ class OpenChecks:
         self.owned: set[str] = set()
         self._last: float | None = None
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[int] | None = None
+
+    def kick(self) -> None:
+        """Settle in the background when due: a member's check never waits on the lookups."""
+        if not self.due() or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.create_task(self.settle(), name="premoderation-settle")
+
+    async def close(self) -> None:
+        """At stop: a pass under way is cut off (what it has not settled stays open)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     def due(self) -> bool:
         return self._last is None or time.monotonic() - self._last >= SETTLE_EVERY

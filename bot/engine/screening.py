@@ -156,10 +156,6 @@ class Screening:
             raise
         return failed[1]
 
-    async def settle_open_checks(self) -> None:
-        """At start: the checks a stop cut off (or whose charge was unread) are settled."""
-        await self.open_checks.settle()
-
     async def check_sources(self, request: JobRequest) -> None:
         """Refusal when an edit source is rated above the request's channel's level: for
         sources about to go upstream for something else first (an enhancement)."""
@@ -223,8 +219,7 @@ class Screening:
                 raise
             return kept.held
         check_id = f"{job_id}-premod"
-        if self.open_checks.due():
-            await self.open_checks.settle()
+        self.open_checks.kick()
         self.open_checks.owned.add(check_id)
         try:
             return await self._check(safety, request, job_id, key, check_id)
