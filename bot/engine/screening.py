@@ -263,7 +263,9 @@ class Screening:
             try:
                 await safety.store.record_check(who.guild_id, who.member_id, job_id, **failed)
             except StoreBusy:
-                if exc.cost:  # paid for: kept to record once the database takes it
+                # Paid for, or perhaps (cost not known): kept to record once the database
+                # takes it, which writes the check down to be read again if need be.
+                if exc.cost != 0:
                     self._unrecorded.append((who.guild_id, who.member_id, job_id, failed))
                 raise
             if not hold:

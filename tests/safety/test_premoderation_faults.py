@@ -11,9 +11,11 @@ import time
 
 from bot.civitai.simulator import Outcome
 from bot.engine import open_checks
+from bot.store import db as dbmod
 from tests.discord.harness import answer, buttons, text_of, world
 from tests.discord_admin.helpers import audit_actions, mod_channel, started_job
 from tests.safety.test_premoderation import enhanced, generations, moderation_runs, switch_on
+from tests.store.read_only import write_locked
 
 CHECK = 1  # what the simulator charges for an xGuardModeration step
 
@@ -60,6 +62,17 @@ async def test_a_failed_check_falls_back_as_the_guild_says_when_it_fails(tmp_pat
         assert job.status.value == "done" and len(generations(w)) == 1
 
 
+def processing(w):
+    """Whether the first check runs upstream now (for wait_for)."""
+
+    def check() -> bool | None:
+        runs = moderation_runs(w)
+        found = runs and w.sim.workflow_for(runs[0]["externalId"])
+        return bool(found and found.status(time.monotonic()) == "processing") or None
+
+    return check
+
+
 async def charged_to_guild(w, amount: int) -> None:
     """Until the guild's pre-moderation spend is `amount` (it is counted beside the start)."""
     async with asyncio.timeout(10):
@@ -100,12 +113,7 @@ async def test_a_check_whose_charge_could_not_be_read_is_counted_later(tmp_path,
         options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
         first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
 
-        def processing() -> bool | None:
-            runs = moderation_runs(w)
-            found = runs and w.sim.workflow_for(runs[0]["externalId"])
-            return bool(found and found.status(time.monotonic()) == "processing") or None
-
-        await w.fake.wait_for(processing, timeout=10, what="the check running")
+        await w.fake.wait_for(processing(w), timeout=10, what="the check running")
         w.sim.fault(503, route="get", times=2)  # the check's next read, and the one after
         await w.wait_job((await started_job(w, first)).id, "done")
         assert await w.services.safety.guild_charges(w.guild) == 0  # not known yet, not 0
@@ -119,3 +127,30 @@ async def test_a_check_whose_charge_could_not_be_read_is_counted_later(tmp_path,
             ("failed", "not known yet"),
             ("settled later", "3"),
         ]
+
+
+async def test_an_unread_charge_while_the_database_is_locked_is_still_counted(
+    tmp_path, monkeypatch
+):
+    """An operator's sqlite3 shell holds the write lock while a check runs, is charged, and
+    its charge cannot be read: neither the check nor its failure can be written down then.
+    Once the database takes writes again the check is written down and its charge read
+    again and counted, not lost with the refused request."""
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)  # 10 s in production
+    monkeypatch.setattr(open_checks, "SETTLE_EVERY", 0.0)  # a minute, in production
+    async with world(tmp_path, civitai={"max_retries": 0}) as w:
+        await w.grant(1000)
+        await switch_on(w, **{"on-failure": "allow"})
+        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
+        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
+        with write_locked(tmp_path / "bot.sqlite3"):
+            refused = await w.fake.slash(
+                w.guild, w.channel, w.member, "create gpt-image-2", options
+            )
+            await w.fake.wait_for(processing(w), timeout=10, what="the check running")
+            w.sim.fault(503, route="get", times=2)  # the check's next read, and the one after
+            assert "could not save that just now" in text_of(await answer(refused))
+        options = {"prompt": "a harbour", "quality": "low", "size": "1024x1024"}
+        second = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        await w.wait_job((await started_job(w, second)).id, "done")
+        await charged_to_guild(w, 3 + CHECK)
