@@ -32,7 +32,14 @@ class OpenChecks:
         """Settle in the background when due: a member's check never waits on the lookups."""
         if not self.due() or (self._task is not None and not self._task.done()):
             return
-        self._task = asyncio.create_task(self.settle(), name="premoderation-settle")
+        self._task = asyncio.create_task(self._settle_logged(), name="premoderation-settle")
+
+    async def _settle_logged(self) -> int:
+        try:
+            return await self.settle()
+        except Exception:  # a background pass: said in the log, not lost with its task
+            log.exception("settling open pre-moderation checks failed; tried again later")
+            return 0
 
     async def close(self) -> None:
         """At stop: a pass under way is cut off (what it has not settled stays open)."""
