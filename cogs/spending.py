@@ -23,10 +23,10 @@ async def answer_report(interaction: Interaction, services: Services, days: int)
     assert interaction.guild_id is not None
     await think(interaction)
     report = await SpendingReports(services.db, services.clock).spending(interaction.guild_id, days)
-    if not report.total and not report.server_paid:
+    if not report.total and not report.server_paid and not report.held:
         await reply(interaction, f"No spending in the {last(days)}.")
         return
-    if not report.total:  # only the server's own checks: nothing to draw
+    if not report.total:  # only the server's own checks or holds: nothing to draw
         await reply(interaction, summary(report, days))
         return
     names = await display_names(interaction.guild, (s.member_id for s in report.top))
@@ -56,6 +56,8 @@ def summary(report: Spending, days: int) -> str:
         lines += [f"{n}. <@{s.member_id}> — {s.amount:,}" for n, s in enumerate(report.top, 1)]
     if report.server_paid:
         lines.append(f"Paid by the server for AI pre-moderation checks: **{report.server_paid:,}**")
+    if report.held:  # not spent yet: settled (and counted) on the day each job was asked
+        lines.append(f"Held by running jobs (not settled yet): **{report.held:,}**")
     return "\n".join(lines)
 
 

@@ -3,11 +3,13 @@
 "Spent" is what a member finally paid for a job: the capture of its settled hold (plus any
 charge above the hold) minus what moderators refunded for it, i.e. `captured + extra_charged -
 refunded` — the same figure the budget and "spent this period" use. It counts on the UTC day
-the hold was settled, under the job's model. A refund therefore lowers the day the job was
-charged, not the day of the refund: a bar is what that day's images cost in the end, and never
-goes below zero. Open holds (running jobs), the guild's losses, grants and admins' takes are
-not spending. What the guild paid itself (AI pre-moderation checks, `guild_charges`) is
-reported beside it, as `server_paid`, on the day the check ran.
+the job was asked (its hold made: the day the budget counts it on), under the job's model, so
+a job asked before midnight and settled after it is not in two days' figures. A refund
+therefore lowers the day the job was asked, not the day of the refund: a bar is what that
+day's images cost in the end, and never goes below zero. Open holds (running jobs) are not
+spending: what they hold now is reported apart, as `held`. The guild's losses, grants and
+admins' takes are not spending. What the guild paid itself (AI pre-moderation checks,
+`guild_charges`) is reported beside it, as `server_paid`, on the day the check ran.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Spending:
     top: tuple[Spender, ...]
     # Paid by the guild itself over the same days (AI pre-moderation checks).
     server_paid: int = 0
+    # Held now by jobs not yet settled (running, or awaiting delivery), whenever asked.
+    held: int = 0
 
     @property
     def total(self) -> int:
@@ -84,12 +88,14 @@ class SpendingReports:
         span = window(days, self.clock())
         start = datetime.combine(span[0], time(), UTC)
         end = datetime.combine(span[-1] + timedelta(days=1), time(), UTC)
-        # settled_at is ISO text in UTC (bot.store.db.iso): its first ten characters are the day.
+        # created_at is ISO text in UTC (bot.store.db.iso): its first ten characters are the day.
         params = (guild_id, iso(start), iso(end))
-        where = "h.guild_id = ? AND h.settled_at >= ? AND h.settled_at < ?"
+        where = (
+            "h.guild_id = ? AND h.settled_at IS NOT NULL AND h.created_at >= ? AND h.created_at < ?"
+        )
         per_day = fetch_rows(
             conn,
-            f"SELECT substr(h.settled_at, 1, 10) AS day, j.model, SUM({SPENT}) AS spent"
+            f"SELECT substr(h.created_at, 1, 10) AS day, j.model, SUM({SPENT}) AS spent"
             f" FROM holds h JOIN jobs j ON j.id = h.job_id WHERE {where}"
             " GROUP BY day, j.model HAVING spent > 0 ORDER BY day, j.model",
             params,
@@ -106,9 +112,16 @@ class SpendingReports:
             " WHERE guild_id = ? AND created_at >= ? AND created_at < ?",
             params,
         )
+        [held] = fetch_rows(
+            conn,
+            "SELECT COALESCE(SUM(amount), 0) AS held FROM holds"
+            " WHERE guild_id = ? AND settled_at IS NULL",
+            (guild_id,),
+        )
         return Spending(
             days=span,
             by_day={(date.fromisoformat(r["day"]), r["model"]): r["spent"] for r in per_day},
             top=tuple(Spender(r["member_id"], r["spent"]) for r in leaders),
             server_paid=int(server["paid"]),
+            held=int(held["held"]),
         )

@@ -86,6 +86,21 @@ async def test_what_the_server_paid_for_checks_is_told_even_without_member_spend
         )
 
 
+async def test_what_running_jobs_hold_is_told_apart_from_the_spending(tmp_path):
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script("never", prompt="a slow tide")
+        job = await started_job(w, await request(w, "a slow tide"))
+        await w.wait_job(job.id, "running")
+        handle = await w.fake.slash(w.guild, w.channel, w.admin, "quota report")
+        message = await answer(handle)
+        assert is_ephemeral(message) and not message.get("attachments")
+        assert text_of(message) == (
+            "Buzz spent in the last 30 days (UTC): **0**\n"
+            f"Held by running jobs (not settled yet): **{job.estimate}**"
+        )
+
+
 async def test_a_member_is_refused_and_sees_nothing(tmp_path):
     async with world(tmp_path) as w:
         await w.grant(1000)

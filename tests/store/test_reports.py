@@ -1,6 +1,6 @@
 """Spending reports against a seeded ledger in a real SQLite file: what each UTC day cost per
-model (captures of settled holds net of refunds, on the day they were settled) and the top
-spenders, for one guild only."""
+model (captures of settled holds net of refunds, on the day they were asked: the budget's day)
+and the top spenders, for one guild only, and what running jobs hold."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ async def test_spending_per_day_and_model_net_of_refunds_for_one_guild_only(
     await seed.job("gpt-image-2", 1, 286, held_at=at(5))
     await seed.job("gpt-image-2", 1, 78, held_at=at(7, 9))
     await seed.job("dall-e-3", 2, 300, held_at=at(7, 10))
-    # Held late on the 7th, settled after midnight: it counts on the 8th, when it was charged.
+    # Asked late on the 7th, settled after midnight: it counts on the 7th, as in the budget.
     await seed.job("gpt-image-1", 3, 100, held_at=at(7, 23, 50), settled_at=at(8, 0, 10))
     # A moderator refunded this one in full on the 9th: the 8th shows nothing for it.
     refunded = await seed.job("dall-e-3", 2, 300, held_at=at(8, 15))
@@ -106,16 +106,17 @@ async def test_spending_per_day_and_model_net_of_refunds_for_one_guild_only(
         (date(2025, 1, 6), "dall-e-3"): 240,
         (date(2025, 1, 7), "dall-e-3"): 300,
         (date(2025, 1, 7), "gpt-image-2"): 78,
-        (date(2025, 1, 8), "gpt-image-1"): 100,
+        (date(2025, 1, 7), "gpt-image-1"): 100,
         (date(2025, 1, 9), "gpt-image-1"): 150,
     }
     assert report.total == 1154
-    assert report.day_total(date(2025, 1, 7)) == 378
-    assert report.day_total(date(2025, 1, 8)) == 100
+    assert report.day_total(date(2025, 1, 7)) == 478
+    assert report.day_total(date(2025, 1, 8)) == 0
     assert report.model_totals() == {"gpt-image-2": 364, "dall-e-3": 540, "gpt-image-1": 250}
     assert report.models == ("dall-e-3", "gpt-image-2", "gpt-image-1")
     # The refunded job left member 2 with 300; the running job's member 5 spent nothing yet.
     assert report.top == (Spender(1, 364), Spender(2, 300), Spender(3, 250), Spender(4, 240))
+    assert report.held == 300  # the running job's hold: not spent yet, shown apart
 
     # A longer window reaches the December job; the other guild's spending never appears.
     month = await reports.spending(GUILD, 30)
@@ -185,3 +186,21 @@ async def test_what_the_server_paid_for_checks_is_reported_beside_the_spending(
     report = await reports.spending(GUILD, 7)
     assert report.total == 78 and report.server_paid == 5  # members' spending stays apart
     assert (await reports.spending(GUILD, 1)).server_paid == 3
+
+
+async def test_a_day_counts_what_was_asked_on_it_as_the_budget_does(
+    seed: Seed, reports: SpendingReports, ledger: Ledger
+) -> None:
+    # Asked yesterday just before midnight, settled today: yesterday's, as in a daily budget.
+    await seed.job("gpt-image-2", 1, 90, held_at=at(8, 23, 59), settled_at=at(9, 0, 5))
+    await seed.job("gpt-image-2", 1, 40, held_at=at(9, 1))
+    await seed.job("gpt-image-2", 2, None, held_at=at(9, 2), hold=250)  # still running
+    await seed.job("gpt-image-2", 2, None, held_at=at(9, 2), hold=7, guild=OTHER_GUILD)
+
+    today = await reports.spending(GUILD, 1)
+    budget = await ledger.budget_state(GUILD, 10_000, "daily")
+
+    assert today.by_day == {(date(2025, 1, 9), "gpt-image-2"): 40}
+    # The budget's "used" today is today's spending plus what running jobs hold.
+    assert budget.used == today.total + today.held == 290
+    assert (await reports.spending(GUILD, 2)).day_total(date(2025, 1, 8)) == 90
