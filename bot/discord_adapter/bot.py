@@ -31,6 +31,7 @@ from bot.discord_adapter.ratelimits import RATE_LIMIT_WAIT
 from bot.discord_adapter.replies import reply, report_error
 from bot.discord_adapter.tool_flow import ToolFlow
 from bot.discord_adapter.under_way import ANSWER_WAIT, finish_interactions
+from bot.discord_adapter.unshown import bot_role_changed, bot_roles_changed
 from bot.filters import PromptFilters
 from bot.media.limits import MediaLimits
 from bot.metrics_server import MetricsServer
@@ -270,20 +271,30 @@ class ImageBot(commands.Bot):
         # review items were kept meanwhile (docs/admin-guide.md).
         if self._started:
             await self.board.post_pending(guild.id)
-            await self.publisher.show_unshown(guild.id)
+            await self.publisher.unshown.show(guild.id)
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         # Back from an outage (at start, on_ready posts them once the jobs are resumed).
         if self._started:
             await self.board.post_pending(guild.id)
-            await self.publisher.show_unshown(guild.id)
+            await self.publisher.unshown.show(guild.id)
 
     async def on_guild_channel_update(
         self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
     ) -> None:
-        # Its permissions there may be back: endings that could be shown nowhere are shown.
+        # Its permissions there (and its threads') may be back: endings shown nowhere are shown.
         if self._started:
-            await self.publisher.show_unshown(after.guild.id, after.id)
+            await self.publisher.unshown.show(after.guild.id, after.id)
+
+    async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
+        # A role of the bot's (or @everyone) may give it its channels back.
+        if self._started and bot_role_changed(after.guild, after):
+            await self.publisher.unshown.show(after.guild.id)
+
+    async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
+        # Sent about the bot itself whatever its intents: a role given to it may do the same.
+        if self._started and bot_roles_changed(self, before, after):
+            await self.publisher.unshown.show(after.guild.id)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         # Runs after discord.py handed a form to its modal (whose answer needs Discord's

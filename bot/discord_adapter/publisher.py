@@ -26,6 +26,7 @@ from bot.discord_adapter.previews import Previews, preview_name
 from bot.discord_adapter.private_endings import tell_privately
 from bot.discord_adapter.replying import SourceGone
 from bot.discord_adapter.result_routes import ResultRoutes
+from bot.discord_adapter.unshown import UnshownEndings
 from bot.discord_adapter.uploads import (
     MESSAGE_BYTES,
     NETWORK_ERRORS,
@@ -93,9 +94,8 @@ class DiscordPublisher:
         self._locks: dict[str, asyncio.Lock] = {}
         # Status edits in a row that met a passing fault, per job.
         self._faults: dict[str, int] = {}
-        # Endings shown nowhere (the status message out of the bot's reach, the member's DMs
-        # closed), by job: shown on the status message when the bot is back in the server.
-        self._unshown: dict[str, StatusUpdate] = {}
+        # Endings shown nowhere, shown again when the bot's access may be back (unshown.py).
+        self.unshown = UnshownEndings(bot, self._show_again)
         # Log lines on their way: a slow log channel must not hold up a job's end.
         self._log_lines: set[asyncio.Task[None]] = set()
         self.previews = Previews(self._show_preview, interval=preview_interval)
@@ -229,7 +229,7 @@ class DiscordPublisher:
                 # ending would be read: tell the member privately.
                 told = await tell_privately(self.bot, self.routes, job, embed)
             if exc.status == 403 and job.final and not told:
-                self._unshown[job.id] = update  # the bot may be let back in
+                self.unshown.keep(update)  # the bot may be let back in
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
@@ -296,16 +296,9 @@ class DiscordPublisher:
         else:
             await self._edit_directly(job, message_id, kwargs)
 
-    async def show_unshown(self, guild_id: int, channel_id: int | None = None) -> None:
-        """Back in the server (invited, after an outage) or a channel (access changed): endings
-        shown nowhere are shown on their status messages (one still out of reach is kept)."""
-        for job_id, update in list(self._unshown.items()):
-            job = update.job
-            if job.guild_id != guild_id or channel_id not in (None, job.channel_id):
-                continue
-            if self._unshown.pop(job_id, None) is not None:
-                self._latest.setdefault(job_id, update)
-                await self._edit_status(job_id)
+    async def _show_again(self, update: StatusUpdate) -> None:
+        self._latest.setdefault(update.job.id, update)
+        await self._edit_status(update.job.id)
 
     async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
         # No need to fetch the channel to edit a message in it.

@@ -284,6 +284,25 @@ class FakeDiscord(DriverMixin):
         self.notify()
         return role.id
 
+    def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
+        """An admin changes a role's permissions (@everyone's id is the guild's);
+        GUILD_ROLE_UPDATE tells the bot."""
+        role = self.world.guild(guild_id).roles[role_id]
+        role.permissions = permissions
+        data = {"guild_id": str(guild_id), "role": role.payload()}
+        self._dispatch_soon("GUILD_ROLE_UPDATE", data, intent=GUILDS)
+        self.notify()
+
+    def set_member_roles(self, guild_id: int, user_id: int, roles: Sequence[int]) -> None:
+        """An admin sets a member's roles; GUILD_MEMBER_UPDATE tells the bot (about itself
+        whatever its intents, as Discord does; about others only with GUILD_MEMBERS)."""
+        guild = self.world.guild(guild_id)
+        guild.members[user_id].roles = [int(r) for r in roles]
+        data = {**self.world.member_payload(guild, user_id), "guild_id": str(guild_id)}
+        intent = 0 if user_id == self.bot_user_id else GUILD_MEMBERS
+        self._dispatch_soon("GUILD_MEMBER_UPDATE", data, intent=intent)
+        self.notify()
+
     def remove_role(self, guild_id: int, role_id: int) -> None:
         """A role deleted in Discord: its members lose it, GUILD_ROLE_DELETE tells the bot."""
         guild = self.world.guild(guild_id)
