@@ -17,6 +17,7 @@ from bot.discord_adapter.embeds import (
     allowance_source,
     as_written,
     link,
+    link_in_dm,
     status_line,
     truncate,
 )
@@ -126,11 +127,15 @@ class Buzz(commands.Cog):
         for job in found:
             where = ""
             if job.delivered_message_ids:
-                url = link(job.guild_id, job.channel_id, job.delivered_message_ids[0])
+                first = job.delivered_message_ids[0]
+                url = link(job.guild_id, job.channel_id, first)
+                if job.dm_channel_id is not None:  # sent by DM: the link opens the DM
+                    url = link_in_dm(job.dm_channel_id, first)
                 where = f" · [result]({url})"
+            state = status_line(job, job.error, privately=job.dm_reason)
             lines.append(
                 f"`{job.id}` {job.model} · {as_written(job.prompt, 40)}\n"
-                f"  {truncate(status_line(job, job.error), 120)}{where}"
+                f"  {truncate(state, 120)}{where}"
             )
         embed = discord.Embed(
             title="Jobs", description="\n".join(lines), colour=discord.Colour.blurple()

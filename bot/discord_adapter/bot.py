@@ -111,6 +111,7 @@ class ImageBot(commands.Bot):
             edit_interval=settings.jobs.status_edit_interval_seconds,
             max_pixels=settings.media.max_pixels,
             clock=services.clock,
+            jobs=services.jobs,
         )
         self.filters = PromptFilters(services.db, services.clock)
         self.preparing = Preparations(services.guilds)

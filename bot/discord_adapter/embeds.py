@@ -294,3 +294,7 @@ def allowance_source(allowance: Allowance) -> str:
 
 def link(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def link_in_dm(dm_channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/@me/{dm_channel_id}/{message_id}"

@@ -40,7 +40,7 @@ from bot.media.pool import ImagePool
 from bot.media.preview import fit_preview
 from bot.store.db import utcnow
 from bot.store.guilds import GuildStore
-from bot.store.jobs import JobRecord, JobStatus
+from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class DiscordPublisher:
         preview_interval: float = 1.0,
         max_pixels: int = 40_000_000,
         clock: Callable[[], datetime] = utcnow,
+        jobs: JobStore | None = None,
     ) -> None:
         self.bot = bot
         self.ledger = ledger
@@ -81,7 +82,7 @@ class DiscordPublisher:
         self.max_pixels = max_pixels
         self.token_margin = token_margin
         # Where a job's messages go: a follow-up, the channel, a reply, a DM.
-        self.routes = ResultRoutes(bot, clock, token_margin)
+        self.routes = ResultRoutes(bot, clock, token_margin, jobs)
         self.log_lines = LogLines(bot, guilds, self.routes)
         self.edit_interval = edit_interval
         self.clock = clock
@@ -186,7 +187,8 @@ class DiscordPublisher:
         balance = await self.ledger.available_now(job.guild_id, job.member_id)
         hold = await self.ledger.hold(job.id) if job.charged is not None else None
         refunded, covered = (hold.refunded, hold.loss) if hold is not None else (0, 0)
-        privately = self.routes.sent_privately.get(job.id) if job.status is J.DONE else None
+        privately = job.dm_reason or self.routes.sent_privately.get(job.id)  # recorded: jobs
+        privately = privately if job.status is J.DONE else None
         embed = status_embed(
             job,
             update.message,

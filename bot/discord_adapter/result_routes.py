@@ -23,7 +23,7 @@ from bot.discord_adapter.ratelimits import webhook_session
 from bot.discord_adapter.replying import reply_to_source
 from bot.discord_adapter.uploads import passing_faults, sending
 from bot.engine.publisher import PostFailed
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,15 @@ def _duration(seconds: float) -> str:
 
 class ResultRoutes:
     def __init__(
-        self, bot: discord.Client, clock: Callable[[], datetime], token_margin: timedelta
+        self,
+        bot: discord.Client,
+        clock: Callable[[], datetime],
+        token_margin: timedelta,
+        jobs: JobStore | None = None,
     ) -> None:
         self.bot, self.clock, self.token_margin = bot, clock, token_margin
+        # Where a result sent by DM is recorded on its job (/jobs, the status after a restart).
+        self.jobs = jobs
         self._session: aiohttp.ClientSession | None = None
         # Jobs whose result went to the member by DM, and why (for their final status).
         self.sent_privately: dict[str, str] = {}
@@ -215,14 +221,16 @@ class ResultRoutes:
             # The look-up too: Discord failing it (5xx, 429) is a passing fault to retry,
             # not "nowhere to post".
             sent = await sending(dm(), largest)
-            self.sent_privately[job.id] = why
-            return sent
         except discord.HTTPException as exc:
             raise PostFailed(
                 f"nowhere to post: not in the channel, and the member's DMs are closed "
                 f"({exc.status})",
                 retry=False,
             ) from None
+        self.sent_privately[job.id] = why
+        if self.jobs is not None:
+            await self.jobs.record_dm(job.id, sent.channel.id, why)
+        return sent
 
     def token_alive(self, job: JobRecord, margin: timedelta | None = None) -> bool:
         """Whether the job's interaction token lives `margin` (the routes' own) from now."""

@@ -112,6 +112,9 @@ class JobRecord:
     # The highest content level (pg … xxx) the job's channel allowed when it was admitted;
     # None for jobs from before channel levels (nothing is checked for them).
     max_rating: str | None = None
+    # The DM channel the result went to instead of the job's channel, and why (migration 020).
+    dm_channel_id: int | None = None
+    dm_reason: str | None = None
 
     @property
     def final(self) -> bool:
@@ -280,6 +283,10 @@ class JobStore:
         updated = self.job_in(tx, job_id)
         assert updated is not None
         return updated
+
+    async def record_dm(self, job_id: str, dm_channel_id: int, reason: str) -> None:
+        """The result went to the member by DM (`reason`: why not to its channel)."""
+        await self.db.write(self.update_in, job_id, dm_channel_id=dm_channel_id, dm_reason=reason)
 
     def update_in(self, tx: Conn, job_id: str, **changes: Any) -> None:
         """Set columns without a status change (progress, message ids)."""
