@@ -45,7 +45,8 @@ class Driver:
         self._closing = False
         self._reconciler: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
-        # Jobs whose lane call is under way (until its ending is settled).
+        # Jobs whose lane call is under way (until its ending is settled) and cannot be picked
+        # up again after a restart: what a stop waits for.
         self._calling: set[str] = set()
         # Endings the lane reported whose settlement has not committed yet (a locked or full
         # database): settled when the job's task tries again, never asked of the lane twice
@@ -108,7 +109,7 @@ class Driver:
     async def stop(self) -> None:
         self._closing = True
         drain = self.parts.settings.drain
-        if self._calling and drain > 0 and not getattr(self.parts.lane, "resumable", True):
+        if self._calling and drain > 0:
             # A call cut short is paid for upstream and made again after the restart: let the
             # calls under way finish and settle, for a while. No new call starts meanwhile.
             log.info("stopping: waiting up to %.0fs for %d call(s)", drain, len(self._calling))
@@ -236,8 +237,9 @@ class Driver:
         ending = self._unsettled.get(job.id)
         if self._closing and ending is None:
             return  # stopping: no new call (the job resumes at the next start)
-        self._calling.add(job.id)
-        self._no_calls.clear()
+        if not self._resumes(job):
+            self._calling.add(job.id)
+            self._no_calls.clear()
         try:
             if ending is None:
                 run = LaneRun(self.parts, job, self.sleep)
@@ -251,6 +253,14 @@ class Driver:
                 self._calling.discard(job.id)
             if not self._calling:
                 self._no_calls.set()
+
+    def _resumes(self, job: JobRecord) -> bool:
+        """Whether the job's call is picked up again after a restart (no stop waits for it)."""
+        lane = self.parts.lane
+        resumes = getattr(lane, "resumes", None)
+        if resumes is not None:
+            return bool(resumes(job))
+        return bool(getattr(lane, "resumable", True))
 
     async def cancel_upstream(self, job: JobRecord) -> None:
         await self.parts.lane.cancel(job)

@@ -163,7 +163,8 @@ class Lane(Followed, Protocol):
     step types: imageUpscaler, imageBackgroundRemoval, promptEnhancement); without it, the
     results' Upscale and Remove background and prompt enhancement are not offered. A lane whose
     call cannot be picked up again once cut short sets `resumable = False`: the engine then lets
-    calls under way finish (for a while) when the process stops."""
+    calls under way finish (for a while) when the process stops (a lane that runs jobs of
+    several says which with `resumes(job)`)."""
 
     name: str
 
@@ -196,10 +197,14 @@ class SwitchedLanes:
         self.name = current.name
         self.tool_steps: frozenset[str] = getattr(current, "tool_steps", frozenset())
         self.streams_previews: bool = getattr(current, "streams_previews", False)
-        self.resumable = all(getattr(lane, "resumable", True) for lane in (current, previous))
 
     def _lane(self, job: JobRecord) -> Followed:
         return self.previous if self._belongs(job) else self.current
+
+    def resumes(self, job: JobRecord) -> bool:
+        """Whether the job's own lane picks its call up again after a restart: a stop waits
+        only for the calls that cannot be (a Civitai job followed is not one of them)."""
+        return bool(getattr(self._lane(job), "resumable", True))
 
     def validate(
         self,

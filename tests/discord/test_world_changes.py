@@ -4,6 +4,7 @@ images are not lost, and the member hears how the job ended, once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -300,4 +301,40 @@ async def test_an_ending_no_one_could_be_told_of_is_shown_when_the_channel_is_op
         w.fake.set_bot_channel_permissions(w.channel)
         await w.wait_status(job, "failed", timeout=10)
         assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+async def test_a_stop_does_not_wait_for_a_job_followed_on_the_orchestrator_after_a_switch(
+    tmp_path, caplog, monkeypatch
+):
+    """After the operator switched to the OpenAI lane, a workflow still runs on the
+    orchestrator and the bot follows it. Stopping the bot (SIGTERM) waited the whole drain time
+    for it, as for an OpenAI call that cannot be picked up again; following it can be, after the
+    restart, so the stop is as quick as on the orchestrator alone."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # its built-in simulator
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        w.sim.script(Outcome(runtime=100_000), prompt="a kite")  # runs well past the stop
+        options = {"prompt": "a kite", "quality": "low"}
+        h = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        job = await started(w, h)
+        await w.wait_job(job.id, "running")
+        w.settings = settings_for(
+            tmp_path,
+            provider="openai",
+            civitai={"token": "kept"},
+            discord={"dev_guild": w.guild},
+            jobs={"shutdown_drain_seconds": 600},
+        )
+        await w.restart_bot()
+        looked = w.sim.requests["get"]
+        await w.fake.wait_for(
+            lambda: w.sim.requests["get"] > looked, what="the workflow followed again"
+        )
+        caplog.clear()
+        async with asyncio.timeout(15):  # the drain time is 600 s
+            await w._stop()
+        assert not [r for r in caplog.records if "waiting up to" in r.getMessage()]
+        job = await w.wait_job(job.id, "running")  # followed again at the next start
+        assert job.charged is None or job.charged == 0
     assert traced(caplog) == []
