@@ -47,7 +47,7 @@ from bot.openai_api.request import build_openai_request
 from bot.openai_api.results import ImagesResult, PartialImage
 from bot.openai_api.service import OpenAIService
 from bot.openai_api.switched_away import ANOTHER_SERVICE, StoredResults
-from bot.safety.levels import allows_mature
+from bot.safety.levels import allows_mature, below_pg13
 from bot.store import audit
 from bot.store.db import Database, StoreBusy, iso, store_busy
 from bot.store.jobs import JobRecord, JobStatus, JobStore, SourceImage
@@ -211,6 +211,9 @@ class OpenAILane(StoredResults):
         takes_it = step.operation is Operation.CREATE and spec is not None and spec.gpt
         if moderation is not None and takes_it:
             fields["moderation"] = moderation
+        if "partial_images" in fields and below_pg13(run.job.max_rating):
+            # Nothing rates or moderates previews: a channel below PG-13 is shown none.
+            fields["partial_images"] = 0
         step = replace(step, fields=fields)
         left = max(1, self.client.max_output_calls - self._produced.get(run.job.id, 0))
 

@@ -59,3 +59,8 @@ def above(rating: str | None, allowed: str | None) -> bool:
 
 def allows_mature(level: str | None) -> bool:
     return level in MATURE
+
+
+def below_pg13(level: str | None) -> bool:
+    """A channel's level under PG-13 (an unknown or missing level is not)."""
+    return level in LEVELS and rank(level) < rank(SAFE_CAP)

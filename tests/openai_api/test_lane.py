@@ -792,3 +792,22 @@ async def test_pre_moderation_left_on_without_an_orchestrator_alerts_the_operato
         [(key, message)] = h.alerts.alerts
         assert key == "premoderation" and "CIVITAI_TOKEN" in message
         assert "/settings premoderation enabled:False" in message
+
+
+@pytest.mark.parametrize(("level", "partials"), [("pg", 0), ("pg13", 2)])
+async def test_no_previews_are_asked_for_in_a_channel_below_pg13(tmp_path, level, partials):
+    """Previews are not rated or moderated by the bot: in a channel an admin set to PG they
+    were streamed onto the status message all the same. There the call asks for none (and
+    none reaches the status message); from PG-13 up they are shown as before."""
+    async with lane_harness(tmp_path, partial_images=2) as h:
+        await h.grant(1000)
+        await h.services.safety.set_level(
+            GUILD, level, channel_id=CHANNEL, age_restricted=False, actor_id=1
+        )
+        await h.engine.start()
+        job = await h.run(h.request())
+        assert job.status.value == "done", job.error
+        assert job.charged == 65
+        [received] = h.sim.received
+        assert received.fields["partial_images"] == partials
+        assert len([p for p in h.publisher.previews if p[0] == job.id]) == partials
