@@ -52,9 +52,6 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 SHRINKS = 4
 # Tries of a status edit that met a passing fault (a dropped connection, a 5xx).
 STATUS_TRIES = 4
-# Seconds an edit of a status message may take (aiohttp's own limit is 5 minutes). While one
-# waits, discord.py holds every other call on the interaction's webhook: the result's post too.
-EDIT_WAIT = 30.0
 LOG_LINE_WAIT = 3.0  # seconds a stop waits for log lines on their way
 
 
@@ -209,7 +206,7 @@ class DiscordPublisher:
             files = []
         again = False  # the edit is made again later: what it must take off is kept
         try:
-            await self._edit_message(
+            await self.routes.edit(
                 job, job.status_message_id, embed, view, files, status_content(job)
             )
         except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
@@ -260,52 +257,9 @@ class DiscordPublisher:
         self._delayed.add(task)
         task.add_done_callback(self._delayed.discard)
 
-    async def _edit_message(
-        self,
-        job: JobRecord,
-        message_id: int | None,
-        embed: discord.Embed,
-        view: discord.ui.View | None,
-        files: list[discord.File] | None = None,
-        content: str | None = None,
-    ) -> None:
-        """`files`: the message's attachments from now on (None leaves them as they are);
-        `content` likewise."""
-        assert message_id is not None
-        kwargs: dict = {"embed": embed, "view": view}
-        if files is not None:
-            kwargs["attachments"] = files
-        if content is not None:
-            kwargs["content"] = content
-        async with asyncio.timeout(EDIT_WAIT):  # TimeoutError: a passing fault, tried again
-            await self._edit_by_route(job, message_id, kwargs)
-        if view is not None:
-            view.stop()  # the registered DynamicItems answer the clicks, not this view
-
-    async def _edit_by_route(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
-        if self.routes.token_alive(job, timedelta(seconds=5)):
-            try:
-                await self.routes.webhook(job).edit_message(message_id, **kwargs)
-            except discord.HTTPException as exc:
-                if exc.status not in (401, 404):
-                    raise
-                # The token expired sooner than our clock says (Discord's runs ahead): the
-                # message is the bot's, so the channel route edits it as well.
-                log.info(
-                    "job %s: interaction token refused (%s); editing directly", job.id, exc.code
-                )
-                await self._edit_directly(job, message_id, kwargs)
-        else:
-            await self._edit_directly(job, message_id, kwargs)
-
     async def _show_again(self, update: StatusUpdate) -> None:
         self._latest.setdefault(update.job.id, update)
         await self._edit_status(update.job.id)
-
-    async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
-        # No need to fetch the channel to edit a message in it.
-        channel = self.bot.get_partial_messageable(job.channel_id)
-        await channel.get_partial_message(message_id).edit(**kwargs)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
@@ -336,7 +290,7 @@ class DiscordPublisher:
             view = status_view(job.id, active=True, appealable=False)
             file = MemoryFile(fitted.data, name)
             try:
-                await self._edit_message(job, job.status_message_id, embed, view, [file])
+                await self.routes.edit(job, job.status_message_id, embed, view, [file])
             except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:
                 # Its answer was lost, not the edit perhaps: counted as shown, so the status
                 # edits that follow take it off (taking off one that is not there is harmless).

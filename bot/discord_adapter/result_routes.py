@@ -9,6 +9,7 @@ PostFailed), nor do they when they answer the channel's look-up."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +27,10 @@ from bot.engine.publisher import PostFailed
 from bot.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
+
+# Seconds an edit of a status message may take (aiohttp's own limit is 5 minutes). While one
+# waits, discord.py holds every other call on the interaction's webhook: the result's post too.
+EDIT_WAIT = 30.0
 
 
 def embeds_shown(channel: discord.abc.Messageable) -> bool:
@@ -276,3 +281,48 @@ class ResultRoutes:
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
         assert isinstance(channel, discord.abc.Messageable)
         return channel
+
+    # -- editing a job's status message ------------------------------------------------------
+    async def edit(
+        self,
+        job: JobRecord,
+        message_id: int | None,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        files: list[discord.File] | None = None,
+        content: str | None = None,
+    ) -> None:
+        """Edit the job's message through its interaction while the token lives, else in the
+        channel. `files`: the message's attachments from now on (None leaves them as they
+        are); `content` likewise."""
+        assert message_id is not None
+        kwargs: dict = {"embed": embed, "view": view}
+        if files is not None:
+            kwargs["attachments"] = files
+        if content is not None:
+            kwargs["content"] = content
+        async with asyncio.timeout(EDIT_WAIT):  # TimeoutError: a passing fault, tried again
+            await self._edit_by_route(job, message_id, kwargs)
+        if view is not None:
+            view.stop()  # the registered DynamicItems answer the clicks, not this view
+
+    async def _edit_by_route(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
+        if self.token_alive(job, timedelta(seconds=5)):
+            try:
+                await self.webhook(job).edit_message(message_id, **kwargs)
+            except discord.HTTPException as exc:
+                if exc.status not in (401, 404):
+                    raise
+                # The token expired sooner than our clock says (Discord's runs ahead): the
+                # message is the bot's, so the channel route edits it as well.
+                log.info(
+                    "job %s: interaction token refused (%s); editing directly", job.id, exc.code
+                )
+                await self._edit_directly(job, message_id, kwargs)
+        else:
+            await self._edit_directly(job, message_id, kwargs)
+
+    async def _edit_directly(self, job: JobRecord, message_id: int, kwargs: dict) -> None:
+        # No need to fetch the channel to edit a message in it.
+        channel = self.bot.get_partial_messageable(job.channel_id)
+        await channel.get_partial_message(message_id).edit(**kwargs)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.civitai.simulator import Outcome
-from bot.discord_adapter import publisher, uploads
+from bot.discord_adapter import result_routes, uploads
 from tests.discord.harness import started, world
 from tests.discord.test_discord_faults import PAST_THE_TOKEN, create, traced
 from tests.fakes import rest as fake_rest
@@ -136,7 +136,7 @@ async def test_a_status_edit_discord_never_answers_does_not_hold_up_the_result(
     """While an edit waits for its answer discord.py holds every other call on the
     interaction's webhook, the result's post too (and with it a delivery turn), for as long as
     aiohttp waits: 5 minutes. The edit is given up in time and shown again later."""
-    monkeypatch.setattr(publisher, "EDIT_WAIT", 1.0)  # 30 s in production
+    monkeypatch.setattr(result_routes, "EDIT_WAIT", 1.0)  # 30 s in production
     gate, held = stall_a_status_edit
     async with world(tmp_path) as w:
         await w.grant(1000)
