@@ -39,6 +39,7 @@ from bot.release import Releases
 from bot.review import ReviewService
 from bot.services import Services
 from bot.store.db import utcnow
+from bot.store.previews import ShownPreviews
 from bot.store.questions import Questions
 from bot.store.retention import prune_daily
 
@@ -112,6 +113,7 @@ class ImageBot(commands.Bot):
             max_pixels=settings.media.max_pixels,
             clock=services.clock,
             jobs=services.jobs,
+            shown=ShownPreviews(services.db, services.clock),
         )
         self.filters = PromptFilters(services.db, services.clock)
         self.preparing = Preparations(services.guilds)
@@ -251,6 +253,8 @@ class ImageBot(commands.Bot):
             # Only now: resumed jobs may end at once, and their status messages, results and
             # review items need the guilds and channels Discord has just sent.
             self._started = True
+            # Before the jobs resume: their status edits take off what the last run left.
+            await self.publisher.previews_left(self.services.jobs)
             await self.engine.start()
             for item_id in await self.review.resume_releases():
                 await self.board.refresh(item_id)

@@ -9,6 +9,8 @@ Previews are best-effort, and bounded across all jobs:
   that does not fit is dropped.
 Once the job has moved on (its images are being posted, or it ended), no preview is shown any
 more, even one that comes late, and the next status edit takes the last one off the message.
+A preview is recorded in the database before it is uploaded, until an edit takes it off (or
+Discord refuses that for good): one a stopped process left is taken off at the next start.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from bot.store.db import StoreBusy
 from bot.store.jobs import JobRecord
+from bot.store.previews import ShownPreviews
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,12 @@ class Previews:
         interval: float = 1.0,
         gap: float = 0.25,
         budget: int = PREVIEW_BUDGET,
+        store: ShownPreviews | None = None,
     ) -> None:
         self._show = show
+        self._store = store
+        # The preview each job has in the database (written once per name, not per preview).
+        self._recorded: dict[str, str] = {}
         self.interval = interval
         self.gap = gap
         self.budget = budget
@@ -92,8 +100,41 @@ class Previews:
         """The preview file the status message carries, if any."""
         return self._on_message.get(job_id)
 
-    def taken_off(self, job_id: str) -> None:
+    async def record(self, job_id: str, name: str) -> None:
+        """Before it is uploaded: the preview `name` may be on the job's message from now on."""
+        if self._store is None or self._recorded.get(job_id) == name:
+            return
+        try:
+            await self._store.record(job_id, name)
+        except StoreBusy as exc:  # shown all the same; only a restart's clean-up misses it
+            log.warning("job %s: preview not recorded (%s)", job_id, exc)
+            return
+        self._recorded[job_id] = name
+
+    async def taken_off(self, job_id: str) -> None:
         self._on_message.pop(job_id, None)
+        if self._store is not None and self._recorded.pop(job_id, None) is not None:
+            try:
+                await self._store.taken_off(job_id)
+            except StoreBusy as exc:  # the next start takes it off again: harmless
+                log.warning("job %s: preview taken off, not recorded so (%s)", job_id, exc)
+
+    async def given_up(self, job_id: str, why: object) -> None:
+        """Discord refuses for good to edit the message (out of reach, an archived thread):
+        the preview stays there, and nothing tries again (not at the next start either)."""
+        if job_id in self._recorded or job_id in self._on_message:
+            log.info("job %s: its preview cannot be taken off (%s); left as it is", job_id, why)
+            await self.taken_off(job_id)
+
+    async def load(self) -> dict[str, str]:
+        """The previews a stopped process left (job id -> file name), known from now on as on
+        their messages: the jobs' next status edits take them off."""
+        if self._store is None:
+            return {}
+        left = await self._store.left()
+        self._recorded.update(left)
+        self._on_message.update(left)
+        return left
 
     def close(self, job_id: str) -> None:
         """The job moved on: drop a waiting preview (one being shown finishes first, and
@@ -112,6 +153,7 @@ class Previews:
         being shown after this must not put a "running" status with Cancel back)."""
         self.close(job_id)
         self._on_message.pop(job_id, None)
+        self._recorded.pop(job_id, None)  # a row left (edits failed) is for the next start
 
     async def aclose(self) -> None:
         worker = self._worker

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -38,10 +39,11 @@ from bot.engine.publisher import PostFailed, ResultImage, StatusUpdate
 from bot.media.fit import FittedImage
 from bot.media.pool import ImagePool
 from bot.media.preview import fit_preview
-from bot.store.db import utcnow
+from bot.store.db import StoreBusy, utcnow
 from bot.store.guilds import GuildStore
 from bot.store.jobs import JobRecord, JobStatus, JobStore
 from bot.store.ledger import Ledger
+from bot.store.previews import ShownPreviews
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class DiscordPublisher:
         max_pixels: int = 40_000_000,
         clock: Callable[[], datetime] = utcnow,
         jobs: JobStore | None = None,
+        shown: ShownPreviews | None = None,
     ) -> None:
         self.bot = bot
         self.ledger = ledger
@@ -96,7 +99,7 @@ class DiscordPublisher:
         self.unshown = UnshownEndings(bot, self._show_again)
         # Log lines on their way: a slow log channel must not hold up a job's end.
         self._log_lines: set[asyncio.Task[None]] = set()
-        self.previews = Previews(self._show_preview, interval=preview_interval)
+        self.previews = Previews(self._show_preview, interval=preview_interval, store=shown)
         # The tools the lane runs (Upscale, Remove background): their buttons go on results.
         self.tools: frozenset[Tool] = frozenset()
         # Whether the lane streams previews onto status messages (set by the bot).
@@ -229,6 +232,8 @@ class DiscordPublisher:
                 told = await tell_privately(self.bot, self.routes, job, embed)
             if exc.status == 403 and job.final and not told:
                 self.unshown.keep(update)  # the bot may be let back in
+            if files is not None and exc.status != 429:
+                await self.previews.given_up(job.id, exc.status)
         except discord.RateLimited as exc:
             # Not slept out under the job's lock: the newest state is shown once it may be.
             log.info("job %s: status edit rate limited for %.0fs", job.id, exc.retry_after)
@@ -236,7 +241,7 @@ class DiscordPublisher:
         else:
             self._faults.pop(job.id, None)
             if files is not None:
-                self.previews.taken_off(job.id)
+                await self.previews.taken_off(job.id)
         if job.final and not again:
             # Not before the retried edit: it must still know a preview is on the message.
             self.previews.forget(job.id)
@@ -260,6 +265,23 @@ class DiscordPublisher:
     async def _show_again(self, update: StatusUpdate) -> None:
         self._latest.setdefault(update.job.id, update)
         await self._edit_status(update.job.id)
+
+    async def previews_left(self, jobs: JobStore) -> None:
+        """At the start, previews a stopped process left on status messages: a job still under
+        way has its taken off by its next status edit, an ended one's now (in the background,
+        shown again as it ended; it was told already, so never privately again)."""
+        try:
+            left = await self.previews.load()
+            for job_id in left:
+                job = await jobs.job(job_id)
+                if job is None or job.status_message_id is None:
+                    await self.previews.given_up(job_id, "no status message")
+                elif job.status not in RUNNING and job.status is not J.DELIVERING:
+                    update = StatusUpdate(job, job.error, told_privately=True)
+                    self._latest.setdefault(job_id, update)
+                    self._schedule(job_id, 0.0)
+        except (StoreBusy, sqlite3.OperationalError) as exc:  # left on for now; next start
+            log.warning("previews left by the last run not looked at (%s)", exc)
 
     # -- results ----------------------------------------------------------------------------
     async def on_preview(self, job: JobRecord, image: bytes, mime: str) -> None:
@@ -289,6 +311,7 @@ class DiscordPublisher:
             embed.set_image(url=f"attachment://{name}")
             view = status_view(job.id, active=True, appealable=False)
             file = MemoryFile(fitted.data, name)
+            await self.previews.record(job.id, name)  # before: the process may die meanwhile
             try:
                 await self.routes.edit(job, job.status_message_id, embed, view, [file])
             except (discord.DiscordServerError, *NETWORK_ERRORS) as exc:

@@ -5,13 +5,15 @@ an image the service then blocked would otherwise stay in the channel)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from bot.discord_adapter import ratelimits
-from tests.discord.harness import World, buttons, field_value, started
+from bot.store.previews import ShownPreviews
+from tests.discord.harness import World, buttons, field_value, settings_for, started
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import traced
 from tests.discord.test_openai_lane import openai_world, preview_edits
@@ -185,3 +187,126 @@ async def test_a_preview_shown_before_a_restart_comes_off_when_the_new_call_is_b
         assert shown is not None
         assert shown["attachments"] == []
         assert job.charged == 0 and await w.available() == 1000
+
+
+async def test_a_preview_comes_off_when_the_operator_switches_back_to_the_orchestrator(
+    tmp_path, caplog
+):
+    """The bot is restarted on the orchestrator (BOT_PROVIDER) while an OpenAI call streams, a
+    preview of it on the status message. The new process cannot make the call: the job ends,
+    nothing charged, and its status says so. The preview stayed on the message for good (the
+    new lane streams nothing, so its edits left attachments alone): a half-made image, never
+    moderated, shown as if it were the result."""
+    async with openai_world(tmp_path, jobs={"shutdown_drain_seconds": 0}) as (w, sim):
+        await w.grant(1000)
+        gate = sim.hold_final_images()
+        job = await a_fox(w)
+        status_id = job.status_message_id
+        assert status_id is not None
+        await w.fake.wait_for(
+            lambda: w.fake.message(status_id)["attachments"], what="a preview shown"
+        )
+        w.settings = settings_for(tmp_path, discord={"dev_guild": w.guild})
+        await w.restart_bot()
+        gate.set()
+        job = await w.wait_job(job.id, "failed", timeout=30)
+        shown = await w.wait_status(job, "another image service")
+        assert shown["attachments"] == [] and "image" not in shown["embeds"][0]
+        assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+async def test_a_preview_left_by_failed_edits_comes_off_at_the_next_start(
+    tmp_path, caplog, fault_edits_saying
+):
+    """The service blocks the image after a preview was shown, and every edit saying so loses
+    its connection until the bot stops. Nothing edits an ended job's status again, so the
+    preview of the refused image stayed in the channel for good; the next start takes it off
+    (the previews shown are kept in the database until taken off)."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        fault_edits_saying.extend([(b"blocked", "drop")] * 4)  # every try the bot makes
+        job = await blocked_after_a_preview(w, sim)
+        await w.fake.wait_for(
+            lambda: len(fault_edits_saying) < 4, what="the edit saying blocked, lost"
+        )
+        await w.restart_bot()
+        fault_edits_saying.clear()
+        shown = await w.fake.wait_for(
+            lambda: ended(w, job) if not w.status_message(job)["attachments"] else None,
+            what="the preview taken off",
+        )
+        assert shown is not None and "image" not in shown["embeds"][0]
+        assert "Cancel" not in buttons(shown)
+        assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+async def test_a_preview_in_a_thread_archived_meanwhile_is_given_up_once(tmp_path, caplog):
+    """A moderator archives the thread while the image streams, a preview on the status
+    message, and the service then blocks the image. Discord refuses to edit the message (400,
+    archived): the preview cannot come off. That is said once, without a traceback, and
+    nothing tries again, not even the next start (the member is told the ending privately)."""
+    caplog.set_level(logging.INFO, logger="bot.discord_adapter.previews")
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        thread = w.fake.add_thread(w.channel, "foxes", owner_id=w.member)
+        await w.fake.settle()
+        gate = hold_second_partial(sim)
+        sim.script("error_event", code="moderation_blocked")
+        handle = await w.fake.slash(
+            w.guild, thread, w.member, "create gpt-image-1", {"prompt": "a fox", "quality": "low"}
+        )
+        job = await started(w, handle)
+        status_id = job.status_message_id
+        assert status_id is not None
+        await w.fake.wait_for(lambda: preview_edits(w, status_id), what="a preview shown")
+        w.fake.archive_thread(thread)
+        gate.set()
+        job = await w.wait_job(job.id, "blocked", timeout=30)
+        await w.wait_idle()
+        await w.fake.settle()
+        given_up = [r for r in caplog.records if "cannot be taken off" in r.getMessage()]
+        assert len(given_up) == 1
+        edits = len([c for c in w.fake.calls if c.method == "PATCH" and str(status_id) in c.path])
+        await w.restart_bot()
+        await w.wait_idle()
+        await w.fake.settle()
+        again = [c for c in w.fake.calls if c.method == "PATCH" and str(status_id) in c.path]
+        assert len(again) == edits
+        assert await ShownPreviews(w.services.db, w.services.clock).left() == {}
+        assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
+
+
+@pytest.mark.parametrize("ending", ["canceled", "failed", "refused"])
+async def test_a_preview_comes_off_whenever_the_result_is_not_posted(tmp_path, caplog, ending):
+    """Canceled by the member, failed (previews, then no usable image), refused by the service mid-
+    stream: the status says so, nothing is charged, and the preview of an image never posted
+    is not left on the message."""
+    async with openai_world(tmp_path) as (w, sim):
+        await w.grant(1000)
+        gate = sim.hold_final_images() if ending == "canceled" else None
+        if ending == "failed":
+            sim.script("bad_last_image")
+        elif ending == "refused":
+            sim.script("error_event", code="invalid_request_error")
+        job = await a_fox(w)
+        status_id = job.status_message_id
+        assert status_id is not None
+        await w.fake.wait_for(lambda: preview_edits(w, status_id), what="a preview shown")
+        if ending == "canceled":
+            click = await w.fake.click(
+                status_id, buttons(w.status_message(job))["Cancel"], w.member
+            )
+            await w.fake.wait_for(lambda: click.responded, what="the click answered")
+        job = await w.wait_job(job.id, "canceled", "failed", timeout=30)
+        if gate is not None:
+            gate.set()
+        await w.wait_idle()
+        await w.fake.settle()
+        shown = w.status_message(job)
+        assert shown["attachments"] == [] and "image" not in shown["embeds"][0]
+        assert "Cancel" not in buttons(shown)
+        assert job.charged == 0 and await w.available() == 1000
+    assert traced(caplog) == []
