@@ -64,7 +64,9 @@ def item_embed(
 ) -> discord.Embed:
     title = f"{heading(item)} · #{item.id}"
     colour = discord.Colour.orange() if item.open else discord.Colour.dark_grey()
-    embed = discord.Embed(title=title, description=as_written(job.prompt, 1500), colour=colour)
+    # One line: a prompt's line breaks would stretch the card down the moderators' channel.
+    prompt = " ".join(job.prompt.split())
+    embed = discord.Embed(title=title, description=as_written(prompt, 1500), colour=colour)
     embed.add_field(
         name="Member",
         value=f"<@{job.member_id}> · {strikes} strike{'s' if strikes != 1 else ''} in "
