@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord_adapter.access import age_restricted
+from bot.discord_adapter.card_turns import CARD_EDIT_WAIT, CardTurns
 from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.review_card import (
     add_hidden_sources,
@@ -58,6 +59,7 @@ class ReviewBoard:
         # record, may have been posted by a process that died before recording it.
         self._tried: set[int] = set()
         self._posting: set[int] = set()
+        self._turns = CardTurns()
 
     async def on_review_item(self, item: ReviewItem, job: JobRecord) -> None:
         self._tried.add(item.id)  # just made: no earlier process can have posted it
@@ -267,10 +269,18 @@ class ReviewBoard:
 
     async def refresh(self, item_id: int) -> None:
         """Show the latest decisions on the item's message (if it has one); a message that is
-        gone is posted again while the item is open (its buttons are the only way to decide)."""
+        gone is posted again while the item is open (its buttons are the only way to decide).
+        One redraw at a time per card, each from the database as it is then (card_turns.py)."""
+        async with self._turns.turn(item_id):
+            gone = await self._redraw(item_id)
+        if gone is not None:  # outside the turn: posting again redraws the card itself
+            await self._gone(item_id, gone)
+
+    async def _redraw(self, item_id: int) -> int | None:
+        """Edit the card; the id of its message when Discord says it is gone."""
         item = await self.services.moderation.item(item_id)
         if item is None or item.message_id is None or item.message_channel_id is None:
-            return
+            return None
         job = await self.services.jobs.job(item.job_id)
         assert job is not None
         # Its channel from the cache, if there (the note on source images it may not show).
@@ -278,10 +288,11 @@ class ReviewBoard:
         # A partial channel needs no cache: right after a fresh login it may still be empty.
         channel = self.bot.get_partial_messageable(item.message_channel_id, guild_id=item.guild_id)
         try:
-            await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
+            async with asyncio.timeout(CARD_EDIT_WAIT):
+                await channel.get_partial_message(item.message_id).edit(embed=embed, view=view)
         except discord.NotFound as exc:  # 10008 message or 10003 channel deleted
             log.info("review #%d: its message is gone (%s)", item.id, exc.code)
-            await self._gone(item.id, item.message_id)
+            return item.message_id
         except discord.Forbidden as exc:  # access taken: only the owner can give it back
             await self._warn_owner(
                 item.guild_id,
@@ -290,6 +301,12 @@ class ReviewBoard:
             )
         except discord.HTTPException as exc:
             log.warning("review #%d: message not updated (%s)", item.id, exc.status)
+        except TimeoutError:  # ours (before NETWORK_ERRORS, which has it too)
+            log.warning(
+                "review #%d: message not updated (Discord failed it for %.0fs); given up",
+                item.id,
+                CARD_EDIT_WAIT,
+            )
         except NETWORK_ERRORS as exc:
             log.warning("review #%d: message not updated (%s)", item.id, type(exc).__name__)
         except discord.RateLimited:
@@ -300,6 +317,7 @@ class ReviewBoard:
                 await self.services.guilds.mod_channel_works(item.guild_id)  # access is back
         finally:
             view.stop()
+        return None
 
     async def on_message_deleted(self, message_id: int) -> None:
         """A message was deleted (MESSAGE_DELETE): if it was an open item's, post it again."""

@@ -4,10 +4,15 @@ edits Discord keeps failing."""
 
 from __future__ import annotations
 
+import asyncio
+
+from bot.discord_adapter import board
 from bot.store import db as dbmod
-from tests.discord.harness import world
+from tests.discord.harness import MANAGE_MESSAGES, answer, buttons, is_ephemeral, text_of, world
+from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import traced
-from tests.discord_admin.helpers import held, item_message, mod_channel, press
+from tests.discord_admin.helpers import click, held, item_message, mod_channel, press
+from tests.fakes import rest as fake_rest
 from tests.store.read_only import write_locked
 
 
@@ -56,4 +61,78 @@ async def test_a_click_while_the_database_is_locked_asks_the_moderator_to_retry(
         reply = await press(w, card, "Approve", w.moderator)
         assert "approved" in reply
         await w.wait_job(job.id, "done")
+    assert traced(caplog) == []
+
+
+def card_edits(w, mods: int, card: dict) -> str:
+    return rf"/channels/{mods}/messages/{card['id']}$"
+
+
+async def test_two_decisions_close_together_leave_the_card_showing_the_later(tmp_path, caplog):
+    """A strike's redraw of the card is slow to reach Discord; a second moderator rejects the
+    job meanwhile. The card ends showing the rejection (no Approve left), not the strike's
+    older picture of an open item landing last."""
+    async with world(tmp_path) as w:
+        mods = await filtering(w)
+        job = await held(w, "a paper lantern")
+        card = await item_message(w, job)
+        # Discord lets 5 edits a channel run at once: discord.py learns it from a first one.
+        w.fake.rate_limit_headers("PATCH", rf"/channels/{mods}/messages/")
+        await w.bot.board.refresh((await w.services.moderation.item_for_job(job.id)).id)
+        gate = w.fake.hold_requests("PATCH", card_edits(w, mods, card), times=1)
+        before = len(w.fake.calls)
+        strike = await click(w, card, "Strike", w.moderator)
+        await w.fake.wait_for(
+            lambda: any(c.method == "PATCH" and c.status is None for c in w.fake.calls[before:]),
+            what="the strike's redraw held",
+        )
+        other = w.fake.add_member(w.guild, "mod2", permissions=MANAGE_MESSAGES)
+        reject = await click(w, card, "Reject", other)
+
+        async with asyncio.timeout(10):
+            while (await w.services.moderation.item_for_job(job.id)).open:
+                await asyncio.sleep(0.02)
+        await w.fake.settle()
+        gate.set()
+        for handle in (strike, reject):
+            assert is_ephemeral(await answer(handle))
+        await w.fake.settle()
+        shown = w.fake.message(int(card["id"]))
+        assert "State: rejected" in text_of(shown), text_of(shown)
+        assert list(buttons(shown)) == ["Ban"]  # struck already; nothing left to decide
+    assert traced(caplog) == []
+
+
+async def test_a_card_edit_discord_keeps_refusing_is_given_up_without_holding_other_cards(
+    tmp_path, caplog, monkeypatch
+):
+    """Discord answers every edit of one card 429 "retry after 20 s" (discord.py would sleep
+    and retry it five times, holding the channel's edit bucket for over a minute): the edit
+    is given up in time with one warning, the moderator still gets their answer, and a
+    decision on another card shows on it."""
+    monkeypatch.setattr(board, "CARD_EDIT_WAIT", 0.5)  # 30 s in production
+    refused: set[str] = set()
+    original = fake_rest.RestApi.edit_message
+
+    async def edit_message(self, request):
+        if request.match_info["message_id"] in refused:
+            return rate_limited(20.0)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake_rest.RestApi, "edit_message", edit_message)
+    async with world(tmp_path) as w:
+        await filtering(w)
+        stuck = await held(w, "a paper lantern")
+        other = await held(w, "a second lantern")
+        stuck_card, other_card = await item_message(w, stuck), await item_message(w, other)
+        refused.add(stuck_card["id"])
+        assert "strike" in await press(w, stuck_card, "Strike", w.moderator)
+        assert "rejected" in await press(w, other_card, "Reject", w.moderator)
+        shown = w.fake.message(int(other_card["id"]))
+        assert "State: rejected" in text_of(shown)
+        await w.fake.wait_for(
+            lambda: any("given up" in r.getMessage() for r in caplog.records), what="given up"
+        )
+        edits = [c for c in w.fake.calls if c.path.endswith(f"/messages/{stuck_card['id']}")]
+        assert len(edits) <= 2  # not retried on and on
     assert traced(caplog) == []

@@ -209,6 +209,7 @@ class RestApi:
                 except (TypeError, ValueError):
                     record.response = None
         record.status = response.status
+        response.headers.update(fake.bucket_headers(request.method, request.path))
         await fake.pass_gates(request.method, request.path, answered=True)
         interaction = cast("InteractionRecord | None", request.get(INTERACTION))
         if interaction is not None:

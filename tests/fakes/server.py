@@ -7,6 +7,7 @@ import base64
 import contextlib
 import re
 import secrets
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -84,7 +85,11 @@ class FakeDiscord(DriverMixin):
         self.crashes: list[str] = []
         #: Requests held back until their event is set (hold_requests): a slow Discord.
         #: The flag: held after they were carried out (only the answer is late).
-        self.gates: list[tuple[str, re.Pattern[str], asyncio.Event, bool]] = []
+        # (method, path, gate, answer_only, how many more requests it holds: None for all)
+        self.gates: list[tuple[str, re.Pattern[str], asyncio.Event, bool, list[int] | None]] = []
+        #: Routes answered with Discord's rate-limit headers (method, path, requests per
+        #: window): discord.py then sends that many at once, as it does against Discord.
+        self.buckets: list[tuple[str, re.Pattern[str], int]] = []
         self.interactions = InteractionLedger(self)
         self.gateway = Gateway(self)
         self.rest = RestApi(self)
@@ -243,17 +248,42 @@ class FakeDiscord(DriverMixin):
 
     # ---- world building ------------------------------------------------------------------
 
-    def hold_requests(self, method: str, path: str, *, answer_only: bool = False) -> asyncio.Event:
+    def hold_requests(
+        self, method: str, path: str, *, answer_only: bool = False, times: int | None = None
+    ) -> asyncio.Event:
         """Requests whose method is `method` and whose path matches the regex `path` are
         recorded on arrival, then carried out and answered only once the returned event is set.
-        `answer_only`: carried out at once (a message is posted), only the answer is held."""
+        `answer_only`: carried out at once (a message is posted), only the answer is held.
+        `times`: only the first that many such requests are held; later ones pass."""
         gate = asyncio.Event()
-        self.gates.append((method.upper(), re.compile(path), gate, answer_only))
+        left = None if times is None else [times]
+        self.gates.append((method.upper(), re.compile(path), gate, answer_only, left))
         return gate
 
+    def rate_limit_headers(self, method: str, path: str, limit: int = 5) -> None:
+        """Answers to `method` requests whose path matches the regex `path` carry Discord's
+        rate-limit headers: a bucket of `limit` requests per 5 seconds, never used up here."""
+        self.buckets.append((method.upper(), re.compile(path), limit))
+
+    def bucket_headers(self, method: str, path: str) -> dict[str, str]:
+        for bucket_method, pattern, limit in self.buckets:
+            if bucket_method == method and pattern.search(path):
+                return {
+                    "X-RateLimit-Bucket": f"fake{abs(hash(pattern.pattern)) % 10**8:08d}",
+                    "X-RateLimit-Limit": str(limit),
+                    "X-RateLimit-Remaining": str(limit - 1),
+                    "X-RateLimit-Reset-After": "5.000",
+                    "X-RateLimit-Reset": f"{time.time() + 5:.3f}",
+                }
+        return {}
+
     async def pass_gates(self, method: str, path: str, *, answered: bool) -> None:
-        for gated_method, pattern, gate, answer_only in self.gates:
+        for gated_method, pattern, gate, answer_only, left in self.gates:
             if answer_only == answered and gated_method == method and pattern.search(path):
+                if left is not None:
+                    if left[0] <= 0:
+                        continue
+                    left[0] -= 1
                 await gate.wait()
 
     def add_guild(self, name: str, *, bot_permissions: int = 0) -> int:
