@@ -276,6 +276,12 @@ class ReviewBoard:
         if gone is not None:  # outside the turn: posting again redraws the card itself
             await self._gone(item_id, gone)
 
+    async def refresh_member(self, guild_id: int, member_id: int, *, but: int) -> None:
+        """Redraw the member's other open cards: they show the member's strikes."""
+        for item in await self.services.moderation.open_items_of_member(guild_id, member_id):
+            if item.id != but:
+                await self.refresh(item.id)
+
     async def _redraw(self, item_id: int) -> int | None:
         """Edit the card; the id of its message when Discord says it is gone."""
         item = await self.services.moderation.item(item_id)

@@ -46,4 +46,6 @@ async def decide(
         await bot.board.refresh(item_id)
         raise
     await bot.board.refresh(item_id)
+    if outcome.strikes is not None:  # the member's other cards show their strike count
+        await bot.board.refresh_member(interaction.guild_id, outcome.job.member_id, but=item_id)
     await reply(interaction, f"Review #{item_id}: {outcome.summary}.")

@@ -169,6 +169,16 @@ class ModerationStore(ReviewMessages, Sanctions):
         rows = await self.db.fetchall(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
         return [_item(r) for r in rows]
 
+    async def open_items_of_member(self, guild_id: int, member_id: int) -> list[ReviewItem]:
+        """The member's open items that have a message (their cards show the member's strikes)."""
+        rows = await self.db.fetchall(
+            "SELECT i.* FROM review_items i JOIN jobs j ON j.id = i.job_id"
+            " WHERE i.guild_id = ? AND j.member_id = ? AND i.status = 'open'"
+            " AND i.message_id IS NOT NULL ORDER BY i.id",
+            (guild_id, member_id),
+        )
+        return [_item(r) for r in rows]
+
     async def count_open(self, guild_id: int, *, source: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM review_items WHERE guild_id = ? AND status = 'open'"
         params: list[Any] = [guild_id]

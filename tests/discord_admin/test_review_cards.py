@@ -136,3 +136,26 @@ async def test_a_card_edit_discord_keeps_refusing_is_given_up_without_holding_ot
         edits = [c for c in w.fake.calls if c.path.endswith(f"/messages/{stuck_card['id']}")]
         assert len(edits) <= 2  # not retried on and on
     assert traced(caplog) == []
+
+
+async def test_a_strike_shows_on_the_members_other_open_cards(tmp_path, caplog):
+    """A member has two requests held for review; a moderator strikes on one. The other card
+    shows the strike too (the next moderator weighs it), not "0 strikes" until its own next
+    change; a closed card of theirs is left as it was decided."""
+    async with world(tmp_path) as w:
+        await filtering(w)
+        first = await held(w, "a paper lantern")
+        second = await held(w, "a second lantern")
+        closed = await held(w, "a third lantern")
+        first_card, second_card = await item_message(w, first), await item_message(w, second)
+        closed_card = await item_message(w, closed)
+        assert "rejected" in await press(w, closed_card, "Reject", w.moderator)
+        closed_before = w.fake.message(int(closed_card["id"]))
+        assert "0 strikes in 30 days" in text_of(w.fake.message(int(second_card["id"])))
+        assert "strike" in await press(w, first_card, "Strike", w.moderator)
+        await w.fake.settle()
+        shown = text_of(w.fake.message(int(second_card["id"])))
+        assert "1 strike in 30 days" in shown, shown
+        assert "Strike by" not in shown  # the strike was given on the other item
+        assert w.fake.message(int(closed_card["id"])) == closed_before
+    assert traced(caplog) == []
