@@ -123,19 +123,22 @@ class Buzz(commands.Cog):
         if not found:
             await reply(interaction, "No jobs yet.")
             return
+        # A result kept from its channel, then released: its ending no longer says where it is.
+        released = await self.services.moderation.posted_releases([j.id for j in found])
         lines = []
         for job in found:
             where = ""
+            status = truncate(status_line(job, job.error, privately=job.dm_reason), 120)
             if job.delivered_message_ids:
                 first = job.delivered_message_ids[0]
                 url = link(job.guild_id, job.channel_id, first)
                 if job.dm_channel_id is not None:  # sent by DM: the link opens the DM
                     url = link_in_dm(job.dm_channel_id, first)
                 where = f" · [result]({url})"
-            state = status_line(job, job.error, privately=job.dm_reason)
+            if job.id in released:
+                status, where = _release_line(job.guild_id, *released[job.id])
             lines.append(
-                f"`{job.id}` {job.model} · {as_written(job.prompt, 40)}\n"
-                f"  {truncate(state, 120)}{where}"
+                f"`{job.id}` {job.model} · {as_written(job.prompt, 40)}\n  {status}{where}"
             )
         embed = discord.Embed(
             title="Jobs", description="\n".join(lines), colour=discord.Colour.blurple()
@@ -169,6 +172,14 @@ class Buzz(commands.Cog):
                 if current.lower() in name.lower():
                     choices.append(Choice(name=name, value=job.id))
         return choices[:25]
+
+
+def _release_line(guild_id: int, channel_id: int | None, messages: list[int]) -> tuple[str, str]:
+    """A released result's status in /jobs, and its link (none for a DM)."""
+    if channel_id is None:
+        return "✅ A moderator reviewed it and sent the result to you by DM", ""
+    where = f" · [result]({link(guild_id, channel_id, messages[0])})" if messages else ""
+    return f"✅ A moderator reviewed it and released the result in <#{channel_id}>", where
 
 
 def _parse(created_at: str) -> float:

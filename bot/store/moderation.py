@@ -179,6 +179,24 @@ class ModerationStore(ReviewMessages, Sanctions):
         )
         return [_item(r) for r in rows]
 
+    async def posted_releases(self, job_ids: list[str]) -> dict[str, tuple[int | None, list[int]]]:
+        """Of these jobs, those whose kept-back result a moderator released and the bot posted:
+        where it went (the release channel, None for the member's DMs) and its messages."""
+        if not job_ids:
+            return {}
+        marks = ", ".join("?" * len(job_ids))
+        rows = await self.db.fetchall(
+            "SELECT i.job_id, p.details FROM review_items i JOIN audit_events p"
+            " ON p.target = 'review:' || i.id AND p.action = 'review.released'"
+            f" WHERE i.status = 'released' AND i.job_id IN ({marks}) ORDER BY p.id",
+            job_ids,
+        )
+        found = {}
+        for r in rows:
+            details = json.loads(r["details"])
+            found[r["job_id"]] = (details.get("channel"), list(details.get("messages") or []))
+        return found
+
     async def count_open(self, guild_id: int, *, source: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM review_items WHERE guild_id = ? AND status = 'open'"
         params: list[Any] = [guild_id]

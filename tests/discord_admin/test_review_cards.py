@@ -11,8 +11,10 @@ from bot.store import db as dbmod
 from tests.discord.harness import MANAGE_MESSAGES, answer, buttons, is_ephemeral, text_of, world
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import traced
-from tests.discord_admin.helpers import click, held, item_message, mod_channel, press
+from tests.discord_admin.helpers import ask, click, held, item_message, mod_channel, press
 from tests.fakes import rest as fake_rest
+from tests.safety.helpers import nsfw_channel
+from tests.safety.test_mature import kept
 from tests.store.read_only import write_locked
 
 
@@ -158,4 +160,33 @@ async def test_a_strike_shows_on_the_members_other_open_cards(tmp_path, caplog):
         assert "1 strike in 30 days" in shown, shown
         assert "Strike by" not in shown  # the strike was given on the other item
         assert w.fake.message(int(closed_card["id"])) == closed_before
+    assert traced(caplog) == []
+
+
+async def test_jobs_shows_a_released_result_as_released(tmp_path, caplog):
+    """A result kept from its channel, then sent by DM or released to the release channel by
+    a moderator: /jobs tells the member where it went (with a link to the released post),
+    no longer that it waits for the moderators."""
+    async with world(tmp_path) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        release_to = nsfw_channel(w)
+        job, card = await kept(w)
+        before = await ask(w, w.member, "jobs")
+        assert job.id in before
+        assert "moderator" in before.lower(), before  # kept back: it says so
+        await press(w, card, "Send by DM", w.moderator)
+        await w.wait_status(job, "sent the result to you by DM")
+        after = await ask(w, w.member, "jobs")
+        line = after[after.index(job.id) :]
+        assert "sent the result to you by DM" in line, after
+        assert "moderator will" not in line.lower() and "kept" not in line.lower(), after
+
+        await ask(w, w.admin, "settings mature", {"release-channel": release_to})
+        second, card = await kept(w, "an owl at night [sim:r]")
+        await press(w, card, "Release", w.moderator)
+        [post] = [m for m in w.fake.channel_messages(release_to) if second.id in text_of(m)]
+        after = await ask(w, w.member, "jobs")
+        line = after[after.index(second.id) :].split("`j")[0]
+        assert "released" in line.lower() and f"/{release_to}/{post['id']}" in line, after
     assert traced(caplog) == []
