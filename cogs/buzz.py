@@ -16,6 +16,7 @@ from bot.discord_adapter.canceling import CANCELABLE, cancel_job
 from bot.discord_adapter.embeds import (
     allowance_source,
     as_written,
+    charge_words,
     link,
     link_in_dm,
     status_line,
@@ -137,6 +138,9 @@ class Buzz(commands.Cog):
                 where = f" · [result]({url})"
             if job.id in released:
                 status, where = _release_line(job.guild_id, *released[job.id])
+            hold = await self.services.ledger.hold(job.id) if job.charged else None
+            if hold is not None and hold.refunded:  # a moderator gave some or all of it back
+                status += f" · {charge_words(hold.charged, hold.refunded)}"
             lines.append(
                 f"`{job.id}` {job.model} · {as_written(job.prompt, 40)}\n  {status}{where}"
             )

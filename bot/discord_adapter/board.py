@@ -18,6 +18,7 @@ import discord
 
 from bot.discord_adapter.access import age_restricted
 from bot.discord_adapter.card_turns import CARD_EDIT_WAIT, CardTurns
+from bot.discord_adapter.embeds import charge_words
 from bot.discord_adapter.owner_notices import Told, tell_owner
 from bot.discord_adapter.review_card import (
     add_hidden_sources,
@@ -87,9 +88,7 @@ class ReviewBoard:
                 money = f"{hold.amount:,} Buzz held (nothing charged yet)"
             else:
                 refundable = hold.refundable
-                money = f"{hold.charged:,} Buzz charged"
-                if hold.refunded:
-                    money += f" · {hold.refunded:,} refunded"
+                money = charge_words(hold.charged, hold.refunded)
         embed = item_embed(
             item,
             job,

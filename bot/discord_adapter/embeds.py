@@ -52,6 +52,14 @@ def as_written(text: str, limit: int) -> str:
     return truncate(LIVE_BRACKET.sub(r"\1\\[", escaped), limit)
 
 
+def charge_words(charged: int, refunded: int = 0) -> str:
+    """What a job cost the member, worded alike wherever it shows: after a refund, what is
+    still charged, then the refund out of the whole ("156 Buzz charged (78 of 234 refunded)")."""
+    if not refunded:
+        return f"{charged:,} Buzz charged"
+    return f"{charged - refunded:,} Buzz charged ({refunded:,} of {charged:,} refunded)"
+
+
 def describe_options(job: JobRecord) -> str:
     target = job.options.get("target")  # a prompt enhancement: the image request it is for
     parts = [f"for {target.get('model')}"] if isinstance(target, dict) else []
@@ -153,11 +161,13 @@ def status_embed(
     embed = discord.Embed(title=title(job), description=as_written(job.prompt, 1000), colour=colour)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
-        cost = f"{job.charged - covered:,} Buzz charged"
         if covered:
+            cost = f"{job.charged - covered:,} Buzz charged"
             cost += f" (it cost {job.charged:,}; the server covered {covered:,})"
-        if refunded:
-            cost += f", {refunded:,} refunded"
+            if refunded:
+                cost += f", {refunded:,} refunded"
+        else:
+            cost = charge_words(job.charged, refunded)
     else:
         cost = f"{job.hold_amount or job.estimate:,} Buzz held"
     if balance is not None:

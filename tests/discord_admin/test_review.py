@@ -74,7 +74,7 @@ async def test_blocked_job_item_shows_everything_and_refund_restores_the_buzz(tm
         state = next(f for f in edited["embeds"][0]["fields"] if f["name"].startswith("State"))
         assert state["name"] == "State: refunded"
         assert f"Refunded by <@{w.moderator}>" in state["value"]
-        assert field_value(edited, "Buzz") == f"{COST} Buzz charged · {COST} refunded"
+        assert field_value(edited, "Buzz") == f"0 Buzz charged ({COST} of {COST} refunded)"
         assert list(buttons(edited)) == ["Strike", "Ban"]
 
         status = await w.wait_status(job, "refunded")

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.civitai.simulator import Outcome
 from bot.discord_adapter import board
 from bot.store import db as dbmod
-from tests.discord.harness import MANAGE_MESSAGES, answer, buttons, is_ephemeral, text_of, world
+from tests.discord.harness import (
+    MANAGE_MESSAGES,
+    answer,
+    buttons,
+    field_value,
+    is_ephemeral,
+    started,
+    text_of,
+    world,
+)
 from tests.discord.test_delivery_stalls import rate_limited
 from tests.discord.test_discord_faults import traced
-from tests.discord_admin.helpers import ask, click, held, item_message, mod_channel, press
+from tests.discord_admin.helpers import Clock, ask, click, held, item_message, mod_channel, press
 from tests.fakes import rest as fake_rest
 from tests.safety.helpers import nsfw_channel
 from tests.safety.test_mature import kept
@@ -189,4 +199,39 @@ async def test_jobs_shows_a_released_result_as_released(tmp_path, caplog):
         after = await ask(w, w.member, "jobs")
         line = after[after.index(second.id) :].split("`j")[0]
         assert "released" in line.lower() and f"/{release_to}/{post['id']}" in line, after
+    assert traced(caplog) == []
+
+
+async def test_a_partial_refund_is_worded_alike_wherever_the_charge_shows(tmp_path, caplog):
+    """Three images for 234 Buzz, one never reachable: a moderator refunds its share. The
+    member's message, the card and /jobs all say "156 Buzz charged (78 of 234 refunded)",
+    not the full charge with the refund beside it (which read as if 234 were still taken)."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(1000)
+        w.sim.script(Outcome(unavailable_blobs=(1,)))
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "three lanterns", "quality": "medium", "quantity": 3},
+        )
+        job = await started(w, handle)
+        await w.wait_job(job.id, "delivering")
+        clock.advance(minutes=31)  # its delivery deadline: posted without it
+        job = await w.wait_job(job.id, "done")
+        card = await item_message(w, job)
+        assert "Refund" in buttons(w.fake.message(int(card["id"])))
+        assert "refunded 78 Buzz" in await press(w, card, "Refund", w.moderator)
+        words = "156 Buzz charged (78 of 234 refunded)"
+        buzz = await w.fake.wait_for(
+            lambda: "refunded" in (v := field_value(w.status_message(job), "Buzz")) and v,
+            what="the refund on the member's message",
+        )
+        assert buzz.startswith(words), buzz
+        assert field_value(w.fake.message(int(card["id"])), "Buzz") == words
+        assert words in await ask(w, w.member, "jobs")
+        assert await w.available() == 1000 - 156
     assert traced(caplog) == []

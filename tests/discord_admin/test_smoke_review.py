@@ -62,4 +62,4 @@ async def test_blocked_job_refund_through_discord(tmp_path):
         status = w.fake.message(job.status_message_id)
         assert "refunded the 78 Buzz" in status["embeds"][0]["fields"][-1]["value"]
         buzz = next(f["value"] for f in status["embeds"][0]["fields"] if f["name"] == "Buzz")
-        assert buzz.startswith("78 Buzz charged, 78 refunded") and "balance: 1,000" in buzz
+        assert buzz.startswith("0 Buzz charged (78 of 78 refunded)") and "balance: 1,000" in buzz
