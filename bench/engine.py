@@ -100,8 +100,10 @@ def encoding_publisher(services: Any, settings: Any) -> Any:
             self.counts = {"status_edits": 0, "status_bytes": 0, "posts": 0, "post_bytes": 0}
             self.fitted = {"images": 0, "reencoded": 0}
             self._ids = count(10**15)
+            # Status edits go through the routes (interaction webhook, else the channel).
+            self.routes.edit = self._encode_edit  # type: ignore[method-assign]
 
-        async def _edit_message(
+        async def _encode_edit(
             self,
             job: Any,
             message_id: int | None,
