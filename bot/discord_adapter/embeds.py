@@ -161,13 +161,10 @@ def status_embed(
     embed = discord.Embed(title=title(job), description=as_written(job.prompt, 1000), colour=colour)
     embed.add_field(name="Options", value=truncate(describe_options(job), 1024), inline=False)
     if job.charged is not None:
+        # What the member paid (the cost less the server's part), refunds worded as everywhere.
+        cost = charge_words(job.charged - covered, refunded)
         if covered:
-            cost = f"{job.charged - covered:,} Buzz charged"
-            cost += f" (it cost {job.charged:,}; the server covered {covered:,})"
-            if refunded:
-                cost += f", {refunded:,} refunded"
-        else:
-            cost = charge_words(job.charged, refunded)
+            cost += f" · it cost {job.charged:,}; the server covered {covered:,}"
     else:
         cost = f"{job.hold_amount or job.estimate:,} Buzz held"
     if balance is not None:

@@ -235,3 +235,41 @@ async def test_a_partial_refund_is_worded_alike_wherever_the_charge_shows(tmp_pa
         assert words in await ask(w, w.member, "jobs")
         assert await w.available() == 1000 - 156
     assert traced(caplog) == []
+
+
+async def test_a_refund_of_a_job_the_server_helped_pay_counts_from_what_the_member_paid(
+    tmp_path, caplog
+):
+    """Three images held at 234, charged 250 by the orchestrator while the member had 240:
+    they paid 240, the server covered 10. A moderator refunds the missing image's share: the
+    member's message words the refund out of the 240 they paid (as the card does), with the
+    server's part beside it, not "240 Buzz charged (...), N refunded" as if 240 were still taken."""
+    clock = Clock()
+    async with world(tmp_path, clock=clock) as w:
+        await w.set_guild(mod_channel_id=mod_channel(w))
+        await w.grant(240)
+        w.sim.script(Outcome(charge=250, unavailable_blobs=(1,)))
+        handle = await w.fake.slash(
+            w.guild,
+            w.channel,
+            w.member,
+            "create gpt-image-2",
+            options={"prompt": "three lanterns", "quality": "medium", "quantity": 3},
+        )
+        job = await started(w, handle)
+        await w.wait_job(job.id, "delivering")
+        clock.advance(minutes=31)  # its delivery deadline: posted without it
+        job = await w.wait_job(job.id, "done")
+        card = await item_message(w, job)
+        answer = await press(w, card, "Refund", w.moderator)
+        refunded = int(answer.split("refunded ")[1].split(" Buzz")[0].replace(",", ""))
+        words = f"{240 - refunded:,} Buzz charged ({refunded:,} of 240 refunded)"
+        buzz = await w.fake.wait_for(
+            lambda: "refunded" in (v := field_value(w.status_message(job), "Buzz")) and v,
+            what="the refund on the member's message",
+        )
+        assert buzz.startswith(words), buzz
+        assert "the server covered 10" in buzz, buzz
+        assert field_value(w.fake.message(int(card["id"])), "Buzz") == words
+        assert await w.available() == refunded
+    assert traced(caplog) == []
