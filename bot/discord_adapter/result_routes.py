@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -234,7 +235,12 @@ class ResultRoutes:
             ) from None
         self.sent_privately[job.id] = why
         if self.jobs is not None:
-            await self.jobs.record_dm(job.id, sent.channel.id, why)
+            try:
+                await self.jobs.record_dm(job.id, sent.channel.id, why)
+            except sqlite3.OperationalError as exc:  # locked, full, read-only
+                # The member has the result: a write failing now must not make it "not posted"
+                # and sent again; this run still words it from sent_privately.
+                log.warning("job %s: sent by DM, not recorded as such (%s)", job.id, exc)
         return sent
 
     def token_alive(self, job: JobRecord, margin: timedelta | None = None) -> bool:
