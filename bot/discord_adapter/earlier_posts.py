@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from datetime import timedelta
 
 import discord
@@ -36,6 +37,7 @@ async def earlier_delivery(
     after = _since(job)
     found: dict[int, tuple[int, int]] = {}
     messages: dict[int, discord.Message] = {}
+    in_dm: int | None = None  # the DM channel the result was found in
     try:
         with passing_faults():
             channel = await routes.channel(job.channel_id)
@@ -59,10 +61,27 @@ async def earlier_delivery(
             dm = user.dm_channel or await user.create_dm()
             async for message in dm.history(limit=50, after=after, oldest_first=False):
                 _collect(bot, message, job.id, found, messages)
+            if found:
+                in_dm = dm.id
     if keep is not None:
         await _delete([m for i, m in messages.items() if i not in keep])
         return keep
-    return await _whole(found, messages)
+    whole = await _whole(found, messages)
+    if whole and in_dm is not None and job.dm_channel_id is None:
+        await _record_dm(routes, job, in_dm)
+    return whole
+
+
+async def _record_dm(routes: ResultRoutes, job: JobRecord, dm_channel_id: int) -> None:
+    # Sent by DM by a run that stopped before it said so: /jobs and the status message must
+    # not point at the channel. Only a refused channel sends a result by DM.
+    why = "the channel could not take it"
+    routes.sent_privately[job.id] = why
+    if routes.jobs is not None:
+        try:
+            await routes.jobs.record_dm(job.id, dm_channel_id, why)
+        except sqlite3.OperationalError as exc:  # locked, full: this run still words it
+            log.warning("job %s: found in the member's DMs, not recorded as such (%s)", job.id, exc)
 
 
 async def earlier_posts_in(
