@@ -44,9 +44,9 @@ class UnshownEndings:
             return True
         where = self.bot.get_channel(job.channel_id)
         if where is None:
-            # Not cached (an archived thread, perhaps of this channel): tried again, as a
-            # failed try is only kept again.
-            return True
+            # Not cached (an archived thread, perhaps of this channel): tried on server-wide
+            # changes only, as one channel update each (a reorder) would each be a refused edit.
+            return False
         return isinstance(where, discord.Thread) and where.parent_id == channel_id
 
     async def show(self, guild_id: int, channel_id: int | None = None) -> None:

@@ -81,3 +81,34 @@ async def test_an_ending_is_shown_when_a_role_gives_the_bot_access_again(tmp_pat
             w.fake.set_member_roles(w.guild, w.fake.bot_user_id, [bot_role, helpers])
         await w.wait_status(job, "failed", timeout=10)
     assert traced(caplog) == []
+
+
+async def test_changes_to_other_channels_do_not_retry_an_ending_in_a_thread_out_of_sight(
+    tmp_path, caplog
+):
+    """The ending's thread was archived and the bot lost sight of it: an admin reordering or
+    editing five other channels does not send five edits Discord refuses (they count towards
+    its limit on refused requests); only a server-wide change tries it again."""
+    async with world(tmp_path) as w:
+        thread = w.fake.add_thread(w.channel, "kites", owner_id=w.member)
+        others = [w.fake.add_channel(w.guild, f"other-{i}") for i in range(5)]
+        await w.fake.settle()
+
+        job = await failed_unseen(
+            w, thread, lambda: w.fake.set_bot_channel_permissions(w.channel, deny=VIEW_CHANNEL)
+        )
+        w.fake.archive_thread(thread)
+        await w.fake.settle()
+        assert w.bot.get_channel(thread) is None  # out of the bot's sight
+        before = len(w.fake.calls)
+        for other in others:
+            w.fake.set_channel_nsfw(other, True)
+        await w.fake.settle()
+        await w.wait_idle()
+        edits = [
+            c
+            for c in w.fake.calls[before:]
+            if c.method == "PATCH" and c.path.endswith(f"/messages/{job.status_message_id}")
+        ]
+        assert edits == []
+    assert traced(caplog) == []
