@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import discord
 
+from bot.discord_adapter.interaction import update
 from bot.discord_adapter.replies import UserFacingError
 from bot.store.jobs import SourceImage
 from bot.store.questions import NewQuestion, Questions, QuestionState
@@ -137,3 +138,16 @@ class Asked(Generic[T]):
             late = again is None or again.state is not QuestionState.ANSWERED
             raise UserFacingError(self.expired if late else self.answered)
         return value
+
+    async def reply(
+        self, interaction: discord.Interaction, token: str, value: T, **changes: Any
+    ) -> None:
+        """A click's first answer, editing the question (`changes`). Discord forgetting the
+        click (its 3 seconds ran out while the database was busy) opens the question again:
+        the member sees "This interaction failed", and their next click must be answered,
+        not told "you already answered this"."""
+        try:
+            await update(interaction, **changes)
+        except discord.NotFound:
+            await self.questions.reopen(token, encode(value))
+            raise

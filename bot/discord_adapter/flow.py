@@ -25,7 +25,7 @@ from bot.discord_adapter.access import requester
 from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.buttons.confirm import confirm_view
 from bot.discord_adapter.earlier_posts import earlier_status
-from bot.discord_adapter.interaction import think, update
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import UserFacingError, media_text, reply
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.admission import Quote
@@ -172,9 +172,12 @@ class RequestFlow:
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
         pending = await self.asked.take(token, interaction.user.id)
         if not yes:
-            await update(interaction, content="Canceled. Nothing was charged.", view=None)
+            await self.asked.reply(
+                interaction, token, pending, content="Canceled. Nothing was charged.", view=None
+            )
             return
-        await update(interaction, content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None)
+        confirmed_text = f"Confirmed: {pending.quote.hold:,} Buzz."
+        await self.asked.reply(interaction, token, pending, content=confirmed_text, view=None)
         # The settings are read again: an admin may have switched the model off or refused
         # the channel while the question waited (up to CONFIRM_TTL).
         quote = replace(pending.quote, settings=None)

@@ -20,7 +20,6 @@ from bot.catalog.offers import Offer
 from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.buttons.base import view_of
 from bot.discord_adapter.buttons.offers import OfferButton
-from bot.discord_adapter.interaction import update
 from bot.discord_adapter.replies import refusal_text, reply
 from bot.discord_adapter.tool_flow import tell
 from bot.discord_adapter.uploads import NETWORK_ERRORS
@@ -124,7 +123,9 @@ class OfferBoard:
 
         found = await self.asked.take(token, interaction.user.id, offered)  # one offer per refusal
         offer = found.offers[index]
-        await update(interaction, content=f"Trying {offer.label}…", view=None)
+        await self.asked.reply(
+            interaction, token, found, content=f"Trying {offer.label}…", view=None
+        )
         request = found.request
         await self.bot.flow.begin(
             interaction,

@@ -36,7 +36,7 @@ from bot.discord_adapter.asked import Asked, image_bytes
 from bot.discord_adapter.attachments import attachment_info
 from bot.discord_adapter.buttons.tools import tool_confirm_view
 from bot.discord_adapter.flow import show_and_launch
-from bot.discord_adapter.interaction import think, update
+from bot.discord_adapter.interaction import think
 from bot.discord_adapter.replies import media_text, refusal_text
 from bot.discord_adapter.uploads import NETWORK_ERRORS
 from bot.engine.requests import InteractionToken, Refusal, RefusalReason, Requester
@@ -204,9 +204,12 @@ class ToolFlow:
     async def answer(self, interaction: discord.Interaction, token: str, yes: bool) -> None:
         pending = await self.asked.take(token, interaction.user.id)
         if not yes:
-            await update(interaction, content="Canceled. Nothing was charged.", view=None)
+            await self.asked.reply(
+                interaction, token, pending, content="Canceled. Nothing was charged.", view=None
+            )
             return
-        await update(interaction, content=f"Confirmed: {pending.quote.hold:,} Buzz.", view=None)
+        confirmed_text = f"Confirmed: {pending.quote.hold:,} Buzz."
+        await self.asked.reply(interaction, token, pending, content=confirmed_text, view=None)
         start = self._starter(pending.starter)
         await start(interaction, replace(pending.request, confirmed=True), pending.quote)
 

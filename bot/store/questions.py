@@ -145,6 +145,17 @@ class Questions:
         )
         return bytes(found["payload"])
 
+    async def reopen(self, question_id: str, payload: bytes) -> None:
+        """An answer that never reached the member (Discord had forgotten the click): open
+        again, so their next click is answered, not told it already was."""
+        await self.db.write(
+            lambda tx: tx.execute(
+                "UPDATE questions SET state = 'open', payload = ?, closed_at = NULL"
+                " WHERE id = ? AND state = 'answered'",
+                (payload, question_id),
+            )
+        )
+
     async def expire_due(self) -> list[Shown]:
         """Close every open question past its time (a click on one is told it expired), and
         forget those closed long ago; where each newly expired one was shown."""

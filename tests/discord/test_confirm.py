@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+
 import pytest
 
 from tests.discord.harness import (
@@ -18,6 +22,11 @@ from tests.discord.harness import (
 from tests.discord_admin.test_guilds import click_from
 
 OPTIONS = {"prompt": "a golden gate", "size": "1024x1024", "quality": "high"}  # 286 Buzz
+
+
+def asked_state(tmp_path) -> str:
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+        return db.execute("SELECT state FROM questions").fetchone()[0]
 
 
 async def ask(w):
@@ -234,3 +243,40 @@ async def test_a_double_click_on_confirm_starts_one_job_and_says_so(tmp_path):
         assert "Nothing was charged" not in reply["content"], reply["content"]
         await finished(w, job)
         assert len(await w.jobs()) == 1 and await w.available() == 1000 - 286
+
+
+async def test_a_confirm_discord_forgot_while_the_database_was_busy_can_be_clicked_again(
+    tmp_path,
+):
+    """The database is busy (another writer) when the member clicks Confirm: the bot's answer
+    comes after Discord's deadline, so the member sees "This interaction failed". Their next
+    click runs the job, instead of being told it was already answered (with no answer shown
+    and nothing started)."""
+    async with world(tmp_path) as w:
+        await w.grant(1000)
+        question = await ask(w)
+        confirm = buttons(question)["Confirm"]
+        w.fake.ack_deadline = 0.5
+        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # holds the write lock
+            first = await w.fake.click(int(question["id"]), confirm, w.member)
+            await asyncio.sleep(1.5)  # past the deadline while the claim waits
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        # The bot learns Discord forgot the click when its late answer is refused.
+        await w.fake.wait_for(lambda: first.record.rejections, what="the late answer refused")
+        await w.fake.wait_for(
+            lambda: asked_state(tmp_path) == "open", what="the question open again"
+        )
+        assert await w.jobs() == [] and await w.holds() == 0
+
+        w.fake.ack_deadline = 3.0
+        again = await w.fake.click(int(question["id"]), confirm, w.member)
+        said = await answer(again)
+        assert "already" not in said["content"], said["content"]
+        status = await again.wait_for_followup()
+        job = await job_of(w, int(status["id"]))
+        job, _ = await finished(w, job)
+        assert job.charged == 286 and await w.available() == 1000 - 286
