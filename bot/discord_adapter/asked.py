@@ -45,11 +45,11 @@ class _Unpickler(pickle.Unpickler):
     """Only what a question is made of: the bot's own dataclasses, enums and datetimes."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (
-            module.startswith("bot.")
-            or module in ("datetime", "copyreg")
-            or (module == "builtins" and name in _BUILTINS)
-        ):
+        if module.startswith("bot.") or module == "datetime":
+            found = super().find_class(module, name)
+            if isinstance(found, type):  # a class, never a function to call with its arguments
+                return found
+        elif module == "builtins" and name in _BUILTINS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a question")
 

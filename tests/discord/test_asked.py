@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.discord_adapter.asked import PER_MEMBER_BYTES, Asked, image_bytes
+from bot.discord_adapter.asked import PER_MEMBER_BYTES, Asked, encode, image_bytes
 from bot.discord_adapter.replies import UserFacingError
 from bot.store.db import Database
 from bot.store.jobs import SourceImage
@@ -106,3 +106,21 @@ async def test_answered_questions_are_forgotten_a_day_later(db) -> None:
     clock.now += timedelta(hours=2)
     assert await questions.questions.expire_due() == []
     assert await questions.questions.question(token) is None
+
+
+class _CallsAFunction:
+    """A stored question made (by hand, in the database) to call one of the bot's functions
+    when read back."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return encode, ("called",)
+
+
+async def test_a_stored_question_that_would_call_a_function_is_not_read_back(db) -> None:
+    """Only the bot's classes, datetimes and plain containers are read back from a stored
+    question: a payload naming one of the bot's functions (an edited database file) is
+    treated as expired, and the function is never called."""
+    questions: Asked[object] = Asked(Questions(db, Clock()), "test", 600, "expired", "not yours")
+    token = await questions.put(7, _CallsAFunction())
+    with pytest.raises(UserFacingError, match="expired"):
+        await questions.take(token, 7)
