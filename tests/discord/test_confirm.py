@@ -20,6 +20,7 @@ from tests.discord.harness import (
     world,
 )
 from tests.discord_admin.test_guilds import click_from
+from tests.store.read_only import write_locked
 
 OPTIONS = {"prompt": "a golden gate", "size": "1024x1024", "quality": "high"}  # 286 Buzz
 
@@ -257,14 +258,9 @@ async def test_a_confirm_discord_forgot_while_the_database_was_busy_can_be_click
         question = await ask(w)
         confirm = buttons(question)["Confirm"]
         w.fake.ack_deadline = 0.5
-        other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        with write_locked(tmp_path / "bot.sqlite3"):
             first = await w.fake.click(int(question["id"]), confirm, w.member)
             await asyncio.sleep(1.5)  # past the deadline while the claim waits
-            other.execute("COMMIT")
-        finally:
-            other.close()
         # The bot learns Discord forgot the click when its late answer is refused.
         await w.fake.wait_for(lambda: first.record.rejections, what="the late answer refused")
         await w.fake.wait_for(

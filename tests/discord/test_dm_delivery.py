@@ -8,7 +8,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from bot.civitai.simulator import Outcome
-from tests.discord.harness import answer, started, text_of, world
+from bot.store.jobs import JobRecord
+from tests.discord.harness import World, answer, started, text_of, world
 from tests.fakes.state import EMBED_LINKS
 
 OLD = timedelta(minutes=14, seconds=30)  # the token is dead by the time the job ends
@@ -18,20 +19,25 @@ def traced(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
+async def running_old_kite(w: World) -> JobRecord:
+    """A job running whose interaction token is dead by the time it ends."""
+    w.sim.script(Outcome(runtime=100), prompt="a kite")
+    h = await w.fake.slash(
+        w.guild,
+        w.channel,
+        w.member,
+        "create gpt-image-2",
+        {"prompt": "a kite", "quality": "low"},
+        created_at=datetime.now(UTC) - OLD,
+    )
+    job = await started(w, h)
+    return await w.wait_job(job.id, "running")
+
+
 async def test_jobs_says_a_result_went_by_dm_and_why_and_links_to_it(tmp_path, caplog):
     async with world(tmp_path) as w:
         await w.grant(1000)
-        w.sim.script(Outcome(runtime=100), prompt="a kite")
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            {"prompt": "a kite", "quality": "low"},
-            created_at=datetime.now(UTC) - OLD,
-        )
-        job = await started(w, h)
-        await w.wait_job(job.id, "running")
+        job = await running_old_kite(w)
         w.fake.set_bot_channel_permissions(w.channel, deny=EMBED_LINKS)
         job = await w.wait_job(job.id, "done", "failed", timeout=30)
         assert job.status.value == "done", job.error
@@ -59,17 +65,7 @@ async def test_a_dm_whose_answer_a_restart_cut_off_is_still_recorded_as_a_dm(tmp
     message the channel never had."""
     async with world(tmp_path) as w:
         await w.grant(1000)
-        w.sim.script(Outcome(runtime=100), prompt="a kite")
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            {"prompt": "a kite", "quality": "low"},
-            created_at=datetime.now(UTC) - OLD,
-        )
-        job = await started(w, h)
-        await w.wait_job(job.id, "running")
+        job = await running_old_kite(w)
         dm_channel = w.fake.world.dm_channel_for(w.member).id
         gate = w.fake.hold_requests(
             "POST", rf"/channels/{dm_channel}/messages$", answer_only=True, times=1
@@ -102,17 +98,7 @@ async def test_a_dm_the_database_could_not_record_is_still_a_delivered_result(
     async with world(tmp_path) as w:
         await w.grant(1000)
         monkeypatch.setattr(w.services.jobs, "record_dm", locked)
-        w.sim.script(Outcome(runtime=100), prompt="a kite")
-        h = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            {"prompt": "a kite", "quality": "low"},
-            created_at=datetime.now(UTC) - OLD,
-        )
-        job = await started(w, h)
-        await w.wait_job(job.id, "running")
+        job = await running_old_kite(w)
         w.fake.set_bot_channel_permissions(w.channel, deny=EMBED_LINKS)
         job = await w.wait_job(job.id, "done", "failed", timeout=30)
         assert job.status.value == "done", job.error

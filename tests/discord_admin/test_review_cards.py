@@ -10,8 +10,10 @@ import contextlib
 from bot.civitai.simulator import Outcome
 from bot.discord_adapter import board
 from bot.store import db as dbmod
+from bot.store.jobs import JobRecord
 from tests.discord.harness import (
     MANAGE_MESSAGES,
+    World,
     answer,
     buttons,
     field_value,
@@ -202,6 +204,22 @@ async def test_jobs_shows_a_released_result_as_released(tmp_path, caplog):
     assert traced(caplog) == []
 
 
+async def posted_without_one(w: World, clock: Clock, charge: int | None = None) -> JobRecord:
+    """Three lanterns, one never reachable: posted without it at its delivery deadline."""
+    w.sim.script(Outcome(charge=charge, unavailable_blobs=(1,)))
+    handle = await w.fake.slash(
+        w.guild,
+        w.channel,
+        w.member,
+        "create gpt-image-2",
+        options={"prompt": "three lanterns", "quality": "medium", "quantity": 3},
+    )
+    job = await started(w, handle)
+    await w.wait_job(job.id, "delivering")
+    clock.advance(minutes=31)  # its delivery deadline: posted without it
+    return await w.wait_job(job.id, "done")
+
+
 async def test_a_partial_refund_is_worded_alike_wherever_the_charge_shows(tmp_path, caplog):
     """Three images for 234 Buzz, one never reachable: a moderator refunds its share. The
     member's message, the card and /jobs all say "156 Buzz charged (78 of 234 refunded)",
@@ -210,18 +228,7 @@ async def test_a_partial_refund_is_worded_alike_wherever_the_charge_shows(tmp_pa
     async with world(tmp_path, clock=clock) as w:
         await w.set_guild(mod_channel_id=mod_channel(w))
         await w.grant(1000)
-        w.sim.script(Outcome(unavailable_blobs=(1,)))
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "three lanterns", "quality": "medium", "quantity": 3},
-        )
-        job = await started(w, handle)
-        await w.wait_job(job.id, "delivering")
-        clock.advance(minutes=31)  # its delivery deadline: posted without it
-        job = await w.wait_job(job.id, "done")
+        job = await posted_without_one(w, clock)
         card = await item_message(w, job)
         assert "Refund" in buttons(w.fake.message(int(card["id"])))
         assert "refunded 78 Buzz" in await press(w, card, "Refund", w.moderator)
@@ -248,18 +255,7 @@ async def test_a_refund_of_a_job_the_server_helped_pay_counts_from_what_the_memb
     async with world(tmp_path, clock=clock) as w:
         await w.set_guild(mod_channel_id=mod_channel(w))
         await w.grant(240)
-        w.sim.script(Outcome(charge=250, unavailable_blobs=(1,)))
-        handle = await w.fake.slash(
-            w.guild,
-            w.channel,
-            w.member,
-            "create gpt-image-2",
-            options={"prompt": "three lanterns", "quality": "medium", "quantity": 3},
-        )
-        job = await started(w, handle)
-        await w.wait_job(job.id, "delivering")
-        clock.advance(minutes=31)  # its delivery deadline: posted without it
-        job = await w.wait_job(job.id, "done")
+        job = await posted_without_one(w, clock, charge=250)
         card = await item_message(w, job)
         answer = await press(w, card, "Refund", w.moderator)
         refunded = int(answer.split("refunded ")[1].split(" Buzz")[0].replace(",", ""))
