@@ -270,17 +270,21 @@ class ImageBot(commands.Bot):
         if not self._stopping:
             await self._write_beat()
 
+    def _live(self) -> bool:
+        # Started and not stopping: a world change met during a stop waits for the next start.
+        return self._started and not self._stopping
+
     async def on_guild_join(self, guild: discord.Guild) -> None:
         # Invited (back): the items that could not be posted while the bot was out of the
         # server are posted now, not at the next start. Its settings, allowances, ledger and
         # review items were kept meanwhile (docs/admin-guide.md).
-        if self._started:
+        if self._live():
             await self.board.post_pending(guild.id)
             await self.publisher.unshown.show(guild.id)
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         # Back from an outage (at start, on_ready posts them once the jobs are resumed).
-        if self._started:
+        if self._live():
             await self.board.post_pending(guild.id)
             await self.publisher.unshown.show(guild.id)
 
@@ -288,17 +292,17 @@ class ImageBot(commands.Bot):
         self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
     ) -> None:
         # Its permissions there (and its threads') may be back: endings shown nowhere are shown.
-        if self._started:
+        if self._live():
             await self.publisher.unshown.show(after.guild.id, after.id)
 
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
         # A role of the bot's (or @everyone) may give it its channels back.
-        if self._started and bot_role_changed(after.guild, after):
+        if self._live() and bot_role_changed(after.guild, after):
             await self.publisher.unshown.show(after.guild.id)
 
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
         # Sent about the bot itself whatever its intents: a role given to it may do the same.
-        if self._started and bot_roles_changed(self, before, after):
+        if self._live() and bot_roles_changed(self, before, after):
             await self.publisher.unshown.show(after.guild.id)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:

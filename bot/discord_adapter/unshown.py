@@ -53,6 +53,8 @@ class UnshownEndings:
         """`channel_id`: the channel that changed (its threads' endings are tried too);
         None for the whole server (the bot back in it, a role changed)."""
         for job_id, update in list(self._kept.items()):
+            if self.bot.is_closed():  # stopping: kept as they are (the session is gone)
+                return
             if not self._reached(update, guild_id, channel_id):
                 continue
             if self._kept.pop(job_id, None) is not None:

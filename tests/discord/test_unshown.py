@@ -5,6 +5,7 @@ channel of a thread, a role's permissions, a role given to the bot)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -112,3 +113,31 @@ async def test_changes_to_other_channels_do_not_retry_an_ending_in_a_thread_out_
         ]
         assert edits == []
     assert traced(caplog) == []
+
+
+async def test_a_stop_while_endings_are_being_shown_again_leaves_the_rest_for_later(
+    tmp_path, caplog
+):
+    """Two endings kept in a channel; the admin opens it again and the bot starts showing them,
+    then it is stopped while the first edit is on its way: the second is not tried on the
+    closed connection (a traceback 'Session is closed'), it waits for the next start."""
+    async with world(tmp_path) as w:
+        cut = lambda: w.fake.set_bot_channel_permissions(w.channel, deny=VIEW_CHANNEL)  # noqa: E731
+        second = await failed_unseen(w, w.channel, cut)
+        third = await failed_unseen(w, w.channel, cut)
+        ids = f"({second.status_message_id}|{third.status_message_id})"
+        gate = w.fake.hold_requests("PATCH", rf"/messages/{ids}$", times=1)
+        before = len(w.fake.calls)
+        w.fake.set_bot_channel_permissions(w.channel)
+        await w.fake.wait_for(
+            lambda: any(c.method == "PATCH" for c in w.fake.calls[before:]),
+            what="the first ending's edit on its way",
+        )
+        stopping = asyncio.create_task(w._stop())
+        await asyncio.sleep(0.2)  # the stop under way
+        gate.set()
+        await stopping
+        await w.fake.settle()
+        # The held edit's connection went with the stop: the fake's answer had no one to go to.
+        w.fake.crashes[:] = [c for c in w.fake.crashes if "Connection lost" not in c]
+    assert [m for m in traced(caplog) if "fake discord" not in m] == []
