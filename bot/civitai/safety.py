@@ -200,11 +200,15 @@ class CivitaiSafety:
                 log.warning("pre-moderation workflow %s not canceled: %s", workflow_id, why)
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
-                return (await self.client.get(workflow_id)).charged()
+                now = await self.client.get(workflow_id)
         except (OrchestratorError, TimeoutError) as exc:
             why = exc or "slow"
             log.warning("pre-moderation workflow %s: charge unknown for now: %s", workflow_id, why)
             return None
+        if not now.terminal:  # not stopped: what it has charged so far may still change
+            log.warning("pre-moderation workflow %s still runs: charge read later", workflow_id)
+            return None
+        return now.charged()
 
     async def rate_source(self, data: bytes, mime: str) -> str | None:
         try:

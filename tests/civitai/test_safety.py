@@ -282,3 +282,27 @@ async def test_a_check_whose_charge_cannot_be_read_is_read_again_later(
     [record] = simulator.workflows.values()
     assert record.canceled_at is not None
     assert await CivitaiSafety(client).charge_of("u-1") == 3
+
+
+async def test_a_check_that_could_not_be_stopped_is_not_counted_while_it_still_runs(
+    client: OrchestratorClient, simulator: Simulator
+) -> None:
+    """A check cut off by a stop still runs upstream, and the orchestrator refuses to cancel
+    it: what it has been charged so far is not its charge (it may charge or refund later), so
+    it stays unknown (None) and is read again; once it has ended, its real charge is told."""
+    simulator.script(Outcome("never", step="xGuardModeration", charge=3))
+    check = asyncio.create_task(CivitaiSafety(client, wait=1).premoderate("u-2", "a cat", ()))
+    async with asyncio.timeout(10):
+        while (
+            not simulator.workflows
+            or next(iter(simulator.workflows.values())).status(time.monotonic()) != "processing"
+        ):
+            await asyncio.sleep(0.01)
+    check.cancel()  # the bot stopped
+    with pytest.raises(asyncio.CancelledError):
+        await check
+    simulator.fault(503, route="cancel", times=1 + client.max_retries)
+    assert await CivitaiSafety(client).charge_of("u-2") is None
+    [record] = simulator.workflows.values()
+    assert record.canceled_at is None  # still running upstream
+    assert await CivitaiSafety(client).charge_of("u-2") == 3
