@@ -27,10 +27,11 @@ class OpenChecks:
         self._last: float | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[int] | None = None
+        self._closed = False  # stopping: no pass starts on a client and database closing
 
     def kick(self) -> None:
         """Settle in the background when due: a member's check never waits on the lookups."""
-        if not self.due() or (self._task is not None and not self._task.done()):
+        if self._closed or not self.due() or (self._task is not None and not self._task.done()):
             return
         self._task = asyncio.create_task(self._settle_logged(), name="premoderation-settle")
 
@@ -42,7 +43,9 @@ class OpenChecks:
             return 0
 
     async def close(self) -> None:
-        """At stop: a pass under way is cut off (what it has not settled stays open)."""
+        """At stop: a pass under way is cut off (what it has not settled stays open), and a
+        check asked for during the drain starts none."""
+        self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -154,3 +154,29 @@ async def test_an_unread_charge_while_the_database_is_locked_is_still_counted(
         second = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
         await w.wait_job((await started_job(w, second)).id, "done")
         await charged_to_guild(w, 3 + CHECK)
+
+
+async def test_a_check_asked_for_while_the_bot_stops_starts_no_settling_pass(tmp_path, monkeypatch):
+    """The stop has begun (open checks closed) but a member's request still comes in during
+    the drain: its check starts no background pass over open checks, which would look them
+    up on a client and database about to close (a traceback, or a task left pending)."""
+    monkeypatch.setattr(open_checks, "SETTLE_EVERY", 0.0)  # a minute, in production
+    async with world(tmp_path, civitai={"max_retries": 0}) as w:
+        await w.grant(1000)
+        await switch_on(w, **{"on-failure": "allow"})
+        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
+        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
+        first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        await w.fake.wait_for(processing(w), timeout=10, what="the check running")
+        w.sim.fault(503, route="get", times=2)  # its charge unread: left open
+        await w.wait_job((await started_job(w, first)).id, "done")
+        assert len(await w.services.safety.open_checks()) == 1
+
+        await w.bot.engine.admission.screening.open_checks.close()  # the stop's first step
+        looked_up = w.sim.requests["query"]
+        options = {"prompt": "a harbour", "quality": "low", "size": "1024x1024"}
+        second = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+        await w.wait_job((await started_job(w, second)).id, "done")
+        await asyncio.sleep(0.2)  # a pass, if one had started, would have looked by now
+        assert w.sim.requests["query"] == looked_up
+        assert len(await w.services.safety.open_checks()) == 1  # for the next start
