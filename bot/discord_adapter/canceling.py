@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.discord_adapter.embeds import charge_words
 from bot.engine.parts import NotAllowed
 from bot.engine.requests import Requester
 from bot.store.jobs import JobRecord, JobStatus
+from bot.store.ledger_records import Hold
 
 if TYPE_CHECKING:
     from bot.discord_adapter.bot import ImageBot
@@ -28,17 +30,20 @@ async def cancel_job(bot: ImageBot, job_id: str, who: Requester) -> str:
         job = await bot.services.jobs.job(job_id)
         if job is None or job.status in CANCELABLE or not _theirs(job, who):
             raise
-        return outcome(job)  # it ended before the click: say how
+        return outcome(job, await bot.services.ledger.hold(job.id))  # ended before the click
     assert job is not None
-    return outcome(await bot.engine.settled(job.id, CANCEL_WAIT) or job)
+    job = await bot.engine.settled(job.id, CANCEL_WAIT) or job
+    return outcome(job, await bot.services.ledger.hold(job.id))
 
 
 def _theirs(job: JobRecord, who: Requester) -> bool:
     return job.guild_id == who.guild_id and (job.member_id == who.member_id or who.is_moderator)
 
 
-def outcome(job: JobRecord) -> str:
-    paid = f"{job.charged:,} Buzz charged" if job.charged else "nothing was charged"
+def outcome(job: JobRecord, hold: Hold | None = None) -> str:
+    # What the member paid, after refunds (the server's part of a charge is not theirs).
+    charged, refunded = (hold.charged, hold.refunded) if hold is not None else (job.charged, 0)
+    paid = charge_words(charged, refunded) if charged else "nothing was charged"
     late = f"Job `{job.id}` had already finished before the cancel reached it"
     if job.status in CANCELABLE:
         return f"Canceling job `{job.id}`; its status message will say what was charged."

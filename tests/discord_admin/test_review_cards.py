@@ -240,6 +240,7 @@ async def test_a_partial_refund_is_worded_alike_wherever_the_charge_shows(tmp_pa
         assert buzz.startswith(words), buzz
         assert field_value(w.fake.message(int(card["id"])), "Buzz") == words
         assert words in await ask(w, w.member, "jobs")
+        assert words in await ask(w, w.member, "cancel", {"job": job.id})  # ended before it
         assert await w.available() == 1000 - 156
     assert traced(caplog) == []
 
