@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.civitai.simulator import Outcome
+from bot.discord_adapter.under_way import finish_interactions
 from bot.store.jobs import JobRecord
 from tests.discord.harness import (
     World,
@@ -293,6 +294,9 @@ async def test_two_confirmations_after_two_choices_start_one_image(tmp_path):
         use = buttons(choice)["Use enhanced"]
         first = await w.fake.click(int(choice["id"]), use, w.member)
         asked = [await first.wait_for_followup(1)]
+        # Its handling over (the question's message noted): a click meanwhile is told the
+        # choice is being made, which a loaded machine made this test meet now and then.
+        await finish_interactions(10)
         second = await w.fake.click(int(choice["id"]), use, w.member)
         asked.append(await second.wait_for_followup(1))
         yes = await asyncio.gather(
