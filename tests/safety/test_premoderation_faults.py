@@ -101,21 +101,26 @@ async def test_a_check_cut_off_by_a_stop_is_stopped_and_counted_at_the_next_star
         assert json.loads(details) == {"cost": 3, "outcome": "settled later"}
 
 
+async def charge_left_unread(w) -> None:
+    """A lighthouse whose check is made and charged 3 upstream, then every read of it fails
+    (after its cancel too): let through, its charge left to read later."""
+    await w.grant(1000)
+    await switch_on(w, **{"on-failure": "allow"})
+    w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
+    options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
+    first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
+    await w.fake.wait_for(processing(w), timeout=10, what="the check running")
+    w.sim.fault(503, route="get", times=2)  # the check's next read, and the one after
+    await w.wait_job((await started_job(w, first)).id, "done")
+
+
 async def test_a_check_whose_charge_could_not_be_read_is_counted_later(tmp_path, monkeypatch):
     """A check made and charged upstream, then every read of it failed (after its cancel
     too): what it cost is not known. It is not counted as 0 and forgotten: read again before
     a later check, its charge joins the guild's pre-moderation spend."""
     monkeypatch.setattr(open_checks, "SETTLE_EVERY", 0.0)  # a minute, in production
     async with world(tmp_path, civitai={"max_retries": 0}) as w:
-        await w.grant(1000)
-        await switch_on(w, **{"on-failure": "allow"})
-        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
-        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
-        first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
-
-        await w.fake.wait_for(processing(w), timeout=10, what="the check running")
-        w.sim.fault(503, route="get", times=2)  # the check's next read, and the one after
-        await w.wait_job((await started_job(w, first)).id, "done")
+        await charge_left_unread(w)
         assert await w.services.safety.guild_charges(w.guild) == 0  # not known yet, not 0
         options = {"prompt": "a harbour", "quality": "low", "size": "1024x1024"}
         second = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
@@ -162,14 +167,7 @@ async def test_a_check_asked_for_while_the_bot_stops_starts_no_settling_pass(tmp
     up on a client and database about to close (a traceback, or a task left pending)."""
     monkeypatch.setattr(open_checks, "SETTLE_EVERY", 0.0)  # a minute, in production
     async with world(tmp_path, civitai={"max_retries": 0}) as w:
-        await w.grant(1000)
-        await switch_on(w, **{"on-failure": "allow"})
-        w.sim.script(Outcome("never", step="xGuardModeration", charge=3), prompt="a lighthouse")
-        options = {"prompt": "a lighthouse", "quality": "low", "size": "1024x1024"}
-        first = await w.fake.slash(w.guild, w.channel, w.member, "create gpt-image-2", options)
-        await w.fake.wait_for(processing(w), timeout=10, what="the check running")
-        w.sim.fault(503, route="get", times=2)  # its charge unread: left open
-        await w.wait_job((await started_job(w, first)).id, "done")
+        await charge_left_unread(w)
         assert len(await w.services.safety.open_checks()) == 1
 
         await w.bot.engine.admission.screening.open_checks.close()  # the stop's first step
