@@ -127,12 +127,17 @@ class Retention:
                 images, size = images + found[0], size + found[1]
                 tx.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
         counts = (len(ids), images, size)
-        forgotten = 0
+        forgotten = checks = 0
         if first:
             # Uploads of sources not sent for as long: their signed URLs point at members'
             # images upstream, and a re-roll this late uploads the bytes again anyway.
             forgotten = tx.execute(
                 "DELETE FROM source_blobs WHERE renewed_at < ?", (iso(cutoff),)
+            ).rowcount
+            # Pre-moderation checks settled as long ago: counted already (guild_charges and
+            # the audit keep their cost); an open one stays until it is counted.
+            checks = tx.execute(
+                "DELETE FROM premoderation_checks WHERE settled_at < ?", (iso(cutoff),)
             ).rowcount
         if ids or first:  # every run leaves a trace, even one that found nothing
             audit.record(
@@ -147,6 +152,7 @@ class Retention:
                 images=counts[1],
                 bytes=counts[2],
                 uploads_forgotten=forgotten,
+                checks_forgotten=checks,
             )
         return counts
 

@@ -19,6 +19,7 @@ from bot.store.ledger import Ledger
 from bot.store.moderation import ModerationStore
 from bot.store.results import StoredResult
 from bot.store.retention import PruneReport, Retention, prune_daily
+from bot.store.safety import SafetyStore
 from bot.store.source_blobs import SourceBlobStore
 from tests.store.conftest import GUILD, Clock
 
@@ -160,6 +161,30 @@ async def test_uploads_not_renewed_within_the_retention_are_forgotten(
     assert kept is not None and kept.url == "https://blobs.example/recent"
     (audit,) = await prune_audits(db)
     assert audit["uploads_forgotten"] == 1
+
+
+async def test_checks_settled_before_the_cutoff_are_forgotten_open_ones_stay(
+    db: Database, clock: Clock
+) -> None:
+    """Pre-moderation checks are written down one a request: settled ones past the retention
+    go (their cost is counted and audited already); one still open stays however old, as its
+    charge is still to be counted."""
+    store = SafetyStore(db, clock)
+    for check in ("old-settled", "old-open"):
+        await store.open_check(GUILD, 7, f"j-{check}", check)
+    await store.record_check(GUILD, 7, "j-old-settled", 3, check_id="old-settled", outcome="x")
+    clock.advance(days=25)
+    await store.open_check(GUILD, 7, "j-recent", "recent-settled")
+    await store.record_check(GUILD, 7, "j-recent", 3, check_id="recent-settled", outcome="x")
+    clock.advance(days=6)
+
+    await Retention(db, days=30, clock=clock).prune(trigger="test")
+
+    kept = await db.fetchall("SELECT external_id FROM premoderation_checks ORDER BY 1")
+    assert [r[0] for r in kept] == ["old-open", "recent-settled"]
+    assert [c.check_id for c in await store.open_checks()] == ["old-open"]
+    (audit,) = await prune_audits(db)
+    assert audit["checks_forgotten"] == 1
 
 
 async def test_a_dry_run_reports_the_same_and_changes_nothing(
