@@ -248,6 +248,17 @@ class World:
 
         return await self.fake.wait_for(check, timeout=timeout, what=f"status {words!r}")
 
+    async def wait_message(
+        self, message_id: int | str, words: str, timeout: float = 20
+    ) -> dict[str, Any]:
+        """The message once its content contains `words` (a question edited in place)."""
+
+        def check() -> dict[str, Any] | None:
+            message = self.fake.message(int(message_id))
+            return message if message and words in message["content"] else None
+
+        return await self.fake.wait_for(check, timeout=timeout, what=f"message {words!r}")
+
     def calls_with_code(self, code: int) -> list[Any]:
         return [c for c in self.fake.calls if c.error_code == code]
 

@@ -108,14 +108,7 @@ async def test_a_balance_spent_before_the_confirmation_is_refused_privately(tmp_
         await w.take(900)
         click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
         await click.response()
-        now = await w.fake.wait_for(
-            lambda: (
-                (m := w.fake.message(int(question["id"])))
-                and "nothing was charged" in m["content"]
-                and m
-            ),
-            what="the refusal in place of the question",
-        )
+        now = await w.wait_message(question["id"], "nothing was charged")
         assert is_ephemeral(now) and "286" in now["content"]
         await w.fake.settle()
         assert click.followups == []
@@ -168,10 +161,7 @@ async def test_a_rule_an_admin_changed_before_the_confirmation_is_applied(
             await w.services.guilds.set_channel(w.guild, w.channel, False, actor_id=w.admin)
         click = await w.fake.click(int(question["id"]), buttons(question)["Confirm"], w.member)
         await click.response()
-        now = await w.fake.wait_for(
-            lambda: (m := w.fake.message(int(question["id"]))) and refusal in m["content"] and m,
-            what="the refusal in place of the question",
-        )
+        now = await w.wait_message(question["id"], refusal)
         assert is_ephemeral(now)
         await w.fake.settle()
         bot = str(w.fake.bot_user_id)

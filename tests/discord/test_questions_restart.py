@@ -126,14 +126,7 @@ async def test_a_prompt_enhancement_confirmation_is_answered_after_a_restart(tmp
         await w.restart_bot()
         yes = await w.fake.click(int(asked["id"]), buttons(asked)["Confirm"], w.member)
         await yes.response()
-        now = await w.fake.wait_for(
-            lambda: (
-                (m := w.fake.message(int(asked["id"])))
-                and "Enhancing your prompt" in m["content"]
-                and m
-            ),
-            what="the enhancement started in place of the question",
-        )
+        now = await w.wait_message(asked["id"], "Enhancing your prompt")
         assert is_ephemeral(now)
         [job] = await w.jobs()
         job = await w.wait_job(job.id, "done")
@@ -151,12 +144,8 @@ async def test_a_question_left_past_its_time_across_a_restart_says_so_and_charge
         await w.fake.settle()
         clock.offset = timedelta(minutes=11)
         await w.restart_bot()  # the start sweeps what expired while it was down
-        now = await w.fake.wait_for(
-            lambda: (
-                (m := w.fake.message(int(question["id"]))) and m["content"] == CONFIRM_EXPIRED and m
-            ),
-            what="the question edited to say it expired",
-        )
+        now = await w.wait_message(question["id"], CONFIRM_EXPIRED)
+        assert now["content"] == CONFIRM_EXPIRED
         assert not buttons(now)
         confirm = buttons(question)["Confirm"]  # pressed in a client that had not updated yet
         click = await click_from(w, w.guild, w.channel, w.member, int(question["id"]), confirm)
