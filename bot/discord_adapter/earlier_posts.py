@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from datetime import timedelta
 
 import discord
@@ -68,20 +67,10 @@ async def earlier_delivery(
         return keep
     whole = await _whole(found, messages)
     if whole and in_dm is not None and job.dm_channel_id is None:
-        await _record_dm(routes, job, in_dm)
+        # Sent by DM by a run that stopped before it said so (only a refused channel sends a
+        # result by DM): /jobs and the status message must not point at the channel.
+        await routes.note_dm(job, in_dm, "the channel could not take it")
     return whole
-
-
-async def _record_dm(routes: ResultRoutes, job: JobRecord, dm_channel_id: int) -> None:
-    # Sent by DM by a run that stopped before it said so: /jobs and the status message must
-    # not point at the channel. Only a refused channel sends a result by DM.
-    why = "the channel could not take it"
-    routes.sent_privately[job.id] = why
-    if routes.jobs is not None:
-        try:
-            await routes.jobs.record_dm(job.id, dm_channel_id, why)
-        except sqlite3.OperationalError as exc:  # locked, full: this run still words it
-            log.warning("job %s: found in the member's DMs, not recorded as such (%s)", job.id, exc)
 
 
 async def earlier_posts_in(

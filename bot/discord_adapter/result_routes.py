@@ -233,15 +233,19 @@ class ResultRoutes:
                 f"({exc.status})",
                 retry=False,
             ) from None
+        await self.note_dm(job, sent.channel.id, why)
+        return sent
+
+    async def note_dm(self, job: JobRecord, dm_channel_id: int, why: str) -> None:
+        """The job's result is in the member's DMs (`why`: not in its channel): said by its
+        status and /jobs. A failed write is only a warning: the member has the result, so it
+        must not count as "not posted" and be sent again; this run still words it."""
         self.sent_privately[job.id] = why
         if self.jobs is not None:
             try:
-                await self.jobs.record_dm(job.id, sent.channel.id, why)
+                await self.jobs.record_dm(job.id, dm_channel_id, why)
             except sqlite3.OperationalError as exc:  # locked, full, read-only
-                # The member has the result: a write failing now must not make it "not posted"
-                # and sent again; this run still words it from sent_privately.
                 log.warning("job %s: sent by DM, not recorded as such (%s)", job.id, exc)
-        return sent
 
     def token_alive(self, job: JobRecord, margin: timedelta | None = None) -> bool:
         """Whether the job's interaction token lives `margin` (the routes' own) from now."""
